@@ -1,0 +1,146 @@
+"""Implementations of the ``modrl`` sub-commands (argument parsing lives in :mod:`modrl.cli.main`)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+
+from modrl._io import atomic_write_json
+from modrl.checkpoint import CheckpointError
+from modrl.config import ConfigError, to_dict
+from modrl.runs import RunDirError, RunStatus, create_run_dir, read_run_config, set_status, write_run_metadata
+
+from modrl.agents.config import ExperimentConfig, load_experiment_config
+
+from .main import EXIT_ERROR, EXIT_USAGE
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"modrl: error: {message}", file=sys.stderr)
+    return code
+
+
+def _resolve_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path | None]:
+    """The config to train and, when resuming, the run directory; a changed config on resume is refused."""
+
+    if args.resume is None:
+        if args.config is None:
+            raise ConfigError("give a CONFIG file to train (or --resume RUN_DIR)")
+        return load_experiment_config(args.config, args.overrides), None
+    if args.run_dir is not None:
+        raise ConfigError("--run-dir and --resume cannot be combined: a resumed run keeps its directory")
+    stored = load_experiment_config(read_run_config(args.resume))
+    if args.config is not None or args.overrides:
+        wanted = load_experiment_config(args.config if args.config is not None else to_dict(stored), args.overrides)
+        if wanted != stored:
+            raise ConfigError(
+                f"the config differs from the one {args.resume} was started with; resume without CONFIG/--set "
+                "(a changed config cannot continue the same run)"
+            )
+    return stored, args.resume
+
+
+def train(args: argparse.Namespace) -> int:
+    """``modrl train``: validate the config, create the run directory, train, evaluate, print the summary."""
+    try:
+        config, resume_dir = _resolve_config(args)
+    except (ConfigError, RunDirError) as exc:
+        return _fail(str(exc))
+    from modrl.agents.training import TENSORBOARD, TrainStatus, run_training
+
+    if resume_dir is None:
+        try:
+            run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
+        except RunDirError as exc:
+            return _fail(str(exc))
+        write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=sys.argv)
+    else:
+        run_dir = resume_dir
+        set_status(run_dir, RunStatus.RUNNING, resumed=True)
+    print(f"run directory: {run_dir}")
+    print(
+        f"agent: {config.agent.kind} ({config.agent.algo}, router {config.agent.router.kind}, "
+        f"{config.agent.skills.count} {config.agent.skills.kind} modules) | suite: {config.env.suite} | "
+        f"{config.env.n_envs} envs | {config.train.total_timesteps} steps | seed {config.seed}"
+    )
+    started = time.monotonic()
+    try:
+        outcome = run_training(config, run_dir, resume=resume_dir is not None)
+    except CheckpointError as exc:
+        set_status(run_dir, RunStatus.FAILED, error=str(exc))
+        return _fail(str(exc), EXIT_ERROR)
+    except Exception as exc:
+        set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    elapsed = time.monotonic() - started
+    if outcome.status is TrainStatus.INTERRUPTED:
+        set_status(run_dir, RunStatus.INTERRUPTED, step=outcome.steps, checkpoint=str(outcome.checkpoint))
+        print(f"interrupted at step {outcome.steps}; checkpoint {outcome.checkpoint}")
+        print(f"resume with: modrl train --resume {run_dir}")
+        return 128 + (outcome.signal or signal.SIGINT)
+    print(f"training finished: {outcome.steps} steps in {elapsed:.0f}s; checkpoint {outcome.checkpoint}")
+    if config.train.eval_episodes > 0:
+        _evaluate_and_report(run_dir, episodes=config.train.eval_episodes, deterministic=True)
+    set_status(run_dir, RunStatus.COMPLETED, step=outcome.steps, train_seconds=round(elapsed, 1))
+    print(f"\nTensorBoard: tensorboard --logdir {run_dir / TENSORBOARD}")
+    return 0
+
+
+def _evaluate_and_report(run_dir: Path, *, episodes: int, deterministic: bool) -> Path:
+    from modrl.agents.evaluation import evaluate_policy, format_report, load_run_policy
+
+    config, policy, checkpoint = load_run_policy(run_dir)
+    report = evaluate_policy(policy, config, episodes=episodes, deterministic=deterministic, step=checkpoint.step)
+    print()
+    print(format_report(report))
+    out_dir = run_dir / "eval"
+    out_dir.mkdir(exist_ok=True)
+    mode = "det" if deterministic else "stoch"
+    path = out_dir / f"step-{checkpoint.step:012d}-{mode}-{episodes}ep.json"
+    atomic_write_json(path, report.to_dict())
+    print(f"results written to {path}")
+    return path
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """``modrl eval``: evaluate a run's latest checkpoint per task."""
+    if args.episodes < 1:
+        return _fail(f"--episodes must be >= 1, got {args.episodes}")
+    if not (args.run_dir / "config.yaml").is_file():
+        return _fail(f"{args.run_dir} is not a run directory (no config.yaml)")
+    try:
+        _evaluate_and_report(args.run_dir, episodes=args.episodes, deterministic=not args.stochastic)
+    except (CheckpointError, ConfigError, RunDirError, FileNotFoundError) as exc:
+        return _fail(str(exc), EXIT_ERROR)
+    return 0
+
+
+def list_registries(args: argparse.Namespace) -> int:
+    """``modrl list``: what can be named in a config."""
+    from modrl.agents.builders import ALGOS
+    from modrl.agents.policies import AGENTS
+    from modrl.composition import AGGREGATIONS
+    from modrl.envs import SUITES, get_suite
+    from modrl.routers import ROUTERS
+    from modrl.skills import SKILLS
+
+    sections = {
+        "routers": ("agent.router.kind", ROUTERS.names()),
+        "modules": ("agent.skills.kind", SKILLS.names()),
+        "aggregations": ("agent.aggregation", AGGREGATIONS.names()),
+        "agents": ("agent.kind", AGENTS.names()),
+        "algorithms": ("agent.algo", ALGOS.names()),
+    }
+    for name, (key, values) in sections.items():
+        if args.what in ("all", name):
+            print(f"{name} ({key}): {', '.join(values)}")
+    if args.what in ("all", "suites"):
+        print("suites (env.suite):")
+        for name in SUITES.names():
+            suite = get_suite(name)
+            tasks = ", ".join(f"{t.name}={t.env_id}" for t in suite.tasks)
+            print(f"  {name} v{suite.version}: {suite.description}\n    tasks: {tasks}")
+    return 0

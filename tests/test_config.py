@@ -1,0 +1,101 @@
+"""Strict config loading: unknown keys, wrong types, ranges, overrides, unsafe YAML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modrl.agents.config import ExperimentConfig, load_experiment_config
+from modrl.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
+
+
+def test_defaults_round_trip_through_dict() -> None:
+    config = load_experiment_config({})
+    assert config == ExperimentConfig()
+    assert load_experiment_config(to_dict(config)) == config
+
+
+def test_unknown_top_level_key_names_it_and_lists_allowed() -> None:
+    with pytest.raises(ConfigError) as err:
+        load_experiment_config({"sed": 3})
+    message = str(err.value)
+    assert "'sed'" in message
+    for allowed in ("seed", "env", "agent", "algo", "train"):
+        assert allowed in message
+
+
+def test_unknown_nested_key_names_dotted_path() -> None:
+    with pytest.raises(ConfigError, match=r"agent\.router\.kindd.*allowed keys in agent\.router: .*condition"):
+        load_experiment_config({"agent": {"router": {"kindd": "soft"}}})
+
+
+@pytest.mark.parametrize(
+    ("data", "pattern"),
+    [
+        ({"seed": "zero"}, r"seed: expected an integer"),
+        ({"seed": 1.5}, r"seed: expected an integer"),
+        ({"env": {"n_envs": True}}, r"env\.n_envs: expected an integer"),
+        ({"agent": {"router": {"kind": "magic"}}}, r"agent\.router\.kind: 'magic' is not allowed; allowed values: .*'soft'"),
+        ({"algo": {"gamma": 1.5}}, r"algo\.gamma: must be in \[0, 1\]"),
+        ({"env": {"n_envs": 0}}, r"env\.n_envs: must be >= 1"),
+        ({"seed": -1}, r"seed: must be in"),
+        ({"agent": {"skills": {"count": 0}}}, r"agent\.skills\.count"),
+        ({"env": {"suite": "no-such-suite"}}, r"env\.suite: .*minigrid-basic"),
+        ({"env": {"n_envs": 2}}, r"env\.n_envs: 2 envs cannot cover the 3 tasks"),
+        ({"train": "fast"}, r"train: expected a mapping"),
+    ],
+)
+def test_bad_values_name_the_field(data: dict, pattern: str) -> None:
+    with pytest.raises(ConfigError, match=pattern):
+        load_experiment_config(data)
+
+
+def test_overrides_are_parsed_and_validated() -> None:
+    config = load_experiment_config({}, ["agent.router.kind=topk", "train.total_timesteps=1234", "agent.skills.hidden=[8, 8]"])
+    assert config.agent.router.kind == "topk"
+    assert config.train.total_timesteps == 1234
+    assert config.agent.skills.hidden == (8, 8)
+    with pytest.raises(ConfigError, match=r"agent\.router\.kind: 'nope'"):
+        load_experiment_config({}, ["agent.router.kind=nope"])
+    with pytest.raises(ConfigError, match=r"unknown key 'agent\.routr'"):
+        load_experiment_config({}, ["agent.routr.kind=soft"])
+    with pytest.raises(ConfigError, match="must look like key.sub=value"):
+        apply_overrides({}, ["agent.router.kind"])
+
+
+def test_override_does_not_mutate_input() -> None:
+    data = {"agent": {"router": {"kind": "soft"}}}
+    apply_overrides(data, ["agent.router.kind=topk"])
+    assert data["agent"]["router"]["kind"] == "soft"
+
+
+def test_unsafe_yaml_tag_is_refused(tmp_path: Path) -> None:
+    canary = tmp_path / "canary"
+    path = tmp_path / "evil.yaml"
+    path.write_text(f"seed: !!python/object/apply:os.system ['touch {canary}']\n")
+    with pytest.raises(ConfigError, match="not valid"):
+        load_yaml(path)
+    assert not canary.exists()
+
+
+def test_missing_and_non_mapping_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_yaml(tmp_path / "nope.yaml")
+    path = tmp_path / "list.yaml"
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a mapping"):
+        load_yaml(path)
+
+
+def test_shipped_configs_load() -> None:
+    root = Path(__file__).resolve().parents[1] / "experiments" / "configs"
+    paths = sorted(root.glob("*.yaml"))
+    assert paths, "no configs shipped"
+    for path in paths:
+        load_experiment_config(path)
+
+
+def test_from_dict_rejects_non_mapping() -> None:
+    with pytest.raises(ConfigError, match="config: expected a mapping"):
+        from_dict(ExperimentConfig, [1, 2])
