@@ -1,0 +1,129 @@
+"""Named task suites: ordered sets of MiniGrid tasks with short, stable task names.
+
+A :class:`Suite` is data: a name, a version (bumped whenever its tasks change, so results stay comparable) and a
+tuple of :class:`TaskSpec`. The position of a task in ``Suite.tasks`` is its task id. The built-in suites wrap
+stock MiniGrid ids so results compare with published numbers; they are all declared in the one table
+``_BUILTIN_SUITES`` below and registered in :data:`SUITES`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from modrl.config import check
+from modrl.registry import Registry
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskSpec:
+    """One task of a suite: a gymnasium env id plus constructor keyword arguments.
+
+    Attributes:
+        name: Short, stable task name (lower case, digits, ``_ . -``), used in TensorBoard tags and ``info["task"]``.
+        env_id: A registered gymnasium id, e.g. ``"MiniGrid-DoorKey-5x5-v0"``.
+        kwargs: Extra keyword arguments for ``gymnasium.make`` (copied into a plain ``dict``).
+    """
+
+    name: str
+    env_id: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.name, str) and bool(_NAME_RE.match(self.name)), "name",
+              f"{self.name!r} must match {_NAME_RE.pattern}")
+        check(isinstance(self.env_id, str) and bool(self.env_id.strip()), "env_id", "must be a non-empty string")
+        check(isinstance(self.kwargs, Mapping), "kwargs", f"must be a mapping, got {type(self.kwargs).__name__}")
+        # A plain dict (not a proxy) so the spec stays picklable for subprocess vector envs.
+        object.__setattr__(self, "kwargs", dict(self.kwargs))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Suite:
+    """A named, versioned, ordered set of tasks; the index of a task in ``tasks`` is its task id.
+
+    Attributes:
+        name: Suite name, e.g. ``"minigrid-basic"``.
+        version: Positive integer, bumped whenever the tasks change.
+        description: One line shown by the CLI.
+        tasks: The tasks, at least one, with unique names.
+    """
+
+    name: str
+    version: int
+    description: str
+    tasks: tuple[TaskSpec, ...]
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.name, str) and bool(_NAME_RE.match(self.name)), "name",
+              f"{self.name!r} must match {_NAME_RE.pattern}")
+        check(isinstance(self.version, int) and not isinstance(self.version, bool) and self.version >= 1,
+              "version", f"must be an integer >= 1, got {self.version!r}")
+        check(isinstance(self.description, str), "description", "must be a string")
+        object.__setattr__(self, "tasks", tuple(self.tasks))
+        check(len(self.tasks) > 0, "tasks", "a suite needs at least one task")
+        check(all(isinstance(t, TaskSpec) for t in self.tasks), "tasks", "every task must be a TaskSpec")
+        names = [t.name for t in self.tasks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        check(not duplicates, "tasks", f"duplicate task names: {', '.join(duplicates)}")
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """Task names in task-id order."""
+        return tuple(t.name for t in self.tasks)
+
+    @property
+    def num_tasks(self) -> int:
+        """Number of tasks (the size of the ``"task"`` observation space)."""
+        return len(self.tasks)
+
+    def task_index(self, name: str) -> int:
+        """Task id of the task called ``name``; an unknown name raises ``KeyError`` listing the valid ones."""
+        try:
+            return self.task_names.index(name)
+        except ValueError:
+            raise KeyError(f"suite {self.name!r} has no task {name!r}; tasks: {', '.join(self.task_names)}") from None
+
+
+SUITES: Registry[Suite] = Registry("suite")
+"""All registered suites, by name."""
+
+#: The one table of built-in suites: (name, version, description, ((task name, env id), ...)).
+_BUILTIN_SUITES: tuple[tuple[str, int, str, tuple[tuple[str, str], ...]], ...] = (
+    ("minigrid-basic", 1, "Quick start: empty room, door and key, lava gap (5x5 grids).", (
+        ("empty5", "MiniGrid-Empty-5x5-v0"),
+        ("doorkey5", "MiniGrid-DoorKey-5x5-v0"),
+        ("lavagap5", "MiniGrid-LavaGapS5-v0"),
+    )),
+    ("minigrid-tiny", 1, "Two trivial 5x5 rooms, for tests and smoke runs.", (
+        ("empty5", "MiniGrid-Empty-5x5-v0"),
+        ("emptyrand5", "MiniGrid-Empty-Random-5x5-v0"),
+    )),
+    ("minigrid-keys", 1, "Key and door tasks of rising length: the stock MiniGrid key curriculum.", (
+        ("doorkey5", "MiniGrid-DoorKey-5x5-v0"),
+        ("unlock", "MiniGrid-Unlock-v0"),
+        ("unlockpickup", "MiniGrid-UnlockPickup-v0"),
+        ("keycorridor_s3r1", "MiniGrid-KeyCorridorS3R1-v0"),
+        ("blockedunlockpickup", "MiniGrid-BlockedUnlockPickup-v0"),
+    )),
+)
+
+DEFAULT_SUITE = "minigrid-basic"
+"""The quick-start suite used when none is named."""
+
+for _name, _version, _description, _tasks in _BUILTIN_SUITES:
+    SUITES.add(_name, Suite(name=_name, version=_version, description=_description,
+                            tasks=tuple(TaskSpec(name=t, env_id=e) for t, e in _tasks)))
+
+
+def get_suite(name: str) -> Suite:
+    """The registered suite called ``name``.
+
+    Raises:
+        modrl.registry.UnknownNameError: ``name`` is not registered (the message lists the registered suites).
+    """
+    return SUITES.get(name)

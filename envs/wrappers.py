@@ -1,0 +1,163 @@
+"""Stable-Baselines3-ready MiniGrid wrappers and the factory that builds one task of a suite.
+
+``make_task_env`` returns ``gym.make(env_id) -> SuccessInfo -> TaskObservation``: observations are a ``Dict`` of the
+egocentric ``image``, the agent ``direction`` and the integer ``task`` id (the text mission is dropped, SB3 rejects
+text spaces), and ``info`` carries ``is_success`` when an episode ends and the task name on every step.
+"""
+
+from __future__ import annotations
+
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import minigrid  # noqa: F401  (importing minigrid registers the MiniGrid-* gymnasium ids)
+import numpy as np
+from gymnasium import spaces
+from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
+
+from modrl.config import check
+from modrl.envs.suites import Suite, get_suite
+
+IMAGE_HIGH: np.ndarray = np.array(
+    [max(OBJECT_TO_IDX.values()), max(COLOR_TO_IDX.values()), max(STATE_TO_IDX.values())], dtype=np.uint8
+)
+"""``(3,) uint8``: the largest category index per image channel (object type, colour, state).
+
+In MiniGrid's partial view the agent's own cell shows what it carries (or nothing), never the agent, so the state
+channel only holds door states (open/closed/locked), not the agent direction.
+"""
+IMAGE_HIGH.setflags(write=False)
+
+
+class TaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Replace MiniGrid's observation by ``{"image", "direction", "task"}``, all spaces SB3 accepts.
+
+    The ``image`` space is ``Box(0, IMAGE_HIGH, (view, view, 3), uint8)``. Its high is the category maximum, not 255,
+    on purpose: the values are category indices, not pixels. SB3 treats a ``uint8`` Box as an image only when its
+    bounds are exactly [0, 255], so with these bounds it neither divides by 255 nor transposes to channels-first;
+    feature extractors see the raw indices (embed them, or one-hot them). SB3's ``check_env`` warns about this; the
+    warning is expected.
+
+    Observation:
+        image: ``(view, view, 3) uint8`` category indices (object, colour, state).
+        direction: ``int`` in ``[0, 4)``, the agent's heading (0 = right, 1 = down, 2 = left, 3 = up).
+        task: ``int`` in ``[0, num_tasks)``, the constant ``task_id`` of this env.
+
+    Args:
+        env: A MiniGrid env (possibly wrapped) whose observation space is a ``Dict`` with ``image`` and
+            ``direction``.
+        task_id: The id reported in every observation.
+        num_tasks: Size of the ``task`` space; the same for every task of a suite so vector envs can mix tasks.
+    """
+
+    def __init__(self, env: gym.Env, *, task_id: int, num_tasks: int) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, task_id=task_id, num_tasks=num_tasks)
+        gym.ObservationWrapper.__init__(self, env)
+        check(isinstance(num_tasks, int) and num_tasks >= 1, "num_tasks", f"must be an integer >= 1, got {num_tasks!r}")
+        check(isinstance(task_id, int) and 0 <= task_id < num_tasks, "task_id",
+              f"must be an integer in [0, {num_tasks}), got {task_id!r}")
+        inner = env.observation_space
+        if not isinstance(inner, spaces.Dict) or "image" not in inner.spaces or "direction" not in inner.spaces:
+            raise TypeError(
+                f"TaskObservation needs a MiniGrid Dict observation with 'image' and 'direction', got {inner}"
+            )
+        shape = inner["image"].shape
+        if shape is None or len(shape) != 3 or shape[0] != shape[1] or shape[2] != 3:
+            raise TypeError(f"TaskObservation needs a (view, view, 3) image, got shape {shape}")
+        high = np.broadcast_to(IMAGE_HIGH, shape).copy()
+        self.task_id = task_id
+        self.num_tasks = num_tasks
+        self.observation_space = spaces.Dict({
+            "image": spaces.Box(low=0, high=high, shape=shape, dtype=np.uint8),
+            "direction": spaces.Discrete(4),
+            "task": spaces.Discrete(num_tasks),
+        })
+
+    def observation(self, observation: dict[str, Any]) -> dict[str, Any]:
+        """Keep image and direction, add the task id, drop the mission."""
+        return {
+            "image": observation["image"],
+            "direction": int(observation["direction"]),
+            "task": self.task_id,
+        }
+
+
+class SuccessInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Report success in ``info`` the way SB3 reads it, and name the task on every step.
+
+    On the step an episode ends (terminated or truncated) ``info["is_success"]`` is ``terminated and reward > 0``
+    (MiniGrid pays a positive reward only for reaching the goal; lava and time-outs pay 0). ``info["task"]`` is the
+    task name after every ``reset`` and ``step``.
+
+    Both wrappers record their constructor arguments, so ``gymnasium.make(env.spec)`` rebuilds the wrapped env.
+
+    Args:
+        env: Any env with MiniGrid's reward convention.
+        task_name: The name put in ``info["task"]``.
+    """
+
+    def __init__(self, env: gym.Env, *, task_name: str) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, task_name=task_name)
+        gym.Wrapper.__init__(self, env)
+        self.task_name = task_name
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset the env; ``info["task"]`` names the task."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, {**info, "task": self.task_name}
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the env; adds ``info["task"]`` and, at the end of an episode, ``info["is_success"]``."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        info = {**info, "task": self.task_name}
+        if terminated or truncated:
+            info["is_success"] = bool(terminated and float(reward) > 0)
+        return obs, reward, terminated, truncated, info
+
+
+def make_task_env(
+    suite: Suite | str,
+    task_index: int,
+    *,
+    max_episode_steps: int | None = None,
+    render_mode: str | None = None,
+) -> gym.Env:
+    """Build task ``task_index`` of ``suite``, wrapped for SB3.
+
+    Args:
+        suite: A :class:`Suite` or the name of a registered one.
+        task_index: Task id, in ``[0, suite.num_tasks)``.
+        max_episode_steps: Episode length limit; passed to MiniGrid as ``max_steps`` so that truncation and MiniGrid's
+            time-discounted reward ``1 - 0.9 * steps / max_steps`` agree. ``None`` keeps the env's default.
+        render_mode: Passed to ``gymnasium.make`` (``"rgb_array"`` for videos).
+
+    Returns:
+        ``gym.make(env_id, **kwargs) -> SuccessInfo -> TaskObservation(task_id=task_index, num_tasks=num_tasks)``.
+
+    Raises:
+        modrl.registry.UnknownNameError: Unknown suite name.
+        modrl.config.ConfigError: ``task_index`` or ``max_episode_steps`` out of range.
+    """
+    if isinstance(suite, str):
+        suite = get_suite(suite)
+    check(isinstance(task_index, int) and 0 <= task_index < suite.num_tasks, "task_index",
+          f"must be in [0, {suite.num_tasks}) for suite {suite.name!r}, got {task_index!r}")
+    check(max_episode_steps is None or (isinstance(max_episode_steps, int) and max_episode_steps >= 1),
+          "max_episode_steps", f"must be None or an integer >= 1, got {max_episode_steps!r}")
+    spec = suite.tasks[task_index]
+    kwargs: dict[str, Any] = dict(spec.kwargs)
+    if max_episode_steps is not None:
+        kwargs["max_steps"] = max_episode_steps
+    env = gym.make(spec.env_id, render_mode=render_mode, **kwargs)
+    env = SuccessInfo(env, task_name=spec.name)
+    return TaskObservation(env, task_id=task_index, num_tasks=suite.num_tasks)
+
+
+def task_for_env_index(env_index: int, num_tasks: int) -> int:
+    """Task id of vectorised env slot ``env_index``: round robin, ``env_index % num_tasks``.
+
+    With ``n_envs`` a multiple of ``num_tasks`` every task gets the same number of slots.
+    """
+    check(isinstance(num_tasks, int) and num_tasks >= 1, "num_tasks", f"must be an integer >= 1, got {num_tasks!r}")
+    check(isinstance(env_index, int) and env_index >= 0, "env_index", f"must be an integer >= 0, got {env_index!r}")
+    return env_index % num_tasks

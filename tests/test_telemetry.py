@@ -1,0 +1,234 @@
+"""Routing statistics checked by hand, the heatmap ramp, and TensorBoard events read back with EventAccumulator."""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing import event_accumulator as ea
+from torch.utils.tensorboard import SummaryWriter
+
+from modrl.telemetry import RoutingStats, RoutingSummary, TelemetryWriter, heatmap_image
+
+MODULES = ("a", "b", "c")
+TASKS = ("t0", "t1", "t2")
+# Row 2 is not normalised (sum 2): RoutingStats normalises it to (0, 0, 1). Row 1 ties: argmax takes module a.
+WEIGHTS = torch.tensor([[1.0, 0.0, 0.0], [0.5, 0.5, 0.0], [0.0, 0.0, 2.0], [0.25, 0.25, 0.5]])
+TASK_IDS = torch.tensor([0, 0, 1, 1])
+
+
+def _entropy(p: list[float]) -> float:
+    return -sum(x * math.log(x) for x in p if x > 0)
+
+
+def _stats(histogram_rows: int = 4096) -> RoutingStats:
+    stats = RoutingStats(MODULES, TASKS, histogram_rows=histogram_rows)
+    stats.update(WEIGHTS, TASK_IDS)
+    return stats
+
+
+def test_routing_stats_hand_checked() -> None:
+    summary = _stats().summary()
+    assert summary is not None
+    assert summary.module_names == MODULES and summary.task_names == TASKS and summary.count == 4
+    np.testing.assert_allclose(summary.usage, [0.5, 0.0, 0.5])
+    np.testing.assert_allclose(summary.mean_weight, [1.75 / 4, 0.75 / 4, 1.5 / 4])
+    assert summary.entropy == pytest.approx((0 + math.log(2) + 0 + 1.5 * math.log(2)) / 4)
+    assert summary.load_balance == pytest.approx(_entropy([1.75 / 4, 0.75 / 4, 1.5 / 4]) / math.log(3))
+    np.testing.assert_allclose(summary.task_usage, [[0.75, 0.25, 0.0], [0.125, 0.125, 0.75], [0.0, 0.0, 0.0]])
+    np.testing.assert_array_equal(summary.task_counts, [2, 2, 0])
+
+
+def test_routing_stats_accumulate_across_updates_and_dtypes() -> None:
+    stats = RoutingStats(MODULES, TASKS)
+    stats.update(WEIGHTS[:1].to(torch.float16), TASK_IDS[:1].to(torch.int32))
+    stats.update(WEIGHTS[1:].requires_grad_(), TASK_IDS[1:])
+    one, two = _stats().summary(), stats.summary()
+    assert one is not None and two is not None
+    for field in ("usage", "mean_weight", "task_usage", "task_counts"):
+        np.testing.assert_allclose(getattr(two, field), getattr(one, field))
+    assert two.entropy == pytest.approx(one.entropy) and two.count == 4
+
+
+def test_load_balance_extremes() -> None:
+    collapsed = RoutingStats(MODULES, TASKS)
+    collapsed.update(torch.tensor([[0.0, 1.0, 0.0]] * 5), torch.zeros(5, dtype=torch.long))
+    balanced = RoutingStats(MODULES, TASKS)
+    balanced.update(torch.full((4, 3), 1 / 3), torch.tensor([0, 1, 2, 0]))
+    c, b = collapsed.summary(), balanced.summary()
+    assert c is not None and b is not None
+    assert c.load_balance == pytest.approx(0.0) and c.entropy == pytest.approx(0.0)
+    np.testing.assert_allclose(c.usage, [0, 1, 0])
+    assert b.load_balance == pytest.approx(1.0) and b.entropy == pytest.approx(math.log(3))
+    single = RoutingStats(["only"], ["t"])
+    single.update(torch.ones(2, 1), torch.zeros(2, dtype=torch.long))
+    assert single.summary().load_balance == 1.0  # type: ignore[union-attr]
+
+
+def test_weights_sample_keeps_most_recent_rows_in_order() -> None:
+    stats = _stats(histogram_rows=3)
+    np.testing.assert_allclose(stats.weights_sample(), [[0.5, 0.5, 0], [0, 0, 1], [0.25, 0.25, 0.5]])
+    stats.update(torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]), torch.tensor([2, 2]))
+    np.testing.assert_allclose(stats.weights_sample(), [[0.25, 0.25, 0.5], [0, 1, 0], [0, 0, 1]])
+    small = _stats(histogram_rows=8)
+    assert small.weights_sample().shape == (4, 3)
+
+
+def test_reset_and_empty_state() -> None:
+    stats = _stats()
+    stats.reset()
+    assert stats.summary() is None and stats.count == 0
+    assert stats.weights_sample().shape == (0, 3)
+    stats.update(torch.tensor([[0.0, 0.0, 1.0]]), torch.tensor([2]))
+    summary = stats.summary()
+    assert summary is not None and summary.count == 1
+    np.testing.assert_allclose(summary.usage, [0, 0, 1])
+
+
+def test_routing_stats_reject_bad_input() -> None:
+    stats = RoutingStats(MODULES, TASKS)
+    with pytest.raises(ValueError, match=r"shape \(B, 3\)"):
+        stats.update(torch.ones(2, 4), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(ValueError, match="task_ids must have shape"):
+        stats.update(torch.ones(2, 3), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\[0, 3\)"):
+        stats.update(torch.ones(2, 3), torch.tensor([0, 3]))
+    with pytest.raises(ValueError, match="non-negative"):
+        stats.update(torch.tensor([[1.0, -0.5, 0.5]]), torch.tensor([0]))
+    with pytest.raises(ValueError, match="finite"):
+        stats.update(torch.tensor([[float("nan"), 0.5, 0.5]]), torch.tensor([0]))
+    assert stats.summary() is None
+    with pytest.raises(ValueError, match="module_names"):
+        RoutingStats(["a", "a"], TASKS)
+
+
+def _luminance(rgb: np.ndarray) -> np.ndarray:
+    return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def test_heatmap_shape_dtype_and_monotone_colour() -> None:
+    image = heatmap_image(np.array([[0.0, 0.5, 1.0], [0.2, 0.4, 0.6]]), cell=4)
+    assert image.shape == (8, 12, 3) and image.dtype == np.uint8
+    assert np.array_equal(image[0, 0], [68, 1, 84]) and np.array_equal(image[0, 11], [253, 231, 37])
+    assert np.array_equal(image[:4, :4], np.broadcast_to(image[0, 0], (4, 4, 3)))  # one flat cell per entry
+    ramp = heatmap_image(np.linspace(0.0, 1.0, 21)[None, :], cell=1)[0]
+    assert np.all(np.diff(_luminance(ramp)) > 0)
+    clipped = heatmap_image(np.array([[-3.0, 7.0, float("nan")]]), cell=1)[0]
+    assert np.array_equal(clipped[0], ramp[0]) and np.array_equal(clipped[1], ramp[-1])
+    assert np.array_equal(clipped[2], ramp[0])
+    with pytest.raises(ValueError, match="2-D"):
+        heatmap_image(np.zeros(3))
+
+
+def _read(logdir: Path) -> ea.EventAccumulator:
+    acc = ea.EventAccumulator(str(logdir), size_guidance={key: 0 for key in ea.DEFAULT_SIZE_GUIDANCE})
+    acc.Reload()
+    return acc
+
+
+def test_writer_events_read_back(tmp_path: Path) -> None:
+    stats = _stats()
+    summary = stats.summary()
+    assert summary is not None
+    with TelemetryWriter(tmp_path) as writer:
+        writer.log_routing(summary, 100, stats.weights_sample())
+        writer.log_success({"t0": 1.0, "t1": 0.5}, 100)
+        writer.log_param_counts(trainable=1234, frozen=56, step=100)
+        writer.log_scalar("modrl/custom", 2.5, 7)
+        writer.log_text("modrl/plan", "go to key, open door", 3)
+    acc = _read(tmp_path)
+    scalars = {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
+    expected = {
+        "modrl/router/entropy": summary.entropy,
+        "modrl/router/load_balance": summary.load_balance,
+        "modrl/success/t0": 1.0, "modrl/success/t1": 0.5, "modrl/success/mean": 0.75,
+        "modrl/params/trainable": 1234.0, "modrl/params/frozen": 56.0,
+    }
+    for i, name in enumerate(MODULES):
+        expected[f"modrl/module/{name}/usage"] = summary.usage[i]
+        expected[f"modrl/module/{name}/mean_weight"] = summary.mean_weight[i]
+    for tag, value in expected.items():
+        assert len(scalars[tag]) == 1 and scalars[tag][0][0] == 100
+        assert scalars[tag][0][1] == pytest.approx(value, rel=1e-6)
+    assert scalars["modrl/custom"] == [(7, 2.5)]
+    (image,) = acc.Images("modrl/routing/task_module_heatmap")
+    assert (image.step, image.height, image.width) == (100, 3 * 16, 3 * 16)
+    histograms = {tag: acc.Histograms(tag) for tag in acc.Tags()["histograms"]}
+    assert set(histograms) == {"modrl/routing/weights", *(f"modrl/routing/weights/{m}" for m in MODULES)}
+    assert histograms["modrl/routing/weights"][0].histogram_value.num == 12
+    column_c = histograms["modrl/routing/weights/c"][0].histogram_value
+    assert (column_c.num, column_c.min, column_c.max) == (4, 0.0, 1.0)
+    (text,) = acc.Tensors("modrl/plan/text_summary")
+    assert text.step == 3 and text.tensor_proto.string_val[0] == b"go to key, open door"
+
+
+def test_purge_step_hides_steps_of_the_interrupted_run(tmp_path: Path) -> None:
+    with TelemetryWriter(tmp_path) as first:
+        for step in range(6):
+            first.log_scalar("modrl/x", float(step), step)
+    with TelemetryWriter(tmp_path, purge_step=4) as resumed:
+        for step in range(4, 6):
+            resumed.log_scalar("modrl/x", 10.0 + step, step)
+    values = [(e.step, e.value) for e in _read(tmp_path).Scalars("modrl/x")]
+    assert values == [(0, 0.0), (1, 1.0), (2, 2.0), (3, 3.0), (4, 14.0), (5, 15.0)]
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "modrl.telemetry" and r.levelno == logging.WARNING]
+
+
+def _use_everything(writer: TelemetryWriter) -> None:
+    summary = _stats().summary()
+    assert isinstance(summary, RoutingSummary)
+    writer.log_scalar("modrl/x", 1.0, 0)
+    writer.log_routing(summary, 1, np.ones((2, 3)) / 3)
+    writer.log_success({"t0": 1.0}, 1)
+    writer.log_param_counts(trainable=1, frozen=0, step=1)
+    writer.log_text("modrl/t", "x", 1)
+    writer.flush()
+    writer.close()
+
+
+def test_write_failure_warns_once_and_disables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    writer = TelemetryWriter(tmp_path)
+    assert writer.enabled
+    monkeypatch.setattr(SummaryWriter, "add_scalar", broken)
+    with caplog.at_level(logging.WARNING, logger="modrl.telemetry"):
+        _use_everything(writer)
+    (record,) = _warnings(caplog)
+    assert "No space left on device" in record.getMessage() and str(tmp_path) in record.getMessage()
+    assert not writer.enabled
+
+
+def test_unwritable_logdir_warns_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the log directory should go")
+    with caplog.at_level(logging.WARNING, logger="modrl.telemetry"):
+        writer = TelemetryWriter(blocker / "tb")
+        _use_everything(writer)
+    assert len(_warnings(caplog)) == 1 and not writer.enabled
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    caplog.clear()
+    monkeypatch.setattr(SummaryWriter, "__init__", refuse)
+    with caplog.at_level(logging.WARNING, logger="modrl.telemetry"):
+        _use_everything(TelemetryWriter(tmp_path / "other"))
+    assert len(_warnings(caplog)) == 1
+
+
+def test_other_errors_still_raise(tmp_path: Path) -> None:
+    summary = _stats().summary()
+    assert summary is not None
+    with TelemetryWriter(tmp_path) as writer, pytest.raises(ValueError, match=r"\(N, 3\)"):
+        writer.log_routing(summary, 0, np.ones((2, 4)))
