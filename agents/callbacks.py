@@ -1,0 +1,203 @@
+"""SB3 callbacks: per-task episode stats, routing telemetry, progress lines, checkpoints and graceful stops.
+
+Each callback does one job; ``modrl.agents.training`` combines them in a ``CallbackList``. They only read what SB3
+hands every callback (``self.locals["dones"]``, ``self.locals["infos"]``) and what the modular policy records
+after its forward pass (``last_weights`` / ``last_task_ids``), so nothing here changes how SB3 trains.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from stable_baselines3.common.callbacks import BaseCallback
+
+from modrl.telemetry import RoutingStats, TelemetryWriter
+
+from .policies import ModularActorCriticPolicy
+
+progress_log = logging.getLogger("modrl.progress")
+
+
+class EpisodeStatsCallback(BaseCallback):
+    """Keeps the last ``window`` episodes' success and return per task (env slot ``i`` runs ``env_tasks[i]``)."""
+
+    def __init__(self, task_names: Sequence[str], env_tasks: Sequence[int], *, window: int = 100) -> None:
+        super().__init__()
+        self.task_names = tuple(task_names)
+        self.env_tasks = tuple(env_tasks)
+        self.successes = [deque[float](maxlen=window) for _ in task_names]
+        self.returns = [deque[float](maxlen=window) for _ in task_names]
+        self.episodes = 0
+
+    def _on_step(self) -> bool:
+        dones = self.locals["dones"]
+        for env_index in np.flatnonzero(dones):
+            info = self.locals["infos"][env_index]
+            task = self.env_tasks[env_index]
+            self.successes[task].append(float(bool(info.get("is_success", False))))
+            if "episode" in info:
+                self.returns[task].append(float(info["episode"]["r"]))
+            self.episodes += 1
+        return True
+
+    def success_rates(self) -> dict[str, float]:
+        """Success rate per task over the window (tasks without a finished episode yet are left out)."""
+        return {name: float(np.mean(s)) for name, s in zip(self.task_names, self.successes) if s}
+
+    def mean_return(self) -> float | None:
+        values = [r for task_returns in self.returns for r in task_returns]
+        return float(np.mean(values)) if values else None
+
+
+class TelemetryCallback(BaseCallback):
+    """Writes modrl's TensorBoard telemetry once per rollout (see DESIGN.md section 4).
+
+    Routing statistics are accumulated on every env step from the policy's recorded routing; per-task success
+    comes from :class:`EpisodeStatsCallback`. Also tells the router how far training is (temperature schedules).
+    """
+
+    def __init__(self, writer: TelemetryWriter, episodes: EpisodeStatsCallback, *, total_timesteps: int) -> None:
+        super().__init__()
+        self.writer = writer
+        self.episodes = episodes
+        self.total_timesteps = total_timesteps
+        self.stats: RoutingStats | None = None
+
+    def _init_callback(self) -> None:
+        policy = self.model.policy
+        if isinstance(policy, ModularActorCriticPolicy):
+            self.stats = RoutingStats(policy.modular.network.library.names, self.episodes.task_names)
+
+    def _on_rollout_start(self) -> None:
+        policy = self.model.policy
+        if isinstance(policy, ModularActorCriticPolicy):
+            policy.modular.network.router.set_progress(min(1.0, self.num_timesteps / self.total_timesteps))
+
+    def _on_step(self) -> bool:
+        policy = self.model.policy
+        if self.stats is not None and isinstance(policy, ModularActorCriticPolicy):
+            modular = policy.modular
+            if modular.last_weights is not None and modular.last_task_ids is not None:
+                self.stats.update(modular.last_weights, modular.last_task_ids)
+        return True
+
+    def _on_rollout_end(self) -> None:
+        step = self.num_timesteps
+        if self.stats is not None:
+            summary = self.stats.summary()
+            if summary is not None:
+                self.writer.log_routing(summary, step, weights_sample=self.stats.weights_sample())
+            policy = self.model.policy
+            assert isinstance(policy, ModularActorCriticPolicy)
+            self.writer.log_scalar("modrl/router/aux_loss", policy.modular.last_aux_loss, step)
+            self.stats.reset()
+        self.writer.log_success(self.episodes.success_rates(), step)
+        trainable = sum(p.numel() for p in self.model.policy.parameters() if p.requires_grad)
+        frozen = sum(p.numel() for p in self.model.policy.parameters() if not p.requires_grad)
+        self.writer.log_param_counts(trainable=trainable, frozen=frozen, step=step)
+        self.writer.flush()
+
+    def _on_training_end(self) -> None:
+        self.writer.flush()
+
+
+class ProgressCallback(BaseCallback):
+    """Logs a progress line (``modrl.progress`` logger) at most every ``every_s`` seconds, at rollout ends."""
+
+    def __init__(self, episodes: EpisodeStatsCallback, *, total_timesteps: int, every_s: float = 10.0) -> None:
+        super().__init__()
+        self.episodes = episodes
+        self.total_timesteps = total_timesteps
+        self.every_s = every_s
+        self._start_time = 0.0
+        self._start_step = 0
+        self._last_log = 0.0
+
+    def _on_training_start(self) -> None:
+        self._start_time = self._last_log = time.monotonic()
+        self._start_step = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        now = time.monotonic()
+        if now - self._last_log >= self.every_s:
+            self._last_log = now
+            progress_log.info(self.line(now))
+
+    def _on_training_end(self) -> None:
+        progress_log.info(self.line(time.monotonic()))
+
+    def line(self, now: float) -> str:
+        """One progress line: percentage, steps, frames/s, ETA, mean return and success per task."""
+        done = self.num_timesteps
+        fps = (done - self._start_step) / max(now - self._start_time, 1e-9)
+        eta = max(self.total_timesteps - done, 0) / fps if fps > 0 else float("inf")
+        mean_return = self.episodes.mean_return()
+        success = " ".join(f"{k} {v:.2f}" for k, v in self.episodes.success_rates().items())
+        return (
+            f"[{100 * min(done / self.total_timesteps, 1):5.1f}%] step {done}/{self.total_timesteps} | "
+            f"{fps:.0f} fps | eta {_duration(eta)} | return {'-' if mean_return is None else f'{mean_return:.2f}'} | "
+            f"success: {success or '-'}"
+        )
+
+
+class CheckpointCallback(BaseCallback):
+    """Calls ``save`` at the start of a rollout once ``every`` steps have passed since the last checkpoint.
+
+    A rollout start is a consistent point: the last update is applied and no partial rollout is pending.
+    """
+
+    def __init__(self, save: Callable[[], object], *, every: int) -> None:
+        super().__init__()
+        self.save = save
+        self.every = every
+        self._last = 0
+
+    def _on_training_start(self) -> None:
+        self._last = self.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        if self.num_timesteps - self._last >= self.every:
+            self.save()
+            self._last = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        return True
+
+
+class StopRequest:
+    """Set by a signal handler; :class:`StopCallback` ends ``learn`` at the next env step."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        self.signal = signum
+
+    @property
+    def requested(self) -> bool:
+        return self.signal is not None
+
+
+class StopCallback(BaseCallback):
+    """Returns ``False`` from ``on_step`` once a stop was requested, so SB3 stops collecting and returns."""
+
+    def __init__(self, request: StopRequest) -> None:
+        super().__init__()
+        self.request = request
+
+    def _on_step(self) -> bool:
+        return not self.request.requested
+
+
+def _duration(seconds: float) -> str:
+    if not np.isfinite(seconds):
+        return "?"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"

@@ -1,0 +1,176 @@
+"""The experiment configuration: one frozen dataclass per section, loaded strictly from YAML.
+
+``modrl train CONFIG.yaml`` reads a file shaped like :class:`ExperimentConfig`; every key is optional and defaults
+to the values below. Unknown keys, wrong types and out-of-range values are refused with the dotted key named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from modrl.config import ConfigError, apply_overrides, check, from_dict, load_yaml
+from modrl.routers import RouterConfig
+from modrl.skills import SkillsConfig
+
+#: Training envs are seeded ``seed + i``; evaluation uses seeds from ``EVAL_SEED_BASE`` up, so the two never meet.
+MAX_SEED = 1_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvConfig:
+    """Which tasks to train on and how many envs run side by side (env slot i runs task i mod #tasks)."""
+
+    suite: str = "minigrid-basic"
+    n_envs: int = 6
+    max_episode_steps: int | None = None
+
+    def __post_init__(self) -> None:
+        check(self.n_envs >= 1, "n_envs", f"must be >= 1, got {self.n_envs}")
+        check(
+            self.max_episode_steps is None or self.max_episode_steps >= 1,
+            "max_episode_steps",
+            f"must be >= 1 or null, got {self.max_episode_steps}",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractorConfig:
+    """Observation encoder for Minigrid's 7x7x3 category image + direction (+ task one-hot appended).
+
+    ``embed`` looks each (object, colour, state) index up in a learned table; ``conv`` feeds the raw category indices
+    to the convolution as numbers. Neither divides by 255: the values are categories, not pixels.
+    """
+
+    kind: Literal["embed", "conv"] = "embed"
+    embed_dim: int = 8
+    channels: tuple[int, ...] = (16, 32)
+    features_dim: int = 64
+
+    def __post_init__(self) -> None:
+        check(self.embed_dim >= 1, "embed_dim", f"must be >= 1, got {self.embed_dim}")
+        check(1 <= len(self.channels) <= 3, "channels", f"needs 1 to 3 conv layers, got {len(self.channels)}")
+        check(all(c >= 1 for c in self.channels), "channels", f"must all be >= 1, got {list(self.channels)}")
+        check(self.features_dim >= 1, "features_dim", f"must be >= 1, got {self.features_dim}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig:
+    """The policy: a modular one (router + skill modules + aggregation) or the parameter-matched monolithic baseline."""
+
+    kind: Literal["modular", "monolithic"] = "modular"
+    algo: Literal["ppo", "a2c"] = "ppo"
+    extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
+    skills: SkillsConfig = field(default_factory=SkillsConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    aggregation: Literal["weighted_sum", "hard_select"] = "weighted_sum"
+    latent_dim: int = 64
+    critic_hidden: tuple[int, ...] = (64,)
+    #: Hidden width of the monolithic baseline's policy MLP; null = matched to the modular agent's parameter count.
+    monolithic_hidden: int | None = None
+
+    def __post_init__(self) -> None:
+        check(self.latent_dim >= 1, "latent_dim", f"must be >= 1, got {self.latent_dim}")
+        check(all(h >= 1 for h in self.critic_hidden), "critic_hidden", "sizes must be >= 1")
+        check(
+            self.monolithic_hidden is None or self.monolithic_hidden >= 1,
+            "monolithic_hidden",
+            f"must be >= 1 or null, got {self.monolithic_hidden}",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlgoConfig:
+    """SB3 algorithm hyper-parameters (batch_size, n_epochs and clip_range are PPO-only)."""
+
+    learning_rate: float = 2.5e-4
+    n_steps: int = 128
+    batch_size: int = 64
+    n_epochs: int = 10
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    clip_range: float = 0.2
+    max_grad_norm: float = 0.5
+
+    def __post_init__(self) -> None:
+        check(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
+        for name in ("n_steps", "batch_size", "n_epochs"):
+            value = getattr(self, name)
+            check(value >= 1, name, f"must be >= 1, got {value}")
+        for name in ("gamma", "gae_lambda"):
+            value = getattr(self, name)
+            check(0.0 <= value <= 1.0, name, f"must be in [0, 1], got {value}")
+        for name in ("ent_coef", "vf_coef", "clip_range", "max_grad_norm"):
+            value = getattr(self, name)
+            check(value >= 0, name, f"must be >= 0, got {value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Budget, checkpointing and the evaluation run at the end of training."""
+
+    total_timesteps: int = 100_000
+    checkpoint_every: int = 20_000
+    keep_checkpoints: int = 2
+    eval_episodes: int = 20
+
+    def __post_init__(self) -> None:
+        check(self.total_timesteps >= 1, "total_timesteps", f"must be >= 1, got {self.total_timesteps}")
+        check(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
+        check(self.keep_checkpoints >= 1, "keep_checkpoints", f"must be >= 1, got {self.keep_checkpoints}")
+        check(self.eval_episodes >= 0, "eval_episodes", f"must be >= 0, got {self.eval_episodes}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentConfig:
+    """A whole training run (the top level of a YAML config file)."""
+
+    name: str = "run"
+    seed: int = 0
+    torch_threads: int = 1
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        check(0 <= self.seed < MAX_SEED, "seed", f"must be in [0, {MAX_SEED}), got {self.seed}")
+        check(self.torch_threads >= 1, "torch_threads", f"must be >= 1, got {self.torch_threads}")
+
+
+def load_experiment_config(
+    source: Path | str | Mapping[str, Any] | None, overrides: Sequence[str] = ()
+) -> ExperimentConfig:
+    """Load an :class:`ExperimentConfig` from a YAML file (or a mapping) plus ``key.sub=value`` overrides."""
+    if source is None:
+        data: Mapping[str, Any] = {}
+    elif isinstance(source, Mapping):
+        data = source
+    else:
+        data = load_yaml(source)
+    config = from_dict(ExperimentConfig, apply_overrides(data, overrides))
+    _check_cross_fields(config)
+    return config
+
+
+def _check_cross_fields(config: ExperimentConfig) -> None:
+    from modrl.envs import get_suite  # lazy: keeps config parsing cheap and import order simple
+
+    try:
+        suite = get_suite(config.env.suite)
+    except KeyError as exc:
+        raise ConfigError(f"env.suite: {exc}") from None
+    if config.env.n_envs < suite.num_tasks:
+        raise ConfigError(
+            f"env.n_envs: {config.env.n_envs} envs cannot cover the {suite.num_tasks} tasks of suite "
+            f"{suite.name!r}; use at least {suite.num_tasks}"
+        )
+    if config.agent.algo == "ppo" and config.algo.batch_size > config.algo.n_steps * config.env.n_envs:
+        raise ConfigError(
+            f"algo.batch_size: {config.algo.batch_size} is larger than one rollout "
+            f"(algo.n_steps * env.n_envs = {config.algo.n_steps * config.env.n_envs})"
+        )

@@ -1,0 +1,187 @@
+"""The `modrl` command as a user runs it: help, config errors, a tiny training, eval, resume, signals."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import TINY
+
+MODRL = [sys.executable, "-m", "modrl.cli.main"]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def modrl(*args: object, cwd: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*MODRL, *map(str, args)], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout)
+
+
+def write_config(tmp_path: Path, **train: int) -> Path:
+    data = {**TINY, "train": {**TINY["train"], **train}}
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def only_run_dir(root: Path) -> Path:
+    dirs = [p for p in root.iterdir() if p.is_dir()]
+    assert len(dirs) == 1, dirs
+    return dirs[0]
+
+
+def test_help_describes_commands(tmp_path: Path) -> None:
+    out = modrl("--help", cwd=tmp_path)
+    assert out.returncode == 0
+    for command in ("train", "eval", "list"):
+        assert command in out.stdout
+    train_help = modrl("train", "--help", cwd=tmp_path).stdout
+    for option in ("--set", "--run-dir", "--resume"):
+        assert option in train_help
+    assert "--episodes" in modrl("eval", "--help", cwd=tmp_path).stdout
+
+
+def test_list_shows_registries(tmp_path: Path) -> None:
+    out = modrl("list", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    for name in ("soft", "gumbel", "topk", "fixed", "mlp", "lowrank", "modular", "monolithic", "minigrid-basic"):
+        assert name in out.stdout
+
+
+def test_bad_config_key_fails_before_creating_anything(tmp_path: Path) -> None:
+    config = write_config(tmp_path)
+    out = modrl("train", config, "--set", "agent.router.kindd=soft", "--runs-root", tmp_path / "runs", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "agent.router.kindd" in out.stderr and "allowed keys" in out.stderr
+    assert not (tmp_path / "runs").exists()
+    out = modrl("train", tmp_path / "missing.yaml", "--runs-root", tmp_path / "runs", cwd=tmp_path)
+    assert out.returncode == 2 and "missing.yaml" in out.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_train_then_eval_end_to_end(tmp_path: Path) -> None:
+    out = modrl("train", write_config(tmp_path), "--runs-root", tmp_path / "runs", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    run_dir = only_run_dir(tmp_path / "runs")
+    assert "tensorboard --logdir" in out.stdout and "success" in out.stdout
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["status"] == "completed" and meta["seed"] == 0
+    assert meta["packages"]["torch"] and "git" in meta
+    assert yaml.safe_load((run_dir / "config.yaml").read_text())["env"]["suite"] == "minigrid-tiny"
+    checkpoints = sorted((run_dir / "checkpoints").glob("step-*"))
+    assert checkpoints and checkpoints[-1].name == "step-000000000256"
+    results = list((run_dir / "eval").glob("*.json"))
+    assert len(results) == 1
+    report = json.loads(results[0].read_text())
+    assert [t["task"] for t in report["tasks"]] == ["empty5", "emptyrandom5"] or len(report["tasks"]) == 2
+    for task in report["tasks"]:
+        assert 0.0 <= task["success_rate"] <= 1.0 and task["episodes"] == 2
+        assert task["module_usage"] is not None and abs(sum(task["module_usage"]) - 1) < 1e-3
+
+    out = modrl("eval", run_dir, "--episodes", 3, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert len(list((run_dir / "eval").glob("*.json"))) == 2
+
+
+def test_existing_run_dir_is_refused_and_untouched(tmp_path: Path) -> None:
+    run_dir = tmp_path / "mine"
+    run_dir.mkdir()
+    (run_dir / "precious.txt").write_text("keep me")
+    out = modrl("train", write_config(tmp_path), "--run-dir", run_dir, cwd=tmp_path)
+    assert out.returncode == 2
+    assert str(run_dir) in out.stderr
+    assert sorted(p.name for p in run_dir.iterdir()) == ["precious.txt"]
+
+
+def _start_training(tmp_path: Path, total: int) -> tuple[subprocess.Popen[str], Path]:
+    config = write_config(tmp_path, total_timesteps=total, checkpoint_every=128)
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen(
+        [*MODRL, "train", str(config), "--run-dir", str(run_dir)],
+        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    return proc, run_dir
+
+
+def _wait_for_checkpoint(run_dir: Path, proc: subprocess.Popen[str], timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any((run_dir / "checkpoints").glob("step-*/manifest.json")):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"training ended before its first checkpoint: {proc.stdout.read() if proc.stdout else ''}")
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail("no checkpoint appeared")
+
+
+def test_resume_after_sigkill_completes_the_step_budget(tmp_path: Path) -> None:
+    proc, run_dir = _start_training(tmp_path, total=100_000)
+    _wait_for_checkpoint(run_dir, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    killed_at = max(int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*"))
+    out = modrl("train", "--resume", run_dir, "--set", "train.total_timesteps=50000", cwd=tmp_path)
+    assert out.returncode == 2 and "differs" in out.stderr, "a changed config must not resume silently"
+    # Resume as stored: it must pick up the killed run's last checkpoint and keep counting from there.
+    proc2 = subprocess.Popen([*MODRL, "train", "--resume", str(run_dir)], cwd=tmp_path, env=ENV,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + 120
+    resumed_line = ""
+    assert proc2.stdout is not None
+    while time.monotonic() < deadline and not resumed_line:
+        line = proc2.stdout.readline()
+        if "resumed from" in line:
+            resumed_line = line
+    assert f"step {killed_at}" in resumed_line, resumed_line
+    # Let it train past the checkpoint, then stop it cleanly: steps add up beyond the killed run's checkpoint.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        steps = [int(p.name.split("-")[1]) for p in (run_dir / "checkpoints").glob("step-*")]
+        if max(steps) > killed_at:
+            break
+        time.sleep(0.2)
+    proc2.send_signal(signal.SIGINT)
+    assert proc2.wait(timeout=60) == 130
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["status"] == "interrupted" and meta["step"] > killed_at
+
+
+def test_sigint_checkpoints_and_marks_interrupted(tmp_path: Path) -> None:
+    proc, run_dir = _start_training(tmp_path, total=100_000)
+    _wait_for_checkpoint(run_dir, proc)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    output = proc.stdout.read() if proc.stdout else ""
+    assert "modrl train --resume" in output
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["status"] == "interrupted"
+    last = max((run_dir / "checkpoints").glob("step-*"))
+    assert int(last.name.split("-")[1]) == meta["step"]
+
+
+def test_eval_falls_back_from_a_corrupt_checkpoint_and_refuses_when_none_is_left(tmp_path: Path) -> None:
+    out = modrl("train", write_config(tmp_path), "--runs-root", tmp_path / "runs", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    run_dir = only_run_dir(tmp_path / "runs")
+    checkpoints = sorted((run_dir / "checkpoints").glob("step-*"))
+    assert len(checkpoints) == 2
+    newest = checkpoints[-1] / "policy.safetensors"
+    data = bytearray(newest.read_bytes())
+    data[-1] ^= 0xFF
+    newest.write_bytes(bytes(data))
+    out = modrl("eval", run_dir, "--episodes", 1, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "policy.safetensors" in out.stdout + out.stderr  # the warning names the bad file
+    assert "evaluation at step 128" in out.stdout
+    older = checkpoints[0] / "policy.safetensors"
+    older.write_bytes(older.read_bytes()[:100])  # truncate
+    out = modrl("eval", run_dir, "--episodes", 1, cwd=tmp_path)
+    assert out.returncode == 1
+    assert "no complete checkpoint" in out.stderr
