@@ -44,9 +44,7 @@ def make_vec_env(config: ExperimentConfig) -> tuple[DummyVecEnv, list[int]]:
     """
     suite = get_suite(config.env.suite)
     env_tasks = [task_for_env_index(i, suite.num_tasks) for i in range(config.env.n_envs)]
-    venv = DummyVecEnv(
-        [partial(_monitored_task_env, suite, task, config.env.max_episode_steps) for task in env_tasks]
-    )
+    venv = DummyVecEnv([partial(_monitored_task_env, suite, task, config.env.max_episode_steps) for task in env_tasks])
     venv.seed(config.seed)
     return venv, env_tasks
 
@@ -64,7 +62,9 @@ def policy_setup(config: ExperimentConfig, observation_space: spaces.Dict) -> tu
             latent_dim=agent.latent_dim,
             critic_hidden=list(agent.critic_hidden),
         )
-    num_tasks = int(observation_space["task"].n)
+    task_space = observation_space["task"]
+    assert isinstance(task_space, spaces.Discrete), task_space
+    num_tasks = int(task_space.n)
     hidden = agent.monolithic_hidden or matched_hidden_width(
         modular_actor_parameters(config, num_tasks),
         in_dim=agent.extractor.features_dim + num_tasks,

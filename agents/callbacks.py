@@ -46,7 +46,7 @@ class EpisodeStatsCallback(BaseCallback):
 
     def success_rates(self) -> dict[str, float]:
         """Success rate per task over the window (tasks without a finished episode yet are left out)."""
-        return {name: float(np.mean(s)) for name, s in zip(self.task_names, self.successes) if s}
+        return {name: float(np.mean(s)) for name, s in zip(self.task_names, self.successes, strict=True) if s}
 
     def mean_return(self) -> float | None:
         values = [r for task_returns in self.returns for r in task_returns]

@@ -115,12 +115,22 @@ def format_report(report: EvalReport) -> str:
     rows = [header]
     for r in report.tasks:
         usage = [f"{u:.2f}" for u in r.module_usage] if r.module_usage else []
-        rows.append([r.task, str(r.episodes), f"{r.success_rate:.2f}", f"{r.mean_return:.3f}", f"{r.mean_length:.1f}", *usage])
+        rows.append(
+            [r.task, str(r.episodes), f"{r.success_rate:.2f}", f"{r.mean_return:.3f}", f"{r.mean_length:.1f}", *usage]
+        )
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
-    lines = ["  ".join(cell.rjust(w) if i else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))) for row in rows]
+    lines = [_format_row(row, widths) for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     mode = "deterministic" if report.deterministic else "stochastic"
     title = f"evaluation at step {report.step} ({mode} policy, seeds {report.seed_base}+k)"
     if names:
         title += "; module columns = mean routing weight"
     return "\n".join([title, *lines])
+
+
+def _format_row(row: list[str], widths: list[int]) -> str:
+    """First cell left-aligned, the rest right-aligned (a row may be shorter than the header)."""
+    cells = [
+        cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths, strict=False))
+    ]
+    return "  ".join(cells)

@@ -39,7 +39,7 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
         channels: tuple[int, ...] | list[int] = (16, 32),
         features_dim: int = 64,
     ) -> None:
-        image_space, task_space = _check_space(observation_space)
+        image_space, direction_space, task_space = _check_space(observation_space)
         num_tasks = int(task_space.n)
         super().__init__(observation_space, features_dim + num_tasks)
         self.kind = kind
@@ -50,6 +50,7 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
             sizes = image_space.high.reshape(-1, n_channels).max(axis=0).astype(np.int64) + 1
             offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
             self.embedding = nn.Embedding(int(sizes.sum()), embed_dim)
+            self.offsets: torch.Tensor
             self.register_buffer("offsets", torch.as_tensor(offsets, dtype=torch.long), persistent=False)
             in_channels = embed_dim
         elif kind == "conv":
@@ -64,7 +65,7 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
         self.cnn = nn.Sequential(*layers, nn.Flatten())
         with torch.no_grad():
             n_flat = self.cnn(torch.zeros(1, first_in, height, width)).shape[1]
-        n_directions = int(observation_space["direction"].n)
+        n_directions = int(direction_space.n)
         self.head = nn.Sequential(nn.Linear(n_flat + n_directions, features_dim), nn.ReLU())
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -82,19 +83,20 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
         return torch.cat([hidden, task], dim=1)
 
 
-def _check_space(space: spaces.Space) -> tuple[spaces.Box, spaces.Discrete]:
+def _check_space(space: spaces.Space) -> tuple[spaces.Box, spaces.Discrete, spaces.Discrete]:
     if not isinstance(space, spaces.Dict) or not {"image", "direction", "task"} <= set(space.spaces):
         raise ValueError(
             "MinigridFeaturesExtractor needs a Dict observation space with keys image, direction and task "
             f"(wrap the env with modrl.envs.TaskObservation); got {space}"
         )
-    image, task = space["image"], space["task"]
+    image, direction, task = space["image"], space["direction"], space["task"]
     if not isinstance(image, spaces.Box) or len(image.shape) != 3:
         raise ValueError(f"observation 'image' must be a (H, W, C) Box, got {image}")
-    if not isinstance(task, spaces.Discrete):
-        raise ValueError(f"observation 'task' must be Discrete, got {task}")
+    for key, sub in (("direction", direction), ("task", task)):
+        if not isinstance(sub, spaces.Discrete):
+            raise ValueError(f"observation {key!r} must be Discrete, got {sub}")
     if np.any(image.high > 255) or image.high.max() == 255:
         raise ValueError(
             "observation 'image' must hold category indices with the category maximum as its high (not 255 pixels)"
         )
-    return image, task
+    return image, direction, task  # type: ignore[return-value]  # Discrete-ness checked in the loop above

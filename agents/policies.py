@@ -137,7 +137,9 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
             num_tasks=extractor.num_tasks,
             latent_dim=self.latent_dim,
         )
-        self.mlp_extractor = ModularExtractor(
+        # SB3 annotates this slot as MlpExtractor but only calls forward/forward_actor/forward_critic and reads
+        # latent_dim_pi/latent_dim_vf, which ModularExtractor provides.
+        self.mlp_extractor = ModularExtractor(  # type: ignore[assignment]
             network=network,
             features_dim=self.features_dim,
             num_tasks=extractor.num_tasks,

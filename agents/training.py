@@ -22,18 +22,16 @@ from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
 from torch.utils.tensorboard import SummaryWriter
 
-from modrl.checkpoint import (
-    Checkpoint,
-    CheckpointError,
-    capture_rng_state,
-    flatten_optimizer_state,
-    latest_checkpoint,
-    restore_rng_state,
-    save_checkpoint,
-    unflatten_optimizer_state,
-)
+from modrl.checkpoint import Checkpoint, CheckpointError, latest_checkpoint
+from modrl.checkpoint_writer import save_checkpoint
 from modrl.envs import get_suite
 from modrl.telemetry import TelemetryWriter
+from modrl.train_state import (
+    capture_rng_state,
+    flatten_optimizer_state,
+    restore_rng_state,
+    unflatten_optimizer_state,
+)
 
 from .builders import build_model, make_vec_env, model_fingerprint
 from .callbacks import (
@@ -74,7 +72,12 @@ def save_model_checkpoint(model: OnPolicyAlgorithm, checkpoints_dir: Path, *, fi
         checkpoints_dir,
         step=model.num_timesteps,
         tensors={"policy": model.policy.state_dict(), "optimizer": opt_tensors, "rng": rng_tensors},
-        meta={"num_timesteps": model.num_timesteps, "n_updates": model._n_updates, "optimizer": opt_data, "rng": rng_data},
+        meta={
+            "num_timesteps": model.num_timesteps,
+            "n_updates": model._n_updates,
+            "optimizer": opt_data,
+            "rng": rng_data,
+        },
         fingerprint=fingerprint,
         keep=keep,
     )
@@ -153,11 +156,14 @@ def run_training(config: ExperimentConfig, run_dir: Path, *, resume: bool = Fals
             log.info("resumed from %s (step %d)", checkpoint.path, checkpoint.step)
 
     def save() -> Path:
-        return save_model_checkpoint(model, checkpoints_dir, fingerprint=fingerprint, keep=config.train.keep_checkpoints)
+        return save_model_checkpoint(
+            model, checkpoints_dir, fingerprint=fingerprint, keep=config.train.keep_checkpoints
+        )
 
     tb_dir = run_dir / TENSORBOARD
     tb_dir.mkdir(exist_ok=True)
-    purge_step = resumed_from if resume else None
+    # Events up to and including the checkpoint step were logged before it was taken: keep them, drop later ones.
+    purge_step = resumed_from + 1 if resumed_from is not None else None
     model.set_logger(Logger(str(tb_dir), [_PurgingTensorBoardFormat(str(tb_dir), purge_step)]))
     writer = TelemetryWriter(tb_dir, purge_step=purge_step)
     total = config.train.total_timesteps

@@ -7,11 +7,12 @@ Layout of one checkpoint (see RELIABILITY.md, "Checkpoint format")::
         state.json             JSON metadata (counters, optimizer param_groups, rng data, config digest, ...)
         manifest.json          format_version, step, fingerprint, created, versions, files {name: {sha256, bytes}}
 
-A checkpoint is written into ``checkpoints_dir/.tmp-step-*``, every file fsynced, and only then renamed into place, so a
-crash leaves either the previous checkpoints or a complete new one (plus a ``.tmp-*`` entry that
-:func:`latest_checkpoint` removes). Loading never unpickles: safetensors are parsed by ``safetensors`` after the
-manifest's sizes and sha256 digests match, and files that are not plain, listed ``*.safetensors``/``state.json`` are
-refused before anything is parsed.
+This module defines the format and reads and verifies it; :func:`modrl.checkpoint_writer.save_checkpoint` writes it
+(into ``checkpoints_dir/.tmp-step-*``, every file fsynced, then renamed into place, so a crash leaves either the
+previous checkpoints or a complete new one plus a ``.tmp-*`` entry that :func:`latest_checkpoint` removes), and
+:mod:`modrl.train_state` turns optimizer and RNG state into tensors + JSON for it. Loading never unpickles:
+safetensors are parsed by ``safetensors`` after the manifest's sizes and sha256 digests match, and files that are not
+plain, listed ``*.safetensors``/``state.json`` are refused before anything is parsed.
 """
 
 from __future__ import annotations
@@ -21,26 +22,18 @@ import hashlib
 import json
 import logging
 import os
-import random
 import re
 import shutil
 import stat
 import struct
-import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import safetensors
 import safetensors.torch
-import torch
 from torch import Tensor
 
-import modrl
-from modrl._io import TMP_PREFIX, atomic_write_bytes, fsync_dir
+from modrl._io import TMP_PREFIX
 
 logger = logging.getLogger(__name__)
 
@@ -96,154 +89,6 @@ def fingerprint(obj: Any) -> str:
 def step_dir_name(step: int) -> str:
     """Directory name of the checkpoint for ``step`` (``step-000000001000``)."""
     return f"step-{step:012d}"
-
-
-# ----------------------------------------------------------------------------------------------------------- saving
-
-
-def save_checkpoint(
-    checkpoints_dir: Path,
-    *,
-    step: int,
-    tensors: Mapping[str, Mapping[str, Tensor]],
-    meta: Mapping[str, Any],
-    fingerprint: str,
-    keep: int = 2,
-) -> Path:
-    """Write a checkpoint atomically, then prune to the newest ``keep`` verified ones.
-
-    Args:
-        checkpoints_dir: Directory holding the ``step-*`` checkpoints (created if missing).
-        step: Training step (>= 0); an existing checkpoint for the same step is replaced (new one complete first).
-        tensors: ``{group: {key: tensor}}``; group names ``[A-Za-z0-9_-]+``; tensors of any shape/dtype/device,
-            copied to contiguous CPU tensors.
-        meta: JSON-serialisable mapping written as ``state.json`` (NaN/inf refused).
-        fingerprint: Task/encoder fingerprint recorded in the manifest (see :func:`fingerprint`).
-        keep: How many verified checkpoints to keep (>= 1); the one just written is always kept.
-
-    Returns:
-        The checkpoint directory.
-
-    Raises:
-        ValueError: Invalid arguments (group or key names, meta not JSON-serialisable, step or keep out of range).
-        CheckpointError: The write failed (disk full, permission, ...); names the path and errno. Older checkpoints
-            are untouched and no temporary directory is left behind.
-    """
-    if not isinstance(fingerprint, str):
-        raise ValueError(f"fingerprint must be a string, got {fingerprint!r}")
-    files = _encode_files(step=step, tensors=tensors, meta=meta, keep=keep)
-    checkpoints_dir = Path(checkpoints_dir)
-    final = checkpoints_dir / step_dir_name(step)
-    tmp: Path | None = None
-    try:
-        checkpoints_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{final.name}-pid{os.getpid()}-", dir=checkpoints_dir))
-        listing: dict[str, dict[str, Any]] = {}
-        for name, data in files.items():
-            atomic_write_bytes(tmp / name, data)
-            listing[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        manifest = _new_manifest(step=step, fingerprint=fingerprint, files=listing)
-        atomic_write_bytes(tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
-        fsync_dir(tmp)
-        _move_into_place(tmp, final)
-        tmp = None
-    except OSError as exc:
-        raise CheckpointError(f"cannot save checkpoint {final}: {_describe_os_error(exc)}") from exc
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
-    _prune(checkpoints_dir, keep=keep, just_written=final)
-    return final
-
-
-def _encode_files(
-    *, step: int, tensors: Mapping[str, Mapping[str, Tensor]], meta: Mapping[str, Any], keep: int
-) -> dict[str, bytes]:
-    """Validate the arguments and serialise every member file (all in memory, before touching the disk)."""
-    if isinstance(step, bool) or not isinstance(step, int) or step < 0:
-        raise ValueError(f"step must be an integer >= 0, got {step!r}")
-    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
-        raise ValueError(f"keep must be an integer >= 1, got {keep!r}")
-    files: dict[str, bytes] = {}
-    for group, group_tensors in tensors.items():
-        if not isinstance(group, str) or not _GROUP_RE.fullmatch(group):
-            raise ValueError(f"tensor group name {group!r} must match [A-Za-z0-9_-]+")
-        plain: dict[str, Tensor] = {}
-        for key, value in group_tensors.items():
-            if not isinstance(key, str) or not key or key == "__metadata__":
-                raise ValueError(f"tensor key {key!r} in group {group!r} must be a non-empty string")
-            if not isinstance(value, Tensor):
-                raise ValueError(f"{group}.{key} is a {type(value).__name__}, not a torch.Tensor")
-            # safetensors refuses tensors sharing storage: save independent contiguous CPU copies.
-            plain[key] = value.detach().cpu().clone(memory_format=torch.contiguous_format)
-        files[f"{group}.safetensors"] = safetensors.torch.save(plain)
-    try:
-        text = json.dumps(dict(meta), indent=2, sort_keys=True, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"checkpoint meta ({STATE}) is not JSON-serialisable: {exc}") from None
-    files[STATE] = (text + "\n").encode("utf-8")
-    return files
-
-
-def _new_manifest(*, step: int, fingerprint: str, files: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    return {
-        "format_version": FORMAT_VERSION,
-        "step": step,
-        "fingerprint": fingerprint,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "versions": {"torch": torch.__version__, "safetensors": safetensors.__version__, "modrl": modrl.__version__},
-        "files": files,
-    }
-
-
-def _move_into_place(tmp: Path, final: Path) -> None:
-    """Rename the complete ``tmp`` directory to ``final``; an existing ``final`` is swapped out, then deleted."""
-    parent = final.parent
-    if not final.exists():
-        os.replace(tmp, final)
-        fsync_dir(parent)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}old-{final.name}-pid{os.getpid()}-", dir=parent))
-    try:
-        os.replace(final, old / final.name)
-    except BaseException:
-        shutil.rmtree(old, ignore_errors=True)
-        raise
-    try:
-        os.replace(tmp, final)
-    except BaseException:
-        os.replace(old / final.name, final)  # put the previous version back
-        shutil.rmtree(old, ignore_errors=True)
-        raise
-    fsync_dir(parent)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _prune(checkpoints_dir: Path, *, keep: int, just_written: Path) -> None:
-    """Keep ``just_written`` and the newest verified checkpoints up to ``keep``; remove the others."""
-    kept = 1
-    for path in reversed(list_checkpoints(checkpoints_dir)):
-        if path == just_written:
-            continue
-        if kept < keep:
-            try:
-                verify_checkpoint(path)
-            except CheckpointError as exc:
-                logger.warning("removing checkpoint %s that does not verify: %s", path, exc)
-            else:
-                kept += 1
-                continue
-        _remove_dir(path)
-
-
-def _remove_dir(path: Path) -> None:
-    """Delete a directory: first renamed to a ``.tmp-*`` name so a crash never leaves a half-deleted ``step-*``."""
-    try:
-        trash = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}prune-pid{os.getpid()}-", dir=path.parent))
-        os.replace(path, trash / path.name)
-        shutil.rmtree(trash)
-    except OSError as exc:
-        logger.warning("could not remove old checkpoint %s: %s", path, _describe_os_error(exc))
 
 
 def _describe_os_error(exc: OSError) -> str:
@@ -356,7 +201,7 @@ def clean_stale_temp(checkpoints_dir: Path) -> list[Path]:
     Returns:
         The entries removed, each announced with a warning.
     """
-    removed = []
+    removed: list[Path] = []
     try:
         entries = sorted(Path(checkpoints_dir).iterdir())
     except FileNotFoundError:
@@ -478,101 +323,3 @@ def _check_safetensors_header(where: Path, data: bytes) -> None:
         )
     if data[8:9] != b"{":
         raise CheckpointError(f"{where}: not a safetensors file (header is not a JSON object)")
-
-
-# ------------------------------------------------------------------------------------------ optimizer and RNG state
-
-
-def flatten_optimizer_state(state_dict: Mapping[str, Any]) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Split a ``torch.optim`` state_dict into tensors (for safetensors) and JSON-able data (for ``state.json``).
-
-    Tensors are keyed ``state.<param index>.<name>`` (e.g. Adam's ``exp_avg``, ``(*param shape)``, and ``step``,
-    ``()``) and ``param_groups.<group index>.<name>``; all other values, param_groups included, go to ``data``
-    (tuples such as Adam's ``betas`` come back as lists, which torch's optimizers accept).
-
-    Raises:
-        TypeError, ValueError: A non-tensor value that JSON cannot hold (NaN/inf included).
-    """
-    tensors: dict[str, Tensor] = {}
-
-    def split(entries: Mapping[Any, Any], prefix: str) -> dict[str, Any]:
-        out = {}
-        for key, value in entries.items():
-            if isinstance(value, Tensor):
-                tensors[f"{prefix}.{key}"] = value
-            else:
-                out[str(key)] = value
-        return out
-
-    state = {str(pid): split(entry, f"state.{pid}") for pid, entry in state_dict["state"].items()}
-    groups = [split(group, f"param_groups.{i}") for i, group in enumerate(state_dict["param_groups"])]
-    data = json.loads(json.dumps({"state": state, "param_groups": groups}, allow_nan=False))
-    return tensors, data
-
-
-def unflatten_optimizer_state(tensors: Mapping[str, Tensor], data: Mapping[str, Any]) -> dict[str, Any]:
-    """Inverse of :func:`flatten_optimizer_state`: a state_dict for ``optimizer.load_state_dict``.
-
-    Raises:
-        CheckpointError: ``tensors``/``data`` do not form an optimizer state.
-    """
-    try:
-        state = {int(pid): dict(entry) for pid, entry in data["state"].items()}
-        groups = [dict(group) for group in data["param_groups"]]
-        for key, value in tensors.items():
-            kind, index, name = key.split(".", 2)
-            if kind == "state":
-                state.setdefault(int(index), {})[name] = value
-            elif kind == "param_groups":
-                groups[int(index)][name] = value
-            else:
-                raise ValueError(f"unexpected tensor key {key!r}")
-    except (KeyError, ValueError, TypeError, IndexError, AttributeError) as exc:
-        raise CheckpointError(f"optimizer state cannot be rebuilt: {exc!r}") from None
-    return {"state": state, "param_groups": groups}
-
-
-def capture_rng_state() -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Global RNG states: torch CPU, numpy's legacy global ``np.random`` and python's ``random``.
-
-    Returns:
-        ``tensors`` (``torch_cpu`` ``(N,) uint8``, ``numpy_keys`` ``(624,) int64``, ``python_state`` ``(625,) int64``)
-        and JSON-able ``data`` (numpy position and cached gaussian, python version and ``gauss_next``).
-    """
-    algorithm, keys, pos, has_gauss, cached = np.random.get_state(legacy=True)
-    version, internal, gauss_next = random.getstate()
-    tensors = {
-        "torch_cpu": torch.get_rng_state(),
-        "numpy_keys": torch.from_numpy(np.asarray(keys, dtype=np.int64)),
-        "python_state": torch.tensor(internal, dtype=torch.int64),
-    }
-    data = {
-        "numpy": {"algorithm": algorithm, "pos": int(pos), "has_gauss": int(has_gauss), "cached": float(cached)},
-        "python": {"version": version, "gauss_next": gauss_next},
-    }
-    return tensors, data
-
-
-def restore_rng_state(tensors: Mapping[str, Tensor], data: Mapping[str, Any]) -> None:
-    """Restore what :func:`capture_rng_state` captured; all three states are checked before any is set.
-
-    Raises:
-        CheckpointError: Missing or malformed state (nothing is changed then).
-    """
-    try:
-        torch_state = tensors["torch_cpu"]
-        if torch_state.dtype != torch.uint8:
-            raise ValueError(f"torch_cpu must be uint8, got {torch_state.dtype}")
-        np_data, py_data = data["numpy"], data["python"]
-        np_keys = tensors["numpy_keys"].numpy().astype(np.uint32)
-        np_state = (np_data["algorithm"], np_keys, int(np_data["pos"]), int(np_data["has_gauss"]), np_data["cached"])
-        py_internal = tuple(int(v) for v in tensors["python_state"].tolist())
-        py_state = (int(py_data["version"]), py_internal, py_data["gauss_next"])
-        torch.Generator().set_state(torch_state)  # validate all three on throwaway generators first
-        np.random.RandomState().set_state(np_state)
-        random.Random().setstate(py_state)
-    except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as exc:
-        raise CheckpointError(f"rng state cannot be restored: {exc!r}") from None
-    torch.set_rng_state(torch_state)
-    np.random.set_state(np_state)
-    random.setstate(py_state)

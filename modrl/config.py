@@ -150,7 +150,7 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         if value not in args:
             raise ConfigError(f"{path}: {value!r} is not allowed; allowed values: {', '.join(map(repr, args))}")
         return value
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path)
     if origin in (tuple, list, Sequence):
         if not isinstance(value, (list, tuple)):
@@ -163,7 +163,7 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
             item_types = list(args)
         else:
             item_types = [args[0] if args else Any] * len(value)
-        return tuple(_coerce(t, v, f"{path}[{i}]") for i, (t, v) in enumerate(zip(item_types, value)))
+        return tuple(_coerce(t, v, f"{path}[{i}]") for i, (t, v) in enumerate(zip(item_types, value, strict=True)))
     if origin in (dict, Mapping):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{path}: expected a mapping, got {value!r}")

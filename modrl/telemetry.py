@@ -9,6 +9,7 @@ logs one warning and turns itself off, because training must never die for want 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import re
@@ -147,10 +148,7 @@ class RoutingStats:
             return None
         k = len(self.module_names)
         mean_weight = self._weight_sum / count
-        if k > 1:
-            balance = float(torch.special.entr(mean_weight).sum()) / math.log(k)
-        else:
-            balance = 1.0
+        balance = float(torch.special.entr(mean_weight).sum()) / math.log(k) if k > 1 else 1.0
         task_usage = self._task_weight_sum / self._task_counts.clamp_min(1).to(torch.float64).unsqueeze(1)
         return RoutingSummary(
             module_names=self.module_names,
@@ -252,10 +250,8 @@ class TelemetryWriter:
             logger.warning("TensorBoard telemetry disabled: could not %s in %s (%s); training continues without it",
                            what, self.logdir, exc)
         if writer is not None:
-            try:
+            with contextlib.suppress(OSError):  # the writer is already broken; the warning above said so
                 writer.close()
-            except OSError:
-                pass  # the writer is already broken; the warning above said so
 
     def _write(self, what: str, fn: Callable[[SummaryWriter], object]) -> None:
         if self._writer is None:

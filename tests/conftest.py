@@ -6,8 +6,8 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
 torch.set_num_threads(1)
 
@@ -31,11 +31,11 @@ TINY = {
 
 
 @pytest.fixture
-def tiny_config():  # noqa: ANN201  (returns a factory)
+def tiny_config():
     """Factory for a tiny ExperimentConfig: ``tiny_config("agent.router.kind=topk", ...)``."""
     from modrl.agents.config import load_experiment_config
 
-    def make(*overrides: str):  # noqa: ANN202
+    def make(*overrides: str):
         return load_experiment_config(TINY, overrides)
 
     return make

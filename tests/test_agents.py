@@ -14,6 +14,7 @@ from modrl.agents.builders import build_model, make_vec_env, model_fingerprint, 
 from modrl.agents.policies import ModularActorCriticPolicy
 from modrl.agents.training import restore_model_checkpoint, save_model_checkpoint
 from modrl.checkpoint import CheckpointError, latest_checkpoint
+from modrl.config import to_dict
 from modrl.routers import ROUTERS
 
 
@@ -93,8 +94,10 @@ def test_router_aux_loss_reaches_the_gradient_through_sb3_loss(tiny_config, monk
     params = list(router.parameters())
 
     def grads(loss: torch.Tensor) -> list[torch.Tensor]:
-        return [torch.zeros_like(p) if g is None else g for p, g in
-                zip(params, torch.autograd.grad(loss, params, allow_unused=True))]
+        return [
+            torch.zeros_like(p) if g is None else g
+            for p, g in zip(params, torch.autograd.grad(loss, params, allow_unused=True), strict=True)
+        ]
 
     def sb3_loss() -> torch.Tensor:
         values, log_prob, entropy = policy.evaluate_actions(obs, actions)
@@ -107,7 +110,7 @@ def test_router_aux_loss_reaches_the_gradient_through_sb3_loss(tiny_config, monk
     assert any(g.abs().sum() > 0 for g in aux), "the load-balancing loss has no gradient"
     monkeypatch.setattr(modrl.composition, "attach_aux_loss", lambda x, aux_loss: x)
     main = grads(sb3_loss())
-    for g_total, g_main, g_aux in zip(total, main, aux):
+    for g_total, g_main, g_aux in zip(total, main, aux, strict=True):
         torch.testing.assert_close(g_total, g_main + g_aux)
 
 
@@ -193,3 +196,21 @@ def test_router_starts_near_uniform_despite_sb3_ortho_init(tiny_config) -> None:
         policy.evaluate_actions(obs, torch.zeros(16, dtype=torch.long))
     weights = policy.modular.last_weights
     assert (weights - 1 / weights.shape[1]).abs().max() < 0.1, weights
+
+
+def test_eval_refuses_a_checkpoint_from_another_task_set(tiny_config, tmp_path: Path) -> None:
+    import yaml
+
+    from modrl.agents.evaluation import load_run_policy
+    from modrl.agents.training import run_training
+    from modrl.runs import write_run_metadata
+
+    config = tiny_config("train.total_timesteps=64")
+    write_run_metadata(tmp_path, config=to_dict(config), seed=0, argv=["pytest"])
+    run_training(config, tmp_path)
+    data = yaml.safe_load((tmp_path / "config.yaml").read_text())
+    data["env"]["suite"] = "minigrid-basic"  # same spaces shape family, different tasks
+    data["env"]["n_envs"] = 3
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(CheckpointError, match="fingerprint"):
+        load_run_policy(tmp_path)

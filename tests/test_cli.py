@@ -104,7 +104,11 @@ def _start_training(tmp_path: Path, total: int) -> tuple[subprocess.Popen[str], 
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
         [*MODRL, "train", str(config), "--run-dir", str(run_dir)],
-        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     return proc, run_dir
 
@@ -130,8 +134,14 @@ def test_resume_after_sigkill_completes_the_step_budget(tmp_path: Path) -> None:
     out = modrl("train", "--resume", run_dir, "--set", "train.total_timesteps=50000", cwd=tmp_path)
     assert out.returncode == 2 and "differs" in out.stderr, "a changed config must not resume silently"
     # Resume as stored: it must pick up the killed run's last checkpoint and keep counting from there.
-    proc2 = subprocess.Popen([*MODRL, "train", "--resume", str(run_dir)], cwd=tmp_path, env=ENV,
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc2 = subprocess.Popen(
+        [*MODRL, "train", "--resume", str(run_dir)],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     resumed_line = ""
     assert proc2.stdout is not None
@@ -153,11 +163,12 @@ def test_resume_after_sigkill_completes_the_step_budget(tmp_path: Path) -> None:
     assert meta["status"] == "interrupted" and meta["step"] > killed_at
 
 
-def test_sigint_checkpoints_and_marks_interrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_checkpoints_and_marks_interrupted(tmp_path: Path, sig: signal.Signals) -> None:
     proc, run_dir = _start_training(tmp_path, total=100_000)
     _wait_for_checkpoint(run_dir, proc)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 130
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == 128 + sig
     output = proc.stdout.read() if proc.stdout else ""
     assert "modrl train --resume" in output
     meta = json.loads((run_dir / "meta.json").read_text())

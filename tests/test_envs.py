@@ -45,7 +45,7 @@ def _rollout(env: gym.Env, seed: int, actions: list[int]) -> list[tuple[Any, ...
 
 def _same(a: list[tuple[Any, ...]], b: list[tuple[Any, ...]]) -> bool:
     return len(a) == len(b) and all(
-        np.array_equal(x[0], y[0]) and x[1:] == y[1:] for x, y in zip(a, b)
+        np.array_equal(x[0], y[0]) and x[1:] == y[1:] for x, y in zip(a, b, strict=True)
     )
 
 
@@ -77,8 +77,8 @@ def test_unknown_suite_lists_registered_ones() -> None:
 
 
 def test_suite_validation_names_the_field() -> None:
+    tasks = (TaskSpec(name="a", env_id="x"), TaskSpec(name="a", env_id="y"))
     with pytest.raises(ConfigError, match="tasks: duplicate task names: a"):
-        tasks = (TaskSpec(name="a", env_id="x"), TaskSpec(name="a", env_id="y"))
         Suite(name="s", version=1, description="", tasks=tasks)
     with pytest.raises(ConfigError, match="version"):
         Suite(name="s", version=0, description="", tasks=(TaskSpec(name="a", env_id="x"),))

@@ -47,7 +47,10 @@ def _run_check(python: str, cwd: Path, env: dict[str, str]) -> dict:
 def _pip(python: str, *args: str, cwd: Path) -> None:
     out = subprocess.run(
         [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", *args],
-        cwd=cwd, capture_output=True, text=True, timeout=300,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert out.returncode == 0, out.stdout + out.stderr
 
@@ -76,7 +79,9 @@ def test_editable_install(tmp_path: Path) -> None:
     # (including this checkout's own editable modrl) are not processed, so only the new install provides modrl.
     venv_site = subprocess.run(
         [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout.strip()
     Path(venv_site, "outer_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     _pip(python, "-e", str(source), cwd=tmp_path)

@@ -143,12 +143,12 @@ def test_git_state(tmp_path: Path) -> None:
 
 
 def test_read_errors_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(RunDirError, match="config.yaml"):
+    with pytest.raises(RunDirError, match=r"config\.yaml"):
         read_run_config(tmp_path)
-    with pytest.raises(RunDirError, match="meta.json: missing"):
+    with pytest.raises(RunDirError, match=r"meta\.json: missing"):
         read_run_meta(tmp_path)
     (tmp_path / "config.yaml").write_text("a: !!python/object/apply:os.system ['touch canary']\n")
-    with pytest.raises(RunDirError, match="config.yaml"):
+    with pytest.raises(RunDirError, match=r"config\.yaml"):
         read_run_config(tmp_path)
     (tmp_path / "meta.json").write_text("[1, 2]")
     with pytest.raises(RunDirError, match="expected a JSON object"):
@@ -166,7 +166,7 @@ def test_set_status(tmp_path: Path) -> None:
     with pytest.raises(RunDirError, match="not JSON-serialisable"):
         set_status(tmp_path, RunStatus.COMPLETED, bad=object())
     assert (tmp_path / "meta.json").read_bytes() == before
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="'done' is not a valid RunStatus"):
         set_status(tmp_path, "done")  # type: ignore[arg-type]
     set_status(tmp_path, RunStatus.COMPLETED)
     assert read_run_meta(tmp_path)["status"] == RunStatus.COMPLETED.value == "completed"

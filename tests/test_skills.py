@@ -337,7 +337,7 @@ def test_skills_config_validates(kwargs: dict[str, Any], field: str) -> None:
 def test_skills_config_from_dict() -> None:
     config = from_dict(SkillsConfig, {"kind": "lowrank", "count": 2, "hidden": [16, 16]})
     assert config == SkillsConfig(kind="lowrank", count=2, hidden=(16, 16))
-    with pytest.raises(ConfigError, match="unknown key 'skills.size'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'skills\.size'"):
         from_dict(SkillsConfig, {"size": 3}, "skills")
 
 

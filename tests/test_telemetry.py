@@ -125,7 +125,7 @@ def test_heatmap_shape_dtype_and_monotone_colour() -> None:
 
 
 def _read(logdir: Path) -> ea.EventAccumulator:
-    acc = ea.EventAccumulator(str(logdir), size_guidance={key: 0 for key in ea.DEFAULT_SIZE_GUIDANCE})
+    acc = ea.EventAccumulator(str(logdir), size_guidance=dict.fromkeys(ea.DEFAULT_SIZE_GUIDANCE, 0))
     acc.Reload()
     return acc
 

@@ -35,9 +35,18 @@ def child(kind: str, frames: int, config_path: str | None, overrides: list[str])
     model.learn(frames)
     seconds = time.perf_counter() - start
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    print(json.dumps({"kind": kind, "frames": model.num_timesteps, "seconds": seconds,
-                      "fps": model.num_timesteps / seconds, "peak_mib": peak_kib / 1024,
-                      "params": describe_model(model)}))
+    print(
+        json.dumps(
+            {
+                "kind": kind,
+                "frames": model.num_timesteps,
+                "seconds": seconds,
+                "fps": model.num_timesteps / seconds,
+                "peak_mib": peak_kib / 1024,
+                "params": describe_model(model),
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -60,8 +69,10 @@ def main() -> None:
             out = subprocess.run(cmd, capture_output=True, text=True, check=True)
             result = json.loads(out.stdout.strip().splitlines()[-1])
             results[kind].append(result)
-            print(f"round {round_index + 1} {kind:10s} {result['fps']:7.0f} frames/s  peak {result['peak_mib']:.0f} MiB",
-                  flush=True)
+            print(
+                f"round {round_index + 1} {kind:10s} {result['fps']:7.0f} frames/s  peak {result['peak_mib']:.0f} MiB",
+                flush=True,
+            )
     fps = {k: statistics.median(r["fps"] for r in v) for k, v in results.items()}
     mem = {k: max(r["peak_mib"] for r in v) for k, v in results.items()}
     params = {k: v[0]["params"]["total"] for k, v in results.items()}
@@ -69,8 +80,10 @@ def main() -> None:
     for kind in ("modular", "monolithic"):
         print(f"{kind:12s} {fps[kind]:18.0f} {mem[kind]:9.0f} {params[kind]:8d}")
     ratio = fps["modular"] / fps["monolithic"]
-    print(f"\nthroughput ratio modular / monolithic = {ratio:.3f} (target >= 0.85); "
-          f"memory ratio = {mem['modular'] / mem['monolithic']:.3f}")
+    print(
+        f"\nthroughput ratio modular / monolithic = {ratio:.3f} (target >= 0.85); "
+        f"memory ratio = {mem['modular'] / mem['monolithic']:.3f}"
+    )
 
 
 if __name__ == "__main__":

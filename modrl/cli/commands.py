@@ -9,11 +9,10 @@ import time
 from pathlib import Path
 
 from modrl._io import atomic_write_json
+from modrl.agents.config import ExperimentConfig, load_experiment_config
 from modrl.checkpoint import CheckpointError
 from modrl.config import ConfigError, to_dict
 from modrl.runs import RunDirError, RunStatus, create_run_dir, read_run_config, set_status, write_run_metadata
-
-from modrl.agents.config import ExperimentConfig, load_experiment_config
 
 from .main import EXIT_ERROR, EXIT_USAGE
 

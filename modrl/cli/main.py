@@ -35,14 +35,26 @@ def _build_parser() -> argparse.ArgumentParser:
         "metadata, checkpoints, TensorBoard logs, evaluation results); an existing directory is never overwritten. "
         "Ctrl-C / SIGTERM stop cleanly with a checkpoint; --resume continues from the last complete one.",
     )
-    train.add_argument("config", nargs="?", type=Path, help="experiment YAML (e.g. experiments/configs/quickstart.yaml)")
     train.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "config", nargs="?", type=Path, help="experiment YAML (e.g. experiments/configs/quickstart.yaml)"
+    )
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config value, e.g. --set agent.router.kind=topk --set train.total_timesteps=20000",
     )
-    train.add_argument("--run-dir", type=Path, help="exact run directory to create (refused if it exists and is not empty)")
-    train.add_argument("--runs-root", type=Path, default=Path("runs"), help="where new run directories go (default: runs)")
-    train.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR from its last complete checkpoint")
+    train.add_argument(
+        "--run-dir", type=Path, help="exact run directory to create (refused if it exists and is not empty)"
+    )
+    train.add_argument(
+        "--runs-root", type=Path, default=Path("runs"), help="where new run directories go (default: runs)"
+    )
+    train.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR from its last complete checkpoint"
+    )
 
     evaluate = sub.add_parser(
         "eval",
@@ -52,7 +64,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("run_dir", type=Path, help="a run directory made by 'modrl train'")
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes per task (default: 100)")
-    evaluate.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic policy")
+    evaluate.add_argument(
+        "--stochastic", action="store_true", help="sample actions instead of the deterministic policy"
+    )
 
     listing = sub.add_parser(
         "list",
@@ -60,7 +74,9 @@ def _build_parser() -> argparse.ArgumentParser:
         description="List what can be named in a config.",
     )
     listing.add_argument(
-        "what", nargs="?", default="all",
+        "what",
+        nargs="?",
+        default="all",
         choices=["all", "routers", "modules", "aggregations", "agents", "algorithms", "suites"],
         help="which registry to list (default: all)",
     )

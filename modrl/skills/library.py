@@ -75,7 +75,7 @@ class SkillLibrary(nn.Module):
         return len(self.skills)
 
     def __contains__(self, name: object) -> bool:
-        return name in self.skills
+        return isinstance(name, str) and name in self.skills
 
     @property
     def in_dim(self) -> int:

@@ -57,9 +57,9 @@ class LowRankSkill(SkillModule):
         self.rank = rank
         self.alpha = float(alpha)
         self.activation = activation
-        factory = {"device": base.weight.device, "dtype": base.weight.dtype}
-        self.down = nn.Parameter(torch.empty(rank, self.in_dim, **factory))
-        self.up = nn.Parameter(torch.zeros(self.out_dim, rank, **factory))
+        device, dtype = base.weight.device, base.weight.dtype
+        self.down = nn.Parameter(torch.empty(rank, self.in_dim, device=device, dtype=dtype))
+        self.up = nn.Parameter(torch.zeros(self.out_dim, rank, device=device, dtype=dtype))
         nn.init.kaiming_uniform_(self.down, a=math.sqrt(5))
         self.act = make_activation(activation)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -41,7 +42,7 @@ class MLPSkill(SkillModule):
         self.activation = activation
         layers: list[nn.Module] = []
         sizes = [in_dim, *self.hidden, out_dim]
-        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+        for fan_in, fan_out in itertools.pairwise(sizes):
             layers += [nn.Linear(fan_in, fan_out), make_activation(activation)]
         self.net = nn.Sequential(*layers)
 

@@ -1,0 +1,120 @@
+"""Training into a run directory: TensorBoard telemetry read back, and a learning test on an easy suite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from modrl.agents.evaluation import evaluate_policy, load_run_policy
+from modrl.agents.training import TENSORBOARD, TrainStatus, run_training
+from modrl.config import to_dict
+from modrl.runs import write_run_metadata
+
+
+def _events(tb_dir: Path) -> EventAccumulator:
+    accumulator = EventAccumulator(
+        str(tb_dir), size_guidance={"scalars": 0, "images": 0, "histograms": 0, "tensors": 0}
+    )
+    accumulator.Reload()
+    return accumulator
+
+
+def _scalars(events: EventAccumulator, tag: str) -> np.ndarray:
+    return np.array([e.value for e in events.Scalars(tag)])
+
+
+def test_training_writes_module_telemetry(tiny_config, tmp_path: Path) -> None:
+    config = tiny_config("agent.router.kind=topk", "agent.router.k=2", "train.total_timesteps=384")
+    outcome = run_training(config, tmp_path)
+    assert outcome.status is TrainStatus.COMPLETED and outcome.steps == 384
+    events = _events(tmp_path / TENSORBOARD)
+    tags = events.Tags()
+    modules = [f"skill_{i}" for i in range(3)]
+    for name in modules:
+        assert f"modrl/module/{name}/usage" in tags["scalars"]
+        assert f"modrl/module/{name}/mean_weight" in tags["scalars"]
+        assert f"modrl/routing/weights/{name}" in tags["histograms"]
+    usage = np.stack([_scalars(events, f"modrl/module/{m}/usage") for m in modules])
+    weight = np.stack([_scalars(events, f"modrl/module/{m}/mean_weight") for m in modules])
+    assert usage.shape[1] == 384 // 64  # one point per rollout (2 envs x 32 steps)
+    np.testing.assert_allclose(usage.sum(0), 1.0, atol=1e-5)
+    np.testing.assert_allclose(weight.sum(0), 1.0, atol=1e-5)
+    entropy = _scalars(events, "modrl/router/entropy")
+    assert np.all(entropy >= 0) and np.all(entropy <= np.log(2) + 1e-5)  # top-2 of 3: at most 2 non-zero weights
+    balance = _scalars(events, "modrl/router/load_balance")
+    assert np.all((balance >= 0) & (balance <= 1))
+    assert np.all(_scalars(events, "modrl/router/aux_loss") > 0)  # the load-balancing loss is live
+    assert "modrl/routing/task_module_heatmap" in tags["images"]
+    assert "modrl/routing/weights" in tags["histograms"]
+    trainable = _scalars(events, "modrl/params/trainable")
+    assert np.all(trainable > 0) and np.all(_scalars(events, "modrl/params/frozen") == 0)
+    success_tags = [t for t in tags["scalars"] if t.startswith("modrl/success/")]
+    assert "modrl/success/mean" in success_tags
+    for tag in success_tags:
+        values = _scalars(events, tag)
+        assert np.all((values >= 0) & (values <= 1))
+    for sb3_tag in ("rollout/ep_rew_mean", "train/loss", "time/fps"):
+        assert sb3_tag in tags["scalars"], sb3_tag
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overrides", [(), ("agent.router.kind=topk",), ("agent.kind=monolithic",)], ids=str)
+def test_agent_solves_empty_rooms(tiny_config, tmp_path: Path, overrides: tuple[str, ...]) -> None:
+    """A full-size agent learns the two 5x5 empty rooms: deterministic success >= 0.9 on held-out seeds."""
+    config = tiny_config(
+        "agent.extractor.channels=[16, 32]",
+        "agent.extractor.features_dim=64",
+        "agent.extractor.embed_dim=8",
+        "agent.skills.hidden=[64]",
+        "agent.latent_dim=64",
+        "agent.critic_hidden=[64]",
+        "env.n_envs=4",
+        "algo.n_steps=128",
+        "algo.batch_size=128",
+        "algo.n_epochs=4",
+        "algo.learning_rate=0.001",
+        "train.total_timesteps=16000",
+        "train.checkpoint_every=100000",
+        *overrides,
+    )
+    write_run_metadata(tmp_path, config=to_dict(config), seed=config.seed, argv=["pytest"])
+    assert run_training(config, tmp_path).status is TrainStatus.COMPLETED
+    config, policy, checkpoint = load_run_policy(tmp_path)
+    report = evaluate_policy(policy, config, episodes=30, step=checkpoint.step)
+    for task in report.tasks:
+        assert task.success_rate >= 0.9, report
+        assert task.mean_return >= 0.8, report
+
+
+@pytest.mark.slow
+def test_resumed_training_keeps_counting_and_keeps_learning(tiny_config, tmp_path: Path) -> None:
+    """Half the budget, then resume to the full budget: the steps add up and the agent ends up solving the task."""
+    full = (
+        "agent.extractor.channels=[16, 32]",
+        "agent.extractor.features_dim=64",
+        "agent.extractor.embed_dim=8",
+        "agent.skills.hidden=[64]",
+        "agent.latent_dim=64",
+        "agent.critic_hidden=[64]",
+        "env.n_envs=4",
+        "algo.n_steps=128",
+        "algo.batch_size=128",
+        "algo.n_epochs=4",
+        "algo.learning_rate=0.001",
+        "train.checkpoint_every=2048",
+    )
+    first = tiny_config(*full, "train.total_timesteps=8192")
+    write_run_metadata(tmp_path, config=to_dict(first), seed=first.seed, argv=["pytest"])
+    assert run_training(first, tmp_path).steps == 8192
+    second = tiny_config(*full, "train.total_timesteps=16384")
+    outcome = run_training(second, tmp_path, resume=True)
+    assert outcome.resumed_from == 8192 and outcome.steps == 16384
+    config, policy, checkpoint = load_run_policy(tmp_path)
+    assert checkpoint.step == 16384
+    report = evaluate_policy(policy, config, episodes=30, step=checkpoint.step)
+    assert all(task.success_rate >= 0.9 for task in report.tasks), report
+    rollouts = _scalars(_events(tmp_path / TENSORBOARD), "modrl/success/mean")
+    assert len(rollouts) == 16384 // 512  # one point per rollout, none duplicated across the resume
