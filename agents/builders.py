@@ -107,6 +107,8 @@ def build_model(config: ExperimentConfig, env: DummyVecEnv) -> OnPolicyAlgorithm
     )
     if config.agent.algo == "ppo":
         kwargs.update(batch_size=algo.batch_size, n_epochs=algo.n_epochs, clip_range=algo.clip_range)
+        # SB3's own default for Adam is eps=1e-5; passing optimizer_kwargs replaces it, so it is restated here.
+        policy_kwargs["optimizer_kwargs"] = dict(eps=1e-5, fused=algo.fused_adam)
     algo_class = ALGOS.get(config.agent.algo)
     return algo_class(
         policy_class, env, policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=0, **kwargs

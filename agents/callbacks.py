@@ -13,6 +13,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from modrl.telemetry import RoutingStats, TelemetryWriter
@@ -66,6 +67,7 @@ class TelemetryCallback(BaseCallback):
         self.episodes = episodes
         self.total_timesteps = total_timesteps
         self.stats: RoutingStats | None = None
+        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
 
     def _init_callback(self) -> None:
         policy = self.model.policy
@@ -78,22 +80,26 @@ class TelemetryCallback(BaseCallback):
             policy.modular.network.router.set_progress(min(1.0, self.num_timesteps / self.total_timesteps))
 
     def _on_step(self) -> bool:
+        # Keep this cheap: it runs every env step. Batches are folded into the statistics at the rollout's end.
         policy = self.model.policy
         if self.stats is not None and isinstance(policy, ModularActorCriticPolicy):
             modular = policy.modular
             if modular.last_weights is not None and modular.last_task_ids is not None:
-                self.stats.update(modular.last_weights, modular.last_task_ids)
+                self._pending.append((modular.last_weights, modular.last_task_ids))
         return True
 
     def _on_rollout_end(self) -> None:
         step = self.num_timesteps
+        if self.stats is not None and self._pending:
+            self.stats.update(torch.cat([w for w, _ in self._pending]), torch.cat([t for _, t in self._pending]))
+            self._pending.clear()
         if self.stats is not None:
             summary = self.stats.summary()
             if summary is not None:
                 self.writer.log_routing(summary, step, weights_sample=self.stats.weights_sample())
             policy = self.model.policy
             assert isinstance(policy, ModularActorCriticPolicy)
-            self.writer.log_scalar("modrl/router/aux_loss", policy.modular.last_aux_loss, step)
+            self.writer.log_scalar("modrl/router/aux_loss", float(policy.modular.last_aux_loss), step)
             self.stats.reset()
         self.writer.log_success(self.episodes.success_rates(), step)
         trainable = sum(p.numel() for p in self.model.policy.parameters() if p.requires_grad)

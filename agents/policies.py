@@ -54,7 +54,7 @@ class ModularExtractor(nn.Module):
         self.latent_dim_vf = critic_hidden[-1] if critic_hidden else features_dim
         self.last_weights: torch.Tensor | None = None
         self.last_task_ids: torch.Tensor | None = None
-        self.last_aux_loss: float = 0.0
+        self.last_aux_loss: torch.Tensor = torch.zeros(())
 
     def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.forward_actor(features), self.forward_critic(features)
@@ -64,7 +64,7 @@ class ModularExtractor(nn.Module):
         latent, routing = self.network(obs_features, task_ids)
         self.last_weights = routing.weights.detach()
         self.last_task_ids = task_ids
-        self.last_aux_loss = float(routing.aux_loss.detach())
+        self.last_aux_loss = routing.aux_loss.detach()
         return latent
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:

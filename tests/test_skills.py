@@ -61,7 +61,8 @@ def test_library_stacks_module_outputs_in_name_order(kind: str) -> None:
     assert out.shape == (B, 3, OUT)
     for k, name in enumerate(library.names):
         assert library.get(name)(x).shape == (B, OUT)
-        assert torch.equal(out[:, k], library.get(name)(x))
+        # same-shape MLP skills run stacked (one batched matmul per layer): equal up to float rounding
+        torch.testing.assert_close(out[:, k], library.get(name)(x), rtol=1e-6, atol=1e-6)
     picked = library(x, ["skill_2", "skill_0"])
     assert torch.equal(picked, torch.stack([out[:, 2], out[:, 0]], dim=1))
     assert library(x, []).shape == (B, 0, OUT)
@@ -347,3 +348,27 @@ def test_load_checks_shapes_before_allocating(tmp_path: Path) -> None:
     _rewrite(path, spec={"hidden": [1 << 40]})  # would need terabytes if built for real
     with pytest.raises(ValueError, match="has shape"):
         make("mlp", count=1).load_module(path)
+
+
+def test_stacked_mlp_path_matches_per_skill_loop_in_value_and_gradient() -> None:
+    """The batched path for same-shape MLP skills gives the loop's outputs and gradients; frozen skills get none."""
+    from modrl.skills.mlp import can_stack
+
+    torch.manual_seed(0)
+    library = make("mlp")
+    x = features()
+    modules = [library.get(name) for name in library.names]
+    assert can_stack(modules)
+    library.freeze(["skill_1"])
+    stacked = library(x)
+    looped = torch.stack([m(x) for m in modules], dim=1)
+    torch.testing.assert_close(stacked, looped, rtol=1e-6, atol=1e-6)
+    weights = torch.randn_like(stacked)
+    grads_stacked = torch.autograd.grad((stacked * weights).sum(), [p for p in library.parameters() if p.requires_grad])
+    grads_looped = torch.autograd.grad((looped * weights).sum(), [p for p in library.parameters() if p.requires_grad])
+    for a, b in zip(grads_stacked, grads_looped, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert all(p.grad is None for p in library.get("skill_1").parameters())
+    handle = modules[0].register_forward_hook(lambda *_: None)
+    assert not can_stack(modules), "a hooked skill must run through its own forward"
+    handle.remove()

@@ -27,7 +27,7 @@ from modrl.registry import UnknownNameError
 
 from .base import ACTIVATIONS, SKILLS, Activation, SkillModule
 from .lowrank import LowRankSkill
-from .mlp import MLPSkill
+from .mlp import MLPSkill, can_stack, stacked_forward
 
 logger = logging.getLogger(__name__)
 
@@ -181,7 +181,10 @@ class SkillLibrary(nn.Module):
             raise ValueError(f"features must have shape (B, {self.in_dim}), got {tuple(x.shape)}")
         if not selected:
             return x.new_zeros(x.shape[0], 0, self.out_dim)
-        return torch.stack([self.skills[name](x) for name in selected], dim=1)
+        modules = [self.skills[name] for name in selected]
+        if can_stack(modules):
+            return stacked_forward(modules, x)  # type: ignore[arg-type]  # all MLPSkill, checked by can_stack
+        return torch.stack([module(x) for module in modules], dim=1)
 
     def save_module(self, name: str, path: Path | str) -> None:
         """Write skill ``name`` alone to a safetensors file (atomically).
