@@ -13,6 +13,21 @@ from modrl.agents.training import TENSORBOARD, TrainStatus, run_training
 from modrl.config import to_dict
 from modrl.runs import write_run_metadata
 
+#: Full-size agent and PPO settings that solve the tiny suite's empty rooms in ~16k frames (4 of 4 seeds measured).
+LEARNING = (
+    "agent.extractor.channels=[16, 32]",
+    "agent.extractor.features_dim=64",
+    "agent.extractor.embed_dim=8",
+    "agent.skills.hidden=[64]",
+    "agent.latent_dim=64",
+    "agent.critic_hidden=[64]",
+    "env.n_envs=4",
+    "algo.n_steps=128",
+    "algo.batch_size=128",
+    "algo.n_epochs=4",
+    "algo.learning_rate=0.001",
+)
+
 
 def _events(tb_dir: Path) -> EventAccumulator:
     accumulator = EventAccumulator(
@@ -64,22 +79,7 @@ def test_training_writes_module_telemetry(tiny_config, tmp_path: Path) -> None:
 @pytest.mark.parametrize("overrides", [(), ("agent.router.kind=topk",), ("agent.kind=monolithic",)], ids=str)
 def test_agent_solves_empty_rooms(tiny_config, tmp_path: Path, overrides: tuple[str, ...]) -> None:
     """A full-size agent learns the two 5x5 empty rooms: deterministic success >= 0.9 on held-out seeds."""
-    config = tiny_config(
-        "agent.extractor.channels=[16, 32]",
-        "agent.extractor.features_dim=64",
-        "agent.extractor.embed_dim=8",
-        "agent.skills.hidden=[64]",
-        "agent.latent_dim=64",
-        "agent.critic_hidden=[64]",
-        "env.n_envs=4",
-        "algo.n_steps=128",
-        "algo.batch_size=128",
-        "algo.n_epochs=4",
-        "algo.learning_rate=0.001",
-        "train.total_timesteps=16000",
-        "train.checkpoint_every=100000",
-        *overrides,
-    )
+    config = tiny_config(*LEARNING, "train.total_timesteps=16000", "train.checkpoint_every=100000", *overrides)
     write_run_metadata(tmp_path, config=to_dict(config), seed=config.seed, argv=["pytest"])
     assert run_training(config, tmp_path).status is TrainStatus.COMPLETED
     config, policy, checkpoint = load_run_policy(tmp_path)
@@ -92,24 +92,10 @@ def test_agent_solves_empty_rooms(tiny_config, tmp_path: Path, overrides: tuple[
 @pytest.mark.slow
 def test_resumed_training_keeps_counting_and_keeps_learning(tiny_config, tmp_path: Path) -> None:
     """Half the budget, then resume to the full budget: the steps add up and the agent ends up solving the task."""
-    full = (
-        "agent.extractor.channels=[16, 32]",
-        "agent.extractor.features_dim=64",
-        "agent.extractor.embed_dim=8",
-        "agent.skills.hidden=[64]",
-        "agent.latent_dim=64",
-        "agent.critic_hidden=[64]",
-        "env.n_envs=4",
-        "algo.n_steps=128",
-        "algo.batch_size=128",
-        "algo.n_epochs=4",
-        "algo.learning_rate=0.001",
-        "train.checkpoint_every=2048",
-    )
-    first = tiny_config(*full, "train.total_timesteps=8192")
+    first = tiny_config(*LEARNING, "train.checkpoint_every=2048", "train.total_timesteps=8192")
     write_run_metadata(tmp_path, config=to_dict(first), seed=first.seed, argv=["pytest"])
     assert run_training(first, tmp_path).steps == 8192
-    second = tiny_config(*full, "train.total_timesteps=16384")
+    second = tiny_config(*LEARNING, "train.checkpoint_every=2048", "train.total_timesteps=16384")
     outcome = run_training(second, tmp_path, resume=True)
     assert outcome.resumed_from == 8192 and outcome.steps == 16384
     config, policy, checkpoint = load_run_policy(tmp_path)
