@@ -7,15 +7,18 @@ after its forward pass (``last_weights`` / ``last_task_ids``), so nothing here c
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
+from modrl._io import atomic_write_text
 from modrl.telemetry import RoutingStats, TelemetryWriter
 
 from .policies import ModularActorCriticPolicy
@@ -109,6 +112,71 @@ class TelemetryCallback(BaseCallback):
 
     def _on_training_end(self) -> None:
         self.writer.flush()
+
+
+class MetricsLogCallback(BaseCallback):
+    """Appends one JSON line per rollout to ``path`` (``run_dir/metrics.jsonl``): the learning curve reports read.
+
+    Fields: ``step``, ``wall_s`` (training seconds, summed over resumed segments), ``fps``, ``success``
+    ``{task: rate}`` over the recent episode window, ``success_mean`` (mean over tasks, null before any episode
+    ends) and ``return_mean``. Each line is flushed as written; :func:`truncate_metrics` drops lines past a
+    checkpoint before a resume so no step appears twice.
+    """
+
+    def __init__(self, path: Path, episodes: EpisodeStatsCallback) -> None:
+        super().__init__()
+        self.path = path
+        self.episodes = episodes
+        self._wall_offset = 0.0
+        self._start = 0.0
+        self._last_time = 0.0
+        self._last_step = 0
+
+    def _on_training_start(self) -> None:
+        self._wall_offset = _last_wall_time(self.path)
+        self._start = self._last_time = time.monotonic()
+        self._last_step = self.num_timesteps
+
+    def _on_step(self) -> bool:
+        return True
+
+    def _on_rollout_end(self) -> None:
+        now = time.monotonic()
+        success = self.episodes.success_rates()
+        record = {
+            "step": self.num_timesteps,
+            "wall_s": round(self._wall_offset + now - self._start, 3),
+            "fps": round((self.num_timesteps - self._last_step) / max(now - self._last_time, 1e-9), 1),
+            "success": success,
+            "success_mean": float(np.mean(list(success.values()))) if success else None,
+            "return_mean": self.episodes.mean_return(),
+        }
+        self._last_time, self._last_step = now, self.num_timesteps
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record, sort_keys=True) + "\n")
+
+
+def _last_wall_time(path: Path) -> float:
+    if not path.exists():
+        return 0.0
+    lines = path.read_text(encoding="utf-8").splitlines()
+    return float(json.loads(lines[-1])["wall_s"]) if lines else 0.0
+
+
+def truncate_metrics(path: Path, step: int) -> None:
+    """Keep only the lines of ``metrics.jsonl`` up to ``step`` (inclusive); a torn last line is dropped too."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break  # a line cut by a kill: nothing after it can be trusted either
+        if record["step"] > step:
+            break
+        kept.append(line)
+    atomic_write_text(path, "".join(line + "\n" for line in kept))
 
 
 class ProgressCallback(BaseCallback):

@@ -37,16 +37,19 @@ from .builders import build_model, make_vec_env, model_fingerprint
 from .callbacks import (
     CheckpointCallback,
     EpisodeStatsCallback,
+    MetricsLogCallback,
     ProgressCallback,
     StopCallback,
     StopRequest,
     TelemetryCallback,
+    truncate_metrics,
 )
 from .config import ExperimentConfig
 
 log = logging.getLogger(__name__)
 
 CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
 TENSORBOARD = "tb"
 
 
@@ -160,10 +163,12 @@ def run_training(config: ExperimentConfig, run_dir: Path, *, resume: bool = Fals
             model, checkpoints_dir, fingerprint=fingerprint, keep=config.train.keep_checkpoints
         )
 
+    if resume:  # drop what a killed segment logged after its last checkpoint (everything, if it had none)
+        truncate_metrics(run_dir / METRICS, resumed_from or 0)
     tb_dir = run_dir / TENSORBOARD
     tb_dir.mkdir(exist_ok=True)
     # Events up to and including the checkpoint step were logged before it was taken: keep them, drop later ones.
-    purge_step = resumed_from + 1 if resumed_from is not None else None
+    purge_step = (resumed_from or 0) + 1 if resume else None
     model.set_logger(Logger(str(tb_dir), [_PurgingTensorBoardFormat(str(tb_dir), purge_step)]))
     writer = TelemetryWriter(tb_dir, purge_step=purge_step)
     total = config.train.total_timesteps
@@ -173,6 +178,7 @@ def run_training(config: ExperimentConfig, run_dir: Path, *, resume: bool = Fals
         [
             episodes,
             TelemetryCallback(writer, episodes, total_timesteps=total),
+            MetricsLogCallback(run_dir / METRICS, episodes),
             ProgressCallback(episodes, total_timesteps=total),
             CheckpointCallback(save, every=config.train.checkpoint_every),
             StopCallback(request),

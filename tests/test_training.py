@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,7 +11,7 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from modrl.agents.evaluation import evaluate_policy, load_run_policy
-from modrl.agents.training import TENSORBOARD, TrainStatus, run_training
+from modrl.agents.training import METRICS, TENSORBOARD, TrainStatus, run_training
 from modrl.config import to_dict
 from modrl.runs import write_run_metadata
 
@@ -73,6 +75,10 @@ def test_training_writes_module_telemetry(tiny_config, tmp_path: Path) -> None:
         assert np.all((values >= 0) & (values <= 1))
     for sb3_tag in ("rollout/ep_rew_mean", "train/loss", "time/fps"):
         assert sb3_tag in tags["scalars"], sb3_tag
+    lines = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]
+    assert [r["step"] for r in lines] == list(range(64, 385, 64))
+    assert set(lines[-1]) == {"step", "wall_s", "fps", "success", "success_mean", "return_mean"}
+    assert all(r["fps"] > 0 for r in lines)
 
 
 @pytest.mark.slow
@@ -104,3 +110,19 @@ def test_resumed_training_keeps_counting_and_keeps_learning(tiny_config, tmp_pat
     assert all(task.success_rate >= 0.9 for task in report.tasks), report
     rollouts = _scalars(_events(tmp_path / TENSORBOARD), "modrl/success/mean")
     assert len(rollouts) == 16384 // 512  # one point per rollout, none duplicated across the resume
+    lines = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]
+    assert [r["step"] for r in lines] == list(range(512, 16385, 512))
+    assert all(b["wall_s"] > a["wall_s"] for a, b in itertools.pairwise(lines))
+    assert lines[-1]["success_mean"] > lines[0]["success_mean"]  # the training curve went up
+
+
+def test_truncate_metrics_drops_lines_after_the_checkpoint_and_torn_lines(tmp_path: Path) -> None:
+    from modrl.agents.callbacks import truncate_metrics
+
+    path = tmp_path / METRICS
+    path.write_text('{"step": 64}\n{"step": 128}\n{"step": 192}\n{"step": 2')
+    truncate_metrics(path, 128)
+    assert path.read_text() == '{"step": 64}\n{"step": 128}\n'
+    path.write_text('{"step": 64}\n{"st')
+    truncate_metrics(path, 1000)
+    assert path.read_text() == '{"step": 64}\n'
