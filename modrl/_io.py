@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 TMP_PREFIX = ".tmp-"
+_UMASK = os.umask(0)  # read once at import (os.umask can only be read by setting it), then restored
+os.umask(_UMASK)
 
 
 def fsync_dir(path: Path) -> None:
@@ -37,6 +39,8 @@ def atomic_write_bytes(path: Path | str, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX + path.name + ".", dir=path.parent)
     try:
+        # mkstemp creates 0600; give the file the mode a plain open() would (0666 minus the umask).
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -30,7 +30,8 @@ META_FILE = "meta.json"
 CLAIM_FILE = ".modrl-run"
 MAX_NAME_LENGTH = 100
 PACKAGES = (
-    "torch", "numpy", "gymnasium", "minigrid", "stable-baselines3", "tensorboard", "safetensors", "PyYAML", "modrl",
+    "torch", "numpy", "gymnasium", "minigrid", "stable-baselines3", "tensorboard", "safetensors", "PyYAML",
+    "matplotlib", "modrl",
 )  # fmt: skip
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")

@@ -55,7 +55,7 @@ def train(args: argparse.Namespace) -> int:
             run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
         except RunDirError as exc:
             return _fail(str(exc))
-        write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=sys.argv)
+        write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
     else:
         run_dir = resume_dir
         set_status(run_dir, RunStatus.RUNNING, resumed=True)

@@ -1,0 +1,328 @@
+"""Read a run directory or a sweep directory into typed trial records (files only: YAML, JSON, JSON lines).
+
+A run directory has ``config.yaml``; a sweep directory has ``trials.json`` and one run directory per trial under
+``trials/``. Layouts: see :mod:`modrl.runs`, the evaluation writer in ``modrl.agents.evaluation`` and the sweep
+runner. Nothing here imports the training stack.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+from modrl.config import ConfigError, load_yaml
+
+logger = logging.getLogger(__name__)
+
+EVAL_DIR = "eval"
+METRICS_FILE = "metrics.jsonl"
+CONTINUAL_FILE = "continual.json"
+_EVAL_NAME_RE = re.compile(r"step-(\d+)-(det|stoch)-(\d+)ep\.json")
+
+
+class ReportError(ValueError):
+    """A directory is neither a run nor a sweep, or one of its files is unreadable; the message names the file."""
+
+
+class TrialStatus(str, Enum):
+    """State of a trial: from ``status/<id>.json`` in a sweep, from ``meta.json`` for a single run."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    RUNNING = "running"
+    INTERRUPTED = "interrupted"
+    MISSING = "missing"  # no status recorded: the trial never started
+
+
+class Split(str, Enum):
+    """Which split an evaluated task belongs to; a task without a ``split`` field is a training task."""
+
+    TRAIN = "train"
+    TEST = "test"
+
+
+@dataclass(frozen=True, kw_only=True)
+class TaskEval:
+    """One task's line of an evaluation file."""
+
+    task: str
+    split: Split
+    episodes: int
+    success_rate: float
+    mean_return: float
+    module_usage: tuple[float, ...] | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EvalResult:
+    """One ``eval/step-*.json`` file: the step evaluated, the policy mode and the per-task results."""
+
+    path: Path
+    step: int
+    deterministic: bool
+    episodes: int
+    module_names: tuple[str, ...] | None
+    tasks: tuple[TaskEval, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Curve:
+    """A run's training curve from ``metrics.jsonl`` (one point per rollout); NaN where nothing was measured yet.
+
+    Attributes:
+        steps: ``(T,)`` frames.
+        success_mean: ``(T,)`` stochastic training success, mean over tasks.
+        return_mean: ``(T,)`` training return, mean over tasks.
+    """
+
+    steps: tuple[int, ...]
+    success_mean: tuple[float, ...]
+    return_mean: tuple[float, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Continual:
+    """``continual.json``: ``R[i][j]`` is the score on task ``j`` after training on task ``i``."""
+
+    tasks: tuple[str, ...]
+    matrix: tuple[tuple[float, ...], ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Trial:
+    """One seed of one configuration, with whatever its run directory holds so far."""
+
+    id: str
+    group: str
+    seed: int | None
+    status: TrialStatus
+    run_dir: Path
+    error: str | None = None
+    eval: EvalResult | None = None
+    curve: Curve | None = None
+    continual: Continual | None = None
+    meta: dict[str, Any] | None = None
+
+    @property
+    def usable(self) -> bool:
+        """Whether the trial enters the statistics: completed and evaluated."""
+        return self.status is TrialStatus.COMPLETED and self.eval is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Collection:
+    """Everything a report needs from a run or sweep directory; trials in file order (sweep expansion order)."""
+
+    root: Path
+    kind: Literal["run", "sweep"]
+    name: str
+    trials: tuple[Trial, ...]
+    sweep_spec: str | None = None  # the text of sweep.yaml, for the provenance section
+    groups: tuple[str, ...] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "groups", tuple(dict.fromkeys(t.group for t in self.trials)))
+
+    def trials_of(self, group: str) -> list[Trial]:
+        """The trials of ``group``, in order."""
+        return [t for t in self.trials if t.group == group]
+
+
+def collect(path: Path | str) -> Collection:
+    """Read a run directory (has ``config.yaml``) or a sweep directory (has ``trials.json``).
+
+    Raises:
+        ReportError: Neither kind of directory, or an unreadable file.
+    """
+    root = Path(path)
+    if (root / "trials.json").is_file():
+        return _collect_sweep(root)
+    if (root / "config.yaml").is_file():
+        config = _load_yaml(root / "config.yaml")
+        name = str(config.get("name") or root.name)
+        meta = _read_json_object(root / "meta.json") if (root / "meta.json").is_file() else None
+        status = _status(meta.get("status") if meta else None, root / "meta.json")
+        seed = meta.get("seed") if meta else config.get("seed")
+        error = str(meta["error"]) if meta and meta.get("error") else None
+        trial = _read_trial(root, id=root.name, group=name, seed=seed, status=status, error=error, meta=meta)
+        return Collection(root=root, kind="run", name=name, trials=(trial,))
+    raise ReportError(f"{root}: neither a run directory (config.yaml) nor a sweep directory (trials.json)")
+
+
+def _collect_sweep(root: Path) -> Collection:
+    entries = _read_json(root / "trials.json")
+    if not isinstance(entries, list):
+        raise ReportError(f"{root / 'trials.json'}: expected a list of trials")
+    spec_path = root / "sweep.yaml"
+    spec_text = spec_path.read_text(encoding="utf-8") if spec_path.is_file() else None
+    name = str(_load_yaml(spec_path).get("name") or root.name) if spec_text is not None else root.name
+    trials = []
+    for entry in entries:
+        try:
+            trial_id, group, seed = str(entry["id"]), entry.get("group") or {}, entry.get("seed")
+            run_dir = root / entry.get("run_dir", f"trials/{trial_id}")
+        except (KeyError, TypeError, AttributeError):
+            raise ReportError(f"{root / 'trials.json'}: malformed entry {entry!r}") from None
+        status_path = root / "status" / f"{trial_id}.json"
+        state = _read_json_object(status_path) if status_path.is_file() else {}
+        status = _status(state.get("status"), status_path)
+        meta = _read_json_object(run_dir / "meta.json") if (run_dir / "meta.json").is_file() else None
+        error = state.get("error") or (meta.get("error") if meta else None)
+        label = group_label(group) or name
+        trial = _read_trial(
+            run_dir, id=trial_id, group=label, seed=seed, status=status, error=str(error) if error else None, meta=meta
+        )
+        trials.append(trial)
+    return Collection(root=root, kind="sweep", name=name, trials=tuple(trials), sweep_spec=spec_text)
+
+
+def group_label(group: dict[str, Any]) -> str:
+    """``{"agent.kind": "modular", "algo.n_steps": 64}`` -> ``"agent.kind=modular, algo.n_steps=64"``."""
+    parts = []
+    for key, value in group.items():
+        text = value if isinstance(value, str) else json.dumps(value)
+        parts.append(f"{key}={text}")
+    return ", ".join(parts)
+
+
+def _read_trial(run_dir: Path, *, id: str, group: str, seed: Any, status: TrialStatus, error: str | None,
+                meta: dict[str, Any] | None) -> Trial:  # fmt: skip
+    return Trial(
+        id=id,
+        group=group,
+        seed=int(seed) if isinstance(seed, int) else None,
+        status=status,
+        run_dir=run_dir,
+        error=error,
+        eval=latest_eval(run_dir),
+        curve=read_curve(run_dir / METRICS_FILE),
+        continual=read_continual(run_dir / CONTINUAL_FILE),
+        meta=meta,
+    )
+
+
+def _status(value: Any, path: Path) -> TrialStatus:
+    if value is None:
+        return TrialStatus.MISSING
+    try:
+        return TrialStatus(value)
+    except ValueError:
+        allowed = ", ".join(s.value for s in TrialStatus)
+        raise ReportError(f"{path}: unknown status {value!r} (expected one of {allowed})") from None
+
+
+def latest_eval(run_dir: Path) -> EvalResult | None:
+    """The run's evaluation with the highest step; at that step deterministic before stochastic, then most episodes.
+
+    Files are chosen by name (``step-{step:012d}-{det|stoch}-{episodes}ep.json``); names that do not match (e.g.
+    temporary files) are ignored. ``None`` when the run has no evaluation.
+    """
+    candidates = []
+    for path in (run_dir / EVAL_DIR).glob("step-*.json"):
+        match = _EVAL_NAME_RE.fullmatch(path.name)
+        if match:
+            candidates.append(((int(match[1]), match[2] == "det", int(match[3])), path))
+    if not candidates:
+        return None
+    (step, deterministic, episodes), path = max(candidates)
+    data = _read_json_object(path)
+    try:
+        tasks = tuple(_task_eval(item) for item in data["tasks"])
+        names = data.get("module_names")
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReportError(f"{path}: malformed evaluation file ({exc!r})") from None
+    return EvalResult(
+        path=path,
+        step=step,
+        deterministic=deterministic,
+        episodes=episodes,
+        module_names=tuple(map(str, names)) if names is not None else None,
+        tasks=tasks,
+    )
+
+
+def _task_eval(item: dict[str, Any]) -> TaskEval:
+    usage = item.get("module_usage")
+    return TaskEval(
+        task=str(item["task"]),
+        split=Split(item.get("split") or Split.TRAIN.value),
+        episodes=int(item["episodes"]),
+        success_rate=float(item["success_rate"]),
+        mean_return=float(item["mean_return"]),
+        module_usage=tuple(float(u) for u in usage) if usage is not None else None,
+    )
+
+
+def read_curve(path: Path) -> Curve | None:
+    """The training curve in ``metrics.jsonl``; ``None`` if the file is missing or empty.
+
+    A last line that is not valid JSON (a write cut short by a kill) is skipped with a warning; an invalid line
+    before the last raises ReportError.
+    """
+    if not path.is_file():
+        return None
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise ReportError(f"{path}:{number}: not valid JSON") from None
+            logger.warning("%s:%d: skipping a truncated last line", path, number)
+    if not rows:
+        return None
+
+    def number_or_nan(value: Any) -> float:
+        return float(value) if value is not None else math.nan
+
+    try:
+        return Curve(
+            steps=tuple(int(r["step"]) for r in rows),
+            success_mean=tuple(number_or_nan(r.get("success_mean")) for r in rows),
+            return_mean=tuple(number_or_nan(r.get("return_mean")) for r in rows),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReportError(f"{path}: malformed metrics line ({exc!r})") from None
+
+
+def read_continual(path: Path) -> Continual | None:
+    """``continual.json`` ({"tasks": [...], "R": [[...]]}, square, one row and column per task) or ``None``."""
+    if not path.is_file():
+        return None
+    data = _read_json_object(path)
+    try:
+        tasks = tuple(str(t) for t in data["tasks"])
+        matrix = tuple(tuple(float(v) for v in row) for row in data["R"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ReportError(f"{path}: malformed continual results ({exc!r})") from None
+    if len(matrix) != len(tasks) or any(len(row) != len(tasks) for row in matrix):
+        raise ReportError(f"{path}: R must be {len(tasks)} x {len(tasks)} (one row and column per task)")
+    return Continual(tasks=tasks, matrix=matrix)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ReportError(f"{path}: cannot read: {exc}") from None
+
+
+def _read_json_object(path: Path) -> dict[str, Any]:
+    data = _read_json(path)
+    if not isinstance(data, dict):
+        raise ReportError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    try:
+        return load_yaml(path)
+    except ConfigError as exc:
+        raise ReportError(str(exc)) from None

@@ -1,0 +1,145 @@
+"""PNG figures for reports, drawn with matplotlib's Agg backend (no display needed).
+
+Figures are built as :class:`matplotlib.figure.Figure` objects and saved directly, without pyplot's global figure
+registry, so nothing leaks between calls. This is the only module of modrl that imports matplotlib.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from numpy.typing import ArrayLike, NDArray
+
+DPI = 110
+
+
+@dataclass(frozen=True, kw_only=True)
+class Band:
+    """A mean curve with a confidence band, all ``(T,)`` on the same ``steps``."""
+
+    steps: NDArray[np.float64]
+    mean: NDArray[np.float64]
+    low: NDArray[np.float64]
+    high: NDArray[np.float64]
+    seeds: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class Bars:
+    """One group's bars: ``(K,)`` means and interval ends, NaN where a task has no value."""
+
+    mean: NDArray[np.float64]
+    low: NDArray[np.float64]
+    high: NDArray[np.float64]
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=DPI, format="png")
+    return path
+
+
+def plot_learning_curves(bands: Mapping[str, Band], path: Path, *, ylabel: str = "training success (mean over tasks)"
+                         ) -> Path:  # fmt: skip
+    """One line per group (mean over seeds) with a shaded confidence band; x = frames."""
+    fig = Figure(figsize=(7.0, 4.2))
+    ax = fig.add_subplot()
+    for label, band in bands.items():
+        (line,) = ax.plot(band.steps, band.mean, label=f"{label} (n={band.seeds})")
+        ax.fill_between(band.steps, band.low, band.high, color=line.get_color(), alpha=0.25, linewidth=0)
+    ax.set_xlabel("frames")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    if bands:
+        ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def plot_grouped_bars(bars: Mapping[str, Bars], labels: Sequence[str], path: Path, *, ylabel: str) -> Path:
+    """Grouped bars: ``len(labels)`` clusters (e.g. tasks), one bar per group, error bars from the intervals."""
+    fig = Figure(figsize=(max(6.0, 0.9 * len(labels) * max(1, len(bars)) + 2.0), 4.2))
+    ax = fig.add_subplot()
+    x = np.arange(len(labels), dtype=np.float64)
+    width = 0.8 / max(1, len(bars))
+    for i, (group, b) in enumerate(bars.items()):
+        errors = np.stack([np.nan_to_num(b.mean - b.low), np.nan_to_num(b.high - b.mean)])
+        ax.bar(x + (i - (len(bars) - 1) / 2) * width, np.nan_to_num(b.mean), width, yerr=errors, capsize=3,
+               label=group)  # fmt: skip
+    ax.set_xticks(x, list(labels), rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0.0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    if bars:
+        ax.legend(fontsize="small")
+    return _save(fig, path)
+
+
+def _annotated_heatmap(ax: Axes, matrix: NDArray[np.float64], *, vmin: float, vmax: float) -> None:
+    image = ax.imshow(matrix, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto")
+    ax.figure.colorbar(image, ax=ax)
+    middle = (vmin + vmax) / 2.0
+    for (i, j), value in np.ndenumerate(matrix):
+        color = "black" if value > middle else "white"
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=color, fontsize="small")
+
+
+def plot_module_usage(matrix: ArrayLike, task_names: Sequence[str], module_names: Sequence[str], path: Path, *,
+                      title: str = "") -> Path:  # fmt: skip
+    """Heatmap of ``(tasks, modules)`` mean routing weights, values written in the cells.
+
+    Raises:
+        ValueError: The matrix shape does not match the names.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    if m.shape != (len(task_names), len(module_names)):
+        raise ValueError(f"matrix shape {m.shape} != (tasks, modules) = ({len(task_names)}, {len(module_names)})")
+    fig = Figure(figsize=(1.0 + 0.8 * len(module_names) + 1.5, 1.2 + 0.45 * len(task_names)))
+    ax = fig.add_subplot()
+    _annotated_heatmap(ax, m, vmin=0.0, vmax=max(1.0, float(m.max(initial=0.0))))
+    ax.set_xticks(range(len(module_names)), list(module_names), rotation=30, ha="right")
+    ax.set_yticks(range(len(task_names)), list(task_names))
+    ax.set_xlabel("module")
+    ax.set_ylabel("task")
+    ax.set_title(title, fontsize="medium")
+    return _save(fig, path)
+
+
+def plot_r_matrix(matrix: ArrayLike, task_names: Sequence[str], path: Path | str, *, title: str = "") -> Path:
+    """Heatmap of a continual-learning matrix ``R`` with its values written in the cells.
+
+    ``R[i][j]`` is the score on task ``j`` (column) after training on task ``i`` (row), as in Lopez-Paz & Ranzato
+    2017 (GEM) and Díaz-Rodríguez et al. 2018; the colour scale spans at least [0, 1].
+
+    Args:
+        matrix: ``(K, K)`` scores.
+        task_names: ``K`` task names, in training order.
+        path: Where to write the PNG.
+        title: Optional figure title.
+
+    Raises:
+        ValueError: ``matrix`` is not ``K x K`` for ``K = len(task_names)``, or not finite.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    k = len(task_names)
+    if m.shape != (k, k):
+        raise ValueError(f"R must be {k} x {k} (one row and column per task), got shape {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError("R must be finite")
+    fig = Figure(figsize=(2.5 + 0.9 * k, 1.5 + 0.7 * k))
+    ax = fig.add_subplot()
+    _annotated_heatmap(ax, m, vmin=min(0.0, float(m.min(initial=0.0))), vmax=max(1.0, float(m.max(initial=0.0))))
+    ax.set_xticks(range(k), list(task_names), rotation=30, ha="right")
+    ax.set_yticks(range(k), list(task_names))
+    ax.set_xlabel("evaluated on task")
+    ax.set_ylabel("after training on task")
+    ax.set_title(title, fontsize="medium")
+    return _save(fig, Path(path))

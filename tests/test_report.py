@@ -1,0 +1,280 @@
+"""modrl.report on hand-written sweep and run directories with known numbers, and on one real tiny training run."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from modrl.report import ReportError, TrialStatus, build_report, collect
+from modrl.report.plots import plot_r_matrix
+from modrl.stats import bootstrap_ci, iqm
+from tests.conftest import TINY
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MODULAR, MONO = "agent.kind=modular", "agent.kind=monolithic"
+PACKAGES = {"numpy": "2.4.6", "torch": "2.13.0+cpu"}
+# Per trial: success of tasks a, b (train) and c (test) in the evaluation the report must pick.
+SUCCESS = {
+    "mod-0": (1.0, 0.6, 0.5),
+    "mod-1": (0.8, 0.4, 0.1),
+    "mod-2": (0.6, 0.2, 0.3),
+    "mod-3": (0.2, 0.0, 0.9),
+    "mono-0": (0.5, 0.5, 0.0),
+    "mono-1": (0.7, 0.3, 0.2),
+    "mono-2": (0.9, 0.7, 0.4),
+    "mono-3": (0.0, 0.0, 0.0),  # failed: must not enter the tables
+}
+FRAMES = {"mod-0": 192, "mod-1": 256, "mod-2": 448, "mod-3": None, "mono-0": 320, "mono-1": None, "mono-2": None}
+STEPS = [64 * i for i in range(1, 9)]
+
+
+def write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data))
+
+
+def eval_file(run_dir: Path, step: int, mode: str, episodes: int, success: tuple[float, ...], modular: bool) -> None:
+    splits = ["train", "train", "test"]
+    tasks = [
+        {
+            "task": name,
+            "split": split,
+            "episodes": episodes,
+            "success_rate": s,
+            "mean_return": 0.5 * s,
+            "mean_length": 10.0,
+            "module_usage": [s / 2, 1 - s / 2] if modular else None,
+        }
+        for name, split, s in zip("abc", splits, success, strict=True)
+    ]
+    data = {"step": step, "deterministic": mode == "det", "seed_base": 10**9, "tasks": tasks}
+    data["module_names"] = ["skill_0", "skill_1"] if modular else None
+    write_json(run_dir / "eval" / f"step-{step:012d}-{mode}-{episodes}ep.json", data)
+
+
+def curve(frames: int | None) -> list[dict[str, Any]]:
+    """success_mean: None at the first rollout, then 0.5, reaching 0.95 at ``frames`` (or never)."""
+    rows = []
+    for step in STEPS:
+        value = None if step == STEPS[0] else (0.95 if frames is not None and step >= frames else 0.5)
+        rows.append({"step": step, "wall_s": 0.1, "fps": 500.0, "success": {}, "success_mean": value,
+                     "return_mean": value})  # fmt: skip
+    return rows
+
+
+def write_trial(sweep: Path, trial_id: str, *, kind: str, seed: int, failed: bool) -> dict[str, Any]:
+    run_dir = sweep / "trials" / trial_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"name": "syn", "seed": seed, "agent": {"kind": kind}}))
+    argv = ["modrl", "train", "base config.yaml", "--set", f"agent.kind={kind}", "--set", f"seed={seed}"]
+    meta = {"seed": seed, "argv": argv, "packages": PACKAGES, "python": "3.11.7", "platform": "Linux",
+            "git": {"commit": "abc123", "dirty": trial_id == "mod-1"},
+            "status": "failed" if failed else "completed"}  # fmt: skip
+    write_json(run_dir / "meta.json", meta)
+    modular = kind == "modular"
+    if not failed:
+        eval_file(run_dir, STEPS[-1], "det", 10, SUCCESS[trial_id], modular)
+        eval_file(run_dir, STEPS[-1], "det", 4, (0.01, 0.01, 0.01), modular)  # fewer episodes: not chosen
+        eval_file(run_dir, STEPS[-1], "stoch", 10, (0.02, 0.02, 0.02), modular)  # stochastic: not chosen
+        eval_file(run_dir, STEPS[3], "det", 10, (0.03, 0.03, 0.03), modular)  # older: not chosen
+        lines = [json.dumps(row) for row in curve(FRAMES[trial_id])]
+        (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
+    status = {"id": trial_id, "status": "failed" if failed else "completed", "returncode": 1 if failed else 0,
+              "error": "Traceback (most recent call last):\nRuntimeError: boom in mono-3" if failed else None,
+              "attempts": 1, "started": "t0", "finished": "t1", "seconds": 1.0}  # fmt: skip
+    write_json(sweep / "status" / f"{trial_id}.json", status)
+    return {
+        "id": trial_id,
+        "group": {"agent.kind": kind},
+        "seed": seed,
+        "overrides": [],
+        "run_dir": f"trials/{trial_id}",
+    }
+
+
+@pytest.fixture
+def sweep(tmp_path: Path) -> Path:
+    root = tmp_path / "sweep"
+    root.mkdir()
+    entries = [
+        write_trial(root, f"{prefix}-{seed}", kind=kind, seed=seed, failed=(prefix, seed) == ("mono", 3))
+        for prefix, kind in (("mod", "modular"), ("mono", "monolithic"))
+        for seed in range(4)
+    ]
+    write_json(root / "trials.json", entries)
+    (root / "sweep.yaml").write_text(
+        "name: syn-sweep\nseeds: [0, 1, 2, 3]\ngrid:\n  agent.kind: [modular, monolithic]\n"
+    )
+    return root
+
+
+def section(markdown: str, title: str) -> str:
+    """The text of the ``## title`` section, up to the next ``## `` heading."""
+    start = markdown.index(f"## {title}\n")
+    end = markdown.find("\n## ", start + 1)
+    return markdown[start : end if end >= 0 else None]
+
+
+def row(text: str, *first: str) -> list[str]:
+    """Cells of the only table row in ``text`` whose leading cells are ``first``."""
+    rows = [[c.strip() for c in line.strip("|").split(" | ")] for line in text.splitlines() if line.startswith("| ")]
+    found = [r for r in rows if r[: len(first)] == list(first)]
+    assert len(found) == 1, (first, rows)
+    return found[0]
+
+
+def expected_cells(values: list[float], digits: int = 3) -> list[str]:
+    low, high = bootstrap_ci(values, seed=0)
+    f = f"{{:.{digits}f}}"
+    return [str(len(values)), f.format(np.mean(values)), f.format(iqm(values)), f"[{f.format(low)}, {f.format(high)}]"]
+
+
+def assert_png(path: Path) -> None:
+    data = path.read_bytes()
+    assert data[:8] == PNG_SIGNATURE and len(data) > 5_000, path
+
+
+def test_collect_sweep(sweep: Path) -> None:
+    collection = collect(sweep)
+    assert collection.kind == "sweep" and collection.name == "syn-sweep"
+    assert collection.groups == (MODULAR, MONO)
+    failed = [t for t in collection.trials if t.status is TrialStatus.FAILED]
+    assert [t.id for t in failed] == ["mono-3"] and "boom" in (failed[0].error or "")
+    chosen = collection.trials[0].eval
+    assert chosen is not None and chosen.path.name == "step-000000000512-det-10ep.json"
+    assert [t.success_rate for t in chosen.tasks] == list(SUCCESS["mod-0"])
+
+
+def test_empty_group_and_unstarted_trial(sweep: Path) -> None:
+    entries = json.loads((sweep / "trials.json").read_text())
+    for entry in entries:
+        entry["group"] = {}
+    write_json(sweep / "trials.json", entries)
+    (sweep / "status" / "mod-3.json").unlink()
+    collection = collect(sweep)
+    assert collection.groups == ("syn-sweep",)
+    assert collection.trials[3].status is TrialStatus.MISSING and not collection.trials[3].usable
+    md = build_report(sweep).read_text()
+    assert row(section(md, "Trials"), "mod-3")[3] == "missing"
+    assert row(section(md, "Success per task"), "a", "train", "syn-sweep")[3] == "6"  # 8 trials - failed - missing
+
+
+def test_sweep_report_numbers_match_hand_computed_statistics(sweep: Path) -> None:
+    md = build_report(sweep).read_text()
+    success = section(md, "Success rate (mean over tasks)")
+    assert "| group | train n | train mean | train IQM | train 95% CI | test n | test mean |" in success
+    for group, prefix, seeds in ((MODULAR, "mod", range(4)), (MONO, "mono", range(3))):
+        train = [(SUCCESS[f"{prefix}-{s}"][0] + SUCCESS[f"{prefix}-{s}"][1]) / 2 for s in seeds]
+        test = [SUCCESS[f"{prefix}-{s}"][2] for s in seeds]
+        assert row(success, group) == [group, *expected_cells(train), *expected_cells(test)]
+        returns = section(md, "Return (mean over tasks)")
+        assert row(returns, group)[1:5] == expected_cells([0.5 * v for v in train])
+        per_task = section(md, "Success per task")
+        assert row(per_task, "c", "test", group)[3:] == expected_cells(test)
+    # IQM differs from the mean for 4 seeds: 0.8, 0.6, 0.4, 0.1 -> mean 0.475, IQM mean(0.4, 0.6) = 0.5.
+    assert row(success, MODULAR)[2:4] == ["0.475", "0.500"]
+
+
+def test_frames_to_threshold_from_metrics(sweep: Path) -> None:
+    md = build_report(sweep, threshold=0.9).read_text()
+    frames = section(md, "Frames to 0.9 training success")
+    assert row(frames, MODULAR) == [MODULAR, "3/4", *expected_cells([192.0, 256.0, 448.0], digits=0)[1:]]
+    assert row(frames, MONO) == [MONO, "1/3", "320", "320", "[320, 320]"]
+    never = section(build_report(sweep, threshold=0.99).read_text(), "Frames to 0.99 training success")
+    assert row(never, MODULAR) == [MODULAR, "0/4", "—", "—", "—"]
+
+
+def test_sweep_report_lists_trials_figures_and_provenance(sweep: Path) -> None:
+    report = build_report(sweep)
+    assert report == sweep / "report" / "report.md"
+    md = report.read_text()
+    trials = section(md, "Trials")
+    assert row(trials, "mono-3") == ["mono-3", MONO, "3", "failed", "—", "no"]
+    assert row(trials, "mod-0")[3:] == ["completed", "step 512, deterministic, 10 ep/task", "yes"]
+    assert "### Error: mono-3 (failed)" in trials and "RuntimeError: boom in mono-3" in trials
+    for name in ("learning_curves.png", "success_per_task.png", "module_usage_agent.kind_modular.png"):
+        assert_png(report.parent / name)
+        assert f"]({name})" in md
+    assert not list(report.parent.glob("module_usage_agent.kind_monolithic*"))  # no module usage recorded
+    provenance = section(md, "Provenance")
+    command = shlex.join(["modrl", "train", "base config.yaml", "--set", "agent.kind=modular", "--set", "seed=1"])
+    assert f"- `mod-1` (git abc123 (dirty)): `{command}`" in provenance
+    assert "'base config.yaml'" in provenance and "grid:" in provenance
+    assert provenance.count("Versions (") == 1 and "| torch | 2.13.0+cpu |" in provenance
+
+
+def test_differing_versions_are_listed_per_trial(sweep: Path) -> None:
+    meta_path = sweep / "trials" / "mono-0" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    meta["packages"] = {**PACKAGES, "torch": "2.14.0"}
+    meta_path.write_text(json.dumps(meta))
+    provenance = section(build_report(sweep, out_dir=sweep / "elsewhere").read_text(), "Provenance")
+    assert provenance.count("Versions (") == 2
+    assert "Versions (trials `mono-0`):" in provenance and "| torch | 2.14.0 |" in provenance
+
+
+def test_single_run_dir_without_splits(sweep: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    (sweep / "trials" / "mod-2").rename(run)
+    for path in (run / "eval").glob("*.json"):  # drop the split field: every task counts as a training task
+        data = json.loads(path.read_text())
+        for task in data["tasks"]:
+            del task["split"]
+        path.write_text(json.dumps(data))
+    md = build_report(run).read_text()
+    success = section(md, "Success rate (mean over tasks)")
+    assert "| group | n | mean | IQM | 95% CI |" in success and "test" not in success
+    assert row(success, "syn") == ["syn", "1", "0.367", "0.367", "[0.367, 0.367]"]  # (0.6 + 0.2 + 0.3) / 3
+    assert row(section(md, "Trials"), "run")[2:4] == ["2", "completed"]
+    assert_png(run / "report" / "learning_curves.png")
+
+
+def test_continual_results_are_drawn(sweep: Path, tmp_path: Path) -> None:
+    write_json(sweep / "trials" / "mod-0" / "continual.json", {"tasks": ["a", "b"], "R": [[0.9, 0.1], [0.5, 0.8]]})
+    md = build_report(sweep).read_text()
+    assert "](r_matrix_agent.kind_modular.png)" in md
+    assert_png(sweep / "report" / "r_matrix_agent.kind_modular.png")
+    path = plot_r_matrix([[1.0, 0.0, 0.2], [0.7, 0.9, 0.1], [0.6, 0.8, 1.0]], ["a", "b", "c"], tmp_path / "r.png")
+    assert_png(path)
+    with pytest.raises(ValueError, match="3 x 3"):
+        plot_r_matrix([[1.0, 0.0]], ["a", "b", "c"], tmp_path / "bad.png")
+
+
+def test_unreadable_inputs_are_named(tmp_path: Path, sweep: Path) -> None:
+    with pytest.raises(ReportError, match="neither"):
+        build_report(tmp_path / "nothing-here")
+    metrics = sweep / "trials" / "mod-0" / "metrics.jsonl"
+    metrics.write_text(metrics.read_text() + '{"step": 5')  # a write cut short: skipped
+    assert len(collect(sweep).trials[0].curve.steps) == len(STEPS)  # type: ignore[union-attr]
+    metrics.write_text('{"step": 5\n' + metrics.read_text())
+    with pytest.raises(ReportError, match=r"metrics\.jsonl:1"):
+        collect(sweep)
+
+
+def test_report_from_a_real_tiny_run(tmp_path: Path) -> None:
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    run = tmp_path / "run"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "modrl.cli.main", "train", str(config), "--run-dir", str(run)]
+    out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr
+    md = build_report(run).read_text()
+    (result,) = (run / "eval").glob("step-*-det-*ep.json")
+    tasks = json.loads(result.read_text())["tasks"]
+    mean = np.mean([t["success_rate"] for t in tasks])
+    assert row(section(md, "Success rate (mean over tasks)"), "tiny") == ["tiny", "1", *[f"{mean:.3f}"] * 2,
+                                                                          f"[{mean:.3f}, {mean:.3f}]"]  # fmt: skip
+    assert row(section(md, "Trials"), "run")[3:] == ["completed", "step 256, deterministic, 2 ep/task", "yes"]
+    for name in ("learning_curves.png", "success_per_task.png", "module_usage_tiny.png"):
+        assert_png(run / "report" / name)
+    assert shlex.join(json.loads((run / "meta.json").read_text())["argv"]) in md
