@@ -65,7 +65,7 @@ def build_report(path: Path | str, *, out_dir: Path | str | None = None, thresho
     ]
     report = out / REPORT_FILE
     atomic_write_text(report, "\n\n".join(s for s in sections if s) + "\n")
-    logger.info("report written to %s", report)
+    logger.debug("report written to %s", report)
     return report
 
 
