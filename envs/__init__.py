@@ -1,22 +1,42 @@
-"""MiniGrid task suites and SB3-ready wrappers (installed as :mod:`modrl.envs`).
+"""MiniGrid task suites, the task grammar, splits, predicates, the oracle and SB3-ready wrappers (as :mod:`modrl.envs`).
 
-Importing this package imports ``minigrid``, which registers the stock ``MiniGrid-*`` gymnasium ids.
+Importing this package imports ``minigrid``, which registers the stock ``MiniGrid-*`` and ``BabyAI-*`` gymnasium ids,
+and registers the generated suites and their ``ModRL-<suite>-<task>-v0`` ids (:mod:`modrl.envs.catalog`).
 """
 
 from __future__ import annotations
 
+from modrl.envs.catalog import env_id  # importing the catalog registers the generated suites
+from modrl.envs.grammar import ObjectRef, Subtask, Task, parse_task
+from modrl.envs.oracle import Demonstration, demonstrate
+from modrl.envs.predicates import env_predicates, symbolic_state
+from modrl.envs.splits import SPLITS, Split, get_split
 from modrl.envs.suites import DEFAULT_SUITE, SUITES, Suite, TaskSpec, get_suite
+from modrl.envs.task_env import TaskEnv
 from modrl.envs.wrappers import IMAGE_HIGH, SuccessInfo, TaskObservation, make_task_env, task_for_env_index
 
 __all__ = [
     "DEFAULT_SUITE",
     "IMAGE_HIGH",
+    "SPLITS",
     "SUITES",
+    "Demonstration",
+    "ObjectRef",
+    "Split",
+    "Subtask",
     "SuccessInfo",
     "Suite",
+    "Task",
+    "TaskEnv",
     "TaskObservation",
     "TaskSpec",
+    "demonstrate",
+    "env_id",
+    "env_predicates",
+    "get_split",
     "get_suite",
     "make_task_env",
+    "parse_task",
+    "symbolic_state",
     "task_for_env_index",
 ]

@@ -51,12 +51,15 @@ class Suite:
         version: Positive integer, bumped whenever the tasks change.
         description: One line shown by the CLI.
         tasks: The tasks, at least one, with unique names.
+        splits: Split name (``"train"``, ``"test"``) to task names, each task in at most one split; empty (the
+            default) means the trivial split ``{"train": all task names}``.
     """
 
     name: str
     version: int
     description: str
     tasks: tuple[TaskSpec, ...]
+    splits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         check(isinstance(self.name, str) and bool(_NAME_RE.match(self.name)), "name",
@@ -70,6 +73,17 @@ class Suite:
         names = [t.name for t in self.tasks]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         check(not duplicates, "tasks", f"duplicate task names: {', '.join(duplicates)}")
+        self._check_splits()
+
+    def _check_splits(self) -> None:
+        check(isinstance(self.splits, Mapping), "splits", f"must be a mapping, got {type(self.splits).__name__}")
+        splits = {str(k): tuple(v) for k, v in self.splits.items()} or {"train": self.task_names}
+        object.__setattr__(self, "splits", splits)
+        listed = [n for names in splits.values() for n in names]
+        unknown = sorted(set(listed) - set(self.task_names))
+        check(not unknown, "splits", f"unknown task names: {', '.join(unknown)}")
+        check(len(listed) == len(set(listed)), "splits", "a task is listed in more than one split (or twice)")
+        check(all(splits.values()), "splits", "every split needs at least one task")
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -80,6 +94,17 @@ class Suite:
     def num_tasks(self) -> int:
         """Number of tasks (the size of the ``"task"`` observation space)."""
         return len(self.tasks)
+
+    def split(self, name: str) -> tuple[str, ...]:
+        """Task names of split ``name``; an unknown split raises ``KeyError`` listing the valid ones."""
+        try:
+            return self.splits[name]
+        except KeyError:
+            raise KeyError(f"suite {self.name!r} has no split {name!r}; splits: {', '.join(self.splits)}") from None
+
+    def split_indices(self, name: str) -> tuple[int, ...]:
+        """Task ids of split ``name``, in split order."""
+        return tuple(self.task_index(n) for n in self.split(name))
 
     def task_index(self, name: str) -> int:
         """Task id of the task called ``name``; an unknown name raises ``KeyError`` listing the valid ones."""
