@@ -9,4 +9,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade "pip>=23" "setuptools>=64" wheel
 .venv/bin/python -m pip install --quiet torch==2.13.0
-.venv/bin/python -m pip install --quiet -c requirements/constraints.txt -e ".[test]"
+.venv/bin/python -m pip install --quiet -c requirements/constraints.txt -e ".[test,ray]"

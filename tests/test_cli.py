@@ -196,3 +196,43 @@ def test_eval_falls_back_from_a_corrupt_checkpoint_and_refuses_when_none_is_left
     out = modrl("eval", run_dir, "--episodes", 1, cwd=tmp_path)
     assert out.returncode == 1
     assert "no complete checkpoint" in out.stderr
+
+
+def test_suite_show_prints_splits_and_held_out_pairs(tmp_path: Path) -> None:
+    out = modrl("suite", "show", "colour-type", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "train split (36 tasks)" in out.stdout and "test split (12 tasks)" in out.stdout
+    assert "ModRL-colour-type-pickup-red-ball-v0" in out.stdout
+    assert "held out of training:" in out.stdout
+    out = modrl("suite", "show", "nope", cwd=tmp_path)
+    assert out.returncode == 2 and "minigrid-basic" in out.stderr
+
+
+def _write_sweep(tmp_path: Path, grid: dict) -> Path:
+    base = write_config(tmp_path, total_timesteps=128, eval_episodes=1)
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"name": "tiny-sweep", "base": base.name, "seeds": [0], "grid": grid, "workers": 2}))
+    return path
+
+
+def test_sweep_then_report_end_to_end(tmp_path: Path) -> None:
+    spec = _write_sweep(tmp_path, {"agent.kind": ["modular", "monolithic"]})
+    out = modrl("sweep", spec, "--runs-root", tmp_path / "sweeps", cwd=tmp_path)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "2 completed, 0 failed" in out.stdout
+    sweep_dir = only_run_dir(tmp_path / "sweeps")
+    again = modrl("sweep", "--resume", sweep_dir, cwd=tmp_path)
+    assert again.returncode == 0 and "all 2 trials already completed" in again.stdout, again.stdout  # none re-run
+    out = modrl("report", sweep_dir, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    report = (sweep_dir / "report" / "report.md").read_text()
+    assert "agent.kind=modular" in report and "agent.kind=monolithic" in report
+    assert (sweep_dir / "report" / "success_per_task.png").is_file()
+
+
+def test_sweep_with_a_bad_grid_key_fails_before_running_anything(tmp_path: Path) -> None:
+    spec = _write_sweep(tmp_path, {"agent.routr.kind": ["soft"]})
+    out = modrl("sweep", spec, "--runs-root", tmp_path / "sweeps", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "agent.routr" in out.stderr and "allowed keys" in out.stderr
+    assert not (tmp_path / "sweeps").exists()

@@ -137,9 +137,38 @@ def list_registries(args: argparse.Namespace) -> int:
         if args.what in ("all", name):
             print(f"{name} ({key}): {', '.join(values)}")
     if args.what in ("all", "suites"):
-        print("suites (env.suite):")
+        print("suites (env.suite; 'modrl suite show NAME' lists tasks and splits):")
         for name in SUITES.names():
             suite = get_suite(name)
-            tasks = ", ".join(f"{t.name}={t.env_id}" for t in suite.tasks)
-            print(f"  {name} v{suite.version}: {suite.description}\n    tasks: {tasks}")
+            splits = ", ".join(f"{split} {len(tasks)}" for split, tasks in suite.splits.items())
+            print(f"  {name} v{suite.version}: {suite.num_tasks} tasks ({splits}) - {suite.description}")
     return 0
+
+
+def suite_show(args: argparse.Namespace) -> int:
+    """``modrl suite show NAME``: a suite's tasks (env ids, missions) and its train/test splits."""
+    from modrl.envs import get_suite
+
+    try:
+        suite = get_suite(args.name)
+    except KeyError as exc:
+        return _fail(str(exc))
+    print(f"suite {suite.name} v{suite.version}: {suite.description}")
+    for split, names in suite.splits.items():
+        print(f"\n{split} split ({len(names)} tasks):")
+        by_name = {task.name: task for task in suite.tasks}
+        for name in names:
+            print(f"  {name:48s} {by_name[name].env_id}")
+    held_out = _held_out(suite.name)
+    if held_out:
+        print(f"\nheld out of training: {held_out}")
+    return 0
+
+
+def _held_out(suite_name: str) -> str:
+    from modrl.envs.splits import SPLITS
+
+    if suite_name not in SPLITS:
+        return ""
+    split = SPLITS.get(suite_name)
+    return f"{', '.join(map(str, split.held_out))} (split fingerprint {split.fingerprint})"

@@ -68,6 +68,17 @@ def _build_parser() -> argparse.ArgumentParser:
         "--stochastic", action="store_true", help="sample actions instead of the deterministic policy"
     )
 
+    _add_experiment_parsers(sub)
+
+    suite = sub.add_parser("suite", help="show a task suite: tasks, env ids, train/test splits")
+    suite_sub = suite.add_subparsers(dest="suite_command", required=True, metavar="SUITE_COMMAND")
+    show = suite_sub.add_parser(
+        "show",
+        help="print a suite's tasks and splits",
+        description="Print a suite's tasks (name and gymnasium env id) per split and what its test split holds out.",
+    )
+    show.add_argument("name", help="suite name (see 'modrl list suites')")
+
     listing = sub.add_parser(
         "list",
         help="list registered routers, modules, aggregations, agents, algorithms and suites",
@@ -83,15 +94,71 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
+    sweep = sub.add_parser(
+        "sweep",
+        help="run a grid of trainings (config keys x seeds) locally or on Ray",
+        description=(
+            "Expand SWEEP.yaml (base config, grid of config keys, seeds, fixed overrides) into trials, validate "
+            "every trial's config first, then run them as 'modrl train' processes: one worker per CPU core by "
+            "default, each with one torch thread. Finished trials are recorded as they finish; --resume re-runs "
+            "only what is left (unfinished trials continue from their checkpoints). A failed trial is reported and "
+            "does not stop the others."
+        ),
+    )
+    sweep.add_argument("spec", nargs="?", type=Path, help="sweep YAML (e.g. experiments/sweeps/quickstart.yaml)")
+    sweep.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the sweep file, e.g. --set seeds=[0,1] or --set set.train.total_timesteps=20000",
+    )
+    sweep.add_argument("--sweep-dir", type=Path, help="exact sweep directory to create (refused if it exists)")
+    sweep.add_argument(
+        "--runs-root",
+        type=Path,
+        default=Path("runs/sweeps"),
+        help="where new sweep directories go (default: runs/sweeps)",
+    )
+    sweep.add_argument("--resume", type=Path, metavar="SWEEP_DIR", help="run what is left of an existing sweep")
+    sweep.add_argument(
+        "--backend", choices=["local", "ray"], default=None, help="local processes (default) or a Ray cluster"
+    )
+    sweep.add_argument("--workers", type=int, help="trials at a time (default: the sweep file's, else one per core)")
+    sweep.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local instance)")
+
+    report = sub.add_parser(
+        "report",
+        help="tables (mean, IQM, bootstrap CI), plots and provenance for a run or sweep",
+        description="Aggregate a run or sweep directory into DIR/report/report.md: per-metric tables across seeds "
+        "(mean, interquartile mean, 95%% bootstrap CI), frames-to-threshold, learning curves, success per task, "
+        "module-usage heatmaps, and the exact commands and versions behind the numbers.",
+    )
+    report.add_argument("path", type=Path, help="a run directory or a sweep directory")
+    report.add_argument("--out", type=Path, help="write the report here instead of PATH/report")
+    report.add_argument(
+        "--threshold", type=float, default=0.9, help="training success for frames-to-threshold (default: 0.9)"
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``modrl`` console script; returns the process exit code."""
     args = _build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     for noisy in ("matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from . import commands  # heavy imports (torch, SB3) only once arguments parse
+    from . import commands, experiment_commands  # heavy imports (torch, SB3) only once arguments parse
 
-    handler = {"train": commands.train, "eval": commands.evaluate, "list": commands.list_registries}[args.command]
+    handler = {
+        "train": commands.train,
+        "eval": commands.evaluate,
+        "list": commands.list_registries,
+        "sweep": experiment_commands.sweep,
+        "report": experiment_commands.report,
+        "suite": commands.suite_show,
+    }[args.command]
     return handler(args)
 
 

@@ -1,0 +1,99 @@
+"""``modrl sweep`` and ``modrl report``: many trials of ``modrl train``, and the tables and plots made from them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from modrl.config import ConfigError
+from modrl.runs import RunDirError
+
+from .main import EXIT_ERROR, EXIT_USAGE
+
+
+def _fail(message: str, code: int = EXIT_USAGE) -> int:
+    print(f"modrl: error: {message}", file=sys.stderr)
+    return code
+
+
+def _validate_trial(base: Path, overrides: Sequence[str]) -> None:
+    """Build the trial's ExperimentConfig exactly as ``modrl train`` would; raises ConfigError naming the key."""
+    from modrl.agents.config import load_experiment_config
+
+    load_experiment_config(base, overrides)
+
+
+class _ProgressPrinter:
+    """One progress line per change (or every 30 s): trials done / running / failed and the ETA."""
+
+    def __init__(self) -> None:
+        self._last: tuple[int, int, int] | None = None
+        self._last_time = 0.0
+
+    def __call__(self, progress) -> None:
+        key = (progress.done, progress.running, progress.failed)
+        now = time.monotonic()
+        if key == self._last and now - self._last_time < 30:
+            return
+        self._last, self._last_time = key, now
+        print(f"[sweep] {progress.line()} | {progress.skipped} complete before this run", flush=True)
+
+
+def sweep(args: argparse.Namespace) -> int:
+    """``modrl sweep``: validate every trial, create (or resume) the sweep directory, run the trials."""
+    from modrl.sweep import SweepError, expand, load_sweep_spec, open_sweep_dir, run_sweep, validate_trials
+
+    if args.resume is not None:
+        if args.spec is not None or args.overrides or args.sweep_dir is not None:
+            return _fail("--resume DIR takes no SWEEP.yaml, --set or --sweep-dir: a sweep resumes as it was defined")
+        if not (args.resume / "trials.json").is_file():
+            return _fail(f"{args.resume} is not a sweep directory (no trials.json)")
+        sweep_dir = args.resume
+    else:
+        if args.spec is None:
+            return _fail("give a SWEEP.yaml (or --resume SWEEP_DIR)")
+        try:
+            spec = load_sweep_spec(args.spec, args.overrides)
+            trials = expand(spec)
+            validate_trials(trials, _validate_trial, spec.base)
+            # An explicit --sweep-dir holding the same trials is continued: re-running the command finishes it.
+            sweep_dir, reused = open_sweep_dir(spec, root=args.runs_root, explicit=args.sweep_dir)
+        except (ConfigError, RunDirError, SweepError) as exc:
+            return _fail(str(exc))
+        print(f"sweep directory: {sweep_dir} ({len(trials)} trials{', continuing' if reused else ''})")
+    try:
+        result = run_sweep(
+            sweep_dir,
+            backend=args.backend,
+            workers=args.workers,
+            ray_address=args.ray_address,
+            on_progress=_ProgressPrinter(),
+        )
+    except (SweepError, ImportError) as exc:
+        return _fail(str(exc), EXIT_ERROR)
+    print(f"sweep finished: {result.completed} completed, {len(result.failed)} failed")
+    for trial_id in result.failed:
+        print(f"  failed: {trial_id} (log: {sweep_dir / 'logs' / (trial_id + '.log')})")
+    if result.failed or result.interrupted:
+        print(f"re-run what is left with: modrl sweep --resume {sweep_dir}")
+    print(f"report: modrl report {sweep_dir}")
+    if result.signal is not None:
+        return 128 + result.signal
+    return 0 if not result.failed and not result.interrupted else EXIT_ERROR
+
+
+def report(args: argparse.Namespace) -> int:
+    """``modrl report``: tables, plots and provenance for a run or a sweep directory."""
+    from modrl.report import build_report
+
+    if not ((args.path / "config.yaml").is_file() or (args.path / "trials.json").is_file()):
+        return _fail(f"{args.path} is neither a run directory (config.yaml) nor a sweep directory (trials.json)")
+    try:
+        path = build_report(args.path, out_dir=args.out, threshold=args.threshold)
+    except (ValueError, OSError) as exc:
+        return _fail(str(exc), EXIT_ERROR)
+    print(f"report written to {path}")
+    return 0

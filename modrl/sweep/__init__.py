@@ -1,0 +1,59 @@
+"""Sweeps: a grid over experiment-config keys times seeds, each trial a ``modrl train`` subprocess.
+
+Typical use (what ``modrl sweep`` does)::
+
+    spec = load_sweep_spec(Path("sweep.yaml"))
+    trials = expand(spec)
+    validate_trials(trials, validate=my_config_builder, base=spec.base)   # before anything is created
+    sweep_dir = create_sweep_dir(spec, root=Path("sweeps"), explicit=None)
+    result = run_sweep(sweep_dir, on_progress=lambda p: print(p.line(), end="\\r"))
+
+``run_sweep(sweep_dir)`` again (``modrl sweep --resume DIR``) skips completed trials and resumes the others from
+their checkpoints. This package never imports ``modrl.agents`` or ``modrl.envs``: trials run as subprocesses and
+config validation is injected by the caller. The Ray backend needs ``pip install modrl[ray]`` and a filesystem
+that every Ray node sees at the same path (see :mod:`modrl.sweep.backends`).
+"""
+
+from __future__ import annotations
+
+from .backends import LocalBackend, RayBackend, TrialBackend, TrialExit, TrialLaunch, trial_command
+from .progress import SweepProgress, SweepResult
+from .runner import run_sweep
+from .spec import SweepSpec, Trial, expand, format_override, load_sweep_spec, spec_to_dict, validate_trials
+from .store import (
+    SweepDir,
+    SweepError,
+    TrialRecord,
+    TrialStatus,
+    create_sweep_dir,
+    open_sweep_dir,
+    read_status,
+    resume_sweep_dir,
+)
+
+__all__ = [
+    "LocalBackend",
+    "RayBackend",
+    "SweepDir",
+    "SweepError",
+    "SweepProgress",
+    "SweepResult",
+    "SweepSpec",
+    "Trial",
+    "TrialBackend",
+    "TrialExit",
+    "TrialLaunch",
+    "TrialRecord",
+    "TrialStatus",
+    "create_sweep_dir",
+    "expand",
+    "format_override",
+    "load_sweep_spec",
+    "open_sweep_dir",
+    "read_status",
+    "resume_sweep_dir",
+    "run_sweep",
+    "spec_to_dict",
+    "trial_command",
+    "validate_trials",
+]

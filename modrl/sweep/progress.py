@@ -1,0 +1,72 @@
+"""What a running sweep reports: a progress snapshot for a live line, and the result of a run."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SweepProgress:
+    """A snapshot for a live progress line.
+
+    Attributes:
+        total: Trials in the sweep.
+        done: Trials completed, including ``skipped``.
+        running: Trials running now.
+        failed: Trials that failed in this run.
+        skipped: Trials already completed before this run (not re-run).
+        eta_s: Estimated seconds until the sweep ends (from this run's finished trials), ``None`` before one ends.
+    """
+
+    total: int
+    done: int
+    running: int
+    failed: int
+    skipped: int
+    eta_s: float | None
+
+    def line(self) -> str:
+        """``"trials 3/8 done | 2 running | 1 failed | eta 4m10s"``."""
+        eta = "?" if self.eta_s is None else format_duration(self.eta_s)
+        return f"trials {self.done}/{self.total} done | {self.running} running | {self.failed} failed | eta {eta}"
+
+
+@dataclass(frozen=True)
+class SweepResult:
+    """What :func:`run_sweep` did.
+
+    Attributes:
+        sweep_dir: The sweep directory.
+        total: Number of trials in the sweep.
+        completed: Number of trials completed now (including ``skipped``).
+        skipped: Number of trials completed before this run (not re-run).
+        failed: Ids of the trials that failed in this run (their errors are in ``status/<id>.json``).
+        interrupted: Ids of the trials stopped by a signal (resumed on the next run).
+        not_started: Ids of the trials not started because the sweep was stopped.
+        signal: The signal that stopped the sweep, if any (exit with ``128 + signal``).
+    """
+
+    sweep_dir: Path
+    total: int
+    completed: int
+    skipped: int
+    failed: tuple[str, ...]
+    interrupted: tuple[str, ...]
+    not_started: tuple[str, ...]
+    signal: int | None
+
+    @property
+    def ok(self) -> bool:
+        """Every trial completed."""
+        return self.completed == self.total
+
+
+def format_duration(seconds: float) -> str:
+    """``"42s"``, ``"4m10s"``, ``"2h05m"``."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
