@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modrl.config import ConfigError, load_yaml
+from modrl.sweep.store import STATUS_DIR, TRIALS_FILE
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +32,8 @@ class ReportError(ValueError):
 
 
 class TrialStatus(str, Enum):
-    """State of a trial: from ``status/<id>.json`` in a sweep, from ``meta.json`` for a single run."""
+    """State of a trial: :class:`modrl.runs.RunStatus`'s values (what ``status/<id>.json`` in a sweep and
+    ``meta.json`` of a run record), plus ``missing`` for a trial that never recorded one."""
 
     COMPLETED = "completed"
     FAILED = "failed"
@@ -141,7 +143,7 @@ def collect(path: Path | str) -> Collection:
         ReportError: Neither kind of directory, or an unreadable file.
     """
     root = Path(path)
-    if (root / "trials.json").is_file():
+    if (root / TRIALS_FILE).is_file():
         return _collect_sweep(root)
     if (root / "config.yaml").is_file():
         config = _load_yaml(root / "config.yaml")
@@ -156,9 +158,9 @@ def collect(path: Path | str) -> Collection:
 
 
 def _collect_sweep(root: Path) -> Collection:
-    entries = _read_json(root / "trials.json")
+    entries = _read_json(root / TRIALS_FILE)
     if not isinstance(entries, list):
-        raise ReportError(f"{root / 'trials.json'}: expected a list of trials")
+        raise ReportError(f"{root / TRIALS_FILE}: expected a list of trials")
     spec_path = root / "sweep.yaml"
     spec_text = spec_path.read_text(encoding="utf-8") if spec_path.is_file() else None
     name = str(_load_yaml(spec_path).get("name") or root.name) if spec_text is not None else root.name
@@ -168,8 +170,8 @@ def _collect_sweep(root: Path) -> Collection:
             trial_id, group, seed = str(entry["id"]), entry.get("group") or {}, entry.get("seed")
             run_dir = root / entry.get("run_dir", f"trials/{trial_id}")
         except (KeyError, TypeError, AttributeError):
-            raise ReportError(f"{root / 'trials.json'}: malformed entry {entry!r}") from None
-        status_path = root / "status" / f"{trial_id}.json"
+            raise ReportError(f"{root / TRIALS_FILE}: malformed entry {entry!r}") from None
+        status_path = root / STATUS_DIR / f"{trial_id}.json"
         state = _read_json_object(status_path) if status_path.is_file() else {}
         status = _status(state.get("status"), status_path)
         meta = _read_json_object(run_dir / "meta.json") if (run_dir / "meta.json").is_file() else None

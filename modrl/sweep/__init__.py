@@ -6,7 +6,7 @@ Typical use (what ``modrl sweep`` does)::
     trials = expand(spec)
     validate_trials(trials, validate=my_config_builder, base=spec.base)   # before anything is created
     sweep_dir = create_sweep_dir(spec, root=Path("sweeps"), explicit=None)
-    result = run_sweep(sweep_dir, on_progress=lambda p: print(p.line(), end="\\r"))
+    result = run_sweep(sweep_dir, on_progress=lambda p: log.info(p.line()))
 
 ``run_sweep(sweep_dir)`` again (``modrl sweep --resume DIR``) skips completed trials and resumes the others from
 their checkpoints. This package never imports ``modrl.agents`` or ``modrl.envs``: trials run as subprocesses and

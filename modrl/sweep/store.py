@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +30,7 @@ import yaml
 
 from modrl._io import atomic_write_json, atomic_write_text
 from modrl.config import ConfigError, load_yaml
-from modrl.runs import create_run_dir
+from modrl.runs import RunStatus, create_run_dir
 
 from .spec import BackendName, SweepSpec, Trial, expand, spec_from_dict, spec_to_dict
 
@@ -52,13 +51,8 @@ class SweepError(Exception):
     """A sweep directory is missing, malformed or in use; the message names the path."""
 
 
-class TrialStatus(str, Enum):
-    """State of one trial in ``status/<id>.json``; a trial without a status file has not started."""
-
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"  # stopped by a signal to the sweep (or the sweep died): resumed on the next run
+# A trial's lifecycle is a run's lifecycle (``meta.json`` of its run directory uses the same values).
+TrialStatus = RunStatus
 
 
 @dataclass(frozen=True)
