@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -16,7 +17,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from modrl.checkpoint import fingerprint
 from modrl.config import to_dict
-from modrl.envs import Suite, get_suite, make_task_env, task_for_env_index
+from modrl.envs import Suite, get_suite, make_split_env, make_task_env, task_for_env_index
 from modrl.registry import Registry
 
 from .config import ExperimentConfig
@@ -37,16 +38,27 @@ def _monitored_task_env(suite: Suite, task: int, max_episode_steps: int | None) 
     return Monitor(make_task_env(suite, task, max_episode_steps=max_episode_steps))
 
 
-def make_vec_env(config: ExperimentConfig) -> tuple[DummyVecEnv, list[int]]:
-    """In-process vector env (fastest for Minigrid here, DESIGN.md section 6); slot ``i`` runs task ``i mod T``.
+def _monitored_split_env(suite: Suite, split: str, max_episode_steps: int | None) -> gym.Env:
+    return Monitor(make_split_env(suite, split, max_episode_steps=max_episode_steps))
 
-    Env ``i`` is seeded ``config.seed + i``. Returns the env and the task index of each slot.
+
+def make_vec_env(config: ExperimentConfig) -> DummyVecEnv:
+    """In-process vector env (fastest for Minigrid here, DESIGN.md section 6), env ``i`` seeded ``config.seed + i``.
+
+    Without ``env.split`` slot ``i`` runs task ``i mod T`` of the suite; with a split every slot samples one task of
+    that split per episode (:class:`modrl.envs.SplitTaskEnv`), so a split may hold more tasks than there are envs.
     """
     suite = get_suite(config.env.suite)
-    env_tasks = [task_for_env_index(i, suite.num_tasks) for i in range(config.env.n_envs)]
-    venv = DummyVecEnv([partial(_monitored_task_env, suite, task, config.env.max_episode_steps) for task in env_tasks])
+    steps = config.env.max_episode_steps
+    makers: list[Callable[[], gym.Env]]
+    if config.env.split is None:
+        tasks = [task_for_env_index(i, suite.num_tasks) for i in range(config.env.n_envs)]
+        makers = [partial(_monitored_task_env, suite, task, steps) for task in tasks]
+    else:
+        makers = [partial(_monitored_split_env, suite, config.env.split, steps) for _ in range(config.env.n_envs)]
+    venv = DummyVecEnv(makers)
     venv.seed(config.seed)
-    return venv, env_tasks
+    return venv
 
 
 def policy_setup(config: ExperimentConfig, observation_space: spaces.Dict) -> tuple[type[ActorCriticPolicy], dict]:

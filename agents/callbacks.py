@@ -27,12 +27,16 @@ progress_log = logging.getLogger("modrl.progress")
 
 
 class EpisodeStatsCallback(BaseCallback):
-    """Keeps the last ``window`` episodes' success and return per task (env slot ``i`` runs ``env_tasks[i]``)."""
+    """Keeps the last ``window`` episodes' success and return per task.
 
-    def __init__(self, task_names: Sequence[str], env_tasks: Sequence[int], *, window: int = 100) -> None:
+    The task of a finished episode is read from ``info["task"]`` (set on every step by
+    :class:`modrl.envs.SuccessInfo`), so it holds whether an env slot runs one task or samples a task per episode.
+    """
+
+    def __init__(self, task_names: Sequence[str], *, window: int = 100) -> None:
         super().__init__()
         self.task_names = tuple(task_names)
-        self.env_tasks = tuple(env_tasks)
+        self._index = {name: i for i, name in enumerate(self.task_names)}
         self.successes = [deque[float](maxlen=window) for _ in task_names]
         self.returns = [deque[float](maxlen=window) for _ in task_names]
         self.episodes = 0
@@ -41,7 +45,7 @@ class EpisodeStatsCallback(BaseCallback):
         dones = self.locals["dones"]
         for env_index in np.flatnonzero(dones):
             info = self.locals["infos"][env_index]
-            task = self.env_tasks[env_index]
+            task = self._index[info["task"]]
             self.successes[task].append(float(bool(info.get("is_success", False))))
             if "episode" in info:
                 self.returns[task].append(float(info["episode"]["r"]))

@@ -21,9 +21,14 @@ MAX_SEED = 1_000_000
 
 @dataclass(frozen=True, kw_only=True)
 class EnvConfig:
-    """Which tasks to train on and how many envs run side by side (env slot i runs task i mod #tasks)."""
+    """Which tasks to train on and how many envs run side by side.
+
+    Without ``split`` env slot i runs task i mod #tasks (all tasks of the suite); with ``split`` (e.g. ``train``)
+    every slot draws a task of that split per episode, and the other splits stay unseen until evaluation.
+    """
 
     suite: str = "minigrid-basic"
+    split: str | None = None
     n_envs: int = 6
     max_episode_steps: int | None = None
 
@@ -166,10 +171,16 @@ def _check_cross_fields(config: ExperimentConfig) -> None:
         suite = get_suite(config.env.suite)
     except KeyError as exc:
         raise ConfigError(f"env.suite: {exc}") from None
-    if config.env.n_envs < suite.num_tasks:
+    if config.env.split is not None:
+        if config.env.split not in suite.splits:
+            raise ConfigError(
+                f"env.split: suite {suite.name!r} has no split {config.env.split!r}; "
+                f"its splits: {', '.join(suite.splits)}"
+            )
+    elif config.env.n_envs < suite.num_tasks:
         raise ConfigError(
             f"env.n_envs: {config.env.n_envs} envs cannot cover the {suite.num_tasks} tasks of suite "
-            f"{suite.name!r}; use at least {suite.num_tasks}"
+            f"{suite.name!r}; use at least {suite.num_tasks}, or train on a split (env.split=train)"
         )
     if config.agent.algo == "ppo" and config.algo.batch_size > config.algo.n_steps * config.env.n_envs:
         raise ConfigError(

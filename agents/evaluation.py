@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.policies import ActorCriticPolicy
 
@@ -15,7 +17,7 @@ from modrl.runs import read_run_config
 
 from .builders import build_policy, model_fingerprint
 from .config import MAX_SEED, ExperimentConfig, load_experiment_config
-from .policies import ModularActorCriticPolicy
+from .policies import ModularActorCriticPolicy, ModularExtractor
 from .training import CHECKPOINTS, check_state_dict
 
 #: Evaluation episode ``k`` uses env seed ``EVAL_SEED_BASE + k``; training seeds are below ``MAX_SEED + n_envs``.
@@ -28,6 +30,7 @@ class TaskResult:
     """Evaluation of one task: success rate (reward > 0), mean return and length, mean routing weight per module."""
 
     task: str
+    split: str
     episodes: int
     success_rate: float
     mean_return: float
@@ -55,43 +58,58 @@ def evaluate_policy(
     deterministic: bool = True,
     seed_base: int = EVAL_SEED_BASE,
     step: int = 0,
+    splits: Sequence[str] | None = None,
 ) -> EvalReport:
-    """Run ``episodes`` episodes of every task of the config's suite; episode ``k`` is seeded ``seed_base + k``."""
+    """Run ``episodes`` episodes of every task of the given splits (default: all of the suite's splits, e.g. train
+    and test side by side); episode ``k`` is seeded ``seed_base + k``."""
     suite = get_suite(config.env.suite)
+    chosen = list(suite.splits) if splits is None else list(splits)
+    unknown = [name for name in chosen if name not in suite.splits]
+    if unknown:
+        raise ValueError(f"suite {suite.name!r} has no split {unknown[0]!r}; its splits: {', '.join(suite.splits)}")
     modular = policy.modular if isinstance(policy, ModularActorCriticPolicy) else None
     policy.set_training_mode(False)
+    index = {task.name: i for i, task in enumerate(suite.tasks)}
     results = []
-    for task_index, task in enumerate(suite.tasks):
-        env = make_task_env(suite, task_index, max_episode_steps=config.env.max_episode_steps)
-        returns, lengths, successes, usage = [], [], [], []
-        for episode in range(episodes):
-            obs, _ = env.reset(seed=seed_base + episode)
-            done, total, length, success = False, 0.0, 0, False
-            while not done:
-                action, _ = policy.predict(obs, deterministic=deterministic)
-                if modular is not None and modular.last_weights is not None:
-                    usage.append(modular.last_weights[0].numpy())
-                obs, reward, terminated, truncated, info = env.step(int(action))
-                total += float(reward)
-                length += 1
-                done = terminated or truncated
-                success = bool(info.get("is_success", False))
-            returns.append(total)
-            lengths.append(length)
-            successes.append(success)
-        env.close()
-        results.append(
-            TaskResult(
-                task=task.name,
-                episodes=episodes,
-                success_rate=float(np.mean(successes)) if episodes else 0.0,
-                mean_return=float(np.mean(returns)) if episodes else 0.0,
-                mean_length=float(np.mean(lengths)) if episodes else 0.0,
-                module_usage=np.mean(usage, axis=0).round(4).tolist() if usage else None,
-            )
-        )
+    for split in chosen:
+        for name in suite.splits[split]:
+            env = make_task_env(suite, index[name], max_episode_steps=config.env.max_episode_steps)
+            episodes_data = [_run_episode(env, policy, modular, seed_base + k, deterministic) for k in range(episodes)]
+            env.close()
+            results.append(_task_result(name, split, episodes_data))
     names = list(modular.network.library.names) if modular is not None else None
     return EvalReport(step=step, deterministic=deterministic, seed_base=seed_base, module_names=names, tasks=results)
+
+
+def _run_episode(
+    env: gym.Env, policy: ActorCriticPolicy, modular: ModularExtractor | None, seed: int, deterministic: bool
+) -> tuple[float, int, bool, list[np.ndarray]]:
+    """(return, length, success, routing weights per step) of one episode."""
+    obs, _ = env.reset(seed=seed)
+    done, total, length, success, usage = False, 0.0, 0, False, []
+    while not done:
+        action, _ = policy.predict(obs, deterministic=deterministic)
+        if modular is not None and modular.last_weights is not None:
+            usage.append(modular.last_weights[0].numpy())
+        obs, reward, terminated, truncated, info = env.step(int(action))
+        total += float(reward)
+        length += 1
+        done = terminated or truncated
+        success = bool(info.get("is_success", False))
+    return total, length, success, usage
+
+
+def _task_result(task: str, split: str, data: list[tuple[float, int, bool, list[np.ndarray]]]) -> TaskResult:
+    usage = [weights for _, _, _, episode_usage in data for weights in episode_usage]
+    return TaskResult(
+        task=task,
+        split=split,
+        episodes=len(data),
+        success_rate=float(np.mean([d[2] for d in data])) if data else 0.0,
+        mean_return=float(np.mean([d[0] for d in data])) if data else 0.0,
+        mean_length=float(np.mean([d[1] for d in data])) if data else 0.0,
+        module_usage=np.mean(usage, axis=0).round(4).tolist() if usage else None,
+    )
 
 
 def load_run_policy(run_dir: Path) -> tuple[ExperimentConfig, ActorCriticPolicy, Checkpoint]:
@@ -111,16 +129,18 @@ def load_run_policy(run_dir: Path) -> tuple[ExperimentConfig, ActorCriticPolicy,
 def format_report(report: EvalReport) -> str:
     """A plain-text table: one row per task, success, return, length, then module usage columns."""
     names = report.module_names or []
-    header = ["task", "episodes", "success", "return", "length", *names]
+    header = ["task", "split", "episodes", "success", "return", "length", *names]
     rows = [header]
     for r in report.tasks:
         usage = [f"{u:.2f}" for u in r.module_usage] if r.module_usage else []
-        rows.append(
-            [r.task, str(r.episodes), f"{r.success_rate:.2f}", f"{r.mean_return:.3f}", f"{r.mean_length:.1f}", *usage]
-        )
+        numbers = [str(r.episodes), f"{r.success_rate:.2f}", f"{r.mean_return:.3f}", f"{r.mean_length:.1f}"]
+        rows.append([r.task, r.split, *numbers, *usage])
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
     lines = [_format_row(row, widths) for row in rows]
     lines.insert(1, "-" * len(lines[0]))
+    for split in dict.fromkeys(r.split for r in report.tasks):
+        rates = [r.success_rate for r in report.tasks if r.split == split]
+        lines.append(f"{split}: mean success {np.mean(rates):.3f} over {len(rates)} task(s)")
     mode = "deterministic" if report.deterministic else "stochastic"
     title = f"evaluation at step {report.step} ({mode} policy, seeds {report.seed_base}+k)"
     if names:

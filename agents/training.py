@@ -144,7 +144,7 @@ def run_training(config: ExperimentConfig, run_dir: Path, *, resume: bool = Fals
     ``INTERRUPTED`` (resumable with ``resume=True``).
     """
     torch.set_num_threads(config.torch_threads)
-    venv, env_tasks = make_vec_env(config)
+    venv = make_vec_env(config)
     model = build_model(config, venv)
     fingerprint = model_fingerprint(config, venv.observation_space, venv.action_space)
     checkpoints_dir = run_dir / CHECKPOINTS
@@ -172,7 +172,7 @@ def run_training(config: ExperimentConfig, run_dir: Path, *, resume: bool = Fals
     model.set_logger(Logger(str(tb_dir), [_PurgingTensorBoardFormat(str(tb_dir), purge_step)]))
     writer = TelemetryWriter(tb_dir, purge_step=purge_step)
     total = config.train.total_timesteps
-    episodes = EpisodeStatsCallback(get_suite(config.env.suite).task_names, env_tasks)
+    episodes = EpisodeStatsCallback(get_suite(config.env.suite).task_names)
     request = StopRequest()
     callbacks = CallbackList(
         [

@@ -32,7 +32,7 @@ def _params(model) -> dict[str, torch.Tensor]:
 @pytest.mark.parametrize("router", ROUTERS.names())
 def test_modular_ppo_learns_a_few_steps_with_every_router(tiny_config, router: str) -> None:
     config = tiny_config(f"agent.router.kind={router}")
-    venv, _ = make_vec_env(config)
+    venv = make_vec_env(config)
     model = build_model(config, venv)
     assert isinstance(model.policy, ModularActorCriticPolicy)
     before = _params(model)
@@ -47,7 +47,7 @@ def test_modular_ppo_learns_a_few_steps_with_every_router(tiny_config, router: s
 
 def test_a2c_runs_with_modular_policy(tiny_config) -> None:
     config = tiny_config("agent.algo=a2c", "algo.n_steps=5")
-    venv, _ = make_vec_env(config)
+    venv = make_vec_env(config)
     model = build_model(config, venv)
     before = _params(model)
     model.learn(40)
@@ -57,7 +57,7 @@ def test_a2c_runs_with_modular_policy(tiny_config) -> None:
 @pytest.mark.parametrize("kind", ["modular", "monolithic"])
 def test_sb3_save_load_gives_identical_deterministic_actions(tiny_config, tmp_path: Path, kind: str) -> None:
     config = tiny_config(f"agent.kind={kind}")
-    venv, _ = make_vec_env(config)
+    venv = make_vec_env(config)
     model = build_model(config, venv)
     model.learn(64)
     obs = _fixed_obs(model)
@@ -71,7 +71,7 @@ def test_sb3_save_load_gives_identical_deterministic_actions(tiny_config, tmp_pa
 
 def test_monolithic_baseline_is_parameter_matched(tiny_config) -> None:
     config = tiny_config("agent.kind=monolithic")
-    venv, _ = make_vec_env(config)
+    venv = make_vec_env(config)
     model = build_model(config, venv)
     actor = sum(p.numel() for p in model.policy.mlp_extractor.policy_net.parameters())
     target = modular_actor_parameters(config, num_tasks=2)
@@ -87,7 +87,7 @@ def test_router_aux_loss_reaches_the_gradient_through_sb3_loss(tiny_config, monk
     config = tiny_config(
         "agent.router.kind=topk", "agent.router.k=1", "agent.router.balance_coef=5.0", "agent.router.condition=obs"
     )
-    policy = build_model(config, make_vec_env(config)[0]).policy
+    policy = build_model(config, make_vec_env(config)).policy
     obs, _ = policy.obs_to_tensor(_fixed_obs(policy, n=16))
     actions = torch.zeros(16, dtype=torch.long)
     router = policy.modular.network.router
@@ -116,7 +116,7 @@ def test_router_aux_loss_reaches_the_gradient_through_sb3_loss(tiny_config, monk
 
 def test_checkpoint_round_trip_restores_everything(tiny_config, tmp_path: Path) -> None:
     config = tiny_config()
-    venv, _ = make_vec_env(config)
+    venv = make_vec_env(config)
     model = build_model(config, venv)
     model.learn(128)
     fp = model_fingerprint(config, venv.observation_space, venv.action_space)
@@ -124,7 +124,7 @@ def test_checkpoint_round_trip_restores_everything(tiny_config, tmp_path: Path) 
     checkpoint = latest_checkpoint(tmp_path, expected_fingerprint=fp)
     assert checkpoint is not None and checkpoint.step == model.num_timesteps == 128
 
-    fresh = build_model(tiny_config("seed=5"), make_vec_env(config)[0])
+    fresh = build_model(tiny_config("seed=5"), make_vec_env(config))
     restore_model_checkpoint(fresh, checkpoint)
     for key, value in model.policy.state_dict().items():
         assert torch.equal(value, fresh.policy.state_dict()[key]), key
@@ -143,10 +143,10 @@ def test_checkpoint_round_trip_restores_everything(tiny_config, tmp_path: Path) 
 
 def test_checkpoint_of_another_architecture_is_refused(tiny_config, tmp_path: Path) -> None:
     config = tiny_config()
-    venv, _ = make_vec_env(config)
+    venv = make_vec_env(config)
     model = build_model(config, venv)
     save_model_checkpoint(model, tmp_path, fingerprint="not-checked", keep=2)
-    other = build_model(tiny_config("agent.skills.count=5"), make_vec_env(config)[0])
+    other = build_model(tiny_config("agent.skills.count=5"), make_vec_env(config))
     before = _params(other)
     with pytest.raises(CheckpointError, match="architecture differs"):
         restore_model_checkpoint(other, latest_checkpoint(tmp_path))
@@ -161,7 +161,7 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_config, tmp_path: Pa
 def test_same_seed_same_parameters_different_seed_differs(tiny_config) -> None:
     def train(seed: int) -> dict[str, torch.Tensor]:
         config = tiny_config(f"seed={seed}", "agent.router.kind=gumbel")
-        model = build_model(config, make_vec_env(config)[0])
+        model = build_model(config, make_vec_env(config))
         model.learn(128)
         return _params(model)
 
@@ -173,7 +173,7 @@ def test_same_seed_same_parameters_different_seed_differs(tiny_config) -> None:
 def test_gumbel_routing_is_the_same_in_rollouts_and_updates(tiny_config) -> None:
     """PPO's ratio needs the update to see the routing that acted: the router never samples inside the policy."""
     config = tiny_config("agent.router.kind=gumbel", "agent.router.condition=obs")
-    policy = build_model(config, make_vec_env(config)[0]).policy
+    policy = build_model(config, make_vec_env(config)).policy
     obs, _ = policy.obs_to_tensor(_fixed_obs(policy, n=32))
     policy.set_training_mode(False)
     with torch.no_grad():
@@ -190,7 +190,7 @@ def test_gumbel_routing_is_the_same_in_rollouts_and_updates(tiny_config) -> None
 
 def test_router_starts_near_uniform_despite_sb3_ortho_init(tiny_config) -> None:
     config = tiny_config("agent.router.condition=obs", "agent.router.hidden=8")
-    policy = build_model(config, make_vec_env(config)[0]).policy
+    policy = build_model(config, make_vec_env(config)).policy
     obs, _ = policy.obs_to_tensor(_fixed_obs(policy, n=16))
     with torch.no_grad():
         policy.evaluate_actions(obs, torch.zeros(16, dtype=torch.long))

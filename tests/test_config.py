@@ -46,12 +46,20 @@ def test_unknown_nested_key_names_dotted_path() -> None:
         ({"agent": {"skills": {"count": 0}}}, r"agent\.skills\.count"),
         ({"env": {"suite": "no-such-suite"}}, r"env\.suite: .*minigrid-basic"),
         ({"env": {"n_envs": 2}}, r"env\.n_envs: 2 envs cannot cover the 3 tasks"),
+        ({"env": {"suite": "colour-type", "split": "dev"}}, r"env\.split: suite 'colour-type' has no split 'dev'"),
         ({"train": "fast"}, r"train: expected a mapping"),
     ],
 )
 def test_bad_values_name_the_field(data: dict, pattern: str) -> None:
     with pytest.raises(ConfigError, match=pattern):
         load_experiment_config(data)
+
+
+def test_a_split_may_hold_more_tasks_than_envs() -> None:
+    config = load_experiment_config({"env": {"suite": "colour-type", "split": "train", "n_envs": 2}})
+    assert config.env.split == "train"
+    with pytest.raises(ConfigError, match=r"or train on a split"):
+        load_experiment_config({"env": {"suite": "colour-type", "n_envs": 2}})
 
 
 def test_overrides_are_parsed_and_validated() -> None:

@@ -126,3 +126,24 @@ def test_truncate_metrics_drops_lines_after_the_checkpoint_and_torn_lines(tmp_pa
     path.write_text('{"step": 64}\n{"st')
     truncate_metrics(path, 1000)
     assert path.read_text() == '{"step": 64}\n'
+
+
+def test_training_on_a_split_only_meets_that_splits_tasks(tiny_config, tmp_path: Path) -> None:
+    """env.split=train: every env slot samples train tasks per episode; test tasks appear only in evaluation."""
+    from modrl.envs import get_suite
+
+    config = tiny_config("env.suite=colour-type", "env.split=train", "train.total_timesteps=256")
+    write_run_metadata(tmp_path, config=to_dict(config), seed=config.seed, argv=["pytest"])
+    assert run_training(config, tmp_path).status is TrainStatus.COMPLETED
+    suite = get_suite("colour-type")
+    seen = {task for line in (tmp_path / METRICS).read_text().splitlines() for task in json.loads(line)["success"]}
+    assert seen, "no episode finished in 256 steps"
+    assert seen <= set(suite.splits["train"]), seen - set(suite.splits["train"])
+    config, policy, checkpoint = load_run_policy(tmp_path)
+    report = evaluate_policy(policy, config, episodes=1, step=checkpoint.step, splits=["test"])
+    assert [t.task for t in report.tasks] == list(suite.splits["test"])
+    assert {t.split for t in report.tasks} == {"test"}
+    both = evaluate_policy(policy, config, episodes=1, step=checkpoint.step)
+    assert [t.split for t in both.tasks] == ["train"] * 36 + ["test"] * 12
+    with pytest.raises(ValueError, match="no split 'validation'"):
+        evaluate_policy(policy, config, episodes=1, splits=["validation"])

@@ -29,7 +29,7 @@ def child(kind: str, frames: int, config_path: str | None, overrides: list[str])
 
     config = load_experiment_config(config_path, [f"agent.kind={kind}", *overrides])
     torch.set_num_threads(config.torch_threads)
-    venv, _ = make_vec_env(config)
+    venv = make_vec_env(config)
     model = build_model(config, venv)
     start = time.perf_counter()
     model.learn(frames)

@@ -88,17 +88,22 @@ def train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _evaluate_and_report(run_dir: Path, *, episodes: int, deterministic: bool) -> Path:
+def _evaluate_and_report(run_dir: Path, *, episodes: int, deterministic: bool, split: str = "all") -> Path:
     from modrl.agents.evaluation import evaluate_policy, format_report, load_run_policy
 
     config, policy, checkpoint = load_run_policy(run_dir)
-    report = evaluate_policy(policy, config, episodes=episodes, deterministic=deterministic, step=checkpoint.step)
+    splits = None if split == "all" else [split]
+    report = evaluate_policy(
+        policy, config, episodes=episodes, deterministic=deterministic, step=checkpoint.step, splits=splits
+    )
     print()
     print(format_report(report))
     out_dir = run_dir / "eval"
     out_dir.mkdir(exist_ok=True)
     mode = "det" if deterministic else "stoch"
-    path = out_dir / f"step-{checkpoint.step:012d}-{mode}-{episodes}ep.json"
+    # Only evaluations of every split carry the plain name that `modrl report` reads.
+    suffix = "" if split == "all" else f"-split-{split}"
+    path = out_dir / f"step-{checkpoint.step:012d}-{mode}-{episodes}ep{suffix}.json"
     atomic_write_json(path, report.to_dict())
     print(f"results written to {path}")
     return path
@@ -111,8 +116,10 @@ def evaluate(args: argparse.Namespace) -> int:
     if not (args.run_dir / "config.yaml").is_file():
         return _fail(f"{args.run_dir} is not a run directory (no config.yaml)")
     try:
-        _evaluate_and_report(args.run_dir, episodes=args.episodes, deterministic=not args.stochastic)
-    except (CheckpointError, ConfigError, RunDirError, FileNotFoundError) as exc:
+        _evaluate_and_report(
+            args.run_dir, episodes=args.episodes, deterministic=not args.stochastic, split=args.split
+        )
+    except (CheckpointError, ConfigError, RunDirError, FileNotFoundError, ValueError) as exc:
         return _fail(str(exc), EXIT_ERROR)
     return 0
 

@@ -65,6 +65,9 @@ def _build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("run_dir", type=Path, help="a run directory made by 'modrl train'")
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes per task (default: 100)")
     evaluate.add_argument(
+        "--split", default="all", help="evaluate one split of the suite (e.g. test) or all, side by side (default)"
+    )
+    evaluate.add_argument(
         "--stochastic", action="store_true", help="sample actions instead of the deterministic policy"
     )
 
