@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,8 @@ def sha256_file(path: Path | str) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def utc_now_iso() -> str:
+    """Current UTC time, ISO 8601 to the second (the timestamp format of meta.json, manifests and sweep status)."""
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -15,7 +15,6 @@ import os
 import shutil
 import tempfile
 from collections.abc import Mapping
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +24,7 @@ import torch
 from torch import Tensor
 
 import modrl
-from modrl._io import TMP_PREFIX, atomic_write_bytes, fsync_dir
+from modrl._io import TMP_PREFIX, atomic_write_bytes, fsync_dir, utc_now_iso
 from modrl.checkpoint import (
     _GROUP_RE,
     FORMAT_VERSION,
@@ -130,7 +129,7 @@ def _new_manifest(*, step: int, fingerprint: str, files: dict[str, dict[str, Any
         "format_version": FORMAT_VERSION,
         "step": step,
         "fingerprint": fingerprint,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": utc_now_iso(),
         "versions": {"torch": torch.__version__, "safetensors": safetensors.__version__, "modrl": modrl.__version__},
         "files": files,
     }

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from modrl._io import atomic_write_json, atomic_write_text
+from modrl._io import atomic_write_json, atomic_write_text, utc_now_iso
 from modrl.config import ConfigError, load_yaml
 
 CONFIG_FILE = "config.yaml"
@@ -137,7 +137,7 @@ def write_run_metadata(run_dir: Path, *, config: Mapping[str, Any], seed: int, a
         text = yaml.safe_dump(_plain(config), sort_keys=False)
     except yaml.YAMLError as exc:
         raise RunDirError(f"config for {run_dir / CONFIG_FILE} is not YAML-serialisable: {exc}") from None
-    created = _now()
+    created = utc_now_iso()
     meta = {
         "seed": seed,
         "argv": list(argv),
@@ -196,7 +196,7 @@ def set_status(run_dir: Path, status: RunStatus, **extra: Any) -> None:
     path = Path(run_dir) / META_FILE
     meta = read_run_meta(run_dir)
     meta.update(extra)
-    meta.update(status=status.value, status_time=_now())
+    meta.update(status=status.value, status_time=utc_now_iso())
     try:
         atomic_write_json(path, meta)
     except (TypeError, ValueError) as exc:
@@ -246,6 +246,3 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     return value
 
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -14,12 +14,7 @@ from modrl.checkpoint import CheckpointError
 from modrl.config import ConfigError, to_dict
 from modrl.runs import RunDirError, RunStatus, create_run_dir, read_run_config, set_status, write_run_metadata
 
-from .main import EXIT_ERROR, EXIT_USAGE
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(f"modrl: error: {message}", file=sys.stderr)
-    return code
+from .main import EXIT_ERROR, fail
 
 
 def _resolve_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path | None]:
@@ -47,14 +42,14 @@ def train(args: argparse.Namespace) -> int:
     try:
         config, resume_dir = _resolve_config(args)
     except (ConfigError, RunDirError) as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     from modrl.agents.training import TENSORBOARD, TrainStatus, run_training
 
     if resume_dir is None:
         try:
             run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
         except RunDirError as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
         write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
     else:
         run_dir = resume_dir
@@ -70,7 +65,7 @@ def train(args: argparse.Namespace) -> int:
         outcome = run_training(config, run_dir, resume=resume_dir is not None)
     except CheckpointError as exc:
         set_status(run_dir, RunStatus.FAILED, error=str(exc))
-        return _fail(str(exc), EXIT_ERROR)
+        return fail(str(exc), EXIT_ERROR)
     except Exception as exc:
         set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
@@ -112,15 +107,15 @@ def _evaluate_and_report(run_dir: Path, *, episodes: int, deterministic: bool, s
 def evaluate(args: argparse.Namespace) -> int:
     """``modrl eval``: evaluate a run's latest checkpoint per task."""
     if args.episodes < 1:
-        return _fail(f"--episodes must be >= 1, got {args.episodes}")
+        return fail(f"--episodes must be >= 1, got {args.episodes}")
     if not (args.run_dir / "config.yaml").is_file():
-        return _fail(f"{args.run_dir} is not a run directory (no config.yaml)")
+        return fail(f"{args.run_dir} is not a run directory (no config.yaml)")
     try:
         _evaluate_and_report(
             args.run_dir, episodes=args.episodes, deterministic=not args.stochastic, split=args.split
         )
     except (CheckpointError, ConfigError, RunDirError, FileNotFoundError, ValueError) as exc:
-        return _fail(str(exc), EXIT_ERROR)
+        return fail(str(exc), EXIT_ERROR)
     return 0
 
 
@@ -159,7 +154,7 @@ def suite_show(args: argparse.Namespace) -> int:
     try:
         suite = get_suite(args.name)
     except KeyError as exc:
-        return _fail(str(exc))
+        return fail(str(exc))
     print(f"suite {suite.name} v{suite.version}: {suite.description}")
     for split, names in suite.splits.items():
         print(f"\n{split} split ({len(names)} tasks):")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,12 +10,7 @@ from pathlib import Path
 from modrl.config import ConfigError
 from modrl.runs import RunDirError
 
-from .main import EXIT_ERROR, EXIT_USAGE
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(f"modrl: error: {message}", file=sys.stderr)
-    return code
+from .main import EXIT_ERROR, fail
 
 
 def _validate_trial(base: Path, overrides: Sequence[str]) -> None:
@@ -48,13 +42,13 @@ def sweep(args: argparse.Namespace) -> int:
 
     if args.resume is not None:
         if args.spec is not None or args.overrides or args.sweep_dir is not None:
-            return _fail("--resume DIR takes no SWEEP.yaml, --set or --sweep-dir: a sweep resumes as it was defined")
+            return fail("--resume DIR takes no SWEEP.yaml, --set or --sweep-dir: a sweep resumes as it was defined")
         if not (args.resume / "trials.json").is_file():
-            return _fail(f"{args.resume} is not a sweep directory (no trials.json)")
+            return fail(f"{args.resume} is not a sweep directory (no trials.json)")
         sweep_dir = args.resume
     else:
         if args.spec is None:
-            return _fail("give a SWEEP.yaml (or --resume SWEEP_DIR)")
+            return fail("give a SWEEP.yaml (or --resume SWEEP_DIR)")
         try:
             spec = load_sweep_spec(args.spec, args.overrides)
             trials = expand(spec)
@@ -62,7 +56,7 @@ def sweep(args: argparse.Namespace) -> int:
             # An explicit --sweep-dir holding the same trials is continued: re-running the command finishes it.
             sweep_dir, reused = open_sweep_dir(spec, root=args.runs_root, explicit=args.sweep_dir)
         except (ConfigError, RunDirError, SweepError) as exc:
-            return _fail(str(exc))
+            return fail(str(exc))
         print(f"sweep directory: {sweep_dir} ({len(trials)} trials{', continuing' if reused else ''})")
     try:
         result = run_sweep(
@@ -73,7 +67,7 @@ def sweep(args: argparse.Namespace) -> int:
             on_progress=_ProgressPrinter(),
         )
     except (SweepError, ImportError) as exc:
-        return _fail(str(exc), EXIT_ERROR)
+        return fail(str(exc), EXIT_ERROR)
     print(f"sweep finished: {result.completed} completed, {len(result.failed)} failed")
     for trial_id in result.failed:
         print(f"  failed: {trial_id} (log: {sweep_dir / 'logs' / (trial_id + '.log')})")
@@ -90,10 +84,10 @@ def report(args: argparse.Namespace) -> int:
     from modrl.report import build_report
 
     if not ((args.path / "config.yaml").is_file() or (args.path / "trials.json").is_file()):
-        return _fail(f"{args.path} is neither a run directory (config.yaml) nor a sweep directory (trials.json)")
+        return fail(f"{args.path} is neither a run directory (config.yaml) nor a sweep directory (trials.json)")
     try:
         path = build_report(args.path, out_dir=args.out, threshold=args.threshold)
     except (ValueError, OSError) as exc:
-        return _fail(str(exc), EXIT_ERROR)
+        return fail(str(exc), EXIT_ERROR)
     print(f"report written to {path}")
     return 0

@@ -25,12 +25,13 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from modrl._io import utc_now_iso
 from modrl.runs import CONFIG_FILE, RunDirError, RunStatus, read_run_meta
 
 from .backends import TrialBackend, TrialExit, TrialLaunch, describe_exit, env_summary, make_backend, trial_command
 from .progress import SweepProgress, SweepResult
 from .spec import Trial
-from .store import SweepDir, TrialRecord, TrialStatus, now_iso, resume_sweep_dir, sweep_lock, write_status
+from .store import SweepDir, TrialRecord, TrialStatus, resume_sweep_dir, sweep_lock, write_status
 
 log = logging.getLogger(__name__)
 
@@ -178,8 +179,8 @@ class _SweepLoop:
         command = trial_command(base=state.base_config, overrides=trial.overrides, run_dir=trial_dir, resume=resume)
         log_path = state.log_path(trial)
         offset = log_path.stat().st_size if log_path.exists() else 0
-        header = f"=== {now_iso()} attempt {attempts} ({'resume' if resume else 'fresh'}): {env_summary()} "
-        record = TrialRecord(trial.id, TrialStatus.RUNNING, None, None, attempts, now_iso(), None, None)
+        header = f"=== {utc_now_iso()} attempt {attempts} ({'resume' if resume else 'fresh'}): {env_summary()} "
+        record = TrialRecord(trial.id, TrialStatus.RUNNING, None, None, attempts, utc_now_iso(), None, None)
         try:
             pid = backend.start(TrialLaunch(trial.id, command, log_path, header + shlex.join(command)))
         except OSError as exc:
@@ -212,7 +213,7 @@ class _SweepLoop:
         self._record(record, seconds)
 
     def _record(self, record: TrialRecord, seconds: float) -> None:
-        record = replace(record, finished=now_iso(), seconds=round(seconds, 2))
+        record = replace(record, finished=utc_now_iso(), seconds=round(seconds, 2))
         write_status(self.state.path, record)
         if record.status is TrialStatus.COMPLETED:
             self.completed += 1
@@ -342,7 +343,7 @@ def _reconcile(state: SweepDir) -> None:
             fixed = replace(record, status=TrialStatus.COMPLETED, returncode=0, finished=meta.get("status_time"))
         else:
             error = "the sweep process ended while this trial was running; it resumes from its last checkpoint"
-            fixed = replace(record, status=TrialStatus.INTERRUPTED, error=error, finished=now_iso())
+            fixed = replace(record, status=TrialStatus.INTERRUPTED, error=error, finished=utc_now_iso())
         write_status(state.path, replace(fixed, pid=None))
 
 

@@ -22,7 +22,6 @@ import re
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -251,9 +250,6 @@ def sweep_lock(sweep_dir: Path, *, wait_s: float) -> Iterator[int]:
         os.close(fd)
 
 
-def now_iso() -> str:
-    """Current UTC time, ISO 8601 to the second."""
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _read_trials(path: Path) -> list[Trial]:
