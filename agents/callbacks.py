@@ -11,14 +11,16 @@ import json
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from modrl._io import atomic_write_text
+from modrl.faults import fault_point
 from modrl.telemetry import RoutingStats, TelemetryWriter
 
 from .policies import ModularActorCriticPolicy
@@ -59,6 +61,31 @@ class EpisodeStatsCallback(BaseCallback):
     def mean_return(self) -> float | None:
         values = [r for task_returns in self.returns for r in task_returns]
         return float(np.mean(values)) if values else None
+
+    def state_dict(self) -> dict[str, Any]:
+        """The windows and the episode count, JSON-able (for exact resume)."""
+        return {
+            "tasks": list(self.task_names),
+            "successes": [list(s) for s in self.successes],
+            "returns": [list(r) for r in self.returns],
+            "episodes": self.episodes,
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict`'s output; the task list must match.
+
+        Raises:
+            ValueError: Different tasks.
+        """
+        if list(state["tasks"]) != list(self.task_names):
+            raise ValueError(f"episode stats are for tasks {state['tasks']}, not {list(self.task_names)}")
+        for window, values in zip(self.successes, state["successes"], strict=True):
+            window.clear()
+            window.extend(float(v) for v in values)
+        for window, values in zip(self.returns, state["returns"], strict=True):
+            window.clear()
+            window.extend(float(v) for v in values)
+        self.episodes = int(state["episodes"])
 
 
 class TelemetryCallback(BaseCallback):
@@ -158,6 +185,7 @@ class MetricsLogCallback(BaseCallback):
         self._last_time, self._last_step = now, self.num_timesteps
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, sort_keys=True) + "\n")
+        fault_point("rollout-end")
 
 
 def _last_wall_time(path: Path) -> float:
@@ -217,7 +245,7 @@ class ProgressCallback(BaseCallback):
         fps = (done - self._start_step) / max(now - self._start_time, 1e-9)
         eta = max(self.total_timesteps - done, 0) / fps if fps > 0 else float("inf")
         mean_return = self.episodes.mean_return()
-        success = " ".join(f"{k} {v:.2f}" for k, v in self.episodes.success_rates().items())
+        success = _success_summary(self.episodes.success_rates())
         return (
             f"[{100 * min(done / self.total_timesteps, 1):5.1f}%] step {done}/{self.total_timesteps} | "
             f"{fps:.0f} fps | eta {_duration(eta)} | return {'-' if mean_return is None else f'{mean_return:.2f}'} | "
@@ -225,32 +253,21 @@ class ProgressCallback(BaseCallback):
         )
 
 
-class CheckpointCallback(BaseCallback):
-    """Calls ``save`` at the start of a rollout once ``every`` steps have passed since the last checkpoint.
+#: Above this many tasks the progress line summarises success (mean, worst, best) instead of listing every task.
+MAX_TASKS_LISTED = 8
 
-    A rollout start is a consistent point: the last update is applied and no partial rollout is pending.
-    """
 
-    def __init__(self, save: Callable[[], object], *, every: int) -> None:
-        super().__init__()
-        self.save = save
-        self.every = every
-        self._last = 0
-
-    def _on_training_start(self) -> None:
-        self._last = self.num_timesteps
-
-    def _on_rollout_start(self) -> None:
-        if self.num_timesteps - self._last >= self.every:
-            self.save()
-            self._last = self.num_timesteps
-
-    def _on_step(self) -> bool:
-        return True
+def _success_summary(rates: dict[str, float]) -> str:
+    """``"task 0.50 ..."`` for a few tasks; ``"mean 0.41 over 36 tasks (worst t 0.00, best u 0.90)"`` for many."""
+    if len(rates) <= MAX_TASKS_LISTED:
+        return " ".join(f"{k} {v:.2f}" for k, v in rates.items())
+    worst, best = min(rates, key=rates.__getitem__), max(rates, key=rates.__getitem__)
+    mean = sum(rates.values()) / len(rates)
+    return f"mean {mean:.2f} over {len(rates)} tasks (worst {worst} {rates[worst]:.2f}, best {best} {rates[best]:.2f})"
 
 
 class StopRequest:
-    """Set by a signal handler; :class:`StopCallback` ends ``learn`` at the next env step."""
+    """Set by a signal handler; :class:`CheckpointCallback` then stops ``learn`` at the next rollout boundary."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
@@ -263,15 +280,47 @@ class StopRequest:
         return self.signal is not None
 
 
-class StopCallback(BaseCallback):
-    """Returns ``False`` from ``on_step`` once a stop was requested, so SB3 stops collecting and returns."""
+class CheckpointCallback(BaseCallback):
+    """Calls ``save`` at the start of a rollout once ``every`` steps have passed since the last periodic checkpoint,
+    and stops training there once ``stop`` is requested.
 
-    def __init__(self, request: StopRequest) -> None:
+    A rollout start is the one consistent point (the last update is applied, no partial rollout is pending), so a
+    stop requested mid-rollout lets the rollout and its update finish, checkpoints at the next rollout start
+    (``stopped_at``) and only then ends ``learn`` (SB3 can only stop from ``on_step``, so one env step is taken
+    after the checkpoint and discarded). Resuming from that checkpoint is exact (:mod:`modrl.agents.env_state`).
+    """
+
+    def __init__(self, save: Callable[[], object], *, every: int, stop: StopRequest | None = None) -> None:
         super().__init__()
-        self.request = request
+        self.save = save
+        self.every = every
+        self.stop = stop if stop is not None else StopRequest()
+        self.stopped_at: int | None = None
+        self.stop_checkpoint: object = None
+        self._last: int | None = None
+
+    def _on_training_start(self) -> None:
+        if self._last is None:
+            self._last = self.num_timesteps
+
+    def _on_rollout_start(self) -> None:
+        assert self._last is not None
+        if self.stop.requested:
+            self.stop_checkpoint = self.save()
+            self.stopped_at = self.num_timesteps
+        elif self.num_timesteps - self._last >= self.every:
+            self._last = self.num_timesteps  # before saving: the checkpoint records itself as the last one
+            self.save()
 
     def _on_step(self) -> bool:
-        return not self.request.requested
+        return self.stopped_at is None
+
+    def state_dict(self) -> dict[str, Any]:
+        """When the last periodic checkpoint was taken (so a resumed run checkpoints at the same steps)."""
+        return {"last": self._last}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self._last = None if state["last"] is None else int(state["last"])
 
 
 def _duration(seconds: float) -> str:

@@ -1,9 +1,11 @@
-"""Train an SB3 agent into a run directory: checkpoints, resume, TensorBoard, graceful stop on SIGINT/SIGTERM.
+"""Train an SB3 agent into a run directory: checkpoints, exact resume, TensorBoard, graceful stop on SIGINT/SIGTERM.
 
 Checkpoints use modrl's own format (:mod:`modrl.checkpoint`: safetensors + JSON + manifest), never SB3's pickled
-``.zip``. One holds the policy weights, the optimiser state, the RNG states and the step counters; it is taken at a
-rollout boundary, after an update. Resuming restores all of that and starts a fresh rollout (the envs are reset, so
-a resumed run is not bit-identical to an uninterrupted one; issue 7 covers exact resume).
+``.zip``. One holds the policy weights, the optimiser state, the RNG states, the step counters and the resume state
+of :mod:`modrl.agents.env_state` (envs, SB3's rollout bookkeeping, pending log values, callback state); it is taken
+at a rollout boundary, after an update. Resuming restores all of it, so N steps + stop/kill + resume to 2N gives the
+same parameters, optimiser state, metrics and TensorBoard scalars as 2N steps in one go (wall-clock fields aside).
+:mod:`modrl.agents.guards` stops training at the step a NaN/inf or an env failure appears; no checkpoint follows it.
 """
 
 from __future__ import annotations
@@ -11,20 +13,28 @@ from __future__ import annotations
 import enum
 import logging
 import signal
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
+from gymnasium import spaces
 from stable_baselines3.common.callbacks import CallbackList
-from stable_baselines3.common.logger import Logger, TensorBoardOutputFormat
+from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
-from torch.utils.tensorboard import SummaryWriter
 
-from modrl.checkpoint import Checkpoint, CheckpointError, latest_checkpoint
+from modrl.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    FingerprintMismatchError,
+    latest_checkpoint,
+    list_checkpoints,
+)
 from modrl.checkpoint_writer import save_checkpoint
 from modrl.envs import get_suite
+from modrl.faults import fault_point
 from modrl.telemetry import TelemetryWriter
 from modrl.train_state import (
     capture_rng_state,
@@ -39,12 +49,13 @@ from .callbacks import (
     EpisodeStatsCallback,
     MetricsLogCallback,
     ProgressCallback,
-    StopCallback,
     StopRequest,
     TelemetryCallback,
     truncate_metrics,
 )
 from .config import ExperimentConfig
+from .env_state import StatefulCallback, capture_resume_state, restore_resume_state
+from .guards import NonFiniteGuard
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +78,36 @@ class TrainOutcome:
     signal: int | None = None
 
 
-def save_model_checkpoint(model: OnPolicyAlgorithm, checkpoints_dir: Path, *, fingerprint: str, keep: int) -> Path:
-    """Write the policy, optimiser, RNG states and counters of ``model`` as one atomic checkpoint."""
+def save_model_checkpoint(
+    model: OnPolicyAlgorithm,
+    checkpoints_dir: Path,
+    *,
+    fingerprint: str,
+    keep: int,
+    identity: Mapping[str, Any] | None = None,
+    resume_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
+) -> Path:
+    """Write the policy, optimiser, RNG states and counters of ``model`` (plus ``resume_state``, the output of
+    :func:`modrl.agents.env_state.capture_resume_state`) as one atomic checkpoint."""
     opt_tensors, opt_data = flatten_optimizer_state(model.policy.optimizer.state_dict())
     rng_tensors, rng_data = capture_rng_state()
+    tensors = {"policy": model.policy.state_dict(), "optimizer": opt_tensors, "rng": rng_tensors}
+    meta: dict[str, Any] = {
+        "num_timesteps": model.num_timesteps,
+        "n_updates": model._n_updates,
+        "optimizer": opt_data,
+        "rng": rng_data,
+    }
+    if resume_state is not None:
+        tensors["resume"], meta["resume"] = resume_state
     return save_checkpoint(
         checkpoints_dir,
         step=model.num_timesteps,
-        tensors={"policy": model.policy.state_dict(), "optimizer": opt_tensors, "rng": rng_tensors},
-        meta={
-            "num_timesteps": model.num_timesteps,
-            "n_updates": model._n_updates,
-            "optimizer": opt_data,
-            "rng": rng_data,
-        },
+        tensors=tensors,
+        meta=meta,
         fingerprint=fingerprint,
         keep=keep,
+        identity=identity,
     )
 
 
@@ -114,19 +139,91 @@ def check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, torch.T
             )
 
 
-class _PurgingTensorBoardFormat(TensorBoardOutputFormat):
-    """SB3 2.9's TensorBoard writer, reopened with ``purge_step`` so a resumed run drops steps logged after its
-    checkpoint instead of showing them twice (SB3's class takes no purge_step)."""
+def model_identity(config: ExperimentConfig, observation_space: spaces.Space, action_space: spaces.Space) -> dict:
+    """What a checkpoint's fingerprint stands for, readable (recorded in its manifest for mismatch messages)."""
+    suite = get_suite(config.env.suite)
+    return {
+        "agent": f"{config.agent.kind} ({config.agent.algo})",
+        "suite": f"{suite.name} v{suite.version} ({suite.num_tasks} tasks)",
+        "observation_space": repr(observation_space),
+        "action_space": repr(action_space),
+    }
 
-    def __init__(self, folder: str, purge_step: int | None) -> None:
+
+def _explain_mismatch(exc: FingerprintMismatchError, expected: Mapping[str, Any]) -> FingerprintMismatchError:
+    found = exc.found_identity or {}
+    differences = [
+        f"{key}: expected {value}, found {found.get(key, '(not recorded)')}"
+        for key, value in expected.items()
+        if found.get(key) != value
+    ]
+    detail = "; ".join(differences) if differences else "(the checkpoint records no details)"
+    return FingerprintMismatchError(f"{exc}: {detail}", path=exc.path, found_identity=exc.found_identity)
+
+
+def find_resume_checkpoint(
+    checkpoints_dir: Path, *, fingerprint: str, identity: Mapping[str, Any]
+) -> Checkpoint | None:
+    """The newest verified checkpoint to resume from; ``None`` only when there is no checkpoint at all.
+
+    Raises:
+        FingerprintMismatchError: A checkpoint of another agent/task/space (naming what differs).
+        CheckpointError: Checkpoints exist but none verifies (a run is never silently restarted from step 0).
+    """
+    try:
+        checkpoint = latest_checkpoint(checkpoints_dir, expected_fingerprint=fingerprint)
+    except FingerprintMismatchError as exc:
+        raise _explain_mismatch(exc, identity) from None
+    if checkpoint is None and list_checkpoints(checkpoints_dir):
+        raise CheckpointError(
+            f"no checkpoint in {checkpoints_dir} verifies (see the warnings above); refusing to restart the run "
+            "from step 0 over its history"
+        )
+    return checkpoint
+
+
+class _GuardedTensorBoardFormat(TensorBoardOutputFormat):
+    """SB3 2.9's TensorBoard writer made fail-safe: an ``OSError`` while writing logs one warning and turns it off,
+    because training must not die for a log file (checkpoints go on). The ``tensorboard-write`` fault point
+    (:mod:`modrl.faults`) sits before each write."""
+
+    def __init__(self, folder: str) -> None:
         super().__init__(folder)
-        if purge_step is not None:
-            self.writer.close()
-            self.writer = SummaryWriter(log_dir=folder, purge_step=purge_step)
+        self.folder = folder
+        self.failed = False
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
+        if self.failed:
+            return
+        try:
+            fault_point("tensorboard-write", path=self.folder)
+            super().write(key_values, key_excluded, step)
+        except OSError as exc:
+            self.failed = True
+            log.warning("TensorBoard logging of SB3 scalars disabled: cannot write to %s (%s); training goes on",
+                        self.folder, exc)
+            with suppress(Exception):  # the writer is already broken; the warning said so
+                self.writer.close()
+
+    def close(self) -> None:
+        if self.failed:
+            self._is_closed = True
+            return
+        with suppress(OSError):
+            super().close()
+
+
+def _sb3_logger(tb_dir: Path) -> Logger:
+    outputs: list[KVWriter] = []
+    try:
+        outputs.append(_GuardedTensorBoardFormat(str(tb_dir)))
+    except OSError as exc:
+        log.warning("TensorBoard logging of SB3 scalars disabled: cannot open %s (%s); training goes on", tb_dir, exc)
+    return Logger(str(tb_dir), outputs)
 
 
 @contextmanager
-def _stop_on_signals(request: StopRequest) -> Iterator[None]:
+def stop_on_signals(request: StopRequest) -> Iterator[None]:
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     for sig in previous:
         signal.signal(sig, request)
@@ -137,62 +234,115 @@ def _stop_on_signals(request: StopRequest) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def run_training(config: ExperimentConfig, run_dir: Path, *, resume: bool = False) -> TrainOutcome:
+def run_training(
+    config: ExperimentConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    on_start: Callable[[int | None], None] | None = None,
+) -> TrainOutcome:
     """Train ``config`` in ``run_dir`` (created and described by the caller), resuming its last checkpoint if asked.
 
-    SIGINT/SIGTERM stop collection at the next env step; a checkpoint is then written and the outcome is
-    ``INTERRUPTED`` (resumable with ``resume=True``).
+    SIGINT/SIGTERM let the current rollout and update finish, checkpoint at the next rollout boundary and end with
+    ``INTERRUPTED`` (resumable with ``resume=True``, exactly).
+
+    Args:
+        on_start: Called with the step being resumed from (``None`` for a fresh start) once the checkpoint is found
+            and checked, before anything is written to ``run_dir``.
+
+    Raises:
+        CheckpointError: No resumable checkpoint, or a checkpoint write failed (names path and errno).
+        FingerprintMismatchError: The run's checkpoints belong to another agent, task set or space.
+        modrl.agents.guards.NonFiniteError, modrl.agents.guards.EnvWorkerError: Training stopped at a fault.
     """
     torch.set_num_threads(config.torch_threads)
     venv = make_vec_env(config)
+    closers: list[Callable[[], object]] = [venv.close]
+    try:
+        return _train(config, run_dir, venv=venv, resume=resume, on_start=on_start, closers=closers)
+    finally:
+        for close in reversed(closers):
+            try:
+                close()
+            except Exception as exc:  # keep closing the rest (workers must be reaped); the error is logged
+                log.warning("error while closing %s: %r", close, exc)
+
+
+def _train(
+    config: ExperimentConfig,
+    run_dir: Path,
+    *,
+    venv: Any,
+    resume: bool,
+    on_start: Callable[[int | None], None] | None,
+    closers: list[Callable[[], object]],
+) -> TrainOutcome:
     model = build_model(config, venv)
+    identity = model_identity(config, venv.observation_space, venv.action_space)
     fingerprint = model_fingerprint(config, venv.observation_space, venv.action_space)
     checkpoints_dir = run_dir / CHECKPOINTS
-    resumed_from = None
-    if resume:
-        checkpoint = latest_checkpoint(checkpoints_dir, expected_fingerprint=fingerprint)
-        if checkpoint is None:
-            log.warning("no complete checkpoint in %s: starting from step 0", checkpoints_dir)
-        else:
-            restore_model_checkpoint(model, checkpoint)
-            resumed_from = checkpoint.step
-            log.info("resumed from %s (step %d)", checkpoint.path, checkpoint.step)
-
-    def save() -> Path:
-        return save_model_checkpoint(
-            model, checkpoints_dir, fingerprint=fingerprint, keep=config.train.keep_checkpoints
-        )
-
+    checkpoint = find_resume_checkpoint(checkpoints_dir, fingerprint=fingerprint, identity=identity) if resume else None
+    if checkpoint is not None:
+        check_state_dict(model.policy.state_dict(), checkpoint.tensors.get("policy", {}), checkpoint.path)
+    resumed_from = None if checkpoint is None else checkpoint.step
+    if on_start is not None:
+        on_start(resumed_from)
     if resume:  # drop what a killed segment logged after its last checkpoint (everything, if it had none)
         truncate_metrics(run_dir / METRICS, resumed_from or 0)
     tb_dir = run_dir / TENSORBOARD
     tb_dir.mkdir(exist_ok=True)
     # Events up to and including the checkpoint step were logged before it was taken: keep them, drop later ones.
+    # Exactly one event file of this segment may carry the purge marker, and it must sort before the segment's
+    # other file (TensorBoard applies a marker when it reads it, dropping events it already read from other files
+    # at or after that step): the telemetry writer's, created first.
     purge_step = (resumed_from or 0) + 1 if resume else None
-    model.set_logger(Logger(str(tb_dir), [_PurgingTensorBoardFormat(str(tb_dir), purge_step)]))
     writer = TelemetryWriter(tb_dir, purge_step=purge_step)
+    closers.append(writer.close)
+    model.set_logger(_sb3_logger(tb_dir))
+    closers.append(model.logger.close)
     total = config.train.total_timesteps
     episodes = EpisodeStatsCallback(get_suite(config.env.suite).task_names)
     request = StopRequest()
-    callbacks = CallbackList(
-        [
-            episodes,
-            TelemetryCallback(writer, episodes, total_timesteps=total),
-            MetricsLogCallback(run_dir / METRICS, episodes),
-            ProgressCallback(episodes, total_timesteps=total),
-            CheckpointCallback(save, every=config.train.checkpoint_every),
-            StopCallback(request),
-        ]
-    )
-    try:
-        with _stop_on_signals(request):
-            remaining = total - model.num_timesteps
-            if remaining > 0:
-                model.learn(remaining, callback=callbacks, reset_num_timesteps=resumed_from is None)
+    guard = NonFiniteGuard()
+    closers.append(guard.remove_hooks)
+
+    def save() -> Path:
+        return save_model_checkpoint(
+            model, checkpoints_dir, fingerprint=fingerprint, keep=config.train.keep_checkpoints, identity=identity,
+            resume_state=capture_resume_state(model, stateful),
+        )
+
+    checkpointer = CheckpointCallback(save, every=config.train.checkpoint_every, stop=request)
+    stateful: dict[str, StatefulCallback] = {"episodes": episodes, "checkpoints": checkpointer}
+    callbacks = CallbackList([
+        guard,
+        episodes,
+        TelemetryCallback(writer, episodes, total_timesteps=total),
+        MetricsLogCallback(run_dir / METRICS, episodes),
+        ProgressCallback(episodes, total_timesteps=total),
+        checkpointer,
+    ])  # fmt: skip
+    if checkpoint is not None:
+        _restore(model, checkpoint, stateful)
+        log.info("resumed from %s (step %d)", checkpoint.path, checkpoint.step)
+    with stop_on_signals(request):
+        remaining = total - model.num_timesteps
+        if remaining > 0:
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=checkpoint is None)
+    if checkpointer.stopped_at is not None:  # the stop checkpoint is the last consistent state; nothing after it
+        steps, path = checkpointer.stopped_at, Path(str(checkpointer.stop_checkpoint))
+    else:
         path = save()
-    finally:
-        writer.close()
-        model.logger.close()
-        venv.close()
+        steps = model.num_timesteps
     status = TrainStatus.INTERRUPTED if request.requested else TrainStatus.COMPLETED
-    return TrainOutcome(status, model.num_timesteps, path, resumed_from, request.signal)
+    return TrainOutcome(status, steps, path, resumed_from, request.signal)
+
+
+def _restore(model: OnPolicyAlgorithm, checkpoint: Checkpoint, stateful: Mapping[str, StatefulCallback]) -> None:
+    """Envs, SB3 bookkeeping and callbacks first (they never touch the global RNGs), weights and RNGs last."""
+    if "resume" in checkpoint.meta:
+        restore_resume_state(model, checkpoint.tensors.get("resume", {}), checkpoint.meta["resume"], stateful)
+    else:
+        log.warning("checkpoint %s holds no env state (an older format): the envs are reset, so this resume is not "
+                    "exact", checkpoint.path)
+    restore_model_checkpoint(model, checkpoint)

@@ -54,7 +54,17 @@ class CheckpointError(Exception):
 
 
 class FingerprintMismatchError(CheckpointError):
-    """The checkpoint is intact but belongs to another run/task (its fingerprint differs from the expected one)."""
+    """The checkpoint is intact but belongs to another run/task (its fingerprint differs from the expected one).
+
+    Attributes:
+        path: The checkpoint directory.
+        found_identity: The manifest's ``identity`` (what its fingerprint hashes), ``None`` if it has none.
+    """
+
+    def __init__(self, message: str, *, path: Path, found_identity: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.found_identity = found_identity
 
 
 @dataclass(frozen=True)
@@ -145,9 +155,12 @@ def load_checkpoint(path: Path, *, expected_fingerprint: str | None = None) -> C
     manifest = _read_manifest(path)
     found = manifest["fingerprint"]
     if expected_fingerprint is not None and found != expected_fingerprint:
+        identity = manifest.get("identity")
         raise FingerprintMismatchError(
             f"{path / MANIFEST}: fingerprint mismatch: expected {expected_fingerprint}, found {found} "
-            "(checkpoint of a different run, task or encoder)"
+            "(checkpoint of a different run, task or encoder)",
+            path=path,
+            found_identity=identity if isinstance(identity, dict) else None,
         )
     blobs = {name: _read_member(path, name, entry) for name, entry in manifest["files"].items()}
     tensors: dict[str, dict[str, Tensor]] = {}

@@ -36,6 +36,7 @@ from modrl.checkpoint import (
     step_dir_name,
     verify_checkpoint,
 )
+from modrl.faults import fault_point
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ def save_checkpoint(
     meta: Mapping[str, Any],
     fingerprint: str,
     keep: int = 2,
+    identity: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a checkpoint atomically, then prune to the newest ``keep`` verified ones.
 
@@ -59,6 +61,8 @@ def save_checkpoint(
         meta: JSON-serialisable mapping written as ``state.json`` (NaN/inf refused).
         fingerprint: Task/encoder fingerprint recorded in the manifest (see :func:`modrl.checkpoint.fingerprint`).
         keep: How many verified checkpoints to keep (>= 1); the one just written is always kept.
+        identity: JSON description of what ``fingerprint`` hashes (spaces, suite, ...), recorded in the manifest
+            so a fingerprint mismatch can say what differs.
 
     Returns:
         The checkpoint directory.
@@ -71,6 +75,10 @@ def save_checkpoint(
     if not isinstance(fingerprint, str):
         raise ValueError(f"fingerprint must be a string, got {fingerprint!r}")
     files = _encode_files(step=step, tensors=tensors, meta=meta, keep=keep)
+    try:
+        identity_data = None if identity is None else json.loads(json.dumps(dict(identity), allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"checkpoint identity is not JSON-serialisable: {exc}") from None
     checkpoints_dir = Path(checkpoints_dir)
     final = checkpoints_dir / step_dir_name(step)
     tmp: Path | None = None
@@ -81,7 +89,10 @@ def save_checkpoint(
         for name, data in files.items():
             atomic_write_bytes(tmp / name, data)
             listing[name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        fault_point("checkpoint-after-tensors", path=tmp / MANIFEST)
         manifest = _new_manifest(step=step, fingerprint=fingerprint, files=listing)
+        if identity_data is not None:
+            manifest["identity"] = identity_data
         atomic_write_bytes(tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
         fsync_dir(tmp)
         _move_into_place(tmp, final)
@@ -92,6 +103,7 @@ def save_checkpoint(
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
     _prune(checkpoints_dir, keep=keep, just_written=final)
+    fault_point("checkpoint-saved", path=final)
     return final
 
 

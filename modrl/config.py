@@ -3,12 +3,14 @@
 Every configurable thing is a frozen, keyword-only dataclass that validates its values in ``__post_init__`` and
 raises :class:`ConfigError` naming the field. :func:`from_dict` builds such a dataclass (recursively) from a plain
 mapping, refusing unknown keys with the list of allowed ones and values of the wrong type with the expected type.
-YAML is only ever read with ``yaml.safe_load``; ``--set a.b=c`` overrides go through the same validation.
+YAML is only ever read with ``yaml.SafeLoader`` (a key repeated in one mapping is refused); ``--set a.b=c``
+overrides go through the same validation. Number fields refuse inf and nan.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -30,8 +32,26 @@ def check(condition: bool, field: str, message: str) -> None:
         raise ConfigError(f"{field}: {message}")
 
 
+class _StrictSafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses a key repeated in one mapping (plain ``safe_load`` keeps the last one)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_yaml(path: Path | str) -> dict[str, Any]:
-    """Read a YAML mapping with ``yaml.safe_load``; a missing file, bad YAML or a non-mapping raises ConfigError."""
+    """Read a YAML mapping with a ``yaml.SafeLoader`` that refuses duplicate keys.
+
+    A missing file, bad YAML (message on one line) or a non-mapping raises ConfigError.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -40,9 +60,10 @@ def load_yaml(path: Path | str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictSafeLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid (safe) YAML: {exc}") from None
+        reason = " ".join(str(exc).split())  # PyYAML's messages span lines: one line for the CLI
+        raise ConfigError(f"{path}: not valid (safe) YAML: {reason}") from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -180,6 +201,8 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path}: expected a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

@@ -8,13 +8,16 @@ started at once never share one, and an existing directory's contents are never 
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import importlib.metadata
 import json
 import os
 import platform
 import re
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
@@ -28,6 +31,7 @@ from modrl.config import ConfigError, load_yaml
 CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 CLAIM_FILE = ".modrl-run"
+LOCK_FILE = ".lock"
 MAX_NAME_LENGTH = 100
 PACKAGES = (
     "torch", "numpy", "gymnasium", "minigrid", "stable-baselines3", "tensorboard", "safetensors", "PyYAML",
@@ -203,6 +207,72 @@ def set_status(run_dir: Path, status: RunStatus, **extra: Any) -> None:
         raise RunDirError(f"{path}: status extras are not JSON-serialisable: {exc}") from None
     except OSError as exc:
         raise RunDirError(f"cannot update {path}: {exc}") from None
+
+
+@contextlib.contextmanager
+def lock_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive ``fcntl`` lock on ``run_dir/.lock`` while a process writes the run.
+
+    The kernel drops the lock when its holder exits, however it exits, so a lock left by a SIGKILLed process never
+    blocks. The lock file holds the holder's pid, for the message.
+
+    Raises:
+        RunDirError: Another process holds the lock (names the directory and that pid), or the lock file cannot be
+            opened.
+    """
+    path = Path(run_dir) / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise RunDirError(f"cannot open the lock file {path}: {exc}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise RunDirError(f"cannot lock {path}: {exc}") from None
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            raise RunDirError(
+                f"run directory {run_dir} is in use by another modrl process (pid {holder}); wait for it to finish"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def record_config_change(run_dir: Path, *, old: Mapping[str, Any], new: Mapping[str, Any], argv: Sequence[str]) -> None:
+    """Resume with a changed config (``--allow-config-change``): write the new ``config.yaml`` and append what
+    changed to ``meta.json``'s ``config_changes`` (``[{"time", "argv", "changes": {dotted key: [old, new]}}]``).
+
+    Raises:
+        RunDirError: A write fails.
+    """
+    run_dir = Path(run_dir)
+    changes = {key: [a, b] for key, (a, b) in sorted(_diff(_plain(old), _plain(new)).items())}
+    meta = read_run_meta(run_dir)
+    history = list(meta.get("config_changes") or [])
+    history.append({"time": utc_now_iso(), "argv": list(argv), "changes": changes})
+    try:
+        atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(_plain(new), sort_keys=False))
+    except OSError as exc:
+        raise RunDirError(f"cannot write {run_dir / CONFIG_FILE}: {exc}") from None
+    set_status(run_dir, RunStatus(meta["status"]) if meta.get("status") in _STATUSES else RunStatus.RUNNING,
+               config_changes=history)
+
+
+_STATUSES = {status.value for status in RunStatus}
+
+
+def _diff(old: Any, new: Any, prefix: str = "") -> dict[str, tuple[Any, Any]]:
+    """Dotted keys whose values differ between two nested mappings."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: dict[str, tuple[Any, Any]] = {}
+        for key in sorted(set(old) | set(new), key=str):
+            out.update(_diff(old.get(key), new.get(key), f"{prefix}.{key}" if prefix else str(key)))
+        return out
+    return {} if old == new else {prefix: (old, new)}
 
 
 def git_state(path: Path) -> dict[str, Any] | None:

@@ -112,3 +112,17 @@ def test_shipped_configs_load() -> None:
 def test_from_dict_rejects_non_mapping() -> None:
     with pytest.raises(ConfigError, match="config: expected a mapping"):
         from_dict(ExperimentConfig, [1, 2])
+
+
+def test_duplicate_yaml_keys_are_refused_naming_the_key(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("seed: 1\nenv:\n  n_envs: 2\n  n_envs: 4\n")
+    with pytest.raises(ConfigError, match="duplicate key 'n_envs'") as info:
+        load_yaml(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+def test_non_finite_numbers_are_refused(value: str) -> None:
+    with pytest.raises(ConfigError, match=r"algo\.learning_rate: expected a finite number"):
+        load_experiment_config({}, [f"algo.learning_rate={value}"])

@@ -147,3 +147,12 @@ def test_training_on_a_split_only_meets_that_splits_tasks(tiny_config, tmp_path:
     assert [t.split for t in both.tasks] == ["train"] * 36 + ["test"] * 12
     with pytest.raises(ValueError, match="no split 'validation'"):
         evaluate_policy(policy, config, episodes=1, splits=["validation"])
+
+
+def test_progress_line_summarises_many_tasks() -> None:
+    from modrl.agents.callbacks import MAX_TASKS_LISTED, _success_summary
+
+    few = {"a": 0.5, "b": 1.0}
+    assert _success_summary(few) == "a 0.50 b 1.00"
+    many = {f"t{i}": i / 10 for i in range(MAX_TASKS_LISTED + 2)}
+    assert _success_summary(many) == "mean 0.45 over 10 tasks (worst t0 0.00, best t9 0.90)"

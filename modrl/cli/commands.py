@@ -12,48 +12,74 @@ from modrl._io import atomic_write_json
 from modrl.agents.config import ExperimentConfig, load_experiment_config
 from modrl.checkpoint import CheckpointError
 from modrl.config import ConfigError, to_dict
-from modrl.runs import RunDirError, RunStatus, create_run_dir, read_run_config, set_status, write_run_metadata
+from modrl.runs import (
+    RunDirError,
+    RunStatus,
+    create_run_dir,
+    lock_run_dir,
+    read_run_config,
+    record_config_change,
+    set_status,
+    write_run_metadata,
+)
 
 from .main import EXIT_ERROR, fail
 
 
-def _resolve_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path | None]:
-    """The config to train and, when resuming, the run directory; a changed config on resume is refused."""
+def _resolve_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path | None, ExperimentConfig | None]:
+    """The config to train, the run directory when resuming, and the stored config when a resume changes it.
 
+    A changed config on resume is refused unless ``--allow-config-change`` is given.
+    """
     if args.resume is None:
         if args.config is None:
             raise ConfigError("give a CONFIG file to train (or --resume RUN_DIR)")
-        return load_experiment_config(args.config, args.overrides), None
+        return load_experiment_config(args.config, args.overrides), None, None
     if args.run_dir is not None:
         raise ConfigError("--run-dir and --resume cannot be combined: a resumed run keeps its directory")
     stored = load_experiment_config(read_run_config(args.resume))
-    if args.config is not None or args.overrides:
-        wanted = load_experiment_config(args.config if args.config is not None else to_dict(stored), args.overrides)
-        if wanted != stored:
-            raise ConfigError(
-                f"the config differs from the one {args.resume} was started with; resume without CONFIG/--set "
-                "(a changed config cannot continue the same run)"
-            )
-    return stored, args.resume
+    if args.config is None and not args.overrides:
+        return stored, args.resume, None
+    wanted = load_experiment_config(args.config if args.config is not None else to_dict(stored), args.overrides)
+    if wanted == stored:
+        return stored, args.resume, None
+    if not args.allow_config_change:
+        raise ConfigError(
+            f"the config differs from the one {args.resume} was started with; resume without CONFIG/--set, or pass "
+            "--allow-config-change to continue the run with the new config (recorded in its meta.json)"
+        )
+    return wanted, args.resume, stored
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())
 
 
 def train(args: argparse.Namespace) -> int:
-    """``modrl train``: validate the config, create the run directory, train, evaluate, print the summary."""
+    """``modrl train``: validate the config, create (or lock and resume) the run directory, train, evaluate."""
     try:
-        config, resume_dir = _resolve_config(args)
+        config, resume_dir, previous = _resolve_config(args)
     except (ConfigError, RunDirError) as exc:
-        return fail(str(exc))
-    from modrl.agents.training import TENSORBOARD, TrainStatus, run_training
-
+        return fail(_one_line(str(exc)))
     if resume_dir is None:
         try:
             run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
+            write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
         except RunDirError as exc:
             return fail(str(exc))
-        write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
     else:
         run_dir = resume_dir
-        set_status(run_dir, RunStatus.RUNNING, resumed=True)
+    try:
+        with lock_run_dir(run_dir):
+            return _train_locked(config, run_dir, resume=resume_dir is not None, previous=previous)
+    except RunDirError as exc:
+        return fail(str(exc))
+
+
+def _train_locked(config: ExperimentConfig, run_dir: Path, *, resume: bool, previous: ExperimentConfig | None) -> int:
+    from modrl.agents.guards import EnvWorkerError, NonFiniteError
+    from modrl.agents.training import TENSORBOARD, TrainStatus, run_training
+
     print(f"run directory: {run_dir}")
     print(
         f"agent: {config.agent.kind} ({config.agent.algo}, router {config.agent.router.kind}, "
@@ -61,13 +87,25 @@ def train(args: argparse.Namespace) -> int:
         f"{config.env.n_envs} envs | {config.train.total_timesteps} steps | seed {config.seed}"
     )
     started = time.monotonic()
+    begun = not resume  # a refused resume (wrong task, no usable checkpoint) leaves the run directory untouched
+
+    def on_start(resumed_from: int | None) -> None:
+        nonlocal begun
+        if previous is not None:
+            record_config_change(run_dir, old=to_dict(previous), new=to_dict(config), argv=["modrl", *sys.argv[1:]])
+        if resume:
+            set_status(run_dir, RunStatus.RUNNING, resumed=True)
+        begun = True
+
     try:
-        outcome = run_training(config, run_dir, resume=resume_dir is not None)
-    except CheckpointError as exc:
-        set_status(run_dir, RunStatus.FAILED, error=str(exc))
+        outcome = run_training(config, run_dir, resume=resume, on_start=on_start)
+    except (CheckpointError, NonFiniteError, EnvWorkerError) as exc:
+        if begun:
+            set_status(run_dir, RunStatus.FAILED, error=str(exc))
         return fail(str(exc), EXIT_ERROR)
     except Exception as exc:
-        set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        if begun:
+            set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
     elapsed = time.monotonic() - started
     if outcome.status is TrainStatus.INTERRUPTED:
