@@ -134,6 +134,36 @@ class Router(nn.Module, ABC):
         self.last = out.weights.detach()
         return out
 
+    def set_module_mask(self, mask: Tensor | None) -> None:
+        """Restrict the modules each task may route to (off by default); ``None`` lifts the restriction.
+
+        Used by freeze-and-grow continual learning (:mod:`modrl.updates`): capacity is allocated up front and a task
+        only sees the modules it was given, so granting a new task a new module leaves old tasks' weights
+        bit-identical. The mask is not part of ``state_dict``: whoever sets it owns and restores it.
+
+        Args:
+            mask: ``(num_tasks, K)`` bool, at least one ``True`` per row.
+
+        Raises:
+            ValueError: Wrong shape or dtype, or a row without any allowed module.
+            NotImplementedError: The router cannot restrict its choice (it has no logits to mask).
+        """
+        if mask is not None:
+            if mask.dtype != torch.bool or tuple(mask.shape) != (self.num_tasks, self.num_modules):
+                raise ValueError(
+                    f"module mask must be ({self.num_tasks}, {self.num_modules}) bool, got "
+                    f"{tuple(mask.shape)} {mask.dtype}"
+                )
+            if not bool(mask.any(dim=1).all()):
+                raise ValueError("every task needs at least one allowed module in the module mask")
+            mask = mask.detach().clone()
+        self._set_module_mask(mask)
+
+    def _set_module_mask(self, mask: Tensor | None) -> None:
+        """Hook for :meth:`set_module_mask` (mask validated); routers without logits refuse a mask."""
+        if mask is not None:
+            raise NotImplementedError(f"{type(self).__name__} cannot restrict routing with a module mask")
+
     def set_progress(self, fraction: float) -> None:
         """Tell the router how far training has got, ``fraction`` in ``[0, 1]`` (e.g. to anneal a temperature)."""
         if not 0.0 <= fraction <= 1.0:
@@ -191,6 +221,10 @@ class RouterLogits(nn.Module):
             in_dim = (num_tasks if "task" in condition else 0) + (obs_dim if "obs" in condition else 0)
             layers: list[nn.Module] = [nn.Linear(in_dim, hidden), nn.Tanh()] if hidden else []
             self.net = nn.Sequential(*layers, nn.Linear(hidden or in_dim, num_modules))
+        #: ``(num_tasks, K)`` bool or None: modules a task may use; the others get logit -inf (see
+        #: :meth:`Router.set_module_mask`).
+        self.module_mask: Tensor | None
+        self.register_buffer("module_mask", None, persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -209,15 +243,19 @@ class RouterLogits(nn.Module):
         nn.init.zeros_(linears[-1].bias)
 
     def forward(self, obs_features: Tensor, task_ids: Tensor) -> Tensor:
-        """``(B, D)`` float, ``(B,)`` long -> ``(B, K)`` logits."""
+        """``(B, D)`` float, ``(B,)`` long -> ``(B, K)`` logits (``-inf`` where :attr:`module_mask` forbids one)."""
         if isinstance(self.net, nn.Embedding):
-            return self.net(task_ids.long()).to(obs_features.dtype)
-        parts = []
-        if "task" in self.condition:
-            parts.append(nn.functional.one_hot(task_ids.long(), self.num_tasks).to(obs_features.dtype))
-        if "obs" in self.condition:
-            parts.append(obs_features)
-        return self.net(torch.cat(parts, dim=1))
+            logits = self.net(task_ids.long()).to(obs_features.dtype)
+        else:
+            parts = []
+            if "task" in self.condition:
+                parts.append(nn.functional.one_hot(task_ids.long(), self.num_tasks).to(obs_features.dtype))
+            if "obs" in self.condition:
+                parts.append(obs_features)
+            logits = self.net(torch.cat(parts, dim=1))
+        if self.module_mask is not None:
+            logits = logits.masked_fill(~self.module_mask[task_ids.long()], float("-inf"))
+        return logits
 
 
 class LearnedRouter(Router):
@@ -243,6 +281,9 @@ class LearnedRouter(Router):
     def reset_parameters(self) -> None:
         """Re-initialise the logits so routing starts near uniform (see :meth:`RouterLogits.reset_parameters`)."""
         self.logits_net.reset_parameters()
+
+    def _set_module_mask(self, mask: Tensor | None) -> None:
+        self.logits_net.module_mask = mask
 
 
 #: Router kinds -> classes ("fixed", "soft", "gumbel", "topk"); filled by the modules defining them.

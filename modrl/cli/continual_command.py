@@ -1,0 +1,113 @@
+"""``modrl continual``: train one agent on a sequence of tasks with a local-update rule, and report R."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+from modrl.config import ConfigError, to_dict
+from modrl.runs import (
+    RunDirError,
+    RunStatus,
+    create_run_dir,
+    lock_run_dir,
+    read_run_config,
+    set_status,
+    write_run_metadata,
+)
+
+from .main import EXIT_ERROR, fail
+
+
+def add_continual_parser(sub: argparse._SubParsersAction) -> None:
+    """Register the ``continual`` sub-command."""
+    parser = sub.add_parser(
+        "continual",
+        help="train on a sequence of tasks with a local-update rule; report R, forgetting and transfer",
+        description="Train one agent on the tasks of sequence.tasks one after another, protecting what earlier "
+        "tasks learned with rule.kind (none, freeze_grow, ewc, l2, packnet). After every stage all tasks are "
+        "evaluated on fixed seeds: R[i][j] = success on task j after stage i. Writes continual.json, R.md, R.png "
+        "and TensorBoard logs; Ctrl-C / SIGTERM stop with a checkpoint, --resume continues where it stopped.",
+    )
+    parser.add_argument("config", nargs="?", type=Path, help="continual YAML (e.g. experiments/continual/keys.yaml)")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config value, e.g. --set rule.kind=ewc --set sequence.steps_per_task=20000",
+    )  # fmt: skip
+    parser.add_argument("--run-dir", type=Path, help="exact run directory to create (refused if not empty)")
+    parser.add_argument(
+        "--runs-root", type=Path, default=Path("runs/continual"),
+        help="where new run directories go (default: runs/continual)",
+    )  # fmt: skip
+    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR where it stopped")
+
+
+def _config_and_dir(args: argparse.Namespace) -> tuple[object, Path, bool]:
+    from modrl.agents.continual_config import load_continual_config
+
+    if args.resume is not None:
+        if args.config is not None or args.overrides or args.run_dir is not None:
+            raise ConfigError("--resume RUN_DIR takes no CONFIG, --set or --run-dir: a run resumes as it was started")
+        return load_continual_config(read_run_config(args.resume)), args.resume, True
+    if args.config is None:
+        raise ConfigError("give a CONFIG file (or --resume RUN_DIR)")
+    config = load_continual_config(args.config, args.overrides)
+    run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
+    write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
+    return config, run_dir, False
+
+
+def run(args: argparse.Namespace) -> int:
+    """``modrl continual``: validate, create (or lock and resume) the run directory, run the stages, print R."""
+    try:
+        config, run_dir, resume = _config_and_dir(args)
+    except (ConfigError, RunDirError) as exc:
+        return fail(str(exc))
+    try:
+        with lock_run_dir(run_dir):
+            return _run_locked(config, run_dir, resume=resume)
+    except RunDirError as exc:
+        return fail(str(exc))
+
+
+def _run_locked(config: object, run_dir: Path, *, resume: bool) -> int:
+    from modrl.agents.continual import ContinualStatus, run_continual
+    from modrl.agents.continual_config import ContinualConfig
+    from modrl.checkpoint import CheckpointError
+
+    assert isinstance(config, ContinualConfig)
+    sequence = config.sequence
+    print(f"run directory: {run_dir}")
+    print(f"rule: {config.rule.kind} | agent: {config.agent.kind} | suite: {config.env.suite} | tasks: "
+          f"{' -> '.join(sequence.tasks)} | {sequence.steps_per_task} steps each | seed {config.seed}")  # fmt: skip
+    if resume:
+        set_status(run_dir, RunStatus.RUNNING, resumed=True)
+    started = time.monotonic()
+    try:
+        outcome = run_continual(config, run_dir, resume=resume)
+    except (CheckpointError, RuntimeError, ValueError) as exc:
+        set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return fail(str(exc), EXIT_ERROR)
+    except Exception as exc:
+        set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    if outcome.status is ContinualStatus.INTERRUPTED:
+        set_status(run_dir, RunStatus.INTERRUPTED, step=outcome.steps, stages_done=outcome.stages_done)
+        print(f"interrupted at step {outcome.steps} after {outcome.stages_done} evaluated stage(s)")
+        print(f"resume with: modrl continual --resume {run_dir}")
+        return 128 + (outcome.signal or signal.SIGINT)
+    record = json.loads((run_dir / "continual.json").read_text(encoding="utf-8"))
+    print()
+    print((run_dir / "R.md").read_text(encoding="utf-8"))
+    metrics = record["metrics"]
+    for key in ("average_success", "average_forgetting", "backward_transfer", "forward_transfer"):
+        value = metrics.get(key)
+        print(f"{key}: {'-' if value is None else f'{value:.3f}'}")
+    elapsed = round(time.monotonic() - started, 1)
+    set_status(run_dir, RunStatus.COMPLETED, step=outcome.steps, train_seconds=elapsed)
+    print(f"results: {run_dir / 'continual.json'}, {run_dir / 'R.png'}")
+    return 0

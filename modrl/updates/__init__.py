@@ -1,0 +1,42 @@
+"""Local-update rules for continual training: what may change when a new task arrives (DESIGN.md §1-2).
+
+Registered in :data:`UPDATE_RULES`: ``none`` (naive fine-tuning), ``freeze_grow``, ``ewc``, ``l2``, ``packnet``.
+"""
+
+from __future__ import annotations
+
+from .base import (
+    UPDATE_RULES,
+    ConsolidationData,
+    ModelParts,
+    ParamCounts,
+    RuleState,
+    StageProgress,
+    UpdateRule,
+    UpdateRuleConfig,
+    attach_penalty,
+    build_update_rule,
+)
+from .freeze_grow import FreezeGrow
+from .guard import ParamGuard
+from .packnet import PackNet
+from .regularizers import ElasticWeightConsolidation, L2Anchor, NaiveFineTuning
+
+__all__ = [
+    "UPDATE_RULES",
+    "ConsolidationData",
+    "ElasticWeightConsolidation",
+    "FreezeGrow",
+    "L2Anchor",
+    "ModelParts",
+    "NaiveFineTuning",
+    "PackNet",
+    "ParamCounts",
+    "ParamGuard",
+    "RuleState",
+    "StageProgress",
+    "UpdateRule",
+    "UpdateRuleConfig",
+    "attach_penalty",
+    "build_update_rule",
+]
