@@ -96,3 +96,107 @@ def env_predicates(env: MiniGridEnv) -> frozenset[str]:
     base = env.unwrapped
     assert isinstance(base, MiniGridEnv), f"not a MiniGrid env: {type(base).__name__}"
     return symbolic_state(base.grid, base.agent_pos, base.agent_dir, base.carrying)
+
+
+# -- spatial predicates for planning ----------------------------------------------------------------------------------
+# Not part of symbolic_state (whose output tests and info["predicates"] pin down): planning_state() adds them.
+#
+#   in(ball,green,room,0)              the green ball lies in region 0
+#   agent_in(room,1)                   the agent stands in region 1 (in a doorway: each side it can step to)
+#   connects(door,red,room,0,room,1)   the red door joins regions 0 and 1 (listed in both orders)
+#   blocks(ball,grey,door,yellow)      the grey ball stands on a cell next to the yellow door, in the way
+#
+# A region is a 4-connected set of cells that are not walls, lava or doors (objects do not split regions: they can be
+# moved); regions are numbered in row-major order of their first cell, so the numbering is stable while the walls
+# and doors stay where they are.
+
+_SEPARATORS = frozenset({"wall", "lava", "door"})
+
+
+def regions(grid: Grid) -> dict[tuple[int, int], int]:
+    """Region index of every cell that is not a wall, lava or a door (see the comment above)."""
+    labels: dict[tuple[int, int], int] = {}
+    for y in range(grid.height):
+        for x in range(grid.width):
+            if (x, y) in labels or not _open_cell(grid, x, y):
+                continue
+            label, stack = len(set(labels.values())), [(x, y)]
+            labels[(x, y)] = label
+            while stack:
+                cx, cy = stack.pop()
+                for i, j in _NEIGHBOURS:
+                    nxt = (cx + i, cy + j)
+                    if nxt not in labels and _open_cell(grid, *nxt):
+                        labels[nxt] = label
+                        stack.append(nxt)
+    return labels
+
+
+def _open_cell(grid: Grid, x: int, y: int) -> bool:
+    if not (0 <= x < grid.width and 0 <= y < grid.height):
+        return False
+    cell = grid.get(x, y)
+    return cell is None or cell.type not in _SEPARATORS
+
+
+def _room(index: int) -> tuple[str, str]:
+    return "room", str(index)
+
+
+def spatial_state(grid: Grid, agent_pos: Sequence[int] | np.ndarray) -> frozenset[str]:
+    """The region predicates of the comment above (``in``, ``agent_in``, ``connects``, ``blocks``).
+
+    Args:
+        grid: The MiniGrid grid.
+        agent_pos: ``(x, y)`` of the agent; in a doorway, the agent counts as in every region next to it that it can
+            step into (the lowest-numbered one if it can step into none).
+
+    Returns:
+        A frozenset of predicate strings.
+    """
+    labels = regions(grid)
+    facts: set[str] = set()
+    for here in _agent_regions(grid, labels, int(agent_pos[0]), int(agent_pos[1])):
+        facts.add(predicate("agent_in", *_room(here)))
+    for pos, obj in _objects(grid):
+        described = _describe(obj)
+        if not isinstance(obj, Door):
+            facts.add(predicate("in", *described, *_room(labels[pos])))
+            continue
+        sides = sorted({labels[(pos[0] + i, pos[1] + j)] for i, j in _NEIGHBOURS if (pos[0] + i, pos[1] + j) in labels})
+        for a in sides:
+            for b in sides:
+                if a != b:
+                    facts.add(predicate("connects", *described, *_room(a), *_room(b)))
+        for i, j in _NEIGHBOURS:
+            other = grid.get(pos[0] + i, pos[1] + j)
+            if other is not None and other.type not in _SCENERY and not isinstance(other, Door) \
+                    and not other.can_overlap():
+                facts.add(predicate("blocks", *_describe(other), *described))
+    return frozenset(facts)
+
+
+def _agent_regions(grid: Grid, labels: dict[tuple[int, int], int], x: int, y: int) -> list[int]:
+    """The agent's region; in a doorway, every region it can step into (the lowest next to it if none)."""
+    if (x, y) in labels:
+        return [labels[(x, y)]]
+    sides = {labels[(x + i, y + j)]: grid.get(x + i, y + j) for i, j in _NEIGHBOURS if (x + i, y + j) in labels}
+    free = sorted(r for r, cell in sides.items() if cell is None or cell.can_overlap())
+    return free or sorted(sides)[:1]
+
+
+def planning_state(
+    grid: Grid,
+    agent_pos: Sequence[int] | np.ndarray,
+    agent_dir: int,
+    carrying: WorldObj | None,
+) -> frozenset[str]:
+    """:func:`symbolic_state` plus :func:`spatial_state`: what :mod:`modrl.envs.operators` plans over."""
+    return symbolic_state(grid, agent_pos, agent_dir, carrying) | spatial_state(grid, agent_pos)
+
+
+def env_planning_state(env: MiniGridEnv) -> frozenset[str]:
+    """:func:`planning_state` of a (possibly wrapped) MiniGrid env's current state."""
+    base = env.unwrapped
+    assert isinstance(base, MiniGridEnv), f"not a MiniGrid env: {type(base).__name__}"
+    return planning_state(base.grid, base.agent_pos, base.agent_dir, base.carrying)

@@ -1,0 +1,158 @@
+"""Declared operators for the grammar's skills over the predicates of :mod:`modrl.envs.predicates`, and task goals.
+
+Skills are the grammar's verbs at the grain of its subtasks (what options trained on subtask events will be):
+``goto(t,c)``, ``pickup(t,c)`` and ``open(door,c)`` walk to the object themselves, ``putnext(t,c,u,d)`` carries the
+held object next to the target and drops it, and ``drop(t,c)`` puts the held object down somewhere out of the way.
+The planner sees where things are through :func:`modrl.envs.predicates.planning_state` (regions, doors between them,
+objects in the way of doors) and derives what the agent can reach with the rules of :data:`RULES`:
+
+* ``blocked(door,c,room,r)`` -- an object stands in front of the door on region ``r``'s side;
+* ``reach(room,r)`` -- the agent can walk into region ``r`` (through open doors not blocked on either side);
+* ``reachable(t,c)`` -- the agent can get in front of the object: it lies in a reachable region, or it stands just
+  behind an open door that the agent can walk up to (it is then picked up from the doorway).
+
+So "pick up the box behind the locked door" plans as: pick up the key, open (unlock) the door, drop the key (the hands
+must be free), pick up the box -- none of which the mission spells out.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, Subtask, Task
+from modrl.planner import Domain, Goal, Operator, Param, Rule
+
+_OBJ = (Param(name="?t", type="pickable"), Param(name="?c", type="colour"))
+_DOOR = (Param(name="?c", type="colour"),)
+_ROOM = (Param(name="?r"),)
+_MOVE_DEL = ("facing(*,*)", "agent_in(room,*)")
+_LIFT_DEL = ("in(?t,?c,*,*)", "next_to(?t,?c,*,*)", "next_to(*,*,?t,?c)", "blocks(?t,?c,*,*)")
+_DOOR_SIDE = ("connects(door,?c,room,?r,room,*)", "reach(room,?r)")
+
+RULES: tuple[Rule, ...] = (
+    Rule(head="blocked(door,?d,room,?r)", body=("blocks(?t,?c,door,?d)", "in(?t,?c,room,?r)")),
+    Rule(head="reach(room,?r)", body=("agent_in(room,?r)",)),
+    Rule(head="reach(room,?s)", body=("reach(room,?r)", "connects(door,?d,room,?r,room,?s)", "open(door,?d)"),
+         neg=("blocked(door,?d,room,?r)", "blocked(door,?d,room,?s)")),
+    Rule(head="reachable(?t,?c)", body=("in(?t,?c,room,?r)", "reach(room,?r)")),
+    Rule(head="reachable(?t,?c)",
+         body=("blocks(?t,?c,door,?d)", "connects(door,?d,room,?r,room,*)", "reach(room,?r)", "open(door,?d)"),
+         neg=("blocked(door,?d,room,?r)",)),
+    Rule(head="reachable(door,?c)", body=_DOOR_SIDE, neg=("blocked(door,?c,room,?r)",)),
+)
+"""Derived predicates (see the module docstring)."""
+
+OPERATORS: tuple[Operator, ...] = (
+    Operator(name="goto", params=(*_OBJ, *_ROOM), pre=("reachable(?t,?c)", "in(?t,?c,room,?r)"),
+             delete=_MOVE_DEL, add=("facing(?t,?c)", "agent_in(room,?r)"), skill_args=("?t", "?c")),
+    Operator(name="goto_door", params=(*_DOOR, *_ROOM), pre=("reachable(door,?c)", *_DOOR_SIDE),
+             neg=("blocked(door,?c,room,?r)",), delete=_MOVE_DEL, add=("facing(door,?c)", "agent_in(room,?r)"),
+             skill="goto", skill_args=("door", "?c")),
+    Operator(name="goto_goal", params=(Param(name="?c", type="colour"), *_ROOM),
+             pre=("reachable(goal,?c)", "in(goal,?c,room,?r)"), delete=_MOVE_DEL,
+             add=("at_goal", "agent_in(room,?r)"), skill="goto", skill_args=("goal", "?c")),
+    Operator(name="pickup", params=(*_OBJ, *_ROOM), pre=("reachable(?t,?c)", "in(?t,?c,room,?r)"),
+             neg=("carrying(*,*)",), delete=(*_MOVE_DEL, *_LIFT_DEL), add=("carrying(?t,?c)", "agent_in(room,?r)"),
+             skill_args=("?t", "?c")),
+    Operator(name="drop", params=(*_OBJ, *_ROOM), pre=("carrying(?t,?c)", "agent_in(room,?r)"),
+             delete=("carrying(?t,?c)", "facing(*,*)"), add=("in(?t,?c,room,?r)", "facing(?t,?c)"),
+             skill_args=("?t", "?c")),
+    Operator(name="open", params=(*_DOOR, *_ROOM), pre=_DOOR_SIDE,
+             neg=("open(door,?c)", "locked(door,?c)", "blocked(door,?c,room,?r)"), delete=_MOVE_DEL,
+             add=("open(door,?c)", "facing(door,?c)", "agent_in(room,?r)"), skill_args=("door", "?c")),
+    Operator(name="unlock", params=(*_DOOR, *_ROOM), pre=("locked(door,?c)", "carrying(key,?c)", *_DOOR_SIDE),
+             neg=("blocked(door,?c,room,?r)",), delete=("locked(door,?c)", *_MOVE_DEL),
+             add=("open(door,?c)", "facing(door,?c)", "agent_in(room,?r)"), skill="open", skill_args=("door", "?c")),
+    Operator(name="putnext",
+             params=(*_OBJ, Param(name="?u", type="pickable"), Param(name="?d", type="colour"), *_ROOM),
+             pre=("carrying(?t,?c)", "reachable(?u,?d)", "in(?u,?d,room,?r)"),
+             delete=("carrying(?t,?c)", *_MOVE_DEL),
+             add=("in(?t,?c,room,?r)", "next_to(?t,?c,?u,?d)", "next_to(?u,?d,?t,?c)", "facing(?t,?c)",
+                  "agent_in(room,?r)"),
+             skill_args=("?t", "?c", "?u", "?d")),
+)
+"""The declared operators; ``unlock`` runs the ``open`` skill while carrying the door's key."""
+
+SKILLS: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
+"""The skills the operators run."""
+
+
+def planning_domain() -> Domain:
+    """The MiniGrid planning domain: :data:`OPERATORS`, :data:`RULES` and the types they use."""
+    return Domain(operators=OPERATORS, rules=RULES,
+                  types={"pickable": frozenset(PICKABLE_TYPES), "colour": frozenset(COLOURS)})
+
+
+def subtask_goal(sub: Subtask) -> Goal:
+    """The goal of one subtask, as BabyAI's verifier checks it: ``goto`` holds while facing the object; ``pickup``,
+    ``open`` and ``putnext`` are events, so their atom must be newly achieved (``putnext`` also ends facing the object
+    just dropped, which tells the moved object from the fixed one)."""
+    obj = sub.obj.symbol
+    if sub.verb == "goto":
+        return Goal(holds=frozenset({f"facing({obj})"}))
+    if sub.verb == "pickup":
+        return Goal(achieve=frozenset({f"carrying({obj})"}))
+    if sub.verb == "open":
+        return Goal(achieve=frozenset({f"open({obj})"}))
+    assert sub.target is not None
+    # next_to is symmetric; facing the moved object tells "put A next to B" from "put B next to A".
+    return Goal(holds=frozenset({f"facing({obj})"}), achieve=frozenset({f"next_to({obj},{sub.target.symbol})"}))
+
+
+def goal_predicates(task: Task | Subtask) -> tuple[Goal, ...]:
+    """The goals of a task's subtasks, in order (a single subtask gives one goal)."""
+    subtasks = (task,) if isinstance(task, Subtask) else task.subtasks
+    return tuple(subtask_goal(s) for s in subtasks)
+
+
+def _only_door(state: frozenset[str]) -> str:
+    doors = sorted({a.split(",")[1] for a in state if a.startswith("connects(door,")})
+    if len(doors) != 1:
+        raise ValueError(f"'open the door' needs exactly one door, found {doors or 'none'}")
+    return doors[0]
+
+
+_MISSIONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], frozenset[str]], Goal]], ...] = (
+    (re.compile(r"^pick up the (?:(\w+) )?(ball|box|key)$"),
+     lambda m, s: Goal(achieve=frozenset({f"carrying({m[2]},{m[1] or _only(s, m[2])})"}))),
+    (re.compile(r"^open the door$"), lambda m, s: Goal(achieve=frozenset({f"open(door,{_only_door(s)})"}))),
+    (re.compile(r"^open the (\w+) door$"), lambda m, s: Goal(achieve=frozenset({f"open(door,{m[1]})"}))),
+    (re.compile(r"get to the (?:green )?goal(?: square)?$"), lambda m, s: Goal(holds=frozenset({"at_goal"}))),
+)
+
+
+def _only(state: frozenset[str], type_: str) -> str:
+    colours = sorted({a.split(",")[1] for a in state if a.startswith(f"in({type_},")})
+    if len(colours) != 1:
+        raise ValueError(f"'the {type_}' is ambiguous or absent: colours {colours}")
+    return colours[0]
+
+
+def mission_goals(mission: str, state: frozenset[str]) -> tuple[Goal, ...]:
+    """Goals of a stock MiniGrid mission ("pick up the purple box", "open the door", "... get to the goal").
+
+    Args:
+        mission: The env's mission string.
+        state: The planning state (to resolve "the door" when the mission names no colour).
+
+    Raises:
+        ValueError: A mission this table does not understand (the message lists the forms it does).
+    """
+    for pattern, build in _MISSIONS:
+        found = pattern.search(mission.strip())
+        if found:
+            return (build(found, state),)
+    forms = "; ".join(p.pattern for p, _ in _MISSIONS)
+    raise ValueError(f"no goal for mission {mission!r}; understood forms: {forms}")
+
+
+def goals_for_env(env: Any, state: frozenset[str]) -> tuple[Goal, ...]:
+    """The goals of a (possibly wrapped) env's episode: its task's for a :class:`~modrl.envs.task_env.TaskEnv`, else
+    its mission's (:func:`mission_goals`)."""
+    base = env.unwrapped
+    task = getattr(base, "task", None)
+    if isinstance(task, Task):
+        return goal_predicates(task)
+    return mission_goals(str(base.mission), state)

@@ -1,0 +1,307 @@
+"""Scripted skills: a :class:`~modrl.planner.SkillExecutor` that runs each planned skill in a real MiniGrid env.
+
+The stand-in for learned options, so plans can be executed end to end now. Each skill reads the full grid and moves
+with a breadth-first search over agent poses ``(x, y, heading)`` (actions left, right, forward), then acts:
+
+* ``goto(t,c)`` -- stop facing the object (``goto(goal,c)``: stand on the goal square);
+* ``pickup(t,c)`` -- go to the object and pick it up (fails if the hands are full);
+* ``open(door,c)`` -- go to the door and toggle it (with the door's key in hand this unlocks it);
+* ``drop(t,c)`` -- put the held object on the nearest free cell that blocks no door, touches no other object and
+  cuts no walkable cell off from the agent, relaxing these wishes in that order when no cell meets them all;
+* ``putnext(t,c,u,d)`` -- (pick the object up if needed, then) drop it on a free cell next to the target, by the same
+  wishes (doors, then connectivity).
+
+Closed doors, walls, lava, objects and (unless it is the target) the goal square are never walked through; when objects
+wall the way off, the skill moves them aside first (putting down what it holds and picking it up again), as BabyAI's
+bot does. A skill fails when its object is missing or no path exists, and times out after ``max_skill_steps``
+actions.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+from minigrid.core.actions import Actions
+from minigrid.core.constants import DIR_TO_VEC
+from minigrid.core.world_object import Door, WorldObj
+from minigrid.minigrid_env import MiniGridEnv
+
+from modrl.config import check
+from modrl.envs.predicates import env_planning_state
+from modrl.planner import GroundOperator, SkillResult, SkillStatus
+
+Pos = tuple[int, int]
+Pose = tuple[int, int, int]
+_NEIGHBOURS = ((1, 0), (0, 1), (-1, 0), (0, -1))
+#: Where to drop, most wished-for first: (away from doors, away from other objects, keeps every cell reachable).
+_DROP_RULES = ((True, True, True), (True, False, True), (False, False, True), (False, False, False))
+
+
+class ScriptedSkills:
+    """Runs ground operators' skills (``goto``, ``pickup``, ``drop``, ``open``, ``putnext``) in a MiniGrid env.
+
+    Args:
+        env: A MiniGrid env, possibly wrapped, already reset; actions go through ``env.step`` (so wrappers see them).
+        max_skill_steps: Actions one skill may take before it times out.
+
+    Attributes:
+        last_info: The ``info`` of the last step.
+        episode_over: The episode has ended (terminated or truncated).
+        episode_success: It ended with a positive reward.
+    """
+
+    def __init__(self, env: gym.Env, *, max_skill_steps: int = 200) -> None:
+        check(isinstance(env.unwrapped, MiniGridEnv), "env",
+              f"needs a MiniGrid env, got {type(env.unwrapped).__name__}")
+        check(isinstance(max_skill_steps, int) and max_skill_steps >= 1, "max_skill_steps", "must be an integer >= 1")
+        self.env = env
+        self.max_skill_steps = max_skill_steps
+        self.last_info: dict[str, Any] = {}
+        self.episode_over = False
+        self.episode_success = False
+        self._handlers: dict[str, Callable[[Sequence[str]], bool]] = {
+            "goto": self._goto, "pickup": self._pickup, "drop": self._drop, "open": self._open,
+            "putnext": self._putnext,
+        }
+
+    @property
+    def base(self) -> MiniGridEnv:
+        """The unwrapped MiniGrid env."""
+        base = self.env.unwrapped
+        assert isinstance(base, MiniGridEnv)
+        return base
+
+    def observe(self) -> frozenset[str]:
+        """:func:`modrl.envs.predicates.env_planning_state` now."""
+        return env_planning_state(self.base)
+
+    def execute(self, step: GroundOperator) -> SkillResult:
+        """Run ``step.skill(step.skill_args)`` until it is done, fails, times out or the episode ends."""
+        handler = self._handlers.get(step.skill)
+        if handler is None:
+            raise ValueError(f"no scripted skill {step.skill!r}; skills: {', '.join(self._handlers)}")
+        self._steps, self._over, self._success, self._timeout = 0, False, False, False
+        ok = handler(step.skill_args)
+        if self._over:
+            status = SkillStatus.DONE if ok else SkillStatus.FAILED
+        elif self._timeout:
+            status = SkillStatus.TIMEOUT
+        else:
+            status = SkillStatus.DONE if ok else SkillStatus.FAILED
+        return SkillResult(status=status, state=self.observe(), steps=self._steps, episode_over=self._over,
+                           success=self._success)
+
+    # -- primitive helpers ------------------------------------------------------------------------------------------
+    def _act(self, actions: Sequence[int]) -> bool:
+        """Take ``actions``; False when the budget or the episode runs out first."""
+        for action in actions:
+            if self._over or self._steps >= self.max_skill_steps:
+                self._timeout = not self._over
+                return False
+            _, reward, terminated, truncated, self.last_info = self.env.step(int(action))
+            self._steps += 1
+            if terminated or truncated:
+                self._over, self._success = True, bool(terminated and float(reward) > 0)
+                self.episode_over, self.episode_success = True, self._success
+        return True
+
+    def _find(self, type_: str, colour: str) -> Pos | None:
+        grid, (ax, ay) = self.base.grid, self.base.agent_pos
+        found = [(x, y) for y in range(grid.height) for x in range(grid.width)
+                 if (cell := grid.get(x, y)) is not None and cell.type == type_ and cell.color == colour]
+        return min(found, key=lambda p: abs(p[0] - ax) + abs(p[1] - ay)) if found else None
+
+    def _front(self) -> Pos:
+        x, y = self.base.front_pos
+        return int(x), int(y)
+
+    def _carrying(self, type_: str, colour: str) -> bool:
+        held = self.base.carrying
+        return held is not None and held.type == type_ and held.color == colour
+
+    def _walkable(self, pos: Pos, goal_ok: bool) -> bool:
+        grid = self.base.grid
+        if not (0 <= pos[0] < grid.width and 0 <= pos[1] < grid.height):
+            return False
+        cell = grid.get(*pos)
+        if cell is None or cell.type == "floor":
+            return True
+        if isinstance(cell, Door):
+            return cell.is_open
+        return cell.type == "goal" and goal_ok
+
+    def _path(self, accept: Callable[[Pose], bool], goal_ok: bool = False,
+              through_objects: bool = False) -> list[tuple[Pose, int]] | None:
+        """Cheapest ``(pose after, action)`` sequence to a pose ``accept`` likes (Dijkstra over poses, one per action);
+        ``through_objects`` lets it walk through balls, boxes and keys at a high price (to find what is in the way)."""
+        (x, y), d = self.base.agent_pos, self.base.agent_dir
+        start: Pose = (int(x), int(y), int(d))
+        parents: dict[Pose, tuple[Pose, int] | None] = {start: None}
+        cost = {start: 0}
+        heap = [(0, start)]
+        while heap:
+            g, pose = heapq.heappop(heap)
+            if g > cost[pose]:
+                continue
+            if accept(pose):
+                steps = []
+                while (link := parents[pose]) is not None:
+                    steps.append((pose, link[1]))
+                    pose = link[0]
+                return steps[::-1]
+            px, py, pd = pose
+            dx, dy = (int(v) for v in DIR_TO_VEC[pd])
+            moves = [((px, py, (pd - 1) % 4), int(Actions.left), 1), ((px, py, (pd + 1) % 4), int(Actions.right), 1)]
+            ahead = (px + dx, py + dy)
+            if self._walkable(ahead, goal_ok):
+                moves.append(((*ahead, pd), int(Actions.forward), 1))
+            elif through_objects and _is_object(self.base.grid.get(*ahead)) and self._movable(ahead):
+                moves.append(((*ahead, pd), int(Actions.forward), 1000))
+            for nxt, action, price in moves:
+                if g + price < cost.get(nxt, 1 << 30):
+                    cost[nxt], parents[nxt] = g + price, (pose, action)
+                    heapq.heappush(heap, (g + price, nxt))
+        return None
+
+    def _movable(self, pos: Pos) -> bool:
+        cell = self.base.grid.get(*pos)
+        return cell is not None and cell.can_pickup()
+
+    def _navigate(self, accept: Callable[[Pose], bool], goal_ok: bool = False) -> bool:
+        """Walk to a pose ``accept`` likes, moving up to three objects out of the way if they block every path."""
+        for _ in range(4):
+            path = self._path(accept, goal_ok)
+            if path is not None:
+                return self._act([action for _, action in path])
+            detour = self._path(accept, goal_ok, through_objects=True)
+            blocker = next(((p[0], p[1]) for p, _ in detour or () if _is_object(self.base.grid.get(p[0], p[1]))), None)
+            if blocker is None or not self._move_aside(blocker):
+                return False
+        return False
+
+    def _move_aside(self, blocker: Pos) -> bool:
+        """Put down what is held, move ``blocker`` to an out-of-the-way cell, pick the held object up again."""
+        held = self.base.carrying
+        if held is not None and not self._drop_by_rules(self._spot, _DROP_RULES):
+            return False
+        path = self._path(lambda p: _ahead(p) == blocker)
+        moved = (path is not None and self._act([a for _, a in path]) and self._act([int(Actions.pickup)])
+                 and self.base.carrying is not None and self._drop_by_rules(self._spot, _DROP_RULES))
+        if held is None or not moved:
+            return moved
+        again = self._path(lambda p: self.base.grid.get(*_ahead(p)) is held)
+        return again is not None and self._act([a for _, a in again]) and self._act([int(Actions.pickup)]) and \
+            self.base.carrying is held
+
+    def _face(self, target: Pos) -> bool:
+        return self._navigate(lambda p: _ahead(p) == target) and self._front() == target
+
+    def _spot(self, pos: Pos, rule: tuple[bool, bool, bool]) -> bool:
+        """An empty cell to drop on, under ``rule`` = (keep away from doors, keep away from other objects, keep every
+        walkable cell reachable)."""
+        away_from_doors, away_from_objects, keep_connected = rule
+        grid = self.base.grid
+        if not (0 <= pos[0] < grid.width and 0 <= pos[1] < grid.height) or grid.get(*pos) is not None:
+            return False
+        near = [grid.get(pos[0] + i, pos[1] + j) for i, j in _NEIGHBOURS]
+        if away_from_doors and any(isinstance(cell, Door) for cell in near):
+            return False
+        if away_from_objects and any(_is_object(cell) for cell in near):
+            return False
+        return not keep_connected or self._keeps_connected(pos)
+
+    def _keeps_connected(self, pos: Pos) -> bool:
+        """Whether an object on ``pos`` leaves every other walkable cell reachable from the agent."""
+        if pos not in self._cut_cache:
+            everything = self._walk_from(None)
+            self._cut_cache[pos] = pos not in everything or len(self._walk_from(pos)) == len(everything) - 1
+        return self._cut_cache[pos]
+
+    def _walk_from(self, blocked: Pos | None) -> set[Pos]:
+        x, y = (int(v) for v in self.base.agent_pos)
+        seen, stack = {(x, y)}, [(x, y)]
+        while stack:
+            cx, cy = stack.pop()
+            for i, j in _NEIGHBOURS:
+                nxt = (cx + i, cy + j)
+                if nxt != blocked and nxt not in seen and self._walkable(nxt, False):
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return seen
+
+    def _drop_by_rules(self, accept: Callable[[Pos, tuple[bool, bool, bool]], bool],
+                       rules: Sequence[tuple[bool, bool, bool]]) -> bool:
+        """Drop on the nearest cell ``accept`` takes under the first of ``rules`` that has one."""
+        self._cut_cache: dict[Pos, bool] = {}
+        for rule in rules:
+            path = self._path(partial(_accepts_ahead, accept, rule))
+            if path is not None:
+                dropped = self._act([action for _, action in path]) and self._act([int(Actions.drop)])
+                return dropped and self.base.carrying is None
+        return False
+
+    # -- skills -------------------------------------------------------------------------------------------------------
+    def _goto(self, args: Sequence[str]) -> bool:
+        type_, colour = args
+        target = self._find(type_, colour)
+        if target is None:
+            return False
+        if type_ == "goal":
+            reached = self._navigate(lambda p: (p[0], p[1]) == target, goal_ok=True)
+            return reached and tuple(self.base.agent_pos) == target
+        return self._face(target)
+
+    def _pickup(self, args: Sequence[str]) -> bool:
+        type_, colour = args
+        if self._carrying(type_, colour):
+            return True
+        target = self._find(type_, colour)
+        if target is None or self.base.carrying is not None or not self._face(target):
+            return False
+        return self._act([int(Actions.pickup)]) and self._carrying(type_, colour)
+
+    def _open(self, args: Sequence[str]) -> bool:
+        _, colour = args
+        target = self._find("door", colour)
+        if target is None or not self._face(target):
+            return False
+        door = self.base.grid.get(*target)
+        assert isinstance(door, Door)
+        return door.is_open or (self._act([int(Actions.toggle)]) and door.is_open)
+
+    def _drop(self, args: Sequence[str]) -> bool:
+        type_, colour = args
+        if not self._carrying(type_, colour):
+            return False
+        return self._drop_by_rules(self._spot, _DROP_RULES)
+
+    def _putnext(self, args: Sequence[str]) -> bool:
+        type_, colour, target_type, target_colour = args
+        if not self._carrying(type_, colour) and not self._pickup((type_, colour)):
+            return False
+        target = self._find(target_type, target_colour)
+        if target is None:
+            return False
+
+        def beside(pos: Pos, rule: tuple[bool, bool, bool]) -> bool:
+            return abs(pos[0] - target[0]) + abs(pos[1] - target[1]) == 1 and self._spot(pos, rule)
+
+        return self._drop_by_rules(beside, ((True, False, True), (False, False, True), (False, False, False)))
+
+
+def _accepts_ahead(accept: Callable[[Pos, tuple[bool, bool, bool]], bool], rule: tuple[bool, bool, bool],
+                   pose: Pose) -> bool:
+    return accept(_ahead(pose), rule)
+
+
+def _ahead(pose: Pose) -> Pos:
+    dx, dy = (int(v) for v in DIR_TO_VEC[pose[2]])
+    return pose[0] + dx, pose[1] + dy
+
+
+def _is_object(cell: WorldObj | None) -> bool:
+    return cell is not None and cell.type not in ("wall", "floor", "lava", "door")

@@ -1,0 +1,146 @@
+"""A planning domain (operators + type table + derived-predicate rules): closure of states and grounding.
+
+Grounding follows the relaxed-reachability idea of modern grounders (e.g. Fast Downward, Helmert 2009): starting from
+the atoms of the initial state, every operator is instantiated by joining its positive preconditions against the atoms
+reachable so far, ignoring deletes and negative preconditions, until nothing new is added. Only instances that can
+possibly apply are produced, and they range over the objects that actually occur in the state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import product
+
+from modrl.config import ConfigError, check
+from modrl.planner.atoms import AtomIndex, parse_atom, substitute
+from modrl.planner.operators import GroundOperator, Operator, Rule
+
+
+@dataclass(frozen=True, kw_only=True)
+class Domain:
+    """Operators, the types their parameters range over, and rules for derived predicates.
+
+    Attributes:
+        operators: The operators (unique names).
+        types: Type name to the values of that type (a parameter of type ``None`` takes any value).
+        rules: Derived-predicate rules, applied to a fixpoint by :meth:`closure`, stratum by stratum (a rule that
+            negates a derived predicate runs after every rule deriving it; cycles through negation are refused).
+    """
+
+    operators: tuple[Operator, ...]
+    types: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    rules: tuple[Rule, ...] = ()
+    _strata: tuple[tuple[Rule, ...], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "operators", tuple(self.operators))
+        object.__setattr__(self, "rules", tuple(self.rules))
+        object.__setattr__(self, "types", {str(k): frozenset(v) for k, v in dict(self.types).items()})
+        names = [op.name for op in self.operators]
+        check(len(set(names)) == len(names), "operators", f"duplicate operator names in {names}")
+        unknown = sorted({p.type for op in self.operators for p in op.params if p.type is not None} - set(self.types))
+        check(not unknown, "types", f"parameter types {unknown} are not in the type table {sorted(self.types)}")
+        derived = self.derived_predicates
+        object.__setattr__(self, "_strata", _strata(self.rules))
+        for op in self.operators:
+            touched = {parse_atom(a)[0] for a in (*op.add, *op.delete)} & derived
+            check(not touched, "operators", f"{op.name}: effects on derived predicates {sorted(touched)}")
+
+    @property
+    def derived_predicates(self) -> frozenset[str]:
+        """Names of the predicates the rules derive."""
+        return frozenset(rule.predicate for rule in self.rules)
+
+    def operator(self, name: str) -> Operator:
+        """The operator called ``name``."""
+        for op in self.operators:
+            if op.name == name:
+                return op
+        raise KeyError(f"no operator {name!r}; operators: {', '.join(op.name for op in self.operators)}")
+
+    def closure(self, state: frozenset[str], *, relaxed: bool = False) -> frozenset[str]:
+        """``state`` plus every atom the rules derive from it.
+
+        Args:
+            state: Base atoms.
+            relaxed: Ignore the rules' negative literals (an over-approximation, used for grounding).
+        """
+        if not self.rules:
+            return state
+        atoms = set(state)
+        for level in self._strata:
+            while True:
+                index = AtomIndex(atoms)
+                new = set()
+                for rule in level:
+                    for binding in index.join(rule.body, {}):
+                        if not relaxed and any(index.holds(a, binding) for a in rule.neg):
+                            continue
+                        head = substitute(rule.head, binding)
+                        if head not in atoms:
+                            new.add(head)
+                if not new:
+                    break
+                atoms |= new
+        return frozenset(atoms)
+
+    def ground(self, state: frozenset[str]) -> tuple[GroundOperator, ...]:
+        """Every operator instance reachable from ``state`` under the delete relaxation, in a stable order.
+
+        Args:
+            state: Base atoms (the closure is taken here).
+
+        Returns:
+            Ground operators sorted by operator order, then arguments.
+        """
+        reached = set(self.closure(state, relaxed=True))
+        found: dict[tuple[str, tuple[str, ...]], GroundOperator] = {}
+        changed = True
+        while changed:
+            changed = False
+            index = AtomIndex(reached)
+            for op in self.operators:
+                for binding in self._bindings(op, index):
+                    ground = op.ground(binding)
+                    key = (op.name, ground.args)
+                    if key in found:
+                        continue
+                    found[key] = ground
+                    if not ground.add <= reached:
+                        reached |= ground.add
+                        changed = True
+            if changed:
+                reached = set(self.closure(frozenset(reached), relaxed=True))
+        order = {op.name: i for i, op in enumerate(self.operators)}
+        return tuple(sorted(found.values(), key=lambda g: (order[g.operator], g.args)))
+
+    def _bindings(self, op: Operator, index: AtomIndex) -> Iterator[dict[str, str]]:
+        """Type-correct bindings of every parameter of ``op`` under which its positive preconditions can hold."""
+        for binding in index.join(op.pre, {}):
+            unbound = [p for p in op.params if p.name not in binding]
+            if any(p.type is None for p in unbound):
+                continue  # an untyped parameter that no precondition binds has no finite range
+            choices = [sorted(self.types[p.type]) for p in unbound if p.type is not None]
+            for values in product(*choices):
+                full = {**binding, **{p.name: v for p, v in zip(unbound, values, strict=True)}}
+                if all(p.type is None or full[p.name] in self.types[p.type] for p in op.params):
+                    yield full
+
+
+
+def _strata(rules: tuple[Rule, ...]) -> tuple[tuple[Rule, ...], ...]:
+    """Rules grouped by stratum, lowest first (Apt, Blair & Walker 1988); raises on recursion through negation."""
+    derived = {rule.predicate for rule in rules}
+    level = dict.fromkeys(derived, 0)
+    for _ in range(len(derived) + 1):
+        changed = False
+        for rule in rules:
+            positive = [level[parse_atom(a)[0]] for a in rule.body if parse_atom(a)[0] in derived]
+            negative = [level[parse_atom(a)[0]] + 1 for a in rule.neg if parse_atom(a)[0] in derived]
+            need = max([0, *positive, *negative])
+            if need > level[rule.predicate]:
+                level[rule.predicate], changed = need, True
+        if not changed:
+            return tuple(tuple(r for r in rules if level[r.predicate] == k) for k in sorted(set(level.values())))
+    raise ConfigError("rules: a derived predicate depends on its own negation (the rules are not stratified)")

@@ -1,0 +1,314 @@
+"""Execute a plan skill by skill, monitor every step, and re-plan from what was observed when the world differs.
+
+The environment is reached only through a :class:`SkillExecutor`: it runs one ground operator's skill until the skill
+reports done, failed or timed out, and returns the observed state. After each skill the monitor compares the expected
+effects with the observed state and checks the rest of the plan against it (the triangle-table idea of PLANEX,
+Fikes, Hart & Nilsson 1972): when the skill did not finish, or (by policy) its effects differ, or the remaining steps
+no longer reach the goals from the observed state, it re-plans from the observed state, up to a bound. Every plan,
+re-plan and step is kept in an :class:`ExecutionTrace`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Protocol
+
+from modrl.config import check
+from modrl.planner.domain import Domain
+from modrl.planner.operators import GroundOperator
+from modrl.planner.search import Goal, NoPlan, SearchConfig, advance, as_goals, plan, simulate
+
+logger = logging.getLogger(__name__)
+
+
+class SkillStatus(Enum):
+    """How a skill execution ended."""
+
+    DONE = "done"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SkillResult:
+    """What one skill execution returned.
+
+    Attributes:
+        status: Done, failed or timed out.
+        state: The observed base atoms afterwards.
+        steps: Primitive environment steps taken.
+        episode_over: The environment ended the episode during the skill.
+        success: The environment reported success (meaningful when ``episode_over``).
+    """
+
+    status: SkillStatus
+    state: frozenset[str]
+    steps: int = 0
+    episode_over: bool = False
+    success: bool = False
+
+
+class SkillExecutor(Protocol):
+    """Runs skills in an environment (scripted controllers now, learned options later)."""
+
+    def observe(self) -> frozenset[str]:
+        """The current base atoms."""
+        ...
+
+    def execute(self, step: GroundOperator) -> SkillResult:
+        """Run ``step.skill`` with ``step.skill_args`` until it is done, fails or times out."""
+        ...
+
+
+class ReplanPolicy(Enum):
+    """When a step that finished should trigger a re-plan."""
+
+    INVALID = "invalid"
+    """Only when the rest of the plan no longer reaches the goals from the observed state."""
+    EFFECTS = "effects"
+    """Whenever an expected effect is missing from the observed state (or the rest of the plan is invalid)."""
+
+
+class Outcome(Enum):
+    """How an execution ended."""
+
+    SUCCESS = "success"
+    NO_PLAN = "no_plan"
+    REPLAN_LIMIT = "replan_limit"
+    SKILL_LIMIT = "skill_limit"
+    EPISODE_OVER = "episode_over"
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitorConfig:
+    """Execution limits.
+
+    Attributes:
+        search: Search settings for every (re-)plan.
+        max_replans: Re-plans allowed after the first plan.
+        max_skills: Skill executions allowed in total.
+        replan_on: :class:`ReplanPolicy`.
+    """
+
+    search: SearchConfig = field(default_factory=SearchConfig)
+    max_replans: int = 5
+    max_skills: int = 100
+    replan_on: ReplanPolicy = ReplanPolicy.INVALID
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.search, SearchConfig), "search", "must be a SearchConfig")
+        check(isinstance(self.max_replans, int) and self.max_replans >= 0, "max_replans", "must be an integer >= 0")
+        check(isinstance(self.max_skills, int) and self.max_skills >= 1, "max_skills", "must be an integer >= 1")
+        check(isinstance(self.replan_on, ReplanPolicy), "replan_on", "must be a ReplanPolicy")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlanRecord:
+    """One plan or re-plan.
+
+    Attributes:
+        after_skills: Skills executed before it was made (0 for the first plan).
+        reason: Why it was made (``"initial"`` for the first).
+        steps: Ground operator names, or ``()`` when no plan was found.
+        skills: The skill calls of ``steps``.
+        no_plan: The :class:`~modrl.planner.search.NoPlan` message, if search failed.
+        stage: Goals already reached when it was made.
+    """
+
+    after_skills: int
+    reason: str
+    steps: tuple[str, ...]
+    skills: tuple[str, ...]
+    no_plan: str | None
+    stage: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class StepRecord:
+    """One skill execution.
+
+    Attributes:
+        operator: The ground operator's name.
+        skill: The skill call.
+        status: How it ended.
+        start: Primitive steps taken before it (its start on the timeline).
+        steps: Primitive steps it took.
+        mismatches: Expected effects that did not show up (see ``GroundOperator.effect_mismatches``).
+        stage: Goals reached after it.
+        plan: Index of the plan it belonged to.
+    """
+
+    operator: str
+    skill: str
+    status: SkillStatus
+    start: int
+    steps: int
+    mismatches: tuple[str, ...]
+    stage: int
+    plan: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExecutionTrace:
+    """Everything that happened in one monitored execution.
+
+    Attributes:
+        goals: The goals, as text, in order.
+        plans: The first plan and every re-plan.
+        steps: Every skill execution.
+        outcome: How it ended.
+        stage: Goals reached at the end.
+        final_state: The last observed base atoms.
+    """
+
+    goals: tuple[str, ...]
+    plans: tuple[PlanRecord, ...]
+    steps: tuple[StepRecord, ...]
+    outcome: Outcome
+    stage: int
+    final_state: frozenset[str]
+
+    @property
+    def replans(self) -> int:
+        """Re-plans made (plans after the first)."""
+        return max(len(self.plans) - 1, 0)
+
+    @property
+    def total_steps(self) -> int:
+        """Primitive steps over all skills."""
+        return sum(s.steps for s in self.steps)
+
+
+class _Run:
+    """Mutable book-keeping of one :func:`execute` call."""
+
+    def __init__(self, domain: Domain, goals: tuple[Goal, ...], config: MonitorConfig, state: frozenset[str]) -> None:
+        self.domain, self.goals, self.config = domain, goals, config
+        self.state = state
+        self.stage = advance(goals, 0, None, domain.closure(state))
+        self.plans: list[PlanRecord] = []
+        self.steps: list[StepRecord] = []
+        self.queue: list[GroundOperator] = []
+        self.elapsed = 0
+
+    @property
+    def replans(self) -> int:
+        return max(len(self.plans) - 1, 0)
+
+    def replan(self, reason: str) -> bool:
+        """Plan from the current state; False when no plan was found."""
+        found = plan(self.domain, self.state, self.goals, self.config.search, stage=self.stage)
+        failed = found.message if isinstance(found, NoPlan) else None
+        steps = () if isinstance(found, NoPlan) else found.steps
+        self.plans.append(PlanRecord(after_skills=len(self.steps), reason=reason, steps=tuple(s.name for s in steps),
+                                     skills=tuple(s.symbol for s in steps), no_plan=failed, stage=self.stage))
+        logger.debug("plan %d (%s): %s", len(self.plans) - 1, reason, failed or " -> ".join(s.name for s in steps))
+        self.queue = list(steps)
+        return failed is None
+
+    def run_step(self, executor: SkillExecutor, op: GroundOperator) -> SkillResult:
+        result = executor.execute(op)
+        before = self.domain.closure(self.state)
+        self.stage = advance(self.goals, self.stage, before, self.domain.closure(result.state))
+        mismatches = op.effect_mismatches(self.state, result.state)
+        self.steps.append(StepRecord(operator=op.name, skill=op.symbol, status=result.status, start=self.elapsed,
+                                     steps=result.steps, mismatches=mismatches, stage=self.stage,
+                                     plan=len(self.plans) - 1))
+        self.elapsed += result.steps
+        self.state = result.state
+        return result
+
+    def why_replan(self, op: GroundOperator, result: SkillResult) -> str | None:
+        if result.status is not SkillStatus.DONE:
+            return f"{op.symbol} {result.status.value}"
+        mismatches = self.steps[-1].mismatches
+        if self.config.replan_on is ReplanPolicy.EFFECTS and mismatches:
+            return f"{op.symbol}: effects differ ({', '.join(mismatches)})"
+        if simulate(self.domain, self.state, self.queue, self.goals, self.stage) != len(self.goals):
+            why = f" ({', '.join(mismatches)})" if mismatches else ""
+            return f"after {op.symbol} the rest of the plan no longer reaches the goal{why}"
+        return None
+
+    def trace(self, outcome: Outcome) -> ExecutionTrace:
+        return ExecutionTrace(goals=tuple(str(g) for g in self.goals), plans=tuple(self.plans),
+                              steps=tuple(self.steps), outcome=outcome, stage=self.stage, final_state=self.state)
+
+
+def execute(
+    domain: Domain,
+    goals: Goal | Sequence[Goal],
+    executor: SkillExecutor,
+    config: MonitorConfig | None = None,
+) -> ExecutionTrace:
+    """Plan, run the plan skill by skill, and re-plan from the observed state when it no longer fits.
+
+    Args:
+        domain: Operators, types and rules.
+        goals: One goal or a sequence reached in order.
+        executor: Runs skills and observes the state.
+        config: Limits and the re-plan policy.
+
+    Returns:
+        The :class:`ExecutionTrace`; ``outcome`` is ``SUCCESS`` when every goal was reached (or the environment ended
+        the episode reporting success).
+    """
+    config = config or MonitorConfig()
+    run = _Run(domain, as_goals(goals), config, executor.observe())
+    if run.stage == len(run.goals):
+        return run.trace(Outcome.SUCCESS)
+    if not run.replan("initial"):
+        return run.trace(Outcome.NO_PLAN)
+    while True:
+        if not run.queue and not run.replan("the plan ran out before the goals were reached"):
+            return run.trace(Outcome.NO_PLAN)
+        if len(run.steps) >= config.max_skills:
+            return run.trace(Outcome.SKILL_LIMIT)
+        op = run.queue.pop(0)
+        result = run.run_step(executor, op)
+        if run.stage == len(run.goals) or (result.episode_over and result.success):
+            return run.trace(Outcome.SUCCESS)
+        if result.episode_over:
+            return run.trace(Outcome.EPISODE_OVER)
+        reason = run.why_replan(op, result)
+        if reason is None:
+            continue
+        if run.replans >= config.max_replans:
+            run.plans.append(PlanRecord(after_skills=len(run.steps), reason=reason, steps=(), skills=(),
+                                        no_plan="re-plan limit reached", stage=run.stage))
+            return run.trace(Outcome.REPLAN_LIMIT)
+        if not run.replan(reason):
+            return run.trace(Outcome.NO_PLAN)
+
+
+class InjectedFailures:
+    """A :class:`SkillExecutor` wrapper that makes chosen skill executions fail without running them (for tests and
+    demonstrations of re-planning).
+
+    Args:
+        inner: The executor to wrap.
+        fail_at: 0-based indices of the ``execute`` calls that fail.
+        status: What the failed calls report (``FAILED`` or ``TIMEOUT``).
+    """
+
+    def __init__(
+        self, inner: SkillExecutor, fail_at: Collection[int], status: SkillStatus = SkillStatus.FAILED
+    ) -> None:
+        check(status is not SkillStatus.DONE, "status", "an injected failure cannot report DONE")
+        self.inner = inner
+        self.fail_at = frozenset(fail_at)
+        self.status = status
+        self.calls = 0
+
+    def observe(self) -> frozenset[str]:
+        """The wrapped executor's observation."""
+        return self.inner.observe()
+
+    def execute(self, step: GroundOperator) -> SkillResult:
+        """Fail this call if its index is in ``fail_at``, else run it."""
+        index, self.calls = self.calls, self.calls + 1
+        if index in self.fail_at:
+            return SkillResult(status=self.status, state=self.inner.observe(), steps=0)
+        return self.inner.execute(step)

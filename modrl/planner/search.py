@@ -1,0 +1,328 @@
+"""Shortest plans: breadth-first search and A* over ground operators, towards an ordered sequence of goals.
+
+A goal is a :class:`Goal` or a sequence of them, reached in order (like BabyAI's ``BeforeInstr`` chains and
+:class:`modrl.envs.task_env.SubtaskSequence`): after every step, the current goal is checked on the transition and,
+when reached, so is the next one on the same transition. A goal may ask for atoms that merely *hold* (``holds``: "be
+facing the door") and atoms that the last step must newly *achieve* (``achieve``: "pick up the key" is an event, so a
+key already carried must be dropped and picked up again). With unit costs both searches return a shortest plan; A*
+uses an admissible heuristic (see :func:`heuristic`) and is exact with it (Hart, Nilsson & Raphael 1968).
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import Enum
+from typing import Literal
+
+from modrl.config import check
+from modrl.planner.atoms import AtomIndex, parse_atom
+from modrl.planner.domain import Domain
+from modrl.planner.operators import GroundOperator
+
+Algorithm = Literal["bfs", "astar"]
+ALGORITHMS: tuple[Algorithm, ...] = ("bfs", "astar")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Goal:
+    """One goal of a sequence.
+
+    Attributes:
+        holds: Atoms (derived ones allowed) that must be true.
+        achieve: Atoms the step reaching this goal must make true (false just before it).
+    """
+
+    holds: frozenset[str] = frozenset()
+    achieve: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "holds", frozenset(self.holds))
+        object.__setattr__(self, "achieve", frozenset(self.achieve))
+        check(bool(self.holds or self.achieve), "holds", "a goal needs at least one atom to hold or achieve")
+        for atom in self.holds | self.achieve:
+            parse_atom(atom)
+
+    def reached(self, before: frozenset[str] | None, after: frozenset[str]) -> bool:
+        """Reached by the transition ``before -> after`` (``before=None``: already in the state ``after``)."""
+        if not self.holds <= after:
+            return False
+        if not self.achieve:
+            return True
+        return before is not None and self.achieve <= after and not self.achieve & before
+
+    def __str__(self) -> str:
+        parts = [*sorted(self.holds), *(f"achieve {a}" for a in sorted(self.achieve))]
+        return " and ".join(parts)
+
+
+def as_goals(goals: Goal | Sequence[Goal]) -> tuple[Goal, ...]:
+    """A goal or a sequence of goals, as a non-empty tuple."""
+    out = (goals,) if isinstance(goals, Goal) else tuple(goals)
+    check(bool(out) and all(isinstance(g, Goal) for g in out), "goals", "need one Goal or a non-empty sequence")
+    return out
+
+
+def advance(goals: Sequence[Goal], stage: int, before: frozenset[str] | None, after: frozenset[str]) -> int:
+    """The index of the first goal not reached after the transition ``before -> after``, starting at ``stage``."""
+    while stage < len(goals) and goals[stage].reached(before, after):
+        stage += 1
+    return stage
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchConfig:
+    """How to search.
+
+    Attributes:
+        algorithm: ``"bfs"`` or ``"astar"``; both return shortest plans.
+        max_nodes: Node expansions before giving up with :attr:`NoPlanReason.BOUND`.
+    """
+
+    algorithm: Algorithm = "astar"
+    max_nodes: int = 100_000
+
+    def __post_init__(self) -> None:
+        check(self.algorithm in ALGORITHMS, "algorithm", f"{self.algorithm!r} is not one of {', '.join(ALGORITHMS)}")
+        check(isinstance(self.max_nodes, int) and self.max_nodes >= 1, "max_nodes", "must be an integer >= 1")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Plan:
+    """A plan found by search.
+
+    Attributes:
+        steps: Ground operators, in order (empty when the goals already hold).
+        expanded: Nodes expanded.
+        algorithm: The search that found it.
+    """
+
+    steps: tuple[GroundOperator, ...]
+    expanded: int
+    algorithm: Algorithm
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Ground operator names, e.g. ``("pickup(key,yellow,room,0)", ...)``."""
+        return tuple(step.name for step in self.steps)
+
+
+class NoPlanReason(Enum):
+    """Why search returned no plan."""
+
+    UNREACHABLE = "unreachable"
+    """The whole reachable state space was searched: no plan exists."""
+    BOUND = "bound"
+    """The node bound was hit first: a plan may exist."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class NoPlan:
+    """No plan, and why.
+
+    Attributes:
+        reason: Unreachable goal or node bound.
+        expanded: Nodes expanded.
+        message: One line for people.
+    """
+
+    reason: NoPlanReason
+    expanded: int
+    message: str
+
+
+_Node = tuple[frozenset[str], int]
+
+
+class _Space:
+    """The search space: ground operators, closures (cached) and the goal sequence."""
+
+    def __init__(self, domain: Domain, state: frozenset[str], goals: tuple[Goal, ...]) -> None:
+        self.domain = domain
+        self.goals = goals
+        self.ops = domain.ground(state)
+        self._closures: dict[frozenset[str], tuple[frozenset[str], AtomIndex]] = {}
+        derived = domain.derived_predicates
+        goal_names = {parse_atom(a)[0] for g in goals for a in g.holds | g.achieve}
+        self._goals_on_base = not goal_names & derived  # goals checked without closing successor states
+        self._base_goal_atoms = [
+            frozenset(a for a in g.holds | g.achieve if parse_atom(a)[0] not in derived) for g in goals
+        ]
+        self._rates = [max((len(op.add & atoms) for op in self.ops), default=0) for atoms in self._base_goal_atoms]
+        # _separate[j]: goals j and j + 1 cannot both be reached by the same step (so each needs a step of its own).
+        self._separate = [not any(_shares(op, goals[j], goals[j + 1], derived) for op in self.ops)
+                          for j in range(len(goals) - 1)]
+
+    def closure(self, state: frozenset[str]) -> tuple[frozenset[str], AtomIndex]:
+        cached = self._closures.get(state)
+        if cached is None:
+            full = self.domain.closure(state)
+            cached = self._closures[state] = (full, AtomIndex(full))
+        return cached
+
+    def start(self, state: frozenset[str], stage: int) -> _Node:
+        return state, advance(self.goals, stage, None, self.closure(state)[0])
+
+    def successors(self, node: _Node) -> list[tuple[GroundOperator, _Node]]:
+        state, stage = node
+        full, index = self.closure(state)
+        before = state if self._goals_on_base else full
+        out = []
+        for op in self.ops:
+            if op.applicable(full, index):
+                nxt = op.apply(state)
+                after = nxt if self._goals_on_base else self.closure(nxt)[0]
+                out.append((op, (nxt, advance(self.goals, stage, before, after))))
+        return out
+
+    def heuristic(self, node: _Node) -> float:
+        state, stage = node
+        if stage >= len(self.goals):
+            return 0.0
+        best = 1.0 + sum(self._separate[stage:])
+        for atoms, rate in zip(self._base_goal_atoms[stage:], self._rates[stage:], strict=True):
+            missing = len(atoms - state)
+            if missing and not rate:
+                return math.inf
+            if missing:
+                best = max(best, float(math.ceil(missing / rate)))
+        return best
+
+
+def _shares(op: GroundOperator, first: Goal, second: Goal, derived: frozenset[str]) -> bool:
+    """Whether one application of ``op`` could reach ``first`` and then ``second`` on the same transition: it adds
+    every atom both must achieve and deletes no base atom either needs to hold (unless it adds it back)."""
+    if not first.achieve | second.achieve <= op.add:
+        return False
+    needed = frozenset(a for a in first.holds | second.holds if parse_atom(a)[0] not in derived)
+    return not (op.deleted(needed) - op.add)
+
+
+def heuristic(domain: Domain, state: frozenset[str], goals: Goal | Sequence[Goal], stage: int = 0) -> float:
+    """A*'s admissible estimate of the plan length from ``state`` (unit costs).
+
+    The larger of two lower bounds: (1) for each goal not yet reached, the number of its base (non-derived) atoms
+    still false, divided by the most such atoms any one ground operator adds, rounded up (the maximum over the goals);
+    (2) one step for the current goal plus one for each later goal that no single operator can reach together with
+    the goal before it (it must add both goals' ``achieve`` atoms and delete none of their ``holds`` atoms). ``inf``
+    when a missing atom is added by no operator (the goal is unreachable).
+    """
+    space = _Space(domain, state, as_goals(goals))
+    return space.heuristic(space.start(state, stage))
+
+
+def _path(parents: dict[_Node, tuple[_Node, GroundOperator] | None], node: _Node) -> tuple[GroundOperator, ...]:
+    steps = []
+    link = parents[node]
+    while link is not None:
+        node, op = link
+        steps.append(op)
+        link = parents[node]
+    return tuple(reversed(steps))
+
+
+def _bfs(space: _Space, start: _Node, max_nodes: int) -> tuple[_Node | None, dict, int, bool]:
+    parents: dict[_Node, tuple[_Node, GroundOperator] | None] = {start: None}
+    frontier = deque([start])
+    expanded = 0
+    while frontier:
+        if expanded >= max_nodes:
+            return None, parents, expanded, True
+        node = frontier.popleft()
+        expanded += 1
+        for op, nxt in space.successors(node):
+            if nxt in parents:
+                continue
+            parents[nxt] = (node, op)
+            if nxt[1] == len(space.goals):
+                return nxt, parents, expanded, False
+            frontier.append(nxt)
+    return None, parents, expanded, False
+
+
+def _astar(space: _Space, start: _Node, max_nodes: int) -> tuple[_Node | None, dict, int, bool]:
+    parents: dict[_Node, tuple[_Node, GroundOperator] | None] = {start: None}
+    cost = {start: 0}
+    heap: list[tuple[float, int, int, int, _Node]] = [(space.heuristic(start), 0, 0, 0, start)]
+    tie, expanded, closed = 0, 0, set()
+    while heap:
+        _, _, _, g, node = heapq.heappop(heap)
+        if node in closed or g > cost[node]:
+            continue
+        if node[1] == len(space.goals):
+            return node, parents, expanded, False
+        if expanded >= max_nodes:
+            return None, parents, expanded, True
+        closed.add(node)
+        expanded += 1
+        for op, nxt in space.successors(node):
+            if g + 1 >= cost.get(nxt, math.inf):
+                continue
+            h = space.heuristic(nxt)
+            if math.isinf(h):
+                continue
+            cost[nxt], parents[nxt] = g + 1, (node, op)
+            tie += 1
+            heapq.heappush(heap, (g + 1 + h, -(g + 1), tie, g + 1, nxt))
+    return None, parents, expanded, False
+
+
+def plan(
+    domain: Domain,
+    state: frozenset[str],
+    goals: Goal | Sequence[Goal],
+    config: SearchConfig | None = None,
+    *,
+    stage: int = 0,
+) -> Plan | NoPlan:
+    """A shortest plan from ``state`` reaching ``goals[stage:]`` in order, or :class:`NoPlan`.
+
+    Args:
+        domain: Operators, types and rules.
+        state: Base atoms (no derived atoms).
+        goals: One goal or a sequence reached in order.
+        config: Algorithm and node bound (default: A*, 100 000 nodes).
+        stage: Goals before this index count as reached.
+
+    Returns:
+        A :class:`Plan` (possibly empty) or a :class:`NoPlan` saying whether the goal is unreachable or the bound hit.
+    """
+    config = config or SearchConfig()
+    goal_list = as_goals(goals)
+    check(isinstance(stage, int) and 0 <= stage <= len(goal_list), "stage", f"must lie in [0, {len(goal_list)}]")
+    space = _Space(domain, frozenset(state), goal_list)
+    start = space.start(frozenset(state), stage)
+    if start[1] == len(goal_list):
+        return Plan(steps=(), expanded=0, algorithm=config.algorithm)
+    search = _bfs if config.algorithm == "bfs" else _astar
+    found, parents, expanded, bounded = search(space, start, config.max_nodes)
+    if found is not None:
+        return Plan(steps=_path(parents, found), expanded=expanded, algorithm=config.algorithm)
+    if bounded:
+        return NoPlan(reason=NoPlanReason.BOUND, expanded=expanded,
+                      message=f"node bound hit: {expanded} nodes expanded without reaching the goal")
+    return NoPlan(reason=NoPlanReason.UNREACHABLE, expanded=expanded,
+                  message=f"goal unreachable: the search space was exhausted after {expanded} expansions")
+
+
+def simulate(
+    domain: Domain, state: frozenset[str], steps: Sequence[GroundOperator], goals: Goal | Sequence[Goal], stage: int = 0
+) -> int | None:
+    """Run ``steps`` symbolically from ``state``; the goal index reached, or ``None`` if a step is not applicable."""
+    goal_list = as_goals(goals)
+    full = domain.closure(state)
+    stage = advance(goal_list, stage, None, full)
+    for step in steps:
+        if not step.applicable(full):
+            return None
+        state = step.apply(state)
+        after = domain.closure(state)
+        stage = advance(goal_list, stage, full, after)
+        full = after
+    return stage

@@ -1,0 +1,191 @@
+"""Declared MiniGrid operators + planner + scripted skills solve real episodes; spatial predicates; ``modrl plan``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import pytest
+from minigrid.core.grid import Grid
+from minigrid.core.world_object import Ball, Door, Key
+
+from modrl.cli.main import main
+from modrl.envs import get_split
+from modrl.envs.grammar import parse_task, subtask, task
+from modrl.envs.operators import goal_predicates, goals_for_env, planning_domain
+from modrl.envs.predicates import env_planning_state, planning_state, spatial_state, symbolic_state
+from modrl.envs.scripted_skills import ScriptedSkills
+from modrl.envs.task_env import TaskEnv
+from modrl.planner import (
+    Goal,
+    GroundOperator,
+    InjectedFailures,
+    Outcome,
+    Plan,
+    SkillResult,
+    SkillStatus,
+    Transition,
+    agreement,
+    execute,
+    learn_operators,
+    plan,
+)
+
+DOMAIN = planning_domain()
+
+
+def _two_rooms() -> Grid:
+    grid = Grid(9, 5)
+    grid.wall_rect(0, 0, 9, 5)
+    grid.vert_wall(4, 0, 5)
+    grid.set(4, 2, Door("yellow", is_locked=True))
+    grid.set(3, 2, Ball("grey"))  # in front of the door, on the left side
+    grid.set(1, 1, Key("yellow"))
+    grid.set(6, 3, Ball("blue"))
+    return grid
+
+
+def test_spatial_predicates_on_a_hand_built_grid() -> None:
+    grid = _two_rooms()
+    assert spatial_state(grid, (2, 2)) == {
+        "agent_in(room,0)", "in(ball,grey,room,0)", "in(key,yellow,room,0)", "in(ball,blue,room,1)",
+        "connects(door,yellow,room,0,room,1)", "connects(door,yellow,room,1,room,0)", "blocks(ball,grey,door,yellow)",
+    }
+    full = planning_state(grid, (2, 2), 0, None)
+    assert symbolic_state(grid, (2, 2), 0, None) <= full and "facing(ball,grey)" in full  # additive
+    derived = DOMAIN.closure(full) - full
+    assert derived == {"blocked(door,yellow,room,0)", "reach(room,0)", "reachable(ball,grey)",
+                       "reachable(key,yellow)"}  # the door is blocked on our side; the blue ball is out of reach
+
+
+def test_goals_follow_the_verifiers() -> None:
+    goals = goal_predicates(parse_task("pickup-blue-key_then_putnext-yellow-box-blue-key_then_goto-purple-door"))
+    assert goals == (
+        Goal(achieve=frozenset({"carrying(key,blue)"})),
+        Goal(holds=frozenset({"facing(box,yellow)"}), achieve=frozenset({"next_to(box,yellow,key,blue)"})),
+        Goal(holds=frozenset({"facing(door,purple)"})),
+    )
+    assert goal_predicates(task(subtask("open", "red", "door"))) == (Goal(achieve=frozenset({"open(door,red)"})),)
+
+
+def _solve(env: gym.Env, seed: int, wrap: object = None) -> tuple[bool, object]:
+    env.reset(seed=seed)
+    skills = ScriptedSkills(env)
+    executor = skills if wrap is None else wrap(skills)  # type: ignore[operator]
+    trace = execute(DOMAIN, goals_for_env(env, skills.observe()), executor)
+    return trace.outcome is Outcome.SUCCESS and skills.episode_success, trace
+
+
+def test_sequences_test_split_is_solved_by_plans_over_scripted_skills() -> None:
+    names = get_split("sequences").test
+    results = [_solve(TaskEnv(name), seed)[0] for i, name in enumerate(names) for seed in (i, 500 + i)]
+    rate = sum(results) / len(results)
+    assert len(results) == 30 and rate == 1.0, f"success rate {rate:.3f} over {len(results)} episodes"
+
+
+@pytest.mark.parametrize("env_id", ["MiniGrid-UnlockPickup-v0", "MiniGrid-BlockedUnlockPickup-v0",
+                                    "MiniGrid-DoorKey-5x5-v0"])
+def test_locked_doors_need_the_key_and_free_hands(env_id: str) -> None:
+    results = [_solve(gym.make(env_id), seed) for seed in range(6)]
+    rate = sum(ok for ok, _ in results) / len(results)
+    assert rate == 1.0, f"{env_id}: success rate {rate:.3f}"
+    for _, trace in results:
+        skills = [s.skill for s in trace.steps]  # type: ignore[attr-defined]
+        opened = next(i for i, s in enumerate(skills) if s.startswith("open(door,"))
+        assert skills[opened - 1].startswith("pickup(key,")  # the key is fetched first: nothing says so
+        if "Pickup" in env_id:
+            assert skills[-1].startswith("pickup(box,") and skills[-2].startswith("drop(key,")  # hands freed
+
+
+def _objects_unique(env: gym.Env) -> bool:
+    grid = env.unwrapped.grid  # type: ignore[attr-defined]
+    seen = [(c.type, c.color) for c in grid.grid if c is not None and c.type not in ("wall", "floor", "lava")]
+    return len(seen) == len(set(seen))
+
+
+def test_key_corridor_when_objects_are_told_apart_by_colour() -> None:
+    # Objects are named by (type, colour): an episode with two red doors cannot be planned (seed 3 here has two).
+    env = gym.make("MiniGrid-KeyCorridorS3R1-v0")
+    seeds = [s for s in range(8) if env.reset(seed=s) and _objects_unique(env)]
+    assert len(seeds) >= 5 and 3 not in seeds
+    assert all(_solve(env, seed)[0] for seed in seeds)
+    failed, trace = _solve(env, 3)
+    assert not failed and trace.outcome is Outcome.NO_PLAN  # type: ignore[attr-defined]
+
+
+def test_plan_for_unlock_pickup_is_spelled_out() -> None:
+    env = gym.make("MiniGrid-UnlockPickup-v0")
+    env.reset(seed=0)
+    state = env_planning_state(env)
+    found = plan(DOMAIN, state, goals_for_env(env, state))
+    assert isinstance(found, Plan)
+    assert [s.operator for s in found.steps] == ["pickup", "unlock", "drop", "pickup"]
+
+
+def test_replan_after_an_injected_failure_in_the_env() -> None:
+    name = "open-red-door_then_pickup-blue-key_then_goto-green-ball"
+    ok, trace = _solve(TaskEnv(name), 3, wrap=lambda skills: InjectedFailures(skills, fail_at={1}))
+    assert ok and trace.replans == 1 and trace.steps[1].status is SkillStatus.FAILED  # type: ignore[attr-defined]
+    assert trace.plans[1].reason.endswith("failed")  # type: ignore[attr-defined]
+
+
+class _MissesLocks:
+    """The first observation misses every lock: the plan tries the door without the key and must re-plan."""
+
+    def __init__(self, inner: ScriptedSkills) -> None:
+        self.inner, self.first = inner, True
+
+    def observe(self) -> frozenset[str]:
+        state = self.inner.observe()
+        if self.first:
+            self.first = False
+            return frozenset(a for a in state if not a.startswith("locked("))
+        return state
+
+    def execute(self, step: GroundOperator) -> SkillResult:
+        return self.inner.execute(step)
+
+
+def test_door_locked_after_all() -> None:
+    ok, trace = _solve(gym.make("MiniGrid-UnlockPickup-v0"), 0, wrap=_MissesLocks)
+    first = trace.plans[0].skills  # type: ignore[attr-defined]
+    assert first[0].startswith("open(door,") and not any(s.startswith("pickup(key,") for s in first)
+    assert trace.steps[0].status is SkillStatus.FAILED  # type: ignore[attr-defined]
+    assert any(s.startswith("pickup(key,") for s in trace.plans[1].skills)  # type: ignore[attr-defined]
+    assert ok and trace.replans == 1  # type: ignore[attr-defined]
+
+
+def test_operators_learned_from_scripted_executions_agree_with_declared() -> None:
+    transitions = []
+    for i, name in enumerate(get_split("sequences").train[:12]):
+        env = TaskEnv(name)
+        env.reset(seed=i)
+        skills = ScriptedSkills(env)
+        found = plan(DOMAIN, skills.observe(), goal_predicates(env.task))
+        assert isinstance(found, Plan)
+        for step in found.steps:
+            before = DOMAIN.closure(skills.observe())
+            result = skills.execute(step)
+            transitions.append(Transition(before=before, skill=step.symbol, after=DOMAIN.closure(result.state),
+                                          success=result.status is SkillStatus.DONE))
+    scores = agreement(learn_operators(transitions), DOMAIN.operators)
+    assert {"goto", "pickup", "open", "putnext"} <= set(scores)
+    pickup = scores["pickup"]
+    assert pickup.add.recall == 1.0 and pickup.pre.recall == 1.0  # carrying(?a0,?a1); reachable(?a0,?a1)
+    assert scores["open"].add.recall == 1.0 and scores["putnext"].add.recall == 1.0
+
+
+def test_cli_plan_prints_and_executes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code = main(["plan", "sequences/open-red-door_then_pickup-blue-key", "--seed", "2", "--execute",
+                 "--fail-skill", "0", "--logdir", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "initial predicates" in out and "goals, in order:" in out and "0. achieve open(door,red)" in out
+    assert "re-plan (open(door,red) failed)" in out and "outcome: success (env solved; 1 re-plan(s)" in out
+    assert list(tmp_path.glob("events.out.tfevents.*"))
+    assert main(["plan", "ModRL-sequences-goto-green-ball-v0", "--seed", "1"]) == 0
+    assert "plan (1 steps" in capsys.readouterr().out
+    assert main(["plan", "nosuchsuite/whatever"]) == 2
+    assert "nosuchsuite" in capsys.readouterr().err
+    assert main(["plan", "pickup-red-potato"]) == 2
+    assert "not a registered env id" in capsys.readouterr().err
