@@ -208,7 +208,7 @@ def heatmap_image(matrix: np.ndarray, *, cell: int = 16) -> np.ndarray:
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
-def _tag(name: str) -> str:
+def tag_segment(name: str) -> str:
     """A name made safe for one TensorBoard tag segment (anything but ``[A-Za-z0-9_.-]`` becomes ``_``)."""
     return _TAG_UNSAFE.sub("_", name)
 
@@ -281,8 +281,8 @@ class TelemetryWriter:
 
         def write(w: SummaryWriter) -> None:
             for i, name in enumerate(summary.module_names):
-                w.add_scalar(f"modrl/module/{_tag(name)}/usage", float(summary.usage[i]), step)
-                w.add_scalar(f"modrl/module/{_tag(name)}/mean_weight", float(summary.mean_weight[i]), step)
+                w.add_scalar(f"modrl/module/{tag_segment(name)}/usage", float(summary.usage[i]), step)
+                w.add_scalar(f"modrl/module/{tag_segment(name)}/mean_weight", float(summary.mean_weight[i]), step)
             w.add_scalar("modrl/router/entropy", summary.entropy, step)
             w.add_scalar("modrl/router/load_balance", summary.load_balance, step)
             if heatmap.size:
@@ -290,7 +290,7 @@ class TelemetryWriter:
             if sample is not None and sample.shape[0] > 0:
                 w.add_histogram("modrl/routing/weights", sample.reshape(-1), step)
                 for i, name in enumerate(summary.module_names):
-                    w.add_histogram(f"modrl/routing/weights/{_tag(name)}", sample[:, i], step)
+                    w.add_histogram(f"modrl/routing/weights/{tag_segment(name)}", sample[:, i], step)
 
         self._write("write routing telemetry", write)
 
@@ -300,7 +300,7 @@ class TelemetryWriter:
 
         def write(w: SummaryWriter) -> None:
             for name, value in values.items():
-                w.add_scalar(f"modrl/success/{_tag(name)}", value, step)
+                w.add_scalar(f"modrl/success/{tag_segment(name)}", value, step)
             if values:
                 w.add_scalar("modrl/success/mean", float(np.mean(list(values.values()))), step)
 

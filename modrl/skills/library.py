@@ -195,12 +195,12 @@ class SkillLibrary(nn.Module):
         """
         skill = self.get(name)
         tensors = {key: value.detach().cpu().contiguous() for key, value in skill.state_dict().items()}
-        digests = {dep_name: _digest(dep.state_dict()) for dep_name, dep in skill.shared_dependencies().items()}
+        digests = {dep_name: tensor_digest(dep.state_dict()) for dep_name, dep in skill.shared_dependencies().items()}
         metadata = {
             "format": FILE_FORMAT,
             "format_version": str(FORMAT_VERSION),
             "name": name,
-            "tensors_sha256": _digest(tensors),
+            "tensors_sha256": tensor_digest(tensors),
             "spec": json.dumps(skill.spec(), sort_keys=True),
             "shared_digests": json.dumps(digests, sort_keys=True),
         }
@@ -234,7 +234,7 @@ class SkillLibrary(nn.Module):
         except ValueError as exc:
             raise ValueError(f"{path}: cannot load skill module: {exc}") from None
         for dep_name, dep in module.shared_dependencies().items():
-            if digests.get(dep_name) != _digest(dep.state_dict()):
+            if digests.get(dep_name) != tensor_digest(dep.state_dict()):
                 logger.warning("%s: shared layer %r differs from the one %r was saved with", path, dep_name, target)
         if not trainable:
             self.freeze([target])
@@ -242,13 +242,13 @@ class SkillLibrary(nn.Module):
 
     def _module_from_file(self, path: Path) -> tuple[SkillModule, str, dict[str, Any]]:
         data = path.read_bytes()
-        metadata = _header_metadata(data)
+        metadata = safetensors_metadata(data)
         try:
             tensors = safetensors.torch.load(data)
         except Exception as exc:  # safetensors raises its own error types for every malformed input
             raise ValueError(f"corrupt safetensors data ({exc})") from None
         spec, saved_name, digests = _parse_metadata(metadata)
-        if metadata.get("tensors_sha256") != _digest(tensors):
+        if metadata.get("tensors_sha256") != tensor_digest(tensors):
             raise ValueError("corrupt tensor data: sha256 differs from the one recorded when saving")
         try:
             cls = SKILLS.get(spec["kind"])
@@ -258,7 +258,7 @@ class SkillLibrary(nn.Module):
         # Dry run on the meta device first: a crafted spec cannot make us allocate more than the file holds.
         with torch.device("meta"):
             dry = cls.from_spec(spec, shared={key: copy.deepcopy(layer).to("meta") for key, layer in shared.items()})
-        _check_tensors(dry.state_dict(), tensors)
+        check_tensors_match(dry.state_dict(), tensors)
         module = cls.from_spec(spec, shared=shared)
         reference = next(self.parameters(), None)
         if reference is not None:
@@ -299,7 +299,7 @@ def _set_trainable(module: nn.Module, trainable: bool) -> None:
             param.grad = None
 
 
-def _digest(state: dict[str, Tensor]) -> str:
+def tensor_digest(state: dict[str, Tensor]) -> str:
     """sha256 over tensors (names, shapes, dtypes, bytes) in sorted name order."""
     digest = hashlib.sha256()
     for key, value in sorted(state.items()):
@@ -309,7 +309,7 @@ def _digest(state: dict[str, Tensor]) -> str:
     return digest.hexdigest()
 
 
-def _header_metadata(data: bytes) -> dict[str, str]:
+def safetensors_metadata(data: bytes) -> dict[str, str]:
     """The ``__metadata__`` mapping of a safetensors file's JSON header (``ValueError`` if absent or cut)."""
     if len(data) < 8:
         raise ValueError(f"truncated: {len(data)} bytes, shorter than the 8-byte header length")
@@ -344,7 +344,7 @@ def _parse_metadata(metadata: dict[str, str]) -> tuple[dict[str, Any], str, dict
     return spec, saved_name, digests
 
 
-def _check_tensors(expected: dict[str, Tensor], tensors: dict[str, Tensor]) -> None:
+def check_tensors_match(expected: dict[str, Tensor], tensors: dict[str, Tensor]) -> None:
     """Same names and shapes as ``expected`` (what the spec builds), finite values."""
     missing, unexpected = sorted(expected.keys() - tensors.keys()), sorted(tensors.keys() - expected.keys())
     if missing or unexpected:

@@ -1,0 +1,265 @@
+"""Training path 1: options from subtask completion events, one after another with a success-threshold curriculum.
+
+Each option is trained by SB3's PPO, unchanged, on single-subtask episodes (:class:`modrl.envs.subtask_env.SubtaskEnv`)
+with :class:`~modrl.agents.options_policy.OptionActorCriticPolicy`, whose actor is the option itself. A
+:class:`CurriculumCallback` feeds finished episodes to a :class:`modrl.options.SuccessCurriculum` and stops PPO once
+training success passes the threshold (or the stage's frame budget is spent), as policy sketches move on (Andreas et
+al., 2017). The trained option gets its effect predicate as termination, is frozen, added to an
+:class:`~modrl.options.OptionLibrary` and saved alone; it is then evaluated on its training arguments and, zero-shot,
+on the held-out arguments of the test split (parameterised options only).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from modrl._io import atomic_write_json, atomic_write_text
+from modrl.config import ConfigError, to_dict
+from modrl.envs import get_suite, parse_task
+from modrl.envs.grammar import VERBS, Verb
+from modrl.envs.subtask_env import SubtaskEnv, argument_slots, effect_predicate, symbol_predicate
+from modrl.options import Option, OptionConfig, OptionLibrary, StageResult, SuccessCurriculum, option_inputs
+from modrl.telemetry import TelemetryWriter
+
+from .evaluation import EVAL_SEED_BASE
+from .options_config import OptionsTrainConfig
+from .options_policy import OptionActorCriticPolicy
+
+log = logging.getLogger(__name__)
+LIBRARY_DIR = "options"
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptionPlan:
+    """One option to train: its name, its training and held-out tasks, whether it takes arguments."""
+
+    name: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    parameterised: bool
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptionResult:
+    """How one option trained and evaluated (success rates over ``eval_episodes`` per task; ``None``: no tasks)."""
+
+    name: str
+    stage: StageResult
+    train_success: float | None
+    train_success_det: float | None
+    test_success: float | None
+    test_success_det: float | None
+    per_task: dict[str, dict[str, Any]]
+
+
+def plan_options(config: OptionsTrainConfig) -> list[OptionPlan]:
+    """The options of ``config`` in curriculum order (``ConfigError`` naming ``options`` for one with no tasks)."""
+    suite = get_suite(config.env.suite)
+    train = [t for t in suite.split(config.env.train_split) if len(parse_task(t)) == 1]
+    test = [t for t in suite.split(config.env.test_split) if len(parse_task(t)) == 1] if config.env.test_split else []
+    plans = []
+    for name in config.options:
+        if config.mode == "per_symbol":
+            if name not in train:
+                raise ConfigError(f"options: {name!r} is not a single-subtask task of split "
+                                  f"{config.env.train_split!r} of suite {suite.name!r}")
+            plans.append(OptionPlan(name=name, train=(name,), test=(), parameterised=False))
+            continue
+        if name not in VERBS:
+            raise ConfigError(f"options: {name!r} is not a verb ({', '.join(VERBS)}); parameterised options are verbs")
+        mine = [t for t in train if parse_task(t).subtasks[0].verb == name]
+        if not mine:
+            raise ConfigError(f"options: split {config.env.train_split!r} of suite {suite.name!r} has no {name} task")
+        held = tuple(t for t in test if parse_task(t).subtasks[0].verb == name)
+        plans.append(OptionPlan(name=name, train=tuple(mine), test=held, parameterised=True))
+    return plans
+
+
+def option_config(config: OptionsTrainConfig, plan: OptionPlan, *, num_actions: int = 7) -> OptionConfig:
+    """The :class:`OptionConfig` of ``plan`` with ``config.net``'s sizes."""
+    net = config.net
+    slots = argument_slots(cast(Verb, plan.name)) if plan.parameterised else ()
+    return OptionConfig(num_actions=num_actions, embed_dim=net.embed_dim, channels=net.channels,
+                        features_dim=net.features_dim, hidden=net.hidden, arg_slots=slots, arg_dim=net.arg_dim)
+
+
+def termination_for(plan: OptionPlan) -> Callable[..., bool]:
+    """The effect predicate that ends ``plan``'s option."""
+    if plan.parameterised:
+        return effect_predicate(cast(Verb, plan.name))
+    return symbol_predicate(parse_task(plan.name).subtasks[0])
+
+
+class CurriculumCallback(BaseCallback):
+    """Feeds finished episodes and frames to the curriculum; stops PPO when the stage is over.
+
+    Writes ``modrl/curriculum/<option>/success`` (training success over the window) and ``modrl/curriculum/stage``
+    at every rollout end, at the global frame count (earlier stages' frames + this one's).
+    """
+
+    def __init__(self, curriculum: SuccessCurriculum, writer: TelemetryWriter | None, *, frames_before: int) -> None:
+        super().__init__()
+        self.curriculum = curriculum
+        self.writer = writer
+        self.frames_before = frames_before
+
+    def _on_step(self) -> bool:
+        for index in np.flatnonzero(self.locals["dones"]):
+            self.curriculum.record_episode(bool(self.locals["infos"][index].get("is_success", False)))
+        self.curriculum.add_steps(self.training_env.num_envs)
+        return not self.curriculum.should_advance()
+
+    def _on_rollout_end(self) -> None:
+        rate = self.curriculum.success_rate()
+        if self.writer is not None and rate is not None:
+            step = self.frames_before + self.curriculum.steps
+            self.writer.log_scalar(f"modrl/curriculum/{self.curriculum.current}/success", rate, step)
+            self.writer.log_scalar("modrl/curriculum/stage", self.curriculum.index, step)
+
+
+def _subtask_env(config: OptionsTrainConfig, plan: OptionPlan, tasks: Sequence[str]) -> SubtaskEnv:
+    return SubtaskEnv(tasks, suite=config.env.suite, parameterised=plan.parameterised,
+                      max_episode_steps=config.env.max_episode_steps, task_kwargs=config.env.task_kwargs())
+
+
+def _num_actions(venv: DummyVecEnv) -> int:
+    space = venv.action_space
+    assert isinstance(space, spaces.Discrete), space
+    return int(space.n)
+
+
+def train_option(config: OptionsTrainConfig, plan: OptionPlan, curriculum: SuccessCurriculum, *, seed: int,
+                 writer: TelemetryWriter | None = None, frames_before: int = 0) -> Option:
+    """Train ``plan``'s option with PPO until the curriculum ends its stage; returns the trained option."""
+    algo = config.algo
+    venv = DummyVecEnv([lambda: Monitor(_subtask_env(config, plan, plan.train)) for _ in range(config.env.n_envs)])
+    venv.seed(seed)
+    try:
+        model = PPO(
+            OptionActorCriticPolicy, venv, seed=seed, device="cpu", verbose=0, learning_rate=algo.learning_rate,
+            n_steps=algo.n_steps, batch_size=algo.batch_size, n_epochs=algo.n_epochs, gamma=algo.gamma,
+            gae_lambda=algo.gae_lambda, ent_coef=algo.ent_coef, vf_coef=algo.vf_coef, clip_range=algo.clip_range,
+            max_grad_norm=algo.max_grad_norm,
+            policy_kwargs=dict(option=to_dict(option_config(config, plan, num_actions=_num_actions(venv))),
+                               critic_hidden=list(config.net.critic_hidden)),
+        )
+        model.learn(config.curriculum.max_steps,
+                    callback=CurriculumCallback(curriculum, writer, frames_before=frames_before))
+    finally:
+        venv.close()
+    policy = model.policy
+    assert isinstance(policy, OptionActorCriticPolicy)
+    return policy.option
+
+
+def evaluate_option(option: Option, env: SubtaskEnv, task: str, *, episodes: int, deterministic: bool,
+                    seed_base: int = EVAL_SEED_BASE) -> float:
+    """Success rate of ``option`` on ``episodes`` episodes of ``task`` (episode ``k`` seeded ``seed_base + k``)."""
+    option.eval()
+    successes = 0
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed_base + k, options={"task": task})
+        done, info = False, dict[str, Any]()
+        while not done:
+            args = torch.as_tensor(obs["args"]) if option.parameterised else None
+            action, _ = option.act(*option_inputs(obs, args), deterministic=deterministic)
+            obs, _, terminated, truncated, info = env.step(int(action[0]))
+            done = terminated or truncated
+        successes += bool(info.get("is_success", False))
+    return successes / episodes if episodes else float("nan")
+
+
+def _evaluate_plan(config: OptionsTrainConfig, plan: OptionPlan, option: Option) -> dict[str, dict[str, Any]]:
+    per_task: dict[str, dict[str, Any]] = {}
+    if config.eval_episodes == 0:
+        return per_task
+    for split, tasks in (("train", plan.train), ("test", plan.test)):
+        if not tasks:
+            continue
+        env = _subtask_env(config, plan, tasks)
+        for task in tasks:
+            per_task[task] = {"split": split} | {
+                mode: evaluate_option(option, env, task, episodes=config.eval_episodes, deterministic=mode == "det")
+                for mode in ("stoch", "det")
+            }
+        env.close()
+    return per_task
+
+
+def _mean(per_task: dict[str, dict[str, Any]], split: str, mode: str) -> float | None:
+    values = [row[mode] for row in per_task.values() if row["split"] == split]
+    return float(np.mean(values)) if values else None
+
+
+def train_options(config: OptionsTrainConfig, run_dir: Path, *,
+                  writer: TelemetryWriter | None = None) -> list[OptionResult]:
+    """Train every option of ``config`` in curriculum order into ``run_dir/options`` (library saved after each
+    option) and write ``results.json`` / ``results.md``; returns the per-option results."""
+    torch.set_num_threads(config.torch_threads)
+    plans = plan_options(config)
+    curriculum = SuccessCurriculum([p.name for p in plans], config.curriculum)
+    library = OptionLibrary()
+    results: list[OptionResult] = []
+    frames = 0
+    for index, plan in enumerate(plans):
+        log.info("option %d/%d: %s (%d training tasks)", index + 1, len(plans), plan.name, len(plan.train))
+        option = train_option(config, plan, curriculum, seed=config.seed + 1000 * index, writer=writer,
+                              frames_before=frames)
+        stage = curriculum.advance()
+        frames += stage.steps
+        option.termination_predicate = termination_for(plan)
+        library.add(plan.name, option)
+        library.freeze([plan.name])
+        library.save(run_dir / LIBRARY_DIR)
+        per_task = _evaluate_plan(config, plan, option)
+        result = OptionResult(name=plan.name, stage=stage, per_task=per_task,
+                              train_success=_mean(per_task, "train", "stoch"),
+                              train_success_det=_mean(per_task, "train", "det"),
+                              test_success=_mean(per_task, "test", "stoch"),
+                              test_success_det=_mean(per_task, "test", "det"))
+        results.append(result)
+        log.info("%s: %s after %d frames (training success %s); eval train %s, held-out %s", plan.name,
+                 "passed" if stage.passed else "budget spent", stage.steps, _fmt(stage.success),
+                 _fmt(result.train_success), _fmt(result.test_success))
+        if writer is not None:
+            for key in ("train_success", "test_success"):
+                value = getattr(result, key)
+                if value is not None:
+                    writer.log_scalar(f"modrl/options/{plan.name}/eval/{key}", value, frames)
+        write_results(run_dir, results)
+    return results
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def write_results(run_dir: Path, results: Sequence[OptionResult]) -> None:
+    """``results.json`` (everything) and ``results.md`` (the per-option table) in ``run_dir``."""
+    atomic_write_json(run_dir / RESULTS_JSON, {"options": [asdict(r) for r in results]})
+    atomic_write_text(run_dir / RESULTS_MD, format_results(results) + "\n")
+
+
+def format_results(results: Sequence[OptionResult]) -> str:
+    """The per-option table: curriculum outcome, frames, success on training and held-out arguments."""
+    lines = ["| option | curriculum | frames | train success (stoch / det) | held-out success (stoch / det) |",
+             "|---|---|---|---|---|"]
+    for r in results:
+        outcome = f"passed ({_fmt(r.stage.success)})" if r.stage.passed else f"budget spent ({_fmt(r.stage.success)})"
+        lines.append(f"| {r.name} | {outcome} | {r.stage.steps} | {_fmt(r.train_success)} / "
+                     f"{_fmt(r.train_success_det)} | {_fmt(r.test_success)} / {_fmt(r.test_success_det)} |")
+    return "\n".join(lines)

@@ -1,0 +1,196 @@
+"""Single-subtask episodes for training options from subtask events, and the effect predicates that end options.
+
+:class:`SubtaskEnv` draws, on every reset, one task of a generated suite (from a given list, e.g. the ``pickup`` tasks
+of the ``colour-type`` train split) and runs it as a *single-subtask episode*: the episode ends with reward
+``1 - 0.9 * steps / max_steps`` on the step whose ``info["events"]`` (:class:`~modrl.envs.task_env.TaskEnv`) report
+the completion of the task's first subtask, and with 0 when the env's step limit truncates it. For a parameterised
+option the observation carries the subtask's argument (``(colour, type)``, plus the target's for ``putnext``) as slot
+indices into :func:`argument_slots`, so one network learns every argument; held-out arguments can then be tried
+zero-shot on the test split's tasks.
+
+:func:`effect_predicate` is the termination predicate of a verb's option as a plain ``predicate(info, args)``
+callable over the symbolic state in ``info["predicates"]`` (:mod:`modrl.envs.predicates`): it holds exactly when
+BabyAI's verifier would report the subtask done from the state (``goto``: facing the object; ``pickup``: carrying it;
+``open``: the door is open; ``putnext``: the object lies next to the target and is not carried).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from modrl.config import check
+from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, VERB_TYPES, ObjectRef, Subtask, Verb, parse_task
+from modrl.envs.suites import Suite, get_suite
+from modrl.envs.wrappers import IMAGE_HIGH
+
+_SEED_HIGH = 2**31 - 1
+
+
+def argument_slots(verb: Verb) -> tuple[tuple[str, ...], ...]:
+    """The argument slots of ``verb``'s parameterised option: colour, type (then target colour, type for putnext)."""
+    slots: tuple[tuple[str, ...], ...] = (COLOURS, tuple(VERB_TYPES[verb]))
+    return (*slots, COLOURS, PICKABLE_TYPES) if verb == "putnext" else slots
+
+
+def subtask_arguments(sub: Subtask) -> tuple[str, ...]:
+    """The argument words of ``sub`` in :func:`argument_slots` order: ``("red", "key")``."""
+    return tuple(word for obj in sub.objects for word in (obj.colour, obj.type))
+
+
+def subtask_from_arguments(verb: Verb, args: Sequence[str]) -> Subtask:
+    """Inverse of :func:`subtask_arguments` (``ConfigError`` for words the grammar refuses)."""
+    objects = [ObjectRef(colour=args[i], type=args[i + 1]) for i in range(0, len(args), 2)]  # type: ignore[arg-type]
+    return Subtask(verb=verb, obj=objects[0], target=objects[1] if len(objects) > 1 else None)
+
+
+def effect_holds(sub: Subtask, predicates: frozenset[str]) -> bool:
+    """Whether the symbolic state shows ``sub`` done (see the module docstring)."""
+    obj = sub.obj.symbol
+    if sub.verb == "goto":
+        return f"facing({obj})" in predicates
+    if sub.verb == "pickup":
+        return f"carrying({obj})" in predicates
+    if sub.verb == "open":
+        return f"open({obj})" in predicates
+    assert sub.target is not None
+    return f"next_to({obj},{sub.target.symbol})" in predicates and f"carrying({obj})" not in predicates
+
+
+def effect_predicate(verb: Verb) -> Callable[[Mapping[str, Any], tuple[str, ...]], bool]:
+    """The termination predicate ``(info, args) -> bool`` of ``verb``'s parameterised option (needs
+    ``info["predicates"]``, which :class:`~modrl.envs.task_env.TaskEnv` provides by default)."""
+
+    def holds(info: Mapping[str, Any], args: tuple[str, ...]) -> bool:
+        return effect_holds(subtask_from_arguments(verb, args), info.get("predicates", frozenset()))
+
+    holds.__name__ = f"{verb}_effect"
+    return holds
+
+
+def symbol_predicate(sub: Subtask) -> Callable[[Mapping[str, Any], tuple[str, ...]], bool]:
+    """The termination predicate of a one-module-per-symbol option for ``sub`` (its arguments are ignored)."""
+    return lambda info, args: effect_holds(sub, info.get("predicates", frozenset()))
+
+
+class SubtaskEnv(gym.Env[dict[str, Any], Any]):
+    """Single-subtask episodes over tasks of a generated suite (see the module docstring).
+
+    Observation:
+        image: ``(7, 7, 3) uint8`` category indices; direction: ``int`` in ``[0, 4)``; with ``parameterised``,
+        args: ``MultiDiscrete`` slot indices of the subtask's argument words (:func:`argument_slots`).
+
+    ``info`` keeps the task env's keys (``events``, ``predicates``, ...) and adds ``subtask`` (its symbol),
+    ``arguments`` (its words), ``task`` (the task name) and, at the end of an episode, ``is_success``.
+
+    Args:
+        tasks: Task names of ``suite``; each episode's target is the first subtask of one of them, drawn uniformly.
+            With ``parameterised`` they must all start with the same verb.
+        suite: A generated suite (or its name); training tasks keep their split's ``avoid`` list.
+        parameterised: Add the ``args`` observation.
+        max_episode_steps: The task envs' step limit; ``None`` keeps BabyAI's.
+        task_kwargs: Extra :class:`~modrl.envs.task_env.TaskEnv` arguments for every task (e.g. ``room_size``,
+            ``num_distractors`` for a smaller training room).
+        render_mode: Passed to the task envs.
+    """
+
+    def __init__(self, tasks: Sequence[str], *, suite: Suite | str = "colour-type", parameterised: bool = True,
+                 max_episode_steps: int | None = None, task_kwargs: Mapping[str, Any] | None = None,
+                 render_mode: str | None = None) -> None:
+        self.suite = get_suite(suite) if isinstance(suite, str) else suite
+        check(len(tasks) >= 1, "tasks", "needs at least one task")
+        unknown = [t for t in tasks if t not in self.suite.task_names]
+        check(not unknown, "tasks", f"not tasks of suite {self.suite.name!r}: {', '.join(unknown)}")
+        self.tasks = tuple(tasks)
+        self.subtasks = tuple(parse_task(t).subtasks[0] for t in self.tasks)
+        verbs = {s.verb for s in self.subtasks}
+        check(not parameterised or len(verbs) == 1, "tasks",
+              f"a parameterised option serves one verb, got {', '.join(sorted(verbs))}")
+        self.verb: Verb = self.subtasks[0].verb
+        self.parameterised = parameterised
+        self.slots = argument_slots(self.verb) if parameterised else ()
+        check(max_episode_steps is None or max_episode_steps >= 1, "max_episode_steps", "must be None or >= 1")
+        self.max_episode_steps = max_episode_steps
+        self.task_kwargs = dict(task_kwargs or {})
+        self.render_mode = render_mode
+        self.action_space = spaces.Discrete(7)
+        entries: dict[str, spaces.Space[Any]] = {
+            "image": spaces.Box(0, np.broadcast_to(IMAGE_HIGH, (7, 7, 3)).copy(), (7, 7, 3), np.uint8),
+            "direction": spaces.Discrete(4),
+        }
+        if parameterised:
+            entries["args"] = spaces.MultiDiscrete([len(slot) for slot in self.slots])
+        self.observation_space = spaces.Dict(entries)
+        self._envs: dict[int, gym.Env[Any, Any]] = {}
+        self._current = 0
+
+    @property
+    def current_env(self) -> gym.Env[Any, Any]:
+        """The current task's env (its ``unwrapped`` is the :class:`~modrl.envs.task_env.TaskEnv`)."""
+        return self._task_env(self._current)
+
+    @property
+    def current_subtask(self) -> Subtask:
+        """The current episode's target subtask."""
+        return self.subtasks[self._current]
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Draw a task (option ``"task"``: a name from ``tasks`` instead) and a seed for it, and reset its env."""
+        super().reset(seed=seed)
+        options = dict(options or {})
+        self._current = int(self.np_random.integers(len(self.tasks)))
+        task_seed = int(self.np_random.integers(_SEED_HIGH))
+        if "task" in options:
+            name = options.pop("task")
+            check(name in self.tasks, "options.task", f"{name!r} is not one of this env's tasks")
+            self._current = self.tasks.index(name)
+        obs, info = self.current_env.reset(seed=task_seed, options=options or None)
+        return self._observation(obs), self._info(info)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the task env; success on the completion event of the target subtask."""
+        obs, _, _, truncated, info = self.current_env.step(action)
+        done = self.current_subtask.symbol in info.get("events", ())
+        unwrapped = self.current_env.unwrapped
+        reward = 1.0 - 0.9 * unwrapped.step_count / unwrapped.max_steps if done else 0.0  # type: ignore[attr-defined]
+        truncated = bool(truncated) and not done
+        info = self._info(info)
+        if done or truncated:
+            info["is_success"] = done
+        return self._observation(obs), reward, done, truncated, info
+
+    def render(self) -> Any:
+        """Render the current task's env."""
+        return self.current_env.render()
+
+    def close(self) -> None:
+        """Close every task env built so far."""
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+        super().close()
+
+    def _observation(self, obs: Mapping[str, Any]) -> dict[str, Any]:
+        out = {"image": obs["image"], "direction": int(obs["direction"])}
+        if self.parameterised:
+            words = subtask_arguments(self.current_subtask)
+            out["args"] = np.array([slot.index(w) for slot, w in zip(self.slots, words, strict=True)], np.int64)
+        return out
+
+    def _info(self, info: Mapping[str, Any]) -> dict[str, Any]:
+        sub = self.current_subtask
+        return {**info, "subtask": sub.symbol, "arguments": subtask_arguments(sub), "task": self.tasks[self._current]}
+
+    def _task_env(self, index: int) -> gym.Env[Any, Any]:
+        env = self._envs.get(index)
+        if env is None:
+            spec = self.suite.tasks[self.suite.task_index(self.tasks[index])]
+            kwargs: dict[str, Any] = {**spec.kwargs, **self.task_kwargs}
+            if self.max_episode_steps is not None:
+                kwargs["max_steps"] = self.max_episode_steps
+            env = self._envs[index] = gym.make(spec.env_id, render_mode=self.render_mode, **kwargs)
+        return env

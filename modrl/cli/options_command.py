@@ -1,0 +1,103 @@
+"""``modrl options train`` (an option library from subtask events) and ``modrl options route`` (a call-and-return
+router over a saved library): argument parsing hook and handlers."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .main import EXIT_ERROR, fail
+
+
+def add_options_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``modrl options {train,route}`` on the top-level sub-parsers."""
+    options = sub.add_parser("options", help="train options from subtask events; train a router over them",
+                             description="Options: temporally extended skills (policy + termination + initiation).")
+    options_sub = options.add_subparsers(dest="options_command", required=True, metavar="OPTIONS_COMMAND")
+    train = options_sub.add_parser(
+        "train", help="train an option library (curriculum over options) into a new run directory",
+        description="Train options one after another on single-subtask episodes (reward on the subtask's "
+        "completion event), moving on when training success passes the curriculum threshold. Each option is saved "
+        "alone under RUN_DIR/options/ as it finishes; RUN_DIR/results.md tables success on training and held-out "
+        "arguments (e.g. experiments/options/colour_type.yaml).")
+    route = options_sub.add_parser(
+        "route", help="train a call-and-return router over a saved option library",
+        description="Train a PPO router whose action is an option call; each call runs its frozen option until its "
+        "effect predicate holds (SMDP). Option choice, durations, termination rates and the task x option usage "
+        "heatmap go to RUN_DIR/tb (e.g. experiments/options/route_sequences.yaml).")
+    for parser in (train, route):
+        parser.add_argument("config", type=Path, help="options YAML (see experiments/options/)")
+        parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                            help="override a config value, e.g. --set curriculum.threshold=0.9")
+        parser.add_argument("--run-dir", type=Path, help="exact run directory to create (refused if not empty)")
+        parser.add_argument("--runs-root", type=Path, default=Path("runs"),
+                            help="where new run directories go (default: runs)")
+
+
+def options(args: argparse.Namespace) -> int:
+    """Dispatch ``modrl options train|route``."""
+    from modrl.agents.options_config import load_options_config, load_route_config
+    from modrl.config import ConfigError, to_dict
+    from modrl.runs import RunDirError, RunStatus, create_run_dir, set_status, write_run_metadata
+
+    try:
+        loader = load_options_config if args.options_command == "train" else load_route_config
+        config = loader(args.config, args.overrides)
+        run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
+        write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
+    except (ConfigError, RunDirError) as exc:
+        return fail(" ".join(str(exc).split()))
+    print(f"run directory: {run_dir}")
+    started = time.monotonic()
+    try:
+        if args.options_command == "train":
+            _train(config, run_dir)
+        else:
+            _route(config, run_dir)
+    except (ValueError, OSError) as exc:
+        set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return fail(str(exc), EXIT_ERROR)
+    except BaseException as exc:
+        set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    set_status(run_dir, RunStatus.COMPLETED, train_seconds=round(time.monotonic() - started, 1))
+    print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
+    return 0
+
+
+def _train(config: Any, run_dir: Path) -> None:
+    from modrl.agents.options import LIBRARY_DIR, format_results, train_options
+    from modrl.telemetry import TelemetryWriter
+
+    with TelemetryWriter(run_dir / "tb") as writer:
+        results = train_options(config, run_dir, writer=writer)
+    print(format_results(results))
+    print(f"option library: {run_dir / LIBRARY_DIR}")
+
+
+def _route(config: Any, run_dir: Path) -> None:
+    from modrl._io import atomic_write_json
+    from modrl.agents.options_router import evaluate_router, train_router
+    from modrl.checkpoint import fingerprint
+    from modrl.checkpoint_writer import save_checkpoint
+    from modrl.config import to_dict
+    from modrl.telemetry import TelemetryWriter
+
+    with TelemetryWriter(run_dir / "tb") as writer:
+        model, library, calls, callback = train_router(config, writer=writer)
+    identity = {"calls": [c.name for c in calls], "config": to_dict(config)}
+    save_checkpoint(run_dir / "checkpoints", step=callback.frames, tensors={"policy": model.policy.state_dict()},
+                    meta={"frames": callback.frames, "decisions": model.num_timesteps,
+                          "calls": [c.name for c in calls]},
+                    fingerprint=fingerprint(identity), keep=1)
+    print(f"router trained: {callback.frames} frames, {model.num_timesteps} decisions over {len(calls)} option calls")
+    results = evaluate_router(model, config, library, calls, episodes=config.eval_episodes)
+    atomic_write_json(run_dir / "results.json", {"frames": callback.frames, "tasks": results})
+    for split in dict.fromkeys(row["split"] for row in results.values()):
+        rows = [row for row in results.values() if row["split"] == split]
+        mean = sum(r["success"] for r in rows) / len(rows)
+        print(f"{split:>5}: success {mean:.2f} over {len(rows)} tasks (deterministic router, "
+              f"{config.eval_episodes} episodes each)")
