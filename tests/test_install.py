@@ -90,3 +90,16 @@ def test_editable_install(tmp_path: Path) -> None:
     assert found["envs"] == str(source / "envs" / "__init__.py")
     assert found["agents"] == str(source / "agents" / "__init__.py")
     assert not found["top_envs"] and not found["top_agents"]
+
+
+def test_setup_cfg_lists_every_package() -> None:
+    """A subpackage missing from setup.cfg's explicit ``packages`` would be left out of a regular install."""
+    import configparser
+
+    parser = configparser.ConfigParser()
+    parser.read(ROOT / "setup.cfg")
+    listed = set(parser["options"]["packages"].split())
+    core = ROOT / "modrl"
+    found = {".".join(("modrl", *p.parent.relative_to(core).parts)) for p in core.rglob("__init__.py")}
+    found |= {"modrl.envs", "modrl.agents"}
+    assert listed == found, f"setup.cfg packages: missing {sorted(found - listed)}, extra {sorted(listed - found)}"

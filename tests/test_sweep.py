@@ -7,6 +7,7 @@ Process checks read /proc (Linux), as the parent-death signal that reaps a kille
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import signal
@@ -342,10 +343,14 @@ def test_local_sweep_runs_every_trial_and_a_rerun_skips_them(tmp_path: Path) -> 
     assert status(sweep_dir, first)["attempts"] == 1
 
 
-def test_failed_trial_is_recorded_and_the_others_complete(tmp_path: Path) -> None:
+def test_failed_trial_is_recorded_and_the_others_complete(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     sweep_dir = make_sweep(tmp_path, grid={"agent.kind": ["modular", "bogus"]})
     good, bad = trial_ids(sweep_dir)
-    result = run_sweep(sweep_dir, workers=2, trial_timeout=300)
+    with caplog.at_level(logging.ERROR, logger="modrl.sweep.runner"):
+        result = run_sweep(sweep_dir, workers=2, trial_timeout=300)
+    # The console line names the reason, not just "output ends with:".
+    failure = next(r.getMessage() for r in caplog.records if "failed" in r.getMessage())
+    assert failure.startswith(f"trial {bad} failed: exit 2") and "agent.kind" in failure, failure
     assert (result.completed, result.failed, result.ok) == (1, (bad,), False)
     assert status(sweep_dir, good)["status"] == "completed"
     record = status(sweep_dir, bad)

@@ -61,6 +61,12 @@ def _build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR from its last complete checkpoint"
     )
+    train.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume and CONFIG/--set: continue the run with a changed config (recorded in meta.json); the "
+        "agent, task set and spaces must still match its checkpoints",
+    )
 
     evaluate = sub.add_parser(
         "eval",
@@ -78,6 +84,15 @@ def _build_parser() -> argparse.ArgumentParser:
     )
 
     _add_experiment_parsers(sub)
+    from .options_command import add_options_parser  # the options helper's sub-parsers (modrl options ...)
+
+    add_options_parser(sub)
+    from . import plan_command  # argparse only at import; the planner is imported when the command runs
+
+    plan_command.add_parser(sub)
+    from .continual_command import add_continual_parser  # light: the command's heavy imports happen when it runs
+
+    add_continual_parser(sub)
 
     suite = sub.add_parser("suite", help="show a task suite: tasks, env ids, train/test splits")
     suite_sub = suite.add_subparsers(dest="suite_command", required=True, metavar="SUITE_COMMAND")
@@ -158,7 +173,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     for noisy in ("matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from . import commands, experiment_commands  # heavy imports (torch, SB3) only once arguments parse
+    from . import (  # heavy imports (torch, SB3) after parsing
+        commands,
+        continual_command,
+        experiment_commands,
+        options_command,
+        plan_command,
+    )
 
     handler = {
         "train": commands.train,
@@ -167,6 +188,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "sweep": experiment_commands.sweep,
         "report": experiment_commands.report,
         "suite": commands.suite_show,
+        "options": options_command.options,
+        "continual": continual_command.run,
+        "plan": plan_command.run,
     }[args.command]
     return handler(args)
 

@@ -222,7 +222,10 @@ class _SweepLoop:
         elif record.status is TrialStatus.FAILED:
             self.failed_ids.append(record.id)
             self.durations.append(seconds)
-            log.error("trial %s failed: %s", record.id, (record.error or "").splitlines()[0])
+            lines = [line for line in (record.error or "").splitlines() if line.strip()]
+            # The first line says how it ended; the last is usually the exception that ended it.
+            summary = lines[0] if len(lines) < 2 else f"{lines[0]} ... {lines[-1].strip()}"
+            log.error("trial %s failed: %s", record.id, summary or "no output")
         else:
             self.interrupted_ids.append(record.id)
             log.warning("trial %s interrupted; it resumes from its last checkpoint next time", record.id)
