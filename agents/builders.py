@@ -17,7 +17,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from modrl.checkpoint import fingerprint
 from modrl.config import to_dict
-from modrl.envs import Suite, get_suite, make_split_env, make_task_env, task_for_env_index
+from modrl.envs import Suite, get_suite, make_split_env, make_suite_env, task_for_env_index
 from modrl.registry import Registry
 
 from .config import ExperimentConfig
@@ -34,12 +34,17 @@ ALGOS.add("ppo", PPO)
 ALGOS.add("a2c", A2C)
 
 
-def _monitored_task_env(suite: Suite, task: int, max_episode_steps: int | None) -> gym.Env:
-    return Monitor(make_task_env(suite, task, max_episode_steps=max_episode_steps))
+def env_options(config: ExperimentConfig) -> dict[str, Any]:
+    """Keyword arguments of :func:`modrl.envs.make_suite_env` / ``make_split_env`` that ``config.env`` sets."""
+    return dict(max_episode_steps=config.env.max_episode_steps, mission_tokens=config.env.mission_tokens)
 
 
-def _monitored_split_env(suite: Suite, split: str, max_episode_steps: int | None) -> gym.Env:
-    return Monitor(make_split_env(suite, split, max_episode_steps=max_episode_steps))
+def _monitored_task_env(suite: Suite, task: int, options: dict[str, Any]) -> gym.Env:
+    return Monitor(make_suite_env(suite, task, **options))
+
+
+def _monitored_split_env(suite: Suite, split: str, options: dict[str, Any]) -> gym.Env:
+    return Monitor(make_split_env(suite, split, **options))
 
 
 def make_vec_env(config: ExperimentConfig) -> DummyVecEnv:
@@ -49,13 +54,13 @@ def make_vec_env(config: ExperimentConfig) -> DummyVecEnv:
     that split per episode (:class:`modrl.envs.SplitTaskEnv`), so a split may hold more tasks than there are envs.
     """
     suite = get_suite(config.env.suite)
-    steps = config.env.max_episode_steps
+    options = env_options(config)
     makers: list[Callable[[], gym.Env]]
     if config.env.split is None:
         tasks = [task_for_env_index(i, suite.num_tasks) for i in range(config.env.n_envs)]
-        makers = [partial(_monitored_task_env, suite, task, steps) for task in tasks]
+        makers = [partial(_monitored_task_env, suite, task, options) for task in tasks]
     else:
-        makers = [partial(_monitored_split_env, suite, config.env.split, steps) for _ in range(config.env.n_envs)]
+        makers = [partial(_monitored_split_env, suite, config.env.split, options) for _ in range(config.env.n_envs)]
     venv = DummyVecEnv(makers)
     venv.seed(config.seed)
     return venv
@@ -73,13 +78,15 @@ def policy_setup(config: ExperimentConfig, observation_space: spaces.Dict) -> tu
             aggregation=agent.aggregation,
             latent_dim=agent.latent_dim,
             critic_hidden=list(agent.critic_hidden),
+            router_input=agent.router_input,
         )
     task_space = observation_space["task"]
     assert isinstance(task_space, spaces.Discrete), task_space
     num_tasks = int(task_space.n)
+    mission_dim = agent.extractor.mission_dim if "mission" in observation_space.spaces else 0
     hidden = agent.monolithic_hidden or matched_hidden_width(
-        modular_actor_parameters(config, num_tasks),
-        in_dim=agent.extractor.features_dim + num_tasks,
+        modular_actor_parameters(config, num_tasks, mission_dim=mission_dim),
+        in_dim=agent.extractor.features_dim + mission_dim + num_tasks,
         latent_dim=agent.latent_dim,
     )
     policy_class = AGENTS.get("monolithic")
@@ -91,7 +98,7 @@ def policy_setup(config: ExperimentConfig, observation_space: spaces.Dict) -> tu
     )
 
 
-def modular_actor_parameters(config: ExperimentConfig, num_tasks: int) -> int:
+def modular_actor_parameters(config: ExperimentConfig, num_tasks: int, *, mission_dim: int = 0) -> int:
     """Parameter count of the modular actor (router + skill modules) that ``config`` would build."""
     network = build_modular_network(
         config.agent.skills,
@@ -100,6 +107,7 @@ def modular_actor_parameters(config: ExperimentConfig, num_tasks: int) -> int:
         obs_dim=config.agent.extractor.features_dim,
         num_tasks=num_tasks,
         latent_dim=config.agent.latent_dim,
+        router_dim=mission_dim if config.agent.router_input == "mission" else None,
     )
     return sum(p.numel() for p in network.parameters())
 
@@ -145,7 +153,7 @@ def model_fingerprint(config: ExperimentConfig, observation_space: spaces.Space,
 
 def build_policy(config: ExperimentConfig) -> tuple[ActorCriticPolicy, spaces.Space, spaces.Space]:
     """The policy alone (for evaluation), with spaces taken from one task env of the suite."""
-    env = make_task_env(get_suite(config.env.suite), 0, max_episode_steps=config.env.max_episode_steps)
+    env = make_suite_env(get_suite(config.env.suite), 0, **env_options(config))
     observation_space, action_space = env.observation_space, env.action_space
     env.close()
     policy_class, policy_kwargs = policy_setup(config, observation_space)  # type: ignore[arg-type]

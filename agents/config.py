@@ -31,6 +31,8 @@ class EnvConfig:
     split: str | None = None
     n_envs: int = 6
     max_episode_steps: int | None = None
+    #: Add the mission as token ids (``obs["mission"]``, :class:`modrl.envs.MissionTokens`); the extractor encodes it.
+    mission_tokens: bool = False
 
     def __post_init__(self) -> None:
         check(self.n_envs >= 1, "n_envs", f"must be >= 1, got {self.n_envs}")
@@ -53,9 +55,14 @@ class ExtractorConfig:
     embed_dim: int = 8
     channels: tuple[int, ...] = (16, 32)
     features_dim: int = 64
+    #: How mission token ids are encoded when the env provides them (``env.mission_tokens``): ``bow`` is a
+    #: position-weighted bag of words (order-aware, cheap), ``gru`` runs a GRU over the words.
+    mission_encoder: Literal["bow", "gru"] = "bow"
+    mission_dim: int = 32
 
     def __post_init__(self) -> None:
         check(self.embed_dim >= 1, "embed_dim", f"must be >= 1, got {self.embed_dim}")
+        check(self.mission_dim >= 1, "mission_dim", f"must be >= 1, got {self.mission_dim}")
         check(1 <= len(self.channels) <= 3, "channels", f"needs 1 to 3 conv layers, got {len(self.channels)}")
         check(all(c >= 1 for c in self.channels), "channels", f"must all be >= 1, got {list(self.channels)}")
         check(self.features_dim >= 1, "features_dim", f"must be >= 1, got {self.features_dim}")
@@ -71,6 +78,10 @@ class AgentConfig:
     skills: SkillsConfig = field(default_factory=SkillsConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
     aggregation: Literal["weighted_sum", "hard_select"] = "weighted_sum"
+    #: What a router conditioned on ``obs`` reads: the observation ``features`` (image, direction and, with
+    #: ``env.mission_tokens``, the mission), or the encoded ``mission`` alone (task-level routing that still applies
+    #: to task ids never trained on). ``mission`` needs ``env.mission_tokens: true``.
+    router_input: Literal["features", "mission"] = "features"
     latent_dim: int = 64
     critic_hidden: tuple[int, ...] = (64,)
     #: Hidden width of the monolithic baseline's policy MLP; null = matched to the modular agent's parameter count.
@@ -182,6 +193,8 @@ def _check_cross_fields(config: ExperimentConfig) -> None:
             f"env.n_envs: {config.env.n_envs} envs cannot cover the {suite.num_tasks} tasks of suite "
             f"{suite.name!r}; use at least {suite.num_tasks}, or train on a split (env.split=train)"
         )
+    if config.agent.router_input == "mission" and not config.env.mission_tokens:
+        raise ConfigError("agent.router_input: 'mission' needs the mission tokens; set env.mission_tokens=true")
     if config.agent.algo == "ppo" and config.algo.batch_size > config.algo.n_steps * config.env.n_envs:
         raise ConfigError(
             f"algo.batch_size: {config.algo.batch_size} is larger than one rollout "

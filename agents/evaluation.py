@@ -12,10 +12,10 @@ import numpy as np
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from modrl.checkpoint import Checkpoint, latest_checkpoint
-from modrl.envs import get_suite, make_task_env
+from modrl.envs import get_suite, make_suite_env
 from modrl.runs import read_run_config
 
-from .builders import build_policy, model_fingerprint
+from .builders import build_policy, env_options, model_fingerprint
 from .config import MAX_SEED, ExperimentConfig, load_experiment_config
 from .policies import ModularActorCriticPolicy, ModularExtractor
 from .training import CHECKPOINTS, check_state_dict
@@ -73,7 +73,7 @@ def evaluate_policy(
     results = []
     for split in chosen:
         for name in suite.splits[split]:
-            env = make_task_env(suite, index[name], max_episode_steps=config.env.max_episode_steps)
+            env = make_suite_env(suite, index[name], **env_options(config))
             episodes_data = [_run_episode(env, policy, modular, seed_base + k, deterministic) for k in range(episodes)]
             env.close()
             results.append(_task_result(name, split, episodes_data))

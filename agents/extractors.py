@@ -11,23 +11,74 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
 
+class MissionEncoder(nn.Module):
+    """Encode padded mission token ids ``(B, L)`` (0 = padding) into ``(B, dim)`` features.
+
+    ``bow``: a position-weighted bag of words, ``sum_t word(id_t) * position(t)`` (elementwise; padding's word
+    embedding is zero), then a linear layer + ReLU. Position vectors start near 1 (a plain bag of words) and learn
+    to tell positions apart, so "put the red ball next to the blue key" and its swap can differ (an additive
+    position embedding would cancel out of the sum). ``gru``: a GRU over the word embeddings; the
+    hidden state at the last non-padding position, then a linear layer + ReLU. An all-padding mission gives the
+    features of an empty sum / the GRU's initial state.
+
+    Args:
+        vocab_size: ``V``, number of token ids. max_len: ``L``. dim: output (and embedding) width.
+        kind: ``"bow"`` or ``"gru"``.
+    """
+
+    def __init__(self, *, vocab_size: int, max_len: int, dim: int, kind: Literal["bow", "gru"] = "bow") -> None:
+        super().__init__()
+        if kind not in ("bow", "gru"):
+            raise ValueError(f"unknown mission encoder {kind!r}; allowed: bow, gru")
+        self.kind = kind
+        self.max_len = max_len
+        self.words = nn.Embedding(vocab_size, dim, padding_idx=0)
+        self.positions = nn.Embedding(max_len, dim) if kind == "bow" else None
+        if self.positions is not None:
+            nn.init.normal_(self.positions.weight, mean=1.0, std=0.1)
+        self.gru = nn.GRU(dim, dim, batch_first=True) if kind == "gru" else None
+        # LayerNorm (no affine): mission features stay at unit scale, so a router reading them cannot sharpen its
+        # softmax just by the encoder growing its outputs (without it a soft router collapsed onto one module
+        # within 3k steps on colour-type).
+        self.out = nn.Sequential(nn.Linear(dim, dim), nn.ReLU(), nn.LayerNorm(dim, elementwise_affine=False))
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        """``(B, L)`` long token ids -> ``(B, dim)`` float."""
+        mask = (ids != 0).unsqueeze(-1)  # (B, L, 1)
+        x = self.words(ids)  # (B, L, dim)
+        if self.positions is not None:
+            x = (x * self.positions.weight[: ids.shape[1]]).sum(dim=1)
+        else:
+            assert self.gru is not None
+            states, _ = self.gru(x)  # (B, L, dim)
+            last = (mask.squeeze(-1).sum(dim=1) - 1).clamp(min=0)  # (B,) index of the last word
+            x = states[torch.arange(len(ids)), last] * mask.any(dim=1)
+        return self.out(x)
+
+
 class MinigridFeaturesExtractor(BaseFeaturesExtractor):
-    """Encode ``{"image", "direction", "task"}`` observations (see :class:`modrl.envs.TaskObservation`).
+    """Encode ``{"image", "direction", "task"[, "mission"]}`` observations (see :class:`modrl.envs.TaskObservation`
+    and :class:`modrl.envs.MissionTokens`).
 
     The 7x7x3 image holds category indices (object, colour, state), not pixels. SB3 passes them through as floats
     (the space's high is the category maximum, not 255, so SB3 neither rescales nor transposes it). ``embed`` looks
     each index up in a learned table (one table with per-channel offsets, channel embeddings summed); ``conv`` uses
-    the indices as numbers. A small convolution + linear layer gives ``features_dim`` observation features, and the
-    task one-hot is appended unchanged so routers can read it.
+    the indices as numbers. With a ``mission`` entry (token ids; SB3 one-hot encodes it, the extractor takes the
+    argmax back) a :class:`MissionEncoder` gives ``mission_dim`` features. A small convolution + linear layer over
+    the image, the direction and the mission features gives ``features_dim`` observation features; the mission
+    features and the task one-hot are appended unchanged so routers can read them.
 
-    Output layout: ``(B, features_dim + num_tasks)`` float32 = ``[obs_features | task_one_hot]``.
+    Output layout: ``(B, features_dim + mission_dim + num_tasks)`` float32 =
+    ``[obs_features | mission_features | task_one_hot]`` (``mission_dim`` is 0 without a mission entry).
 
     Args:
-        observation_space: the Dict space of :class:`modrl.envs.TaskObservation`.
+        observation_space: the Dict space of :class:`modrl.envs.TaskObservation` (+ ``MissionTokens``).
         kind: ``"embed"`` or ``"conv"``.
         embed_dim: embedding width (``embed`` only).
         channels: output channels of each 2x2 convolution.
-        features_dim: size of the observation features (before the task one-hot).
+        features_dim: size of the observation features.
+        mission_encoder: ``"bow"`` or ``"gru"`` (see :class:`MissionEncoder`); used only with a mission entry.
+        mission_dim: size of the mission features; used only with a mission entry.
     """
 
     def __init__(
@@ -38,13 +89,23 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
         embed_dim: int = 8,
         channels: tuple[int, ...] | list[int] = (16, 32),
         features_dim: int = 64,
+        mission_encoder: Literal["bow", "gru"] = "bow",
+        mission_dim: int = 32,
     ) -> None:
-        image_space, direction_space, task_space = _check_space(observation_space)
+        image_space, direction_space, task_space, mission_space = _check_space(observation_space)
         num_tasks = int(task_space.n)
-        super().__init__(observation_space, features_dim + num_tasks)
+        self.mission_dim = mission_dim if mission_space is not None else 0
+        super().__init__(observation_space, features_dim + self.mission_dim + num_tasks)
         self.kind = kind
         self.obs_dim = features_dim
         self.num_tasks = num_tasks
+        self.mission: MissionEncoder | None = None
+        self.vocab_size = 0
+        if mission_space is not None:
+            self.vocab_size = int(mission_space.nvec[0])
+            self.mission = MissionEncoder(
+                vocab_size=self.vocab_size, max_len=len(mission_space.nvec), dim=mission_dim, kind=mission_encoder
+            )
         height, width, n_channels = image_space.shape
         if kind == "embed":
             sizes = image_space.high.reshape(-1, n_channels).max(axis=0).astype(np.int64) + 1
@@ -66,24 +127,33 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
         with torch.no_grad():
             n_flat = self.cnn(torch.zeros(1, first_in, height, width)).shape[1]
         n_directions = int(direction_space.n)
-        self.head = nn.Sequential(nn.Linear(n_flat + n_directions, features_dim), nn.ReLU())
+        self.head = nn.Sequential(nn.Linear(n_flat + n_directions + self.mission_dim, features_dim), nn.ReLU())
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Features ``(B, features_dim + num_tasks)`` from preprocessed observations (image ``(B, H, W, 3)``)."""
+        """Features ``(B, features_dim + mission_dim + num_tasks)`` from preprocessed observations."""
         image = observations["image"]
+        batch = len(image)
         if self.kind == "embed":
             index = image.long() + self.offsets  # (B, H, W, 3)
             x = self.embedding(index).sum(dim=3).permute(0, 3, 1, 2)  # (B, E, H, W)
         else:
             x = image.permute(0, 3, 1, 2)
         # SB3 one-hot encodes Discrete entries; batches from its rollout buffer carry an extra axis: (B, 1, n).
-        direction = observations["direction"].reshape(len(image), -1)
-        task = observations["task"].reshape(len(image), -1)
-        hidden = self.head(torch.cat([self.cnn(x), direction], dim=1))
-        return torch.cat([hidden, task], dim=1)
+        direction = observations["direction"].reshape(batch, -1)
+        task = observations["task"].reshape(batch, -1)
+        parts = [self.cnn(x), direction]
+        mission: list[torch.Tensor] = []
+        if self.mission is not None:
+            # MultiDiscrete arrives one-hot encoded per position: (B, L * V) -> ids (B, L).
+            ids = observations["mission"].reshape(batch, -1, self.vocab_size).argmax(dim=2)
+            mission = [self.mission(ids)]
+        hidden = self.head(torch.cat(parts + mission, dim=1))
+        return torch.cat([hidden, *mission, task], dim=1)
 
 
-def _check_space(space: spaces.Space) -> tuple[spaces.Box, spaces.Discrete, spaces.Discrete]:
+def _check_space(
+    space: spaces.Space,
+) -> tuple[spaces.Box, spaces.Discrete, spaces.Discrete, spaces.MultiDiscrete | None]:
     if not isinstance(space, spaces.Dict) or not {"image", "direction", "task"} <= set(space.spaces):
         raise ValueError(
             "MinigridFeaturesExtractor needs a Dict observation space with keys image, direction and task "
@@ -99,4 +169,9 @@ def _check_space(space: spaces.Space) -> tuple[spaces.Box, spaces.Discrete, spac
         raise ValueError(
             "observation 'image' must hold category indices with the category maximum as its high (not 255 pixels)"
         )
-    return image, direction, task  # type: ignore[return-value]  # Discrete-ness checked in the loop above
+    mission = space.spaces.get("mission")
+    if mission is not None and (
+        not isinstance(mission, spaces.MultiDiscrete) or mission.nvec.ndim != 1 or len(set(mission.nvec)) != 1
+    ):
+        raise ValueError(f"observation 'mission' must be MultiDiscrete([V] * L) token ids, got {mission}")
+    return image, direction, task, mission  # type: ignore[return-value]  # Discrete-ness checked in the loop above

@@ -33,22 +33,40 @@ def _mlp(in_dim: int, sizes: Sequence[int]) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
-def split_features(features: torch.Tensor, num_tasks: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Split extractor output ``(B, D + T)`` into observation features ``(B, D)`` and task ids ``(B,)`` long."""
-    return features[:, :-num_tasks], features[:, -num_tasks:].argmax(dim=1)
+def split_features(
+    features: torch.Tensor, *, obs_dim: int, num_tasks: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Split extractor output ``(B, D + M + T)`` into observation features ``(B, D)``, mission features ``(B, M)``
+    (``M`` may be 0) and task ids ``(B,)`` long (see :class:`MinigridFeaturesExtractor`'s output layout)."""
+    task_start = features.shape[1] - num_tasks
+    return features[:, :obs_dim], features[:, obs_dim:task_start], features[:, task_start:].argmax(dim=1)
 
 
 class ModularExtractor(nn.Module):
     """Fills SB3's ``mlp_extractor`` slot: modular actor latent, MLP critic latent.
 
-    After each actor forward, ``last_weights`` ``(B, K)`` and ``last_task_ids`` ``(B,)`` hold the routing it used
-    (detached), for telemetry.
+    The skill modules read the observation features; the router reads them too, or with ``router_input="mission"``
+    the mission features alone. After each actor forward, ``last_weights`` ``(B, K)`` and ``last_task_ids`` ``(B,)``
+    hold the routing it used (detached), for telemetry.
     """
 
-    def __init__(self, *, network: ModularNetwork, features_dim: int, num_tasks: int, critic_hidden: Sequence[int]):
+    def __init__(
+        self,
+        *,
+        network: ModularNetwork,
+        features_dim: int,
+        obs_dim: int,
+        num_tasks: int,
+        critic_hidden: Sequence[int],
+        router_input: str = "features",
+    ):
         super().__init__()
+        if router_input not in ROUTER_INPUTS:
+            raise ValueError(f"unknown router_input {router_input!r}; allowed: {', '.join(ROUTER_INPUTS)}")
         self.network = network
+        self.obs_dim = obs_dim
         self.num_tasks = num_tasks
+        self.router_input = router_input
         self.critic = _mlp(features_dim, critic_hidden)
         self.latent_dim_pi = network.out_dim
         self.latent_dim_vf = critic_hidden[-1] if critic_hidden else features_dim
@@ -60,8 +78,9 @@ class ModularExtractor(nn.Module):
         return self.forward_actor(features), self.forward_critic(features)
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
-        obs_features, task_ids = split_features(features, self.num_tasks)
-        latent, routing = self.network(obs_features, task_ids)
+        obs_features, mission, task_ids = split_features(features, obs_dim=self.obs_dim, num_tasks=self.num_tasks)
+        router_features = mission if self.router_input == "mission" else None
+        latent, routing = self.network(obs_features, task_ids, router_features)
         self.last_weights = routing.weights.detach()
         self.last_task_ids = task_ids
         self.last_aux_loss = routing.aux_loss.detach()
@@ -69,6 +88,10 @@ class ModularExtractor(nn.Module):
 
     def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
         return self.critic(features)
+
+
+#: What a router conditioned on observations reads (``agent.router_input``).
+ROUTER_INPUTS: tuple[str, ...] = ("features", "mission")
 
 
 def _extractor_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -88,6 +111,8 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
         aggregation: name in :data:`modrl.composition.AGGREGATIONS`.
         latent_dim: output size of every skill module (the policy latent).
         critic_hidden: hidden sizes of the critic MLP.
+        router_input: ``"features"`` (observation features) or ``"mission"`` (the encoded mission alone; the env
+            must provide mission tokens).
         **kwargs: passed to ``ActorCriticPolicy`` (features extractor defaults to the Minigrid one).
     """
 
@@ -102,6 +127,7 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
         aggregation: str = "weighted_sum",
         latent_dim: int = 64,
         critic_hidden: Sequence[int] = (64,),
+        router_input: str = "features",
         **kwargs: Any,
     ) -> None:
         # Set before super().__init__, which calls _build_mlp_extractor.
@@ -110,6 +136,7 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
         self.aggregation = aggregation
         self.latent_dim = latent_dim
         self.critic_hidden = tuple(critic_hidden)
+        self.router_input = router_input
         super().__init__(observation_space, action_space, lr_schedule, **_extractor_defaults(kwargs))
         # SB3's ortho_init re-initialised every Linear of the router; start routing near uniform again.
         self.modular.network.router.reset_parameters()
@@ -129,6 +156,10 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
         extractor = self.features_extractor
         if not isinstance(extractor, MinigridFeaturesExtractor):
             raise TypeError("ModularActorCriticPolicy needs MinigridFeaturesExtractor (it splits off the task id)")
+        if self.router_input == "mission" and extractor.mission_dim == 0:
+            raise ValueError(
+                "router_input 'mission' needs mission tokens in the observation (env.mission_tokens: true)"
+            )
         network = build_modular_network(
             self.skills_config,
             self.router_config,
@@ -136,14 +167,17 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
             obs_dim=extractor.obs_dim,
             num_tasks=extractor.num_tasks,
             latent_dim=self.latent_dim,
+            router_dim=extractor.mission_dim if self.router_input == "mission" else None,
         )
         # SB3 annotates this slot as MlpExtractor but only calls forward/forward_actor/forward_critic and reads
         # latent_dim_pi/latent_dim_vf, which ModularExtractor provides.
         self.mlp_extractor = ModularExtractor(  # type: ignore[assignment]
             network=network,
             features_dim=self.features_dim,
+            obs_dim=extractor.obs_dim,
             num_tasks=extractor.num_tasks,
             critic_hidden=self.critic_hidden,
+            router_input=self.router_input,
         )
 
     @property
@@ -161,6 +195,7 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
             aggregation=self.aggregation,
             latent_dim=self.latent_dim,
             critic_hidden=list(self.critic_hidden),
+            router_input=self.router_input,
         )
         return data
 
@@ -173,11 +208,17 @@ def build_modular_network(
     obs_dim: int,
     num_tasks: int,
     latent_dim: int,
+    router_dim: int | None = None,
 ) -> ModularNetwork:
-    """Router + skill library + aggregation for observation features of size ``obs_dim``."""
+    """Router + skill library + aggregation for observation features of size ``obs_dim``.
+
+    ``router_dim`` set: the router reads separate features of that size (the mission), not the modules' input.
+    """
     library = build_skill_library(skills, in_dim=obs_dim, out_dim=latent_dim)
-    routing = build_router(router, num_modules=len(library), num_tasks=num_tasks, obs_dim=obs_dim)
-    return ModularNetwork(library=library, router=routing, aggregation=aggregation)
+    routing = build_router(router, num_modules=len(library), num_tasks=num_tasks, obs_dim=router_dim or obs_dim)
+    return ModularNetwork(
+        library=library, router=routing, aggregation=aggregation, separate_router_input=router_dim is not None
+    )
 
 
 def matched_hidden_width(target_params: int, *, in_dim: int, latent_dim: int) -> int:

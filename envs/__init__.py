@@ -9,7 +9,7 @@ from __future__ import annotations
 from modrl.envs.catalog import env_id  # importing the catalog registers the generated suites
 from modrl.envs.grammar import ObjectRef, Subtask, Task, parse_task
 from modrl.envs.mission import MissionTokens, MissionVocabulary
-from modrl.envs.multitask import SplitTaskEnv, make_split_env
+from modrl.envs.multitask import SplitTaskEnv, make_split_env, make_suite_env
 from modrl.envs.oracle import Demonstration, demonstrate
 from modrl.envs.predicates import env_predicates, symbolic_state
 from modrl.envs.splits import SPLITS, Split, get_split
@@ -41,6 +41,7 @@ __all__ = [
     "get_split",
     "get_suite",
     "make_split_env",
+    "make_suite_env",
     "make_task_env",
     "parse_task",
     "symbolic_state",

@@ -2,7 +2,8 @@
 
 :meth:`MissionVocabulary.from_grammar` enumerates every subtask sentence the grammar (:mod:`modrl.envs.grammar`) can
 produce, every verb over every object it takes, every colour, every ``putnext`` target, plus a two-subtask sequence
-for the ``", then "`` joiner, and keeps the sorted set of their tokens after ``<pad>`` (id 0) and ``<unk>`` (id 1).
+for the ``", then "`` joiner, and keeps the sorted set of their tokens after ``<pad>`` (id 0) and ``<unk>`` (id 1),
+then the other words of the stock suites' missions (:data:`STOCK_WORDS`).
 A mission is tokenised into lower-case words and single punctuation marks (``","`` is a token). Bump
 :data:`VOCABULARY_VERSION` whenever the word list changes, so token ids stay comparable across runs.
 
@@ -43,8 +44,18 @@ PAD = "<pad>"
 """Padding token, id 0."""
 UNK = "<unk>"
 """Unknown-word token, id 1."""
-VOCABULARY_VERSION = 1
-"""Version of the grammar vocabulary; bumped whenever :meth:`MissionVocabulary.from_grammar` changes its words."""
+VOCABULARY_VERSION = 2
+"""Version of the grammar vocabulary; bumped whenever :meth:`MissionVocabulary.from_grammar` changes its words.
+
+Version 1: ``<pad>``, ``<unk>`` and the grammar's words, sorted. Version 2 appends :data:`STOCK_WORDS` (ids of the
+version-1 words are unchanged)."""
+
+STOCK_WORDS: tuple[str, ...] = (
+    "a", "after", "and", "avoid", "behind", "front", "get", "goal", "in", "lava", "left", "of", "on", "right",
+    "square", "use", "you", "your",
+)  # fmt: skip
+"""Words of the stock MiniGrid/BabyAI missions of the built-in stock suites that the grammar does not use (collected
+from their missions over many seeds; a test checks those suites encode without ``<unk>``)."""
 
 _TOKEN_RE = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")
 
@@ -134,7 +145,8 @@ def grammar_missions() -> Iterator[str]:
 @functools.cache
 def _grammar_vocabulary() -> MissionVocabulary:
     words = sorted({w for mission in grammar_missions() for w in tokenize(mission)})
-    return MissionVocabulary(words=(PAD, UNK, *words), version=VOCABULARY_VERSION)
+    stock = sorted(set(STOCK_WORDS) - set(words))
+    return MissionVocabulary(words=(PAD, UNK, *words, *stock), version=VOCABULARY_VERSION)
 
 
 def suite_missions(suite: Suite) -> tuple[str, ...]:
@@ -155,7 +167,14 @@ def suite_missions(suite: Suite) -> tuple[str, ...]:
 
 
 def suite_max_len(suite: Suite) -> int:
-    """The longest mission of a generated suite in tokens, over all its tasks (so train and test spaces agree)."""
+    """Padded mission length for ``suite``: its declared ``mission_max_len``, else the longest mission of a generated
+    suite in tokens, over all its tasks (so train and test spaces agree).
+
+    Raises:
+        modrl.config.ConfigError: A stock suite without ``mission_max_len``.
+    """
+    if suite.mission_max_len is not None:
+        return suite.mission_max_len
     return max(len(tokenize(m)) for m in suite_missions(suite))
 
 

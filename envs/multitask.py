@@ -135,9 +135,9 @@ class SplitTaskEnv(gym.Env[Any, Any]):
         env = self._envs.get(index)
         if env is not None:
             return env
-        env = make_task_env(self.suite, index, max_episode_steps=self.max_episode_steps, render_mode=self.render_mode)
-        if self._mission_len is not None:
-            env = MissionTokens(env, vocabulary=self.vocabulary, max_len=self._mission_len)
+        env = make_suite_env(self.suite, index, mission_tokens=self._mission_len is not None, max_len=self._mission_len,
+                             vocabulary=self.vocabulary, max_episode_steps=self.max_episode_steps,
+                             render_mode=self.render_mode)
         if self._spaces is not None:
             found = (env.observation_space, env.action_space)
             for what, space, expected in zip(("observation", "action"), found, self._spaces, strict=True):
@@ -160,3 +160,30 @@ def make_split_env(
     """A :class:`SplitTaskEnv` over split ``split`` of ``suite`` (see there for the arguments and the observation)."""
     return SplitTaskEnv(suite, split, mission_tokens=mission_tokens, max_len=max_len,
                         max_episode_steps=max_episode_steps)
+
+
+def make_suite_env(
+    suite: Suite | str,
+    task_index: int,
+    *,
+    mission_tokens: bool = False,
+    max_len: int | None = None,
+    vocabulary: MissionVocabulary | None = None,
+    max_episode_steps: int | None = None,
+    render_mode: str | None = None,
+) -> gym.Env[Any, Any]:
+    """One task of a suite (:func:`~modrl.envs.wrappers.make_task_env`), with the mission as token ids if asked.
+
+    Args:
+        suite, task_index, max_episode_steps, render_mode: As for :func:`~modrl.envs.wrappers.make_task_env`.
+        mission_tokens: Wrap with :class:`~modrl.envs.mission.MissionTokens` (observation key ``"mission"``).
+        max_len: Padded mission length; ``None`` is :func:`~modrl.envs.mission.suite_max_len` of the suite, so every
+            task of the suite (any split) has the same observation space.
+        vocabulary: ``None`` is :meth:`MissionVocabulary.from_grammar`.
+    """
+    suite = get_suite(suite) if isinstance(suite, str) else suite
+    env = make_task_env(suite, task_index, max_episode_steps=max_episode_steps, render_mode=render_mode)
+    if not mission_tokens:
+        return env
+    vocabulary = vocabulary if vocabulary is not None else MissionVocabulary.from_grammar()
+    return MissionTokens(env, vocabulary=vocabulary, max_len=max_len if max_len is not None else suite_max_len(suite))

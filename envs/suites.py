@@ -53,6 +53,8 @@ class Suite:
         tasks: The tasks, at least one, with unique names.
         splits: Split name (``"train"``, ``"test"``) to task names, each task in at most one split; empty (the
             default) means the trivial split ``{"train": all task names}``.
+        mission_max_len: Padded mission length in tokens for mission-token observations; needed for stock suites
+            (their missions are drawn per episode); ``None`` for generated suites derives it from their tasks.
     """
 
     name: str
@@ -60,6 +62,7 @@ class Suite:
     description: str
     tasks: tuple[TaskSpec, ...]
     splits: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    mission_max_len: int | None = None
 
     def __post_init__(self) -> None:
         check(isinstance(self.name, str) and bool(_NAME_RE.match(self.name)), "name",
@@ -74,6 +77,8 @@ class Suite:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         check(not duplicates, "tasks", f"duplicate task names: {', '.join(duplicates)}")
         self._check_splits()
+        check(self.mission_max_len is None or (isinstance(self.mission_max_len, int) and self.mission_max_len >= 1),
+              "mission_max_len", f"must be None or an integer >= 1, got {self.mission_max_len!r}")
 
     def _check_splits(self) -> None:
         check(isinstance(self.splits, Mapping), "splits", f"must be a mapping, got {type(self.splits).__name__}")
@@ -117,31 +122,39 @@ class Suite:
 SUITES: Registry[Suite] = Registry("suite")
 """All registered suites, by name."""
 
-#: The one table of built-in suites: (name, version, description, ((task name, env id), ...)).
-_BUILTIN_SUITES: tuple[tuple[str, int, str, tuple[tuple[str, str], ...]], ...] = (
-    ("minigrid-basic", 1, "Quick start: empty room, door and key, lava gap (5x5 grids).", (
+#: The one table of built-in suites: (name, version, description, mission_max_len, ((task name, env id), ...)).
+_BUILTIN_SUITES: tuple[tuple[str, int, str, int, tuple[tuple[str, str], ...]], ...] = (
+    ("minigrid-basic", 1, "Quick start: empty room, door and key, lava gap (5x5 grids).", 16, (
         ("empty5", "MiniGrid-Empty-5x5-v0"),
         ("doorkey5", "MiniGrid-DoorKey-5x5-v0"),
         ("lavagap5", "MiniGrid-LavaGapS5-v0"),
     )),
-    ("minigrid-tiny", 1, "Two trivial 5x5 rooms, for tests and smoke runs.", (
+    ("minigrid-tiny", 1, "Two trivial 5x5 rooms, for tests and smoke runs.", 16, (
         ("empty5", "MiniGrid-Empty-5x5-v0"),
         ("emptyrand5", "MiniGrid-Empty-Random-5x5-v0"),
     )),
-    ("minigrid-keys", 1, "Key and door tasks of rising length: the stock MiniGrid key curriculum.", (
+    ("minigrid-keys", 1, "Key and door tasks of rising length: the stock MiniGrid key curriculum.", 16, (
         ("doorkey5", "MiniGrid-DoorKey-5x5-v0"),
         ("unlock", "MiniGrid-Unlock-v0"),
         ("unlockpickup", "MiniGrid-UnlockPickup-v0"),
         ("keycorridor_s3r1", "MiniGrid-KeyCorridorS3R1-v0"),
         ("blockedunlockpickup", "MiniGrid-BlockedUnlockPickup-v0"),
     )),
+    ("babyai", 1, "Stock BabyAI levels, single room to instruction sequences (language missions).", 32, (
+        ("gotoobj", "BabyAI-GoToObj-v0"),
+        ("gotolocal", "BabyAI-GoToLocal-v0"),
+        ("pickuploc", "BabyAI-PickupLoc-v0"),
+        ("putnextlocal", "BabyAI-PutNextLocal-v0"),
+        ("opendoor", "BabyAI-OpenDoor-v0"),
+        ("gotoseq", "BabyAI-GoToSeq-v0"),
+    )),
 )
 
 DEFAULT_SUITE = "minigrid-basic"
 """The quick-start suite used when none is named."""
 
-for _name, _version, _description, _tasks in _BUILTIN_SUITES:
-    SUITES.add(_name, Suite(name=_name, version=_version, description=_description,
+for _name, _version, _description, _max_len, _tasks in _BUILTIN_SUITES:
+    SUITES.add(_name, Suite(name=_name, version=_version, description=_description, mission_max_len=_max_len,
                             tasks=tuple(TaskSpec(name=t, env_id=e) for t, e in _tasks)))
 
 

@@ -124,6 +124,8 @@ class ModularNetwork(nn.Module):
         router: A router over ``K`` modules.
         aggregation: A name in :data:`AGGREGATIONS`.
         skip_inactive: Evaluate only modules with a non-zero weight in the batch.
+        separate_router_input: The router reads its own features (``forward``'s ``router_features``, of the
+            router's ``obs_dim``) instead of the modules' input.
 
     Raises:
         UnknownNameError: ``aggregation`` is not registered (the message lists the registered names).
@@ -131,7 +133,13 @@ class ModularNetwork(nn.Module):
     """
 
     def __init__(
-        self, *, library: SkillLibrary, router: Router, aggregation: str, skip_inactive: bool = True
+        self,
+        *,
+        library: SkillLibrary,
+        router: Router,
+        aggregation: str,
+        skip_inactive: bool = True,
+        separate_router_input: bool = False,
     ) -> None:
         super().__init__()
         self._aggregate = AGGREGATIONS.get(aggregation)
@@ -139,8 +147,9 @@ class ModularNetwork(nn.Module):
         self.library = library
         self.router = router
         self.skip_inactive = skip_inactive
+        self.separate_router_input = separate_router_input
         self._check_sizes()
-        if library.in_dim != router.obs_dim:
+        if not separate_router_input and library.in_dim != router.obs_dim:
             raise ValueError(f"library in_dim {library.in_dim} != router obs_dim {router.obs_dim}")
 
     @property
@@ -148,18 +157,26 @@ class ModularNetwork(nn.Module):
         """``H``, the size of the aggregated output (every module's ``out_dim``)."""
         return self.library.out_dim
 
-    def forward(self, obs_features: Tensor, task_ids: Tensor) -> tuple[Tensor, RoutingOutput]:
+    def forward(
+        self, obs_features: Tensor, task_ids: Tensor, router_features: Tensor | None = None
+    ) -> tuple[Tensor, RoutingOutput]:
         """Route, compute the active modules, aggregate, attach the router's auxiliary loss.
 
         Args:
-            obs_features: ``(B, D)`` float features (input of both the router and the modules).
+            obs_features: ``(B, D)`` float features, the modules' input (and the router's, unless
+                ``router_features`` is given).
             task_ids: ``(B,)`` long task ids.
+            router_features: ``(B, R)`` float features the router reads instead (e.g. the encoded mission); required
+                when the network was built with ``separate_router_input=True``, refused otherwise.
 
         Returns:
             ``(result (B, H), routing)``; ``result`` carries ``routing.aux_loss`` into any loss computed from it.
         """
         self._check_sizes()
-        routing = self.router(obs_features, task_ids)
+        if (router_features is not None) != self.separate_router_input:
+            state = "needs" if self.separate_router_input else "was built without"
+            raise ValueError(f"this ModularNetwork {state} separate router features (separate_router_input)")
+        routing = self.router(obs_features if router_features is None else router_features, task_ids)
         outputs = self._module_outputs(obs_features, routing.weights)
         result = self._aggregate(routing.weights, outputs)
         return attach_aux_loss(result, routing.aux_loss), routing

@@ -30,6 +30,9 @@ from modrl.envs.mission import VOCABULARY_VERSION, grammar_missions, suite_max_l
 EXPECTED_WORDS = (
     "<pad>", "<unk>", ",", "ball", "blue", "box", "door", "go", "green", "grey", "key", "next", "open", "pick",
     "purple", "put", "red", "the", "then", "to", "up", "yellow",
+    # version 2: the stock suites' other words, appended so the ids above never change
+    "a", "after", "and", "avoid", "behind", "front", "get", "goal", "in", "lava", "left", "of", "on", "right",
+    "square", "use", "you", "your",
 )  # fmt: skip
 VOCAB = MissionVocabulary.from_grammar()
 
@@ -54,7 +57,7 @@ def _episodes(env: gym.Env, seed: int, resets: int, steps: int) -> list[tuple[An
 
 def test_grammar_vocabulary_is_pinned() -> None:
     assert VOCAB.words == EXPECTED_WORDS, "the grammar's words changed: bump VOCABULARY_VERSION and this list"
-    assert VOCAB.version == VOCABULARY_VERSION == 1 and VOCAB.size == 22
+    assert VOCAB.version == VOCABULARY_VERSION == 2 and VOCAB.size == 40
     assert VOCAB.token_id("<pad>") == 0 and VOCAB.token_id("<unk>") == 1 and VOCAB.token_id("zebra") == 1
     assert MissionVocabulary.from_grammar().fingerprint == VOCAB.fingerprint and len(VOCAB.fingerprint) == 16
 
@@ -103,19 +106,25 @@ def test_every_generated_mission_encodes_without_unk_and_round_trips() -> None:
     assert [suite_max_len(get_suite(n)) for n in ("colour-type", "verb-object", "sequences")] == [5, 9, 30]
 
 
-def test_max_len_of_a_stock_suite_must_be_given() -> None:
+def test_max_len_of_a_stock_suite_comes_from_the_suite_or_must_be_given() -> None:
+    stock = get_suite("minigrid-tiny")
+    undeclared = Suite(name="undeclared", version=1, description="", tasks=stock.tasks)
     with pytest.raises(ConfigError, match="max_len"):
-        make_split_env("minigrid-tiny", "train", mission_tokens=True)
-    env = make_split_env("minigrid-tiny", "train", mission_tokens=True, max_len=8)
+        make_split_env(undeclared, "train", mission_tokens=True)
+    env = make_split_env(stock, "train", mission_tokens=True)
     obs, _ = env.reset(seed=0)
-    assert obs["mission"].shape == (8,) and 1 in obs["mission"].tolist()  # "get to the green goal square"
+    assert obs["mission"].shape == (stock.mission_max_len,) and 1 not in obs["mission"].tolist()
+    env = make_split_env(undeclared, "train", mission_tokens=True, max_len=8)
+    obs, _ = env.reset(seed=0)
+    assert obs["mission"].shape == (8,)
+    assert VOCAB.decode(obs["mission"]) == "get to the green goal square"
 
 
 def test_mission_tokens_wrapper_reads_the_unwrapped_mission() -> None:
     suite = get_suite("sequences")
     index = suite.num_tasks - 1
     env = MissionTokens(make_task_env(suite, index), vocabulary=VOCAB, max_len=30)
-    assert env.observation_space["mission"] == spaces.MultiDiscrete([22] * 30)
+    assert env.observation_space["mission"] == spaces.MultiDiscrete([40] * 30)
     obs, _ = env.reset(seed=0)
     assert VOCAB.decode(obs["mission"]) == suite_missions(suite)[index]
     obs, *_ = env.step(0)
@@ -142,7 +151,7 @@ def test_split_env_passes_both_env_checkers(mission_tokens: bool) -> None:
     assert set(env.observation_space.spaces) == expected
     assert env.observation_space["task"] == spaces.Discrete(get_suite("colour-type").num_tasks)
     if mission_tokens:
-        assert env.observation_space["mission"] == spaces.MultiDiscrete([22] * 5)
+        assert env.observation_space["mission"] == spaces.MultiDiscrete([40] * 5)
 
 
 def test_resets_sample_only_and_every_train_task_with_suite_ids() -> None:
