@@ -25,15 +25,14 @@ import torch
 from stable_baselines3.common.callbacks import CallbackList
 from torch.utils.tensorboard import SummaryWriter
 
-from modrl.checkpoint import fingerprint as digest
 from modrl.config import to_dict
 from modrl.continual import area_under_curve, continual_metrics, format_r_table
-from modrl.envs import get_suite, make_task_env
+from modrl.envs import get_suite, make_suite_env
 from modrl.report.plots import plot_r_matrix
 from modrl.telemetry import TelemetryWriter, heatmap_image
 from modrl.updates import ConsolidationData, UpdateRule, attach_penalty, build_update_rule
 
-from .builders import build_model, model_fingerprint
+from .builders import build_model, env_options
 from .callbacks import (
     CheckpointCallback,
     EpisodeStatsCallback,
@@ -45,7 +44,16 @@ from .callbacks import (
 )
 from .continual_config import ContinualConfig
 from .continual_parts import RuleProgressCallback, model_parts, sample_log_likelihoods, stage_env, success_curve
-from .continual_store import Commit, ContinualRecord, Phase, commit_dirs, latest_commit, save_commit, stage_dir
+from .continual_store import (
+    Commit,
+    ContinualRecord,
+    Phase,
+    commit_dirs,
+    continual_fingerprint,
+    latest_commit,
+    save_commit,
+    stage_dir,
+)
 from .evaluation import EVAL_SEED_BASE, run_episode, task_result
 from .policies import ModularActorCriticPolicy
 from .training import TENSORBOARD, restore_model_checkpoint, stop_on_signals
@@ -96,10 +104,10 @@ class _Runner:
         self.names = list(config.sequence.tasks)
         self.task_ids = [self.suite.task_index(name) for name in self.names]
         self.experiment = config.experiment()
+        self.env_options = env_options(self.experiment)
         venv = self._env(0)
         self.model = build_model(self.experiment, venv)
-        model_id = model_fingerprint(self.experiment, venv.observation_space, venv.action_space)
-        self.fingerprint = digest({"model": model_id, "tasks": self.names, "rule": to_dict(config.rule)})
+        self.fingerprint = continual_fingerprint(config, venv.observation_space, venv.action_space)
         self.rule: UpdateRule = build_update_rule(config.rule)
         self.rule.attach(model_parts(self.model.policy))
         self.penalty_hook = attach_penalty(self.model.policy.action_net, self.rule)
@@ -112,7 +120,7 @@ class _Runner:
     def _env(self, stage: int) -> Any:
         c = self.config
         return stage_env(self.suite, self.task_ids[stage], n_envs=c.env.n_envs, seed=c.seed, stage=stage,
-                         max_episode_steps=c.env.max_episode_steps)  # fmt: skip
+                         options=self.env_options)  # fmt: skip
 
     def close(self) -> None:
         self.penalty_hook.remove()
@@ -180,9 +188,8 @@ class _Runner:
             self.pending_params = self._param_counts()
             log.info("stage %d (%s): consolidating with rule %s", stage, name, self.config.rule.kind)
             seed = self.config.seed + 7919 * (stage + 1)
-            steps = self.config.env.max_episode_steps
             data = ConsolidationData(lambda n: sample_log_likelihoods(
-                self.model.policy, self.suite, task, n=n, seed=seed, max_episode_steps=steps))
+                self.model.policy, self.suite, task, n=n, seed=seed, options=self.env_options))
             self.rule.end_stage(data)
             self._commit(stage, Phase.CONSOLIDATED, extra={"params": self.pending_params})
         self._record_row(stage)
@@ -247,7 +254,7 @@ class _Runner:
         policy.set_training_mode(False)
         out: dict[str, list[float]] = {"success": [], "return": [], "length": []}
         for task, name in zip(self.task_ids, self.names, strict=True):
-            env = make_task_env(self.suite, task, max_episode_steps=self.config.env.max_episode_steps)
+            env = make_suite_env(self.suite, task, **self.env_options)
             with self.rule.acting_as(task):
                 data = [run_episode(env, policy, modular, EVAL_SEED_BASE + k, True)
                         for k in range(self.config.sequence.eval_episodes)]  # fmt: skip

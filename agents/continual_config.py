@@ -97,8 +97,8 @@ def _check_cross_fields(config: ContinualConfig) -> None:
         )
     if config.env.split is not None:
         raise ConfigError("env.split: a continual run trains one task per stage; leave env.split null")
-    if getattr(config.env, "mission_tokens", False):
-        raise ConfigError("env.mission_tokens: continual runs do not feed mission tokens yet; set it to false")
+    if config.agent.router_input == "mission" and not config.env.mission_tokens:
+        raise ConfigError("agent.router_input: 'mission' needs the mission tokens; set env.mission_tokens=true")
     if config.agent.algo == "ppo" and config.algo.batch_size > config.algo.n_steps * config.env.n_envs:
         raise ConfigError(
             f"algo.batch_size: {config.algo.batch_size} is larger than one rollout "

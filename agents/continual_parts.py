@@ -10,7 +10,8 @@ gradient is attached to the graph instead and no algorithm subclass is needed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import gymnasium as gym
 import torch
@@ -21,7 +22,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import MlpExtractor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from modrl.envs import Suite, make_task_env
+from modrl.envs import Suite, make_suite_env
 from modrl.updates import ModelParts, StageProgress, UpdateRule
 
 from .callbacks import EpisodeStatsCallback
@@ -61,27 +62,32 @@ def model_parts(policy: ActorCriticPolicy) -> ModelParts:
     return parts
 
 
-def _monitored(suite: Suite, task: int, max_episode_steps: int | None) -> gym.Env:
-    return Monitor(make_task_env(suite, task, max_episode_steps=max_episode_steps))
+def _monitored(suite: Suite, task: int, options: Mapping[str, Any]) -> gym.Env:
+    return Monitor(make_suite_env(suite, task, **options))
 
 
-def stage_env(suite: Suite, task: int, *, n_envs: int, seed: int, stage: int, max_episode_steps: int | None
+def stage_env(suite: Suite, task: int, *, n_envs: int, seed: int, stage: int, options: Mapping[str, Any]
               ) -> DummyVecEnv:  # fmt: skip
-    """``n_envs`` copies of one task, env ``i`` seeded ``seed + STAGE_SEED_STRIDE * stage + i``."""
-    venv = DummyVecEnv([lambda: _monitored(suite, task, max_episode_steps) for _ in range(n_envs)])
+    """``n_envs`` copies of one task, env ``i`` seeded ``seed + STAGE_SEED_STRIDE * stage + i``.
+
+    Args:
+        options: Keyword arguments of :func:`modrl.envs.make_suite_env` (``max_episode_steps``, ``mission_tokens``),
+            as :func:`modrl.agents.builders.env_options` gives them.
+    """
+    venv = DummyVecEnv([lambda: _monitored(suite, task, options) for _ in range(n_envs)])
     venv.seed(seed + STAGE_SEED_STRIDE * stage)
     return venv
 
 
 def sample_log_likelihoods(
-    policy: ActorCriticPolicy, suite: Suite, task: int, *, n: int, seed: int, max_episode_steps: int | None
+    policy: ActorCriticPolicy, suite: Suite, task: int, *, n: int, seed: int, options: Mapping[str, Any]
 ) -> Iterator[torch.Tensor]:
     """``n`` scalar ``log pi(a|s)`` (with graph) along episodes of ``task``, ``a`` sampled from the policy.
 
     Seeded (env seed ``seed``, a private torch generator for the actions), so it yields the same samples every time
     for the same weights: a resumed run consolidates exactly as an uninterrupted one.
     """
-    env = make_task_env(suite, task, max_episode_steps=max_episode_steps)
+    env = make_suite_env(suite, task, **options)
     generator = torch.Generator().manual_seed(seed)
     policy.set_training_mode(False)
     obs, _ = env.reset(seed=seed)

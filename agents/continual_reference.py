@@ -11,7 +11,7 @@ from modrl._io import atomic_write_json
 from modrl.continual import area_under_curve
 from modrl.envs import get_suite
 
-from .builders import build_model
+from .builders import build_model, env_options
 from .callbacks import CheckpointCallback, EpisodeStatsCallback, MetricsLogCallback, ProgressCallback, StopRequest
 from .continual_config import ContinualConfig
 from .continual_parts import stage_env, success_curve
@@ -31,9 +31,10 @@ def train_reference(config: ContinualConfig, stage: int, out_dir: Path, request:
     suite = get_suite(config.env.suite)
     name = config.sequence.tasks[stage]
     budget = config.sequence.steps_per_task
+    experiment = config.experiment()
     venv = stage_env(suite, suite.task_index(name), n_envs=config.env.n_envs, seed=config.seed, stage=stage,
-                     max_episode_steps=config.env.max_episode_steps)  # fmt: skip
-    model = build_model(config.experiment(), venv)
+                     options=env_options(experiment))  # fmt: skip
+    model = build_model(experiment, venv)
     episodes = EpisodeStatsCallback(suite.task_names)
     # No checkpoints (a reference is short and redone if stopped); the callback only ends learn() on a stop request.
     stopper = CheckpointCallback(lambda: None, every=budget + 1, stop=request)

@@ -8,6 +8,9 @@ intact (both directories keep at least two checkpoints). Training commits live i
 replaces the training checkpoint of the same step.
 
 ``continual.json`` is rewritten atomically after every evaluation, so an evaluated row of R is never lost.
+
+:func:`load_continual_policy` rebuilds a run's policy outside the runner with its rule attached and restored, so
+what acts is exactly what the run evaluated (freeze_grow's router module mask, PackNet's per-task view).
 """
 
 from __future__ import annotations
@@ -19,14 +22,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gymnasium import spaces
 from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.policies import ActorCriticPolicy
 
 from modrl._io import atomic_write_json, sha256_file
 from modrl.checkpoint import MANIFEST, Checkpoint, CheckpointError, list_checkpoints, load_checkpoint, step_dir_name
+from modrl.checkpoint import fingerprint as digest
 from modrl.checkpoint_writer import save_checkpoint
-from modrl.updates import RuleState, UpdateRule
+from modrl.config import to_dict
+from modrl.runs import read_run_config
+from modrl.updates import RuleState, UpdateRule, build_update_rule
 
-from .training import CHECKPOINTS, save_model_checkpoint
+from .builders import build_policy, model_fingerprint
+from .continual_config import ContinualConfig, load_continual_config
+from .continual_parts import model_parts
+from .training import CHECKPOINTS, check_state_dict, save_model_checkpoint
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +68,12 @@ class Commit:
     def order(self) -> tuple[int, int, int]:
         """Later commits sort higher: stage, then consolidated after training, then step."""
         return self.stage, int(self.phase is Phase.CONSOLIDATED), self.model.step
+
+
+def continual_fingerprint(config: ContinualConfig, observation_space: spaces.Space, action_space: spaces.Space) -> str:
+    """What a continual run's commits belong to: the model (agent, suite, spaces), the task sequence and the rule."""
+    model = model_fingerprint(config.experiment(), observation_space, action_space)
+    return digest({"model": model, "tasks": list(config.sequence.tasks), "rule": to_dict(config.rule)})
 
 
 def stage_dir(run_dir: Path, stage: int, task: str) -> Path:
@@ -180,3 +197,57 @@ class ContinualRecord:
         return cls(tasks=list(tasks), rule=dict(rule), initial=data.get("initial"), rows=list(data["rows"]),
                    stages=list(data["stages"]), reference_auc=dict(data.get("reference_auc") or {}),
                    metrics=data.get("metrics"))  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ContinualPolicy:
+    """A continual run's policy as it acted at a commit.
+
+    Attributes:
+        config: The run's config.
+        policy: The policy with the commit's weights, in evaluation mode.
+        rule: The update rule attached to ``policy`` with the commit's state (freeze_grow's router mask applied);
+            evaluate task ``t`` inside ``rule.acting_as(t)`` when :attr:`UpdateRule.acts_per_task`.
+        commit: The commit loaded.
+    """
+
+    config: ContinualConfig
+    policy: ActorCriticPolicy
+    rule: UpdateRule
+    commit: Commit
+
+
+def load_continual_policy(run_dir: Path, *, stage: int | None = None) -> ContinualPolicy:
+    """Rebuild a ``modrl continual`` run's policy and rule from its ``config.yaml`` and a verified commit.
+
+    Args:
+        run_dir: The continual run directory.
+        stage: Load the commit taken when this stage (0-based) was consolidated, i.e. the policy its row of R was
+            evaluated with; ``None`` loads the run's most advanced commit.
+
+    Raises:
+        FileNotFoundError: No verified commit (of that stage).
+        modrl.checkpoint.CheckpointError: The commit's weights do not fit the config's architecture.
+        modrl.config.ConfigError: The config is not a valid continual config.
+    """
+    config = load_continual_config(read_run_config(run_dir))
+    tasks = list(config.sequence.tasks)
+    policy, observation_space, action_space = build_policy(config.experiment())
+    key = continual_fingerprint(config, observation_space, action_space)
+    if stage is None:
+        commit = latest_commit(run_dir, tasks, key)
+    elif not 0 <= stage < len(tasks):
+        raise ValueError(f"stage must be in [0, {len(tasks)}) for the {len(tasks)} tasks of {run_dir}, got {stage}")
+    else:
+        commit = _latest_in(commit_dirs(run_dir, Phase.CONSOLIDATED, stage, tasks[stage]), key)
+    if commit is None:
+        which = "" if stage is None else f" of stage {stage} ({tasks[stage]})"
+        raise FileNotFoundError(f"{run_dir}: no complete continual checkpoint{which} to load")
+    rule = build_update_rule(config.rule)
+    rule.attach(model_parts(policy))
+    weights = commit.model.tensors.get("policy", {})
+    check_state_dict(policy.state_dict(), weights, commit.model.path)
+    policy.load_state_dict(weights, strict=True)
+    rule.load_state_dict(commit.rule)  # after the weights: re-applies freezing and the router's module mask
+    policy.set_training_mode(False)
+    return ContinualPolicy(config=config, policy=policy, rule=rule, commit=commit)

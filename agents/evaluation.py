@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -11,14 +13,14 @@ import gymnasium as gym
 import numpy as np
 from stable_baselines3.common.policies import ActorCriticPolicy
 
-from modrl.checkpoint import Checkpoint, latest_checkpoint
+from modrl.checkpoint import Checkpoint, FingerprintMismatchError, latest_checkpoint
 from modrl.envs import get_suite, make_suite_env
 from modrl.runs import read_run_config
 
 from .builders import build_policy, env_options, model_fingerprint
 from .config import MAX_SEED, ExperimentConfig, load_experiment_config
 from .policies import ModularActorCriticPolicy, ModularExtractor
-from .training import CHECKPOINTS, check_state_dict
+from .training import CHECKPOINTS, check_state_dict, explain_mismatch, model_identity
 
 #: Evaluation episode ``k`` uses env seed ``EVAL_SEED_BASE + k``; training seeds are below ``MAX_SEED + n_envs``.
 EVAL_SEED_BASE = 1_000_000_000
@@ -59,9 +61,16 @@ def evaluate_policy(
     seed_base: int = EVAL_SEED_BASE,
     step: int = 0,
     splits: Sequence[str] | None = None,
+    acting_as: Callable[[int], AbstractContextManager[object]] | None = None,
 ) -> EvalReport:
     """Run ``episodes`` episodes of every task of the given splits (default: all of the suite's splits, e.g. train
-    and test side by side); episode ``k`` is seeded ``seed_base + k``."""
+    and test side by side); episode ``k`` is seeded ``seed_base + k``.
+
+    Args:
+        acting_as: Called with a task id, the context its episodes run in: a continual run's
+            ``rule.acting_as`` (:func:`modrl.agents.continual_store.load_continual_policy`) for rules that act per
+            task (PackNet).
+    """
     suite = get_suite(config.env.suite)
     chosen = list(suite.splits) if splits is None else list(splits)
     unknown = [name for name in chosen if name not in suite.splits]
@@ -74,7 +83,9 @@ def evaluate_policy(
     for split in chosen:
         for name in suite.splits[split]:
             env = make_suite_env(suite, index[name], **env_options(config))
-            episodes_data = [run_episode(env, policy, modular, seed_base + k, deterministic) for k in range(episodes)]
+            with acting_as(index[name]) if acting_as is not None else contextlib.nullcontext():
+                episodes_data = [run_episode(env, policy, modular, seed_base + k, deterministic)
+                                 for k in range(episodes)]  # fmt: skip
             env.close()
             results.append(task_result(name, split, episodes_data))
     names = list(modular.network.library.names) if modular is not None else None
@@ -113,17 +124,50 @@ def task_result(task: str, split: str, data: list[tuple[float, int, bool, list[n
 
 
 def load_run_policy(run_dir: Path) -> tuple[ExperimentConfig, ActorCriticPolicy, Checkpoint]:
-    """Rebuild the policy of a run from its ``config.yaml`` and load its newest verified checkpoint."""
-    config = load_experiment_config(read_run_config(run_dir))
+    """Rebuild the policy of a run from its ``config.yaml`` and load its newest verified checkpoint.
+
+    The checkpoint must have been made for the same agent, task suite and spaces as the config describes (the
+    check ``modrl train --resume`` makes, :func:`modrl.agents.training.find_resume_checkpoint`). A ``modrl continual``
+    run directory loads through :func:`modrl.agents.continual_store.load_continual_policy` (its latest commit, with
+    freeze_grow's router module mask) and returns its single-run equivalent config.
+
+    Raises:
+        FingerprintMismatchError: The checkpoint belongs to another agent, suite or observation/action space; the
+            message names each difference as ``key: expected ..., found ...``.
+        CheckpointError: Its weights do not fit the config's architecture.
+        FileNotFoundError: No checkpoint verifies.
+        ValueError: A continual run whose rule acts per task (PackNet): evaluate it with ``load_continual_policy``
+            and ``evaluate_policy(acting_as=rule.acting_as)``.
+    """
+    data = read_run_config(run_dir)
+    if "sequence" in data and "rule" in data:  # a continual run's config
+        return _load_continual_run(run_dir)
+    config = load_experiment_config(data)
     policy, observation_space, action_space = build_policy(config)
     fingerprint = model_fingerprint(config, observation_space, action_space)
-    checkpoint = latest_checkpoint(run_dir / CHECKPOINTS, expected_fingerprint=fingerprint)
+    try:
+        checkpoint = latest_checkpoint(run_dir / CHECKPOINTS, expected_fingerprint=fingerprint)
+    except FingerprintMismatchError as exc:
+        raise explain_mismatch(exc, model_identity(config, observation_space, action_space)) from None
     if checkpoint is None:
         raise FileNotFoundError(f"{run_dir / CHECKPOINTS}: no complete checkpoint to evaluate")
     check_state_dict(policy.state_dict(), checkpoint.tensors.get("policy", {}), checkpoint.path)
     policy.load_state_dict(checkpoint.tensors["policy"], strict=True)
     policy.set_training_mode(False)
     return config, policy, checkpoint
+
+
+def _load_continual_run(run_dir: Path) -> tuple[ExperimentConfig, ActorCriticPolicy, Checkpoint]:
+    from .continual_store import load_continual_policy
+
+    loaded = load_continual_policy(run_dir)
+    if loaded.rule.acts_per_task:
+        raise ValueError(
+            f"{run_dir}: rule {loaded.config.rule.kind!r} acts per task, which the weights alone do not show; "
+            "evaluate it with modrl.agents.continual_store.load_continual_policy and "
+            "evaluate_policy(..., acting_as=rule.acting_as), or read its R in continual.json"
+        )
+    return loaded.config.experiment(), loaded.policy, loaded.commit.model
 
 
 def format_report(report: EvalReport) -> str:

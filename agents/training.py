@@ -150,14 +150,20 @@ def model_identity(config: ExperimentConfig, observation_space: spaces.Space, ac
     }
 
 
-def _explain_mismatch(exc: FingerprintMismatchError, expected: Mapping[str, Any]) -> FingerprintMismatchError:
+def explain_mismatch(exc: FingerprintMismatchError, expected: Mapping[str, Any]) -> FingerprintMismatchError:
+    """``exc`` with what differs appended: ``key: expected X, found Y`` for each entry of :func:`model_identity`."""
     found = exc.found_identity or {}
     differences = [
         f"{key}: expected {value}, found {found.get(key, '(not recorded)')}"
         for key, value in expected.items()
         if found.get(key) != value
     ]
-    detail = "; ".join(differences) if differences else "(the checkpoint records no details)"
+    if differences:
+        detail = "; ".join(differences)
+    elif found:
+        detail = "agent kind, suite and spaces match, so the agent's settings (the config's agent section) differ"
+    else:
+        detail = "(the checkpoint records no details)"
     return FingerprintMismatchError(f"{exc}: {detail}", path=exc.path, found_identity=exc.found_identity)
 
 
@@ -173,7 +179,7 @@ def find_resume_checkpoint(
     try:
         checkpoint = latest_checkpoint(checkpoints_dir, expected_fingerprint=fingerprint)
     except FingerprintMismatchError as exc:
-        raise _explain_mismatch(exc, identity) from None
+        raise explain_mismatch(exc, identity) from None
     if checkpoint is None and list_checkpoints(checkpoints_dir):
         raise CheckpointError(
             f"no checkpoint in {checkpoints_dir} verifies (see the warnings above); refusing to restart the run "

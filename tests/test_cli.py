@@ -236,3 +236,39 @@ def test_sweep_with_a_bad_grid_key_fails_before_running_anything(tmp_path: Path)
     assert out.returncode == 2
     assert "agent.routr" in out.stderr and "allowed keys" in out.stderr
     assert not (tmp_path / "sweeps").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("agent.kind=monolithic", "agent: expected monolithic (ppo), found modular (ppo)"),
+        ("env.mission_tokens=true", "observation_space: expected Dict("),
+        ("agent.skills.count=4", "the agent's settings (the config's agent section) differ"),
+    ],
+)
+def test_eval_of_a_checkpoint_made_for_another_agent_names_what_differs(
+    tmp_path: Path, override: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modrl.agents.builders import build_policy, model_fingerprint
+    from modrl.agents.config import load_experiment_config
+    from modrl.agents.evaluation import load_run_policy
+    from modrl.agents.training import model_identity
+    from modrl.checkpoint import FingerprintMismatchError
+    from modrl.checkpoint_writer import save_checkpoint
+    from modrl.cli.main import main
+    from modrl.config import to_dict
+
+    made_for = load_experiment_config(TINY)
+    policy, obs_space, act_space = build_policy(made_for)
+    save_checkpoint(tmp_path / "checkpoints", step=64, tensors={"policy": policy.state_dict()}, meta={},
+                    fingerprint=model_fingerprint(made_for, obs_space, act_space),
+                    identity=model_identity(made_for, obs_space, act_space))  # fmt: skip
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(to_dict(load_experiment_config(TINY, [override]))))
+    with pytest.raises(FingerprintMismatchError, match="fingerprint mismatch") as info:
+        load_run_policy(tmp_path)
+    assert expected in str(info.value) and "step-000000000064" in str(info.value)
+    if override.startswith("env."):  # the found space is named too
+        assert "found Dict(" in str(info.value) and "'mission'" in str(info.value)
+    assert main(["eval", str(tmp_path), "--episodes", "1"]) == 1
+    assert expected in capsys.readouterr().err
+    assert not (tmp_path / "eval").exists()  # nothing written

@@ -18,7 +18,7 @@ from modrl.agents.continual_config import ContinualConfig, load_continual_config
 from modrl.agents.continual_parts import RuleProgressCallback
 from modrl.checkpoint import latest_checkpoint
 from modrl.cli.main import main
-from modrl.config import ConfigError
+from modrl.config import ConfigError, to_dict
 from modrl.continual import (
     area_under_curve,
     average_forgetting,
@@ -114,7 +114,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     out = {}
     for kind in ("freeze_grow", "none"):
         run_dir = tmp_path_factory.mktemp(kind)
-        assert run_continual(tiny(f"rule.kind={kind}"), run_dir).status is ContinualStatus.COMPLETED
+        config = tiny(f"rule.kind={kind}")
+        (run_dir / "config.yaml").write_text(yaml.safe_dump(to_dict(config)))  # as `modrl continual` writes it
+        assert run_continual(config, run_dir).status is ContinualStatus.COMPLETED
         out[kind] = run_dir
     return out
 
@@ -263,3 +265,73 @@ def test_cli_runs_resumes_and_refuses(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["continual", str(config_path), "--set", "sequence.tasks=[nope]"]) == 2
     assert "has no task 'nope'" in capsys.readouterr().err
     assert main(["continual", "--resume", str(run_dir), "--set", "rule.kind=none"]) == 2
+
+
+# ---- mission tokens -----------------------------------------------------------------------------------------------
+def test_continual_run_with_mission_tokens(tmp_path: Path) -> None:
+    config = tiny("env.mission_tokens=true", "sequence.steps_per_task=64", "sequence.eval_episodes=1")
+    runner = _Runner(config, tmp_path)
+    try:
+        assert "mission" in runner.model.observation_space.spaces  # type: ignore[union-attr]
+        assert "mission" in runner._env(1).observation_space.spaces
+    finally:
+        runner.close()
+    outcome = run_continual(config, tmp_path)
+    assert outcome.status is ContinualStatus.COMPLETED and outcome.steps == 128
+    record = json.loads((tmp_path / "continual.json").read_text())
+    assert np.shape(record["R"]) == (2, 2) and record["metrics"]["forgetting"][0] == 0.0  # freeze_grow protects
+    checkpoint = latest_checkpoint(tmp_path / "stages/01-emptyrand5/checkpoint")
+    assert checkpoint is not None and any("mission" in key for key in checkpoint.tensors["policy"])
+    with pytest.raises(ConfigError, match="router_input"):
+        tiny("agent.router_input=mission")
+
+
+# ---- a continual policy outside the runner -------------------------------------------------------------------------
+@pytest.mark.slow
+def test_loaded_freeze_grow_policy_carries_its_router_mask(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+                                                           ) -> None:  # fmt: skip
+    from modrl.agents.continual_store import load_continual_policy
+    from modrl.agents.evaluation import evaluate_policy, load_run_policy
+
+    run_dir = runs["freeze_grow"]
+    record = json.loads((run_dir / "continual.json").read_text())
+    after_stage0 = load_continual_policy(run_dir, stage=0)
+    final = load_continual_policy(run_dir)
+    assert (after_stage0.commit.stage, final.commit.stage) == (0, 1)
+    masks = [loaded.policy.modular.network.router.logits_net.module_mask for loaded in (after_stage0, final)]
+    assert masks[0].tolist() == [[True, False, False], [True, False, False]]
+    assert masks[1].tolist() == [[True, False, False], [True, True, False]]
+    observations = _recorded_observations()
+    actions = [loaded.policy.predict(observations, deterministic=True)[0] for loaded in (after_stage0, final)]
+    assert np.array_equal(actions[0], actions[1])  # the old task acts identically after the next stage ...
+    assert torch.equal(_logits(after_stage0.policy, observations), _logits(final.policy, observations))
+    final.policy.modular.network.router.set_module_mask(None)  # ... because of the mask: without it, it does not
+    assert not torch.equal(_logits(after_stage0.policy, observations), _logits(final.policy, observations))
+    # The loaded policies reproduce the returns the runner evaluated in memory (same fixed seeds).
+    config = tiny().experiment()
+    for stage, loaded in enumerate((after_stage0, load_continual_policy(run_dir))):
+        report = evaluate_policy(loaded.policy, config, episodes=2)
+        assert [t.mean_return for t in report.tasks] == record["rows"][stage]["return"]
+    _, policy, checkpoint = load_run_policy(run_dir)  # what `modrl eval RUN_DIR` loads
+    assert checkpoint.step == 256 and torch.equal(policy.modular.network.router.logits_net.module_mask, masks[1])
+    assert main(["eval", str(run_dir), "--episodes", "2"]) == 0
+    (result,) = (run_dir / "eval").glob("step-000000000256-det-2ep.json")
+    assert [t["mean_return"] for t in json.loads(result.read_text())["tasks"]] == record["rows"][1]["return"]
+    capsys.readouterr()
+
+
+@pytest.mark.slow
+def test_packnet_run_is_evaluated_through_its_rule(tmp_path: Path) -> None:
+    from modrl.agents.continual_store import load_continual_policy
+    from modrl.agents.evaluation import evaluate_policy, load_run_policy
+
+    config = tiny("rule.kind=packnet", "sequence.steps_per_task=64", "sequence.eval_episodes=1")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(to_dict(config)))
+    assert run_continual(config, tmp_path).status is ContinualStatus.COMPLETED
+    record = json.loads((tmp_path / "continual.json").read_text())
+    with pytest.raises(ValueError, match="acts per task"):
+        load_run_policy(tmp_path)
+    loaded = load_continual_policy(tmp_path)
+    assert loaded.rule.acts_per_task
+    report = evaluate_policy(loaded.policy, config.experiment(), episodes=1, acting_as=loaded.rule.acting_as)
+    assert [t.mean_return for t in report.tasks] == record["rows"][1]["return"]

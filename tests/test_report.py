@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import yaml
 
+from modrl.cli.main import main as main_cli
 from modrl.report import ReportError, TrialStatus, build_report, collect
 from modrl.report.plots import plot_r_matrix
 from modrl.stats import bootstrap_ci, iqm
@@ -278,3 +279,134 @@ def test_report_from_a_real_tiny_run(tmp_path: Path) -> None:
     for name in ("learning_curves.png", "success_per_task.png", "module_usage_tiny.png"):
         assert_png(run / "report" / name)
     assert shlex.join(json.loads((run / "meta.json").read_text())["argv"]) in md
+
+
+# ---- continual runs ---------------------------------------------------------------------------------------------
+# Per (rule, seed): (R[0][0], R[1][0], R[1][1]) of a two-task run; R[0][1] is 0.1 everywhere.
+CONTINUAL = {
+    ("none", 0): (0.9, 0.1, 0.8),
+    ("none", 1): (0.7, 0.3, 1.0),
+    ("none", 2): (1.0, 0.0, 0.9),
+    ("freeze_grow", 0): (0.9, 0.9, 0.6),
+    ("freeze_grow", 1): (0.8, 0.8, 0.7),
+}
+ADDED = {"none": 0, "freeze_grow": 1_234}
+
+
+def write_continual_run(run_dir: Path, rule: str, seed: int, *, rows: int = 2, status: str = "completed",
+                        reference: bool = False, strength: float = 1.0) -> Path:  # fmt: skip
+    a, b, c = CONTINUAL[(rule, seed)]
+    rule_config = {"kind": rule, "strength": strength, "modules_per_task": 1}
+    config = {"name": "tiny-continual", "seed": seed, "rule": rule_config,
+              "sequence": {"tasks": ["empty5", "emptyrand5"]}}  # fmt: skip
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
+    argv = ["modrl", "continual", "tiny.yaml", "--set", f"rule.kind={rule}", "--set", f"seed={seed}"]
+    write_json(run_dir / "meta.json", {"seed": seed, "argv": argv, "packages": PACKAGES, "python": "3.11.7",
+                                       "platform": "Linux", "git": None, "status": status})  # fmt: skip
+    stages = [
+        {"task": "empty5", "start_step": 0, "end_step": 128, "auc": 0.5, "rule_phase": None,
+         "params": {"trainable": 900, "frozen": 0, "active": 900, "added": 900}},
+        {"task": "emptyrand5", "start_step": 128, "end_step": 256, "auc": 0.75, "rule_phase": "grown",
+         "params": {"trainable": 300, "frozen": 900, "active": 900 + ADDED[rule], "added": ADDED[rule]}},
+    ]  # fmt: skip
+    record = {"tasks": ["empty5", "emptyrand5"], "R": [[a, 0.1], [b, c]][:rows], "R_initial": [0.0, 0.05],
+              "rule": rule_config, "stages": stages[:rows], "reference_auc": {"empty5": 0.5, "emptyrand5": 0.5}
+              if reference else {}, "complete": rows == 2}  # fmt: skip
+    write_json(run_dir / "continual.json", record)
+    return run_dir
+
+
+def mean_ci(values: list[float], digits: int = 3) -> str:
+    low, high = bootstrap_ci(values, seed=0)
+    f = f"{{:.{digits}f}}"
+    return f"{f.format(np.mean(values))} [{f.format(low)}, {f.format(high)}]"
+
+
+def test_report_of_one_continual_run(tmp_path: Path) -> None:
+    run = write_continual_run(tmp_path / "run", "freeze_grow", 0, reference=True)
+    collection = collect(run)
+    assert collection.kind == "continual" and collection.groups == ("freeze_grow",)
+    report = build_report(run)
+    md = report.read_text()
+    r_matrix = section(md, "R matrix")
+    assert "| (untrained) | 0.00 | 0.05 |" in r_matrix and "| emptyrand5 | 0.90 | 0.60 |" in r_matrix
+    assert "](r_matrix.png)" in r_matrix
+    assert_png(report.parent / "r_matrix.png")
+    metrics = section(md, "Continual metrics")
+    assert row(metrics, "average forgetting") == ["average forgetting", "0.000"]  # (0.9 - 0.9 + 0) / 2
+    assert row(metrics, "backward transfer (BWT)")[1] == "0.000"
+    # FT_i = (AUC_i - 0.5) / (1 - 0.5): stage 0 -> 0, stage 1 -> 0.5; mean 0.25.
+    assert row(metrics, "forward transfer (FT)")[1] == "0.250"
+    assert row(metrics, "final mean success")[1] == "0.750"
+    assert row(metrics, "parameters added after the first task")[1] == "1,234"
+    assert row(metrics, "1", "emptyrand5", "0.600") == ["1", "emptyrand5", "0.600", "0.600", "0.000", "0.750",
+                                                        "0.500", "0.500"]  # fmt: skip
+    assert row(metrics, "1", "emptyrand5", "128-256") == ["1", "emptyrand5", "128-256", "300", "900", "2,134",
+                                                          "1,234", "grown"]  # fmt: skip
+    comparison = section(md, "Comparison of rules")
+    assert row(comparison, "freeze_grow") == ["freeze_grow", "1/1", "0", "0.000 [0.000, 0.000]",
+                                              "0.000 [0.000, 0.000]", "0.250 [0.250, 0.250]",
+                                              "0.750 [0.750, 0.750]", "1234 [1234, 1234]"]  # fmt: skip
+    assert "modrl continual tiny.yaml --set rule.kind=freeze_grow --set seed=0" in section(md, "Provenance")
+
+
+def test_report_of_a_continual_run_in_progress(tmp_path: Path) -> None:
+    run = write_continual_run(tmp_path / "run", "none", 1, rows=1, status="interrupted")
+    md = build_report(run).read_text()
+    assert "in progress: 1 of 2 stages evaluated" in md and "| empty5 | 0.70 | 0.10 |" in md
+    assert "Not computed until every task has its row of R." in md
+    assert not (run / "report" / "r_matrix.png").exists()
+    assert row(section(md, "Comparison of rules"), "none")[1:4] == ["0/1", "—", "—"]
+
+
+def test_directory_of_continual_runs_gives_one_comparison_table(tmp_path: Path) -> None:
+    root = tmp_path / "runs" / "continual"
+    for rule, seed in CONTINUAL:
+        write_continual_run(root / f"tiny-{rule}-{seed}", rule, seed)
+    write_continual_run(root / "tiny-none-9-in-progress", "none", 1, rows=1, status="running")
+    (root / "not-a-run").mkdir()
+    collection = collect(root)
+    assert collection.kind == "continual" and collection.groups == ("freeze_grow", "none")
+    assert [t.id for t in collection.trials][:2] == ["tiny-freeze_grow-0", "tiny-freeze_grow-1"]
+
+    assert main_cli(["report", str(root)]) == 0
+    md = (root / "report" / "report.md").read_text()
+    comparison = section(md, "Comparison of rules")
+    assert "| rule | complete | seeds | average forgetting (mean [95% CI]) | BWT (mean [95% CI]) |" in comparison
+    for rule, seeds in (("none", [0, 1, 2]), ("freeze_grow", [0, 1])):
+        values = [CONTINUAL[(rule, s)] for s in seeds]
+        forgetting = [(a - b) / 2 for a, b, _ in values]
+        bwt = [b - a for a, b, _ in values]
+        final = [(b + c) / 2 for _, b, c in values]
+        complete = f"{len(seeds)}/{len(seeds) + (rule == 'none')}"
+        expected = [rule, complete, ", ".join(map(str, seeds)), mean_ci(forgetting), mean_ci(bwt), "—",
+                    mean_ci(final), mean_ci([float(ADDED[rule])] * len(seeds), digits=0)]  # fmt: skip
+        assert row(comparison, rule) == expected
+    # Hand-computed means: none forgets (0.4 + 0.2 + 0.5) / 3 = 0.367 on average; freeze_grow forgets nothing.
+    assert row(comparison, "none")[3].startswith("0.367 [") and row(comparison, "freeze_grow")[3].startswith("0.000 [")
+    runs = section(md, "Runs")
+    assert row(runs, "tiny-none-9-in-progress")[2:5] == ["1", "running", "1/2"]
+    for name in ("r_matrix_none.png", "r_matrix_freeze_grow.png"):
+        assert_png(root / "report" / name)
+        assert f"]({name})" in md
+
+
+def test_continual_labels_separate_rule_settings_and_sequences(tmp_path: Path) -> None:
+    write_continual_run(tmp_path / "a" / "ewc-weak", "none", 0, strength=1.0)
+    write_continual_run(tmp_path / "a" / "ewc-strong", "none", 1, strength=10.0)
+    assert collect(tmp_path / "a").groups == ("none (strength=10.0)", "none (strength=1.0)")
+    other = write_continual_run(tmp_path / "a" / "other", "freeze_grow", 0)
+    config = yaml.safe_load((other / "config.yaml").read_text())
+    (other / "config.yaml").write_text(yaml.safe_dump({**config, "name": "keys"}))
+    groups = collect(tmp_path / "a").groups
+    assert set(groups) == {"tiny-continual: none (strength=10.0)", "tiny-continual: none (strength=1.0)",
+                           "keys: freeze_grow"}  # fmt: skip
+
+
+def test_malformed_continual_results_are_named(tmp_path: Path) -> None:
+    run = write_continual_run(tmp_path / "run", "none", 0)
+    write_json(run / "continual.json", {"tasks": ["a"], "R": [[0.1], [0.2]]})
+    with pytest.raises(ReportError, match=r"continual\.json: R must have one column per task"):
+        collect(run)
+    assert main_cli(["report", str(tmp_path / "empty")]) == 2

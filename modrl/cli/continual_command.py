@@ -110,4 +110,5 @@ def _run_locked(config: object, run_dir: Path, *, resume: bool) -> int:
     elapsed = round(time.monotonic() - started, 1)
     set_status(run_dir, RunStatus.COMPLETED, step=outcome.steps, train_seconds=elapsed)
     print(f"results: {run_dir / 'continual.json'}, {run_dir / 'R.png'}")
+    print(f"report: modrl report {run_dir} | compare rules and seeds: modrl report {run_dir.parent}")
     return 0

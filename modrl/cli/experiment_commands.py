@@ -80,11 +80,16 @@ def sweep(args: argparse.Namespace) -> int:
 
 
 def report(args: argparse.Namespace) -> int:
-    """``modrl report``: tables, plots and provenance for a run or a sweep directory."""
-    from modrl.report import build_report
+    """``modrl report``: tables, plots and provenance for a run, a sweep, a continual run or a directory of
+    continual runs (one comparison table of the update rules)."""
+    from modrl.report import build_report, find_continual_runs
 
-    if not ((args.path / "config.yaml").is_file() or (args.path / "trials.json").is_file()):
-        return fail(f"{args.path} is neither a run directory (config.yaml) nor a sweep directory (trials.json)")
+    path = args.path
+    if not ((path / "config.yaml").is_file() or (path / "trials.json").is_file() or find_continual_runs(path)):
+        return fail(
+            f"{path} is neither a run directory (config.yaml), a sweep directory (trials.json) nor a directory "
+            "holding continual runs (config.yaml + continual.json)"
+        )
     try:
         path = build_report(args.path, out_dir=args.out, threshold=args.threshold)
     except (ValueError, OSError) as exc:

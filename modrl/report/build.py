@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import re
 import shlex
 from collections.abc import Sequence
 from functools import partial
@@ -15,6 +14,7 @@ import numpy as np
 
 from modrl._io import atomic_write_text
 from modrl.report.collect import Collection, Trial, TrialStatus, collect
+from modrl.report.continual_tables import comparison_table, heatmaps_section, runs_table, single_run_sections
 from modrl.report.tables import (
     DASH,
     frames_table,
@@ -22,6 +22,7 @@ from modrl.report.tables import (
     markdown_table,
     per_task_table,
     return_of,
+    slug,
     split_metric_table,
     success_of,
     task_keys,
@@ -39,8 +40,14 @@ CURVE_RESAMPLES = 2_000  # per-step bootstrap of the learning-curve band; tables
 def build_report(path: Path | str, *, out_dir: Path | str | None = None, threshold: float = 0.9, seed: int = 0) -> Path:
     """Write ``report.md`` with tables, figures, trial states and provenance for a run or sweep directory.
 
+    A continual run (``continual.json``) or a directory of continual runs (e.g. ``runs/continual/``, runs with
+    different ``rule.kind`` and seeds) gets the continual report instead: the comparison of rules (rows = rule;
+    average forgetting, BWT, FT, final mean success, parameters added, each as mean and 95% bootstrap CI across
+    seeds), R heatmaps, and for a single run its R table, per-task metrics and per-stage parameter counts.
+
     Args:
-        path: A run directory (``config.yaml``) or a sweep directory (``trials.json``).
+        path: A run directory (``config.yaml``), a sweep directory (``trials.json``), a continual run directory or
+            a directory holding continual runs (up to two levels down).
         out_dir: Where to write ``report.md`` and the PNGs; default ``<path>/report``.
         threshold: Training success (``success_mean`` in ``metrics.jsonl``) for the frames-to-threshold table.
         seed: Seed of every bootstrap resampling in the report.
@@ -54,15 +61,18 @@ def build_report(path: Path | str, *, out_dir: Path | str | None = None, thresho
     collection = collect(path)
     out = Path(out_dir) if out_dir is not None else collection.root / "report"
     out.mkdir(parents=True, exist_ok=True)
-    sections = [
-        _header(collection, seed),
-        _tables_section(collection, out, threshold=threshold, seed=seed),
-        _curves_section(collection, out, seed=seed),
-        _module_usage_section(collection, out),
-        _continual_section(collection, out),
-        _trials_section(collection),
-        _provenance_section(collection),
-    ]
+    if collection.kind == "continual":
+        sections = _continual_sections(collection, out, seed=seed)
+    else:
+        sections = [
+            _header(collection, seed),
+            _tables_section(collection, out, threshold=threshold, seed=seed),
+            _curves_section(collection, out, seed=seed),
+            _module_usage_section(collection, out),
+            heatmaps_section(collection, out),
+            _trials_section(collection),
+            _provenance_section(collection),
+        ]
     report = out / REPORT_FILE
     atomic_write_text(report, "\n\n".join(s for s in sections if s) + "\n")
     logger.debug("report written to %s", report)
@@ -145,15 +155,6 @@ def _curves_section(collection: Collection, out: Path, *, seed: int) -> str:
     return text + "\n\n![Learning curves](learning_curves.png)"
 
 
-def _slug(label: str, taken: set[str]) -> str:
-    base = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_.") or "group"
-    slug, index = base, 2
-    while slug in taken:
-        slug, index = f"{base}_{index}", index + 1
-    taken.add(slug)
-    return slug
-
-
 def _usage_matrix(trials: Sequence[Trial]) -> tuple[list[str], list[str], np.ndarray] | None:
     """Mean ``(tasks, modules)`` routing weights over trials that share the first trial's tasks and modules."""
     matrices, names, tasks = [], None, None
@@ -184,7 +185,7 @@ def _module_usage_section(collection: Collection, out: Path) -> str:
         if found is None:
             continue
         tasks, modules, matrix = found
-        name = f"module_usage_{_slug(group, taken)}.png"
+        name = f"module_usage_{slug(group, taken)}.png"
         plot_module_usage(matrix, tasks, modules, out / name, title=f"{group}: mean routing weight")
         parts.append(f"### {group}\n\n![Module usage, {group}]({name})")
     if not parts:
@@ -193,25 +194,27 @@ def _module_usage_section(collection: Collection, out: Path) -> str:
     return "\n\n".join([intro, *parts])
 
 
-def _continual_section(collection: Collection, out: Path) -> str:
-    from modrl.report.plots import plot_r_matrix
-
-    parts: list[str] = []
-    taken: set[str] = set()
-    for group in collection.groups:
-        results = [t.continual for t in collection.trials_of(group) if t.continual is not None]
-        if not results:
-            continue
-        same = [r for r in results if r.tasks == results[0].tasks]
-        matrix = np.mean(np.asarray([r.matrix for r in same], dtype=np.float64), axis=0)
-        name = f"r_matrix_{_slug(group, taken)}.png"
-        plot_r_matrix(matrix, same[0].tasks, out / name, title=f"{group} (mean of {len(same)})")
-        parts.append(f"### {group}\n\n![R matrix, {group}]({name})")
-    if not parts:
-        return ""
-    intro = ("## Continual learning (R matrix)\n\n`R[i][j]`: score on task j after training on task i "
-             "(`continual.json`), averaged over the trials that have one.")  # fmt: skip
-    return "\n\n".join([intro, *parts])
+def _continual_sections(collection: Collection, out: Path, *, seed: int) -> list[str]:
+    runs = len(collection.trials)
+    complete = sum(t.continual_usable for t in collection.trials)
+    header = "\n".join([
+        f"# Continual report: {collection.name}",
+        "",
+        f"Source: `{collection.root}` ({runs} continual run(s), {complete} complete). `R[i][j]` is the success rate "
+        "on task j after training on task i. Average forgetting `F = mean_i (R[i][i] - R[N-1][i])`, backward "
+        "transfer `BWT = mean_{i<N-1} (R[N-1][i] - R[i][i])`, forward transfer `FT = mean_i (AUC_i - AUC_i^ref) / "
+        "(1 - AUC_i^ref)` against the task learned from scratch with the same budget (Continual World; GEM); final "
+        "mean success is the mean of R's last row; parameters added counts the elements that became active after "
+        "the first task. Across seeds: mean and the 95% percentile bootstrap interval of the mean (10 000 "
+        f"resamples, numpy seed {seed}); only complete runs (status completed, every row of R) enter it.",
+    ])  # fmt: skip
+    sections = [header, "## Comparison of rules\n\n" + comparison_table(collection, seed=seed)]
+    if runs == 1:
+        sections.append(single_run_sections(collection.trials[0], out))
+    else:
+        sections.append(heatmaps_section(collection, out, title="R matrices (mean per rule)"))
+    sections += ["## Runs\n\n" + runs_table(collection), _errors_section(collection), _provenance_section(collection)]
+    return sections
 
 
 def _eval_cell(trial: Trial) -> str:
@@ -228,10 +231,13 @@ def _trials_section(collection: Collection) -> str:
         used = "yes" if t.usable else ("no (no evaluation)" if t.status is TrialStatus.COMPLETED else "no")
         seed = DASH if t.seed is None else str(t.seed)
         rows.append([t.id, t.group, seed, t.status.value, _eval_cell(t), used])
-    parts = [
-        "## Trials\n\n"
-        + markdown_table(["trial", "group", "seed", "status", "evaluation", "in tables"], rows, text_columns=6)
-    ]
+    table = markdown_table(["trial", "group", "seed", "status", "evaluation", "in tables"], rows, text_columns=6)
+    return "\n\n".join(s for s in ["## Trials\n\n" + table, _errors_section(collection)] if s)
+
+
+def _errors_section(collection: Collection) -> str:
+    """The tail of each failed or interrupted trial's recorded error."""
+    parts = []
     for t in collection.trials:
         if t.error:
             tail = "\n".join(t.error.rstrip().splitlines()[-ERROR_TAIL_LINES:]).replace("```", "'''")

@@ -1,8 +1,10 @@
-"""Read a run directory or a sweep directory into typed trial records (files only: YAML, JSON, JSON lines).
+"""Read a run, sweep or continual directory into typed trial records (files only: YAML, JSON, JSON lines).
 
 A run directory has ``config.yaml``; a sweep directory has ``trials.json`` and one run directory per trial under
-``trials/``. Layouts: see :mod:`modrl.runs`, the evaluation writer in ``modrl.agents.evaluation`` and the sweep
-runner. Nothing here imports the training stack.
+``trials/``; a continual run (``modrl continual``) has ``config.yaml`` and ``continual.json``, and a directory of
+continual runs (e.g. ``runs/continual/``) is collected as one comparison (:mod:`modrl.report.continual`). Layouts:
+see :mod:`modrl.runs`, the evaluation writer in ``modrl.agents.evaluation`` and the sweep runner. Nothing here
+imports the training stack.
 """
 
 from __future__ import annotations
@@ -16,19 +18,22 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
 
-from modrl.config import ConfigError, load_yaml
+from modrl.report.continual import (
+    CONTINUAL_FILE,
+    Continual,
+    continual_group_labels,
+    find_continual_runs,
+    is_continual_run,
+    read_continual,
+)
+from modrl.report.files import ReportError, read_json, read_json_object, read_yaml_mapping
 from modrl.sweep.store import STATUS_DIR, TRIALS_FILE
 
 logger = logging.getLogger(__name__)
 
 EVAL_DIR = "eval"
 METRICS_FILE = "metrics.jsonl"
-CONTINUAL_FILE = "continual.json"
 _EVAL_NAME_RE = re.compile(r"step-(\d+)-(det|stoch)-(\d+)ep\.json")
-
-
-class ReportError(ValueError):
-    """A directory is neither a run nor a sweep, or one of its files is unreadable; the message names the file."""
 
 
 class TrialStatus(str, Enum):
@@ -89,14 +94,6 @@ class Curve:
 
 
 @dataclass(frozen=True, kw_only=True)
-class Continual:
-    """``continual.json``: ``R[i][j]`` is the score on task ``j`` after training on task ``i``."""
-
-    tasks: tuple[str, ...]
-    matrix: tuple[tuple[float, ...], ...]
-
-
-@dataclass(frozen=True, kw_only=True)
 class Trial:
     """One seed of one configuration, with whatever its run directory holds so far."""
 
@@ -116,13 +113,18 @@ class Trial:
         """Whether the trial enters the statistics: completed and evaluated."""
         return self.status is TrialStatus.COMPLETED and self.eval is not None
 
+    @property
+    def continual_usable(self) -> bool:
+        """Whether the trial enters continual statistics: completed, with a row of R for every task."""
+        return self.status is TrialStatus.COMPLETED and self.continual is not None and self.continual.complete
+
 
 @dataclass(frozen=True, kw_only=True)
 class Collection:
     """Everything a report needs from a run or sweep directory; trials in file order (sweep expansion order)."""
 
     root: Path
-    kind: Literal["run", "sweep"]
+    kind: Literal["run", "sweep", "continual"]
     name: str
     trials: tuple[Trial, ...]
     sweep_spec: str | None = None  # the text of sweep.yaml, for the provenance section
@@ -137,33 +139,65 @@ class Collection:
 
 
 def collect(path: Path | str) -> Collection:
-    """Read a run directory (has ``config.yaml``) or a sweep directory (has ``trials.json``).
+    """Read a sweep directory (has ``trials.json``), a run directory (has ``config.yaml``; a continual run also has
+    ``continual.json``) or a directory holding continual runs (up to two levels down, e.g. ``runs/continual/``).
 
     Raises:
-        ReportError: Neither kind of directory, or an unreadable file.
+        ReportError: None of these, or an unreadable file.
     """
     root = Path(path)
     if (root / TRIALS_FILE).is_file():
         return _collect_sweep(root)
+    if is_continual_run(root):
+        return _collect_continual(root, [root])
     if (root / "config.yaml").is_file():
-        config = _load_yaml(root / "config.yaml")
+        config = read_yaml_mapping(root / "config.yaml")
         name = str(config.get("name") or root.name)
-        meta = _read_json_object(root / "meta.json") if (root / "meta.json").is_file() else None
-        status = _status(meta.get("status") if meta else None, root / "meta.json")
-        seed = meta.get("seed") if meta else config.get("seed")
-        error = str(meta["error"]) if meta and meta.get("error") else None
-        trial = _read_trial(root, id=root.name, group=name, seed=seed, status=status, error=error, meta=meta)
-        return Collection(root=root, kind="run", name=name, trials=(trial,))
-    raise ReportError(f"{root}: neither a run directory (config.yaml) nor a sweep directory (trials.json)")
+        return Collection(root=root, kind="run", name=name, trials=(_read_run(root, id=root.name, group=name),))
+    runs = find_continual_runs(root) if root.is_dir() else []
+    if runs:
+        return _collect_continual(root, runs)
+    raise ReportError(
+        f"{root}: neither a run directory (config.yaml), a sweep directory (trials.json) nor a directory holding "
+        "continual runs (config.yaml + continual.json)"
+    )
+
+
+def _read_run(run_dir: Path, *, id: str, group: str) -> Trial:
+    """A stand-alone run directory as one trial: status, seed and error from its ``meta.json``."""
+    meta = read_json_object(run_dir / "meta.json") if (run_dir / "meta.json").is_file() else None
+    status = _status(meta.get("status") if meta else None, run_dir / "meta.json")
+    seed = meta.get("seed") if meta else read_yaml_mapping(run_dir / "config.yaml").get("seed")
+    error = str(meta["error"]) if meta and meta.get("error") else None
+    return _read_trial(run_dir, id=id, group=group, seed=seed, status=status, error=error, meta=meta)
+
+
+def _collect_continual(root: Path, runs: list[Path]) -> Collection:
+    """Continual runs, one trial each, grouped by rule (:func:`~modrl.report.continual.continual_group_labels`)."""
+    described = []
+    for run_dir in runs:
+        config = read_yaml_mapping(run_dir / "config.yaml")
+        record = read_continual(run_dir / CONTINUAL_FILE)
+        assert record is not None  # is_continual_run checked the file
+        rule = config.get("rule")
+        rule = dict(rule) if isinstance(rule, dict) else dict(record.rule)
+        described.append((str(config.get("name") or run_dir.name), record.tasks, rule))
+    labels = continual_group_labels(described)
+    trials = []
+    for run_dir, label in zip(runs, labels, strict=True):
+        run_id = run_dir.name if run_dir == root else run_dir.relative_to(root).as_posix()
+        trials.append(_read_run(run_dir, id=run_id, group=label))
+    name = described[0][0] if len(runs) == 1 else root.name
+    return Collection(root=root, kind="continual", name=name, trials=tuple(trials))
 
 
 def _collect_sweep(root: Path) -> Collection:
-    entries = _read_json(root / TRIALS_FILE)
+    entries = read_json(root / TRIALS_FILE)
     if not isinstance(entries, list):
         raise ReportError(f"{root / TRIALS_FILE}: expected a list of trials")
     spec_path = root / "sweep.yaml"
     spec_text = spec_path.read_text(encoding="utf-8") if spec_path.is_file() else None
-    name = str(_load_yaml(spec_path).get("name") or root.name) if spec_text is not None else root.name
+    name = str(read_yaml_mapping(spec_path).get("name") or root.name) if spec_text is not None else root.name
     trials = []
     for entry in entries:
         try:
@@ -172,9 +206,9 @@ def _collect_sweep(root: Path) -> Collection:
         except (KeyError, TypeError, AttributeError):
             raise ReportError(f"{root / TRIALS_FILE}: malformed entry {entry!r}") from None
         status_path = root / STATUS_DIR / f"{trial_id}.json"
-        state = _read_json_object(status_path) if status_path.is_file() else {}
+        state = read_json_object(status_path) if status_path.is_file() else {}
         status = _status(state.get("status"), status_path)
-        meta = _read_json_object(run_dir / "meta.json") if (run_dir / "meta.json").is_file() else None
+        meta = read_json_object(run_dir / "meta.json") if (run_dir / "meta.json").is_file() else None
         error = state.get("error") or (meta.get("error") if meta else None)
         label = group_label(group) or name
         trial = _read_trial(
@@ -233,7 +267,7 @@ def latest_eval(run_dir: Path) -> EvalResult | None:
     if not candidates:
         return None
     (step, deterministic, episodes), path = max(candidates)
-    data = _read_json_object(path)
+    data = read_json_object(path)
     try:
         tasks = tuple(_task_eval(item) for item in data["tasks"])
         names = data.get("module_names")
@@ -292,39 +326,3 @@ def read_curve(path: Path) -> Curve | None:
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise ReportError(f"{path}: malformed metrics line ({exc!r})") from None
-
-
-def read_continual(path: Path) -> Continual | None:
-    """``continual.json`` ({"tasks": [...], "R": [[...]]}, square, one row and column per task) or ``None``."""
-    if not path.is_file():
-        return None
-    data = _read_json_object(path)
-    try:
-        tasks = tuple(str(t) for t in data["tasks"])
-        matrix = tuple(tuple(float(v) for v in row) for row in data["R"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ReportError(f"{path}: malformed continual results ({exc!r})") from None
-    if len(matrix) != len(tasks) or any(len(row) != len(tasks) for row in matrix):
-        raise ReportError(f"{path}: R must be {len(tasks)} x {len(tasks)} (one row and column per task)")
-    return Continual(tasks=tasks, matrix=matrix)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ReportError(f"{path}: cannot read: {exc}") from None
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
-    data = _read_json(path)
-    if not isinstance(data, dict):
-        raise ReportError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def _load_yaml(path: Path) -> dict[str, Any]:
-    try:
-        return load_yaml(path)
-    except ConfigError as exc:
-        raise ReportError(str(exc)) from None

@@ -8,6 +8,7 @@ the report's bootstrap seed, so the same directory always gives the same numbers
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -112,6 +113,16 @@ def summary_cells(summary: Summary | None, digits: int) -> list[str]:
         return ["0", DASH, DASH, DASH]
     ci = f"[{fmt(summary.ci_low, digits)}, {fmt(summary.ci_high, digits)}]"
     return [str(summary.n), fmt(summary.mean, digits), fmt(summary.iqm, digits), ci]
+
+
+def slug(label: str, taken: set[str]) -> str:
+    """A file-name-safe form of ``label`` not yet in ``taken`` (``_2``, ``_3``, ... appended); added to ``taken``."""
+    base = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_.") or "group"
+    name, index = base, 2
+    while name in taken:
+        name, index = f"{base}_{index}", index + 1
+    taken.add(name)
+    return name
 
 
 def escape(cell: str) -> str:

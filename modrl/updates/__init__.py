@@ -17,7 +17,7 @@ from .base import (
     attach_penalty,
     build_update_rule,
 )
-from .freeze_grow import FreezeGrow
+from .freeze_grow import FreezeGrow, router_mask_of
 from .guard import ParamGuard
 from .packnet import PackNet
 from .regularizers import ElasticWeightConsolidation, L2Anchor, NaiveFineTuning
@@ -39,4 +39,5 @@ __all__ = [
     "UpdateRuleConfig",
     "attach_penalty",
     "build_update_rule",
+    "router_mask_of",
 ]

@@ -248,6 +248,12 @@ class UpdateRule:
             self._consolidating = False
         self.in_stage = False
 
+    @property
+    def acts_per_task(self) -> bool:
+        """Whether :meth:`acting_as` changes the model (PackNet): evaluating an old task then needs the rule, not
+        just the weights."""
+        return type(self)._acting_as is not UpdateRule._acting_as
+
     @contextlib.contextmanager
     def acting_as(self, task_id: int) -> Iterator[None]:
         """Context in which the model acts for task ``task_id`` (e.g. PackNet masks later tasks' weights)."""

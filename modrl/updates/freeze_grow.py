@@ -29,6 +29,8 @@ from modrl.skills import SkillLibrary
 
 from .base import UPDATE_RULES, ConsolidationData, StageProgress, UpdateRule
 
+#: Key of the router's ``(num_tasks, K)`` bool module mask in the rule state (see :func:`router_mask_of`).
+MASK_KEY = "module_mask"
 #: Phases of a stage: growing from the start, trying old modules first, decided to keep old ones, grew after trying.
 PHASES = ("grown", "assimilating", "assimilated", "grown_after_trying")
 
@@ -130,6 +132,12 @@ class FreezeGrow(UpdateRule):
         assert self.guard is not None
         self.guard.set_frozen(frozen)
 
+    def _router_mask(self) -> Tensor | None:
+        """The ``(num_tasks, K)`` module mask the router acts with now (``None`` before the first stage)."""
+        router = self.router
+        assert isinstance(router, LearnedRouter)  # checked in _attach
+        return router.logits_net.module_mask
+
     def _trainable_module(self, k: int) -> bool:
         if self.phase in ("assimilating", "assimilated"):
             return False
@@ -165,6 +173,9 @@ class FreezeGrow(UpdateRule):
 
     def _state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
         tensors = {f"row/{task}": row for task, row in self.rows.items()}
+        mask = self._router_mask()
+        if mask is not None:  # what the router acts with: readable without rebuilding the rule
+            tensors[MASK_KEY] = mask
         return tensors, {"used": self.used, "phase": self.phase}
 
     def _load_state(self, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> None:
@@ -172,12 +183,29 @@ class FreezeGrow(UpdateRule):
         self.phase = str(meta["phase"])
         if self.phase not in PHASES:
             raise ValueError(f"freeze_grow: unknown phase {self.phase!r} in the rule state")
-        self.rows = {int(key.split("/", 1)[1]): value.to(torch.bool) for key, value in tensors.items()}
+        rows = {key: value for key, value in tensors.items() if key.startswith("row/")}
+        self.rows = {int(key.split("/", 1)[1]): value.to(torch.bool) for key, value in rows.items()}
         self._apply()
+        stored = tensors.get(MASK_KEY)
+        mask = self._router_mask()
+        if stored is not None and (mask is None or not torch.equal(stored.to(torch.bool), mask)):
+            raise ValueError("freeze_grow: the stored router module mask disagrees with the rows and grants it came "
+                             "from (a corrupted or hand-edited rule state)")  # fmt: skip
 
     def _inactive(self) -> int:
         unused = self.library.names[self.used:]
         return sum(p.numel() for name in unused for p in self.library.get(name).parameters())
+
+
+def router_mask_of(tensors: Mapping[str, Tensor]) -> Tensor | None:
+    """The router module mask saved in a freeze_grow rule state's tensors (``None`` for other rules).
+
+    Code that loads a continual policy without rebuilding its rule applies it with
+    :meth:`modrl.routers.Router.set_module_mask`; :func:`modrl.agents.continual_store.load_continual_policy` does
+    this (and more) by restoring the rule itself.
+    """
+    mask = tensors.get(MASK_KEY)
+    return mask.to(torch.bool) if mask is not None else None
 
 
 UPDATE_RULES.add("freeze_grow", FreezeGrow)
