@@ -34,13 +34,9 @@ class OptionNetConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SubtaskEnvConfig:
-    """The single-subtask training episodes (:class:`modrl.envs.subtask_env.SubtaskEnv`)."""
+class EpisodeConfig:
+    """What every option-training env config has: env count, episode limit, and smaller rooms for generated suites."""
 
-    suite: str = "colour-type"
-    train_split: str = "train"
-    #: Split whose tasks are the held-out arguments of a parameterised option (null: no held-out evaluation).
-    test_split: str | None = "test"
     n_envs: int = 4
     max_episode_steps: int | None = None
     #: Smaller training rooms (null: the suite's own): TaskEnv ``room_size`` and ``num_distractors``.
@@ -57,6 +53,16 @@ class SubtaskEnvConfig:
         """The TaskEnv arguments set here."""
         values = {"room_size": self.room_size, "num_distractors": self.num_distractors}
         return {key: value for key, value in values.items() if value is not None}
+
+
+@dataclass(frozen=True, kw_only=True)
+class SubtaskEnvConfig(EpisodeConfig):
+    """The single-subtask training episodes (:class:`modrl.envs.subtask_env.SubtaskEnv`)."""
+
+    suite: str = "colour-type"
+    train_split: str = "train"
+    #: Split whose tasks are the held-out arguments of a parameterised option (null: no held-out evaluation).
+    test_split: str | None = "test"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -140,7 +146,7 @@ def load_options_config(source: Path | str | Mapping[str, Any], overrides: Seque
     """An :class:`OptionsTrainConfig` from YAML (or a mapping) plus ``key.sub=value`` overrides, suite checked."""
     data = source if isinstance(source, Mapping) else load_yaml(source)
     config = from_dict(OptionsTrainConfig, apply_overrides(data, overrides))
-    _check_split(config.env.suite, [config.env.train_split] + ([config.env.test_split] if config.env.test_split
+    check_split(config.env.suite, [config.env.train_split] + ([config.env.test_split] if config.env.test_split
                                                                 else []), "env")
     return config
 
@@ -149,11 +155,11 @@ def load_route_config(source: Path | str | Mapping[str, Any], overrides: Sequenc
     """A :class:`RouteConfig` from YAML (or a mapping) plus overrides; the suite and split are checked."""
     data = source if isinstance(source, Mapping) else load_yaml(source)
     config = from_dict(RouteConfig, apply_overrides(data, overrides))
-    _check_split(config.env.suite, [config.env.split], "env")
+    check_split(config.env.suite, [config.env.split], "env")
     return config
 
 
-def _check_split(suite_name: str, splits: Sequence[str], where: str) -> None:
+def check_split(suite_name: str, splits: Sequence[str], where: str) -> None:
     from modrl.envs import get_suite
 
     try:

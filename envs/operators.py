@@ -21,8 +21,9 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, Subtask, Task
-from modrl.planner import Domain, Goal, Operator, Param, Rule
+from modrl.config import ConfigError
+from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, ObjectRef, Subtask, Task
+from modrl.planner import Domain, Goal, GroundOperator, Operator, Param, Rule
 
 _OBJ = (Param(name="?t", type="pickable"), Param(name="?c", type="colour"))
 _DOOR = (Param(name="?c", type="colour"),)
@@ -156,3 +157,20 @@ def goals_for_env(env: Any, state: frozenset[str]) -> tuple[Goal, ...]:
     if isinstance(task, Task):
         return goal_predicates(task)
     return mission_goals(str(base.mission), state)
+
+
+def skill_subtask(step: GroundOperator) -> Subtask | None:
+    """The grammar subtask a ground operator's skill call performs, i.e. what an option trained on that subtask's
+    events should run: ``goto(t,c)``, ``pickup(t,c)``, ``open(door,c)`` (also for ``unlock``) and ``putnext(t,c,u,d)``
+    map to their subtask; ``drop``, ``goto`` of the goal square and objects the grammar has no word for give ``None``.
+    """
+    args = step.skill_args
+    try:
+        objects = [ObjectRef(colour=args[i + 1], type=args[i]) for i in range(0, len(args) - 1, 2)]  # type: ignore[arg-type]
+        if step.skill in ("goto", "pickup", "open") and len(objects) == 1:
+            return Subtask(verb=step.skill, obj=objects[0])  # type: ignore[arg-type]
+        if step.skill == "putnext" and len(objects) == 2:
+            return Subtask(verb="putnext", obj=objects[0], target=objects[1])
+    except (ConfigError, ValueError):
+        return None
+    return None

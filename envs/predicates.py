@@ -17,7 +17,9 @@ pure function of the grid, the agent pose and the carried object, so it can be t
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from typing import Any, SupportsFloat
 
+import gymnasium as gym
 import numpy as np
 from minigrid.core.constants import DIR_TO_VEC
 from minigrid.core.grid import Grid
@@ -200,3 +202,18 @@ def env_planning_state(env: MiniGridEnv) -> frozenset[str]:
     base = env.unwrapped
     assert isinstance(base, MiniGridEnv), f"not a MiniGrid env: {type(base).__name__}"
     return planning_state(base.grid, base.agent_pos, base.agent_dir, base.carrying)
+
+
+class PredicatesInInfo(gym.Wrapper[Any, Any, Any, Any]):
+    """Put :func:`env_predicates` in ``info["predicates"]`` after every ``reset`` and ``step`` (what options'
+    termination predicates read; :class:`~modrl.envs.task_env.TaskEnv` does it itself, stock MiniGrid envs do not)."""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset the env and add the predicates."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        return obs, {**info, "predicates": env_predicates(self.env.unwrapped)}  # type: ignore[arg-type]
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the env and add the predicates."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        return obs, reward, terminated, truncated, {**info, "predicates": env_predicates(self.env.unwrapped)}  # type: ignore[arg-type]

@@ -189,3 +189,84 @@ def test_cli_plan_prints_and_executes(capsys: pytest.CaptureFixture[str], tmp_pa
     assert "nosuchsuite" in capsys.readouterr().err
     assert main(["plan", "pickup-red-potato"]) == 2
     assert "not a registered env id" in capsys.readouterr().err
+
+
+# -- plans executed by learned options ---------------------------------------------------------------------------------
+def test_skill_subtask_reads_operators_as_grammar_subtasks() -> None:
+    from modrl.envs.operators import skill_subtask
+
+    def ground(name: str, args: tuple[str, ...]) -> GroundOperator:
+        op = next(o for o in DOMAIN.operators if o.name == name)
+        return op.ground(dict(zip([p.name for p in op.params], args, strict=True)))
+
+    assert skill_subtask(ground("pickup", ("key", "blue", "0"))) == subtask("pickup", "blue", "key")
+    assert skill_subtask(ground("unlock", ("red", "0"))) == subtask("open", "red", "door")
+    putnext = skill_subtask(ground("putnext", ("box", "yellow", "key", "blue", "1")))
+    assert putnext is not None and putnext.name == "putnext-yellow-box-blue-key"
+    assert skill_subtask(ground("drop", ("key", "blue", "0"))) is None
+    assert skill_subtask(ground("goto_goal", ("green", "0"))) is None
+
+
+class _GuidedOption:
+    """Test double of a trained per-symbol option: its actions come from the scripted skills' path search."""
+
+    @staticmethod
+    def make(env: gym.Env, sub: object) -> object:
+        import torch
+        from minigrid.core.actions import Actions
+
+        from modrl.envs.scripted_skills import _ahead
+        from modrl.envs.subtask_env import symbol_predicate
+        from modrl.options import Option, OptionConfig
+
+        class Guided(Option):
+            def act(self, *args: object, **kwargs: object) -> tuple[torch.Tensor, None]:
+                skills = ScriptedSkills(env)
+                target = skills._find(sub.obj.type, sub.obj.colour)  # type: ignore[attr-defined]
+                path = None if target is None else skills._path(lambda p: _ahead(p) == target)
+                last = {"pickup": Actions.pickup, "open": Actions.toggle}.get(sub.verb, Actions.left)  # type: ignore[attr-defined]
+                action = path[0][1] if path else (int(last) if path == [] else int(Actions.left))
+                return torch.tensor([int(action)]), None
+
+        return Guided(OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2),
+                      termination_predicate=symbol_predicate(sub))  # type: ignore[arg-type]
+
+
+def test_plan_runs_with_learned_options_and_scripted_fallback() -> None:
+    from modrl.agents.option_skills import learned_skills
+    from modrl.options import OptionLibrary
+
+    name = "open-red-door_then_pickup-blue-key_then_putnext-yellow-box-blue-key"
+    env = TaskEnv(name)
+    env.reset(seed=4)
+    library = OptionLibrary()
+    for sub in parse_task(name).subtasks[:2]:  # options for the first two subtasks only
+        library.add(sub.name, _GuidedOption.make(env, sub))  # type: ignore[arg-type]
+    executor = learned_skills(env, library, fallback=ScriptedSkills(env), max_skill_steps=60)
+    trace = execute(DOMAIN, goal_predicates(env.task), executor)
+    assert trace.outcome is Outcome.SUCCESS and executor.episode_success
+    assert [s.skill for s in trace.steps] == ["open(door,red)", "pickup(key,blue)", "drop(key,blue)",
+                                              "pickup(box,yellow)", "putnext(box,yellow,key,blue)"]
+    assert executor.usage == {"option": 2, "fallback": 3}  # drop, pickup box and putnext are scripted
+    assert all(step.status is SkillStatus.DONE for step in trace.steps)
+
+
+def test_untrained_options_time_out_and_the_monitor_replans(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    from modrl.agents.option_skills import learned_skills
+    from modrl.options import Option, OptionConfig, OptionLibrary
+    from modrl.planner import MonitorConfig
+
+    env = TaskEnv("goto-green-ball")
+    env.reset(seed=0)
+    library = OptionLibrary()
+    library.add("goto-green-ball", Option(OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2)))
+    executor = learned_skills(env, library, fallback=None, max_skill_steps=3)
+    trace = execute(DOMAIN, goal_predicates(env.task), executor, MonitorConfig(max_replans=1))
+    assert trace.steps[0].status is SkillStatus.TIMEOUT and trace.steps[0].steps == 3
+    assert trace.outcome is Outcome.REPLAN_LIMIT and trace.plans[1].reason == "goto(ball,green) timeout"
+    library.save(tmp_path / "lib")
+    code = main(["plan", "sequences/goto-green-ball", "--seed", "0", "--execute", "--options", str(tmp_path / "lib"),
+                 "--option-steps", "3", "--max-replans", "0"])
+    out = capsys.readouterr().out
+    assert code == 1 and "timeout" in out and "skills run by learned options: 1, by scripted skills: 0" in out

@@ -1,5 +1,6 @@
-"""``modrl options train`` (an option library from subtask events) and ``modrl options route`` (a call-and-return
-router over a saved library): argument parsing hook and handlers."""
+"""``modrl options train`` (an option library from subtask events), ``modrl options route`` (a call-and-return
+router over a saved library), ``modrl options critic`` (option-critic end to end) and ``modrl options sketch``
+(sketch-guided modules that learn when to stop): argument parsing hook and handlers."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from .main import EXIT_ERROR, fail
 
 
 def add_options_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``modrl options {train,route}`` on the top-level sub-parsers."""
-    options = sub.add_parser("options", help="train options from subtask events; train a router over them",
+    """Register ``modrl options {train,route,critic,sketch}`` on the top-level sub-parsers."""
+    options = sub.add_parser("options", help="train options (subtask events, sketches, option-critic) and a router",
                              description="Options: temporally extended skills (policy + termination + initiation).")
     options_sub = options.add_subparsers(dest="options_command", required=True, metavar="OPTIONS_COMMAND")
     train = options_sub.add_parser(
@@ -28,7 +29,19 @@ def add_options_parser(sub: argparse._SubParsersAction) -> None:
         description="Train a PPO router whose action is an option call; each call runs its frozen option until its "
         "effect predicate holds (SMDP). Option choice, durations, termination rates and the task x option usage "
         "heatmap go to RUN_DIR/tb (e.g. experiments/options/route_sequences.yaml).")
-    for parser in (train, route):
+    critic = options_sub.add_parser(
+        "critic", help="train K options and a policy over them end to end (PPO-style option-critic)",
+        description="Option-critic: K options (policy + learned termination) and a policy over options trained "
+        "together with PPO; termination_reg / deliberation_cost keep options from shrinking to one step. Option "
+        "durations, termination rates and per-task option usage go to RUN_DIR/tb; the options are saved as a "
+        "library under RUN_DIR/options (e.g. experiments/options/option_critic_tiny.yaml).")
+    sketch = options_sub.add_parser(
+        "sketch", help="train modules guided by task sketches; each module learns when to stop",
+        description="Sketch-guided training (Andreas et al., 2017): the task's sketch fixes which module runs; each "
+        "module learns its policy and a STOP decision from the task reward, with a curriculum over sketch lengths. "
+        "Modules are saved as an option library under RUN_DIR/options "
+        "(e.g. experiments/options/sketch_sequences.yaml).")
+    for parser in (train, route, critic, sketch):
         parser.add_argument("config", type=Path, help="options YAML (see experiments/options/)")
         parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                             help="override a config value, e.g. --set curriculum.threshold=0.9")
@@ -38,14 +51,16 @@ def add_options_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def options(args: argparse.Namespace) -> int:
-    """Dispatch ``modrl options train|route``."""
+    """Dispatch ``modrl options train|route|critic|sketch``."""
+    from modrl.agents.option_critic_config import load_option_critic_config, load_sketch_config
     from modrl.agents.options_config import load_options_config, load_route_config
     from modrl.config import ConfigError, to_dict
     from modrl.runs import RunDirError, RunStatus, create_run_dir, set_status, write_run_metadata
 
     try:
-        loader = load_options_config if args.options_command == "train" else load_route_config
-        config = loader(args.config, args.overrides)
+        loaders: dict[str, Any] = {"train": load_options_config, "route": load_route_config,
+                                   "critic": load_option_critic_config, "sketch": load_sketch_config}
+        config = loaders[args.options_command](args.config, args.overrides)
         run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
         write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
     except (ConfigError, RunDirError) as exc:
@@ -53,10 +68,8 @@ def options(args: argparse.Namespace) -> int:
     print(f"run directory: {run_dir}")
     started = time.monotonic()
     try:
-        if args.options_command == "train":
-            _train(config, run_dir)
-        else:
-            _route(config, run_dir)
+        handler = {"train": _train, "route": _route, "critic": _critic, "sketch": _sketch}[args.options_command]
+        handler(config, run_dir)
     except (ValueError, OSError) as exc:
         set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         return fail(str(exc), EXIT_ERROR)
@@ -101,3 +114,37 @@ def _route(config: Any, run_dir: Path) -> None:
         mean = sum(r["success"] for r in rows) / len(rows)
         print(f"{split:>5}: success {mean:.2f} over {len(rows)} tasks (deterministic router, "
               f"{config.eval_episodes} episodes each)")
+
+
+def _critic(config: Any, run_dir: Path) -> None:
+    from modrl.agents.option_critic import LIBRARY_DIR, run_option_critic
+    from modrl.telemetry import TelemetryWriter
+
+    with TelemetryWriter(run_dir / "tb") as writer:
+        results = run_option_critic(config, run_dir, writer=writer)
+    final = results["final"] or {}
+    print(f"option-critic: {results['frames']} frames, {config.num_options} options; last rollout: mean option "
+          f"duration {final.get('mean_duration', float('nan')):.2f} steps, termination prob "
+          f"{final.get('termination_prob', float('nan')):.3f}")
+    _print_eval(results)
+    print(f"option library: {run_dir / LIBRARY_DIR}")
+
+
+def _sketch(config: Any, run_dir: Path) -> None:
+    from modrl.agents.sketch import LIBRARY_DIR, run_sketch
+    from modrl.telemetry import TelemetryWriter
+
+    with TelemetryWriter(run_dir / "tb") as writer:
+        results = run_sketch(config, run_dir, writer=writer)
+    print(f"sketch-guided: {results['frames']} frames, {len(results['modules'])} modules; curriculum: "
+          + ", ".join(f"{s['name']} {'passed' if s['passed'] else 'budget spent'}" for s in results["curriculum"]))
+    _print_eval(results)
+    print(f"option library: {run_dir / LIBRARY_DIR}")
+
+
+def _print_eval(results: dict[str, Any]) -> None:
+    for mode in ("stoch", "det"):
+        rows = results.get(mode) or {}
+        if rows:
+            mean = sum(r["success"] for r in rows.values()) / len(rows)
+            print(f"{mode:>5}: success {mean:.2f} over {len(rows)} tasks")

@@ -1,4 +1,5 @@
-"""``modrl plan``: print the symbolic plan of one episode and, with ``--execute``, run it with the scripted skills.
+"""``modrl plan``: print the symbolic plan of one episode and, with ``--execute``, run it with the scripted skills or,
+with ``--options LIBRARY_DIR``, with learned options (scripted skills for the steps no option serves).
 
 Heavy imports (gymnasium, minigrid, the planner) happen inside :func:`run`, so building the parser stays cheap.
 """
@@ -37,6 +38,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="make the N-th skill execution (0-based) fail, to watch a re-plan (repeatable)",
     )
     parser.add_argument("--logdir", type=Path, help="with --execute: write the plans and the timeline to TensorBoard")
+    parser.add_argument("--options", type=Path, metavar="LIBRARY_DIR",
+                        help="with --execute: run the skills with the learned options of this library (e.g. "
+                        "RUN_DIR/options of modrl options train); scripted skills run the steps no option serves")
+    parser.add_argument("--option-steps", type=int, default=100, metavar="N",
+                        help="with --options: step cap of one option call (default: 100)")
 
 
 def _make_env(target: str) -> Any:
@@ -73,6 +79,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         search = SearchConfig(algorithm=args.algorithm, max_nodes=args.max_nodes)
         env = _make_env(args.target)
+        if args.options is not None:
+            from modrl.agents.option_skills import with_predicates
+
+            env = with_predicates(env)
         env.reset(seed=args.seed)
         state = env_planning_state(env)
         goals = goals_for_env(env, state)
@@ -111,7 +121,17 @@ def _execute(args: argparse.Namespace, env: Any, domain: Any, goals: Any, search
     except ConfigError as exc:
         return fail(str(exc))
     skills = ScriptedSkills(env)
-    executor: SkillExecutor = InjectedFailures(skills, args.fail_skill) if args.fail_skill else skills
+    runner: Any = skills
+    if args.options is not None:
+        from modrl.agents.option_skills import learned_skills
+        from modrl.agents.options_router import load_library
+
+        try:
+            runner = learned_skills(env, load_library(str(args.options)), fallback=skills,
+                                    max_skill_steps=args.option_steps, seed=args.seed)
+        except (ConfigError, ValueError) as exc:
+            return fail(str(exc))
+    executor: SkillExecutor = InjectedFailures(runner, args.fail_skill) if args.fail_skill else runner
     trace = execute(domain, goals, executor, config)
     print("\nexecution:")
     for i, step in enumerate(trace.steps):
@@ -124,7 +144,10 @@ def _execute(args: argparse.Namespace, env: Any, domain: Any, goals: Any, search
     for record in trace.plans[1:]:
         if record.after_skills == len(trace.steps):
             print(f"  re-plan ({record.reason}): {' -> '.join(record.skills) or record.no_plan}")
-    reward = "env solved" if skills.episode_success else "env not solved"
+    reward = "env solved" if runner.episode_success else "env not solved"
+    if args.options is not None:
+        print(f"skills run by learned options: {runner.usage['option']}, by scripted skills: "
+              f"{runner.usage['fallback']}")
     print(f"outcome: {trace.outcome.value} ({reward}; {trace.replans} re-plan(s), {trace.total_steps} steps)")
     if args.logdir is not None:
         from torch.utils.tensorboard import SummaryWriter

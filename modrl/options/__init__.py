@@ -7,6 +7,7 @@ Core package: torch, numpy and gymnasium only (never stable_baselines3, :mod:`mo
 from __future__ import annotations
 
 from .call_and_return import END_REASONS, CallAndReturn, EndReason, OptionCall, OptionRun, option_inputs, run_option
+from .controller import OptionController
 from .curriculum import CurriculumConfig, StageResult, SuccessCurriculum
 from .encoders import GridEncoder
 from .library import OptionLibrary, read_option
@@ -22,6 +23,7 @@ __all__ = [
     "Option",
     "OptionCall",
     "OptionConfig",
+    "OptionController",
     "OptionLibrary",
     "OptionOutput",
     "OptionRun",

@@ -1,0 +1,59 @@
+"""Plan execution with learned options on MiniGrid: an :class:`modrl.planner.option_executor.OptionExecutor` whose
+operators are resolved to the options of a saved library, the scripted skills covering the rest.
+
+A ground operator's skill call is read as a grammar subtask (:func:`modrl.envs.operators.skill_subtask`); the library
+serves it with the per-symbol option of that subtask (``pickup-blue-key``) or the parameterised option of its verb
+(``pickup`` with the words ``("blue", "key")``). Options end on their subtask's effect predicate
+(:func:`modrl.agents.options_router.load_library`), so the env is wrapped to report predicates in ``info``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+
+from modrl.envs.operators import skill_subtask
+from modrl.envs.predicates import PredicatesInInfo, env_planning_state
+from modrl.envs.subtask_env import subtask_arguments
+from modrl.options import OptionCall, OptionLibrary
+from modrl.planner import GroundOperator, SkillExecutor
+from modrl.planner.option_executor import OptionExecutor
+
+
+def call_resolver(library: OptionLibrary) -> Callable[[GroundOperator], OptionCall | None]:
+    """``step -> OptionCall | None``: the library's option for the step's subtask (per-symbol first)."""
+
+    def resolve(step: GroundOperator) -> OptionCall | None:
+        sub = skill_subtask(step)
+        if sub is None:
+            return None
+        if sub.name in library:
+            return OptionCall(option=sub.name)
+        if sub.verb in library and library.get(sub.verb).parameterised:
+            option = library.get(sub.verb)
+            args = subtask_arguments(sub)
+            try:
+                option.encode_args(args)
+            except ValueError:  # a word this option was not built for
+                return None
+            return OptionCall(option=sub.verb, args=args)
+        return None
+
+    return resolve
+
+
+def with_predicates(env: gym.Env) -> gym.Env:
+    """``env`` wrapped so that every ``info`` carries ``predicates`` (call before ``reset``)."""
+    return PredicatesInInfo(env)
+
+
+def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecutor | None,
+                   max_skill_steps: int = 100, deterministic: bool = True, seed: int = 0) -> OptionExecutor:
+    """An executor running ``library``'s options in ``env`` (a reset MiniGrid env, see :func:`with_predicates`),
+    with ``fallback`` (e.g. :class:`modrl.envs.ScriptedSkills` on the same env) for the skills no option serves."""
+    base: Any = env.unwrapped
+    return OptionExecutor(env, library, resolve=call_resolver(library), observe=lambda: env_planning_state(base),
+                          observation=base.gen_obs, fallback=fallback, max_skill_steps=max_skill_steps,
+                          deterministic=deterministic, seed=seed)

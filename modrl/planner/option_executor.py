@@ -1,0 +1,93 @@
+"""A :class:`~modrl.planner.monitor.SkillExecutor` that runs a plan's skills with learned options.
+
+Each ground operator is mapped (by a ``resolve`` callable the environment side supplies) to an
+:class:`~modrl.options.OptionCall` of an :class:`~modrl.options.OptionLibrary`; the call runs with
+:func:`modrl.options.run_option` until its termination (typically the subtask's effect predicate, else its learned β),
+a step cap, or the episode end. Skills no option serves (e.g. ``drop``) go to an optional fallback executor (the
+scripted skills), so a plan can mix learned and scripted skills; :attr:`OptionExecutor.usage` counts both.
+
+How a call ended becomes the skill's status: its own termination is ``DONE``, the step cap ``TIMEOUT``, an initiation
+set that does not hold ``FAILED``, the episode end ``DONE`` if the environment reported success else ``FAILED``. The
+monitor then compares the observed state with the operator's effects and re-plans as usual.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from modrl.config import check
+from modrl.options import EndReason, OptionCall, OptionLibrary, run_option
+from modrl.planner.monitor import SkillExecutor, SkillResult, SkillStatus
+from modrl.planner.operators import GroundOperator
+
+_STATUS = {EndReason.TERMINATED: SkillStatus.DONE, EndReason.STEP_CAP: SkillStatus.TIMEOUT,
+           EndReason.NOT_INITIABLE: SkillStatus.FAILED}
+
+
+class OptionExecutor:
+    """Runs ground operators' skills as option calls (see the module docstring).
+
+    Args:
+        env: The environment the options act in (already reset); its step ``info`` must carry what the options'
+            termination predicates read.
+        library: The options.
+        resolve: The option call for a ground operator, or ``None`` when no option serves it.
+        observe: The current base atoms (what the planner sees).
+        observation: The current observation as the options read it (e.g. MiniGrid's ``gen_obs()``), asked afresh
+            before every call so that skills run by the fallback in between are seen.
+        fallback: Runs the skills no option serves; without one they fail.
+        max_skill_steps: Step cap of one call. deterministic: Greedy option actions.
+        seed: Seed of the options' β draws.
+
+    Attributes:
+        usage: Skill executions by ``"option"`` and ``"fallback"``. episode_over, episode_success: How the
+            episode ended (success: the environment terminated it with a positive reward).
+    """
+
+    def __init__(self, env: gym.Env, library: OptionLibrary, *, resolve: Callable[[GroundOperator], OptionCall | None],
+                 observe: Callable[[], frozenset[str]], observation: Callable[[], Any],
+                 fallback: SkillExecutor | None = None, max_skill_steps: int = 100, deterministic: bool = True,
+                 seed: int = 0) -> None:
+        check(max_skill_steps >= 1, "max_skill_steps", f"must be >= 1, got {max_skill_steps}")
+        self.env, self.library, self.resolve = env, library, resolve
+        self._observe, self._observation, self.fallback = observe, observation, fallback
+        self.max_skill_steps, self.deterministic = max_skill_steps, deterministic
+        self.rng = np.random.default_rng(seed)
+        self.usage = {"option": 0, "fallback": 0}
+        self.episode_over = False
+        self.episode_success = False
+        self._info: Mapping[str, Any] = {}
+
+    def observe(self) -> frozenset[str]:
+        """The current base atoms."""
+        return self._observe()
+
+    def execute(self, step: GroundOperator) -> SkillResult:
+        """Run the option call ``resolve(step)`` (or the fallback) until it ends."""
+        call = self.resolve(step)
+        if call is None:
+            if self.fallback is None:
+                return SkillResult(status=SkillStatus.FAILED, state=self.observe())
+            self.usage["fallback"] += 1
+            result = self.fallback.execute(step)
+            self._note_end(result.episode_over, result.success)
+            return result
+        self.usage["option"] += 1
+        run = run_option(self.env, self.library.get(call.option), call.args, self._observation(), self._info,
+                         max_steps=self.max_skill_steps, gamma=1.0, rng=self.rng, deterministic=self.deterministic)
+        self._info = run.info
+        over = run.terminated or run.truncated
+        success = bool(run.terminated and run.reward > 0)
+        self._note_end(over, success)
+        status = (SkillStatus.DONE if success else SkillStatus.FAILED) if run.reason is EndReason.EPISODE_END \
+            else _STATUS[run.reason]
+        return SkillResult(status=status, state=self.observe(), steps=run.duration, episode_over=over,
+                           success=success)
+
+    def _note_end(self, over: bool, success: bool) -> None:
+        if over:
+            self.episode_over, self.episode_success = True, success
