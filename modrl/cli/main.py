@@ -155,12 +155,15 @@ def _add_experiment_parsers(sub: argparse._SubParsersAction) -> None:
 
     report = sub.add_parser(
         "report",
-        help="tables (mean, IQM, bootstrap CI), plots and provenance for a run or sweep",
+        help="tables (mean, IQM, bootstrap CI), plots and provenance for a run, sweep or continual run(s)",
         description="Aggregate a run or sweep directory into DIR/report/report.md: per-metric tables across seeds "
-        "(mean, interquartile mean, 95%% bootstrap CI), frames-to-threshold, learning curves, success per task, "
-        "module-usage heatmaps, and the exact commands and versions behind the numbers.",
+        "(mean, interquartile mean, 95% bootstrap CI), frames-to-threshold, learning curves, success per task, "
+        "module-usage heatmaps, and the exact commands and versions behind the numbers. A continual run gives its R "
+        "matrix, forgetting and transfer; a directory of continual runs one comparison table per update rule.",
     )
-    report.add_argument("path", type=Path, help="a run directory or a sweep directory")
+    report.add_argument(
+        "path", type=Path, help="a run, a sweep, a continual run, or a directory of continual runs (one table per rule)"
+    )
     report.add_argument("--out", type=Path, help="write the report here instead of PATH/report")
     report.add_argument(
         "--threshold", type=float, default=0.9, help="training success for frames-to-threshold (default: 0.9)"
