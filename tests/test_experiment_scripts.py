@@ -1,0 +1,51 @@
+"""The measurement scripts under experiments/ run end to end (as subprocesses: nothing imports experiments/)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+pytestmark = pytest.mark.slow
+
+
+def _run(*args: str) -> str:
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, env=ENV, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+def test_eval_planner_with_scripted_skills_solves_the_sequences_train_split(tmp_path: Path) -> None:
+    out = tmp_path / "planner.json"
+    stdout = _run("experiments/planner/eval_planner.py", "--suite", "sequences", "--split", "train", "--seeds", "1",
+                  "--out", str(out))
+    result = json.loads(out.read_text())
+    assert result["skills"] == "scripted skills" and len(result["tasks"]) == 20
+    assert result["mean_success"] == 1.0, stdout
+
+
+def test_mission_ablation_runs_on_a_mission_token_run(tiny_config, tmp_path: Path) -> None:
+    from modrl.agents.training import run_training
+    from modrl.config import to_dict
+    from modrl.runs import write_run_metadata
+
+    config = tiny_config("env.suite=colour-type", "env.split=train", "env.mission_tokens=true",
+                         "agent.router.condition=obs", "agent.router_input=mission", "train.eval_episodes=0")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["pytest"])
+    run_training(config, run_dir)
+    out = tmp_path / "ablation.json"
+    _run("experiments/generalisation/mission_ablation.py", str(run_dir), "--episodes", "1", "--tasks-per-split", "1",
+         "--out", str(out))
+    rows = json.loads(out.read_text())[str(run_dir)]
+    assert set(rows) == {"train", "test"}
+    for row in rows.values():
+        assert set(row) == {"true", "other-object", "blank"} and all(0.0 <= v <= 1.0 for v in row.values())
