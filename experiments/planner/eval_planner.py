@@ -33,7 +33,8 @@ from modrl.planner import MonitorConfig, SearchConfig, execute
 SEED_BASE = 1_000_000_000  # evaluation seeds, disjoint from training seeds as in modrl eval
 
 
-def run_episode(env_id: str, kwargs: dict[str, Any], seed: int, library: Any, option_steps: int) -> dict[str, Any]:
+def run_episode(env_id: str, kwargs: dict[str, Any], seed: int, library: Any, option_steps: int,
+                deterministic: bool = True) -> dict[str, Any]:
     env = gym.make(env_id, **kwargs)
     runner: Any
     if library is not None:
@@ -41,7 +42,8 @@ def run_episode(env_id: str, kwargs: dict[str, Any], seed: int, library: Any, op
 
         env = with_predicates(env)
         env.reset(seed=seed)
-        runner = learned_skills(env, library, fallback=None, max_skill_steps=option_steps, seed=seed)
+        runner = learned_skills(env, library, fallback=None, max_skill_steps=option_steps, seed=seed,
+                                deterministic=deterministic)
     else:
         env.reset(seed=seed)
         runner = ScriptedSkills(env)
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=10, help="episodes per task (seeds 10^9 + k)")
     parser.add_argument("--options", type=Path, help="an option library directory (modrl options train RUN/options)")
     parser.add_argument("--option-steps", type=int, default=100, help="step cap of one option call")
+    parser.add_argument("--stochastic", action="store_true", help="sample the options' actions (default: greedy)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -72,12 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, list[dict[str, Any]]] = {}
     for name in suite.split(args.split):
         spec = suite.tasks[suite.task_index(name)]
-        results[name] = [run_episode(spec.env_id, dict(spec.kwargs), SEED_BASE + k, library, args.option_steps)
-                         for k in range(args.seeds)]
+        results[name] = [run_episode(spec.env_id, dict(spec.kwargs), SEED_BASE + k, library, args.option_steps,
+                                     not args.stochastic) for k in range(args.seeds)]
         rate = np.mean([r["success"] for r in results[name]])
         print(f"{name:90s} {rate:.2f}  re-plans {np.mean([r['replans'] for r in results[name]]):.1f}", flush=True)
     overall = np.mean([r["success"] for runs in results.values() for r in runs])
-    skills = "learned options" if library is not None else "scripted skills"
+    skills = "scripted skills" if library is None else \
+        f"learned options ({'stochastic' if args.stochastic else 'greedy'})"
     print(f"{args.suite}/{args.split} with {skills}: mean success {overall:.3f} over {len(results)} tasks x "
           f"{args.seeds} seeds")
     if args.out:
