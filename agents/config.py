@@ -9,11 +9,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from modrl.config import ConfigError, apply_overrides, check, from_dict, load_yaml
 from modrl.routers import RouterConfig
 from modrl.skills import SkillsConfig
+
+if TYPE_CHECKING:
+    from modrl.envs import Suite
 
 #: Training envs are seeded ``seed + i``; evaluation uses seeds from ``EVAL_SEED_BASE`` up, so the two never meet.
 MAX_SEED = 1_000_000
@@ -147,8 +150,9 @@ class TrainConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ExperimentConfig:
-    """A whole training run (the top level of a YAML config file)."""
+class RunConfig:
+    """What every training run's config has (``modrl train``'s :class:`ExperimentConfig`, ``modrl continual``'s
+    ``ContinualConfig``): a name, the seed, torch threads, the env, the agent and the algorithm."""
 
     name: str = "run"
     seed: int = 0
@@ -156,11 +160,17 @@ class ExperimentConfig:
     env: EnvConfig = field(default_factory=EnvConfig)
     agent: AgentConfig = field(default_factory=AgentConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
         check(0 <= self.seed < MAX_SEED, "seed", f"must be in [0, {MAX_SEED}), got {self.seed}")
         check(self.torch_threads >= 1, "torch_threads", f"must be >= 1, got {self.torch_threads}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentConfig(RunConfig):
+    """A whole training run (the top level of a YAML config file)."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
 
 
 def load_experiment_config(
@@ -179,12 +189,7 @@ def load_experiment_config(
 
 
 def _check_cross_fields(config: ExperimentConfig) -> None:
-    from modrl.envs import get_suite  # lazy: keeps config parsing cheap and import order simple
-
-    try:
-        suite = get_suite(config.env.suite)
-    except KeyError as exc:
-        raise ConfigError(f"env.suite: {exc}") from None
+    suite = check_run_fields(config)
     if config.env.split is not None:
         if config.env.split not in suite.splits:
             raise ConfigError(
@@ -196,6 +201,20 @@ def _check_cross_fields(config: ExperimentConfig) -> None:
             f"env.n_envs: {config.env.n_envs} envs cannot cover the {suite.num_tasks} tasks of suite "
             f"{suite.name!r}; use at least {suite.num_tasks}, or train on a split (env.split=train)"
         )
+
+
+def check_run_fields(config: RunConfig) -> Suite:
+    """The checks across sections that every run config needs; returns the suite ``env.suite`` names.
+
+    Raises:
+        ConfigError: Unknown suite, a mission router without mission tokens, a PPO batch larger than a rollout.
+    """
+    from modrl.envs import get_suite  # lazy: keeps config parsing cheap and import order simple
+
+    try:
+        suite = get_suite(config.env.suite)
+    except KeyError as exc:
+        raise ConfigError(f"env.suite: {exc}") from None
     if config.agent.router_input == "mission" and not config.env.mission_tokens:
         raise ConfigError("agent.router_input: 'mission' needs the mission tokens; set env.mission_tokens=true")
     if config.agent.algo == "ppo" and config.algo.batch_size > config.algo.n_steps * config.env.n_envs:
@@ -203,3 +222,4 @@ def _check_cross_fields(config: ExperimentConfig) -> None:
             f"algo.batch_size: {config.algo.batch_size} is larger than one rollout "
             f"(algo.n_steps * env.n_envs = {config.algo.n_steps * config.env.n_envs})"
         )
+    return suite

@@ -15,7 +15,7 @@ from typing import Any, Literal
 from modrl.config import ConfigError, apply_overrides, check, from_dict, load_yaml
 from modrl.updates import UpdateRuleConfig
 
-from .config import MAX_SEED, AgentConfig, AlgoConfig, EnvConfig, ExperimentConfig, TrainConfig
+from .config import ExperimentConfig, RunConfig, TrainConfig, check_run_fields
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,21 +50,12 @@ class SequenceConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
-class ContinualConfig:
+class ContinualConfig(RunConfig):
     """A whole continual run (the top level of a ``modrl continual`` YAML file)."""
 
     name: str = "continual"
-    seed: int = 0
-    torch_threads: int = 1
-    env: EnvConfig = field(default_factory=EnvConfig)
-    agent: AgentConfig = field(default_factory=AgentConfig)
-    algo: AlgoConfig = field(default_factory=AlgoConfig)
     sequence: SequenceConfig = field(default_factory=lambda: SequenceConfig(tasks=("empty5",)))
     rule: UpdateRuleConfig = field(default_factory=UpdateRuleConfig)
-
-    def __post_init__(self) -> None:
-        check(0 <= self.seed < MAX_SEED, "seed", f"must be in [0, {MAX_SEED}), got {self.seed}")
-        check(self.torch_threads >= 1, "torch_threads", f"must be >= 1, got {self.torch_threads}")
 
     def experiment(self) -> ExperimentConfig:
         """The equivalent single-run config (used to build the model; ``train`` covers the whole sequence)."""
@@ -84,12 +75,7 @@ def load_continual_config(source: Path | str | Mapping[str, Any], overrides: Seq
 
 
 def _check_cross_fields(config: ContinualConfig) -> None:
-    from modrl.envs import get_suite  # lazy, as in modrl.agents.config
-
-    try:
-        suite = get_suite(config.env.suite)
-    except KeyError as exc:
-        raise ConfigError(f"env.suite: {exc}") from None
+    suite = check_run_fields(config)
     unknown = [t for t in config.sequence.tasks if t not in suite.task_names]
     if unknown:
         raise ConfigError(
@@ -97,13 +83,6 @@ def _check_cross_fields(config: ContinualConfig) -> None:
         )
     if config.env.split is not None:
         raise ConfigError("env.split: a continual run trains one task per stage; leave env.split null")
-    if config.agent.router_input == "mission" and not config.env.mission_tokens:
-        raise ConfigError("agent.router_input: 'mission' needs the mission tokens; set env.mission_tokens=true")
-    if config.agent.algo == "ppo" and config.algo.batch_size > config.algo.n_steps * config.env.n_envs:
-        raise ConfigError(
-            f"algo.batch_size: {config.algo.batch_size} is larger than one rollout "
-            f"(algo.n_steps * env.n_envs = {config.algo.n_steps * config.env.n_envs})"
-        )
     if config.rule.kind == "freeze_grow":
         _check_freeze_grow(config)
 
