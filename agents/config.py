@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from modrl.config import ConfigError, apply_overrides, check, from_dict, load_yaml
+from modrl.config import ConfigError, apply_overrides, check, check_sizes, from_dict, load_yaml
 from modrl.routers import RouterConfig
 from modrl.skills import SkillsConfig
 
@@ -41,7 +41,7 @@ class EnvConfig:
     vec_env: Literal["dummy", "subproc"] = "dummy"
 
     def __post_init__(self) -> None:
-        check(self.n_envs >= 1, "n_envs", f"must be >= 1, got {self.n_envs}")
+        check_sizes(self.n_envs, "n_envs", high=1024)
         check(
             self.max_episode_steps is None or self.max_episode_steps >= 1,
             "max_episode_steps",
@@ -67,11 +67,11 @@ class ExtractorConfig:
     mission_dim: int = 32
 
     def __post_init__(self) -> None:
-        check(self.embed_dim >= 1, "embed_dim", f"must be >= 1, got {self.embed_dim}")
-        check(self.mission_dim >= 1, "mission_dim", f"must be >= 1, got {self.mission_dim}")
+        check_sizes(self.embed_dim, "embed_dim")
+        check_sizes(self.mission_dim, "mission_dim")
         check(1 <= len(self.channels) <= 3, "channels", f"needs 1 to 3 conv layers, got {len(self.channels)}")
-        check(all(c >= 1 for c in self.channels), "channels", f"must all be >= 1, got {list(self.channels)}")
-        check(self.features_dim >= 1, "features_dim", f"must be >= 1, got {self.features_dim}")
+        check_sizes(self.channels, "channels")
+        check_sizes(self.features_dim, "features_dim")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -94,13 +94,10 @@ class AgentConfig:
     monolithic_hidden: int | None = None
 
     def __post_init__(self) -> None:
-        check(self.latent_dim >= 1, "latent_dim", f"must be >= 1, got {self.latent_dim}")
-        check(all(h >= 1 for h in self.critic_hidden), "critic_hidden", "sizes must be >= 1")
-        check(
-            self.monolithic_hidden is None or self.monolithic_hidden >= 1,
-            "monolithic_hidden",
-            f"must be >= 1 or null, got {self.monolithic_hidden}",
-        )
+        check_sizes(self.latent_dim, "latent_dim")
+        check_sizes(self.critic_hidden, "critic_hidden")
+        if self.monolithic_hidden is not None:
+            check_sizes(self.monolithic_hidden, "monolithic_hidden")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,8 +120,7 @@ class AlgoConfig:
     def __post_init__(self) -> None:
         check(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
         for name in ("n_steps", "batch_size", "n_epochs"):
-            value = getattr(self, name)
-            check(value >= 1, name, f"must be >= 1, got {value}")
+            check_sizes(getattr(self, name), name, high=1_000_000)
         for name in ("gamma", "gae_lambda"):
             value = getattr(self, name)
             check(0.0 <= value <= 1.0, name, f"must be in [0, 1], got {value}")

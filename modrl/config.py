@@ -26,6 +26,19 @@ class ConfigError(ValueError):
     """A configuration value, key or file is invalid; the message names the key (dotted path) or the file."""
 
 
+#: Largest layer width, embedding size or module count a config may ask for: far above anything that trains on
+#: MiniGrid, low enough that a typo (``channels: [16000000]``) is refused before torch tries to allocate it.
+MAX_WIDTH = 65_536
+
+
+def check_sizes(values: int | Sequence[int], field: str, *, high: int = MAX_WIDTH) -> None:
+    """Raise :class:`ConfigError` unless every size in ``values`` lies in ``[1, high]``."""
+    sizes = [values] if isinstance(values, int) else list(values)
+    bad = [v for v in sizes if not 1 <= v <= high]
+    if bad:
+        raise ConfigError(f"{field}: sizes must be in [1, {high}], got {bad[0]}")
+
+
 def check(condition: bool, field: str, message: str) -> None:
     """Raise :class:`ConfigError` ``"<field>: <message>"`` unless ``condition`` holds (for ``__post_init__``)."""
     if not condition:

@@ -41,7 +41,7 @@ def test_unknown_nested_key_names_dotted_path() -> None:
             r"agent\.router\.kind: 'magic' is not allowed; allowed values: .*'soft'",
         ),
         ({"algo": {"gamma": 1.5}}, r"algo\.gamma: must be in \[0, 1\]"),
-        ({"env": {"n_envs": 0}}, r"env\.n_envs: must be >= 1"),
+        ({"env": {"n_envs": 0}}, r"env\.n_envs: sizes must be in \[1, 1024\], got 0"),
         ({"seed": -1}, r"seed: must be in"),
         ({"agent": {"skills": {"count": 0}}}, r"agent\.skills\.count"),
         ({"env": {"suite": "no-such-suite"}}, r"env\.suite: .*minigrid-basic"),
@@ -126,3 +126,19 @@ def test_duplicate_yaml_keys_are_refused_naming_the_key(tmp_path: Path) -> None:
 def test_non_finite_numbers_are_refused(value: str) -> None:
     with pytest.raises(ConfigError, match=r"algo\.learning_rate: expected a finite number"):
         load_experiment_config({}, [f"algo.learning_rate={value}"])
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("agent.extractor.channels=[16000000]", "channels"),
+        ("agent.skills.hidden=[10000000000]", "hidden"),
+        ("agent.skills.count=100000", "count"),
+        ("env.n_envs=100000", "n_envs"),
+        ("algo.n_steps=0", "n_steps"),
+        ("agent.monolithic_hidden=0", "monolithic_hidden"),
+    ],
+)
+def test_sizes_out_of_range_are_refused_before_anything_is_allocated(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"{key}: sizes must be in \[1, \d+\]"):
+        load_experiment_config({}, [override])

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from modrl._io import atomic_write_bytes
-from modrl.config import check
+from modrl.config import check, check_sizes
 from modrl.registry import UnknownNameError
 
 from .base import ACTIVATIONS, SKILLS, Activation, SkillModule
@@ -378,9 +378,9 @@ class SkillsConfig:
 
     def __post_init__(self) -> None:
         check(self.kind in SKILLS, "kind", f"must be one of {SKILLS.names()}, got {self.kind!r}")
-        check(self.count >= 1, "count", f"must be >= 1, got {self.count}")
-        check(all(h >= 1 for h in self.hidden), "hidden", f"every size must be >= 1, got {list(self.hidden)}")
-        check(self.rank >= 1, "rank", f"must be >= 1, got {self.rank}")
+        check_sizes(self.count, "count", high=1024)
+        check_sizes(self.hidden, "hidden")
+        check_sizes(self.rank, "rank")
         check(self.activation in ACTIVATIONS, "activation", f"must be one of {sorted(ACTIVATIONS)}")
 
 
