@@ -239,7 +239,8 @@ def train_option_critic(config: OptionCriticConfig, *, slots: Slots | None = Non
     own = slots is None
     slots = TaskSlots(config.env, seed=config.seed) if slots is None else slots
     model = build_model(config, len(slots.task_names))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.algo.learning_rate, eps=1e-5)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.algo.learning_rate, eps=1e-5,
+                                 fused=config.algo.fused_adam)
     stats = OptionStats(model.library.names, slots.task_names)
     loop, history, frames = _Loop(slots, stats), list[UpdateRecord](), 0
     try:

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from modrl.config import ConfigError, apply_overrides, check, from_dict, load_yaml
 from modrl.options import CurriculumConfig
 
-from .config import MAX_SEED
+from .config import MAX_SEED, AlgoConfig
 from .options_config import EpisodeConfig, OptionNetConfig, check_split
 
 
@@ -33,28 +33,13 @@ class HierEnvConfig(EpisodeConfig):
 
 
 @dataclass(frozen=True, kw_only=True)
-class HierAlgoConfig:
-    """PPO hyper-parameters of the hand-written loops (clipped surrogate, GAE, Adam, one rollout per update)."""
+class HierAlgoConfig(AlgoConfig):
+    """PPO hyper-parameters of the hand-written loops (clipped surrogate, GAE, Adam, one rollout per update): the
+    fields and checks of :class:`~modrl.agents.config.AlgoConfig`, with larger batches and fewer epochs by default."""
 
     learning_rate: float = 5e-4
-    n_steps: int = 128
     batch_size: int = 256
     n_epochs: int = 4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_range: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-
-    def __post_init__(self) -> None:
-        check(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
-        for name in ("n_steps", "batch_size", "n_epochs"):
-            check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        for name in ("gamma", "gae_lambda"):
-            check(0.0 <= getattr(self, name) <= 1.0, name, f"must be in [0, 1], got {getattr(self, name)}")
-        for name in ("clip_range", "ent_coef", "vf_coef", "max_grad_norm"):
-            check(getattr(self, name) >= 0, name, f"must be >= 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -270,7 +270,8 @@ def train_sketch(config: SketchConfig, *, slots: Slots | None = None, writer: Te
     critic = OptionController(num_options=MAX_SUBTASKS, num_tasks=len(slots.task_names),
                               embed_dim=config.net.embed_dim, channels=config.net.channels,
                               features_dim=config.net.features_dim, hidden=config.net.critic_hidden)
-    optimizer = torch.optim.Adam([*modules.parameters(), *critic.parameters()], lr=config.algo.learning_rate, eps=1e-5)
+    optimizer = torch.optim.Adam([*modules.parameters(), *critic.parameters()], lr=config.algo.learning_rate, eps=1e-5,
+                                 fused=config.algo.fused_adam)
     curriculum = SuccessCurriculum([f"length-{n}" for n in sorted(set(lengths))], config.curriculum)
     loop = _Loop(slots, modules, OptionStats(modules.library.names, slots.task_names), curriculum, lengths)
     history, frames = list[dict[str, float]](), 0
