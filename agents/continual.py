@@ -300,14 +300,22 @@ class _Runner:
     # ---- reference and summary --------------------------------------------------------------------------------
     def _references(self) -> bool:
         """Train every task alone from scratch (same seed and budget) for forward transfer; ``False`` if stopped."""
-        from .continual_reference import train_reference
+        from .continual_reference import ReferenceCache, train_reference
 
+        directory = self.config.sequence.reference_dir
+        cache = ReferenceCache(directory) if directory is not None else None
         for stage, name in enumerate(self.names):
             if name in self.record.reference_auc:
                 continue
-            auc = train_reference(self.config, stage, self.run_dir / REFERENCE_DIR / name, self.request)
-            if auc is None:
-                return False
+            auc = cache.get(self.config, stage) if cache is not None else None
+            if auc is not None:
+                log.info("reference of %s (stage %d) from the cache %s: AUC %.3f", name, stage, directory, auc)
+            else:
+                auc = train_reference(self.config, stage, self.run_dir / REFERENCE_DIR / name, self.request)
+                if auc is None:
+                    return False
+                if cache is not None:
+                    cache.put(self.config, stage, auc, self.config.sequence.steps_per_task)
             self.record.reference_auc[name] = auc
             self.record.save(self.run_dir)
         return True

@@ -30,6 +30,9 @@ class SequenceConfig:
         keep_checkpoints: Checkpoints kept (>= 2, so a kill while writing one always leaves a complete pair).
         reference: ``scratch`` also trains every task alone from a fresh agent with the same budget, for forward
             transfer; ``none`` skips it (forward transfer is then not reported).
+        reference_dir: With ``reference: scratch``, a directory caching the from-scratch references between runs: a
+            reference depends only on the seed, env, agent, algo, budget and the task's stage (not on the rule), so
+            the runs of every rule with one seed share it (:mod:`modrl.agents.continual_reference`).
     """
 
     tasks: tuple[str, ...] = ()
@@ -38,6 +41,7 @@ class SequenceConfig:
     checkpoint_every: int = 20_000
     keep_checkpoints: int = 2
     reference: Literal["none", "scratch"] = "none"
+    reference_dir: str | None = None
 
     def __post_init__(self) -> None:
         check(len(self.tasks) >= 1, "tasks", "name at least one task of env.suite")
@@ -47,6 +51,10 @@ class SequenceConfig:
         check(self.eval_episodes >= 1, "eval_episodes", f"must be >= 1, got {self.eval_episodes}")
         check(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
         check(self.keep_checkpoints >= 2, "keep_checkpoints", f"must be >= 2, got {self.keep_checkpoints}")
+        check(self.reference_dir is None or self.reference == "scratch", "reference_dir",
+              "caches from-scratch references; set sequence.reference: scratch too")  # fmt: skip
+        check(self.reference_dir is None or bool(self.reference_dir.strip()), "reference_dir",
+              "give a directory path or null")  # fmt: skip
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -95,6 +95,7 @@ def test_continual_metrics_and_table() -> None:
         ("agent.skills.count=1", "at least 2 modules"),
         ("rule.kind=bogus", "rule.kind"),
         ("sequence.bogus=1", "unknown key 'sequence.bogus'"),
+        ("sequence.reference_dir=refs", "reference_dir: caches from-scratch references"),
     ],
 )
 def test_config_refuses_what_cannot_run(override: str, message: str) -> None:
@@ -265,6 +266,53 @@ def test_cli_runs_resumes_and_refuses(tmp_path: Path, capsys: pytest.CaptureFixt
     assert main(["continual", str(config_path), "--set", "sequence.tasks=[nope]"]) == 2
     assert "has no task 'nope'" in capsys.readouterr().err
     assert main(["continual", "--resume", str(run_dir), "--set", "rule.kind=none"]) == 2
+
+
+# ---- shared from-scratch references ---------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_reference_cache_is_shared_by_rules_and_added_to_a_finished_run(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config_path, cache = tmp_path / "tiny.yaml", tmp_path / "refs"
+    config_path.write_text(yaml.safe_dump(TINY))
+
+    def record(name: str) -> dict[str, Any]:
+        return json.loads((tmp_path / name / "continual.json").read_text())
+
+    common = ["continual", str(config_path), "--set", "sequence.steps_per_task=64"]
+    assert main([*common, "--run-dir", str(tmp_path / "none"), "--set", "rule.kind=none",
+                 "--reference-dir", str(cache)]) == 0  # fmt: skip
+    first = record("none")
+    assert sorted(first["reference_auc"]) == ["empty5", "emptyrand5"]
+    assert first["metrics"]["forward_transfer"] is not None
+    assert (tmp_path / "none/reference/empty5/reference.json").is_file() and len(list(cache.glob("*.json"))) == 2
+    # Another rule, same seed: the references come from the cache (none trained) and are the same numbers.
+    assert main([*common, "--run-dir", str(tmp_path / "packnet"), "--set", "rule.kind=packnet",
+                 "--reference-dir", str(cache)]) == 0  # fmt: skip
+    assert record("packnet")["reference_auc"] == first["reference_auc"]
+    assert not (tmp_path / "packnet/reference").exists()
+    # A finished run without references gets forward transfer on --resume; R is untouched, the change recorded.
+    assert main([*common, "--run-dir", str(tmp_path / "fg")]) == 0
+    before = record("fg")
+    assert before["metrics"]["forward_transfer"] is None
+    assert main(["continual", "--resume", str(tmp_path / "fg"), "--reference-dir", str(cache)]) == 0
+    after = record("fg")
+    assert after["R"] == before["R"] and after["reference_auc"] == first["reference_auc"]
+    assert after["metrics"]["forward_transfer"] is not None and not (tmp_path / "fg/reference").exists()
+    changes = json.loads((tmp_path / "fg/meta.json").read_text())["config_changes"][0]["changes"]
+    assert changes["sequence.reference"] == ["none", "scratch"]
+    # Another seed is another key; a corrupt or foreign entry is ignored (and retrained), never trusted.
+    from modrl.agents.continual_reference import ReferenceCache, reference_key
+
+    config = tiny("sequence.steps_per_task=64", "sequence.reference=scratch")
+    assert reference_key(config, 0) != reference_key(tiny("sequence.steps_per_task=64", "seed=1"), 0)
+    assert reference_key(config, 0) == reference_key(tiny("sequence.steps_per_task=64", "rule.kind=ewc"), 0)
+    store = ReferenceCache(cache)
+    assert store.get(config, 0) == first["reference_auc"]["empty5"]
+    store.path(config, 0).write_text('{"key": "other", "auc": 0.5}')
+    assert store.get(config, 1) is not None and store.get(config, 0) is None
+    store.path(config, 1).write_text("{not json")
+    assert store.get(config, 1) is None and "ignoring reference cache entry" in caplog.text
 
 
 # ---- mission tokens -----------------------------------------------------------------------------------------------

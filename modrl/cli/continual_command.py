@@ -16,6 +16,7 @@ from modrl.runs import (
     create_run_dir,
     lock_run_dir,
     read_run_config,
+    record_config_change,
     set_status,
     write_run_metadata,
 )
@@ -44,31 +45,45 @@ def add_continual_parser(sub: argparse._SubParsersAction) -> None:
         help="where new run directories go (default: runs/continual)",
     )  # fmt: skip
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR where it stopped")
+    parser.add_argument(
+        "--reference-dir", type=Path, metavar="DIR",
+        help="forward transfer with from-scratch references cached in DIR and shared by runs of any rule with the "
+        "same seed, env, agent, algo and budget (sets sequence.reference=scratch); with --resume of a finished run, "
+        "adds forward transfer to it (recorded in meta.json)",
+    )  # fmt: skip
 
 
-def _config_and_dir(args: argparse.Namespace) -> tuple[object, Path, bool]:
+def _config_and_dir(args: argparse.Namespace) -> tuple[object, Path, bool, dict | None]:
+    """``(config, run_dir, resume, old config to record a change from or None)``."""
     from modrl.agents.continual_config import load_continual_config
 
+    reference = [] if args.reference_dir is None else \
+        ["sequence.reference=scratch", f"sequence.reference_dir={args.reference_dir}"]  # fmt: skip
     if args.resume is not None:
         if args.config is not None or args.overrides or args.run_dir is not None:
             raise ConfigError("--resume RUN_DIR takes no CONFIG, --set or --run-dir: a run resumes as it was started")
-        return load_continual_config(read_run_config(args.resume)), args.resume, True
+        old = read_run_config(args.resume)
+        config = load_continual_config(old, reference)
+        changed = bool(reference) and to_dict(config) != to_dict(load_continual_config(old))
+        return config, args.resume, True, (old if changed else None)
     if args.config is None:
         raise ConfigError("give a CONFIG file (or --resume RUN_DIR)")
-    config = load_continual_config(args.config, args.overrides)
+    config = load_continual_config(args.config, [*args.overrides, *reference])
     run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
     write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
-    return config, run_dir, False
+    return config, run_dir, False, None
 
 
 def run(args: argparse.Namespace) -> int:
     """``modrl continual``: validate, create (or lock and resume) the run directory, run the stages, print R."""
     try:
-        config, run_dir, resume = _config_and_dir(args)
+        config, run_dir, resume, old = _config_and_dir(args)
     except (ConfigError, RunDirError) as exc:
         return fail(str(exc))
     try:
         with lock_run_dir(run_dir):
+            if old is not None:
+                record_config_change(run_dir, old=old, new=to_dict(config), argv=["modrl", *sys.argv[1:]])
             return _run_locked(config, run_dir, resume=resume)
     except RunDirError as exc:
         return fail(str(exc))
