@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import re
 import signal
@@ -466,3 +467,16 @@ def test_ray_cancellation_reaches_the_trial_even_where_sigint_is_ignored(tmp_pat
     while "got SIGTERM" not in log_path.read_text() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert log_path.read_text().splitlines() == ["=== attempt 1", "ready", "got SIGTERM"]
+
+
+def test_shipped_sweeps_expand_into_valid_trials() -> None:
+    from modrl.agents.config import load_experiment_config
+    from modrl.sweep.spec import expand, load_sweep_spec, validate_trials
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "experiments" / "sweeps").glob("*.yaml"))
+    assert len(paths) >= 3
+    for path in paths:
+        spec = load_sweep_spec(path)
+        trials = expand(spec)
+        assert len(trials) == len(spec.seeds) * math.prod(len(values) for values in spec.grid.values()), path
+        validate_trials(trials, load_experiment_config, Path(spec.base))
