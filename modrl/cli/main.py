@@ -70,17 +70,43 @@ def _build_parser() -> argparse.ArgumentParser:
 
     evaluate = sub.add_parser(
         "eval",
-        help="evaluate a trained run per task",
+        help="evaluate a trained run per task (or the planner with a run's options: --planner)",
         description="Evaluate a run's latest checkpoint on every task of its suite with fixed evaluation seeds "
-        "(disjoint from training seeds). Prints a table and writes JSON under RUN_DIR/eval/.",
+        "(disjoint from training seeds). Prints a table and writes JSON under RUN_DIR/eval/. With --planner, evaluate "
+        "the planner (declared operators, A*, execution monitoring and re-planning) on every task of a suite split, "
+        "its skills run by the options of a 'modrl options train' run (RUN_DIR/options, or a library directory "
+        "itself), or by the scripted skills (--scripted --suite NAME, no RUN_DIR: the upper bound); results go to "
+        "RUN_DIR/eval/planner-SPLIT[-stochastic][-fallback].json.",
     )
-    evaluate.add_argument("run_dir", type=Path, help="a run directory made by 'modrl train'")
+    evaluate.add_argument(
+        "run_dir", nargs="?", type=Path, help="a run directory made by 'modrl train' (with --planner: by 'modrl "
+        "options train|critic|sketch', or its option library directory)"
+    )
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes per task (default: 100)")
     evaluate.add_argument(
-        "--split", default="all", help="evaluate one split of the suite (e.g. test) or all, side by side (default)"
+        "--split", help="evaluate one split of the suite (e.g. test) or all, side by side (default: all; with "
+        "--planner: test if the suite has one, else train)"
     )
     evaluate.add_argument(
-        "--stochastic", action="store_true", help="sample actions instead of the deterministic policy"
+        "--stochastic", action="store_true", help="sample actions instead of the deterministic policy (with "
+        "--planner: sample the options' actions)"
+    )
+    planner = evaluate.add_argument_group("planner mode")
+    planner.add_argument("--planner", action="store_true", help="evaluate the planner executing plans with skills")
+    planner.add_argument(
+        "--scripted", action="store_true", help="run the skills with the scripted skills (no RUN_DIR; needs --suite)"
+    )
+    planner.add_argument("--suite", help="suite to evaluate on (default: the run's, from its config.yaml)")
+    planner.add_argument(
+        "--option-steps", type=int, metavar="N", help="step cap of one option call (default: 100)"
+    )
+    planner.add_argument(
+        "--fallback-scripted", action="store_true", help="the scripted skills run the steps no option serves "
+        "(counted in the table; default: such a step fails and the planner re-plans)"
+    )
+    planner.add_argument(
+        "--out", type=Path, metavar="FILE", help="write the JSON here (default: RUN_DIR/eval/...; with --scripted: "
+        "print only)"
     )
 
     _add_experiment_parsers(sub)

@@ -1,0 +1,173 @@
+"""Planner evaluation (modrl.agents.planner_eval) and ``modrl eval --planner``: the scripted upper bound, a tiny
+untrained option library through the CLI, the JSON it writes, and the one-line errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from modrl.agents.evaluation import EVAL_SEED_BASE
+from modrl.agents.planner_eval import (
+    PlannerEvalConfig,
+    SkillSource,
+    default_split,
+    evaluate_planner,
+    format_planner_report,
+)
+from modrl.cli.main import main
+from modrl.config import ConfigError
+from modrl.envs import get_suite
+from modrl.options import Option, OptionConfig, OptionLibrary
+from modrl.planner import Outcome
+
+TEST_TASKS = get_suite("sequences").splits["test"]
+TINY = OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2)
+
+
+@pytest.fixture
+def options_run(tmp_path: Path) -> Path:
+    """A 'modrl options train'-shaped run directory: config.yaml naming the suite, an untrained library in options/."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"name": "tiny", "env": {"suite": "sequences"}}))
+    library = OptionLibrary()
+    for name in ("goto-green-ball", "pickup-blue-key"):
+        library.add(name, Option(TINY))
+    library.save(run_dir / "options")
+    return run_dir
+
+
+def test_scripted_planner_solves_two_test_tasks(caplog: pytest.LogCaptureFixture) -> None:
+    config = PlannerEvalConfig(suite="sequences", split="test", episodes=2, tasks=TEST_TASKS[:2])
+    seen: list[str] = []
+    with caplog.at_level(logging.INFO, logger="modrl.progress"):
+        report = evaluate_planner(config, on_task=lambda result: seen.append(result.task))
+    assert config.skills is SkillSource.SCRIPTED and report.skills_label == "scripted skills"
+    assert [t.task for t in report.tasks] == list(TEST_TASKS[:2]) == seen
+    assert report.mean_success == 1.0
+    for task in report.tasks:
+        assert task.episodes == 2 and task.success_rate == 1.0 and task.outcomes == {"success": 2}
+        assert [r.seed for r in task.runs] == [EVAL_SEED_BASE, EVAL_SEED_BASE + 1]
+        assert all(r.outcome is Outcome.SUCCESS and r.steps > 0 and r.option_calls == 0 for r in task.runs)
+        assert task.mean_steps == sum(r.steps for r in task.runs) / 2
+    progress = [r.getMessage() for r in caplog.records if r.name == "modrl.progress"]
+    assert len(progress) == 2 and progress[1].startswith(f"[planner] 2/2 {TEST_TASKS[1]}: success 1.00")
+    table = format_planner_report(report)
+    assert "sequences/test: mean success 1.000 over 2 task(s) x 2 episode(s)" in table
+    assert all(name in table for name in TEST_TASKS[:2]) and "scripted fallback" not in table
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["skills"] == "scripted" and data["tasks"][0]["runs"][0]["outcome"] == "success"
+
+
+def test_config_refuses_what_cannot_be_evaluated() -> None:
+    with pytest.raises(ConfigError, match="fallback_scripted: needs an option library"):
+        PlannerEvalConfig(fallback_scripted=True)
+    with pytest.raises(ConfigError, match="deterministic: only options sample"):
+        PlannerEvalConfig(deterministic=False)
+    with pytest.raises(ConfigError, match="split: suite 'sequences' has no split 'dev'; its splits: train, test"):
+        PlannerEvalConfig(split="dev")
+    with pytest.raises(ConfigError, match="suite: unknown suite 'nope'"):
+        PlannerEvalConfig(suite="nope")
+    with pytest.raises(ConfigError, match="tasks: pickup-red-key: pick tasks of sequences/test"):
+        PlannerEvalConfig(tasks=("pickup-red-key",))
+    with pytest.raises(ConfigError, match="episodes: must be >= 1"):
+        PlannerEvalConfig(episodes=0)
+    assert default_split("sequences") == "test" and default_split("minigrid-tiny") == "train"
+
+
+def test_cli_scripted_upper_bound_prints_and_writes_out(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "scripted.json"
+    assert main(["eval", "--planner", "--scripted", "--suite", "sequences", "--episodes", "1", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "with scripted skills" in printed and "sequences/test: mean success 1.000 over 15 task(s)" in printed
+    data = json.loads(out.read_text())
+    assert [t["task"] for t in data["tasks"]] == list(TEST_TASKS) and data["mean_success"] == 1.0
+
+
+def test_cli_planner_with_an_untrained_library_writes_eval_json(options_run: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(options_run), "--planner", "--episodes", "1", "--option-steps", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "learned options (greedy)" in printed and "skills run by learned options:" in printed
+    data = json.loads((options_run / "eval" / "planner-test.json").read_text())
+    assert data["skills"] == "options" and data["config"]["option_steps"] == 2
+    assert [t["task"] for t in data["tasks"]] == list(TEST_TASKS)
+    assert 0.0 <= data["mean_success"] <= 1.0
+    assert sum(t["option_calls"] for t in data["tasks"]) > 0  # goto-green-ball / pickup-blue-key steps ran options
+    assert sum(t["fallback_calls"] for t in data["tasks"]) == 0  # no fallback unless asked
+
+
+def test_cli_planner_on_a_library_directory_with_fallback_and_sampling(options_run: Path) -> None:
+    code = main(["eval", str(options_run / "options"), "--planner", "--episodes", "1", "--option-steps", "2",
+                 "--stochastic", "--fallback-scripted", "--split", "train"])
+    assert code == 0
+    data = json.loads((options_run / "eval" / "planner-train-stochastic-fallback.json").read_text())
+    assert data["deterministic"] is False and data["config"]["fallback_scripted"] is True
+    assert [t["task"] for t in data["tasks"]] == list(get_suite("sequences").splits["train"])
+    assert sum(t["fallback_calls"] for t in data["tasks"]) > 0  # open, putnext, drop: no option serves them
+
+
+def test_sampled_options_leave_the_global_torch_rng_alone(options_run: Path) -> None:
+    config = PlannerEvalConfig(suite="sequences", split="test", episodes=2, library=str(options_run / "options"),
+                               deterministic=False, option_steps=4, tasks=TEST_TASKS[:2])
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    first = evaluate_planner(config)
+    assert torch.equal(torch.rand(3), expected)  # sampled actions drew from a seeded fork, not the caller's RNG
+    assert evaluate_planner(config).tasks == first.tasks
+    assert sum(t.option_calls for t in first.tasks) > 0 and first.skills_label == "learned options (stochastic)"
+
+
+def _train_run(tmp_path: Path) -> Path:
+    run_dir = tmp_path / "train-run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"agent": {"kind": "modular"}, "env": {"suite": "sequences"}}))
+    return run_dir
+
+
+def _bare_library(tmp_path: Path) -> Path:
+    library = OptionLibrary()
+    library.add("goto-green-ball", Option(TINY))
+    library.save(tmp_path / "lib")
+    return tmp_path / "lib"
+
+
+@pytest.mark.parametrize(("make_args", "words"), [
+    (lambda p: [str(p), "--planner"], "holds no option library"),
+    (lambda p: [str(_train_run(p)), "--planner"], "is a 'modrl train' run and has no options"),
+    (lambda p: [str(p / "missing"), "--planner"], "no such directory"),
+    (lambda p: [str(_bare_library(p)), "--planner"], "give --suite NAME"),
+    (lambda p: ["--planner", "--scripted", "--suite", "nope"], "unknown suite 'nope'"),
+    (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--split", "dev"], "has no split 'dev'"),
+    (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--split", "all"], "evaluates one split"),
+    (lambda p: ["--planner", "--scripted"], "--scripted needs --suite NAME"),
+    (lambda p: [str(p), "--planner", "--scripted", "--suite", "sequences"], "drop RUN_DIR"),
+    (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--fallback-scripted"], "drop --fallback-scripted"),
+    (lambda p: ["--planner"], "--planner needs RUN_DIR"),
+    (lambda p: [str(p), "--fallback-scripted"], "--fallback-scripted needs --planner"),
+    (lambda p: [str(p), "--planner", "--option-steps", "0"], "--option-steps must be >= 1"),
+    (lambda p: [], "give RUN_DIR"),
+])  # fmt: skip
+def test_cli_errors_are_one_line_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                             make_args: Callable[[Path], list[str]], words: str) -> None:
+    assert main(["eval", *make_args(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("modrl: error: ") and err.count("\n") == 1 and words in err, err
+    assert not (tmp_path / "eval").exists()
+
+
+def test_eval_help_lists_the_planner_flags(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", "RUN_DIR", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--planner", "--scripted", "--suite", "--split", "--episodes", "--stochastic", "--option-steps",
+                 "--fallback-scripted", "--out"):
+        assert flag in text
