@@ -153,7 +153,9 @@ def evaluate(args: argparse.Namespace) -> int:
     if args.episodes < 1:
         return fail(f"--episodes must be >= 1, got {args.episodes}")
     if args.planner:
-        return _evaluate_planner(args)
+        from .planner_eval_command import evaluate_planner_command
+
+        return evaluate_planner_command(args)
     given = [flag for attr, flag in _PLANNER_FLAGS if getattr(args, attr) not in (None, False)]
     if given:
         return fail(f"{given[0]} needs --planner (modrl eval RUN_DIR --planner ...)")
@@ -167,99 +169,6 @@ def evaluate(args: argparse.Namespace) -> int:
         )
     except (CheckpointError, ConfigError, RunDirError, FileNotFoundError, ValueError) as exc:
         return fail(str(exc), EXIT_ERROR)
-    return 0
-
-
-def _planner_flag_error(args: argparse.Namespace) -> str | None:
-    """What is wrong with the combination of planner-mode flags, or ``None``."""
-    if args.option_steps is not None and args.option_steps < 1:
-        return f"--option-steps must be >= 1, got {args.option_steps}"
-    if args.split == "all":
-        return "--planner evaluates one split: give --split NAME (default: test if the suite has one, else train)"
-    if not args.scripted:
-        if args.run_dir is None:
-            return ("--planner needs RUN_DIR (a 'modrl options train' run or its options/ library), or --scripted "
-                    "--suite NAME for the scripted skills")
-        return None
-    wrong = [flag for flag, on in (("RUN_DIR", args.run_dir is not None), ("--stochastic", args.stochastic),
-                                   ("--option-steps", args.option_steps is not None),
-                                   ("--fallback-scripted", args.fallback_scripted)) if on]
-    if wrong:
-        return f"--scripted runs the scripted skills, not a run's options: drop {wrong[0]}"
-    if args.suite is None:
-        return "--scripted needs --suite NAME (e.g. --suite sequences)"
-    return None
-
-
-def _find_library(run_dir: Path) -> tuple[Path, Path]:
-    """``(library directory, run directory its results go to)`` for RUN_DIR or a library directory.
-
-    Raises:
-        RunDirError: Neither holds an option library; the message says what RUN_DIR is and what to give instead.
-    """
-    from modrl.options.library import INDEX_FILE
-
-    if (run_dir / INDEX_FILE).is_file():  # a library directory: results go to the run around it, if any
-        return run_dir, run_dir.parent if (run_dir.parent / "config.yaml").is_file() else run_dir
-    if (run_dir / "options" / INDEX_FILE).is_file():
-        return run_dir / "options", run_dir
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: no such directory")
-    config = read_run_config(run_dir) if (run_dir / "config.yaml").is_file() else {}
-    if "agent" in config:
-        raise RunDirError(f"{run_dir} is a 'modrl train' run and has no options to plan with; --planner evaluates "
-                          "the option library of a 'modrl options train' run, or give --scripted --suite NAME")
-    hint = f" (its router's library is {config['library']}: give that)" if isinstance(config.get("library"), str) \
-        else ""
-    raise RunDirError(f"{run_dir} holds no option library (no options/{INDEX_FILE}){hint}; give a 'modrl options "
-                      "train' run directory or its options/ directory")
-
-
-def _run_suite(run_dir: Path) -> str | None:
-    """The suite named by ``run_dir``'s ``config.yaml`` (``env.suite``), if any."""
-    if not (run_dir / "config.yaml").is_file():
-        return None
-    env = read_run_config(run_dir).get("env")
-    suite = env.get("suite") if isinstance(env, dict) else None
-    return suite if isinstance(suite, str) else None
-
-
-def _evaluate_planner(args: argparse.Namespace) -> int:
-    """``modrl eval --planner``: the planner with a run's options (or the scripted skills) on a suite split."""
-    from modrl.agents.planner_eval import PlannerEvalConfig, default_split, evaluate_planner, format_planner_report
-    from modrl.registry import UnknownNameError
-
-    problem = _planner_flag_error(args)
-    if problem is not None:
-        return fail(problem)
-    library, holder = None, None
-    try:
-        if not args.scripted:
-            library, holder = _find_library(args.run_dir)
-        suite = args.suite or (_run_suite(holder) if holder is not None else None)
-        if suite is None:
-            return fail(f"cannot tell which suite {args.run_dir} was trained on (no env.suite in a config.yaml): "
-                        "give --suite NAME")
-        config = PlannerEvalConfig(
-            suite=suite, split=args.split or default_split(suite), episodes=args.episodes,
-            library=None if library is None else str(library), deterministic=not args.stochastic,
-            fallback_scripted=args.fallback_scripted, option_steps=args.option_steps or 100)
-    except (ConfigError, RunDirError, UnknownNameError) as exc:
-        return fail(_one_line(str(exc)))
-    try:
-        report = evaluate_planner(config)
-    except ValueError as exc:  # a library that does not load
-        return fail(_one_line(str(exc)), EXIT_ERROR)
-    print()
-    print(format_planner_report(report))
-    out = args.out
-    if out is None and holder is not None:
-        mode = ("-stochastic" if args.stochastic else "") + ("-fallback" if args.fallback_scripted else "")
-        out = holder / "eval" / f"planner-{config.split}{mode}.json"
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(out, report.to_dict())
-        print(f"results written to {out}")
     return 0
 
 
