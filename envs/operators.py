@@ -12,7 +12,11 @@ objects in the way of doors) and derives what the agent can reach with the rules
   behind an open door that the agent can walk up to (it is then picked up from the doorway).
 
 So "pick up the box behind the locked door" plans as: pick up the key, open (unlock) the door, drop the key (the hands
-must be free), pick up the box -- none of which the mission spells out.
+must be free), pick up the box -- none of which the mission spells out. A key hidden in a box (ObstructedMaze) is
+fetched by ``open_box`` first, which the planner knows to do from the privileged ``contains`` atom.
+
+Objects are ``(type, name)``: the name is the colour, or ``colour@x_y`` for one of several objects of one type and
+colour (:func:`modrl.envs.predicates.identify_objects`); keys fit doors through ``fits`` atoms, not through the names.
 """
 
 from __future__ import annotations
@@ -21,12 +25,18 @@ import re
 from collections.abc import Callable
 from typing import Any
 
+from minigrid.core.world_object import WorldObj
+
 from modrl.config import ConfigError
 from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, ObjectRef, Subtask, Task
-from modrl.planner import Domain, Goal, GroundOperator, Operator, Param, Rule
+from modrl.envs.predicates import object_name, plain_colour
+from modrl.planner import Domain, Goal, GroundOperator, Operator, Param, Rule, format_atom, parse_atom
 
-_OBJ = (Param(name="?t", type="pickable"), Param(name="?c", type="colour"))
-_DOOR = (Param(name="?c", type="colour"),)
+# An object is (type, name): the name is its colour, or colour@x_y for one of several same-type same-colour objects
+# (modrl.envs.predicates.identify_objects), so names are untyped; preconditions bind every one of them.
+_NAME = Param(name="?c")
+_OBJ = (Param(name="?t", type="pickable"), _NAME)
+_DOOR = (_NAME,)
 _ROOM = (Param(name="?r"),)
 _MOVE_DEL = ("facing(*,*)", "agent_in(room,*)")
 _LIFT_DEL = ("in(?t,?c,*,*)", "next_to(?t,?c,*,*)", "next_to(*,*,?t,?c)", "blocks(?t,?c,*,*)")
@@ -51,7 +61,7 @@ OPERATORS: tuple[Operator, ...] = (
     Operator(name="goto_door", params=(*_DOOR, *_ROOM), pre=("reachable(door,?c)", *_DOOR_SIDE),
              neg=("blocked(door,?c,room,?r)",), delete=_MOVE_DEL, add=("facing(door,?c)", "agent_in(room,?r)"),
              skill="goto", skill_args=("door", "?c")),
-    Operator(name="goto_goal", params=(Param(name="?c", type="colour"), *_ROOM),
+    Operator(name="goto_goal", params=(_NAME, *_ROOM),
              pre=("reachable(goal,?c)", "in(goal,?c,room,?r)"), delete=_MOVE_DEL,
              add=("at_goal", "agent_in(room,?r)"), skill="goto", skill_args=("goal", "?c")),
     Operator(name="pickup", params=(*_OBJ, *_ROOM), pre=("reachable(?t,?c)", "in(?t,?c,room,?r)"),
@@ -63,18 +73,26 @@ OPERATORS: tuple[Operator, ...] = (
     Operator(name="open", params=(*_DOOR, *_ROOM), pre=_DOOR_SIDE,
              neg=("open(door,?c)", "locked(door,?c)", "blocked(door,?c,room,?r)"), delete=_MOVE_DEL,
              add=("open(door,?c)", "facing(door,?c)", "agent_in(room,?r)"), skill_args=("door", "?c")),
-    Operator(name="unlock", params=(*_DOOR, *_ROOM), pre=("locked(door,?c)", "carrying(key,?c)", *_DOOR_SIDE),
+    Operator(name="unlock", params=(*_DOOR, *_ROOM, Param(name="?k")),
+             pre=("locked(door,?c)", "carrying(key,?k)", "fits(key,?k,door,?c)", *_DOOR_SIDE),
              neg=("blocked(door,?c,room,?r)",), delete=("locked(door,?c)", *_MOVE_DEL),
              add=("open(door,?c)", "facing(door,?c)", "agent_in(room,?r)"), skill="open", skill_args=("door", "?c")),
     Operator(name="putnext",
-             params=(*_OBJ, Param(name="?u", type="pickable"), Param(name="?d", type="colour"), *_ROOM),
+             params=(*_OBJ, Param(name="?u", type="pickable"), Param(name="?d"), *_ROOM),
              pre=("carrying(?t,?c)", "reachable(?u,?d)", "in(?u,?d,room,?r)"),
              delete=("carrying(?t,?c)", *_MOVE_DEL),
              add=("in(?t,?c,room,?r)", "next_to(?t,?c,?u,?d)", "next_to(?u,?d,?t,?c)", "facing(?t,?c)",
                   "agent_in(room,?r)"),
              skill_args=("?t", "?c", "?u", "?d")),
+    Operator(name="open_box", params=(_NAME, Param(name="?t", type="pickable"), Param(name="?k"), *_ROOM),
+             pre=("contains(box,?c,?t,?k)", "reachable(box,?c)", "in(box,?c,room,?r)"),
+             delete=(*_MOVE_DEL, "contains(box,?c,*,*)", "in(box,?c,*,*)", "next_to(box,?c,*,*)", "next_to(*,*,box,?c)",
+                     "blocks(box,?c,*,*)"),
+             add=("in(?t,?k,room,?r)", "facing(?t,?k)", "agent_in(room,?r)"), skill="open", skill_args=("box", "?c")),
 )
-"""The declared operators; ``unlock`` runs the ``open`` skill while carrying the door's key."""
+"""The declared operators; ``unlock`` runs the ``open`` skill while carrying the door's key; ``open_box`` runs it on a
+box, which MiniGrid replaces by its contents (known beforehand through the privileged ``contains`` atom: the planner
+reads the full grid, inside boxes too); the revealed object's ``next_to``/``blocks`` atoms are left to observation."""
 
 SKILLS: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
 """The skills the operators run."""
@@ -82,8 +100,7 @@ SKILLS: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
 
 def planning_domain() -> Domain:
     """The MiniGrid planning domain: :data:`OPERATORS`, :data:`RULES` and the types they use."""
-    return Domain(operators=OPERATORS, rules=RULES,
-                  types={"pickable": frozenset(PICKABLE_TYPES), "colour": frozenset(COLOURS)})
+    return Domain(operators=OPERATORS, rules=RULES, types={"pickable": frozenset(PICKABLE_TYPES)})
 
 
 def subtask_goal(sub: Subtask) -> Goal:
@@ -125,18 +142,20 @@ _MISSIONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], frozenset[str]]
 
 
 def _only(state: frozenset[str], type_: str) -> str:
-    colours = sorted({a.split(",")[1] for a in state if a.startswith(f"in({type_},")})
+    colours = sorted({plain_colour(a.split(",")[1]) for a in state if a.startswith(f"in({type_},")})
     if len(colours) != 1:
         raise ValueError(f"'the {type_}' is ambiguous or absent: colours {colours}")
     return colours[0]
 
 
-def mission_goals(mission: str, state: frozenset[str]) -> tuple[Goal, ...]:
+def mission_goals(mission: str, state: frozenset[str], *, prefer: str | None = None) -> tuple[Goal, ...]:
     """Goals of a stock MiniGrid mission ("pick up the purple box", "open the door", "... get to the goal").
 
     Args:
         mission: The env's mission string.
-        state: The planning state (to resolve "the door" when the mission names no colour).
+        state: The planning state (to resolve "the door" when the mission names no colour, and to pick one of several
+            same-type same-colour objects, see :func:`resolve_goal`).
+        prefer: The name of the object to pick among several that the mission fits (e.g. the env's target).
 
     Raises:
         ValueError: A mission this table does not understand (the message lists the forms it does).
@@ -144,29 +163,64 @@ def mission_goals(mission: str, state: frozenset[str]) -> tuple[Goal, ...]:
     for pattern, build in _MISSIONS:
         found = pattern.search(mission.strip())
         if found:
-            return (build(found, state),)
+            return (resolve_goal(build(found, state), state, prefer=prefer),)
     forms = "; ".join(p.pattern for p, _ in _MISSIONS)
     raise ValueError(f"no goal for mission {mission!r}; understood forms: {forms}")
 
 
+def _object_names(state: frozenset[str]) -> dict[tuple[str, str], list[str]]:
+    """``(type, colour) -> names`` of the objects the state mentions (every ``type,name`` pair of argument slots)."""
+    found: dict[tuple[str, str], set[str]] = {}
+    for atom in state:
+        args = parse_atom(atom)[1]
+        for i in range(0, len(args) - 1, 2):
+            found.setdefault((args[i], plain_colour(args[i + 1])), set()).add(args[i + 1])
+    return {key: sorted(names) for key, names in found.items()}
+
+
+def resolve_goal(goal: Goal, state: frozenset[str], *, prefer: str | None = None) -> Goal:
+    """``goal`` with every object named by a plain colour that several objects of ``state`` share (``door,red`` when
+    there are ``door,red@3_4`` and ``door,red@3_8``) replaced by one of them: ``prefer`` when it is one, else the
+    first by name. Like BabyAI's verifiers, a mission's "the red door" is met by any red door, so any one will do;
+    objects the state names exactly are left alone."""
+    names = _object_names(state)
+
+    def one(atom: str) -> str:
+        name, args = parse_atom(atom)
+        out = list(args)
+        for i in range(0, len(args) - 1, 2):
+            options = names.get((args[i], args[i + 1]), [])
+            if args[i + 1] in COLOURS and options and args[i + 1] not in options:
+                out[i + 1] = prefer if prefer in options else options[0]
+        return format_atom(name, out)
+
+    return Goal(holds=frozenset(one(a) for a in goal.holds), achieve=frozenset(one(a) for a in goal.achieve))
+
+
 def goals_for_env(env: Any, state: frozenset[str]) -> tuple[Goal, ...]:
     """The goals of a (possibly wrapped) env's episode: its task's for a :class:`~modrl.envs.task_env.TaskEnv`, else
-    its mission's (:func:`mission_goals`)."""
+    its mission's (:func:`mission_goals`); among several objects the mission fits, the env's target ``obj`` (the
+    object stock MiniGrid envs reward) is preferred."""
     base = env.unwrapped
     task = getattr(base, "task", None)
     if isinstance(task, Task):
-        return goal_predicates(task)
-    return mission_goals(str(base.mission), state)
+        return tuple(resolve_goal(goal, state) for goal in goal_predicates(task))
+    target = getattr(base, "obj", None)
+    prefer = object_name(target) if isinstance(target, WorldObj) else None
+    return mission_goals(str(base.mission), state, prefer=prefer)
 
 
 def skill_subtask(step: GroundOperator) -> Subtask | None:
     """The grammar subtask a ground operator's skill call performs, i.e. what an option trained on that subtask's
     events should run: ``goto(t,c)``, ``pickup(t,c)``, ``open(door,c)`` (also for ``unlock``) and ``putnext(t,c,u,d)``
-    map to their subtask; ``drop``, ``goto`` of the goal square and objects the grammar has no word for give ``None``.
+    map to their subtask; ``drop``, ``goto`` of the goal square, ``open`` of a box and objects the grammar has no word
+    for give ``None``. One of several same-type same-colour objects (``door,red@3_4``) maps to its colour and type:
+    the option of that subtask may serve another of them, and the monitor re-plans from what it observes.
     """
     args = step.skill_args
     try:
-        objects = [ObjectRef(colour=args[i + 1], type=args[i]) for i in range(0, len(args) - 1, 2)]  # type: ignore[arg-type]
+        objects = [ObjectRef(colour=plain_colour(args[i + 1]), type=args[i])  # type: ignore[arg-type]
+                   for i in range(0, len(args) - 1, 2)]
         if step.skill in ("goto", "pickup", "open") and len(objects) == 1:
             return Subtask(verb=step.skill, obj=objects[0])  # type: ignore[arg-type]
         if step.skill == "putnext" and len(objects) == 2:

@@ -12,10 +12,20 @@ Predicates are strings in the sketch syntax of :mod:`modrl.envs.grammar` (type b
 
 Only objects other than walls, floor and lava enter ``facing``/``adjacent``/``next_to``. :func:`symbolic_state` is a
 pure function of the grid, the agent pose and the carried object, so it can be tested on hand-built grids.
+
+Object identity (for planning). The second argument of an object is its colour as long as no other object shares its
+type and colour. When several do (KeyCorridor's same-colour doors, ObstructedMaze's balls), :func:`identify_objects`
+names each of them once, from where it was first seen: ``door,red@3_4`` is the red door first seen at ``(3, 4)``. The
+name is stored on the object itself, so it follows the object when it is picked up, carried and dropped, and a new
+episode's objects are named afresh; objects inside a box are named with the box's position, a carried object with the
+agent's. Unique objects keep their plain colour, so ``carrying(key,blue)`` is spelled as before. :func:`planning_state`
+uses these names; :func:`symbolic_state` (``info["predicates"]``, what options' terminations read) keeps colours unless
+asked (``by_identity=True``).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from typing import Any, SupportsFloat
 
@@ -23,11 +33,12 @@ import gymnasium as gym
 import numpy as np
 from minigrid.core.constants import DIR_TO_VEC
 from minigrid.core.grid import Grid
-from minigrid.core.world_object import Door, WorldObj
+from minigrid.core.world_object import Box, Door, WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 
 _SCENERY = frozenset({"wall", "floor", "lava"})
 _NEIGHBOURS = ((1, 0), (0, 1), (-1, 0), (0, -1))
+Pos = tuple[int, int]
 
 
 def predicate(name: str, *args: str) -> str:
@@ -35,8 +46,73 @@ def predicate(name: str, *args: str) -> str:
     return f"{name}({','.join(args)})" if args else name
 
 
-def _describe(obj: WorldObj) -> tuple[str, str]:
-    return obj.type, obj.color
+_IDENTITY = "_modrl_identity"
+"""The attribute :func:`identify_objects` sets on a ``WorldObj``: its name (see the module docstring)."""
+IDENTITY_SEPARATOR = "@"
+"""Separates the colour from the first-seen position in the name of one of several same-type same-colour objects."""
+
+
+def object_name(obj: WorldObj) -> str:
+    """The object's name in planning atoms: the name :func:`identify_objects` gave it, else its colour."""
+    name = getattr(obj, _IDENTITY, None)
+    return name if isinstance(name, str) else str(obj.color)
+
+
+def plain_colour(name: str) -> str:
+    """The colour part of an object name: ``plain_colour("red@3_4") == plain_colour("red") == "red"``."""
+    return name.partition(IDENTITY_SEPARATOR)[0]
+
+
+def _all_objects(grid: Grid, carrying: WorldObj | None, agent_pos: tuple[int, int]) -> list[tuple[WorldObj, Pos]]:
+    """Every non-scenery object with a position: on the grid, inside a box (the box's cell), carried (the agent's)."""
+    found = [*_objects(grid)] + ([(agent_pos, carrying)] if carrying is not None else [])
+    out: list[tuple[WorldObj, Pos]] = []
+    for pos, obj in found:
+        out.append((obj, pos))
+        inner = _inside(obj)
+        while inner is not None:
+            out.append((inner, pos))
+            inner = _inside(inner)
+    return out
+
+
+def _inside(obj: WorldObj) -> WorldObj | None:
+    """What a box holds (minigrid types ``contains`` as ``None``)."""
+    inner = getattr(obj, "contains", None) if isinstance(obj, Box) else None
+    return inner if isinstance(inner, WorldObj) else None
+
+
+def identify_objects(grid: Grid, carrying: WorldObj | None, agent_pos: Sequence[int] | np.ndarray) -> None:
+    """Name every object not named yet (see the module docstring); names once given never change.
+
+    An object whose type and colour no other object shares, and whose plain colour no named object of its type holds,
+    is named by its colour; any other is named ``colour@x_y`` from its position now (its first sighting).
+
+    Args:
+        grid: The MiniGrid grid.
+        carrying: The carried object, if any.
+        agent_pos: ``(x, y)`` of the agent (the position given to a carried object).
+    """
+    everything = _all_objects(grid, carrying, (int(agent_pos[0]), int(agent_pos[1])))
+    fresh = [(obj, pos) for obj, pos in everything if not isinstance(getattr(obj, _IDENTITY, None), str)]
+    if not fresh:
+        return
+    counts = Counter((obj.type, obj.color) for obj, _ in everything)
+    named = [obj for obj, _ in everything if isinstance(getattr(obj, _IDENTITY, None), str)]
+    taken = {(obj.type, object_name(obj)) for obj in named}
+    for obj, (x, y) in sorted(fresh, key=lambda item: (item[1][1], item[1][0])):
+        name = str(obj.color)
+        if counts[(obj.type, obj.color)] > 1 or (obj.type, name) in taken:
+            name = stem = f"{obj.color}{IDENTITY_SEPARATOR}{x}_{y}"
+            extra = 1
+            while (obj.type, name) in taken:
+                name, extra = f"{stem}_{extra}", extra + 1
+        setattr(obj, _IDENTITY, name)
+        taken.add((obj.type, name))
+
+
+def _describe(obj: WorldObj, by_identity: bool = True) -> tuple[str, str]:
+    return obj.type, (object_name(obj) if by_identity else obj.color)
 
 
 def _objects(grid: Grid) -> Iterator[tuple[tuple[int, int], WorldObj]]:
@@ -52,6 +128,8 @@ def symbolic_state(
     agent_pos: Sequence[int] | np.ndarray,
     agent_dir: int,
     carrying: WorldObj | None,
+    *,
+    by_identity: bool = False,
 ) -> frozenset[str]:
     """The set of true ground predicates (see the module docstring for the vocabulary).
 
@@ -60,6 +138,7 @@ def symbolic_state(
         agent_pos: ``(x, y)`` of the agent.
         agent_dir: Heading, 0 = right, 1 = down, 2 = left, 3 = up (MiniGrid's ``DIR_TO_VEC`` order).
         carrying: The carried object, if any (it is not on the grid).
+        by_identity: Name objects by :func:`object_name` (``red@3_4``) instead of their colour.
 
     Returns:
         A frozenset of predicate strings.
@@ -70,13 +149,13 @@ def symbolic_state(
     around = {(ax + i, ay + j) for i, j in _NEIGHBOURS}
     facts: set[str] = set()
     if carrying is not None:
-        facts.add(predicate("carrying", *_describe(carrying)))
+        facts.add(predicate("carrying", *_describe(carrying, by_identity)))
     under = grid.get(ax, ay)
     if under is not None and under.type == "goal":
         facts.add("at_goal")
     placed = dict(_objects(grid))
     for pos, obj in placed.items():
-        described = _describe(obj)
+        described = _describe(obj, by_identity)
         if isinstance(obj, Door):
             if obj.is_open:
                 facts.add(predicate("open", *described))
@@ -89,7 +168,7 @@ def symbolic_state(
         for i, j in _NEIGHBOURS:
             other = placed.get((pos[0] + i, pos[1] + j))
             if other is not None:
-                facts.add(predicate("next_to", *described, *_describe(other)))
+                facts.add(predicate("next_to", *described, *_describe(other, by_identity)))
     return frozenset(facts)
 
 
@@ -107,7 +186,11 @@ def env_predicates(env: MiniGridEnv) -> frozenset[str]:
 #   agent_in(room,1)                   the agent stands in region 1 (in a doorway: each side it can step to)
 #   connects(door,red,room,0,room,1)   the red door joins regions 0 and 1 (listed in both orders)
 #   blocks(ball,grey,door,yellow)      the grey ball stands on a cell next to the yellow door, in the way
+#   contains(box,blue,key,red)         the blue box holds the red key (toggling the box replaces it by the key);
+#                                      privileged: an agent cannot see inside a closed box, the planner reads the grid
+#   fits(key,red,door,red@3_4)         the key (on the grid, carried or in a box) unlocks that locked door (same colour)
 #
+# Objects are named by object_name() (identify_objects() tells same-type same-colour objects apart).
 # A region is a 4-connected set of cells that are not walls, lava or doors (objects do not split regions: they can be
 # moved); regions are numbered in row-major order of their first cell, so the numbering is stable while the walls
 # and doors stay where they are.
@@ -187,14 +270,37 @@ def _agent_regions(grid: Grid, labels: dict[tuple[int, int], int], x: int, y: in
     return free or sorted(sides)[:1]
 
 
+def contents_state(grid: Grid, carrying: WorldObj | None = None) -> frozenset[str]:
+    """``contains`` for every box that holds an object, ``fits`` for every key and locked door of one colour (see the
+    comment above); boxes and keys on the grid, carried, or inside boxes count.
+
+    Args:
+        grid: The MiniGrid grid.
+        carrying: The carried object, if any (a carried key fits doors too).
+
+    Returns:
+        A frozenset of predicate strings.
+    """
+    everything = [obj for obj, _ in _all_objects(grid, carrying, (-1, -1))]
+    facts = {predicate("contains", *_describe(obj), *_describe(inner))
+             for obj in everything if (inner := _inside(obj)) is not None}
+    for key in (obj for obj in everything if obj.type == "key"):
+        facts.update(predicate("fits", *_describe(key), *_describe(door)) for door in everything
+                     if isinstance(door, Door) and door.is_locked and door.color == key.color)
+    return frozenset(facts)
+
+
 def planning_state(
     grid: Grid,
     agent_pos: Sequence[int] | np.ndarray,
     agent_dir: int,
     carrying: WorldObj | None,
 ) -> frozenset[str]:
-    """:func:`symbolic_state` plus :func:`spatial_state`: what :mod:`modrl.envs.operators` plans over."""
-    return symbolic_state(grid, agent_pos, agent_dir, carrying) | spatial_state(grid, agent_pos)
+    """What :mod:`modrl.envs.operators` plans over: :func:`symbolic_state` by identity, :func:`spatial_state` and
+    :func:`contents_state`, after :func:`identify_objects` has named any object seen for the first time."""
+    identify_objects(grid, carrying, agent_pos)
+    return (symbolic_state(grid, agent_pos, agent_dir, carrying, by_identity=True) | spatial_state(grid, agent_pos)
+            | contents_state(grid, carrying))
 
 
 def env_planning_state(env: MiniGridEnv) -> frozenset[str]:

@@ -5,7 +5,8 @@ with a breadth-first search over agent poses ``(x, y, heading)`` (actions left, 
 
 * ``goto(t,c)`` -- stop facing the object (``goto(goal,c)``: stand on the goal square);
 * ``pickup(t,c)`` -- go to the object and pick it up (fails if the hands are full);
-* ``open(door,c)`` -- go to the door and toggle it (with the door's key in hand this unlocks it);
+* ``open(door,c)`` -- go to the door and toggle it (with the door's key in hand this unlocks it); ``open(box,c)``
+  toggles a box, which MiniGrid replaces by what it holds;
 * ``drop(t,c)`` -- put the held object on the nearest free cell that blocks no door, touches no other object and
   cuts no walkable cell off from the agent, relaxing these wishes in that order when no cell meets them all;
 * ``putnext(t,c,u,d)`` -- (pick the object up if needed, then) drop it on a free cell next to the target, by the same
@@ -15,6 +16,9 @@ Closed doors, walls, lava, objects and (unless it is the target) the goal square
 wall the way off, the skill moves them aside first (putting down what it holds and picking it up again), as BabyAI's
 bot does. A skill fails when its object is missing or no path exists, and times out after ``max_skill_steps``
 actions.
+
+Objects are named as the planner names them (:func:`modrl.envs.predicates.object_name`): ``door,red@3_4`` is that one
+red door, wherever it is now; a plain colour still means "the nearest object of that type and colour".
 """
 
 from __future__ import annotations
@@ -27,11 +31,11 @@ from typing import Any
 import gymnasium as gym
 from minigrid.core.actions import Actions
 from minigrid.core.constants import DIR_TO_VEC
-from minigrid.core.world_object import Door, WorldObj
+from minigrid.core.world_object import Box, Door, WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 
 from modrl.config import check
-from modrl.envs.predicates import env_planning_state
+from modrl.envs.predicates import IDENTITY_SEPARATOR, env_planning_state, identify_objects, object_name
 from modrl.planner import GroundOperator, SkillResult, SkillStatus
 
 Pos = tuple[int, int]
@@ -109,19 +113,26 @@ class ScriptedSkills:
                 self.episode_over, self.episode_success = True, self._success
         return True
 
-    def _find(self, type_: str, colour: str) -> Pos | None:
-        grid, (ax, ay) = self.base.grid, self.base.agent_pos
-        found = [(x, y) for y in range(grid.height) for x in range(grid.width)
-                 if (cell := grid.get(x, y)) is not None and cell.type == type_ and cell.color == colour]
+    def _find(self, type_: str, name: str) -> Pos | None:
+        """Where the object named ``name`` (:func:`~modrl.envs.predicates.object_name`) lies; for a plain colour that
+        several objects share, the nearest of them."""
+        base = self.base
+        identify_objects(base.grid, base.carrying, base.agent_pos)
+        grid, (ax, ay) = base.grid, base.agent_pos
+        cells = [((x, y), cell) for y in range(grid.height) for x in range(grid.width)
+                 if (cell := grid.get(x, y)) is not None and cell.type == type_]
+        found = [pos for pos, cell in cells if object_name(cell) == name] or \
+            [pos for pos, cell in cells if _plain(name) and cell.color == name]
         return min(found, key=lambda p: abs(p[0] - ax) + abs(p[1] - ay)) if found else None
 
     def _front(self) -> Pos:
         x, y = self.base.front_pos
         return int(x), int(y)
 
-    def _carrying(self, type_: str, colour: str) -> bool:
+    def _carrying(self, type_: str, name: str) -> bool:
         held = self.base.carrying
-        return held is not None and held.type == type_ and held.color == colour
+        return held is not None and held.type == type_ and (object_name(held) == name or
+                                                            (_plain(name) and held.color == name))
 
     def _walkable(self, pos: Pos, goal_ok: bool) -> bool:
         grid = self.base.grid
@@ -265,13 +276,15 @@ class ScriptedSkills:
         return self._act([int(Actions.pickup)]) and self._carrying(type_, colour)
 
     def _open(self, args: Sequence[str]) -> bool:
-        _, colour = args
-        target = self._find("door", colour)
+        type_, name = args
+        target = self._find(type_, name)
         if target is None or not self._face(target):
             return False
-        door = self.base.grid.get(*target)
-        assert isinstance(door, Door)
-        return door.is_open or (self._act([int(Actions.toggle)]) and door.is_open)
+        thing = self.base.grid.get(*target)
+        if isinstance(thing, Door):
+            return thing.is_open or (self._act([int(Actions.toggle)]) and thing.is_open)
+        # A box: MiniGrid replaces it by its contents.
+        return isinstance(thing, Box) and self._act([int(Actions.toggle)]) and self.base.grid.get(*target) is not thing
 
     def _drop(self, args: Sequence[str]) -> bool:
         type_, colour = args
@@ -301,6 +314,11 @@ def _accepts_ahead(accept: Callable[[Pos, tuple[bool, bool, bool]], bool], rule:
 def _ahead(pose: Pose) -> Pos:
     dx, dy = (int(v) for v in DIR_TO_VEC[pose[2]])
     return pose[0] + dx, pose[1] + dy
+
+
+def _plain(name: str) -> bool:
+    """A plain colour, not one object's identity (``red``, not ``red@3_4``)."""
+    return IDENTITY_SEPARATOR not in name
 
 
 def _is_object(cell: WorldObj | None) -> bool:

@@ -103,14 +103,17 @@ def _objects_unique(env: gym.Env) -> bool:
     return len(seen) == len(set(seen))
 
 
-def test_key_corridor_when_objects_are_told_apart_by_colour() -> None:
-    # Objects are named by (type, colour): an episode with two red doors cannot be planned (seed 3 here has two).
+def test_key_corridor_with_and_without_same_colour_doors() -> None:
+    # Same-type same-colour objects are told apart by where they were first seen (seed 3 has two red doors).
     env = gym.make("MiniGrid-KeyCorridorS3R1-v0")
     seeds = [s for s in range(8) if env.reset(seed=s) and _objects_unique(env)]
     assert len(seeds) >= 5 and 3 not in seeds
-    assert all(_solve(env, seed)[0] for seed in seeds)
-    failed, trace = _solve(env, 3)
-    assert not failed and trace.outcome is Outcome.NO_PLAN  # type: ignore[attr-defined]
+    assert all(_solve(env, seed)[0] for seed in [*seeds, 3])
+    env.reset(seed=3)
+    state = env_planning_state(env)
+    assert sorted(a for a in state if a.startswith("connects(door,red") and a.endswith("room,1)")) == [
+        "connects(door,red@2_1,room,0,room,1)", "connects(door,red@4_1,room,2,room,1)"]
+    assert {"locked(door,red@4_1)", "fits(key,red,door,red@4_1)", "in(key,red,room,0)"} <= state  # key stays "red"
 
 
 def test_plan_for_unlock_pickup_is_spelled_out() -> None:
@@ -200,7 +203,9 @@ def test_skill_subtask_reads_operators_as_grammar_subtasks() -> None:
         return op.ground(dict(zip([p.name for p in op.params], args, strict=True)))
 
     assert skill_subtask(ground("pickup", ("key", "blue", "0"))) == subtask("pickup", "blue", "key")
-    assert skill_subtask(ground("unlock", ("red", "0"))) == subtask("open", "red", "door")
+    assert skill_subtask(ground("unlock", ("red", "0", "red"))) == subtask("open", "red", "door")
+    assert skill_subtask(ground("open", ("red@3_4", "0"))) == subtask("open", "red", "door")  # colour-type option
+    assert skill_subtask(ground("open_box", ("blue", "key", "red", "0"))) is None  # no grammar verb opens boxes
     putnext = skill_subtask(ground("putnext", ("box", "yellow", "key", "blue", "1")))
     assert putnext is not None and putnext.name == "putnext-yellow-box-blue-key"
     assert skill_subtask(ground("drop", ("key", "blue", "0"))) is None
