@@ -4,14 +4,16 @@ Each option is trained by SB3's PPO, unchanged, on single-subtask episodes (:cla
 with :class:`~modrl.agents.options_policy.OptionActorCriticPolicy`, whose actor is the option itself. A
 :class:`CurriculumCallback` feeds finished episodes to a :class:`modrl.options.SuccessCurriculum` and stops PPO once
 training success passes the threshold (or the stage's frame budget is spent), as policy sketches move on (Andreas et
-al., 2017). The trained option gets its effect predicate as termination, is frozen, added to an
-:class:`~modrl.options.OptionLibrary` and saved alone; it is then evaluated on its training arguments and, zero-shot,
-on the held-out arguments of the test split (parameterised options only).
+al., 2017). With a ``demos`` section, each option is first behaviour-cloned on oracle demonstrations of its training
+tasks (:mod:`modrl.agents.option_demos`) and PPO then fine-tunes it. The trained option gets its effect predicate as
+termination, is frozen, added to an :class:`~modrl.options.OptionLibrary` and saved alone; it is then evaluated on its
+training arguments and, zero-shot, on the held-out arguments of the test split (parameterised options only).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -28,12 +30,13 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from modrl._io import atomic_write_json, atomic_write_text
 from modrl.config import ConfigError, to_dict
 from modrl.envs import get_suite, parse_task
-from modrl.envs.grammar import VERBS, Verb
+from modrl.envs.grammar import VERBS, Subtask, Verb
 from modrl.envs.subtask_env import SubtaskEnv, argument_slots, effect_predicate, symbol_predicate
 from modrl.options import Option, OptionConfig, OptionLibrary, StageResult, SuccessCurriculum, option_inputs
 from modrl.telemetry import TelemetryWriter
 
 from .evaluation import EVAL_SEED_BASE
+from .option_demos import DemoStats, warm_start
 from .options_config import OptionsTrainConfig
 from .options_policy import OptionActorCriticPolicy
 
@@ -55,7 +58,10 @@ class OptionPlan:
 
 @dataclass(frozen=True, kw_only=True)
 class OptionResult:
-    """How one option trained and evaluated (success rates over ``eval_episodes`` per task; ``None``: no tasks)."""
+    """How one option trained and evaluated (success rates over ``eval_episodes`` per task; ``None``: no tasks).
+
+    ``demos``: its demonstration warm start (``None`` without one); ``seconds``: wall time of warm start + PPO.
+    """
 
     name: str
     stage: StageResult
@@ -64,20 +70,26 @@ class OptionResult:
     test_success: float | None
     test_success_det: float | None
     per_task: dict[str, dict[str, Any]]
+    demos: DemoStats | None = None
+    seconds: float = 0.0
 
 
 def plan_options(config: OptionsTrainConfig) -> list[OptionPlan]:
-    """The options of ``config`` in curriculum order (``ConfigError`` naming ``options`` for one with no tasks)."""
+    """The options of ``config`` in curriculum order (``ConfigError`` naming ``options`` for one with no tasks); their
+    training tasks follow ``config.env.train_tasks``."""
     suite = get_suite(config.env.suite)
-    train = [t for t in suite.split(config.env.train_split) if len(parse_task(t)) == 1]
+    split = suite.split(config.env.train_split)
+    single = [t for t in split if len(parse_task(t)) == 1]
+    train = single if config.env.train_tasks == "single" else list(split)
     test = [t for t in suite.split(config.env.test_split) if len(parse_task(t)) == 1] if config.env.test_split else []
     plans = []
     for name in config.options:
         if config.mode == "per_symbol":
-            if name not in train:
+            if name not in single:
                 raise ConfigError(f"options: {name!r} is not a single-subtask task of split "
                                   f"{config.env.train_split!r} of suite {suite.name!r}")
-            plans.append(OptionPlan(name=name, train=(name,), test=(), parameterised=False))
+            tasks = tuple(t for t in train if parse_task(t).subtasks[0].name == name)
+            plans.append(OptionPlan(name=name, train=tasks, test=(), parameterised=False))
             continue
         if name not in VERBS:
             raise ConfigError(f"options: {name!r} is not a verb ({', '.join(VERBS)}); parameterised options are verbs")
@@ -143,8 +155,9 @@ def _num_actions(venv: DummyVecEnv) -> int:
 
 
 def train_option(config: OptionsTrainConfig, plan: OptionPlan, curriculum: SuccessCurriculum, *, seed: int,
-                 writer: TelemetryWriter | None = None, frames_before: int = 0) -> Option:
-    """Train ``plan``'s option with PPO until the curriculum ends its stage; returns the trained option."""
+                 writer: TelemetryWriter | None = None, frames_before: int = 0) -> tuple[Option, DemoStats | None]:
+    """Train ``plan``'s option (behaviour cloning first when ``config.demos`` is on, then PPO until the curriculum ends
+    its stage); returns the trained option and its warm start's stats."""
     algo = config.algo
     venv = DummyVecEnv([lambda: Monitor(_subtask_env(config, plan, plan.train)) for _ in range(config.env.n_envs)])
     venv.seed(seed)
@@ -157,13 +170,42 @@ def train_option(config: OptionsTrainConfig, plan: OptionPlan, curriculum: Succe
             policy_kwargs=dict(option=to_dict(option_config(config, plan, num_actions=_num_actions(venv))),
                                critic_hidden=list(config.net.critic_hidden)),
         )
+        demos = _warm_start(config, plan, model, seed=seed, writer=writer) if config.demos.enabled else None
         model.learn(config.curriculum.max_steps,
                     callback=CurriculumCallback(curriculum, writer, frames_before=frames_before))
     finally:
         venv.close()
     policy = model.policy
     assert isinstance(policy, OptionActorCriticPolicy)
-    return policy.option
+    return policy.option, demos
+
+
+def plan_subtasks(plan: OptionPlan) -> Callable[[Subtask], bool]:
+    """Whether a subtask is one ``plan``'s option performs (its symbol, or for a parameterised option its verb)."""
+    if plan.parameterised:
+        return lambda sub: sub.verb == plan.name
+    return lambda sub: sub.name == plan.name
+
+
+def segment_tasks(config: OptionsTrainConfig, plan: OptionPlan) -> tuple[str, ...]:
+    """The train-split tasks that contain one of ``plan``'s subtasks anywhere (``demos.source: segments``)."""
+    wanted = plan_subtasks(plan)
+    split = get_suite(config.env.suite).split(config.env.train_split)
+    return tuple(t for t in split if any(wanted(sub) for sub in parse_task(t).subtasks))
+
+
+def _warm_start(config: OptionsTrainConfig, plan: OptionPlan, model: PPO, *, seed: int,
+                writer: TelemetryWriter | None) -> DemoStats:
+    segments = config.demos.source == "segments"
+    env = SubtaskEnv(segment_tasks(config, plan), suite=config.env.suite, parameterised=False,
+                     max_episode_steps=config.env.max_episode_steps, task_kwargs=config.env.task_kwargs()) \
+        if segments else _subtask_env(config, plan, plan.train)
+    slots = argument_slots(cast(Verb, plan.name)) if segments and plan.parameterised else ()
+    try:
+        return warm_start(model.policy, env, config.demos, gamma=config.algo.gamma, seed=seed, writer=writer,
+                          name=plan.name, segment=plan_subtasks(plan) if segments else None, slots=slots)
+    finally:
+        env.close()
 
 
 def evaluate_option(option: Option, env: SubtaskEnv, task: str, *, episodes: int, deterministic: bool,
@@ -217,16 +259,18 @@ def train_options(config: OptionsTrainConfig, run_dir: Path, *,
     frames = 0
     for index, plan in enumerate(plans):
         log.info("option %d/%d: %s (%d training tasks)", index + 1, len(plans), plan.name, len(plan.train))
-        option = train_option(config, plan, curriculum, seed=config.seed + 1000 * index, writer=writer,
-                              frames_before=frames)
+        start = time.perf_counter()
+        option, demos = train_option(config, plan, curriculum, seed=config.seed + 1000 * index, writer=writer,
+                                     frames_before=frames)
         stage = curriculum.advance()
+        seconds = time.perf_counter() - start
         frames += stage.steps
         option.termination_predicate = termination_for(plan)
         library.add(plan.name, option)
         library.freeze([plan.name])
         library.save(run_dir / LIBRARY_DIR)
         per_task = _evaluate_plan(config, plan, option)
-        result = OptionResult(name=plan.name, stage=stage, per_task=per_task,
+        result = OptionResult(name=plan.name, stage=stage, per_task=per_task, demos=demos, seconds=seconds,
                               train_success=_mean(per_task, "train", "stoch"),
                               train_success_det=_mean(per_task, "train", "det"),
                               test_success=_mean(per_task, "test", "stoch"),
@@ -256,10 +300,12 @@ def write_results(run_dir: Path, results: Sequence[OptionResult]) -> None:
 
 def format_results(results: Sequence[OptionResult]) -> str:
     """The per-option table: curriculum outcome, frames, success on training and held-out arguments."""
-    lines = ["| option | curriculum | frames | train success (stoch / det) | held-out success (stoch / det) |",
-             "|---|---|---|---|---|"]
+    lines = ["| option | demos (BC accuracy) | curriculum | frames | wall s | train success (stoch / det) | "
+             "held-out success (stoch / det) |", "|---|---|---|---|---|---|---|"]
     for r in results:
         outcome = f"passed ({_fmt(r.stage.success)})" if r.stage.passed else f"budget spent ({_fmt(r.stage.success)})"
-        lines.append(f"| {r.name} | {outcome} | {r.stage.steps} | {_fmt(r.train_success)} / "
-                     f"{_fmt(r.train_success_det)} | {_fmt(r.test_success)} / {_fmt(r.test_success_det)} |")
+        demos = "-" if r.demos is None else f"{r.demos.episodes} ({_fmt(r.demos.accuracy)})"
+        lines.append(f"| {r.name} | {demos} | {outcome} | {r.stage.steps} | {r.seconds:.0f} | "
+                     f"{_fmt(r.train_success)} / {_fmt(r.train_success_det)} | "
+                     f"{_fmt(r.test_success)} / {_fmt(r.test_success_det)} |")
     return "\n".join(lines)

@@ -63,6 +63,49 @@ class SubtaskEnvConfig(EpisodeConfig):
     train_split: str = "train"
     #: Split whose tasks are the held-out arguments of a parameterised option (null: no held-out evaluation).
     test_split: str | None = "test"
+    #: Which train-split tasks an option trains on: ``single``, the single-subtask tasks of its symbol (or verb);
+    #: ``first_subtask``, also every longer task that starts with it (trained on that first subtask alone, in the
+    #: longer task's layout: its rooms, doors and distractors).
+    train_tasks: Literal["single", "first_subtask"] = "single"
+
+
+#: Most demonstration episodes, epochs or batch size a ``demos`` section may ask for (a typo is refused early).
+MAX_DEMO_SIZE = 100_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class DemoConfig:
+    """Behaviour-cloning warm start of each option from oracle demonstrations (:mod:`modrl.agents.option_demos`).
+
+    ``episodes: 0`` (the default) turns it off: PPO starts from a random option as before.
+    """
+
+    #: Successful demonstrations to collect per option, on its training tasks (0: no warm start).
+    episodes: int = 0
+    #: Passes of behaviour cloning over the demonstrations.
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    #: Also fit the critic to the demonstrations' discounted returns (weight ``value_coef``), so PPO's fine-tuning
+    #: does not start from a random critic.
+    fit_value: bool = True
+    value_coef: float = 0.5
+    #: ``episodes``: the oracle solves the option's own training episodes; ``segments``: it solves every train-split
+    #: task containing the option's subtask, and the steps of that subtask are kept (states after other subtasks).
+    source: Literal["episodes", "segments"] = "episodes"
+
+    def __post_init__(self) -> None:
+        check(0 <= self.episodes <= MAX_DEMO_SIZE, "episodes", f"must be in [0, {MAX_DEMO_SIZE}], got {self.episodes}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            check(1 <= value <= MAX_DEMO_SIZE, name, f"must be in [1, {MAX_DEMO_SIZE}], got {value}")
+        check(0 < self.learning_rate <= 1, "learning_rate", f"must be in (0, 1], got {self.learning_rate}")
+        check(0 <= self.value_coef <= 100, "value_coef", f"must be in [0, 100], got {self.value_coef}")
+
+    @property
+    def enabled(self) -> bool:
+        """Whether options are warm-started from demonstrations."""
+        return self.episodes > 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -71,7 +114,8 @@ class OptionsTrainConfig:
 
     ``mode: parameterised`` trains one option per verb in ``options`` (e.g. ``pickup``) over every task of the train
     split with that verb, its argument the object's (colour, type); ``per_symbol`` trains one option per task name in
-    ``options`` (e.g. ``pickup-red-key``). ``options`` is also the curriculum order.
+    ``options`` (e.g. ``pickup-red-key``). ``options`` is also the curriculum order. With ``demos.episodes > 0`` every
+    option is first behaviour-cloned from oracle demonstrations on its training tasks, then fine-tuned by PPO.
     """
 
     name: str = "options"
@@ -83,6 +127,7 @@ class OptionsTrainConfig:
     net: OptionNetConfig = field(default_factory=OptionNetConfig)
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    demos: DemoConfig = field(default_factory=DemoConfig)
     #: Evaluation episodes per task (train and held-out arguments), stochastic and deterministic.
     eval_episodes: int = 10
 
