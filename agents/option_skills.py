@@ -52,7 +52,9 @@ def with_predicates(env: gym.Env) -> gym.Env:
 def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecutor | None,
                    max_skill_steps: int = 100, deterministic: bool = True, seed: int = 0) -> OptionExecutor:
     """An executor running ``library``'s options in ``env`` (a reset MiniGrid env, see :func:`with_predicates`),
-    with ``fallback`` (e.g. :class:`modrl.envs.ScriptedSkills` on the same env) for the skills no option serves."""
+    with ``fallback`` (e.g. :class:`modrl.envs.ScriptedSkills` on the same env) for the skills no option serves;
+    without one, pass its :attr:`~modrl.planner.option_executor.OptionExecutor.allowed` to
+    :func:`modrl.planner.execute` so that plans call only the skills the library serves."""
     base: Any = env.unwrapped
     return OptionExecutor(env, library, resolve=call_resolver(library), observe=lambda: env_planning_state(base),
                           observation=base.gen_obs, fallback=fallback, max_skill_steps=max_skill_steps,

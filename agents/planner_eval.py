@@ -6,7 +6,9 @@ operators (A*), and executes the plan with monitoring and re-planning (:func:`mo
 env's own (it ended the episode with a positive reward). The plan's skills are run either by the scripted skills
 (:class:`modrl.envs.scripted_skills.ScriptedSkills`, the upper bound) or by the learned options of an option library
 (:func:`modrl.agents.option_skills.learned_skills`); with options, a step no option serves fails (and the planner
-re-plans) unless ``fallback_scripted`` lets the scripted skills run it, which the report counts.
+re-plans) unless ``fallback_scripted`` lets the scripted skills run it, which the report counts. Without the fallback,
+plans use only the skills the library's options serve (:attr:`OptionExecutor.allowed
+<modrl.planner.option_executor.OptionExecutor.allowed>`), unless ``skill_aware`` is off.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class PlannerEvalConfig:
         max_replans: Re-plans allowed per episode after the first plan.
         tasks: Evaluate only these tasks of the split (in this order); ``None``: all of them.
         seed_base: Seed of episode 0.
+        skill_aware: With options and no fallback, plan only over the skills the options serve (``False``: over
+            every declared operator, so steps no option serves fail and trigger re-plans).
     """
 
     suite: str = "sequences"
@@ -84,6 +88,7 @@ class PlannerEvalConfig:
     max_replans: int = 5
     tasks: tuple[str, ...] | None = None
     seed_base: int = EVAL_SEED_BASE
+    skill_aware: bool = True
 
     def __post_init__(self) -> None:
         check(isinstance(self.episodes, int) and self.episodes >= 1, "episodes", f"must be >= 1, got {self.episodes}")
@@ -217,8 +222,9 @@ def run_planner_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, conf
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             goals = goals_for_env(env, runner.observe())
+            allowed = runner.allowed if isinstance(runner, OptionExecutor) and config.skill_aware else None
             trace = execute(planning_domain(), goals, runner,
-                            MonitorConfig(search=SearchConfig(), max_replans=config.max_replans))
+                            MonitorConfig(search=SearchConfig(), max_replans=config.max_replans), allowed=allowed)
     finally:
         env.close()
     usage = runner.usage if isinstance(runner, OptionExecutor) else {"option": 0, "fallback": 0}

@@ -2,7 +2,10 @@
 
 Skills are the grammar's verbs at the grain of its subtasks (what options trained on subtask events will be):
 ``goto(t,c)``, ``pickup(t,c)`` and ``open(door,c)`` walk to the object themselves, ``putnext(t,c,u,d)`` carries the
-held object next to the target and drops it, and ``drop(t,c)`` puts the held object down somewhere out of the way.
+object next to the target and drops it, and ``drop(t,c)`` puts the held object down somewhere out of the way. Two
+operators run ``putnext``: ``putnext`` with the object already in hand, and ``putnext_fetch`` with free hands, which
+picks the object up first -- the grammar's whole putnext subtask, so an option trained on it serves the step without a
+``pickup`` option.
 The planner sees where things are through :func:`modrl.envs.predicates.planning_state` (regions, doors between them,
 objects in the way of doors) and derives what the agent can reach with the rules of :data:`RULES`:
 
@@ -84,15 +87,26 @@ OPERATORS: tuple[Operator, ...] = (
              add=("in(?t,?c,room,?r)", "next_to(?t,?c,?u,?d)", "next_to(?u,?d,?t,?c)", "facing(?t,?c)",
                   "agent_in(room,?r)"),
              skill_args=("?t", "?c", "?u", "?d")),
+    Operator(name="putnext_fetch",
+             params=(*_OBJ, Param(name="?u", type="pickable"), Param(name="?d"), *_ROOM),
+             pre=("reachable(?t,?c)", "reachable(?u,?d)", "in(?u,?d,room,?r)"),
+             neg=("carrying(*,*)", "blocks(?t,?c,*,*)"),
+             delete=(*_MOVE_DEL, *_LIFT_DEL),
+             add=("in(?t,?c,room,?r)", "next_to(?t,?c,?u,?d)", "next_to(?u,?d,?t,?c)", "facing(?t,?c)",
+                  "agent_in(room,?r)"),
+             skill="putnext", skill_args=("?t", "?c", "?u", "?d"), distinct=((("?t", "?c"), ("?u", "?d")),)),
     Operator(name="open_box", params=(_NAME, Param(name="?t", type="pickable"), Param(name="?k"), *_ROOM),
              pre=("contains(box,?c,?t,?k)", "reachable(box,?c)", "in(box,?c,room,?r)"),
              delete=(*_MOVE_DEL, "contains(box,?c,*,*)", "in(box,?c,*,*)", "next_to(box,?c,*,*)", "next_to(*,*,box,?c)",
                      "blocks(box,?c,*,*)"),
              add=("in(?t,?k,room,?r)", "facing(?t,?k)", "agent_in(room,?r)"), skill="open", skill_args=("box", "?c")),
 )
-"""The declared operators; ``unlock`` runs the ``open`` skill while carrying the door's key; ``open_box`` runs it on a
-box, which MiniGrid replaces by its contents (known beforehand through the privileged ``contains`` atom: the planner
-reads the full grid, inside boxes too); the revealed object's ``next_to``/``blocks`` atoms are left to observation."""
+"""The declared operators; ``putnext_fetch`` runs the ``putnext`` skill from free hands (pick up, then put next to;
+the hands end free) on an object lying in the open (one in a doorway is lifted by ``pickup``, as the grammar's putnext
+subtask never starts in a doorway); ``unlock`` runs the ``open`` skill while carrying the door's key; ``open_box``
+runs it on a box, which MiniGrid replaces by its contents (known beforehand through the privileged ``contains`` atom:
+the planner reads the full grid, inside boxes too); the revealed object's ``next_to``/``blocks`` atoms are left to
+observation."""
 
 SKILLS: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
 """The skills the operators run."""

@@ -251,8 +251,9 @@ def test_plan_runs_with_learned_options_and_scripted_fallback() -> None:
     trace = execute(DOMAIN, goal_predicates(env.task), executor)
     assert trace.outcome is Outcome.SUCCESS and executor.episode_success
     assert [s.skill for s in trace.steps] == ["open(door,red)", "pickup(key,blue)", "drop(key,blue)",
-                                              "pickup(box,yellow)", "putnext(box,yellow,key,blue)"]
-    assert executor.usage == {"option": 2, "fallback": 3}  # drop, pickup box and putnext are scripted
+                                              "putnext(box,yellow,key,blue)"]  # putnext fetches the box itself
+    assert [s.operator.split("(")[0] for s in trace.steps][-1] == "putnext_fetch"
+    assert executor.usage == {"option": 2, "fallback": 2}  # drop and putnext are scripted
     assert all(step.status is SkillStatus.DONE for step in trace.steps)
 
 

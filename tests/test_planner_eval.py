@@ -171,3 +171,32 @@ def test_eval_help_lists_the_planner_flags(capsys: pytest.CaptureFixture[str]) -
     for flag in ("--planner", "--scripted", "--suite", "--split", "--episodes", "--stochastic", "--option-steps",
                  "--fallback-scripted", "--out"):
         assert flag in text
+
+
+
+@pytest.mark.parametrize(("extra", "filtered"), [({}, True), ({"skill_aware": False}, False),
+                                                  ({"fallback_scripted": True}, False)])
+def test_evaluation_plans_over_the_served_skills_without_fallback(options_run: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  extra: dict[str, bool], filtered: bool) -> None:
+    import modrl.agents.planner_eval as planner_eval
+
+    seen: list[object] = []
+    real = planner_eval.execute
+
+    def spy(*args: object, allowed: object = None, **kwargs: object) -> object:
+        seen.append(allowed)
+        return real(*args, allowed=allowed, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(planner_eval, "execute", spy)
+    task = "goto-purple-door_then_putnext-yellow-box-blue-key"  # no option of the library serves either goal
+    report = evaluate_planner(PlannerEvalConfig(suite="sequences", split="test", episodes=1, option_steps=2,
+                                                library=str(options_run / "options"), max_replans=1, tasks=(task,),
+                                                **extra))
+    assert len(seen) == 1 and (seen[0] is not None) == filtered
+    if filtered:
+        assert getattr(seen[0], "__name__", "") == "serves"  # OptionExecutor.serves: the resolver's verdict
+    run = report.tasks[0].runs[0]
+    if extra.get("fallback_scripted"):
+        assert run.outcome is Outcome.SUCCESS and run.fallback_calls == 2  # the scripted skills ran both steps
+    else:
+        assert run.outcome is Outcome.REPLAN_LIMIT and run.option_calls == 0  # unserved steps were tried and failed

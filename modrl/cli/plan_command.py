@@ -1,5 +1,6 @@
 """``modrl plan``: print the symbolic plan of one episode and, with ``--execute``, run it with the scripted skills or,
-with ``--options LIBRARY_DIR``, with learned options (scripted skills for the steps no option serves).
+with ``--options LIBRARY_DIR``, with learned options (scripted skills for the steps no option serves; with
+``--no-fallback`` none, and every plan uses only the skills the options serve).
 
 Heavy imports (gymnasium, minigrid, the planner) happen inside :func:`run`, so building the parser stays cheap.
 """
@@ -43,6 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "RUN_DIR/options of modrl options train); scripted skills run the steps no option serves")
     parser.add_argument("--option-steps", type=int, default=100, metavar="N",
                         help="with --options: step cap of one option call (default: 100)")
+    parser.add_argument("--no-fallback", action="store_true",
+                        help="with --options: no scripted skills; plan only over the skills the options serve")
 
 
 def _make_env(target: str) -> Any:
@@ -76,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seed < 0:
         return fail(f"--seed must be >= 0, got {args.seed}")
+    if args.no_fallback and args.options is None:
+        return fail("--no-fallback needs --options")
     try:
         search = SearchConfig(algorithm=args.algorithm, max_nodes=args.max_nodes)
         env = _make_env(args.target)
@@ -86,8 +91,10 @@ def run(args: argparse.Namespace) -> int:
         env.reset(seed=args.seed)
         state = env_planning_state(env)
         goals = goals_for_env(env, state)
+        runner = _runner(args, env)
     except (ConfigError, ValueError) as exc:
         return fail(str(exc))
+    allowed = getattr(runner, "allowed", None)
     domain = planning_domain()
     print(f"env: {env.spec.id if env.spec else type(env.unwrapped).__name__} | seed {args.seed}")
     print(f"mission: {env.unwrapped.mission}")
@@ -99,7 +106,9 @@ def run(args: argparse.Namespace) -> int:
     print("goals, in order:")
     for i, goal in enumerate(goals):
         print(f"  {i}. {goal}")
-    found = plan(domain, state, goals, search)
+    if allowed is not None:
+        print("planning over the skills the options serve only (--no-fallback)")
+    found = plan(domain, state, goals, search, allowed=allowed)
     if isinstance(found, NoPlan):
         print(f"no plan ({found.reason.value}): {found.message}")
         return EXIT_ERROR
@@ -108,31 +117,34 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {i}. {step.symbol:36s} [{step.name}]")
     if not args.execute:
         return 0
-    return _execute(args, env, domain, goals, search)
+    return _execute(args, runner, domain, goals, search)
 
 
-def _execute(args: argparse.Namespace, env: Any, domain: Any, goals: Any, search: Any) -> int:
-    from modrl.config import ConfigError
+def _runner(args: argparse.Namespace, env: Any) -> Any:
+    """The skill executor: the scripted skills, or the learned options of ``--options`` (with the scripted skills as
+    fallback unless ``--no-fallback``). Raises ConfigError/ValueError for a library that does not load."""
     from modrl.envs.scripted_skills import ScriptedSkills
+
+    skills = ScriptedSkills(env)
+    if args.options is None:
+        return skills
+    from modrl.agents.option_skills import learned_skills
+    from modrl.agents.options_router import load_library
+
+    return learned_skills(env, load_library(str(args.options)), fallback=None if args.no_fallback else skills,
+                          max_skill_steps=args.option_steps, seed=args.seed)
+
+
+def _execute(args: argparse.Namespace, runner: Any, domain: Any, goals: Any, search: Any) -> int:
+    from modrl.config import ConfigError
     from modrl.planner import InjectedFailures, MonitorConfig, Outcome, SkillExecutor, execute
 
     try:
         config = MonitorConfig(search=search, max_replans=args.max_replans)
     except ConfigError as exc:
         return fail(str(exc))
-    skills = ScriptedSkills(env)
-    runner: Any = skills
-    if args.options is not None:
-        from modrl.agents.option_skills import learned_skills
-        from modrl.agents.options_router import load_library
-
-        try:
-            runner = learned_skills(env, load_library(str(args.options)), fallback=skills,
-                                    max_skill_steps=args.option_steps, seed=args.seed)
-        except (ConfigError, ValueError) as exc:
-            return fail(str(exc))
     executor: SkillExecutor = InjectedFailures(runner, args.fail_skill) if args.fail_skill else runner
-    trace = execute(domain, goals, executor, config)
+    trace = execute(domain, goals, executor, config, allowed=getattr(runner, "allowed", None))
     print("\nexecution:")
     for i, step in enumerate(trace.steps):
         for record in trace.plans[1:]:

@@ -15,6 +15,7 @@ from modrl.planner.monitor import (
     MonitorConfig,
     Outcome,
     PlanRecord,
+    PrunedPolicy,
     ReplanPolicy,
     SkillExecutor,
     SkillResult,
@@ -24,6 +25,7 @@ from modrl.planner.monitor import (
 )
 from modrl.planner.operators import GroundOperator, Operator, Param, Rule
 from modrl.planner.search import (
+    Allowed,
     Goal,
     NoPlan,
     NoPlanReason,
@@ -38,6 +40,7 @@ from modrl.planner.tensorboard import log_trace, plan_text, timeline_image
 
 __all__ = [
     "WILDCARD",
+    "Allowed",
     "AtomIndex",
     "Domain",
     "ExecutionTrace",
@@ -54,6 +57,7 @@ __all__ = [
     "PartAgreement",
     "Plan",
     "PlanRecord",
+    "PrunedPolicy",
     "ReplanPolicy",
     "Rule",
     "SearchConfig",

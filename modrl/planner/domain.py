@@ -124,7 +124,7 @@ class Domain:
             choices = [sorted(self.types[p.type]) for p in unbound if p.type is not None]
             for values in product(*choices):
                 full = {**binding, **{p.name: v for p, v in zip(unbound, values, strict=True)}}
-                if all(p.type is None or full[p.name] in self.types[p.type] for p in op.params):
+                if all(p.type is None or full[p.name] in self.types[p.type] for p in op.params) and op.admits(full):
                     yield full
 
 

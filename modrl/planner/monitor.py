@@ -5,7 +5,11 @@ reports done, failed or timed out, and returns the observed state. After each sk
 effects with the observed state and checks the rest of the plan against it (the triangle-table idea of PLANEX,
 Fikes, Hart & Nilsson 1972): when the skill did not finish, or (by policy) its effects differ, or the remaining steps
 no longer reach the goals from the observed state, it re-plans from the observed state, up to a bound. Every plan,
-re-plan and step is kept in an :class:`ExecutionTrace`.
+re-plan and step is kept in an :class:`ExecutionTrace`. Every (re-)plan may be restricted to the operators an
+``allowed`` filter passes (the skills the executor can run, e.g. :attr:`OptionExecutor.allowed
+<modrl.planner.option_executor.OptionExecutor.allowed>`); when those reach no plan, :class:`PrunedPolicy` says
+whether to stop or to plan over every operator and let the executor try (a learned option may do more than its
+operator says, and the monitor re-plans from what it observes).
 """
 
 from __future__ import annotations
@@ -19,7 +23,18 @@ from typing import Protocol
 from modrl.config import check
 from modrl.planner.domain import Domain
 from modrl.planner.operators import GroundOperator
-from modrl.planner.search import Goal, NoPlan, SearchConfig, advance, as_goals, plan, simulate
+from modrl.planner.search import (
+    Allowed,
+    Goal,
+    NoPlan,
+    NoPlanReason,
+    Plan,
+    SearchConfig,
+    advance,
+    as_goals,
+    plan,
+    simulate,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +87,16 @@ class ReplanPolicy(Enum):
     """Whenever an expected effect is missing from the observed state (or the rest of the plan is invalid)."""
 
 
+class PrunedPolicy(Enum):
+    """What a (re-)plan does when the ``allowed`` operators reach no plan (:attr:`NoPlanReason.PRUNED`)."""
+
+    STOP = "stop"
+    """End the execution with :attr:`Outcome.NO_PLAN`."""
+    UNFILTERED = "unfiltered"
+    """Plan over every operator instead: steps the executor cannot run fail, and the monitor re-plans from the
+    observed state (first with the filter again)."""
+
+
 class Outcome(Enum):
     """How an execution ended."""
 
@@ -91,18 +116,21 @@ class MonitorConfig:
         max_replans: Re-plans allowed after the first plan.
         max_skills: Skill executions allowed in total.
         replan_on: :class:`ReplanPolicy`.
+        on_pruned: :class:`PrunedPolicy` (used only when :func:`execute` gets an ``allowed`` filter).
     """
 
     search: SearchConfig = field(default_factory=SearchConfig)
     max_replans: int = 5
     max_skills: int = 100
     replan_on: ReplanPolicy = ReplanPolicy.INVALID
+    on_pruned: PrunedPolicy = PrunedPolicy.UNFILTERED
 
     def __post_init__(self) -> None:
         check(isinstance(self.search, SearchConfig), "search", "must be a SearchConfig")
         check(isinstance(self.max_replans, int) and self.max_replans >= 0, "max_replans", "must be an integer >= 0")
         check(isinstance(self.max_skills, int) and self.max_skills >= 1, "max_skills", "must be an integer >= 1")
         check(isinstance(self.replan_on, ReplanPolicy), "replan_on", "must be a ReplanPolicy")
+        check(isinstance(self.on_pruned, PrunedPolicy), "on_pruned", "must be a PrunedPolicy")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,8 +213,9 @@ class ExecutionTrace:
 class _Run:
     """Mutable book-keeping of one :func:`execute` call."""
 
-    def __init__(self, domain: Domain, goals: tuple[Goal, ...], config: MonitorConfig, state: frozenset[str]) -> None:
-        self.domain, self.goals, self.config = domain, goals, config
+    def __init__(self, domain: Domain, goals: tuple[Goal, ...], config: MonitorConfig, state: frozenset[str],
+                 allowed: Allowed | None) -> None:
+        self.domain, self.goals, self.config, self.allowed = domain, goals, config, allowed
         self.state = state
         self.stage = advance(goals, 0, None, domain.closure(state))
         self.plans: list[PlanRecord] = []
@@ -200,7 +229,7 @@ class _Run:
 
     def replan(self, reason: str) -> bool:
         """Plan from the current state; False when no plan was found."""
-        found = plan(self.domain, self.state, self.goals, self.config.search, stage=self.stage)
+        found = self._search()
         failed = found.message if isinstance(found, NoPlan) else None
         steps = () if isinstance(found, NoPlan) else found.steps
         self.plans.append(PlanRecord(after_skills=len(self.steps), reason=reason, steps=tuple(s.name for s in steps),
@@ -208,6 +237,14 @@ class _Run:
         logger.debug("plan %d (%s): %s", len(self.plans) - 1, reason, failed or " -> ".join(s.name for s in steps))
         self.queue = list(steps)
         return failed is None
+
+    def _search(self) -> Plan | NoPlan:
+        found = plan(self.domain, self.state, self.goals, self.config.search, stage=self.stage, allowed=self.allowed)
+        if not (isinstance(found, NoPlan) and found.reason is NoPlanReason.PRUNED
+                and self.config.on_pruned is PrunedPolicy.UNFILTERED):
+            return found
+        logger.debug("%s; planning over every operator", found.message)
+        return plan(self.domain, self.state, self.goals, self.config.search, stage=self.stage)
 
     def run_step(self, executor: SkillExecutor, op: GroundOperator) -> SkillResult:
         result = executor.execute(op)
@@ -242,6 +279,8 @@ def execute(
     goals: Goal | Sequence[Goal],
     executor: SkillExecutor,
     config: MonitorConfig | None = None,
+    *,
+    allowed: Allowed | None = None,
 ) -> ExecutionTrace:
     """Plan, run the plan skill by skill, and re-plan from the observed state when it no longer fits.
 
@@ -250,13 +289,15 @@ def execute(
         goals: One goal or a sequence reached in order.
         executor: Runs skills and observes the state.
         config: Limits and the re-plan policy.
+        allowed: Every (re-)plan uses only the ground operators it passes (``None``: all; see
+            :func:`modrl.planner.search.plan`).
 
     Returns:
         The :class:`ExecutionTrace`; ``outcome`` is ``SUCCESS`` when every goal was reached (or the environment ended
         the episode reporting success).
     """
     config = config or MonitorConfig()
-    run = _Run(domain, as_goals(goals), config, executor.observe())
+    run = _Run(domain, as_goals(goals), config, executor.observe(), allowed)
     if run.stage == len(run.goals):
         return run.trace(Outcome.SUCCESS)
     if not run.replan("initial"):

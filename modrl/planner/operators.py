@@ -64,6 +64,8 @@ class Operator:
         delete: Delete effects (``*`` deletes every match).
         skill: The skill (option) this operator runs; defaults to ``name``.
         skill_args: The skill's arguments (parameters or constants); defaults to every parameter, in order.
+        distinct: Pairs of parameter tuples whose bound values must differ (``((("?t", "?c"), ("?u", "?d")),)``:
+            an object is not put next to itself); bindings that violate one are never ground.
     """
 
     name: str
@@ -74,6 +76,7 @@ class Operator:
     delete: tuple[str, ...] = ()
     skill: str = ""
     skill_args: tuple[str, ...] | None = None
+    distinct: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
         check(isinstance(self.name, str) and bool(self.name) and "(" not in self.name, "name",
@@ -89,6 +92,9 @@ class Operator:
         object.__setattr__(self, "skill_args", args)
         used = {v for atom in (*self.pre, *self.neg, *self.add, *self.delete) for v in variables(atom)}
         used |= {a for a in args if is_variable(a)}
+        object.__setattr__(self, "distinct", tuple((tuple(a), tuple(b)) for a, b in self.distinct))
+        check(all(len(a) == len(b) for a, b in self.distinct), "distinct", f"{self.name}: pairs of equal length")
+        used |= {v for pair in self.distinct for side in pair for v in side}
         check(used <= set(names), "params", f"{self.name}: undeclared variables {sorted(used - set(names))}")
         wild = [a for a in self.add if WILDCARD in parse_atom(a)[1]]
         check(not wild, "add", f"{self.name}: add effects cannot hold wildcards: {wild}")
@@ -104,7 +110,14 @@ class Operator:
         for label, atoms in (("pre", self.pre), ("not", self.neg), ("add", self.add), ("del", self.delete)):
             if atoms:
                 lines.append(f"  {label}: {', '.join(atoms)}")
+        for first, second in self.distinct:
+            lines.append(f"  distinct: ({','.join(first)}) != ({','.join(second)})")
         return "\n".join(lines)
+
+    def admits(self, binding: Binding) -> bool:
+        """Whether ``binding`` keeps every :attr:`distinct` pair apart."""
+        return all(tuple(binding.get(v, v) for v in a) != tuple(binding.get(v, v) for v in b)
+                   for a, b in self.distinct)
 
     def ground(self, binding: Binding) -> GroundOperator:
         """The instance under ``binding`` (every parameter bound)."""

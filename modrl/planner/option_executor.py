@@ -4,7 +4,8 @@ Each ground operator is mapped (by a ``resolve`` callable the environment side s
 :class:`~modrl.options.OptionCall` of an :class:`~modrl.options.OptionLibrary`; the call runs with
 :func:`modrl.options.run_option` until its termination (typically the subtask's effect predicate, else its learned β),
 a step cap, or the episode end. Skills no option serves (e.g. ``drop``) go to an optional fallback executor (the
-scripted skills), so a plan can mix learned and scripted skills; :attr:`OptionExecutor.usage` counts both.
+scripted skills), so a plan can mix learned and scripted skills; :attr:`OptionExecutor.usage` counts both. Without a
+fallback, :attr:`OptionExecutor.allowed` is the search filter that keeps plans to the skills the options serve.
 
 How a call ended becomes the skill's status: its own termination is ``DONE``, the step cap ``TIMEOUT``, an initiation
 set that does not hold ``FAILED``, the episode end ``DONE`` if the environment reported success else ``FAILED``. The
@@ -23,6 +24,7 @@ from modrl.config import check
 from modrl.options import EndReason, OptionCall, OptionLibrary, run_option
 from modrl.planner.monitor import SkillExecutor, SkillResult, SkillStatus
 from modrl.planner.operators import GroundOperator
+from modrl.planner.search import Allowed
 
 _STATUS = {EndReason.TERMINATED: SkillStatus.DONE, EndReason.STEP_CAP: SkillStatus.TIMEOUT,
            EndReason.NOT_INITIABLE: SkillStatus.FAILED}
@@ -65,6 +67,16 @@ class OptionExecutor:
     def observe(self) -> frozenset[str]:
         """The current base atoms."""
         return self._observe()
+
+    def serves(self, step: GroundOperator) -> bool:
+        """Whether an option runs ``step`` (``resolve`` returns a call for it)."""
+        return self.resolve(step) is not None
+
+    @property
+    def allowed(self) -> Allowed | None:
+        """The filter for :func:`modrl.planner.search.plan` / :func:`modrl.planner.monitor.execute`: :meth:`serves`
+        without a fallback; ``None`` (prune nothing) when a fallback runs the steps no option serves."""
+        return self.serves if self.fallback is None else None
 
     def execute(self, step: GroundOperator) -> SkillResult:
         """Run the option call ``resolve(step)`` (or the fallback) until it ends."""

@@ -6,6 +6,10 @@ when reached, so is the next one on the same transition. A goal may ask for atom
 facing the door") and atoms that the last step must newly *achieve* (``achieve``: "pick up the key" is an event, so a
 key already carried must be dropped and picked up again). With unit costs both searches return a shortest plan; A*
 uses an admissible heuristic (see :func:`heuristic`) and is exact with it (Hart, Nilsson & Raphael 1968).
+
+An optional filter ``allowed(ground_operator) -> bool`` restricts the search to the operators whose skills the
+executor can run (e.g. those a library of learned options serves): the others are pruned before the search starts, so
+a plan never calls a skill nobody can execute, and when no plan remains the :class:`NoPlan` says the filter is why.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Literal
@@ -24,6 +28,8 @@ from modrl.planner.domain import Domain
 from modrl.planner.operators import GroundOperator
 
 Algorithm = Literal["bfs", "astar"]
+Allowed = Callable[[GroundOperator], bool]
+"""A filter on ground operators: ``True`` for those the executor can run."""
 ALGORITHMS: tuple[Algorithm, ...] = ("bfs", "astar")
 
 
@@ -120,6 +126,9 @@ class NoPlanReason(Enum):
     """The whole reachable state space was searched: no plan exists."""
     BOUND = "bound"
     """The node bound was hit first: a plan may exist."""
+    PRUNED = "pruned"
+    """The space reachable with the allowed operators was searched: no plan uses only them (the filter removed
+    operators a plan might need)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,10 +152,14 @@ _Node = tuple[frozenset[str], int]
 class _Space:
     """The search space: ground operators, closures (cached) and the goal sequence."""
 
-    def __init__(self, domain: Domain, state: frozenset[str], goals: tuple[Goal, ...]) -> None:
+    def __init__(self, domain: Domain, state: frozenset[str], goals: tuple[Goal, ...],
+                 allowed: Allowed | None = None) -> None:
         self.domain = domain
         self.goals = goals
-        self.ops = domain.ground(state)
+        every = domain.ground(state)
+        keep = [True] * len(every) if allowed is None else [bool(allowed(op)) for op in every]
+        self.ops = tuple(op for op, ok in zip(every, keep, strict=True) if ok)
+        self.pruned = tuple(op for op, ok in zip(every, keep, strict=True) if not ok)
         self._closures: dict[frozenset[str], tuple[frozenset[str], AtomIndex]] = {}
         derived = domain.derived_predicates
         goal_names = {parse_atom(a)[0] for g in goals for a in g.holds | g.achieve}
@@ -204,16 +217,17 @@ def _shares(op: GroundOperator, first: Goal, second: Goal, derived: frozenset[st
     return not (op.deleted(needed) - op.add)
 
 
-def heuristic(domain: Domain, state: frozenset[str], goals: Goal | Sequence[Goal], stage: int = 0) -> float:
+def heuristic(domain: Domain, state: frozenset[str], goals: Goal | Sequence[Goal], stage: int = 0, *,
+              allowed: Allowed | None = None) -> float:
     """A*'s admissible estimate of the plan length from ``state`` (unit costs).
 
     The larger of two lower bounds: (1) for each goal not yet reached, the number of its base (non-derived) atoms
     still false, divided by the most such atoms any one ground operator adds, rounded up (the maximum over the goals);
     (2) one step for the current goal plus one for each later goal that no single operator can reach together with
     the goal before it (it must add both goals' ``achieve`` atoms and delete none of their ``holds`` atoms). ``inf``
-    when a missing atom is added by no operator (the goal is unreachable).
+    when a missing atom is added by no operator (the goal is unreachable). Only operators ``allowed`` passes count.
     """
-    space = _Space(domain, state, as_goals(goals))
+    space = _Space(domain, state, as_goals(goals), allowed)
     return space.heuristic(space.start(state, stage))
 
 
@@ -280,6 +294,7 @@ def plan(
     config: SearchConfig | None = None,
     *,
     stage: int = 0,
+    allowed: Allowed | None = None,
 ) -> Plan | NoPlan:
     """A shortest plan from ``state`` reaching ``goals[stage:]`` in order, or :class:`NoPlan`.
 
@@ -289,14 +304,16 @@ def plan(
         goals: One goal or a sequence reached in order.
         config: Algorithm and node bound (default: A*, 100 000 nodes).
         stage: Goals before this index count as reached.
+        allowed: Only ground operators it returns ``True`` for may be used (``None``: all of them).
 
     Returns:
-        A :class:`Plan` (possibly empty) or a :class:`NoPlan` saying whether the goal is unreachable or the bound hit.
+        A :class:`Plan` (possibly empty) or a :class:`NoPlan` saying whether the goal is unreachable, unreachable with
+        the allowed operators only (:attr:`NoPlanReason.PRUNED`, when the filter removed some), or the bound hit.
     """
     config = config or SearchConfig()
     goal_list = as_goals(goals)
     check(isinstance(stage, int) and 0 <= stage <= len(goal_list), "stage", f"must lie in [0, {len(goal_list)}]")
-    space = _Space(domain, frozenset(state), goal_list)
+    space = _Space(domain, frozenset(state), goal_list, allowed)
     start = space.start(frozenset(state), stage)
     if start[1] == len(goal_list):
         return Plan(steps=(), expanded=0, algorithm=config.algorithm)
@@ -307,6 +324,12 @@ def plan(
     if bounded:
         return NoPlan(reason=NoPlanReason.BOUND, expanded=expanded,
                       message=f"node bound hit: {expanded} nodes expanded without reaching the goal")
+    if space.pruned:
+        skills = sorted({op.symbol for op in space.pruned})
+        shown = ", ".join(skills[:6]) + (f" and {len(skills) - 6} more" if len(skills) > 6 else "")
+        return NoPlan(reason=NoPlanReason.PRUNED, expanded=expanded,
+                      message=f"no plan with the allowed skills only: exhausted after {expanded} expansions; "
+                      f"{len(space.pruned)} operator(s) pruned, calling {shown}")
     return NoPlan(reason=NoPlanReason.UNREACHABLE, expanded=expanded,
                   message=f"goal unreachable: the search space was exhausted after {expanded} expansions")
 
