@@ -44,7 +44,7 @@ from torch import nn
 
 from modrl.envs.grammar import Subtask, parse_task
 from modrl.envs.oracle import SequenceBot
-from modrl.envs.subtask_env import SubtaskEnv, subtask_arguments
+from modrl.envs.subtask_env import SubtaskEnv, option_observation
 from modrl.telemetry import TelemetryWriter
 
 from .evaluation import EVAL_SEED_BASE
@@ -153,34 +153,26 @@ def _run_oracle(env: SubtaskEnv, task: str, seed: int) -> _Episode:
                             success=bool(info.get("is_success", False)), frames=len(actions))
 
 
-def _option_observation(obs: dict[str, Any], args: np.ndarray | None) -> dict[str, Any]:
-    """What :class:`SubtaskEnv` shows the option for a task-env observation (``args``: the subtask's slot ids)."""
-    out = {"image": np.asarray(obs["image"]), "direction": int(obs["direction"])}
-    return out if args is None else {**out, "args": args}
-
-
 def _run_segment(env: SubtaskEnv, task: str, seed: int, *, wanted: Callable[[Subtask], bool],
                  slots: Sequence[Sequence[str]]) -> _Episode:
     """The oracle solves all of ``task``; the steps of its first ``wanted`` subtask are kept (reward at its end as in
     :class:`SubtaskEnv`, ``1 - 0.9 * steps / max_steps``, counting the segment's steps)."""
     subtasks = parse_task(task).subtasks
     target = next(i for i, sub in enumerate(subtasks) if wanted(sub))
-    words = subtask_arguments(subtasks[target])
-    args = np.array([list(slot).index(w) for slot, w in zip(slots, words, strict=True)], np.int64) if slots else None
     obs, _ = env.reset(seed=seed, options={"task": task})
     view = _OracleView(env)
     task_seed = int(view.unwrapped.np_random_seed)
     if task_seed in EVAL_TASK_SEEDS:
         return _SKIPPED
     bot, task_env = SequenceBot(view), env.current_env
-    current, observations, actions, done = _option_observation(obs, args), [], [], 0
+    current, observations, actions, done = option_observation(obs, subtasks[target], slots), [], [], 0
     for frames in itertools.count(1):
         action = int(bot.replan())
         if done == target:
             observations.append(current)
             actions.append(action)
         raw, _, terminated, truncated, info = task_env.step(action)
-        current = _option_observation(raw, args)
+        current = option_observation(raw, subtasks[target], slots)
         if subtasks[target].symbol in info["events"]:
             reward = 1.0 - 0.9 * len(actions) / view.unwrapped.max_steps
             return _Episode(observations=observations, actions=actions, rewards=[0.0] * (len(actions) - 1) + [reward],

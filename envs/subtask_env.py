@@ -42,6 +42,17 @@ def subtask_arguments(sub: Subtask) -> tuple[str, ...]:
     return tuple(word for obj in sub.objects for word in (obj.colour, obj.type))
 
 
+def option_observation(obs: Mapping[str, Any], sub: Subtask, slots: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
+    """What an option sees of a task env's observation while running ``sub``: ``image`` and ``direction``, plus, for a
+    parameterised option (``slots`` from :func:`argument_slots`), ``args``: ``(len(slots),) int64`` slot indices of
+    ``sub``'s arguments. :class:`SubtaskEnv` and the demonstration recorder both build observations with it."""
+    out: dict[str, Any] = {"image": obs["image"], "direction": int(obs["direction"])}
+    if slots:
+        words = subtask_arguments(sub)
+        out["args"] = np.array([list(slot).index(w) for slot, w in zip(slots, words, strict=True)], np.int64)
+    return out
+
+
 def subtask_from_arguments(verb: Verb, args: Sequence[str]) -> Subtask:
     """Inverse of :func:`subtask_arguments` (``ConfigError`` for words the grammar refuses)."""
     objects = [ObjectRef(colour=args[i], type=args[i + 1]) for i in range(0, len(args), 2)]  # type: ignore[arg-type]
@@ -175,11 +186,7 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         super().close()
 
     def _observation(self, obs: Mapping[str, Any]) -> dict[str, Any]:
-        out = {"image": obs["image"], "direction": int(obs["direction"])}
-        if self.parameterised:
-            words = subtask_arguments(self.current_subtask)
-            out["args"] = np.array([slot.index(w) for slot, w in zip(self.slots, words, strict=True)], np.int64)
-        return out
+        return option_observation(obs, self.current_subtask, self.slots if self.parameterised else ())
 
     def _info(self, info: Mapping[str, Any]) -> dict[str, Any]:
         sub = self.current_subtask
