@@ -180,7 +180,7 @@ def format_report(report: EvalReport) -> str:
         numbers = [str(r.episodes), f"{r.success_rate:.2f}", f"{r.mean_return:.3f}", f"{r.mean_length:.1f}"]
         rows.append([r.task, r.split, *numbers, *usage])
     widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
-    lines = [_format_row(row, widths) for row in rows]
+    lines = [format_row(row, widths) for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     for split in dict.fromkeys(r.split for r in report.tasks):
         rates = [r.success_rate for r in report.tasks if r.split == split]
@@ -192,7 +192,7 @@ def format_report(report: EvalReport) -> str:
     return "\n".join([title, *lines])
 
 
-def _format_row(row: list[str], widths: list[int]) -> str:
+def format_row(row: list[str], widths: list[int]) -> str:
     """First cell left-aligned, the rest right-aligned (a row may be shorter than the header)."""
     cells = [
         cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths, strict=False))

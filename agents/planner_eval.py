@@ -33,7 +33,7 @@ from modrl.planner import MonitorConfig, Outcome, SearchConfig, execute
 from modrl.planner.option_executor import OptionExecutor
 from modrl.registry import UnknownNameError
 
-from .evaluation import EVAL_SEED_BASE, _format_row
+from .evaluation import EVAL_SEED_BASE, format_row
 from .option_skills import learned_skills, with_predicates
 from .options_router import load_library
 
@@ -273,7 +273,7 @@ def format_planner_report(report: PlannerEvalReport) -> str:
         rows.append([r.task, str(r.episodes), f"{r.success_rate:.2f}", f"{r.mean_replans:.1f}", f"{r.mean_steps:.1f}",
                      *calls])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
-    lines = [_format_row(row, widths) for row in rows]
+    lines = [format_row(row, widths) for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     title = (f"planner evaluation on {config.suite}/{config.split} with {report.skills_label} (seeds "
              f"{config.seed_base}+k, at most {config.max_replans} re-plans"

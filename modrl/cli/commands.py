@@ -51,7 +51,8 @@ def _resolve_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path | 
     return wanted, args.resume, stored
 
 
-def _one_line(message: str) -> str:
+def one_line(message: str) -> str:
+    """``message`` on one line (whitespace runs, newlines included, become one space) for a `modrl: error:` line."""
     return " ".join(message.split())
 
 
@@ -60,7 +61,7 @@ def train(args: argparse.Namespace) -> int:
     try:
         config, resume_dir, previous = _resolve_config(args)
     except (ConfigError, RunDirError) as exc:
-        return fail(_one_line(str(exc)))
+        return fail(one_line(str(exc)))
     if resume_dir is None:
         try:
             run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)

@@ -13,7 +13,7 @@ from modrl._io import atomic_write_json
 from modrl.config import ConfigError
 from modrl.runs import RunDirError, read_run_config
 
-from .commands import _one_line
+from .commands import one_line
 from .main import EXIT_ERROR, fail
 
 
@@ -92,11 +92,11 @@ def evaluate_planner_command(args: argparse.Namespace) -> int:
             library=None if library is None else str(library), deterministic=not args.stochastic,
             fallback_scripted=args.fallback_scripted, option_steps=args.option_steps or 100)
     except (ConfigError, RunDirError, UnknownNameError) as exc:
-        return fail(_one_line(str(exc)))
+        return fail(one_line(str(exc)))
     try:
         report = evaluate_planner(config)
     except ValueError as exc:  # a library that does not load
-        return fail(_one_line(str(exc)), EXIT_ERROR)
+        return fail(one_line(str(exc)), EXIT_ERROR)
     print()
     print(format_planner_report(report))
     out = args.out
