@@ -31,7 +31,14 @@ from modrl._io import atomic_write_json, atomic_write_text
 from modrl.config import ConfigError, to_dict
 from modrl.envs import get_suite, parse_task
 from modrl.envs.grammar import VERBS, Subtask, Verb
-from modrl.envs.subtask_env import SubtaskEnv, argument_slots, effect_predicate, symbol_predicate
+from modrl.envs.subtask_env import (
+    LAYOUT_VERBS,
+    SubtaskEnv,
+    Targets,
+    argument_slots,
+    effect_predicate,
+    symbol_predicate,
+)
 from modrl.options import Option, OptionConfig, OptionLibrary, StageResult, SuccessCurriculum, option_inputs
 from modrl.telemetry import TelemetryWriter
 
@@ -48,12 +55,15 @@ RESULTS_MD = "results.md"
 
 @dataclass(frozen=True, kw_only=True)
 class OptionPlan:
-    """One option to train: its name, its training and held-out tasks, whether it takes arguments."""
+    """One option to train: its name, its training and held-out tasks, whether it takes arguments, and where its
+    episodes' targets come from (``layout``: objects of the training tasks' rooms, see
+    :class:`~modrl.envs.subtask_env.SubtaskEnv`)."""
 
     name: str
     train: tuple[str, ...]
     test: tuple[str, ...]
     parameterised: bool
+    targets: Targets = "task"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -76,7 +86,8 @@ class OptionResult:
 
 def plan_options(config: OptionsTrainConfig) -> list[OptionPlan]:
     """The options of ``config`` in curriculum order (``ConfigError`` naming ``options`` for one with no tasks); their
-    training tasks follow ``config.env.train_tasks``."""
+    training tasks follow ``config.env.train_tasks``. A parameterised option with ``env.targets: layout`` trains in
+    the layouts of every such task whose rooms hold an object its verb accepts (for ``open``: the tasks with doors)."""
     suite = get_suite(config.env.suite)
     split = suite.split(config.env.train_split)
     single = [t for t in split if len(parse_task(t)) == 1]
@@ -84,20 +95,28 @@ def plan_options(config: OptionsTrainConfig) -> list[OptionPlan]:
     test = [t for t in suite.split(config.env.test_split) if len(parse_task(t)) == 1] if config.env.test_split else []
     plans = []
     for name in config.options:
-        if config.mode == "per_symbol":
+        if config.mode == "per_symbol" or (config.mode == "mixed" and name not in VERBS):
             if name not in single:
                 raise ConfigError(f"options: {name!r} is not a single-subtask task of split "
-                                  f"{config.env.train_split!r} of suite {suite.name!r}")
+                                  f"{config.env.train_split!r} of suite {suite.name!r}"
+                                  + (f" nor a verb ({', '.join(VERBS)})" if config.mode == "mixed" else ""))
             tasks = tuple(t for t in train if parse_task(t).subtasks[0].name == name)
             plans.append(OptionPlan(name=name, train=tasks, test=(), parameterised=False))
             continue
         if name not in VERBS:
             raise ConfigError(f"options: {name!r} is not a verb ({', '.join(VERBS)}); parameterised options are verbs")
-        mine = [t for t in train if parse_task(t).subtasks[0].verb == name]
+        if config.env.targets == "layout":
+            if name not in LAYOUT_VERBS:
+                raise ConfigError(f"options: {name!r} cannot train on layout targets (env.targets: layout takes "
+                                  f"{', '.join(LAYOUT_VERBS)})")
+            mine = [t for t in train if name != "open" or any(o.type == "door" for o in parse_task(t).objects)]
+        else:
+            mine = [t for t in train if parse_task(t).subtasks[0].verb == name]
         if not mine:
             raise ConfigError(f"options: split {config.env.train_split!r} of suite {suite.name!r} has no {name} task")
         held = tuple(t for t in test if parse_task(t).subtasks[0].verb == name)
-        plans.append(OptionPlan(name=name, train=tuple(mine), test=held, parameterised=True))
+        plans.append(OptionPlan(name=name, train=tuple(mine), test=held, parameterised=True,
+                                targets=config.env.targets))
     return plans
 
 
@@ -105,7 +124,9 @@ def option_config(config: OptionsTrainConfig, plan: OptionPlan, *, num_actions: 
     """The :class:`OptionConfig` of ``plan`` with ``config.net``'s sizes."""
     net = config.net
     slots = argument_slots(cast(Verb, plan.name)) if plan.parameterised else ()
-    return OptionConfig(num_actions=num_actions, embed_dim=net.embed_dim, channels=net.channels,
+    side = config.env.view_size or 7
+    return OptionConfig(image_shape=(side, side, 3), num_actions=num_actions, embed_dim=net.embed_dim,
+                        channels=net.channels,
                         features_dim=net.features_dim, hidden=net.hidden, arg_slots=slots, arg_dim=net.arg_dim)
 
 
@@ -145,7 +166,9 @@ class CurriculumCallback(BaseCallback):
 
 def _subtask_env(config: OptionsTrainConfig, plan: OptionPlan, tasks: Sequence[str]) -> SubtaskEnv:
     return SubtaskEnv(tasks, suite=config.env.suite, parameterised=plan.parameterised,
-                      max_episode_steps=config.env.max_episode_steps, task_kwargs=config.env.task_kwargs())
+                      max_episode_steps=config.env.max_episode_steps, task_kwargs=config.env.task_kwargs(),
+                      targets=plan.targets, verb=cast(Verb, plan.name) if plan.targets == "layout" else None,
+                      view_size=config.env.view_size)
 
 
 def _num_actions(venv: DummyVecEnv) -> int:
@@ -196,9 +219,11 @@ def segment_tasks(config: OptionsTrainConfig, plan: OptionPlan) -> tuple[str, ..
 
 def _warm_start(config: OptionsTrainConfig, plan: OptionPlan, model: PPO, *, seed: int,
                 writer: TelemetryWriter | None) -> DemoStats:
-    segments = config.demos.source == "segments"
+    # Layout targets are not any task's subtask: their demonstrations are whole episodes of the option's own env.
+    segments = config.demos.source == "segments" and plan.targets == "task"
     env = SubtaskEnv(segment_tasks(config, plan), suite=config.env.suite, parameterised=False,
-                     max_episode_steps=config.env.max_episode_steps, task_kwargs=config.env.task_kwargs()) \
+                     max_episode_steps=config.env.max_episode_steps, task_kwargs=config.env.task_kwargs(),
+                     view_size=config.env.view_size) \
         if segments else _subtask_env(config, plan, plan.train)
     slots = argument_slots(cast(Verb, plan.name)) if segments and plan.parameterised else ()
     try:

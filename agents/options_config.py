@@ -67,6 +67,20 @@ class SubtaskEnvConfig(EpisodeConfig):
     #: ``first_subtask``, also every longer task that starts with it (trained on that first subtask alone, in the
     #: longer task's layout: its rooms, doors and distractors).
     train_tasks: Literal["single", "first_subtask"] = "single"
+    #: Where a parameterised option's episode targets come from: ``task``, the training task's first subtask;
+    #: ``layout``, any object of the training task's layout the verb accepts (``goto``, ``pickup``, ``open`` only;
+    #: :class:`modrl.envs.subtask_env.SubtaskEnv`), so e.g. ``open`` learns every door colour of the train rooms.
+    targets: Literal["task", "layout"] = "task"
+    #: What the options see: null, MiniGrid's 7x7 egocentric view; an odd N, the N x N egocentric view of the whole
+    #: grid (:class:`modrl.envs.wrappers.FullView`: nothing hidden, privileged like the planner's state), so an option
+    #: finds an object in another room without memory. The planner and ``modrl eval --planner`` give a library's
+    #: options the view they were trained with.
+    view_size: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check(self.view_size is None or (self.view_size >= 7 and self.view_size % 2 == 1), "view_size",
+              f"must be null or an odd integer >= 7, got {self.view_size}")
 
 
 #: Most demonstration episodes, epochs or batch size a ``demos`` section may ask for (a typo is refused early).
@@ -114,14 +128,16 @@ class OptionsTrainConfig:
 
     ``mode: parameterised`` trains one option per verb in ``options`` (e.g. ``pickup``) over every task of the train
     split with that verb, its argument the object's (colour, type); ``per_symbol`` trains one option per task name in
-    ``options`` (e.g. ``pickup-red-key``). ``options`` is also the curriculum order. With ``demos.episodes > 0`` every
-    option is first behaviour-cloned from oracle demonstrations on its training tasks, then fine-tuned by PPO.
+    ``options`` (e.g. ``pickup-red-key``); ``mixed`` takes both (a verb is parameterised, a task name per-symbol: a
+    planner resolves a step to the per-symbol option first). ``options`` is also the curriculum order. With
+    ``demos.episodes > 0`` every option is first behaviour-cloned from oracle demonstrations on its training tasks,
+    then fine-tuned by PPO.
     """
 
     name: str = "options"
     seed: int = 0
     torch_threads: int = 1
-    mode: Literal["parameterised", "per_symbol"] = "parameterised"
+    mode: Literal["parameterised", "per_symbol", "mixed"] = "parameterised"
     options: tuple[str, ...] = ("goto", "pickup", "open")
     env: SubtaskEnvConfig = field(default_factory=SubtaskEnvConfig)
     net: OptionNetConfig = field(default_factory=OptionNetConfig)

@@ -8,6 +8,13 @@ option the observation carries the subtask's argument (``(colour, type)``, plus 
 indices into :func:`argument_slots`, so one network learns every argument; held-out arguments can then be tried
 zero-shot on the test split's tasks.
 
+With ``targets="layout"`` a parameterised option's episodes are drawn from the *layouts* of the tasks instead of their
+missions: after the task env resets, the target is one object of the layout that the option's verb accepts (for
+``open``, any closed door: the mentioned doors and the distractor doors), drawn uniformly, and the task env's BabyAI
+instruction is replaced by that subtask's, so its verifier, events and the oracle all follow the drawn target. An
+``open`` option then learns every door colour the train split's rooms contain, not only the doors its missions name --
+which the planner needs, since a plan opens whichever door leads to what it wants.
+
 :func:`effect_predicate` is the termination predicate of a verb's option as a plain ``predicate(info, args)``
 callable over the symbolic state in ``info["predicates"]`` (:mod:`modrl.envs.predicates`): it holds exactly when
 BabyAI's verifier would report the subtask done from the state (``goto``: facing the object; ``pickup``: carrying it;
@@ -17,7 +24,7 @@ BabyAI's verifier would report the subtask done from the state (``goto``: facing
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, SupportsFloat
+from typing import Any, Literal, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -26,9 +33,16 @@ from gymnasium import spaces
 from modrl.config import check
 from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, VERB_TYPES, ObjectRef, Subtask, Verb, parse_task
 from modrl.envs.suites import Suite, get_suite
-from modrl.envs.wrappers import IMAGE_HIGH
+from modrl.envs.task_env import SubtaskSequence, babyai_instruction
+from modrl.envs.wrappers import IMAGE_HIGH, FullView
 
 _SEED_HIGH = 2**31 - 1
+
+Targets = Literal["task", "layout"]
+"""Where a :class:`SubtaskEnv` episode's target comes from: the drawn task's first subtask, or (parameterised options
+of ``goto``, ``pickup`` and ``open``) an object of the drawn task's layout."""
+LAYOUT_VERBS: tuple[Verb, ...] = ("goto", "pickup", "open")
+"""The verbs whose options can train on layout targets (``putnext`` needs a pair and a placement rule)."""
 
 
 def argument_slots(verb: Verb) -> tuple[tuple[str, ...], ...]:
@@ -83,6 +97,19 @@ def effect_predicate(verb: Verb) -> Callable[[Mapping[str, Any], tuple[str, ...]
     return holds
 
 
+def layout_targets(base: Any, verb: Verb) -> list[Subtask]:
+    """The subtasks of ``verb`` that a reset MiniGrid env's layout offers, one per object the verb accepts (doors for
+    ``open`` only while closed and unlocked), in grid order; objects the grammar cannot name are skipped."""
+    out = []
+    for obj in base.grid.grid:
+        if obj is None or obj.type not in VERB_TYPES[verb] or obj.color not in COLOURS:
+            continue
+        if verb == "open" and (obj.is_open or obj.is_locked):
+            continue
+        out.append(Subtask(verb=verb, obj=ObjectRef(colour=obj.color, type=obj.type)))
+    return out
+
+
 def symbol_predicate(sub: Subtask) -> Callable[[Mapping[str, Any], tuple[str, ...]], bool]:
     """The termination predicate of a one-module-per-symbol option for ``sub`` (its arguments are ignored)."""
     return lambda info, args: effect_holds(sub, info.get("predicates", frozenset()))
@@ -92,8 +119,9 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
     """Single-subtask episodes over tasks of a generated suite (see the module docstring).
 
     Observation:
-        image: ``(7, 7, 3) uint8`` category indices; direction: ``int`` in ``[0, 4)``; with ``parameterised``,
-        args: ``MultiDiscrete`` slot indices of the subtask's argument words (:func:`argument_slots`).
+        image: ``(7, 7, 3) uint8`` category indices (``(N, N, 3)`` with ``view_size=N``); direction: ``int`` in
+        ``[0, 4)``; with ``parameterised``, args: ``MultiDiscrete`` slot indices of the subtask's argument words
+        (:func:`argument_slots`).
 
     ``info`` keeps the task env's keys (``events``, ``predicates``, ...) and adds ``subtask`` (its symbol),
     ``arguments`` (its words), ``task`` (the task name) and, at the end of an episode, ``is_success``.
@@ -107,30 +135,49 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         task_kwargs: Extra :class:`~modrl.envs.task_env.TaskEnv` arguments for every task (e.g. ``room_size``,
             ``num_distractors`` for a smaller training room).
         render_mode: Passed to the task envs.
+        targets: ``"task"``: each episode's target is its task's first subtask; ``"layout"`` (parameterised options
+            of :data:`LAYOUT_VERBS` only): an object of the task's layout that the verb accepts, drawn uniformly
+            (see the module docstring); the tasks then only provide layouts, whatever their verbs.
+        verb: The option's verb; needed with ``targets="layout"`` (otherwise the tasks' common first verb).
+        view_size: ``None``: MiniGrid's 7x7 egocentric view; an odd ``N``: the ``N x N`` egocentric view of the whole
+            grid (:class:`modrl.envs.wrappers.FullView`; privileged, like the planner's state).
     """
 
     def __init__(self, tasks: Sequence[str], *, suite: Suite | str = "colour-type", parameterised: bool = True,
                  max_episode_steps: int | None = None, task_kwargs: Mapping[str, Any] | None = None,
-                 render_mode: str | None = None) -> None:
+                 render_mode: str | None = None, targets: Targets = "task", verb: Verb | None = None,
+                 view_size: int | None = None) -> None:
         self.suite = get_suite(suite) if isinstance(suite, str) else suite
         check(len(tasks) >= 1, "tasks", "needs at least one task")
         unknown = [t for t in tasks if t not in self.suite.task_names]
         check(not unknown, "tasks", f"not tasks of suite {self.suite.name!r}: {', '.join(unknown)}")
         self.tasks = tuple(tasks)
         self.subtasks = tuple(parse_task(t).subtasks[0] for t in self.tasks)
-        verbs = {s.verb for s in self.subtasks}
-        check(not parameterised or len(verbs) == 1, "tasks",
-              f"a parameterised option serves one verb, got {', '.join(sorted(verbs))}")
-        self.verb: Verb = self.subtasks[0].verb
+        check(targets in ("task", "layout"), "targets", f"must be 'task' or 'layout', got {targets!r}")
+        if targets == "layout":
+            check(parameterised and verb in LAYOUT_VERBS, "verb",
+                  f"layout targets need a parameterised option and a verb of {', '.join(LAYOUT_VERBS)}, got {verb!r}")
+        else:
+            verbs = {s.verb for s in self.subtasks}
+            check(not parameterised or len(verbs) == 1, "tasks",
+                  f"a parameterised option serves one verb, got {', '.join(sorted(verbs))}")
+            check(verb is None or verbs == {verb}, "verb", f"the tasks' first subtasks are not all {verb!r}")
+        self.verb: Verb = verb if verb is not None else self.subtasks[0].verb
         self.parameterised = parameterised
+        self.targets: Targets = targets
+        self._drawn: Subtask | None = None
         self.slots = argument_slots(self.verb) if parameterised else ()
         check(max_episode_steps is None or max_episode_steps >= 1, "max_episode_steps", "must be None or >= 1")
         self.max_episode_steps = max_episode_steps
         self.task_kwargs = dict(task_kwargs or {})
         self.render_mode = render_mode
+        check(view_size is None or (isinstance(view_size, int) and view_size >= 7 and view_size % 2 == 1),
+              "view_size", f"must be null or an odd integer >= 7, got {view_size!r}")
+        self.view_size = view_size
+        side = 7 if view_size is None else view_size
         self.action_space = spaces.Discrete(7)
         entries: dict[str, spaces.Space[Any]] = {
-            "image": spaces.Box(0, np.broadcast_to(IMAGE_HIGH, (7, 7, 3)).copy(), (7, 7, 3), np.uint8),
+            "image": spaces.Box(0, np.broadcast_to(IMAGE_HIGH, (side, side, 3)).copy(), (side, side, 3), np.uint8),
             "direction": spaces.Discrete(4),
         }
         if parameterised:
@@ -147,7 +194,7 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
     @property
     def current_subtask(self) -> Subtask:
         """The current episode's target subtask."""
-        return self.subtasks[self._current]
+        return self._drawn if self._drawn is not None else self.subtasks[self._current]
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Draw a task (option ``"task"``: a name from ``tasks`` instead) and a seed for it, and reset its env."""
@@ -160,7 +207,24 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
             check(name in self.tasks, "options.task", f"{name!r} is not one of this env's tasks")
             self._current = self.tasks.index(name)
         obs, info = self.current_env.reset(seed=task_seed, options=options or None)
+        self._drawn = None
+        if self.targets == "layout":
+            self._drawn = self._draw_target()
+            info = {**info, "events": [], "subtask_index": 0}
         return self._observation(obs), self._info(info)
+
+    def _draw_target(self) -> Subtask:
+        """Draw a layout target and point the task env's instruction (verifier, events, mission) at it."""
+        base = self.current_env.unwrapped
+        offered = layout_targets(base, self.verb)
+        if not offered:
+            raise ValueError(f"task {self.tasks[self._current]!r}: its layout has no object to {self.verb}; train "
+                             f"layout targets on tasks whose rooms have one")
+        sub = offered[int(self.np_random.integers(len(offered)))]
+        base.instrs = SubtaskSequence([babyai_instruction(sub)], [sub.symbol])  # type: ignore[attr-defined]
+        base.instrs.reset_verifier(base)  # type: ignore[attr-defined]
+        base.mission = base.instrs.surface(base)  # type: ignore[attr-defined]
+        return sub
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         """Step the task env; success on the completion event of the target subtask."""
@@ -199,5 +263,8 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
             kwargs: dict[str, Any] = {**spec.kwargs, **self.task_kwargs}
             if self.max_episode_steps is not None:
                 kwargs["max_steps"] = self.max_episode_steps
-            env = self._envs[index] = gym.make(spec.env_id, render_mode=self.render_mode, **kwargs)
+            env = gym.make(spec.env_id, render_mode=self.render_mode, **kwargs)
+            if self.view_size is not None:
+                env = FullView(env, size=self.view_size)
+            self._envs[index] = env
         return env
