@@ -2,10 +2,11 @@
 
 Skills are the grammar's verbs at the grain of its subtasks (what options trained on subtask events will be):
 ``goto(t,c)``, ``pickup(t,c)`` and ``open(door,c)`` walk to the object themselves, ``putnext(t,c,u,d)`` carries the
-object next to the target and drops it, and ``drop(t,c)`` puts the held object down somewhere out of the way. Two
-operators run ``putnext``: ``putnext`` with the object already in hand, and ``putnext_fetch`` with free hands, which
+object next to the target and drops it, and ``drop(t,c)`` puts the held object down somewhere out of the way. Three
+operators run ``putnext``: ``putnext`` with the object already in hand, ``putnext_fetch`` with free hands, which
 picks the object up first -- the grammar's whole putnext subtask, so an option trained on it serves the step without a
-``pickup`` option.
+``pickup`` option -- and ``putnext_held`` with the target in hand, which sets it down first (no ``drop`` option
+needed either).
 The planner sees where things are through :func:`modrl.envs.predicates.planning_state` (regions, doors between them,
 objects in the way of doors) and derives what the agent can reach with the rules of :data:`RULES`:
 
@@ -95,6 +96,14 @@ OPERATORS: tuple[Operator, ...] = (
              add=("in(?t,?c,room,?r)", "next_to(?t,?c,?u,?d)", "next_to(?u,?d,?t,?c)", "facing(?t,?c)",
                   "agent_in(room,?r)"),
              skill="putnext", skill_args=("?t", "?c", "?u", "?d"), distinct=((("?t", "?c"), ("?u", "?d")),)),
+    Operator(name="putnext_held",
+             params=(*_OBJ, Param(name="?u", type="pickable"), Param(name="?d"), *_ROOM),
+             pre=("carrying(?u,?d)", "agent_in(room,?r)", "reachable(?t,?c)"),
+             neg=("blocks(?t,?c,*,*)",),
+             delete=("carrying(?u,?d)", *_MOVE_DEL, *_LIFT_DEL),
+             add=("in(?u,?d,room,?r)", "in(?t,?c,room,?r)", "next_to(?t,?c,?u,?d)", "next_to(?u,?d,?t,?c)",
+                  "facing(?t,?c)", "agent_in(room,?r)"),
+             skill="putnext", skill_args=("?t", "?c", "?u", "?d"), distinct=((("?t", "?c"), ("?u", "?d")),)),
     Operator(name="open_box", params=(_NAME, Param(name="?t", type="pickable"), Param(name="?k"), *_ROOM),
              pre=("contains(box,?c,?t,?k)", "reachable(box,?c)", "in(box,?c,room,?r)"),
              delete=(*_MOVE_DEL, "contains(box,?c,*,*)", "in(box,?c,*,*)", "next_to(box,?c,*,*)", "next_to(*,*,box,?c)",
@@ -103,10 +112,12 @@ OPERATORS: tuple[Operator, ...] = (
 )
 """The declared operators; ``putnext_fetch`` runs the ``putnext`` skill from free hands (pick up, then put next to;
 the hands end free) on an object lying in the open (one in a doorway is lifted by ``pickup``, as the grammar's putnext
-subtask never starts in a doorway); ``unlock`` runs the ``open`` skill while carrying the door's key; ``open_box``
-runs it on a box, which MiniGrid replaces by its contents (known beforehand through the privileged ``contains`` atom:
-the planner reads the full grid, inside boxes too); the revealed object's ``next_to``/``blocks`` atoms are left to
-observation."""
+subtask never starts in a doorway); ``putnext_held`` runs it while holding the *target*: the skill sets the target
+down in the agent's room, then fetches the object and puts it beside (what BabyAI's bot, hence the putnext option's
+demonstrations, does after "pick up the blue key" when "put the yellow box next to the blue key" follows);
+``unlock`` runs the ``open`` skill while carrying the door's key; ``open_box`` runs it on a box, which MiniGrid
+replaces by its contents (known beforehand through the privileged ``contains`` atom: the planner reads the full grid,
+inside boxes too); the revealed object's ``next_to``/``blocks`` atoms are left to observation."""
 
 SKILLS: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
 """The skills the operators run."""

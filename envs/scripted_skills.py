@@ -294,6 +294,8 @@ class ScriptedSkills:
 
     def _putnext(self, args: Sequence[str]) -> bool:
         type_, colour, target_type, target_colour = args
+        if self._carrying(target_type, target_colour) and not self._drop((target_type, target_colour)):
+            return False  # holding the target (putnext_held): set it down here first
         if not self._carrying(type_, colour) and not self._pickup((type_, colour)):
             return False
         target = self._find(target_type, target_colour)

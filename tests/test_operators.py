@@ -250,10 +250,10 @@ def test_plan_runs_with_learned_options_and_scripted_fallback() -> None:
     executor = learned_skills(env, library, fallback=ScriptedSkills(env), max_skill_steps=60)
     trace = execute(DOMAIN, goal_predicates(env.task), executor)
     assert trace.outcome is Outcome.SUCCESS and executor.episode_success
-    assert [s.skill for s in trace.steps] == ["open(door,red)", "pickup(key,blue)", "drop(key,blue)",
-                                              "putnext(box,yellow,key,blue)"]  # putnext fetches the box itself
-    assert [s.operator.split("(")[0] for s in trace.steps][-1] == "putnext_fetch"
-    assert executor.usage == {"option": 2, "fallback": 2}  # drop and putnext are scripted
+    assert [s.skill for s in trace.steps] == ["open(door,red)", "pickup(key,blue)",
+                                              "putnext(box,yellow,key,blue)"]  # sets the key down, fetches the box
+    assert [s.operator.split("(")[0] for s in trace.steps][-1] == "putnext_held"
+    assert executor.usage == {"option": 2, "fallback": 1}  # putnext is scripted
     assert all(step.status is SkillStatus.DONE for step in trace.steps)
 
 
