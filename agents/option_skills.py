@@ -4,7 +4,9 @@ operators are resolved to the options of a saved library, the scripted skills co
 A ground operator's skill call is read as a grammar subtask (:func:`modrl.envs.operators.skill_subtask`); the library
 serves it with the per-symbol option of that subtask (``pickup-blue-key``) or the parameterised option of its verb
 (``pickup`` with the words ``("blue", "key")``). Options end on their subtask's effect predicate
-(:func:`modrl.agents.options_router.load_library`), so the env is wrapped to report predicates in ``info``.
+(:func:`modrl.agents.options_router.load_library`), so the env is wrapped to report predicates in ``info``, and, for
+a library trained on the whole-grid view (``env.view_size``), to show the options that view
+(:class:`modrl.envs.wrappers.FullView`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import gymnasium as gym
 from modrl.envs.operators import skill_subtask
 from modrl.envs.predicates import PredicatesInInfo, env_planning_state
 from modrl.envs.subtask_env import subtask_arguments
+from modrl.envs.wrappers import FullView, full_view_image
 from modrl.options import OptionCall, OptionLibrary
 from modrl.planner import GroundOperator, SkillExecutor
 from modrl.planner.option_executor import OptionExecutor
@@ -44,18 +47,34 @@ def call_resolver(library: OptionLibrary) -> Callable[[GroundOperator], OptionCa
     return resolve
 
 
-def with_predicates(env: gym.Env) -> gym.Env:
-    """``env`` wrapped so that every ``info`` carries ``predicates`` (call before ``reset``)."""
-    return PredicatesInInfo(env)
+def library_view_size(library: OptionLibrary) -> int | None:
+    """The view a library's options were trained with (one library has one image shape, which
+    :meth:`OptionLibrary.add <modrl.options.OptionLibrary.add>` enforces): ``None`` for MiniGrid's 7x7 view, else the
+    side ``N`` of the whole-grid view."""
+    side = library.get(library.names[0]).config.image_shape[0] if len(library) else 7
+    return None if side == 7 else int(side)
+
+
+def with_predicates(env: gym.Env, *, view_size: int | None = None) -> gym.Env:
+    """``env`` wrapped so that every ``info`` carries ``predicates`` and, with ``view_size`` (see
+    :func:`library_view_size`), observations show the whole-grid view (call before ``reset``)."""
+    return PredicatesInInfo(env if view_size is None else FullView(env, size=view_size))
 
 
 def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecutor | None,
                    max_skill_steps: int = 100, deterministic: bool = True, seed: int = 0) -> OptionExecutor:
-    """An executor running ``library``'s options in ``env`` (a reset MiniGrid env, see :func:`with_predicates`),
+    """An executor running ``library``'s options in ``env`` (a reset MiniGrid env wrapped by :func:`with_predicates`
+    with the library's :func:`library_view_size`),
     with ``fallback`` (e.g. :class:`modrl.envs.ScriptedSkills` on the same env) for the skills no option serves;
     without one, pass its :attr:`~modrl.planner.option_executor.OptionExecutor.allowed` to
     :func:`modrl.planner.execute` so that plans call only the skills the library serves."""
     base: Any = env.unwrapped
+    view = library_view_size(library)
+
+    def observation() -> Any:
+        obs = base.gen_obs()
+        return obs if view is None else {**obs, "image": full_view_image(base, view)}
+
     return OptionExecutor(env, library, resolve=call_resolver(library), observe=lambda: env_planning_state(base),
-                          observation=base.gen_obs, fallback=fallback, max_skill_steps=max_skill_steps,
+                          observation=observation, fallback=fallback, max_skill_steps=max_skill_steps,
                           deterministic=deterministic, seed=seed)

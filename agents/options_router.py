@@ -35,6 +35,7 @@ from modrl.options import CallAndReturn, OptionCall, OptionLibrary, OptionStats,
 from modrl.telemetry import TelemetryWriter
 
 from .evaluation import EVAL_SEED_BASE
+from .option_skills import library_view_size
 from .options_config import RouteConfig
 from .policies import monolithic_policy_kwargs
 
@@ -149,6 +150,9 @@ def train_router(config: RouteConfig, *, writer: TelemetryWriter | None = None
     callback (frames, training success)."""
     torch.set_num_threads(config.torch_threads)
     library = load_library(config.library)
+    if library_view_size(library) is not None:
+        raise ValueError(f"library {config.library}: its options read the whole-grid view (env.view_size), and the "
+                         "router runs them on MiniGrid's 7x7 view; train the library without view_size to route it")
     calls = option_calls(library, config.env.suite)
     venv = make_router_vec_env(config, library, calls)
     suite = get_suite(config.env.suite)

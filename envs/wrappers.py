@@ -82,6 +82,50 @@ class TaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         }
 
 
+def full_view_image(base: Any, size: int) -> np.ndarray:
+    """``(size, size, 3) uint8``: the whole grid as category indices, centred on the agent and turned so that it faces
+    up, like MiniGrid's egocentric view but with nothing hidden (walls and closed doors occlude nothing) and the agent
+    in the middle, at ``(size // 2, size // 2)``, instead of at the bottom. That cell shows what the agent carries, as
+    in MiniGrid's view; cells beyond the grid are 0 (unseen). ``base`` is an unwrapped MiniGrid env.
+
+    Privileged, like the planner's symbolic state: an option that reads it needs no memory to find an object in
+    another room. A grid wider than ``size // 2`` cells on either side of the agent is cut at the border.
+    """
+    half = size // 2
+    grid = base.grid.encode()  # (W, H, 3), indexed [x, y]
+    width, height = grid.shape[:2]
+    padded = np.zeros((width + 2 * half, height + 2 * half, 3), np.uint8)
+    padded[half:half + width, half:half + height] = grid
+    x, y = int(base.agent_pos[0]), int(base.agent_pos[1])
+    crop = padded[x:x + size, y:y + size].copy()
+    carried = base.carrying
+    crop[half, half] = carried.encode() if carried is not None else (OBJECT_TO_IDX["empty"], 0, 0)
+    return np.ascontiguousarray(np.rot90(crop, (3 - int(base.agent_dir)) % 4, axes=(0, 1)))
+
+
+class FullView(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
+    """Replace a MiniGrid observation's ``image`` by :func:`full_view_image` (``(size, size, 3)``, ``size`` odd);
+    the other keys are kept. MiniGrid's 7x7 view is the sub-block ``[h-3 : h+4, h-6 : h+1]`` (``h = size // 2``) of it,
+    wherever MiniGrid's view is not occluded."""
+
+    def __init__(self, env: gym.Env, *, size: int) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, size=size)
+        gym.ObservationWrapper.__init__(self, env)
+        check(isinstance(size, int) and size >= 7 and size % 2 == 1, "size",
+              f"must be an odd integer >= 7, got {size!r}")
+        inner = env.observation_space
+        if not isinstance(inner, spaces.Dict) or "image" not in inner.spaces:
+            raise TypeError(f"FullView needs a MiniGrid Dict observation with 'image', got {inner}")
+        self.size = size
+        shape = (size, size, 3)
+        self.observation_space = spaces.Dict({
+            **inner.spaces, "image": spaces.Box(0, np.broadcast_to(IMAGE_HIGH, shape).copy(), shape, np.uint8)})
+
+    def observation(self, observation: dict[str, Any]) -> dict[str, Any]:
+        """The observation with the full-view image."""
+        return {**observation, "image": full_view_image(self.env.unwrapped, self.size)}
+
+
 class SuccessInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Report success in ``info`` the way SB3 reads it, and name the task on every step.
 

@@ -84,14 +84,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         search = SearchConfig(algorithm=args.algorithm, max_nodes=args.max_nodes)
         env = _make_env(args.target)
+        library = None
         if args.options is not None:
-            from modrl.agents.option_skills import with_predicates
+            from modrl.agents.option_skills import library_view_size, with_predicates
+            from modrl.agents.options_router import load_library
 
-            env = with_predicates(env)
+            library = load_library(str(args.options))
+            env = with_predicates(env, view_size=library_view_size(library))
         env.reset(seed=args.seed)
         state = env_planning_state(env)
         goals = goals_for_env(env, state)
-        runner = _runner(args, env)
+        runner = _runner(args, env, library)
     except (ConfigError, ValueError) as exc:
         return fail(str(exc))
     allowed = getattr(runner, "allowed", None)
@@ -120,18 +123,17 @@ def run(args: argparse.Namespace) -> int:
     return _execute(args, runner, domain, goals, search)
 
 
-def _runner(args: argparse.Namespace, env: Any) -> Any:
-    """The skill executor: the scripted skills, or the learned options of ``--options`` (with the scripted skills as
-    fallback unless ``--no-fallback``). Raises ConfigError/ValueError for a library that does not load."""
+def _runner(args: argparse.Namespace, env: Any, library: Any) -> Any:
+    """The skill executor: the scripted skills, or the learned options of ``--options`` (``library``, with the
+    scripted skills as fallback unless ``--no-fallback``)."""
     from modrl.envs.scripted_skills import ScriptedSkills
 
     skills = ScriptedSkills(env)
-    if args.options is None:
+    if library is None:
         return skills
     from modrl.agents.option_skills import learned_skills
-    from modrl.agents.options_router import load_library
 
-    return learned_skills(env, load_library(str(args.options)), fallback=None if args.no_fallback else skills,
+    return learned_skills(env, library, fallback=None if args.no_fallback else skills,
                           max_skill_steps=args.option_steps, seed=args.seed)
 
 
