@@ -12,7 +12,7 @@ mission tokens) passes through for the high-level policy.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any, SupportsFloat
@@ -88,11 +88,13 @@ def option_inputs(observation: Mapping[str, Any], args: torch.Tensor | None) -> 
 
 
 def run_option(env: gym.Env, option: Option, args: tuple[str, ...], observation: Any, info: Mapping[str, Any], *,
-               max_steps: int, gamma: float, rng: np.random.Generator, deterministic: bool = False) -> OptionRun:
+               max_steps: int, gamma: float, rng: np.random.Generator, deterministic: bool = False,
+               until: Callable[[Mapping[str, Any]], bool] | None = None) -> OptionRun:
     """Run one call of ``option`` from ``(observation, info)`` until it ends (see :class:`EndReason`).
 
     The option always acts at least once; after each step the episode end, then the termination (predicate on the
-    new ``info``, or a Bernoulli draw of β at the new state), then the step cap are checked.
+    new ``info``, or a Bernoulli draw of β at the new state, or the caller's ``until(info)``, e.g. a planner's "the
+    step's effects are observed"), then the step cap are checked.
     """
     check(max_steps >= 1, "max_steps", f"must be >= 1, got {max_steps}")
     if not option.can_start(info, args):
@@ -110,7 +112,8 @@ def run_option(env: gym.Env, option: Option, args: tuple[str, ...], observation:
             reason = EndReason.EPISODE_END
             break
         action, beta = option.act(*option_inputs(observation, ids), deterministic=deterministic)
-        if option.terminates(step_info, args, None if beta is None else float(beta[0]), rng):
+        if option.terminates(step_info, args, None if beta is None else float(beta[0]), rng) or (
+                until is not None and until(step_info)):
             reason = EndReason.TERMINATED
             break
         if steps >= max_steps:

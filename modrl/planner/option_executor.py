@@ -7,6 +7,10 @@ a step cap, or the episode end. Skills no option serves (e.g. ``drop``) go to an
 scripted skills), so a plan can mix learned and scripted skills; :attr:`OptionExecutor.usage` counts both. Without a
 fallback, :attr:`OptionExecutor.allowed` is the search filter that keeps plans to the skills the options serve.
 
+A call also ends as soon as the step's add effects are all observed (``end_on_effects``, on by default): an option
+whose own termination predicate cannot describe the step (a ``drop`` option, ``open`` of a box) still stops when the
+planner's operator says the skill is done, and no option runs on past its step's effects.
+
 How a call ended becomes the skill's status: its own termination is ``DONE``, the step cap ``TIMEOUT``, an initiation
 set that does not hold ``FAILED``, the episode end ``DONE`` if the environment reported success else ``FAILED``. The
 monitor then compares the observed state with the operator's effects and re-plans as usual.
@@ -44,6 +48,7 @@ class OptionExecutor:
         fallback: Runs the skills no option serves; without one they fail.
         max_skill_steps: Step cap of one call. deterministic: Greedy option actions.
         seed: Seed of the options' β draws.
+        end_on_effects: Also end a call when ``observe()`` shows all of the step's add effects.
 
     Attributes:
         usage: Skill executions by ``"option"`` and ``"fallback"``. episode_over, episode_success: How the
@@ -53,11 +58,12 @@ class OptionExecutor:
     def __init__(self, env: gym.Env, library: OptionLibrary, *, resolve: Callable[[GroundOperator], OptionCall | None],
                  observe: Callable[[], frozenset[str]], observation: Callable[[], Any],
                  fallback: SkillExecutor | None = None, max_skill_steps: int = 100, deterministic: bool = True,
-                 seed: int = 0) -> None:
+                 seed: int = 0, end_on_effects: bool = True) -> None:
         check(max_skill_steps >= 1, "max_skill_steps", f"must be >= 1, got {max_skill_steps}")
         self.env, self.library, self.resolve = env, library, resolve
         self._observe, self._observation, self.fallback = observe, observation, fallback
         self.max_skill_steps, self.deterministic = max_skill_steps, deterministic
+        self.end_on_effects = end_on_effects
         self.rng = np.random.default_rng(seed)
         self.usage = {"option": 0, "fallback": 0}
         self.episode_over = False
@@ -89,8 +95,10 @@ class OptionExecutor:
             self._note_end(result.episode_over, result.success)
             return result
         self.usage["option"] += 1
+        until = (lambda _info: step.add <= self.observe()) if self.end_on_effects and step.add else None
         run = run_option(self.env, self.library.get(call.option), call.args, self._observation(), self._info,
-                         max_steps=self.max_skill_steps, gamma=1.0, rng=self.rng, deterministic=self.deterministic)
+                         max_steps=self.max_skill_steps, gamma=1.0, rng=self.rng, deterministic=self.deterministic,
+                         until=until)
         self._info = run.info
         over = run.terminated or run.truncated
         success = bool(run.terminated and run.reward > 0)
