@@ -3,10 +3,12 @@ operators are resolved to the options of a saved library, the scripted skills co
 
 A ground operator's skill call is read as a grammar subtask (:func:`modrl.envs.operators.skill_subtask`); the library
 serves it with the per-symbol option of that subtask (``pickup-blue-key``) or the parameterised option of its verb
-(``pickup`` with the words ``("blue", "key")``). Options end on their subtask's effect predicate
-(:func:`modrl.agents.options_router.load_library`), so the env is wrapped to report predicates in ``info``, and, for
-a library trained on the whole-grid view (``env.view_size``), to show the options that view
-(:class:`modrl.envs.wrappers.FullView`).
+(``pickup`` with the words ``("blue", "key")``). A call the grammar has no subtask for (``drop(key,red)``,
+``open(box,grey)``) is served by a parameterised option named after the skill itself, with the words
+``(colour, type)``, when one takes them (the skill options of :mod:`modrl.agents.skill_demos`). Options end on their
+subtask's effect predicate (:func:`modrl.agents.options_router.load_library`), so the env is wrapped to report
+predicates in ``info``, and, for a library trained on the whole-grid view (``env.view_size``), to show the options
+that view (:class:`modrl.envs.wrappers.FullView`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 import gymnasium as gym
 
 from modrl.envs.operators import skill_subtask
-from modrl.envs.predicates import PredicatesInInfo, env_planning_state
+from modrl.envs.predicates import PredicatesInInfo, env_planning_state, plain_colour
 from modrl.envs.subtask_env import subtask_arguments
 from modrl.envs.wrappers import FullView, full_view_image
 from modrl.options import OptionCall, OptionLibrary
@@ -31,7 +33,7 @@ def call_resolver(library: OptionLibrary) -> Callable[[GroundOperator], OptionCa
     def resolve(step: GroundOperator) -> OptionCall | None:
         sub = skill_subtask(step)
         if sub is None:
-            return None
+            return _skill_call(library, step)
         if sub.name in library:
             return OptionCall(option=sub.name)
         if sub.verb in library and library.get(sub.verb).parameterised:
@@ -53,6 +55,18 @@ def library_view_size(library: OptionLibrary) -> int | None:
     side ``N`` of the whole-grid view."""
     side = library.get(library.names[0]).config.image_shape[0] if len(library) else 7
     return None if side == 7 else int(side)
+
+
+def _skill_call(library: OptionLibrary, step: GroundOperator) -> OptionCall | None:
+    """The skill-named parameterised option for a step with no grammar subtask, if it takes the step's words."""
+    if step.skill not in library or len(step.skill_args) != 2 or not library.get(step.skill).parameterised:
+        return None
+    args = (plain_colour(step.skill_args[1]), step.skill_args[0])
+    try:
+        library.get(step.skill).encode_args(args)
+    except ValueError:
+        return None
+    return OptionCall(option=step.skill, args=args)
 
 
 def with_predicates(env: gym.Env, *, view_size: int | None = None) -> gym.Env:

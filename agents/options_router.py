@@ -30,7 +30,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from modrl.envs import SplitTaskEnv, get_suite, make_suite_env, parse_task
 from modrl.envs.grammar import VERBS, parse_subtask
-from modrl.envs.subtask_env import effect_predicate, subtask_arguments, symbol_predicate
+from modrl.envs.subtask_env import drop_predicate, effect_predicate, subtask_arguments, symbol_predicate
 from modrl.options import CallAndReturn, OptionCall, OptionLibrary, OptionStats, Predicate
 from modrl.telemetry import TelemetryWriter
 
@@ -43,11 +43,17 @@ log = logging.getLogger(__name__)
 
 
 def library_predicates(names: Sequence[str]) -> dict[str, Predicate]:
-    """Termination predicates by option name: a verb's effect for parameterised options (named by their verb), the
-    subtask's effect for one-per-symbol options (named by their subtask, e.g. ``pickup-red-key``)."""
+    """Termination predicates by option name: a verb's effect for parameterised options (named by their verb), "not
+    carried any more" for a ``drop`` skill option, the subtask's effect for one-per-symbol options (named by their
+    subtask, e.g. ``pickup-red-key``)."""
     out: dict[str, Predicate] = {}
     for name in names:
-        out[name] = effect_predicate(name) if name in VERBS else symbol_predicate(parse_subtask(name))
+        if name in VERBS:
+            out[name] = effect_predicate(name)
+        elif name == "drop":
+            out[name] = drop_predicate
+        else:
+            out[name] = symbol_predicate(parse_subtask(name))
     return out
 
 

@@ -30,7 +30,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from modrl.config import check
+from modrl.config import ConfigError, check
 from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, VERB_TYPES, ObjectRef, Subtask, Verb, parse_task
 from modrl.envs.suites import Suite, get_suite
 from modrl.envs.task_env import SubtaskSequence, babyai_instruction
@@ -91,7 +91,11 @@ def effect_predicate(verb: Verb) -> Callable[[Mapping[str, Any], tuple[str, ...]
     ``info["predicates"]``, which :class:`~modrl.envs.task_env.TaskEnv` provides by default)."""
 
     def holds(info: Mapping[str, Any], args: tuple[str, ...]) -> bool:
-        return effect_holds(subtask_from_arguments(verb, args), info.get("predicates", frozenset()))
+        try:
+            sub = subtask_from_arguments(verb, args)
+        except ConfigError:  # e.g. open(box): no grammar subtask, so no effect here (a planner ends it on its effects)
+            return False
+        return effect_holds(sub, info.get("predicates", frozenset()))
 
     holds.__name__ = f"{verb}_effect"
     return holds
@@ -108,6 +112,12 @@ def layout_targets(base: Any, verb: Verb) -> list[Subtask]:
             continue
         out.append(Subtask(verb=verb, obj=ObjectRef(colour=obj.color, type=obj.type)))
     return out
+
+
+def drop_predicate(info: Mapping[str, Any], args: tuple[str, ...]) -> bool:
+    """The termination predicate of a ``drop`` skill option (words ``(colour, type)``): the object is not carried."""
+    colour, type_ = args[0], args[1]
+    return f"carrying({type_},{colour})" not in info.get("predicates", frozenset())
 
 
 def symbol_predicate(sub: Subtask) -> Callable[[Mapping[str, Any], tuple[str, ...]], bool]:

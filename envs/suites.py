@@ -157,6 +157,29 @@ for _name, _version, _description, _max_len, _tasks in _BUILTIN_SUITES:
     SUITES.add(_name, Suite(name=_name, version=_version, description=_description, mission_max_len=_max_len,
                             tasks=tuple(TaskSpec(name=t, env_id=e) for t, e in _tasks)))
 
+#: Stock hard tasks (test) beside simpler stock tasks built from the same skills (train): skills are learned on the
+#: train split only and the planner sequences them on the test split (issue 5's "skills learned on simpler tasks").
+_HARD_TRAIN = (
+    ("unlock", "MiniGrid-Unlock-v0"),
+    ("doorkey8", "MiniGrid-DoorKey-8x8-v0"),
+    ("unlockpickup", "MiniGrid-UnlockPickup-v0"),
+    ("keycorridor_s3r1", "MiniGrid-KeyCorridorS3R1-v0"),
+    ("keycorridor_s3r2", "MiniGrid-KeyCorridorS3R2-v0"),
+    ("keycorridor_s3r3", "MiniGrid-KeyCorridorS3R3-v0"),
+    ("obstructedmaze_1dl", "MiniGrid-ObstructedMaze-1Dl-v0"),
+)
+_HARD_TEST = (
+    ("keycorridor_s4r3", "MiniGrid-KeyCorridorS4R3-v0"),
+    ("obstructedmaze_1dlh", "MiniGrid-ObstructedMaze-1Dlh-v0"),
+    ("blockedunlockpickup", "MiniGrid-BlockedUnlockPickup-v0"),
+)
+SUITES.add("minigrid-hard", Suite(
+    name="minigrid-hard", version=1, mission_max_len=16,
+    description="Stock hard tasks (test: KeyCorridorS4R3, ObstructedMaze-1Dlh, BlockedUnlockPickup) and simpler "
+                "stock tasks with the same skills (train), for skills learned on the simpler ones.",
+    tasks=tuple(TaskSpec(name=t, env_id=e) for t, e in (*_HARD_TRAIN, *_HARD_TEST)),
+    splits={"train": tuple(t for t, _ in _HARD_TRAIN), "test": tuple(t for t, _ in _HARD_TEST)}))
+
 
 def get_suite(name: str) -> Suite:
     """The registered suite called ``name``.

@@ -1,6 +1,7 @@
 """``modrl options train`` (an option library from subtask events), ``modrl options route`` (a call-and-return
-router over a saved library), ``modrl options critic`` (option-critic end to end) and ``modrl options sketch``
-(sketch-guided modules that learn when to stop): argument parsing hook and handlers."""
+router over a saved library), ``modrl options critic`` (option-critic end to end), ``modrl options sketch``
+(sketch-guided modules that learn when to stop) and ``modrl options skills`` (skill options cloned from the planner's
+demonstrations): argument parsing hook and handlers."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from .main import EXIT_ERROR, fail
 
 
 def add_options_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``modrl options {train,route,critic,sketch}`` on the top-level sub-parsers."""
+    """Register ``modrl options {train,route,critic,sketch,skills}`` on the top-level sub-parsers."""
     options = sub.add_parser("options", help="train options (subtask events, sketches, option-critic) and a router",
                              description="Options: temporally extended skills (policy + termination + initiation).")
     options_sub = options.add_subparsers(dest="options_command", required=True, metavar="OPTIONS_COMMAND")
@@ -41,7 +42,13 @@ def add_options_parser(sub: argparse._SubParsersAction) -> None:
         "module learns its policy and a STOP decision from the task reward, with a curriculum over sketch lengths. "
         "Modules are saved as an option library under RUN_DIR/options "
         "(e.g. experiments/options/sketch_sequences.yaml).")
-    for parser in (train, route, critic, sketch):
+    skills = options_sub.add_parser(
+        "skills", help="clone skill options from the planner's demonstrations on a suite's train split",
+        description="Let the planner solve the train split's episodes with the scripted skills, cut every executed "
+        "step into a demonstration of its skill (go to, pick up, drop, open), and behaviour-clone one parameterised "
+        "option per skill, reading the whole grid; the library goes to RUN_DIR/options for 'modrl eval RUN_DIR "
+        "--planner --split test' (e.g. experiments/options/hard_skills.yaml).")
+    for parser in (train, route, critic, sketch, skills):
         parser.add_argument("config", type=Path, help="options YAML (see experiments/options/)")
         parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                             help="override a config value, e.g. --set curriculum.threshold=0.9")
@@ -51,15 +58,17 @@ def add_options_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def options(args: argparse.Namespace) -> int:
-    """Dispatch ``modrl options train|route|critic|sketch``."""
+    """Dispatch ``modrl options train|route|critic|sketch|skills``."""
     from modrl.agents.option_critic_config import load_option_critic_config, load_sketch_config
     from modrl.agents.options_config import load_options_config, load_route_config
+    from modrl.agents.skill_demos import load_skills_config
     from modrl.config import ConfigError, to_dict
     from modrl.runs import RunDirError, RunStatus, create_run_dir, set_status, write_run_metadata
 
     try:
         loaders: dict[str, Any] = {"train": load_options_config, "route": load_route_config,
-                                   "critic": load_option_critic_config, "sketch": load_sketch_config}
+                                   "critic": load_option_critic_config, "sketch": load_sketch_config,
+                                   "skills": load_skills_config}
         config = loaders[args.options_command](args.config, args.overrides)
         run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
         write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
@@ -68,7 +77,8 @@ def options(args: argparse.Namespace) -> int:
     print(f"run directory: {run_dir}")
     started = time.monotonic()
     try:
-        handler = {"train": _train, "route": _route, "critic": _critic, "sketch": _sketch}[args.options_command]
+        handler = {"train": _train, "route": _route, "critic": _critic, "sketch": _sketch,
+                   "skills": _skills}[args.options_command]
         handler(config, run_dir)
     except (ValueError, OSError) as exc:
         set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
@@ -89,6 +99,15 @@ def _train(config: Any, run_dir: Path) -> None:
         results = train_options(config, run_dir, writer=writer)
     print(format_results(results))
     print(f"option library: {run_dir / LIBRARY_DIR}")
+
+
+def _skills(config: Any, run_dir: Path) -> None:
+    from modrl.agents.skill_demos import LIBRARY_DIR, format_skill_results, train_skill_library
+
+    recording, results = train_skill_library(config, run_dir)
+    print(format_skill_results(recording, results))
+    print(f"option library: {run_dir / LIBRARY_DIR}")
+    print(f"evaluate: modrl eval {run_dir} --planner --split test")
 
 
 def _route(config: Any, run_dir: Path) -> None:

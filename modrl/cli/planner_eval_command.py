@@ -63,11 +63,13 @@ def _find_library(run_dir: Path) -> tuple[Path, Path]:
 
 
 def _run_suite(run_dir: Path) -> str | None:
-    """The suite named by ``run_dir``'s ``config.yaml`` (``env.suite``), if any."""
+    """The suite named by ``run_dir``'s ``config.yaml`` (``env.suite``, or ``suite`` for ``modrl options skills``
+    runs), if any."""
     if not (run_dir / "config.yaml").is_file():
         return None
-    env = read_run_config(run_dir).get("env")
-    suite = env.get("suite") if isinstance(env, dict) else None
+    config = read_run_config(run_dir)
+    env = config.get("env")
+    suite = env.get("suite") if isinstance(env, dict) else config.get("suite")
     return suite if isinstance(suite, str) else None
 
 

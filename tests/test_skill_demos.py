@@ -1,0 +1,180 @@
+"""Skill options cloned from the planner's demonstrations (agents/skill_demos.py), the planner serving steps the grammar
+has no subtask for (drop, open a box) with skill-named options, and calls ending on the step's observed effects."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from modrl.agents.option_skills import call_resolver, learned_skills, with_predicates
+from modrl.agents.options_router import load_library
+from modrl.agents.planner_eval import PlannerEvalConfig, evaluate_planner
+from modrl.agents.skill_demos import (
+    SKILL_SLOTS,
+    load_skills_config,
+    record_skill_demos,
+    skill_call,
+    split_calls,
+    train_skill_library,
+)
+from modrl.cli.main import main
+from modrl.config import ConfigError
+from modrl.envs import get_suite
+from modrl.envs.operators import planning_domain
+from modrl.envs.predicates import env_planning_state
+from modrl.envs.scripted_skills import ScriptedSkills
+from modrl.envs.wrappers import full_view_image
+from modrl.options import Option, OptionCall, OptionConfig, OptionLibrary
+from modrl.planner import GroundOperator
+from modrl.planner.monitor import SkillStatus
+
+KEY = 5  # minigrid OBJECT_TO_IDX["key"]
+TINY = {"episodes": 2, "view_size": 9, "epochs": 2, "batch_size": 32,
+        "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2}}
+
+
+def _steps(env_id: str, seed: int) -> list[GroundOperator]:
+    env = gym.make(env_id)
+    env.reset(seed=seed)
+    from modrl.envs.operators import goals_for_env
+    from modrl.planner import Plan, plan
+
+    skills = ScriptedSkills(env)
+    found = plan(planning_domain(), skills.observe(), goals_for_env(env, skills.observe()))
+    assert isinstance(found, Plan)
+    env.close()
+    return list(found.steps)
+
+
+def test_skill_calls_name_the_skill_and_the_plain_colour_and_type() -> None:
+    steps = _steps("MiniGrid-BlockedUnlockPickup-v0", 0)
+    calls = [skill_call(s) for s in steps]
+    assert [c[0] for c in calls if c] == ["pickup", "drop", "pickup", "open", "drop", "pickup"]
+    unlock = next(s for s in steps if s.operator == "unlock")
+    assert skill_call(unlock) == ("open", (unlock.skill_args[1].split("@")[0], "door"))
+    box = next(s for s in _steps("MiniGrid-ObstructedMaze-1Dlh-v0", 0) if s.operator == "open_box")
+    assert skill_call(box) is not None and skill_call(box)[1][1] == "box"  # type: ignore[index]
+    goal = next(s for s in _steps("MiniGrid-DoorKey-5x5-v0", 0) if s.operator == "goto_goal")
+    assert skill_call(goal) == ("goto", ("green", "goal"))
+    putnext = GroundOperator(operator="putnext", args=(), pre=frozenset(), neg=(), add=frozenset(),
+                             delete_exact=frozenset(), delete_patterns=(), skill="putnext",
+                             skill_args=("box", "red", "key", "blue"))
+    assert skill_call(putnext) is None
+
+
+def test_recorded_demonstrations_are_the_agents_view_before_each_scripted_action() -> None:
+    recording = record_skill_demos(["MiniGrid-Unlock-v0"], episodes=3, view_size=11)
+    assert recording.episodes == 3 and recording.solved == 3
+    assert set(recording.demos) == {"pickup", "open"} and recording.calls["pickup"] == 3
+    pickup = recording.demos["pickup"]
+    assert pickup.observations["image"].shape[1:] == (11, 11, 3) and pickup.size == sum(pickup.lengths)
+    words = {tuple(SKILL_SLOTS[i][j] for i, j in enumerate(row)) for row in pickup.observations["args"]}
+    assert all(w[1] == "key" for w in words)
+    # The last action of every pickup call is MiniGrid's pickup, taken facing the key; the view holds the key.
+    ends = np.cumsum(pickup.lengths) - 1
+    assert (pickup.actions[ends] == 3).all()
+    assert all((pickup.observations["image"][i][..., 0] == KEY).sum() == 1 for i in ends)
+    # Replaying episode 0's seed gives the same first observation.
+    env = gym.make("MiniGrid-Unlock-v0")
+    env.reset(seed=1_500_000_000)
+    assert np.array_equal(full_view_image(env.unwrapped, 11), pickup.observations["image"][0])
+    env.close()
+
+
+def test_split_calls_holds_out_whole_calls() -> None:
+    demos = record_skill_demos(["MiniGrid-Unlock-v0"], episodes=4, view_size=9).demos["pickup"]
+    fit, held = split_calls(demos, 0.25)
+    assert held is not None and len(held.lengths) == 1 and fit.size + held.size == demos.size
+    assert np.array_equal(np.concatenate([fit.actions, held.actions]), demos.actions)
+    assert split_calls(demos, 0.0) == (demos, None)
+
+
+@pytest.mark.parametrize(("override", "key"), [("skills=[fly]", "skills"), ("view_size=10", "view_size"),
+                                                ("split=test2", "suite"), ("episodes=0", "episodes"),
+                                                ("validation=1", "validation")])
+def test_skills_config_names_the_bad_key(override: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        load_skills_config(TINY, [override])
+
+
+def test_a_cloned_library_serves_drop_and_box_steps_and_runs_under_the_planner(tmp_path: Path) -> None:
+    config = load_skills_config(TINY, ["split=train"])
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("suite: minigrid-hard\n")
+    recording, results = train_skill_library(config, run)
+    assert {r.skill for r in results} == {"pickup", "drop", "open", "goto"} & set(recording.demos)
+    assert {"pickup", "drop", "open"} <= {r.skill for r in results}
+    assert all(r.pairs > 0 and 0 <= r.accuracy <= 1 for r in results)
+    data = json.loads((run / "results.json").read_text())
+    assert data["recording"]["solved"] == data["recording"]["episodes"] == 2 * 7
+    library = load_library(str(run / "options"))
+    assert library.get("drop").parameterised and library.get("open").config.image_shape == (9, 9, 3)
+    resolve = call_resolver(library)
+    drop = next(s for s in _steps("MiniGrid-BlockedUnlockPickup-v0", 0) if s.operator == "drop")
+    box = next(s for s in _steps("MiniGrid-ObstructedMaze-1Dlh-v0", 0) if s.operator == "open_box")
+    assert resolve(drop) == OptionCall(option="drop", args=skill_call(drop)[1])  # type: ignore[index]
+    assert resolve(box) == OptionCall(option="open", args=skill_call(box)[1])  # type: ignore[index]
+    report = evaluate_planner(PlannerEvalConfig(suite="minigrid-hard", split="test", episodes=1,
+                                                library=str(run / "options"), option_steps=5))
+    assert sum(t.option_calls for t in report.tasks) > 0 and sum(t.fallback_calls for t in report.tasks) == 0
+
+
+def test_cli_skills_writes_a_library(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import yaml
+
+    spec = tmp_path / "skills.yaml"
+    spec.write_text(yaml.safe_dump({**TINY, "skills": ["pickup"]}))
+    assert main(["options", "skills", str(spec), "--run-dir", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    assert "| pickup |" in out and "modrl eval" in out
+    assert OptionLibrary.load(tmp_path / "run" / "options").names == ["pickup"]
+    # The run's config names its suite: the planner evaluation finds it without --suite.
+    assert main(["eval", str(tmp_path / "run"), "--planner", "--episodes", "1", "--option-steps", "2"]) == 0
+    assert "minigrid-hard/test" in capsys.readouterr().out
+    assert main(["options", "skills", str(spec), "--set", "skills=[jump]"]) == 2
+
+
+class _Walker(Option):
+    """Picks up the key when facing it, else turns: its own termination never holds."""
+
+    def act(self, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, None]:
+        base = self._env.unwrapped  # type: ignore[attr-defined]
+        front = base.grid.get(*base.front_pos)
+        return torch.tensor([3 if front is not None and front.type == "key" else 0]), None
+
+
+def test_a_call_ends_when_the_steps_effects_are_observed_and_not_before(tmp_path: Path) -> None:
+    outcomes = {}
+    for end_on_effects in (True, False):
+        env = with_predicates(gym.make("MiniGrid-Unlock-v0"))
+        env.reset(seed=2)
+        walker = _Walker(OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2),
+                         termination_predicate=lambda info, args: False)
+        walker._env = env  # type: ignore[attr-defined]
+        library = OptionLibrary()
+        library.add("pickup-grey-key", walker)
+        executor = learned_skills(env, library, fallback=None, max_skill_steps=40)
+        executor.end_on_effects = end_on_effects
+        base = env.unwrapped
+        step = next(op for op in planning_domain().ground(env_planning_state(base)) if op.operator == "pickup")
+        executor.resolve = lambda _step: OptionCall(option="pickup-grey-key")
+        result = executor.execute(step)
+        outcomes[end_on_effects] = (result.status, result.steps, base.carrying is not None)
+        env.close()
+    assert outcomes[True][0] is SkillStatus.DONE and outcomes[True][2] and outcomes[True][1] < 40
+    assert outcomes[False][0] is SkillStatus.TIMEOUT and outcomes[False][1] == 40
+
+
+def test_suite_minigrid_hard_keeps_the_targets_out_of_training() -> None:
+    suite = get_suite("minigrid-hard")
+    test_ids = {suite.tasks[suite.task_index(t)].env_id for t in suite.split("test")}
+    assert test_ids == {"MiniGrid-KeyCorridorS4R3-v0", "MiniGrid-ObstructedMaze-1Dlh-v0",
+                        "MiniGrid-BlockedUnlockPickup-v0"}
+    assert not test_ids & {suite.tasks[suite.task_index(t)].env_id for t in suite.split("train")}
