@@ -31,6 +31,16 @@ def test_eval_planner_with_scripted_skills_solves_the_sequences_train_split(tmp_
     assert result["mean_success"] == 1.0, stdout
 
 
+def test_skill_ceiling_counts_what_the_plans_need_and_the_served_skills_solve() -> None:
+    five = "goto-green-ball,pickup-blue-key,goto-purple-door,open-red-door,putnext-yellow-box-blue-key"
+    limited = _run("experiments/planner/skill_ceiling.py", "--split", "test", "--episodes", "1", "--serve", five)
+    assert "unserved calls the plans wanted: open " in limited  # doors of colours no symbol opens
+    full = _run("experiments/planner/skill_ceiling.py", "--split", "test", "--episodes", "1", "--serve", five + ",open")
+    assert "mean success 1.000 over 15 episodes" in full and "wanted: none" in full
+    mean = float(limited.split("mean success ")[1].split()[0])
+    assert mean < 1.0
+
+
 def test_mission_ablation_runs_on_a_mission_token_run(tiny_config, tmp_path: Path) -> None:
     from modrl.agents.training import run_training
     from modrl.config import to_dict
