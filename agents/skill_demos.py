@@ -12,8 +12,11 @@ suite (``minigrid-hard``: Unlock, DoorKey-8x8, UnlockPickup, KeyCorridorS3R1-3, 
    Episodes are seeded from :data:`~modrl.agents.option_demos.DEMO_SEED_BASE` up (disjoint from evaluation seeds);
    only episodes the planner solved and steps that ended done are kept.
 2. :func:`train_skill_library` clones one option per skill on its demonstrations
-   (:func:`~modrl.agents.option_demos.behaviour_clone`, the action-frequency prior included) and saves the library.
-   There is no reinforcement-learning fine-tuning: the options are exactly what imitation of the train split gives.
+   (:func:`~modrl.agents.option_demos.behaviour_clone`, the action-frequency prior included), optionally fine-tunes
+   it with PPO (``finetune_steps``) in calling-state episodes of the train envs
+   (:class:`modrl.envs.skill_env.SkillStepEnv`: the planner's scripted prefix, then the option until the step's
+   effects hold), evaluates it in calling states of the train envs and of the ``eval_split`` envs (a diagnostic: which
+   skill fails where), and saves the library.
 
 The options read the whole grid (:class:`modrl.envs.wrappers.FullView`, ``view_size``), privileged like the planner's
 own state, so they find what the planner names without memory. A library made here runs under the planner with
@@ -27,41 +30,45 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from modrl._io import atomic_write_json, atomic_write_text
 from modrl.config import apply_overrides, check, from_dict, load_yaml, to_dict
 from modrl.envs import get_suite
-from modrl.envs.grammar import COLOURS
 from modrl.envs.operators import goals_for_env, planning_domain
-from modrl.envs.predicates import plain_colour
 from modrl.envs.scripted_skills import ScriptedSkills
-from modrl.envs.wrappers import IMAGE_HIGH, full_view_image
-from modrl.options import OptionConfig, OptionLibrary
+from modrl.envs.skill_env import SKILL_NAMES, SKILL_SLOTS, SkillStepEnv, skill_call
+from modrl.envs.wrappers import full_view_image
+from modrl.options import Option, OptionConfig, OptionLibrary, option_inputs
 from modrl.planner import GroundOperator, MonitorConfig, SearchConfig, execute
 from modrl.planner.monitor import SkillResult, SkillStatus
 
-from .config import MAX_SEED
-from .option_demos import DEMO_SEED_BASE, EVAL_TASK_SEEDS, DemoSet, behaviour_clone, demo_accuracy
+from .config import MAX_SEED, AlgoConfig
+from .evaluation import EVAL_SEED_BASE
+from .option_demos import (
+    DEMO_SEED_BASE,
+    EVAL_TASK_SEEDS,
+    DemoSet,
+    behaviour_clone,
+    demo_accuracy,
+    discounted_returns,
+)
 from .options_config import DemoConfig, OptionNetConfig, check_split
 from .options_policy import OptionActorCriticPolicy
 from .options_router import library_predicates
 
 log = logging.getLogger(__name__)
 
-SKILL_NAMES: tuple[str, ...] = ("goto", "pickup", "drop", "open")
-"""The planner's skills a skill option can serve (``putnext`` is not one of the stock tasks' skills)."""
-SKILL_TYPES: tuple[str, ...] = ("ball", "box", "key", "door", "goal")
-"""Object types a skill option's argument may name."""
-SKILL_SLOTS: tuple[tuple[str, ...], ...] = (COLOURS, SKILL_TYPES)
-"""Argument slots of every skill option: colour, then type."""
 LIBRARY_DIR = "options"
 
 
@@ -85,6 +92,15 @@ class SkillsConfig:
     learning_rate: float = 1e-3
     #: Fraction of each skill's recorded calls (the last ones) kept out of cloning to measure accuracy on.
     validation: float = 0.1
+    #: PPO frames per skill after cloning, in calling-state episodes of the train envs (0: cloning only).
+    finetune_steps: int = 0
+    n_envs: int = 8
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    #: Step limit of one skill call (fine-tuning and evaluation episodes).
+    max_skill_steps: int = 100
+    #: Calling-state evaluation episodes per skill, on the train envs and on ``eval_split``'s (0: none).
+    eval_episodes: int = 20
+    eval_split: str | None = "test"
 
     def __post_init__(self) -> None:
         check(0 <= self.seed < MAX_SEED, "seed", f"must be in [0, {MAX_SEED}), got {self.seed}")
@@ -96,29 +112,26 @@ class SkillsConfig:
         check(bool(self.skills) and not unknown and len(set(self.skills)) == len(self.skills), "skills",
               f"pick each of {', '.join(SKILL_NAMES)} at most once, got {list(self.skills)}")
         check(0 <= self.validation < 1, "validation", f"must be in [0, 1), got {self.validation}")
+        check(0 <= self.finetune_steps <= 100_000_000, "finetune_steps",
+              f"must be in [0, 1e8], got {self.finetune_steps}")
+        check(self.n_envs >= 1, "n_envs", f"must be >= 1, got {self.n_envs}")
+        check(self.max_skill_steps >= 1, "max_skill_steps", f"must be >= 1, got {self.max_skill_steps}")
+        check(self.eval_episodes >= 0, "eval_episodes", f"must be >= 0, got {self.eval_episodes}")
         DemoConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate)  # range checks
 
     @property
     def clone(self) -> DemoConfig:
-        """The behaviour-cloning settings (no value fit: the options have no critic to warm up)."""
+        """The behaviour-cloning settings (the critic is fitted to the calls' returns when PPO fine-tunes next)."""
         return DemoConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                          fit_value=False)
+                          fit_value=self.finetune_steps > 0)
 
 
 def load_skills_config(source: Path | str | Mapping[str, Any], overrides: Sequence[str] = ()) -> SkillsConfig:
     """A :class:`SkillsConfig` from YAML (or a mapping) plus ``key=value`` overrides; the suite and split checked."""
     data = source if isinstance(source, Mapping) else load_yaml(source)
     config = from_dict(SkillsConfig, apply_overrides(data, overrides))
-    check_split(config.suite, [config.split], "suite")
+    check_split(config.suite, [config.split, *([config.eval_split] if config.eval_split else [])], "suite")
     return config
-
-
-def skill_call(step: GroundOperator) -> tuple[str, tuple[str, str]] | None:
-    """``(skill, (colour, type))`` of a planner step a skill option can serve, else ``None``."""
-    if step.skill not in SKILL_NAMES or len(step.skill_args) != 2 or step.skill_args[0] not in SKILL_TYPES:
-        return None
-    colour = plain_colour(step.skill_args[1])
-    return (step.skill, (colour, step.skill_args[0])) if colour in COLOURS else None
 
 
 class _Recorder(gym.Wrapper[Any, Any, Any, Any]):
@@ -274,22 +287,50 @@ def skill_option_config(config: SkillsConfig, num_actions: int = 7) -> OptionCon
                         arg_dim=net.arg_dim)
 
 
-def _policy(config: SkillsConfig) -> OptionActorCriticPolicy:
-    side = config.view_size
-    space = spaces.Dict({
-        "image": spaces.Box(0, np.broadcast_to(IMAGE_HIGH, (side, side, 3)).copy(), (side, side, 3), np.uint8),
-        "direction": spaces.Discrete(4),
-        "args": spaces.MultiDiscrete([len(slot) for slot in SKILL_SLOTS]),
-    })
-    return OptionActorCriticPolicy(space, spaces.Discrete(7), lambda _: config.learning_rate,
-                                   option=to_dict(skill_option_config(config)),
-                                   critic_hidden=list(config.net.critic_hidden))
+def _model(config: SkillsConfig, skill: str, env_ids: Sequence[str], *, seed: int) -> PPO:
+    """PPO over the skill's option (:class:`OptionActorCriticPolicy`) on calling-state episodes of ``env_ids``."""
+    algo = config.algo
+    venv = DummyVecEnv([partial(_skill_env, env_ids, skill, config) for _ in range(config.n_envs)])
+    venv.seed(seed)
+    return PPO(OptionActorCriticPolicy, venv, seed=seed, device="cpu", verbose=0, learning_rate=algo.learning_rate,
+               n_steps=algo.n_steps, batch_size=algo.batch_size, n_epochs=algo.n_epochs, gamma=algo.gamma,
+               gae_lambda=algo.gae_lambda, ent_coef=algo.ent_coef, vf_coef=algo.vf_coef, clip_range=algo.clip_range,
+               max_grad_norm=algo.max_grad_norm,
+               policy_kwargs=dict(option=to_dict(skill_option_config(config)),
+                                  critic_hidden=list(config.net.critic_hidden)))
+
+
+def _skill_env(env_ids: Sequence[str], skill: str, config: SkillsConfig) -> gym.Env:
+    return Monitor(SkillStepEnv(env_ids, skill, view_size=config.view_size, max_steps=config.max_skill_steps))
+
+
+def evaluate_skill(option: Option, env_ids: Sequence[str], skill: str, *, view_size: int, max_steps: int,
+                   episodes: int, deterministic: bool, seed_base: int = EVAL_SEED_BASE) -> float:
+    """Success of ``option`` on ``episodes`` calling-state episodes of ``skill`` in ``env_ids``
+    (:class:`~modrl.envs.skill_env.SkillStepEnv` reset with ``seed_base + k``)."""
+    env = SkillStepEnv(env_ids, skill, view_size=view_size, max_steps=max_steps)
+    option.eval()
+    wins = 0
+    try:
+        for k in range(episodes):
+            obs, _ = env.reset(seed=seed_base + k)
+            done, info = False, dict[str, Any]()
+            while not done:
+                action, _ = option.act(*option_inputs(obs, torch.as_tensor(obs["args"])), deterministic=deterministic)
+                obs, _, terminated, truncated, info = env.step(int(action[0]))
+                done = terminated or truncated
+            wins += bool(info.get("is_success", False))
+    finally:
+        env.close()
+    return wins / episodes if episodes else float("nan")
 
 
 @dataclass(frozen=True, kw_only=True)
 class SkillCloneResult:
-    """How one skill option was cloned: recorded calls and pairs, demo accuracy before/after on the cloned calls and
-    on the held-out calls (``None`` without any), wall seconds."""
+    """How one skill option was learned: recorded calls and pairs, demo accuracy before/after cloning on the cloned
+    calls and on the held-out calls (``None`` without any), PPO fine-tuning frames, success in calling states of the
+    train envs and of the suite's test envs (sampled / greedy; ``None`` when not evaluated or never called there), wall
+    seconds."""
 
     skill: str
     calls: int
@@ -297,18 +338,34 @@ class SkillCloneResult:
     accuracy_before: float
     accuracy: float
     validation_accuracy: float | None
-    seconds: float
+    finetune_frames: int = 0
+    train_success: tuple[float, float] | None = None
+    test_success: tuple[float, float] | None = None
+    seconds: float = 0.0
+
+
+def _returns(demos: DemoSet, gamma: float, max_steps: int) -> DemoSet:
+    """``demos`` with each call's discounted return of :class:`SkillStepEnv`'s reward (at the call's last step)."""
+    parts = []
+    for length in demos.lengths:
+        rewards = np.zeros(length, np.float32)
+        rewards[-1] = 1.0 - 0.9 * min(length, max_steps) / max_steps
+        parts.append(discounted_returns(rewards, gamma))
+    return replace(demos, returns=np.concatenate(parts))
 
 
 def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecording, list[SkillCloneResult]]:
-    """Record the train split's demonstrations, clone one option per demonstrated skill into ``run_dir/options``,
-    write ``results.json`` / ``results.md``; returns the recording and the per-skill results."""
+    """Record the train split's demonstrations, clone one option per demonstrated skill (then fine-tune it with PPO in
+    calling-state episodes of the train envs, with ``finetune_steps``), evaluate it in calling states of the train and
+    test envs, save the library in ``run_dir/options`` and write ``results.json`` / ``results.md``."""
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
     suite = get_suite(config.suite)
-    env_ids = [suite.tasks[suite.task_index(name)].env_id for name in suite.split(config.split)]
+    train_ids = [suite.tasks[suite.task_index(name)].env_id for name in suite.split(config.split)]
+    test_ids = [suite.tasks[suite.task_index(name)].env_id for name in suite.splits.get(config.eval_split, ())] \
+        if config.eval_split else []
     start = time.perf_counter()
-    recording = record_skill_demos(env_ids, episodes=config.episodes, view_size=config.view_size,
+    recording = record_skill_demos(train_ids, episodes=config.episodes, view_size=config.view_size,
                                    skills=config.skills)
     log.info("recorded %d planner episodes (%d solved, %d frames) in %.0fs: %s", recording.episodes,
              recording.solved, recording.frames, time.perf_counter() - start,
@@ -317,37 +374,69 @@ def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecor
     results: list[SkillCloneResult] = []
     for index, (skill, demos) in enumerate(recording.demos.items()):
         began = time.perf_counter()
-        fit, held = split_calls(demos, config.validation)
-        policy = _policy(config)
+        fit, held = split_calls(_returns(demos, config.algo.gamma, config.max_skill_steps), config.validation)
+        model = _model(config, skill, train_ids, seed=config.seed + 1000 * index)
+        policy = model.policy
+        assert isinstance(policy, OptionActorCriticPolicy)
         before = demo_accuracy(policy, fit)
         history = behaviour_clone(policy, fit, config.clone, seed=config.seed + index)
+        validation = None if held is None else demo_accuracy(policy, held)
+        if config.finetune_steps:
+            model.learn(config.finetune_steps)
+        venv = model.get_env()
+        if venv is not None:
+            venv.close()
         option = policy.option
         option.termination_predicate = library_predicates([skill])[skill]
         library.add(skill, option)
         library.freeze([skill])
         library.save(run_dir / LIBRARY_DIR)
         result = SkillCloneResult(skill=skill, calls=len(demos.lengths), pairs=demos.size, accuracy_before=before,
-                              accuracy=history[-1]["accuracy"],
-                              validation_accuracy=None if held is None else demo_accuracy(policy, held),
-                              seconds=time.perf_counter() - began)
+                                  accuracy=history[-1]["accuracy"], validation_accuracy=validation,
+                                  finetune_frames=int(model.num_timesteps) if config.finetune_steps else 0,
+                                  train_success=_success(config, option, train_ids, skill),
+                                  test_success=_success(config, option, test_ids, skill),
+                                  seconds=time.perf_counter() - began)
         results.append(result)
-        log.info("%s: %d calls (%d pairs), cloning accuracy %.2f -> %.2f, held-out calls %s", skill, result.calls,
-                 result.pairs, before, result.accuracy,
-                 "-" if result.validation_accuracy is None else f"{result.validation_accuracy:.2f}")
-    atomic_write_json(run_dir / "results.json", {"recording": {k: v for k, v in asdict(recording).items()
-                                                               if k != "demos"},
-                                                 "skills": [asdict(r) for r in results]})
-    atomic_write_text(run_dir / "results.md", format_skill_results(recording, results) + "\n")
+        log.info("%s: %d calls (%d pairs), cloning accuracy %.2f -> %.2f (held-out calls %s), %d PPO frames; "
+                 "calling-state success train %s, test %s", skill, result.calls, result.pairs, before, result.accuracy,
+                 _fmt(result.validation_accuracy), result.finetune_frames, _pair(result.train_success),
+                 _pair(result.test_success))
+        atomic_write_json(run_dir / "results.json", {"recording": {k: v for k, v in asdict(recording).items()
+                                                                   if k != "demos"},
+                                                     "skills": [asdict(r) for r in results]})
+        atomic_write_text(run_dir / "results.md", format_skill_results(recording, results) + "\n")
     return recording, results
+
+
+def _success(config: SkillsConfig, option: Option, env_ids: Sequence[str], skill: str) -> tuple[float, float] | None:
+    if not config.eval_episodes or not env_ids:
+        return None
+    try:
+        return tuple(evaluate_skill(option, env_ids, skill, view_size=config.view_size,  # type: ignore[return-value]
+                                    max_steps=config.max_skill_steps, episodes=config.eval_episodes,
+                                    deterministic=det) for det in (False, True))
+    except RuntimeError:  # the planner never calls this skill in these envs
+        return None
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _pair(value: tuple[float, float] | None) -> str:
+    return "-" if value is None else f"{value[0]:.2f} / {value[1]:.2f}"
 
 
 def format_skill_results(recording: SkillRecording, results: Sequence[SkillCloneResult]) -> str:
     """The per-skill table (calls, pairs, cloning accuracy, held-out accuracy) under a line on the recording."""
     lines = [f"recorded {recording.episodes} planner episodes ({recording.solved} solved, {recording.frames} frames)",
-             "", "| skill | calls | pairs | accuracy before -> after | held-out calls accuracy |",
-             "|---|---|---|---|---|"]
+             "", "| skill | calls | pairs | cloning accuracy before -> after | held-out calls accuracy | PPO frames | "
+             "calling-state success, train envs (sampled / greedy) | test envs (sampled / greedy) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in results:
-        held = "-" if r.validation_accuracy is None else f"{r.validation_accuracy:.2f}"
-        lines.append(f"| {r.skill} | {r.calls} | {r.pairs} | {r.accuracy_before:.2f} -> {r.accuracy:.2f} | {held} |")
+        lines.append(f"| {r.skill} | {r.calls} | {r.pairs} | {r.accuracy_before:.2f} -> {r.accuracy:.2f} | "
+                     f"{_fmt(r.validation_accuracy)} | {r.finetune_frames} | {_pair(r.train_success)} | "
+                     f"{_pair(r.test_success)} |")
     return "\n".join(lines)
 

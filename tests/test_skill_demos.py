@@ -178,3 +178,43 @@ def test_suite_minigrid_hard_keeps_the_targets_out_of_training() -> None:
     assert test_ids == {"MiniGrid-KeyCorridorS4R3-v0", "MiniGrid-ObstructedMaze-1Dlh-v0",
                         "MiniGrid-BlockedUnlockPickup-v0"}
     assert not test_ids & {suite.tasks[suite.task_index(t)].env_id for t in suite.split("train")}
+
+
+def test_skill_step_env_starts_at_a_call_of_its_skill_and_succeeds_on_the_calls_effects() -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    from modrl.envs.skill_env import SkillStepEnv
+
+    env = SkillStepEnv(["MiniGrid-UnlockPickup-v0"], "drop", view_size=9, max_steps=30)
+    check_env(env, skip_render_check=True)
+    obs, info = env.reset(seed=3)
+    assert info["call"].startswith("drop(key,") and info["prefix"] == 2  # pickup key, unlock, then drop the key
+    assert env.target.operator == "drop" and env.base.carrying is not None
+    assert tuple(SKILL_SLOTS[i][j] for i, j in enumerate(obs["args"]))[1] == "key"
+    # Dropping straight ahead (a free cell after unlocking? turn until one is free) completes the call.
+    for _ in range(4):
+        if env.base.grid.get(*env.base.front_pos) is None:
+            break
+        env.step(0)
+    _, reward, terminated, truncated, info = env.step(4)
+    assert terminated and not truncated and info["is_success"] and 0 < float(reward) < 1
+    _, info = env.reset(seed=4)
+    for _ in range(30):
+        _, reward, terminated, truncated, info = env.step(2)  # walking into things never drops the key
+        if terminated or truncated:
+            break
+    assert truncated and not terminated and info["is_success"] is False and reward == 0
+    with pytest.raises(RuntimeError, match="no plan"):
+        SkillStepEnv(["MiniGrid-Empty-5x5-v0"], "drop", view_size=9).reset(seed=0)
+
+
+def test_fine_tuning_runs_ppo_in_calling_states_and_reports_calling_state_success(tmp_path: Path) -> None:
+    config = load_skills_config(TINY, ["skills=[drop]", "finetune_steps=64", "n_envs=2", "algo.n_steps=32",
+                                       "algo.batch_size=32", "algo.n_epochs=1", "eval_episodes=2",
+                                       "max_skill_steps=20"])
+    _, results = train_skill_library(config, tmp_path)
+    (drop,) = results
+    assert drop.finetune_frames >= 64
+    assert drop.train_success is not None and drop.test_success is not None  # BlockedUnlockPickup drops things
+    assert all(0 <= v <= 1 for v in (*drop.train_success, *drop.test_success))
+    assert "| drop |" in (tmp_path / "results.md").read_text()

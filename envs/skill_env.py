@@ -1,0 +1,161 @@
+"""Skill episodes in the states the planner calls a skill in, for any MiniGrid env the planner solves.
+
+A planner step's skill (:mod:`modrl.envs.operators`: go to, pick up, drop, open a door / a locked door / a box) is
+served by one parameterised *skill option* whose argument is the object's ``(colour, type)`` (:func:`skill_call`).
+:class:`SkillStepEnv` makes training and evaluation episodes for such an option: on reset it draws an env and a seed,
+plans the episode, runs the plan's steps before a randomly drawn call of the skill with the scripted skills, and hands
+over; the episode succeeds (reward ``1 - 0.9 * steps / max_steps``) on the step at which all of the call's add effects
+are observed, and is truncated after ``max_steps`` or when the env's own episode ends first. Observations are the
+whole-grid view (:func:`modrl.envs.wrappers.full_view_image`), the heading and the argument's slot indices.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, SupportsFloat
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from modrl.config import check
+from modrl.envs.grammar import COLOURS
+from modrl.envs.operators import goals_for_env, planning_domain
+from modrl.envs.predicates import env_planning_state, plain_colour
+from modrl.envs.scripted_skills import ScriptedSkills
+from modrl.envs.wrappers import IMAGE_HIGH, full_view_image
+from modrl.planner import GroundOperator, Plan, SkillStatus, plan
+
+SKILL_NAMES: tuple[str, ...] = ("goto", "pickup", "drop", "open")
+"""The planner's skills a skill option can serve (``putnext`` is not one of the stock tasks' skills)."""
+SKILL_TYPES: tuple[str, ...] = ("ball", "box", "key", "door", "goal")
+"""Object types a skill option's argument may name."""
+SKILL_SLOTS: tuple[tuple[str, ...], ...] = (COLOURS, SKILL_TYPES)
+"""Argument slots of every skill option: colour, then type."""
+
+_SEED_HIGH = 2**31 - 1
+#: Draws allowed per reset before giving up (an env whose plans never call the skill).
+_MAX_DRAWS = 50
+
+
+def skill_call(step: GroundOperator) -> tuple[str, tuple[str, str]] | None:
+    """``(skill, (colour, type))`` of a planner step a skill option can serve, else ``None``."""
+    if step.skill not in SKILL_NAMES or len(step.skill_args) != 2 or step.skill_args[0] not in SKILL_TYPES:
+        return None
+    colour = plain_colour(step.skill_args[1])
+    return (step.skill, (colour, step.skill_args[0])) if colour in COLOURS else None
+
+
+def skill_observation(base: Any, view_size: int, args: Sequence[str]) -> dict[str, Any]:
+    """A skill option's observation of an unwrapped MiniGrid env: whole-grid ``image``, ``direction``, ``args``."""
+    return {"image": full_view_image(base, view_size), "direction": int(base.agent_dir),
+            "args": np.asarray([SKILL_SLOTS[i].index(w) for i, w in enumerate(args)], np.int64)}
+
+
+def skill_observation_space(view_size: int) -> spaces.Dict:
+    """The :func:`skill_observation` space."""
+    shape = (view_size, view_size, 3)
+    return spaces.Dict({"image": spaces.Box(0, np.broadcast_to(IMAGE_HIGH, shape).copy(), shape, np.uint8),
+                        "direction": spaces.Discrete(4),
+                        "args": spaces.MultiDiscrete([len(slot) for slot in SKILL_SLOTS])})
+
+
+class SkillStepEnv(gym.Env[dict[str, Any], Any]):
+    """Episodes of one skill, started where the planner calls it (see the module docstring).
+
+    Args:
+        env_ids: MiniGrid env ids to draw from (uniformly per episode).
+        skill: One of :data:`SKILL_NAMES`.
+        view_size: Side of the whole-grid view (odd).
+        max_steps: Step limit of an episode.
+
+    ``info`` carries ``env_id``, ``env_seed``, ``call`` (the step's symbol), ``prefix`` (scripted steps run first) and,
+    at the end, ``is_success``.
+    """
+
+    def __init__(self, env_ids: Sequence[str], skill: str, *, view_size: int = 25, max_steps: int = 100) -> None:
+        check(len(env_ids) >= 1, "env_ids", "needs at least one env id")
+        check(skill in SKILL_NAMES, "skill", f"must be one of {', '.join(SKILL_NAMES)}, got {skill!r}")
+        check(view_size >= 7 and view_size % 2 == 1, "view_size", f"must be an odd integer >= 7, got {view_size}")
+        check(max_steps >= 1, "max_steps", f"must be >= 1, got {max_steps}")
+        self.env_ids, self.skill, self.view_size, self.max_steps = tuple(env_ids), skill, view_size, max_steps
+        self.observation_space = skill_observation_space(view_size)
+        self.action_space = spaces.Discrete(7)
+        self._envs: dict[str, gym.Env] = {}
+        self._env: gym.Env | None = None
+        self._step_target: GroundOperator | None = None
+        self._args: tuple[str, str] = ("red", "key")
+        self._steps = 0
+        self._info: dict[str, Any] = {}
+
+    @property
+    def target(self) -> GroundOperator:
+        """The planner step this episode's option performs."""
+        assert self._step_target is not None, "reset first"
+        return self._step_target
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Draw an env, a seed and a call of the skill in its plan; run the plan up to it (see the module docstring).
+
+        Raises:
+            RuntimeError: No draw reached a call of the skill (its plans never use it).
+        """
+        super().reset(seed=seed)
+        for _ in range(_MAX_DRAWS):
+            env_id = self.env_ids[int(self.np_random.integers(len(self.env_ids)))]
+            env_seed = int(self.np_random.integers(_SEED_HIGH))
+            if self._prepare(env_id, env_seed):
+                return skill_observation(self.base, self.view_size, self._args), dict(self._info)
+        raise RuntimeError(f"no plan of {', '.join(self.env_ids)} reached a {self.skill} call in {_MAX_DRAWS} draws")
+
+    @property
+    def base(self) -> Any:
+        """The drawn MiniGrid env, unwrapped (after ``reset``)."""
+        assert self._env is not None, "reset first"
+        return self._env.unwrapped
+
+    def _prepare(self, env_id: str, env_seed: int) -> bool:
+        env = self._envs.get(env_id)
+        if env is None:
+            env = self._envs[env_id] = gym.make(env_id)
+        env.reset(seed=env_seed)
+        skills = ScriptedSkills(env)
+        found = plan(planning_domain(), skills.observe(), goals_for_env(env, skills.observe()))
+        if not isinstance(found, Plan):
+            return False
+        calls = [i for i, step in enumerate(found.steps) if (skill_call(step) or ("", ()))[0] == self.skill]
+        if not calls:
+            return False
+        index = calls[int(self.np_random.integers(len(calls)))]
+        for step in found.steps[:index]:
+            result = skills.execute(step)
+            if result.status is not SkillStatus.DONE or result.episode_over:
+                return False
+        target = found.steps[index]
+        if target.add <= skills.observe():  # already holds: nothing to learn here
+            return False
+        call = skill_call(target)
+        assert call is not None
+        self._env, self._step_target, self._args, self._steps = env, target, call[1], 0
+        self._info = {"env_id": env_id, "env_seed": env_seed, "call": target.symbol, "prefix": index}
+        return True
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the drawn env; success once the call's add effects are observed."""
+        assert self._env is not None and self._step_target is not None, "reset first"
+        _, _, env_terminated, env_truncated, _ = self._env.step(int(action))
+        self._steps += 1
+        done = self._step_target.add <= env_planning_state(self.base)
+        truncated = not done and (self._steps >= self.max_steps or bool(env_terminated) or bool(env_truncated))
+        reward = 1.0 - 0.9 * self._steps / self.max_steps if done else 0.0
+        info = dict(self._info)
+        if done or truncated:
+            info["is_success"] = bool(done)
+        return skill_observation(self.base, self.view_size, self._args), reward, bool(done), truncated, info
+
+    def close(self) -> None:
+        """Close every env built so far."""
+        for env in self._envs.values():
+            env.close()
+        self._envs.clear()
+        super().close()
