@@ -4,7 +4,8 @@ skills``).
 The stock hard tasks (KeyCorridorS4R3, ObstructedMaze-1Dlh, BlockedUnlockPickup) are sequences of a handful of
 skills -- go to, pick up, drop, open (a door, a locked door with its key, a box) -- in larger layouts. Here each skill
 is one parameterised option, its argument the object's ``(colour, type)``, learned only from the **train** split of a
-suite (``minigrid-hard``: Unlock, DoorKey-8x8, UnlockPickup, KeyCorridorS3R1-3, ObstructedMaze-1Dl):
+suite (``minigrid-hard``: Unlock, DoorKey-8x8, UnlockPickup, KeyCorridorS3R1-3, KeyCorridor with S4 rooms in one and
+two rows, ObstructedMaze-1Dl):
 
 1. :func:`record_skill_demos` lets the planner (:func:`modrl.planner.execute`, declared operators, A*) solve train
    episodes with the scripted skills (:class:`modrl.envs.scripted_skills.ScriptedSkills`) and cuts every executed step
@@ -47,7 +48,7 @@ from modrl.config import apply_overrides, check, from_dict, load_yaml, to_dict
 from modrl.envs import get_suite
 from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.scripted_skills import ScriptedSkills
-from modrl.envs.skill_env import SKILL_NAMES, SKILL_SLOTS, SkillStepEnv, skill_call
+from modrl.envs.skill_env import SKILL_NAMES, SKILL_SLOTS, EnvSpec, SkillStepEnv, make_env, skill_call, spec_name
 from modrl.envs.wrappers import full_view_image
 from modrl.options import Option, OptionConfig, OptionLibrary, option_inputs
 from modrl.planner import GroundOperator, MonitorConfig, SearchConfig, execute
@@ -204,8 +205,8 @@ class SkillRecording:
     frames: int
 
 
-def _record_episode(env_id: str, seed: int, view_size: int) -> tuple[_Recorder, list[_Call], bool]:
-    recorder = _Recorder(gym.make(env_id), view_size)
+def _record_episode(spec: EnvSpec, seed: int, view_size: int) -> tuple[_Recorder, list[_Call], bool]:
+    recorder = _Recorder(make_env(spec), view_size)
     recorder.reset(seed=seed)
     skills = ScriptedSkills(recorder)
     cutter = _Cutter(skills, recorder)
@@ -215,7 +216,7 @@ def _record_episode(env_id: str, seed: int, view_size: int) -> tuple[_Recorder, 
     return recorder, cutter.calls, bool(skills.episode_success)
 
 
-def record_skill_demos(env_ids: Sequence[str], *, episodes: int, view_size: int,
+def record_skill_demos(env_ids: Sequence[EnvSpec], *, episodes: int, view_size: int,
                        skills: Sequence[str] = SKILL_NAMES, seed_base: int = DEMO_SEED_BASE) -> SkillRecording:
     """Record ``episodes`` planner episodes of each env id (episode ``j`` seeded ``seed_base + j``; an evaluation seed
     is skipped) and cut them into per-skill demonstrations (see the module docstring).
@@ -248,7 +249,8 @@ def record_skill_demos(env_ids: Sequence[str], *, episodes: int, view_size: int,
                 counts[call.skill] += 1
     demos = {skill: _demo_set(chunks, total, frames) for skill, chunks in parts.items() if chunks}
     if not demos:
-        raise RuntimeError(f"no step of the skills {', '.join(skills)} was demonstrated in {', '.join(env_ids)}")
+        raise RuntimeError(f"no step of the skills {', '.join(skills)} was demonstrated in "
+                           f"{', '.join(map(spec_name, env_ids))}")
     return SkillRecording(demos=demos, calls=counts, episodes=total, solved=solved, frames=frames)
 
 
@@ -287,7 +289,14 @@ def skill_option_config(config: SkillsConfig, num_actions: int = 7) -> OptionCon
                         arg_dim=net.arg_dim)
 
 
-def _model(config: SkillsConfig, skill: str, env_ids: Sequence[str], *, seed: int) -> PPO:
+def split_envs(suite_name: str, split: str) -> list[EnvSpec]:
+    """The :data:`~modrl.envs.skill_env.EnvSpec` of every task of a suite split (its id and ``gym.make`` arguments)."""
+    suite = get_suite(suite_name)
+    specs = [suite.tasks[suite.task_index(name)] for name in suite.split(split)]
+    return [(spec.env_id, dict(spec.kwargs)) if spec.kwargs else spec.env_id for spec in specs]
+
+
+def _model(config: SkillsConfig, skill: str, env_ids: Sequence[EnvSpec], *, seed: int) -> PPO:
     """PPO over the skill's option (:class:`OptionActorCriticPolicy`) on calling-state episodes of ``env_ids``."""
     algo = config.algo
     venv = DummyVecEnv([partial(_skill_env, env_ids, skill, config) for _ in range(config.n_envs)])
@@ -300,11 +309,11 @@ def _model(config: SkillsConfig, skill: str, env_ids: Sequence[str], *, seed: in
                                   critic_hidden=list(config.net.critic_hidden)))
 
 
-def _skill_env(env_ids: Sequence[str], skill: str, config: SkillsConfig) -> gym.Env:
+def _skill_env(env_ids: Sequence[EnvSpec], skill: str, config: SkillsConfig) -> gym.Env:
     return Monitor(SkillStepEnv(env_ids, skill, view_size=config.view_size, max_steps=config.max_skill_steps))
 
 
-def evaluate_skill(option: Option, env_ids: Sequence[str], skill: str, *, view_size: int, max_steps: int,
+def evaluate_skill(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, view_size: int, max_steps: int,
                    episodes: int, deterministic: bool, seed_base: int = EVAL_SEED_BASE) -> float:
     """Success of ``option`` on ``episodes`` calling-state episodes of ``skill`` in ``env_ids``
     (:class:`~modrl.envs.skill_env.SkillStepEnv` reset with ``seed_base + k``)."""
@@ -360,10 +369,8 @@ def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecor
     test envs, save the library in ``run_dir/options`` and write ``results.json`` / ``results.md``."""
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
-    suite = get_suite(config.suite)
-    train_ids = [suite.tasks[suite.task_index(name)].env_id for name in suite.split(config.split)]
-    test_ids = [suite.tasks[suite.task_index(name)].env_id for name in suite.splits.get(config.eval_split, ())] \
-        if config.eval_split else []
+    train_ids = split_envs(config.suite, config.split)
+    test_ids = split_envs(config.suite, config.eval_split) if config.eval_split else []
     start = time.perf_counter()
     recording = record_skill_demos(train_ids, episodes=config.episodes, view_size=config.view_size,
                                    skills=config.skills)
@@ -409,7 +416,8 @@ def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecor
     return recording, results
 
 
-def _success(config: SkillsConfig, option: Option, env_ids: Sequence[str], skill: str) -> tuple[float, float] | None:
+def _success(config: SkillsConfig, option: Option, env_ids: Sequence[EnvSpec],
+             skill: str) -> tuple[float, float] | None:
     if not config.eval_episodes or not env_ids:
         return None
     try:

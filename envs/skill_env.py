@@ -11,7 +11,7 @@ whole-grid view (:func:`modrl.envs.wrappers.full_view_image`), the heading and t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -33,6 +33,10 @@ SKILL_TYPES: tuple[str, ...] = ("ball", "box", "key", "door", "goal")
 SKILL_SLOTS: tuple[tuple[str, ...], ...] = (COLOURS, SKILL_TYPES)
 """Argument slots of every skill option: colour, then type."""
 
+EnvSpec = str | tuple[str, Mapping[str, Any]]
+"""A MiniGrid env id, or an env id with ``gym.make`` keyword arguments (``("MiniGrid-KeyCorridorS3R1-v0",
+{"room_size": 4})``)."""
+
 _SEED_HIGH = 2**31 - 1
 #: Draws allowed per reset before giving up (an env whose plans never call the skill).
 _MAX_DRAWS = 50
@@ -44,6 +48,16 @@ def skill_call(step: GroundOperator) -> tuple[str, tuple[str, str]] | None:
         return None
     colour = plain_colour(step.skill_args[1])
     return (step.skill, (colour, step.skill_args[0])) if colour in COLOURS else None
+
+
+def make_env(spec: EnvSpec) -> gym.Env:
+    """``gym.make`` of an :data:`EnvSpec`."""
+    return gym.make(spec) if isinstance(spec, str) else gym.make(spec[0], **dict(spec[1]))
+
+
+def spec_name(spec: EnvSpec) -> str:
+    """A readable name of an :data:`EnvSpec`: the id, then its arguments."""
+    return spec if isinstance(spec, str) else spec[0] + "".join(f" {k}={v}" for k, v in sorted(spec[1].items()))
 
 
 def skill_observation(base: Any, view_size: int, args: Sequence[str]) -> dict[str, Any]:
@@ -64,7 +78,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
     """Episodes of one skill, started where the planner calls it (see the module docstring).
 
     Args:
-        env_ids: MiniGrid env ids to draw from (uniformly per episode).
+        env_ids: MiniGrid envs to draw from (uniformly per episode): ids or :data:`EnvSpec` pairs.
         skill: One of :data:`SKILL_NAMES`.
         view_size: Side of the whole-grid view (odd).
         max_steps: Step limit of an episode.
@@ -73,7 +87,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
     at the end, ``is_success``.
     """
 
-    def __init__(self, env_ids: Sequence[str], skill: str, *, view_size: int = 25, max_steps: int = 100) -> None:
+    def __init__(self, env_ids: Sequence[EnvSpec], skill: str, *, view_size: int = 25, max_steps: int = 100) -> None:
         check(len(env_ids) >= 1, "env_ids", "needs at least one env id")
         check(skill in SKILL_NAMES, "skill", f"must be one of {', '.join(SKILL_NAMES)}, got {skill!r}")
         check(view_size >= 7 and view_size % 2 == 1, "view_size", f"must be an odd integer >= 7, got {view_size}")
@@ -81,7 +95,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         self.env_ids, self.skill, self.view_size, self.max_steps = tuple(env_ids), skill, view_size, max_steps
         self.observation_space = skill_observation_space(view_size)
         self.action_space = spaces.Discrete(7)
-        self._envs: dict[str, gym.Env] = {}
+        self._envs: dict[int, gym.Env] = {}
         self._env: gym.Env | None = None
         self._step_target: GroundOperator | None = None
         self._args: tuple[str, str] = ("red", "key")
@@ -102,11 +116,12 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         """
         super().reset(seed=seed)
         for _ in range(_MAX_DRAWS):
-            env_id = self.env_ids[int(self.np_random.integers(len(self.env_ids)))]
+            which = int(self.np_random.integers(len(self.env_ids)))
             env_seed = int(self.np_random.integers(_SEED_HIGH))
-            if self._prepare(env_id, env_seed):
+            if self._prepare(which, env_seed):
                 return skill_observation(self.base, self.view_size, self._args), dict(self._info)
-        raise RuntimeError(f"no plan of {', '.join(self.env_ids)} reached a {self.skill} call in {_MAX_DRAWS} draws")
+        raise RuntimeError(f"no plan of {', '.join(map(spec_name, self.env_ids))} reached a {self.skill} call in "
+                           f"{_MAX_DRAWS} draws")
 
     @property
     def base(self) -> Any:
@@ -114,10 +129,10 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         assert self._env is not None, "reset first"
         return self._env.unwrapped
 
-    def _prepare(self, env_id: str, env_seed: int) -> bool:
-        env = self._envs.get(env_id)
+    def _prepare(self, which: int, env_seed: int) -> bool:
+        env = self._envs.get(which)
         if env is None:
-            env = self._envs[env_id] = gym.make(env_id)
+            env = self._envs[which] = make_env(self.env_ids[which])
         env.reset(seed=env_seed)
         skills = ScriptedSkills(env)
         found = plan(planning_domain(), skills.observe(), goals_for_env(env, skills.observe()))
@@ -137,7 +152,8 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         call = skill_call(target)
         assert call is not None
         self._env, self._step_target, self._args, self._steps = env, target, call[1], 0
-        self._info = {"env_id": env_id, "env_seed": env_seed, "call": target.symbol, "prefix": index}
+        self._info = {"env_id": spec_name(self.env_ids[which]), "env_seed": env_seed, "call": target.symbol,
+                      "prefix": index}
         return True
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:

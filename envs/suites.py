@@ -159,14 +159,17 @@ for _name, _version, _description, _max_len, _tasks in _BUILTIN_SUITES:
 
 #: Stock hard tasks (test) beside simpler stock tasks built from the same skills (train): skills are learned on the
 #: train split only and the planner sequences them on the test split (issue 5's "skills learned on simpler tasks").
-_HARD_TRAIN = (
-    ("unlock", "MiniGrid-Unlock-v0"),
-    ("doorkey8", "MiniGrid-DoorKey-8x8-v0"),
-    ("unlockpickup", "MiniGrid-UnlockPickup-v0"),
-    ("keycorridor_s3r1", "MiniGrid-KeyCorridorS3R1-v0"),
-    ("keycorridor_s3r2", "MiniGrid-KeyCorridorS3R2-v0"),
-    ("keycorridor_s3r3", "MiniGrid-KeyCorridorS3R3-v0"),
-    ("obstructedmaze_1dl", "MiniGrid-ObstructedMaze-1Dl-v0"),
+_HARD_TRAIN: tuple[tuple[str, str, dict[str, int]], ...] = (
+    ("unlock", "MiniGrid-Unlock-v0", {}),
+    ("doorkey8", "MiniGrid-DoorKey-8x8-v0", {}),
+    ("unlockpickup", "MiniGrid-UnlockPickup-v0", {}),
+    ("keycorridor_s3r1", "MiniGrid-KeyCorridorS3R1-v0", {}),
+    ("keycorridor_s3r2", "MiniGrid-KeyCorridorS3R2-v0", {}),
+    ("keycorridor_s3r3", "MiniGrid-KeyCorridorS3R3-v0", {}),
+    # KeyCorridorS4R3's room size with one and two rows of rooms instead of three (KeyCorridorEnv's own arguments).
+    ("keycorridor_s4r1", "MiniGrid-KeyCorridorS3R1-v0", {"room_size": 4}),
+    ("keycorridor_s4r2", "MiniGrid-KeyCorridorS3R1-v0", {"room_size": 4, "num_rows": 2}),
+    ("obstructedmaze_1dl", "MiniGrid-ObstructedMaze-1Dl-v0", {}),
 )
 _HARD_TEST = (
     ("keycorridor_s4r3", "MiniGrid-KeyCorridorS4R3-v0"),
@@ -177,8 +180,9 @@ SUITES.add("minigrid-hard", Suite(
     name="minigrid-hard", version=1, mission_max_len=16,
     description="Stock hard tasks (test: KeyCorridorS4R3, ObstructedMaze-1Dlh, BlockedUnlockPickup) and simpler "
                 "stock tasks with the same skills (train), for skills learned on the simpler ones.",
-    tasks=tuple(TaskSpec(name=t, env_id=e) for t, e in (*_HARD_TRAIN, *_HARD_TEST)),
-    splits={"train": tuple(t for t, _ in _HARD_TRAIN), "test": tuple(t for t, _ in _HARD_TEST)}))
+    tasks=(*(TaskSpec(name=t, env_id=e, kwargs=k) for t, e, k in _HARD_TRAIN),
+           *(TaskSpec(name=t, env_id=e) for t, e in _HARD_TEST)),
+    splits={"train": tuple(t for t, _, _ in _HARD_TRAIN), "test": tuple(t for t, _ in _HARD_TEST)}))
 
 
 def get_suite(name: str) -> Suite:

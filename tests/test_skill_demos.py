@@ -113,7 +113,8 @@ def test_a_cloned_library_serves_drop_and_box_steps_and_runs_under_the_planner(t
     assert {"pickup", "drop", "open"} <= {r.skill for r in results}
     assert all(r.pairs > 0 and 0 <= r.accuracy <= 1 for r in results)
     data = json.loads((run / "results.json").read_text())
-    assert data["recording"]["solved"] == data["recording"]["episodes"] == 2 * 7
+    train_tasks = len(get_suite("minigrid-hard").split("train"))
+    assert data["recording"]["solved"] == data["recording"]["episodes"] == 2 * train_tasks
     library = load_library(str(run / "options"))
     assert library.get("drop").parameterised and library.get("open").config.image_shape == (9, 9, 3)
     resolve = call_resolver(library)
@@ -173,7 +174,11 @@ def test_a_call_ends_when_the_steps_effects_are_observed_and_not_before(tmp_path
 
 
 def test_suite_minigrid_hard_keeps_the_targets_out_of_training() -> None:
+    from modrl.agents.skill_demos import split_envs
+
     suite = get_suite("minigrid-hard")
+    assert ("MiniGrid-KeyCorridorS3R1-v0", {"room_size": 4}) in split_envs("minigrid-hard", "train")
+    assert all(isinstance(spec, str) for spec in split_envs("minigrid-hard", "test"))
     test_ids = {suite.tasks[suite.task_index(t)].env_id for t in suite.split("test")}
     assert test_ids == {"MiniGrid-KeyCorridorS4R3-v0", "MiniGrid-ObstructedMaze-1Dlh-v0",
                         "MiniGrid-BlockedUnlockPickup-v0"}
