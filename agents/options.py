@@ -168,7 +168,7 @@ def _subtask_env(config: OptionsTrainConfig, plan: OptionPlan, tasks: Sequence[s
     return SubtaskEnv(tasks, suite=config.env.suite, parameterised=plan.parameterised,
                       max_episode_steps=config.env.max_episode_steps, task_kwargs=config.env.task_kwargs(),
                       targets=plan.targets, verb=cast(Verb, plan.name) if plan.targets == "layout" else None,
-                      view_size=config.env.view_size)
+                      view_size=config.env.view_size, prefix_skills=config.env.prefix_skills)
 
 
 def _num_actions(venv: DummyVecEnv) -> int:

@@ -76,9 +76,13 @@ class SubtaskEnvConfig(EpisodeConfig):
     #: finds an object in another room without memory. The planner and ``modrl eval --planner`` give a library's
     #: options the view they were trained with.
     view_size: int | None = None
+    #: Run up to N random scripted skills (go to, pick up, drop, open) before the option takes over in PPO training
+    #: and evaluation episodes, so it learns from the states other skills leave (0: start where the task starts).
+    prefix_skills: int = 0
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check(0 <= self.prefix_skills <= 10, "prefix_skills", f"must be in [0, 10], got {self.prefix_skills}")
         check(self.view_size is None or (self.view_size >= 7 and self.view_size % 2 == 1), "view_size",
               f"must be null or an odd integer >= 7, got {self.view_size}")
 

@@ -15,6 +15,11 @@ instruction is replaced by that subtask's, so its verifier, events and the oracl
 ``open`` option then learns every door colour the train split's rooms contain, not only the doors its missions name --
 which the planner needs, since a plan opens whichever door leads to what it wants.
 
+With ``prefix_skills=N`` an episode first runs up to ``N`` (uniformly 0..N) random scripted skills -- go to, pick up,
+drop or open something the layout offers (:class:`modrl.envs.scripted_skills.ScriptedSkills`) -- before the option
+takes over, so it also trains from the states other skills leave it in (hands full, a door open, the agent anywhere),
+as a planner calls it; a prefix that completes the target (or ends the episode) is drawn again.
+
 :func:`effect_predicate` is the termination predicate of a verb's option as a plain ``predicate(info, args)``
 callable over the symbolic state in ``info["predicates"]`` (:mod:`modrl.envs.predicates`): it holds exactly when
 BabyAI's verifier would report the subtask done from the state (``goto``: facing the object; ``pickup``: carrying it;
@@ -32,11 +37,14 @@ from gymnasium import spaces
 
 from modrl.config import ConfigError, check
 from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, VERB_TYPES, ObjectRef, Subtask, Verb, parse_task
+from modrl.envs.predicates import env_predicates
 from modrl.envs.suites import Suite, get_suite
 from modrl.envs.task_env import SubtaskSequence, babyai_instruction
-from modrl.envs.wrappers import IMAGE_HIGH, FullView
+from modrl.envs.wrappers import IMAGE_HIGH, FullView, full_view_image
 
 _SEED_HIGH = 2**31 - 1
+#: Task seeds tried per reset for a random skill prefix that leaves the target to do.
+_PREFIX_DRAWS = 20
 
 Targets = Literal["task", "layout"]
 """Where a :class:`SubtaskEnv` episode's target comes from: the drawn task's first subtask, or (parameterised options
@@ -151,12 +159,14 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         verb: The option's verb; needed with ``targets="layout"`` (otherwise the tasks' common first verb).
         view_size: ``None``: MiniGrid's 7x7 egocentric view; an odd ``N``: the ``N x N`` egocentric view of the whole
             grid (:class:`modrl.envs.wrappers.FullView`; privileged, like the planner's state).
+        prefix_skills: Run up to this many random scripted skills before the option takes over (see the module
+            docstring).
     """
 
     def __init__(self, tasks: Sequence[str], *, suite: Suite | str = "colour-type", parameterised: bool = True,
                  max_episode_steps: int | None = None, task_kwargs: Mapping[str, Any] | None = None,
                  render_mode: str | None = None, targets: Targets = "task", verb: Verb | None = None,
-                 view_size: int | None = None) -> None:
+                 view_size: int | None = None, prefix_skills: int = 0) -> None:
         self.suite = get_suite(suite) if isinstance(suite, str) else suite
         check(len(tasks) >= 1, "tasks", "needs at least one task")
         unknown = [t for t in tasks if t not in self.suite.task_names]
@@ -184,6 +194,9 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         check(view_size is None or (isinstance(view_size, int) and view_size >= 7 and view_size % 2 == 1),
               "view_size", f"must be null or an odd integer >= 7, got {view_size!r}")
         self.view_size = view_size
+        check(isinstance(prefix_skills, int) and 0 <= prefix_skills <= 10, "prefix_skills",
+              f"must be an integer in [0, 10], got {prefix_skills!r}")
+        self.prefix_skills = prefix_skills
         side = 7 if view_size is None else view_size
         self.action_space = spaces.Discrete(7)
         entries: dict[str, spaces.Space[Any]] = {
@@ -216,12 +229,48 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
             name = options.pop("task")
             check(name in self.tasks, "options.task", f"{name!r} is not one of this env's tasks")
             self._current = self.tasks.index(name)
-        obs, info = self.current_env.reset(seed=task_seed, options=options or None)
-        self._drawn = None
-        if self.targets == "layout":
-            self._drawn = self._draw_target()
-            info = {**info, "events": [], "subtask_index": 0}
+        for _ in range(_PREFIX_DRAWS):
+            obs, info = self.current_env.reset(seed=task_seed, options=options or None)
+            self._drawn = None
+            if self.targets == "layout":
+                self._drawn = self._draw_target()
+                info = {**info, "events": [], "subtask_index": 0}
+            if not self.prefix_skills:
+                break
+            if self._run_prefix(int(self.np_random.integers(self.prefix_skills + 1))):
+                obs = self._current_obs()
+                base = self.current_env.unwrapped
+                info = {**info, **base._task_info()} if hasattr(base, "_task_info") else info
+                break
+            task_seed = int(self.np_random.integers(_SEED_HIGH))
+        else:
+            raise RuntimeError(f"no prefix of random skills left {self.current_subtask.symbol} to do in "
+                               f"{_PREFIX_DRAWS} draws")
         return self._observation(obs), self._info(info)
+
+    def _current_obs(self) -> dict[str, Any]:
+        base = self.current_env.unwrapped
+        obs = base.gen_obs()  # type: ignore[attr-defined]
+        return obs if self.view_size is None else {**obs, "image": full_view_image(base, self.view_size)}
+
+    def _run_prefix(self, count: int) -> bool:
+        """Run ``count`` random applicable scripted skills; False if one ended the episode or completed a subtask."""
+        from modrl.envs.operators import planning_domain
+        from modrl.envs.scripted_skills import ScriptedSkills
+
+        base = self.current_env.unwrapped
+        skills, domain = ScriptedSkills(self.current_env, max_skill_steps=60), planning_domain()
+        for _ in range(count):
+            state = domain.closure(skills.observe())
+            steps = [op for op in domain.ground(skills.observe())
+                     if op.skill in ("goto", "pickup", "drop", "open") and op.applicable(state)]
+            if not steps:
+                break
+            result = skills.execute(steps[int(self.np_random.integers(len(steps)))])
+            if result.episode_over:
+                return False
+        index = getattr(getattr(base, "instrs", None), "index", 0)
+        return index == 0 and not effect_holds(self.current_subtask, env_predicates(base))
 
     def _draw_target(self) -> Subtask:
         """Draw a layout target and point the task env's instruction (verifier, events, mission) at it."""

@@ -174,3 +174,37 @@ def test_oracle_segments_show_the_putnext_option_holding_its_target() -> None:
     key, blue = 5, 2  # minigrid OBJECT_TO_IDX["key"], COLOR_TO_IDX["blue"]
     assert all(tuple(demos.observations["image"][s][3, 6, :2]) == (key, blue) for s in starts)
     env.close()
+
+
+def test_random_skill_prefixes_start_the_option_elsewhere_with_its_subtask_still_to_do() -> None:
+    tasks = ["putnext-yellow-box-blue-key", "putnext-yellow-box-blue-key_then_goto-green-ball"]
+    plain = SubtaskEnv(tasks, suite="sequences", parameterised=False)
+    prefixed = SubtaskEnv(tasks, suite="sequences", parameterised=False, prefix_skills=2)
+    moved = carrying = 0
+    for seed in range(20):
+        plain.reset(seed=seed)
+        obs, info = prefixed.reset(seed=seed)
+        base = prefixed.current_env.unwrapped
+        assert prefixed.observation_space.contains(obs)
+        assert np.array_equal(obs["image"], base.gen_obs()["image"])  # the observation after the prefix
+        assert base.instrs.index == 0 and info["subtask_index"] == 0  # nothing completed yet
+        moved += base.step_count > 0
+        carrying += base.carrying is not None
+    assert moved >= 10 and carrying >= 3
+    # The option still earns its reward on its own subtask's event (BabyAI's bot cannot start with full hands).
+    seed = next(s for s in range(100, 200)
+                if prefixed.reset(seed=s) and prefixed.current_env.unwrapped.carrying is None
+                and prefixed.current_env.unwrapped.step_count > 0)
+    assert seed >= 100
+    bot = SequenceBot(_OracleView(prefixed))
+    for _ in range(200):
+        _, reward, terminated, truncated, info = prefixed.step(int(bot.replan()))
+        if terminated or truncated:
+            break
+    assert terminated and info["is_success"] and reward > 0
+    with pytest.raises(ConfigError, match="prefix_skills"):
+        SubtaskEnv(tasks, suite="sequences", parameterised=False, prefix_skills=11)
+    with pytest.raises(ConfigError, match="prefix_skills"):
+        load_options_config(MIXED, ["env.prefix_skills=-1"])
+    plain.close()
+    prefixed.close()
