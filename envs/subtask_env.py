@@ -270,7 +270,8 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
             if result.episode_over:
                 return False
         index = getattr(getattr(base, "instrs", None), "index", 0)
-        return index == 0 and not effect_holds(self.current_subtask, env_predicates(self.current_env))
+        now = env_predicates(self.current_env)  # type: ignore[arg-type]
+        return index == 0 and not effect_holds(self.current_subtask, now)
 
     def _draw_target(self) -> Subtask:
         """Draw a layout target and point the task env's instruction (verifier, events, mission) at it."""
