@@ -76,6 +76,7 @@ class PlannerEvalConfig:
         seed_base: Seed of episode 0.
         skill_aware: With options and no fallback, plan only over the skills the options serve (``False``: over
             every declared operator, so steps no option serves fail and trigger re-plans).
+        max_nodes: Node expansions per (re-)plan before the search gives up (:class:`modrl.planner.SearchConfig`).
     """
 
     suite: str = "sequences"
@@ -89,11 +90,14 @@ class PlannerEvalConfig:
     tasks: tuple[str, ...] | None = None
     seed_base: int = EVAL_SEED_BASE
     skill_aware: bool = True
+    max_nodes: int = SearchConfig().max_nodes
 
     def __post_init__(self) -> None:
         check(isinstance(self.episodes, int) and self.episodes >= 1, "episodes", f"must be >= 1, got {self.episodes}")
         check(isinstance(self.option_steps, int) and self.option_steps >= 1, "option_steps",
               f"must be >= 1, got {self.option_steps}")
+        check(isinstance(self.max_nodes, int) and self.max_nodes >= 1, "max_nodes",
+              f"must be >= 1, got {self.max_nodes}")
         check(isinstance(self.max_replans, int) and self.max_replans >= 0, "max_replans",
               f"must be >= 0, got {self.max_replans}")
         check(isinstance(self.seed_base, int) and self.seed_base >= 0, "seed_base",
@@ -224,7 +228,8 @@ def run_planner_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, conf
             goals = goals_for_env(env, runner.observe())
             allowed = runner.allowed if isinstance(runner, OptionExecutor) and config.skill_aware else None
             trace = execute(planning_domain(), goals, runner,
-                            MonitorConfig(search=SearchConfig(), max_replans=config.max_replans), allowed=allowed)
+                            MonitorConfig(search=SearchConfig(max_nodes=config.max_nodes),
+                                          max_replans=config.max_replans), allowed=allowed)
     finally:
         env.close()
     usage = runner.usage if isinstance(runner, OptionExecutor) else {"option": 0, "fallback": 0}

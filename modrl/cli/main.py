@@ -101,6 +101,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "--option-steps", type=int, metavar="N", help="step cap of one option call (default: 100)"
     )
     planner.add_argument(
+        "--max-nodes", type=int, metavar="N", help="node expansions per (re-)plan before 'no plan' (default: 100000; "
+        "a lower bound makes hopeless re-plans after failed skills cheap)"
+    )
+    planner.add_argument(
         "--fallback-scripted", action="store_true", help="the scripted skills run the steps no option serves "
         "(counted in the table; default: such a step fails and the planner re-plans)"
     )
