@@ -71,16 +71,21 @@ def test_a_layout_episode_ends_only_when_the_drawn_door_opens() -> None:
                if op.operator == "open" and op.args[0] == "red")
     skills.execute(red)  # opens the mission's red door: not the target any more
     assert base.grid.get(*_door(base, "red")).is_open
-    _, reward, terminated, truncated, info = env.step(6)  # done: no event
+    _, reward, terminated, _, info = env.step(6)  # done: no event
     assert not terminated and reward == 0 and "is_success" not in info
+    _oracle_finishes(env, 100)
+    assert base.grid.get(*_door(base, env.current_subtask.obj.colour)).is_open
+    env.close()
+
+
+def _oracle_finishes(env: SubtaskEnv, steps: int) -> None:
+    """BabyAI's bot finishes ``env``'s episode within ``steps``, and the episode ends a success with a reward."""
     bot = SequenceBot(_OracleView(env))
-    for _ in range(100):
+    for _ in range(steps):
         _, reward, terminated, truncated, info = env.step(int(bot.replan()))
         if terminated or truncated:
             break
-    assert terminated and info["is_success"] and reward > 0
-    assert base.grid.get(*_door(base, env.current_subtask.obj.colour)).is_open
-    env.close()
+    assert terminated and info["is_success"] and float(reward) > 0
 
 
 def _door(base: object, colour: str) -> tuple[int, int]:
@@ -196,12 +201,7 @@ def test_random_skill_prefixes_start_the_option_elsewhere_with_its_subtask_still
                 if prefixed.reset(seed=s) and prefixed.current_env.unwrapped.carrying is None
                 and prefixed.current_env.unwrapped.step_count > 0)
     assert seed >= 100
-    bot = SequenceBot(_OracleView(prefixed))
-    for _ in range(200):
-        _, reward, terminated, truncated, info = prefixed.step(int(bot.replan()))
-        if terminated or truncated:
-            break
-    assert terminated and info["is_success"] and reward > 0
+    _oracle_finishes(prefixed, 200)
     with pytest.raises(ConfigError, match="prefix_skills"):
         SubtaskEnv(tasks, suite="sequences", parameterised=False, prefix_skills=11)
     with pytest.raises(ConfigError, match="prefix_skills"):
