@@ -38,8 +38,10 @@ EnvSpec = str | tuple[str, Mapping[str, Any]]
 {"room_size": 4})``)."""
 
 _SEED_HIGH = 2**31 - 1
-#: Draws allowed per reset before giving up (an env whose plans never call the skill).
+#: Draws allowed per reset before giving up.
 _MAX_DRAWS = 50
+#: Episodes per env tried at the first reset to find the envs whose plans call the skill.
+_SURVEY_SEEDS = 5
 
 
 def skill_call(step: GroundOperator) -> tuple[str, tuple[str, str]] | None:
@@ -101,6 +103,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         self._args: tuple[str, str] = ("red", "key")
         self._steps = 0
         self._info: dict[str, Any] = {}
+        self._offering: list[int] | None = None
 
     @property
     def target(self) -> GroundOperator:
@@ -112,16 +115,28 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         """Draw an env, a seed and a call of the skill in its plan; run the plan up to it (see the module docstring).
 
         Raises:
-            RuntimeError: No draw reached a call of the skill (its plans never use it).
+            RuntimeError: No env's plans call the skill, or no draw reached a call.
         """
         super().reset(seed=seed)
+        if self._offering is None:
+            self._offering = self._survey()
         for _ in range(_MAX_DRAWS):
-            which = int(self.np_random.integers(len(self.env_ids)))
+            which = self._offering[int(self.np_random.integers(len(self._offering)))]
             env_seed = int(self.np_random.integers(_SEED_HIGH))
             if self._prepare(which, env_seed):
                 return skill_observation(self.base, self.view_size, self._args), dict(self._info)
-        raise RuntimeError(f"no plan of {', '.join(map(spec_name, self.env_ids))} reached a {self.skill} call in "
-                           f"{_MAX_DRAWS} draws")
+        raise RuntimeError(f"no plan of {', '.join(spec_name(self.env_ids[i]) for i in self._offering)} reached a "
+                           f"{self.skill} call in {_MAX_DRAWS} draws")
+
+    def _survey(self) -> list[int]:
+        """The envs whose plans call the skill in one of :data:`_SURVEY_SEEDS` episodes (drawn once, at the first
+        reset), so that a skill only some envs use (DoorKey's goal) is not starved by the others."""
+        offering = [i for i in range(len(self.env_ids))
+                    if any(self._prepare(i, int(self.np_random.integers(_SEED_HIGH))) for _ in range(_SURVEY_SEEDS))]
+        if not offering:
+            raise RuntimeError(f"no plan of {', '.join(map(spec_name, self.env_ids))} reached a {self.skill} call in "
+                               f"{_SURVEY_SEEDS} episodes each")
+        return offering
 
     @property
     def base(self) -> Any:

@@ -211,6 +211,10 @@ def test_skill_step_env_starts_at_a_call_of_its_skill_and_succeeds_on_the_calls_
     assert truncated and not terminated and info["is_success"] is False and reward == 0
     with pytest.raises(RuntimeError, match="no plan"):
         SkillStepEnv(["MiniGrid-Empty-5x5-v0"], "drop", view_size=9).reset(seed=0)
+    # A skill only one env calls (DoorKey's goal) is drawn from that env only, every reset.
+    rare = SkillStepEnv(["MiniGrid-Unlock-v0", "MiniGrid-KeyCorridorS3R1-v0", "MiniGrid-DoorKey-5x5-v0"], "goto",
+                        view_size=9)
+    assert {rare.reset(seed=k)[1]["env_id"] for k in range(30)} == {"MiniGrid-DoorKey-5x5-v0"}
 
 
 def test_fine_tuning_runs_ppo_in_calling_states_and_reports_calling_state_success(tmp_path: Path) -> None:
