@@ -21,7 +21,7 @@ import gymnasium as gym
 from modrl.envs.operators import skill_subtask
 from modrl.envs.predicates import PredicatesInInfo, env_planning_state, plain_colour
 from modrl.envs.subtask_env import subtask_arguments
-from modrl.envs.wrappers import FullView, full_view_image
+from modrl.envs.wrappers import FullView, current_observation
 from modrl.options import OptionCall, OptionLibrary
 from modrl.planner import GroundOperator, SkillExecutor
 from modrl.planner.option_executor import OptionExecutor
@@ -84,11 +84,6 @@ def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecu
     :func:`modrl.planner.execute` so that plans call only the skills the library serves."""
     base: Any = env.unwrapped
     view = library_view_size(library)
-
-    def observation() -> Any:
-        obs = base.gen_obs()
-        return obs if view is None else {**obs, "image": full_view_image(base, view)}
-
     return OptionExecutor(env, library, resolve=call_resolver(library), observe=lambda: env_planning_state(base),
-                          observation=observation, fallback=fallback, max_skill_steps=max_skill_steps,
-                          deterministic=deterministic, seed=seed)
+                          observation=lambda: current_observation(base, view), fallback=fallback,
+                          max_skill_steps=max_skill_steps, deterministic=deterministic, seed=seed)

@@ -37,10 +37,12 @@ from gymnasium import spaces
 
 from modrl.config import ConfigError, check
 from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, VERB_TYPES, ObjectRef, Subtask, Verb, parse_task
+from modrl.envs.operators import planning_domain
 from modrl.envs.predicates import env_predicates
+from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.suites import Suite, get_suite
 from modrl.envs.task_env import SubtaskSequence, babyai_instruction
-from modrl.envs.wrappers import IMAGE_HIGH, FullView, full_view_image
+from modrl.envs.wrappers import IMAGE_HIGH, FullView, current_observation
 
 _SEED_HIGH = 2**31 - 1
 #: Task seeds tried per reset for a random skill prefix that leaves the target to do.
@@ -238,7 +240,7 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
             if not self.prefix_skills:
                 break
             if self._run_prefix(int(self.np_random.integers(self.prefix_skills + 1))):
-                obs = self._current_obs()
+                obs = current_observation(self.current_env.unwrapped, self.view_size)
                 base = self.current_env.unwrapped
                 info = {**info, **base._task_info()} if hasattr(base, "_task_info") else info
                 break
@@ -248,16 +250,8 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
                                f"{_PREFIX_DRAWS} draws")
         return self._observation(obs), self._info(info)
 
-    def _current_obs(self) -> dict[str, Any]:
-        base = self.current_env.unwrapped
-        obs = base.gen_obs()  # type: ignore[attr-defined]
-        return obs if self.view_size is None else {**obs, "image": full_view_image(base, self.view_size)}
-
     def _run_prefix(self, count: int) -> bool:
         """Run ``count`` random applicable scripted skills; False if one ended the episode or completed a subtask."""
-        from modrl.envs.operators import planning_domain
-        from modrl.envs.scripted_skills import ScriptedSkills
-
         base = self.current_env.unwrapped
         skills, domain = ScriptedSkills(self.current_env, max_skill_steps=60), planning_domain()
         for _ in range(count):

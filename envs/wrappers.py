@@ -103,6 +103,14 @@ def full_view_image(base: Any, size: int) -> np.ndarray:
     return np.ascontiguousarray(np.rot90(crop, (3 - int(base.agent_dir)) % 4, axes=(0, 1)))
 
 
+def current_observation(base: Any, view_size: int | None) -> dict[str, Any]:
+    """The observation of an unwrapped MiniGrid env now (``gen_obs()``), with the :func:`full_view_image` of side
+    ``view_size`` as its image when one is given -- what an option trained on that view sees (e.g. after skills that
+    stepped the env without handing their observations on)."""
+    obs = base.gen_obs()
+    return obs if view_size is None else {**obs, "image": full_view_image(base, view_size)}
+
+
 class FullView(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Replace a MiniGrid observation's ``image`` by :func:`full_view_image` (``(size, size, 3)``, ``size`` odd);
     the other keys are kept. MiniGrid's 7x7 view is the sub-block ``[h-3 : h+4, h-6 : h+1]`` (``h = size // 2``) of it,

@@ -115,3 +115,14 @@ def test_the_router_refuses_a_full_view_library(tmp_path: Path) -> None:
     path = _library(tmp_path, {"goto-green-ball": 15})
     with pytest.raises(ValueError, match="whole-grid view"):
         train_router(RouteConfig(library=str(path)))
+
+
+def test_current_observation_is_minigrids_or_the_full_view() -> None:
+    from modrl.envs.wrappers import current_observation
+
+    env = gym.make("MiniGrid-DoorKey-6x6-v0")
+    obs, _ = env.reset(seed=2)
+    assert np.array_equal(current_observation(env.unwrapped, None)["image"], obs["image"])
+    full = current_observation(env.unwrapped, 13)
+    assert np.array_equal(full["image"], full_view_image(env.unwrapped, 13)) and full["direction"] == obs["direction"]
+    env.close()
