@@ -18,8 +18,10 @@ from typing import Any
 
 import gymnasium as gym
 
+from modrl.config import check
 from modrl.envs.operators import skill_subtask
 from modrl.envs.predicates import PredicatesInInfo, env_planning_state, plain_colour
+from modrl.envs.skill_env import skill_target
 from modrl.envs.subtask_env import subtask_arguments
 from modrl.envs.wrappers import FullView, current_observation
 from modrl.options import OptionCall, OptionLibrary
@@ -57,6 +59,13 @@ def library_view_size(library: OptionLibrary) -> int | None:
     return None if side == 7 else int(side)
 
 
+def library_marks_target(library: OptionLibrary) -> bool:
+    """Whether a library's options read the target-marker channel (a four-channel whole-grid view:
+    :func:`modrl.envs.wrappers.full_view_image` with ``marker``)."""
+    return len(library) > 0 and len(library.get(library.names[0]).config.image_shape) == 3 and \
+        library.get(library.names[0]).config.image_shape[2] == 4
+
+
 def _skill_call(library: OptionLibrary, step: GroundOperator) -> OptionCall | None:
     """The skill-named parameterised option for a step with no grammar subtask, if it takes the step's words."""
     if step.skill not in library or len(step.skill_args) != 2 or not library.get(step.skill).parameterised:
@@ -69,10 +78,19 @@ def _skill_call(library: OptionLibrary, step: GroundOperator) -> OptionCall | No
     return OptionCall(option=step.skill, args=args)
 
 
-def with_predicates(env: gym.Env, *, view_size: int | None = None) -> gym.Env:
+def with_predicates(env: gym.Env, *, view_size: int | None = None, marker: bool = False) -> gym.Env:
     """``env`` wrapped so that every ``info`` carries ``predicates`` and, with ``view_size`` (see
-    :func:`library_view_size`), observations show the whole-grid view (call before ``reset``)."""
-    return PredicatesInInfo(env if view_size is None else FullView(env, size=view_size))
+    :func:`library_view_size`), observations show the whole-grid view, with the target-marker channel when
+    ``marker`` (:func:`library_marks_target`; :func:`learned_skills` points it at each step's object). Call before
+    ``reset``."""
+    check(view_size is not None or not marker, "marker", "needs the whole-grid view (view_size)")
+    return PredicatesInInfo(env if view_size is None else FullView(env, size=view_size, marker=marker))
+
+
+def wrap_for_library(env: gym.Env, library: OptionLibrary) -> gym.Env:
+    """:func:`with_predicates` with the view ``library``'s options read (:func:`library_view_size`,
+    :func:`library_marks_target`)."""
+    return with_predicates(env, view_size=library_view_size(library), marker=library_marks_target(library))
 
 
 def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecutor | None,
@@ -84,6 +102,30 @@ def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecu
     :func:`modrl.planner.execute` so that plans call only the skills the library serves."""
     base: Any = env.unwrapped
     view = library_view_size(library)
-    return OptionExecutor(env, library, resolve=call_resolver(library), observe=lambda: env_planning_state(base),
-                          observation=lambda: current_observation(base, view), fallback=fallback,
+    resolve = call_resolver(library)
+    marked = _full_view(env) if library_marks_target(library) else None
+    if library_marks_target(library) and (marked is None or not marked.marker):
+        raise ValueError("this library's options read the target marker: wrap the env with "
+                         "with_predicates(env, view_size=library_view_size(library), marker=True)")
+
+    def resolve_and_mark(step: GroundOperator) -> OptionCall | None:
+        if marked is not None:
+            marked.target = skill_target(step)
+        return resolve(step)
+
+    def observation() -> Any:
+        return current_observation(base, view, marker=marked is not None,
+                                   target=None if marked is None else marked.target)
+
+    return OptionExecutor(env, library, resolve=resolve_and_mark, observe=lambda: env_planning_state(base),
+                          observation=observation, fallback=fallback,
                           max_skill_steps=max_skill_steps, deterministic=deterministic, seed=seed)
+
+
+def _full_view(env: gym.Env) -> FullView | None:
+    """The :class:`FullView` wrapper in ``env``'s chain, if any."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, FullView):
+            return env
+        env = env.env
+    return None

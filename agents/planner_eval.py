@@ -34,7 +34,7 @@ from modrl.planner.option_executor import OptionExecutor
 from modrl.registry import UnknownNameError
 
 from .evaluation import EVAL_SEED_BASE, format_row
-from .option_skills import learned_skills, library_view_size, with_predicates
+from .option_skills import learned_skills, wrap_for_library
 from .options_router import load_library
 
 progress_log = logging.getLogger("modrl.progress")
@@ -215,7 +215,7 @@ def run_planner_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, conf
         env.reset(seed=seed)
         runner = ScriptedSkills(env)
     else:
-        env = with_predicates(env, view_size=library_view_size(library))
+        env = wrap_for_library(env, library)
         env.reset(seed=seed)
         fallback = ScriptedSkills(env) if config.fallback_scripted else None
         runner = learned_skills(env, library, fallback=fallback, max_skill_steps=config.option_steps, seed=seed,

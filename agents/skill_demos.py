@@ -48,8 +48,17 @@ from modrl.config import apply_overrides, check, from_dict, load_yaml, to_dict
 from modrl.envs import get_suite
 from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.scripted_skills import ScriptedSkills
-from modrl.envs.skill_env import SKILL_NAMES, SKILL_SLOTS, EnvSpec, SkillStepEnv, make_env, skill_call, spec_name
-from modrl.envs.wrappers import full_view_image
+from modrl.envs.skill_env import (
+    SKILL_NAMES,
+    SKILL_SLOTS,
+    EnvSpec,
+    SkillStepEnv,
+    make_env,
+    skill_call,
+    skill_target,
+    spec_name,
+)
+from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH, Target, full_view_image
 from modrl.options import Option, OptionConfig, OptionLibrary, option_inputs
 from modrl.planner import GroundOperator, MonitorConfig, SearchConfig, execute
 from modrl.planner.monitor import SkillResult, SkillStatus
@@ -86,6 +95,9 @@ class SkillsConfig:
     episodes: int = 100
     #: Side of the whole-grid view the options read (odd).
     view_size: int = 25
+    #: The view carries a fourth channel marking the object the planner's step names
+    #: (:func:`modrl.envs.wrappers.full_view_image`): the options then know which of two red doors is meant.
+    target_marker: bool = False
     skills: tuple[str, ...] = SKILL_NAMES
     net: OptionNetConfig = field(default_factory=OptionNetConfig)
     epochs: int = 40
@@ -138,21 +150,25 @@ def load_skills_config(source: Path | str | Mapping[str, Any], overrides: Sequen
 class _Recorder(gym.Wrapper[Any, Any, Any, Any]):
     """Keeps the whole-grid observation before every action, and the action."""
 
-    def __init__(self, env: gym.Env, view_size: int) -> None:
+    def __init__(self, env: gym.Env, view_size: int, marker: bool) -> None:
         super().__init__(env)
-        self.view_size = view_size
+        self.view_size, self.marker = view_size, marker
+        #: The object the marker channel shows (the step being recorded).
+        self.target: Target | None = None
         self.images: list[np.ndarray] = []
         self.directions: list[int] = []
         self.actions: list[int] = []
         self._current: tuple[np.ndarray, int] | None = None
 
-    def _look(self) -> None:
+    def look(self) -> None:
+        """Take the observation the next action is recorded with (again, after :attr:`target` changed)."""
         base = self.env.unwrapped
-        self._current = (full_view_image(base, self.view_size), int(base.agent_dir))  # type: ignore[attr-defined]
+        self._current = (full_view_image(base, self.view_size, marker=self.marker, target=self.target),
+                         int(base.agent_dir))  # type: ignore[attr-defined]
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         out = self.env.reset(**kwargs)
-        self._look()
+        self.look()
         return out
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -161,7 +177,7 @@ class _Recorder(gym.Wrapper[Any, Any, Any, Any]):
         self.directions.append(self._current[1])
         self.actions.append(int(action))
         out = self.env.step(action)
-        self._look()
+        self.look()
         return out
 
 
@@ -185,6 +201,8 @@ class _Cutter:
 
     def execute(self, step: GroundOperator) -> SkillResult:
         start = len(self.recorder.actions)
+        self.recorder.target = skill_target(step)
+        self.recorder.look()
         result = self.skills.execute(step)
         call = skill_call(step)
         stop = len(self.recorder.actions)
@@ -205,8 +223,8 @@ class SkillRecording:
     frames: int
 
 
-def _record_episode(spec: EnvSpec, seed: int, view_size: int) -> tuple[_Recorder, list[_Call], bool]:
-    recorder = _Recorder(make_env(spec), view_size)
+def _record_episode(spec: EnvSpec, seed: int, view_size: int, marker: bool) -> tuple[_Recorder, list[_Call], bool]:
+    recorder = _Recorder(make_env(spec), view_size, marker)
     recorder.reset(seed=seed)
     skills = ScriptedSkills(recorder)
     cutter = _Cutter(skills, recorder)
@@ -217,9 +235,11 @@ def _record_episode(spec: EnvSpec, seed: int, view_size: int) -> tuple[_Recorder
 
 
 def record_skill_demos(env_ids: Sequence[EnvSpec], *, episodes: int, view_size: int,
-                       skills: Sequence[str] = SKILL_NAMES, seed_base: int = DEMO_SEED_BASE) -> SkillRecording:
+                       skills: Sequence[str] = SKILL_NAMES, seed_base: int = DEMO_SEED_BASE,
+                       marker: bool = False) -> SkillRecording:
     """Record ``episodes`` planner episodes of each env id (episode ``j`` seeded ``seed_base + j``; an evaluation seed
-    is skipped) and cut them into per-skill demonstrations (see the module docstring).
+    is skipped) and cut them into per-skill demonstrations (see the module docstring); with ``marker`` the images
+    carry the target-marker channel on each step's object.
 
     Raises:
         RuntimeError: No skill of ``skills`` was demonstrated.
@@ -232,7 +252,7 @@ def record_skill_demos(env_ids: Sequence[EnvSpec], *, episodes: int, view_size: 
             seed = seed_base + j
             if seed in EVAL_TASK_SEEDS:
                 continue
-            recorder, calls, success = _record_episode(env_id, seed, view_size)
+            recorder, calls, success = _record_episode(env_id, seed, view_size, marker)
             total += 1
             frames += len(recorder.actions)
             if not success:
@@ -284,7 +304,9 @@ def skill_option_config(config: SkillsConfig, num_actions: int = 7) -> OptionCon
     """The :class:`OptionConfig` every skill option of ``config`` has."""
     net = config.net
     side = config.view_size
-    return OptionConfig(image_shape=(side, side, 3), num_actions=num_actions, embed_dim=net.embed_dim,
+    high = MARKED_IMAGE_HIGH if config.target_marker else IMAGE_HIGH
+    return OptionConfig(image_shape=(side, side, len(high)), image_high=tuple(int(v) for v in high),
+                        num_actions=num_actions, embed_dim=net.embed_dim,
                         channels=net.channels, features_dim=net.features_dim, hidden=net.hidden, arg_slots=SKILL_SLOTS,
                         arg_dim=net.arg_dim)
 
@@ -310,14 +332,15 @@ def _model(config: SkillsConfig, skill: str, env_ids: Sequence[EnvSpec], *, seed
 
 
 def _skill_env(env_ids: Sequence[EnvSpec], skill: str, config: SkillsConfig) -> gym.Env:
-    return Monitor(SkillStepEnv(env_ids, skill, view_size=config.view_size, max_steps=config.max_skill_steps))
+    return Monitor(SkillStepEnv(env_ids, skill, view_size=config.view_size, max_steps=config.max_skill_steps,
+                                marker=config.target_marker))
 
 
 def evaluate_skill(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, view_size: int, max_steps: int,
-                   episodes: int, deterministic: bool, seed_base: int = EVAL_SEED_BASE) -> float:
+                   episodes: int, deterministic: bool, seed_base: int = EVAL_SEED_BASE, marker: bool = False) -> float:
     """Success of ``option`` on ``episodes`` calling-state episodes of ``skill`` in ``env_ids``
     (:class:`~modrl.envs.skill_env.SkillStepEnv` reset with ``seed_base + k``)."""
-    env = SkillStepEnv(env_ids, skill, view_size=view_size, max_steps=max_steps)
+    env = SkillStepEnv(env_ids, skill, view_size=view_size, max_steps=max_steps, marker=marker)
     option.eval()
     wins = 0
     try:
@@ -373,7 +396,7 @@ def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecor
     test_ids = split_envs(config.suite, config.eval_split) if config.eval_split else []
     start = time.perf_counter()
     recording = record_skill_demos(train_ids, episodes=config.episodes, view_size=config.view_size,
-                                   skills=config.skills)
+                                   skills=config.skills, marker=config.target_marker)
     log.info("recorded %d planner episodes (%d solved, %d frames) in %.0fs: %s", recording.episodes,
              recording.solved, recording.frames, time.perf_counter() - start,
              ", ".join(f"{s} {n} calls" for s, n in recording.calls.items()))
@@ -423,7 +446,7 @@ def _success(config: SkillsConfig, option: Option, env_ids: Sequence[EnvSpec],
     try:
         return tuple(evaluate_skill(option, env_ids, skill, view_size=config.view_size,  # type: ignore[return-value]
                                     max_steps=config.max_skill_steps, episodes=config.eval_episodes,
-                                    deterministic=det) for det in (False, True))
+                                    deterministic=det, marker=config.target_marker) for det in (False, True))
     except RuntimeError:  # the planner never calls this skill in these envs
         return None
 

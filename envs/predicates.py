@@ -63,6 +63,22 @@ def plain_colour(name: str) -> str:
     return name.partition(IDENTITY_SEPARATOR)[0]
 
 
+def find_object(base: MiniGridEnv, type_: str, name: str, *, carried: bool = False) -> Pos | None:
+    """Where the object ``name`` (:func:`object_name`) of type ``type_`` lies on the grid; for a plain colour that
+    several objects share, the nearest of them to the agent. With ``carried``, an object the agent holds is at the
+    agent's cell. ``None`` when there is none (names every object first: :func:`identify_objects`)."""
+    grid, (ax, ay) = base.grid, (int(base.agent_pos[0]), int(base.agent_pos[1]))
+    identify_objects(grid, base.carrying, (ax, ay))
+    held = base.carrying
+    if carried and held is not None and held.type == type_ and (object_name(held) == name or held.color == name):
+        return ax, ay
+    cells = [((x, y), cell) for y in range(grid.height) for x in range(grid.width)
+             if (cell := grid.get(x, y)) is not None and cell.type == type_]
+    found = [pos for pos, cell in cells if object_name(cell) == name] or \
+        [pos for pos, cell in cells if IDENTITY_SEPARATOR not in name and cell.color == name]
+    return min(found, key=lambda p: abs(p[0] - ax) + abs(p[1] - ay)) if found else None
+
+
 def _all_objects(grid: Grid, carrying: WorldObj | None, agent_pos: tuple[int, int]) -> list[tuple[WorldObj, Pos]]:
     """Every non-scenery object with a position: on the grid, inside a box (the box's cell), carried (the agent's)."""
     found = [*_objects(grid)] + ([(agent_pos, carrying)] if carrying is not None else [])

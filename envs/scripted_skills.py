@@ -35,7 +35,7 @@ from minigrid.core.world_object import Box, Door, WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 
 from modrl.config import check
-from modrl.envs.predicates import IDENTITY_SEPARATOR, env_planning_state, identify_objects, object_name
+from modrl.envs.predicates import IDENTITY_SEPARATOR, env_planning_state, find_object, object_name
 from modrl.planner import GroundOperator, SkillResult, SkillStatus
 
 Pos = tuple[int, int]
@@ -114,16 +114,8 @@ class ScriptedSkills:
         return True
 
     def _find(self, type_: str, name: str) -> Pos | None:
-        """Where the object named ``name`` (:func:`~modrl.envs.predicates.object_name`) lies; for a plain colour that
-        several objects share, the nearest of them."""
-        base = self.base
-        identify_objects(base.grid, base.carrying, base.agent_pos)
-        grid, (ax, ay) = base.grid, base.agent_pos
-        cells = [((x, y), cell) for y in range(grid.height) for x in range(grid.width)
-                 if (cell := grid.get(x, y)) is not None and cell.type == type_]
-        found = [pos for pos, cell in cells if object_name(cell) == name] or \
-            [pos for pos, cell in cells if _plain(name) and cell.color == name]
-        return min(found, key=lambda p: abs(p[0] - ax) + abs(p[1] - ay)) if found else None
+        """Where the object named ``name`` lies on the grid (:func:`~modrl.envs.predicates.find_object`)."""
+        return find_object(self.base, type_, name)
 
     def _front(self) -> Pos:
         x, y = self.base.front_pos

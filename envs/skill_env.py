@@ -23,7 +23,7 @@ from modrl.envs.grammar import COLOURS
 from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.predicates import env_planning_state, plain_colour
 from modrl.envs.scripted_skills import ScriptedSkills
-from modrl.envs.wrappers import IMAGE_HIGH, full_view_image
+from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH, Target, full_view_image
 from modrl.planner import GroundOperator, Plan, SkillStatus, plan
 
 SKILL_NAMES: tuple[str, ...] = ("goto", "pickup", "drop", "open")
@@ -62,16 +62,25 @@ def spec_name(spec: EnvSpec) -> str:
     return spec if isinstance(spec, str) else spec[0] + "".join(f" {k}={v}" for k, v in sorted(spec[1].items()))
 
 
-def skill_observation(base: Any, view_size: int, args: Sequence[str]) -> dict[str, Any]:
-    """A skill option's observation of an unwrapped MiniGrid env: whole-grid ``image``, ``direction``, ``args``."""
-    return {"image": full_view_image(base, view_size), "direction": int(base.agent_dir),
+def skill_target(step: GroundOperator) -> Target | None:
+    """The object a skill step acts on, as :func:`~modrl.envs.wrappers.full_view_image`'s ``target``:
+    ``(type, name)``."""
+    return (step.skill_args[0], step.skill_args[1]) if len(step.skill_args) >= 2 else None
+
+
+def skill_observation(base: Any, view_size: int, args: Sequence[str], *, marker: bool = False,
+                      target: Target | None = None) -> dict[str, Any]:
+    """A skill option's observation of an unwrapped MiniGrid env: whole-grid ``image`` (with the target-marker channel
+    on ``target`` when ``marker``), ``direction``, ``args``."""
+    return {"image": full_view_image(base, view_size, marker=marker, target=target), "direction": int(base.agent_dir),
             "args": np.asarray([SKILL_SLOTS[i].index(w) for i, w in enumerate(args)], np.int64)}
 
 
-def skill_observation_space(view_size: int) -> spaces.Dict:
+def skill_observation_space(view_size: int, *, marker: bool = False) -> spaces.Dict:
     """The :func:`skill_observation` space."""
-    shape = (view_size, view_size, 3)
-    return spaces.Dict({"image": spaces.Box(0, np.broadcast_to(IMAGE_HIGH, shape).copy(), shape, np.uint8),
+    high = MARKED_IMAGE_HIGH if marker else IMAGE_HIGH
+    shape = (view_size, view_size, len(high))
+    return spaces.Dict({"image": spaces.Box(0, np.broadcast_to(high, shape).copy(), shape, np.uint8),
                         "direction": spaces.Discrete(4),
                         "args": spaces.MultiDiscrete([len(slot) for slot in SKILL_SLOTS])})
 
@@ -84,18 +93,22 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         skill: One of :data:`SKILL_NAMES`.
         view_size: Side of the whole-grid view (odd).
         max_steps: Step limit of an episode.
+        marker: Observations carry the target-marker channel on the call's object
+            (:func:`~modrl.envs.wrappers.full_view_image`).
 
     ``info`` carries ``env_id``, ``env_seed``, ``call`` (the step's symbol), ``prefix`` (scripted steps run first) and,
     at the end, ``is_success``.
     """
 
-    def __init__(self, env_ids: Sequence[EnvSpec], skill: str, *, view_size: int = 25, max_steps: int = 100) -> None:
+    def __init__(self, env_ids: Sequence[EnvSpec], skill: str, *, view_size: int = 25, max_steps: int = 100,
+                 marker: bool = False) -> None:
         check(len(env_ids) >= 1, "env_ids", "needs at least one env id")
         check(skill in SKILL_NAMES, "skill", f"must be one of {', '.join(SKILL_NAMES)}, got {skill!r}")
         check(view_size >= 7 and view_size % 2 == 1, "view_size", f"must be an odd integer >= 7, got {view_size}")
         check(max_steps >= 1, "max_steps", f"must be >= 1, got {max_steps}")
         self.env_ids, self.skill, self.view_size, self.max_steps = tuple(env_ids), skill, view_size, max_steps
-        self.observation_space = skill_observation_space(view_size)
+        self.marker = marker
+        self.observation_space = skill_observation_space(view_size, marker=marker)
         self.action_space = spaces.Discrete(7)
         self._envs: dict[int, gym.Env] = {}
         self._env: gym.Env | None = None
@@ -124,7 +137,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             which = self._offering[int(self.np_random.integers(len(self._offering)))]
             env_seed = int(self.np_random.integers(_SEED_HIGH))
             if self._prepare(which, env_seed):
-                return skill_observation(self.base, self.view_size, self._args), dict(self._info)
+                return self._observation(), dict(self._info)
         raise RuntimeError(f"no plan of {', '.join(spec_name(self.env_ids[i]) for i in self._offering)} reached a "
                            f"{self.skill} call in {_MAX_DRAWS} draws")
 
@@ -182,7 +195,11 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         info = dict(self._info)
         if done or truncated:
             info["is_success"] = bool(done)
-        return skill_observation(self.base, self.view_size, self._args), reward, bool(done), truncated, info
+        return self._observation(), reward, bool(done), truncated, info
+
+    def _observation(self) -> dict[str, Any]:
+        return skill_observation(self.base, self.view_size, self._args, marker=self.marker,
+                                 target=skill_target(self.target))
 
     def close(self) -> None:
         """Close every env built so far."""

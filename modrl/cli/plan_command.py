@@ -86,11 +86,11 @@ def run(args: argparse.Namespace) -> int:
         env = _make_env(args.target)
         library = None
         if args.options is not None:
-            from modrl.agents.option_skills import library_view_size, with_predicates
+            from modrl.agents.option_skills import wrap_for_library
             from modrl.agents.options_router import load_library
 
             library = load_library(str(args.options))
-            env = with_predicates(env, view_size=library_view_size(library))
+            env = wrap_for_library(env, library)
         env.reset(seed=args.seed)
         state = env_planning_state(env)
         goals = goals_for_env(env, state)
