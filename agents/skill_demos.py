@@ -13,14 +13,18 @@ two rows, ObstructedMaze-1Dl):
    Episodes are seeded from :data:`~modrl.agents.option_demos.DEMO_SEED_BASE` up (disjoint from evaluation seeds);
    only episodes the planner solved and steps that ended done are kept.
 2. :func:`train_skill_library` clones one option per skill on its demonstrations
-   (:func:`~modrl.agents.option_demos.behaviour_clone`, the action-frequency prior included), optionally fine-tunes
+   (:func:`~modrl.agents.option_demos.behaviour_clone`, the action-frequency prior included), optionally runs DAgger
+   rounds (``dagger_rounds``, :func:`dagger_demos`: the option acts in calling states of the train envs, the scripted
+   skill labels each visited state with its next action, the option is cloned again on everything), optionally
+   fine-tunes
    it with PPO (``finetune_steps``) in calling-state episodes of the train envs
    (:class:`modrl.envs.skill_env.SkillStepEnv`: the planner's scripted prefix, then the option until the step's
    effects hold), evaluates it in calling states of the train envs and of the ``eval_split`` envs (a diagnostic: which
    skill fails where), and saves the library.
 
 The options read the whole grid (:class:`modrl.envs.wrappers.FullView`, ``view_size``), privileged like the planner's
-own state, so they find what the planner names without memory. A library made here runs under the planner with
+own state, so they find what the planner names without memory; with ``target_marker`` a fourth channel marks the
+step's object itself (the planner knows which of two red doors it means; the words alone do not say). A library made here runs under the planner with
 ``modrl eval RUN_DIR --planner --split test``; the planner calls a skill option for a step by
 its skill name (:func:`modrl.agents.option_skills.call_resolver`) and ends the call when the step's effects are
 observed (:class:`modrl.planner.option_executor.OptionExecutor`).
@@ -80,6 +84,8 @@ from .options_router import library_predicates
 log = logging.getLogger(__name__)
 
 LIBRARY_DIR = "options"
+#: DAgger round ``r`` resets its calling-state episodes with seeds from ``DEMO_SEED_BASE + r * DAGGER_SEED_STRIDE``.
+DAGGER_SEED_STRIDE = 100_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,6 +111,12 @@ class SkillsConfig:
     learning_rate: float = 1e-3
     #: Fraction of each skill's recorded calls (the last ones) kept out of cloning to measure accuracy on.
     validation: float = 0.1
+    #: DAgger rounds per skill after cloning: the option runs in calling-state episodes of the train envs, the
+    #: scripted skill labels every state it visits with its own next action, and the option is cloned again on all
+    #: demonstrations so far (0: none).
+    dagger_rounds: int = 0
+    #: Calling-state episodes per DAgger round.
+    dagger_episodes: int = 100
     #: PPO frames per skill after cloning, in calling-state episodes of the train envs (0: cloning only).
     finetune_steps: int = 0
     n_envs: int = 8
@@ -125,6 +137,9 @@ class SkillsConfig:
         check(bool(self.skills) and not unknown and len(set(self.skills)) == len(self.skills), "skills",
               f"pick each of {', '.join(SKILL_NAMES)} at most once, got {list(self.skills)}")
         check(0 <= self.validation < 1, "validation", f"must be in [0, 1), got {self.validation}")
+        check(0 <= self.dagger_rounds <= 100, "dagger_rounds", f"must be in [0, 100], got {self.dagger_rounds}")
+        check(1 <= self.dagger_episodes <= 1_000_000, "dagger_episodes",
+              f"must be in [1, 1000000], got {self.dagger_episodes}")
         check(0 <= self.finetune_steps <= 100_000_000, "finetune_steps",
               f"must be in [0, 1e8], got {self.finetune_steps}")
         check(self.n_envs >= 1, "n_envs", f"must be >= 1, got {self.n_envs}")
@@ -357,10 +372,59 @@ def evaluate_skill(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, vi
     return wins / episodes if episodes else float("nan")
 
 
+def dagger_demos(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, view_size: int, max_steps: int,
+                 episodes: int, seed_base: int, marker: bool = False) -> tuple[DemoSet | None, float]:
+    """One DAgger round: ``option`` acts (sampled) in ``episodes`` calling-state episodes of ``skill`` in ``env_ids``
+    (:class:`~modrl.envs.skill_env.SkillStepEnv` reset with ``seed_base + k``); every state it visits is labelled
+    with the scripted skill's next action there (:meth:`ScriptedSkills.next_action`; states the script would not act
+    in are skipped).
+
+    Returns:
+        The labelled states (``None`` when there are none) and the option's success in these episodes.
+    """
+    env = SkillStepEnv(env_ids, skill, view_size=view_size, max_steps=max_steps, marker=marker)
+    option.eval()
+    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    wins = frames = 0
+    try:
+        for k in range(episodes):
+            obs, _ = env.reset(seed=seed_base + k)
+            expert = ScriptedSkills(env.base)  # probed only: it never steps the env
+            rows: list[tuple[np.ndarray, int, np.ndarray, int]] = []
+            done, info = False, dict[str, Any]()
+            while not done:
+                label = expert.next_action(env.target)
+                if label is not None:
+                    rows.append((obs["image"], int(obs["direction"]), obs["args"], label))
+                action, _ = option.act(*option_inputs(obs, torch.as_tensor(obs["args"])), deterministic=False)
+                obs, _, terminated, truncated, info = env.step(int(action[0]))
+                done = terminated or truncated
+                frames += 1
+            wins += bool(info.get("is_success", False))
+            if rows:
+                chunks.append((np.stack([r[0] for r in rows]), np.asarray([r[1] for r in rows], np.int64),
+                               np.stack([r[2] for r in rows]).astype(np.int64), np.asarray([r[3] for r in rows],
+                                                                                            np.int64)))
+    finally:
+        env.close()
+    return (_demo_set(chunks, episodes, frames) if chunks else None), wins / episodes
+
+
+def concat_demos(first: DemoSet, second: DemoSet) -> DemoSet:
+    """Both demonstration sets in one (``first``'s calls, then ``second``'s)."""
+    return DemoSet(observations={k: np.concatenate([v, second.observations[k]]) for k, v in first.observations.items()},
+                   actions=np.concatenate([first.actions, second.actions]),
+                   returns=np.concatenate([first.returns, second.returns]), tasks=(), seeds=(), task_seeds=(),
+                   lengths=first.lengths + second.lengths, attempts=first.attempts + second.attempts,
+                   frames=first.frames + second.frames)
+
+
 @dataclass(frozen=True, kw_only=True)
 class SkillCloneResult:
     """How one skill option was learned: recorded calls and pairs, demo accuracy before/after cloning on the cloned
-    calls and on the held-out calls (``None`` without any), PPO fine-tuning frames, success in calling states of the
+    calls (with DAgger's states, after its last round) and on the held-out calls after the first cloning (``None``
+    without any), DAgger's labelled states and the option's success in each round's episodes (before that round's
+    cloning), PPO fine-tuning frames, success in calling states of the
     train envs and of the suite's test envs (sampled / greedy; ``None`` when not evaluated or never called there), wall
     seconds."""
 
@@ -370,6 +434,8 @@ class SkillCloneResult:
     accuracy_before: float
     accuracy: float
     validation_accuracy: float | None
+    dagger_pairs: int = 0
+    dagger_success: tuple[float, ...] = ()
     finetune_frames: int = 0
     train_success: tuple[float, float] | None = None
     test_success: tuple[float, float] | None = None
@@ -411,6 +477,21 @@ def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecor
         before = demo_accuracy(policy, fit)
         history = behaviour_clone(policy, fit, config.clone, seed=config.seed + index)
         validation = None if held is None else demo_accuracy(policy, held)
+        on_policy: list[float] = []
+        dagger_pairs = 0
+        for round_ in range(config.dagger_rounds):
+            extra, rate = dagger_demos(policy.option, train_ids, skill, view_size=config.view_size,
+                                       max_steps=config.max_skill_steps, episodes=config.dagger_episodes,
+                                       seed_base=DEMO_SEED_BASE + DAGGER_SEED_STRIDE * (round_ + 1),
+                                       marker=config.target_marker)
+            on_policy.append(rate)
+            if extra is not None:
+                dagger_pairs += extra.size
+                fit = concat_demos(fit, _returns(extra, config.algo.gamma, config.max_skill_steps))
+                history = behaviour_clone(policy, fit, config.clone, seed=config.seed + index + 7919 * (round_ + 1))
+            log.info("%s DAgger round %d: option's success %.2f in %d calling-state episodes, %d labelled states "
+                     "added (%d pairs in all), cloning accuracy %.2f", skill, round_ + 1, rate,
+                     config.dagger_episodes, 0 if extra is None else extra.size, fit.size, history[-1]["accuracy"])
         if config.finetune_steps:
             model.learn(config.finetune_steps)
         venv = model.get_env()
@@ -423,6 +504,7 @@ def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecor
         library.save(run_dir / LIBRARY_DIR)
         result = SkillCloneResult(skill=skill, calls=len(demos.lengths), pairs=demos.size, accuracy_before=before,
                                   accuracy=history[-1]["accuracy"], validation_accuracy=validation,
+                                  dagger_pairs=dagger_pairs, dagger_success=tuple(on_policy),
                                   finetune_frames=int(model.num_timesteps) if config.finetune_steps else 0,
                                   train_success=_success(config, option, train_ids, skill),
                                   test_success=_success(config, option, test_ids, skill),
@@ -462,12 +544,14 @@ def _pair(value: tuple[float, float] | None) -> str:
 def format_skill_results(recording: SkillRecording, results: Sequence[SkillCloneResult]) -> str:
     """The per-skill table (calls, pairs, cloning accuracy, held-out accuracy) under a line on the recording."""
     lines = [f"recorded {recording.episodes} planner episodes ({recording.solved} solved, {recording.frames} frames)",
-             "", "| skill | calls | pairs | cloning accuracy before -> after | held-out calls accuracy | PPO frames | "
+             "", "| skill | calls | pairs | cloning accuracy before -> after | held-out calls accuracy | "
+             "DAgger pairs | DAgger rounds' on-policy success | PPO frames | "
              "calling-state success, train envs (sampled / greedy) | test envs (sampled / greedy) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
+        rounds = " ".join(f"{v:.2f}" for v in r.dagger_success) or "-"
         lines.append(f"| {r.skill} | {r.calls} | {r.pairs} | {r.accuracy_before:.2f} -> {r.accuracy:.2f} | "
-                     f"{_fmt(r.validation_accuracy)} | {r.finetune_frames} | {_pair(r.train_success)} | "
-                     f"{_pair(r.test_success)} |")
+                     f"{_fmt(r.validation_accuracy)} | {r.dagger_pairs} | {rounds} | {r.finetune_frames} | "
+                     f"{_pair(r.train_success)} | {_pair(r.test_success)} |")
     return "\n".join(lines)
 

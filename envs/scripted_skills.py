@@ -67,6 +67,7 @@ class ScriptedSkills:
         self.last_info: dict[str, Any] = {}
         self.episode_over = False
         self.episode_success = False
+        self._probing = False
         self._handlers: dict[str, Callable[[Sequence[str]], bool]] = {
             "goto": self._goto, "pickup": self._pickup, "drop": self._drop, "open": self._open,
             "putnext": self._putnext,
@@ -99,6 +100,19 @@ class ScriptedSkills:
         return SkillResult(status=status, state=self.observe(), steps=self._steps, episode_over=self._over,
                            success=self._success)
 
+    def next_action(self, step: GroundOperator) -> int | None:
+        """The first action :meth:`execute` would take for ``step`` now, without taking it: the expert's label of a
+        state for DAgger. ``None`` when it would take none (the step already holds, or it fails at once: the object
+        is missing, the hands are full for a pickup)."""
+        self._probing = True
+        try:
+            self.execute(step)
+        except _Probed as probed:
+            return probed.action
+        finally:
+            self._probing = False
+        return None
+
     # -- primitive helpers ------------------------------------------------------------------------------------------
     def _act(self, actions: Sequence[int]) -> bool:
         """Take ``actions``; False when the budget or the episode runs out first."""
@@ -106,6 +120,8 @@ class ScriptedSkills:
             if self._over or self._steps >= self.max_skill_steps:
                 self._timeout = not self._over
                 return False
+            if self._probing:
+                raise _Probed(int(action))
             _, reward, terminated, truncated, self.last_info = self.env.step(int(action))
             self._steps += 1
             if terminated or truncated:
@@ -298,6 +314,14 @@ class ScriptedSkills:
             return abs(pos[0] - target[0]) + abs(pos[1] - target[1]) == 1 and self._spot(pos, rule)
 
         return self._drop_by_rules(beside, ((True, False, True), (False, False, True), (False, False, False)))
+
+
+class _Probed(Exception):
+    """:meth:`ScriptedSkills.next_action` found the action (raised instead of stepping the env)."""
+
+    def __init__(self, action: int) -> None:
+        super().__init__(action)
+        self.action = action
 
 
 def _accepts_ahead(accept: Callable[[Pos, tuple[bool, bool, bool]], bool], rule: tuple[bool, bool, bool],

@@ -6,7 +6,8 @@ served by one parameterised *skill option* whose argument is the object's ``(col
 plans the episode, runs the plan's steps before a randomly drawn call of the skill with the scripted skills, and hands
 over; the episode succeeds (reward ``1 - 0.9 * steps / max_steps``) on the step at which all of the call's add effects
 are observed, and is truncated after ``max_steps`` or when the env's own episode ends first. Observations are the
-whole-grid view (:func:`modrl.envs.wrappers.full_view_image`), the heading and the argument's slot indices.
+whole-grid view (:func:`modrl.envs.wrappers.full_view_image`; with ``marker``, its fourth channel on the call's
+object), the heading and the argument's slot indices.
 """
 
 from __future__ import annotations

@@ -26,7 +26,7 @@ from modrl.agents.skill_demos import (
 from modrl.cli.main import main
 from modrl.config import ConfigError
 from modrl.envs import get_suite
-from modrl.envs.operators import planning_domain
+from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.predicates import env_planning_state
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.wrappers import full_view_image
@@ -42,7 +42,6 @@ TINY = {"episodes": 2, "view_size": 9, "epochs": 2, "batch_size": 32,
 def _steps(env_id: str, seed: int) -> list[GroundOperator]:
     env = gym.make(env_id)
     env.reset(seed=seed)
-    from modrl.envs.operators import goals_for_env
     from modrl.planner import Plan, plan
 
     skills = ScriptedSkills(env)
@@ -131,11 +130,12 @@ def test_cli_skills_writes_a_library(tmp_path: Path, capsys: pytest.CaptureFixtu
     import yaml
 
     spec = tmp_path / "skills.yaml"
-    spec.write_text(yaml.safe_dump({**TINY, "skills": ["pickup"]}))
+    spec.write_text(yaml.safe_dump({**TINY, "skills": ["pickup"], "target_marker": True}))
     assert main(["options", "skills", str(spec), "--run-dir", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "| pickup |" in out and "modrl eval" in out
-    assert OptionLibrary.load(tmp_path / "run" / "options").names == ["pickup"]
+    library = OptionLibrary.load(tmp_path / "run" / "options")
+    assert library.names == ["pickup"] and library.get("pickup").config.image_shape == (9, 9, 4)
     # The run's config names its suite: the planner evaluation finds it without --suite.
     assert main(["eval", str(tmp_path / "run"), "--planner", "--episodes", "1", "--option-steps", "2"]) == 0
     assert "minigrid-hard/test" in capsys.readouterr().out
@@ -227,3 +227,61 @@ def test_fine_tuning_runs_ppo_in_calling_states_and_reports_calling_state_succes
     assert drop.train_success is not None and drop.test_success is not None  # BlockedUnlockPickup drops things
     assert all(0 <= v <= 1 for v in (*drop.train_success, *drop.test_success))
     assert "| drop |" in (tmp_path / "results.md").read_text()
+
+
+class _Recording(gym.Wrapper):  # type: ignore[type-arg]
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.actions: list[int] = []
+
+    def step(self, action: Any) -> Any:
+        self.actions.append(int(action))
+        return self.env.step(action)
+
+
+@pytest.mark.parametrize("env_id", ["MiniGrid-UnlockPickup-v0", "MiniGrid-BlockedUnlockPickup-v0"])
+def test_next_action_is_the_first_action_execute_takes_and_takes_none(env_id: str) -> None:
+    from modrl.planner import Plan, plan
+
+    env = _Recording(gym.make(env_id))
+    env.reset(seed=4)
+    skills = ScriptedSkills(env)
+    found = plan(planning_domain(), skills.observe(), goals_for_env(env, skills.observe()))
+    assert isinstance(found, Plan)
+    for step in found.steps:
+        before = (tuple(env.unwrapped.agent_pos), env.unwrapped.agent_dir, env.unwrapped.step_count)
+        probed = skills.next_action(step)
+        assert (tuple(env.unwrapped.agent_pos), env.unwrapped.agent_dir, env.unwrapped.step_count) == before
+        taken = len(env.actions)
+        result = skills.execute(step)
+        assert result.status is SkillStatus.DONE
+        assert probed == env.actions[taken]
+        assert skills.next_action(step) is None  # done: nothing left to do
+    env.close()
+
+
+def test_dagger_labels_the_options_own_states_with_the_scripted_action_and_reclones(tmp_path: Path) -> None:
+    from modrl.agents.skill_demos import dagger_demos, skill_option_config
+    from modrl.envs.skill_env import SkillStepEnv
+
+    config = load_skills_config(TINY)
+    option = Option(skill_option_config(config))
+    demos, rate = dagger_demos(option, ["MiniGrid-UnlockPickup-v0"], "open", view_size=9, max_steps=6, episodes=3,
+                               seed_base=11)
+    assert demos is not None and 0 <= rate <= 1 and len(demos.lengths) == 3 and demos.size <= demos.frames <= 18
+    # Each episode's first label is the scripted skill's action in the episode's first (calling) state.
+    env = SkillStepEnv(["MiniGrid-UnlockPickup-v0"], "open", view_size=9, max_steps=6)
+    starts = np.concatenate([[0], np.cumsum(demos.lengths)[:-1]])
+    for k, start in enumerate(starts):
+        obs, _ = env.reset(seed=11 + k)
+        assert np.array_equal(obs["image"], demos.observations["image"][start])
+        assert demos.actions[start] == ScriptedSkills(env.base).next_action(env.target)
+    env.close()
+    # In training: rounds run after cloning, their states join the demonstrations and are reported.
+    config = load_skills_config(TINY, ["skills=[open]", "dagger_rounds=2", "dagger_episodes=3", "eval_episodes=0",
+                                       "max_skill_steps=10"])
+    _, (result,) = train_skill_library(config, tmp_path)
+    assert len(result.dagger_success) == 2 and 0 < result.dagger_pairs <= 2 * 3 * 10
+    assert "DAgger" in (tmp_path / "results.md").read_text()
+    with pytest.raises(ConfigError, match="dagger_rounds"):
+        load_skills_config(TINY, ["dagger_rounds=-1"])

@@ -1,0 +1,157 @@
+"""The target marker (envs/wrappers.full_view_image(marker=...)): a fourth whole-grid channel on the object a planner
+step names, so a skill option knows which of two same-coloured objects is meant -- in the view itself, the skill-step
+env, recorded demonstrations and under the planner."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from minigrid.core.world_object import Ball
+
+from modrl.agents.option_skills import learned_skills, library_marks_target, with_predicates, wrap_for_library
+from modrl.agents.skill_demos import load_skills_config, record_skill_demos, skill_option_config
+from modrl.config import ConfigError
+from modrl.envs.operators import planning_domain
+from modrl.envs.predicates import env_planning_state, find_object, object_name
+from modrl.envs.skill_env import SkillStepEnv, skill_target
+from modrl.envs.wrappers import MARKED_IMAGE_HIGH, FullView, full_view_image
+from modrl.options import Option, OptionLibrary
+
+BALL, KEY, DOOR = 6, 5, 4  # minigrid OBJECT_TO_IDX
+
+
+def _two_red_balls() -> tuple[gym.Env, Any]:
+    env = gym.make("MiniGrid-Empty-8x8-v0")
+    env.reset(seed=0)
+    base = env.unwrapped
+    base.agent_pos, base.agent_dir = np.array([1, 1]), 0
+    base.grid.set(3, 1, Ball("red"))
+    base.grid.set(5, 5, Ball("red"))
+    return env, base
+
+
+def _marked(image: np.ndarray) -> list[tuple[int, int]]:
+    rows, cols = np.nonzero(image[..., 3])
+    return list(zip(rows.tolist(), cols.tolist(), strict=True))
+
+
+def test_find_object_tells_same_coloured_objects_apart_by_name() -> None:
+    env, base = _two_red_balls()
+    near, far = base.grid.get(3, 1), base.grid.get(5, 5)
+    assert find_object(base, "ball", "red") == (3, 1)  # a plain colour: the nearest
+    assert find_object(base, "ball", object_name(far)) == (5, 5) and object_name(far) == "red@5_5"
+    assert find_object(base, "ball", object_name(near)) == (3, 1)
+    assert find_object(base, "key", "red") is None
+    base.grid.set(5, 5, None)
+    base.carrying = far
+    assert find_object(base, "ball", "red@5_5") is None  # not on the grid
+    assert find_object(base, "ball", "red@5_5", carried=True) == (1, 1)  # in the agent's hands
+    env.close()
+
+
+def test_the_marker_channel_marks_the_named_object_and_leaves_the_rest_of_the_view_alone() -> None:
+    env, base = _two_red_balls()
+    plain = full_view_image(base, 15)
+    far = full_view_image(base, 15, marker=True, target=("ball", "red@5_5"))
+    near = full_view_image(base, 15, marker=True, target=("ball", "red"))
+    assert far.shape == (15, 15, 4) and np.array_equal(far[..., :3], plain)
+    assert len(_marked(far)) == len(_marked(near)) == 1 and _marked(far) != _marked(near)
+    assert all(far[r, c, 0] == BALL for r, c in _marked(far)) and all(near[r, c, 0] == BALL for r, c in _marked(near))
+    assert not full_view_image(base, 15, marker=True)[..., 3].any()  # no target
+    assert not full_view_image(base, 15, marker=True, target=("key", "red"))[..., 3].any()  # none there
+    base.carrying = base.grid.get(3, 1)
+    base.grid.set(3, 1, None)
+    held = full_view_image(base, 15, marker=True, target=("ball", "red"))
+    assert _marked(held) == [(7, 7)]  # the agent's cell, which shows what it carries
+    # The marker turns with the view: the same cell, seen facing the other way, is mirrored through the centre.
+    base.carrying = None
+    base.grid.set(3, 1, Ball("red"))
+    base.agent_dir = 2
+    (r, c), = _marked(full_view_image(base, 15, marker=True, target=("ball", "red")))
+    (r0, c0), = _marked(near)
+    assert (r, c) == (14 - r0, 14 - c0)
+    env.close()
+
+
+def test_the_full_view_wrapper_marks_its_target() -> None:
+    env = FullView(gym.make("MiniGrid-Unlock-v0"), size=11, marker=True)
+    assert env.observation_space["image"].shape == (11, 11, 4)
+    assert np.array_equal(env.observation_space["image"].high[0, 0], MARKED_IMAGE_HIGH)
+    check_env(env, skip_render_check=True)
+    obs, _ = env.reset(seed=0)
+    assert obs in env.observation_space and not obs["image"][..., 3].any()
+    env.target = ("door", env.unwrapped.grid.get(*find_door(env.unwrapped)).color)
+    obs, *_ = env.step(0)
+    (r, c), = _marked(obs["image"])
+    assert obs["image"][r, c, 0] == DOOR
+    env.close()
+
+
+def find_door(base: Any) -> tuple[int, int]:
+    return next((x, y) for x in range(base.width) for y in range(base.height)
+                if (cell := base.grid.get(x, y)) is not None and cell.type == "door")
+
+
+def test_skill_step_env_marks_the_calls_object() -> None:
+    env = SkillStepEnv(["MiniGrid-UnlockPickup-v0"], "open", view_size=11, max_steps=20, marker=True)
+    check_env(env, skip_render_check=True)
+    for seed in range(3):
+        obs, info = env.reset(seed=seed)
+        (r, c), = _marked(obs["image"])
+        assert obs["image"][r, c, 0] == DOOR and info["call"].startswith("open(door,")
+        assert skill_target(env.target) == (env.target.skill_args[0], env.target.skill_args[1])
+    env.close()
+    unmarked = SkillStepEnv(["MiniGrid-UnlockPickup-v0"], "open", view_size=11, max_steps=20)
+    assert unmarked.reset(seed=0)[0]["image"].shape == (11, 11, 3)
+    unmarked.close()
+
+
+def test_recorded_demonstrations_mark_each_steps_object_on_every_frame() -> None:
+    recording = record_skill_demos(["MiniGrid-Unlock-v0"], episodes=2, view_size=11, marker=True)
+    for skill, kind in (("pickup", KEY), ("open", DOOR)):
+        images = recording.demos[skill].observations["image"]
+        assert images.shape[1:] == (11, 11, 4)
+        assert all(len(_marked(image)) == 1 and image[_marked(image)[0]][0] == kind for image in images), skill
+
+
+class _Looker(Option):
+    """Turns left and keeps the images it was shown."""
+
+    seen: list[np.ndarray]
+
+    def act(self, image: torch.Tensor, *args: Any, **kwargs: Any) -> tuple[torch.Tensor, None]:
+        self.seen.append(image[0].numpy().copy())
+        return torch.tensor([0]), None
+
+
+def test_the_planner_points_the_marker_at_each_steps_object() -> None:
+    config = load_skills_config({"view_size": 11, "target_marker": True,
+                                 "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2,
+                                         "embed_dim": 2}})
+    option_config = skill_option_config(config)
+    assert option_config.image_shape == (11, 11, 4) and option_config.image_high == (10, 5, 2, 1)
+    looker = _Looker(option_config, termination_predicate=lambda info, args: False)
+    looker.seen = []
+    library = OptionLibrary()
+    library.add("pickup", looker)
+    assert library_marks_target(library)
+    plain = with_predicates(gym.make("MiniGrid-Unlock-v0"))
+    with pytest.raises(ValueError, match="marker"):
+        learned_skills(plain, library, fallback=None)
+    with pytest.raises(ConfigError, match="marker"):
+        with_predicates(gym.make("MiniGrid-Unlock-v0"), marker=True)
+    env = wrap_for_library(gym.make("MiniGrid-Unlock-v0"), library)
+    env.reset(seed=0)
+    executor = learned_skills(env, library, fallback=None, max_skill_steps=3)
+    step = next(op for op in planning_domain().ground(env_planning_state(env.unwrapped)) if op.operator == "pickup")
+    call = executor.resolve(step)
+    assert call is not None and call.option == "pickup" and call.args[1] == "key"
+    executor.execute(step)
+    assert len(looker.seen) == 3 + 1  # the first observation, then one per step taken
+    assert all(len(_marked(image)) == 1 and image[_marked(image)[0]][0] == KEY for image in looker.seen)
+    env.close()
