@@ -20,8 +20,8 @@ import gymnasium as gym
 
 from modrl.config import check
 from modrl.envs.operators import skill_subtask
-from modrl.envs.predicates import PredicatesInInfo, env_planning_state, plain_colour
-from modrl.envs.skill_env import skill_target
+from modrl.envs.predicates import PredicatesInInfo, env_planning_state
+from modrl.envs.skill_env import skill_call, skill_targets
 from modrl.envs.subtask_env import subtask_arguments
 from modrl.envs.wrappers import FullView, current_observation
 from modrl.options import OptionCall, OptionLibrary
@@ -30,23 +30,21 @@ from modrl.planner.option_executor import OptionExecutor
 
 
 def call_resolver(library: OptionLibrary) -> Callable[[GroundOperator], OptionCall | None]:
-    """``step -> OptionCall | None``: the library's option for the step's subtask (per-symbol first)."""
+    """``step -> OptionCall | None``: the library's option for the step's subtask (per-symbol first), else the
+    skill-named option (:func:`modrl.envs.skill_env.skill_call`: ``putnext`` with the moved object's words)."""
 
     def resolve(step: GroundOperator) -> OptionCall | None:
         sub = skill_subtask(step)
-        if sub is None:
-            return _skill_call(library, step)
-        if sub.name in library:
+        if sub is not None and sub.name in library:
             return OptionCall(option=sub.name)
-        if sub.verb in library and library.get(sub.verb).parameterised:
-            option = library.get(sub.verb)
+        if sub is not None and sub.verb in library and library.get(sub.verb).parameterised:
             args = subtask_arguments(sub)
             try:
-                option.encode_args(args)
-            except ValueError:  # a word this option was not built for
-                return None
-            return OptionCall(option=sub.verb, args=args)
-        return None
+                library.get(sub.verb).encode_args(args)
+                return OptionCall(option=sub.verb, args=args)
+            except ValueError:  # a word this option was not built for: maybe a skill option with other words
+                pass
+        return _skill_call(library, step)
 
     return resolve
 
@@ -67,15 +65,15 @@ def library_marks_target(library: OptionLibrary) -> bool:
 
 
 def _skill_call(library: OptionLibrary, step: GroundOperator) -> OptionCall | None:
-    """The skill-named parameterised option for a step with no grammar subtask, if it takes the step's words."""
-    if step.skill not in library or len(step.skill_args) != 2 or not library.get(step.skill).parameterised:
+    """The skill-named parameterised option for a step, if it takes the step's words."""
+    call = skill_call(step)
+    if call is None or call[0] not in library or not library.get(call[0]).parameterised:
         return None
-    args = (plain_colour(step.skill_args[1]), step.skill_args[0])
     try:
-        library.get(step.skill).encode_args(args)
+        library.get(call[0]).encode_args(call[1])
     except ValueError:
         return None
-    return OptionCall(option=step.skill, args=args)
+    return OptionCall(option=call[0], args=call[1])
 
 
 def with_predicates(env: gym.Env, *, view_size: int | None = None, marker: bool = False) -> gym.Env:
@@ -110,12 +108,12 @@ def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecu
 
     def resolve_and_mark(step: GroundOperator) -> OptionCall | None:
         if marked is not None:
-            marked.target = skill_target(step)
+            marked.targets = skill_targets(step)
         return resolve(step)
 
     def observation() -> Any:
         return current_observation(base, view, marker=marked is not None,
-                                   target=None if marked is None else marked.target)
+                                   targets=() if marked is None else marked.targets)
 
     return OptionExecutor(env, library, resolve=resolve_and_mark, observe=lambda: env_planning_state(base),
                           observation=observation, fallback=fallback,

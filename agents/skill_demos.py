@@ -24,7 +24,8 @@ two rows, ObstructedMaze-1Dl):
 
 The options read the whole grid (:class:`modrl.envs.wrappers.FullView`, ``view_size``), privileged like the planner's
 own state, so they find what the planner names without memory; with ``target_marker`` a fourth channel marks the
-step's object itself (the planner knows which of two red doors it means; the words alone do not say). A library made here runs under the planner with
+step's object itself (the planner knows which of two red doors it means; the words alone do not say).
+A library made here runs under the planner with
 ``modrl eval RUN_DIR --planner --split test``; the planner calls a skill option for a step by
 its skill name (:func:`modrl.agents.option_skills.call_resolver`) and ends the call when the step's effects are
 observed (:class:`modrl.planner.option_executor.OptionExecutor`).
@@ -59,7 +60,7 @@ from modrl.envs.skill_env import (
     SkillStepEnv,
     make_env,
     skill_call,
-    skill_target,
+    skill_targets,
     spec_name,
 )
 from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH, Target, full_view_image
@@ -169,16 +170,16 @@ class _Recorder(gym.Wrapper[Any, Any, Any, Any]):
         super().__init__(env)
         self.view_size, self.marker = view_size, marker
         #: The object the marker channel shows (the step being recorded).
-        self.target: Target | None = None
+        self.targets: Sequence[Target] = ()
         self.images: list[np.ndarray] = []
         self.directions: list[int] = []
         self.actions: list[int] = []
         self._current: tuple[np.ndarray, int] | None = None
 
     def look(self) -> None:
-        """Take the observation the next action is recorded with (again, after :attr:`target` changed)."""
+        """Take the observation the next action is recorded with (again, after :attr:`targets` changed)."""
         base = self.env.unwrapped
-        self._current = (full_view_image(base, self.view_size, marker=self.marker, target=self.target),
+        self._current = (full_view_image(base, self.view_size, marker=self.marker, targets=self.targets),
                          int(base.agent_dir))  # type: ignore[attr-defined]
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
@@ -216,7 +217,7 @@ class _Cutter:
 
     def execute(self, step: GroundOperator) -> SkillResult:
         start = len(self.recorder.actions)
-        self.recorder.target = skill_target(step)
+        self.recorder.targets = skill_targets(step)
         self.recorder.look()
         result = self.skills.execute(step)
         call = skill_call(step)

@@ -27,8 +27,8 @@ from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH, Target, full_view_image
 from modrl.planner import GroundOperator, Plan, SkillStatus, plan
 
-SKILL_NAMES: tuple[str, ...] = ("goto", "pickup", "drop", "open")
-"""The planner's skills a skill option can serve (``putnext`` is not one of the stock tasks' skills)."""
+SKILL_NAMES: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
+"""The planner's skills a skill option can serve (``putnext`` only in BabyAI-style tasks, not the stock hard ones)."""
 SKILL_TYPES: tuple[str, ...] = ("ball", "box", "key", "door", "goal")
 """Object types a skill option's argument may name."""
 SKILL_SLOTS: tuple[tuple[str, ...], ...] = (COLOURS, SKILL_TYPES)
@@ -46,11 +46,14 @@ _SURVEY_SEEDS = 5
 
 
 def skill_call(step: GroundOperator) -> tuple[str, tuple[str, str]] | None:
-    """``(skill, (colour, type))`` of a planner step a skill option can serve, else ``None``."""
-    if step.skill not in SKILL_NAMES or len(step.skill_args) != 2 or step.skill_args[0] not in SKILL_TYPES:
+    """``(skill, (colour, type))`` of a planner step a skill option can serve, else ``None``; for ``putnext`` the words
+    name the object moved (where it goes is the second marked object: :func:`skill_targets`)."""
+    targets = skill_targets(step)
+    if step.skill not in SKILL_NAMES or len(targets) != (2 if step.skill == "putnext" else 1) or \
+            any(kind not in SKILL_TYPES or plain_colour(name) not in COLOURS for kind, name in targets):
         return None
-    colour = plain_colour(step.skill_args[1])
-    return (step.skill, (colour, step.skill_args[0])) if colour in COLOURS else None
+    kind, name = targets[0]
+    return step.skill, (plain_colour(name), kind)
 
 
 def make_env(spec: EnvSpec) -> gym.Env:
@@ -63,17 +66,19 @@ def spec_name(spec: EnvSpec) -> str:
     return spec if isinstance(spec, str) else spec[0] + "".join(f" {k}={v}" for k, v in sorted(spec[1].items()))
 
 
-def skill_target(step: GroundOperator) -> Target | None:
-    """The object a skill step acts on, as :func:`~modrl.envs.wrappers.full_view_image`'s ``target``:
-    ``(type, name)``."""
-    return (step.skill_args[0], step.skill_args[1]) if len(step.skill_args) >= 2 else None
+def skill_targets(step: GroundOperator) -> tuple[Target, ...]:
+    """The objects a skill step names, in order, as :func:`~modrl.envs.wrappers.full_view_image`'s ``targets``:
+    ``(type, name)`` pairs (``putnext(box,red,key,blue)``: the red box, then the blue key)."""
+    args = step.skill_args
+    return tuple((args[i], args[i + 1]) for i in range(0, len(args) - 1, 2))
 
 
 def skill_observation(base: Any, view_size: int, args: Sequence[str], *, marker: bool = False,
-                      target: Target | None = None) -> dict[str, Any]:
+                      targets: Sequence[Target] = ()) -> dict[str, Any]:
     """A skill option's observation of an unwrapped MiniGrid env: whole-grid ``image`` (with the target-marker channel
-    on ``target`` when ``marker``), ``direction``, ``args``."""
-    return {"image": full_view_image(base, view_size, marker=marker, target=target), "direction": int(base.agent_dir),
+    on ``targets`` when ``marker``), ``direction``, ``args``."""
+    return {"image": full_view_image(base, view_size, marker=marker, targets=targets),
+            "direction": int(base.agent_dir),
             "args": np.asarray([SKILL_SLOTS[i].index(w) for i, w in enumerate(args)], np.int64)}
 
 
@@ -200,7 +205,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
 
     def _observation(self) -> dict[str, Any]:
         return skill_observation(self.base, self.view_size, self._args, marker=self.marker,
-                                 target=skill_target(self.target))
+                                 targets=skill_targets(self.target))
 
     def close(self) -> None:
         """Close every env built so far."""

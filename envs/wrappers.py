@@ -7,6 +7,7 @@ text spaces), and ``info`` carries ``is_success`` when an episode ends and the t
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -28,9 +29,9 @@ In MiniGrid's partial view the agent's own cell shows what it carries (or nothin
 channel only holds door states (open/closed/locked), not the agent direction.
 """
 IMAGE_HIGH.setflags(write=False)
-MARKED_IMAGE_HIGH: np.ndarray = np.append(IMAGE_HIGH, np.uint8(1))
-"""``(4,) uint8``: :data:`IMAGE_HIGH` and the target-marker channel (0/1) of a :func:`full_view_image` with
-``marker``."""
+MARKED_IMAGE_HIGH: np.ndarray = np.append(IMAGE_HIGH, np.uint8(2))
+"""``(4,) uint8``: :data:`IMAGE_HIGH` and the target-marker channel of a :func:`full_view_image` with ``marker`` (0:
+unmarked, 1: the step's object, 2: its second object, e.g. where ``putnext`` puts the first)."""
 MARKED_IMAGE_HIGH.setflags(write=False)
 
 Target = tuple[str, str]
@@ -90,15 +91,16 @@ class TaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         }
 
 
-def full_view_image(base: Any, size: int, *, marker: bool = False, target: Target | None = None) -> np.ndarray:
+def full_view_image(base: Any, size: int, *, marker: bool = False, targets: Sequence[Target] = ()) -> np.ndarray:
     """``(size, size, 3) uint8``: the whole grid as category indices, centred on the agent and turned so that it faces
     up, like MiniGrid's egocentric view but with nothing hidden (walls and closed doors occlude nothing) and the agent
     in the middle, at ``(size // 2, size // 2)``, instead of at the bottom. That cell shows what the agent carries, as
     in MiniGrid's view; cells beyond the grid are 0 (unseen). ``base`` is an unwrapped MiniGrid env.
 
-    With ``marker`` a fourth channel (``(size, size, 4)``, maxima :data:`MARKED_IMAGE_HIGH`) is 1 on the cell of
-    ``target`` (:func:`modrl.envs.predicates.find_object`; the agent's cell while it carries it) and 0 elsewhere --
-    how a skill option is told *which* object the planner means (one of two red doors, a box it never opened).
+    With ``marker`` a fourth channel (``(size, size, 4)``, maxima :data:`MARKED_IMAGE_HIGH`) is ``i + 1`` on the cell
+    of ``targets[i]`` (at most two; :func:`modrl.envs.predicates.find_object`, the agent's cell while it carries it)
+    and 0 elsewhere -- how a skill option is told *which* object the planner means (one of two red doors, a box it
+    never opened).
 
     Privileged, like the planner's symbolic state: an option that reads it needs no memory to find an object in
     another room. A grid wider than ``size // 2`` cells on either side of the agent is cut at the border.
@@ -109,10 +111,11 @@ def full_view_image(base: Any, size: int, *, marker: bool = False, target: Targe
     depth = 4 if marker else 3
     padded = np.zeros((width + 2 * half, height + 2 * half, depth), np.uint8)
     padded[half:half + width, half:half + height, :3] = grid
-    if marker and target is not None:
+    check(len(targets) <= int(MARKED_IMAGE_HIGH[3]), "targets", f"marks at most two objects, got {len(targets)}")
+    for value, target in reversed(list(enumerate(targets if marker else (), start=1))):
         where = find_object(base, *target, carried=True)
         if where is not None:
-            padded[half + where[0], half + where[1], 3] = 1
+            padded[half + where[0], half + where[1], 3] = value
     x, y = int(base.agent_pos[0]), int(base.agent_pos[1])
     crop = padded[x:x + size, y:y + size].copy()
     carried = base.carrying
@@ -121,20 +124,20 @@ def full_view_image(base: Any, size: int, *, marker: bool = False, target: Targe
 
 
 def current_observation(base: Any, view_size: int | None, *, marker: bool = False,
-                        target: Target | None = None) -> dict[str, Any]:
+                        targets: Sequence[Target] = ()) -> dict[str, Any]:
     """The observation of an unwrapped MiniGrid env now (``gen_obs()``), with the :func:`full_view_image` of side
-    ``view_size`` (and ``marker`` / ``target``) as its image when one is given -- what an option trained on that view
+    ``view_size`` (and ``marker`` / ``targets``) as its image when one is given -- what an option trained on that view
     sees (e.g. after skills that stepped the env without handing their observations on)."""
     obs = base.gen_obs()
     return obs if view_size is None else \
-        {**obs, "image": full_view_image(base, view_size, marker=marker, target=target)}
+        {**obs, "image": full_view_image(base, view_size, marker=marker, targets=targets)}
 
 
 class FullView(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Replace a MiniGrid observation's ``image`` by :func:`full_view_image` (``(size, size, 3)``, ``size`` odd);
     the other keys are kept. MiniGrid's 7x7 view is the sub-block ``[h-3 : h+4, h-6 : h+1]`` (``h = size // 2``) of it,
     wherever MiniGrid's view is not occluded. With ``marker`` the image has the target-marker channel
-    (``(size, size, 4)``); set :attr:`target` to the object to mark (``None``: no mark)."""
+    (``(size, size, 4)``); set :attr:`targets` to the objects to mark (none: no mark)."""
 
     def __init__(self, env: gym.Env, *, size: int, marker: bool = False) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, size=size, marker=marker)
@@ -145,8 +148,8 @@ class FullView(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         if not isinstance(inner, spaces.Dict) or "image" not in inner.spaces:
             raise TypeError(f"FullView needs a MiniGrid Dict observation with 'image', got {inner}")
         self.size, self.marker = size, marker
-        #: The object the marker channel shows (``marker`` only).
-        self.target: Target | None = None
+        #: The objects the marker channel shows (``marker`` only).
+        self.targets: Sequence[Target] = ()
         high = MARKED_IMAGE_HIGH if marker else IMAGE_HIGH
         shape = (size, size, len(high))
         self.observation_space = spaces.Dict({
@@ -155,7 +158,7 @@ class FullView(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     def observation(self, observation: dict[str, Any]) -> dict[str, Any]:
         """The observation with the full-view image."""
         return {**observation, "image": full_view_image(self.env.unwrapped, self.size, marker=self.marker,
-                                                        target=self.target)}
+                                                        targets=self.targets)}
 
 
 class SuccessInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):

@@ -4,6 +4,7 @@ has no subtask for (drop, open a box) with skill-named options, and calls ending
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,9 @@ def test_skill_calls_name_the_skill_and_the_plain_colour_and_type() -> None:
     putnext = GroundOperator(operator="putnext", args=(), pre=frozenset(), neg=(), add=frozenset(),
                              delete_exact=frozenset(), delete_patterns=(), skill="putnext",
                              skill_args=("box", "red", "key", "blue"))
-    assert skill_call(putnext) is None
+    assert skill_call(putnext) == ("putnext", ("red", "box"))  # the moved object's words; the key is marked
+    assert skill_call(replace(putnext, skill_args=("box", "red"))) is None  # putnext needs both objects
+    assert skill_call(replace(putnext, skill_args=("box", "red", "wall", "blue"))) is None
 
 
 def test_recorded_demonstrations_are_the_agents_view_before_each_scripted_action() -> None:

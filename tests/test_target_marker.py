@@ -18,7 +18,7 @@ from modrl.agents.skill_demos import load_skills_config, record_skill_demos, ski
 from modrl.config import ConfigError
 from modrl.envs.operators import planning_domain
 from modrl.envs.predicates import env_planning_state, find_object, object_name
-from modrl.envs.skill_env import SkillStepEnv, skill_target
+from modrl.envs.skill_env import SkillStepEnv, skill_call, skill_targets
 from modrl.envs.wrappers import MARKED_IMAGE_HIGH, FullView, full_view_image
 from modrl.options import Option, OptionLibrary
 
@@ -57,22 +57,26 @@ def test_find_object_tells_same_coloured_objects_apart_by_name() -> None:
 def test_the_marker_channel_marks_the_named_object_and_leaves_the_rest_of_the_view_alone() -> None:
     env, base = _two_red_balls()
     plain = full_view_image(base, 15)
-    far = full_view_image(base, 15, marker=True, target=("ball", "red@5_5"))
-    near = full_view_image(base, 15, marker=True, target=("ball", "red"))
+    far = full_view_image(base, 15, marker=True, targets=[("ball", "red@5_5")])
+    near = full_view_image(base, 15, marker=True, targets=[("ball", "red")])
     assert far.shape == (15, 15, 4) and np.array_equal(far[..., :3], plain)
     assert len(_marked(far)) == len(_marked(near)) == 1 and _marked(far) != _marked(near)
     assert all(far[r, c, 0] == BALL for r, c in _marked(far)) and all(near[r, c, 0] == BALL for r, c in _marked(near))
     assert not full_view_image(base, 15, marker=True)[..., 3].any()  # no target
-    assert not full_view_image(base, 15, marker=True, target=("key", "red"))[..., 3].any()  # none there
+    assert not full_view_image(base, 15, marker=True, targets=[("key", "red")])[..., 3].any()  # none there
+    both = full_view_image(base, 15, marker=True, targets=[("ball", "red@5_5"), ("ball", "red")])
+    assert both[..., 3][_marked(far)[0]] == 1 and both[..., 3][_marked(near)[0]] == 2  # first 1, second 2
+    with pytest.raises(ConfigError, match="targets"):
+        full_view_image(base, 15, marker=True, targets=[("ball", "red")] * 3)
     base.carrying = base.grid.get(3, 1)
     base.grid.set(3, 1, None)
-    held = full_view_image(base, 15, marker=True, target=("ball", "red"))
+    held = full_view_image(base, 15, marker=True, targets=[("ball", "red")])
     assert _marked(held) == [(7, 7)]  # the agent's cell, which shows what it carries
     # The marker turns with the view: the same cell, seen facing the other way, is mirrored through the centre.
     base.carrying = None
     base.grid.set(3, 1, Ball("red"))
     base.agent_dir = 2
-    (r, c), = _marked(full_view_image(base, 15, marker=True, target=("ball", "red")))
+    (r, c), = _marked(full_view_image(base, 15, marker=True, targets=[("ball", "red")]))
     (r0, c0), = _marked(near)
     assert (r, c) == (14 - r0, 14 - c0)
     env.close()
@@ -85,7 +89,7 @@ def test_the_full_view_wrapper_marks_its_target() -> None:
     check_env(env, skip_render_check=True)
     obs, _ = env.reset(seed=0)
     assert obs in env.observation_space and not obs["image"][..., 3].any()
-    env.target = ("door", env.unwrapped.grid.get(*find_door(env.unwrapped)).color)
+    env.targets = [("door", env.unwrapped.grid.get(*find_door(env.unwrapped)).color)]
     obs, *_ = env.step(0)
     (r, c), = _marked(obs["image"])
     assert obs["image"][r, c, 0] == DOOR
@@ -104,7 +108,7 @@ def test_skill_step_env_marks_the_calls_object() -> None:
         obs, info = env.reset(seed=seed)
         (r, c), = _marked(obs["image"])
         assert obs["image"][r, c, 0] == DOOR and info["call"].startswith("open(door,")
-        assert skill_target(env.target) == (env.target.skill_args[0], env.target.skill_args[1])
+        assert skill_targets(env.target) == ((env.target.skill_args[0], env.target.skill_args[1]),)
     env.close()
     unmarked = SkillStepEnv(["MiniGrid-UnlockPickup-v0"], "open", view_size=11, max_steps=20)
     assert unmarked.reset(seed=0)[0]["image"].shape == (11, 11, 3)
@@ -134,7 +138,7 @@ def test_the_planner_points_the_marker_at_each_steps_object() -> None:
                                  "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2,
                                          "embed_dim": 2}})
     option_config = skill_option_config(config)
-    assert option_config.image_shape == (11, 11, 4) and option_config.image_high == (10, 5, 2, 1)
+    assert option_config.image_shape == (11, 11, 4) and option_config.image_high == (10, 5, 2, 2)
     looker = _Looker(option_config, termination_predicate=lambda info, args: False)
     looker.seen = []
     library = OptionLibrary()
@@ -154,4 +158,26 @@ def test_the_planner_points_the_marker_at_each_steps_object() -> None:
     executor.execute(step)
     assert len(looker.seen) == 3 + 1  # the first observation, then one per step taken
     assert all(len(_marked(image)) == 1 and image[_marked(image)[0]][0] == KEY for image in looker.seen)
+    env.close()
+
+
+def test_putnext_marks_the_moved_object_then_its_destination_and_a_skill_option_serves_it() -> None:
+    from modrl.agents.option_skills import call_resolver
+    from modrl.agents.skill_demos import SKILL_SLOTS
+    from modrl.options import OptionCall, OptionConfig
+
+    env = gym.make("ModRL-sequences-putnext-yellow-box-blue-key-v0")
+    env.reset(seed=0)
+    base = env.unwrapped
+    step = next(op for op in planning_domain().ground(env_planning_state(base))
+                if op.skill == "putnext" and op.skill_args == ("box", "yellow", "key", "blue"))
+    assert skill_targets(step) == (("box", "yellow"), ("key", "blue"))
+    assert skill_call(step) == ("putnext", ("yellow", "box"))
+    image = full_view_image(base, 25, marker=True, targets=skill_targets(step))
+    assert sorted(image[..., 3][image[..., 3] > 0].tolist()) == [1, 2]
+    assert image[..., 0][image[..., 3] == 1].tolist() == [7] and image[..., 0][image[..., 3] == 2].tolist() == [KEY]
+    library = OptionLibrary()
+    library.add("putnext", Option(OptionConfig(image_shape=(25, 25, 4), image_high=(10, 5, 2, 2), channels=(4,),
+                                               features_dim=4, hidden=(), embed_dim=2, arg_slots=SKILL_SLOTS)))
+    assert call_resolver(library)(step) == OptionCall(option="putnext", args=("yellow", "box"))
     env.close()
