@@ -65,12 +65,16 @@ def library_marks_target(library: OptionLibrary) -> bool:
 
 
 def _skill_call(library: OptionLibrary, step: GroundOperator) -> OptionCall | None:
-    """The skill-named parameterised option for a step, if it takes the step's words."""
+    """The skill-named option for a step: a parameterised one if it takes the step's words, or one that reads only the
+    target marker (called with the words, which its termination predicate reads)."""
     call = skill_call(step)
-    if call is None or call[0] not in library or not library.get(call[0]).parameterised:
+    if call is None or call[0] not in library:
         return None
+    option = library.get(call[0])
+    if not option.parameterised:  # a marker-only skill option: the marker shows the object, the words go to β
+        return OptionCall(option=call[0], args=call[1]) if library_marks_target(library) else None
     try:
-        library.get(call[0]).encode_args(call[1])
+        option.encode_args(call[1])
     except ValueError:
         return None
     return OptionCall(option=call[0], args=call[1])

@@ -105,6 +105,9 @@ class SkillsConfig:
     #: The view carries a fourth channel marking the object the planner's step names
     #: (:func:`modrl.envs.wrappers.full_view_image`): the options then know which of two red doors is meant.
     target_marker: bool = False
+    #: The options read the step's words ``(colour, type)`` as arguments; ``false``: only the marker says which object
+    #: (needs ``target_marker``; an ``open`` that only ever opened doors then opens a box it is pointed at).
+    words: bool = True
     skills: tuple[str, ...] = SKILL_NAMES
     net: OptionNetConfig = field(default_factory=OptionNetConfig)
     epochs: int = 40
@@ -137,6 +140,8 @@ class SkillsConfig:
         unknown = [s for s in self.skills if s not in SKILL_NAMES]
         check(bool(self.skills) and not unknown and len(set(self.skills)) == len(self.skills), "skills",
               f"pick each of {', '.join(SKILL_NAMES)} at most once, got {list(self.skills)}")
+        check(self.words or self.target_marker, "words", "false needs target_marker: true (else nothing says which "
+              "object a call means)")
         check(0 <= self.validation < 1, "validation", f"must be in [0, 1), got {self.validation}")
         check(0 <= self.dagger_rounds <= 100, "dagger_rounds", f"must be in [0, 100], got {self.dagger_rounds}")
         check(1 <= self.dagger_episodes <= 1_000_000, "dagger_episodes",
@@ -323,8 +328,8 @@ def skill_option_config(config: SkillsConfig, num_actions: int = 7) -> OptionCon
     high = MARKED_IMAGE_HIGH if config.target_marker else IMAGE_HIGH
     return OptionConfig(image_shape=(side, side, len(high)), image_high=tuple(int(v) for v in high),
                         num_actions=num_actions, embed_dim=net.embed_dim,
-                        channels=net.channels, features_dim=net.features_dim, hidden=net.hidden, arg_slots=SKILL_SLOTS,
-                        arg_dim=net.arg_dim)
+                        channels=net.channels, features_dim=net.features_dim, hidden=net.hidden,
+                        arg_slots=SKILL_SLOTS if config.words else (), arg_dim=net.arg_dim)
 
 
 def split_envs(suite_name: str, split: str) -> list[EnvSpec]:
@@ -352,6 +357,13 @@ def _skill_env(env_ids: Sequence[EnvSpec], skill: str, config: SkillsConfig) -> 
                                 marker=config.target_marker))
 
 
+def skill_action(option: Option, obs: Mapping[str, Any], *, deterministic: bool) -> torch.Tensor:
+    """``option``'s action ``(1,)`` on a :class:`~modrl.envs.skill_env.SkillStepEnv` observation (its ``args`` only
+    when the option takes words)."""
+    args = torch.as_tensor(obs["args"]) if option.parameterised else None
+    return option.act(*option_inputs(obs, args), deterministic=deterministic)[0]
+
+
 def evaluate_skill(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, view_size: int, max_steps: int,
                    episodes: int, deterministic: bool, seed_base: int = EVAL_SEED_BASE, marker: bool = False) -> float:
     """Success of ``option`` on ``episodes`` calling-state episodes of ``skill`` in ``env_ids``
@@ -364,7 +376,7 @@ def evaluate_skill(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, vi
             obs, _ = env.reset(seed=seed_base + k)
             done, info = False, dict[str, Any]()
             while not done:
-                action, _ = option.act(*option_inputs(obs, torch.as_tensor(obs["args"])), deterministic=deterministic)
+                action = skill_action(option, obs, deterministic=deterministic)
                 obs, _, terminated, truncated, info = env.step(int(action[0]))
                 done = terminated or truncated
             wins += bool(info.get("is_success", False))
@@ -397,7 +409,7 @@ def dagger_demos(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, view
                 label = expert.next_action(env.target)
                 if label is not None:
                     rows.append((obs["image"], int(obs["direction"]), obs["args"], label))
-                action, _ = option.act(*option_inputs(obs, torch.as_tensor(obs["args"])), deterministic=False)
+                action = skill_action(option, obs, deterministic=False)
                 obs, _, terminated, truncated, info = env.step(int(action[0]))
                 done = terminated or truncated
                 frames += 1

@@ -4,6 +4,7 @@ env, recorded demonstrations and under the planner."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -181,3 +182,30 @@ def test_putnext_marks_the_moved_object_then_its_destination_and_a_skill_option_
                                                features_dim=4, hidden=(), embed_dim=2, arg_slots=SKILL_SLOTS)))
     assert call_resolver(library)(step) == OptionCall(option="putnext", args=("yellow", "box"))
     env.close()
+
+
+def test_marker_only_skill_options_take_no_words_and_are_called_with_the_steps_words(tmp_path: Path) -> None:
+    from modrl.agents.option_skills import call_resolver
+    from modrl.agents.options_router import load_library
+    from modrl.agents.planner_eval import PlannerEvalConfig, evaluate_planner
+    from modrl.agents.skill_demos import train_skill_library
+    from modrl.options import OptionCall
+
+    tiny = {"episodes": 2, "view_size": 9, "epochs": 2, "batch_size": 32, "eval_episodes": 1,
+            "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2}}
+    with pytest.raises(ConfigError, match="words"):
+        load_skills_config(tiny, ["words=false"])
+    config = load_skills_config(tiny, ["words=false", "target_marker=true", "skills=[open,pickup]"])
+    assert skill_option_config(config).arg_slots == ()
+    train_skill_library(config, tmp_path)
+    library = load_library(str(tmp_path / "options"))
+    assert not library.get("open").parameterised and library_marks_target(library)
+    env = gym.make("MiniGrid-ObstructedMaze-1Dlh-v0")
+    env.reset(seed=0)
+    box = next(op for op in planning_domain().ground(env_planning_state(env.unwrapped)) if op.operator == "open_box")
+    env.close()
+    call = skill_call(box)
+    assert call is not None and call_resolver(library)(box) == OptionCall(option="open", args=call[1])
+    report = evaluate_planner(PlannerEvalConfig(suite="minigrid-hard", split="test", episodes=1,
+                                                library=str(tmp_path / "options"), option_steps=5))
+    assert sum(t.option_calls for t in report.tasks) > 0 and sum(t.fallback_calls for t in report.tasks) == 0
