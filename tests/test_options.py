@@ -322,7 +322,8 @@ def test_router_trains_over_a_library_and_logs_option_telemetry(tmp_path: Path) 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from modrl.agents.options_config import load_route_config
-    from modrl.agents.options_router import train_router
+    from modrl.agents.options_router import evaluate_router, train_router
+    from modrl.envs import get_suite
     from modrl.envs.subtask_env import argument_slots
 
     library = OptionLibrary()
@@ -333,13 +334,18 @@ def test_router_trains_over_a_library_and_logs_option_telemetry(tmp_path: Path) 
                                 "max_option_steps": 4, "max_decisions": 4, "total_timesteps": 200,
                                 "algo": {"n_steps": 8, "batch_size": 16, "n_epochs": 1}})
     with TelemetryWriter(tmp_path / "tb") as writer:
-        model, _, calls, callback = train_router(config, writer=writer)
+        model, library, calls, callback = train_router(config, writer=writer)
     assert [c.name for c in calls] == ["pickup-blue-key", "goto-green-ball", "goto-purple-door"]
     assert callback.frames >= 200 and model.num_timesteps >= 16
     tags = EventAccumulator(str(tmp_path / "tb")).Reload().Tags()
     assert "modrl/options/mean_duration" in tags["scalars"]
     assert "modrl/option/goto-green-ball/mean_duration" in tags["scalars"]
     assert "modrl/routing/task_module_heatmap" in tags["images"]
+    # Evaluation, greedy and sampled: every task of every split, with its success rate and decisions.
+    for deterministic in (True, False):
+        results = evaluate_router(model, config, library, calls, episodes=1, deterministic=deterministic)
+        assert set(results) == set(get_suite("sequences").task_names)
+        assert all(0 <= row["success"] <= 1 and 1 <= row["decisions"] <= 4 for row in results.values())
 
 
 def test_cli_options_train_refuses_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -127,12 +127,14 @@ def _route(config: Any, run_dir: Path) -> None:
                     fingerprint=fingerprint(identity), keep=1)
     print(f"router trained: {callback.frames} frames, {model.num_timesteps} decisions over {len(calls)} option calls")
     results = evaluate_router(model, config, library, calls, episodes=config.eval_episodes)
-    atomic_write_json(run_dir / "results.json", {"frames": callback.frames, "tasks": results})
+    sampled = evaluate_router(model, config, library, calls, episodes=config.eval_episodes, deterministic=False)
+    atomic_write_json(run_dir / "results.json", {"frames": callback.frames, "tasks": results,
+                                                 "tasks_sampled": sampled})
     for split in dict.fromkeys(row["split"] for row in results.values()):
-        rows = [row for row in results.values() if row["split"] == split]
-        mean = sum(r["success"] for r in rows) / len(rows)
-        print(f"{split:>5}: success {mean:.2f} over {len(rows)} tasks (deterministic router, "
-              f"{config.eval_episodes} episodes each)")
+        means = [sum(r["success"] for r in rows) / len(rows)
+                 for rows in ([row for row in table.values() if row["split"] == split] for table in (results, sampled))]
+        print(f"{split:>5}: success {means[0]:.2f} deterministic / {means[1]:.2f} sampled router over "
+              f"{sum(row['split'] == split for row in results.values())} tasks ({config.eval_episodes} episodes each)")
 
 
 def _critic(config: Any, run_dir: Path) -> None:
