@@ -5,9 +5,10 @@ served by one parameterised *skill option* whose argument is the object's ``(col
 :class:`SkillStepEnv` makes training and evaluation episodes for such an option: on reset it draws an env and a seed,
 plans the episode, runs the plan's steps before a randomly drawn call of the skill with the scripted skills, and hands
 over; the episode succeeds (reward ``1 - 0.9 * steps / max_steps``) on the step at which all of the call's add effects
-are observed, and is truncated after ``max_steps`` or when the env's own episode ends first. Observations are the
-whole-grid view (:func:`modrl.envs.wrappers.full_view_image`; with ``marker``, its fourth channel on the call's
-object), the heading and the argument's slot indices.
+are observed (or the env's own episode ends in success: a last ``goto(door)`` that faces the door from the other room
+than planned still completes the task), and is truncated after ``max_steps`` or when the env's own episode ends first.
+Observations are the whole-grid view (:func:`modrl.envs.wrappers.full_view_image`; with ``marker``, its fourth channel
+on the call's objects), the heading and the argument's slot indices.
 """
 
 from __future__ import annotations
@@ -193,9 +194,10 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         """Step the drawn env; success once the call's add effects are observed."""
         assert self._env is not None and self._step_target is not None, "reset first"
-        _, _, env_terminated, env_truncated, _ = self._env.step(int(action))
+        _, env_reward, env_terminated, env_truncated, _ = self._env.step(int(action))
         self._steps += 1
-        done = self._step_target.add <= env_planning_state(self.base)
+        solved = bool(env_terminated) and float(env_reward) > 0  # the env's task is done: nothing left to call for
+        done = solved or self._step_target.add <= env_planning_state(self.base)
         truncated = not done and (self._steps >= self.max_steps or bool(env_terminated) or bool(env_truncated))
         reward = 1.0 - 0.9 * self._steps / self.max_steps if done else 0.0
         info = dict(self._info)

@@ -288,3 +288,23 @@ def test_dagger_labels_the_options_own_states_with_the_scripted_action_and_reclo
     assert "DAgger" in (tmp_path / "results.md").read_text()
     with pytest.raises(ConfigError, match="dagger_rounds"):
         load_skills_config(TINY, ["dagger_rounds=-1"])
+
+
+def test_a_skill_episode_that_ends_the_envs_task_in_success_succeeds() -> None:
+    from modrl.agents.skill_demos import split_envs
+    from modrl.envs.skill_env import SkillStepEnv
+
+    # Seed 38 draws a last goto(door,purple) that the scripted skill completes facing the door from the other room
+    # than the plan named: the step's agent_in(room) effect never holds, but the env's task is solved.
+    env = SkillStepEnv(split_envs("sequences", "train"), "goto", view_size=9, max_steps=100)
+    _, info = env.reset(seed=38)
+    assert info["call"] == "goto(door,purple)"
+    done, reward = False, 0.0
+    while not done:
+        action = ScriptedSkills(env.base).next_action(env.target)
+        assert action is not None
+        _, reward, terminated, truncated, step_info = env.step(action)
+        done = terminated or truncated
+    assert terminated and step_info["is_success"] and reward > 0
+    assert not env.target.add <= env_planning_state(env.base)  # by the env's success, not the step's effects
+    env.close()
