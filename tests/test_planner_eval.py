@@ -103,12 +103,12 @@ def test_cli_planner_with_an_untrained_library_writes_eval_json(options_run: Pat
     assert sum(t["fallback_calls"] for t in data["tasks"]) == 0  # no fallback unless asked
 
 
-def test_max_nodes_bounds_every_replan_and_is_recorded(tmp_path: Path) -> None:
+def test_max_nodes_and_max_replans_bound_the_search_and_are_recorded(tmp_path: Path) -> None:
     out = tmp_path / "scripted.json"
     assert main(["eval", "--planner", "--scripted", "--suite", "sequences", "--episodes", "1", "--max-nodes", "3",
-                 "--out", str(out)]) == 0
+                 "--max-replans", "0", "--out", str(out)]) == 0
     data = json.loads(out.read_text())
-    assert data["config"]["max_nodes"] == 3
+    assert data["config"]["max_nodes"] == 3 and data["config"]["max_replans"] == 0
     assert data["mean_success"] < 1.0  # three expansions cannot plan a two-subtask task
     assert {o for t in data["tasks"] for o in t["outcomes"]} >= {"no_plan"}
     with pytest.raises(ConfigError, match="max_nodes"):
@@ -167,6 +167,8 @@ def _bare_library(tmp_path: Path) -> Path:
     (lambda p: [str(p), "--planner", "--option-steps", "0"], "--option-steps must be >= 1"),
     (lambda p: [str(p), "--planner", "--max-nodes", "0"], "--max-nodes must be >= 1"),
     (lambda p: [str(p), "--max-nodes", "9"], "--max-nodes needs --planner"),
+    (lambda p: [str(p), "--planner", "--max-replans", "-1"], "--max-replans must be >= 0"),
+    (lambda p: [str(p), "--max-replans", "9"], "--max-replans needs --planner"),
     (lambda p: [], "give RUN_DIR"),
 ])  # fmt: skip
 def test_cli_errors_are_one_line_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],

@@ -105,6 +105,10 @@ def _build_parser() -> argparse.ArgumentParser:
         "a lower bound makes hopeless re-plans after failed skills cheap)"
     )
     planner.add_argument(
+        "--max-replans", type=int, metavar="N", help="re-plans per episode after the first plan (default: 5; each "
+        "failed or timed-out skill call re-plans, so sampled options get another try)"
+    )
+    planner.add_argument(
         "--fallback-scripted", action="store_true", help="the scripted skills run the steps no option serves "
         "(counted in the table; default: such a step fails and the planner re-plans)"
     )

@@ -23,6 +23,8 @@ def _planner_flag_error(args: argparse.Namespace) -> str | None:
         return f"--option-steps must be >= 1, got {args.option_steps}"
     if args.max_nodes is not None and args.max_nodes < 1:
         return f"--max-nodes must be >= 1, got {args.max_nodes}"
+    if args.max_replans is not None and args.max_replans < 0:
+        return f"--max-replans must be >= 0, got {args.max_replans}"
     if args.split == "all":
         return "--planner evaluates one split: give --split NAME (default: test if the suite has one, else train)"
     if not args.scripted:
@@ -95,7 +97,8 @@ def evaluate_planner_command(args: argparse.Namespace) -> int:
             suite=suite, split=args.split or default_split(suite), episodes=args.episodes,
             library=None if library is None else str(library), deterministic=not args.stochastic,
             fallback_scripted=args.fallback_scripted, option_steps=args.option_steps or 100,
-            **({} if args.max_nodes is None else {"max_nodes": args.max_nodes}))
+            **({} if args.max_nodes is None else {"max_nodes": args.max_nodes}),
+            **({} if args.max_replans is None else {"max_replans": args.max_replans}))
     except (ConfigError, RunDirError, UnknownNameError) as exc:
         return fail(one_line(str(exc)))
     try:
