@@ -44,6 +44,7 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 import torch
+from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 from stable_baselines3 import PPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -51,11 +52,13 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from modrl._io import atomic_write_json, atomic_write_text
 from modrl.config import apply_overrides, check, from_dict, load_yaml, to_dict
 from modrl.envs import get_suite
+from modrl.envs.grammar import COLOURS
 from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.skill_env import (
     SKILL_NAMES,
     SKILL_SLOTS,
+    SKILL_TYPES,
     EnvSpec,
     SkillStepEnv,
     make_env,
@@ -108,6 +111,10 @@ class SkillsConfig:
     #: The options read the step's words ``(colour, type)`` as arguments; ``false``: only the marker says which object
     #: (needs ``target_marker``; an ``open`` that only ever opened doors then opens a box it is pointed at).
     words: bool = True
+    #: Probability that a demonstrated call is cloned with its marked object's type and colour redrawn (in the image,
+    #: and in the words when the options read them), the same for every frame of the call: the option learns to act on
+    #: the marked cell whatever is there (an ``open`` that only saw doors then opens a box). Needs ``target_marker``.
+    target_noise: float = 0.0
     skills: tuple[str, ...] = SKILL_NAMES
     net: OptionNetConfig = field(default_factory=OptionNetConfig)
     epochs: int = 40
@@ -142,6 +149,8 @@ class SkillsConfig:
               f"pick each of {', '.join(SKILL_NAMES)} at most once, got {list(self.skills)}")
         check(self.words or self.target_marker, "words", "false needs target_marker: true (else nothing says which "
               "object a call means)")
+        check(0 <= self.target_noise <= 1, "target_noise", f"must be in [0, 1], got {self.target_noise}")
+        check(self.target_noise == 0 or self.target_marker, "target_noise", "needs target_marker: true")
         check(0 <= self.validation < 1, "validation", f"must be in [0, 1), got {self.validation}")
         check(0 <= self.dagger_rounds <= 100, "dagger_rounds", f"must be in [0, 100], got {self.dagger_rounds}")
         check(1 <= self.dagger_episodes <= 1_000_000, "dagger_episodes",
@@ -423,6 +432,40 @@ def dagger_demos(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, view
     return (_demo_set(chunks, episodes, frames) if chunks else None), wins / episodes
 
 
+#: What a redrawn marked object may become (:func:`redraw_targets`): MiniGrid's object ids of the skill types that can
+#: be picked up or toggled, with the state they start in (boxes, balls and keys: 0; doors: closed).
+_REDRAW_OBJECTS: tuple[tuple[str, int], ...] = (("ball", 0), ("box", 0), ("key", 0), ("door", 1))
+
+
+def redraw_targets(demos: DemoSet, probability: float, rng: np.random.Generator) -> DemoSet:
+    """``demos`` with each call, with ``probability``, showing another ``(type, colour)`` for its marked object (marker
+    value 1) on every frame, and naming it so in ``args`` when the demonstrations carry words. The actions stay: the
+    option learns that *where* the marker is, not what is there, decides what to do. Cells the agent stands on (a
+    carried object) are left alone."""
+    if probability <= 0 or demos.observations["image"].shape[-1] < 4:
+        return demos
+    images = demos.observations["image"].copy()
+    args = demos.observations["args"].copy() if "args" in demos.observations else None
+    centre = images.shape[1] // 2
+    start = 0
+    for length in demos.lengths:
+        stop = start + length
+        if rng.random() < probability:
+            kind, state = _REDRAW_OBJECTS[int(rng.integers(len(_REDRAW_OBJECTS)))]
+            colour = int(rng.integers(len(COLOURS)))
+            block = images[start:stop]
+            marked = block[..., 3] == 1
+            marked[:, centre, centre] = False
+            block[marked, 0] = OBJECT_TO_IDX[kind]
+            block[marked, 1] = COLOR_TO_IDX[COLOURS[colour]]
+            block[marked, 2] = state
+            if args is not None:
+                args[start:stop] = (colour, SKILL_TYPES.index(kind))
+        start = stop
+    observations = {**demos.observations, "image": images, **({} if args is None else {"args": args})}
+    return replace(demos, observations=observations)
+
+
 def concat_demos(first: DemoSet, second: DemoSet) -> DemoSet:
     """Both demonstration sets in one (``first``'s calls, then ``second``'s)."""
     return DemoSet(observations={k: np.concatenate([v, second.observations[k]]) for k, v in first.observations.items()},
@@ -488,7 +531,9 @@ def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecor
         policy = model.policy
         assert isinstance(policy, OptionActorCriticPolicy)
         before = demo_accuracy(policy, fit)
-        history = behaviour_clone(policy, fit, config.clone, seed=config.seed + index)
+        noise = np.random.default_rng(config.seed + index)
+        history = behaviour_clone(policy, redraw_targets(fit, config.target_noise, noise), config.clone,
+                                  seed=config.seed + index)
         validation = None if held is None else demo_accuracy(policy, held)
         on_policy: list[float] = []
         dagger_pairs = 0
@@ -501,7 +546,8 @@ def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecor
             if extra is not None:
                 dagger_pairs += extra.size
                 fit = concat_demos(fit, _returns(extra, config.algo.gamma, config.max_skill_steps))
-                history = behaviour_clone(policy, fit, config.clone, seed=config.seed + index + 7919 * (round_ + 1))
+                history = behaviour_clone(policy, redraw_targets(fit, config.target_noise, noise), config.clone,
+                                          seed=config.seed + index + 7919 * (round_ + 1))
             log.info("%s DAgger round %d: option's success %.2f in %d calling-state episodes, %d labelled states "
                      "added (%d pairs in all), cloning accuracy %.2f", skill, round_ + 1, rate,
                      config.dagger_episodes, 0 if extra is None else extra.size, fit.size, history[-1]["accuracy"])

@@ -209,3 +209,23 @@ def test_marker_only_skill_options_take_no_words_and_are_called_with_the_steps_w
     report = evaluate_planner(PlannerEvalConfig(suite="minigrid-hard", split="test", episodes=1,
                                                 library=str(tmp_path / "options"), option_steps=5))
     assert sum(t.option_calls for t in report.tasks) > 0 and sum(t.fallback_calls for t in report.tasks) == 0
+
+
+def test_redrawn_targets_change_what_the_marked_cell_shows_never_where_or_the_actions() -> None:
+    from modrl.agents.skill_demos import redraw_targets
+
+    demos = record_skill_demos(["MiniGrid-Unlock-v0"], episodes=3, view_size=11, marker=True).demos["open"]
+    assert redraw_targets(demos, 0.0, np.random.default_rng(0)) is demos
+    redrawn = redraw_targets(demos, 1.0, np.random.default_rng(0))
+    before, after = demos.observations["image"], redrawn.observations["image"]
+    assert np.array_equal(before[..., 3], after[..., 3]) and np.array_equal(demos.actions, redrawn.actions)
+    assert np.array_equal(before[before[..., 3] == 0], after[after[..., 3] == 0])  # only the marked cells change
+    start, shown = 0, []
+    for length in demos.lengths:
+        cells = after[start:start + length][after[start:start + length, ..., 3] == 1][:, :2]
+        assert len(np.unique(cells, axis=0)) == 1  # one object for the whole call
+        shown.append(tuple(cells[0]))
+        start += length
+    assert len(set(shown)) > 1 or shown[0] != (DOOR, before[before[..., 3] == 1][0, 1])
+    with pytest.raises(ConfigError, match="target_noise"):
+        load_skills_config({"target_noise": 0.5})
