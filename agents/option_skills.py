@@ -97,9 +97,9 @@ def wrap_for_library(env: gym.Env, library: OptionLibrary) -> gym.Env:
 
 def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecutor | None,
                    max_skill_steps: int = 100, deterministic: bool = True, seed: int = 0) -> OptionExecutor:
-    """An executor running ``library``'s options in ``env`` (a reset MiniGrid env wrapped by :func:`with_predicates`
-    with the library's :func:`library_view_size`),
-    with ``fallback`` (e.g. :class:`modrl.envs.ScriptedSkills` on the same env) for the skills no option serves;
+    """An executor running ``library``'s options in ``env`` (a reset MiniGrid env wrapped by :func:`wrap_for_library`;
+    for a library that reads the target marker, each step's objects are marked before its option runs), with
+    ``fallback`` (e.g. :class:`modrl.envs.ScriptedSkills` on the same env) for the skills no option serves;
     without one, pass its :attr:`~modrl.planner.option_executor.OptionExecutor.allowed` to
     :func:`modrl.planner.execute` so that plans call only the skills the library serves."""
     base: Any = env.unwrapped
@@ -108,7 +108,7 @@ def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecu
     marked = _full_view(env) if library_marks_target(library) else None
     if library_marks_target(library) and (marked is None or not marked.marker):
         raise ValueError("this library's options read the target marker: wrap the env with "
-                         "with_predicates(env, view_size=library_view_size(library), marker=True)")
+                         "wrap_for_library(env, library)")
 
     def resolve_and_mark(step: GroundOperator) -> OptionCall | None:
         if marked is not None:
