@@ -8,7 +8,9 @@ serves it with the per-symbol option of that subtask (``pickup-blue-key``) or th
 ``(colour, type)``, when one takes them (the skill options of :mod:`modrl.agents.skill_demos`). Options end on their
 subtask's effect predicate (:func:`modrl.agents.options_router.load_library`), so the env is wrapped to report
 predicates in ``info``, and, for a library trained on the whole-grid view (``env.view_size``), to show the options
-that view (:class:`modrl.envs.wrappers.FullView`).
+that view (:class:`modrl.envs.wrappers.FullView`) -- with the target-marker channel on each step's objects when the
+library reads it (``target_marker`` of :mod:`modrl.agents.skill_demos`). A skill option that reads no words (only the
+marker) is called with the step's words all the same: its termination predicate reads them.
 """
 
 from __future__ import annotations
