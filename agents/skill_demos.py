@@ -128,6 +128,9 @@ class SkillsConfig:
     dagger_rounds: int = 0
     #: Calling-state episodes per DAgger round.
     dagger_episodes: int = 100
+    #: Cloning passes over all demonstrations after each DAgger round (``None``: ``epochs``; the option starts from its
+    #: last weights, so fewer passes usually do).
+    dagger_epochs: int | None = None
     #: PPO frames per skill after cloning, in calling-state episodes of the train envs (0: cloning only).
     finetune_steps: int = 0
     n_envs: int = 8
@@ -155,6 +158,8 @@ class SkillsConfig:
         check(0 <= self.dagger_rounds <= 100, "dagger_rounds", f"must be in [0, 100], got {self.dagger_rounds}")
         check(1 <= self.dagger_episodes <= 1_000_000, "dagger_episodes",
               f"must be in [1, 1000000], got {self.dagger_episodes}")
+        check(self.dagger_epochs is None or self.dagger_epochs >= 1, "dagger_epochs",
+              f"must be >= 1 (or null: epochs), got {self.dagger_epochs}")
         check(0 <= self.finetune_steps <= 100_000_000, "finetune_steps",
               f"must be in [0, 1e8], got {self.finetune_steps}")
         check(self.n_envs >= 1, "n_envs", f"must be >= 1, got {self.n_envs}")
@@ -546,7 +551,8 @@ def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecor
             if extra is not None:
                 dagger_pairs += extra.size
                 fit = concat_demos(fit, _returns(extra, config.algo.gamma, config.max_skill_steps))
-                history = behaviour_clone(policy, redraw_targets(fit, config.target_noise, noise), config.clone,
+                history = behaviour_clone(policy, redraw_targets(fit, config.target_noise, noise),
+                                          replace(config.clone, epochs=config.dagger_epochs or config.epochs),
                                           seed=config.seed + index + 7919 * (round_ + 1))
             log.info("%s DAgger round %d: option's success %.2f in %d calling-state episodes, %d labelled states "
                      "added (%d pairs in all), cloning accuracy %.2f", skill, round_ + 1, rate,

@@ -282,12 +282,14 @@ def test_dagger_labels_the_options_own_states_with_the_scripted_action_and_reclo
     env.close()
     # In training: rounds run after cloning, their states join the demonstrations and are reported.
     config = load_skills_config(TINY, ["skills=[open]", "dagger_rounds=2", "dagger_episodes=3", "eval_episodes=0",
-                                       "max_skill_steps=10"])
+                                       "max_skill_steps=10", "dagger_epochs=1"])
     _, (result,) = train_skill_library(config, tmp_path)
     assert len(result.dagger_success) == 2 and 0 < result.dagger_pairs <= 2 * 3 * 10
     assert "DAgger" in (tmp_path / "results.md").read_text()
     with pytest.raises(ConfigError, match="dagger_rounds"):
         load_skills_config(TINY, ["dagger_rounds=-1"])
+    with pytest.raises(ConfigError, match="dagger_epochs"):
+        load_skills_config(TINY, ["dagger_epochs=0"])
 
 
 def test_a_skill_episode_that_ends_the_envs_task_in_success_succeeds() -> None:
