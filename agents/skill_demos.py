@@ -14,10 +14,9 @@ two rows, ObstructedMaze-1Dl):
    only episodes the planner solved and steps that ended done are kept.
 2. :func:`train_skill_library` clones one option per skill on its demonstrations
    (:func:`~modrl.agents.option_demos.behaviour_clone`, the action-frequency prior included), optionally runs DAgger
-   rounds (``dagger_rounds``, :func:`dagger_demos`: the option acts in calling states of the train envs, the scripted
-   skill labels each visited state with its next action, the option is cloned again on everything), optionally
-   fine-tunes
-   it with PPO (``finetune_steps``) in calling-state episodes of the train envs
+   rounds (``dagger_rounds``, :func:`~modrl.agents.skill_rollouts.dagger_demos`: the option acts in calling states of
+   the train envs, the scripted skill labels each visited state with its next action, the option is cloned again on
+   everything), optionally fine-tunes it with PPO (``finetune_steps``) in calling-state episodes of the train envs
    (:class:`modrl.envs.skill_env.SkillStepEnv`: the planner's scripted prefix, then the option until the step's
    effects hold), evaluates it in calling states of the train envs and of the ``eval_split`` envs (a diagnostic: which
    skill fails where), and saves the library.
@@ -44,7 +43,6 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 import torch
-from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 from stable_baselines3 import PPO
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
@@ -52,13 +50,11 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from modrl._io import atomic_write_json, atomic_write_text
 from modrl.config import apply_overrides, check, from_dict, load_yaml, to_dict
 from modrl.envs import get_suite
-from modrl.envs.grammar import COLOURS
 from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.skill_env import (
     SKILL_NAMES,
     SKILL_SLOTS,
-    SKILL_TYPES,
     EnvSpec,
     SkillStepEnv,
     make_env,
@@ -67,12 +63,11 @@ from modrl.envs.skill_env import (
     spec_name,
 )
 from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH, Target, full_view_image
-from modrl.options import Option, OptionConfig, OptionLibrary, option_inputs
+from modrl.options import Option, OptionConfig, OptionLibrary
 from modrl.planner import GroundOperator, MonitorConfig, SearchConfig, execute
 from modrl.planner.monitor import SkillResult, SkillStatus
 
 from .config import MAX_SEED, AlgoConfig
-from .evaluation import EVAL_SEED_BASE
 from .option_demos import (
     DEMO_SEED_BASE,
     EVAL_TASK_SEEDS,
@@ -84,6 +79,7 @@ from .option_demos import (
 from .options_config import DemoConfig, OptionNetConfig, check_split
 from .options_policy import OptionActorCriticPolicy
 from .options_router import library_predicates
+from .skill_rollouts import concat_demos, dagger_demos, demo_set, evaluate_skill, redraw_targets
 
 log = logging.getLogger(__name__)
 
@@ -302,21 +298,11 @@ def record_skill_demos(env_ids: Sequence[EnvSpec], *, episodes: int, view_size: 
                                           np.tile(np.asarray(ids, np.int64), (call.stop - call.start, 1)),
                                           np.asarray(recorder.actions[span], np.int64)))
                 counts[call.skill] += 1
-    demos = {skill: _demo_set(chunks, total, frames) for skill, chunks in parts.items() if chunks}
+    demos = {skill: demo_set(chunks, total, frames) for skill, chunks in parts.items() if chunks}
     if not demos:
         raise RuntimeError(f"no step of the skills {', '.join(skills)} was demonstrated in "
                            f"{', '.join(map(spec_name, env_ids))}")
     return SkillRecording(demos=demos, calls=counts, episodes=total, solved=solved, frames=frames)
-
-
-def _demo_set(chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]], attempts: int,
-              frames: int) -> DemoSet:
-    actions = np.concatenate([c[3] for c in chunks])
-    return DemoSet(observations={"image": np.concatenate([c[0] for c in chunks]),
-                                 "direction": np.concatenate([c[1] for c in chunks]).astype(np.int64),
-                                 "args": np.concatenate([c[2] for c in chunks])},
-                   actions=actions, returns=np.zeros(len(actions), np.float32), tasks=(), seeds=(), task_seeds=(),
-                   lengths=tuple(len(c[3]) for c in chunks), attempts=attempts, frames=frames)
 
 
 def split_calls(demos: DemoSet, validation: float) -> tuple[DemoSet, DemoSet | None]:
@@ -369,115 +355,6 @@ def _model(config: SkillsConfig, skill: str, env_ids: Sequence[EnvSpec], *, seed
 def _skill_env(env_ids: Sequence[EnvSpec], skill: str, config: SkillsConfig) -> gym.Env:
     return Monitor(SkillStepEnv(env_ids, skill, view_size=config.view_size, max_steps=config.max_skill_steps,
                                 marker=config.target_marker))
-
-
-def skill_action(option: Option, obs: Mapping[str, Any], *, deterministic: bool) -> torch.Tensor:
-    """``option``'s action ``(1,)`` on a :class:`~modrl.envs.skill_env.SkillStepEnv` observation (its ``args`` only
-    when the option takes words)."""
-    args = torch.as_tensor(obs["args"]) if option.parameterised else None
-    return option.act(*option_inputs(obs, args), deterministic=deterministic)[0]
-
-
-def evaluate_skill(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, view_size: int, max_steps: int,
-                   episodes: int, deterministic: bool, seed_base: int = EVAL_SEED_BASE, marker: bool = False) -> float:
-    """Success of ``option`` on ``episodes`` calling-state episodes of ``skill`` in ``env_ids``
-    (:class:`~modrl.envs.skill_env.SkillStepEnv` reset with ``seed_base + k``)."""
-    env = SkillStepEnv(env_ids, skill, view_size=view_size, max_steps=max_steps, marker=marker)
-    option.eval()
-    wins = 0
-    try:
-        for k in range(episodes):
-            obs, _ = env.reset(seed=seed_base + k)
-            done, info = False, dict[str, Any]()
-            while not done:
-                action = skill_action(option, obs, deterministic=deterministic)
-                obs, _, terminated, truncated, info = env.step(int(action[0]))
-                done = terminated or truncated
-            wins += bool(info.get("is_success", False))
-    finally:
-        env.close()
-    return wins / episodes if episodes else float("nan")
-
-
-def dagger_demos(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, view_size: int, max_steps: int,
-                 episodes: int, seed_base: int, marker: bool = False) -> tuple[DemoSet | None, float]:
-    """One DAgger round: ``option`` acts (sampled) in ``episodes`` calling-state episodes of ``skill`` in ``env_ids``
-    (:class:`~modrl.envs.skill_env.SkillStepEnv` reset with ``seed_base + k``); every state it visits is labelled
-    with the scripted skill's next action there (:meth:`ScriptedSkills.next_action`; states the script would not act
-    in are skipped).
-
-    Returns:
-        The labelled states (``None`` when there are none) and the option's success in these episodes.
-    """
-    env = SkillStepEnv(env_ids, skill, view_size=view_size, max_steps=max_steps, marker=marker)
-    option.eval()
-    chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
-    wins = frames = 0
-    try:
-        for k in range(episodes):
-            obs, _ = env.reset(seed=seed_base + k)
-            expert = ScriptedSkills(env.base)  # probed only: it never steps the env
-            rows: list[tuple[np.ndarray, int, np.ndarray, int]] = []
-            done, info = False, dict[str, Any]()
-            while not done:
-                label = expert.next_action(env.target)
-                if label is not None:
-                    rows.append((obs["image"], int(obs["direction"]), obs["args"], label))
-                action = skill_action(option, obs, deterministic=False)
-                obs, _, terminated, truncated, info = env.step(int(action[0]))
-                done = terminated or truncated
-                frames += 1
-            wins += bool(info.get("is_success", False))
-            if rows:
-                chunks.append((np.stack([r[0] for r in rows]), np.asarray([r[1] for r in rows], np.int64),
-                               np.stack([r[2] for r in rows]).astype(np.int64), np.asarray([r[3] for r in rows],
-                                                                                            np.int64)))
-    finally:
-        env.close()
-    return (_demo_set(chunks, episodes, frames) if chunks else None), wins / episodes
-
-
-#: What a redrawn marked object may become (:func:`redraw_targets`): MiniGrid's object ids of the skill types that can
-#: be picked up or toggled, with the state they start in (boxes, balls and keys: 0; doors: closed).
-_REDRAW_OBJECTS: tuple[tuple[str, int], ...] = (("ball", 0), ("box", 0), ("key", 0), ("door", 1))
-
-
-def redraw_targets(demos: DemoSet, probability: float, rng: np.random.Generator) -> DemoSet:
-    """``demos`` with each call, with ``probability``, showing another ``(type, colour)`` for its marked object (marker
-    value 1) on every frame, and naming it so in ``args`` when the demonstrations carry words. The actions stay: the
-    option learns that *where* the marker is, not what is there, decides what to do. Cells the agent stands on (a
-    carried object) are left alone."""
-    if probability <= 0 or demos.observations["image"].shape[-1] < 4:
-        return demos
-    images = demos.observations["image"].copy()
-    args = demos.observations["args"].copy() if "args" in demos.observations else None
-    centre = images.shape[1] // 2
-    start = 0
-    for length in demos.lengths:
-        stop = start + length
-        if rng.random() < probability:
-            kind, state = _REDRAW_OBJECTS[int(rng.integers(len(_REDRAW_OBJECTS)))]
-            colour = int(rng.integers(len(COLOURS)))
-            block = images[start:stop]
-            marked = block[..., 3] == 1
-            marked[:, centre, centre] = False
-            block[marked, 0] = OBJECT_TO_IDX[kind]
-            block[marked, 1] = COLOR_TO_IDX[COLOURS[colour]]
-            block[marked, 2] = state
-            if args is not None:
-                args[start:stop] = (colour, SKILL_TYPES.index(kind))
-        start = stop
-    observations = {**demos.observations, "image": images, **({} if args is None else {"args": args})}
-    return replace(demos, observations=observations)
-
-
-def concat_demos(first: DemoSet, second: DemoSet) -> DemoSet:
-    """Both demonstration sets in one (``first``'s calls, then ``second``'s)."""
-    return DemoSet(observations={k: np.concatenate([v, second.observations[k]]) for k, v in first.observations.items()},
-                   actions=np.concatenate([first.actions, second.actions]),
-                   returns=np.concatenate([first.returns, second.returns]), tasks=(), seeds=(), task_seeds=(),
-                   lengths=first.lengths + second.lengths, attempts=first.attempts + second.attempts,
-                   frames=first.frames + second.frames)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -264,7 +264,8 @@ def test_next_action_is_the_first_action_execute_takes_and_takes_none(env_id: st
 
 
 def test_dagger_labels_the_options_own_states_with_the_scripted_action_and_reclones(tmp_path: Path) -> None:
-    from modrl.agents.skill_demos import dagger_demos, skill_option_config
+    from modrl.agents.skill_demos import skill_option_config
+    from modrl.agents.skill_rollouts import dagger_demos
     from modrl.envs.skill_env import SkillStepEnv
 
     config = load_skills_config(TINY)

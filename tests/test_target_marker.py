@@ -212,7 +212,7 @@ def test_marker_only_skill_options_take_no_words_and_are_called_with_the_steps_w
 
 
 def test_redrawn_targets_change_what_the_marked_cell_shows_never_where_or_the_actions() -> None:
-    from modrl.agents.skill_demos import redraw_targets
+    from modrl.agents.skill_rollouts import redraw_targets
 
     demos = record_skill_demos(["MiniGrid-Unlock-v0"], episodes=3, view_size=11, marker=True).demos["open"]
     assert redraw_targets(demos, 0.0, np.random.default_rng(0)) is demos
