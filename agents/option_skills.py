@@ -62,8 +62,7 @@ def library_view_size(library: OptionLibrary) -> int | None:
 def library_marks_target(library: OptionLibrary) -> bool:
     """Whether a library's options read the target-marker channel (a four-channel whole-grid view:
     :func:`modrl.envs.wrappers.full_view_image` with ``marker``)."""
-    return len(library) > 0 and len(library.get(library.names[0]).config.image_shape) == 3 and \
-        library.get(library.names[0]).config.image_shape[2] == 4
+    return len(library) > 0 and library.get(library.names[0]).config.image_shape[2] == 4
 
 
 def _skill_call(library: OptionLibrary, step: GroundOperator) -> OptionCall | None:
@@ -107,8 +106,9 @@ def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecu
     base: Any = env.unwrapped
     view = library_view_size(library)
     resolve = call_resolver(library)
-    marked = _full_view(env) if library_marks_target(library) else None
-    if library_marks_target(library) and (marked is None or not marked.marker):
+    marks = library_marks_target(library)
+    marked = _full_view(env) if marks else None
+    if marks and (marked is None or not marked.marker):
         raise ValueError("this library's options read the target marker: wrap the env with "
                          "wrap_for_library(env, library)")
 

@@ -16,20 +16,15 @@ import torch
 from modrl.agents.option_skills import call_resolver, learned_skills, with_predicates
 from modrl.agents.options_router import load_library
 from modrl.agents.planner_eval import PlannerEvalConfig, evaluate_planner
-from modrl.agents.skill_demos import (
-    SKILL_SLOTS,
-    load_skills_config,
-    record_skill_demos,
-    skill_call,
-    split_calls,
-    train_skill_library,
-)
+from modrl.agents.skill_demos import load_skills_config, train_skill_library
+from modrl.agents.skill_recording import record_skill_demos, split_calls
 from modrl.cli.main import main
 from modrl.config import ConfigError
 from modrl.envs import get_suite
 from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.predicates import env_planning_state
 from modrl.envs.scripted_skills import ScriptedSkills
+from modrl.envs.skill_env import SKILL_SLOTS, skill_call
 from modrl.envs.wrappers import full_view_image
 from modrl.options import Option, OptionCall, OptionConfig, OptionLibrary
 from modrl.planner import GroundOperator

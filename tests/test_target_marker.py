@@ -15,7 +15,8 @@ from gymnasium.utils.env_checker import check_env
 from minigrid.core.world_object import Ball
 
 from modrl.agents.option_skills import learned_skills, library_marks_target, with_predicates, wrap_for_library
-from modrl.agents.skill_demos import load_skills_config, record_skill_demos, skill_option_config
+from modrl.agents.skill_demos import load_skills_config, skill_option_config
+from modrl.agents.skill_recording import record_skill_demos
 from modrl.config import ConfigError
 from modrl.envs.operators import planning_domain
 from modrl.envs.predicates import env_planning_state, find_object, object_name
@@ -164,7 +165,7 @@ def test_the_planner_points_the_marker_at_each_steps_object() -> None:
 
 def test_putnext_marks_the_moved_object_then_its_destination_and_a_skill_option_serves_it() -> None:
     from modrl.agents.option_skills import call_resolver
-    from modrl.agents.skill_demos import SKILL_SLOTS
+    from modrl.envs.skill_env import SKILL_SLOTS
     from modrl.options import OptionCall, OptionConfig
 
     env = gym.make("ModRL-sequences-putnext-yellow-box-blue-key-v0")
