@@ -273,7 +273,9 @@ def set_action_prior(policy: ActorCriticPolicy, demos: DemoSet) -> torch.Tensor:
 
 def behaviour_clone(policy: ActorCriticPolicy, demos: DemoSet, config: DemoConfig, *, seed: int = 0,
                     writer: TelemetryWriter | None = None, tag: str = "modrl/demos") -> list[dict[str, float]]:
-    """Fit ``policy`` to ``demos`` for ``config.epochs`` passes (Adam, minibatches of ``config.batch_size``).
+    """Fit ``policy`` to ``demos`` for ``config.epochs`` passes (Adam, minibatches of ``config.batch_size``, the
+    gradient clipped to ``config.max_grad_norm``). A run that ends no more accurate than always taking the most
+    frequent action is logged as a warning (it stalled at the action prior).
 
     The logits' bias first starts at the demonstrations' action prior (:func:`set_action_prior`, see the module
     docstring). Loss per minibatch: ``-mean(log pi(a|o))`` plus, with ``config.fit_value``, ``config.value_coef *
@@ -303,6 +305,8 @@ def behaviour_clone(policy: ActorCriticPolicy, demos: DemoSet, config: DemoConfi
                 sums["value_loss"] += float(value_loss.detach()) * len(batch)
             optimizer.zero_grad()
             loss.backward()
+            if config.max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm)
             optimizer.step()
             sums["bc_loss"] += float(bc_loss.detach()) * len(batch)
         row = {key: total / demos.size for key, total in sums.items() if config.fit_value or key == "bc_loss"}
@@ -313,6 +317,11 @@ def behaviour_clone(policy: ActorCriticPolicy, demos: DemoSet, config: DemoConfi
             for key, value in row.items():
                 writer.log_scalar(f"{tag}/{key}", value, epoch)
     policy.set_training_mode(False)
+    majority = float(np.bincount(np.asarray(demos.actions)).max() / max(demos.size, 1))
+    if history and len(np.unique(demos.actions)) > 1 and history[-1]["accuracy"] <= majority + 0.01:
+        log.warning("behaviour cloning (%s) ended at accuracy %.2f, no better than always taking the most frequent "
+                    "action (%.2f): it stalled at the action prior; try another seed, a lower learning_rate or "
+                    "a smaller max_grad_norm", tag, history[-1]["accuracy"], majority)
     return history
 
 

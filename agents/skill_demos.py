@@ -108,6 +108,8 @@ class SkillsConfig:
     epochs: int = 40
     batch_size: int = 64
     learning_rate: float = 1e-3
+    #: Gradient-norm clip of cloning (``null``: none; see :class:`~modrl.agents.options_config.DemoConfig`).
+    max_grad_norm: float | None = 0.5
     #: Fraction of each skill's recorded calls (the last ones) kept out of cloning to measure accuracy on.
     validation: float = 0.1
     #: DAgger rounds per skill after cloning: the option runs in calling-state episodes of the train envs, the
@@ -153,13 +155,13 @@ class SkillsConfig:
         check(self.n_envs >= 1, "n_envs", f"must be >= 1, got {self.n_envs}")
         check(self.max_skill_steps >= 1, "max_skill_steps", f"must be >= 1, got {self.max_skill_steps}")
         check(self.eval_episodes >= 0, "eval_episodes", f"must be >= 0, got {self.eval_episodes}")
-        DemoConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate)  # range checks
+        _ = self.clone  # range checks of the cloning settings
 
     @property
     def clone(self) -> DemoConfig:
         """The behaviour-cloning settings (the critic is fitted to the calls' returns when PPO fine-tunes next)."""
         return DemoConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                          fit_value=self.finetune_steps > 0)
+                          max_grad_norm=self.max_grad_norm, fit_value=self.finetune_steps > 0)
 
 
 def load_skills_config(source: Path | str | Mapping[str, Any], overrides: Sequence[str] = ()) -> SkillsConfig:

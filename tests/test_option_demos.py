@@ -82,13 +82,15 @@ def test_discounted_returns() -> None:
     assert discounted_returns(np.array([0.0, 0.0, 1.0]), 0.5).tolist() == [0.25, 0.5, 1.0]
 
 
-def test_behaviour_cloning_raises_demo_accuracy_far_above_the_marginal() -> None:
+def test_behaviour_cloning_raises_demo_accuracy_far_above_the_marginal(caplog: pytest.LogCaptureFixture) -> None:
     demos = collect_demos(_env(["goto-green-ball"]), episodes=30, gamma=0.99)
     policy = _policy()
     before = demo_accuracy(policy, demos)
     majority = float(np.bincount(demos.actions).max() / demos.size)
     config = DemoConfig(episodes=30, epochs=40, batch_size=32, learning_rate=3e-3)
-    history = behaviour_clone(policy, demos, config, seed=0)
+    with caplog.at_level("WARNING", logger="modrl.agents.option_demos"):
+        history = behaviour_clone(policy, demos, config, seed=0)
+    assert not [r for r in caplog.records if "stalled" in r.getMessage()]
     after = demo_accuracy(policy, demos)
     assert len(history) == 40 and history[-1]["accuracy"] == pytest.approx(after)
     assert history[-1]["bc_loss"] < history[0]["bc_loss"] and "value_loss" in history[-1]
@@ -106,7 +108,46 @@ def test_action_prior_is_the_smoothed_demo_frequency() -> None:
     assert prior.tolist() == pytest.approx([2 / 11, 1 / 11, 4 / 11] + [1 / 11] * 4, abs=1e-4)
 
 
+def _constant_demos(actions: list[int]) -> DemoSet:
+    """Demonstrations whose observations are all the same: no policy can beat the most frequent action."""
+    n = len(actions)
+    return DemoSet(observations={"image": np.zeros((n, 7, 7, 3), np.uint8), "direction": np.zeros(n, np.int64)},
+                   actions=np.array(actions), returns=np.zeros(n, np.float32), tasks=("t",), seeds=(0,),
+                   task_seeds=(0,), lengths=(n,), attempts=1, frames=n)
+
+
+@pytest.mark.parametrize("max_grad_norm", [0.25, None])
+def test_cloning_clips_the_gradient_norm_when_asked(monkeypatch: pytest.MonkeyPatch,
+                                                    max_grad_norm: float | None) -> None:
+    clipped: list[float] = []
+    real = torch.nn.utils.clip_grad_norm_
+
+    def spy(parameters: Any, max_norm: float, *args: Any, **kwargs: Any) -> torch.Tensor:
+        params = list(parameters)
+        total = real(params, max_norm, *args, **kwargs)
+        clipped.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad)
+                                                                   for p in params if p.grad is not None]))))
+        return total
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    demos = _constant_demos([2, 0, 1, 2] * 8)
+    behaviour_clone(_policy(), demos, DemoConfig(episodes=1, epochs=2, batch_size=8, max_grad_norm=max_grad_norm))
+    if max_grad_norm is None:
+        assert clipped == []
+    else:  # every minibatch (4 per epoch), each gradient at most the bound afterwards
+        assert len(clipped) == 8 and max(clipped) <= max_grad_norm + 1e-5
+
+
+def test_cloning_that_cannot_beat_the_most_frequent_action_warns(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING", logger="modrl.agents.option_demos"):
+        history = behaviour_clone(_policy(), _constant_demos([2, 2, 2, 0] * 4),
+                                  DemoConfig(episodes=1, epochs=2, batch_size=8, fit_value=False), tag="t/x")
+    assert history[-1]["accuracy"] == pytest.approx(0.75)
+    assert any("stalled at the action prior" in r.getMessage() and "t/x" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.parametrize(("override", "key"), [
+    ("demos.max_grad_norm=0", "demos.max_grad_norm"),
     ("demos.episodes=-1", "demos.episodes"), ("demos.epochs=0", "demos.epochs"),
     ("demos.batch_size=1000000", "demos.batch_size"), ("demos.learning_rate=0", "demos.learning_rate"),
     ("demos.value_coef=-1", "demos.value_coef"), ("demos.fit_value=2", "demos.fit_value"),
