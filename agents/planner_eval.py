@@ -72,6 +72,9 @@ class PlannerEvalConfig:
         fallback_scripted: The scripted skills run the steps no option serves (options only).
         option_steps: Step cap of one option call.
         max_replans: Re-plans allowed per episode after the first plan.
+        loop_limit: An option call that sees one observation this many times is stuck: it ends, ``escape_steps``
+            random moves (turn left / turn right / forward) follow, and the planner re-plans (0: off; see
+            :mod:`modrl.planner.option_executor`). Options only.
         tasks: Evaluate only these tasks of the split (in this order); ``None``: all of them.
         seed_base: Seed of episode 0.
         skill_aware: With options and no fallback, plan only over the skills the options serve (``False``: over
@@ -86,7 +89,9 @@ class PlannerEvalConfig:
     deterministic: bool = True
     fallback_scripted: bool = False
     option_steps: int = 100
-    max_replans: int = 5
+    max_replans: int = 20
+    loop_limit: int = 3
+    escape_steps: int = 3
     tasks: tuple[str, ...] | None = None
     seed_base: int = EVAL_SEED_BASE
     skill_aware: bool = True
@@ -100,6 +105,10 @@ class PlannerEvalConfig:
               f"must be >= 1, got {self.max_nodes}")
         check(isinstance(self.max_replans, int) and self.max_replans >= 0, "max_replans",
               f"must be >= 0, got {self.max_replans}")
+        check(isinstance(self.loop_limit, int) and (self.loop_limit == 0 or self.loop_limit >= 2), "loop_limit",
+              f"must be 0 (off) or >= 2, got {self.loop_limit}")
+        check(isinstance(self.escape_steps, int) and self.escape_steps >= 0, "escape_steps",
+              f"must be >= 0, got {self.escape_steps}")
         check(isinstance(self.seed_base, int) and self.seed_base >= 0, "seed_base",
               f"must be >= 0, got {self.seed_base}")
         check(self.library is not None or not self.fallback_scripted, "fallback_scripted",
@@ -132,7 +141,8 @@ class PlannerEvalConfig:
 @dataclass(frozen=True)
 class PlannerEpisode:
     """One episode: its seed (``modrl plan SUITE/TASK --seed SEED --execute`` replays it), whether the env was solved,
-    re-plans, env steps, how execution ended, and skill executions by options and by the scripted fallback."""
+    re-plans, env steps, how execution ended, skill executions by options and by the scripted fallback, and option
+    calls ended as stuck (``loops``, each followed by an escape)."""
 
     seed: int
     success: bool
@@ -141,6 +151,7 @@ class PlannerEpisode:
     outcome: Outcome
     option_calls: int
     fallback_calls: int
+    loops: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (the outcome as its value)."""
@@ -150,7 +161,7 @@ class PlannerEpisode:
 @dataclass(frozen=True)
 class PlannerTaskResult:
     """One task: success rate, mean re-plans and env steps per episode, skill executions (options / scripted
-    fallback, summed over episodes), outcome counts, and the episodes themselves."""
+    fallback) and stuck option calls (``loops``), summed over episodes, outcome counts, and the episodes themselves."""
 
     task: str
     split: str
@@ -160,6 +171,7 @@ class PlannerTaskResult:
     mean_steps: float
     option_calls: int
     fallback_calls: int
+    loops: int
     outcomes: dict[str, int]
     runs: tuple[PlannerEpisode, ...]
 
@@ -171,7 +183,7 @@ class PlannerTaskResult:
                    mean_replans=float(np.mean([r.replans for r in runs])),
                    mean_steps=float(np.mean([r.steps for r in runs])),
                    option_calls=sum(r.option_calls for r in runs), fallback_calls=sum(r.fallback_calls for r in runs),
-                   outcomes=dict(Counter(r.outcome.value for r in runs)), runs=runs)
+                   loops=sum(r.loops for r in runs), outcomes=dict(Counter(r.outcome.value for r in runs)), runs=runs)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields, the episodes as :meth:`PlannerEpisode.to_dict`."""
@@ -219,7 +231,8 @@ def run_planner_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, conf
         env.reset(seed=seed)
         fallback = ScriptedSkills(env) if config.fallback_scripted else None
         runner = learned_skills(env, library, fallback=fallback, max_skill_steps=config.option_steps, seed=seed,
-                                deterministic=config.deterministic)
+                                deterministic=config.deterministic, loop_limit=config.loop_limit or None,
+                                escape_steps=config.escape_steps)
     # Sampled option actions draw from torch's global RNG (run_option takes no generator): a fork of it seeded per
     # episode makes an episode reproducible from its seed and leaves the caller's RNG state alone.
     try:
@@ -232,10 +245,12 @@ def run_planner_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, conf
                                           max_replans=config.max_replans), allowed=allowed)
     finally:
         env.close()
-    usage = runner.usage if isinstance(runner, OptionExecutor) else {"option": 0, "fallback": 0}
+    usage, loops = ({"option": 0, "fallback": 0}, 0)
+    if isinstance(runner, OptionExecutor):
+        usage, loops = runner.usage, runner.loops
     return PlannerEpisode(seed=seed, success=bool(runner.episode_success), replans=trace.replans,
                           steps=trace.total_steps, outcome=trace.outcome, option_calls=usage["option"],
-                          fallback_calls=usage["fallback"])
+                          fallback_calls=usage["fallback"], loops=loops)
 
 
 def evaluate_planner(config: PlannerEvalConfig,
@@ -268,13 +283,14 @@ def evaluate_planner(config: PlannerEvalConfig,
 
 def format_planner_report(report: PlannerEvalReport) -> str:
     """A plain-text table: one row per task (episodes, success, mean re-plans, mean steps, and with options the
-    skill executions by options and by the scripted fallback), then the mean success."""
+    skill executions by options and by the scripted fallback and the stuck option calls), then the mean success."""
     config = report.config
     options = config.skills is SkillSource.OPTIONS
-    header = ["task", "episodes", "success", "re-plans", "steps", *(["options", "scripted"] if options else [])]
+    header = ["task", "episodes", "success", "re-plans", "steps",
+              *(["options", "scripted", "stuck"] if options else [])]
     rows = [header]
     for r in report.tasks:
-        calls = [str(r.option_calls), str(r.fallback_calls)] if options else []
+        calls = [str(r.option_calls), str(r.fallback_calls), str(r.loops)] if options else []
         rows.append([r.task, str(r.episodes), f"{r.success_rate:.2f}", f"{r.mean_replans:.1f}", f"{r.mean_steps:.1f}",
                      *calls])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -282,10 +298,13 @@ def format_planner_report(report: PlannerEvalReport) -> str:
     lines.insert(1, "-" * len(lines[0]))
     title = (f"planner evaluation on {config.suite}/{config.split} with {report.skills_label} (seeds "
              f"{config.seed_base}+k, at most {config.max_replans} re-plans"
-             + (f", option calls capped at {config.option_steps} steps)" if options else ")"))
+             + (f", option calls capped at {config.option_steps} steps, " + (
+                 f"stuck after an observation recurs {config.loop_limit} times, then {config.escape_steps} random "
+                 "moves)" if config.loop_limit else "no loop check)") if options else ")"))
     lines.append(f"{config.suite}/{config.split}: mean success {report.mean_success:.3f} over {len(report.tasks)} "
                  f"task(s) x {config.episodes} episode(s)")
     if options:
         total = sum(r.option_calls for r in report.tasks), sum(r.fallback_calls for r in report.tasks)
-        lines.append(f"skills run by learned options: {total[0]}, by scripted skills: {total[1]}")
+        lines.append(f"skills run by learned options: {total[0]}, by scripted skills: {total[1]}; "
+                     f"stuck option calls: {sum(r.loops for r in report.tasks)}")
     return "\n".join([title, *lines])

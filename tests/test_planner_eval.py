@@ -7,6 +7,7 @@ import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -115,6 +116,32 @@ def test_max_nodes_and_max_replans_bound_the_search_and_are_recorded(tmp_path: P
         PlannerEvalConfig(max_nodes=0)
 
 
+def test_stuck_option_calls_are_cut_counted_and_recorded(options_run: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    def run(*flags: str) -> dict[str, Any]:
+        out = tmp_path / f"loops{len(flags)}.json"
+        assert main(["eval", str(options_run), "--planner", "--episodes", "2", "--option-steps", "40",
+                     "--max-replans", "2", *flags, "--out", str(out)]) == 0
+        return json.loads(out.read_text())
+
+    on = run("--loop-limit", "2", "--escape-steps", "1")
+    printed = capsys.readouterr().out
+    assert on["config"]["loop_limit"] == 2 and on["config"]["escape_steps"] == 1
+    assert "stuck" in printed and "then 1 random moves" in printed
+    # an untrained greedy option in a deterministic env soon repeats an observation: every such call is cut
+    loops = sum(t["loops"] for t in on["tasks"])
+    assert loops > 0 and loops == sum(r["loops"] for t in on["tasks"] for r in t["runs"])
+    off = run("--loop-limit", "0")
+    assert off["config"]["loop_limit"] == 0 and sum(t["loops"] for t in off["tasks"]) == 0
+    assert "no loop check" in capsys.readouterr().out
+    # cut calls end sooner: the same episodes take fewer steps with the check
+    assert sum(t["mean_steps"] for t in on["tasks"]) < sum(t["mean_steps"] for t in off["tasks"])
+    with pytest.raises(ConfigError, match="loop_limit"):
+        PlannerEvalConfig(loop_limit=1)
+    with pytest.raises(ConfigError, match="escape_steps"):
+        PlannerEvalConfig(escape_steps=-2)
+
+
 def test_cli_planner_on_a_library_directory_with_fallback_and_sampling(options_run: Path) -> None:
     code = main(["eval", str(options_run / "options"), "--planner", "--episodes", "1", "--option-steps", "2",
                  "--stochastic", "--fallback-scripted", "--split", "train"])
@@ -169,6 +196,10 @@ def _bare_library(tmp_path: Path) -> Path:
     (lambda p: [str(p), "--max-nodes", "9"], "--max-nodes needs --planner"),
     (lambda p: [str(p), "--planner", "--max-replans", "-1"], "--max-replans must be >= 0"),
     (lambda p: [str(p), "--max-replans", "9"], "--max-replans needs --planner"),
+    (lambda p: [str(p), "--planner", "--loop-limit", "1"], "--loop-limit must be 0 (off) or >= 2"),
+    (lambda p: [str(p), "--planner", "--escape-steps", "-1"], "--escape-steps must be >= 0"),
+    (lambda p: [str(p), "--loop-limit", "3"], "--loop-limit needs --planner"),
+    (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--escape-steps", "2"], "drop --escape-steps"),
     (lambda p: [], "give RUN_DIR"),
 ])  # fmt: skip
 def test_cli_errors_are_one_line_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
@@ -185,7 +216,7 @@ def test_eval_help_lists_the_planner_flags(capsys: pytest.CaptureFixture[str]) -
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     for flag in ("--planner", "--scripted", "--suite", "--split", "--episodes", "--stochastic", "--option-steps",
-                 "--fallback-scripted", "--out"):
+                 "--fallback-scripted", "--out", "--max-replans", "--loop-limit", "--escape-steps"):
         assert flag in text
 
 

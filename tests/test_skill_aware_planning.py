@@ -177,3 +177,7 @@ def test_cli_plan_with_options_and_no_fallback_plans_over_served_skills(tmp_path
     assert "0. putnext(box,yellow,key,blue)" in out and "[putnext_fetch(box,yellow,key,blue," in out
     assert main(["plan", f"sequences/{PUTNEXT}", "--no-fallback"]) == 2
     assert "--no-fallback needs --options" in capsys.readouterr().err
+    assert main(["plan", f"sequences/{PUTNEXT}", "--loop-limit", "1"]) == 2
+    assert "--loop-limit must be 0 (off) or >= 2, got 1" in capsys.readouterr().err
+    assert main(["plan", f"sequences/{PUTNEXT}", "--escape-steps", "-1"]) == 2
+    assert "--escape-steps must be >= 0" in capsys.readouterr().err

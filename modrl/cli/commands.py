@@ -145,7 +145,8 @@ def _evaluate_and_report(run_dir: Path, *, episodes: int, deterministic: bool, s
 
 #: ``modrl eval`` flags that only planner mode reads: (attribute, flag).
 _PLANNER_FLAGS = (("scripted", "--scripted"), ("suite", "--suite"), ("option_steps", "--option-steps"),
-                  ("max_nodes", "--max-nodes"), ("max_replans", "--max-replans"),
+                  ("max_nodes", "--max-nodes"), ("max_replans", "--max-replans"), ("loop_limit", "--loop-limit"),
+                  ("escape_steps", "--escape-steps"),
                   ("fallback_scripted", "--fallback-scripted"), ("out", "--out"))
 
 

@@ -105,8 +105,16 @@ def _build_parser() -> argparse.ArgumentParser:
         "a lower bound makes hopeless re-plans after failed skills cheap)"
     )
     planner.add_argument(
-        "--max-replans", type=int, metavar="N", help="re-plans per episode after the first plan (default: 5; each "
-        "failed or timed-out skill call re-plans, so sampled options get another try)"
+        "--max-replans", type=int, metavar="N", help="re-plans per episode after the first plan (default: 20; each "
+        "failed, stuck or timed-out skill call re-plans, so options get another try)"
+    )
+    planner.add_argument(
+        "--loop-limit", type=int, metavar="N", help="an option call that sees one observation N times is stuck: it "
+        "ends, random moves follow (--escape-steps) and the planner re-plans (default: 3; 0: off)"
+    )
+    planner.add_argument(
+        "--escape-steps", type=int, metavar="N", help="random moves (turn left / turn right / forward) after a stuck "
+        "option call (default: 3)"
     )
     planner.add_argument(
         "--fallback-scripted", action="store_true", help="the scripted skills run the steps no option serves "

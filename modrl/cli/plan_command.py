@@ -33,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--execute", action="store_true", help="run the plan with the scripted skills")
     parser.add_argument("--algorithm", choices=["astar", "bfs"], default="astar", help="search (default: astar)")
     parser.add_argument("--max-nodes", type=int, default=100_000, help="search node bound (default: 100000)")
-    parser.add_argument("--max-replans", type=int, default=5, help="re-plans allowed (default: 5)")
+    parser.add_argument("--max-replans", type=int, default=20, help="re-plans allowed (default: 20)")
     parser.add_argument(
         "--fail-skill", type=int, action="append", default=[], metavar="N",
         help="make the N-th skill execution (0-based) fail, to watch a re-plan (repeatable)",
@@ -44,6 +44,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "RUN_DIR/options of modrl options train); scripted skills run the steps no option serves")
     parser.add_argument("--option-steps", type=int, default=100, metavar="N",
                         help="with --options: step cap of one option call (default: 100)")
+    parser.add_argument("--loop-limit", type=int, default=3, metavar="N",
+                        help="with --options: an option call that sees one observation N times is stuck; it ends, "
+                        "--escape-steps random moves follow, then a re-plan (default: 3; 0: off)")
+    parser.add_argument("--escape-steps", type=int, default=3, metavar="N",
+                        help="with --options: random moves after a stuck option call (default: 3)")
     parser.add_argument("--no-fallback", action="store_true",
                         help="with --options: no scripted skills; plan only over the skills the options serve")
 
@@ -81,6 +86,10 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--seed must be >= 0, got {args.seed}")
     if args.no_fallback and args.options is None:
         return fail("--no-fallback needs --options")
+    if args.loop_limit != 0 and args.loop_limit < 2:
+        return fail(f"--loop-limit must be 0 (off) or >= 2, got {args.loop_limit}")
+    if args.escape_steps < 0:
+        return fail(f"--escape-steps must be >= 0, got {args.escape_steps}")
     try:
         search = SearchConfig(algorithm=args.algorithm, max_nodes=args.max_nodes)
         env = _make_env(args.target)
@@ -134,7 +143,8 @@ def _runner(args: argparse.Namespace, env: Any, library: Any) -> Any:
     from modrl.agents.option_skills import learned_skills
 
     return learned_skills(env, library, fallback=None if args.no_fallback else skills,
-                          max_skill_steps=args.option_steps, seed=args.seed)
+                          max_skill_steps=args.option_steps, seed=args.seed, loop_limit=args.loop_limit or None,
+                          escape_steps=args.escape_steps)
 
 
 def _execute(args: argparse.Namespace, runner: Any, domain: Any, goals: Any, search: Any) -> int:

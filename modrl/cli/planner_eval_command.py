@@ -25,6 +25,10 @@ def _planner_flag_error(args: argparse.Namespace) -> str | None:
         return f"--max-nodes must be >= 1, got {args.max_nodes}"
     if args.max_replans is not None and args.max_replans < 0:
         return f"--max-replans must be >= 0, got {args.max_replans}"
+    if args.loop_limit is not None and args.loop_limit != 0 and args.loop_limit < 2:
+        return f"--loop-limit must be 0 (off) or >= 2, got {args.loop_limit}"
+    if args.escape_steps is not None and args.escape_steps < 0:
+        return f"--escape-steps must be >= 0, got {args.escape_steps}"
     if args.split == "all":
         return "--planner evaluates one split: give --split NAME (default: test if the suite has one, else train)"
     if not args.scripted:
@@ -34,6 +38,8 @@ def _planner_flag_error(args: argparse.Namespace) -> str | None:
         return None
     wrong = [flag for flag, on in (("RUN_DIR", args.run_dir is not None), ("--stochastic", args.stochastic),
                                    ("--option-steps", args.option_steps is not None),
+                                   ("--loop-limit", args.loop_limit is not None),
+                                   ("--escape-steps", args.escape_steps is not None),
                                    ("--fallback-scripted", args.fallback_scripted)) if on]
     if wrong:
         return f"--scripted runs the scripted skills, not a run's options: drop {wrong[0]}"
@@ -98,7 +104,9 @@ def evaluate_planner_command(args: argparse.Namespace) -> int:
             library=None if library is None else str(library), deterministic=not args.stochastic,
             fallback_scripted=args.fallback_scripted, option_steps=args.option_steps or 100,
             **({} if args.max_nodes is None else {"max_nodes": args.max_nodes}),
-            **({} if args.max_replans is None else {"max_replans": args.max_replans}))
+            **({} if args.max_replans is None else {"max_replans": args.max_replans}),
+            **({} if args.loop_limit is None else {"loop_limit": args.loop_limit}),
+            **({} if args.escape_steps is None else {"escape_steps": args.escape_steps}))
     except (ConfigError, RunDirError, UnknownNameError) as exc:
         return fail(one_line(str(exc)))
     try:

@@ -12,6 +12,8 @@ mission tokens) passes through for the high-level policy.
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -39,6 +41,9 @@ class EndReason(str, Enum):
     """The env ended the episode (terminated or truncated) during the call."""
     NOT_INITIABLE = "not_initiable"
     """The initiation set did not hold; the option did not run (duration 0)."""
+    LOOP = "loop"
+    """One observation recurred ``loop_limit`` times within the call: the option is going round in circles (walking
+    into a wall, turning left and right); greedy, it would never leave."""
 
 
 END_REASONS: tuple[EndReason, ...] = tuple(EndReason)
@@ -87,16 +92,37 @@ def option_inputs(observation: Mapping[str, Any], args: torch.Tensor | None) -> 
     return (image, direction) if args is None else (image, direction, args.unsqueeze(0))
 
 
+def observation_key(observation: Any) -> bytes:
+    """A digest of an observation (a dict of arrays / numbers / strings, or one array) that is equal exactly when
+    every entry is: what :func:`run_option`'s loop check counts."""
+    digest = hashlib.blake2b(digest_size=16)
+    items = sorted(observation.items()) if isinstance(observation, Mapping) else [("", observation)]
+    for key, value in items:
+        digest.update(str(key).encode())
+        if isinstance(value, str):
+            digest.update(value.encode())
+        else:
+            array = np.ascontiguousarray(value)
+            digest.update(f"{array.dtype}{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.digest()
+
+
 def run_option(env: gym.Env, option: Option, args: tuple[str, ...], observation: Any, info: Mapping[str, Any], *,
                max_steps: int, gamma: float, rng: np.random.Generator, deterministic: bool = False,
-               until: Callable[[Mapping[str, Any]], bool] | None = None) -> OptionRun:
+               until: Callable[[Mapping[str, Any]], bool] | None = None, loop_limit: int | None = None) -> OptionRun:
     """Run one call of ``option`` from ``(observation, info)`` until it ends (see :class:`EndReason`).
 
     The option always acts at least once; after each step the episode end, then the termination (predicate on the
     new ``info``, or a Bernoulli draw of β at the new state, or the caller's ``until(info)``, e.g. a planner's "the
-    step's effects are observed"), then the step cap are checked.
+    step's effects are observed"), then the step cap, then (with ``loop_limit``) whether the new observation is one
+    the call has now seen ``loop_limit`` times (:attr:`EndReason.LOOP`; the calling observation counts) are checked.
     """
     check(max_steps >= 1, "max_steps", f"must be >= 1, got {max_steps}")
+    check(loop_limit is None or loop_limit >= 2, "loop_limit", f"must be >= 2 (or None: off), got {loop_limit}")
+    seen: Counter[bytes] = Counter()
+    if loop_limit is not None:
+        seen[observation_key(observation)] += 1
     if not option.can_start(info, args):
         return OptionRun(observation=observation, info=dict(info), reward=0.0, duration=0, terminated=False,
                          truncated=False, reason=EndReason.NOT_INITIABLE)
@@ -119,6 +145,12 @@ def run_option(env: gym.Env, option: Option, args: tuple[str, ...], observation:
         if steps >= max_steps:
             reason = EndReason.STEP_CAP
             break
+        if loop_limit is not None:
+            key = observation_key(observation)
+            seen[key] += 1
+            if seen[key] >= loop_limit:
+                reason = EndReason.LOOP
+                break
     return OptionRun(observation=observation, info=dict(step_info), reward=total, duration=steps,
                      terminated=bool(terminated), truncated=bool(truncated), reason=reason)
 

@@ -11,14 +11,22 @@ A call also ends as soon as the step's add effects are all observed (``end_on_ef
 whose own termination predicate cannot describe the step (a ``drop`` option, ``open`` of a box) still stops when the
 planner's operator says the skill is done, and no option runs on past its step's effects.
 
+Stuck options (``loop_limit``): a call whose option sees one observation ``loop_limit`` times is going round in
+circles -- a cloned policy walking into a wall, or turning left and right, from a state its demonstrations never showed
+-- and, greedy, would do so until the step cap; calling it again from the same state changes nothing. The executor ends
+such a call early, takes ``escape_steps`` primitive actions drawn uniformly from ``escape_actions`` (e.g. MiniGrid's
+turn left / turn right / forward) to leave that state, and reports the skill ``FAILED``, so the monitor re-plans from
+wherever the escape ended (a recovery behaviour, as robot navigation stacks rotate in place when stuck).
+:attr:`OptionExecutor.loops` counts them.
+
 How a call ended becomes the skill's status: its own termination is ``DONE``, the step cap ``TIMEOUT``, an initiation
-set that does not hold ``FAILED``, the episode end ``DONE`` if the environment reported success else ``FAILED``. The
-monitor then compares the observed state with the operator's effects and re-plans as usual.
+set that does not hold or a loop ``FAILED``, the episode end ``DONE`` if the environment reported success else
+``FAILED``. The monitor then compares the observed state with the operator's effects and re-plans as usual.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -31,7 +39,7 @@ from modrl.planner.operators import GroundOperator
 from modrl.planner.search import Allowed
 
 _STATUS = {EndReason.TERMINATED: SkillStatus.DONE, EndReason.STEP_CAP: SkillStatus.TIMEOUT,
-           EndReason.NOT_INITIABLE: SkillStatus.FAILED}
+           EndReason.NOT_INITIABLE: SkillStatus.FAILED, EndReason.LOOP: SkillStatus.FAILED}
 
 
 class OptionExecutor:
@@ -49,23 +57,34 @@ class OptionExecutor:
         max_skill_steps: Step cap of one call. deterministic: Greedy option actions.
         seed: Seed of the options' β draws.
         end_on_effects: Also end a call when ``observe()`` shows all of the step's add effects.
+        loop_limit: End a call when one observation recurs this many times in it (``None``: never; see the module
+            docstring). escape_actions: The primitive actions an escape draws from. escape_steps: Actions an escape
+            takes (0: none, the call just ends).
 
     Attributes:
-        usage: Skill executions by ``"option"`` and ``"fallback"``. episode_over, episode_success: How the
-            episode ended (success: the environment terminated it with a positive reward).
+        usage: Skill executions by ``"option"`` and ``"fallback"``. loops: Calls ended as stuck
+            (:attr:`~modrl.options.EndReason.LOOP`). episode_over, episode_success: How the episode ended (success:
+            the environment terminated it with a positive reward).
     """
 
     def __init__(self, env: gym.Env, library: OptionLibrary, *, resolve: Callable[[GroundOperator], OptionCall | None],
                  observe: Callable[[], frozenset[str]], observation: Callable[[], Any],
                  fallback: SkillExecutor | None = None, max_skill_steps: int = 100, deterministic: bool = True,
-                 seed: int = 0, end_on_effects: bool = True) -> None:
+                 seed: int = 0, end_on_effects: bool = True, loop_limit: int | None = None,
+                 escape_actions: Sequence[int] = (), escape_steps: int = 0) -> None:
         check(max_skill_steps >= 1, "max_skill_steps", f"must be >= 1, got {max_skill_steps}")
+        check(loop_limit is None or loop_limit >= 2, "loop_limit", f"must be >= 2 (or None: off), got {loop_limit}")
+        check(escape_steps >= 0, "escape_steps", f"must be >= 0, got {escape_steps}")
+        check(escape_steps == 0 or len(escape_actions) > 0, "escape_actions",
+              f"an escape of {escape_steps} steps needs actions to draw from")
         self.env, self.library, self.resolve = env, library, resolve
         self._observe, self._observation, self.fallback = observe, observation, fallback
         self.max_skill_steps, self.deterministic = max_skill_steps, deterministic
         self.end_on_effects = end_on_effects
+        self.loop_limit, self.escape_actions, self.escape_steps = loop_limit, tuple(escape_actions), escape_steps
         self.rng = np.random.default_rng(seed)
         self.usage = {"option": 0, "fallback": 0}
+        self.loops = 0
         self.episode_over = False
         self.episode_success = False
         self._info: Mapping[str, Any] = {}
@@ -98,15 +117,35 @@ class OptionExecutor:
         until = (lambda _info: step.add <= self.observe()) if self.end_on_effects and step.add else None
         run = run_option(self.env, self.library.get(call.option), call.args, self._observation(), self._info,
                          max_steps=self.max_skill_steps, gamma=1.0, rng=self.rng, deterministic=self.deterministic,
-                         until=until)
+                         until=until, loop_limit=self.loop_limit)
         self._info = run.info
-        over = run.terminated or run.truncated
-        success = bool(run.terminated and run.reward > 0)
+        terminated, truncated, reward, steps = run.terminated, run.truncated, run.reward, run.duration
+        reason = run.reason
+        if reason is EndReason.LOOP:
+            self.loops += 1
+            terminated, truncated, reward, taken = self._escape()
+            steps += taken
+            if terminated or truncated:
+                reason = EndReason.EPISODE_END
+        over = terminated or truncated
+        success = bool(terminated and reward > 0)
         self._note_end(over, success)
-        status = (SkillStatus.DONE if success else SkillStatus.FAILED) if run.reason is EndReason.EPISODE_END \
-            else _STATUS[run.reason]
-        return SkillResult(status=status, state=self.observe(), steps=run.duration, episode_over=over,
-                           success=success)
+        status = (SkillStatus.DONE if success else SkillStatus.FAILED) if reason is EndReason.EPISODE_END \
+            else _STATUS[reason]
+        return SkillResult(status=status, state=self.observe(), steps=steps, episode_over=over, success=success)
+
+    def _escape(self) -> tuple[bool, bool, float, int]:
+        """``escape_steps`` random actions out of a loop (fewer if the episode ends): ``(terminated, truncated,
+        last reward, steps)``."""
+        terminated = truncated = False
+        reward, taken = 0.0, 0
+        for _ in range(self.escape_steps):
+            action = self.escape_actions[int(self.rng.integers(len(self.escape_actions)))]
+            _, step_reward, terminated, truncated, self._info = self.env.step(action)
+            reward, taken = float(step_reward), taken + 1
+            if terminated or truncated:
+                break
+        return terminated, truncated, reward, taken
 
     def _note_end(self, over: bool, success: bool) -> None:
         if over:
