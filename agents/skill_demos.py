@@ -16,7 +16,9 @@ two rows, ObstructedMaze-1Dl):
    (:func:`~modrl.agents.option_demos.behaviour_clone`, the action-frequency prior included), optionally runs DAgger
    rounds (``dagger_rounds``, :func:`~modrl.agents.skill_rollouts.dagger_demos`: the option acts in calling states of
    the train envs, the scripted skill labels each visited state with its next action, the option is cloned again on
-   everything), optionally fine-tunes it with PPO (``finetune_steps``) in calling-state episodes of the train envs
+   everything); then, with ``planner_dagger_rounds``, DAgger over whole planner episodes of the train tasks run with
+   all the learned options at once (:mod:`modrl.agents.planner_dagger`: the states the options leave each other in);
+   optionally fine-tunes each option with PPO (``finetune_steps``) in calling-state episodes of the train envs
    (:class:`modrl.envs.skill_env.SkillStepEnv`: the planner's scripted prefix, then the option until the step's
    effects hold), evaluates it in calling states of the train envs and of the ``eval_split`` envs (a diagnostic: which
    skill fails where), and saves the library.
@@ -70,6 +72,7 @@ from .option_demos import (
 from .options_config import DemoConfig, OptionNetConfig, check_split
 from .options_policy import OptionActorCriticPolicy
 from .options_router import library_predicates
+from .planner_dagger import planner_dagger_demos
 from .skill_recording import SkillRecording, record_skill_demos, split_calls
 from .skill_rollouts import concat_demos, dagger_demos, evaluate_skill, redraw_targets
 
@@ -78,6 +81,8 @@ log = logging.getLogger(__name__)
 LIBRARY_DIR = "options"
 #: DAgger round ``r`` resets its calling-state episodes with seeds from ``DEMO_SEED_BASE + r * DAGGER_SEED_STRIDE``.
 DAGGER_SEED_STRIDE = 100_000
+#: Planner DAgger round ``r`` (from 0) uses the seeds of DAgger round ``PLANNER_DAGGER_ROUND0 + r``.
+PLANNER_DAGGER_ROUND0 = 1_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -121,6 +126,12 @@ class SkillsConfig:
     #: Cloning passes over all demonstrations after each DAgger round (``None``: ``epochs``; the option starts from its
     #: last weights, so fewer passes usually do).
     dagger_epochs: int | None = None
+    #: DAgger rounds over whole planner episodes after every skill is cloned (:mod:`modrl.agents.planner_dagger`): the
+    #: planner runs train episodes with the learned options (sampled, the stuck-option escape on), the scripted skills
+    #: label every state the options visit, every skill is cloned again on all its demonstrations (0: none).
+    planner_dagger_rounds: int = 0
+    #: Planner episodes per such round, spread over the train tasks.
+    planner_dagger_episodes: int = 200
     #: PPO frames per skill after cloning, in calling-state episodes of the train envs (0: cloning only).
     finetune_steps: int = 0
     n_envs: int = 8
@@ -148,6 +159,10 @@ class SkillsConfig:
         check(0 <= self.dagger_rounds <= 100, "dagger_rounds", f"must be in [0, 100], got {self.dagger_rounds}")
         check(1 <= self.dagger_episodes <= 1_000_000, "dagger_episodes",
               f"must be in [1, 1000000], got {self.dagger_episodes}")
+        check(0 <= self.planner_dagger_rounds <= 100, "planner_dagger_rounds",
+              f"must be in [0, 100], got {self.planner_dagger_rounds}")
+        check(1 <= self.planner_dagger_episodes <= 1_000_000, "planner_dagger_episodes",
+              f"must be in [1, 1000000], got {self.planner_dagger_episodes}")
         check(self.dagger_epochs is None or self.dagger_epochs >= 1, "dagger_epochs",
               f"must be >= 1 (or null: epochs), got {self.dagger_epochs}")
         check(0 <= self.finetune_steps <= 100_000_000, "finetune_steps",
@@ -213,7 +228,7 @@ class SkillCloneResult:
     """How one skill option was learned: recorded calls and pairs, demo accuracy before/after cloning on the cloned
     calls (with DAgger's states, after its last round) and on the held-out calls after the first cloning (``None``
     without any), DAgger's labelled states and the option's success in each round's episodes (before that round's
-    cloning), PPO fine-tuning frames, success in calling states of the
+    cloning), the states planner DAgger labelled for it, PPO fine-tuning frames, success in calling states of the
     train envs and of the suite's test envs (sampled / greedy; ``None`` when not evaluated or never called there), wall
     seconds."""
 
@@ -225,6 +240,7 @@ class SkillCloneResult:
     validation_accuracy: float | None
     dagger_pairs: int = 0
     dagger_success: tuple[float, ...] = ()
+    planner_dagger_pairs: int = 0
     finetune_frames: int = 0
     train_success: tuple[float, float] | None = None
     test_success: tuple[float, float] | None = None
@@ -241,10 +257,31 @@ def _returns(demos: DemoSet, gamma: float, max_steps: int) -> DemoSet:
     return replace(demos, returns=np.concatenate(parts))
 
 
+@dataclass
+class _Skill:
+    """One skill's option while the library is being learned."""
+
+    index: int
+    model: PPO
+    policy: OptionActorCriticPolicy
+    demos: DemoSet
+    fit: DemoSet
+    noise: np.random.Generator
+    before: float
+    history: list[dict[str, float]]
+    validation: float | None
+    began: float
+    dagger_pairs: int = 0
+    on_policy: tuple[float, ...] = ()
+    planner_pairs: int = 0
+
+
 def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecording, list[SkillCloneResult]]:
-    """Record the train split's demonstrations, clone one option per demonstrated skill (then fine-tune it with PPO in
-    calling-state episodes of the train envs, with ``finetune_steps``), evaluate it in calling states of the train and
-    test envs, save the library in ``run_dir/options`` and write ``results.json`` / ``results.md``."""
+    """Record the train split's demonstrations, clone one option per demonstrated skill (with ``dagger_rounds``, DAgger
+    in its calling states), then with ``planner_dagger_rounds`` DAgger over whole planner episodes of every skill at
+    once, then fine-tune each option with PPO in calling-state episodes of the train envs (``finetune_steps``),
+    evaluate it in calling states of the train and test envs, save the library in ``run_dir/options`` and write
+    ``results.json`` / ``results.md``."""
     torch.set_num_threads(config.torch_threads)
     torch.manual_seed(config.seed)
     train_ids = split_envs(config.suite, config.split)
@@ -256,62 +293,116 @@ def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecor
              recording.solved, recording.frames, time.perf_counter() - start,
              ", ".join(f"{s} {n} calls" for s, n in recording.calls.items()))
     library = OptionLibrary()
-    results: list[SkillCloneResult] = []
+    skills: dict[str, _Skill] = {}
     for index, (skill, demos) in enumerate(recording.demos.items()):
-        began = time.perf_counter()
-        fit, held = split_calls(_returns(demos, config.algo.gamma, config.max_skill_steps), config.validation)
-        model = _model(config, skill, train_ids, seed=config.seed + 1000 * index)
-        policy = model.policy
-        assert isinstance(policy, OptionActorCriticPolicy)
-        before = demo_accuracy(policy, fit)
-        noise = np.random.default_rng(config.seed + index)
-        history = behaviour_clone(policy, redraw_targets(fit, config.target_noise, noise), config.clone,
-                                  seed=config.seed + index)
-        validation = None if held is None else demo_accuracy(policy, held)
-        on_policy: list[float] = []
-        dagger_pairs = 0
-        for round_ in range(config.dagger_rounds):
-            extra, rate = dagger_demos(policy.option, train_ids, skill, view_size=config.view_size,
-                                       max_steps=config.max_skill_steps, episodes=config.dagger_episodes,
-                                       seed_base=DEMO_SEED_BASE + DAGGER_SEED_STRIDE * (round_ + 1),
-                                       marker=config.target_marker)
-            on_policy.append(rate)
-            if extra is not None:
-                dagger_pairs += extra.size
-                fit = concat_demos(fit, _returns(extra, config.algo.gamma, config.max_skill_steps))
-                history = behaviour_clone(policy, redraw_targets(fit, config.target_noise, noise),
-                                          replace(config.clone, epochs=config.dagger_epochs or config.epochs),
-                                          seed=config.seed + index + 7919 * (round_ + 1))
-            log.info("%s DAgger round %d: option's success %.2f in %d calling-state episodes, %d labelled states "
-                     "added (%d pairs in all), cloning accuracy %.2f", skill, round_ + 1, rate,
-                     config.dagger_episodes, 0 if extra is None else extra.size, fit.size, history[-1]["accuracy"])
+        skills[skill] = state = _clone_skill(config, skill, index, demos, train_ids)
+        _add(library, skill, state.policy.option, run_dir)
+    rounds = [_planner_dagger_round(config, library, skills, train_ids, round_, run_dir)
+              for round_ in range(config.planner_dagger_rounds)]
+    results: list[SkillCloneResult] = []
+    for skill, state in skills.items():
         if config.finetune_steps:
-            model.learn(config.finetune_steps)
-        venv = model.get_env()
+            library.unfreeze([skill])
+            state.model.learn(config.finetune_steps)
+            _add(library, skill, state.policy.option, run_dir)
+        venv = state.model.get_env()
         if venv is not None:
             venv.close()
-        option = policy.option
-        option.termination_predicate = library_predicates([skill])[skill]
-        library.add(skill, option)
-        library.freeze([skill])
-        library.save(run_dir / LIBRARY_DIR)
-        result = SkillCloneResult(skill=skill, calls=len(demos.lengths), pairs=demos.size, accuracy_before=before,
-                                  accuracy=history[-1]["accuracy"], validation_accuracy=validation,
-                                  dagger_pairs=dagger_pairs, dagger_success=tuple(on_policy),
-                                  finetune_frames=int(model.num_timesteps) if config.finetune_steps else 0,
+        option = state.policy.option
+        result = SkillCloneResult(skill=skill, calls=len(state.demos.lengths), pairs=state.demos.size,
+                                  accuracy_before=state.before, accuracy=state.history[-1]["accuracy"],
+                                  validation_accuracy=state.validation, dagger_pairs=state.dagger_pairs,
+                                  dagger_success=state.on_policy, planner_dagger_pairs=state.planner_pairs,
+                                  finetune_frames=int(state.model.num_timesteps) if config.finetune_steps else 0,
                                   train_success=_success(config, option, train_ids, skill),
                                   test_success=_success(config, option, test_ids, skill),
-                                  seconds=time.perf_counter() - began)
+                                  seconds=time.perf_counter() - state.began)
         results.append(result)
         log.info("%s: %d calls (%d pairs), cloning accuracy %.2f -> %.2f (held-out calls %s), %d PPO frames; "
-                 "calling-state success train %s, test %s", skill, result.calls, result.pairs, before, result.accuracy,
-                 _fmt(result.validation_accuracy), result.finetune_frames, _pair(result.train_success),
-                 _pair(result.test_success))
+                 "calling-state success train %s, test %s", skill, result.calls, result.pairs, state.before,
+                 result.accuracy, _fmt(result.validation_accuracy), result.finetune_frames,
+                 _pair(result.train_success), _pair(result.test_success))
         atomic_write_json(run_dir / "results.json", {"recording": {k: v for k, v in asdict(recording).items()
                                                                    if k != "demos"},
+                                                     "planner_dagger": rounds,
                                                      "skills": [asdict(r) for r in results]})
-        atomic_write_text(run_dir / "results.md", format_skill_results(recording, results) + "\n")
+        atomic_write_text(run_dir / "results.md", format_skill_results(recording, results, rounds) + "\n")
     return recording, results
+
+
+def _add(library: OptionLibrary, skill: str, option: Option, run_dir: Path) -> None:
+    """Put ``skill``'s option in the library (with its predicate termination) unless it is there, freeze it, and save
+    the library."""
+    if skill not in library:
+        option.termination_predicate = library_predicates([skill])[skill]
+        library.add(skill, option)
+    library.freeze([skill])
+    library.save(run_dir / LIBRARY_DIR)
+
+
+def _clone_skill(config: SkillsConfig, skill: str, index: int, demos: DemoSet,
+                 train_ids: Sequence[EnvSpec]) -> _Skill:
+    """Clone ``skill``'s option on its demonstrations, then its calling-state DAgger rounds."""
+    began = time.perf_counter()
+    fit, held = split_calls(_returns(demos, config.algo.gamma, config.max_skill_steps), config.validation)
+    model = _model(config, skill, train_ids, seed=config.seed + 1000 * index)
+    policy = model.policy
+    assert isinstance(policy, OptionActorCriticPolicy)
+    before = demo_accuracy(policy, fit)
+    noise = np.random.default_rng(config.seed + index)
+    history = behaviour_clone(policy, redraw_targets(fit, config.target_noise, noise), config.clone,
+                              seed=config.seed + index, tag=f"modrl/demos/{skill}")
+    state = _Skill(index=index, model=model, policy=policy, demos=demos, fit=fit, noise=noise, before=before,
+                   history=history, validation=None if held is None else demo_accuracy(policy, held), began=began)
+    on_policy: list[float] = []
+    for round_ in range(config.dagger_rounds):
+        extra, rate = dagger_demos(policy.option, train_ids, skill, view_size=config.view_size,
+                                   max_steps=config.max_skill_steps, episodes=config.dagger_episodes,
+                                   seed_base=DEMO_SEED_BASE + DAGGER_SEED_STRIDE * (round_ + 1),
+                                   marker=config.target_marker)
+        on_policy.append(rate)
+        if extra is not None:
+            state.dagger_pairs += extra.size
+            _reclone(config, state, extra, seed=config.seed + index + 7919 * (round_ + 1), tag=skill)
+        log.info("%s DAgger round %d: option's success %.2f in %d calling-state episodes, %d labelled states "
+                 "added (%d pairs in all), cloning accuracy %.2f", skill, round_ + 1, rate,
+                 config.dagger_episodes, 0 if extra is None else extra.size, state.fit.size,
+                 state.history[-1]["accuracy"])
+    state.on_policy = tuple(on_policy)
+    return state
+
+
+def _reclone(config: SkillsConfig, state: _Skill, extra: DemoSet, *, seed: int, tag: str) -> None:
+    """Add ``extra`` (labelled states) to the skill's demonstrations and clone its option again on all of them
+    (``dagger_epochs`` passes, from its current weights)."""
+    state.fit = concat_demos(state.fit, _returns(extra, config.algo.gamma, config.max_skill_steps))
+    state.history = behaviour_clone(state.policy, redraw_targets(state.fit, config.target_noise, state.noise),
+                                    replace(config.clone, epochs=config.dagger_epochs or config.epochs), seed=seed,
+                                    tag=f"modrl/demos/{tag}")
+
+
+def _planner_dagger_round(config: SkillsConfig, library: OptionLibrary, skills: Mapping[str, _Skill],
+                          train_ids: Sequence[EnvSpec], round_: int, run_dir: Path) -> dict[str, Any]:
+    """One round of DAgger over planner episodes (:mod:`modrl.agents.planner_dagger`); returns its summary."""
+    began = time.perf_counter()
+    outcome = planner_dagger_demos(library, train_ids, list(skills), episodes=config.planner_dagger_episodes,
+                                   seed_base=DEMO_SEED_BASE + DAGGER_SEED_STRIDE * (PLANNER_DAGGER_ROUND0 + round_),
+                                   view_size=config.view_size, marker=config.target_marker,
+                                   max_skill_steps=config.max_skill_steps)
+    for skill, extra in outcome.demos.items():
+        state = skills[skill]
+        state.planner_pairs += extra.size
+        library.unfreeze([skill])
+        _reclone(config, state, extra, seed=config.seed + state.index + 104_729 * (round_ + 1),
+                 tag=f"{skill}/planner_dagger")
+        _add(library, skill, state.policy.option, run_dir)
+    pairs = {skill: extra.size for skill, extra in outcome.demos.items()}
+    log.info("planner DAgger round %d: the planner with the options solved %.2f of %d train episodes (%d steps); "
+             "labelled states added: %s; %.0fs", round_ + 1, outcome.success, config.planner_dagger_episodes,
+             outcome.steps, ", ".join(f"{k} {v}" for k, v in pairs.items()) or "none",
+             time.perf_counter() - began)
+    return {"round": round_ + 1, "train_success": outcome.success, "episodes": config.planner_dagger_episodes,
+            "pairs": pairs}
 
 
 def _success(config: SkillsConfig, option: Option, env_ids: Sequence[EnvSpec],
@@ -334,17 +425,21 @@ def _pair(value: tuple[float, float] | None) -> str:
     return "-" if value is None else f"{value[0]:.2f} / {value[1]:.2f}"
 
 
-def format_skill_results(recording: SkillRecording, results: Sequence[SkillCloneResult]) -> str:
-    """The per-skill table (calls, pairs, cloning accuracy, held-out accuracy) under a line on the recording."""
-    lines = [f"recorded {recording.episodes} planner episodes ({recording.solved} solved, {recording.frames} frames)",
-             "", "| skill | calls | pairs | cloning accuracy before -> after | held-out calls accuracy | "
-             "DAgger pairs | DAgger rounds' on-policy success | PPO frames | "
-             "calling-state success, train envs (sampled / greedy) | test envs (sampled / greedy) |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+def format_skill_results(recording: SkillRecording, results: Sequence[SkillCloneResult],
+                         planner_rounds: Sequence[Mapping[str, Any]] = ()) -> str:
+    """The per-skill table (calls, pairs, cloning accuracy, held-out accuracy, DAgger) under a line on the recording,
+    and a line per planner DAgger round."""
+    lines = [f"recorded {recording.episodes} planner episodes ({recording.solved} solved, {recording.frames} frames)"]
+    lines += [f"planner DAgger round {r['round']}: the planner with the options solved {r['train_success']:.2f} of "
+              f"{r['episodes']} train episodes; labelled states added: "
+              + (", ".join(f"{k} {v}" for k, v in r["pairs"].items()) or "none") for r in planner_rounds]
+    lines += ["", "| skill | calls | pairs | cloning accuracy before -> after | held-out calls accuracy | "
+              "DAgger pairs | DAgger rounds' on-policy success | planner DAgger pairs | PPO frames | "
+              "calling-state success, train envs (sampled / greedy) | test envs (sampled / greedy) |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         rounds = " ".join(f"{v:.2f}" for v in r.dagger_success) or "-"
         lines.append(f"| {r.skill} | {r.calls} | {r.pairs} | {r.accuracy_before:.2f} -> {r.accuracy:.2f} | "
-                     f"{_fmt(r.validation_accuracy)} | {r.dagger_pairs} | {rounds} | {r.finetune_frames} | "
-                     f"{_pair(r.train_success)} | {_pair(r.test_success)} |")
+                     f"{_fmt(r.validation_accuracy)} | {r.dagger_pairs} | {rounds} | {r.planner_dagger_pairs} | "
+                     f"{r.finetune_frames} | {_pair(r.train_success)} | {_pair(r.test_success)} |")
     return "\n".join(lines)
-
