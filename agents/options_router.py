@@ -31,11 +31,13 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from modrl.envs import SplitTaskEnv, get_suite, make_suite_env, parse_task
 from modrl.envs.grammar import VERBS, parse_subtask
 from modrl.envs.subtask_env import drop_predicate, effect_predicate, subtask_arguments, symbol_predicate
+from modrl.envs.wrappers import Target
 from modrl.options import CallAndReturn, OptionCall, OptionLibrary, OptionStats, Predicate
 from modrl.telemetry import TelemetryWriter
 
 from .evaluation import EVAL_SEED_BASE
-from .option_skills import library_view_size
+from .marked_calls import marked_router_env, whole_grid_calls
+from .option_skills import library_marks_target, library_view_size
 from .options_config import RouteConfig
 from .policies import monolithic_policy_kwargs
 
@@ -82,17 +84,36 @@ def option_calls(library: OptionLibrary, suite_name: str) -> list[OptionCall]:
     return list(calls.values())
 
 
+def router_calls(library: OptionLibrary, suite_name: str) -> tuple[list[OptionCall], list[tuple[Target, ...]] | None]:
+    """The router's calls over ``library`` and, for a whole-grid library, the objects each call marks
+    (:func:`~modrl.agents.marked_calls.whole_grid_calls`; ``None`` for 7x7 options: :func:`option_calls`)."""
+    if library_view_size(library) is None:
+        return option_calls(library, suite_name), None
+    return whole_grid_calls(library, suite_name)
+
+
 def _router_env(config: RouteConfig, library: OptionLibrary, calls: Sequence[OptionCall],
-                inner: Callable[[], gym.Env]) -> gym.Env:
-    return CallAndReturn(Monitor(inner()), library, calls, max_option_steps=config.max_option_steps,
-                         gamma=config.gamma_option, max_decisions=config.max_decisions, seed=config.seed)
+                targets: Sequence[tuple[Target, ...]] | None, inner: Callable[[], gym.Env]) -> gym.Env:
+    kwargs: dict[str, Any] = dict(max_option_steps=config.max_option_steps, gamma=config.gamma_option,
+                                  max_decisions=config.max_decisions, seed=config.seed)
+    view = library_view_size(library)
+    if view is None:
+        return CallAndReturn(Monitor(inner()), library, calls, **kwargs)
+    if targets is None:
+        raise ValueError("whole-grid options need each call's marker targets: take calls and targets from "
+                         "router_calls()")
+    return marked_router_env(Monitor(inner()), library, calls, targets, view_size=view,
+                             marker=library_marks_target(library), **kwargs)
 
 
-def make_router_vec_env(config: RouteConfig, library: OptionLibrary, calls: Sequence[OptionCall]) -> DummyVecEnv:
-    """``n_envs`` call-and-return envs over the configured split, env ``i`` seeded ``seed + i``."""
+def make_router_vec_env(config: RouteConfig, library: OptionLibrary, calls: Sequence[OptionCall],
+                        targets: Sequence[tuple[Target, ...]] | None = None) -> DummyVecEnv:
+    """``n_envs`` call-and-return envs over the configured split, env ``i`` seeded ``seed + i`` (``targets``: the
+    objects each call marks, for a whole-grid library)."""
     inner = partial(SplitTaskEnv, config.env.suite, config.env.split, mission_tokens=True,
                     max_episode_steps=config.env.max_episode_steps)
-    venv = DummyVecEnv([partial(_router_env, config, library, calls, inner) for _ in range(config.env.n_envs)])
+    venv = DummyVecEnv([partial(_router_env, config, library, calls, targets, inner)
+                        for _ in range(config.env.n_envs)])
     venv.seed(config.seed)
     return venv
 
@@ -156,11 +177,8 @@ def train_router(config: RouteConfig, *, writer: TelemetryWriter | None = None
     callback (frames, training success)."""
     torch.set_num_threads(config.torch_threads)
     library = load_library(config.library)
-    if library_view_size(library) is not None:
-        raise ValueError(f"library {config.library}: its options read the whole-grid view (env.view_size), and the "
-                         "router runs them on MiniGrid's 7x7 view; train the library without view_size to route it")
-    calls = option_calls(library, config.env.suite)
-    venv = make_router_vec_env(config, library, calls)
+    calls, targets = router_calls(library, config.env.suite)
+    venv = make_router_vec_env(config, library, calls, targets)
     suite = get_suite(config.env.suite)
     callback = OptionRouterCallback(OptionStats([c.name for c in calls], suite.task_names), writer,
                                     task_names=suite.task_names, max_frames=config.total_timesteps)
@@ -175,12 +193,13 @@ def train_router(config: RouteConfig, *, writer: TelemetryWriter | None = None
 def evaluate_router(model: PPO, config: RouteConfig, library: OptionLibrary, calls: Sequence[OptionCall], *,
                     episodes: int, deterministic: bool = True) -> dict[str, dict[str, Any]]:
     """Success rate and mean decisions per task of every split of the suite (episode ``k`` seeded
-    ``EVAL_SEED_BASE + k``)."""
+    ``EVAL_SEED_BASE + k``); ``calls`` are :func:`router_calls`'s."""
+    targets = router_calls(library, config.env.suite)[1]
     suite = get_suite(config.env.suite)
     out: dict[str, dict[str, Any]] = {}
     for split, tasks in suite.splits.items():
         for task in tasks:
-            env = _router_env(config, library, calls,
+            env = _router_env(config, library, calls, targets,
                               partial(make_suite_env, suite, suite.task_index(task), mission_tokens=True,
                                       max_episode_steps=config.env.max_episode_steps))
             wins, decisions = 0, 0

@@ -91,6 +91,14 @@ class TaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         }
 
 
+def minigrid_env(env: gym.Env) -> Any:
+    """The MiniGrid env under ``env``'s wrappers: ``env.unwrapped``, or for a multi-task env that switches tasks per
+    episode (:class:`modrl.envs.SplitTaskEnv`, which has a ``current_env``) the current task's."""
+    base = env.unwrapped
+    current = getattr(base, "current_env", None)
+    return base if current is None else current.unwrapped
+
+
 def full_view_image(base: Any, size: int, *, marker: bool = False, targets: Sequence[Target] = ()) -> np.ndarray:
     """``(size, size, 3) uint8``: the whole grid as category indices, centred on the agent and turned so that it faces
     up, like MiniGrid's egocentric view but with nothing hidden (walls and closed doors occlude nothing) and the agent
@@ -157,7 +165,7 @@ class FullView(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
 
     def observation(self, observation: dict[str, Any]) -> dict[str, Any]:
         """The observation with the full-view image."""
-        return {**observation, "image": full_view_image(self.env.unwrapped, self.size, marker=self.marker,
+        return {**observation, "image": full_view_image(minigrid_env(self.env), self.size, marker=self.marker,
                                                         targets=self.targets)}
 
 

@@ -108,15 +108,6 @@ def test_one_library_has_one_view(tmp_path: Path) -> None:
     assert library_view_size(OptionLibrary()) is None
 
 
-def test_the_router_refuses_a_full_view_library(tmp_path: Path) -> None:
-    from modrl.agents.options_config import RouteConfig
-    from modrl.agents.options_router import train_router
-
-    path = _library(tmp_path, {"goto-green-ball": 15})
-    with pytest.raises(ValueError, match="whole-grid view"):
-        train_router(RouteConfig(library=str(path)))
-
-
 def test_current_observation_is_minigrids_or_the_full_view() -> None:
     from modrl.envs.wrappers import current_observation
 

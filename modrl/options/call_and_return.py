@@ -205,14 +205,22 @@ class CallAndReturn(gym.Wrapper):
         self._decisions = 0
         return observation, info
 
+    def call_observation(self, index: int, observation: Any) -> Any:
+        """What call ``index``'s option sees when it starts, given the env's last ``observation`` (unchanged here).
+        The extension point for envs whose view depends on the call -- e.g. one that marks the call's target object
+        (``modrl.agents.options_router``); such an env must keep its view on the call's target for the call's
+        remaining steps too."""
+        return observation
+
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         """Run call ``action`` to its end; the reward is its discounted sum."""
         if self._last is None:
             raise RuntimeError("CallAndReturn: call reset() before step()")
         index = int(action)
         call = self.calls[index]
-        run = run_option(self.env, self.library.get(call.option), call.args, *self._last,
-                         max_steps=self.max_option_steps, gamma=self.gamma, rng=self._rng,
+        observation, last_info = self._last
+        run = run_option(self.env, self.library.get(call.option), call.args, self.call_observation(index, observation),
+                         last_info, max_steps=self.max_option_steps, gamma=self.gamma, rng=self._rng,
                          deterministic=self.deterministic)
         self._last = (run.observation, run.info)
         self._decisions += 1
