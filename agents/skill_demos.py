@@ -354,6 +354,8 @@ def _clone_skill(config: SkillsConfig, skill: str, index: int, demos: DemoSet,
                               seed=config.seed + index, tag=f"modrl/demos/{skill}")
     state = _Skill(index=index, model=model, policy=policy, demos=demos, fit=fit, noise=noise, before=before,
                    history=history, validation=None if held is None else demo_accuracy(policy, held), began=began)
+    log.info("%s: cloned on %d pairs (%d calls), accuracy %.2f -> %.2f (held-out calls %s) in %.0fs", skill, fit.size,
+             len(fit.lengths), before, history[-1]["accuracy"], _fmt(state.validation), time.perf_counter() - began)
     on_policy: list[float] = []
     for round_ in range(config.dagger_rounds):
         extra, rate = dagger_demos(policy.option, train_ids, skill, view_size=config.view_size,
