@@ -142,3 +142,19 @@ def test_non_finite_numbers_are_refused(value: str) -> None:
 def test_sizes_out_of_range_are_refused_before_anything_is_allocated(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=rf"{key}: sizes must be in \[1, \d+\]"):
         load_experiment_config({}, [override])
+
+
+def test_shipped_option_configs_load_with_the_command_their_first_line_names() -> None:
+    from modrl.agents.option_critic_config import load_option_critic_config, load_sketch_config
+    from modrl.agents.options_config import load_options_config, load_route_config
+    from modrl.agents.skill_demos import load_skills_config
+
+    loaders = {"train": load_options_config, "route": load_route_config, "skills": load_skills_config,
+               "critic": load_option_critic_config, "sketch": load_sketch_config}
+    root = Path(__file__).resolve().parents[1] / "experiments" / "options"
+    paths = sorted(root.glob("*.yaml"))
+    assert len(paths) >= 10
+    for path in paths:
+        first = path.read_text().splitlines()[0].split()
+        assert first[:3] == ["#", "modrl", "options"] and first[3] in loaders, (path.name, first)
+        loaders[first[3]](path)
