@@ -15,6 +15,7 @@ sequences are preferred, not which calls solve a task. ``info["option_discount"]
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -42,6 +43,7 @@ from .options_config import RouteConfig
 from .policies import monolithic_policy_kwargs
 
 log = logging.getLogger(__name__)
+progress_log = logging.getLogger("modrl.progress")
 
 
 def library_predicates(names: Sequence[str]) -> dict[str, Predicate]:
@@ -131,14 +133,17 @@ def build_router_model(config: RouteConfig, venv: DummyVecEnv) -> PPO:
 
 
 class OptionRouterCallback(BaseCallback):
-    """Counts primitive frames and option decisions; writes option telemetry and per-task success every rollout.
+    """Counts primitive frames and option decisions; writes option telemetry and per-task success every rollout, and a
+    progress line (``modrl.progress`` logger) at most every ``every_s`` seconds and at the end.
 
     Stops PPO once ``max_frames`` primitive frames have run. TensorBoard steps are primitive frames.
     """
 
     def __init__(self, stats: OptionStats, writer: TelemetryWriter | None, *, task_names: Sequence[str],
-                 max_frames: int, window: int = 100) -> None:
+                 max_frames: int, window: int = 100, every_s: float = 30.0) -> None:
         super().__init__()
+        self.every_s = every_s
+        self._started = self._logged = time.monotonic()
         self.stats = stats
         self.writer = writer
         self.max_frames = max_frames
@@ -159,7 +164,28 @@ class OptionRouterCallback(BaseCallback):
                 del window[:-self._window]
         return self.frames < self.max_frames
 
+    def _on_training_start(self) -> None:
+        self._started = self._logged = time.monotonic()
+
+    def _on_training_end(self) -> None:
+        progress_log.info(self.progress_line())
+
+    def progress_line(self) -> str:
+        """``[router] frames F/N (P%) | X fps | eta M min | decisions D | training success S`` (mean over tasks)."""
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        fps = self.frames / elapsed
+        eta = max(self.max_frames - self.frames, 0) / fps if fps > 0 else float("inf")
+        rates = self.success_rates()
+        success = f"{np.mean(list(rates.values())):.2f} over {len(rates)} tasks" if rates else "-"
+        return (f"[router] frames {self.frames}/{self.max_frames} ({100 * min(self.frames / self.max_frames, 1):.0f}%)"
+                f" | {fps:.0f} fps | eta {eta / 60:.1f} min | decisions {self.num_timesteps} | training success "
+                f"{success}")
+
     def _on_rollout_end(self) -> None:
+        now = time.monotonic()
+        if now - self._logged >= self.every_s:
+            self._logged = now
+            progress_log.info(self.progress_line())
         if self.writer is None:
             return
         self.stats.log(self.writer, self.frames)

@@ -101,13 +101,17 @@ def test_marked_calls_need_a_full_view_and_one_target_tuple_per_call() -> None:
     assert isinstance(marked_router_env(env, library, calls, targets, view_size=9, marker=True).env, CallAndReturn)
 
 
-def test_options_route_trains_and_evaluates_a_router_over_whole_grid_skill_options(tmp_path: Path) -> None:
+def test_options_route_trains_and_evaluates_a_router_over_whole_grid_skill_options(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     _skill_library().save(tmp_path / "lib")
     config = load_route_config({"library": str(tmp_path / "lib"), "env": {"suite": "sequences", "n_envs": 2},
                                 "max_option_steps": 3, "max_decisions": 3, "total_timesteps": 120,
                                 "algo": {"n_steps": 8, "batch_size": 16, "n_epochs": 1}})
-    model, library, calls, callback = train_router(config)
+    with caplog.at_level("INFO", logger="modrl.progress"):
+        model, library, calls, callback = train_router(config)
     assert "putnext-yellow-box" in [c.name for c in calls] and callback.frames >= 120
+    progress = [r.getMessage() for r in caplog.records if r.name == "modrl.progress"]
+    assert progress and progress[-1].startswith(f"[router] frames {callback.frames}/120 (100%)")
     results = evaluate_router(model, config, library, calls, episodes=1, deterministic=False)
     assert set(results) == set(get_suite("sequences").task_names)
     assert all(0 <= row["success"] <= 1 and 1 <= row["decisions"] <= 3 for row in results.values())
