@@ -197,6 +197,9 @@ class RouteConfig:
     max_option_steps: int = 32
     max_decisions: int = 16
     gamma_option: float = 0.99
+    #: End a call when one observation recurs this many times in it (the option is stuck; the router picks again);
+    #: ``null``: calls run to their effect, ``max_option_steps`` or the episode end.
+    loop_limit: int | None = None
     hidden: int = 64
     features_dim: int = 64
     algo: AlgoConfig = field(default_factory=lambda: AlgoConfig(n_steps=32, batch_size=64))
@@ -210,6 +213,8 @@ class RouteConfig:
                      "total_timesteps"):
             check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         check(0 <= self.gamma_option <= 1, "gamma_option", f"must be in [0, 1], got {self.gamma_option}")
+        check(self.loop_limit is None or self.loop_limit >= 2, "loop_limit",
+              f"must be >= 2 (or null: off), got {self.loop_limit}")
         check(self.eval_episodes >= 0, "eval_episodes", f"must be >= 0, got {self.eval_episodes}")
 
 

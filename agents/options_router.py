@@ -97,7 +97,7 @@ def router_calls(library: OptionLibrary, suite_name: str) -> tuple[list[OptionCa
 def _router_env(config: RouteConfig, library: OptionLibrary, calls: Sequence[OptionCall],
                 targets: Sequence[tuple[Target, ...]] | None, inner: Callable[[], gym.Env]) -> gym.Env:
     kwargs: dict[str, Any] = dict(max_option_steps=config.max_option_steps, gamma=config.gamma_option,
-                                  max_decisions=config.max_decisions, seed=config.seed)
+                                  max_decisions=config.max_decisions, seed=config.seed, loop_limit=config.loop_limit)
     view = library_view_size(library)
     if view is None:
         return CallAndReturn(Monitor(inner()), library, calls, **kwargs)

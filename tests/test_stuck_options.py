@@ -149,3 +149,21 @@ def test_executor_refuses_an_escape_with_nothing_to_draw_from() -> None:
         _executor(env, scripted_option([NOOP]), loop_limit=3, escape_steps=3)
     with pytest.raises(ConfigError, match="loop_limit"):
         _executor(env, scripted_option([NOOP]), loop_limit=0)
+
+
+def test_call_and_return_ends_a_looping_call_so_the_router_picks_again() -> None:
+    from modrl.agents.options_config import load_route_config
+    from modrl.options import CallAndReturn
+
+    library = OptionLibrary()
+    library.add("idle", scripted_option([NOOP]))
+    env = CallAndReturn(Corridor(), library, [OptionCall(option="idle")], max_option_steps=20, loop_limit=4)
+    env.reset(seed=0)
+    _, _, terminated, truncated, info = env.step(0)
+    assert (info["option_end"], info["option_duration"]) == ("loop", 3) and not (terminated or truncated)
+    off = CallAndReturn(Corridor(), library, [OptionCall(option="idle")], max_option_steps=20)
+    off.reset(seed=0)
+    assert off.step(0)[-1]["option_end"] == "step_cap"
+    with pytest.raises(ConfigError, match="loop_limit"):
+        load_route_config({"library": "lib", "loop_limit": 1})
+    assert load_route_config({"library": "lib", "loop_limit": 3}).loop_limit == 3

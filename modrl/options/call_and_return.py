@@ -171,12 +171,16 @@ class CallAndReturn(gym.Wrapper):
         max_decisions: Calls per episode before truncation.
         deterministic: Run options greedily instead of sampling their actions.
         seed: Seed of the β draws.
+        loop_limit: End a call when one observation recurs this many times in it (:attr:`EndReason.LOOP`, see
+            :func:`run_option`); ``None``: never.
     """
 
     def __init__(self, env: gym.Env, library: OptionLibrary, calls: Sequence[OptionCall], *,
                  max_option_steps: int = 64, gamma: float = 0.99, max_decisions: int = 64,
-                 deterministic: bool = False, seed: int | None = None) -> None:
+                 deterministic: bool = False, seed: int | None = None, loop_limit: int | None = None) -> None:
         super().__init__(env)
+        check(loop_limit is None or loop_limit >= 2, "loop_limit", f"must be >= 2 (or None: off), got {loop_limit}")
+        self.loop_limit = loop_limit
         check(len(calls) >= 1, "calls", "needs at least one option call")
         check(max_option_steps >= 1, "max_option_steps", f"must be >= 1, got {max_option_steps}")
         check(0.0 <= gamma <= 1.0, "gamma", f"must be in [0, 1], got {gamma}")
@@ -221,7 +225,7 @@ class CallAndReturn(gym.Wrapper):
         observation, last_info = self._last
         run = run_option(self.env, self.library.get(call.option), call.args, self.call_observation(index, observation),
                          last_info, max_steps=self.max_option_steps, gamma=self.gamma, rng=self._rng,
-                         deterministic=self.deterministic)
+                         deterministic=self.deterministic, loop_limit=self.loop_limit)
         self._last = (run.observation, run.info)
         self._decisions += 1
         cut = not (run.terminated or run.truncated) and self._decisions >= self.max_decisions
