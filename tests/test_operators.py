@@ -259,6 +259,8 @@ def test_plan_runs_with_learned_options_and_scripted_fallback() -> None:
 
 def test_untrained_options_time_out_and_the_monitor_replans(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    import torch
+
     from modrl.agents.option_skills import learned_skills
     from modrl.options import Option, OptionConfig, OptionLibrary
     from modrl.planner import MonitorConfig
@@ -266,6 +268,7 @@ def test_untrained_options_time_out_and_the_monitor_replans(tmp_path: Path,
     env = TaskEnv("goto-green-ball")
     env.reset(seed=0)
     library = OptionLibrary()
+    torch.manual_seed(0)  # the untrained option's weights: what it does does not depend on the tests run before
     library.add("goto-green-ball", Option(OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2)))
     executor = learned_skills(env, library, fallback=None, max_skill_steps=3)
     trace = execute(DOMAIN, goal_predicates(env.task), executor, MonitorConfig(max_replans=1))
@@ -273,6 +276,11 @@ def test_untrained_options_time_out_and_the_monitor_replans(tmp_path: Path,
     assert trace.outcome is Outcome.REPLAN_LIMIT and trace.plans[1].reason == "goto(ball,green) timeout"
     library.save(tmp_path / "lib")
     code = main(["plan", "sequences/goto-green-ball", "--seed", "0", "--execute", "--options", str(tmp_path / "lib"),
-                 "--option-steps", "3", "--max-replans", "0"])
+                 "--option-steps", "3", "--max-replans", "0", "--loop-limit", "0"])
     out = capsys.readouterr().out
     assert code == 1 and "timeout" in out and "skills run by learned options: 1, by scripted skills: 0" in out
+    # with the default loop check the untrained option is cut as stuck (it repeats an observation) before the cap
+    code = main(["plan", "sequences/goto-green-ball", "--seed", "0", "--execute", "--options", str(tmp_path / "lib"),
+                 "--option-steps", "50", "--max-replans", "0"])
+    out = capsys.readouterr().out
+    assert code == 1 and "failed" in out and "timeout" not in out
