@@ -24,6 +24,8 @@ from modrl.envs import get_suite, parse_task
 from modrl.envs.wrappers import FullView, Target, minigrid_env
 from modrl.options import CallAndReturn, OptionCall, OptionLibrary
 
+from .option_skills import full_view_of
+
 
 def whole_grid_calls(library: OptionLibrary, suite_name: str) -> tuple[list[OptionCall], list[tuple[Target, ...]]]:
     """One call per subtask of the suite (all splits, first appearance order) that ``library`` serves: its per-symbol
@@ -54,14 +56,6 @@ def whole_grid_calls(library: OptionLibrary, suite_name: str) -> tuple[list[Opti
     return [c for c, _ in calls.values()], [t for _, t in calls.values()]
 
 
-def _full_view(env: gym.Env) -> FullView:
-    while isinstance(env, gym.Wrapper):
-        if isinstance(env, FullView):
-            return env
-        env = env.env
-    raise TypeError("MarkedCalls needs a FullView wrapper in the env's chain")
-
-
 class MarkedCalls(CallAndReturn):
     """:class:`~modrl.options.CallAndReturn` over whole-grid options: before call ``i`` runs, the env's
     :class:`~modrl.envs.wrappers.FullView` marks ``targets[i]`` (when it has the marker channel) and the option's
@@ -77,8 +71,11 @@ class MarkedCalls(CallAndReturn):
                  targets: Sequence[tuple[Target, ...]], **kwargs: Any) -> None:
         if len(targets) != len(calls):
             raise ValueError(f"one target tuple per call: {len(calls)} calls, {len(targets)} target tuples")
+        view = full_view_of(env)
+        if view is None:
+            raise TypeError("MarkedCalls needs a FullView wrapper in the env's chain")
         super().__init__(env, library, calls, **kwargs)
-        self.view = _full_view(env)
+        self.view = view
         self.targets = tuple(targets)
 
     def call_observation(self, index: int, observation: Any) -> Any:

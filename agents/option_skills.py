@@ -115,7 +115,7 @@ def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecu
     view = library_view_size(library)
     resolve = call_resolver(library)
     marks = library_marks_target(library)
-    marked = _full_view(env) if marks else None
+    marked = full_view_of(env) if marks else None
     if marks and (marked is None or not marked.marker):
         raise ValueError("this library's options read the target marker: wrap the env with "
                          "wrap_for_library(env, library)")
@@ -135,7 +135,7 @@ def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecu
                           loop_limit=loop_limit, escape_actions=ESCAPE_ACTIONS, escape_steps=escape_steps)
 
 
-def _full_view(env: gym.Env) -> FullView | None:
+def full_view_of(env: gym.Env) -> FullView | None:
     """The :class:`FullView` wrapper in ``env``'s chain, if any."""
     while isinstance(env, gym.Wrapper):
         if isinstance(env, FullView):

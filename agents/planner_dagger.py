@@ -54,19 +54,26 @@ class _Labeller(gym.Wrapper[Any, Any, Any, Any]):
         self.base: Any = env.unwrapped
         self.expert = ScriptedSkills(self.base)  # probed only: never steps the env
         self.skills, self.view_size, self.marker = frozenset(skills), view_size, marker
-        self.current: GroundOperator | None = None
+        #: The running step and its skill call (``None`` between steps, or when no labelled skill serves it).
+        self.current: tuple[GroundOperator, tuple[str, tuple[str, str]]] | None = None
         self.rows: dict[tuple[str, int], list[tuple[np.ndarray, int, np.ndarray, int]]] = {}
         self.calls = 0
 
-    def step(self, action: Any) -> Any:
-        step = self.current
+    def start(self, step: GroundOperator | None) -> None:
+        """Label the steps that follow for ``step`` (``None``: stop labelling)."""
         call = None if step is None else skill_call(step)
-        if step is not None and call is not None and call[0] in self.skills:
+        if step is not None:
+            self.calls += 1
+        self.current = None if step is None or call is None or call[0] not in self.skills else (step, call)
+
+    def step(self, action: Any) -> Any:
+        if self.current is not None:
+            step, (skill, words) = self.current
             label = self.expert.next_action(step)
             if label is not None:
-                obs = skill_observation(self.base, self.view_size, call[1], marker=self.marker,
+                obs = skill_observation(self.base, self.view_size, words, marker=self.marker,
                                         targets=skill_targets(step))
-                self.rows.setdefault((call[0], self.calls), []).append(
+                self.rows.setdefault((skill, self.calls), []).append(
                     (obs["image"], int(obs["direction"]), obs["args"], int(label)))
         return self.env.step(action)
 
@@ -81,11 +88,11 @@ class _Labelling:
         return self.inner.observe()
 
     def execute(self, step: GroundOperator) -> SkillResult:
-        self.labeller.current, self.labeller.calls = step, self.labeller.calls + 1
+        self.labeller.start(step)
         try:
             return self.inner.execute(step)
         finally:
-            self.labeller.current = None
+            self.labeller.start(None)
 
 
 def planner_dagger_demos(library: OptionLibrary, env_ids: Sequence[EnvSpec], skills: Sequence[str], *, episodes: int,
