@@ -108,6 +108,11 @@ class SkillsConfig:
     #: and in the words when the options read them), the same for every frame of the call: the option learns to act on
     #: the marked cell whatever is there (an ``open`` that only saw doors then opens a box). Needs ``target_marker``.
     target_noise: float = 0.0
+    #: Before each recorded planner episode and each DAgger calling state, run between 0 and this many random scripted
+    #: steps (:func:`modrl.envs.skill_env.random_skill_steps`: go to, pick up, drop, open, put next to, on any object;
+    #: recorded as demonstrations too), so the options also learn in states the train tasks' plans rarely reach -- an
+    #: object carried or moved by an earlier step, as in longer test sequences (0: none).
+    random_steps: int = 0
     skills: tuple[str, ...] = SKILL_NAMES
     net: OptionNetConfig = field(default_factory=OptionNetConfig)
     epochs: int = 40
@@ -155,6 +160,7 @@ class SkillsConfig:
               "object a call means)")
         check(0 <= self.target_noise <= 1, "target_noise", f"must be in [0, 1], got {self.target_noise}")
         check(self.target_noise == 0 or self.target_marker, "target_noise", "needs target_marker: true")
+        check(0 <= self.random_steps <= 20, "random_steps", f"must be in [0, 20], got {self.random_steps}")
         check(0 <= self.validation < 1, "validation", f"must be in [0, 1), got {self.validation}")
         check(0 <= self.dagger_rounds <= 100, "dagger_rounds", f"must be in [0, 100], got {self.dagger_rounds}")
         check(1 <= self.dagger_episodes <= 1_000_000, "dagger_episodes",
@@ -220,7 +226,7 @@ def _model(config: SkillsConfig, skill: str, env_ids: Sequence[EnvSpec], *, seed
 
 def _skill_env(env_ids: Sequence[EnvSpec], skill: str, config: SkillsConfig) -> gym.Env:
     return Monitor(SkillStepEnv(env_ids, skill, view_size=config.view_size, max_steps=config.max_skill_steps,
-                                marker=config.target_marker))
+                                marker=config.target_marker, random_steps=config.random_steps))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -288,7 +294,8 @@ def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecor
     test_ids = split_envs(config.suite, config.eval_split) if config.eval_split else []
     start = time.perf_counter()
     recording = record_skill_demos(train_ids, episodes=config.episodes, view_size=config.view_size,
-                                   skills=config.skills, marker=config.target_marker)
+                                   skills=config.skills, marker=config.target_marker,
+                                   random_steps=config.random_steps)
     log.info("recorded %d planner episodes (%d solved, %d frames) in %.0fs: %s", recording.episodes,
              recording.solved, recording.frames, time.perf_counter() - start,
              ", ".join(f"{s} {n} calls" for s, n in recording.calls.items()))
@@ -361,7 +368,7 @@ def _clone_skill(config: SkillsConfig, skill: str, index: int, demos: DemoSet,
         extra, rate = dagger_demos(policy.option, train_ids, skill, view_size=config.view_size,
                                    max_steps=config.max_skill_steps, episodes=config.dagger_episodes,
                                    seed_base=DEMO_SEED_BASE + DAGGER_SEED_STRIDE * (round_ + 1),
-                                   marker=config.target_marker)
+                                   marker=config.target_marker, random_steps=config.random_steps)
         on_policy.append(rate)
         if extra is not None:
             state.dagger_pairs += extra.size

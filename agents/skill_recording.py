@@ -15,13 +15,25 @@ import numpy as np
 
 from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.scripted_skills import ScriptedSkills
-from modrl.envs.skill_env import SKILL_NAMES, SKILL_SLOTS, EnvSpec, make_env, skill_call, skill_targets, spec_name
+from modrl.envs.skill_env import (
+    SKILL_NAMES,
+    SKILL_SLOTS,
+    EnvSpec,
+    make_env,
+    random_skill_steps,
+    skill_call,
+    skill_targets,
+    spec_name,
+)
 from modrl.envs.wrappers import Target, full_view_image
 from modrl.planner import GroundOperator, MonitorConfig, SearchConfig, execute
 from modrl.planner.monitor import SkillResult, SkillStatus
 
 from .option_demos import DEMO_SEED_BASE, EVAL_TASK_SEEDS, DemoSet
 from .skill_rollouts import demo_set
+
+#: Second seed word of the random-steps draws (:func:`record_skill_demos`), apart from the env's own stream.
+_RANDOM_STEPS_STREAM = 0x5EED
 
 
 class _Recorder(gym.Wrapper[Any, Any, Any, Any]):
@@ -100,11 +112,17 @@ class SkillRecording:
     frames: int
 
 
-def _record_episode(spec: EnvSpec, seed: int, view_size: int, marker: bool) -> tuple[_Recorder, list[_Call], bool]:
+def _record_episode(spec: EnvSpec, seed: int, view_size: int, marker: bool,
+                    random_steps: int) -> tuple[_Recorder, list[_Call], bool]:
     recorder = _Recorder(make_env(spec), view_size, marker)
     recorder.reset(seed=seed)
     skills = ScriptedSkills(recorder)
     cutter = _Cutter(skills, recorder)
+    if random_steps:
+        rng = np.random.default_rng([seed, _RANDOM_STEPS_STREAM])
+        if not random_skill_steps(skills, rng, int(rng.integers(random_steps + 1)), run=cutter.execute):
+            recorder.close()
+            return recorder, cutter.calls, False
     execute(planning_domain(), goals_for_env(recorder, skills.observe()), cutter,
             MonitorConfig(search=SearchConfig(), max_replans=5))
     recorder.close()
@@ -113,10 +131,12 @@ def _record_episode(spec: EnvSpec, seed: int, view_size: int, marker: bool) -> t
 
 def record_skill_demos(env_ids: Sequence[EnvSpec], *, episodes: int, view_size: int,
                        skills: Sequence[str] = SKILL_NAMES, seed_base: int = DEMO_SEED_BASE,
-                       marker: bool = False) -> SkillRecording:
+                       marker: bool = False, random_steps: int = 0) -> SkillRecording:
     """Record ``episodes`` planner episodes of each env id (episode ``j`` seeded ``seed_base + j``; an evaluation seed
     is skipped) and cut them into per-skill demonstrations (see the module docstring); with ``marker`` the images
-    carry the target-marker channel on each step's object.
+    carry the target-marker channel on each step's object. With ``random_steps``, each episode first runs between 0
+    and that many random scripted steps (:func:`~modrl.envs.skill_env.random_skill_steps`, recorded as demonstrations
+    too) before the planner solves its task.
 
     Raises:
         RuntimeError: No skill of ``skills`` was demonstrated.
@@ -129,7 +149,7 @@ def record_skill_demos(env_ids: Sequence[EnvSpec], *, episodes: int, view_size: 
             seed = seed_base + j
             if seed in EVAL_TASK_SEEDS:
                 continue
-            recorder, calls, success = _record_episode(env_id, seed, view_size, marker)
+            recorder, calls, success = _record_episode(env_id, seed, view_size, marker, random_steps)
             total += 1
             frames += len(recorder.actions)
             if not success:

@@ -93,16 +93,18 @@ def evaluate_skill(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, vi
 
 
 def dagger_demos(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, view_size: int, max_steps: int,
-                 episodes: int, seed_base: int, marker: bool = False) -> tuple[DemoSet | None, float]:
+                 episodes: int, seed_base: int, marker: bool = False,
+                 random_steps: int = 0) -> tuple[DemoSet | None, float]:
     """One DAgger round: ``option`` acts (sampled) in ``episodes`` calling-state episodes of ``skill`` in ``env_ids``
     (:class:`~modrl.envs.skill_env.SkillStepEnv` reset with ``seed_base + k``); every state it visits is labelled
     with the scripted skill's next action there (:meth:`ScriptedSkills.next_action`; states the script would not act
-    in are skipped).
+    in are skipped). ``random_steps``: as :class:`~modrl.envs.skill_env.SkillStepEnv`'s.
 
     Returns:
         The labelled states (``None`` when there are none) and the option's success in these episodes.
     """
-    env = SkillStepEnv(env_ids, skill, view_size=view_size, max_steps=max_steps, marker=marker)
+    env = SkillStepEnv(env_ids, skill, view_size=view_size, max_steps=max_steps, marker=marker,
+                       random_steps=random_steps)
     rows: dict[int, list[tuple[np.ndarray, int, np.ndarray, int]]] = {}
 
     def label(k: int, expert: ScriptedSkills | None, obs: Mapping[str, Any]) -> None:

@@ -9,11 +9,12 @@ are observed (or the env's own episode ends in success: a last ``goto(door)`` th
 than planned still completes the task), and is truncated after ``max_steps`` or when the env's own episode ends first.
 Observations are the whole-grid view (:func:`modrl.envs.wrappers.full_view_image`; with ``marker``, its fourth channel
 on the call's objects), the heading and the argument's slot indices.
+With ``random_steps`` a few random scripted steps (:func:`random_skill_steps`) run before the episode is planned.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, SupportsFloat
 
 import gymnasium as gym
@@ -26,7 +27,8 @@ from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.predicates import env_planning_state, plain_colour
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH, Target, full_view_image
-from modrl.planner import GroundOperator, Plan, SkillStatus, plan
+from modrl.planner import GroundOperator, Plan, SkillResult, SkillStatus, plan
+from modrl.planner.atoms import AtomIndex
 
 SKILL_NAMES: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
 """The planner's skills a skill option can serve (``putnext`` only in BabyAI-style tasks, not the stock hard ones)."""
@@ -55,6 +57,42 @@ def skill_call(step: GroundOperator) -> tuple[str, tuple[str, str]] | None:
         return None
     kind, name = targets[0]
     return step.skill, (plain_colour(name), kind)
+
+
+def random_skill_steps(skills: ScriptedSkills, rng: np.random.Generator, count: int, *,
+                       run: Callable[[GroundOperator], SkillResult] | None = None) -> bool:
+    """Run ``count`` random planner steps with the scripted ``skills``: each drawn uniformly from the steps a skill
+    option serves (:func:`skill_call`) that are applicable now and change something (go to, pick up, drop, open, put
+    next to -- any object, mentioned or not), except steps that make an atom of the episode's goals true (a subtask done
+    out of order may not count again: a door opened early stays open) and opening a box (MiniGrid replaces a box by its
+    contents). A data augmentation: demonstrations recorded after it start from states
+    the train tasks' own plans rarely reach (an object carried, dropped or moved by an earlier step).
+
+    Args:
+        skills: The scripted skills of the env (they step it).
+        rng: The draws.
+        count: Steps to run (fewer when none applies).
+        run: Executes a step (default ``skills.execute``; a recorder's executor to keep the calls as demonstrations).
+
+    Returns:
+        ``False`` when a step failed or ended the env's episode (the episode is then of no use), else ``True``.
+    """
+    domain = planning_domain()
+    for _ in range(count):
+        state = skills.observe()
+        goal_atoms = frozenset().union(*(g.holds | g.achieve for g in goals_for_env(skills.env, state)))
+        full = domain.closure(state)
+        index = AtomIndex(full)
+        steps = [op for op in domain.ground(state)
+                 if skill_call(op) is not None and op.applicable(full, index) and not op.add <= state
+                 and not op.add & goal_atoms
+                 and not (op.skill == "open" and any(kind == "box" for kind, _ in skill_targets(op)))]
+        if not steps:
+            break
+        result = (run or skills.execute)(steps[int(rng.integers(len(steps)))])
+        if result.status is not SkillStatus.DONE or result.episode_over:
+            return False
+    return True
 
 
 def make_env(spec: EnvSpec) -> gym.Env:
@@ -102,19 +140,23 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         max_steps: Step limit of an episode.
         marker: Observations carry the target-marker channel on the call's object
             (:func:`~modrl.envs.wrappers.full_view_image`).
+        random_steps: Before planning, run between 0 and this many random scripted steps
+            (:func:`random_skill_steps`, the count drawn uniformly per episode), so calls also start in states the train
+            tasks' plans rarely reach.
 
     ``info`` carries ``env_id``, ``env_seed``, ``call`` (the step's symbol), ``prefix`` (scripted steps run first) and,
     at the end, ``is_success``.
     """
 
     def __init__(self, env_ids: Sequence[EnvSpec], skill: str, *, view_size: int = 25, max_steps: int = 100,
-                 marker: bool = False) -> None:
+                 marker: bool = False, random_steps: int = 0) -> None:
         check(len(env_ids) >= 1, "env_ids", "needs at least one env id")
+        check(random_steps >= 0, "random_steps", f"must be >= 0, got {random_steps}")
         check(skill in SKILL_NAMES, "skill", f"must be one of {', '.join(SKILL_NAMES)}, got {skill!r}")
         check(view_size >= 7 and view_size % 2 == 1, "view_size", f"must be an odd integer >= 7, got {view_size}")
         check(max_steps >= 1, "max_steps", f"must be >= 1, got {max_steps}")
         self.env_ids, self.skill, self.view_size, self.max_steps = tuple(env_ids), skill, view_size, max_steps
-        self.marker = marker
+        self.marker, self.random_steps = marker, random_steps
         self.observation_space = skill_observation_space(view_size, marker=marker)
         self.action_space = spaces.Discrete(7)
         self._envs: dict[int, gym.Env] = {}
@@ -170,6 +212,9 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             env = self._envs[which] = make_env(self.env_ids[which])
         env.reset(seed=env_seed)
         skills = ScriptedSkills(env)
+        if self.random_steps and not random_skill_steps(skills, self.np_random,
+                                                        int(self.np_random.integers(self.random_steps + 1))):
+            return False
         found = plan(planning_domain(), skills.observe(), goals_for_env(env, skills.observe()))
         if not isinstance(found, Plan):
             return False
