@@ -301,8 +301,10 @@ def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecor
              ", ".join(f"{s} {n} calls" for s, n in recording.calls.items()))
     library = OptionLibrary()
     skills: dict[str, _Skill] = {}
-    for index, (skill, demos) in enumerate(recording.demos.items()):
-        skills[skill] = state = _clone_skill(config, skill, index, demos, train_ids)
+    for skill, demos in recording.demos.items():
+        # Seeded by the skill's place in SKILL_NAMES, not in this run: a run of some of the skills clones them exactly
+        # as a run of all does (skills can be trained in separate processes and their options put together).
+        skills[skill] = state = _clone_skill(config, skill, SKILL_NAMES.index(skill), demos, train_ids)
         _add(library, skill, state.policy.option, run_dir)
     rounds = [_planner_dagger_round(config, library, skills, train_ids, round_, run_dir)
               for round_ in range(config.planner_dagger_rounds)]

@@ -28,7 +28,6 @@ from modrl.envs.predicates import env_planning_state, plain_colour
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH, Target, full_view_image
 from modrl.planner import GroundOperator, Plan, SkillResult, SkillStatus, plan
-from modrl.planner.atoms import AtomIndex
 
 SKILL_NAMES: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
 """The planner's skills a skill option can serve (``putnext`` only in BabyAI-style tasks, not the stock hard ones)."""
@@ -81,11 +80,8 @@ def random_skill_steps(skills: ScriptedSkills, rng: np.random.Generator, count: 
     for _ in range(count):
         state = skills.observe()
         goal_atoms = frozenset().union(*(g.holds | g.achieve for g in goals_for_env(skills.env, state)))
-        full = domain.closure(state)
-        index = AtomIndex(full)
-        steps = [op for op in domain.ground(state)
-                 if skill_call(op) is not None and op.applicable(full, index) and not op.add <= state
-                 and not op.add & goal_atoms
+        steps = [op for op in domain.applicable(state)
+                 if skill_call(op) is not None and not op.add <= state and not op.add & goal_atoms
                  and not (op.skill == "open" and any(kind == "box" for kind, _ in skill_targets(op)))]
         if not steps:
             break

@@ -255,9 +255,7 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         base = self.current_env.unwrapped
         skills, domain = ScriptedSkills(self.current_env, max_skill_steps=60), planning_domain()
         for _ in range(count):
-            state = domain.closure(skills.observe())
-            steps = [op for op in domain.ground(skills.observe())
-                     if op.skill in ("goto", "pickup", "drop", "open") and op.applicable(state)]
+            steps = [op for op in domain.applicable(skills.observe()) if op.skill in ("goto", "pickup", "drop", "open")]
             if not steps:
                 break
             result = skills.execute(steps[int(self.np_random.integers(len(steps)))])

@@ -76,6 +76,14 @@ def test_shortest_plan_fetches_the_key_first(algorithm: str) -> None:
     assert simulate(CORRIDOR, START, found.steps[1:], GEM) is None  # take(key) needs the agent in c0
 
 
+def test_applicable_lists_the_steps_whose_preconditions_hold_now() -> None:
+    assert [g.name for g in CORRIDOR.applicable(START)] == ["move(c1,c0)", "move(c1,c2)"]
+    holding = (START - {"obj(key,c0)", "at(c1)"}) | {"holding(key)", "at(c2)"}
+    names = {g.name for g in CORRIDOR.applicable(holding)}
+    assert names == {"move(c2,c1)", "drop(key,c2)", "unlock(c2,c3)"}  # move(c2,c3) waits for the unlock
+    assert set(CORRIDOR.applicable(holding)) < set(CORRIDOR.ground(holding))
+
+
 def test_astar_matches_bfs_and_heuristic_is_admissible() -> None:
     rng, solved = random.Random(0), 0
     for _ in range(12):

@@ -306,3 +306,16 @@ def test_a_skill_episode_that_ends_the_envs_task_in_success_succeeds() -> None:
     assert terminated and step_info["is_success"] and reward > 0
     assert not env.target.add <= env_planning_state(env.base)  # by the env's success, not the step's effects
     env.close()
+
+
+def test_a_run_of_some_skills_clones_them_as_a_run_of_all_does(tmp_path: Path) -> None:
+    """Skills are seeded by their place in SKILL_NAMES: separate processes can train parts of a library."""
+    overrides = ["eval_episodes=0", "dagger_rounds=1", "dagger_episodes=3", "random_steps=1"]
+    tensors = {}
+    for name, skills in (("all", "[pickup,drop,open]"), ("part", "[open]")):
+        run = tmp_path / name
+        run.mkdir()
+        train_skill_library(load_skills_config(TINY, [*overrides, f"skills={skills}"]), run)
+        tensors[name] = load_library(str(run / "options")).get("open").state_dict()
+    assert tensors["all"].keys() == tensors["part"].keys()
+    assert all(torch.equal(tensors["all"][k], tensors["part"][k]) for k in tensors["all"])

@@ -115,6 +115,13 @@ class Domain:
         order = {op.name: i for i, op in enumerate(self.operators)}
         return tuple(sorted(found.values(), key=lambda g: (order[g.operator], g.args)))
 
+    def applicable(self, state: frozenset[str]) -> tuple[GroundOperator, ...]:
+        """The ground operators whose preconditions hold in ``state`` (base atoms; the closure is taken here), in
+        :meth:`ground`'s order."""
+        full = self.closure(state)
+        index = AtomIndex(full)
+        return tuple(op for op in self.ground(state) if op.applicable(full, index))
+
     def _bindings(self, op: Operator, index: AtomIndex) -> Iterator[dict[str, str]]:
         """Type-correct bindings of every parameter of ``op`` under which its positive preconditions can hold."""
         for binding in index.join(op.pre, {}):
