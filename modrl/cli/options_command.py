@@ -15,7 +15,7 @@ from .main import EXIT_ERROR, fail
 
 
 def add_options_parser(sub: argparse._SubParsersAction) -> None:
-    """Register ``modrl options {train,route,critic,sketch,skills}`` on the top-level sub-parsers."""
+    """Register ``modrl options {train,route,critic,sketch,skills,merge}`` on the top-level sub-parsers."""
     options = sub.add_parser("options", help="train options (subtask events, sketches, option-critic) and a router",
                              description="Options: temporally extended skills (policy + termination + initiation).")
     options_sub = options.add_subparsers(dest="options_command", required=True, metavar="OPTIONS_COMMAND")
@@ -48,6 +48,15 @@ def add_options_parser(sub: argparse._SubParsersAction) -> None:
         "step into a demonstration of its skill (go to, pick up, drop, open), and behaviour-clone one parameterised "
         "option per skill, reading the whole grid; the library goes to RUN_DIR/options for 'modrl eval RUN_DIR "
         "--planner --split test' (e.g. experiments/options/hard_skills.yaml).")
+    merge = options_sub.add_parser(
+        "merge", help="put the option libraries of several runs together in a new run directory",
+        description="Load the option library of every SRC (SRC/options, or a library directory itself) and save all "
+        "their options in RUN_DIR/options -- e.g. skills cloned in separate processes with "
+        "'modrl options skills CONFIG --set skills=[open,putnext]'. Refused: an option name in two sources, options "
+        "whose inputs differ (another view size, other argument words). RUN_DIR/config.yaml is the first run's "
+        "config (so 'modrl eval RUN_DIR --planner' finds its suite) with the merged option names under 'skills'.")
+    merge.add_argument("sources", nargs="+", type=Path, metavar="SRC", help="a run directory or a library directory")
+    merge.add_argument("--run-dir", type=Path, required=True, help="run directory to create (refused if not empty)")
     for parser in (train, route, critic, sketch, skills):
         parser.add_argument("config", type=Path, help="options YAML (see experiments/options/)")
         parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -58,7 +67,9 @@ def add_options_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def options(args: argparse.Namespace) -> int:
-    """Dispatch ``modrl options train|route|critic|sketch|skills``."""
+    """Dispatch ``modrl options train|route|critic|sketch|skills|merge``."""
+    if args.options_command == "merge":
+        return _merge(args.sources, args.run_dir)
     from modrl.agents.option_critic_config import load_option_critic_config, load_sketch_config
     from modrl.agents.options_config import load_options_config, load_route_config
     from modrl.agents.skill_demos import load_skills_config
@@ -88,6 +99,37 @@ def options(args: argparse.Namespace) -> int:
         raise
     set_status(run_dir, RunStatus.COMPLETED, train_seconds=round(time.monotonic() - started, 1))
     print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
+    return 0
+
+
+def _merge(sources: list[Path], run_dir: Path) -> int:
+    import yaml
+
+    from modrl.options import OptionLibrary
+    from modrl.runs import RunDirError, RunStatus, create_run_dir, set_status, write_run_metadata
+
+    merged, origin = OptionLibrary(), dict[str, Path]()
+    try:
+        for source in sources:
+            directory = source / "options" if (source / "options").is_dir() else source
+            library = OptionLibrary.load(directory, frozen=True)
+            for name in library.names:
+                if name in merged:
+                    return fail(f"option {name!r} is in both {origin[name]} and {source}; merge each name once")
+                origin[name] = source
+                merged.add(name, library.get(name))  # ValueError when it reads other inputs than the others
+        first = sources[0] / "config.yaml"
+        config = yaml.safe_load(first.read_text()) if first.is_file() else {}
+        config = {**(config if isinstance(config, dict) else {}), "skills": merged.names}
+        run_dir = create_run_dir(root=run_dir.parent, name="merge", explicit=run_dir)
+        write_run_metadata(run_dir, config=config, seed=int(config.get("seed", 0)), argv=["modrl", *sys.argv[1:]])
+    except (ValueError, OSError, RunDirError) as exc:
+        return fail(" ".join(str(exc).split()))
+    merged.freeze(merged.names)
+    merged.save(run_dir / "options")
+    set_status(run_dir, RunStatus.COMPLETED, merged_from=[str(s) for s in sources])
+    print(f"option library: {run_dir / 'options'} ({', '.join(f'{n} from {origin[n]}' for n in merged.names)})")
+    print(f"evaluate: modrl eval {run_dir} --planner --split test")
     return 0
 
 
