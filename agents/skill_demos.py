@@ -74,6 +74,7 @@ from .options_policy import OptionActorCriticPolicy
 from .options_router import library_predicates
 from .planner_dagger import planner_dagger_demos
 from .skill_recording import SkillRecording, record_skill_demos, split_calls
+from .skill_results import SkillCloneResult, fmt_pair, fmt_rate, format_skill_results
 from .skill_rollouts import concat_demos, dagger_demos, evaluate_skill, redraw_targets
 
 log = logging.getLogger(__name__)
@@ -229,30 +230,6 @@ def _skill_env(env_ids: Sequence[EnvSpec], skill: str, config: SkillsConfig) -> 
                                 marker=config.target_marker, random_steps=config.random_steps))
 
 
-@dataclass(frozen=True, kw_only=True)
-class SkillCloneResult:
-    """How one skill option was learned: recorded calls and pairs, demo accuracy before/after cloning on the cloned
-    calls (with DAgger's states, after its last round) and on the held-out calls after the first cloning (``None``
-    without any), DAgger's labelled states and the option's success in each round's episodes (before that round's
-    cloning), the states planner DAgger labelled for it, PPO fine-tuning frames, success in calling states of the
-    train envs and of the suite's test envs (sampled / greedy; ``None`` when not evaluated or never called there), wall
-    seconds."""
-
-    skill: str
-    calls: int
-    pairs: int
-    accuracy_before: float
-    accuracy: float
-    validation_accuracy: float | None
-    dagger_pairs: int = 0
-    dagger_success: tuple[float, ...] = ()
-    planner_dagger_pairs: int = 0
-    finetune_frames: int = 0
-    train_success: tuple[float, float] | None = None
-    test_success: tuple[float, float] | None = None
-    seconds: float = 0.0
-
-
 def _returns(demos: DemoSet, gamma: float, max_steps: int) -> DemoSet:
     """``demos`` with each call's discounted return of :class:`SkillStepEnv`'s reward (at the call's last step)."""
     parts = []
@@ -329,8 +306,8 @@ def train_skill_library(config: SkillsConfig, run_dir: Path) -> tuple[SkillRecor
         results.append(result)
         log.info("%s: %d calls (%d pairs), cloning accuracy %.2f -> %.2f (held-out calls %s), %d PPO frames; "
                  "calling-state success train %s, test %s", skill, result.calls, result.pairs, state.before,
-                 result.accuracy, _fmt(result.validation_accuracy), result.finetune_frames,
-                 _pair(result.train_success), _pair(result.test_success))
+                 result.accuracy, fmt_rate(result.validation_accuracy), result.finetune_frames,
+                 fmt_pair(result.train_success), fmt_pair(result.test_success))
         atomic_write_json(run_dir / "results.json", {"recording": {k: v for k, v in asdict(recording).items()
                                                                    if k != "demos"},
                                                      "planner_dagger": rounds,
@@ -364,7 +341,7 @@ def _clone_skill(config: SkillsConfig, skill: str, index: int, demos: DemoSet,
     state = _Skill(index=index, model=model, policy=policy, demos=demos, fit=fit, noise=noise, before=before,
                    history=history, validation=None if held is None else demo_accuracy(policy, held), began=began)
     log.info("%s: cloned on %d pairs (%d calls), accuracy %.2f -> %.2f (held-out calls %s) in %.0fs", skill, fit.size,
-             len(fit.lengths), before, history[-1]["accuracy"], _fmt(state.validation), time.perf_counter() - began)
+             len(fit.lengths), before, history[-1]["accuracy"], fmt_rate(state.validation), time.perf_counter() - began)
     on_policy: list[float] = []
     for round_ in range(config.dagger_rounds):
         extra, rate = dagger_demos(policy.option, train_ids, skill, view_size=config.view_size,
@@ -426,31 +403,3 @@ def _success(config: SkillsConfig, option: Option, env_ids: Sequence[EnvSpec],
                                     deterministic=det, marker=config.target_marker) for det in (False, True))
     except RuntimeError:  # the planner never calls this skill in these envs
         return None
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def _pair(value: tuple[float, float] | None) -> str:
-    return "-" if value is None else f"{value[0]:.2f} / {value[1]:.2f}"
-
-
-def format_skill_results(recording: SkillRecording, results: Sequence[SkillCloneResult],
-                         planner_rounds: Sequence[Mapping[str, Any]] = ()) -> str:
-    """The per-skill table (calls, pairs, cloning accuracy, held-out accuracy, DAgger) under a line on the recording,
-    and a line per planner DAgger round."""
-    lines = [f"recorded {recording.episodes} planner episodes ({recording.solved} solved, {recording.frames} frames)"]
-    lines += [f"planner DAgger round {r['round']}: the planner with the options solved {r['train_success']:.2f} of "
-              f"{r['episodes']} train episodes; labelled states added: "
-              + (", ".join(f"{k} {v}" for k, v in r["pairs"].items()) or "none") for r in planner_rounds]
-    lines += ["", "| skill | calls | pairs | cloning accuracy before -> after | held-out calls accuracy | "
-              "DAgger pairs | DAgger rounds' on-policy success | planner DAgger pairs | PPO frames | "
-              "calling-state success, train envs (sampled / greedy) | test envs (sampled / greedy) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in results:
-        rounds = " ".join(f"{v:.2f}" for v in r.dagger_success) or "-"
-        lines.append(f"| {r.skill} | {r.calls} | {r.pairs} | {r.accuracy_before:.2f} -> {r.accuracy:.2f} | "
-                     f"{_fmt(r.validation_accuracy)} | {r.dagger_pairs} | {rounds} | {r.planner_dagger_pairs} | "
-                     f"{r.finetune_frames} | {_pair(r.train_success)} | {_pair(r.test_success)} |")
-    return "\n".join(lines)

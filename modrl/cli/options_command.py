@@ -144,7 +144,8 @@ def _train(config: Any, run_dir: Path) -> None:
 
 
 def _skills(config: Any, run_dir: Path) -> None:
-    from modrl.agents.skill_demos import LIBRARY_DIR, format_skill_results, train_skill_library
+    from modrl.agents.skill_demos import LIBRARY_DIR, train_skill_library
+    from modrl.agents.skill_results import format_skill_results
 
     recording, results = train_skill_library(config, run_dir)
     print(format_skill_results(recording, results))
