@@ -64,8 +64,8 @@ def random_skill_steps(skills: ScriptedSkills, rng: np.random.Generator, count: 
     option serves (:func:`skill_call`) that are applicable now and change something (go to, pick up, drop, open, put
     next to -- any object, mentioned or not), except steps that make an atom of the episode's goals true (a subtask done
     out of order may not count again: a door opened early stays open) and opening a box (MiniGrid replaces a box by its
-    contents). A data augmentation: demonstrations recorded after it start from states
-    the train tasks' own plans rarely reach (an object carried, dropped or moved by an earlier step).
+    contents). A data augmentation: demonstrations recorded after it start from states the train tasks' own plans
+    rarely reach (an object carried, dropped or moved by an earlier step).
 
     Args:
         skills: The scripted skills of the env (they step it).
