@@ -103,24 +103,24 @@ def options(args: argparse.Namespace) -> int:
 
 
 def _merge(sources: list[Path], run_dir: Path) -> int:
-    import yaml
-
     from modrl.options import OptionLibrary
-    from modrl.runs import RunDirError, RunStatus, create_run_dir, set_status, write_run_metadata
+    from modrl.runs import RunDirError, RunStatus, create_run_dir, read_run_config, set_status, write_run_metadata
+
+    from .planner_eval_command import find_library
 
     merged, origin = OptionLibrary(), dict[str, Path]()
     try:
-        for source in sources:
-            directory = source / "options" if (source / "options").is_dir() else source
+        found = [find_library(source) for source in sources]  # (library directory, the run around it)
+        for source, (directory, _) in zip(sources, found, strict=True):
             library = OptionLibrary.load(directory, frozen=True)
             for name in library.names:
                 if name in merged:
                     return fail(f"option {name!r} is in both {origin[name]} and {source}; merge each name once")
                 origin[name] = source
                 merged.add(name, library.get(name))  # ValueError when it reads other inputs than the others
-        first = sources[0] / "config.yaml"
-        config = yaml.safe_load(first.read_text()) if first.is_file() else {}
-        config = {**(config if isinstance(config, dict) else {}), "skills": merged.names}
+        first_run = found[0][1]
+        config = read_run_config(first_run) if (first_run / "config.yaml").is_file() else {}
+        config = {**config, "skills": merged.names}
         run_dir = create_run_dir(root=run_dir.parent, name="merge", explicit=run_dir)
         write_run_metadata(run_dir, config=config, seed=int(config.get("seed", 0)), argv=["modrl", *sys.argv[1:]])
     except (ValueError, OSError, RunDirError) as exc:

@@ -48,7 +48,7 @@ def _planner_flag_error(args: argparse.Namespace) -> str | None:
     return None
 
 
-def _find_library(run_dir: Path) -> tuple[Path, Path]:
+def find_library(run_dir: Path) -> tuple[Path, Path]:
     """``(library directory, run directory its results go to)`` for RUN_DIR or a library directory.
 
     Raises:
@@ -94,7 +94,7 @@ def evaluate_planner_command(args: argparse.Namespace) -> int:
     library, holder = None, None
     try:
         if not args.scripted:
-            library, holder = _find_library(args.run_dir)
+            library, holder = find_library(args.run_dir)
         suite = args.suite or (_run_suite(holder) if holder is not None else None)
         if suite is None:
             return fail(f"cannot tell which suite {args.run_dir} was trained on (no env.suite in a config.yaml): "
