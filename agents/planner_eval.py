@@ -28,7 +28,7 @@ from modrl.config import ConfigError, check
 from modrl.envs import get_suite
 from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.scripted_skills import ScriptedSkills
-from modrl.options import OptionLibrary
+from modrl.options import OptionLibrary, ensemble_library
 from modrl.planner import MonitorConfig, Outcome, SearchConfig, execute
 from modrl.planner.option_executor import OptionExecutor
 from modrl.registry import UnknownNameError
@@ -68,6 +68,8 @@ class PlannerEvalConfig:
         episodes: Episodes per task; episode ``k`` is seeded ``seed_base + k``.
         library: An option library directory (``RUN_DIR/options`` of ``modrl options train``); ``None``: the
             scripted skills run every step.
+        ensemble: More library directories whose options join ``library``'s: each skill acts with the mixture of
+            every library's option for it (:func:`modrl.options.ensemble.ensemble_library`).
         deterministic: Greedy option actions (``False``: sampled; options only).
         fallback_scripted: The scripted skills run the steps no option serves (options only).
         option_steps: Step cap of one option call.
@@ -86,6 +88,7 @@ class PlannerEvalConfig:
     split: str = "test"
     episodes: int = 10
     library: str | None = None
+    ensemble: tuple[str, ...] = ()
     deterministic: bool = True
     fallback_scripted: bool = False
     option_steps: int = 100
@@ -111,6 +114,9 @@ class PlannerEvalConfig:
               f"must be >= 0, got {self.escape_steps}")
         check(isinstance(self.seed_base, int) and self.seed_base >= 0, "seed_base",
               f"must be >= 0, got {self.seed_base}")
+        object.__setattr__(self, "ensemble", tuple(self.ensemble))
+        check(self.library is not None or not self.ensemble, "ensemble",
+              "needs an option library to join (without one the scripted skills run every step)")
         check(self.library is not None or not self.fallback_scripted, "fallback_scripted",
               "needs an option library (without one the scripted skills run every step)")
         check(self.library is not None or self.deterministic, "deterministic",
@@ -208,6 +214,8 @@ class PlannerEvalReport:
         if self.config.skills is SkillSource.SCRIPTED:
             return "scripted skills"
         label = f"learned options ({'greedy' if self.config.deterministic else 'stochastic'})"
+        if self.config.ensemble:
+            label = f"ensembles of {1 + len(self.config.ensemble)} option libraries (" + label.split("(", 1)[1]
         return label + (" + scripted fallback" if self.config.fallback_scripted else "")
 
     def to_dict(self) -> dict[str, Any]:
@@ -265,6 +273,8 @@ def evaluate_planner(config: PlannerEvalConfig,
     if config.library is not None:
         with torch.random.fork_rng(devices=[]):  # building the options draws initial weights: not from the caller's RNG
             library = load_library(config.library)
+            if config.ensemble:
+                library = ensemble_library([library, *(load_library(path) for path in config.ensemble)])
     suite = get_suite(config.suite)
     names = config.task_names
     results = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,8 @@ def test_config_refuses_what_cannot_be_evaluated() -> None:
         PlannerEvalConfig(tasks=("pickup-red-key",))
     with pytest.raises(ConfigError, match="episodes: must be >= 1"):
         PlannerEvalConfig(episodes=0)
+    with pytest.raises(ConfigError, match="ensemble: needs an option library to join"):
+        PlannerEvalConfig(ensemble=("lib",))
     assert default_split("sequences") == "test" and default_split("minigrid-tiny") == "train"
 
 
@@ -164,6 +167,35 @@ def test_sampled_options_leave_the_global_torch_rng_alone(options_run: Path) -> 
     assert sum(t.option_calls for t in first.tasks) > 0 and first.skills_label == "learned options (stochastic)"
 
 
+def test_ensemble_of_a_library_with_itself_acts_as_the_library(options_run: Path) -> None:
+    """The mixture of identical options is the option: same episodes, sampled, as the library alone; the ensemble is
+    recorded in the JSON and named in the table. A different second library changes the episodes."""
+    base = PlannerEvalConfig(suite="sequences", split="test", episodes=2, library=str(options_run / "options"),
+                             deterministic=False, option_steps=4, tasks=TEST_TASKS[:3])
+    alone = evaluate_planner(base)
+    doubled = evaluate_planner(replace(base, ensemble=(str(options_run / "options"),)))
+    assert doubled.tasks == alone.tasks and sum(t.option_calls for t in alone.tasks) > 0
+    assert "ensembles of 2 option libraries (stochastic)" in format_planner_report(doubled)
+    other = OptionLibrary()
+    for name in ("goto-green-ball", "pickup-blue-key"):
+        other.add(name, Option(TINY))
+        with torch.no_grad():
+            other.get(name).policy[-1].bias[0] = 5.0  # mostly turns left: the mixture is not the base options
+    other.save(options_run / "other")
+    mixed = evaluate_planner(replace(base, ensemble=(str(options_run / "other"),)))
+    assert [r.steps for t in mixed.tasks for r in t.runs] != [r.steps for t in alone.tasks for r in t.runs]
+
+
+def test_cli_ensemble_writes_its_own_json(options_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["eval", str(options_run), "--planner", "--episodes", "1", "--option-steps", "2", "--stochastic",
+                 "--ensemble", str(options_run), str(options_run / "options")])
+    assert code == 0
+    assert "ensembles of 3 option libraries (stochastic)" in capsys.readouterr().out
+    data = json.loads((options_run / "eval" / "planner-test-stochastic-ensemble3.json").read_text())
+    assert data["config"]["ensemble"] == [str(options_run / "options")] * 2
+    assert not (options_run / "eval" / "planner-test-stochastic.json").exists()  # the single library's stays apart
+
+
 def _train_run(tmp_path: Path) -> Path:
     run_dir = tmp_path / "train-run"
     run_dir.mkdir()
@@ -201,6 +233,10 @@ def _bare_library(tmp_path: Path) -> Path:
     (lambda p: [str(p), "--loop-limit", "3"], "--loop-limit needs --planner"),
     (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--escape-steps", "2"], "drop --escape-steps"),
     (lambda p: [], "give RUN_DIR"),
+    (lambda p: [str(p), "--ensemble", str(p)], "--ensemble needs --planner"),
+    (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--ensemble", str(p)], "drop --ensemble"),
+    (lambda p: [str(_bare_library(p)), "--planner", "--suite", "sequences", "--ensemble", str(p / "missing")],
+     "no such directory"),
 ])  # fmt: skip
 def test_cli_errors_are_one_line_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                              make_args: Callable[[Path], list[str]], words: str) -> None:

@@ -146,7 +146,7 @@ def _evaluate_and_report(run_dir: Path, *, episodes: int, deterministic: bool, s
 #: ``modrl eval`` flags that only planner mode reads: (attribute, flag).
 _PLANNER_FLAGS = (("scripted", "--scripted"), ("suite", "--suite"), ("option_steps", "--option-steps"),
                   ("max_nodes", "--max-nodes"), ("max_replans", "--max-replans"), ("loop_limit", "--loop-limit"),
-                  ("escape_steps", "--escape-steps"),
+                  ("escape_steps", "--escape-steps"), ("ensemble", "--ensemble"),
                   ("fallback_scripted", "--fallback-scripted"), ("out", "--out"))
 
 

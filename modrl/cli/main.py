@@ -117,6 +117,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "option call (default: 3)"
     )
     planner.add_argument(
+        "--ensemble", nargs="+", type=Path, metavar="RUN", help="more option runs (or library directories) trained for "
+        "the same skills: each skill acts with the mean of the action probabilities of every library's option (an "
+        "option ensemble; RUN_DIR's results path)"
+    )
+    planner.add_argument(
         "--fallback-scripted", action="store_true", help="the scripted skills run the steps no option serves "
         "(counted in the table; default: such a step fails and the planner re-plans)"
     )

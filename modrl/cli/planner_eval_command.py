@@ -40,6 +40,7 @@ def _planner_flag_error(args: argparse.Namespace) -> str | None:
                                    ("--option-steps", args.option_steps is not None),
                                    ("--loop-limit", args.loop_limit is not None),
                                    ("--escape-steps", args.escape_steps is not None),
+                                   ("--ensemble", args.ensemble is not None),
                                    ("--fallback-scripted", args.fallback_scripted)) if on]
     if wrong:
         return f"--scripted runs the scripted skills, not a run's options: drop {wrong[0]}"
@@ -91,17 +92,19 @@ def evaluate_planner_command(args: argparse.Namespace) -> int:
     problem = _planner_flag_error(args)
     if problem is not None:
         return fail(problem)
-    library, holder = None, None
+    library, holder, members = None, None, []
     try:
         if not args.scripted:
             library, holder = find_library(args.run_dir)
+            members = [find_library(run)[0] for run in args.ensemble or ()]
         suite = args.suite or (_run_suite(holder) if holder is not None else None)
         if suite is None:
             return fail(f"cannot tell which suite {args.run_dir} was trained on (no env.suite in a config.yaml): "
                         "give --suite NAME")
         config = PlannerEvalConfig(
             suite=suite, split=args.split or default_split(suite), episodes=args.episodes,
-            library=None if library is None else str(library), deterministic=not args.stochastic,
+            library=None if library is None else str(library), ensemble=tuple(str(m) for m in members),
+            deterministic=not args.stochastic,
             fallback_scripted=args.fallback_scripted, option_steps=args.option_steps or 100,
             **({} if args.max_nodes is None else {"max_nodes": args.max_nodes}),
             **({} if args.max_replans is None else {"max_replans": args.max_replans}),
@@ -117,7 +120,8 @@ def evaluate_planner_command(args: argparse.Namespace) -> int:
     print(format_planner_report(report))
     out = args.out
     if out is None and holder is not None:
-        mode = ("-stochastic" if args.stochastic else "") + ("-fallback" if args.fallback_scripted else "")
+        mode = ("-stochastic" if args.stochastic else "") + ("-fallback" if args.fallback_scripted else "") \
+            + (f"-ensemble{1 + len(members)}" if members else "")
         out = holder / "eval" / f"planner-{config.split}{mode}.json"
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

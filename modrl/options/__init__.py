@@ -10,6 +10,7 @@ from .call_and_return import END_REASONS, CallAndReturn, EndReason, OptionCall, 
 from .controller import OptionController
 from .curriculum import CurriculumConfig, StageResult, SuccessCurriculum
 from .encoders import GridEncoder
+from .ensemble import OptionEnsemble, ensemble_library
 from .library import OptionLibrary, read_option
 from .option import Option, OptionConfig, OptionOutput, Predicate, everywhere
 from .stats import OptionStats, OptionSummary
@@ -24,6 +25,7 @@ __all__ = [
     "OptionCall",
     "OptionConfig",
     "OptionController",
+    "OptionEnsemble",
     "OptionLibrary",
     "OptionOutput",
     "OptionRun",
@@ -32,6 +34,7 @@ __all__ = [
     "Predicate",
     "StageResult",
     "SuccessCurriculum",
+    "ensemble_library",
     "everywhere",
     "option_inputs",
     "read_option",

@@ -161,6 +161,8 @@ class OptionLibrary(nn.Module):
     def save(self, directory: Path | str) -> Path:
         """Write every option to ``directory/<name>.safetensors`` and the index ``library.json`` (written last)."""
         directory = Path(directory)
+        for name in self.names:  # an option that cannot be saved (an ensemble) is refused before anything is written
+            self.get(name).spec()
         directory.mkdir(parents=True, exist_ok=True)
         entries = []
         for name in self.names:
