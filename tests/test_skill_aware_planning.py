@@ -177,6 +177,19 @@ def test_cli_plan_with_options_and_no_fallback_plans_over_served_skills(tmp_path
     assert "0. putnext(box,yellow,key,blue)" in out and "[putnext_fetch(box,yellow,key,blue," in out
     assert main(["plan", f"sequences/{PUTNEXT}", "--no-fallback"]) == 2
     assert "--no-fallback needs --options" in capsys.readouterr().err
+    lib = str(tmp_path / "lib")
+    code = main(["plan", f"sequences/{PUTNEXT}", "--seed", "0", "--options", lib, "--ensemble", lib, lib,
+                 "--no-fallback", "--execute", "--option-steps", "3"])
+    assert code in (0, 1)  # untrained options may not reach the goal
+    assert "0. putnext(box,yellow,key,blue)" in capsys.readouterr().out  # an ensemble of three serves the same skills
+    odd = OptionLibrary()
+    odd.add(PUTNEXT, Option(OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2, image_shape=(5, 5, 3))))
+    odd.save(tmp_path / "odd")
+    assert main(["plan", f"sequences/{PUTNEXT}", "--options", str(tmp_path / "lib"), "--ensemble",
+                 str(tmp_path / "odd")]) == 2
+    assert f"option {PUTNEXT!r}: ensemble member 1 does not fit member 0 (image_shape" in capsys.readouterr().err
+    assert main(["plan", f"sequences/{PUTNEXT}", "--ensemble", str(tmp_path / "lib")]) == 2
+    assert "--ensemble needs --options" in capsys.readouterr().err
     assert main(["plan", f"sequences/{PUTNEXT}", "--loop-limit", "1"]) == 2
     assert "--loop-limit must be 0 (off) or >= 2, got 1" in capsys.readouterr().err
     assert main(["plan", f"sequences/{PUTNEXT}", "--escape-steps", "-1"]) == 2

@@ -42,6 +42,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--options", type=Path, metavar="LIBRARY_DIR",
                         help="with --execute: run the skills with the learned options of this library (e.g. "
                         "RUN_DIR/options of modrl options train); scripted skills run the steps no option serves")
+    parser.add_argument("--ensemble", nargs="+", type=Path, metavar="LIBRARY_DIR",
+                        help="with --options: more libraries trained for the same skills; each skill acts with the "
+                        "mean of the action probabilities of every library's option (as modrl eval --ensemble)")
     parser.add_argument("--option-steps", type=int, default=100, metavar="N",
                         help="with --options: step cap of one option call (default: 100)")
     parser.add_argument("--loop-limit", type=int, default=3, metavar="N",
@@ -86,6 +89,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--seed must be >= 0, got {args.seed}")
     if args.no_fallback and args.options is None:
         return fail("--no-fallback needs --options")
+    if args.ensemble and args.options is None:
+        return fail("--ensemble needs --options (the first library of the ensemble)")
     if args.loop_limit != 0 and args.loop_limit < 2:
         return fail(f"--loop-limit must be 0 (off) or >= 2, got {args.loop_limit}")
     if args.escape_steps < 0:
@@ -99,6 +104,10 @@ def run(args: argparse.Namespace) -> int:
             from modrl.agents.options_router import load_library
 
             library = load_library(str(args.options))
+            if args.ensemble:
+                from modrl.options import ensemble_library
+
+                library = ensemble_library([library, *(load_library(str(path)) for path in args.ensemble)])
             env = wrap_for_library(env, library)
         env.reset(seed=args.seed)
         state = env_planning_state(env)
