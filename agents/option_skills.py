@@ -103,13 +103,15 @@ ESCAPE_ACTIONS = (int(Actions.left), int(Actions.right), int(Actions.forward))
 
 def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecutor | None,
                    max_skill_steps: int = 100, deterministic: bool = True, seed: int = 0,
-                   loop_limit: int | None = None, escape_steps: int = 0) -> OptionExecutor:
+                   loop_limit: int | None = None, escape_steps: int = 0,
+                   cycle_limit: int | None = None) -> OptionExecutor:
     """An executor running ``library``'s options in ``env`` (a reset MiniGrid env wrapped by :func:`wrap_for_library`;
     for a library that reads the target marker, each step's objects are marked before its option runs), with
     ``fallback`` (e.g. :class:`modrl.envs.ScriptedSkills` on the same env) for the skills no option serves;
     without one, pass its :attr:`~modrl.planner.option_executor.OptionExecutor.allowed` to
     :func:`modrl.planner.execute` so that plans call only the skills the library serves. ``loop_limit``,
-    ``escape_steps``: stuck options end and ``escape_steps`` random turns / moves forward follow (see
+    ``escape_steps``: stuck options end and ``escape_steps`` random turns / moves forward follow; ``cycle_limit``: the
+    same escape follows a call ending in a planning state calls have ended in that often (see
     :mod:`modrl.planner.option_executor`)."""
     base: Any = env.unwrapped
     view = library_view_size(library)
@@ -132,7 +134,8 @@ def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecu
     return OptionExecutor(env, library, resolve=resolve_and_mark, observe=lambda: env_planning_state(base),
                           observation=observation, fallback=fallback,
                           max_skill_steps=max_skill_steps, deterministic=deterministic, seed=seed,
-                          loop_limit=loop_limit, escape_actions=ESCAPE_ACTIONS, escape_steps=escape_steps)
+                          loop_limit=loop_limit, escape_actions=ESCAPE_ACTIONS, escape_steps=escape_steps,
+                          cycle_limit=cycle_limit)
 
 
 def full_view_of(env: gym.Env) -> FullView | None:

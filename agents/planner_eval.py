@@ -77,6 +77,9 @@ class PlannerEvalConfig:
         loop_limit: An option call that sees one observation this many times is stuck: it ends, ``escape_steps``
             random moves (turn left / turn right / forward) follow, and the planner re-plans (0: off; see
             :mod:`modrl.planner.option_executor`). Options only.
+        cycle_limit: After an option call whose end state (the planner's base atoms) calls have now ended in this
+            many times in the episode, the same escape follows (0: off; a ``drop`` that sets the ball back where it
+            blocks the door, again and again). Options only.
         tasks: Evaluate only these tasks of the split (in this order); ``None``: all of them.
         seed_base: Seed of episode 0.
         skill_aware: With options and no fallback, plan only over the skills the options serve (``False``: over
@@ -95,6 +98,7 @@ class PlannerEvalConfig:
     max_replans: int = 20
     loop_limit: int = 3
     escape_steps: int = 3
+    cycle_limit: int = 0
     tasks: tuple[str, ...] | None = None
     seed_base: int = EVAL_SEED_BASE
     skill_aware: bool = True
@@ -112,6 +116,8 @@ class PlannerEvalConfig:
               f"must be 0 (off) or >= 2, got {self.loop_limit}")
         check(isinstance(self.escape_steps, int) and self.escape_steps >= 0, "escape_steps",
               f"must be >= 0, got {self.escape_steps}")
+        check(isinstance(self.cycle_limit, int) and (self.cycle_limit == 0 or self.cycle_limit >= 2), "cycle_limit",
+              f"must be 0 (off) or >= 2, got {self.cycle_limit}")
         check(isinstance(self.seed_base, int) and self.seed_base >= 0, "seed_base",
               f"must be >= 0, got {self.seed_base}")
         object.__setattr__(self, "ensemble", tuple(self.ensemble))
@@ -148,7 +154,8 @@ class PlannerEvalConfig:
 class PlannerEpisode:
     """One episode: its seed (``modrl plan SUITE/TASK --seed SEED --execute`` replays it), whether the env was solved,
     re-plans, env steps, how execution ended, skill executions by options and by the scripted fallback, and option
-    calls ended as stuck (``loops``, each followed by an escape)."""
+    calls ended as stuck (``loops``, each followed by an escape), and escapes after a recurring end state
+    (``cycles``)."""
 
     seed: int
     success: bool
@@ -158,6 +165,7 @@ class PlannerEpisode:
     option_calls: int
     fallback_calls: int
     loops: int = 0
+    cycles: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (the outcome as its value)."""
@@ -167,7 +175,8 @@ class PlannerEpisode:
 @dataclass(frozen=True)
 class PlannerTaskResult:
     """One task: success rate, mean re-plans and env steps per episode, skill executions (options / scripted
-    fallback) and stuck option calls (``loops``), summed over episodes, outcome counts, and the episodes themselves."""
+    fallback), stuck option calls (``loops``) and cycle escapes (``cycles``), summed over episodes, outcome counts,
+    and the episodes themselves."""
 
     task: str
     split: str
@@ -180,6 +189,7 @@ class PlannerTaskResult:
     loops: int
     outcomes: dict[str, int]
     runs: tuple[PlannerEpisode, ...]
+    cycles: int = 0
 
     @classmethod
     def from_runs(cls, task: str, split: str, runs: tuple[PlannerEpisode, ...]) -> PlannerTaskResult:
@@ -189,7 +199,8 @@ class PlannerTaskResult:
                    mean_replans=float(np.mean([r.replans for r in runs])),
                    mean_steps=float(np.mean([r.steps for r in runs])),
                    option_calls=sum(r.option_calls for r in runs), fallback_calls=sum(r.fallback_calls for r in runs),
-                   loops=sum(r.loops for r in runs), outcomes=dict(Counter(r.outcome.value for r in runs)), runs=runs)
+                   loops=sum(r.loops for r in runs), outcomes=dict(Counter(r.outcome.value for r in runs)), runs=runs,
+                   cycles=sum(r.cycles for r in runs))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields, the episodes as :meth:`PlannerEpisode.to_dict`."""
@@ -240,7 +251,7 @@ def run_planner_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, conf
         fallback = ScriptedSkills(env) if config.fallback_scripted else None
         runner = learned_skills(env, library, fallback=fallback, max_skill_steps=config.option_steps, seed=seed,
                                 deterministic=config.deterministic, loop_limit=config.loop_limit or None,
-                                escape_steps=config.escape_steps)
+                                escape_steps=config.escape_steps, cycle_limit=config.cycle_limit or None)
     # Sampled option actions draw from torch's global RNG (run_option takes no generator): a fork of it seeded per
     # episode makes an episode reproducible from its seed and leaves the caller's RNG state alone.
     try:
@@ -253,12 +264,12 @@ def run_planner_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, conf
                                           max_replans=config.max_replans), allowed=allowed)
     finally:
         env.close()
-    usage, loops = ({"option": 0, "fallback": 0}, 0)
+    usage, loops, cycles = ({"option": 0, "fallback": 0}, 0, 0)
     if isinstance(runner, OptionExecutor):
-        usage, loops = runner.usage, runner.loops
+        usage, loops, cycles = runner.usage, runner.loops, runner.cycles
     return PlannerEpisode(seed=seed, success=bool(runner.episode_success), replans=trace.replans,
                           steps=trace.total_steps, outcome=trace.outcome, option_calls=usage["option"],
-                          fallback_calls=usage["fallback"], loops=loops)
+                          fallback_calls=usage["fallback"], loops=loops, cycles=cycles)
 
 
 def evaluate_planner(config: PlannerEvalConfig,
@@ -293,28 +304,33 @@ def evaluate_planner(config: PlannerEvalConfig,
 
 def format_planner_report(report: PlannerEvalReport) -> str:
     """A plain-text table: one row per task (episodes, success, mean re-plans, mean steps, and with options the
-    skill executions by options and by the scripted fallback and the stuck option calls), then the mean success."""
+    skill executions by options and by the scripted fallback, the stuck option calls and the cycle escapes), then the
+    mean success."""
     config = report.config
     options = config.skills is SkillSource.OPTIONS
     header = ["task", "episodes", "success", "re-plans", "steps",
-              *(["options", "scripted", "stuck"] if options else [])]
+              *(["options", "scripted", "stuck", "cycles"] if options else [])]
     rows = [header]
     for r in report.tasks:
-        calls = [str(r.option_calls), str(r.fallback_calls), str(r.loops)] if options else []
+        calls = [str(r.option_calls), str(r.fallback_calls), str(r.loops), str(r.cycles)] if options else []
         rows.append([r.task, str(r.episodes), f"{r.success_rate:.2f}", f"{r.mean_replans:.1f}", f"{r.mean_steps:.1f}",
                      *calls])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [format_row(row, widths) for row in rows]
     lines.insert(1, "-" * len(lines[0]))
-    title = (f"planner evaluation on {config.suite}/{config.split} with {report.skills_label} (seeds "
-             f"{config.seed_base}+k, at most {config.max_replans} re-plans"
-             + (f", option calls capped at {config.option_steps} steps, " + (
-                 f"stuck after an observation recurs {config.loop_limit} times, then {config.escape_steps} random "
-                 "moves)" if config.loop_limit else "no loop check)") if options else ")"))
+    limits = [f"seeds {config.seed_base}+k", f"at most {config.max_replans} re-plans"]
+    if options:
+        limits += [f"option calls capped at {config.option_steps} steps",
+                   f"stuck after an observation recurs {config.loop_limit} times, then {config.escape_steps} random "
+                   "moves" if config.loop_limit else "no loop check"]
+        if config.cycle_limit:
+            limits.append(f"the same moves after a call ending in a planning state for the {config.cycle_limit}th time")
+    title = f"planner evaluation on {config.suite}/{config.split} with {report.skills_label} ({', '.join(limits)})"
     lines.append(f"{config.suite}/{config.split}: mean success {report.mean_success:.3f} over {len(report.tasks)} "
                  f"task(s) x {config.episodes} episode(s)")
     if options:
         total = sum(r.option_calls for r in report.tasks), sum(r.fallback_calls for r in report.tasks)
         lines.append(f"skills run by learned options: {total[0]}, by scripted skills: {total[1]}; "
-                     f"stuck option calls: {sum(r.loops for r in report.tasks)}")
+                     f"stuck option calls: {sum(r.loops for r in report.tasks)}; "
+                     f"cycle escapes: {sum(r.cycles for r in report.tasks)}")
     return "\n".join([title, *lines])

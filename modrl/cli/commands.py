@@ -147,6 +147,7 @@ def _evaluate_and_report(run_dir: Path, *, episodes: int, deterministic: bool, s
 _PLANNER_FLAGS = (("scripted", "--scripted"), ("suite", "--suite"), ("option_steps", "--option-steps"),
                   ("max_nodes", "--max-nodes"), ("max_replans", "--max-replans"), ("loop_limit", "--loop-limit"),
                   ("escape_steps", "--escape-steps"), ("ensemble", "--ensemble"),
+                  ("cycle_limit", "--cycle-limit"),
                   ("fallback_scripted", "--fallback-scripted"), ("out", "--out"))
 
 

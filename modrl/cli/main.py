@@ -117,6 +117,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "option call (default: 3)"
     )
     planner.add_argument(
+        "--cycle-limit", type=int, metavar="N", help="the same random moves follow an option call that ends in a "
+        "planning state option calls have ended in N times in the episode (e.g. a drop that sets the ball back where "
+        "it blocks the door; default: 0, off)"
+    )
+    planner.add_argument(
         "--ensemble", nargs="+", type=Path, metavar="RUN", help="more option runs (or library directories) trained for "
         "the same skills: each skill acts with the mean of the action probabilities of every library's option (an "
         "option ensemble; RUN_DIR's results path)"

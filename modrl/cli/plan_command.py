@@ -52,6 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "--escape-steps random moves follow, then a re-plan (default: 3; 0: off)")
     parser.add_argument("--escape-steps", type=int, default=3, metavar="N",
                         help="with --options: random moves after a stuck option call (default: 3)")
+    parser.add_argument("--cycle-limit", type=int, default=0, metavar="N",
+                        help="with --options: the same random moves follow a call that ends in a planning state calls "
+                        "have ended in N times (default: 0, off; as modrl eval --cycle-limit)")
     parser.add_argument("--no-fallback", action="store_true",
                         help="with --options: no scripted skills; plan only over the skills the options serve")
 
@@ -95,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--loop-limit must be 0 (off) or >= 2, got {args.loop_limit}")
     if args.escape_steps < 0:
         return fail(f"--escape-steps must be >= 0, got {args.escape_steps}")
+    if args.cycle_limit != 0 and args.cycle_limit < 2:
+        return fail(f"--cycle-limit must be 0 (off) or >= 2, got {args.cycle_limit}")
     try:
         search = SearchConfig(algorithm=args.algorithm, max_nodes=args.max_nodes)
         env = _make_env(args.target)
@@ -153,7 +158,7 @@ def _runner(args: argparse.Namespace, env: Any, library: Any) -> Any:
 
     return learned_skills(env, library, fallback=None if args.no_fallback else skills,
                           max_skill_steps=args.option_steps, seed=args.seed, loop_limit=args.loop_limit or None,
-                          escape_steps=args.escape_steps)
+                          escape_steps=args.escape_steps, cycle_limit=args.cycle_limit or None)
 
 
 def _execute(args: argparse.Namespace, runner: Any, domain: Any, goals: Any, search: Any) -> int:

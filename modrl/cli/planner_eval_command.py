@@ -29,6 +29,8 @@ def _planner_flag_error(args: argparse.Namespace) -> str | None:
         return f"--loop-limit must be 0 (off) or >= 2, got {args.loop_limit}"
     if args.escape_steps is not None and args.escape_steps < 0:
         return f"--escape-steps must be >= 0, got {args.escape_steps}"
+    if args.cycle_limit is not None and args.cycle_limit != 0 and args.cycle_limit < 2:
+        return f"--cycle-limit must be 0 (off) or >= 2, got {args.cycle_limit}"
     if args.split == "all":
         return "--planner evaluates one split: give --split NAME (default: test if the suite has one, else train)"
     if not args.scripted:
@@ -41,6 +43,7 @@ def _planner_flag_error(args: argparse.Namespace) -> str | None:
                                    ("--loop-limit", args.loop_limit is not None),
                                    ("--escape-steps", args.escape_steps is not None),
                                    ("--ensemble", args.ensemble is not None),
+                                   ("--cycle-limit", args.cycle_limit is not None),
                                    ("--fallback-scripted", args.fallback_scripted)) if on]
     if wrong:
         return f"--scripted runs the scripted skills, not a run's options: drop {wrong[0]}"
@@ -109,7 +112,8 @@ def evaluate_planner_command(args: argparse.Namespace) -> int:
             **({} if args.max_nodes is None else {"max_nodes": args.max_nodes}),
             **({} if args.max_replans is None else {"max_replans": args.max_replans}),
             **({} if args.loop_limit is None else {"loop_limit": args.loop_limit}),
-            **({} if args.escape_steps is None else {"escape_steps": args.escape_steps}))
+            **({} if args.escape_steps is None else {"escape_steps": args.escape_steps}),
+            **({} if args.cycle_limit is None else {"cycle_limit": args.cycle_limit}))
     except (ConfigError, RunDirError, UnknownNameError) as exc:
         return fail(one_line(str(exc)))
     try:

@@ -19,6 +19,13 @@ turn left / turn right / forward) to leave that state, and reports the skill ``F
 wherever the escape ended (a recovery behaviour, as robot navigation stacks rotate in place when stuck).
 :attr:`OptionExecutor.loops` counts them.
 
+Cycles across calls (``cycle_limit``): options can also each end as planned and still go round in circles one level
+up -- a ``drop`` option that sets the ball down where it was picked up, in front of the door it blocks, so the planner
+picks it up and drops it again until its re-plan limit. The executor counts the planning states (base atoms) option
+calls end in; once one recurs ``cycle_limit`` times in the episode, an escape of the same random moves follows that
+call, so the next call starts from another pose (the ball is then set down somewhere else).
+:attr:`OptionExecutor.cycles` counts these escapes.
+
 How a call ended becomes the skill's status: its own termination is ``DONE``, the step cap ``TIMEOUT``, an initiation
 set that does not hold or a loop ``FAILED``, the episode end ``DONE`` if the environment reported success else
 ``FAILED``. The monitor then compares the observed state with the operator's effects and re-plans as usual.
@@ -26,6 +33,7 @@ set that does not hold or a loop ``FAILED``, the episode end ``DONE`` if the env
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -60,21 +68,24 @@ class OptionExecutor:
         loop_limit: End a call when one observation recurs this many times in it (``None``: never; see the module
             docstring). escape_actions: The primitive actions an escape draws from. escape_steps: Actions an escape
             takes (0: none, the call just ends).
+        cycle_limit: Escape after an option call whose end state (base atoms) is one option calls have now ended in
+            this many times in the episode (``None``: never; see the module docstring).
 
     Attributes:
         usage: Skill executions by ``"option"`` and ``"fallback"``. loops: Calls ended as stuck
-            (:attr:`~modrl.options.EndReason.LOOP`). episode_over, episode_success: How the episode ended (success:
-            the environment terminated it with a positive reward).
+            (:attr:`~modrl.options.EndReason.LOOP`). cycles: Escapes after a recurring end state. episode_over,
+            episode_success: How the episode ended (success: the environment terminated it with a positive reward).
     """
 
     def __init__(self, env: gym.Env, library: OptionLibrary, *, resolve: Callable[[GroundOperator], OptionCall | None],
                  observe: Callable[[], frozenset[str]], observation: Callable[[], Any],
                  fallback: SkillExecutor | None = None, max_skill_steps: int = 100, deterministic: bool = True,
                  seed: int = 0, end_on_effects: bool = True, loop_limit: int | None = None,
-                 escape_actions: Sequence[int] = (), escape_steps: int = 0) -> None:
+                 escape_actions: Sequence[int] = (), escape_steps: int = 0, cycle_limit: int | None = None) -> None:
         check(max_skill_steps >= 1, "max_skill_steps", f"must be >= 1, got {max_skill_steps}")
         check(loop_limit is None or loop_limit >= 2, "loop_limit", f"must be >= 2 (or None: off), got {loop_limit}")
         check(escape_steps >= 0, "escape_steps", f"must be >= 0, got {escape_steps}")
+        check(cycle_limit is None or cycle_limit >= 2, "cycle_limit", f"must be >= 2 (or None: off), got {cycle_limit}")
         check(escape_steps == 0 or len(escape_actions) > 0, "escape_actions",
               f"an escape of {escape_steps} steps needs actions to draw from")
         self.env, self.library, self.resolve = env, library, resolve
@@ -85,6 +96,9 @@ class OptionExecutor:
         self.rng = np.random.default_rng(seed)
         self.usage = {"option": 0, "fallback": 0}
         self.loops = 0
+        self.cycle_limit = cycle_limit
+        self.cycles = 0
+        self._ends: Counter[frozenset[str]] = Counter()
         self.episode_over = False
         self.episode_success = False
         self._info: Mapping[str, Any] = {}
@@ -127,6 +141,15 @@ class OptionExecutor:
             steps += taken
             if terminated or truncated:
                 reason = EndReason.EPISODE_END
+        elif self.cycle_limit is not None and not (terminated or truncated):
+            end = self.observe()
+            self._ends[end] += 1
+            if self._ends[end] >= self.cycle_limit:
+                self.cycles += 1
+                terminated, truncated, reward, taken = self._escape()
+                steps += taken
+                if terminated or truncated:
+                    reason = EndReason.EPISODE_END
         over = terminated or truncated
         success = bool(terminated and reward > 0)
         self._note_end(over, success)
