@@ -324,7 +324,7 @@ def format_planner_report(report: PlannerEvalReport) -> str:
                    f"stuck after an observation recurs {config.loop_limit} times, then {config.escape_steps} random "
                    "moves" if config.loop_limit else "no loop check"]
         if config.cycle_limit:
-            limits.append(f"the same moves after a call ending in a planning state for the {config.cycle_limit}th time")
+            limits.append(f"the same moves whenever {config.cycle_limit}+ calls have ended in one planning state")
     title = f"planner evaluation on {config.suite}/{config.split} with {report.skills_label} ({', '.join(limits)})"
     lines.append(f"{config.suite}/{config.split}: mean success {report.mean_success:.3f} over {len(report.tasks)} "
                  f"task(s) x {config.episodes} episode(s)")

@@ -143,6 +143,13 @@ def test_stuck_option_calls_are_cut_counted_and_recorded(options_run: Path, tmp_
         PlannerEvalConfig(loop_limit=1)
     with pytest.raises(ConfigError, match="escape_steps"):
         PlannerEvalConfig(escape_steps=-2)
+    cycling = run("--loop-limit", "0", "--cycle-limit", "2", "--escape-steps", "2")
+    assert cycling["config"]["cycle_limit"] == 2 and on["config"]["cycle_limit"] == 0  # off unless asked
+    assert sum(t["cycles"] for t in cycling["tasks"]) == sum(r["cycles"] for t in cycling["tasks"] for r in t["runs"])
+    assert sum(t["cycles"] for t in on["tasks"]) == 0
+    assert "the same moves whenever 2+ calls have ended in one planning state" in capsys.readouterr().out
+    with pytest.raises(ConfigError, match="cycle_limit"):
+        PlannerEvalConfig(cycle_limit=1)
 
 
 def test_cli_planner_on_a_library_directory_with_fallback_and_sampling(options_run: Path) -> None:
@@ -234,6 +241,9 @@ def _bare_library(tmp_path: Path) -> Path:
     (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--escape-steps", "2"], "drop --escape-steps"),
     (lambda p: [], "give RUN_DIR"),
     (lambda p: [str(p), "--ensemble", str(p)], "--ensemble needs --planner"),
+    (lambda p: [str(p), "--cycle-limit", "3"], "--cycle-limit needs --planner"),
+    (lambda p: [str(p), "--planner", "--cycle-limit", "1"], "--cycle-limit must be 0 (off) or >= 2"),
+    (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--cycle-limit", "3"], "drop --cycle-limit"),
     (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--ensemble", str(p)], "drop --ensemble"),
     (lambda p: [str(_bare_library(p)), "--planner", "--suite", "sequences", "--ensemble", str(p / "missing")],
      "no such directory"),

@@ -143,6 +143,35 @@ def test_escape_moves_are_drawn_from_the_given_actions_reproducibly() -> None:
     assert 0 < moves(1)[0] < 30  # some of the 30 were turns
 
 
+def _one_step_turner(env: Corridor, planning_state: Any, **kwargs: Any) -> OptionExecutor:
+    """An executor whose option turns left once and ends (its predicate holds), observed as ``planning_state``."""
+    option = scripted_option([0])
+    option.termination_predicate = lambda info, args: True
+    library = OptionLibrary()
+    library.add("turn", option)
+    return OptionExecutor(env, library, resolve=lambda step: OptionCall(option="turn"), observe=planning_state,
+                          observation=env._obs, seed=0, escape_actions=(FORWARD,), escape_steps=2, **kwargs)
+
+
+def test_a_call_ending_in_a_planning_state_for_the_cycle_limit_th_time_is_followed_by_an_escape() -> None:
+    env = Corridor()
+    env.reset(seed=0)
+    executor = _one_step_turner(env, lambda: frozenset({"here"}), cycle_limit=3)
+    results = [executor.execute(STEP) for _ in range(4)]
+    assert [r.status for r in results] == [SkillStatus.DONE] * 4  # the calls themselves ended as planned
+    assert [r.steps for r in results] == [1, 1, 1 + 2, 1 + 2] and executor.cycles == 2 and executor.loops == 0
+    assert env.pos == 4  # two escapes of two forward moves
+
+    env.reset(seed=0)
+    off = _one_step_turner(env, lambda: frozenset({"here"}))
+    assert [off.execute(STEP).steps for _ in range(4)] == [1] * 4 and off.cycles == 0 and env.pos == 0
+    env.reset(seed=0)
+    moving = _one_step_turner(env, lambda: frozenset({f"heading({env.heading})"}), cycle_limit=3)
+    assert [moving.execute(STEP).steps for _ in range(4)] == [1] * 4 and moving.cycles == 0  # no state came back 3x
+    with pytest.raises(ConfigError, match="cycle_limit"):
+        _one_step_turner(env, lambda: frozenset(), cycle_limit=1)
+
+
 def test_executor_refuses_an_escape_with_nothing_to_draw_from() -> None:
     env = Corridor()
     with pytest.raises(ConfigError, match="escape_actions"):
