@@ -77,9 +77,9 @@ class PlannerEvalConfig:
         loop_limit: An option call that sees one observation this many times is stuck: it ends, ``escape_steps``
             random moves (turn left / turn right / forward) follow, and the planner re-plans (0: off; see
             :mod:`modrl.planner.option_executor`). Options only.
-        cycle_limit: After an option call whose end state (the planner's base atoms) calls have now ended in this
-            many times in the episode, the same escape follows (0: off; a ``drop`` that sets the ball back where it
-            blocks the door, again and again). Options only.
+        cycle_limit: After an option call that ends by its own termination in a planning state (base atoms) such
+            calls have now ended in this many times in the episode, the same escape follows (0: off; e.g. a ``drop``
+            that sets the ball back where it blocks the door, again and again). Options only.
         tasks: Evaluate only these tasks of the split (in this order); ``None``: all of them.
         seed_base: Seed of episode 0.
         skill_aware: With options and no fallback, plan only over the skills the options serve (``False``: over

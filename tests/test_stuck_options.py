@@ -168,6 +168,10 @@ def test_a_call_ending_in_a_planning_state_for_the_cycle_limit_th_time_is_follow
     env.reset(seed=0)
     moving = _one_step_turner(env, lambda: frozenset({f"heading({env.heading})"}), cycle_limit=3)
     assert [moving.execute(STEP).steps for _ in range(4)] == [1] * 4 and moving.cycles == 0  # no state came back 3x
+    env.reset(seed=0)
+    capped = _one_step_turner(env, lambda: frozenset({"here"}), cycle_limit=2, max_skill_steps=1)
+    capped.library.get("turn").termination_predicate = None  # every call now ends at the step cap: TIMEOUT
+    assert [capped.execute(STEP).status for _ in range(3)] == [SkillStatus.TIMEOUT] * 3 and capped.cycles == 0
     with pytest.raises(ConfigError, match="cycle_limit"):
         _one_step_turner(env, lambda: frozenset(), cycle_limit=1)
 

@@ -53,8 +53,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--escape-steps", type=int, default=3, metavar="N",
                         help="with --options: random moves after a stuck option call (default: 3)")
     parser.add_argument("--cycle-limit", type=int, default=0, metavar="N",
-                        help="with --options: the same random moves follow a call that ends in a planning state calls "
-                        "have ended in N times (default: 0, off; as modrl eval --cycle-limit)")
+                        help="with --options: the same random moves follow a call that ends as planned in a planning "
+                        "state such calls have ended in N times (default: 0, off; as modrl eval --cycle-limit)")
     parser.add_argument("--no-fallback", action="store_true",
                         help="with --options: no scripted skills; plan only over the skills the options serve")
 

@@ -21,9 +21,10 @@ wherever the escape ended (a recovery behaviour, as robot navigation stacks rota
 
 Cycles across calls (``cycle_limit``): options can also each end as planned and still go round in circles one level
 up -- a ``drop`` option that sets the ball down where it was picked up, in front of the door it blocks, so the planner
-picks it up and drops it again until its re-plan limit. The executor counts the planning states (base atoms) option
-calls end in; once one recurs ``cycle_limit`` times in the episode, an escape of the same random moves follows that
-call, so the next call starts from another pose (the ball is then set down somewhere else).
+picks it up and drops it again until its re-plan limit. The executor counts the planning states (base atoms) that
+calls ending by their own termination (``DONE``) leave; once one recurs ``cycle_limit`` times in the episode, an
+escape of the same random moves follows that call, so the next call starts from another pose (the ball is then set
+down somewhere else). Failed, stuck and timed-out calls are not counted: re-planning and the loop check handle them.
 :attr:`OptionExecutor.cycles` counts these escapes.
 
 How a call ended becomes the skill's status: its own termination is ``DONE``, the step cap ``TIMEOUT``, an initiation
@@ -68,8 +69,8 @@ class OptionExecutor:
         loop_limit: End a call when one observation recurs this many times in it (``None``: never; see the module
             docstring). escape_actions: The primitive actions an escape draws from. escape_steps: Actions an escape
             takes (0: none, the call just ends).
-        cycle_limit: Escape after an option call whose end state (base atoms) is one option calls have now ended in
-            this many times in the episode (``None``: never; see the module docstring).
+        cycle_limit: Escape after an option call that ends by its own termination in a state (base atoms) such calls
+            have now ended in this many times in the episode (``None``: never; see the module docstring).
 
     Attributes:
         usage: Skill executions by ``"option"`` and ``"fallback"``. loops: Calls ended as stuck
@@ -141,7 +142,7 @@ class OptionExecutor:
             steps += taken
             if terminated or truncated:
                 reason = EndReason.EPISODE_END
-        elif self.cycle_limit is not None and not (terminated or truncated):
+        elif self.cycle_limit is not None and reason is EndReason.TERMINATED and not (terminated or truncated):
             end = self.observe()
             self._ends[end] += 1
             if self._ends[end] >= self.cycle_limit:
