@@ -153,21 +153,32 @@ def _one_step_turner(env: Corridor, planning_state: Any, **kwargs: Any) -> Optio
                           observation=env._obs, seed=0, escape_actions=(FORWARD,), escape_steps=2, **kwargs)
 
 
+HERE = GroundOperator(operator="turn", args=(), pre=frozenset(), neg=(), add=frozenset({"here"}),
+                      delete_exact=frozenset(), skill="turn")
+
+
 def test_a_call_ending_in_a_planning_state_for_the_cycle_limit_th_time_is_followed_by_an_escape() -> None:
     env = Corridor()
     env.reset(seed=0)
     executor = _one_step_turner(env, lambda: frozenset({"here"}), cycle_limit=3)
-    results = [executor.execute(STEP) for _ in range(4)]
+    results = [executor.execute(HERE) for _ in range(4)]
     assert [r.status for r in results] == [SkillStatus.DONE] * 4  # the calls themselves ended as planned
     assert [r.steps for r in results] == [1, 1, 1 + 2, 1 + 2] and executor.cycles == 2 and executor.loops == 0
     assert env.pos == 4  # two escapes of two forward moves
 
     env.reset(seed=0)
     off = _one_step_turner(env, lambda: frozenset({"here"}))
-    assert [off.execute(STEP).steps for _ in range(4)] == [1] * 4 and off.cycles == 0 and env.pos == 0
+    assert [off.execute(HERE).steps for _ in range(4)] == [1] * 4 and off.cycles == 0 and env.pos == 0
     env.reset(seed=0)
     moving = _one_step_turner(env, lambda: frozenset({f"heading({env.heading})"}), cycle_limit=3)
-    assert [moving.execute(STEP).steps for _ in range(4)] == [1] * 4 and moving.cycles == 0  # no state came back 3x
+    no_effects = GroundOperator(operator="turn", args=(), pre=frozenset(), neg=(), add=frozenset(),
+                                delete_exact=frozenset(), skill="turn")
+    assert [moving.execute(no_effects).steps for _ in range(4)] == [1] * 4 and moving.cycles == 0  # no state came
+    # back 3 times; calls whose step's effects did not show (STEP wants at(end)) and calls cut at the step cap are
+    # not counted at all
+    env.reset(seed=0)
+    unmet = _one_step_turner(env, lambda: frozenset({"here"}), cycle_limit=2)
+    assert [unmet.execute(STEP).status for _ in range(3)] == [SkillStatus.DONE] * 3 and unmet.cycles == 0
     env.reset(seed=0)
     capped = _one_step_turner(env, lambda: frozenset({"here"}), cycle_limit=2, max_skill_steps=1)
     capped.library.get("turn").termination_predicate = None  # every call now ends at the step cap: TIMEOUT

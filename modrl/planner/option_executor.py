@@ -21,10 +21,11 @@ wherever the escape ended (a recovery behaviour, as robot navigation stacks rota
 
 Cycles across calls (``cycle_limit``): options can also each end as planned and still go round in circles one level
 up -- a ``drop`` option that sets the ball down where it was picked up, in front of the door it blocks, so the planner
-picks it up and drops it again until its re-plan limit. The executor counts the planning states (base atoms) that
-calls ending by their own termination (``DONE``) leave; once one recurs ``cycle_limit`` times in the episode, an
-escape of the same random moves follows that call, so the next call starts from another pose (the ball is then set
-down somewhere else). Failed, stuck and timed-out calls are not counted: re-planning and the loop check handle them.
+picks it up and drops it again until its re-plan limit. The executor counts the planning states (base atoms) left
+by calls that end by their own termination with all of their step's add effects observed; once one recurs
+``cycle_limit`` times in the episode, an escape of the same random moves follows that call, so the next call starts
+from another pose (the ball is then set down somewhere else). Failed, stuck and timed-out calls and calls whose effects
+did not show are not counted: the monitor already re-plans after them and the loop check handles stuck ones.
 :attr:`OptionExecutor.cycles` counts these escapes.
 
 How a call ended becomes the skill's status: its own termination is ``DONE``, the step cap ``TIMEOUT``, an initiation
@@ -144,13 +145,14 @@ class OptionExecutor:
                 reason = EndReason.EPISODE_END
         elif self.cycle_limit is not None and reason is EndReason.TERMINATED and not (terminated or truncated):
             end = self.observe()
-            self._ends[end] += 1
-            if self._ends[end] >= self.cycle_limit:
-                self.cycles += 1
-                terminated, truncated, reward, taken = self._escape()
-                steps += taken
-                if terminated or truncated:
-                    reason = EndReason.EPISODE_END
+            if step.add <= end:  # the step did what its operator says: count where it left the world
+                self._ends[end] += 1
+                if self._ends[end] >= self.cycle_limit:
+                    self.cycles += 1
+                    terminated, truncated, reward, taken = self._escape()
+                    steps += taken
+                    if terminated or truncated:
+                        reason = EndReason.EPISODE_END
         over = terminated or truncated
         success = bool(terminated and reward > 0)
         self._note_end(over, success)
