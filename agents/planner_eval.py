@@ -98,7 +98,7 @@ class PlannerEvalConfig:
     max_replans: int = 20
     loop_limit: int = 3
     escape_steps: int = 3
-    cycle_limit: int = 0
+    cycle_limit: int = 3
     tasks: tuple[str, ...] | None = None
     seed_base: int = EVAL_SEED_BASE
     skill_aware: bool = True

@@ -144,9 +144,9 @@ def test_stuck_option_calls_are_cut_counted_and_recorded(options_run: Path, tmp_
     with pytest.raises(ConfigError, match="escape_steps"):
         PlannerEvalConfig(escape_steps=-2)
     cycling = run("--loop-limit", "0", "--cycle-limit", "2", "--escape-steps", "2")
-    assert cycling["config"]["cycle_limit"] == 2 and on["config"]["cycle_limit"] == 0  # off unless asked
+    assert cycling["config"]["cycle_limit"] == 2 and on["config"]["cycle_limit"] == 3  # on by default
     assert sum(t["cycles"] for t in cycling["tasks"]) == sum(r["cycles"] for t in cycling["tasks"] for r in t["runs"])
-    assert sum(t["cycles"] for t in on["tasks"]) == 0
+    assert off["config"]["cycle_limit"] == 3
     assert "the same moves whenever 2+ calls have ended in one planning state" in capsys.readouterr().out
     with pytest.raises(ConfigError, match="cycle_limit"):
         PlannerEvalConfig(cycle_limit=1)

@@ -119,7 +119,7 @@ def _build_parser() -> argparse.ArgumentParser:
     planner.add_argument(
         "--cycle-limit", type=int, metavar="N", help="the same random moves follow an option call that ends as "
         "planned in a planning state such calls have ended in N times in the episode (e.g. a drop that sets the "
-        "ball back where it blocks the door; default: 0, off)"
+        "ball back where it blocks the door; default: 3; 0: off)"
     )
     planner.add_argument(
         "--ensemble", nargs="+", type=Path, metavar="RUN", help="more option runs (or library directories) trained for "

@@ -52,9 +52,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "--escape-steps random moves follow, then a re-plan (default: 3; 0: off)")
     parser.add_argument("--escape-steps", type=int, default=3, metavar="N",
                         help="with --options: random moves after a stuck option call (default: 3)")
-    parser.add_argument("--cycle-limit", type=int, default=0, metavar="N",
+    parser.add_argument("--cycle-limit", type=int, default=3, metavar="N",
                         help="with --options: the same random moves follow a call that ends as planned in a planning "
-                        "state such calls have ended in N times (default: 0, off; as modrl eval --cycle-limit)")
+                        "state such calls have ended in N times (default: 3; 0: off; as modrl eval --cycle-limit)")
     parser.add_argument("--no-fallback", action="store_true",
                         help="with --options: no scripted skills; plan only over the skills the options serve")
 
