@@ -77,9 +77,10 @@ class PlannerEvalConfig:
         loop_limit: An option call that sees one observation this many times is stuck: it ends, ``escape_steps``
             random moves (turn left / turn right / forward) follow, and the planner re-plans (0: off; see
             :mod:`modrl.planner.option_executor`). Options only.
-        cycle_limit: After an option call that ends by its own termination in a planning state (base atoms) such
-            calls have now ended in this many times in the episode, the same escape follows (0: off; e.g. a ``drop``
-            that sets the ball back where it blocks the door, again and again). Options only.
+        cycle_limit: After an option call that ends by its own termination, its step's effects observed, in a
+            planning state (base atoms) such calls have now left this many times in the episode, the same escape
+            follows (0: off; e.g. a ``drop`` that sets the ball back where it blocks the door, again and again).
+            Options only.
         tasks: Evaluate only these tasks of the split (in this order); ``None``: all of them.
         seed_base: Seed of episode 0.
         skill_aware: With options and no fallback, plan only over the skills the options serve (``False``: over
@@ -221,12 +222,13 @@ class PlannerEvalReport:
 
     @property
     def skills_label(self) -> str:
-        """``"scripted skills"`` or ``"learned options (greedy|stochastic)"`` (``+ scripted fallback``)."""
+        """``"scripted skills"``, or ``"learned options (greedy|stochastic)"`` / ``"ensembles of K option libraries
+        (greedy|stochastic)"`` (``+ scripted fallback``)."""
         if self.config.skills is SkillSource.SCRIPTED:
             return "scripted skills"
-        label = f"learned options ({'greedy' if self.config.deterministic else 'stochastic'})"
-        if self.config.ensemble:
-            label = f"ensembles of {1 + len(self.config.ensemble)} option libraries (" + label.split("(", 1)[1]
+        what = f"ensembles of {1 + len(self.config.ensemble)} option libraries" if self.config.ensemble \
+            else "learned options"
+        label = f"{what} ({'greedy' if self.config.deterministic else 'stochastic'})"
         return label + (" + scripted fallback" if self.config.fallback_scripted else "")
 
     def to_dict(self) -> dict[str, Any]:
