@@ -111,7 +111,7 @@ def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecu
     without one, pass its :attr:`~modrl.planner.option_executor.OptionExecutor.allowed` to
     :func:`modrl.planner.execute` so that plans call only the skills the library serves. ``loop_limit``,
     ``escape_steps``: stuck options end and ``escape_steps`` random turns / moves forward follow; ``cycle_limit``: the
-    same escape follows a call ending in a planning state calls have ended in that often (see
+    same escape follows a call that ended as planned in a planning state such calls have left that often (see
     :mod:`modrl.planner.option_executor`)."""
     base: Any = env.unwrapped
     view = library_view_size(library)

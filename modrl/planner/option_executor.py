@@ -70,8 +70,9 @@ class OptionExecutor:
         loop_limit: End a call when one observation recurs this many times in it (``None``: never; see the module
             docstring). escape_actions: The primitive actions an escape draws from. escape_steps: Actions an escape
             takes (0: none, the call just ends).
-        cycle_limit: Escape after an option call that ends by its own termination in a state (base atoms) such calls
-            have now ended in this many times in the episode (``None``: never; see the module docstring).
+        cycle_limit: Escape after an option call that ends by its own termination, its step's add effects observed, in
+            a state (base atoms) such calls have now left this many times in the episode (``None``: never; see the
+            module docstring).
 
     Attributes:
         usage: Skill executions by ``"option"`` and ``"fallback"``. loops: Calls ended as stuck
@@ -137,28 +138,34 @@ class OptionExecutor:
         self._info = run.info
         terminated, truncated, reward, steps = run.terminated, run.truncated, run.reward, run.duration
         reason = run.reason
-        if reason is EndReason.LOOP:
+        escape = reason is EndReason.LOOP
+        if escape:
             self.loops += 1
+        elif reason is EndReason.TERMINATED and self._closes_cycle(step):
+            self.cycles += 1
+            escape = True
+        if escape:
             terminated, truncated, reward, taken = self._escape()
             steps += taken
             if terminated or truncated:
                 reason = EndReason.EPISODE_END
-        elif self.cycle_limit is not None and reason is EndReason.TERMINATED and not (terminated or truncated):
-            end = self.observe()
-            if step.add <= end:  # the step did what its operator says: count where it left the world
-                self._ends[end] += 1
-                if self._ends[end] >= self.cycle_limit:
-                    self.cycles += 1
-                    terminated, truncated, reward, taken = self._escape()
-                    steps += taken
-                    if terminated or truncated:
-                        reason = EndReason.EPISODE_END
         over = terminated or truncated
         success = bool(terminated and reward > 0)
         self._note_end(over, success)
         status = (SkillStatus.DONE if success else SkillStatus.FAILED) if reason is EndReason.EPISODE_END \
             else _STATUS[reason]
         return SkillResult(status=status, state=self.observe(), steps=steps, episode_over=over, success=success)
+
+    def _closes_cycle(self, step: GroundOperator) -> bool:
+        """Count where a call that ended by its own termination left the world, if its step's add effects show, and
+        whether such calls have now left it there ``cycle_limit`` times (see the module docstring)."""
+        if self.cycle_limit is None:
+            return False
+        end = self.observe()
+        if not step.add <= end:
+            return False
+        self._ends[end] += 1
+        return self._ends[end] >= self.cycle_limit
 
     def _escape(self) -> tuple[bool, bool, float, int]:
         """``escape_steps`` random actions out of a loop (fewer if the episode ends): ``(terminated, truncated,
