@@ -33,7 +33,7 @@ TINY = {
 @pytest.fixture
 def tiny_config():
     """Factory for a tiny ExperimentConfig: ``tiny_config("agent.router.kind=topk", ...)``."""
-    from modrl.agents.config import load_experiment_config
+    from modrl.agents.common.config import load_experiment_config
 
     def make(*overrides: str):
         return load_experiment_config(TINY, overrides)

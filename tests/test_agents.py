@@ -10,9 +10,9 @@ import pytest
 import torch
 from stable_baselines3 import PPO
 
-from modrl.agents.builders import build_model, make_vec_env, model_fingerprint, modular_actor_parameters
-from modrl.agents.policies import ModularActorCriticPolicy
-from modrl.agents.training import restore_model_checkpoint, save_model_checkpoint
+from modrl.agents.common.builders import build_model, make_vec_env, model_fingerprint, modular_actor_parameters
+from modrl.agents.common.policies import ModularActorCriticPolicy
+from modrl.agents.common.training import restore_model_checkpoint, save_model_checkpoint
 from modrl.checkpoint import CheckpointError, latest_checkpoint
 from modrl.config import to_dict
 from modrl.routers import ROUTERS
@@ -201,8 +201,8 @@ def test_router_starts_near_uniform_despite_sb3_ortho_init(tiny_config) -> None:
 def test_eval_refuses_a_checkpoint_from_another_task_set(tiny_config, tmp_path: Path) -> None:
     import yaml
 
-    from modrl.agents.evaluation import load_run_policy
-    from modrl.agents.training import run_training
+    from modrl.agents.common.evaluation import load_run_policy
+    from modrl.agents.common.training import run_training
     from modrl.runs import write_run_metadata
 
     config = tiny_config("train.total_timesteps=64")

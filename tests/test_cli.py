@@ -249,10 +249,10 @@ def test_sweep_with_a_bad_grid_key_fails_before_running_anything(tmp_path: Path)
 def test_eval_of_a_checkpoint_made_for_another_agent_names_what_differs(
     tmp_path: Path, override: str, expected: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from modrl.agents.builders import build_policy, model_fingerprint
-    from modrl.agents.config import load_experiment_config
-    from modrl.agents.evaluation import load_run_policy
-    from modrl.agents.training import model_identity
+    from modrl.agents.common.builders import build_policy, model_fingerprint
+    from modrl.agents.common.config import load_experiment_config
+    from modrl.agents.common.evaluation import load_run_policy
+    from modrl.agents.common.training import model_identity
     from modrl.checkpoint import FingerprintMismatchError
     from modrl.checkpoint_writer import save_checkpoint
     from modrl.cli.main import main

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from modrl.agents.config import ExperimentConfig, load_experiment_config
+from modrl.agents.common.config import ExperimentConfig, load_experiment_config
 from modrl.config import ConfigError, apply_overrides, from_dict, load_yaml, to_dict
 
 
@@ -145,9 +145,9 @@ def test_sizes_out_of_range_are_refused_before_anything_is_allocated(override: s
 
 
 def test_shipped_option_configs_load_with_the_command_their_first_line_names() -> None:
-    from modrl.agents.option_critic_config import load_option_critic_config, load_sketch_config
-    from modrl.agents.options_config import load_options_config, load_route_config
-    from modrl.agents.skill_demos import load_skills_config
+    from modrl.agents.options.config import load_options_config, load_route_config
+    from modrl.agents.options.critic_config import load_option_critic_config, load_sketch_config
+    from modrl.agents.options.skill_cloning import load_skills_config
 
     loaders = {"train": load_options_config, "route": load_route_config, "skills": load_skills_config,
                "critic": load_option_critic_config, "sketch": load_sketch_config}

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from modrl.agents import training
-from modrl.agents.config import load_experiment_config
+from modrl.agents.common import training
+from modrl.agents.common.config import load_experiment_config
 from modrl.cli.main import main
 from modrl.config import to_dict
 from tests.conftest import TINY
@@ -21,7 +21,7 @@ from tests.conftest import TINY
 SEED = 20240607
 CASES = 300
 SECTIONS = ["", "env", "agent", "agent.extractor", "agent.skills", "agent.router", "algo", "train"]
-#: Values outside each key's allowed range (from agents/config.py and the suite's cross-field rules).
+#: Values outside each key's allowed range (from agents/common/config.py and the suite's cross-field rules).
 OUT_OF_RANGE: dict[str, list[Any]] = {
     "seed": [-1, 1_000_000, 10**30], "torch_threads": [0, -2],
     "env.n_envs": [0, -3, 1], "env.max_episode_steps": [0, -1], "env.suite": ["nope", ""], "env.split": ["nope"],

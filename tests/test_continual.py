@@ -12,10 +12,10 @@ import pytest
 import torch
 import yaml
 
-from modrl.agents.builders import build_policy
-from modrl.agents.continual import ContinualStatus, _Runner, run_continual
-from modrl.agents.continual_config import ContinualConfig, load_continual_config
-from modrl.agents.continual_parts import RuleProgressCallback
+from modrl.agents.common.builders import build_policy
+from modrl.agents.continual.config import ContinualConfig, load_continual_config
+from modrl.agents.continual.parts import RuleProgressCallback
+from modrl.agents.continual.runner import ContinualStatus, _Runner, run_continual
 from modrl.checkpoint import latest_checkpoint
 from modrl.cli.main import main
 from modrl.config import ConfigError, to_dict
@@ -302,7 +302,7 @@ def test_reference_cache_is_shared_by_rules_and_added_to_a_finished_run(
     changes = json.loads((tmp_path / "fg/meta.json").read_text())["config_changes"][0]["changes"]
     assert changes["sequence.reference"] == ["none", "scratch"]
     # Another seed is another key; a corrupt or foreign entry is ignored (and retrained), never trusted.
-    from modrl.agents.continual_reference import ReferenceCache, reference_key
+    from modrl.agents.continual.reference import ReferenceCache, reference_key
 
     config = tiny("sequence.steps_per_task=64", "sequence.reference=scratch")
     assert reference_key(config, 0) != reference_key(tiny("sequence.steps_per_task=64", "seed=1"), 0)
@@ -338,8 +338,8 @@ def test_continual_run_with_mission_tokens(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_loaded_freeze_grow_policy_carries_its_router_mask(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
                                                            ) -> None:  # fmt: skip
-    from modrl.agents.continual_store import load_continual_policy
-    from modrl.agents.evaluation import evaluate_policy, load_run_policy
+    from modrl.agents.common.evaluation import evaluate_policy, load_run_policy
+    from modrl.agents.continual.store import load_continual_policy
 
     run_dir = runs["freeze_grow"]
     record = json.loads((run_dir / "continual.json").read_text())
@@ -370,8 +370,8 @@ def test_loaded_freeze_grow_policy_carries_its_router_mask(runs: dict[str, Path]
 
 @pytest.mark.slow
 def test_packnet_run_is_evaluated_through_its_rule(tmp_path: Path) -> None:
-    from modrl.agents.continual_store import load_continual_policy
-    from modrl.agents.evaluation import evaluate_policy, load_run_policy
+    from modrl.agents.common.evaluation import evaluate_policy, load_run_policy
+    from modrl.agents.continual.store import load_continual_policy
 
     config = tiny("rule.kind=packnet", "sequence.steps_per_task=64", "sequence.eval_episodes=1")
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(to_dict(config)))

@@ -15,7 +15,7 @@ import torch
 import yaml
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from modrl.agents.training import CHECKPOINTS, METRICS, TENSORBOARD, TrainStatus, run_training
+from modrl.agents.common.training import CHECKPOINTS, METRICS, TENSORBOARD, TrainStatus, run_training
 from modrl.checkpoint import latest_checkpoint, list_checkpoints
 from modrl.config import to_dict
 from modrl.faults import FAULT_ENV, reset_fault_counters
@@ -167,7 +167,7 @@ def test_cli_kill_or_stop_then_resume_is_exact(tmp_path: Path, one_go: Path, fau
 
 def test_env_state_recorder_round_trip() -> None:
     """Unit level: a fresh env given a recorded state is at the same observation and steps on identically."""
-    from modrl.agents.env_state import slot_env
+    from modrl.agents.common.env_state import slot_env
     from modrl.envs import get_suite, make_split_env
 
     def make() -> Any:

@@ -42,7 +42,7 @@ def test_skill_ceiling_counts_what_the_plans_need_and_the_served_skills_solve() 
 
 
 def test_mission_ablation_runs_on_a_mission_token_run(tiny_config, tmp_path: Path) -> None:
-    from modrl.agents.training import run_training
+    from modrl.agents.common.training import run_training
     from modrl.config import to_dict
     from modrl.runs import write_run_metadata
 

@@ -28,8 +28,8 @@ import torch
 import yaml
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
-from modrl.agents import training
-from modrl.agents.guards import NonFiniteError, NonFiniteGuard
+from modrl.agents.common import training
+from modrl.agents.common.guards import NonFiniteError, NonFiniteGuard
 from modrl.checkpoint import latest_checkpoint, list_checkpoints
 from modrl.cli.main import main
 from modrl.faults import FAULT_ENV, parse_faults, reset_fault_counters

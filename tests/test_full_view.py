@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from modrl.agents.option_skills import library_view_size
-from modrl.agents.planner_eval import PlannerEvalConfig, evaluate_planner
+from modrl.agents.planning.evaluation import PlannerEvalConfig, evaluate_planner
+from modrl.agents.planning.skills import library_view_size
 from modrl.config import ConfigError
 from modrl.envs.subtask_env import SubtaskEnv
 from modrl.envs.wrappers import FullView, full_view_image

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from modrl.agents.training import TrainStatus, run_training
+from modrl.agents.common.training import TrainStatus, run_training
 
 MARGIN_MB = 60.0
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SOURCES = ["modrl", "envs", "agents", "setup.cfg", "pyproject.toml", "README.md"]
 CHECK = """
 import importlib.util, json, sys
-import modrl, modrl.envs, modrl.agents, modrl.agents.policies
+import modrl, modrl.envs, modrl.agents, modrl.agents.common.policies
 print(json.dumps({
     "modrl": modrl.__file__, "envs": modrl.envs.__file__, "agents": modrl.agents.__file__,
     "top_envs": importlib.util.find_spec("envs") is not None,
@@ -60,7 +60,7 @@ def test_regular_install(tmp_path: Path) -> None:
     target = tmp_path / "target"
     _pip(sys.executable, "--target", str(target), str(source), cwd=tmp_path)
     assert (target / "modrl" / "envs" / "suites.py").is_file()
-    assert (target / "modrl" / "agents" / "policies.py").is_file()
+    assert (target / "modrl" / "agents" / "common" / "policies.py").is_file()
     assert not (target / "envs").exists() and not (target / "agents").exists()
     env = {**os.environ, "PYTHONPATH": str(target), "OMP_NUM_THREADS": "1"}
     found = _run_check(sys.executable, tmp_path, env)
@@ -101,5 +101,7 @@ def test_setup_cfg_lists_every_package() -> None:
     listed = set(parser["options"]["packages"].split())
     core = ROOT / "modrl"
     found = {".".join(("modrl", *p.parent.relative_to(core).parts)) for p in core.rglob("__init__.py")}
-    found |= {"modrl.envs", "modrl.agents"}
+    for folder, package in (("envs", "modrl.envs"), ("agents", "modrl.agents")):
+        inits = (ROOT / folder).rglob("__init__.py")
+        found |= {".".join((package, *p.parent.relative_to(ROOT / folder).parts)) for p in inits}
     assert listed == found, f"setup.cfg packages: missing {sorted(found - listed)}, extra {sorted(listed - found)}"

@@ -10,9 +10,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from modrl.agents import options as options_module
-from modrl.agents.option_demos import _OracleView, collect_demos
-from modrl.agents.options_config import load_options_config
+from modrl.agents.options import train as options_module
+from modrl.agents.options.config import load_options_config
+from modrl.agents.options.demos import _OracleView, collect_demos
 from modrl.config import ConfigError
 from modrl.envs import get_suite
 from modrl.envs.grammar import parse_task

@@ -115,7 +115,7 @@ def test_the_payloads_are_live(tmp_path: Path) -> None:
 
 def test_resume_from_a_poisoned_run_constructs_nothing(tiny_config, tmp_path: Path) -> None:
     """Through training: a run whose only checkpoint is poisoned is refused (not restarted from step 0)."""
-    from modrl.agents.training import run_training
+    from modrl.agents.common.training import run_training
 
     config = tiny_config("train.total_timesteps=128", "train.checkpoint_every=64")
     (tmp_path / "run").mkdir()

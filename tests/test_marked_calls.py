@@ -1,4 +1,4 @@
-"""A learned router over whole-grid skill options (agents/marked_calls.py): one call per subtask with its marker
+"""A learned router over whole-grid skill options (agents/options/marked_calls.py): one call per subtask with its marker
 targets, the marker moved to the chosen call's objects, the router reading MiniGrid's 7x7 view, and ``options route``
 end to end over such a library."""
 
@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from modrl.agents.marked_calls import EgocentricImage, MarkedCalls, marked_router_env, whole_grid_calls
-from modrl.agents.options_config import load_route_config
-from modrl.agents.options_router import evaluate_router, router_calls, train_router
-from modrl.agents.skill_demos import load_skills_config, skill_option_config
+from modrl.agents.options.config import load_route_config
+from modrl.agents.options.marked_calls import EgocentricImage, MarkedCalls, marked_router_env, whole_grid_calls
+from modrl.agents.options.router import evaluate_router, router_calls, train_router
+from modrl.agents.options.skill_cloning import load_skills_config, skill_option_config
 from modrl.envs import make_suite_env
 from modrl.envs.suites import get_suite
 from modrl.envs.wrappers import FullView

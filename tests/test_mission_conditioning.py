@@ -14,9 +14,9 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.preprocessing import preprocess_obs
 
-from modrl.agents.builders import build_model, make_vec_env, modular_actor_parameters
-from modrl.agents.extractors import MinigridFeaturesExtractor, MissionEncoder
-from modrl.agents.policies import ModularActorCriticPolicy
+from modrl.agents.common.builders import build_model, make_vec_env, modular_actor_parameters
+from modrl.agents.common.extractors import MinigridFeaturesExtractor, MissionEncoder
+from modrl.agents.common.policies import ModularActorCriticPolicy
 from modrl.config import ConfigError
 from modrl.envs import SUITES, MissionVocabulary, get_suite, make_suite_env
 

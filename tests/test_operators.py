@@ -238,7 +238,7 @@ class _GuidedOption:
 
 
 def test_plan_runs_with_learned_options_and_scripted_fallback() -> None:
-    from modrl.agents.option_skills import learned_skills
+    from modrl.agents.planning.skills import learned_skills
     from modrl.options import OptionLibrary
 
     name = "open-red-door_then_pickup-blue-key_then_putnext-yellow-box-blue-key"
@@ -261,7 +261,7 @@ def test_untrained_options_time_out_and_the_monitor_replans(tmp_path: Path,
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
-    from modrl.agents.option_skills import learned_skills
+    from modrl.agents.planning.skills import learned_skills
     from modrl.options import Option, OptionConfig, OptionLibrary
     from modrl.planner import MonitorConfig
 

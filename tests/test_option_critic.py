@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from modrl.agents.hier_envs import StepResult
+from modrl.agents.options.hier_envs import StepResult
 from modrl.config import ConfigError
 from modrl.options import OptionController, OptionLibrary
 
@@ -58,7 +58,7 @@ class CueSlots:
 
 
 def _config(**overrides: Any) -> Any:
-    from modrl.agents.option_critic_config import load_option_critic_config
+    from modrl.agents.options.critic_config import load_option_critic_config
 
     data = {"num_options": 2, "net": NET, "algo": {"n_steps": 16, "batch_size": 64, "n_epochs": 2,
                                                   "learning_rate": 0.003}}
@@ -86,7 +86,7 @@ def test_config_refuses_unknown_keys_and_tasks() -> None:
 
 
 def test_option_critic_learns_a_trivial_task() -> None:
-    from modrl.agents.option_critic import train_option_critic
+    from modrl.agents.options.critic import train_option_critic
 
     model, history = train_option_critic(_config(total_timesteps=6400), slots=CueSlots())
     assert history[-1].frames == 6400 and len(history) == 100
@@ -96,7 +96,7 @@ def test_option_critic_learns_a_trivial_task() -> None:
 
 
 def test_termination_regulariser_keeps_options_from_shrinking() -> None:
-    from modrl.agents.option_critic import train_option_critic
+    from modrl.agents.options.critic import train_option_critic
 
     runs = {}
     for reg in (0.5, 0.0):

@@ -1,4 +1,4 @@
-"""Demonstration warm start of options (agents/option_demos.py): where demonstrations come from, behaviour cloning,
+"""Demonstration warm start of options (agents/options/demos.py): where demonstrations come from, behaviour cloning,
 the ``demos`` config section, and that training without it takes the old path."""
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from modrl.agents import options as options_module
-from modrl.agents.evaluation import EVAL_SEED_BASE
-from modrl.agents.option_demos import (
+from modrl.agents.common.evaluation import EVAL_SEED_BASE
+from modrl.agents.options import train as options_module
+from modrl.agents.options.config import DemoConfig, OptionsTrainConfig, load_options_config
+from modrl.agents.options.demos import (
     DEMO_SEED_BASE,
     EVAL_TASK_SEEDS,
     DemoSet,
@@ -22,8 +23,7 @@ from modrl.agents.option_demos import (
     discounted_returns,
     logits_layer,
 )
-from modrl.agents.options_config import DemoConfig, OptionsTrainConfig, load_options_config
-from modrl.agents.options_policy import OptionActorCriticPolicy
+from modrl.agents.options.policy import OptionActorCriticPolicy
 from modrl.config import ConfigError, to_dict
 from modrl.envs.grammar import parse_task
 from modrl.envs.subtask_env import SubtaskEnv
@@ -88,7 +88,7 @@ def test_behaviour_cloning_raises_demo_accuracy_far_above_the_marginal(caplog: p
     before = demo_accuracy(policy, demos)
     majority = float(np.bincount(demos.actions).max() / demos.size)
     config = DemoConfig(episodes=30, epochs=40, batch_size=32, learning_rate=3e-3)
-    with caplog.at_level("WARNING", logger="modrl.agents.option_demos"):
+    with caplog.at_level("WARNING", logger="modrl.agents.options.demos"):
         history = behaviour_clone(policy, demos, config, seed=0)
     assert not [r for r in caplog.records if "stalled" in r.getMessage()]
     after = demo_accuracy(policy, demos)
@@ -139,7 +139,7 @@ def test_cloning_clips_the_gradient_norm_when_asked(monkeypatch: pytest.MonkeyPa
 
 
 def test_cloning_that_cannot_beat_the_most_frequent_action_warns(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level("WARNING", logger="modrl.agents.option_demos"):
+    with caplog.at_level("WARNING", logger="modrl.agents.options.demos"):
         history = behaviour_clone(_policy(), _constant_demos([2, 2, 2, 0] * 4),
                                   DemoConfig(episodes=1, epochs=2, batch_size=8, fit_value=False), tag="t/x")
     assert history[-1]["accuracy"] == pytest.approx(0.75)

@@ -287,8 +287,8 @@ TINY_OPTIONS = {
 
 
 def test_options_config_refuses_unknown_keys_and_tasks() -> None:
-    from modrl.agents.options import plan_options
-    from modrl.agents.options_config import load_options_config
+    from modrl.agents.options.config import load_options_config
+    from modrl.agents.options.train import plan_options
 
     with pytest.raises(ConfigError, match=r"unknown key 'curriculum\.treshold'"):
         load_options_config(TINY_OPTIONS, ["curriculum.treshold=0.5"])
@@ -300,8 +300,8 @@ def test_options_config_refuses_unknown_keys_and_tasks() -> None:
 
 @pytest.mark.slow
 def test_path1_learns_a_trivial_subtask_and_saves_the_option(tmp_path: Path) -> None:
-    from modrl.agents.options import _subtask_env, evaluate_option, option_config, plan_options, train_options
-    from modrl.agents.options_config import load_options_config
+    from modrl.agents.options.config import load_options_config
+    from modrl.agents.options.train import _subtask_env, evaluate_option, option_config, plan_options, train_options
 
     config = load_options_config(TINY_OPTIONS)
     plan = plan_options(config)[0]
@@ -321,8 +321,8 @@ def test_path1_learns_a_trivial_subtask_and_saves_the_option(tmp_path: Path) -> 
 def test_router_trains_over_a_library_and_logs_option_telemetry(tmp_path: Path) -> None:
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from modrl.agents.options_config import load_route_config
-    from modrl.agents.options_router import evaluate_router, train_router
+    from modrl.agents.options.config import load_route_config
+    from modrl.agents.options.router import evaluate_router, train_router
     from modrl.envs import get_suite
     from modrl.envs.subtask_env import argument_slots
 

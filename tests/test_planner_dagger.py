@@ -1,4 +1,4 @@
-"""DAgger over whole planner episodes (agents/planner_dagger.py): what is labelled, with which action, for which skill;
+"""DAgger over whole planner episodes (agents/planning/dagger.py): what is labelled, with which action, for which skill;
 and the ``planner_dagger_rounds`` phase of ``modrl options skills``."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from modrl.agents import skill_demos
-from modrl.agents.planner_dagger import planner_dagger_demos
-from modrl.agents.skill_demos import load_skills_config, skill_option_config, train_skill_library
+from modrl.agents.options import skill_cloning as skill_demos
+from modrl.agents.options.skill_cloning import load_skills_config, skill_option_config, train_skill_library
+from modrl.agents.planning.dagger import planner_dagger_demos
 from modrl.config import ConfigError
 from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.scripted_skills import ScriptedSkills
@@ -115,7 +115,7 @@ def test_training_reclones_every_skill_after_each_planner_round(tmp_path: Path,
     assert [r["round"] for r in data["planner_dagger"]] == [1] and data["planner_dagger"][0]["episodes"] == 4
     assert data["planner_dagger"][0]["pairs"] == {k: v for k, v in added.items() if v}
     assert "planner DAgger round 1: the planner with the options solved" in (tmp_path / "results.md").read_text()
-    from modrl.agents.options_router import load_library
+    from modrl.agents.options.router import load_library
 
     assert load_library(str(tmp_path / "options")).names == [r.skill for r in results]
 

@@ -1,4 +1,4 @@
-"""Planner evaluation (modrl.agents.planner_eval) and ``modrl eval --planner``: the scripted upper bound, a tiny
+"""Planner evaluation (modrl.agents.planning.evaluation) and ``modrl eval --planner``: the scripted upper bound, a tiny
 untrained option library through the CLI, the JSON it writes, and the one-line errors."""
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import pytest
 import torch
 import yaml
 
-from modrl.agents.evaluation import EVAL_SEED_BASE
-from modrl.agents.planner_eval import (
+from modrl.agents.common.evaluation import EVAL_SEED_BASE
+from modrl.agents.planning.evaluation import (
     PlannerEvalConfig,
     SkillSource,
     default_split,
@@ -271,7 +271,7 @@ def test_eval_help_lists_the_planner_flags(capsys: pytest.CaptureFixture[str]) -
                                                   ({"fallback_scripted": True}, False)])
 def test_evaluation_plans_over_the_served_skills_without_fallback(options_run: Path, monkeypatch: pytest.MonkeyPatch,
                                                                   extra: dict[str, bool], filtered: bool) -> None:
-    import modrl.agents.planner_eval as planner_eval
+    import modrl.agents.planning.evaluation as planner_eval
 
     seen: list[object] = []
     real = planner_eval.execute

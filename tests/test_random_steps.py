@@ -7,8 +7,8 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from modrl.agents.skill_demos import load_skills_config
-from modrl.agents.skill_recording import record_skill_demos
+from modrl.agents.options.skill_cloning import load_skills_config
+from modrl.agents.planning.recording import record_skill_demos
 from modrl.config import ConfigError
 from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.scripted_skills import ScriptedSkills

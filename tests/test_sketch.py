@@ -17,13 +17,13 @@ NET = {"channels": [8], "features_dim": 16, "hidden": [16], "critic_hidden": [16
 
 
 def _config(data: dict[str, Any]) -> Any:
-    from modrl.agents.option_critic_config import load_sketch_config
+    from modrl.agents.options.critic_config import load_sketch_config
 
     return load_sketch_config({"net": NET, **data})
 
 
 def test_modules_follow_the_sketch_per_symbol_and_parameterised() -> None:
-    from modrl.agents.sketch import SketchModules
+    from modrl.agents.options.sketch import SketchModules
 
     subs = parse_task("pickup-blue-key_then_putnext-yellow-box-blue-key_then_goto-green-ball").subtasks
     per_symbol = SketchModules.build(_config({}), subs)
@@ -78,7 +78,7 @@ def test_cli_sketch_runs_on_the_sequences_train_split(tmp_path: Path, capsys: py
 
 @pytest.mark.slow
 def test_sketch_module_learns_a_one_step_sketch_and_not_to_stop_early() -> None:
-    from modrl.agents.sketch import SketchModules, evaluate_sketch, train_sketch
+    from modrl.agents.options.sketch import SketchModules, evaluate_sketch, train_sketch
 
     config = _config({"env": {"suite": "sequences", "tasks": ["goto-green-ball"], "room_size": 5,
                               "num_distractors": 0, "max_episode_steps": 20, "n_envs": 4},

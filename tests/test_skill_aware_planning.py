@@ -8,7 +8,7 @@ from pathlib import Path
 import gymnasium as gym
 import pytest
 
-from modrl.agents.option_skills import call_resolver, learned_skills, with_predicates
+from modrl.agents.planning.skills import call_resolver, learned_skills, with_predicates
 from modrl.cli.main import main
 from modrl.config import ConfigError
 from modrl.envs import get_suite

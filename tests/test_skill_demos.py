@@ -1,5 +1,6 @@
-"""Skill options cloned from the planner's demonstrations (agents/skill_demos.py), the planner serving steps the grammar
-has no subtask for (drop, open a box) with skill-named options, and calls ending on the step's observed effects."""
+"""Skill options cloned from the planner's demonstrations (agents/options/skill_cloning.py), the planner serving steps
+the grammar has no subtask for (drop, open a box) with skill-named options, and calls ending on the step's observed
+effects."""
 
 from __future__ import annotations
 
@@ -13,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from modrl.agents.option_skills import call_resolver, learned_skills, with_predicates
-from modrl.agents.options_router import load_library
-from modrl.agents.planner_eval import PlannerEvalConfig, evaluate_planner
-from modrl.agents.skill_demos import load_skills_config, train_skill_library
-from modrl.agents.skill_recording import record_skill_demos, split_calls
+from modrl.agents.options.router import load_library
+from modrl.agents.options.skill_cloning import load_skills_config, train_skill_library
+from modrl.agents.planning.evaluation import PlannerEvalConfig, evaluate_planner
+from modrl.agents.planning.recording import record_skill_demos, split_calls
+from modrl.agents.planning.skills import call_resolver, learned_skills, with_predicates
 from modrl.cli.main import main
 from modrl.config import ConfigError
 from modrl.envs import get_suite
@@ -172,7 +173,7 @@ def test_a_call_ends_when_the_steps_effects_are_observed_and_not_before(tmp_path
 
 
 def test_suite_minigrid_hard_keeps_the_targets_out_of_training() -> None:
-    from modrl.agents.skill_demos import split_envs
+    from modrl.agents.options.skill_cloning import split_envs
 
     suite = get_suite("minigrid-hard")
     assert ("MiniGrid-KeyCorridorS3R1-v0", {"room_size": 4}) in split_envs("minigrid-hard", "train")
@@ -259,8 +260,8 @@ def test_next_action_is_the_first_action_execute_takes_and_takes_none(env_id: st
 
 
 def test_dagger_labels_the_options_own_states_with_the_scripted_action_and_reclones(tmp_path: Path) -> None:
-    from modrl.agents.skill_demos import skill_option_config
-    from modrl.agents.skill_rollouts import dagger_demos
+    from modrl.agents.options.skill_cloning import skill_option_config
+    from modrl.agents.planning.rollouts import dagger_demos
     from modrl.envs.skill_env import SkillStepEnv
 
     config = load_skills_config(TINY)
@@ -289,7 +290,7 @@ def test_dagger_labels_the_options_own_states_with_the_scripted_action_and_reclo
 
 
 def test_a_skill_episode_that_ends_the_envs_task_in_success_succeeds() -> None:
-    from modrl.agents.skill_demos import split_envs
+    from modrl.agents.options.skill_cloning import split_envs
     from modrl.envs.skill_env import SkillStepEnv
 
     # Seed 38 draws a last goto(door,purple) that the scripted skill completes facing the door from the other room

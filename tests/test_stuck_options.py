@@ -196,7 +196,7 @@ def test_executor_refuses_an_escape_with_nothing_to_draw_from() -> None:
 
 
 def test_call_and_return_ends_a_looping_call_so_the_router_picks_again() -> None:
-    from modrl.agents.options_config import load_route_config
+    from modrl.agents.options.config import load_route_config
     from modrl.options import CallAndReturn
 
     library = OptionLibrary()

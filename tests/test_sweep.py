@@ -219,7 +219,7 @@ def test_long_ids_are_shortened_but_stay_distinct(tmp_path: Path) -> None:
 
 
 def test_validate_trials_names_trial_key_and_allowed_keys(tmp_path: Path) -> None:
-    from modrl.agents.config import load_experiment_config
+    from modrl.agents.common.config import load_experiment_config
 
     base = write_base(tmp_path)
     calls: list[tuple[Path, tuple[str, ...]]] = []
@@ -470,7 +470,7 @@ def test_ray_cancellation_reaches_the_trial_even_where_sigint_is_ignored(tmp_pat
 
 
 def test_shipped_sweeps_expand_into_valid_trials() -> None:
-    from modrl.agents.config import load_experiment_config
+    from modrl.agents.common.config import load_experiment_config
     from modrl.sweep.spec import expand, load_sweep_spec, validate_trials
 
     paths = sorted((Path(__file__).resolve().parents[1] / "experiments" / "sweeps").glob("*.yaml"))

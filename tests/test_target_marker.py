@@ -14,9 +14,9 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from minigrid.core.world_object import Ball
 
-from modrl.agents.option_skills import learned_skills, library_marks_target, with_predicates, wrap_for_library
-from modrl.agents.skill_demos import load_skills_config, skill_option_config
-from modrl.agents.skill_recording import record_skill_demos
+from modrl.agents.options.skill_cloning import load_skills_config, skill_option_config
+from modrl.agents.planning.recording import record_skill_demos
+from modrl.agents.planning.skills import learned_skills, library_marks_target, with_predicates, wrap_for_library
 from modrl.config import ConfigError
 from modrl.envs.operators import planning_domain
 from modrl.envs.predicates import env_planning_state, find_object, object_name
@@ -164,7 +164,7 @@ def test_the_planner_points_the_marker_at_each_steps_object() -> None:
 
 
 def test_putnext_marks_the_moved_object_then_its_destination_and_a_skill_option_serves_it() -> None:
-    from modrl.agents.option_skills import call_resolver
+    from modrl.agents.planning.skills import call_resolver
     from modrl.envs.skill_env import SKILL_SLOTS
     from modrl.options import OptionCall, OptionConfig
 
@@ -186,10 +186,10 @@ def test_putnext_marks_the_moved_object_then_its_destination_and_a_skill_option_
 
 
 def test_marker_only_skill_options_take_no_words_and_are_called_with_the_steps_words(tmp_path: Path) -> None:
-    from modrl.agents.option_skills import call_resolver
-    from modrl.agents.options_router import load_library
-    from modrl.agents.planner_eval import PlannerEvalConfig, evaluate_planner
-    from modrl.agents.skill_demos import train_skill_library
+    from modrl.agents.options.router import load_library
+    from modrl.agents.options.skill_cloning import train_skill_library
+    from modrl.agents.planning.evaluation import PlannerEvalConfig, evaluate_planner
+    from modrl.agents.planning.skills import call_resolver
     from modrl.options import OptionCall
 
     tiny = {"episodes": 2, "view_size": 9, "epochs": 2, "batch_size": 32, "eval_episodes": 1,
@@ -213,7 +213,7 @@ def test_marker_only_skill_options_take_no_words_and_are_called_with_the_steps_w
 
 
 def test_redrawn_targets_change_what_the_marked_cell_shows_never_where_or_the_actions() -> None:
-    from modrl.agents.skill_rollouts import redraw_targets
+    from modrl.agents.planning.rollouts import redraw_targets
 
     demos = record_skill_demos(["MiniGrid-Unlock-v0"], episodes=3, view_size=11, marker=True).demos["open"]
     assert redraw_targets(demos, 0.0, np.random.default_rng(0)) is demos

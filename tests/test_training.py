@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from modrl.agents.evaluation import evaluate_policy, load_run_policy
-from modrl.agents.training import METRICS, TENSORBOARD, TrainStatus, run_training
+from modrl.agents.common.evaluation import evaluate_policy, load_run_policy
+from modrl.agents.common.training import METRICS, TENSORBOARD, TrainStatus, run_training
 from modrl.config import to_dict
 from modrl.runs import write_run_metadata
 
@@ -117,7 +117,7 @@ def test_resumed_training_keeps_counting_and_keeps_learning(tiny_config, tmp_pat
 
 
 def test_truncate_metrics_drops_lines_after_the_checkpoint_and_torn_lines(tmp_path: Path) -> None:
-    from modrl.agents.callbacks import truncate_metrics
+    from modrl.agents.common.callbacks import truncate_metrics
 
     path = tmp_path / METRICS
     path.write_text('{"step": 64}\n{"step": 128}\n{"step": 192}\n{"step": 2')
@@ -150,7 +150,7 @@ def test_training_on_a_split_only_meets_that_splits_tasks(tiny_config, tmp_path:
 
 
 def test_progress_line_summarises_many_tasks() -> None:
-    from modrl.agents.callbacks import MAX_TASKS_LISTED, _success_summary
+    from modrl.agents.common.callbacks import MAX_TASKS_LISTED, _success_summary
 
     few = {"a": 0.5, "b": 1.0}
     assert _success_summary(few) == "a 0.50 b 1.00"

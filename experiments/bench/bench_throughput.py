@@ -24,8 +24,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 def child(kind: str, frames: int, config_path: str | None, overrides: list[str]) -> None:
     import torch
 
-    from modrl.agents.builders import build_model, describe_model, make_vec_env
-    from modrl.agents.config import load_experiment_config
+    from modrl.agents.common.builders import build_model, describe_model, make_vec_env
+    from modrl.agents.common.config import load_experiment_config
 
     config = load_experiment_config(config_path, [f"agent.kind={kind}", *overrides])
     torch.set_num_threads(config.torch_threads)

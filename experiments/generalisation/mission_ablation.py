@@ -24,8 +24,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from modrl.agents.builders import env_options
-from modrl.agents.evaluation import EVAL_SEED_BASE, load_run_policy, run_episode
+from modrl.agents.common.builders import env_options
+from modrl.agents.common.evaluation import EVAL_SEED_BASE, load_run_policy, run_episode
 from modrl.envs import MissionVocabulary, get_suite, make_suite_env
 from modrl.envs.grammar import parse_task
 

@@ -1,6 +1,6 @@
 """Success of the planner on a suite split, executing its plans with scripted skills or with learned options.
 
-A thin wrapper over :func:`modrl.agents.planner_eval.evaluate_planner` (what ``modrl eval --planner`` runs): for
+A thin wrapper over :func:`modrl.agents.planning.evaluation.evaluate_planner` (what ``modrl eval --planner`` runs): for
 every task of the split and every seed, plan to the task's goals (A*), execute with monitoring and re-planning (at
 most 5 re-plans), and count the env's own success. With ``--options LIBRARY_DIR`` the plan's skills are run by the
 learned options only (no scripted fallback: a skill no option serves fails, and the planner re-plans). Prints success
@@ -22,8 +22,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch
 
-from modrl.agents.evaluation import EVAL_SEED_BASE
-from modrl.agents.planner_eval import PlannerEvalConfig, PlannerTaskResult, evaluate_planner
+from modrl.agents.common.evaluation import EVAL_SEED_BASE
+from modrl.agents.planning.evaluation import PlannerEvalConfig, PlannerTaskResult, evaluate_planner
 
 
 def _print_task(result: PlannerTaskResult) -> None:

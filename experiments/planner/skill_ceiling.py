@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import gymnasium as gym
 import numpy as np
 
-from modrl.agents.evaluation import EVAL_SEED_BASE
+from modrl.agents.common.evaluation import EVAL_SEED_BASE
 from modrl.envs import get_suite
 from modrl.envs.operators import goals_for_env, planning_domain, skill_subtask
 from modrl.envs.scripted_skills import ScriptedSkills

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from modrl._io import atomic_write_json
-from modrl.agents.config import ExperimentConfig, load_experiment_config
+from modrl.agents.common.config import ExperimentConfig, load_experiment_config
 from modrl.checkpoint import CheckpointError
 from modrl.config import ConfigError, to_dict
 from modrl.runs import (
@@ -78,8 +78,8 @@ def train(args: argparse.Namespace) -> int:
 
 
 def _train_locked(config: ExperimentConfig, run_dir: Path, *, resume: bool, previous: ExperimentConfig | None) -> int:
-    from modrl.agents.guards import EnvWorkerError, NonFiniteError
-    from modrl.agents.training import TENSORBOARD, TrainStatus, run_training
+    from modrl.agents.common.guards import EnvWorkerError, NonFiniteError
+    from modrl.agents.common.training import TENSORBOARD, TrainStatus, run_training
 
     print(f"run directory: {run_dir}")
     print(
@@ -123,7 +123,7 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, *, resume: bool, prev
 
 
 def _evaluate_and_report(run_dir: Path, *, episodes: int, deterministic: bool, split: str = "all") -> Path:
-    from modrl.agents.evaluation import evaluate_policy, format_report, load_run_policy
+    from modrl.agents.common.evaluation import evaluate_policy, format_report, load_run_policy
 
     config, policy, checkpoint = load_run_policy(run_dir)
     splits = None if split == "all" else [split]
@@ -178,8 +178,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def list_registries(args: argparse.Namespace) -> int:
     """``modrl list``: what can be named in a config."""
-    from modrl.agents.builders import ALGOS
-    from modrl.agents.policies import AGENTS
+    from modrl.agents.common.builders import ALGOS
+    from modrl.agents.common.policies import AGENTS
     from modrl.composition import AGGREGATIONS
     from modrl.envs import SUITES, get_suite
     from modrl.routers import ROUTERS

@@ -55,7 +55,7 @@ def add_continual_parser(sub: argparse._SubParsersAction) -> None:
 
 def _config_and_dir(args: argparse.Namespace) -> tuple[object, Path, bool, dict | None]:
     """``(config, run_dir, resume, old config to record a change from or None)``."""
-    from modrl.agents.continual_config import load_continual_config
+    from modrl.agents.continual.config import load_continual_config
 
     reference = [] if args.reference_dir is None else \
         ["sequence.reference=scratch", f"sequence.reference_dir={args.reference_dir}"]  # fmt: skip
@@ -90,8 +90,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_locked(config: object, run_dir: Path, *, resume: bool) -> int:
-    from modrl.agents.continual import ContinualStatus, run_continual
-    from modrl.agents.continual_config import ContinualConfig
+    from modrl.agents.continual.config import ContinualConfig
+    from modrl.agents.continual.runner import ContinualStatus, run_continual
     from modrl.checkpoint import CheckpointError
 
     assert isinstance(config, ContinualConfig)

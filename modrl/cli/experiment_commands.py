@@ -15,7 +15,7 @@ from .main import EXIT_ERROR, fail
 
 def _validate_trial(base: Path, overrides: Sequence[str]) -> None:
     """Build the trial's ExperimentConfig exactly as ``modrl train`` would; raises ConfigError naming the key."""
-    from modrl.agents.config import load_experiment_config
+    from modrl.agents.common.config import load_experiment_config
 
     load_experiment_config(base, overrides)
 

@@ -70,9 +70,9 @@ def options(args: argparse.Namespace) -> int:
     """Dispatch ``modrl options train|route|critic|sketch|skills|merge``."""
     if args.options_command == "merge":
         return _merge(args.sources, args.run_dir)
-    from modrl.agents.option_critic_config import load_option_critic_config, load_sketch_config
-    from modrl.agents.options_config import load_options_config, load_route_config
-    from modrl.agents.skill_demos import load_skills_config
+    from modrl.agents.options.config import load_options_config, load_route_config
+    from modrl.agents.options.critic_config import load_option_critic_config, load_sketch_config
+    from modrl.agents.options.skill_cloning import load_skills_config
     from modrl.config import ConfigError, to_dict
     from modrl.runs import RunDirError, RunStatus, create_run_dir, set_status, write_run_metadata
 
@@ -134,7 +134,7 @@ def _merge(sources: list[Path], run_dir: Path) -> int:
 
 
 def _train(config: Any, run_dir: Path) -> None:
-    from modrl.agents.options import LIBRARY_DIR, format_results, train_options
+    from modrl.agents.options.train import LIBRARY_DIR, format_results, train_options
     from modrl.telemetry import TelemetryWriter
 
     with TelemetryWriter(run_dir / "tb") as writer:
@@ -144,8 +144,8 @@ def _train(config: Any, run_dir: Path) -> None:
 
 
 def _skills(config: Any, run_dir: Path) -> None:
-    from modrl.agents.skill_demos import LIBRARY_DIR, train_skill_library
-    from modrl.agents.skill_results import format_skill_results
+    from modrl.agents.options.skill_cloning import LIBRARY_DIR, train_skill_library
+    from modrl.agents.options.skill_results import format_skill_results
 
     recording, results = train_skill_library(config, run_dir)
     print(format_skill_results(recording, results))
@@ -155,7 +155,7 @@ def _skills(config: Any, run_dir: Path) -> None:
 
 def _route(config: Any, run_dir: Path) -> None:
     from modrl._io import atomic_write_json
-    from modrl.agents.options_router import evaluate_router, train_router
+    from modrl.agents.options.router import evaluate_router, train_router
     from modrl.checkpoint import fingerprint
     from modrl.checkpoint_writer import save_checkpoint
     from modrl.config import to_dict
@@ -181,7 +181,7 @@ def _route(config: Any, run_dir: Path) -> None:
 
 
 def _critic(config: Any, run_dir: Path) -> None:
-    from modrl.agents.option_critic import LIBRARY_DIR, run_option_critic
+    from modrl.agents.options.critic import LIBRARY_DIR, run_option_critic
     from modrl.telemetry import TelemetryWriter
 
     with TelemetryWriter(run_dir / "tb") as writer:
@@ -195,7 +195,7 @@ def _critic(config: Any, run_dir: Path) -> None:
 
 
 def _sketch(config: Any, run_dir: Path) -> None:
-    from modrl.agents.sketch import LIBRARY_DIR, run_sketch
+    from modrl.agents.options.sketch import LIBRARY_DIR, run_sketch
     from modrl.telemetry import TelemetryWriter
 
     with TelemetryWriter(run_dir / "tb") as writer:

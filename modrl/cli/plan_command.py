@@ -105,8 +105,8 @@ def run(args: argparse.Namespace) -> int:
         env = _make_env(args.target)
         library = None
         if args.options is not None:
-            from modrl.agents.option_skills import wrap_for_library
-            from modrl.agents.options_router import load_library
+            from modrl.agents.options.router import load_library
+            from modrl.agents.planning.skills import wrap_for_library
 
             library = load_library(str(args.options))
             if args.ensemble:
@@ -154,7 +154,7 @@ def _runner(args: argparse.Namespace, env: Any, library: Any) -> Any:
     skills = ScriptedSkills(env)
     if library is None:
         return skills
-    from modrl.agents.option_skills import learned_skills
+    from modrl.agents.planning.skills import learned_skills
 
     return learned_skills(env, library, fallback=None if args.no_fallback else skills,
                           max_skill_steps=args.option_steps, seed=args.seed, loop_limit=args.loop_limit or None,

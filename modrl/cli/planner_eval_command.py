@@ -1,5 +1,6 @@
 """``modrl eval --planner``: the planner (declared operators, A*, monitoring and re-planning) on a suite split, its
-skills run by the options of a ``modrl options train`` run or by the scripted skills (:mod:`modrl.agents.planner_eval`).
+skills run by the options of a ``modrl options train`` run or by the scripted skills
+(:mod:`modrl.agents.planning.evaluation`).
 
 Heavy imports happen inside :func:`evaluate_planner_command`, so building the parser stays cheap.
 """
@@ -89,7 +90,12 @@ def _run_suite(run_dir: Path) -> str | None:
 
 def evaluate_planner_command(args: argparse.Namespace) -> int:
     """``modrl eval --planner``: the planner with a run's options (or the scripted skills) on a suite split."""
-    from modrl.agents.planner_eval import PlannerEvalConfig, default_split, evaluate_planner, format_planner_report
+    from modrl.agents.planning.evaluation import (
+        PlannerEvalConfig,
+        default_split,
+        evaluate_planner,
+        format_planner_report,
+    )
     from modrl.registry import UnknownNameError
 
     problem = _planner_flag_error(args)

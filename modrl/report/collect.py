@@ -3,7 +3,7 @@
 A run directory has ``config.yaml``; a sweep directory has ``trials.json`` and one run directory per trial under
 ``trials/``; a continual run (``modrl continual``) has ``config.yaml`` and ``continual.json``, and a directory of
 continual runs (e.g. ``runs/continual/``) is collected as one comparison (:mod:`modrl.report.continual`). Layouts:
-see :mod:`modrl.runs`, the evaluation writer in ``modrl.agents.evaluation`` and the sweep runner. Nothing here
+see :mod:`modrl.runs`, the evaluation writer in ``modrl.agents.common.evaluation`` and the sweep runner. Nothing here
 imports the training stack.
 """
 

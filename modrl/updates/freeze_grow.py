@@ -201,7 +201,7 @@ def router_mask_of(tensors: Mapping[str, Tensor]) -> Tensor | None:
     """The router module mask saved in a freeze_grow rule state's tensors (``None`` for other rules).
 
     Code that loads a continual policy without rebuilding its rule applies it with
-    :meth:`modrl.routers.Router.set_module_mask`; :func:`modrl.agents.continual_store.load_continual_policy` does
+    :meth:`modrl.routers.Router.set_module_mask`; :func:`modrl.agents.continual.store.load_continual_policy` does
     this (and more) by restoring the rule itself.
     """
     mask = tensors.get(MASK_KEY)

@@ -1,0 +1,221 @@
+"""The experiment configuration: one frozen dataclass per section, loaded strictly from YAML.
+
+``modrl train CONFIG.yaml`` reads a file shaped like :class:`ExperimentConfig`; every key is optional and defaults
+to the values below. Unknown keys, wrong types and out-of-range values are refused with the dotted key named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from modrl.config import ConfigError, apply_overrides, check, check_sizes, from_dict, load_yaml
+from modrl.routers import RouterConfig
+from modrl.skills import SkillsConfig
+
+if TYPE_CHECKING:
+    from modrl.envs import Suite
+
+#: Training envs are seeded ``seed + i``; evaluation uses seeds from ``EVAL_SEED_BASE`` up, so the two never meet.
+MAX_SEED = 1_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnvConfig:
+    """Which tasks to train on and how many envs run side by side.
+
+    Without ``split`` env slot i runs task i mod #tasks (all tasks of the suite); with ``split`` (e.g. ``train``)
+    every slot draws a task of that split per episode, and the other splits stay unseen until evaluation.
+    """
+
+    suite: str = "minigrid-basic"
+    split: str | None = None
+    n_envs: int = 6
+    max_episode_steps: int | None = None
+    #: Add the mission as token ids (``obs["mission"]``, :class:`modrl.envs.MissionTokens`); the extractor encodes it.
+    mission_tokens: bool = False
+    #: ``dummy`` steps the envs in this process (fastest for MiniGrid); ``subproc`` runs one worker process per env
+    #: (a crash or hang in a worker is reported by env index, :mod:`modrl.agents.common.guards`).
+    vec_env: Literal["dummy", "subproc"] = "dummy"
+
+    def __post_init__(self) -> None:
+        check_sizes(self.n_envs, "n_envs", high=1024)
+        check(
+            self.max_episode_steps is None or self.max_episode_steps >= 1,
+            "max_episode_steps",
+            f"must be >= 1 or null, got {self.max_episode_steps}",
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtractorConfig:
+    """Observation encoder for Minigrid's 7x7x3 category image + direction (+ task one-hot appended).
+
+    ``embed`` looks each (object, colour, state) index up in a learned table; ``conv`` feeds the raw category indices
+    to the convolution as numbers. Neither divides by 255: the values are categories, not pixels.
+    """
+
+    kind: Literal["embed", "conv"] = "embed"
+    embed_dim: int = 8
+    channels: tuple[int, ...] = (16, 32)
+    features_dim: int = 64
+    #: How mission token ids are encoded when the env provides them (``env.mission_tokens``): ``bow`` is a
+    #: position-weighted bag of words (order-aware, cheap), ``gru`` runs a GRU over the words.
+    mission_encoder: Literal["bow", "gru"] = "bow"
+    mission_dim: int = 32
+
+    def __post_init__(self) -> None:
+        check_sizes(self.embed_dim, "embed_dim")
+        check_sizes(self.mission_dim, "mission_dim")
+        check(1 <= len(self.channels) <= 3, "channels", f"needs 1 to 3 conv layers, got {len(self.channels)}")
+        check_sizes(self.channels, "channels")
+        check_sizes(self.features_dim, "features_dim")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentConfig:
+    """The policy: a modular one (router + skill modules + aggregation) or the parameter-matched monolithic baseline."""
+
+    kind: Literal["modular", "monolithic"] = "modular"
+    algo: Literal["ppo", "a2c"] = "ppo"
+    extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
+    skills: SkillsConfig = field(default_factory=SkillsConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    aggregation: Literal["weighted_sum", "hard_select"] = "weighted_sum"
+    #: What a router conditioned on ``obs`` reads: the observation ``features`` (image, direction and, with
+    #: ``env.mission_tokens``, the mission), or the encoded ``mission`` alone (task-level routing that still applies
+    #: to task ids never trained on). ``mission`` needs ``env.mission_tokens: true``.
+    router_input: Literal["features", "mission"] = "features"
+    latent_dim: int = 64
+    critic_hidden: tuple[int, ...] = (64,)
+    #: Hidden width of the monolithic baseline's policy MLP; null = matched to the modular agent's parameter count.
+    monolithic_hidden: int | None = None
+
+    def __post_init__(self) -> None:
+        check_sizes(self.latent_dim, "latent_dim")
+        check_sizes(self.critic_hidden, "critic_hidden")
+        if self.monolithic_hidden is not None:
+            check_sizes(self.monolithic_hidden, "monolithic_hidden")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlgoConfig:
+    """SB3 algorithm hyper-parameters (batch_size, n_epochs and clip_range are PPO-only)."""
+
+    learning_rate: float = 2.5e-4
+    n_steps: int = 128
+    batch_size: int = 64
+    n_epochs: int = 10
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    clip_range: float = 0.2
+    max_grad_norm: float = 0.5
+    #: PPO: torch's fused CPU Adam kernel (same update rule; measured ~13% faster PPO updates for both agents).
+    fused_adam: bool = True
+
+    def __post_init__(self) -> None:
+        check(self.learning_rate > 0, "learning_rate", f"must be > 0, got {self.learning_rate}")
+        for name in ("n_steps", "batch_size", "n_epochs"):
+            check_sizes(getattr(self, name), name, high=1_000_000)
+        for name in ("gamma", "gae_lambda"):
+            value = getattr(self, name)
+            check(0.0 <= value <= 1.0, name, f"must be in [0, 1], got {value}")
+        for name in ("ent_coef", "vf_coef", "clip_range", "max_grad_norm"):
+            value = getattr(self, name)
+            check(value >= 0, name, f"must be >= 0, got {value}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    """Budget, checkpointing and the evaluation run at the end of training."""
+
+    total_timesteps: int = 100_000
+    checkpoint_every: int = 20_000
+    keep_checkpoints: int = 2
+    eval_episodes: int = 20
+
+    def __post_init__(self) -> None:
+        check(self.total_timesteps >= 1, "total_timesteps", f"must be >= 1, got {self.total_timesteps}")
+        check(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
+        check(self.keep_checkpoints >= 1, "keep_checkpoints", f"must be >= 1, got {self.keep_checkpoints}")
+        check(self.eval_episodes >= 0, "eval_episodes", f"must be >= 0, got {self.eval_episodes}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """What every training run's config has (``modrl train``'s :class:`ExperimentConfig`, ``modrl continual``'s
+    ``ContinualConfig``): a name, the seed, torch threads, the env, the agent and the algorithm."""
+
+    name: str = "run"
+    seed: int = 0
+    torch_threads: int = 1
+    env: EnvConfig = field(default_factory=EnvConfig)
+    agent: AgentConfig = field(default_factory=AgentConfig)
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+
+    def __post_init__(self) -> None:
+        check(0 <= self.seed < MAX_SEED, "seed", f"must be in [0, {MAX_SEED}), got {self.seed}")
+        check(self.torch_threads >= 1, "torch_threads", f"must be >= 1, got {self.torch_threads}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentConfig(RunConfig):
+    """A whole training run (the top level of a YAML config file)."""
+
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+def load_experiment_config(
+    source: Path | str | Mapping[str, Any] | None, overrides: Sequence[str] = ()
+) -> ExperimentConfig:
+    """Load an :class:`ExperimentConfig` from a YAML file (or a mapping) plus ``key.sub=value`` overrides."""
+    if source is None:
+        data: Mapping[str, Any] = {}
+    elif isinstance(source, Mapping):
+        data = source
+    else:
+        data = load_yaml(source)
+    config = from_dict(ExperimentConfig, apply_overrides(data, overrides))
+    _check_cross_fields(config)
+    return config
+
+
+def _check_cross_fields(config: ExperimentConfig) -> None:
+    suite = check_run_fields(config)
+    if config.env.split is not None:
+        if config.env.split not in suite.splits:
+            raise ConfigError(
+                f"env.split: suite {suite.name!r} has no split {config.env.split!r}; "
+                f"its splits: {', '.join(suite.splits)}"
+            )
+    elif config.env.n_envs < suite.num_tasks:
+        raise ConfigError(
+            f"env.n_envs: {config.env.n_envs} envs cannot cover the {suite.num_tasks} tasks of suite "
+            f"{suite.name!r}; use at least {suite.num_tasks}, or train on a split (env.split=train)"
+        )
+
+
+def check_run_fields(config: RunConfig) -> Suite:
+    """The checks across sections that every run config needs; returns the suite ``env.suite`` names.
+
+    Raises:
+        ConfigError: Unknown suite, a mission router without mission tokens, a PPO batch larger than a rollout.
+    """
+    from modrl.envs import get_suite  # lazy: keeps config parsing cheap and import order simple
+
+    try:
+        suite = get_suite(config.env.suite)
+    except KeyError as exc:
+        raise ConfigError(f"env.suite: {exc}") from None
+    if config.agent.router_input == "mission" and not config.env.mission_tokens:
+        raise ConfigError("agent.router_input: 'mission' needs the mission tokens; set env.mission_tokens=true")
+    if config.agent.algo == "ppo" and config.algo.batch_size > config.algo.n_steps * config.env.n_envs:
+        raise ConfigError(
+            f"algo.batch_size: {config.algo.batch_size} is larger than one rollout "
+            f"(algo.n_steps * env.n_envs = {config.algo.n_steps * config.env.n_envs})"
+        )
+    return suite

@@ -1,0 +1,199 @@
+"""Evaluate a policy per task on fixed evaluation seeds, disjoint from training seeds."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.policies import ActorCriticPolicy
+
+from modrl.agents.common.builders import build_policy, env_options, model_fingerprint
+from modrl.agents.common.config import MAX_SEED, ExperimentConfig, load_experiment_config
+from modrl.agents.common.policies import ModularActorCriticPolicy, ModularExtractor
+from modrl.agents.common.training import CHECKPOINTS, check_state_dict, explain_mismatch, model_identity
+from modrl.checkpoint import Checkpoint, FingerprintMismatchError, latest_checkpoint
+from modrl.envs import get_suite, make_suite_env
+from modrl.runs import read_run_config
+
+#: Evaluation episode ``k`` uses env seed ``EVAL_SEED_BASE + k``; training seeds are below ``MAX_SEED + n_envs``.
+EVAL_SEED_BASE = 1_000_000_000
+assert EVAL_SEED_BASE > MAX_SEED * 2
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    """Evaluation of one task: success rate (reward > 0), mean return and length, mean routing weight per module."""
+
+    task: str
+    split: str
+    episodes: int
+    success_rate: float
+    mean_return: float
+    mean_length: float
+    module_usage: list[float] | None
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    step: int
+    deterministic: bool
+    seed_base: int
+    module_names: list[str] | None
+    tasks: list[TaskResult]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def evaluate_policy(
+    policy: ActorCriticPolicy,
+    config: ExperimentConfig,
+    *,
+    episodes: int,
+    deterministic: bool = True,
+    seed_base: int = EVAL_SEED_BASE,
+    step: int = 0,
+    splits: Sequence[str] | None = None,
+    acting_as: Callable[[int], AbstractContextManager[object]] | None = None,
+) -> EvalReport:
+    """Run ``episodes`` episodes of every task of the given splits (default: all of the suite's splits, e.g. train
+    and test side by side); episode ``k`` is seeded ``seed_base + k``.
+
+    Args:
+        acting_as: Called with a task id, the context its episodes run in: a continual run's
+            ``rule.acting_as`` (:func:`modrl.agents.continual.store.load_continual_policy`) for rules that act per
+            task (PackNet).
+    """
+    suite = get_suite(config.env.suite)
+    chosen = list(suite.splits) if splits is None else list(splits)
+    unknown = [name for name in chosen if name not in suite.splits]
+    if unknown:
+        raise ValueError(f"suite {suite.name!r} has no split {unknown[0]!r}; its splits: {', '.join(suite.splits)}")
+    modular = policy.modular if isinstance(policy, ModularActorCriticPolicy) else None
+    policy.set_training_mode(False)
+    index = {task.name: i for i, task in enumerate(suite.tasks)}
+    results = []
+    for split in chosen:
+        for name in suite.splits[split]:
+            env = make_suite_env(suite, index[name], **env_options(config))
+            with acting_as(index[name]) if acting_as is not None else contextlib.nullcontext():
+                episodes_data = [run_episode(env, policy, modular, seed_base + k, deterministic)
+                                 for k in range(episodes)]  # fmt: skip
+            env.close()
+            results.append(task_result(name, split, episodes_data))
+    names = list(modular.network.library.names) if modular is not None else None
+    return EvalReport(step=step, deterministic=deterministic, seed_base=seed_base, module_names=names, tasks=results)
+
+
+def run_episode(
+    env: gym.Env, policy: ActorCriticPolicy, modular: ModularExtractor | None, seed: int, deterministic: bool
+) -> tuple[float, int, bool, list[np.ndarray]]:
+    """(return, length, success, routing weights per step) of one episode."""
+    obs, _ = env.reset(seed=seed)
+    done, total, length, success, usage = False, 0.0, 0, False, []
+    while not done:
+        action, _ = policy.predict(obs, deterministic=deterministic)
+        if modular is not None and modular.last_weights is not None:
+            usage.append(modular.last_weights[0].numpy())
+        obs, reward, terminated, truncated, info = env.step(int(action))
+        total += float(reward)
+        length += 1
+        done = terminated or truncated
+        success = bool(info.get("is_success", False))
+    return total, length, success, usage
+
+
+def task_result(task: str, split: str, data: list[tuple[float, int, bool, list[np.ndarray]]]) -> TaskResult:
+    usage = [weights for _, _, _, episode_usage in data for weights in episode_usage]
+    return TaskResult(
+        task=task,
+        split=split,
+        episodes=len(data),
+        success_rate=float(np.mean([d[2] for d in data])) if data else 0.0,
+        mean_return=float(np.mean([d[0] for d in data])) if data else 0.0,
+        mean_length=float(np.mean([d[1] for d in data])) if data else 0.0,
+        module_usage=np.mean(usage, axis=0).round(4).tolist() if usage else None,
+    )
+
+
+def load_run_policy(run_dir: Path) -> tuple[ExperimentConfig, ActorCriticPolicy, Checkpoint]:
+    """Rebuild the policy of a run from its ``config.yaml`` and load its newest verified checkpoint.
+
+    The checkpoint must have been made for the same agent, task suite and spaces as the config describes (the
+    check ``modrl train --resume`` makes, :func:`modrl.agents.common.training.find_resume_checkpoint`). A ``modrl
+    continual`` run directory loads through :func:`modrl.agents.continual.store.load_continual_policy` (its latest
+    commit, with freeze_grow's router module mask) and returns its single-run equivalent config.
+
+    Raises:
+        FingerprintMismatchError: The checkpoint belongs to another agent, suite or observation/action space; the
+            message names each difference as ``key: expected ..., found ...``.
+        CheckpointError: Its weights do not fit the config's architecture.
+        FileNotFoundError: No checkpoint verifies.
+        ValueError: A continual run whose rule acts per task (PackNet): evaluate it with ``load_continual_policy``
+            and ``evaluate_policy(acting_as=rule.acting_as)``.
+    """
+    data = read_run_config(run_dir)
+    if "sequence" in data and "rule" in data:  # a continual run's config
+        return _load_continual_run(run_dir)
+    config = load_experiment_config(data)
+    policy, observation_space, action_space = build_policy(config)
+    fingerprint = model_fingerprint(config, observation_space, action_space)
+    try:
+        checkpoint = latest_checkpoint(run_dir / CHECKPOINTS, expected_fingerprint=fingerprint)
+    except FingerprintMismatchError as exc:
+        raise explain_mismatch(exc, model_identity(config, observation_space, action_space)) from None
+    if checkpoint is None:
+        raise FileNotFoundError(f"{run_dir / CHECKPOINTS}: no complete checkpoint to evaluate")
+    check_state_dict(policy.state_dict(), checkpoint.tensors.get("policy", {}), checkpoint.path)
+    policy.load_state_dict(checkpoint.tensors["policy"], strict=True)
+    policy.set_training_mode(False)
+    return config, policy, checkpoint
+
+
+def _load_continual_run(run_dir: Path) -> tuple[ExperimentConfig, ActorCriticPolicy, Checkpoint]:
+    from modrl.agents.continual.store import load_continual_policy
+
+    loaded = load_continual_policy(run_dir)
+    if loaded.rule.acts_per_task:
+        raise ValueError(
+            f"{run_dir}: rule {loaded.config.rule.kind!r} acts per task, which the weights alone do not show; "
+            "evaluate it with modrl.agents.continual.store.load_continual_policy and "
+            "evaluate_policy(..., acting_as=rule.acting_as), or read its R in continual.json"
+        )
+    return loaded.config.experiment(), loaded.policy, loaded.commit.model
+
+
+def format_report(report: EvalReport) -> str:
+    """A plain-text table: one row per task, success, return, length, then module usage columns."""
+    names = report.module_names or []
+    header = ["task", "split", "episodes", "success", "return", "length", *names]
+    rows = [header]
+    for r in report.tasks:
+        usage = [f"{u:.2f}" for u in r.module_usage] if r.module_usage else []
+        numbers = [str(r.episodes), f"{r.success_rate:.2f}", f"{r.mean_return:.3f}", f"{r.mean_length:.1f}"]
+        rows.append([r.task, r.split, *numbers, *usage])
+    widths = [max(len(row[i]) for row in rows if i < len(row)) for i in range(len(header))]
+    lines = [format_row(row, widths) for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    for split in dict.fromkeys(r.split for r in report.tasks):
+        rates = [r.success_rate for r in report.tasks if r.split == split]
+        lines.append(f"{split}: mean success {np.mean(rates):.3f} over {len(rates)} task(s)")
+    mode = "deterministic" if report.deterministic else "stochastic"
+    title = f"evaluation at step {report.step} ({mode} policy, seeds {report.seed_base}+k)"
+    if names:
+        title += "; module columns = mean routing weight"
+    return "\n".join([title, *lines])
+
+
+def format_row(row: list[str], widths: list[int]) -> str:
+    """First cell left-aligned, the rest right-aligned (a row may be shorter than the header)."""
+    cells = [
+        cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths, strict=False))
+    ]
+    return "  ".join(cells)

@@ -1,0 +1,355 @@
+"""Train an SB3 agent into a run directory: checkpoints, exact resume, TensorBoard, graceful stop on SIGINT/SIGTERM.
+
+Checkpoints use modrl's own format (:mod:`modrl.checkpoint`: safetensors + JSON + manifest), never SB3's pickled
+``.zip``. One holds the policy weights, the optimiser state, the RNG states, the step counters and the resume state
+of :mod:`modrl.agents.common.env_state` (envs, SB3's rollout bookkeeping, pending log values, callback state); it is
+taken at a rollout boundary, after an update. Resuming restores all of it, so N steps + stop/kill + resume to 2N gives
+the same parameters, optimiser state, metrics and TensorBoard scalars as 2N steps in one go (wall-clock fields aside).
+:mod:`modrl.agents.common.guards` stops training at the step a NaN/inf or an env failure appears; no checkpoint follows
+it.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import signal
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from gymnasium import spaces
+from stable_baselines3.common.callbacks import CallbackList
+from stable_baselines3.common.logger import KVWriter, Logger, TensorBoardOutputFormat
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+
+from modrl.agents.common.builders import build_model, make_vec_env, model_fingerprint
+from modrl.agents.common.callbacks import (
+    CheckpointCallback,
+    EpisodeStatsCallback,
+    MetricsLogCallback,
+    ProgressCallback,
+    StopRequest,
+    TelemetryCallback,
+    truncate_metrics,
+)
+from modrl.agents.common.config import ExperimentConfig
+from modrl.agents.common.env_state import StatefulCallback, capture_resume_state, restore_resume_state
+from modrl.agents.common.guards import NonFiniteGuard
+from modrl.checkpoint import (
+    Checkpoint,
+    CheckpointError,
+    FingerprintMismatchError,
+    latest_checkpoint,
+    list_checkpoints,
+)
+from modrl.checkpoint_writer import save_checkpoint
+from modrl.envs import get_suite
+from modrl.faults import fault_point
+from modrl.telemetry import TelemetryWriter
+from modrl.train_state import (
+    capture_rng_state,
+    flatten_optimizer_state,
+    restore_rng_state,
+    unflatten_optimizer_state,
+)
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
+TENSORBOARD = "tb"
+
+
+class TrainStatus(enum.Enum):
+    COMPLETED = "completed"
+    INTERRUPTED = "interrupted"
+
+
+@dataclass(frozen=True)
+class TrainOutcome:
+    status: TrainStatus
+    steps: int
+    checkpoint: Path
+    resumed_from: int | None
+    signal: int | None = None
+
+
+def save_model_checkpoint(
+    model: OnPolicyAlgorithm,
+    checkpoints_dir: Path,
+    *,
+    fingerprint: str,
+    keep: int,
+    identity: Mapping[str, Any] | None = None,
+    resume_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
+) -> Path:
+    """Write the policy, optimiser, RNG states and counters of ``model`` (plus ``resume_state``, the output of
+    :func:`modrl.agents.common.env_state.capture_resume_state`) as one atomic checkpoint."""
+    opt_tensors, opt_data = flatten_optimizer_state(model.policy.optimizer.state_dict())
+    rng_tensors, rng_data = capture_rng_state()
+    tensors = {"policy": model.policy.state_dict(), "optimizer": opt_tensors, "rng": rng_tensors}
+    meta: dict[str, Any] = {
+        "num_timesteps": model.num_timesteps,
+        "n_updates": model._n_updates,
+        "optimizer": opt_data,
+        "rng": rng_data,
+    }
+    if resume_state is not None:
+        tensors["resume"], meta["resume"] = resume_state
+    return save_checkpoint(
+        checkpoints_dir,
+        step=model.num_timesteps,
+        tensors=tensors,
+        meta=meta,
+        fingerprint=fingerprint,
+        keep=keep,
+        identity=identity,
+    )
+
+
+def restore_model_checkpoint(model: OnPolicyAlgorithm, checkpoint: Checkpoint) -> None:
+    """Load a verified checkpoint into ``model``; every key and shape is checked before anything is changed."""
+    check_state_dict(model.policy.state_dict(), checkpoint.tensors.get("policy", {}), checkpoint.path)
+    optimizer_state = unflatten_optimizer_state(checkpoint.tensors.get("optimizer", {}), checkpoint.meta["optimizer"])
+    model.policy.load_state_dict(checkpoint.tensors["policy"], strict=True)
+    model.policy.optimizer.load_state_dict(optimizer_state)
+    model.num_timesteps = int(checkpoint.meta["num_timesteps"])
+    model._n_updates = int(checkpoint.meta["n_updates"])
+    restore_rng_state(checkpoint.tensors.get("rng", {}), checkpoint.meta["rng"])
+
+
+def check_state_dict(expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor], path: Path) -> None:
+    """Raise :class:`CheckpointError` unless ``found`` has exactly ``expected``'s keys, shapes and dtypes."""
+    missing = sorted(set(expected) - set(found))
+    extra = sorted(set(found) - set(expected))
+    if missing or extra:
+        raise CheckpointError(
+            f"{path}: policy architecture differs from the config: missing {missing[:5]}, unexpected {extra[:5]}"
+        )
+    for key, tensor in expected.items():
+        other = found[key]
+        if tensor.shape != other.shape or tensor.dtype != other.dtype:
+            raise CheckpointError(
+                f"{path}: policy tensor {key!r} is {tuple(other.shape)} {other.dtype} in the checkpoint but "
+                f"{tuple(tensor.shape)} {tensor.dtype} in the config's architecture"
+            )
+
+
+def model_identity(config: ExperimentConfig, observation_space: spaces.Space, action_space: spaces.Space) -> dict:
+    """What a checkpoint's fingerprint stands for, readable (recorded in its manifest for mismatch messages)."""
+    suite = get_suite(config.env.suite)
+    return {
+        "agent": f"{config.agent.kind} ({config.agent.algo})",
+        "suite": f"{suite.name} v{suite.version} ({suite.num_tasks} tasks)",
+        "observation_space": repr(observation_space),
+        "action_space": repr(action_space),
+    }
+
+
+def explain_mismatch(exc: FingerprintMismatchError, expected: Mapping[str, Any]) -> FingerprintMismatchError:
+    """``exc`` with what differs appended: ``key: expected X, found Y`` for each entry of :func:`model_identity`."""
+    found = exc.found_identity or {}
+    differences = [
+        f"{key}: expected {value}, found {found.get(key, '(not recorded)')}"
+        for key, value in expected.items()
+        if found.get(key) != value
+    ]
+    if differences:
+        detail = "; ".join(differences)
+    elif found:
+        detail = "agent kind, suite and spaces match, so the agent's settings (the config's agent section) differ"
+    else:
+        detail = "(the checkpoint records no details)"
+    return FingerprintMismatchError(f"{exc}: {detail}", path=exc.path, found_identity=exc.found_identity)
+
+
+def find_resume_checkpoint(
+    checkpoints_dir: Path, *, fingerprint: str, identity: Mapping[str, Any]
+) -> Checkpoint | None:
+    """The newest verified checkpoint to resume from; ``None`` only when there is no checkpoint at all.
+
+    Raises:
+        FingerprintMismatchError: A checkpoint of another agent/task/space (naming what differs).
+        CheckpointError: Checkpoints exist but none verifies (a run is never silently restarted from step 0).
+    """
+    try:
+        checkpoint = latest_checkpoint(checkpoints_dir, expected_fingerprint=fingerprint)
+    except FingerprintMismatchError as exc:
+        raise explain_mismatch(exc, identity) from None
+    if checkpoint is None and list_checkpoints(checkpoints_dir):
+        raise CheckpointError(
+            f"no checkpoint in {checkpoints_dir} verifies (see the warnings above); refusing to restart the run "
+            "from step 0 over its history"
+        )
+    return checkpoint
+
+
+class _GuardedTensorBoardFormat(TensorBoardOutputFormat):
+    """SB3 2.9's TensorBoard writer made fail-safe: an ``OSError`` while writing logs one warning and turns it off,
+    because training must not die for a log file (checkpoints go on). The ``tensorboard-write`` fault point
+    (:mod:`modrl.faults`) sits before each write."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__(folder)
+        self.folder = folder
+        self.failed = False
+
+    def write(self, key_values: dict[str, Any], key_excluded: dict[str, tuple[str, ...]], step: int = 0) -> None:
+        if self.failed:
+            return
+        try:
+            fault_point("tensorboard-write", path=self.folder)
+            super().write(key_values, key_excluded, step)
+        except OSError as exc:
+            self.failed = True
+            log.warning("TensorBoard logging of SB3 scalars disabled: cannot write to %s (%s); training goes on",
+                        self.folder, exc)
+            with suppress(Exception):  # the writer is already broken; the warning said so
+                self.writer.close()
+
+    def close(self) -> None:
+        if self.failed:
+            self._is_closed = True
+            return
+        with suppress(OSError):
+            super().close()
+
+
+def _sb3_logger(tb_dir: Path) -> Logger:
+    outputs: list[KVWriter] = []
+    try:
+        outputs.append(_GuardedTensorBoardFormat(str(tb_dir)))
+    except OSError as exc:
+        log.warning("TensorBoard logging of SB3 scalars disabled: cannot open %s (%s); training goes on", tb_dir, exc)
+    return Logger(str(tb_dir), outputs)
+
+
+@contextmanager
+def stop_on_signals(request: StopRequest) -> Iterator[None]:
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, request)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_training(
+    config: ExperimentConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    on_start: Callable[[int | None], None] | None = None,
+) -> TrainOutcome:
+    """Train ``config`` in ``run_dir`` (created and described by the caller), resuming its last checkpoint if asked.
+
+    SIGINT/SIGTERM let the current rollout and update finish, checkpoint at the next rollout boundary and end with
+    ``INTERRUPTED`` (resumable with ``resume=True``, exactly).
+
+    Args:
+        on_start: Called with the step being resumed from (``None`` for a fresh start) once the checkpoint is found
+            and checked, before anything is written to ``run_dir``.
+
+    Raises:
+        CheckpointError: No resumable checkpoint, or a checkpoint write failed (names path and errno).
+        FingerprintMismatchError: The run's checkpoints belong to another agent, task set or space.
+        modrl.agents.common.guards.NonFiniteError, modrl.agents.common.guards.EnvWorkerError: Training stopped at a
+            fault.
+    """
+    torch.set_num_threads(config.torch_threads)
+    venv = make_vec_env(config)
+    closers: list[Callable[[], object]] = [venv.close]
+    try:
+        return _train(config, run_dir, venv=venv, resume=resume, on_start=on_start, closers=closers)
+    finally:
+        for close in reversed(closers):
+            try:
+                close()
+            except Exception as exc:  # keep closing the rest (workers must be reaped); the error is logged
+                log.warning("error while closing %s: %r", close, exc)
+
+
+def _train(
+    config: ExperimentConfig,
+    run_dir: Path,
+    *,
+    venv: Any,
+    resume: bool,
+    on_start: Callable[[int | None], None] | None,
+    closers: list[Callable[[], object]],
+) -> TrainOutcome:
+    model = build_model(config, venv)
+    identity = model_identity(config, venv.observation_space, venv.action_space)
+    fingerprint = model_fingerprint(config, venv.observation_space, venv.action_space)
+    checkpoints_dir = run_dir / CHECKPOINTS
+    checkpoint = find_resume_checkpoint(checkpoints_dir, fingerprint=fingerprint, identity=identity) if resume else None
+    if checkpoint is not None:
+        check_state_dict(model.policy.state_dict(), checkpoint.tensors.get("policy", {}), checkpoint.path)
+    resumed_from = None if checkpoint is None else checkpoint.step
+    if on_start is not None:
+        on_start(resumed_from)
+    if resume:  # drop what a killed segment logged after its last checkpoint (everything, if it had none)
+        truncate_metrics(run_dir / METRICS, resumed_from or 0)
+    tb_dir = run_dir / TENSORBOARD
+    tb_dir.mkdir(exist_ok=True)
+    # Events up to and including the checkpoint step were logged before it was taken: keep them, drop later ones.
+    # Exactly one event file of this segment may carry the purge marker, and it must sort before the segment's
+    # other file (TensorBoard applies a marker when it reads it, dropping events it already read from other files
+    # at or after that step): the telemetry writer's, created first.
+    purge_step = (resumed_from or 0) + 1 if resume else None
+    writer = TelemetryWriter(tb_dir, purge_step=purge_step)
+    closers.append(writer.close)
+    model.set_logger(_sb3_logger(tb_dir))
+    closers.append(model.logger.close)
+    total = config.train.total_timesteps
+    episodes = EpisodeStatsCallback(get_suite(config.env.suite).task_names)
+    request = StopRequest()
+    guard = NonFiniteGuard()
+    closers.append(guard.remove_hooks)
+
+    def save() -> Path:
+        return save_model_checkpoint(
+            model, checkpoints_dir, fingerprint=fingerprint, keep=config.train.keep_checkpoints, identity=identity,
+            resume_state=capture_resume_state(model, stateful),
+        )
+
+    checkpointer = CheckpointCallback(save, every=config.train.checkpoint_every, stop=request)
+    stateful: dict[str, StatefulCallback] = {"episodes": episodes, "checkpoints": checkpointer}
+    callbacks = CallbackList([
+        guard,
+        episodes,
+        TelemetryCallback(writer, episodes, total_timesteps=total),
+        MetricsLogCallback(run_dir / METRICS, episodes),
+        ProgressCallback(episodes, total_timesteps=total),
+        checkpointer,
+    ])  # fmt: skip
+    if checkpoint is not None:
+        _restore(model, checkpoint, stateful)
+        log.info("resumed from %s (step %d)", checkpoint.path, checkpoint.step)
+    with stop_on_signals(request):
+        remaining = total - model.num_timesteps
+        if remaining > 0:
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=checkpoint is None)
+    if checkpointer.stopped_at is not None:  # the stop checkpoint is the last consistent state; nothing after it
+        steps, path = checkpointer.stopped_at, Path(str(checkpointer.stop_checkpoint))
+    else:
+        path = save()
+        steps = model.num_timesteps
+    status = TrainStatus.INTERRUPTED if request.requested else TrainStatus.COMPLETED
+    return TrainOutcome(status, steps, path, resumed_from, request.signal)
+
+
+def _restore(model: OnPolicyAlgorithm, checkpoint: Checkpoint, stateful: Mapping[str, StatefulCallback]) -> None:
+    """Envs, SB3 bookkeeping and callbacks first (they never touch the global RNGs), weights and RNGs last."""
+    if "resume" in checkpoint.meta:
+        restore_resume_state(model, checkpoint.tensors.get("resume", {}), checkpoint.meta["resume"], stateful)
+    else:
+        log.warning("checkpoint %s holds no env state (an older format): the envs are reset, so this resume is not "
+                    "exact", checkpoint.path)
+    restore_model_checkpoint(model, checkpoint)

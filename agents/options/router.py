@@ -1,0 +1,241 @@
+"""A learned call-and-return router over a saved option library, trained by SB3's PPO at the high level (SMDP).
+
+The env is a split of a generated suite with mission tokens (:class:`modrl.envs.SplitTaskEnv`) wrapped by
+:class:`modrl.options.CallAndReturn`: the high-level action picks an option call (option + argument words), which
+then runs, frozen, until its effect predicate holds, a step cap, or the episode ends; the high level sees the
+discounted reward sum over the call. The policy is the stock SB3 actor-critic over modrl's Minigrid extractor (image,
+direction, mission, task id).
+
+Discounting: inside a call rewards are discounted by ``gamma_option`` per primitive step; PPO then discounts by its
+fixed ``algo.gamma`` once per *decision*, not by ``gamma ** duration``. This is the per-macro-step approximation
+(SB3 2.9's rollout buffer has one gamma); with a sparse terminal reward it changes only how strongly shorter call
+sequences are preferred, not which calls solve a task. ``info["option_discount"]`` carries the exact factor.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from modrl.agents.common.evaluation import EVAL_SEED_BASE
+from modrl.agents.common.policies import monolithic_policy_kwargs
+from modrl.agents.options.config import RouteConfig
+from modrl.agents.options.marked_calls import marked_router_env, whole_grid_calls
+from modrl.agents.planning.skills import library_marks_target, library_view_size
+from modrl.envs import SplitTaskEnv, get_suite, make_suite_env, parse_task
+from modrl.envs.grammar import VERBS, parse_subtask
+from modrl.envs.subtask_env import drop_predicate, effect_predicate, subtask_arguments, symbol_predicate
+from modrl.envs.wrappers import Target
+from modrl.options import CallAndReturn, OptionCall, OptionLibrary, OptionStats, Predicate
+from modrl.telemetry import TelemetryWriter
+
+log = logging.getLogger(__name__)
+progress_log = logging.getLogger("modrl.progress")
+
+
+def library_predicates(names: Sequence[str]) -> dict[str, Predicate]:
+    """Termination predicates by option name: a verb's effect for parameterised options (named by their verb), "not
+    carried any more" for a ``drop`` skill option, the subtask's effect for one-per-symbol options (named by their
+    subtask, e.g. ``pickup-red-key``)."""
+    out: dict[str, Predicate] = {}
+    for name in names:
+        if name in VERBS:
+            out[name] = effect_predicate(name)
+        elif name == "drop":
+            out[name] = drop_predicate
+        else:
+            out[name] = symbol_predicate(parse_subtask(name))
+    return out
+
+
+def load_library(directory: str) -> OptionLibrary:
+    """The frozen option library in ``directory`` with its termination predicates attached."""
+    library = OptionLibrary.load(directory, frozen=True)
+    for name, predicate in library_predicates(library.names).items():
+        library.get(name).termination_predicate = predicate
+    return library
+
+
+def option_calls(library: OptionLibrary, suite_name: str) -> list[OptionCall]:
+    """Every subtask of the suite (all splits, first appearance order) that an option of ``library`` serves."""
+    calls: dict[str, OptionCall] = {}
+    for task in get_suite(suite_name).task_names:
+        for sub in parse_task(task).subtasks:
+            if sub.name in library:
+                call = OptionCall(option=sub.name)
+            elif sub.verb in library and library.get(sub.verb).parameterised:
+                call = OptionCall(option=sub.verb, args=subtask_arguments(sub))
+            else:
+                continue
+            calls.setdefault(call.name, call)
+    if not calls:
+        raise ValueError(f"no option of the library ({', '.join(library.names)}) serves a subtask of {suite_name!r}")
+    return list(calls.values())
+
+
+def router_calls(library: OptionLibrary, suite_name: str) -> tuple[list[OptionCall], list[tuple[Target, ...]] | None]:
+    """The router's calls over ``library`` and, for a whole-grid library, the objects each call marks
+    (:func:`~modrl.agents.options.marked_calls.whole_grid_calls`; ``None`` for 7x7 options: :func:`option_calls`)."""
+    if library_view_size(library) is None:
+        return option_calls(library, suite_name), None
+    return whole_grid_calls(library, suite_name)
+
+
+def _router_env(config: RouteConfig, library: OptionLibrary, calls: Sequence[OptionCall],
+                targets: Sequence[tuple[Target, ...]] | None, inner: Callable[[], gym.Env]) -> gym.Env:
+    kwargs: dict[str, Any] = dict(max_option_steps=config.max_option_steps, gamma=config.gamma_option,
+                                  max_decisions=config.max_decisions, seed=config.seed, loop_limit=config.loop_limit)
+    view = library_view_size(library)
+    if view is None:
+        return CallAndReturn(Monitor(inner()), library, calls, **kwargs)
+    if targets is None:
+        raise ValueError("whole-grid options need each call's marker targets: take calls and targets from "
+                         "router_calls()")
+    return marked_router_env(Monitor(inner()), library, calls, targets, view_size=view,
+                             marker=library_marks_target(library), **kwargs)
+
+
+def make_router_vec_env(config: RouteConfig, library: OptionLibrary, calls: Sequence[OptionCall],
+                        targets: Sequence[tuple[Target, ...]] | None = None) -> DummyVecEnv:
+    """``n_envs`` call-and-return envs over the configured split, env ``i`` seeded ``seed + i`` (``targets``: the
+    objects each call marks, for a whole-grid library)."""
+    inner = partial(SplitTaskEnv, config.env.suite, config.env.split, mission_tokens=True,
+                    max_episode_steps=config.env.max_episode_steps)
+    venv = DummyVecEnv([partial(_router_env, config, library, calls, targets, inner)
+                        for _ in range(config.env.n_envs)])
+    venv.seed(config.seed)
+    return venv
+
+
+def build_router_model(config: RouteConfig, venv: DummyVecEnv) -> PPO:
+    """PPO with SB3's actor-critic over modrl's Minigrid extractor (mission encoded), one action per option call."""
+    algo = config.algo
+    policy_kwargs = monolithic_policy_kwargs(hidden=config.hidden, latent_dim=config.hidden,
+                                             critic_hidden=(config.hidden,),
+                                             extractor_kwargs={"features_dim": config.features_dim})
+    return PPO(ActorCriticPolicy, venv, policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=0,
+               learning_rate=algo.learning_rate, n_steps=algo.n_steps, batch_size=algo.batch_size,
+               n_epochs=algo.n_epochs, gamma=algo.gamma, gae_lambda=algo.gae_lambda, ent_coef=algo.ent_coef,
+               vf_coef=algo.vf_coef, clip_range=algo.clip_range, max_grad_norm=algo.max_grad_norm)
+
+
+class OptionRouterCallback(BaseCallback):
+    """Counts primitive frames and option decisions; writes option telemetry and per-task success every rollout, and a
+    progress line (``modrl.progress`` logger) at most every ``every_s`` seconds and at the end.
+
+    Stops PPO once ``max_frames`` primitive frames have run. TensorBoard steps are primitive frames.
+    """
+
+    def __init__(self, stats: OptionStats, writer: TelemetryWriter | None, *, task_names: Sequence[str],
+                 max_frames: int, window: int = 100, every_s: float = 30.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._started = self._logged = time.monotonic()
+        self.stats = stats
+        self.writer = writer
+        self.max_frames = max_frames
+        self.frames = 0
+        self._task_index = {name: i for i, name in enumerate(task_names)}
+        self._window = window
+        self.successes: dict[str, list[float]] = {}
+
+    def _on_step(self) -> bool:
+        dones = self.locals["dones"]
+        for index, info in enumerate(self.locals["infos"]):
+            self.frames += int(info["option_duration"])
+            self.stats.record(int(info["option_index"]), self._task_index[info["task"]], int(info["option_duration"]),
+                              info["option_end"])
+            if dones[index]:
+                window = self.successes.setdefault(info["task"], [])
+                window.append(float(bool(info.get("is_success", False))))
+                del window[:-self._window]
+        return self.frames < self.max_frames
+
+    def _on_training_start(self) -> None:
+        self._started = self._logged = time.monotonic()
+
+    def _on_training_end(self) -> None:
+        progress_log.info(self.progress_line())
+
+    def progress_line(self) -> str:
+        """``[router] frames F/N (P%) | X fps | eta M min | decisions D | training success S`` (mean over tasks)."""
+        elapsed = max(time.monotonic() - self._started, 1e-9)
+        fps = self.frames / elapsed
+        eta = max(self.max_frames - self.frames, 0) / fps if fps > 0 else float("inf")
+        rates = self.success_rates()
+        success = f"{np.mean(list(rates.values())):.2f} over {len(rates)} tasks" if rates else "-"
+        return (f"[router] frames {self.frames}/{self.max_frames} ({100 * min(self.frames / self.max_frames, 1):.0f}%)"
+                f" | {fps:.0f} fps | eta {eta / 60:.1f} min | decisions {self.num_timesteps} | training success "
+                f"{success}")
+
+    def _on_rollout_end(self) -> None:
+        now = time.monotonic()
+        if now - self._logged >= self.every_s:
+            self._logged = now
+            progress_log.info(self.progress_line())
+        if self.writer is None:
+            return
+        self.stats.log(self.writer, self.frames)
+        self.writer.log_success({task: float(np.mean(v)) for task, v in self.successes.items() if v}, self.frames)
+        self.writer.log_scalar("modrl/router/decisions", self.num_timesteps, self.frames)
+
+    def success_rates(self) -> dict[str, float]:
+        """Training success per task over the last ``window`` episodes."""
+        return {task: float(np.mean(v)) for task, v in self.successes.items() if v}
+
+
+def train_router(config: RouteConfig, *, writer: TelemetryWriter | None = None
+                 ) -> tuple[PPO, OptionLibrary, list[OptionCall], OptionRouterCallback]:
+    """Train the router for ``config.total_timesteps`` primitive frames; returns the model, library, calls and the
+    callback (frames, training success)."""
+    torch.set_num_threads(config.torch_threads)
+    library = load_library(config.library)
+    calls, targets = router_calls(library, config.env.suite)
+    venv = make_router_vec_env(config, library, calls, targets)
+    suite = get_suite(config.env.suite)
+    callback = OptionRouterCallback(OptionStats([c.name for c in calls], suite.task_names), writer,
+                                    task_names=suite.task_names, max_frames=config.total_timesteps)
+    try:
+        model = build_router_model(config, venv)
+        model.learn(config.total_timesteps, callback=callback)
+    finally:
+        venv.close()
+    return model, library, calls, callback
+
+
+def evaluate_router(model: PPO, config: RouteConfig, library: OptionLibrary, calls: Sequence[OptionCall], *,
+                    episodes: int, deterministic: bool = True) -> dict[str, dict[str, Any]]:
+    """Success rate and mean decisions per task of every split of the suite (episode ``k`` seeded
+    ``EVAL_SEED_BASE + k``); ``calls`` are :func:`router_calls`'s."""
+    targets = router_calls(library, config.env.suite)[1]
+    suite = get_suite(config.env.suite)
+    out: dict[str, dict[str, Any]] = {}
+    for split, tasks in suite.splits.items():
+        for task in tasks:
+            env = _router_env(config, library, calls, targets,
+                              partial(make_suite_env, suite, suite.task_index(task), mission_tokens=True,
+                                      max_episode_steps=config.env.max_episode_steps))
+            wins, decisions = 0, 0
+            for k in range(episodes):
+                obs, _ = env.reset(seed=EVAL_SEED_BASE + k)
+                done, info = False, dict[str, Any]()
+                while not done:
+                    action, _ = model.predict(obs, deterministic=deterministic)
+                    obs, _, terminated, truncated, info = env.step(int(action))
+                    done, decisions = terminated or truncated, decisions + 1
+                wins += bool(info.get("is_success", False))
+            env.close()
+            out[task] = {"split": split, "success": wins / max(episodes, 1), "decisions": decisions / max(episodes, 1)}
+    return out

@@ -1,0 +1,405 @@
+"""Skill options behaviour-cloned from the planner's own demonstrations on simpler stock tasks (``modrl options
+skills``).
+
+The stock hard tasks (KeyCorridorS4R3, ObstructedMaze-1Dlh, BlockedUnlockPickup) are sequences of a handful of
+skills -- go to, pick up, drop, open (a door, a locked door with its key, a box) -- in larger layouts. Here each skill
+is one parameterised option, its argument the object's ``(colour, type)``, learned only from the **train** split of a
+suite (``minigrid-hard``: Unlock, DoorKey-8x8, UnlockPickup, KeyCorridorS3R1-3, KeyCorridor with S4 rooms in one and
+two rows, ObstructedMaze-1Dl):
+
+1. :func:`~modrl.agents.planning.recording.record_skill_demos` lets the planner (:func:`modrl.planner.execute`, declared
+   operators, A*) solve train episodes with the scripted skills (:class:`modrl.envs.scripted_skills.ScriptedSkills`)
+   and cuts every executed step into a demonstration of its skill: the observations the agent had before each
+   primitive action and the actions. Episodes are seeded from :data:`~modrl.agents.options.demos.DEMO_SEED_BASE` up
+   (disjoint from evaluation seeds); only episodes the planner solved and steps that ended done are kept.
+2. :func:`train_skill_library` clones one option per skill on its demonstrations
+   (:func:`~modrl.agents.options.demos.behaviour_clone`, the action-frequency prior included), optionally runs DAgger
+   rounds (``dagger_rounds``, :func:`~modrl.agents.planning.rollouts.dagger_demos`: the option acts in calling states of
+   the train envs, the scripted skill labels each visited state with its next action, the option is cloned again on
+   everything); then, with ``planner_dagger_rounds``, DAgger over whole planner episodes of the train tasks run with
+   all the learned options at once (:mod:`modrl.agents.planning.dagger`: the states the options leave each other in);
+   optionally fine-tunes each option with PPO (``finetune_steps``) in calling-state episodes of the train envs
+   (:class:`modrl.envs.skill_env.SkillStepEnv`: the planner's scripted prefix, then the option until the step's
+   effects hold), evaluates it in calling states of the train envs and of the ``eval_split`` envs (a diagnostic: which
+   skill fails where), and saves the library.
+
+The options read the whole grid (:class:`modrl.envs.wrappers.FullView`, ``view_size``), privileged like the planner's
+own state, so they find what the planner names without memory; with ``target_marker`` a fourth channel marks the
+step's object itself (the planner knows which of two red doors it means; the words alone do not say).
+A library made here runs under the planner with
+``modrl eval RUN_DIR --planner --split test``; the planner calls a skill option for a step by
+its skill name (:func:`modrl.agents.planning.skills.call_resolver`) and ends the call when the step's effects are
+observed (:class:`modrl.planner.option_executor.OptionExecutor`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from stable_baselines3 import PPO
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from modrl._io import atomic_write_json, atomic_write_text
+from modrl.agents.common.config import MAX_SEED, AlgoConfig
+from modrl.agents.options.config import DemoConfig, OptionNetConfig, check_split
+from modrl.agents.options.demos import (
+    DEMO_SEED_BASE,
+    DemoSet,
+    behaviour_clone,
+    demo_accuracy,
+    discounted_returns,
+)
+from modrl.agents.options.policy import OptionActorCriticPolicy
+from modrl.agents.options.router import library_predicates
+from modrl.agents.options.skill_results import SkillCloneResult, fmt_pair, fmt_rate, format_skill_results
+from modrl.agents.planning.dagger import planner_dagger_demos
+from modrl.agents.planning.recording import SkillRecording, record_skill_demos, split_calls
+from modrl.agents.planning.rollouts import concat_demos, dagger_demos, evaluate_skill, redraw_targets
+from modrl.config import apply_overrides, check, from_dict, load_yaml, to_dict
+from modrl.envs import get_suite
+from modrl.envs.skill_env import (
+    SKILL_NAMES,
+    SKILL_SLOTS,
+    EnvSpec,
+    SkillStepEnv,
+)
+from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH
+from modrl.options import Option, OptionConfig, OptionLibrary
+
+log = logging.getLogger(__name__)
+
+LIBRARY_DIR = "options"
+#: DAgger round ``r`` resets its calling-state episodes with seeds from ``DEMO_SEED_BASE + r * DAGGER_SEED_STRIDE``.
+DAGGER_SEED_STRIDE = 100_000
+#: Planner DAgger round ``r`` (from 0) uses the seeds of DAgger round ``PLANNER_DAGGER_ROUND0 + r``.
+PLANNER_DAGGER_ROUND0 = 1_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class SkillCloningConfig:
+    """``modrl options skills``: what to record and how to clone it (see the module docstring)."""
+
+    name: str = "skills"
+    seed: int = 0
+    torch_threads: int = 1
+    suite: str = "minigrid-hard"
+    split: str = "train"
+    #: Planner episodes recorded per task of the split.
+    episodes: int = 100
+    #: Side of the whole-grid view the options read (odd).
+    view_size: int = 25
+    #: The view carries a fourth channel marking the object the planner's step names
+    #: (:func:`modrl.envs.wrappers.full_view_image`): the options then know which of two red doors is meant.
+    target_marker: bool = False
+    #: The options read the step's words ``(colour, type)`` as arguments; ``false``: only the marker says which object
+    #: (needs ``target_marker``; an ``open`` that only ever opened doors then opens a box it is pointed at).
+    words: bool = True
+    #: Probability that a demonstrated call is cloned with its marked object's type and colour redrawn (in the image,
+    #: and in the words when the options read them), the same for every frame of the call: the option learns to act on
+    #: the marked cell whatever is there (an ``open`` that only saw doors then opens a box). Needs ``target_marker``.
+    target_noise: float = 0.0
+    #: Before each recorded planner episode and each DAgger calling state, run between 0 and this many random scripted
+    #: steps (:func:`modrl.envs.skill_env.random_skill_steps`: go to, pick up, drop, open, put next to, on any object;
+    #: recorded as demonstrations too), so the options also learn in states the train tasks' plans rarely reach -- an
+    #: object carried or moved by an earlier step, as in longer test sequences (0: none).
+    random_steps: int = 0
+    skills: tuple[str, ...] = SKILL_NAMES
+    net: OptionNetConfig = field(default_factory=OptionNetConfig)
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    #: Gradient-norm clip of cloning (``null``: none; see :class:`~modrl.agents.options.config.DemoConfig`).
+    max_grad_norm: float | None = 0.5
+    #: Fraction of each skill's recorded calls (the last ones) kept out of cloning to measure accuracy on.
+    validation: float = 0.1
+    #: DAgger rounds per skill after cloning: the option runs in calling-state episodes of the train envs, the
+    #: scripted skill labels every state it visits with its own next action, and the option is cloned again on all
+    #: demonstrations so far (0: none).
+    dagger_rounds: int = 0
+    #: Calling-state episodes per DAgger round.
+    dagger_episodes: int = 100
+    #: Cloning passes over all demonstrations after each DAgger round (``None``: ``epochs``; the option starts from its
+    #: last weights, so fewer passes usually do).
+    dagger_epochs: int | None = None
+    #: DAgger rounds over whole planner episodes after every skill is cloned (:mod:`modrl.agents.planning.dagger`): the
+    #: planner runs train episodes with the learned options (sampled, the stuck-option escape on), the scripted skills
+    #: label every state the options visit, every skill is cloned again on all its demonstrations (0: none).
+    planner_dagger_rounds: int = 0
+    #: Planner episodes per such round, spread over the train tasks.
+    planner_dagger_episodes: int = 200
+    #: PPO frames per skill after cloning, in calling-state episodes of the train envs (0: cloning only).
+    finetune_steps: int = 0
+    n_envs: int = 8
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    #: Step limit of one skill call (fine-tuning and evaluation episodes).
+    max_skill_steps: int = 100
+    #: Calling-state evaluation episodes per skill, on the train envs and on ``eval_split``'s (0: none).
+    eval_episodes: int = 20
+    eval_split: str | None = "test"
+
+    def __post_init__(self) -> None:
+        check(0 <= self.seed < MAX_SEED, "seed", f"must be in [0, {MAX_SEED}), got {self.seed}")
+        check(self.torch_threads >= 1, "torch_threads", f"must be >= 1, got {self.torch_threads}")
+        check(1 <= self.episodes <= 100_000, "episodes", f"must be in [1, 100000], got {self.episodes}")
+        check(self.view_size >= 7 and self.view_size % 2 == 1, "view_size",
+              f"must be an odd integer >= 7, got {self.view_size}")
+        unknown = [s for s in self.skills if s not in SKILL_NAMES]
+        check(bool(self.skills) and not unknown and len(set(self.skills)) == len(self.skills), "skills",
+              f"pick each of {', '.join(SKILL_NAMES)} at most once, got {list(self.skills)}")
+        check(self.words or self.target_marker, "words", "false needs target_marker: true (else nothing says which "
+              "object a call means)")
+        check(0 <= self.target_noise <= 1, "target_noise", f"must be in [0, 1], got {self.target_noise}")
+        check(self.target_noise == 0 or self.target_marker, "target_noise", "needs target_marker: true")
+        check(0 <= self.random_steps <= 20, "random_steps", f"must be in [0, 20], got {self.random_steps}")
+        check(0 <= self.validation < 1, "validation", f"must be in [0, 1), got {self.validation}")
+        check(0 <= self.dagger_rounds <= 100, "dagger_rounds", f"must be in [0, 100], got {self.dagger_rounds}")
+        check(1 <= self.dagger_episodes <= 1_000_000, "dagger_episodes",
+              f"must be in [1, 1000000], got {self.dagger_episodes}")
+        check(0 <= self.planner_dagger_rounds <= 100, "planner_dagger_rounds",
+              f"must be in [0, 100], got {self.planner_dagger_rounds}")
+        check(1 <= self.planner_dagger_episodes <= 1_000_000, "planner_dagger_episodes",
+              f"must be in [1, 1000000], got {self.planner_dagger_episodes}")
+        check(self.dagger_epochs is None or self.dagger_epochs >= 1, "dagger_epochs",
+              f"must be >= 1 (or null: epochs), got {self.dagger_epochs}")
+        check(0 <= self.finetune_steps <= 100_000_000, "finetune_steps",
+              f"must be in [0, 1e8], got {self.finetune_steps}")
+        check(self.n_envs >= 1, "n_envs", f"must be >= 1, got {self.n_envs}")
+        check(self.max_skill_steps >= 1, "max_skill_steps", f"must be >= 1, got {self.max_skill_steps}")
+        check(self.eval_episodes >= 0, "eval_episodes", f"must be >= 0, got {self.eval_episodes}")
+        _ = self.clone  # range checks of the cloning settings
+
+    @property
+    def clone(self) -> DemoConfig:
+        """The behaviour-cloning settings (the critic is fitted to the calls' returns when PPO fine-tunes next)."""
+        return DemoConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
+                          max_grad_norm=self.max_grad_norm, fit_value=self.finetune_steps > 0)
+
+
+def load_skills_config(source: Path | str | Mapping[str, Any], overrides: Sequence[str] = ()) -> SkillCloningConfig:
+    """A :class:`SkillCloningConfig` from YAML (or a mapping) plus ``key=value`` overrides; the suite and split
+    checked."""
+    data = source if isinstance(source, Mapping) else load_yaml(source)
+    config = from_dict(SkillCloningConfig, apply_overrides(data, overrides))
+    check_split(config.suite, [config.split, *([config.eval_split] if config.eval_split else [])], "suite")
+    return config
+
+
+def skill_option_config(config: SkillCloningConfig, num_actions: int = 7) -> OptionConfig:
+    """The :class:`OptionConfig` every skill option of ``config`` has."""
+    net = config.net
+    side = config.view_size
+    high = MARKED_IMAGE_HIGH if config.target_marker else IMAGE_HIGH
+    return OptionConfig(image_shape=(side, side, len(high)), image_high=tuple(int(v) for v in high),
+                        num_actions=num_actions, embed_dim=net.embed_dim,
+                        channels=net.channels, features_dim=net.features_dim, hidden=net.hidden,
+                        arg_slots=SKILL_SLOTS if config.words else (), arg_dim=net.arg_dim)
+
+
+def split_envs(suite_name: str, split: str) -> list[EnvSpec]:
+    """The :data:`~modrl.envs.skill_env.EnvSpec` of every task of a suite split (its id and ``gym.make`` arguments)."""
+    suite = get_suite(suite_name)
+    specs = [suite.tasks[suite.task_index(name)] for name in suite.split(split)]
+    return [(spec.env_id, dict(spec.kwargs)) if spec.kwargs else spec.env_id for spec in specs]
+
+
+def _model(config: SkillCloningConfig, skill: str, env_ids: Sequence[EnvSpec], *, seed: int) -> PPO:
+    """PPO over the skill's option (:class:`OptionActorCriticPolicy`) on calling-state episodes of ``env_ids``."""
+    algo = config.algo
+    venv = DummyVecEnv([partial(_skill_env, env_ids, skill, config) for _ in range(config.n_envs)])
+    venv.seed(seed)
+    return PPO(OptionActorCriticPolicy, venv, seed=seed, device="cpu", verbose=0, learning_rate=algo.learning_rate,
+               n_steps=algo.n_steps, batch_size=algo.batch_size, n_epochs=algo.n_epochs, gamma=algo.gamma,
+               gae_lambda=algo.gae_lambda, ent_coef=algo.ent_coef, vf_coef=algo.vf_coef, clip_range=algo.clip_range,
+               max_grad_norm=algo.max_grad_norm,
+               policy_kwargs=dict(option=to_dict(skill_option_config(config)),
+                                  critic_hidden=list(config.net.critic_hidden)))
+
+
+def _skill_env(env_ids: Sequence[EnvSpec], skill: str, config: SkillCloningConfig) -> gym.Env:
+    return Monitor(SkillStepEnv(env_ids, skill, view_size=config.view_size, max_steps=config.max_skill_steps,
+                                marker=config.target_marker, random_steps=config.random_steps))
+
+
+def _returns(demos: DemoSet, gamma: float, max_steps: int) -> DemoSet:
+    """``demos`` with each call's discounted return of :class:`SkillStepEnv`'s reward (at the call's last step)."""
+    parts = []
+    for length in demos.lengths:
+        rewards = np.zeros(length, np.float32)
+        rewards[-1] = 1.0 - 0.9 * min(length, max_steps) / max_steps
+        parts.append(discounted_returns(rewards, gamma))
+    return replace(demos, returns=np.concatenate(parts))
+
+
+@dataclass
+class _Skill:
+    """One skill's option while the library is being learned."""
+
+    index: int
+    model: PPO
+    policy: OptionActorCriticPolicy
+    demos: DemoSet
+    fit: DemoSet
+    noise: np.random.Generator
+    before: float
+    history: list[dict[str, float]]
+    validation: float | None
+    began: float
+    dagger_pairs: int = 0
+    on_policy: tuple[float, ...] = ()
+    planner_pairs: int = 0
+
+
+def train_skill_library(config: SkillCloningConfig, run_dir: Path) -> tuple[SkillRecording, list[SkillCloneResult]]:
+    """Record the train split's demonstrations, clone one option per demonstrated skill (with ``dagger_rounds``, DAgger
+    in its calling states), then with ``planner_dagger_rounds`` DAgger over whole planner episodes of every skill at
+    once, then fine-tune each option with PPO in calling-state episodes of the train envs (``finetune_steps``),
+    evaluate it in calling states of the train and test envs, save the library in ``run_dir/options`` and write
+    ``results.json`` / ``results.md``."""
+    torch.set_num_threads(config.torch_threads)
+    torch.manual_seed(config.seed)
+    train_ids = split_envs(config.suite, config.split)
+    test_ids = split_envs(config.suite, config.eval_split) if config.eval_split else []
+    start = time.perf_counter()
+    recording = record_skill_demos(train_ids, episodes=config.episodes, view_size=config.view_size,
+                                   skills=config.skills, marker=config.target_marker,
+                                   random_steps=config.random_steps)
+    log.info("recorded %d planner episodes (%d solved, %d frames) in %.0fs: %s", recording.episodes,
+             recording.solved, recording.frames, time.perf_counter() - start,
+             ", ".join(f"{s} {n} calls" for s, n in recording.calls.items()))
+    library = OptionLibrary()
+    skills: dict[str, _Skill] = {}
+    for skill, demos in recording.demos.items():
+        # Seeded by the skill's place in SKILL_NAMES, not in this run: a run of some of the skills clones them exactly
+        # as a run of all does (skills can be trained in separate processes and their options put together).
+        skills[skill] = state = _clone_skill(config, skill, SKILL_NAMES.index(skill), demos, train_ids)
+        _add(library, skill, state.policy.option, run_dir)
+    rounds = [_planner_dagger_round(config, library, skills, train_ids, round_, run_dir)
+              for round_ in range(config.planner_dagger_rounds)]
+    results: list[SkillCloneResult] = []
+    for skill, state in skills.items():
+        if config.finetune_steps:
+            library.unfreeze([skill])
+            state.model.learn(config.finetune_steps)
+            _add(library, skill, state.policy.option, run_dir)
+        venv = state.model.get_env()
+        if venv is not None:
+            venv.close()
+        option = state.policy.option
+        result = SkillCloneResult(skill=skill, calls=len(state.demos.lengths), pairs=state.demos.size,
+                                  accuracy_before=state.before, accuracy=state.history[-1]["accuracy"],
+                                  validation_accuracy=state.validation, dagger_pairs=state.dagger_pairs,
+                                  dagger_success=state.on_policy, planner_dagger_pairs=state.planner_pairs,
+                                  finetune_frames=int(state.model.num_timesteps) if config.finetune_steps else 0,
+                                  train_success=_success(config, option, train_ids, skill),
+                                  test_success=_success(config, option, test_ids, skill),
+                                  seconds=time.perf_counter() - state.began)
+        results.append(result)
+        log.info("%s: %d calls (%d pairs), cloning accuracy %.2f -> %.2f (held-out calls %s), %d PPO frames; "
+                 "calling-state success train %s, test %s", skill, result.calls, result.pairs, state.before,
+                 result.accuracy, fmt_rate(result.validation_accuracy), result.finetune_frames,
+                 fmt_pair(result.train_success), fmt_pair(result.test_success))
+        atomic_write_json(run_dir / "results.json", {"recording": {k: v for k, v in asdict(recording).items()
+                                                                   if k != "demos"},
+                                                     "planner_dagger": rounds,
+                                                     "skills": [asdict(r) for r in results]})
+        atomic_write_text(run_dir / "results.md", format_skill_results(recording, results, rounds) + "\n")
+    return recording, results
+
+
+def _add(library: OptionLibrary, skill: str, option: Option, run_dir: Path) -> None:
+    """Put ``skill``'s option in the library (with its predicate termination) unless it is there, freeze it, and save
+    the library."""
+    if skill not in library:
+        option.termination_predicate = library_predicates([skill])[skill]
+        library.add(skill, option)
+    library.freeze([skill])
+    library.save(run_dir / LIBRARY_DIR)
+
+
+def _clone_skill(config: SkillCloningConfig, skill: str, index: int, demos: DemoSet,
+                 train_ids: Sequence[EnvSpec]) -> _Skill:
+    """Clone ``skill``'s option on its demonstrations, then its calling-state DAgger rounds."""
+    began = time.perf_counter()
+    fit, held = split_calls(_returns(demos, config.algo.gamma, config.max_skill_steps), config.validation)
+    model = _model(config, skill, train_ids, seed=config.seed + 1000 * index)
+    policy = model.policy
+    assert isinstance(policy, OptionActorCriticPolicy)
+    before = demo_accuracy(policy, fit)
+    noise = np.random.default_rng(config.seed + index)
+    history = behaviour_clone(policy, redraw_targets(fit, config.target_noise, noise), config.clone,
+                              seed=config.seed + index, tag=f"modrl/demos/{skill}")
+    state = _Skill(index=index, model=model, policy=policy, demos=demos, fit=fit, noise=noise, before=before,
+                   history=history, validation=None if held is None else demo_accuracy(policy, held), began=began)
+    log.info("%s: cloned on %d pairs (%d calls), accuracy %.2f -> %.2f (held-out calls %s) in %.0fs", skill, fit.size,
+             len(fit.lengths), before, history[-1]["accuracy"], fmt_rate(state.validation), time.perf_counter() - began)
+    on_policy: list[float] = []
+    for round_ in range(config.dagger_rounds):
+        extra, rate = dagger_demos(policy.option, train_ids, skill, view_size=config.view_size,
+                                   max_steps=config.max_skill_steps, episodes=config.dagger_episodes,
+                                   seed_base=DEMO_SEED_BASE + DAGGER_SEED_STRIDE * (round_ + 1),
+                                   marker=config.target_marker, random_steps=config.random_steps)
+        on_policy.append(rate)
+        if extra is not None:
+            state.dagger_pairs += extra.size
+            _reclone(config, state, extra, seed=config.seed + index + 7919 * (round_ + 1), tag=skill)
+        log.info("%s DAgger round %d: option's success %.2f in %d calling-state episodes, %d labelled states "
+                 "added (%d pairs in all), cloning accuracy %.2f", skill, round_ + 1, rate,
+                 config.dagger_episodes, 0 if extra is None else extra.size, state.fit.size,
+                 state.history[-1]["accuracy"])
+    state.on_policy = tuple(on_policy)
+    return state
+
+
+def _reclone(config: SkillCloningConfig, state: _Skill, extra: DemoSet, *, seed: int, tag: str) -> None:
+    """Add ``extra`` (labelled states) to the skill's demonstrations and clone its option again on all of them
+    (``dagger_epochs`` passes, from its current weights)."""
+    state.fit = concat_demos(state.fit, _returns(extra, config.algo.gamma, config.max_skill_steps))
+    state.history = behaviour_clone(state.policy, redraw_targets(state.fit, config.target_noise, state.noise),
+                                    replace(config.clone, epochs=config.dagger_epochs or config.epochs), seed=seed,
+                                    tag=f"modrl/demos/{tag}")
+
+
+def _planner_dagger_round(config: SkillCloningConfig, library: OptionLibrary, skills: Mapping[str, _Skill],
+                          train_ids: Sequence[EnvSpec], round_: int, run_dir: Path) -> dict[str, Any]:
+    """One round of DAgger over planner episodes (:mod:`modrl.agents.planning.dagger`); returns its summary."""
+    began = time.perf_counter()
+    outcome = planner_dagger_demos(library, train_ids, list(skills), episodes=config.planner_dagger_episodes,
+                                   seed_base=DEMO_SEED_BASE + DAGGER_SEED_STRIDE * (PLANNER_DAGGER_ROUND0 + round_),
+                                   view_size=config.view_size, marker=config.target_marker,
+                                   max_skill_steps=config.max_skill_steps)
+    for skill, extra in outcome.demos.items():
+        state = skills[skill]
+        state.planner_pairs += extra.size
+        library.unfreeze([skill])
+        _reclone(config, state, extra, seed=config.seed + state.index + 104_729 * (round_ + 1),
+                 tag=f"{skill}/planner_dagger")
+        _add(library, skill, state.policy.option, run_dir)
+    pairs = {skill: extra.size for skill, extra in outcome.demos.items()}
+    log.info("planner DAgger round %d: the planner with the options solved %.2f of %d train episodes (%d steps); "
+             "labelled states added: %s; %.0fs", round_ + 1, outcome.success, config.planner_dagger_episodes,
+             outcome.steps, ", ".join(f"{k} {v}" for k, v in pairs.items()) or "none",
+             time.perf_counter() - began)
+    return {"round": round_ + 1, "train_success": outcome.success, "episodes": config.planner_dagger_episodes,
+            "pairs": pairs}
+
+
+def _success(config: SkillCloningConfig, option: Option, env_ids: Sequence[EnvSpec],
+             skill: str) -> tuple[float, float] | None:
+    if not config.eval_episodes or not env_ids:
+        return None
+    try:
+        return tuple(evaluate_skill(option, env_ids, skill, view_size=config.view_size,  # type: ignore[return-value]
+                                    max_steps=config.max_skill_steps, episodes=config.eval_episodes,
+                                    deterministic=det, marker=config.target_marker) for det in (False, True))
+    except RuntimeError:  # the planner never calls this skill in these envs
+        return None

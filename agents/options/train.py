@@ -1,0 +1,335 @@
+"""Training path 1: options from subtask completion events, one after another with a success-threshold curriculum.
+
+Each option is trained by SB3's PPO, unchanged, on single-subtask episodes (:class:`modrl.envs.subtask_env.SubtaskEnv`)
+with :class:`~modrl.agents.options.policy.OptionActorCriticPolicy`, whose actor is the option itself. A
+:class:`CurriculumCallback` feeds finished episodes to a :class:`modrl.options.SuccessCurriculum` and stops PPO once
+training success passes the threshold (or the stage's frame budget is spent), as policy sketches move on (Andreas et
+al., 2017). With a ``demos`` section, each option is first behaviour-cloned on oracle demonstrations of its training
+tasks (:mod:`modrl.agents.options.demos`) and PPO then fine-tunes it. The trained option gets its effect predicate as
+termination, is frozen, added to an :class:`~modrl.options.OptionLibrary` and saved alone; it is then evaluated on its
+training arguments and, zero-shot, on the held-out arguments of the test split (parameterised options only).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import PPO
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from modrl._io import atomic_write_json, atomic_write_text
+from modrl.agents.common.evaluation import EVAL_SEED_BASE
+from modrl.agents.options.config import OptionsTrainConfig
+from modrl.agents.options.demos import DemoStats, warm_start
+from modrl.agents.options.policy import OptionActorCriticPolicy
+from modrl.config import ConfigError, to_dict
+from modrl.envs import get_suite, parse_task
+from modrl.envs.grammar import VERBS, Subtask, Verb
+from modrl.envs.subtask_env import (
+    LAYOUT_VERBS,
+    SubtaskEnv,
+    Targets,
+    argument_slots,
+    effect_predicate,
+    symbol_predicate,
+)
+from modrl.options import Option, OptionConfig, OptionLibrary, StageResult, SuccessCurriculum, option_inputs
+from modrl.telemetry import TelemetryWriter
+
+log = logging.getLogger(__name__)
+LIBRARY_DIR = "options"
+RESULTS_JSON = "results.json"
+RESULTS_MD = "results.md"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptionPlan:
+    """One option to train: its name, its training and held-out tasks, whether it takes arguments, and where its
+    episodes' targets come from (``layout``: objects of the training tasks' rooms, see
+    :class:`~modrl.envs.subtask_env.SubtaskEnv`)."""
+
+    name: str
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    parameterised: bool
+    targets: Targets = "task"
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptionResult:
+    """How one option trained and evaluated (success rates over ``eval_episodes`` per task; ``None``: no tasks).
+
+    ``demos``: its demonstration warm start (``None`` without one); ``seconds``: wall time of warm start + PPO.
+    """
+
+    name: str
+    stage: StageResult
+    train_success: float | None
+    train_success_det: float | None
+    test_success: float | None
+    test_success_det: float | None
+    per_task: dict[str, dict[str, Any]]
+    demos: DemoStats | None = None
+    seconds: float = 0.0
+
+
+def plan_options(config: OptionsTrainConfig) -> list[OptionPlan]:
+    """The options of ``config`` in curriculum order (``ConfigError`` naming ``options`` for one with no tasks); their
+    training tasks follow ``config.env.train_tasks``. A parameterised option with ``env.targets: layout`` trains in
+    the layouts of every such task whose rooms hold an object its verb accepts (for ``open``: the tasks with doors)."""
+    suite = get_suite(config.env.suite)
+    split = suite.split(config.env.train_split)
+    single = [t for t in split if len(parse_task(t)) == 1]
+    train = single if config.env.train_tasks == "single" else list(split)
+    test = [t for t in suite.split(config.env.test_split) if len(parse_task(t)) == 1] if config.env.test_split else []
+    plans = []
+    for name in config.options:
+        if config.mode == "per_symbol" or (config.mode == "mixed" and name not in VERBS):
+            if name not in single:
+                raise ConfigError(f"options: {name!r} is not a single-subtask task of split "
+                                  f"{config.env.train_split!r} of suite {suite.name!r}"
+                                  + (f" nor a verb ({', '.join(VERBS)})" if config.mode == "mixed" else ""))
+            tasks = tuple(t for t in train if parse_task(t).subtasks[0].name == name)
+            plans.append(OptionPlan(name=name, train=tasks, test=(), parameterised=False))
+            continue
+        if name not in VERBS:
+            raise ConfigError(f"options: {name!r} is not a verb ({', '.join(VERBS)}); parameterised options are verbs")
+        if config.env.targets == "layout":
+            if name not in LAYOUT_VERBS:
+                raise ConfigError(f"options: {name!r} cannot train on layout targets (env.targets: layout takes "
+                                  f"{', '.join(LAYOUT_VERBS)})")
+            mine = [t for t in train if name != "open" or any(o.type == "door" for o in parse_task(t).objects)]
+        else:
+            mine = [t for t in train if parse_task(t).subtasks[0].verb == name]
+        if not mine:
+            raise ConfigError(f"options: split {config.env.train_split!r} of suite {suite.name!r} has no {name} task")
+        held = tuple(t for t in test if parse_task(t).subtasks[0].verb == name)
+        plans.append(OptionPlan(name=name, train=tuple(mine), test=held, parameterised=True,
+                                targets=config.env.targets))
+    return plans
+
+
+def option_config(config: OptionsTrainConfig, plan: OptionPlan, *, num_actions: int = 7) -> OptionConfig:
+    """The :class:`OptionConfig` of ``plan`` with ``config.net``'s sizes."""
+    net = config.net
+    slots = argument_slots(cast(Verb, plan.name)) if plan.parameterised else ()
+    side = config.env.view_size or 7
+    return OptionConfig(image_shape=(side, side, 3), num_actions=num_actions, embed_dim=net.embed_dim,
+                        channels=net.channels,
+                        features_dim=net.features_dim, hidden=net.hidden, arg_slots=slots, arg_dim=net.arg_dim)
+
+
+def termination_for(plan: OptionPlan) -> Callable[..., bool]:
+    """The effect predicate that ends ``plan``'s option."""
+    if plan.parameterised:
+        return effect_predicate(cast(Verb, plan.name))
+    return symbol_predicate(parse_task(plan.name).subtasks[0])
+
+
+class CurriculumCallback(BaseCallback):
+    """Feeds finished episodes and frames to the curriculum; stops PPO when the stage is over.
+
+    Writes ``modrl/curriculum/<option>/success`` (training success over the window) and ``modrl/curriculum/stage``
+    at every rollout end, at the global frame count (earlier stages' frames + this one's).
+    """
+
+    def __init__(self, curriculum: SuccessCurriculum, writer: TelemetryWriter | None, *, frames_before: int) -> None:
+        super().__init__()
+        self.curriculum = curriculum
+        self.writer = writer
+        self.frames_before = frames_before
+
+    def _on_step(self) -> bool:
+        for index in np.flatnonzero(self.locals["dones"]):
+            self.curriculum.record_episode(bool(self.locals["infos"][index].get("is_success", False)))
+        self.curriculum.add_steps(self.training_env.num_envs)
+        return not self.curriculum.should_advance()
+
+    def _on_rollout_end(self) -> None:
+        rate = self.curriculum.success_rate()
+        if self.writer is not None and rate is not None:
+            step = self.frames_before + self.curriculum.steps
+            self.writer.log_scalar(f"modrl/curriculum/{self.curriculum.current}/success", rate, step)
+            self.writer.log_scalar("modrl/curriculum/stage", self.curriculum.index, step)
+
+
+def _subtask_env(config: OptionsTrainConfig, plan: OptionPlan, tasks: Sequence[str]) -> SubtaskEnv:
+    return SubtaskEnv(tasks, suite=config.env.suite, parameterised=plan.parameterised,
+                      max_episode_steps=config.env.max_episode_steps, task_kwargs=config.env.task_kwargs(),
+                      targets=plan.targets, verb=cast(Verb, plan.name) if plan.targets == "layout" else None,
+                      view_size=config.env.view_size, prefix_skills=config.env.prefix_skills)
+
+
+def _num_actions(venv: DummyVecEnv) -> int:
+    space = venv.action_space
+    assert isinstance(space, spaces.Discrete), space
+    return int(space.n)
+
+
+def train_option(config: OptionsTrainConfig, plan: OptionPlan, curriculum: SuccessCurriculum, *, seed: int,
+                 writer: TelemetryWriter | None = None, frames_before: int = 0) -> tuple[Option, DemoStats | None]:
+    """Train ``plan``'s option (behaviour cloning first when ``config.demos`` is on, then PPO until the curriculum ends
+    its stage); returns the trained option and its warm start's stats."""
+    algo = config.algo
+    venv = DummyVecEnv([lambda: Monitor(_subtask_env(config, plan, plan.train)) for _ in range(config.env.n_envs)])
+    venv.seed(seed)
+    try:
+        model = PPO(
+            OptionActorCriticPolicy, venv, seed=seed, device="cpu", verbose=0, learning_rate=algo.learning_rate,
+            n_steps=algo.n_steps, batch_size=algo.batch_size, n_epochs=algo.n_epochs, gamma=algo.gamma,
+            gae_lambda=algo.gae_lambda, ent_coef=algo.ent_coef, vf_coef=algo.vf_coef, clip_range=algo.clip_range,
+            max_grad_norm=algo.max_grad_norm,
+            policy_kwargs=dict(option=to_dict(option_config(config, plan, num_actions=_num_actions(venv))),
+                               critic_hidden=list(config.net.critic_hidden)),
+        )
+        demos = _warm_start(config, plan, model, seed=seed, writer=writer) if config.demos.enabled else None
+        model.learn(config.curriculum.max_steps,
+                    callback=CurriculumCallback(curriculum, writer, frames_before=frames_before))
+    finally:
+        venv.close()
+    policy = model.policy
+    assert isinstance(policy, OptionActorCriticPolicy)
+    return policy.option, demos
+
+
+def plan_subtasks(plan: OptionPlan) -> Callable[[Subtask], bool]:
+    """Whether a subtask is one ``plan``'s option performs (its symbol, or for a parameterised option its verb)."""
+    if plan.parameterised:
+        return lambda sub: sub.verb == plan.name
+    return lambda sub: sub.name == plan.name
+
+
+def segment_tasks(config: OptionsTrainConfig, plan: OptionPlan) -> tuple[str, ...]:
+    """The train-split tasks that contain one of ``plan``'s subtasks anywhere (``demos.source: segments``)."""
+    wanted = plan_subtasks(plan)
+    split = get_suite(config.env.suite).split(config.env.train_split)
+    return tuple(t for t in split if any(wanted(sub) for sub in parse_task(t).subtasks))
+
+
+def _warm_start(config: OptionsTrainConfig, plan: OptionPlan, model: PPO, *, seed: int,
+                writer: TelemetryWriter | None) -> DemoStats:
+    # Layout targets are not any task's subtask: their demonstrations are whole episodes of the option's own env.
+    segments = config.demos.source == "segments" and plan.targets == "task"
+    env = SubtaskEnv(segment_tasks(config, plan), suite=config.env.suite, parameterised=False,
+                     max_episode_steps=config.env.max_episode_steps, task_kwargs=config.env.task_kwargs(),
+                     view_size=config.env.view_size) \
+        if segments else _subtask_env(config, plan, plan.train)
+    slots = argument_slots(cast(Verb, plan.name)) if segments and plan.parameterised else ()
+    try:
+        return warm_start(model.policy, env, config.demos, gamma=config.algo.gamma, seed=seed, writer=writer,
+                          name=plan.name, segment=plan_subtasks(plan) if segments else None, slots=slots)
+    finally:
+        env.close()
+
+
+def evaluate_option(option: Option, env: SubtaskEnv, task: str, *, episodes: int, deterministic: bool,
+                    seed_base: int = EVAL_SEED_BASE) -> float:
+    """Success rate of ``option`` on ``episodes`` episodes of ``task`` (episode ``k`` seeded ``seed_base + k``)."""
+    option.eval()
+    successes = 0
+    for k in range(episodes):
+        obs, _ = env.reset(seed=seed_base + k, options={"task": task})
+        done, info = False, dict[str, Any]()
+        while not done:
+            args = torch.as_tensor(obs["args"]) if option.parameterised else None
+            action, _ = option.act(*option_inputs(obs, args), deterministic=deterministic)
+            obs, _, terminated, truncated, info = env.step(int(action[0]))
+            done = terminated or truncated
+        successes += bool(info.get("is_success", False))
+    return successes / episodes if episodes else float("nan")
+
+
+def _evaluate_plan(config: OptionsTrainConfig, plan: OptionPlan, option: Option) -> dict[str, dict[str, Any]]:
+    per_task: dict[str, dict[str, Any]] = {}
+    if config.eval_episodes == 0:
+        return per_task
+    for split, tasks in (("train", plan.train), ("test", plan.test)):
+        if not tasks:
+            continue
+        env = _subtask_env(config, plan, tasks)
+        for task in tasks:
+            per_task[task] = {"split": split} | {
+                mode: evaluate_option(option, env, task, episodes=config.eval_episodes, deterministic=mode == "det")
+                for mode in ("stoch", "det")
+            }
+        env.close()
+    return per_task
+
+
+def _mean(per_task: dict[str, dict[str, Any]], split: str, mode: str) -> float | None:
+    values = [row[mode] for row in per_task.values() if row["split"] == split]
+    return float(np.mean(values)) if values else None
+
+
+def train_options(config: OptionsTrainConfig, run_dir: Path, *,
+                  writer: TelemetryWriter | None = None) -> list[OptionResult]:
+    """Train every option of ``config`` in curriculum order into ``run_dir/options`` (library saved after each
+    option) and write ``results.json`` / ``results.md``; returns the per-option results."""
+    torch.set_num_threads(config.torch_threads)
+    plans = plan_options(config)
+    curriculum = SuccessCurriculum([p.name for p in plans], config.curriculum)
+    library = OptionLibrary()
+    results: list[OptionResult] = []
+    frames = 0
+    for index, plan in enumerate(plans):
+        log.info("option %d/%d: %s (%d training tasks)", index + 1, len(plans), plan.name, len(plan.train))
+        start = time.perf_counter()
+        option, demos = train_option(config, plan, curriculum, seed=config.seed + 1000 * index, writer=writer,
+                                     frames_before=frames)
+        stage = curriculum.advance()
+        seconds = time.perf_counter() - start
+        frames += stage.steps
+        option.termination_predicate = termination_for(plan)
+        library.add(plan.name, option)
+        library.freeze([plan.name])
+        library.save(run_dir / LIBRARY_DIR)
+        per_task = _evaluate_plan(config, plan, option)
+        result = OptionResult(name=plan.name, stage=stage, per_task=per_task, demos=demos, seconds=seconds,
+                              train_success=_mean(per_task, "train", "stoch"),
+                              train_success_det=_mean(per_task, "train", "det"),
+                              test_success=_mean(per_task, "test", "stoch"),
+                              test_success_det=_mean(per_task, "test", "det"))
+        results.append(result)
+        log.info("%s: %s after %d frames (training success %s); eval train %s, held-out %s", plan.name,
+                 "passed" if stage.passed else "budget spent", stage.steps, _fmt(stage.success),
+                 _fmt(result.train_success), _fmt(result.test_success))
+        if writer is not None:
+            for key in ("train_success", "test_success"):
+                value = getattr(result, key)
+                if value is not None:
+                    writer.log_scalar(f"modrl/options/{plan.name}/eval/{key}", value, frames)
+        write_results(run_dir, results)
+    return results
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def write_results(run_dir: Path, results: Sequence[OptionResult]) -> None:
+    """``results.json`` (everything) and ``results.md`` (the per-option table) in ``run_dir``."""
+    atomic_write_json(run_dir / RESULTS_JSON, {"options": [asdict(r) for r in results]})
+    atomic_write_text(run_dir / RESULTS_MD, format_results(results) + "\n")
+
+
+def format_results(results: Sequence[OptionResult]) -> str:
+    """The per-option table: curriculum outcome, frames, success on training and held-out arguments."""
+    lines = ["| option | demos (BC accuracy) | curriculum | frames | wall s | train success (stoch / det) | "
+             "held-out success (stoch / det) |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        outcome = f"passed ({_fmt(r.stage.success)})" if r.stage.passed else f"budget spent ({_fmt(r.stage.success)})"
+        demos = "-" if r.demos is None else f"{r.demos.episodes} ({_fmt(r.demos.accuracy)})"
+        lines.append(f"| {r.name} | {demos} | {outcome} | {r.stage.steps} | {r.seconds:.0f} | "
+                     f"{_fmt(r.train_success)} / {_fmt(r.train_success_det)} | "
+                     f"{_fmt(r.test_success)} / {_fmt(r.test_success_det)} |")
+    return "\n".join(lines)

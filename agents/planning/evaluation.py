@@ -1,0 +1,337 @@
+"""Planner evaluation: how often the planner solves the tasks of a suite split.
+
+Every episode resets the task's env with a fixed evaluation seed (``seed_base + k``, disjoint from training seeds as
+in :mod:`modrl.agents.common.evaluation`), reads the symbolic state, plans to the task's goals over the declared
+MiniGrid operators (A*), and executes the plan with monitoring and re-planning (:func:`modrl.planner.execute`). Success
+is the env's own (it ended the episode with a positive reward). The plan's skills are run either by the scripted skills
+(:class:`modrl.envs.scripted_skills.ScriptedSkills`, the upper bound) or by the learned options of an option library
+(:func:`modrl.agents.planning.skills.learned_skills`); with options, a step no option serves fails (and the planner
+re-plans) unless ``fallback_scripted`` lets the scripted skills run it, which the report counts. Without the fallback,
+plans use only the skills the library's options serve (:attr:`OptionExecutor.allowed
+<modrl.planner.option_executor.OptionExecutor.allowed>`), unless ``skill_aware`` is off.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from modrl.agents.common.evaluation import EVAL_SEED_BASE, format_row
+from modrl.agents.options.router import load_library
+from modrl.agents.planning.skills import learned_skills, wrap_for_library
+from modrl.config import ConfigError, check
+from modrl.envs import get_suite
+from modrl.envs.operators import goals_for_env, planning_domain
+from modrl.envs.scripted_skills import ScriptedSkills
+from modrl.options import OptionLibrary, ensemble_library
+from modrl.planner import MonitorConfig, Outcome, SearchConfig, execute
+from modrl.planner.option_executor import OptionExecutor
+from modrl.registry import UnknownNameError
+
+progress_log = logging.getLogger("modrl.progress")
+
+
+class SkillSource(Enum):
+    """What runs the plan's skills."""
+
+    SCRIPTED = "scripted"
+    """:class:`modrl.envs.scripted_skills.ScriptedSkills` (every step; the upper bound of learned skills)."""
+    OPTIONS = "options"
+    """The learned options of a library (the scripted skills only for unserved steps, if allowed)."""
+
+
+def default_split(suite: str) -> str:
+    """``"test"`` when the suite has a test split, else ``"train"`` (the first split if it has neither).
+
+    Raises:
+        modrl.registry.UnknownNameError: No suite is called ``suite``.
+    """
+    splits = get_suite(suite).splits
+    return "test" if "test" in splits else "train" if "train" in splits else next(iter(splits))
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlannerEvalConfig:
+    """What a planner evaluation runs.
+
+    Attributes:
+        suite: A registered suite. split: One of its splits.
+        episodes: Episodes per task; episode ``k`` is seeded ``seed_base + k``.
+        library: An option library directory (``RUN_DIR/options`` of ``modrl options train``); ``None``: the
+            scripted skills run every step.
+        ensemble: More library directories whose options join ``library``'s: each skill acts with the mixture of
+            every library's option for it (:func:`modrl.options.ensemble.ensemble_library`).
+        deterministic: Greedy option actions (``False``: sampled; options only).
+        fallback_scripted: The scripted skills run the steps no option serves (options only).
+        option_steps: Step cap of one option call.
+        max_replans: Re-plans allowed per episode after the first plan.
+        loop_limit: An option call that sees one observation this many times is stuck: it ends, ``escape_steps``
+            random moves (turn left / turn right / forward) follow, and the planner re-plans (0: off; see
+            :mod:`modrl.planner.option_executor`). Options only.
+        cycle_limit: After an option call that ends by its own termination, its step's effects observed, in a
+            planning state (base atoms) such calls have now left this many times in the episode, the same escape
+            follows (0: off; e.g. a ``drop`` that sets the ball back where it blocks the door, again and again).
+            Options only.
+        tasks: Evaluate only these tasks of the split (in this order); ``None``: all of them.
+        seed_base: Seed of episode 0.
+        skill_aware: With options and no fallback, plan only over the skills the options serve (``False``: over
+            every declared operator, so steps no option serves fail and trigger re-plans).
+        max_nodes: Node expansions per (re-)plan before the search gives up (:class:`modrl.planner.SearchConfig`).
+    """
+
+    suite: str = "sequences"
+    split: str = "test"
+    episodes: int = 10
+    library: str | None = None
+    ensemble: tuple[str, ...] = ()
+    deterministic: bool = True
+    fallback_scripted: bool = False
+    option_steps: int = 100
+    max_replans: int = 20
+    loop_limit: int = 3
+    escape_steps: int = 3
+    cycle_limit: int = 3
+    tasks: tuple[str, ...] | None = None
+    seed_base: int = EVAL_SEED_BASE
+    skill_aware: bool = True
+    max_nodes: int = SearchConfig().max_nodes
+
+    def __post_init__(self) -> None:
+        check(isinstance(self.episodes, int) and self.episodes >= 1, "episodes", f"must be >= 1, got {self.episodes}")
+        check(isinstance(self.option_steps, int) and self.option_steps >= 1, "option_steps",
+              f"must be >= 1, got {self.option_steps}")
+        check(isinstance(self.max_nodes, int) and self.max_nodes >= 1, "max_nodes",
+              f"must be >= 1, got {self.max_nodes}")
+        check(isinstance(self.max_replans, int) and self.max_replans >= 0, "max_replans",
+              f"must be >= 0, got {self.max_replans}")
+        check(isinstance(self.loop_limit, int) and (self.loop_limit == 0 or self.loop_limit >= 2), "loop_limit",
+              f"must be 0 (off) or >= 2, got {self.loop_limit}")
+        check(isinstance(self.escape_steps, int) and self.escape_steps >= 0, "escape_steps",
+              f"must be >= 0, got {self.escape_steps}")
+        check(isinstance(self.cycle_limit, int) and (self.cycle_limit == 0 or self.cycle_limit >= 2), "cycle_limit",
+              f"must be 0 (off) or >= 2, got {self.cycle_limit}")
+        check(isinstance(self.seed_base, int) and self.seed_base >= 0, "seed_base",
+              f"must be >= 0, got {self.seed_base}")
+        object.__setattr__(self, "ensemble", tuple(self.ensemble))
+        check(self.library is not None or not self.ensemble, "ensemble",
+              "needs an option library to join (without one the scripted skills run every step)")
+        check(self.library is not None or not self.fallback_scripted, "fallback_scripted",
+              "needs an option library (without one the scripted skills run every step)")
+        check(self.library is not None or self.deterministic, "deterministic",
+              "only options sample actions; the scripted skills are deterministic")
+        try:
+            suite = get_suite(self.suite)
+        except UnknownNameError as exc:
+            raise ConfigError(f"suite: {exc}") from None
+        check(self.split in suite.splits, "split",
+              f"suite {self.suite!r} has no split {self.split!r}; its splits: {', '.join(suite.splits)}")
+        if self.tasks is not None:
+            object.__setattr__(self, "tasks", tuple(self.tasks))
+            unknown = [name for name in self.tasks if name not in suite.splits[self.split]]
+            check(bool(self.tasks) and not unknown, "tasks",
+                  f"{unknown[0] if unknown else 'none given'}: pick tasks of {self.suite}/{self.split}")
+
+    @property
+    def skills(self) -> SkillSource:
+        """Who runs the plan's skills."""
+        return SkillSource.SCRIPTED if self.library is None else SkillSource.OPTIONS
+
+    @property
+    def task_names(self) -> tuple[str, ...]:
+        """The tasks evaluated, in order."""
+        return self.tasks if self.tasks is not None else get_suite(self.suite).splits[self.split]
+
+
+@dataclass(frozen=True)
+class PlannerEpisode:
+    """One episode: its seed (``modrl plan SUITE/TASK --seed SEED --execute`` replays it), whether the env was solved,
+    re-plans, env steps, how execution ended, skill executions by options and by the scripted fallback, and option
+    calls ended as stuck (``loops``, each followed by an escape), and escapes after a recurring end state
+    (``cycles``)."""
+
+    seed: int
+    success: bool
+    replans: int
+    steps: int
+    outcome: Outcome
+    option_calls: int
+    fallback_calls: int
+    loops: int = 0
+    cycles: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields (the outcome as its value)."""
+        return {**asdict(self), "outcome": self.outcome.value}
+
+
+@dataclass(frozen=True)
+class PlannerTaskResult:
+    """One task: success rate, mean re-plans and env steps per episode, skill executions (options / scripted
+    fallback), stuck option calls (``loops``) and cycle escapes (``cycles``), summed over episodes, outcome counts,
+    and the episodes themselves."""
+
+    task: str
+    split: str
+    episodes: int
+    success_rate: float
+    mean_replans: float
+    mean_steps: float
+    option_calls: int
+    fallback_calls: int
+    loops: int
+    outcomes: dict[str, int]
+    runs: tuple[PlannerEpisode, ...]
+    cycles: int = 0
+
+    @classmethod
+    def from_runs(cls, task: str, split: str, runs: tuple[PlannerEpisode, ...]) -> PlannerTaskResult:
+        """Aggregate ``runs`` (at least one) of ``task``."""
+        return cls(task=task, split=split, episodes=len(runs),
+                   success_rate=float(np.mean([r.success for r in runs])),
+                   mean_replans=float(np.mean([r.replans for r in runs])),
+                   mean_steps=float(np.mean([r.steps for r in runs])),
+                   option_calls=sum(r.option_calls for r in runs), fallback_calls=sum(r.fallback_calls for r in runs),
+                   loops=sum(r.loops for r in runs), outcomes=dict(Counter(r.outcome.value for r in runs)), runs=runs,
+                   cycles=sum(r.cycles for r in runs))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready fields, the episodes as :meth:`PlannerEpisode.to_dict`."""
+        return {**{k: v for k, v in asdict(self).items() if k != "runs"}, "runs": [r.to_dict() for r in self.runs]}
+
+
+@dataclass(frozen=True)
+class PlannerEvalReport:
+    """A planner evaluation: what ran (``config``) and one :class:`PlannerTaskResult` per task."""
+
+    config: PlannerEvalConfig
+    tasks: tuple[PlannerTaskResult, ...]
+
+    @property
+    def mean_success(self) -> float:
+        """Success over every episode of every task."""
+        return float(np.mean([r.success for task in self.tasks for r in task.runs]))
+
+    @property
+    def skills_label(self) -> str:
+        """``"scripted skills"``, or ``"learned options (greedy|stochastic)"`` / ``"ensembles of K option libraries
+        (greedy|stochastic)"`` (``+ scripted fallback``)."""
+        if self.config.skills is SkillSource.SCRIPTED:
+            return "scripted skills"
+        what = f"ensembles of {1 + len(self.config.ensemble)} option libraries" if self.config.ensemble \
+            else "learned options"
+        label = f"{what} ({'greedy' if self.config.deterministic else 'stochastic'})"
+        return label + (" + scripted fallback" if self.config.fallback_scripted else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready: suite, split, skills, greedy or sampled, mean success, the config, one entry per task."""
+        config = {**asdict(self.config), "tasks": list(self.config.task_names)}
+        return {"suite": self.config.suite, "split": self.config.split, "skills": self.config.skills.value,
+                "skills_label": self.skills_label, "deterministic": self.config.deterministic,
+                "mean_success": self.mean_success, "config": config, "tasks": [t.to_dict() for t in self.tasks]}
+
+
+def run_planner_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, config: PlannerEvalConfig,
+                        library: OptionLibrary | None) -> PlannerEpisode:
+    """Plan and execute one episode of the env ``env_id`` reset with ``seed`` (see the module docstring)."""
+    env = gym.make(env_id, **env_kwargs)
+    runner: ScriptedSkills | OptionExecutor
+    if library is None:
+        env.reset(seed=seed)
+        runner = ScriptedSkills(env)
+    else:
+        env = wrap_for_library(env, library)
+        env.reset(seed=seed)
+        fallback = ScriptedSkills(env) if config.fallback_scripted else None
+        runner = learned_skills(env, library, fallback=fallback, max_skill_steps=config.option_steps, seed=seed,
+                                deterministic=config.deterministic, loop_limit=config.loop_limit or None,
+                                escape_steps=config.escape_steps, cycle_limit=config.cycle_limit or None)
+    # Sampled option actions draw from torch's global RNG (run_option takes no generator): a fork of it seeded per
+    # episode makes an episode reproducible from its seed and leaves the caller's RNG state alone.
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            goals = goals_for_env(env, runner.observe())
+            allowed = runner.allowed if isinstance(runner, OptionExecutor) and config.skill_aware else None
+            trace = execute(planning_domain(), goals, runner,
+                            MonitorConfig(search=SearchConfig(max_nodes=config.max_nodes),
+                                          max_replans=config.max_replans), allowed=allowed)
+    finally:
+        env.close()
+    usage, loops, cycles = ({"option": 0, "fallback": 0}, 0, 0)
+    if isinstance(runner, OptionExecutor):
+        usage, loops, cycles = runner.usage, runner.loops, runner.cycles
+    return PlannerEpisode(seed=seed, success=bool(runner.episode_success), replans=trace.replans,
+                          steps=trace.total_steps, outcome=trace.outcome, option_calls=usage["option"],
+                          fallback_calls=usage["fallback"], loops=loops, cycles=cycles)
+
+
+def evaluate_planner(config: PlannerEvalConfig,
+                     on_task: Callable[[PlannerTaskResult], None] | None = None) -> PlannerEvalReport:
+    """Evaluate the planner on every task of ``config.task_names``; a progress line per task as it finishes goes to
+    the ``modrl.progress`` logger (and the result to ``on_task``). The caller's torch RNG state is left as it was.
+
+    Raises:
+        ValueError: ``config.library`` is not a loadable option library.
+    """
+    library = None
+    if config.library is not None:
+        with torch.random.fork_rng(devices=[]):  # building the options draws initial weights: not from the caller's RNG
+            library = load_library(config.library)
+            if config.ensemble:
+                library = ensemble_library([library, *(load_library(path) for path in config.ensemble)])
+    suite = get_suite(config.suite)
+    names = config.task_names
+    results = []
+    for i, name in enumerate(names):
+        spec = suite.tasks[suite.task_index(name)]
+        runs = tuple(run_planner_episode(spec.env_id, dict(spec.kwargs), config.seed_base + k, config, library)
+                     for k in range(config.episodes))
+        result = PlannerTaskResult.from_runs(name, config.split, runs)
+        results.append(result)
+        progress_log.info("[planner] %d/%d %s: success %.2f, re-plans %.1f, steps %.1f", i + 1, len(names), name,
+                          result.success_rate, result.mean_replans, result.mean_steps)
+        if on_task is not None:
+            on_task(result)
+    return PlannerEvalReport(config=config, tasks=tuple(results))
+
+
+def format_planner_report(report: PlannerEvalReport) -> str:
+    """A plain-text table: one row per task (episodes, success, mean re-plans, mean steps, and with options the
+    skill executions by options and by the scripted fallback, the stuck option calls and the cycle escapes), then the
+    mean success."""
+    config = report.config
+    options = config.skills is SkillSource.OPTIONS
+    header = ["task", "episodes", "success", "re-plans", "steps",
+              *(["options", "scripted", "stuck", "cycles"] if options else [])]
+    rows = [header]
+    for r in report.tasks:
+        calls = [str(r.option_calls), str(r.fallback_calls), str(r.loops), str(r.cycles)] if options else []
+        rows.append([r.task, str(r.episodes), f"{r.success_rate:.2f}", f"{r.mean_replans:.1f}", f"{r.mean_steps:.1f}",
+                     *calls])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [format_row(row, widths) for row in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    limits = [f"seeds {config.seed_base}+k", f"at most {config.max_replans} re-plans"]
+    if options:
+        limits += [f"option calls capped at {config.option_steps} steps",
+                   f"stuck after an observation recurs {config.loop_limit} times, then {config.escape_steps} random "
+                   "moves" if config.loop_limit else "no loop check"]
+        if config.cycle_limit:
+            limits.append(f"the same moves whenever {config.cycle_limit}+ calls have ended in one planning state")
+    title = f"planner evaluation on {config.suite}/{config.split} with {report.skills_label} ({', '.join(limits)})"
+    lines.append(f"{config.suite}/{config.split}: mean success {report.mean_success:.3f} over {len(report.tasks)} "
+                 f"task(s) x {config.episodes} episode(s)")
+    if options:
+        total = sum(r.option_calls for r in report.tasks), sum(r.fallback_calls for r in report.tasks)
+        lines.append(f"skills run by learned options: {total[0]}, by scripted skills: {total[1]}; "
+                     f"stuck option calls: {sum(r.loops for r in report.tasks)}; "
+                     f"cycle escapes: {sum(r.cycles for r in report.tasks)}")
+    return "\n".join([title, *lines])

@@ -1,0 +1,147 @@
+"""Plan execution with learned options on MiniGrid: an :class:`modrl.planner.option_executor.OptionExecutor` whose
+operators are resolved to the options of a saved library, the scripted skills covering the rest.
+
+A ground operator's skill call is read as a grammar subtask (:func:`modrl.envs.operators.skill_subtask`); the library
+serves it with the per-symbol option of that subtask (``pickup-blue-key``) or the parameterised option of its verb
+(``pickup`` with the words ``("blue", "key")``). A call the grammar has no subtask for (``drop(key,red)``,
+``open(box,grey)``) is served by a parameterised option named after the skill itself, with the words
+``(colour, type)``, when one takes them (the skill options of :mod:`modrl.agents.options.skill_cloning`). Options end on
+their subtask's effect predicate (:func:`modrl.agents.options.router.load_library`), so the env is wrapped to report
+predicates in ``info``, and, for a library trained on the whole-grid view (``env.view_size``), to show the options
+that view (:class:`modrl.envs.wrappers.FullView`) -- with the target-marker channel on each step's objects when the
+library reads it (``target_marker`` of :mod:`modrl.agents.options.skill_cloning`). A skill option that reads no words
+(only the marker) is called with the step's words all the same: its termination predicate reads them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+from minigrid.core.actions import Actions
+
+from modrl.config import check
+from modrl.envs.operators import skill_subtask
+from modrl.envs.predicates import PredicatesInInfo, env_planning_state
+from modrl.envs.skill_env import skill_call, skill_targets
+from modrl.envs.subtask_env import subtask_arguments
+from modrl.envs.wrappers import FullView, current_observation
+from modrl.options import OptionCall, OptionLibrary
+from modrl.planner import GroundOperator, SkillExecutor
+from modrl.planner.option_executor import OptionExecutor
+
+
+def call_resolver(library: OptionLibrary) -> Callable[[GroundOperator], OptionCall | None]:
+    """``step -> OptionCall | None``: the library's option for the step's subtask (per-symbol first), else the
+    skill-named option (:func:`modrl.envs.skill_env.skill_call`: ``putnext`` with the moved object's words)."""
+
+    def resolve(step: GroundOperator) -> OptionCall | None:
+        sub = skill_subtask(step)
+        if sub is not None and sub.name in library:
+            return OptionCall(option=sub.name)
+        if sub is not None and sub.verb in library and library.get(sub.verb).parameterised:
+            args = subtask_arguments(sub)
+            try:
+                library.get(sub.verb).encode_args(args)
+                return OptionCall(option=sub.verb, args=args)
+            except ValueError:  # a word this option was not built for: maybe a skill option with other words
+                pass
+        return _skill_call(library, step)
+
+    return resolve
+
+
+def library_view_size(library: OptionLibrary) -> int | None:
+    """The view a library's options were trained with (one library has one image shape, which
+    :meth:`OptionLibrary.add <modrl.options.OptionLibrary.add>` enforces): ``None`` for MiniGrid's 7x7 view, else the
+    side ``N`` of the whole-grid view."""
+    side = library.get(library.names[0]).config.image_shape[0] if len(library) else 7
+    return None if side == 7 else int(side)
+
+
+def library_marks_target(library: OptionLibrary) -> bool:
+    """Whether a library's options read the target-marker channel (a four-channel whole-grid view:
+    :func:`modrl.envs.wrappers.full_view_image` with ``marker``)."""
+    return len(library) > 0 and library.get(library.names[0]).config.image_shape[2] == 4
+
+
+def _skill_call(library: OptionLibrary, step: GroundOperator) -> OptionCall | None:
+    """The skill-named option for a step: a parameterised one if it takes the step's words, or one that reads only the
+    target marker (called with the words, which its termination predicate reads)."""
+    call = skill_call(step)
+    if call is None or call[0] not in library:
+        return None
+    option = library.get(call[0])
+    if not option.parameterised:  # a marker-only skill option: the marker shows the object, the words go to β
+        return OptionCall(option=call[0], args=call[1]) if library_marks_target(library) else None
+    try:
+        option.encode_args(call[1])
+    except ValueError:
+        return None
+    return OptionCall(option=call[0], args=call[1])
+
+
+def with_predicates(env: gym.Env, *, view_size: int | None = None, marker: bool = False) -> gym.Env:
+    """``env`` wrapped so that every ``info`` carries ``predicates`` and, with ``view_size`` (see
+    :func:`library_view_size`), observations show the whole-grid view, with the target-marker channel when
+    ``marker`` (:func:`library_marks_target`; :func:`learned_skills` points it at each step's object). Call before
+    ``reset``."""
+    check(view_size is not None or not marker, "marker", "needs the whole-grid view (view_size)")
+    return PredicatesInInfo(env if view_size is None else FullView(env, size=view_size, marker=marker))
+
+
+def wrap_for_library(env: gym.Env, library: OptionLibrary) -> gym.Env:
+    """:func:`with_predicates` with the view ``library``'s options read (:func:`library_view_size`,
+    :func:`library_marks_target`)."""
+    return with_predicates(env, view_size=library_view_size(library), marker=library_marks_target(library))
+
+
+#: What an escape from a stuck option draws from: MiniGrid's turn left, turn right, move forward.
+ESCAPE_ACTIONS = (int(Actions.left), int(Actions.right), int(Actions.forward))
+
+
+def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecutor | None,
+                   max_skill_steps: int = 100, deterministic: bool = True, seed: int = 0,
+                   loop_limit: int | None = None, escape_steps: int = 0,
+                   cycle_limit: int | None = None) -> OptionExecutor:
+    """An executor running ``library``'s options in ``env`` (a reset MiniGrid env wrapped by :func:`wrap_for_library`;
+    for a library that reads the target marker, each step's objects are marked before its option runs), with
+    ``fallback`` (e.g. :class:`modrl.envs.ScriptedSkills` on the same env) for the skills no option serves;
+    without one, pass its :attr:`~modrl.planner.option_executor.OptionExecutor.allowed` to
+    :func:`modrl.planner.execute` so that plans call only the skills the library serves. ``loop_limit``,
+    ``escape_steps``: stuck options end and ``escape_steps`` random turns / moves forward follow; ``cycle_limit``: the
+    same escape follows a call that ended as planned in a planning state such calls have left that often (see
+    :mod:`modrl.planner.option_executor`)."""
+    base: Any = env.unwrapped
+    view = library_view_size(library)
+    resolve = call_resolver(library)
+    marks = library_marks_target(library)
+    marked = full_view_of(env) if marks else None
+    if marks and (marked is None or not marked.marker):
+        raise ValueError("this library's options read the target marker: wrap the env with "
+                         "wrap_for_library(env, library)")
+
+    def resolve_and_mark(step: GroundOperator) -> OptionCall | None:
+        if marked is not None:
+            marked.targets = skill_targets(step)
+        return resolve(step)
+
+    def observation() -> Any:
+        return current_observation(base, view, marker=marked is not None,
+                                   targets=() if marked is None else marked.targets)
+
+    return OptionExecutor(env, library, resolve=resolve_and_mark, observe=lambda: env_planning_state(base),
+                          observation=observation, fallback=fallback,
+                          max_skill_steps=max_skill_steps, deterministic=deterministic, seed=seed,
+                          loop_limit=loop_limit, escape_actions=ESCAPE_ACTIONS, escape_steps=escape_steps,
+                          cycle_limit=cycle_limit)
+
+
+def full_view_of(env: gym.Env) -> FullView | None:
+    """The :class:`FullView` wrapper in ``env``'s chain, if any."""
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, FullView):
+            return env
+        env = env.env
+    return None
