@@ -23,7 +23,7 @@ from modrl.runs import (
     write_run_metadata,
 )
 
-from .main import EXIT_ERROR, fail
+from .errors import EXIT_ERROR, fail, one_line
 
 
 def _resolve_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path | None, ExperimentConfig | None]:
@@ -49,11 +49,6 @@ def _resolve_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path | 
             "--allow-config-change to continue the run with the new config (recorded in its meta.json)"
         )
     return wanted, args.resume, stored
-
-
-def one_line(message: str) -> str:
-    """``message`` on one line (whitespace runs, newlines included, become one space) for a `modrl: error:` line."""
-    return " ".join(message.split())
 
 
 def train(args: argparse.Namespace) -> int:

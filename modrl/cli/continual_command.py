@@ -21,7 +21,7 @@ from modrl.runs import (
     write_run_metadata,
 )
 
-from .main import EXIT_ERROR, fail
+from .errors import EXIT_ERROR, fail
 
 
 def add_continual_parser(sub: argparse._SubParsersAction) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 from modrl.config import ConfigError
 from modrl.runs import RunDirError
 
-from .main import EXIT_ERROR, fail
+from .errors import EXIT_ERROR, fail
 
 
 def _validate_trial(base: Path, overrides: Sequence[str]) -> None:

@@ -15,16 +15,6 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")  # before torch is imported (DESIGN.md section 6)
 
-EXIT_ERROR = 1
-EXIT_USAGE = 2
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> int:
-    """Print ``modrl: error: <message>`` to stderr and return the exit code for a command to return."""
-    print(f"modrl: error: {message}", file=sys.stderr)
-    return code
-
-
 def _build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="modrl",

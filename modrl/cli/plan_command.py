@@ -11,7 +11,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from .main import EXIT_ERROR, fail
+from .errors import EXIT_ERROR, fail
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -14,8 +14,7 @@ from modrl._io import atomic_write_json
 from modrl.config import ConfigError
 from modrl.runs import RunDirError, read_run_config
 
-from .commands import one_line
-from .main import EXIT_ERROR, fail
+from .errors import EXIT_ERROR, fail, one_line
 
 
 def _planner_flag_error(args: argparse.Namespace) -> str | None:
