@@ -138,24 +138,16 @@ def _evaluate_and_report(run_dir: Path, *, episodes: int, deterministic: bool, s
     return path
 
 
-#: ``modrl eval`` flags that only planner mode reads: (attribute, flag).
-_PLANNER_FLAGS = (("scripted", "--scripted"), ("suite", "--suite"), ("option_steps", "--option-steps"),
-                  ("max_nodes", "--max-nodes"), ("max_replans", "--max-replans"), ("loop_limit", "--loop-limit"),
-                  ("escape_steps", "--escape-steps"), ("ensemble", "--ensemble"),
-                  ("cycle_limit", "--cycle-limit"),
-                  ("fallback_scripted", "--fallback-scripted"), ("out", "--out"))
-
-
 def evaluate(args: argparse.Namespace) -> int:
     """``modrl eval``: evaluate a run's latest checkpoint per task, or with ``--planner`` the planner over a run's
     option library (or the scripted skills)."""
     if args.episodes < 1:
         return fail(f"--episodes must be >= 1, got {args.episodes}")
-    if args.planner:
-        from .planner_eval_command import evaluate_planner_command
+    from . import planner_eval_command
 
-        return evaluate_planner_command(args)
-    given = [flag for attr, flag in _PLANNER_FLAGS if getattr(args, attr) not in (None, False)]
+    if args.planner:
+        return planner_eval_command.run(args)
+    given = planner_eval_command.planner_only_flags(args)
     if given:
         return fail(f"{given[0]} needs --planner (modrl eval RUN_DIR --planner ...)")
     if args.run_dir is None:

@@ -81,49 +81,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--stochastic", action="store_true", help="sample actions instead of the deterministic policy (with "
         "--planner: sample the options' actions)"
     )
-    planner = evaluate.add_argument_group("planner mode")
-    planner.add_argument("--planner", action="store_true", help="evaluate the planner executing plans with skills")
-    planner.add_argument(
-        "--scripted", action="store_true", help="run the skills with the scripted skills (no RUN_DIR; needs --suite)"
-    )
-    planner.add_argument("--suite", help="suite to evaluate on (default: the run's, from its config.yaml)")
-    planner.add_argument(
-        "--option-steps", type=int, metavar="N", help="step cap of one option call (default: 100)"
-    )
-    planner.add_argument(
-        "--max-nodes", type=int, metavar="N", help="node expansions per (re-)plan before 'no plan' (default: 100000; "
-        "a lower bound makes hopeless re-plans after failed skills cheap)"
-    )
-    planner.add_argument(
-        "--max-replans", type=int, metavar="N", help="re-plans per episode after the first plan (default: 20; each "
-        "failed, stuck or timed-out skill call re-plans, so options get another try)"
-    )
-    planner.add_argument(
-        "--loop-limit", type=int, metavar="N", help="an option call that sees one observation N times is stuck: it "
-        "ends, random moves follow (--escape-steps) and the planner re-plans (default: 3; 0: off)"
-    )
-    planner.add_argument(
-        "--escape-steps", type=int, metavar="N", help="random moves (turn left / turn right / forward) after a stuck "
-        "option call (default: 3)"
-    )
-    planner.add_argument(
-        "--cycle-limit", type=int, metavar="N", help="the same random moves follow an option call that ends as "
-        "planned in a planning state such calls have ended in N times in the episode (e.g. a drop that sets the "
-        "ball back where it blocks the door; default: 3; 0: off)"
-    )
-    planner.add_argument(
-        "--ensemble", nargs="+", type=Path, metavar="RUN", help="more option runs (or library directories) trained for "
-        "the same skills: each skill acts with the mean of the action probabilities of every library's option (an "
-        "option ensemble; RUN_DIR's results path)"
-    )
-    planner.add_argument(
-        "--fallback-scripted", action="store_true", help="the scripted skills run the steps no option serves "
-        "(counted in the table; default: such a step fails and the planner re-plans)"
-    )
-    planner.add_argument(
-        "--out", type=Path, metavar="FILE", help="write the JSON here (default: RUN_DIR/eval/...; with --scripted: "
-        "print only)"
-    )
+    from . import planner_eval_command  # argparse only at import, like plan_command
+
+    planner_eval_command.add_planner_arguments(evaluate)
 
     _add_experiment_parsers(sub)
     from .options_command import add_options_parser  # the options helper's sub-parsers (modrl options ...)

@@ -2,7 +2,7 @@
 skills run by the options of a ``modrl options train`` run or by the scripted skills
 (:mod:`modrl.agents.planning.evaluation`).
 
-Heavy imports happen inside :func:`evaluate_planner_command`, so building the parser stays cheap.
+Heavy imports happen inside :func:`run`, so building the parser stays cheap.
 """
 
 from __future__ import annotations
@@ -15,6 +15,66 @@ from modrl.config import ConfigError
 from modrl.runs import RunDirError, read_run_config
 
 from .errors import EXIT_ERROR, fail, one_line
+
+
+def add_planner_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add ``modrl eval``'s planner-mode flags (the ``planner mode`` group) to ``parser``."""
+    planner = parser.add_argument_group("planner mode")
+    planner.add_argument("--planner", action="store_true", help="evaluate the planner executing plans with skills")
+    planner.add_argument(
+        "--scripted", action="store_true", help="run the skills with the scripted skills (no RUN_DIR; needs --suite)"
+    )
+    planner.add_argument("--suite", help="suite to evaluate on (default: the run's, from its config.yaml)")
+    planner.add_argument(
+        "--option-steps", type=int, metavar="N", help="step cap of one option call (default: 100)"
+    )
+    planner.add_argument(
+        "--max-nodes", type=int, metavar="N", help="node expansions per (re-)plan before 'no plan' (default: 100000; "
+        "a lower bound makes hopeless re-plans after failed skills cheap)"
+    )
+    planner.add_argument(
+        "--max-replans", type=int, metavar="N", help="re-plans per episode after the first plan (default: 20; each "
+        "failed, stuck or timed-out skill call re-plans, so options get another try)"
+    )
+    planner.add_argument(
+        "--loop-limit", type=int, metavar="N", help="an option call that sees one observation N times is stuck: it "
+        "ends, random moves follow (--escape-steps) and the planner re-plans (default: 3; 0: off)"
+    )
+    planner.add_argument(
+        "--escape-steps", type=int, metavar="N", help="random moves (turn left / turn right / forward) after a stuck "
+        "option call (default: 3)"
+    )
+    planner.add_argument(
+        "--cycle-limit", type=int, metavar="N", help="the same random moves follow an option call that ends as "
+        "planned in a planning state such calls have ended in N times in the episode (e.g. a drop that sets the "
+        "ball back where it blocks the door; default: 3; 0: off)"
+    )
+    planner.add_argument(
+        "--ensemble", nargs="+", type=Path, metavar="RUN", help="more option runs (or library directories) trained for "
+        "the same skills: each skill acts with the mean of the action probabilities of every library's option (an "
+        "option ensemble; RUN_DIR's results path)"
+    )
+    planner.add_argument(
+        "--fallback-scripted", action="store_true", help="the scripted skills run the steps no option serves "
+        "(counted in the table; default: such a step fails and the planner re-plans)"
+    )
+    planner.add_argument(
+        "--out", type=Path, metavar="FILE", help="write the JSON here (default: RUN_DIR/eval/...; with --scripted: "
+        "print only)"
+    )
+
+
+#: ``modrl eval`` flags that only planner mode reads: (attribute, flag).
+_PLANNER_FLAGS = (("scripted", "--scripted"), ("suite", "--suite"), ("option_steps", "--option-steps"),
+                  ("max_nodes", "--max-nodes"), ("max_replans", "--max-replans"), ("loop_limit", "--loop-limit"),
+                  ("escape_steps", "--escape-steps"), ("ensemble", "--ensemble"),
+                  ("cycle_limit", "--cycle-limit"),
+                  ("fallback_scripted", "--fallback-scripted"), ("out", "--out"))
+
+
+def planner_only_flags(args: argparse.Namespace) -> list[str]:
+    """The planner-only flags given in ``args`` (each needs ``--planner``)."""
+    return [flag for attr, flag in _PLANNER_FLAGS if getattr(args, attr) not in (None, False)]
 
 
 def _planner_flag_error(args: argparse.Namespace) -> str | None:
@@ -87,7 +147,7 @@ def _run_suite(run_dir: Path) -> str | None:
     return suite if isinstance(suite, str) else None
 
 
-def evaluate_planner_command(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """``modrl eval --planner``: the planner with a run's options (or the scripted skills) on a suite split."""
     from modrl.agents.planning.evaluation import (
         PlannerEvalConfig,
