@@ -9,24 +9,14 @@ import sys
 import time
 from pathlib import Path
 
-from modrl.config import ConfigError, to_dict
-from modrl.runs import (
-    RunDirError,
-    RunStatus,
-    create_run_dir,
-    lock_run_dir,
-    read_run_config,
-    record_config_change,
-    set_status,
-    write_run_metadata,
-)
-
 from .errors import EXIT_ERROR, fail
 
+NAME = "continual"
 
-def add_continual_parser(sub: argparse._SubParsersAction) -> None:
-    """Register the ``continual`` sub-command."""
-    parser = sub.add_parser(
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``modrl continual`` on the top-level sub-parsers."""
+    parser = subparsers.add_parser(
         "continual",
         help="train on a sequence of tasks with a local-update rule; report R, forgetting and transfer",
         description="Train one agent on the tasks of sequence.tasks one after another, protecting what earlier "
@@ -56,6 +46,8 @@ def add_continual_parser(sub: argparse._SubParsersAction) -> None:
 def _config_and_dir(args: argparse.Namespace) -> tuple[object, Path, bool, dict | None]:
     """``(config, run_dir, resume, old config to record a change from or None)``."""
     from modrl.agents.continual.config import load_continual_config
+    from modrl.config import ConfigError, to_dict
+    from modrl.runs import create_run_dir, read_run_config, write_run_metadata
 
     reference = [] if args.reference_dir is None else \
         ["sequence.reference=scratch", f"sequence.reference_dir={args.reference_dir}"]  # fmt: skip
@@ -76,6 +68,9 @@ def _config_and_dir(args: argparse.Namespace) -> tuple[object, Path, bool, dict 
 
 def run(args: argparse.Namespace) -> int:
     """``modrl continual``: validate, create (or lock and resume) the run directory, run the stages, print R."""
+    from modrl.config import ConfigError, to_dict
+    from modrl.runs import RunDirError, lock_run_dir, record_config_change
+
     try:
         config, run_dir, resume, old = _config_and_dir(args)
     except (ConfigError, RunDirError) as exc:
@@ -93,6 +88,7 @@ def _run_locked(config: object, run_dir: Path, *, resume: bool) -> int:
     from modrl.agents.continual.config import ContinualConfig
     from modrl.agents.continual.runner import ContinualStatus, run_continual
     from modrl.checkpoint import CheckpointError
+    from modrl.runs import RunStatus, set_status
 
     assert isinstance(config, ContinualConfig)
     sequence = config.sequence

@@ -13,11 +13,16 @@ from typing import Any
 
 from .errors import EXIT_ERROR, fail
 
+NAME = "options"
 
-def add_options_parser(sub: argparse._SubParsersAction) -> None:
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``modrl options {train,route,critic,sketch,skills,merge}`` on the top-level sub-parsers."""
-    options = sub.add_parser("options", help="train options (subtask events, sketches, option-critic) and a router",
-                             description="Options: temporally extended skills (policy + termination + initiation).")
+    options = subparsers.add_parser(
+        "options",
+        help="train options (subtask events, sketches, option-critic) and a router",
+        description="Options: temporally extended skills (policy + termination + initiation).",
+    )
     options_sub = options.add_subparsers(dest="options_command", required=True, metavar="OPTIONS_COMMAND")
     train = options_sub.add_parser(
         "train", help="train an option library (curriculum over options) into a new run directory",
@@ -66,7 +71,7 @@ def add_options_parser(sub: argparse._SubParsersAction) -> None:
                             help="where new run directories go (default: runs)")
 
 
-def options(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """Dispatch ``modrl options train|route|critic|sketch|skills|merge``."""
     if args.options_command == "merge":
         return _merge(args.sources, args.run_dir)

@@ -13,6 +13,8 @@ from typing import Any
 
 from .errors import EXIT_ERROR, fail
 
+NAME = "plan"
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     """Add the ``plan`` sub-command to ``sub``."""

@@ -1,4 +1,4 @@
-"""``modrl sweep`` and ``modrl report``: many trials of ``modrl train``, and the tables and plots made from them."""
+"""``modrl sweep``: a grid of ``modrl train`` trials (config keys x seeds), run locally or on Ray, resumable."""
 
 from __future__ import annotations
 
@@ -7,10 +7,46 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from modrl.config import ConfigError
-from modrl.runs import RunDirError
-
 from .errors import EXIT_ERROR, fail
+
+NAME = "sweep"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``modrl sweep`` on the top-level sub-parsers."""
+    sweep = subparsers.add_parser(
+        "sweep",
+        help="run a grid of trainings (config keys x seeds) locally or on Ray",
+        description=(
+            "Expand SWEEP.yaml (base config, grid of config keys, seeds, fixed overrides) into trials, validate "
+            "every trial's config first, then run them as 'modrl train' processes: one worker per CPU core by "
+            "default, each with one torch thread. Finished trials are recorded as they finish; --resume re-runs "
+            "only what is left (unfinished trials continue from their checkpoints). A failed trial is reported and "
+            "does not stop the others."
+        ),
+    )
+    sweep.add_argument("spec", nargs="?", type=Path, help="sweep YAML (e.g. experiments/sweeps/quickstart.yaml)")
+    sweep.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a key of the sweep file, e.g. --set seeds=[0,1] or --set set.train.total_timesteps=20000",
+    )
+    sweep.add_argument("--sweep-dir", type=Path, help="exact sweep directory to create (refused if it exists)")
+    sweep.add_argument(
+        "--runs-root",
+        type=Path,
+        default=Path("runs/sweeps"),
+        help="where new sweep directories go (default: runs/sweeps)",
+    )
+    sweep.add_argument("--resume", type=Path, metavar="SWEEP_DIR", help="run what is left of an existing sweep")
+    sweep.add_argument(
+        "--backend", choices=["local", "ray"], default=None, help="local processes (default) or a Ray cluster"
+    )
+    sweep.add_argument("--workers", type=int, help="trials at a time (default: the sweep file's, else one per core)")
+    sweep.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local instance)")
 
 
 def _validate_trial(base: Path, overrides: Sequence[str]) -> None:
@@ -36,8 +72,10 @@ class _ProgressPrinter:
         print(f"[sweep] {progress.line()} | {progress.skipped} complete before this run", flush=True)
 
 
-def sweep(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace) -> int:
     """``modrl sweep``: validate every trial, create (or resume) the sweep directory, run the trials."""
+    from modrl.config import ConfigError
+    from modrl.runs import RunDirError
     from modrl.sweep import SweepError, expand, load_sweep_spec, open_sweep_dir, run_sweep, validate_trials
 
     if args.resume is not None:
@@ -77,22 +115,3 @@ def sweep(args: argparse.Namespace) -> int:
     if result.signal is not None:
         return 128 + result.signal
     return 0 if not result.failed and not result.interrupted else EXIT_ERROR
-
-
-def report(args: argparse.Namespace) -> int:
-    """``modrl report``: tables, plots and provenance for a run, a sweep, a continual run or a directory of
-    continual runs (one comparison table of the update rules)."""
-    from modrl.report import build_report, find_continual_runs
-
-    path = args.path
-    if not ((path / "config.yaml").is_file() or (path / "trials.json").is_file() or find_continual_runs(path)):
-        return fail(
-            f"{path} is neither a run directory (config.yaml), a sweep directory (trials.json) nor a directory "
-            "holding continual runs (config.yaml + continual.json)"
-        )
-    try:
-        path = build_report(args.path, out_dir=args.out, threshold=args.threshold)
-    except (ValueError, OSError) as exc:
-        return fail(str(exc), EXIT_ERROR)
-    print(f"report written to {path}")
-    return 0

@@ -1,0 +1,157 @@
+"""``modrl train``: validate a config, create (or lock and resume) a run directory, train, evaluate."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .errors import EXIT_ERROR, fail, one_line
+
+if TYPE_CHECKING:
+    from modrl.agents.common.config import ExperimentConfig
+
+NAME = "train"
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``modrl train`` on the top-level sub-parsers."""
+    train = subparsers.add_parser(
+        "train",
+        help="train an agent from a YAML config into a new run directory",
+        description="Train an agent from a YAML experiment config. Each run gets its own directory (config, "
+        "metadata, checkpoints, TensorBoard logs, evaluation results); an existing directory is never overwritten. "
+        "Ctrl-C / SIGTERM stop cleanly with a checkpoint; --resume continues from the last complete one.",
+    )
+    train.add_argument(
+        "config", nargs="?", type=Path, help="experiment YAML (e.g. experiments/configs/quickstart.yaml)"
+    )
+    train.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set agent.router.kind=topk --set train.total_timesteps=20000",
+    )
+    train.add_argument(
+        "--run-dir", type=Path, help="exact run directory to create (refused if it exists and is not empty)"
+    )
+    train.add_argument(
+        "--runs-root", type=Path, default=Path("runs"), help="where new run directories go (default: runs)"
+    )
+    train.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR from its last complete checkpoint"
+    )
+    train.add_argument(
+        "--allow-config-change",
+        action="store_true",
+        help="with --resume and CONFIG/--set: continue the run with a changed config (recorded in meta.json); the "
+        "agent, task set and spaces must still match its checkpoints",
+    )
+
+
+def _resolve_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path | None, ExperimentConfig | None]:
+    """The config to train, the run directory when resuming, and the stored config when a resume changes it.
+
+    A changed config on resume is refused unless ``--allow-config-change`` is given.
+    """
+    from modrl.agents.common.config import load_experiment_config
+    from modrl.config import ConfigError, to_dict
+    from modrl.runs import read_run_config
+
+    if args.resume is None:
+        if args.config is None:
+            raise ConfigError("give a CONFIG file to train (or --resume RUN_DIR)")
+        return load_experiment_config(args.config, args.overrides), None, None
+    if args.run_dir is not None:
+        raise ConfigError("--run-dir and --resume cannot be combined: a resumed run keeps its directory")
+    stored = load_experiment_config(read_run_config(args.resume))
+    if args.config is None and not args.overrides:
+        return stored, args.resume, None
+    wanted = load_experiment_config(args.config if args.config is not None else to_dict(stored), args.overrides)
+    if wanted == stored:
+        return stored, args.resume, None
+    if not args.allow_config_change:
+        raise ConfigError(
+            f"the config differs from the one {args.resume} was started with; resume without CONFIG/--set, or pass "
+            "--allow-config-change to continue the run with the new config (recorded in its meta.json)"
+        )
+    return wanted, args.resume, stored
+
+
+def run(args: argparse.Namespace) -> int:
+    """``modrl train``: validate the config, create (or lock and resume) the run directory, train, evaluate."""
+    from modrl.config import ConfigError, to_dict
+    from modrl.runs import RunDirError, create_run_dir, lock_run_dir, write_run_metadata
+
+    try:
+        config, resume_dir, previous = _resolve_config(args)
+    except (ConfigError, RunDirError) as exc:
+        return fail(one_line(str(exc)))
+    if resume_dir is None:
+        try:
+            run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
+            write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
+        except RunDirError as exc:
+            return fail(str(exc))
+    else:
+        run_dir = resume_dir
+    try:
+        with lock_run_dir(run_dir):
+            return _train_locked(config, run_dir, resume=resume_dir is not None, previous=previous)
+    except RunDirError as exc:
+        return fail(str(exc))
+
+
+def _train_locked(config: ExperimentConfig, run_dir: Path, *, resume: bool, previous: ExperimentConfig | None) -> int:
+    from modrl.agents.common.guards import EnvWorkerError, NonFiniteError
+    from modrl.agents.common.training import TENSORBOARD, TrainStatus, run_training
+    from modrl.checkpoint import CheckpointError
+    from modrl.config import to_dict
+    from modrl.runs import RunStatus, record_config_change, set_status
+
+    from .eval_command import evaluate_and_report
+
+    print(f"run directory: {run_dir}")
+    print(
+        f"agent: {config.agent.kind} ({config.agent.algo}, router {config.agent.router.kind}, "
+        f"{config.agent.skills.count} {config.agent.skills.kind} modules) | suite: {config.env.suite} | "
+        f"{config.env.n_envs} envs | {config.train.total_timesteps} steps | seed {config.seed}"
+    )
+    started = time.monotonic()
+    begun = not resume  # a refused resume (wrong task, no usable checkpoint) leaves the run directory untouched
+
+    def on_start(resumed_from: int | None) -> None:
+        nonlocal begun
+        if previous is not None:
+            record_config_change(run_dir, old=to_dict(previous), new=to_dict(config), argv=["modrl", *sys.argv[1:]])
+        if resume:
+            set_status(run_dir, RunStatus.RUNNING, resumed=True)
+        begun = True
+
+    try:
+        outcome = run_training(config, run_dir, resume=resume, on_start=on_start)
+    except (CheckpointError, NonFiniteError, EnvWorkerError) as exc:
+        if begun:
+            set_status(run_dir, RunStatus.FAILED, error=str(exc))
+        return fail(str(exc), EXIT_ERROR)
+    except Exception as exc:
+        if begun:
+            set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        raise
+    elapsed = time.monotonic() - started
+    if outcome.status is TrainStatus.INTERRUPTED:
+        set_status(run_dir, RunStatus.INTERRUPTED, step=outcome.steps, checkpoint=str(outcome.checkpoint))
+        print(f"interrupted at step {outcome.steps}; checkpoint {outcome.checkpoint}")
+        print(f"resume with: modrl train --resume {run_dir}")
+        return 128 + (outcome.signal or signal.SIGINT)
+    print(f"training finished: {outcome.steps} steps in {elapsed:.0f}s; checkpoint {outcome.checkpoint}")
+    if config.train.eval_episodes > 0:
+        evaluate_and_report(run_dir, episodes=config.train.eval_episodes, deterministic=True)
+    set_status(run_dir, RunStatus.COMPLETED, step=outcome.steps, train_seconds=round(elapsed, 1))
+    print(f"\nTensorBoard: tensorboard --logdir {run_dir / TENSORBOARD}")
+    return 0
