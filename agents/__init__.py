@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     "load_continual_config": "continual.config",
     "ContinualStatus": "continual.runner",
     "run_continual": "continual.runner",
+    "ContinualPolicy": "continual.store",
     "load_continual_policy": "continual.store",
     # options
     "OptionsTrainConfig": "options.config",
@@ -67,6 +68,7 @@ __all__ = [
     "AGENTS",
     "ALGOS",
     "ContinualConfig",
+    "ContinualPolicy",
     "ContinualStatus",
     "EvalReport",
     "ExperimentConfig",
@@ -116,7 +118,7 @@ if TYPE_CHECKING:
     from modrl.agents.common.training import TrainStatus, run_training
     from modrl.agents.continual.config import ContinualConfig, load_continual_config
     from modrl.agents.continual.runner import ContinualStatus, run_continual
-    from modrl.agents.continual.store import load_continual_policy
+    from modrl.agents.continual.store import ContinualPolicy, load_continual_policy
     from modrl.agents.options.config import OptionsTrainConfig, RouteConfig
     from modrl.agents.options.critic import run_option_critic
     from modrl.agents.options.critic_config import OptionCriticConfig, SketchConfig
