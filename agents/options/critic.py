@@ -17,7 +17,9 @@ charges every switch in the reward (Harb et al., 2018).
 
 SB3 cannot express this: its rollout buffer and policies carry one action distribution per step and no per-env
 hidden choice, while here the action's distribution depends on which option runs, that choice persists across
-steps, and the termination, option-choice and action log-probabilities each need their own loss.
+steps, and the termination, option-choice and action log-probabilities each need their own loss (8 of the 18 per-step
+tensors :func:`collect` returns have no ``RolloutBuffer`` field; see :mod:`modrl.agents.options.hier_ppo`). The GAE
+is SB3's own (:func:`modrl.agents.options.hier_ppo.gae`).
 """
 
 from __future__ import annotations

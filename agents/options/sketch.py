@@ -14,6 +14,8 @@ it); one clipped PPO surrogate trains both through the pair's joint log-probabil
 being at sketch position ``k`` of task ``τ`` in state ``s`` (:class:`modrl.options.OptionController`'s value head,
 one output per position), the stand-in for the paper's per-task baselines. A curriculum over sketch lengths (short
 sketches first, :class:`modrl.options.SuccessCurriculum`) moves on when training success passes its threshold.
+The PPO pieces (SB3's GAE, the clipped surrogate, minibatches) are :mod:`modrl.agents.options.hier_ppo`'s, which says
+why the loop is not SB3's ``PPO.learn``.
 """
 
 from __future__ import annotations
