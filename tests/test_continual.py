@@ -178,6 +178,7 @@ def test_freeze_grow_preserves_old_task_exactly(runs: dict[str, Path]) -> None:
     params = [s["params"] for s in record["stages"]]
     assert params[1]["added"] == sum(p.numel() for p in after.modular.network.library.get("skill_1").parameters())
     assert params[1]["frozen"] > params[0]["frozen"] and params[0]["added"] == params[0]["active"]
+    assert [s["rule_phase"] for s in record["stages"]] == ["grown", "grown"]  # GrowPhase's values, plain strings
 
 
 @pytest.mark.slow

@@ -127,6 +127,10 @@ def test_cli_option_critic_trains_saves_and_logs(tmp_path: Path, capsys: pytest.
     assert library.names == ["option0", "option1"] and library.get("option0").beta is not None
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results["det"]) == {"empty5", "emptyrand5"} and 0 <= results["det"]["empty5"]["success"] <= 1
+    assert set(results) == {"frames", "final", "stoch", "det"} and results["frames"] == 128  # the results.json keys
+    assert set(results["final"]) == {"frames", "mean_duration", "termination_prob", "success", "policy_loss",
+                                     "option_loss", "value_loss", "termination_loss"}
+    assert set(results["stoch"]["empty5"]) == {"success", "mean_duration"}
     assert (run_dir / "controller.safetensors").stat().st_size > 0
     tags = EventAccumulator(str(run_dir / "tb")).Reload().Tags()
     for tag in ("modrl/options/mean_duration", "modrl/option/option0/mean_duration",

@@ -315,6 +315,8 @@ def test_path1_learns_a_trivial_subtask_and_saves_the_option(tmp_path: Path) -> 
     library = OptionLibrary.load(tmp_path / "options")
     assert library.names == ["goto-green-ball"] and library.is_frozen("goto-green-ball")
     assert "| goto-green-ball |" in (tmp_path / "results.md").read_text()
+    per_task = json.loads((tmp_path / "results.json").read_text())["options"][0]["per_task"]
+    assert per_task and all(set(row) == {"split", "stoch", "det"} for row in per_task.values())  # the old keys
 
 
 @pytest.mark.slow

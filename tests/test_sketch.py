@@ -68,6 +68,11 @@ def test_cli_sketch_runs_on_the_sequences_train_split(tmp_path: Path, capsys: py
                              "goto-purple-door"]
     results = json.loads((run_dir / "results.json").read_text())
     splits = [row["split"] for row in results["det"].values()]
+    assert set(results) == {"frames", "modules", "curriculum", "final", "stoch", "det"}  # the results.json keys
+    assert set(results["final"]) == {"frames", "policy_loss", "value_loss", "entropy", "success", "stop_prob",
+                                     "stop_after_event"}
+    assert [s["name"] for s in results["curriculum"]] == ["length-1", "length-2"]
+    assert set(results["stoch"]["goto-green-ball"]) == {"split", "success"}
     assert splits.count("train") == 20 and splits.count("test") == 15  # zero-shot: unseen orders and lengths
     tags = EventAccumulator(str(run_dir / "tb")).Reload().Tags()
     for tag in ("modrl/sketch/stop_prob", "modrl/options/mean_duration", "modrl/option/goto-green-ball/mean_duration",
@@ -90,4 +95,4 @@ def test_sketch_module_learns_a_one_step_sketch_and_not_to_stop_early() -> None:
     after = evaluate_sketch(modules, config, ["goto-green-ball"], episodes=20, deterministic=False)
     # measured: 0.10 -> 0.55 success; STOP probability 0.12 -> ~0 (stopping the last module fails the episode)
     assert after["goto-green-ball"] >= before["goto-green-ball"] + 0.25, (before, after)
-    assert history[0]["stop_prob"] > 0.05 and history[-1]["stop_prob"] < 0.02
+    assert history[0].stop_prob > 0.05 and history[-1].stop_prob < 0.02

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator
 
 import pytest
@@ -16,6 +17,7 @@ from modrl.skills import SkillsConfig, build_skill_library
 from modrl.updates import (
     UPDATE_RULES,
     ConsolidationData,
+    GrowPhase,
     ModelParts,
     ParamGuard,
     RuleState,
@@ -26,6 +28,7 @@ from modrl.updates import (
     build_update_rule,
     router_mask_of,
 )
+from modrl.updates.freeze_grow import PHASES
 
 D, H, K, T, A, B = 6, 5, 4, 3, 3, 16
 RULES = UPDATE_RULES.names()
@@ -235,6 +238,31 @@ def test_freeze_grow_assimilation_keeps_old_modules_when_they_suffice() -> None:
     rule.begin_stage(2, 2)
     rule.after_update(StageProgress(step=50, budget=100, success=0.1))
     assert rule.state_dict().meta["phase"] == "grown_after_trying" and rule.state_dict().meta["used"] == 2
+
+
+def test_freeze_grow_phase_enum_keeps_the_checkpoint_strings_and_loads_old_rule_states() -> None:
+    # The phase's values are the checkpoint format: the plain strings the rule state held before the enum.
+    assert [phase.value for phase in PHASES] == ["grown", "assimilating", "assimilated", "grown_after_trying"]
+    agent, rule = make("freeze_grow", assimilation=True, assimilation_threshold=0.5)
+    run_stage(agent, rule, 0, 0)
+    rule.begin_stage(1, 1)
+    rule.after_update(StageProgress(step=10, budget=100, success=0.9))  # before the decision
+    state = rule.state_dict()
+    assert rule.phase is GrowPhase.ASSIMILATING and type(state.meta["phase"]) is str
+    # A rule state's JSON exactly as the string-phase rule wrote it (a continual checkpoint's "rule" entry).
+    old = '{"kind": "FreezeGrow", "stage": 1, "tasks": [0, 1], "in_stage": true, "used": 1, "phase": "assimilating"}'
+    assert json.dumps(state.meta) == old
+    clone, restored = make("freeze_grow", seed=5, assimilation=True, assimilation_threshold=0.5)
+    clone.load_state_dict(agent.state_dict())
+    restored.load_state_dict(RuleState(tensors=state.tensors, meta=json.loads(old)))
+    assert restored.phase is GrowPhase.ASSIMILATING and restored.state_dict().meta == state.meta
+    for task in range(T):
+        assert torch.equal(probe(clone, restored, task), probe(agent, rule, task))
+    restored.after_update(StageProgress(step=50, budget=100, success=0.9))  # the state machine goes on from there
+    assert restored.phase is GrowPhase.ASSIMILATED and restored.state_dict().meta["phase"] == "assimilated"
+    with pytest.raises(ValueError, match="unknown phase 'growing'"):
+        make("freeze_grow", seed=5)[1].load_state_dict(RuleState(tensors=state.tensors,
+                                                                 meta=json.loads(old) | {"phase": "growing"}))
 
 
 def test_freeze_grow_refuses_shared_routers_and_exhausted_capacity() -> None:

@@ -70,6 +70,8 @@ REFERENCE_DIR = "reference"
 
 
 class ContinualStatus(enum.Enum):
+    """How :func:`run_continual` ended: every stage done, or stopped by a signal (resumable)."""
+
     COMPLETED = "completed"
     INTERRUPTED = "interrupted"
 
@@ -84,6 +86,14 @@ class _Entry(enum.Enum):
 
 @dataclass(frozen=True)
 class ContinualOutcome:
+    """What :func:`run_continual` did.
+
+    Attributes:
+        status: How it ended. stages_done: Stages trained and evaluated so far. steps: Environment steps so far.
+        resumed_from: The stage a resumed run continued at (``None``: a fresh run). signal: The signal that
+            interrupted it, if any.
+    """
+
     status: ContinualStatus
     stages_done: int
     steps: int

@@ -17,7 +17,9 @@ charges every switch in the reward (Harb et al., 2018).
 
 SB3 cannot express this: its rollout buffer and policies carry one action distribution per step and no per-env
 hidden choice, while here the action's distribution depends on which option runs, that choice persists across
-steps, and the termination, option-choice and action log-probabilities each need their own loss.
+steps, and the termination, option-choice and action log-probabilities each need their own loss (8 of the 18 per-step
+tensors :func:`collect` returns have no ``RolloutBuffer`` field; see :mod:`modrl.agents.options.hier_ppo`). The GAE
+is SB3's own (:func:`modrl.agents.options.hier_ppo.gae`).
 """
 
 from __future__ import annotations
@@ -110,6 +112,34 @@ class UpdateRecord:
     option_loss: float
     value_loss: float
     termination_loss: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptionCriticTaskEval:
+    """One task's evaluation: success rate over the episodes, and primitive steps per option call."""
+
+    success: float
+    mean_duration: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptionCriticResults:
+    """What :func:`run_option_critic` measured (``results.json``, see :meth:`to_dict`).
+
+    Attributes:
+        frames: Primitive frames trained. final: The last update's record (``None`` without any update).
+        stoch: Per task, the evaluation with sampled option choices and actions. det: The same with argmax ones.
+    """
+
+    frames: int
+    final: UpdateRecord | None
+    stoch: dict[str, OptionCriticTaskEval]
+    det: dict[str, OptionCriticTaskEval]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form written to ``results.json``: ``frames``, ``final`` (the record's fields or ``None``),
+        ``stoch`` / ``det`` (task -> ``success``, ``mean_duration``)."""
+        return asdict(self)
 
 
 class _Loop:
@@ -271,12 +301,12 @@ def _record(frames: int, batch: dict[str, Tensor], loop: _Loop, losses: dict[str
 
 
 def evaluate_option_critic(model: OptionCriticModel, config: OptionCriticConfig, *, episodes: int,
-                           deterministic: bool, seed_base: int) -> dict[str, dict[str, Any]]:
+                           deterministic: bool, seed_base: int) -> dict[str, OptionCriticTaskEval]:
     """Success rate and mean option duration per task (episode ``k`` seeded ``seed_base + k``); with
     ``deterministic`` the option choice and the actions are argmax (terminations stay Bernoulli draws)."""
     slots = TaskSlots(replace(config.env, n_envs=1), seed=seed_base)
     rng = np.random.default_rng(seed_base)
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, OptionCriticTaskEval] = {}
     model.eval()
     for index, task in enumerate(slots.task_names):
         wins, calls, steps = 0, 0, 0
@@ -296,7 +326,7 @@ def evaluate_option_critic(model: OptionCriticModel, config: OptionCriticConfig,
                 result = slots.step(0, action)
                 obs, done, success, steps = result.observation, result.done, result.success, steps + 1
             wins += success
-        out[task] = {"success": wins / max(episodes, 1), "mean_duration": steps / max(calls, 1)}
+        out[task] = OptionCriticTaskEval(success=wins / max(episodes, 1), mean_duration=steps / max(calls, 1))
     slots.close()
     model.train()
     return out
@@ -313,16 +343,15 @@ def save_option_critic(model: OptionCriticModel, run_dir: Path, *, task_names: t
 
 
 def run_option_critic(config: OptionCriticConfig, run_dir: Path, *,
-                      writer: TelemetryWriter | None = None) -> dict[str, Any]:
+                      writer: TelemetryWriter | None = None) -> OptionCriticResults:
     """Train, save (:func:`save_option_critic`), evaluate every task (stochastic and deterministic) and write
-    ``run_dir/results.json``; returns what it wrote."""
+    ``run_dir/results.json`` (:meth:`OptionCriticResults.to_dict`); returns what it wrote."""
     model, history = train_option_critic(config, writer=writer)
     task_names = TaskSlots(config.env, seed=config.seed).task_names
     save_option_critic(model, run_dir, task_names=task_names)
-    results: dict[str, Any] = {"frames": history[-1].frames if history else 0,
-                               "final": asdict(history[-1]) if history else None}
-    for mode in ("stoch", "det"):
-        results[mode] = evaluate_option_critic(model, config, episodes=config.eval_episodes,
-                                               deterministic=mode == "det", seed_base=EVAL_SEED_BASE)
-    atomic_write_json(run_dir / "results.json", results)
+    stoch, det = (evaluate_option_critic(model, config, episodes=config.eval_episodes, deterministic=deterministic,
+                                         seed_base=EVAL_SEED_BASE) for deterministic in (False, True))
+    results = OptionCriticResults(frames=history[-1].frames if history else 0, final=history[-1] if history else None,
+                                  stoch=stoch, det=det)
+    atomic_write_json(run_dir / "results.json", results.to_dict())
     return results

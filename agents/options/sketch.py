@@ -14,6 +14,8 @@ it); one clipped PPO surrogate trains both through the pair's joint log-probabil
 being at sketch position ``k`` of task ``τ`` in state ``s`` (:class:`modrl.options.OptionController`'s value head,
 one output per position), the stand-in for the paper's per-task baselines. A curriculum over sketch lengths (short
 sketches first, :class:`modrl.options.SuccessCurriculum`) moves on when training success passes its threshold.
+The PPO pieces (SB3's GAE, the clipped surrogate, minibatches) are :mod:`modrl.agents.options.hier_ppo`'s, which says
+why the loop is not SB3's ``PPO.learn``.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from modrl.options import (
     OptionController,
     OptionLibrary,
     OptionStats,
+    StageResult,
     SuccessCurriculum,
 )
 from modrl.telemetry import TelemetryWriter
@@ -112,6 +115,57 @@ class SketchModules(nn.Module):
             logits = logits.index_copy(0, rows, out.logits)
             beta = beta.index_copy(0, rows, out.termination)
         return logits, beta.clamp(_EPS, 1 - _EPS)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SketchUpdateRecord:
+    """What one update saw and did (``nan`` where nothing was measured).
+
+    Attributes:
+        frames: Primitive frames so far. policy_loss, value_loss, entropy: The last minibatch's losses and action
+            entropy. success: Training success over the last episodes. stop_prob: Mean STOP probability over the
+            rollout's steps where the running module decided. stop_after_event: Share of the rollout's STOP decisions
+            taken after the module's subtask was done.
+    """
+
+    frames: int
+    policy_loss: float
+    value_loss: float
+    entropy: float
+    success: float
+    stop_prob: float
+    stop_after_event: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class SketchTaskEval:
+    """One evaluated task: its split (the training tasks' ``train``, or ``eval_split``) and success rate."""
+
+    split: str
+    success: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class SketchResults:
+    """What :func:`run_sketch` measured (``results.json``, see :meth:`to_dict`).
+
+    Attributes:
+        frames: Primitive frames trained. modules: The modules' names (the saved library's order).
+        curriculum: How each curriculum stage (sketch length) ended. final: The last update's record (``None``
+            without any update). stoch: Per task, success with sampled STOP decisions and actions. det: The same
+            deterministic (argmax actions, STOP above 0.5).
+    """
+
+    frames: int
+    modules: tuple[str, ...]
+    curriculum: tuple[StageResult, ...]
+    final: SketchUpdateRecord | None
+    stoch: dict[str, SketchTaskEval]
+    det: dict[str, SketchTaskEval]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-able form written to ``results.json``: the fields by name, records as dicts, tuples as lists."""
+        return {**asdict(self), "modules": list(self.modules), "curriculum": [asdict(r) for r in self.curriculum]}
 
 
 def _call_tensors(calls: Sequence[ModuleCall]) -> tuple[Tensor, Tensor]:
@@ -226,7 +280,7 @@ def _joint_logp(beta: Tensor, stop: Tensor, decided: Tensor, action_logp: Tensor
 
 def update(modules: SketchModules, critic: OptionController, optimizer: torch.optim.Optimizer,
            batch: dict[str, Tensor], config: SketchConfig, gen: torch.Generator) -> dict[str, float]:
-    """PPO epochs over one rollout; the last minibatch's losses."""
+    """PPO epochs over one rollout; the last minibatch's losses (``policy_loss``, ``value_loss``, ``entropy``)."""
     algo = config.algo
     flat = {key: value.reshape(-1, *value.shape[2:]) for key, value in batch.items()}
     losses: dict[str, float] = {}
@@ -256,7 +310,7 @@ def _subtasks(task_names: Sequence[str]) -> list[Subtask]:
 
 
 def train_sketch(config: SketchConfig, *, slots: Slots | None = None, writer: TelemetryWriter | None = None
-                 ) -> tuple[SketchModules, list[dict[str, float]], SuccessCurriculum]:
+                 ) -> tuple[SketchModules, list[SketchUpdateRecord], SuccessCurriculum]:
     """Train for ``config.total_timesteps`` frames on ``slots`` (default: the config's tasks); returns the modules,
     one record per update (frames, success, stop probability, losses) and the curriculum."""
     torch.set_num_threads(config.torch_threads)
@@ -273,15 +327,15 @@ def train_sketch(config: SketchConfig, *, slots: Slots | None = None, writer: Te
                                  fused=config.algo.fused_adam)
     curriculum = SuccessCurriculum([f"length-{n}" for n in sorted(set(lengths))], config.curriculum)
     loop = _Loop(slots, modules, OptionStats(modules.library.names, slots.task_names), curriculum, lengths)
-    history, frames = list[dict[str, float]](), 0
+    history, frames = list[SketchUpdateRecord](), 0
     try:
         while frames < config.total_timesteps:
             batch = collect(loop, critic, config, gen)
             frames += batch["reward"].numel()
             if not curriculum.done:
                 curriculum.add_steps(batch["reward"].numel())
-            record = {"frames": frames, **update(modules, critic, optimizer, batch, config, gen)}
-            history.append(_log(loop, batch, record, writer))
+            losses = update(modules, critic, optimizer, batch, config, gen)
+            history.append(_log(loop, batch, frames, losses, writer))
             if curriculum.should_advance():
                 stage = curriculum.advance()
                 log.info("curriculum: %s %s after %d frames", stage.name, "passed" if stage.passed else "ended",
@@ -292,21 +346,21 @@ def train_sketch(config: SketchConfig, *, slots: Slots | None = None, writer: Te
     return modules, history, curriculum
 
 
-def _log(loop: _Loop, batch: dict[str, Tensor], record: dict[str, float], writer: TelemetryWriter | None
-         ) -> dict[str, float]:
-    frames = int(record["frames"])
+def _log(loop: _Loop, batch: dict[str, Tensor], frames: int, losses: dict[str, float],
+         writer: TelemetryWriter | None) -> SketchUpdateRecord:
     decided = batch["decided"]
     stops = sum(loop.stops)
-    record |= {"success": loop.window.success(),
-               "stop_prob": float(batch["beta"][decided].mean()) if bool(decided.any()) else float("nan"),
-               "stop_after_event": loop.stops[0] / stops if stops else float("nan")}
+    record = SketchUpdateRecord(
+        frames=frames, **losses, success=loop.window.success(),
+        stop_prob=float(batch["beta"][decided].mean()) if bool(decided.any()) else float("nan"),
+        stop_after_event=loop.stops[0] / stops if stops else float("nan"))
     loop.stops = [0, 0]
     if writer is None:
         loop.stats.reset()
         return record
     loop.stats.log(writer, frames)
     for key in ("stop_prob", "stop_after_event", "policy_loss", "value_loss", "entropy"):
-        writer.log_scalar(f"modrl/sketch/{key}", record[key], frames)
+        writer.log_scalar(f"modrl/sketch/{key}", getattr(record, key), frames)
     writer.log_scalar("modrl/curriculum/stage", loop.curriculum.index, frames)
     writer.log_success(loop.window.per_task(), frames)
     return record
@@ -355,17 +409,19 @@ def eval_tasks(config: SketchConfig, modules: SketchModules) -> dict[str, list[s
     return out
 
 
-def run_sketch(config: SketchConfig, run_dir: Path, *, writer: TelemetryWriter | None = None) -> dict[str, Any]:
+def run_sketch(config: SketchConfig, run_dir: Path, *, writer: TelemetryWriter | None = None) -> SketchResults:
     """Train, save the modules as an option library in ``run_dir/options``, evaluate (train tasks and zero-shot
-    ``eval_split`` tasks) and write ``run_dir/results.json``; returns what it wrote."""
+    ``eval_split`` tasks) and write ``run_dir/results.json`` (:meth:`SketchResults.to_dict`); returns what it
+    wrote."""
     modules, history, curriculum = train_sketch(config, writer=writer)
     modules.library.save(run_dir / LIBRARY_DIR)
-    results: dict[str, Any] = {"frames": history[-1]["frames"] if history else 0, "modules": modules.library.names,
-                               "curriculum": [asdict(r) for r in curriculum.results], "final": history[-1]}
-    for mode in ("stoch", "det"):
-        results[mode] = {task: {"split": split, "success": success}
-                         for split, tasks in eval_tasks(config, modules).items()
-                         for task, success in evaluate_sketch(modules, config, tasks, episodes=config.eval_episodes,
-                                                              deterministic=mode == "det").items()}
-    atomic_write_json(run_dir / "results.json", results)
+    stoch, det = ({task: SketchTaskEval(split=split, success=success)
+                   for split, tasks in eval_tasks(config, modules).items()
+                   for task, success in evaluate_sketch(modules, config, tasks, episodes=config.eval_episodes,
+                                                        deterministic=deterministic).items()}
+                  for deterministic in (False, True))
+    results = SketchResults(frames=history[-1].frames if history else 0, modules=tuple(modules.library.names),
+                            curriculum=tuple(curriculum.results), final=history[-1] if history else None,
+                            stoch=stoch, det=det)
+    atomic_write_json(run_dir / "results.json", results.to_dict())
     return results

@@ -61,7 +61,13 @@ from modrl.agents.options.demos import (
 )
 from modrl.agents.options.policy import OptionActorCriticPolicy
 from modrl.agents.options.router import library_predicates
-from modrl.agents.options.skill_results import SkillCloneResult, fmt_pair, fmt_rate, format_skill_results
+from modrl.agents.options.skill_results import (
+    PlannerDaggerRound,
+    SkillCloneResult,
+    fmt_pair,
+    fmt_rate,
+    format_skill_results,
+)
 from modrl.agents.planning.dagger import planner_dagger_demos
 from modrl.agents.planning.recording import SkillRecording, record_skill_demos, split_calls
 from modrl.agents.planning.rollouts import concat_demos, dagger_demos, evaluate_skill, redraw_targets
@@ -310,7 +316,7 @@ def train_skill_library(config: SkillCloningConfig, run_dir: Path) -> tuple[Skil
                  fmt_pair(result.train_success), fmt_pair(result.test_success))
         atomic_write_json(run_dir / "results.json", {"recording": {k: v for k, v in asdict(recording).items()
                                                                    if k != "demos"},
-                                                     "planner_dagger": rounds,
+                                                     "planner_dagger": [asdict(r) for r in rounds],
                                                      "skills": [asdict(r) for r in results]})
         atomic_write_text(run_dir / "results.md", format_skill_results(recording, results, rounds) + "\n")
     return recording, results
@@ -370,7 +376,7 @@ def _reclone(config: SkillCloningConfig, state: _Skill, extra: DemoSet, *, seed:
 
 
 def _planner_dagger_round(config: SkillCloningConfig, library: OptionLibrary, skills: Mapping[str, _Skill],
-                          train_ids: Sequence[EnvSpec], round_: int, run_dir: Path) -> dict[str, Any]:
+                          train_ids: Sequence[EnvSpec], round_: int, run_dir: Path) -> PlannerDaggerRound:
     """One round of DAgger over planner episodes (:mod:`modrl.agents.planning.dagger`); returns its summary."""
     began = time.perf_counter()
     outcome = planner_dagger_demos(library, train_ids, list(skills), episodes=config.planner_dagger_episodes,
@@ -389,8 +395,8 @@ def _planner_dagger_round(config: SkillCloningConfig, library: OptionLibrary, sk
              "labelled states added: %s; %.0fs", round_ + 1, outcome.success, config.planner_dagger_episodes,
              outcome.steps, ", ".join(f"{k} {v}" for k, v in pairs.items()) or "none",
              time.perf_counter() - began)
-    return {"round": round_ + 1, "train_success": outcome.success, "episodes": config.planner_dagger_episodes,
-            "pairs": pairs}
+    return PlannerDaggerRound(round=round_ + 1, train_success=outcome.success,
+                              episodes=config.planner_dagger_episodes, pairs=pairs)
 
 
 def _success(config: SkillCloningConfig, option: Option, env_ids: Sequence[EnvSpec],

@@ -3,9 +3,8 @@ table."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from modrl.agents.planning.recording import SkillRecording
 
@@ -34,6 +33,23 @@ class SkillCloneResult:
     seconds: float = 0.0
 
 
+@dataclass(frozen=True, kw_only=True)
+class PlannerDaggerRound:
+    """One round of DAgger over planner episodes (``results.json`` ``planner_dagger[i]``, by :func:`dataclasses.
+    asdict`).
+
+    Attributes:
+        round: The round's number, from 1. train_success: Share of the round's train episodes the planner solved
+            with the options (before this round's re-cloning). episodes: Train episodes run. pairs: Labelled states
+            added per skill (skills without any left out).
+    """
+
+    round: int
+    train_success: float
+    episodes: int
+    pairs: dict[str, int]
+
+
 def fmt_rate(value: float | None) -> str:
     """A rate with two decimals, ``-`` when there is none."""
     return "-" if value is None else f"{value:.2f}"
@@ -45,13 +61,13 @@ def fmt_pair(value: tuple[float, float] | None) -> str:
 
 
 def format_skill_results(recording: SkillRecording, results: Sequence[SkillCloneResult],
-                         planner_rounds: Sequence[Mapping[str, Any]] = ()) -> str:
+                         planner_rounds: Sequence[PlannerDaggerRound] = ()) -> str:
     """The per-skill table (calls, pairs, cloning accuracy, held-out accuracy, DAgger) under a line on the recording,
     and a line per planner DAgger round."""
     lines = [f"recorded {recording.episodes} planner episodes ({recording.solved} solved, {recording.frames} frames)"]
-    lines += [f"planner DAgger round {r['round']}: the planner with the options solved {r['train_success']:.2f} of "
-              f"{r['episodes']} train episodes; labelled states added: "
-              + (", ".join(f"{k} {v}" for k, v in r["pairs"].items()) or "none") for r in planner_rounds]
+    lines += [f"planner DAgger round {r.round}: the planner with the options solved {r.train_success:.2f} of "
+              f"{r.episodes} train episodes; labelled states added: "
+              + (", ".join(f"{k} {v}" for k, v in r.pairs.items()) or "none") for r in planner_rounds]
     lines += ["", "| skill | calls | pairs | cloning accuracy before -> after | held-out calls accuracy | "
               "DAgger pairs | DAgger rounds' on-policy success | planner DAgger pairs | PPO frames | "
               "calling-state success, train envs (sampled / greedy) | test envs (sampled / greedy) |",

@@ -66,6 +66,16 @@ class OptionPlan:
 
 
 @dataclass(frozen=True, kw_only=True)
+class OptionTaskEval:
+    """One task's evaluation of an option: its split (``train``: training arguments, ``test``: held-out ones) and
+    success rates over ``eval_episodes`` sampled (``stoch``) and greedy (``det``)."""
+
+    split: str
+    stoch: float
+    det: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class OptionResult:
     """How one option trained and evaluated (success rates over ``eval_episodes`` per task; ``None``: no tasks).
 
@@ -78,7 +88,7 @@ class OptionResult:
     train_success_det: float | None
     test_success: float | None
     test_success_det: float | None
-    per_task: dict[str, dict[str, Any]]
+    per_task: dict[str, OptionTaskEval]
     demos: DemoStats | None = None
     seconds: float = 0.0
 
@@ -249,8 +259,8 @@ def evaluate_option(option: Option, env: SubtaskEnv, task: str, *, episodes: int
     return successes / episodes if episodes else float("nan")
 
 
-def _evaluate_plan(config: OptionsTrainConfig, plan: OptionPlan, option: Option) -> dict[str, dict[str, Any]]:
-    per_task: dict[str, dict[str, Any]] = {}
+def _evaluate_plan(config: OptionsTrainConfig, plan: OptionPlan, option: Option) -> dict[str, OptionTaskEval]:
+    per_task: dict[str, OptionTaskEval] = {}
     if config.eval_episodes == 0:
         return per_task
     for split, tasks in (("train", plan.train), ("test", plan.test)):
@@ -258,16 +268,15 @@ def _evaluate_plan(config: OptionsTrainConfig, plan: OptionPlan, option: Option)
             continue
         env = _subtask_env(config, plan, tasks)
         for task in tasks:
-            per_task[task] = {"split": split} | {
-                mode: evaluate_option(option, env, task, episodes=config.eval_episodes, deterministic=mode == "det")
-                for mode in ("stoch", "det")
-            }
+            stoch, det = (evaluate_option(option, env, task, episodes=config.eval_episodes, deterministic=deterministic)
+                          for deterministic in (False, True))
+            per_task[task] = OptionTaskEval(split=split, stoch=stoch, det=det)
         env.close()
     return per_task
 
 
-def _mean(per_task: dict[str, dict[str, Any]], split: str, mode: str) -> float | None:
-    values = [row[mode] for row in per_task.values() if row["split"] == split]
+def _mean(per_task: dict[str, OptionTaskEval], split: str, *, det: bool) -> float | None:
+    values = [row.det if det else row.stoch for row in per_task.values() if row.split == split]
     return float(np.mean(values)) if values else None
 
 
@@ -295,10 +304,10 @@ def train_options(config: OptionsTrainConfig, run_dir: Path, *,
         library.save(run_dir / LIBRARY_DIR)
         per_task = _evaluate_plan(config, plan, option)
         result = OptionResult(name=plan.name, stage=stage, per_task=per_task, demos=demos, seconds=seconds,
-                              train_success=_mean(per_task, "train", "stoch"),
-                              train_success_det=_mean(per_task, "train", "det"),
-                              test_success=_mean(per_task, "test", "stoch"),
-                              test_success_det=_mean(per_task, "test", "det"))
+                              train_success=_mean(per_task, "train", det=False),
+                              train_success_det=_mean(per_task, "train", det=True),
+                              test_success=_mean(per_task, "test", det=False),
+                              test_success_det=_mean(per_task, "test", det=True))
         results.append(result)
         log.info("%s: %s after %d frames (training success %s); eval train %s, held-out %s", plan.name,
                  "passed" if stage.passed else "budget spent", stage.steps, _fmt(stage.success),

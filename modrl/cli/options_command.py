@@ -190,7 +190,7 @@ def _critic(config: Any, run_dir: Path) -> None:
     from modrl.telemetry import TelemetryWriter
 
     with TelemetryWriter(run_dir / "tb") as writer:
-        results = run_option_critic(config, run_dir, writer=writer)
+        results = run_option_critic(config, run_dir, writer=writer).to_dict()
     final = results["final"] or {}
     print(f"option-critic: {results['frames']} frames, {config.num_options} options; last rollout: mean option "
           f"duration {final.get('mean_duration', float('nan')):.2f} steps, termination prob "
@@ -204,7 +204,7 @@ def _sketch(config: Any, run_dir: Path) -> None:
     from modrl.telemetry import TelemetryWriter
 
     with TelemetryWriter(run_dir / "tb") as writer:
-        results = run_sketch(config, run_dir, writer=writer)
+        results = run_sketch(config, run_dir, writer=writer).to_dict()
     print(f"sketch-guided: {results['frames']} frames, {len(results['modules'])} modules; curriculum: "
           + ", ".join(f"{s['name']} {'passed' if s['passed'] else 'budget spent'}" for s in results["curriculum"]))
     _print_eval(results)

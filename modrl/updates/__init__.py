@@ -17,7 +17,7 @@ from .base import (
     attach_penalty,
     build_update_rule,
 )
-from .freeze_grow import FreezeGrow, router_mask_of
+from .freeze_grow import FreezeGrow, GrowPhase, router_mask_of
 from .guard import ParamGuard
 from .packnet import PackNet
 from .regularizers import ElasticWeightConsolidation, L2Anchor, NaiveFineTuning
@@ -27,6 +27,7 @@ __all__ = [
     "ConsolidationData",
     "ElasticWeightConsolidation",
     "FreezeGrow",
+    "GrowPhase",
     "L2Anchor",
     "ModelParts",
     "NaiveFineTuning",

@@ -19,6 +19,7 @@ accommodate", Mendez & Eaton 2021, "Lifelong Learning of Compositional Structure
 from __future__ import annotations
 
 from collections.abc import Mapping
+from enum import Enum
 from typing import Any, ClassVar
 
 import torch
@@ -31,8 +32,28 @@ from .base import UPDATE_RULES, ConsolidationData, StageProgress, UpdateRule
 
 #: Key of the router's ``(num_tasks, K)`` bool module mask in the rule state (see :func:`router_mask_of`).
 MASK_KEY = "module_mask"
-#: Phases of a stage: growing from the start, trying old modules first, decided to keep old ones, grew after trying.
-PHASES = ("grown", "assimilating", "assimilated", "grown_after_trying")
+
+
+class GrowPhase(str, Enum):
+    """Where a freeze_grow stage is: the rule's state machine.
+
+    A stage starts :attr:`GROWN` (no assimilation, or nothing to assimilate into) or :attr:`ASSIMILATING`; the
+    latter ends :attr:`ASSIMILATED` or :attr:`GROWN_AFTER_TRYING`. The values are the strings the rule state
+    (``meta["phase"]``, saved in continual checkpoints) and ``continual.json`` (``rule_phase``) hold: keep them.
+    """
+
+    GROWN = "grown"
+    """Granted new module(s) at the stage's start."""
+    ASSIMILATING = "assimilating"
+    """Routing over the old modules only, until the decision at ``assimilation_fraction`` of the stage."""
+    ASSIMILATED = "assimilated"
+    """Kept the old modules: no module added (also when the stage ended before the decision)."""
+    GROWN_AFTER_TRYING = "grown_after_trying"
+    """Tried the old modules, fell short of ``assimilation_threshold``, and was granted new module(s)."""
+
+
+#: Every phase, in the order of :class:`GrowPhase`.
+PHASES: tuple[GrowPhase, ...] = tuple(GrowPhase)
 
 
 class FreezeGrow(UpdateRule):
@@ -64,7 +85,7 @@ class FreezeGrow(UpdateRule):
         self.assimilation_fraction = float(assimilation_fraction)
         self.used = 0  # modules granted so far: indices [0, used)
         self.rows: dict[int, Tensor] = {}  # task id -> its frozen (K,) mask row, once its stage ended
-        self.phase = "grown"
+        self.phase = GrowPhase.GROWN
 
     # ---- structure --------------------------------------------------------------------------------------------
     @property
@@ -139,7 +160,7 @@ class FreezeGrow(UpdateRule):
         return router.logits_net.module_mask
 
     def _trainable_module(self, k: int) -> bool:
-        if self.phase in ("assimilating", "assimilated"):
+        if self.phase in (GrowPhase.ASSIMILATING, GrowPhase.ASSIMILATED):
             return False
         return self.used - self.modules_per_task <= k < self.used
 
@@ -148,25 +169,25 @@ class FreezeGrow(UpdateRule):
         if task_id in self.rows:
             raise ValueError(f"freeze_grow: task {task_id} was already trained and is frozen")
         if self.assimilation and self.used > 0:
-            self.phase = "assimilating"
+            self.phase = GrowPhase.ASSIMILATING
         else:
-            self.phase = "grown"
+            self.phase = GrowPhase.GROWN
             self._grant()
         self._apply()
 
     def _after_update(self, progress: StageProgress) -> None:
-        if self.phase != "assimilating" or progress.fraction < self.assimilation_fraction:
+        if self.phase is not GrowPhase.ASSIMILATING or progress.fraction < self.assimilation_fraction:
             return
         if progress.success is not None and progress.success >= self.assimilation_threshold:
-            self.phase = "assimilated"
+            self.phase = GrowPhase.ASSIMILATED
         else:
-            self.phase = "grown_after_trying"
+            self.phase = GrowPhase.GROWN_AFTER_TRYING
             self._grant()
         self._apply()
 
     def _end_stage(self, data: ConsolidationData | None) -> None:
-        if self.phase == "assimilating":  # the stage ended before the decision: keep the old modules
-            self.phase = "assimilated"
+        if self.phase is GrowPhase.ASSIMILATING:  # the stage ended before the decision: keep the old modules
+            self.phase = GrowPhase.ASSIMILATED
         self.rows[self.tasks[-1]] = self._allowed_row()
         self.in_stage = False  # _apply freezes everything outside a stage
         self._apply()
@@ -176,13 +197,14 @@ class FreezeGrow(UpdateRule):
         mask = self._router_mask()
         if mask is not None:  # what the router acts with: readable without rebuilding the rule
             tensors[MASK_KEY] = mask
-        return tensors, {"used": self.used, "phase": self.phase}
+        return tensors, {"used": self.used, "phase": self.phase.value}  # a plain string: the checkpoint format
 
     def _load_state(self, tensors: Mapping[str, Tensor], meta: Mapping[str, Any]) -> None:
         self.used = int(meta["used"])
-        self.phase = str(meta["phase"])
-        if self.phase not in PHASES:
-            raise ValueError(f"freeze_grow: unknown phase {self.phase!r} in the rule state")
+        try:
+            self.phase = GrowPhase(meta["phase"])
+        except ValueError:
+            raise ValueError(f"freeze_grow: unknown phase {meta['phase']!r} in the rule state") from None
         rows = {key: value for key, value in tensors.items() if key.startswith("row/")}
         self.rows = {int(key.split("/", 1)[1]): value.to(torch.bool) for key, value in rows.items()}
         self._apply()
