@@ -45,10 +45,10 @@ from modrl.options import (
     OptionStats,
     SuccessCurriculum,
 )
+from modrl.options.library import LIBRARY_DIR
 from modrl.telemetry import TelemetryWriter
 
 log = logging.getLogger(__name__)
-LIBRARY_DIR = "options"
 MAX_ARGS = 4  # putnext: colour, type, target colour, target type
 _EPS = 1e-6
 
