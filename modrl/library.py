@@ -302,7 +302,7 @@ class NamedModuleLibrary(nn.Module, ABC, Generic[M]):
 
     def _check_new_name(self, name: str) -> None:
         if not isinstance(name, str) or not self.name_pattern.fullmatch(name):
-            raise ValueError(f"{self.noun} name {name!r} must match {self.name_pattern.pattern}")
+            raise ValueError(f"name {name!r} must match {self.name_pattern.pattern}")
         if name in self._taken_names():
             raise ValueError(
                 f"name {name!r} is already taken in this library ({self.noun}s: {self.names}); pick another name"
