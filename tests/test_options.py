@@ -99,7 +99,7 @@ def test_library_save_load_roundtrip(tmp_path: Path) -> None:
     other = OptionLibrary()
     assert other.load_option(tmp_path / "pickup.safetensors", name="grab", trainable=False) == "grab"
     assert other.is_frozen("grab") and other.get("grab").config.arg_slots == SLOTS
-    with pytest.raises(ValueError, match="already in the library"):
+    with pytest.raises(ValueError, match="already taken"):
         other.load_option(tmp_path / "pickup.safetensors", name="grab")
 
 

@@ -41,10 +41,10 @@ from modrl.agents.options.critic_config import OptionCriticConfig
 from modrl.agents.options.hier_envs import Slots, TaskSlots, stack_observations
 from modrl.agents.options.hier_ppo import EpisodeWindow, clipped_surrogate, gae, minibatches
 from modrl.options import EndReason, Option, OptionConfig, OptionController, OptionLibrary, OptionStats
+from modrl.options.library import LIBRARY_DIR
 from modrl.telemetry import TelemetryWriter
 
 log = logging.getLogger(__name__)
-LIBRARY_DIR = "options"
 CONTROLLER_FILE = "controller.safetensors"
 
 

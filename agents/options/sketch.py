@@ -48,10 +48,10 @@ from modrl.options import (
     StageResult,
     SuccessCurriculum,
 )
+from modrl.options.library import LIBRARY_DIR
 from modrl.telemetry import TelemetryWriter
 
 log = logging.getLogger(__name__)
-LIBRARY_DIR = "options"
 MAX_ARGS = 4  # putnext: colour, type, target colour, target type
 _EPS = 1e-6
 

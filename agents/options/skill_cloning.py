@@ -81,10 +81,10 @@ from modrl.envs.skill_env import (
 )
 from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH
 from modrl.options import Option, OptionConfig, OptionLibrary
+from modrl.options.library import LIBRARY_DIR
 
 log = logging.getLogger(__name__)
 
-LIBRARY_DIR = "options"
 #: DAgger round ``r`` resets its calling-state episodes with seeds from ``DEMO_SEED_BASE + r * DAGGER_SEED_STRIDE``.
 DAGGER_SEED_STRIDE = 100_000
 #: Planner DAgger round ``r`` (from 0) uses the seeds of DAgger round ``PLANNER_DAGGER_ROUND0 + r``.

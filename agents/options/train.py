@@ -44,10 +44,10 @@ from modrl.envs.subtask_env import (
     symbol_predicate,
 )
 from modrl.options import Option, OptionConfig, OptionLibrary, StageResult, SuccessCurriculum, option_inputs
+from modrl.options.library import LIBRARY_DIR
 from modrl.telemetry import TelemetryWriter
 
 log = logging.getLogger(__name__)
-LIBRARY_DIR = "options"
 RESULTS_JSON = "results.json"
 RESULTS_MD = "results.md"
 

@@ -11,12 +11,13 @@ from .controller import OptionController
 from .curriculum import CurriculumConfig, StageResult, SuccessCurriculum
 from .encoders import GridEncoder
 from .ensemble import OptionEnsemble, ensemble_library
-from .library import OptionLibrary, read_option
+from .library import LIBRARY_DIR, OptionLibrary, read_option
 from .option import Option, OptionConfig, OptionOutput, Predicate, everywhere
 from .stats import OptionStats, OptionSummary
 
 __all__ = [
     "END_REASONS",
+    "LIBRARY_DIR",
     "CallAndReturn",
     "CurriculumConfig",
     "EndReason",

@@ -8,74 +8,75 @@ be saved alone to a safetensors file whose header carries its spec, and loaded i
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import safetensors.torch
 import torch
 from torch import Tensor, nn
 
-from modrl._io import atomic_write_bytes
 from modrl.config import check, check_sizes
+from modrl.library import (  # the file helpers are re-exported: older code imports them from here
+    NamedModuleLibrary,
+    ParamCounts,
+    check_tensors_match,
+    safetensors_metadata,
+    set_requires_grad,
+    tensor_digest,
+)
 from modrl.registry import UnknownNameError
 
 from .base import ACTIVATIONS, SKILLS, Activation, SkillModule
 from .lowrank import LowRankSkill
 from .mlp import MLPSkill, can_stack, stacked_forward
 
+__all__ = [
+    "FILE_FORMAT",
+    "FORMAT_VERSION",
+    "ParamCounts",
+    "SkillLibrary",
+    "SkillsConfig",
+    "build_skill_library",
+    "check_tensors_match",
+    "safetensors_metadata",
+    "tensor_digest",
+]
+
 logger = logging.getLogger(__name__)
 
 #: ``format`` value in a skill file's header metadata, and the version this code writes and reads.
 FILE_FORMAT = "modrl.skill"
 FORMAT_VERSION = 1
-_NAME = re.compile(r"[A-Za-z0-9_]+")
 
 
-@dataclass(frozen=True)
-class ParamCounts:
-    """Parameter element counts of a library (skills + shared layers, each parameter once)."""
-
-    trainable: int
-    frozen: int
-
-    @property
-    def total(self) -> int:
-        """``trainable + frozen``."""
-        return self.trainable + self.frozen
-
-
-class SkillLibrary(nn.Module):
+class SkillLibrary(NamedModuleLibrary[SkillModule]):
     """Named skill modules with a common ``in_dim -> out_dim`` signature, plus the layers they share.
 
     The first skill added fixes ``in_dim`` and ``out_dim``; later ones must match. Skill and shared-layer names
-    form one namespace (``[A-Za-z0-9_]+``), so :meth:`is_frozen` can answer for either.
+    form one namespace (``[A-Za-z0-9_]+``), so :meth:`is_frozen` can answer for either. Names, freezing by name
+    (skills only: shared layers have :meth:`freeze_shared`), parameter counts (skills and shared layers) and the
+    file checks are :class:`~modrl.library.NamedModuleLibrary`'s.
 
     Attributes:
         skills: Skill modules by name, in insertion order.
         shared: Layers owned by the library and used by skills (e.g. ``"base"`` for low-rank skills).
     """
 
+    members_attr = "skills"
+    member_type = SkillModule
+    noun = "skill"
+    name_pattern = re.compile(r"[A-Za-z0-9_]+")
+    file_format = FILE_FORMAT
+    format_version = FORMAT_VERSION
+    skills: nn.ModuleDict
+
     def __init__(self) -> None:
         super().__init__()
-        self.skills = nn.ModuleDict()
         self.shared = nn.ModuleDict()
-
-    @property
-    def names(self) -> list[str]:
-        """Skill names in insertion order (the order of :meth:`forward`'s ``K`` axis by default)."""
-        return list(self.skills.keys())
-
-    def __len__(self) -> int:
-        return len(self.skills)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name in self.skills
 
     @property
     def in_dim(self) -> int:
@@ -87,36 +88,6 @@ class SkillLibrary(nn.Module):
         """Output size of every skill (``ValueError`` while the library is empty)."""
         return self._first().out_dim
 
-    def get(self, name: str) -> SkillModule:
-        """The skill called ``name``; unknown names raise :class:`~modrl.registry.UnknownNameError`."""
-        self._resolve([name])
-        module = self.skills[name]
-        assert isinstance(module, SkillModule)
-        return module
-
-    def add(self, name: str, skill: SkillModule) -> None:
-        """Add ``skill`` under ``name``.
-
-        Raises:
-            ValueError: Bad or taken name, dimensions that differ from the library's, or a shared dependency
-                (e.g. a low-rank base) that is not this library's shared layer of that name.
-        """
-        self._check_new_name(name)
-        if not isinstance(skill, SkillModule):
-            raise TypeError(f"skill {name!r} must be a SkillModule, got {type(skill).__name__}")
-        if len(self) and (skill.in_dim, skill.out_dim) != (self.in_dim, self.out_dim):
-            raise ValueError(
-                f"skill {name!r} maps {skill.in_dim} -> {skill.out_dim}; this library's skills map "
-                f"{self.in_dim} -> {self.out_dim}"
-            )
-        for dep_name, dep in skill.shared_dependencies().items():
-            if dep_name not in self.shared or self.shared[dep_name] is not dep:
-                raise ValueError(
-                    f"skill {name!r} computes with shared layer {dep_name!r}, which must first be added to this "
-                    f"library with add_shared (shared: {sorted(self.shared) or 'none'})"
-                )
-        self.skills[name] = skill
-
     def add_shared(self, name: str, module: nn.Module) -> None:
         """Register a layer owned by the library (saved with it, frozen by :meth:`freeze_shared`)."""
         self._check_new_name(name)
@@ -124,47 +95,19 @@ class SkillLibrary(nn.Module):
             raise TypeError(f"shared layer {name!r} must be an nn.Module, got {type(module).__name__}")
         self.shared[name] = module
 
-    def freeze(self, names: Iterable[str]) -> None:
-        """Stop gradients to these skills' own parameters (their ``.grad`` is cleared); shared layers untouched."""
-        for name in self._resolve(names):
-            _set_trainable(self.skills[name], False)
-
-    def unfreeze(self, names: Iterable[str]) -> None:
-        """Make these skills' own parameters trainable again."""
-        for name in self._resolve(names):
-            _set_trainable(self.skills[name], True)
-
-    def set_trainable(self, names: Iterable[str]) -> None:
-        """Exactly these skills trainable, every other skill frozen (shared layers untouched)."""
-        active = set(self._resolve(names))
-        for name, module in self.skills.items():
-            _set_trainable(module, name in active)
-
     def freeze_shared(self) -> None:
         """Freeze every shared layer (the base of low-rank skills)."""
-        _set_trainable(self.shared, False)
+        set_requires_grad(self.shared, False)
 
     def unfreeze_shared(self) -> None:
         """Make every shared layer trainable."""
-        _set_trainable(self.shared, True)
+        set_requires_grad(self.shared, True)
 
     def is_frozen(self, name: str) -> bool:
         """Whether skill or shared layer ``name`` has no trainable parameter."""
         if name in self.shared:
-            module: nn.Module = self.shared[name]
-        else:
-            module = self.get(name)
-        return not any(p.requires_grad for p in module.parameters())
-
-    def parameter_counts(self) -> ParamCounts:
-        """Trainable and frozen parameter elements over skills and shared layers, each parameter once."""
-        trainable = frozen = 0
-        for param in self.parameters():
-            if param.requires_grad:
-                trainable += param.numel()
-            else:
-                frozen += param.numel()
-        return ParamCounts(trainable=trainable, frozen=frozen)
+            return not any(p.requires_grad for p in self.shared[name].parameters())
+        return super().is_frozen(name)
 
     def forward(self, x: Tensor, names: Sequence[str] | None = None) -> Tensor:
         """Run skills on the same features.
@@ -193,18 +136,7 @@ class SkillLibrary(nn.Module):
         format, format version, name, JSON spec, a sha256 of its tensors (checked on load) and a sha256 of each
         shared layer it depends on (a mismatch on load only warns).
         """
-        skill = self.get(name)
-        tensors = {key: value.detach().cpu().contiguous() for key, value in skill.state_dict().items()}
-        digests = {dep_name: tensor_digest(dep.state_dict()) for dep_name, dep in skill.shared_dependencies().items()}
-        metadata = {
-            "format": FILE_FORMAT,
-            "format_version": str(FORMAT_VERSION),
-            "name": name,
-            "tensors_sha256": tensor_digest(tensors),
-            "spec": json.dumps(skill.spec(), sort_keys=True),
-            "shared_digests": json.dumps(digests, sort_keys=True),
-        }
-        atomic_write_bytes(path, safetensors.torch.save(tensors, metadata=metadata))
+        self.save_member(name, path)
 
     def load_module(self, path: Path | str, *, name: str | None = None, trainable: bool = True) -> str:
         """Add the skill saved in ``path`` (by :meth:`save_module`) to this library; no pickle involved.
@@ -226,65 +158,55 @@ class SkillLibrary(nn.Module):
                 format version or kind, missing/mismatched shared layer, tensor names or shapes that differ from
                 what the spec builds, non-finite values, a bad or taken name, or dimensions foreign to the library.
         """
-        path = Path(path)
-        try:
-            module, saved_name, digests = self._module_from_file(path)
-            target = saved_name if name is None else name
-            self.add(target, module)
-        except ValueError as exc:
-            raise ValueError(f"{path}: cannot load skill module: {exc}") from None
-        for dep_name, dep in module.shared_dependencies().items():
-            if digests.get(dep_name) != tensor_digest(dep.state_dict()):
-                logger.warning("%s: shared layer %r differs from the one %r was saved with", path, dep_name, target)
-        if not trainable:
-            self.freeze([target])
-        return target
+        return self.load_member(path, name=name, trainable=trainable)
 
-    def _module_from_file(self, path: Path) -> tuple[SkillModule, str, dict[str, Any]]:
-        data = path.read_bytes()
-        metadata = safetensors_metadata(data)
+    # -- hooks ----------------------------------------------------------------------------------------------------
+    def _check_member(self, name: str, member: SkillModule) -> None:
+        if len(self) and (member.in_dim, member.out_dim) != (self.in_dim, self.out_dim):
+            raise ValueError(
+                f"skill {name!r} maps {member.in_dim} -> {member.out_dim}; this library's skills map "
+                f"{self.in_dim} -> {self.out_dim}"
+            )
+        for dep_name, dep in member.shared_dependencies().items():
+            if dep_name not in self.shared or self.shared[dep_name] is not dep:
+                raise ValueError(
+                    f"skill {name!r} computes with shared layer {dep_name!r}, which must first be added to this "
+                    f"library with add_shared (shared: {sorted(self.shared) or 'none'})"
+                )
+
+    def _spec_metadata(self, name: str, member: SkillModule) -> dict[str, str]:
+        digests = {dep_name: tensor_digest(dep.state_dict()) for dep_name, dep in member.shared_dependencies().items()}
+        spec = json.dumps(member.spec(), sort_keys=True)
+        return {"spec": spec, "shared_digests": json.dumps(digests, sort_keys=True)}
+
+    def _skill_class(self, spec: dict[str, Any], metadata: Mapping[str, str]) -> type[SkillModule]:
+        if not isinstance(spec.get("kind"), str) or not isinstance(_shared_digests(metadata), dict):
+            raise ValueError("corrupt metadata: the spec must be a mapping with a string 'kind'")
         try:
-            tensors = safetensors.torch.load(data)
-        except Exception as exc:  # safetensors raises its own error types for every malformed input
-            raise ValueError(f"corrupt safetensors data ({exc})") from None
-        spec, saved_name, digests = _parse_metadata(metadata)
-        if metadata.get("tensors_sha256") != tensor_digest(tensors):
-            raise ValueError("corrupt tensor data: sha256 differs from the one recorded when saving")
-        try:
-            cls = SKILLS.get(spec["kind"])
+            return SKILLS.get(spec["kind"])
         except UnknownNameError as exc:
             raise ValueError(str(exc)) from None
-        shared = dict(self.shared.items())
-        # Dry run on the meta device first: a crafted spec cannot make us allocate more than the file holds.
+
+    def _dry_run(self, spec: dict[str, Any], metadata: Mapping[str, str]) -> nn.Module:
+        cls = self._skill_class(spec, metadata)
         with torch.device("meta"):
-            dry = cls.from_spec(spec, shared={key: copy.deepcopy(layer).to("meta") for key, layer in shared.items()})
-        check_tensors_match(dry.state_dict(), tensors)
-        module = cls.from_spec(spec, shared=shared)
-        reference = next(self.parameters(), None)
-        if reference is not None:
-            module.to(device=reference.device)
-        module.load_state_dict(tensors, strict=True)
-        return module, saved_name, digests
+            shared = {key: copy.deepcopy(layer).to("meta") for key, layer in self.shared.items()}
+            return cls.from_spec(spec, shared=shared)
 
-    def _check_new_name(self, name: str) -> None:
-        if not isinstance(name, str) or not _NAME.fullmatch(name):
-            raise ValueError(f"name {name!r} must match [A-Za-z0-9_]+")
-        if name in self.skills or name in self.shared:
-            raise ValueError(
-                f"name {name!r} is already taken in this library (skills: {self.names}); pick another name"
-            )
+    def _from_spec(self, spec: dict[str, Any], metadata: Mapping[str, str]) -> SkillModule:
+        return self._skill_class(spec, metadata).from_spec(spec, shared=dict(self.shared.items()))
 
-    def _resolve(self, names: Iterable[str]) -> list[str]:
-        if isinstance(names, str):
-            raise TypeError(f"expected a collection of skill names, got the string {names!r}")
-        names = list(names)
-        unknown = [n for n in names if n not in self.skills]
-        if unknown:
-            raise UnknownNameError(
-                f"unknown skill {unknown[0]!r}; known skills: {', '.join(self.names) or 'none'}; "
-                f"shared layers: {', '.join(self.shared) or 'none'}"
-            )
-        return names
+    def _loaded(self, path: Path, name: str, metadata: Mapping[str, str]) -> None:
+        digests = _shared_digests(metadata)
+        for dep_name, dep in self.get(name).shared_dependencies().items():
+            if digests.get(dep_name) != tensor_digest(dep.state_dict()):
+                logger.warning("%s: shared layer %r differs from the one %r was saved with", path, dep_name, name)
+
+    def _taken_names(self) -> list[str]:
+        return [*self.names, *self.shared.keys()]
+
+    def _unknown_message(self, name: str) -> str:
+        return f"{super()._unknown_message(name)}; shared layers: {', '.join(self.shared) or 'none'}"
 
     def _first(self) -> SkillModule:
         if not len(self):
@@ -292,70 +214,11 @@ class SkillLibrary(nn.Module):
         return self.get(self.names[0])
 
 
-def _set_trainable(module: nn.Module, trainable: bool) -> None:
-    for param in module.parameters():
-        param.requires_grad_(trainable)
-        if not trainable:
-            param.grad = None
-
-
-def tensor_digest(state: dict[str, Tensor]) -> str:
-    """sha256 over tensors (names, shapes, dtypes, bytes) in sorted name order."""
-    digest = hashlib.sha256()
-    for key, value in sorted(state.items()):
-        flat = value.detach().cpu().contiguous().reshape(-1)
-        digest.update(f"{key}|{tuple(value.shape)}|{value.dtype}|".encode())
-        digest.update(flat.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
-
-
-def safetensors_metadata(data: bytes) -> dict[str, str]:
-    """The ``__metadata__`` mapping of a safetensors file's JSON header (``ValueError`` if absent or cut)."""
-    if len(data) < 8:
-        raise ValueError(f"truncated: {len(data)} bytes, shorter than the 8-byte header length")
-    size = int.from_bytes(data[:8], "little")
-    if size > len(data) - 8:
-        raise ValueError(f"truncated: the header claims {size} bytes, only {len(data) - 8} follow")
+def _shared_digests(metadata: Mapping[str, str]) -> Any:
     try:
-        header = json.loads(data[8 : 8 + size])
-    except ValueError:
-        raise ValueError("corrupt header: not valid JSON") from None
-    metadata = header.get("__metadata__") if isinstance(header, dict) else None
-    if not isinstance(metadata, dict):
-        raise ValueError("no metadata in the header: not a modrl skill file")
-    return metadata
-
-
-def _parse_metadata(metadata: dict[str, str]) -> tuple[dict[str, Any], str, dict[str, Any]]:
-    if metadata.get("format") != FILE_FORMAT:
-        raise ValueError(f"not a modrl skill file (format {metadata.get('format')!r}, expected {FILE_FORMAT!r})")
-    if metadata.get("format_version") != str(FORMAT_VERSION):
-        raise ValueError(
-            f"unsupported format version {metadata.get('format_version')!r}; this modrl reads {FORMAT_VERSION}"
-        )
-    try:
-        spec = json.loads(metadata["spec"])
-        digests = json.loads(metadata.get("shared_digests", "{}"))
-        saved_name = metadata["name"]
-    except (KeyError, ValueError) as exc:
+        return json.loads(metadata.get("shared_digests", "{}"))
+    except ValueError as exc:
         raise ValueError(f"corrupt metadata ({type(exc).__name__}: {exc})") from None
-    if not isinstance(spec, dict) or not isinstance(spec.get("kind"), str) or not isinstance(digests, dict):
-        raise ValueError("corrupt metadata: the spec must be a mapping with a string 'kind'")
-    return spec, saved_name, digests
-
-
-def check_tensors_match(expected: dict[str, Tensor], tensors: dict[str, Tensor]) -> None:
-    """Same names and shapes as ``expected`` (what the spec builds), finite values."""
-    missing, unexpected = sorted(expected.keys() - tensors.keys()), sorted(tensors.keys() - expected.keys())
-    if missing or unexpected:
-        raise ValueError(f"tensors do not match the spec (missing: {missing}, unexpected: {unexpected})")
-    for key, value in sorted(tensors.items()):
-        if value.shape != expected[key].shape:
-            raise ValueError(
-                f"tensor {key!r} has shape {tuple(value.shape)}, the spec builds {tuple(expected[key].shape)}"
-            )
-        if value.is_floating_point() and not bool(value.isfinite().all()):
-            raise ValueError(f"tensor {key!r} holds non-finite values")
 
 
 @dataclass(frozen=True, kw_only=True)

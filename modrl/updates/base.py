@@ -28,6 +28,7 @@ from torch.utils.hooks import RemovableHandle
 
 from modrl.composition import attach_aux_loss
 from modrl.config import check
+from modrl.library import ParamCounts
 from modrl.registry import Registry
 from modrl.routers import Router
 from modrl.skills import SkillLibrary
@@ -145,17 +146,14 @@ class ConsolidationData:
 
 
 @dataclass(frozen=True)
-class ParamCounts:
-    """Parameter element counts of the attached parts.
+class RuleParamCounts(ParamCounts):
+    """Parameter element counts of the parts a rule is attached to: :class:`~modrl.library.ParamCounts`'
+    ``trainable`` (the optimiser may change them in the current stage) and ``frozen``, plus ``active``.
 
     Attributes:
-        trainable: Elements the optimiser may change in the current stage.
-        frozen: Elements held fixed.
         active: Elements that take part in some task's behaviour (pre-allocated, still unused capacity excluded).
     """
 
-    trainable: int
-    frozen: int
     active: int
 
 
@@ -260,13 +258,13 @@ class UpdateRule:
         with self._acting_as(int(task_id)):
             yield
 
-    def parameter_counts(self) -> ParamCounts:
+    def parameter_counts(self) -> RuleParamCounts:
         """Trainable / frozen / active element counts over the attached actor and critic parameters."""
         params = self.parts.named_parameters()
         assert self.guard is not None
         trainable, frozen = self.guard.counts()
         total = sum(p.numel() for p in params.values())
-        return ParamCounts(trainable=trainable, frozen=frozen, active=total - self._inactive())
+        return RuleParamCounts(trainable=trainable, frozen=frozen, active=total - self._inactive())
 
     def state_dict(self) -> RuleState:
         """Everything needed to continue: ``stage``, ``tasks``, ``in_stage`` and the rule's own state."""
