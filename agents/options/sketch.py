@@ -29,7 +29,6 @@ import torch
 from torch import Tensor, nn
 
 from modrl._io import atomic_write_json
-from modrl.agents.common.evaluation import EVAL_SEED_BASE
 from modrl.agents.options.critic_config import SketchConfig
 from modrl.agents.options.hier_envs import Slots, TaskSlots, stack_observations
 from modrl.agents.options.hier_ppo import EpisodeWindow, clipped_surrogate, gae, minibatches
@@ -45,6 +44,7 @@ from modrl.options import (
     OptionStats,
     SuccessCurriculum,
 )
+from modrl.seeds import EVAL_SEED_BASE
 from modrl.telemetry import TelemetryWriter
 
 log = logging.getLogger(__name__)
