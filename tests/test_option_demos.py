@@ -10,13 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from modrl.agents.common.evaluation import EVAL_SEED_BASE
 from modrl.agents.options import train as options_module
 from modrl.agents.options.config import DemoConfig, OptionsTrainConfig, load_options_config
 from modrl.agents.options.demos import (
-    DEMO_SEED_BASE,
-    EVAL_TASK_SEEDS,
-    DemoSet,
     behaviour_clone,
     collect_demos,
     demo_accuracy,
@@ -24,10 +20,12 @@ from modrl.agents.options.demos import (
     logits_layer,
 )
 from modrl.agents.options.policy import OptionActorCriticPolicy
+from modrl.agents.planning.demo_set import DemoSet
 from modrl.config import ConfigError, to_dict
 from modrl.envs.grammar import parse_task
 from modrl.envs.subtask_env import SubtaskEnv
 from modrl.options import SuccessCurriculum
+from modrl.seeds import DEMO_SEED_BASE, EVAL_SEED_BASE, EVAL_TASK_SEEDS
 
 SMALL_ROOM = {"room_size": 5, "num_distractors": 0}
 TINY = {

@@ -115,7 +115,7 @@ def test_training_reclones_every_skill_after_each_planner_round(tmp_path: Path,
     assert [r["round"] for r in data["planner_dagger"]] == [1] and data["planner_dagger"][0]["episodes"] == 4
     assert data["planner_dagger"][0]["pairs"] == {k: v for k, v in added.items() if v}
     assert "planner DAgger round 1: the planner with the options solved" in (tmp_path / "results.md").read_text()
-    from modrl.agents.options.router import load_library
+    from modrl.agents.planning.library import load_library
 
     assert load_library(str(tmp_path / "options")).names == [r.skill for r in results]
 

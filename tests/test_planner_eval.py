@@ -14,7 +14,6 @@ import pytest
 import torch
 import yaml
 
-from modrl.agents.common.evaluation import EVAL_SEED_BASE
 from modrl.agents.planning.evaluation import (
     PlannerEvalConfig,
     SkillSource,
@@ -27,6 +26,7 @@ from modrl.config import ConfigError
 from modrl.envs import get_suite
 from modrl.options import Option, OptionConfig, OptionLibrary
 from modrl.planner import Outcome
+from modrl.seeds import EVAL_SEED_BASE
 
 TEST_TASKS = get_suite("sequences").splits["test"]
 TINY = OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2)
@@ -271,16 +271,16 @@ def test_eval_help_lists_the_planner_flags(capsys: pytest.CaptureFixture[str]) -
                                                   ({"fallback_scripted": True}, False)])
 def test_evaluation_plans_over_the_served_skills_without_fallback(options_run: Path, monkeypatch: pytest.MonkeyPatch,
                                                                   extra: dict[str, bool], filtered: bool) -> None:
-    import modrl.agents.planning.evaluation as planner_eval
+    import modrl.agents.planning.episode as planner_episode  # the harness every planner episode runs in
 
     seen: list[object] = []
-    real = planner_eval.execute
+    real = planner_episode.execute
 
     def spy(*args: object, allowed: object = None, **kwargs: object) -> object:
         seen.append(allowed)
         return real(*args, allowed=allowed, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(planner_eval, "execute", spy)
+    monkeypatch.setattr(planner_episode, "execute", spy)
     task = "goto-purple-door_then_putnext-yellow-box-blue-key"  # no option of the library serves either goal
     report = evaluate_planner(PlannerEvalConfig(suite="sequences", split="test", episodes=1, option_steps=2,
                                                 library=str(options_run / "options"), max_replans=1, tasks=(task,),

@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 import torch
 
-from modrl.agents.options.router import load_library
 from modrl.agents.options.skill_cloning import load_skills_config, train_skill_library
 from modrl.agents.planning.evaluation import PlannerEvalConfig, evaluate_planner
+from modrl.agents.planning.library import load_library
 from modrl.agents.planning.recording import record_skill_demos, split_calls
 from modrl.agents.planning.skills import call_resolver, learned_skills, with_predicates
 from modrl.cli.main import main

@@ -186,9 +186,9 @@ def test_putnext_marks_the_moved_object_then_its_destination_and_a_skill_option_
 
 
 def test_marker_only_skill_options_take_no_words_and_are_called_with_the_steps_words(tmp_path: Path) -> None:
-    from modrl.agents.options.router import load_library
     from modrl.agents.options.skill_cloning import train_skill_library
     from modrl.agents.planning.evaluation import PlannerEvalConfig, evaluate_planner
+    from modrl.agents.planning.library import load_library
     from modrl.agents.planning.skills import call_resolver
     from modrl.options import OptionCall
 

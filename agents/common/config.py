@@ -13,13 +13,12 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from modrl.config import ConfigError, apply_overrides, check, check_sizes, from_dict, load_yaml
 from modrl.routers import RouterConfig
+from modrl.seeds import MAX_SEED
 from modrl.skills import SkillsConfig
 
 if TYPE_CHECKING:
     from modrl.envs import Suite
 
-#: Training envs are seeded ``seed + i``; evaluation uses seeds from ``EVAL_SEED_BASE`` up, so the two never meet.
-MAX_SEED = 1_000_000
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,16 +14,14 @@ import numpy as np
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from modrl.agents.common.builders import build_policy, env_options, model_fingerprint
-from modrl.agents.common.config import MAX_SEED, ExperimentConfig, load_experiment_config
+from modrl.agents.common.config import ExperimentConfig, load_experiment_config
 from modrl.agents.common.policies import ModularActorCriticPolicy, ModularExtractor
 from modrl.agents.common.training import CHECKPOINTS, check_state_dict, explain_mismatch, model_identity
 from modrl.checkpoint import Checkpoint, FingerprintMismatchError, latest_checkpoint
 from modrl.envs import get_suite, make_suite_env
 from modrl.runs import read_run_config
-
-#: Evaluation episode ``k`` uses env seed ``EVAL_SEED_BASE + k``; training seeds are below ``MAX_SEED + n_envs``.
-EVAL_SEED_BASE = 1_000_000_000
-assert EVAL_SEED_BASE > MAX_SEED * 2
+from modrl.seeds import EVAL_SEED_BASE
+from modrl.text_table import format_row
 
 
 @dataclass(frozen=True)
@@ -190,10 +188,3 @@ def format_report(report: EvalReport) -> str:
         title += "; module columns = mean routing weight"
     return "\n".join([title, *lines])
 
-
-def format_row(row: list[str], widths: list[int]) -> str:
-    """First cell left-aligned, the rest right-aligned (a row may be shorter than the header)."""
-    cells = [
-        cell.rjust(width) if i else cell.ljust(width) for i, (cell, width) in enumerate(zip(row, widths, strict=False))
-    ]
-    return "  ".join(cells)

@@ -35,7 +35,7 @@ from modrl.agents.common.callbacks import (
     TelemetryCallback,
     truncate_metrics,
 )
-from modrl.agents.common.evaluation import EVAL_SEED_BASE, run_episode, task_result
+from modrl.agents.common.evaluation import run_episode, task_result
 from modrl.agents.common.policies import ModularActorCriticPolicy
 from modrl.agents.common.training import TENSORBOARD, restore_model_checkpoint, stop_on_signals
 from modrl.agents.continual.config import ContinualConfig
@@ -60,6 +60,7 @@ from modrl.config import to_dict
 from modrl.continual import area_under_curve, continual_metrics, format_r_table
 from modrl.envs import get_suite, make_suite_env
 from modrl.report.plots import plot_r_matrix
+from modrl.seeds import EVAL_SEED_BASE
 from modrl.telemetry import TelemetryWriter, heatmap_image
 from modrl.updates import ConsolidationData, UpdateRule, attach_penalty, build_update_rule
 

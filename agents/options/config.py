@@ -8,9 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from modrl.agents.common.config import MAX_SEED, AlgoConfig
+from modrl.agents.common.config import AlgoConfig
 from modrl.config import ConfigError, apply_overrides, check, from_dict, load_yaml
 from modrl.options import CurriculumConfig
+from modrl.seeds import MAX_SEED
 
 
 @dataclass(frozen=True, kw_only=True)

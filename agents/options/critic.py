@@ -36,12 +36,12 @@ import torch
 from torch import Tensor, nn
 
 from modrl._io import atomic_write_bytes, atomic_write_json
-from modrl.agents.common.evaluation import EVAL_SEED_BASE
 from modrl.agents.options.critic_config import OptionCriticConfig
 from modrl.agents.options.hier_envs import Slots, TaskSlots, stack_observations
 from modrl.agents.options.hier_ppo import EpisodeWindow, clipped_surrogate, gae, minibatches
 from modrl.options import EndReason, Option, OptionConfig, OptionController, OptionLibrary, OptionStats
 from modrl.options.library import LIBRARY_DIR
+from modrl.seeds import EVAL_SEED_BASE
 from modrl.telemetry import TelemetryWriter
 
 log = logging.getLogger(__name__)

@@ -8,12 +8,13 @@ an expert before reinforcement learning:
 1. :func:`collect_demos` lets the oracle (:class:`modrl.envs.oracle.SequenceBot`, BabyAI's bot) act in the option's
    own training env (:class:`modrl.envs.subtask_env.SubtaskEnv`, built by the caller from the option's **train**
    tasks only), so every recorded observation is exactly what the option sees. Episodes are seeded from
-   :data:`DEMO_SEED_BASE` up, disjoint from training seeds (below ``MAX_SEED + n_envs``) and evaluation seeds
-   (``EVAL_SEED_BASE + k``); an episode whose task seed falls in the evaluation range is skipped. Only successful
-   episodes are kept. With ``segment`` (``demos.source: segments``) the oracle instead solves whole train tasks that
-   contain the option's subtask anywhere, and only the steps from the previous subtask's completion to the option's
-   subtask's completion are kept: the option then also sees the states the planner calls it in (hands full, doors
-   already open, the agent wherever the last skill left it), which single-subtask episodes never show.
+   :data:`~modrl.seeds.DEMO_SEED_BASE` up, disjoint from training seeds (below ``MAX_SEED + n_envs``) and evaluation
+   seeds (``EVAL_SEED_BASE + k``; :mod:`modrl.seeds`); an episode whose task seed falls in the evaluation range is
+   skipped. Only successful episodes are kept. With ``segment`` (``demos.source: segments``) the oracle instead
+   solves whole train tasks that contain the option's subtask anywhere, and only the steps from the previous
+   subtask's completion to the option's subtask's completion are kept: the option then also sees the states the
+   planner calls it in (hands full, doors already open, the agent wherever the last skill left it), which
+   single-subtask episodes never show.
 2. :func:`behaviour_clone` minimises the cross-entropy of the demonstrated actions under SB3's policy
    (``policy.get_distribution(obs).log_prob(actions)``) and, optionally, the squared error of the critic against the
    demonstrations' discounted returns, so PPO's fine-tuning does not start from a random critic. The logits' bias
@@ -42,53 +43,19 @@ from minigrid.minigrid_env import MiniGridEnv
 from stable_baselines3.common.policies import ActorCriticPolicy
 from torch import nn
 
-from modrl.agents.common.evaluation import EVAL_SEED_BASE
 from modrl.agents.options.config import DemoConfig
 from modrl.agents.options.policy import OptionActorCriticPolicy
+from modrl.agents.planning.demo_set import DemoSet
 from modrl.envs.grammar import Subtask, parse_task
 from modrl.envs.oracle import SequenceBot
 from modrl.envs.subtask_env import SubtaskEnv, option_observation
+from modrl.seeds import DEMO_SEED_BASE, EVAL_TASK_SEEDS
 from modrl.telemetry import TelemetryWriter
 
 log = logging.getLogger(__name__)
 
-#: Demonstration episode ``j`` resets its :class:`SubtaskEnv` with seed ``DEMO_SEED_BASE + j``.
-DEMO_SEED_BASE = 1_500_000_000
-#: Task-env seeds an evaluation may use (``EVAL_SEED_BASE + k``): a demonstration never runs on one of them.
-EVAL_TASK_SEEDS = range(EVAL_SEED_BASE, EVAL_SEED_BASE + 1_000_000)
-assert EVAL_TASK_SEEDS.stop <= DEMO_SEED_BASE
 #: Attempts allowed per requested demonstration before collection gives up with what it has.
 ATTEMPTS_PER_DEMO = 3
-
-
-@dataclass(frozen=True, kw_only=True)
-class DemoSet:
-    """Successful demonstrations of one option, flattened to ``N`` (observation, action) pairs.
-
-    Attributes:
-        observations: The option's observation before each action, per key: ``image`` ``(N, 7, 7, 3) uint8``,
-            ``direction`` ``(N,) int64`` (and ``args`` ``(N, n_slots) int64`` for a parameterised option).
-        actions: ``(N,) int64`` the oracle's actions.
-        returns: ``(N,) float32`` discounted return from each step to the episode's end.
-        tasks: The task of each episode. seeds: Each episode's :class:`SubtaskEnv` reset seed.
-        task_seeds: Each episode's task-env seed. lengths: Each episode's number of steps.
-        attempts: Episodes tried (failed and skipped ones included). frames: Env steps taken by all attempts.
-    """
-
-    observations: dict[str, np.ndarray]
-    actions: np.ndarray
-    returns: np.ndarray
-    tasks: tuple[str, ...]
-    seeds: tuple[int, ...]
-    task_seeds: tuple[int, ...]
-    lengths: tuple[int, ...]
-    attempts: int
-    frames: int
-
-    @property
-    def size(self) -> int:
-        """Number of (observation, action) pairs ``N``."""
-        return int(self.actions.shape[0])
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -29,43 +29,20 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from modrl.agents.common.evaluation import EVAL_SEED_BASE
 from modrl.agents.common.policies import monolithic_policy_kwargs
 from modrl.agents.options.config import RouteConfig
 from modrl.agents.options.marked_calls import marked_router_env, whole_grid_calls
+from modrl.agents.planning.library import load_library
 from modrl.agents.planning.skills import library_marks_target, library_view_size
 from modrl.envs import SplitTaskEnv, get_suite, make_suite_env, parse_task
-from modrl.envs.grammar import VERBS, parse_subtask
-from modrl.envs.subtask_env import drop_predicate, effect_predicate, subtask_arguments, symbol_predicate
+from modrl.envs.subtask_env import subtask_arguments
 from modrl.envs.wrappers import Target
-from modrl.options import CallAndReturn, OptionCall, OptionLibrary, OptionStats, Predicate
+from modrl.options import CallAndReturn, OptionCall, OptionLibrary, OptionStats
+from modrl.seeds import EVAL_SEED_BASE
 from modrl.telemetry import TelemetryWriter
 
 log = logging.getLogger(__name__)
 progress_log = logging.getLogger("modrl.progress")
-
-
-def library_predicates(names: Sequence[str]) -> dict[str, Predicate]:
-    """Termination predicates by option name: a verb's effect for parameterised options (named by their verb), "not
-    carried any more" for a ``drop`` skill option, the subtask's effect for one-per-symbol options (named by their
-    subtask, e.g. ``pickup-red-key``)."""
-    out: dict[str, Predicate] = {}
-    for name in names:
-        if name in VERBS:
-            out[name] = effect_predicate(name)
-        elif name == "drop":
-            out[name] = drop_predicate
-        else:
-            out[name] = symbol_predicate(parse_subtask(name))
-    return out
-
-
-def load_library(directory: str) -> OptionLibrary:
-    """The frozen option library in ``directory`` with its termination predicates attached."""
-    library = OptionLibrary.load(directory, frozen=True)
-    for name, predicate in library_predicates(library.names).items():
-        library.get(name).termination_predicate = predicate
-    return library
 
 
 def option_calls(library: OptionLibrary, suite_name: str) -> list[OptionCall]:

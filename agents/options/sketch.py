@@ -31,7 +31,6 @@ import torch
 from torch import Tensor, nn
 
 from modrl._io import atomic_write_json
-from modrl.agents.common.evaluation import EVAL_SEED_BASE
 from modrl.agents.options.critic_config import SketchConfig
 from modrl.agents.options.hier_envs import Slots, TaskSlots, stack_observations
 from modrl.agents.options.hier_ppo import EpisodeWindow, clipped_surrogate, gae, minibatches
@@ -49,6 +48,7 @@ from modrl.options import (
     SuccessCurriculum,
 )
 from modrl.options.library import LIBRARY_DIR
+from modrl.seeds import EVAL_SEED_BASE
 from modrl.telemetry import TelemetryWriter
 
 log = logging.getLogger(__name__)

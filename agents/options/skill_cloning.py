@@ -10,7 +10,7 @@ two rows, ObstructedMaze-1Dl):
 1. :func:`~modrl.agents.planning.recording.record_skill_demos` lets the planner (:func:`modrl.planner.execute`, declared
    operators, A*) solve train episodes with the scripted skills (:class:`modrl.envs.scripted_skills.ScriptedSkills`)
    and cuts every executed step into a demonstration of its skill: the observations the agent had before each
-   primitive action and the actions. Episodes are seeded from :data:`~modrl.agents.options.demos.DEMO_SEED_BASE` up
+   primitive action and the actions. Episodes are seeded from :data:`~modrl.seeds.DEMO_SEED_BASE` up
    (disjoint from evaluation seeds); only episodes the planner solved and steps that ended done are kept.
 2. :func:`train_skill_library` clones one option per skill on its demonstrations
    (:func:`~modrl.agents.options.demos.behaviour_clone`, the action-frequency prior included), optionally runs DAgger
@@ -50,17 +50,14 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from modrl._io import atomic_write_json, atomic_write_text
-from modrl.agents.common.config import MAX_SEED, AlgoConfig
+from modrl.agents.common.config import AlgoConfig
 from modrl.agents.options.config import DemoConfig, OptionNetConfig, check_split
 from modrl.agents.options.demos import (
-    DEMO_SEED_BASE,
-    DemoSet,
     behaviour_clone,
     demo_accuracy,
     discounted_returns,
 )
 from modrl.agents.options.policy import OptionActorCriticPolicy
-from modrl.agents.options.router import library_predicates
 from modrl.agents.options.skill_results import (
     PlannerDaggerRound,
     SkillCloneResult,
@@ -69,6 +66,8 @@ from modrl.agents.options.skill_results import (
     format_skill_results,
 )
 from modrl.agents.planning.dagger import planner_dagger_demos
+from modrl.agents.planning.demo_set import DemoSet
+from modrl.agents.planning.library import library_predicates
 from modrl.agents.planning.recording import SkillRecording, record_skill_demos, split_calls
 from modrl.agents.planning.rollouts import concat_demos, dagger_demos, evaluate_skill, redraw_targets
 from modrl.config import apply_overrides, check, from_dict, load_yaml, to_dict
@@ -82,6 +81,7 @@ from modrl.envs.skill_env import (
 from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH
 from modrl.options import Option, OptionConfig, OptionLibrary
 from modrl.options.library import LIBRARY_DIR
+from modrl.seeds import DEMO_SEED_BASE, MAX_SEED
 
 log = logging.getLogger(__name__)
 

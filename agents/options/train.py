@@ -28,7 +28,6 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from modrl._io import atomic_write_json, atomic_write_text
-from modrl.agents.common.evaluation import EVAL_SEED_BASE
 from modrl.agents.options.config import OptionsTrainConfig
 from modrl.agents.options.demos import DemoStats, warm_start
 from modrl.agents.options.policy import OptionActorCriticPolicy
@@ -45,6 +44,7 @@ from modrl.envs.subtask_env import (
 )
 from modrl.options import Option, OptionConfig, OptionLibrary, StageResult, SuccessCurriculum, option_inputs
 from modrl.options.library import LIBRARY_DIR
+from modrl.seeds import EVAL_SEED_BASE
 from modrl.telemetry import TelemetryWriter
 
 log = logging.getLogger(__name__)

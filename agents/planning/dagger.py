@@ -22,16 +22,14 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
-from modrl.agents.options.demos import DemoSet
+from modrl.agents.planning.demo_set import DemoSet
+from modrl.agents.planning.episode import PlannerRun, PlannerRunConfig, play_planner_episode
 from modrl.agents.planning.rollouts import Chunk, demo_set
-from modrl.agents.planning.skills import learned_skills, wrap_for_library
-from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.skill_env import EnvSpec, make_env, skill_call, skill_observation, skill_targets
 from modrl.options import OptionLibrary
-from modrl.planner import GroundOperator, MonitorConfig, SearchConfig, SkillResult, execute
+from modrl.planner import GroundOperator, SkillResult
 from modrl.planner.option_executor import OptionExecutor
 
 
@@ -94,6 +92,11 @@ class _Labelling:
             self.labeller.start(None)
 
 
+def _labelling(run: PlannerRun) -> _Labelling:
+    assert isinstance(run.runner, OptionExecutor) and isinstance(run.env, _Labeller)
+    return _Labelling(run.runner, run.env)
+
+
 def planner_dagger_demos(library: OptionLibrary, env_ids: Sequence[EnvSpec], skills: Sequence[str], *, episodes: int,
                          seed_base: int, view_size: int, marker: bool, max_skill_steps: int, max_replans: int = 20,
                          loop_limit: int | None = 3, escape_steps: int = 3,
@@ -103,23 +106,17 @@ def planner_dagger_demos(library: OptionLibrary, env_ids: Sequence[EnvSpec], ski
     fork seeded with its seed)."""
     rows: dict[tuple[str, int, int], list[tuple[np.ndarray, int, np.ndarray, int]]] = {}
     wins = steps = 0
+    config = PlannerRunConfig(option_steps=max_skill_steps, max_nodes=max_nodes, max_replans=max_replans,
+                              loop_limit=loop_limit or 0, escape_steps=escape_steps, cycle_limit=0,
+                              deterministic=False)
     for k in range(episodes):
         seed = seed_base + k
-        env = wrap_for_library(make_env(env_ids[k % len(env_ids)]), library)
-        labeller = _Labeller(env, skills, view_size=view_size, marker=marker)
-        labeller.reset(seed=seed)
-        runner = learned_skills(labeller, library, fallback=None, max_skill_steps=max_skill_steps,
-                                deterministic=False, seed=seed, loop_limit=loop_limit, escape_steps=escape_steps)
-        try:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                goals = goals_for_env(labeller, runner.observe())
-                trace = execute(planning_domain(), goals, _Labelling(runner, labeller),
-                                MonitorConfig(search=SearchConfig(max_nodes=max_nodes), max_replans=max_replans),
-                                allowed=runner.allowed)
-        finally:
-            labeller.close()
-        wins += bool(runner.episode_success)
+        run = play_planner_episode(make_env(env_ids[k % len(env_ids)]), seed=seed, config=config, library=library,
+                                   wrap=lambda env: _Labeller(env, skills, view_size=view_size, marker=marker),
+                                   executor=_labelling)
+        labeller, trace = run.env, run.trace
+        assert isinstance(labeller, _Labeller) and trace is not None
+        wins += bool(run.runner.episode_success)
         steps += trace.total_steps
         for (skill, call), call_rows in labeller.rows.items():
             rows[(skill, k, call)] = call_rows

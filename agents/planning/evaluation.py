@@ -1,13 +1,13 @@
 """Planner evaluation: how often the planner solves the tasks of a suite split.
 
-Every episode resets the task's env with a fixed evaluation seed (``seed_base + k``, disjoint from training seeds as
-in :mod:`modrl.agents.common.evaluation`), reads the symbolic state, plans to the task's goals over the declared
-MiniGrid operators (A*), and executes the plan with monitoring and re-planning (:func:`modrl.planner.execute`). Success
-is the env's own (it ended the episode with a positive reward). The plan's skills are run either by the scripted skills
-(:class:`modrl.envs.scripted_skills.ScriptedSkills`, the upper bound) or by the learned options of an option library
-(:func:`modrl.agents.planning.skills.learned_skills`); with options, a step no option serves fails (and the planner
-re-plans) unless ``fallback_scripted`` lets the scripted skills run it, which the report counts. Without the fallback,
-plans use only the skills the library's options serve (:attr:`OptionExecutor.allowed
+Every episode resets the task's env with a fixed evaluation seed (``seed_base + k``, disjoint from training seeds:
+:mod:`modrl.seeds`), reads the symbolic state, plans to the task's goals over the declared MiniGrid operators (A*), and
+executes the plan with monitoring and re-planning (:mod:`modrl.agents.planning.episode`, the harness every planner
+episode runs in). Success is the env's own (it ended the episode with a positive reward). The plan's skills are run
+either by the scripted skills (:class:`modrl.envs.scripted_skills.ScriptedSkills`, the upper bound) or by the learned
+options of an option library (:func:`modrl.agents.planning.skills.learned_skills`); with options, a step no option
+serves fails (and the planner re-plans) unless ``fallback_scripted`` lets the scripted skills run it, which the report
+counts. Without the fallback, plans use only the skills the library's options serve (:attr:`OptionExecutor.allowed
 <modrl.planner.option_executor.OptionExecutor.allowed>`), unless ``skill_aware`` is off.
 """
 
@@ -22,19 +22,16 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
-from modrl.agents.common.evaluation import EVAL_SEED_BASE, format_row
-from modrl.agents.options.router import load_library
-from modrl.agents.planning.skills import learned_skills, wrap_for_library
+from modrl.agents.planning.episode import PlannerRunConfig, play_planner_episode
+from modrl.agents.planning.library import load_libraries
 from modrl.config import ConfigError, check
 from modrl.envs import get_suite
-from modrl.envs.operators import goals_for_env, planning_domain
-from modrl.envs.scripted_skills import ScriptedSkills
-from modrl.options import OptionLibrary, ensemble_library
-from modrl.planner import MonitorConfig, Outcome, SearchConfig, execute
-from modrl.planner.option_executor import OptionExecutor
+from modrl.options import OptionLibrary
+from modrl.planner import Outcome, SearchConfig
 from modrl.registry import UnknownNameError
+from modrl.seeds import EVAL_SEED_BASE
+from modrl.text_table import format_row
 
 progress_log = logging.getLogger("modrl.progress")
 
@@ -106,18 +103,7 @@ class PlannerEvalConfig:
 
     def __post_init__(self) -> None:
         check(isinstance(self.episodes, int) and self.episodes >= 1, "episodes", f"must be >= 1, got {self.episodes}")
-        check(isinstance(self.option_steps, int) and self.option_steps >= 1, "option_steps",
-              f"must be >= 1, got {self.option_steps}")
-        check(isinstance(self.max_nodes, int) and self.max_nodes >= 1, "max_nodes",
-              f"must be >= 1, got {self.max_nodes}")
-        check(isinstance(self.max_replans, int) and self.max_replans >= 0, "max_replans",
-              f"must be >= 0, got {self.max_replans}")
-        check(isinstance(self.loop_limit, int) and (self.loop_limit == 0 or self.loop_limit >= 2), "loop_limit",
-              f"must be 0 (off) or >= 2, got {self.loop_limit}")
-        check(isinstance(self.escape_steps, int) and self.escape_steps >= 0, "escape_steps",
-              f"must be >= 0, got {self.escape_steps}")
-        check(isinstance(self.cycle_limit, int) and (self.cycle_limit == 0 or self.cycle_limit >= 2), "cycle_limit",
-              f"must be 0 (off) or >= 2, got {self.cycle_limit}")
+        self.run_config  # noqa: B018 -- checks the run's values (PlannerRunConfig)
         check(isinstance(self.seed_base, int) and self.seed_base >= 0, "seed_base",
               f"must be >= 0, got {self.seed_base}")
         object.__setattr__(self, "ensemble", tuple(self.ensemble))
@@ -143,6 +129,23 @@ class PlannerEvalConfig:
     def skills(self) -> SkillSource:
         """Who runs the plan's skills."""
         return SkillSource.SCRIPTED if self.library is None else SkillSource.OPTIONS
+
+    @classmethod
+    def of_run(cls, run: PlannerRunConfig, **fields: Any) -> PlannerEvalConfig:
+        """The evaluation given by ``fields`` (suite, split, episodes, library, ...) whose episodes run with ``run``
+        (greedy search only: ``run.algorithm`` is not read)."""
+        return cls(option_steps=run.option_steps, max_nodes=run.max_nodes, max_replans=run.max_replans,
+                   loop_limit=run.loop_limit, escape_steps=run.escape_steps, cycle_limit=run.cycle_limit,
+                   deterministic=run.deterministic, fallback_scripted=run.fallback, skill_aware=run.skill_aware,
+                   **fields)
+
+    @property
+    def run_config(self) -> PlannerRunConfig:
+        """What each episode runs with (:class:`~modrl.agents.planning.episode.PlannerRunConfig`)."""
+        return PlannerRunConfig(option_steps=self.option_steps, max_nodes=self.max_nodes, max_replans=self.max_replans,
+                                loop_limit=self.loop_limit, escape_steps=self.escape_steps,
+                                cycle_limit=self.cycle_limit, deterministic=self.deterministic,
+                                fallback=self.fallback_scripted, skill_aware=self.skill_aware)
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -240,36 +243,15 @@ class PlannerEvalReport:
 
 def run_planner_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, config: PlannerEvalConfig,
                         library: OptionLibrary | None) -> PlannerEpisode:
-    """Plan and execute one episode of the env ``env_id`` reset with ``seed`` (see the module docstring)."""
-    env = gym.make(env_id, **env_kwargs)
-    runner: ScriptedSkills | OptionExecutor
-    if library is None:
-        env.reset(seed=seed)
-        runner = ScriptedSkills(env)
-    else:
-        env = wrap_for_library(env, library)
-        env.reset(seed=seed)
-        fallback = ScriptedSkills(env) if config.fallback_scripted else None
-        runner = learned_skills(env, library, fallback=fallback, max_skill_steps=config.option_steps, seed=seed,
-                                deterministic=config.deterministic, loop_limit=config.loop_limit or None,
-                                escape_steps=config.escape_steps, cycle_limit=config.cycle_limit or None)
-    # Sampled option actions draw from torch's global RNG (run_option takes no generator): a fork of it seeded per
-    # episode makes an episode reproducible from its seed and leaves the caller's RNG state alone.
-    try:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            goals = goals_for_env(env, runner.observe())
-            allowed = runner.allowed if isinstance(runner, OptionExecutor) and config.skill_aware else None
-            trace = execute(planning_domain(), goals, runner,
-                            MonitorConfig(search=SearchConfig(max_nodes=config.max_nodes),
-                                          max_replans=config.max_replans), allowed=allowed)
-    finally:
-        env.close()
+    """Plan and execute one episode of the env ``env_id`` reset with ``seed`` (see the module docstring;
+    :func:`~modrl.agents.planning.episode.play_planner_episode`)."""
+    run = play_planner_episode(gym.make(env_id, **env_kwargs), seed=seed, config=config.run_config, library=library)
+    assert run.trace is not None
     usage, loops, cycles = ({"option": 0, "fallback": 0}, 0, 0)
-    if isinstance(runner, OptionExecutor):
-        usage, loops, cycles = runner.usage, runner.loops, runner.cycles
-    return PlannerEpisode(seed=seed, success=bool(runner.episode_success), replans=trace.replans,
-                          steps=trace.total_steps, outcome=trace.outcome, option_calls=usage["option"],
+    if run.options is not None:
+        usage, loops, cycles = run.options.usage, run.options.loops, run.options.cycles
+    return PlannerEpisode(seed=seed, success=bool(run.runner.episode_success), replans=run.trace.replans,
+                          steps=run.trace.total_steps, outcome=run.trace.outcome, option_calls=usage["option"],
                           fallback_calls=usage["fallback"], loops=loops, cycles=cycles)
 
 
@@ -281,12 +263,7 @@ def evaluate_planner(config: PlannerEvalConfig,
     Raises:
         ValueError: ``config.library`` is not a loadable option library.
     """
-    library = None
-    if config.library is not None:
-        with torch.random.fork_rng(devices=[]):  # building the options draws initial weights: not from the caller's RNG
-            library = load_library(config.library)
-            if config.ensemble:
-                library = ensemble_library([library, *(load_library(path) for path in config.ensemble)])
+    library = None if config.library is None else load_libraries(config.library, config.ensemble)
     suite = get_suite(config.suite)
     names = config.task_names
     results = []

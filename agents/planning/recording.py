@@ -1,7 +1,7 @@
 """Demonstrations of the planner's skills: the planner solves episodes with the scripted skills and every executed
 step is cut into a demonstration of its skill (:func:`record_skill_demos`), which
 :mod:`modrl.agents.options.skill_cloning` clones into skill options. Episodes are seeded from
-:data:`~modrl.agents.options.demos.DEMO_SEED_BASE` up (disjoint from evaluation seeds); only episodes the planner solved
+:data:`~modrl.seeds.DEMO_SEED_BASE` up (disjoint from evaluation seeds); only episodes the planner solved
 and steps that ended done are kept.
 """
 
@@ -14,9 +14,9 @@ from typing import Any, SupportsFloat
 import gymnasium as gym
 import numpy as np
 
-from modrl.agents.options.demos import DEMO_SEED_BASE, EVAL_TASK_SEEDS, DemoSet
+from modrl.agents.planning.demo_set import DemoSet
+from modrl.agents.planning.episode import PlannerRunConfig, start_planner_episode
 from modrl.agents.planning.rollouts import demo_set
-from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.skill_env import (
     SKILL_NAMES,
@@ -29,9 +29,12 @@ from modrl.envs.skill_env import (
     spec_name,
 )
 from modrl.envs.wrappers import Target, full_view_image
-from modrl.planner import GroundOperator, MonitorConfig, SearchConfig, execute
+from modrl.planner import GroundOperator
 from modrl.planner.monitor import SkillResult, SkillStatus
+from modrl.seeds import DEMO_SEED_BASE, EVAL_TASK_SEEDS
 
+#: The planner episodes of a recording: the default search, at most 5 re-plans.
+_CONFIG = PlannerRunConfig(max_replans=5)
 #: Second seed word of the random-steps draws (:func:`record_skill_demos`), apart from the env's own stream.
 _RANDOM_STEPS_STREAM = 0x5EED
 
@@ -114,18 +117,19 @@ class SkillRecording:
 
 def _record_episode(spec: EnvSpec, seed: int, view_size: int, marker: bool,
                     random_steps: int) -> tuple[_Recorder, list[_Call], bool]:
-    recorder = _Recorder(make_env(spec), view_size, marker)
-    recorder.reset(seed=seed)
-    skills = ScriptedSkills(recorder)
+    run = start_planner_episode(make_env(spec), seed=seed, config=_CONFIG,
+                                wrap=lambda env: _Recorder(env, view_size, marker))
+    recorder, skills = run.env, run.runner
+    assert isinstance(recorder, _Recorder) and isinstance(skills, ScriptedSkills)
     cutter = _Cutter(skills, recorder)
-    if random_steps:
-        rng = np.random.default_rng([seed, _RANDOM_STEPS_STREAM])
-        if not random_skill_steps(skills, rng, int(rng.integers(random_steps + 1)), run=cutter.execute):
-            recorder.close()
-            return recorder, cutter.calls, False
-    execute(planning_domain(), goals_for_env(recorder, skills.observe()), cutter,
-            MonitorConfig(search=SearchConfig(), max_replans=5))
-    recorder.close()
+    try:
+        if random_steps:
+            rng = np.random.default_rng([seed, _RANDOM_STEPS_STREAM])
+            if not random_skill_steps(skills, rng, int(rng.integers(random_steps + 1)), run=cutter.execute):
+                return recorder, cutter.calls, False
+        run.execute(cutter)
+    finally:
+        run.close()
     return recorder, cutter.calls, bool(skills.episode_success)
 
 

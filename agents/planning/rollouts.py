@@ -18,12 +18,12 @@ import numpy as np
 import torch
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 
-from modrl.agents.common.evaluation import EVAL_SEED_BASE
-from modrl.agents.options.demos import DemoSet
+from modrl.agents.planning.demo_set import DemoSet
 from modrl.envs.grammar import COLOURS
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.skill_env import SKILL_TYPES, EnvSpec, SkillStepEnv
 from modrl.options import Option, option_inputs
+from modrl.seeds import EVAL_SEED_BASE
 
 Chunk = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """One call's demonstrations: images, headings, argument slot ids, actions."""

@@ -6,7 +6,7 @@ serves it with the per-symbol option of that subtask (``pickup-blue-key``) or th
 (``pickup`` with the words ``("blue", "key")``). A call the grammar has no subtask for (``drop(key,red)``,
 ``open(box,grey)``) is served by a parameterised option named after the skill itself, with the words
 ``(colour, type)``, when one takes them (the skill options of :mod:`modrl.agents.options.skill_cloning`). Options end on
-their subtask's effect predicate (:func:`modrl.agents.options.router.load_library`), so the env is wrapped to report
+their subtask's effect predicate (:func:`modrl.agents.planning.library.load_library`), so the env is wrapped to report
 predicates in ``info``, and, for a library trained on the whole-grid view (``env.view_size``), to show the options
 that view (:class:`modrl.envs.wrappers.FullView`) -- with the target-marker channel on each step's objects when the
 library reads it (``target_marker`` of :mod:`modrl.agents.options.skill_cloning`). A skill option that reads no words

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 from modrl.agents.common.builders import env_options
-from modrl.agents.common.evaluation import EVAL_SEED_BASE, load_run_policy, run_episode
+from modrl.agents.common.evaluation import load_run_policy, run_episode
 from modrl.envs import MissionVocabulary, get_suite, make_suite_env
 from modrl.envs.grammar import parse_task
+from modrl.seeds import EVAL_SEED_BASE
 
 CONDITIONS = ("true", "other-object", "blank")
 

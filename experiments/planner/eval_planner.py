@@ -22,8 +22,8 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import torch
 
-from modrl.agents.common.evaluation import EVAL_SEED_BASE
 from modrl.agents.planning.evaluation import PlannerEvalConfig, PlannerTaskResult, evaluate_planner
+from modrl.seeds import EVAL_SEED_BASE
 
 
 def _print_task(result: PlannerTaskResult) -> None:

@@ -24,15 +24,17 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import gymnasium as gym
 import numpy as np
 
-from modrl.agents.common.evaluation import EVAL_SEED_BASE
+from modrl.agents.planning.episode import PlannerRunConfig, start_planner_episode
 from modrl.envs import get_suite
-from modrl.envs.operators import goals_for_env, planning_domain, skill_subtask
+from modrl.envs.operators import skill_subtask
 from modrl.envs.scripted_skills import ScriptedSkills
-from modrl.planner import GroundOperator, MonitorConfig, SearchConfig, execute
+from modrl.planner import GroundOperator
 from modrl.planner.monitor import SkillResult, SkillStatus
+from modrl.planner.search import Allowed
+from modrl.seeds import EVAL_SEED_BASE
 
 
-def serves(names: set[str]) -> object:
+def serves(names: set[str]) -> Allowed:
     """``step -> bool``: the step's skill is named, or its grammar subtask is."""
 
     def allowed(step: GroundOperator) -> bool:
@@ -47,14 +49,14 @@ def serves(names: set[str]) -> object:
 class Limited:
     """The scripted skills, refusing the steps ``allowed`` does not pass (counted in ``refused``)."""
 
-    def __init__(self, skills: ScriptedSkills, allowed: object, refused: Counter[str]) -> None:
+    def __init__(self, skills: ScriptedSkills, allowed: Allowed, refused: Counter[str]) -> None:
         self.skills, self.allowed, self.refused = skills, allowed, refused
 
     def observe(self) -> frozenset[str]:
         return self.skills.observe()
 
     def execute(self, step: GroundOperator) -> SkillResult:
-        if not self.allowed(step):  # type: ignore[operator]
+        if not self.allowed(step):
             self.refused[step.skill] += 1
             return SkillResult(status=SkillStatus.FAILED, state=self.observe())
         return self.skills.execute(step)
@@ -72,19 +74,21 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"suite {args.suite!r} has no split {args.split!r}; its splits: {', '.join(suite.splits)}")
     allowed = serves({n.strip() for n in args.serve.split(",") if n.strip()})
     refused: Counter[str] = Counter()
+    config = PlannerRunConfig(max_replans=5)
     everything = []
     for name in suite.splits[args.split]:
         spec = suite.tasks[suite.task_index(name)]
         wins = []
         for k in range(args.episodes):
-            env = gym.make(spec.env_id, **dict(spec.kwargs))
-            env.reset(seed=EVAL_SEED_BASE + k)
-            skills = ScriptedSkills(env)
-            runner = Limited(skills, allowed, refused)
-            execute(planning_domain(), goals_for_env(env, runner.observe()), runner,
-                    MonitorConfig(search=SearchConfig(), max_replans=5), allowed=allowed)  # type: ignore[arg-type]
-            wins.append(bool(skills.episode_success))
-            env.close()
+            run = start_planner_episode(gym.make(spec.env_id, **dict(spec.kwargs)), seed=EVAL_SEED_BASE + k,
+                                        config=config)
+            assert isinstance(run.runner, ScriptedSkills)
+            run.allowed = allowed
+            try:
+                run.execute(Limited(run.runner, allowed, refused))
+            finally:
+                run.close()
+            wins.append(bool(run.runner.episode_success))
         everything += wins
         print(f"{name}: {np.mean(wins):.2f}")
     print(f"{args.suite}/{args.split} with {args.serve}: mean success {np.mean(everything):.3f} "

@@ -108,10 +108,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _merge(sources: list[Path], run_dir: Path) -> int:
+    from modrl.agents.planning.library import find_library
     from modrl.options import OptionLibrary
     from modrl.runs import RunDirError, RunStatus, create_run_dir, read_run_config, set_status, write_run_metadata
-
-    from .planner_eval_command import find_library
 
     merged, origin = OptionLibrary(), dict[str, Path]()
     try:

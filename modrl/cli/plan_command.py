@@ -2,18 +2,24 @@
 with ``--options LIBRARY_DIR``, with learned options (scripted skills for the steps no option serves; with
 ``--no-fallback`` none, and every plan uses only the skills the options serve).
 
-Heavy imports (gymnasium, minigrid, the planner) happen inside :func:`run`, so building the parser stays cheap.
+The episode runs in the planner-episode harness (:mod:`modrl.agents.planning.episode`), which checks the flag values
+(:class:`~modrl.agents.planning.episode.PlannerRunConfig`); this module parses, builds the config, calls and prints.
+Heavy imports (gymnasium, minigrid, the planner) happen inside :func:`run`, so building the parser stays cheap. No
+stable_baselines3 is imported, with or without ``--options``.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import EXIT_ERROR, fail
 
 NAME = "plan"
+
+if TYPE_CHECKING:
+    from modrl.agents.planning.episode import PlannerRun
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -85,10 +91,9 @@ def _make_env(target: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """``modrl plan``: see :func:`add_parser`."""
+    from modrl.agents.planning.episode import PlannerConfigError, PlannerRunConfig, start_planner_episode
     from modrl.config import ConfigError
-    from modrl.envs.operators import goals_for_env, planning_domain
-    from modrl.envs.predicates import env_planning_state
-    from modrl.planner import NoPlan, SearchConfig, plan
+    from modrl.planner import NoPlan, plan
 
     if args.seed < 0:
         return fail(f"--seed must be >= 0, got {args.seed}")
@@ -96,34 +101,26 @@ def run(args: argparse.Namespace) -> int:
         return fail("--no-fallback needs --options")
     if args.ensemble and args.options is None:
         return fail("--ensemble needs --options (the first library of the ensemble)")
-    if args.loop_limit != 0 and args.loop_limit < 2:
-        return fail(f"--loop-limit must be 0 (off) or >= 2, got {args.loop_limit}")
-    if args.escape_steps < 0:
-        return fail(f"--escape-steps must be >= 0, got {args.escape_steps}")
-    if args.cycle_limit != 0 and args.cycle_limit < 2:
-        return fail(f"--cycle-limit must be 0 (off) or >= 2, got {args.cycle_limit}")
     try:
-        search = SearchConfig(algorithm=args.algorithm, max_nodes=args.max_nodes)
-        env = _make_env(args.target)
+        config = PlannerRunConfig(option_steps=args.option_steps, max_nodes=args.max_nodes,
+                                  max_replans=args.max_replans, loop_limit=args.loop_limit,
+                                  escape_steps=args.escape_steps, cycle_limit=args.cycle_limit,
+                                  fallback=not args.no_fallback, algorithm=args.algorithm)
+    except PlannerConfigError as exc:
+        return fail(exc.flag_message)
+    try:
+        env: Any = _make_env(args.target)
         library = None
         if args.options is not None:
-            from modrl.agents.options.router import load_library
-            from modrl.agents.planning.skills import wrap_for_library
+            from modrl.agents.planning.library import load_libraries
 
-            library = load_library(str(args.options))
-            if args.ensemble:
-                from modrl.options import ensemble_library
-
-                library = ensemble_library([library, *(load_library(str(path)) for path in args.ensemble)])
-            env = wrap_for_library(env, library)
-        env.reset(seed=args.seed)
-        state = env_planning_state(env)
-        goals = goals_for_env(env, state)
-        runner = _runner(args, env, library)
+            library = load_libraries(str(args.options), [str(path) for path in args.ensemble or ()])
+        episode = start_planner_episode(env, seed=args.seed, config=config, library=library)
+        state = episode.runner.observe()
+        goals = episode.goals
     except (ConfigError, ValueError) as exc:
         return fail(str(exc))
-    allowed = getattr(runner, "allowed", None)
-    domain = planning_domain()
+    env, domain = episode.env, episode.domain
     print(f"env: {env.spec.id if env.spec else type(env.unwrapped).__name__} | seed {args.seed}")
     print(f"mission: {env.unwrapped.mission}")
     print(f"initial predicates ({len(state)}):")
@@ -134,9 +131,9 @@ def run(args: argparse.Namespace) -> int:
     print("goals, in order:")
     for i, goal in enumerate(goals):
         print(f"  {i}. {goal}")
-    if allowed is not None:
+    if episode.allowed is not None:
         print("planning over the skills the options serve only (--no-fallback)")
-    found = plan(domain, state, goals, search, allowed=allowed)
+    found = plan(domain, state, goals, config.search, allowed=episode.allowed)
     if isinstance(found, NoPlan):
         print(f"no plan ({found.reason.value}): {found.message}")
         return EXIT_ERROR
@@ -145,34 +142,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {i}. {step.symbol:36s} [{step.name}]")
     if not args.execute:
         return 0
-    return _execute(args, runner, domain, goals, search)
+    return _execute(args, episode)
 
 
-def _runner(args: argparse.Namespace, env: Any, library: Any) -> Any:
-    """The skill executor: the scripted skills, or the learned options of ``--options`` (``library``, with the
-    scripted skills as fallback unless ``--no-fallback``)."""
-    from modrl.envs.scripted_skills import ScriptedSkills
+def _execute(args: argparse.Namespace, episode: PlannerRun) -> int:
+    from modrl.planner import InjectedFailures, Outcome
 
-    skills = ScriptedSkills(env)
-    if library is None:
-        return skills
-    from modrl.agents.planning.skills import learned_skills
-
-    return learned_skills(env, library, fallback=None if args.no_fallback else skills,
-                          max_skill_steps=args.option_steps, seed=args.seed, loop_limit=args.loop_limit or None,
-                          escape_steps=args.escape_steps, cycle_limit=args.cycle_limit or None)
-
-
-def _execute(args: argparse.Namespace, runner: Any, domain: Any, goals: Any, search: Any) -> int:
-    from modrl.config import ConfigError
-    from modrl.planner import InjectedFailures, MonitorConfig, Outcome, SkillExecutor, execute
-
-    try:
-        config = MonitorConfig(search=search, max_replans=args.max_replans)
-    except ConfigError as exc:
-        return fail(str(exc))
-    executor: SkillExecutor = InjectedFailures(runner, args.fail_skill) if args.fail_skill else runner
-    trace = execute(domain, goals, executor, config, allowed=getattr(runner, "allowed", None))
+    runner = episode.runner
+    trace = episode.execute(InjectedFailures(runner, args.fail_skill) if args.fail_skill else None)
     print("\nexecution:")
     for i, step in enumerate(trace.steps):
         for record in trace.plans[1:]:
@@ -185,9 +162,9 @@ def _execute(args: argparse.Namespace, runner: Any, domain: Any, goals: Any, sea
         if record.after_skills == len(trace.steps):
             print(f"  re-plan ({record.reason}): {' -> '.join(record.skills) or record.no_plan}")
     reward = "env solved" if runner.episode_success else "env not solved"
-    if args.options is not None:
-        print(f"skills run by learned options: {runner.usage['option']}, by scripted skills: "
-              f"{runner.usage['fallback']}")
+    if episode.options is not None:
+        print(f"skills run by learned options: {episode.options.usage['option']}, by scripted skills: "
+              f"{episode.options.usage['fallback']}")
     print(f"outcome: {trace.outcome.value} ({reward}; {trace.replans} re-plan(s), {trace.total_steps} steps)")
     if args.logdir is not None:
         from torch.utils.tensorboard import SummaryWriter
@@ -199,4 +176,3 @@ def _execute(args: argparse.Namespace, runner: Any, domain: Any, goals: Any, sea
         writer.close()
         print(f"TensorBoard: tensorboard --logdir {args.logdir}")
     return 0 if trace.outcome is Outcome.SUCCESS else EXIT_ERROR
-

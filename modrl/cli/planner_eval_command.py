@@ -2,19 +2,27 @@
 skills run by the options of a ``modrl options train`` run or by the scripted skills
 (:mod:`modrl.agents.planning.evaluation`).
 
-Heavy imports happen inside :func:`run`, so building the parser stays cheap.
+Each episode runs in the planner-episode harness (:mod:`modrl.agents.planning.episode`), whose
+:class:`~modrl.agents.planning.episode.PlannerRunConfig` checks the flag values; libraries are found and loaded by
+:mod:`modrl.agents.planning.library`. This module parses, checks which flags go together, builds the config, calls
+and prints. Heavy imports happen inside :func:`run`, so building the parser stays cheap; none is of
+stable_baselines3.
 """
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from modrl._io import atomic_write_json
 from modrl.config import ConfigError
-from modrl.runs import RunDirError, read_run_config
+from modrl.runs import RunDirError
 
 from .errors import EXIT_ERROR, fail, one_line
+
+if TYPE_CHECKING:
+    from modrl.agents.planning.episode import PlannerRunConfig
 
 
 def add_planner_arguments(parser: argparse.ArgumentParser) -> None:
@@ -77,20 +85,22 @@ def planner_only_flags(args: argparse.Namespace) -> list[str]:
     return [flag for attr, flag in _PLANNER_FLAGS if getattr(args, attr) not in (None, False)]
 
 
-def _planner_flag_error(args: argparse.Namespace) -> str | None:
-    """What is wrong with the combination of planner-mode flags, or ``None``."""
-    if args.option_steps is not None and args.option_steps < 1:
-        return f"--option-steps must be >= 1, got {args.option_steps}"
-    if args.max_nodes is not None and args.max_nodes < 1:
-        return f"--max-nodes must be >= 1, got {args.max_nodes}"
-    if args.max_replans is not None and args.max_replans < 0:
-        return f"--max-replans must be >= 0, got {args.max_replans}"
-    if args.loop_limit is not None and args.loop_limit != 0 and args.loop_limit < 2:
-        return f"--loop-limit must be 0 (off) or >= 2, got {args.loop_limit}"
-    if args.escape_steps is not None and args.escape_steps < 0:
-        return f"--escape-steps must be >= 0, got {args.escape_steps}"
-    if args.cycle_limit is not None and args.cycle_limit != 0 and args.cycle_limit < 2:
-        return f"--cycle-limit must be 0 (off) or >= 2, got {args.cycle_limit}"
+def _run_config(args: argparse.Namespace) -> PlannerRunConfig:
+    """The episodes' config from the planner-mode flags (the defaults of the flags not given).
+
+    Raises:
+        PlannerConfigError: A flag value is out of range.
+    """
+    from modrl.agents.planning.episode import PlannerRunConfig
+
+    given = {name: getattr(args, name) for name in ("option_steps", "max_nodes", "max_replans", "loop_limit",
+                                                     "escape_steps", "cycle_limit")}
+    return PlannerRunConfig(**{name: value for name, value in given.items() if value is not None},
+                            deterministic=not args.stochastic, fallback=args.fallback_scripted)
+
+
+def _flag_combination_error(args: argparse.Namespace) -> str | None:
+    """What is wrong with the combination of planner-mode flags given, or ``None``."""
     if args.split == "all":
         return "--planner evaluates one split: give --split NAME (default: test if the suite has one, else train)"
     if not args.scripted:
@@ -112,52 +122,23 @@ def _planner_flag_error(args: argparse.Namespace) -> str | None:
     return None
 
 
-def find_library(run_dir: Path) -> tuple[Path, Path]:
-    """``(library directory, run directory its results go to)`` for RUN_DIR or a library directory.
-
-    Raises:
-        RunDirError: Neither holds an option library; the message says what RUN_DIR is and what to give instead.
-    """
-    from modrl.options.library import INDEX_FILE
-
-    if (run_dir / INDEX_FILE).is_file():  # a library directory: results go to the run around it, if any
-        return run_dir, run_dir.parent if (run_dir.parent / "config.yaml").is_file() else run_dir
-    if (run_dir / "options" / INDEX_FILE).is_file():
-        return run_dir / "options", run_dir
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: no such directory")
-    config = read_run_config(run_dir) if (run_dir / "config.yaml").is_file() else {}
-    if "agent" in config:
-        raise RunDirError(f"{run_dir} is a 'modrl train' run and has no options to plan with; --planner evaluates "
-                          "the option library of a 'modrl options train' run, or give --scripted --suite NAME")
-    hint = f" (its router's library is {config['library']}: give that)" if isinstance(config.get("library"), str) \
-        else ""
-    raise RunDirError(f"{run_dir} holds no option library (no options/{INDEX_FILE}){hint}; give a 'modrl options "
-                      "train' run directory or its options/ directory")
-
-
-def _run_suite(run_dir: Path) -> str | None:
-    """The suite named by ``run_dir``'s ``config.yaml`` (``env.suite``, or ``suite`` for ``modrl options skills``
-    runs), if any."""
-    if not (run_dir / "config.yaml").is_file():
-        return None
-    config = read_run_config(run_dir)
-    env = config.get("env")
-    suite = env.get("suite") if isinstance(env, dict) else config.get("suite")
-    return suite if isinstance(suite, str) else None
-
-
 def run(args: argparse.Namespace) -> int:
     """``modrl eval --planner``: the planner with a run's options (or the scripted skills) on a suite split."""
+    from modrl.agents.planning.episode import PlannerConfigError
     from modrl.agents.planning.evaluation import (
         PlannerEvalConfig,
         default_split,
         evaluate_planner,
         format_planner_report,
     )
+    from modrl.agents.planning.library import find_library, run_suite
     from modrl.registry import UnknownNameError
 
-    problem = _planner_flag_error(args)
+    try:
+        run_config = _run_config(args)
+    except PlannerConfigError as exc:
+        return fail(exc.flag_message)
+    problem = _flag_combination_error(args)
     if problem is not None:
         return fail(problem)
     library, holder, members = None, None, []
@@ -165,20 +146,13 @@ def run(args: argparse.Namespace) -> int:
         if not args.scripted:
             library, holder = find_library(args.run_dir)
             members = [find_library(run)[0] for run in args.ensemble or ()]
-        suite = args.suite or (_run_suite(holder) if holder is not None else None)
+        suite = args.suite or (run_suite(holder) if holder is not None else None)
         if suite is None:
             return fail(f"cannot tell which suite {args.run_dir} was trained on (no env.suite in a config.yaml): "
                         "give --suite NAME")
-        config = PlannerEvalConfig(
-            suite=suite, split=args.split or default_split(suite), episodes=args.episodes,
-            library=None if library is None else str(library), ensemble=tuple(str(m) for m in members),
-            deterministic=not args.stochastic,
-            fallback_scripted=args.fallback_scripted, option_steps=args.option_steps or 100,
-            **({} if args.max_nodes is None else {"max_nodes": args.max_nodes}),
-            **({} if args.max_replans is None else {"max_replans": args.max_replans}),
-            **({} if args.loop_limit is None else {"loop_limit": args.loop_limit}),
-            **({} if args.escape_steps is None else {"escape_steps": args.escape_steps}),
-            **({} if args.cycle_limit is None else {"cycle_limit": args.cycle_limit}))
+        config = PlannerEvalConfig.of_run(
+            run_config, suite=suite, split=args.split or default_split(suite), episodes=args.episodes,
+            library=None if library is None else str(library), ensemble=tuple(str(m) for m in members))
     except (ConfigError, RunDirError, UnknownNameError) as exc:
         return fail(one_line(str(exc)))
     try:

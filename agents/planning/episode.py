@@ -1,0 +1,205 @@
+"""One planner episode, the same for every caller: ``modrl plan``, planner evaluation
+(:mod:`modrl.agents.planning.evaluation`), planner DAgger (:mod:`modrl.agents.planning.dagger`), the skill recordings
+(:mod:`modrl.agents.planning.recording`) and the experiments under ``experiments/planner``.
+
+:class:`PlannerRunConfig` holds what such an episode is run with (search bound, re-plans, the option-call limits and
+the stuck / cycle escapes, greedy or sampled options, the scripted fallback) and is the one place those values are
+checked. :func:`start_planner_episode` wraps an env for an option library (:func:`.skills.wrap_for_library`),
+resets it with the episode's seed and builds the skill executor: the scripted skills without a library, else the
+library's options (:func:`.skills.learned_skills`, seeded with the same seed).
+:meth:`PlannerRun.execute` reads the env's goals (:func:`modrl.envs.operators.goals_for_env`) and plans and executes
+them over the declared operators (:func:`modrl.planner.execute`); :func:`play_planner_episode` does all of it and
+closes the env. Sampled option actions draw from torch's global RNG, so execution runs in a fork of it seeded with the
+episode's seed: an episode is reproducible from its seed, and the caller's RNG state is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import gymnasium as gym
+import torch
+
+from modrl.config import ConfigError
+from modrl.envs.operators import goals_for_env, planning_domain
+from modrl.envs.scripted_skills import ScriptedSkills
+from modrl.options import OptionLibrary
+from modrl.planner import Domain, ExecutionTrace, Goal, MonitorConfig, SearchConfig, SkillExecutor, execute
+from modrl.planner.option_executor import OptionExecutor
+from modrl.planner.search import Algorithm, Allowed
+
+from .skills import learned_skills, wrap_for_library
+
+
+class PlannerConfigError(ConfigError):
+    """A :class:`PlannerRunConfig` value out of range: ``"<field>: <detail>"``; :attr:`flag_message` says it for the
+    command-line flag of the same name (``--option-steps must be >= 1, got 0``)."""
+
+    def __init__(self, field_name: str, detail: str) -> None:
+        super().__init__(f"{field_name}: {detail}")
+        self.field_name, self.detail = field_name, detail
+
+    @property
+    def flag_message(self) -> str:
+        """The message naming the flag ``--<field-name>`` instead of the field."""
+        return f"--{self.field_name.replace('_', '-')} {self.detail}"
+
+
+def _check(condition: bool, field_name: str, detail: str) -> None:
+    if not condition:
+        raise PlannerConfigError(field_name, detail)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PlannerRunConfig:
+    """What one planner episode runs with.
+
+    Attributes:
+        option_steps: Step cap of one option call.
+        max_nodes: Node expansions per (re-)plan before the search gives up (:class:`modrl.planner.SearchConfig`).
+        max_replans: Re-plans allowed per episode after the first plan.
+        loop_limit: An option call that sees one observation this many times is stuck: it ends, ``escape_steps``
+            random moves (turn left / turn right / forward) follow, and the planner re-plans (0: off; see
+            :mod:`modrl.planner.option_executor`).
+        escape_steps: Random moves after a stuck option call (or a cycle).
+        cycle_limit: After an option call that ends by its own termination, its step's effects observed, in a
+            planning state (base atoms) such calls have now left this many times in the episode, the same escape
+            follows (0: off).
+        deterministic: Greedy option actions (``False``: sampled).
+        fallback: The scripted skills run the steps no option serves (with an option library; without one the
+            scripted skills run every step anyway).
+        skill_aware: With options and no fallback, plan only over the skills the options serve
+            (:attr:`OptionExecutor.allowed <modrl.planner.option_executor.OptionExecutor.allowed>`); ``False``: over
+            every declared operator, so steps no option serves fail and trigger re-plans.
+        algorithm: The search (``"astar"`` or ``"bfs"``).
+
+    Raises:
+        PlannerConfigError: A value is out of range (the message names the field, its
+            :attr:`~PlannerConfigError.flag_message` the flag).
+    """
+
+    option_steps: int = 100
+    max_nodes: int = SearchConfig().max_nodes
+    max_replans: int = 20
+    loop_limit: int = 3
+    escape_steps: int = 3
+    cycle_limit: int = 3
+    deterministic: bool = True
+    fallback: bool = False
+    skill_aware: bool = True
+    algorithm: Algorithm = "astar"
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.option_steps, int) and self.option_steps >= 1, "option_steps",
+               f"must be >= 1, got {self.option_steps}")
+        _check(isinstance(self.max_nodes, int) and self.max_nodes >= 1, "max_nodes",
+               f"must be >= 1, got {self.max_nodes}")
+        _check(isinstance(self.max_replans, int) and self.max_replans >= 0, "max_replans",
+               f"must be >= 0, got {self.max_replans}")
+        _check(isinstance(self.loop_limit, int) and (self.loop_limit == 0 or self.loop_limit >= 2), "loop_limit",
+               f"must be 0 (off) or >= 2, got {self.loop_limit}")
+        _check(isinstance(self.escape_steps, int) and self.escape_steps >= 0, "escape_steps",
+               f"must be >= 0, got {self.escape_steps}")
+        _check(isinstance(self.cycle_limit, int) and (self.cycle_limit == 0 or self.cycle_limit >= 2), "cycle_limit",
+               f"must be 0 (off) or >= 2, got {self.cycle_limit}")
+        SearchConfig(algorithm=self.algorithm, max_nodes=self.max_nodes)  # checks the algorithm
+
+    @property
+    def search(self) -> SearchConfig:
+        """The search of every (re-)plan."""
+        return SearchConfig(algorithm=self.algorithm, max_nodes=self.max_nodes)
+
+    @property
+    def monitor(self) -> MonitorConfig:
+        """The execution limits of :func:`modrl.planner.execute`."""
+        return MonitorConfig(search=self.search, max_replans=self.max_replans)
+
+
+Runner = ScriptedSkills | OptionExecutor
+"""What runs a planner episode's skills: the scripted skills, or a library's options."""
+
+
+@dataclass(eq=False, kw_only=True)
+class PlannerRun:
+    """One planner episode, set up by :func:`start_planner_episode`: the env (wrapped and reset), the skill executor,
+    the episode's seed and config, the planning domain, the plan filter, and after :meth:`execute` the trace.
+
+    ``allowed`` starts as the executor's filter (:attr:`OptionExecutor.allowed
+    <modrl.planner.option_executor.OptionExecutor.allowed>` with options and ``config.skill_aware``, else ``None``);
+    a caller may replace it before :meth:`execute`.
+    """
+
+    env: gym.Env
+    runner: Runner
+    seed: int
+    config: PlannerRunConfig
+    domain: Domain = field(default_factory=planning_domain)
+    allowed: Allowed | None = None
+    trace: ExecutionTrace | None = None
+    _goals: tuple[Goal, ...] | None = None
+
+    @property
+    def options(self) -> OptionExecutor | None:
+        """The option executor, if a library's options run the skills."""
+        return self.runner if isinstance(self.runner, OptionExecutor) else None
+
+    @property
+    def goals(self) -> tuple[Goal, ...]:
+        """The env's goals, read from the state when first asked for (:func:`modrl.envs.operators.goals_for_env`)."""
+        if self._goals is None:
+            self._goals = goals_for_env(self.env, self.runner.observe())
+        return self._goals
+
+    def execute(self, executor: SkillExecutor | None = None) -> ExecutionTrace:
+        """Plan to :attr:`goals` and execute with monitoring and re-planning (:func:`modrl.planner.execute`), the
+        skills run by ``executor`` (default: :attr:`runner`; e.g. a wrapper around it), in a fork of torch's RNG
+        seeded with :attr:`seed`. Sets and returns :attr:`trace`."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            self.trace = execute(self.domain, self.goals, self.runner if executor is None else executor,
+                                 self.config.monitor, allowed=self.allowed)
+        return self.trace
+
+    def close(self) -> None:
+        """Close the env."""
+        self.env.close()
+
+
+def start_planner_episode(env: gym.Env, *, seed: int, config: PlannerRunConfig,
+                          library: OptionLibrary | None = None,
+                          wrap: Callable[[gym.Env], gym.Env] | None = None) -> PlannerRun:
+    """Set up one planner episode of ``env`` (see the module docstring): wrapped for ``library`` (if any), then by
+    ``wrap`` (if given; e.g. a recorder), reset with ``seed``, and its skill executor built on the outermost wrapper.
+    """
+    if library is not None:
+        env = wrap_for_library(env, library)
+    if wrap is not None:
+        env = wrap(env)
+    env.reset(seed=seed)
+    runner: Runner
+    allowed = None
+    if library is None:
+        runner = ScriptedSkills(env)
+    else:
+        runner = learned_skills(env, library, fallback=ScriptedSkills(env) if config.fallback else None,
+                                max_skill_steps=config.option_steps, deterministic=config.deterministic, seed=seed,
+                                loop_limit=config.loop_limit or None, escape_steps=config.escape_steps,
+                                cycle_limit=config.cycle_limit or None)
+        allowed = runner.allowed if config.skill_aware else None
+    return PlannerRun(env=env, runner=runner, seed=seed, config=config, allowed=allowed)
+
+
+def play_planner_episode(env: gym.Env, *, seed: int, config: PlannerRunConfig, library: OptionLibrary | None = None,
+                         wrap: Callable[[gym.Env], gym.Env] | None = None,
+                         executor: Callable[[PlannerRun], SkillExecutor] | None = None) -> PlannerRun:
+    """One whole planner episode: :func:`start_planner_episode`, :meth:`PlannerRun.execute` (the skills run by
+    ``executor(run)`` if given, e.g. a wrapper around ``run.runner``), the env closed. Returns the run; its
+    :attr:`~PlannerRun.trace` is set."""
+    run = start_planner_episode(env, seed=seed, config=config, library=library, wrap=wrap)
+    try:
+        run.execute(None if executor is None else executor(run))
+    finally:
+        run.close()
+    return run
+

@@ -1,0 +1,90 @@
+"""Option libraries as the planner uses them: loaded frozen with their termination predicates
+(:func:`load_library`, :func:`load_libraries` for an ensemble), and found from what a user names on the command line
+(:func:`find_library`: a ``modrl options train`` run or its ``options/`` directory; :func:`run_suite`: the suite a run
+trained on). Imports no stable_baselines3: the PPO router (:mod:`modrl.agents.options.router`) and skill cloning
+load libraries through here too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from modrl.envs.grammar import VERBS, parse_subtask
+from modrl.envs.subtask_env import drop_predicate, effect_predicate, symbol_predicate
+from modrl.options import OptionLibrary, Predicate, ensemble_library
+from modrl.options.library import INDEX_FILE
+from modrl.runs import RunDirError, read_run_config
+
+
+def library_predicates(names: Sequence[str]) -> dict[str, Predicate]:
+    """Termination predicates by option name: a verb's effect for parameterised options (named by their verb), "not
+    carried any more" for a ``drop`` skill option, the subtask's effect for one-per-symbol options (named by their
+    subtask, e.g. ``pickup-red-key``)."""
+    out: dict[str, Predicate] = {}
+    for name in names:
+        if name in VERBS:
+            out[name] = effect_predicate(name)
+        elif name == "drop":
+            out[name] = drop_predicate
+        else:
+            out[name] = symbol_predicate(parse_subtask(name))
+    return out
+
+
+def load_library(directory: str) -> OptionLibrary:
+    """The frozen option library in ``directory`` with its termination predicates attached."""
+    library = OptionLibrary.load(directory, frozen=True)
+    for name, predicate in library_predicates(library.names).items():
+        library.get(name).termination_predicate = predicate
+    return library
+
+
+def load_libraries(directory: str, ensemble: Sequence[str] = ()) -> OptionLibrary:
+    """:func:`load_library` of ``directory``, or with ``ensemble`` (more library directories trained for the same
+    skills) the ensemble of all of them (:func:`modrl.options.ensemble_library`). Building the options draws initial
+    weights: from a fork of torch's RNG, so the caller's RNG state is left alone.
+
+    Raises:
+        ValueError: A directory is not a loadable option library.
+    """
+    with torch.random.fork_rng(devices=[]):
+        library = load_library(directory)
+        if ensemble:
+            library = ensemble_library([library, *(load_library(path) for path in ensemble)])
+    return library
+
+
+def find_library(run_dir: Path) -> tuple[Path, Path]:
+    """``(library directory, run directory its results go to)`` for RUN_DIR or a library directory.
+
+    Raises:
+        RunDirError: Neither holds an option library; the message says what RUN_DIR is and what to give instead.
+    """
+    if (run_dir / INDEX_FILE).is_file():  # a library directory: results go to the run around it, if any
+        return run_dir, run_dir.parent if (run_dir.parent / "config.yaml").is_file() else run_dir
+    if (run_dir / "options" / INDEX_FILE).is_file():
+        return run_dir / "options", run_dir
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: no such directory")
+    config = read_run_config(run_dir) if (run_dir / "config.yaml").is_file() else {}
+    if "agent" in config:
+        raise RunDirError(f"{run_dir} is a 'modrl train' run and has no options to plan with; --planner evaluates "
+                          "the option library of a 'modrl options train' run, or give --scripted --suite NAME")
+    hint = f" (its router's library is {config['library']}: give that)" if isinstance(config.get("library"), str) \
+        else ""
+    raise RunDirError(f"{run_dir} holds no option library (no options/{INDEX_FILE}){hint}; give a 'modrl options "
+                      "train' run directory or its options/ directory")
+
+
+def run_suite(run_dir: Path) -> str | None:
+    """The suite named by ``run_dir``'s ``config.yaml`` (``env.suite``, or ``suite`` for ``modrl options skills``
+    runs), if any."""
+    if not (run_dir / "config.yaml").is_file():
+        return None
+    config = read_run_config(run_dir)
+    env = config.get("env")
+    suite = env.get("suite") if isinstance(env, dict) else config.get("suite")
+    return suite if isinstance(suite, str) else None
