@@ -358,3 +358,37 @@ def test_cli_options_train_refuses_a_bad_config(tmp_path: Path, capsys: pytest.C
     assert main(["options", "train", str(config), "--runs-root", str(tmp_path / "runs")]) == 2
     assert "curriculum.threshold: must be in (0, 1]" in capsys.readouterr().err
     assert not (tmp_path / "runs").exists()
+
+
+def test_cli_options_route_checkpoints_the_router_and_writes_results(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``modrl options route`` end to end: the run's checkpoint loads and verifies, results.json holds greedy and
+    sampled rows for every task, and the printed means are those rows' means."""
+    import json
+
+    import yaml
+
+    from modrl.checkpoint import latest_checkpoint
+    from modrl.cli.main import main
+    from modrl.envs import get_suite
+
+    library = OptionLibrary()
+    library.add("pickup-blue-key", Option(small()))
+    library.save(tmp_path / "lib")
+    config = {"library": str(tmp_path / "lib"), "env": {"suite": "sequences", "n_envs": 2}, "eval_episodes": 1,
+              "max_option_steps": 4, "max_decisions": 4, "total_timesteps": 64,
+              "algo": {"n_steps": 8, "batch_size": 16, "n_epochs": 1}}
+    (tmp_path / "route.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    assert main(["options", "route", str(tmp_path / "route.yaml"), "--run-dir", str(run)]) == 0
+    out = capsys.readouterr().out
+    results = json.loads((run / "results.json").read_text())
+    assert set(results) == {"frames", "tasks", "tasks_sampled"} and results["frames"] >= 64
+    assert set(results["tasks"]) == set(results["tasks_sampled"]) == set(get_suite("sequences").task_names)
+    checkpoint = latest_checkpoint(run / "checkpoints")
+    assert checkpoint is not None and checkpoint.step == results["frames"]
+    for split in ("train", "test"):
+        rows = [r["success"] for r in results["tasks"].values() if r["split"] == split]
+        assert f"{split:>5}: success {sum(rows) / len(rows):.2f} deterministic" in out
+    assert f"router trained: {results['frames']} frames" in out

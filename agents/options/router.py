@@ -17,7 +17,9 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -29,11 +31,15 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.vec_env import DummyVecEnv
 
+from modrl._io import atomic_write_json
 from modrl.agents.common.policies import monolithic_policy_kwargs
 from modrl.agents.options.config import RouteConfig
 from modrl.agents.options.marked_calls import marked_router_env, whole_grid_calls
 from modrl.agents.planning.library import load_library
 from modrl.agents.planning.skills import library_marks_target, library_view_size
+from modrl.checkpoint import fingerprint
+from modrl.checkpoint_writer import save_checkpoint
+from modrl.config import to_dict
 from modrl.envs import SplitTaskEnv, get_suite, make_suite_env, parse_task
 from modrl.envs.subtask_env import subtask_arguments
 from modrl.envs.wrappers import Target
@@ -216,3 +222,52 @@ def evaluate_router(model: PPO, config: RouteConfig, library: OptionLibrary, cal
             env.close()
             out[task] = {"split": split, "success": wins / max(episodes, 1), "decisions": decisions / max(episodes, 1)}
     return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class RouterRun:
+    """What :func:`run_router` trained and measured.
+
+    Attributes:
+        frames: Primitive env steps the router's training took.
+        decisions: Router decisions (option calls) in training.
+        calls: Names of the option calls the router chooses among.
+        greedy: Per task, ``{"split", "success", "decisions"}`` of the deterministic router.
+        sampled: The same for the sampled router.
+    """
+
+    frames: int
+    decisions: int
+    calls: list[str]
+    greedy: dict[str, dict[str, Any]]
+    sampled: dict[str, dict[str, Any]]
+
+    def split_means(self, split: str) -> tuple[float, float, int]:
+        """``(greedy success, sampled success, tasks)`` averaged over the tasks of ``split``."""
+        tables = (self.greedy, self.sampled)
+        rows = [[row["success"] for row in table.values() if row["split"] == split] for table in tables]
+        means = [sum(values) / len(values) for values in rows]
+        return means[0], means[1], sum(row["split"] == split for row in self.greedy.values())
+
+
+def run_router(config: RouteConfig, run_dir: Path, *, writer: TelemetryWriter | None = None) -> RouterRun:
+    """``modrl options route``: train the router, checkpoint its policy under ``run_dir/checkpoints`` (modrl's own
+    format, fingerprinted by its calls and config), evaluate it greedy and sampled on every split, and write
+    ``run_dir/results.json`` (``frames``, ``tasks``, ``tasks_sampled``)."""
+    model, library, calls, callback = train_router(config, writer=writer)
+    names = [c.name for c in calls]
+    save_checkpoint(
+        run_dir / "checkpoints",
+        step=callback.frames,
+        tensors={"policy": model.policy.state_dict()},
+        meta={"frames": callback.frames, "decisions": model.num_timesteps, "calls": names},
+        fingerprint=fingerprint({"calls": names, "config": to_dict(config)}),
+        keep=1,
+    )
+    log.debug("router trained: %d frames, %d decisions over %d option calls", callback.frames, model.num_timesteps,
+             len(calls))
+    greedy = evaluate_router(model, config, library, calls, episodes=config.eval_episodes)
+    sampled = evaluate_router(model, config, library, calls, episodes=config.eval_episodes, deterministic=False)
+    atomic_write_json(run_dir / "results.json", {"frames": callback.frames, "tasks": greedy, "tasks_sampled": sampled})
+    return RouterRun(frames=callback.frames, decisions=model.num_timesteps, calls=names, greedy=greedy,
+                     sampled=sampled)

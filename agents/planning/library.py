@@ -1,13 +1,15 @@
 """Option libraries as the planner uses them: loaded frozen with their termination predicates
 (:func:`load_library`, :func:`load_libraries` for an ensemble), and found from what a user names on the command line
 (:func:`find_library`: a ``modrl options train`` run or its ``options/`` directory; :func:`run_suite`: the suite a run
-trained on). Imports no stable_baselines3: the PPO router (:mod:`modrl.agents.options.router`) and skill cloning
-load libraries through here too.
+trained on), and put together from several runs (:func:`merge_libraries`, ``modrl options merge``). Imports no
+stable_baselines3: the PPO router (:mod:`modrl.agents.options.router`) and skill cloning load libraries through here
+too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -88,3 +90,40 @@ def run_suite(run_dir: Path) -> str | None:
     env = config.get("env")
     suite = env.get("suite") if isinstance(env, dict) else config.get("suite")
     return suite if isinstance(suite, str) else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class MergedLibraries:
+    """What :func:`merge_libraries` gives back.
+
+    Attributes:
+        library: Every source's options in one library, all frozen.
+        origin: Option name -> the source (as given) it came from.
+        first_run: The run directory around the first source's library (its ``config.yaml``, if any, names the
+            suite the options were trained on).
+    """
+
+    library: OptionLibrary
+    origin: dict[str, Path]
+    first_run: Path
+
+
+def merge_libraries(sources: Sequence[Path]) -> MergedLibraries:
+    """The options of the libraries of ``sources`` (run directories or library directories) in one frozen library.
+
+    Raises:
+        RunDirError: A source holds no option library.
+        ValueError: An option name is in two sources, or an option reads other inputs than the others (another
+            view size, other argument words).
+    """
+    merged, origin = OptionLibrary(), dict[str, Path]()
+    found = [find_library(source) for source in sources]  # (library directory, the run around it)
+    for source, (directory, _) in zip(sources, found, strict=True):
+        library = OptionLibrary.load(directory, frozen=True)
+        for name in library.names:
+            if name in merged:
+                raise ValueError(f"option {name!r} is in both {origin[name]} and {source}; merge each name once")
+            origin[name] = source
+            merged.add(name, library.get(name))  # ValueError when it reads other inputs than the others
+    merged.freeze(merged.names)
+    return MergedLibraries(library=merged, origin=origin, first_run=found[0][1])

@@ -108,31 +108,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _merge(sources: list[Path], run_dir: Path) -> int:
-    from modrl.agents.planning.library import find_library
-    from modrl.options import OptionLibrary
+    from modrl.agents.planning.library import merge_libraries
+    from modrl.options.library import LIBRARY_DIR
     from modrl.runs import RunDirError, RunStatus, create_run_dir, read_run_config, set_status, write_run_metadata
 
-    merged, origin = OptionLibrary(), dict[str, Path]()
     try:
-        found = [find_library(source) for source in sources]  # (library directory, the run around it)
-        for source, (directory, _) in zip(sources, found, strict=True):
-            library = OptionLibrary.load(directory, frozen=True)
-            for name in library.names:
-                if name in merged:
-                    return fail(f"option {name!r} is in both {origin[name]} and {source}; merge each name once")
-                origin[name] = source
-                merged.add(name, library.get(name))  # ValueError when it reads other inputs than the others
-        first_run = found[0][1]
-        config = read_run_config(first_run) if (first_run / "config.yaml").is_file() else {}
-        config = {**config, "skills": merged.names}
+        merged = merge_libraries(sources)
+        first = merged.first_run
+        config = read_run_config(first) if (first / "config.yaml").is_file() else {}
+        config = {**config, "skills": merged.library.names}
         run_dir = create_run_dir(root=run_dir.parent, name="merge", explicit=run_dir)
         write_run_metadata(run_dir, config=config, seed=int(config.get("seed", 0)), argv=["modrl", *sys.argv[1:]])
     except (ValueError, OSError, RunDirError) as exc:
         return fail(" ".join(str(exc).split()))
-    merged.freeze(merged.names)
-    merged.save(run_dir / "options")
+    merged.library.save(run_dir / LIBRARY_DIR)
     set_status(run_dir, RunStatus.COMPLETED, merged_from=[str(s) for s in sources])
-    print(f"option library: {run_dir / 'options'} ({', '.join(f'{n} from {origin[n]}' for n in merged.names)})")
+    names = ", ".join(f"{n} from {merged.origin[n]}" for n in merged.library.names)
+    print(f"option library: {run_dir / LIBRARY_DIR} ({names})")
     print(f"evaluate: modrl eval {run_dir} --planner --split test")
     return 0
 
@@ -158,30 +150,16 @@ def _skills(config: Any, run_dir: Path) -> None:
 
 
 def _route(config: Any, run_dir: Path) -> None:
-    from modrl._io import atomic_write_json
-    from modrl.agents.options.router import evaluate_router, train_router
-    from modrl.checkpoint import fingerprint
-    from modrl.checkpoint_writer import save_checkpoint
-    from modrl.config import to_dict
+    from modrl.agents.options.router import run_router
     from modrl.telemetry import TelemetryWriter
 
     with TelemetryWriter(run_dir / "tb") as writer:
-        model, library, calls, callback = train_router(config, writer=writer)
-    identity = {"calls": [c.name for c in calls], "config": to_dict(config)}
-    save_checkpoint(run_dir / "checkpoints", step=callback.frames, tensors={"policy": model.policy.state_dict()},
-                    meta={"frames": callback.frames, "decisions": model.num_timesteps,
-                          "calls": [c.name for c in calls]},
-                    fingerprint=fingerprint(identity), keep=1)
-    print(f"router trained: {callback.frames} frames, {model.num_timesteps} decisions over {len(calls)} option calls")
-    results = evaluate_router(model, config, library, calls, episodes=config.eval_episodes)
-    sampled = evaluate_router(model, config, library, calls, episodes=config.eval_episodes, deterministic=False)
-    atomic_write_json(run_dir / "results.json", {"frames": callback.frames, "tasks": results,
-                                                 "tasks_sampled": sampled})
-    for split in dict.fromkeys(row["split"] for row in results.values()):
-        means = [sum(r["success"] for r in rows) / len(rows)
-                 for rows in ([row for row in table.values() if row["split"] == split] for table in (results, sampled))]
-        print(f"{split:>5}: success {means[0]:.2f} deterministic / {means[1]:.2f} sampled router over "
-              f"{sum(row['split'] == split for row in results.values())} tasks ({config.eval_episodes} episodes each)")
+        result = run_router(config, run_dir, writer=writer)
+    print(f"router trained: {result.frames} frames, {result.decisions} decisions over {len(result.calls)} option calls")
+    for split in dict.fromkeys(row["split"] for row in result.greedy.values()):
+        greedy, sampled, tasks = result.split_means(split)
+        print(f"{split:>5}: success {greedy:.2f} deterministic / {sampled:.2f} sampled router over {tasks} tasks "
+              f"({config.eval_episodes} episodes each)")
 
 
 def _critic(config: Any, run_dir: Path) -> None:
