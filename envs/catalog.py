@@ -36,8 +36,13 @@ def task_kwargs(split: Split, task: str) -> dict[str, Any]:
 def suite_from_split(split: Split) -> Suite:
     """The :class:`Suite` of ``split`` (train tasks first, then test), without registering anything."""
     tasks = tuple(TaskSpec(name=name, env_id=env_id(split.suite, name)) for name in split.tasks)
-    return Suite(name=split.suite, version=split.version, description=split.description, tasks=tasks,
-                 splits={"train": split.train, "test": split.test})
+    return Suite(
+        name=split.suite,
+        version=split.version,
+        description=split.description,
+        tasks=tasks,
+        splits={"train": split.train, "test": split.test},
+    )
 
 
 def _register_all() -> None:

@@ -144,8 +144,11 @@ class Task:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "subtasks", tuple(self.subtasks))
-        check(1 <= len(self.subtasks) <= MAX_SUBTASKS, "subtasks",
-              f"a task has 1 to {MAX_SUBTASKS} subtasks, got {len(self.subtasks)}")
+        check(
+            1 <= len(self.subtasks) <= MAX_SUBTASKS,
+            "subtasks",
+            f"a task has 1 to {MAX_SUBTASKS} subtasks, got {len(self.subtasks)}",
+        )
         check(all(isinstance(s, Subtask) for s in self.subtasks), "subtasks", "every subtask must be a Subtask")
         check(len(set(self.subtasks)) == len(self.subtasks), "subtasks", f"{self.name}: a subtask is repeated")
 

@@ -51,9 +51,25 @@ Version 1: ``<pad>``, ``<unk>`` and the grammar's words, sorted. Version 2 appen
 version-1 words are unchanged)."""
 
 STOCK_WORDS: tuple[str, ...] = (
-    "a", "after", "and", "avoid", "behind", "front", "get", "goal", "in", "lava", "left", "of", "on", "right",
-    "square", "use", "you", "your",
-)  # fmt: skip
+    "a",
+    "after",
+    "and",
+    "avoid",
+    "behind",
+    "front",
+    "get",
+    "goal",
+    "in",
+    "lava",
+    "left",
+    "of",
+    "on",
+    "right",
+    "square",
+    "use",
+    "you",
+    "your",
+)
 """Words of the stock MiniGrid/BabyAI missions of the built-in stock suites that the grammar does not use (collected
 from their missions over many seeds; a test checks those suites encode without ``<unk>``)."""
 
@@ -160,8 +176,9 @@ def suite_missions(suite: Suite) -> tuple[str, ...]:
         registered = gym.spec(spec.env_id)
         kwargs = {**registered.kwargs, **spec.kwargs}
         if registered.entry_point != ENTRY_POINT or not isinstance(kwargs.get("task"), str):
-            raise ConfigError(f"max_len: task {spec.name!r} of suite {suite.name!r} is not a generated task; "
-                              "give max_len explicitly")
+            raise ConfigError(
+                f"max_len: task {spec.name!r} of suite {suite.name!r} is not a generated task; give max_len explicitly"
+            )
         missions.append(parse_task(kwargs["task"]).mission)
     return tuple(missions)
 
@@ -196,17 +213,23 @@ class MissionTokens(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, *, vocabulary: MissionVocabulary, max_len: int) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, vocabulary=vocabulary, max_len=max_len)
         gym.ObservationWrapper.__init__(self, env)
-        check(isinstance(vocabulary, MissionVocabulary), "vocabulary",
-              f"must be a MissionVocabulary, got {type(vocabulary).__name__}")
+        check(
+            isinstance(vocabulary, MissionVocabulary),
+            "vocabulary",
+            f"must be a MissionVocabulary, got {type(vocabulary).__name__}",
+        )
         check(isinstance(max_len, int) and max_len >= 1, "max_len", f"must be an integer >= 1, got {max_len!r}")
         inner = env.observation_space
         if not isinstance(inner, spaces.Dict) or "mission" in inner.spaces:
             raise TypeError(f"MissionTokens needs a Dict observation space without 'mission', got {inner}")
         self.vocabulary = vocabulary
         self.max_len = max_len
-        self.observation_space = spaces.Dict({
-            **inner.spaces, "mission": spaces.MultiDiscrete(np.full(max_len, vocabulary.size, dtype=np.int64)),
-        })
+        self.observation_space = spaces.Dict(
+            {
+                **inner.spaces,
+                "mission": spaces.MultiDiscrete(np.full(max_len, vocabulary.size, dtype=np.int64)),
+            }
+        )
         self._cached: tuple[str, np.ndarray] | None = None
 
     def observation(self, observation: dict[str, Any]) -> dict[str, Any]:

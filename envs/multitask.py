@@ -65,8 +65,11 @@ class SplitTaskEnv(gym.Env[Any, Any]):
         self.vocabulary = vocabulary if vocabulary is not None else MissionVocabulary.from_grammar()
         if mission_tokens and max_len is None:
             max_len = suite_max_len(self.suite)
-        check(max_len is None or (isinstance(max_len, int) and max_len >= 1), "max_len",
-              f"must be None or an integer >= 1, got {max_len!r}")
+        check(
+            max_len is None or (isinstance(max_len, int) and max_len >= 1),
+            "max_len",
+            f"must be None or an integer >= 1, got {max_len!r}",
+        )
         self.max_len = max_len
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
@@ -108,8 +111,11 @@ class SplitTaskEnv(gym.Env[Any, Any]):
         task_seed = int(self.np_random.integers(_SEED_HIGH))
         if "task" in options:
             name = options.pop("task")
-            check(name in self.suite.split(self.split), "options.task",
-                  f"{name!r} is not a task of split {self.split!r} of suite {self.suite.name!r}")
+            check(
+                name in self.suite.split(self.split),
+                "options.task",
+                f"{name!r} is not a task of split {self.split!r} of suite {self.suite.name!r}",
+            )
             index = self.suite.task_index(name)
         self._current = index
         return self._task_env(index).reset(seed=task_seed, options=options or None)
@@ -135,16 +141,24 @@ class SplitTaskEnv(gym.Env[Any, Any]):
         env = self._envs.get(index)
         if env is not None:
             return env
-        env = make_suite_env(self.suite, index, mission_tokens=self._mission_len is not None, max_len=self._mission_len,
-                             vocabulary=self.vocabulary, max_episode_steps=self.max_episode_steps,
-                             render_mode=self.render_mode)
+        env = make_suite_env(
+            self.suite,
+            index,
+            mission_tokens=self._mission_len is not None,
+            max_len=self._mission_len,
+            vocabulary=self.vocabulary,
+            max_episode_steps=self.max_episode_steps,
+            render_mode=self.render_mode,
+        )
         if self._spaces is not None:
             found = (env.observation_space, env.action_space)
             for what, space, expected in zip(("observation", "action"), found, self._spaces, strict=True):
                 if space != expected:
                     env.close()
-                    raise TypeError(f"task {self.suite.tasks[index].name!r} of suite {self.suite.name!r} has {what} "
-                                    f"space {space}, unlike the split's first task ({expected})")
+                    raise TypeError(
+                        f"task {self.suite.tasks[index].name!r} of suite {self.suite.name!r} has {what} "
+                        f"space {space}, unlike the split's first task ({expected})"
+                    )
         self._envs[index] = env
         return env
 
@@ -158,8 +172,9 @@ def make_split_env(
     max_episode_steps: int | None = None,
 ) -> gym.Env[Any, Any]:
     """A :class:`SplitTaskEnv` over split ``split`` of ``suite`` (see there for the arguments and the observation)."""
-    return SplitTaskEnv(suite, split, mission_tokens=mission_tokens, max_len=max_len,
-                        max_episode_steps=max_episode_steps)
+    return SplitTaskEnv(
+        suite, split, mission_tokens=mission_tokens, max_len=max_len, max_episode_steps=max_episode_steps
+    )
 
 
 def make_suite_env(

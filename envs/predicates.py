@@ -72,10 +72,15 @@ def find_object(base: MiniGridEnv, type_: str, name: str, *, carried: bool = Fal
     held = base.carrying
     if carried and held is not None and held.type == type_ and (object_name(held) == name or held.color == name):
         return ax, ay
-    cells = [((x, y), cell) for y in range(grid.height) for x in range(grid.width)
-             if (cell := grid.get(x, y)) is not None and cell.type == type_]
-    found = [pos for pos, cell in cells if object_name(cell) == name] or \
-        [pos for pos, cell in cells if IDENTITY_SEPARATOR not in name and cell.color == name]
+    cells = [
+        ((x, y), cell)
+        for y in range(grid.height)
+        for x in range(grid.width)
+        if (cell := grid.get(x, y)) is not None and cell.type == type_
+    ]
+    found = [pos for pos, cell in cells if object_name(cell) == name] or [
+        pos for pos, cell in cells if IDENTITY_SEPARATOR not in name and cell.color == name
+    ]
     return min(found, key=lambda p: abs(p[0] - ax) + abs(p[1] - ay)) if found else None
 
 
@@ -271,8 +276,12 @@ def spatial_state(grid: Grid, agent_pos: Sequence[int] | np.ndarray) -> frozense
                     facts.add(predicate("connects", *described, *_room(a), *_room(b)))
         for i, j in _NEIGHBOURS:
             other = grid.get(pos[0] + i, pos[1] + j)
-            if other is not None and other.type not in _SCENERY and not isinstance(other, Door) \
-                    and not other.can_overlap():
+            if (
+                other is not None
+                and other.type not in _SCENERY
+                and not isinstance(other, Door)
+                and not other.can_overlap()
+            ):
                 facts.add(predicate("blocks", *_describe(other), *described))
     return frozenset(facts)
 
@@ -298,11 +307,17 @@ def contents_state(grid: Grid, carrying: WorldObj | None = None) -> frozenset[st
         A frozenset of predicate strings.
     """
     everything = [obj for obj, _ in _all_objects(grid, carrying, (-1, -1))]
-    facts = {predicate("contains", *_describe(obj), *_describe(inner))
-             for obj in everything if (inner := _inside(obj)) is not None}
+    facts = {
+        predicate("contains", *_describe(obj), *_describe(inner))
+        for obj in everything
+        if (inner := _inside(obj)) is not None
+    }
     for key in (obj for obj in everything if obj.type == "key"):
-        facts.update(predicate("fits", *_describe(key), *_describe(door)) for door in everything
-                     if isinstance(door, Door) and door.is_locked and door.color == key.color)
+        facts.update(
+            predicate("fits", *_describe(key), *_describe(door))
+            for door in everything
+            if isinstance(door, Door) and door.is_locked and door.color == key.color
+        )
     return frozenset(facts)
 
 
@@ -315,8 +330,11 @@ def planning_state(
     """What :mod:`modrl.envs.operators` plans over: :func:`symbolic_state` by identity, :func:`spatial_state` and
     :func:`contents_state`, after :func:`identify_objects` has named any object seen for the first time."""
     identify_objects(grid, carrying, agent_pos)
-    return (symbolic_state(grid, agent_pos, agent_dir, carrying, by_identity=True) | spatial_state(grid, agent_pos)
-            | contents_state(grid, carrying))
+    return (
+        symbolic_state(grid, agent_pos, agent_dir, carrying, by_identity=True)
+        | spatial_state(grid, agent_pos)
+        | contents_state(grid, carrying)
+    )
 
 
 def env_planning_state(env: MiniGridEnv) -> frozenset[str]:

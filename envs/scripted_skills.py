@@ -59,8 +59,9 @@ class ScriptedSkills:
     """
 
     def __init__(self, env: gym.Env, *, max_skill_steps: int = 200) -> None:
-        check(isinstance(env.unwrapped, MiniGridEnv), "env",
-              f"needs a MiniGrid env, got {type(env.unwrapped).__name__}")
+        check(
+            isinstance(env.unwrapped, MiniGridEnv), "env", f"needs a MiniGrid env, got {type(env.unwrapped).__name__}"
+        )
         check(isinstance(max_skill_steps, int) and max_skill_steps >= 1, "max_skill_steps", "must be an integer >= 1")
         self.env = env
         self.max_skill_steps = max_skill_steps
@@ -69,7 +70,10 @@ class ScriptedSkills:
         self.episode_success = False
         self._probing = False
         self._handlers: dict[str, Callable[[Sequence[str]], bool]] = {
-            "goto": self._goto, "pickup": self._pickup, "drop": self._drop, "open": self._open,
+            "goto": self._goto,
+            "pickup": self._pickup,
+            "drop": self._drop,
+            "open": self._open,
             "putnext": self._putnext,
         }
 
@@ -97,8 +101,9 @@ class ScriptedSkills:
             status = SkillStatus.TIMEOUT
         else:
             status = SkillStatus.DONE if ok else SkillStatus.FAILED
-        return SkillResult(status=status, state=self.observe(), steps=self._steps, episode_over=self._over,
-                           success=self._success)
+        return SkillResult(
+            status=status, state=self.observe(), steps=self._steps, episode_over=self._over, success=self._success
+        )
 
     def next_action(self, step: GroundOperator) -> int | None:
         """The first action :meth:`execute` would take for ``step`` now, without taking it: the expert's label of a
@@ -139,8 +144,11 @@ class ScriptedSkills:
 
     def _carrying(self, type_: str, name: str) -> bool:
         held = self.base.carrying
-        return held is not None and held.type == type_ and (object_name(held) == name or
-                                                            (_plain(name) and held.color == name))
+        return (
+            held is not None
+            and held.type == type_
+            and (object_name(held) == name or (_plain(name) and held.color == name))
+        )
 
     def _walkable(self, pos: Pos, goal_ok: bool) -> bool:
         grid = self.base.grid
@@ -153,8 +161,9 @@ class ScriptedSkills:
             return cell.is_open
         return cell.type == "goal" and goal_ok
 
-    def _path(self, accept: Callable[[Pose], bool], goal_ok: bool = False,
-              through_objects: bool = False) -> list[tuple[Pose, int]] | None:
+    def _path(
+        self, accept: Callable[[Pose], bool], goal_ok: bool = False, through_objects: bool = False
+    ) -> list[tuple[Pose, int]] | None:
         """Cheapest ``(pose after, action)`` sequence to a pose ``accept`` likes (Dijkstra over poses, one per action);
         ``through_objects`` lets it walk through balls, boxes and keys at a high price (to find what is in the way)."""
         (x, y), d = self.base.agent_pos, self.base.agent_dir
@@ -208,13 +217,22 @@ class ScriptedSkills:
         if held is not None and not self._drop_by_rules(self._spot, _DROP_RULES):
             return False
         path = self._path(lambda p: _ahead(p) == blocker)
-        moved = (path is not None and self._act([a for _, a in path]) and self._act([int(Actions.pickup)])
-                 and self.base.carrying is not None and self._drop_by_rules(self._spot, _DROP_RULES))
+        moved = (
+            path is not None
+            and self._act([a for _, a in path])
+            and self._act([int(Actions.pickup)])
+            and self.base.carrying is not None
+            and self._drop_by_rules(self._spot, _DROP_RULES)
+        )
         if held is None or not moved:
             return moved
         again = self._path(lambda p: self.base.grid.get(*_ahead(p)) is held)
-        return again is not None and self._act([a for _, a in again]) and self._act([int(Actions.pickup)]) and \
-            self.base.carrying is held
+        return (
+            again is not None
+            and self._act([a for _, a in again])
+            and self._act([int(Actions.pickup)])
+            and self.base.carrying is held
+        )
 
     def _face(self, target: Pos) -> bool:
         return self._navigate(lambda p: _ahead(p) == target) and self._front() == target
@@ -252,8 +270,9 @@ class ScriptedSkills:
                     stack.append(nxt)
         return seen
 
-    def _drop_by_rules(self, accept: Callable[[Pos, tuple[bool, bool, bool]], bool],
-                       rules: Sequence[tuple[bool, bool, bool]]) -> bool:
+    def _drop_by_rules(
+        self, accept: Callable[[Pos, tuple[bool, bool, bool]], bool], rules: Sequence[tuple[bool, bool, bool]]
+    ) -> bool:
         """Drop on the nearest cell ``accept`` takes under the first of ``rules`` that has one."""
         self._cut_cache: dict[Pos, bool] = {}
         for rule in rules:
@@ -324,8 +343,9 @@ class _Probed(Exception):
         self.action = action
 
 
-def _accepts_ahead(accept: Callable[[Pos, tuple[bool, bool, bool]], bool], rule: tuple[bool, bool, bool],
-                   pose: Pose) -> bool:
+def _accepts_ahead(
+    accept: Callable[[Pos, tuple[bool, bool, bool]], bool], rule: tuple[bool, bool, bool], pose: Pose
+) -> bool:
     return accept(_ahead(pose), rule)
 
 

@@ -51,15 +51,23 @@ def skill_call(step: GroundOperator) -> tuple[str, tuple[str, str]] | None:
     """``(skill, (colour, type))`` of a planner step a skill option can serve, else ``None``; for ``putnext`` the words
     name the object moved (where it goes is the second marked object: :func:`skill_targets`)."""
     targets = skill_targets(step)
-    if step.skill not in SKILL_NAMES or len(targets) != (2 if step.skill == "putnext" else 1) or \
-            any(kind not in SKILL_TYPES or plain_colour(name) not in COLOURS for kind, name in targets):
+    if (
+        step.skill not in SKILL_NAMES
+        or len(targets) != (2 if step.skill == "putnext" else 1)
+        or any(kind not in SKILL_TYPES or plain_colour(name) not in COLOURS for kind, name in targets)
+    ):
         return None
     kind, name = targets[0]
     return step.skill, (plain_colour(name), kind)
 
 
-def random_skill_steps(skills: ScriptedSkills, rng: np.random.Generator, count: int, *,
-                       run: Callable[[GroundOperator], SkillResult] | None = None) -> bool:
+def random_skill_steps(
+    skills: ScriptedSkills,
+    rng: np.random.Generator,
+    count: int,
+    *,
+    run: Callable[[GroundOperator], SkillResult] | None = None,
+) -> bool:
     """Run ``count`` random planner steps with the scripted ``skills``: each drawn uniformly from the steps a skill
     option serves (:func:`skill_call`) that are applicable now and change something (go to, pick up, drop, open, put
     next to -- any object, mentioned or not), except steps that make an atom of the episode's goals true (a subtask done
@@ -80,9 +88,14 @@ def random_skill_steps(skills: ScriptedSkills, rng: np.random.Generator, count: 
     for _ in range(count):
         state = skills.observe()
         goal_atoms = frozenset().union(*(g.holds | g.achieve for g in goals_for_env(skills.env, state)))
-        steps = [op for op in domain.applicable(state)
-                 if skill_call(op) is not None and not op.add <= state and not op.add & goal_atoms
-                 and not (op.skill == "open" and any(kind == "box" for kind, _ in skill_targets(op)))]
+        steps = [
+            op
+            for op in domain.applicable(state)
+            if skill_call(op) is not None
+            and not op.add <= state
+            and not op.add & goal_atoms
+            and not (op.skill == "open" and any(kind == "box" for kind, _ in skill_targets(op)))
+        ]
         if not steps:
             break
         result = (run or skills.execute)(steps[int(rng.integers(len(steps)))])
@@ -108,22 +121,29 @@ def skill_targets(step: GroundOperator) -> tuple[Target, ...]:
     return tuple((args[i], args[i + 1]) for i in range(0, len(args) - 1, 2))
 
 
-def skill_observation(base: Any, view_size: int, args: Sequence[str], *, marker: bool = False,
-                      targets: Sequence[Target] = ()) -> dict[str, Any]:
+def skill_observation(
+    base: Any, view_size: int, args: Sequence[str], *, marker: bool = False, targets: Sequence[Target] = ()
+) -> dict[str, Any]:
     """A skill option's observation of an unwrapped MiniGrid env: whole-grid ``image`` (with the target-marker channel
     on ``targets`` when ``marker``), ``direction``, ``args``."""
-    return {"image": full_view_image(base, view_size, marker=marker, targets=targets),
-            "direction": int(base.agent_dir),
-            "args": np.asarray([SKILL_SLOTS[i].index(w) for i, w in enumerate(args)], np.int64)}
+    return {
+        "image": full_view_image(base, view_size, marker=marker, targets=targets),
+        "direction": int(base.agent_dir),
+        "args": np.asarray([SKILL_SLOTS[i].index(w) for i, w in enumerate(args)], np.int64),
+    }
 
 
 def skill_observation_space(view_size: int, *, marker: bool = False) -> spaces.Dict:
     """The :func:`skill_observation` space."""
     high = MARKED_IMAGE_HIGH if marker else IMAGE_HIGH
     shape = (view_size, view_size, len(high))
-    return spaces.Dict({"image": spaces.Box(0, np.broadcast_to(high, shape).copy(), shape, np.uint8),
-                        "direction": spaces.Discrete(4),
-                        "args": spaces.MultiDiscrete([len(slot) for slot in SKILL_SLOTS])})
+    return spaces.Dict(
+        {
+            "image": spaces.Box(0, np.broadcast_to(high, shape).copy(), shape, np.uint8),
+            "direction": spaces.Discrete(4),
+            "args": spaces.MultiDiscrete([len(slot) for slot in SKILL_SLOTS]),
+        }
+    )
 
 
 class SkillStepEnv(gym.Env[dict[str, Any], Any]):
@@ -144,8 +164,16 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
     at the end, ``is_success``.
     """
 
-    def __init__(self, env_ids: Sequence[EnvSpec], skill: str, *, view_size: int = 25, max_steps: int = 100,
-                 marker: bool = False, random_steps: int = 0) -> None:
+    def __init__(
+        self,
+        env_ids: Sequence[EnvSpec],
+        skill: str,
+        *,
+        view_size: int = 25,
+        max_steps: int = 100,
+        marker: bool = False,
+        random_steps: int = 0,
+    ) -> None:
         check(len(env_ids) >= 1, "env_ids", "needs at least one env id")
         check(random_steps >= 0, "random_steps", f"must be >= 0, got {random_steps}")
         check(skill in SKILL_NAMES, "skill", f"must be one of {', '.join(SKILL_NAMES)}, got {skill!r}")
@@ -183,17 +211,24 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             env_seed = int(self.np_random.integers(_SEED_HIGH))
             if self._prepare(which, env_seed):
                 return self._observation(), dict(self._info)
-        raise RuntimeError(f"no plan of {', '.join(spec_name(self.env_ids[i]) for i in self._offering)} reached a "
-                           f"{self.skill} call in {_MAX_DRAWS} draws")
+        raise RuntimeError(
+            f"no plan of {', '.join(spec_name(self.env_ids[i]) for i in self._offering)} reached a "
+            f"{self.skill} call in {_MAX_DRAWS} draws"
+        )
 
     def _survey(self) -> list[int]:
         """The envs whose plans call the skill in one of :data:`_SURVEY_SEEDS` episodes (drawn once, at the first
         reset), so that a skill only some envs use (DoorKey's goal) is not starved by the others."""
-        offering = [i for i in range(len(self.env_ids))
-                    if any(self._prepare(i, int(self.np_random.integers(_SEED_HIGH))) for _ in range(_SURVEY_SEEDS))]
+        offering = [
+            i
+            for i in range(len(self.env_ids))
+            if any(self._prepare(i, int(self.np_random.integers(_SEED_HIGH))) for _ in range(_SURVEY_SEEDS))
+        ]
         if not offering:
-            raise RuntimeError(f"no plan of {', '.join(map(spec_name, self.env_ids))} reached a {self.skill} call in "
-                               f"{_SURVEY_SEEDS} episodes each")
+            raise RuntimeError(
+                f"no plan of {', '.join(map(spec_name, self.env_ids))} reached a {self.skill} call in "
+                f"{_SURVEY_SEEDS} episodes each"
+            )
         return offering
 
     @property
@@ -208,8 +243,9 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             env = self._envs[which] = make_env(self.env_ids[which])
         env.reset(seed=env_seed)
         skills = ScriptedSkills(env)
-        if self.random_steps and not random_skill_steps(skills, self.np_random,
-                                                        int(self.np_random.integers(self.random_steps + 1))):
+        if self.random_steps and not random_skill_steps(
+            skills, self.np_random, int(self.np_random.integers(self.random_steps + 1))
+        ):
             return False
         found = plan(planning_domain(), skills.observe(), goals_for_env(env, skills.observe()))
         if not isinstance(found, Plan):
@@ -228,8 +264,12 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         call = skill_call(target)
         assert call is not None
         self._env, self._step_target, self._args, self._steps = env, target, call[1], 0
-        self._info = {"env_id": spec_name(self.env_ids[which]), "env_seed": env_seed, "call": target.symbol,
-                      "prefix": index}
+        self._info = {
+            "env_id": spec_name(self.env_ids[which]),
+            "env_seed": env_seed,
+            "call": target.symbol,
+            "prefix": index,
+        }
         return True
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
@@ -247,8 +287,9 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         return self._observation(), reward, bool(done), truncated, info
 
     def _observation(self) -> dict[str, Any]:
-        return skill_observation(self.base, self.view_size, self._args, marker=self.marker,
-                                 targets=skill_targets(self.target))
+        return skill_observation(
+            self.base, self.view_size, self._args, marker=self.marker, targets=skill_targets(self.target)
+        )
 
     def close(self) -> None:
         """Close every env built so far."""

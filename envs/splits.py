@@ -106,9 +106,13 @@ class Split:
     def as_dict(self) -> dict[str, Any]:
         """``{"suite", "version", "train", "test", "held_out", "avoid"}`` with lists, for JSON and the CLI."""
         return {
-            "suite": self.suite, "version": self.version, "train": list(self.train), "test": list(self.test),
-            "held_out": list(self.held_out), "avoid": list(self.avoid),
-        }  # fmt: skip
+            "suite": self.suite,
+            "version": self.version,
+            "train": list(self.train),
+            "test": list(self.test),
+            "held_out": list(self.held_out),
+            "avoid": list(self.avoid),
+        }
 
 
 def _objects(tasks: Iterable[Task]) -> set[ObjectRef]:
@@ -197,12 +201,14 @@ def _colour_type() -> Split:
     tasks = [task(subtask(verb, colour, type_)) for verb in verbs for type_ in VERB_TYPES[verb] for colour in COLOURS]
     held = {parse_object(n) for n in HELD_OUT_OBJECTS}
     return Split(
-        suite="colour-type", version=1,
+        suite="colour-type",
+        version=1,
         description="goto/pickup/open over (colour, type); six (colour, type) pairs held out for every verb",
         train=tuple(t.name for t in tasks if not held & set(t.objects)),
         test=tuple(t.name for t in tasks if held & set(t.objects)),
-        held_out=HELD_OUT_OBJECTS, avoid=HELD_OUT_OBJECTS,
-    )  # fmt: skip
+        held_out=HELD_OUT_OBJECTS,
+        avoid=HELD_OUT_OBJECTS,
+    )
 
 
 def _verb_object() -> Split:
@@ -217,12 +223,13 @@ def _verb_object() -> Split:
                 tasks.append(task(subtask(verb, colour, type_, nxt)))
     held = set(HELD_OUT_VERB_TYPES)
     return Split(
-        suite="verb-object", version=1,
+        suite="verb-object",
+        version=1,
         description="every verb over every object type (red/green/blue); three (verb, type) pairs held out",
         train=tuple(t.name for t in tasks if not held & _verb_types(t)),
         test=tuple(t.name for t in tasks if held & _verb_types(t)),
         held_out=HELD_OUT_VERB_TYPES,
-    )  # fmt: skip
+    )
 
 
 def _sequence_name(letters: str) -> str:
@@ -233,12 +240,13 @@ def _sequences() -> Split:
     pairs = ["".join(p) for p in permutations(SEQUENCE_ATOMS, 2)]
     train = list(SEQUENCE_ATOMS) + [p for p in pairs if p not in HELD_OUT_ORDERS]
     return Split(
-        suite="sequences", version=1,
+        suite="sequences",
+        version=1,
         description="five subtasks: train alone and in 15 ordered pairs; test 5 unseen orders and lengths 3-4",
         train=tuple(_sequence_name(s) for s in train),
         test=tuple(_sequence_name(s) for s in (*HELD_OUT_ORDERS, *LONG_SEQUENCES)),
         held_out=(*HELD_OUT_ORDERS, "length>=3"),
-    )  # fmt: skip
+    )
 
 
 SPLITS: Registry[Split] = Registry("split")

@@ -165,10 +165,20 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
             docstring).
     """
 
-    def __init__(self, tasks: Sequence[str], *, suite: Suite | str = "colour-type", parameterised: bool = True,
-                 max_episode_steps: int | None = None, task_kwargs: Mapping[str, Any] | None = None,
-                 render_mode: str | None = None, targets: Targets = "task", verb: Verb | None = None,
-                 view_size: int | None = None, prefix_skills: int = 0) -> None:
+    def __init__(
+        self,
+        tasks: Sequence[str],
+        *,
+        suite: Suite | str = "colour-type",
+        parameterised: bool = True,
+        max_episode_steps: int | None = None,
+        task_kwargs: Mapping[str, Any] | None = None,
+        render_mode: str | None = None,
+        targets: Targets = "task",
+        verb: Verb | None = None,
+        view_size: int | None = None,
+        prefix_skills: int = 0,
+    ) -> None:
         self.suite = get_suite(suite) if isinstance(suite, str) else suite
         check(len(tasks) >= 1, "tasks", "needs at least one task")
         unknown = [t for t in tasks if t not in self.suite.task_names]
@@ -177,12 +187,18 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         self.subtasks = tuple(parse_task(t).subtasks[0] for t in self.tasks)
         check(targets in ("task", "layout"), "targets", f"must be 'task' or 'layout', got {targets!r}")
         if targets == "layout":
-            check(parameterised and verb in LAYOUT_VERBS, "verb",
-                  f"layout targets need a parameterised option and a verb of {', '.join(LAYOUT_VERBS)}, got {verb!r}")
+            check(
+                parameterised and verb in LAYOUT_VERBS,
+                "verb",
+                f"layout targets need a parameterised option and a verb of {', '.join(LAYOUT_VERBS)}, got {verb!r}",
+            )
         else:
             verbs = {s.verb for s in self.subtasks}
-            check(not parameterised or len(verbs) == 1, "tasks",
-                  f"a parameterised option serves one verb, got {', '.join(sorted(verbs))}")
+            check(
+                not parameterised or len(verbs) == 1,
+                "tasks",
+                f"a parameterised option serves one verb, got {', '.join(sorted(verbs))}",
+            )
             check(verb is None or verbs == {verb}, "verb", f"the tasks' first subtasks are not all {verb!r}")
         self.verb: Verb = verb if verb is not None else self.subtasks[0].verb
         self.parameterised = parameterised
@@ -193,11 +209,17 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         self.max_episode_steps = max_episode_steps
         self.task_kwargs = dict(task_kwargs or {})
         self.render_mode = render_mode
-        check(view_size is None or (isinstance(view_size, int) and view_size >= 7 and view_size % 2 == 1),
-              "view_size", f"must be null or an odd integer >= 7, got {view_size!r}")
+        check(
+            view_size is None or (isinstance(view_size, int) and view_size >= 7 and view_size % 2 == 1),
+            "view_size",
+            f"must be null or an odd integer >= 7, got {view_size!r}",
+        )
         self.view_size = view_size
-        check(isinstance(prefix_skills, int) and 0 <= prefix_skills <= 10, "prefix_skills",
-              f"must be an integer in [0, 10], got {prefix_skills!r}")
+        check(
+            isinstance(prefix_skills, int) and 0 <= prefix_skills <= 10,
+            "prefix_skills",
+            f"must be an integer in [0, 10], got {prefix_skills!r}",
+        )
         self.prefix_skills = prefix_skills
         side = 7 if view_size is None else view_size
         self.action_space = spaces.Discrete(7)
@@ -246,8 +268,9 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
                 break
             task_seed = int(self.np_random.integers(_SEED_HIGH))
         else:
-            raise RuntimeError(f"no prefix of random skills left {self.current_subtask.symbol} to do in "
-                               f"{_PREFIX_DRAWS} draws")
+            raise RuntimeError(
+                f"no prefix of random skills left {self.current_subtask.symbol} to do in {_PREFIX_DRAWS} draws"
+            )
         return self._observation(obs), self._info(info)
 
     def _run_prefix(self, count: int) -> bool:
@@ -270,8 +293,10 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         base = self.current_env.unwrapped
         offered = layout_targets(base, self.verb)
         if not offered:
-            raise ValueError(f"task {self.tasks[self._current]!r}: its layout has no object to {self.verb}; train "
-                             f"layout targets on tasks whose rooms have one")
+            raise ValueError(
+                f"task {self.tasks[self._current]!r}: its layout has no object to {self.verb}; train "
+                f"layout targets on tasks whose rooms have one"
+            )
         sub = offered[int(self.np_random.integers(len(offered)))]
         base.instrs = SubtaskSequence([babyai_instruction(sub)], [sub.symbol])  # type: ignore[attr-defined]
         base.instrs.reset_verifier(base)  # type: ignore[attr-defined]

@@ -34,8 +34,11 @@ class TaskSpec:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        check(isinstance(self.name, str) and bool(_NAME_RE.match(self.name)), "name",
-              f"{self.name!r} must match {_NAME_RE.pattern}")
+        check(
+            isinstance(self.name, str) and bool(_NAME_RE.match(self.name)),
+            "name",
+            f"{self.name!r} must match {_NAME_RE.pattern}",
+        )
         check(isinstance(self.env_id, str) and bool(self.env_id.strip()), "env_id", "must be a non-empty string")
         check(isinstance(self.kwargs, Mapping), "kwargs", f"must be a mapping, got {type(self.kwargs).__name__}")
         # A plain dict (not a proxy) so the spec stays picklable for subprocess vector envs.
@@ -65,10 +68,16 @@ class Suite:
     mission_max_len: int | None = None
 
     def __post_init__(self) -> None:
-        check(isinstance(self.name, str) and bool(_NAME_RE.match(self.name)), "name",
-              f"{self.name!r} must match {_NAME_RE.pattern}")
-        check(isinstance(self.version, int) and not isinstance(self.version, bool) and self.version >= 1,
-              "version", f"must be an integer >= 1, got {self.version!r}")
+        check(
+            isinstance(self.name, str) and bool(_NAME_RE.match(self.name)),
+            "name",
+            f"{self.name!r} must match {_NAME_RE.pattern}",
+        )
+        check(
+            isinstance(self.version, int) and not isinstance(self.version, bool) and self.version >= 1,
+            "version",
+            f"must be an integer >= 1, got {self.version!r}",
+        )
         check(isinstance(self.description, str), "description", "must be a string")
         object.__setattr__(self, "tasks", tuple(self.tasks))
         check(len(self.tasks) > 0, "tasks", "a suite needs at least one task")
@@ -77,8 +86,11 @@ class Suite:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         check(not duplicates, "tasks", f"duplicate task names: {', '.join(duplicates)}")
         self._check_splits()
-        check(self.mission_max_len is None or (isinstance(self.mission_max_len, int) and self.mission_max_len >= 1),
-              "mission_max_len", f"must be None or an integer >= 1, got {self.mission_max_len!r}")
+        check(
+            self.mission_max_len is None or (isinstance(self.mission_max_len, int) and self.mission_max_len >= 1),
+            "mission_max_len",
+            f"must be None or an integer >= 1, got {self.mission_max_len!r}",
+        )
 
     def _check_splits(self) -> None:
         check(isinstance(self.splits, Mapping), "splits", f"must be a mapping, got {type(self.splits).__name__}")
@@ -124,38 +136,70 @@ SUITES: Registry[Suite] = Registry("suite")
 
 #: The one table of built-in suites: (name, version, description, mission_max_len, ((task name, env id), ...)).
 _BUILTIN_SUITES: tuple[tuple[str, int, str, int, tuple[tuple[str, str], ...]], ...] = (
-    ("minigrid-basic", 1, "Quick start: empty room, door and key, lava gap (5x5 grids).", 16, (
-        ("empty5", "MiniGrid-Empty-5x5-v0"),
-        ("doorkey5", "MiniGrid-DoorKey-5x5-v0"),
-        ("lavagap5", "MiniGrid-LavaGapS5-v0"),
-    )),
-    ("minigrid-tiny", 1, "Two trivial 5x5 rooms, for tests and smoke runs.", 16, (
-        ("empty5", "MiniGrid-Empty-5x5-v0"),
-        ("emptyrand5", "MiniGrid-Empty-Random-5x5-v0"),
-    )),
-    ("minigrid-keys", 1, "Key and door tasks of rising length: the stock MiniGrid key curriculum.", 16, (
-        ("doorkey5", "MiniGrid-DoorKey-5x5-v0"),
-        ("unlock", "MiniGrid-Unlock-v0"),
-        ("unlockpickup", "MiniGrid-UnlockPickup-v0"),
-        ("keycorridor_s3r1", "MiniGrid-KeyCorridorS3R1-v0"),
-        ("blockedunlockpickup", "MiniGrid-BlockedUnlockPickup-v0"),
-    )),
-    ("babyai", 1, "Stock BabyAI levels, single room to instruction sequences (language missions).", 32, (
-        ("gotoobj", "BabyAI-GoToObj-v0"),
-        ("gotolocal", "BabyAI-GoToLocal-v0"),
-        ("pickuploc", "BabyAI-PickupLoc-v0"),
-        ("putnextlocal", "BabyAI-PutNextLocal-v0"),
-        ("opendoor", "BabyAI-OpenDoor-v0"),
-        ("gotoseq", "BabyAI-GoToSeq-v0"),
-    )),
+    (
+        "minigrid-basic",
+        1,
+        "Quick start: empty room, door and key, lava gap (5x5 grids).",
+        16,
+        (
+            ("empty5", "MiniGrid-Empty-5x5-v0"),
+            ("doorkey5", "MiniGrid-DoorKey-5x5-v0"),
+            ("lavagap5", "MiniGrid-LavaGapS5-v0"),
+        ),
+    ),
+    (
+        "minigrid-tiny",
+        1,
+        "Two trivial 5x5 rooms, for tests and smoke runs.",
+        16,
+        (
+            ("empty5", "MiniGrid-Empty-5x5-v0"),
+            ("emptyrand5", "MiniGrid-Empty-Random-5x5-v0"),
+        ),
+    ),
+    (
+        "minigrid-keys",
+        1,
+        "Key and door tasks of rising length: the stock MiniGrid key curriculum.",
+        16,
+        (
+            ("doorkey5", "MiniGrid-DoorKey-5x5-v0"),
+            ("unlock", "MiniGrid-Unlock-v0"),
+            ("unlockpickup", "MiniGrid-UnlockPickup-v0"),
+            ("keycorridor_s3r1", "MiniGrid-KeyCorridorS3R1-v0"),
+            ("blockedunlockpickup", "MiniGrid-BlockedUnlockPickup-v0"),
+        ),
+    ),
+    (
+        "babyai",
+        1,
+        "Stock BabyAI levels, single room to instruction sequences (language missions).",
+        32,
+        (
+            ("gotoobj", "BabyAI-GoToObj-v0"),
+            ("gotolocal", "BabyAI-GoToLocal-v0"),
+            ("pickuploc", "BabyAI-PickupLoc-v0"),
+            ("putnextlocal", "BabyAI-PutNextLocal-v0"),
+            ("opendoor", "BabyAI-OpenDoor-v0"),
+            ("gotoseq", "BabyAI-GoToSeq-v0"),
+        ),
+    ),
 )
 
 DEFAULT_SUITE = "minigrid-basic"
 """The quick-start suite used when none is named."""
 
 for _name, _version, _description, _max_len, _tasks in _BUILTIN_SUITES:
-    SUITES.add(_name, Suite(name=_name, version=_version, description=_description, mission_max_len=_max_len,
-                            tasks=tuple(TaskSpec(name=t, env_id=e) for t, e in _tasks)))
+    SUITES.add(
+        _name,
+        Suite(
+            name=_name,
+            version=_version,
+            description=_description,
+            mission_max_len=_max_len,
+            tasks=tuple(TaskSpec(name=t, env_id=e) for t, e in _tasks),
+        ),
+    )
 
 #: Stock hard tasks (test) beside simpler stock tasks built from the same skills (train): skills are learned on the
 #: train split only and the planner sequences them on the test split (issue 5's "skills learned on simpler tasks").
@@ -176,13 +220,21 @@ _HARD_TEST = (
     ("obstructedmaze_1dlh", "MiniGrid-ObstructedMaze-1Dlh-v0"),
     ("blockedunlockpickup", "MiniGrid-BlockedUnlockPickup-v0"),
 )
-SUITES.add("minigrid-hard", Suite(
-    name="minigrid-hard", version=1, mission_max_len=16,
-    description="Stock hard tasks (test: KeyCorridorS4R3, ObstructedMaze-1Dlh, BlockedUnlockPickup) and simpler "
-                "stock tasks with the same skills (train), for skills learned on the simpler ones.",
-    tasks=(*(TaskSpec(name=t, env_id=e, kwargs=k) for t, e, k in _HARD_TRAIN),
-           *(TaskSpec(name=t, env_id=e) for t, e in _HARD_TEST)),
-    splits={"train": tuple(t for t, _, _ in _HARD_TRAIN), "test": tuple(t for t, _ in _HARD_TEST)}))
+SUITES.add(
+    "minigrid-hard",
+    Suite(
+        name="minigrid-hard",
+        version=1,
+        mission_max_len=16,
+        description="Stock hard tasks (test: KeyCorridorS4R3, ObstructedMaze-1Dlh, BlockedUnlockPickup) and simpler "
+        "stock tasks with the same skills (train), for skills learned on the simpler ones.",
+        tasks=(
+            *(TaskSpec(name=t, env_id=e, kwargs=k) for t, e, k in _HARD_TRAIN),
+            *(TaskSpec(name=t, env_id=e) for t, e in _HARD_TEST),
+        ),
+        splits={"train": tuple(t for t, _, _ in _HARD_TRAIN), "test": tuple(t for t, _ in _HARD_TEST)},
+    ),
+)
 
 
 def get_suite(name: str) -> Suite:

@@ -90,13 +90,13 @@ class SubtaskSequence(Instr):
 
     def verify(self, action: Any) -> str:
         """``"success"`` once the last instruction has succeeded, else ``"continue"``; updates ``events``."""
-        results = [instr.verify(action) for instr in self.instrs[self.index:]]
+        results = [instr.verify(action) for instr in self.instrs[self.index :]]
         start = self.index
         for result in results:
             if result != "success":
                 break
             self.index += 1
-        self.events = self.symbols[start:self.index]
+        self.events = self.symbols[start : self.index]
         return "success" if self.index == len(self.instrs) else "continue"
 
     def update_objs_poss(self) -> None:
@@ -140,8 +140,11 @@ class TaskEnv(RoomGridLevel):
         check(isinstance(self.task, Task), "task", f"must be a Task or a task name, got {type(task).__name__}")
         check(isinstance(room_size, int) and room_size >= 5, "room_size", f"must be an integer >= 5, got {room_size!r}")
         check(isinstance(num_distractors, int) and num_distractors >= 0, "num_distractors", "must be an integer >= 0")
-        check(isinstance(num_distractor_doors, int) and num_distractor_doors >= 0, "num_distractor_doors",
-              "must be an integer >= 0")
+        check(
+            isinstance(num_distractor_doors, int) and num_distractor_doors >= 0,
+            "num_distractor_doors",
+            "must be an integer >= 0",
+        )
         self.avoid = frozenset(item if isinstance(item, ObjectRef) else parse_object(item) for item in avoid)
         clash = sorted(o.name for o in self.avoid.intersection(self.task.objects))
         check(not clash, "avoid", f"the task mentions avoided objects: {', '.join(clash)}")

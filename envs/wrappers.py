@@ -63,8 +63,11 @@ class TaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self, task_id=task_id, num_tasks=num_tasks)
         gym.ObservationWrapper.__init__(self, env)
         check(isinstance(num_tasks, int) and num_tasks >= 1, "num_tasks", f"must be an integer >= 1, got {num_tasks!r}")
-        check(isinstance(task_id, int) and 0 <= task_id < num_tasks, "task_id",
-              f"must be an integer in [0, {num_tasks}), got {task_id!r}")
+        check(
+            isinstance(task_id, int) and 0 <= task_id < num_tasks,
+            "task_id",
+            f"must be an integer in [0, {num_tasks}), got {task_id!r}",
+        )
         inner = env.observation_space
         if not isinstance(inner, spaces.Dict) or "image" not in inner.spaces or "direction" not in inner.spaces:
             raise TypeError(
@@ -76,11 +79,13 @@ class TaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         high = np.broadcast_to(IMAGE_HIGH, shape).copy()
         self.task_id = task_id
         self.num_tasks = num_tasks
-        self.observation_space = spaces.Dict({
-            "image": spaces.Box(low=0, high=high, shape=shape, dtype=np.uint8),
-            "direction": spaces.Discrete(4),
-            "task": spaces.Discrete(num_tasks),
-        })
+        self.observation_space = spaces.Dict(
+            {
+                "image": spaces.Box(low=0, high=high, shape=shape, dtype=np.uint8),
+                "direction": spaces.Discrete(4),
+                "task": spaces.Discrete(num_tasks),
+            }
+        )
 
     def observation(self, observation: dict[str, Any]) -> dict[str, Any]:
         """Keep image and direction, add the task id, drop the mission."""
@@ -118,27 +123,29 @@ def full_view_image(base: Any, size: int, *, marker: bool = False, targets: Sequ
     width, height = grid.shape[:2]
     depth = 4 if marker else 3
     padded = np.zeros((width + 2 * half, height + 2 * half, depth), np.uint8)
-    padded[half:half + width, half:half + height, :3] = grid
+    padded[half : half + width, half : half + height, :3] = grid
     check(len(targets) <= int(MARKED_IMAGE_HIGH[3]), "targets", f"marks at most two objects, got {len(targets)}")
     for value, target in reversed(list(enumerate(targets if marker else (), start=1))):
         where = find_object(base, *target, carried=True)
         if where is not None:
             padded[half + where[0], half + where[1], 3] = value
     x, y = int(base.agent_pos[0]), int(base.agent_pos[1])
-    crop = padded[x:x + size, y:y + size].copy()
+    crop = padded[x : x + size, y : y + size].copy()
     carried = base.carrying
     crop[half, half, :3] = carried.encode() if carried is not None else (OBJECT_TO_IDX["empty"], 0, 0)
     return np.ascontiguousarray(np.rot90(crop, (3 - int(base.agent_dir)) % 4, axes=(0, 1)))
 
 
-def current_observation(base: Any, view_size: int | None, *, marker: bool = False,
-                        targets: Sequence[Target] = ()) -> dict[str, Any]:
+def current_observation(
+    base: Any, view_size: int | None, *, marker: bool = False, targets: Sequence[Target] = ()
+) -> dict[str, Any]:
     """The observation of an unwrapped MiniGrid env now (``gen_obs()``), with the :func:`full_view_image` of side
     ``view_size`` (and ``marker`` / ``targets``) as its image when one is given -- what an option trained on that view
     sees (e.g. after skills that stepped the env without handing their observations on)."""
     obs = base.gen_obs()
-    return obs if view_size is None else \
-        {**obs, "image": full_view_image(base, view_size, marker=marker, targets=targets)}
+    return (
+        obs if view_size is None else {**obs, "image": full_view_image(base, view_size, marker=marker, targets=targets)}
+    )
 
 
 class FullView(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
@@ -150,8 +157,9 @@ class FullView(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, *, size: int, marker: bool = False) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, size=size, marker=marker)
         gym.ObservationWrapper.__init__(self, env)
-        check(isinstance(size, int) and size >= 7 and size % 2 == 1, "size",
-              f"must be an odd integer >= 7, got {size!r}")
+        check(
+            isinstance(size, int) and size >= 7 and size % 2 == 1, "size", f"must be an odd integer >= 7, got {size!r}"
+        )
         inner = env.observation_space
         if not isinstance(inner, spaces.Dict) or "image" not in inner.spaces:
             raise TypeError(f"FullView needs a MiniGrid Dict observation with 'image', got {inner}")
@@ -160,13 +168,16 @@ class FullView(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         self.targets: Sequence[Target] = ()
         high = MARKED_IMAGE_HIGH if marker else IMAGE_HIGH
         shape = (size, size, len(high))
-        self.observation_space = spaces.Dict({
-            **inner.spaces, "image": spaces.Box(0, np.broadcast_to(high, shape).copy(), shape, np.uint8)})
+        self.observation_space = spaces.Dict(
+            {**inner.spaces, "image": spaces.Box(0, np.broadcast_to(high, shape).copy(), shape, np.uint8)}
+        )
 
     def observation(self, observation: dict[str, Any]) -> dict[str, Any]:
         """The observation with the full-view image."""
-        return {**observation, "image": full_view_image(minigrid_env(self.env), self.size, marker=self.marker,
-                                                        targets=self.targets)}
+        return {
+            **observation,
+            "image": full_view_image(minigrid_env(self.env), self.size, marker=self.marker, targets=self.targets),
+        }
 
 
 class SuccessInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -227,10 +238,16 @@ def make_task_env(
     """
     if isinstance(suite, str):
         suite = get_suite(suite)
-    check(isinstance(task_index, int) and 0 <= task_index < suite.num_tasks, "task_index",
-          f"must be in [0, {suite.num_tasks}) for suite {suite.name!r}, got {task_index!r}")
-    check(max_episode_steps is None or (isinstance(max_episode_steps, int) and max_episode_steps >= 1),
-          "max_episode_steps", f"must be None or an integer >= 1, got {max_episode_steps!r}")
+    check(
+        isinstance(task_index, int) and 0 <= task_index < suite.num_tasks,
+        "task_index",
+        f"must be in [0, {suite.num_tasks}) for suite {suite.name!r}, got {task_index!r}",
+    )
+    check(
+        max_episode_steps is None or (isinstance(max_episode_steps, int) and max_episode_steps >= 1),
+        "max_episode_steps",
+        f"must be None or an integer >= 1, got {max_episode_steps!r}",
+    )
     spec = suite.tasks[task_index]
     kwargs: dict[str, Any] = dict(spec.kwargs)
     if max_episode_steps is not None:

@@ -34,9 +34,17 @@ CLAIM_FILE = ".modrl-run"
 LOCK_FILE = ".lock"
 MAX_NAME_LENGTH = 100
 PACKAGES = (
-    "torch", "numpy", "gymnasium", "minigrid", "stable-baselines3", "tensorboard", "safetensors", "PyYAML",
-    "matplotlib", "modrl",
-)  # fmt: skip
+    "torch",
+    "numpy",
+    "gymnasium",
+    "minigrid",
+    "stable-baselines3",
+    "tensorboard",
+    "safetensors",
+    "PyYAML",
+    "matplotlib",
+    "modrl",
+)
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 _MAX_SUFFIX = 10_000
@@ -258,8 +266,11 @@ def record_config_change(run_dir: Path, *, old: Mapping[str, Any], new: Mapping[
         atomic_write_text(run_dir / CONFIG_FILE, yaml.safe_dump(_plain(new), sort_keys=False))
     except OSError as exc:
         raise RunDirError(f"cannot write {run_dir / CONFIG_FILE}: {exc}") from None
-    set_status(run_dir, RunStatus(meta["status"]) if meta.get("status") in _STATUSES else RunStatus.RUNNING,
-               config_changes=history)
+    set_status(
+        run_dir,
+        RunStatus(meta["status"]) if meta.get("status") in _STATUSES else RunStatus.RUNNING,
+        config_changes=history,
+    )
 
 
 _STATUSES = {status.value for status in RunStatus}
@@ -315,4 +326,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value
-

@@ -83,8 +83,11 @@ class RoutingStats:
     def __init__(self, module_names: Sequence[str], task_names: Sequence[str], *, histogram_rows: int = 4096) -> None:
         self.module_names = _unique_names(module_names, "module_names")
         self.task_names = _unique_names(task_names, "task_names")
-        check(isinstance(histogram_rows, int) and histogram_rows >= 1, "histogram_rows",
-              f"must be an integer >= 1, got {histogram_rows!r}")
+        check(
+            isinstance(histogram_rows, int) and histogram_rows >= 1,
+            "histogram_rows",
+            f"must be an integer >= 1, got {histogram_rows!r}",
+        )
         self.histogram_rows = histogram_rows
         k, t = len(self.module_names), len(self.task_names)
         self._argmax_counts = torch.zeros(k, dtype=torch.float64)
@@ -135,7 +138,7 @@ class RoutingStats:
 
     def _push_histogram(self, w: torch.Tensor) -> None:
         batch = w.shape[0]
-        keep = w[-self.histogram_rows:]
+        keep = w[-self.histogram_rows :]
         start = self._rows_seen + batch - keep.shape[0]
         index = (start + torch.arange(keep.shape[0])) % self.histogram_rows
         self._hist[index] = keep.to(torch.float32)
@@ -172,17 +175,21 @@ class RoutingStats:
 
     def reset(self) -> None:
         """Forget every decision (e.g. after each logging interval)."""
-        for acc in (self._argmax_counts, self._weight_sum, self._entropy_sum, self._task_weight_sum,
-                    self._task_counts, self._hist):
+        for acc in (
+            self._argmax_counts,
+            self._weight_sum,
+            self._entropy_sum,
+            self._task_weight_sum,
+            self._task_counts,
+            self._hist,
+        ):
             acc.zero_()
         self._rows_seen = 0
 
 
 # Viridis sampled at 0, 1/4, 1/2, 3/4, 1 (RGB); linear interpolation keeps its luminance monotone.
 _RAMP_POSITIONS = np.linspace(0.0, 1.0, 5)
-_RAMP_COLOURS = np.array(
-    [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64
-)
+_RAMP_COLOURS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
 
 
 def heatmap_image(matrix: np.ndarray, *, cell: int = 16) -> np.ndarray:
@@ -226,8 +233,11 @@ class TelemetryWriter:
     """
 
     def __init__(self, logdir: Path | str, *, purge_step: int | None = None) -> None:
-        check(purge_step is None or (isinstance(purge_step, int) and purge_step >= 0), "purge_step",
-              f"must be None or an integer >= 0, got {purge_step!r}")
+        check(
+            purge_step is None or (isinstance(purge_step, int) and purge_step >= 0),
+            "purge_step",
+            f"must be None or an integer >= 0, got {purge_step!r}",
+        )
         self.logdir = Path(logdir)
         self._writer: SummaryWriter | None = None
         self._failed = False
@@ -247,8 +257,12 @@ class TelemetryWriter:
         writer, self._writer = self._writer, None
         if not self._failed:
             self._failed = True
-            logger.warning("TensorBoard telemetry disabled: could not %s in %s (%s); training continues without it",
-                           what, self.logdir, exc)
+            logger.warning(
+                "TensorBoard telemetry disabled: could not %s in %s (%s); training continues without it",
+                what,
+                self.logdir,
+                exc,
+            )
         if writer is not None:
             with contextlib.suppress(OSError):  # the writer is already broken; the warning above said so
                 writer.close()
@@ -335,6 +349,7 @@ class TelemetryWriter:
     def __enter__(self) -> TelemetryWriter:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()

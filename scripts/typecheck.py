@@ -70,11 +70,17 @@ def main(argv: list[str]) -> int:
         stage = Path(tmp)
         top = build_stage(stage, mapping)
         command = [
-            sys.executable, "-m", "mypy",
-            "--config-file", str(ROOT / "setup.cfg"),
-            "--cache-dir", str(ROOT / ".mypy_cache"),
-            "-p", top, *argv,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "mypy",
+            "--config-file",
+            str(ROOT / "setup.cfg"),
+            "--cache-dir",
+            str(ROOT / ".mypy_cache"),
+            "-p",
+            top,
+            *argv,
+        ]
         env = {**os.environ, "MYPYPATH": str(stage)}
         result = subprocess.run(command, cwd=stage, env=env, capture_output=True, text=True, check=False)
     sys.stdout.write(repo_paths(result.stdout, mapping))

@@ -31,8 +31,6 @@ FP = "0123456789abcdef"
 ZERO_HASH = "0" * 64
 
 
-
-
 def _save(root: Path, step: int, value: float = 0.0, **kwargs: object) -> Path:
     tensors = {"model": {"w": torch.full((3,), value)}}
     return save_checkpoint(root, step=step, tensors=tensors, meta={"step": step}, fingerprint=FP, **kwargs)
@@ -61,7 +59,6 @@ def test_fingerprint_is_canonical_json_sha256() -> None:
     assert ck.fingerprint({"a": 2, "b": [2, 3]}) != expected
 
 
-
 def test_shared_and_strided_tensors_are_saved_as_copies(tmp_path: Path) -> None:
     w = torch.arange(6.0).reshape(2, 3)
     path = save_checkpoint(
@@ -69,8 +66,6 @@ def test_shared_and_strided_tensors_are_saved_as_copies(tmp_path: Path) -> None:
     )
     loaded = load_checkpoint(path).tensors["model"]
     assert torch.equal(loaded["wt"], w.t()) and torch.equal(loaded["row"], torch.tensor([3.0, 4.0, 5.0]))
-
-
 
 
 def test_invalid_arguments_write_nothing(tmp_path: Path) -> None:
@@ -110,17 +105,29 @@ CORRUPTIONS: dict[str, tuple[Callable[[Path], None], str, str]] = {
     "byte flip": (_flip_byte, "model.safetensors", "sha256 mismatch"),
     "truncation": (_truncate, "model.safetensors", "truncated"),
     "missing manifest": (lambda c: (c / "manifest.json").unlink(), "step-000000000001", "no manifest.json"),
-    "wrong hash": (_set("files", "model.safetensors", "sha256", value=ZERO_HASH),
-                   "model.safetensors", "sha256 mismatch"),
-    "dotdot name": (_set("files", "../x.safetensors", value={"sha256": ZERO_HASH, "bytes": 1}),
-                    "manifest.json", "unsafe file name '../x.safetensors'"),
+    "wrong hash": (
+        _set("files", "model.safetensors", "sha256", value=ZERO_HASH),
+        "model.safetensors",
+        "sha256 mismatch",
+    ),
+    "dotdot name": (
+        _set("files", "../x.safetensors", value={"sha256": ZERO_HASH, "bytes": 1}),
+        "manifest.json",
+        "unsafe file name '../x.safetensors'",
+    ),
     "odd file": (lambda c: _plant(c, "model.pkl", b"x"), "manifest.json", "unexpected file name 'model.pkl'"),
     "format version": (_set("format_version", value=99), "manifest.json", "unknown format_version 99"),
     "missing member": (lambda c: (c / "model.safetensors").unlink(), "model.safetensors", "missing"),
-    "huge header": (lambda c: _plant(c, "model.safetensors", (1 << 40).to_bytes(8, "little") + b"{}"),
-                    "model.safetensors", "header length"),
-    "bad header": (lambda c: _plant(c, "model.safetensors", (2).to_bytes(8, "little") + b"{x"),
-                   "model.safetensors", "not a valid safetensors file"),
+    "huge header": (
+        lambda c: _plant(c, "model.safetensors", (1 << 40).to_bytes(8, "little") + b"{}"),
+        "model.safetensors",
+        "header length",
+    ),
+    "bad header": (
+        lambda c: _plant(c, "model.safetensors", (2).to_bytes(8, "little") + b"{x"),
+        "model.safetensors",
+        "not a valid safetensors file",
+    ),
     "state not json": (lambda c: _plant(c, "state.json", b"{oops"), "state.json", "not valid JSON"),
     "symlink member": (lambda c: _symlink_member(c), "model.safetensors", "not a regular file"),
     "fifo member": (lambda c: _fifo_member(c), "model.safetensors", "not a regular file"),
@@ -193,9 +200,7 @@ def test_latest_of_empty_or_missing_dir_is_none(tmp_path: Path) -> None:
     assert latest_checkpoint(tmp_path) is None
 
 
-def test_stale_temp_entries_are_removed_live_writers_kept(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_stale_temp_entries_are_removed_live_writers_kept(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     _save(tmp_path, 1)
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
@@ -222,8 +227,10 @@ def test_keep_prunes_old_and_broken_checkpoints(tmp_path: Path, caplog: pytest.L
     with caplog.at_level(logging.WARNING, logger="modrl.checkpoint_writer"):
         _save(tmp_path, 6, keep=3)
     assert [p.name for p in list_checkpoints(tmp_path)] == [
-        "step-000000000003", "step-000000000005", "step-000000000006",
-    ]  # fmt: skip
+        "step-000000000003",
+        "step-000000000005",
+        "step-000000000006",
+    ]
     assert "step-000000000004" in caplog.text
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
 

@@ -260,9 +260,14 @@ def test_eval_of_a_checkpoint_made_for_another_agent_names_what_differs(
 
     made_for = load_experiment_config(TINY)
     policy, obs_space, act_space = build_policy(made_for)
-    save_checkpoint(tmp_path / "checkpoints", step=64, tensors={"policy": policy.state_dict()}, meta={},
-                    fingerprint=model_fingerprint(made_for, obs_space, act_space),
-                    identity=model_identity(made_for, obs_space, act_space))  # fmt: skip
+    save_checkpoint(
+        tmp_path / "checkpoints",
+        step=64,
+        tensors={"policy": policy.state_dict()},
+        meta={},
+        fingerprint=model_fingerprint(made_for, obs_space, act_space),
+        identity=model_identity(made_for, obs_space, act_space),
+    )
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(to_dict(load_experiment_config(TINY, [override]))))
     with pytest.raises(FingerprintMismatchError, match="fingerprint mismatch") as info:
         load_run_policy(tmp_path)

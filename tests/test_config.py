@@ -149,8 +149,13 @@ def test_shipped_option_configs_load_with_the_command_their_first_line_names() -
     from modrl.agents.options.critic_config import load_option_critic_config, load_sketch_config
     from modrl.agents.options.skill_cloning import load_skills_config
 
-    loaders = {"train": load_options_config, "route": load_route_config, "skills": load_skills_config,
-               "critic": load_option_critic_config, "sketch": load_sketch_config}
+    loaders = {
+        "train": load_options_config,
+        "route": load_route_config,
+        "skills": load_skills_config,
+        "critic": load_option_critic_config,
+        "sketch": load_sketch_config,
+    }
     root = Path(__file__).resolve().parents[1] / "experiments" / "options"
     paths = sorted(root.glob("*.yaml"))
     assert len(paths) >= 10

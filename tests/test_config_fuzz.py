@@ -23,19 +23,42 @@ CASES = 300
 SECTIONS = ["", "env", "agent", "agent.extractor", "agent.skills", "agent.router", "algo", "train"]
 #: Values outside each key's allowed range (from agents/common/config.py and the suite's cross-field rules).
 OUT_OF_RANGE: dict[str, list[Any]] = {
-    "seed": [-1, 1_000_000, 10**30], "torch_threads": [0, -2],
-    "env.n_envs": [0, -3, 1], "env.max_episode_steps": [0, -1], "env.suite": ["nope", ""], "env.split": ["nope"],
-    "agent.kind": ["nope"], "agent.algo": ["dqn"], "agent.aggregation": ["max"], "agent.router_input": ["pixels"],
-    "agent.latent_dim": [0], "agent.critic_hidden": [[0], [16, -1]], "agent.monolithic_hidden": [0],
-    "agent.extractor.kind": ["mlp"], "agent.extractor.embed_dim": [0], "agent.extractor.features_dim": [0, -64],
-    "agent.extractor.channels": [[], [0], [1, 2, 3, 4]], "agent.extractor.mission_dim": [0],
-    "agent.router.kind": ["nope"], "agent.skills.kind": ["nope"],
-    "algo.learning_rate": [0, -1.0, float("nan")], "algo.n_steps": [0], "algo.batch_size": [0, 10**9],
-    "algo.n_epochs": [0], "algo.gamma": [1.5, -0.1, float("nan")], "algo.gae_lambda": [2.0],
-    "algo.ent_coef": [-1.0], "algo.vf_coef": [-0.5], "algo.clip_range": [-0.2], "algo.max_grad_norm": [-1.0],
-    "train.total_timesteps": [0, -5], "train.checkpoint_every": [0], "train.keep_checkpoints": [0],
-    "train.eval_episodes": [-1], "env.vec_env": ["threads"],
-}  # fmt: skip
+    "seed": [-1, 1_000_000, 10**30],
+    "torch_threads": [0, -2],
+    "env.n_envs": [0, -3, 1],
+    "env.max_episode_steps": [0, -1],
+    "env.suite": ["nope", ""],
+    "env.split": ["nope"],
+    "agent.kind": ["nope"],
+    "agent.algo": ["dqn"],
+    "agent.aggregation": ["max"],
+    "agent.router_input": ["pixels"],
+    "agent.latent_dim": [0],
+    "agent.critic_hidden": [[0], [16, -1]],
+    "agent.monolithic_hidden": [0],
+    "agent.extractor.kind": ["mlp"],
+    "agent.extractor.embed_dim": [0],
+    "agent.extractor.features_dim": [0, -64],
+    "agent.extractor.channels": [[], [0], [1, 2, 3, 4]],
+    "agent.extractor.mission_dim": [0],
+    "agent.router.kind": ["nope"],
+    "agent.skills.kind": ["nope"],
+    "algo.learning_rate": [0, -1.0, float("nan")],
+    "algo.n_steps": [0],
+    "algo.batch_size": [0, 10**9],
+    "algo.n_epochs": [0],
+    "algo.gamma": [1.5, -0.1, float("nan")],
+    "algo.gae_lambda": [2.0],
+    "algo.ent_coef": [-1.0],
+    "algo.vf_coef": [-0.5],
+    "algo.clip_range": [-0.2],
+    "algo.max_grad_norm": [-1.0],
+    "train.total_timesteps": [0, -5],
+    "train.checkpoint_every": [0],
+    "train.keep_checkpoints": [0],
+    "train.eval_episodes": [-1],
+    "env.vec_env": ["threads"],
+}
 YAML_TAGS = [
     "!!python/object/apply:os.system ['touch {canary}']",
     "!!python/object/apply:subprocess.check_output [['touch', '{canary}']]",
@@ -44,12 +67,24 @@ YAML_TAGS = [
     "!!python/module:os",
 ]
 #: Broken or hostile YAML text and what the error must name (a self-referencing alias reaches the key check).
-SYNTAX = [("a: [1, 2\n", "config.yaml"), ("env: {n_envs: 2\n", "config.yaml"),
-          ("seed: 1\n  bad: indent\n", "config.yaml"), ("\tseed: 1\n", "config.yaml"),
-          ("seed: &a [*a]\n", "seed"), ("key: 'unclosed\n", "config.yaml")]
+SYNTAX = [
+    ("a: [1, 2\n", "config.yaml"),
+    ("env: {n_envs: 2\n", "config.yaml"),
+    ("seed: 1\n  bad: indent\n", "config.yaml"),
+    ("\tseed: 1\n", "config.yaml"),
+    ("seed: &a [*a]\n", "seed"),
+    ("key: 'unclosed\n", "config.yaml"),
+]
 BAD_NAMES = ["../x", "a/b", "", ".hidden", "x" * 101, "a b", "..", "ü"]
-BAD_SETS = [["--set", "agent.nope=1"], ["--set", "train.total_timesteps=abc"], ["--set", "noequals"],
-            ["--set", "a..b=1"], ["--set", "env.n_envs=[1"], ["--set", "env.n_envs.x=1"], ["--set", "=3"]]
+BAD_SETS = [
+    ["--set", "agent.nope=1"],
+    ["--set", "train.total_timesteps=abc"],
+    ["--set", "noequals"],
+    ["--set", "a..b=1"],
+    ["--set", "env.n_envs=[1"],
+    ["--set", "env.n_envs.x=1"],
+    ["--set", "=3"],
+]
 
 
 def _leaves(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -114,7 +149,8 @@ def _cases(base: dict, canary: Path) -> list[tuple[str, Callable[[Path], list[st
         elif kind == "tag":
             path = rng.choice([p for p, _ in leaves])
             text = yaml.safe_dump(_set(base, path, "TAGGED")).replace(
-                "TAGGED", rng.choice(YAML_TAGS).format(canary=canary))
+                "TAGGED", rng.choice(YAML_TAGS).format(canary=canary)
+            )
             cases.append((f"yaml tag at {path}", as_text(text), "config.yaml"))
         elif kind == "root":
             text = rng.choice(["- 1\n- 2\n", "42\n", "'a string'\n", "[]\n", "!!set {a: null}\n", "3.5\n", "true\n"])

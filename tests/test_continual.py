@@ -157,8 +157,12 @@ def test_freeze_grow_preserves_old_task_exactly(runs: dict[str, Path]) -> None:
     after = _policy_at(run_dir, "stages/01-emptyrand5/checkpoint")
     old, new = before.state_dict(), after.state_dict()
     moved = {k for k in old if not torch.equal(old[k], new[k])}
-    frozen_prefixes = ("features_extractor", "pi_features_extractor", "action_net", "mlp_extractor.network.library."
-                       "skills.skill_0")  # fmt: skip
+    frozen_prefixes = (
+        "features_extractor",
+        "pi_features_extractor",
+        "action_net",
+        "mlp_extractor.network.library.skills.skill_0",
+    )
     assert not any(k.startswith(frozen_prefixes) for k in moved), moved
     assert any(k.startswith("mlp_extractor.network.library.skills.skill_1") for k in moved)
     row = "mlp_extractor.network.router.logits_net.net.weight"
@@ -170,8 +174,9 @@ def test_freeze_grow_preserves_old_task_exactly(runs: dict[str, Path]) -> None:
     for policy in (before, after):
         policy.modular.network.router.set_module_mask(mask)
     assert torch.equal(_logits(before, observations), _logits(after, observations))
-    assert np.array_equal(before.predict(observations, deterministic=True)[0],
-                          after.predict(observations, deterministic=True)[0])  # fmt: skip
+    assert np.array_equal(
+        before.predict(observations, deterministic=True)[0], after.predict(observations, deterministic=True)[0]
+    )
     record = json.loads((run_dir / "continual.json").read_text())
     assert record["returns"][1][0] == record["returns"][0][0] and record["R"][1][0] == record["R"][0][0]
     assert record["metrics"]["forgetting"][0] == 0.0
@@ -281,15 +286,29 @@ def test_reference_cache_is_shared_by_rules_and_added_to_a_finished_run(
         return json.loads((tmp_path / name / "continual.json").read_text())
 
     common = ["continual", str(config_path), "--set", "sequence.steps_per_task=64"]
-    assert main([*common, "--run-dir", str(tmp_path / "none"), "--set", "rule.kind=none",
-                 "--reference-dir", str(cache)]) == 0  # fmt: skip
+    assert (
+        main([*common, "--run-dir", str(tmp_path / "none"), "--set", "rule.kind=none", "--reference-dir", str(cache)])
+        == 0
+    )
     first = record("none")
     assert sorted(first["reference_auc"]) == ["empty5", "emptyrand5"]
     assert first["metrics"]["forward_transfer"] is not None
     assert (tmp_path / "none/reference/empty5/reference.json").is_file() and len(list(cache.glob("*.json"))) == 2
     # Another rule, same seed: the references come from the cache (none trained) and are the same numbers.
-    assert main([*common, "--run-dir", str(tmp_path / "packnet"), "--set", "rule.kind=packnet",
-                 "--reference-dir", str(cache)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                *common,
+                "--run-dir",
+                str(tmp_path / "packnet"),
+                "--set",
+                "rule.kind=packnet",
+                "--reference-dir",
+                str(cache),
+            ]
+        )
+        == 0
+    )
     assert record("packnet")["reference_auc"] == first["reference_auc"]
     assert not (tmp_path / "packnet/reference").exists()
     # A finished run without references gets forward transfer on --resume; R is untouched, the change recorded.
@@ -337,8 +356,9 @@ def test_continual_run_with_mission_tokens(tmp_path: Path) -> None:
 
 # ---- a continual policy outside the runner -------------------------------------------------------------------------
 @pytest.mark.slow
-def test_loaded_freeze_grow_policy_carries_its_router_mask(runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
-                                                           ) -> None:  # fmt: skip
+def test_loaded_freeze_grow_policy_carries_its_router_mask(
+    runs: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     from modrl.agents.common.evaluation import evaluate_policy, load_run_policy
     from modrl.agents.continual.store import load_continual_policy
 

@@ -44,17 +44,20 @@ def _rollout(env: gym.Env, seed: int, actions: list[int]) -> list[tuple[Any, ...
 
 
 def _same(a: list[tuple[Any, ...]], b: list[tuple[Any, ...]]) -> bool:
-    return len(a) == len(b) and all(
-        np.array_equal(x[0], y[0]) and x[1:] == y[1:] for x, y in zip(a, b, strict=True)
-    )
+    return len(a) == len(b) and all(np.array_equal(x[0], y[0]) and x[1:] == y[1:] for x, y in zip(a, b, strict=True))
 
 
 def test_builtin_suites_are_registered_with_expected_ids() -> None:
     expected = {
         "minigrid-basic": ["MiniGrid-Empty-5x5-v0", "MiniGrid-DoorKey-5x5-v0", "MiniGrid-LavaGapS5-v0"],
         "minigrid-tiny": ["MiniGrid-Empty-5x5-v0", "MiniGrid-Empty-Random-5x5-v0"],
-        "minigrid-keys": ["MiniGrid-DoorKey-5x5-v0", "MiniGrid-Unlock-v0", "MiniGrid-UnlockPickup-v0",
-                          "MiniGrid-KeyCorridorS3R1-v0", "MiniGrid-BlockedUnlockPickup-v0"],
+        "minigrid-keys": [
+            "MiniGrid-DoorKey-5x5-v0",
+            "MiniGrid-Unlock-v0",
+            "MiniGrid-UnlockPickup-v0",
+            "MiniGrid-KeyCorridorS3R1-v0",
+            "MiniGrid-BlockedUnlockPickup-v0",
+        ],
     }
     for name, ids in expected.items():
         suite = get_suite(name)

@@ -150,15 +150,23 @@ def _rewrite_member(checkpoint: Path, name: str, data: bytes) -> None:
 @pytest.mark.parametrize("fault", ["checkpoint-saved:1:kill", "rollout-end:3:term"], ids=["SIGKILL", "SIGTERM"])
 def test_cli_kill_or_stop_then_resume_is_exact(tmp_path: Path, one_go: Path, fault: str) -> None:
     config = tmp_path / "tiny.yaml"
-    config.write_text(yaml.safe_dump({**TINY, "train": {**TINY["train"], "total_timesteps": 512,
-                                                         "checkpoint_every": 256}}))
+    config.write_text(
+        yaml.safe_dump({**TINY, "train": {**TINY["train"], "total_timesteps": 512, "checkpoint_every": 256}})
+    )
     run_dir = tmp_path / "cli-run"
-    first = subprocess.run([*MODRL, "train", str(config), "--run-dir", str(run_dir)], cwd=tmp_path,
-                           env={**ENV, FAULT_ENV: fault}, capture_output=True, text=True, timeout=240)
+    first = subprocess.run(
+        [*MODRL, "train", str(config), "--run-dir", str(run_dir)],
+        cwd=tmp_path,
+        env={**ENV, FAULT_ENV: fault},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
     expected_code = -signal.SIGKILL if "kill" in fault else 128 + signal.SIGTERM
     assert first.returncode == expected_code, first.stdout + first.stderr
-    second = subprocess.run([*MODRL, "train", "--resume", str(run_dir)], cwd=tmp_path, env=ENV,
-                            capture_output=True, text=True, timeout=240)
+    second = subprocess.run(
+        [*MODRL, "train", "--resume", str(run_dir)], cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=240
+    )
     assert second.returncode == 0, second.stdout + second.stderr
     assert "resumed from" in second.stdout
     assert json.loads((run_dir / "meta.json").read_text())["status"] == "completed"

@@ -24,8 +24,17 @@ def _run(*args: str) -> str:
 
 def test_eval_planner_with_scripted_skills_solves_the_sequences_train_split(tmp_path: Path) -> None:
     out = tmp_path / "planner.json"
-    stdout = _run("experiments/planner/eval_planner.py", "--suite", "sequences", "--split", "train", "--seeds", "1",
-                  "--out", str(out))
+    stdout = _run(
+        "experiments/planner/eval_planner.py",
+        "--suite",
+        "sequences",
+        "--split",
+        "train",
+        "--seeds",
+        "1",
+        "--out",
+        str(out),
+    )
     result = json.loads(out.read_text())
     assert result["skills"] == "scripted skills" and len(result["tasks"]) == 20
     assert result["mean_success"] == 1.0, stdout
@@ -46,15 +55,29 @@ def test_mission_ablation_runs_on_a_mission_token_run(tiny_config, tmp_path: Pat
     from modrl.config import to_dict
     from modrl.runs import write_run_metadata
 
-    config = tiny_config("env.suite=colour-type", "env.split=train", "env.mission_tokens=true",
-                         "agent.router.condition=obs", "agent.router_input=mission", "train.eval_episodes=0")
+    config = tiny_config(
+        "env.suite=colour-type",
+        "env.split=train",
+        "env.mission_tokens=true",
+        "agent.router.condition=obs",
+        "agent.router_input=mission",
+        "train.eval_episodes=0",
+    )
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["pytest"])
     run_training(config, run_dir)
     out = tmp_path / "ablation.json"
-    _run("experiments/generalisation/mission_ablation.py", str(run_dir), "--episodes", "1", "--tasks-per-split", "1",
-         "--out", str(out))
+    _run(
+        "experiments/generalisation/mission_ablation.py",
+        str(run_dir),
+        "--episodes",
+        "1",
+        "--tasks-per-split",
+        "1",
+        "--out",
+        str(out),
+    )
     rows = json.loads(out.read_text())[str(run_dir)]
     assert set(rows) == {"train", "test"}
     for row in rows.values():

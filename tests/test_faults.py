@@ -64,8 +64,9 @@ def _steps(run_dir: Path) -> list[int]:
 
 def test_fault_specs_are_validated() -> None:
     assert [(s.point, s.index, s.nth, s.action) for s in parse_faults("env-step#1:5:raise,checkpoint-saved")] == [
-        ("env-step", 1, 5, "raise"), ("checkpoint-saved", None, 1, "kill"),
-    ]  # fmt: skip
+        ("env-step", 1, 5, "raise"),
+        ("checkpoint-saved", None, 1, "kill"),
+    ]
     for bad in ("nowhere", "rollout-end:0", "rollout-end:x", "rollout-end:1:explode", "rollout-end:1:kill:2"):
         with pytest.raises(ValueError, match=FAULT_ENV):
             parse_faults(bad)
@@ -172,8 +173,12 @@ def test_nan_loss_stops_before_the_parameters_change(tiny_config, tmp_path: Path
 @pytest.mark.parametrize(("key", "source"), [("new_obs", "observation"), ("actions", "action")])
 def test_nan_observation_or_action_is_named_with_env_index(key: str, source: str) -> None:
     guard = NonFiniteGuard()
-    good = {"new_obs": {"image": np.zeros((3, 2), np.uint8), "x": np.zeros((3, 2))}, "rewards": np.zeros(3),
-            "actions": np.zeros((3, 2)), "infos": [{}, {}, {}]}
+    good = {
+        "new_obs": {"image": np.zeros((3, 2), np.uint8), "x": np.zeros((3, 2))},
+        "rewards": np.zeros(3),
+        "actions": np.zeros((3, 2)),
+        "infos": [{}, {}, {}],
+    }
     guard.locals, guard.num_timesteps = good, 30
     assert guard._on_step()
     bad = {k: (dict(v) if isinstance(v, dict) else v.copy()) if k == key else v for k, v in good.items()}
@@ -198,15 +203,20 @@ def _processes_with(marker: str) -> list[int]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("action", "expect"), [("raise", "InjectedFault: injected fault at env-step#1"),
-                                           ("exit", "worker process exited with 70")])
+@pytest.mark.parametrize(
+    ("action", "expect"),
+    [("raise", "InjectedFault: injected fault at env-step#1"), ("exit", "worker process exited with 70")],
+)
 def test_env_worker_crash_names_the_env_and_reaps_the_workers(tmp_path: Path, action: str, expect: str) -> None:
     marker = f"MODRL_TEST_MARKER=worker-crash-{os.getpid()}-{action}"
     run_dir = tmp_path / "run"
     done = subprocess.run(
         [*MODRL, "train", str(_config_file(tmp_path)), "--run-dir", str(run_dir), "--set", "env.vec_env=subproc"],
-        cwd=tmp_path, env={**ENV, FAULT_ENV: f"env-step#1:40:{action}", "MODRL_TEST_MARKER": marker.split("=")[1]},
-        capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env={**ENV, FAULT_ENV: f"env-step#1:40:{action}", "MODRL_TEST_MARKER": marker.split("=")[1]},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "modrl: error: env 1: " in done.stderr and expect in done.stderr
@@ -259,8 +269,18 @@ def test_resume_with_another_task_names_spaces_and_fingerprints_and_writes_nothi
 ) -> None:
     run_dir = _completed_run(tmp_path)
     before = {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
-    args = ["train", "--resume", str(run_dir), "--set", "env.suite=minigrid-basic", "--set", "env.n_envs=6",
-            "--set", "train.total_timesteps=512", "--allow-config-change"]
+    args = [
+        "train",
+        "--resume",
+        str(run_dir),
+        "--set",
+        "env.suite=minigrid-basic",
+        "--set",
+        "env.n_envs=6",
+        "--set",
+        "train.total_timesteps=512",
+        "--allow-config-change",
+    ]
     assert main(args) == 1
     err = capsys.readouterr().err
     assert "fingerprint mismatch: expected" in err and "found" in err

@@ -30,7 +30,7 @@ def test_full_view_contains_minigrids_view_wherever_that_is_not_occluded(env_id:
         for _ in range(40):
             obs, *_ = env.step(int(rng.integers(3)))  # left, right, forward
             full = full_view_image(env.unwrapped, 25)
-            block = full[12 - 3:12 + 4, 12 - 6:12 + 1]  # where MiniGrid's 7x7 view sits
+            block = full[12 - 3 : 12 + 4, 12 - 6 : 12 + 1]  # where MiniGrid's 7x7 view sits
             visible = obs["image"][..., 0] != 0
             assert np.array_equal(block[visible], obs["image"][visible])
             checked += int(visible.sum())
@@ -46,10 +46,12 @@ def test_full_view_shows_hidden_cells_and_the_carried_object_at_the_centre() -> 
     grid = base.grid.encode()
     # Every grid cell appears once (the grid fits), whatever MiniGrid's view hides.
     assert sorted(map(tuple, full.reshape(-1, 3))).count((2, 5, 0)) == sorted(map(tuple, grid.reshape(-1, 3))).count(
-        (2, 5, 0))  # walls
+        (2, 5, 0)
+    )  # walls
     assert (full[..., 0] == KEY).sum() == 1 and (obs["image"][..., 0] == KEY).sum() <= 1
-    base.carrying = base.grid.get(*next((x, y) for x in range(grid.shape[0]) for y in range(grid.shape[1])
-                                        if grid[x, y, 0] == KEY))
+    base.carrying = base.grid.get(
+        *next((x, y) for x in range(grid.shape[0]) for y in range(grid.shape[1]) if grid[x, y, 0] == KEY)
+    )
     assert tuple(full_view_image(base, 13)[6, 6, :2]) == (KEY, 4)  # DoorKey's key is yellow (COLOR_TO_IDX 4)
     # Beyond the grid: 0 (unseen).
     assert (full_view_image(base, 25) == 0).all(axis=2).sum() > 0
@@ -85,8 +87,10 @@ def test_subtask_env_with_the_full_view_shows_the_carried_key_to_a_later_option(
 def _library(tmp_path: Path, sides: dict[str, int]) -> Path:
     library = OptionLibrary()
     for name, side in sides.items():
-        library.add(name, Option(OptionConfig(image_shape=(side, side, 3), channels=(4,), features_dim=4, hidden=(),
-                                              embed_dim=2)))
+        library.add(
+            name,
+            Option(OptionConfig(image_shape=(side, side, 3), channels=(4,), features_dim=4, hidden=(), embed_dim=2)),
+        )
     library.save(tmp_path / "lib")
     return tmp_path / "lib"
 
@@ -95,8 +99,14 @@ def test_the_planner_gives_full_view_options_their_view(tmp_path: Path) -> None:
     path = _library(tmp_path, {"goto-green-ball": 15, "pickup-blue-key": 15})
     library = OptionLibrary.load(path)
     assert library_view_size(library) == 15
-    config = PlannerEvalConfig(suite="sequences", split="test", episodes=1, library=str(path), option_steps=3,
-                               tasks=("goto-green-ball_then_pickup-blue-key",))
+    config = PlannerEvalConfig(
+        suite="sequences",
+        split="test",
+        episodes=1,
+        library=str(path),
+        option_steps=3,
+        tasks=("goto-green-ball_then_pickup-blue-key",),
+    )
     report = evaluate_planner(config)  # a 7x7 image would not fit these options' encoders
     assert report.tasks[0].option_calls > 0
 

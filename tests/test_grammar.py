@@ -21,8 +21,11 @@ from modrl.envs.task_env import TaskEnv
 
 
 def test_names_sketch_and_mission_of_a_sequence() -> None:
-    t = task(subtask("open", "red", "door"), subtask("pickup", "blue", "key"),
-             subtask("putnext", "green", "ball", ("red", "box")))
+    t = task(
+        subtask("open", "red", "door"),
+        subtask("pickup", "blue", "key"),
+        subtask("putnext", "green", "ball", ("red", "box")),
+    )
     assert t.name == "open-red-door_then_pickup-blue-key_then_putnext-green-ball-red-box"
     assert t.sketch == ("open(door,red)", "pickup(key,blue)", "putnext(ball,green,box,red)")
     assert t.mission == "open the red door, then pick up the blue key, then put the green ball next to the red box"
@@ -35,8 +38,12 @@ def test_parse_is_the_inverse_of_name() -> None:
     tasks = [
         task(subtask("goto", "purple", "door")),
         task(subtask("pickup", "yellow", "box"), subtask("goto", "purple", "door")),
-        task(subtask("putnext", "blue", "key", ("grey", "ball")), subtask("open", "green", "door"),
-             subtask("pickup", "red", "ball"), subtask("goto", "blue", "key")),
+        task(
+            subtask("putnext", "blue", "key", ("grey", "ball")),
+            subtask("open", "green", "door"),
+            subtask("pickup", "red", "ball"),
+            subtask("goto", "blue", "key"),
+        ),
     ]
     for t in tasks:
         assert parse_task(t.name) == t
@@ -67,8 +74,18 @@ def test_invalid_tasks_are_rejected_naming_the_field(build, field: str) -> None:
         build()
 
 
-@pytest.mark.parametrize("name", ["", "fly-red-ball", "goto-red", "goto-red-ball-blue-box",
-                                  "putnext-red-ball", "open-red-key", "goto-red-ball_then_"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "",
+        "fly-red-ball",
+        "goto-red",
+        "goto-red-ball-blue-box",
+        "putnext-red-ball",
+        "open-red-key",
+        "goto-red-ball_then_",
+    ],
+)
 def test_bad_names_do_not_parse(name: str) -> None:
     with pytest.raises(ConfigError):
         parse_task(name)
@@ -82,8 +99,17 @@ def test_subtask_objects_and_frozen_values() -> None:
         s.verb = "goto"  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("name", ["goto-red-ball", "goto-blue-door", "pickup-yellow-box", "open-green-door",
-                                  "putnext-grey-key-purple-ball", "open-red-door_then_pickup-blue-key"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "goto-red-ball",
+        "goto-blue-door",
+        "pickup-yellow-box",
+        "open-green-door",
+        "putnext-grey-key-purple-ball",
+        "open-red-door_then_pickup-blue-key",
+    ],
+)
 def test_mission_is_babyais_sentence(name: str) -> None:
     env = TaskEnv(name)
     env.reset(seed=0)

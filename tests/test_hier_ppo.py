@@ -14,8 +14,9 @@ from torch import Tensor
 from modrl.agents.options.hier_ppo import gae
 
 
-def _hand_written_gae(rewards: Tensor, values: Tensor, dones: Tensor, last_value: Tensor, gamma: float,
-                      lam: float) -> Tensor:
+def _hand_written_gae(
+    rewards: Tensor, values: Tensor, dones: Tensor, last_value: Tensor, gamma: float, lam: float
+) -> Tensor:
     """The GAE loop hier_ppo.py held before it used SB3's (verbatim)."""
     steps = rewards.shape[0]
     advantages = torch.zeros_like(rewards)
@@ -60,17 +61,41 @@ def test_option_critic_rollout_fields_sb3_lacks() -> None:
     config = _config()
     slots = CueSlots()
     model = build_model(config, len(slots.task_names))
-    batch = collect(model, _Loop(slots, OptionStats(model.library.names, slots.task_names)), config,
-                    torch.Generator().manual_seed(0))
+    batch = collect(
+        model,
+        _Loop(slots, OptionStats(model.library.names, slots.task_names)),
+        config,
+        torch.Generator().manual_seed(0),
+    )
     steps, n_envs = config.algo.n_steps, slots.n_envs
     buffer = RolloutBuffer(steps, spaces.Box(-1.0, 1.0, (1,)), spaces.Discrete(2), device="cpu", n_envs=n_envs)
-    fields = {name for name, value in vars(buffer).items()
-              if isinstance(value, np.ndarray) and value.shape[:2] == (steps, n_envs)}
-    assert fields == {"observations", "actions", "rewards", "episode_starts", "values", "log_probs", "advantages",
-                      "returns"}
-    counterpart = {"image": "observations", "direction": "observations", "task": "observations", "action": "actions",
-                   "reward": "rewards", "done": "episode_starts", "value": "values", "logp": "log_probs",
-                   "advantage": "advantages", "returns": "returns"}
+    fields = {
+        name
+        for name, value in vars(buffer).items()
+        if isinstance(value, np.ndarray) and value.shape[:2] == (steps, n_envs)
+    }
+    assert fields == {
+        "observations",
+        "actions",
+        "rewards",
+        "episode_starts",
+        "values",
+        "log_probs",
+        "advantages",
+        "returns",
+    }
+    counterpart = {
+        "image": "observations",
+        "direction": "observations",
+        "task": "observations",
+        "action": "actions",
+        "reward": "rewards",
+        "done": "episode_starts",
+        "value": "values",
+        "logp": "log_probs",
+        "advantage": "advantages",
+        "returns": "returns",
+    }
     assert set(counterpart.values()) == fields
     lacking = set(batch) - set(counterpart)
     assert lacking == {"prev", "option", "choose", "has_prev", "beta_prev", "logp_option", "v_state", "term_adv"}

@@ -21,8 +21,9 @@ class _ThreeRedKeys(MiniGridEnv):
     """One room: red keys at (1, 1) and (5, 5), a third inside the green box at (1, 5), a blue ball at (5, 1)."""
 
     def __init__(self) -> None:
-        super().__init__(mission_space=MissionSpace(mission_func=lambda: "pick up the red key"), grid_size=7,
-                         max_steps=500)
+        super().__init__(
+            mission_space=MissionSpace(mission_func=lambda: "pick up the red key"), grid_size=7, max_steps=500
+        )
 
     def _gen_grid(self, width: int, height: int) -> None:
         self.grid = Grid(width, height)
@@ -55,8 +56,12 @@ def test_duplicates_are_named_by_first_position_and_unique_objects_keep_their_co
     env = _env()
     state = env_planning_state(env)
     assert sorted(a for a in state if a.startswith(("in(", "contains("))) == [
-        "contains(box,green,key,red@1_5)", "in(ball,blue,room,0)", "in(box,green,room,0)",
-        "in(key,red@1_1,room,0)", "in(key,red@5_5,room,0)"]
+        "contains(box,green,key,red@1_5)",
+        "in(ball,blue,room,0)",
+        "in(box,green,room,0)",
+        "in(key,red@1_1,room,0)",
+        "in(key,red@5_5,room,0)",
+    ]
     assert [object_name(k) for k in (env.near, env.far, env.hidden)] == ["red@1_1", "red@5_5", "red@1_5"]
     assert "adjacent(key,red@1_1)" in state and "adjacent(key,red)" not in state
     assert "adjacent(key,red)" in env_predicates(env)  # info["predicates"] (options' terminations) keep colours
@@ -79,7 +84,10 @@ def test_names_follow_the_objects_through_pickup_drop_and_box_opening() -> None:
     assert env.grid.get(1, 5) is env.hidden and {"facing(key,red@1_5)", "in(key,red@1_5,room,0)"} <= state
     assert not any(a.startswith("contains(") for a in state)
     assert sorted(a for a in state if a.startswith("in(key,")) == [
-        "in(key,red@1_1,room,0)", "in(key,red@1_5,room,0)", "in(key,red@5_5,room,0)"]
+        "in(key,red@1_1,room,0)",
+        "in(key,red@1_5,room,0)",
+        "in(key,red@5_5,room,0)",
+    ]
 
 
 def test_names_are_given_once_even_when_the_duplicate_is_gone() -> None:

@@ -27,8 +27,7 @@ DOOR_TASKS = ["open-red-door", "goto-purple-door", "open-red-door_then_pickup-bl
 MIXED = {
     "mode": "mixed",
     "options": ["goto-green-ball", "open"],
-    "env": {"suite": "sequences", "test_split": None, "n_envs": 2, "train_tasks": "first_subtask",
-            "targets": "layout"},
+    "env": {"suite": "sequences", "test_split": None, "n_envs": 2, "train_tasks": "first_subtask", "targets": "layout"},
     "net": {"channels": [8], "features_dim": 16, "hidden": [16], "critic_hidden": [16]},
     "algo": {"n_steps": 32, "batch_size": 64, "n_epochs": 2},
     "curriculum": {"threshold": 0.9, "window": 30, "min_episodes": 30, "max_steps": 64},
@@ -67,8 +66,9 @@ def test_a_layout_episode_ends_only_when_the_drawn_door_opens() -> None:
         pytest.fail("no seed drew a door other than the mission's")
     base = env.current_env.unwrapped
     skills = ScriptedSkills(env.current_env)
-    red = next(op for op in planning_domain().ground(env_planning_state(base))
-               if op.operator == "open" and op.args[0] == "red")
+    red = next(
+        op for op in planning_domain().ground(env_planning_state(base)) if op.operator == "open" and op.args[0] == "red"
+    )
     skills.execute(red)  # opens the mission's red door: not the target any more
     assert base.grid.get(*_door(base, "red")).is_open
     _, reward, terminated, _, info = env.step(6)  # done: no event
@@ -129,8 +129,9 @@ def test_mixed_mode_plans_per_symbol_and_layout_options_and_demos_cover_many_doo
     goto, door = options_module.plan_options(config)
     assert not goto.parameterised and goto.targets == "task" and goto.train[0] == "goto-green-ball"
     assert door.parameterised and door.name == "open" and door.targets == "layout"
-    assert set(door.train) == {t for t in get_suite("sequences").split("train")
-                               if any(o.type == "door" for o in parse_task(t).objects)}
+    assert set(door.train) == {
+        t for t in get_suite("sequences").split("train") if any(o.type == "door" for o in parse_task(t).objects)
+    }
     with pytest.raises(ConfigError, match="nor a verb"):
         options_module.plan_options(load_options_config(MIXED, ["options=[fly]"]))
     with pytest.raises(ConfigError, match="not a verb"):
@@ -197,9 +198,13 @@ def test_random_skill_prefixes_start_the_option_elsewhere_with_its_subtask_still
         carrying += base.carrying is not None
     assert moved >= 10 and carrying >= 3
     # The option still earns its reward on its own subtask's event (BabyAI's bot cannot start with full hands).
-    seed = next(s for s in range(100, 200)
-                if prefixed.reset(seed=s) and prefixed.current_env.unwrapped.carrying is None
-                and prefixed.current_env.unwrapped.step_count > 0)
+    seed = next(
+        s
+        for s in range(100, 200)
+        if prefixed.reset(seed=s)
+        and prefixed.current_env.unwrapped.carrying is None
+        and prefixed.current_env.unwrapped.step_count > 0
+    )
     assert seed >= 100
     _oracle_finishes(prefixed, 200)
     with pytest.raises(ConfigError, match="prefix_skills"):

@@ -107,8 +107,13 @@ def test_save_and_load_one_member(tmp_path: Path) -> None:
     source.save_member("a", tmp_path / "a.safetensors")
     with safetensors.safe_open(tmp_path / "a.safetensors", "pt") as handle:
         metadata = handle.metadata()
-    assert metadata == {"format": "test.affine", "format_version": "1", "name": "a", "spec": '{"size": 3}',
-                        "tensors_sha256": tensor_digest(source.get("a").state_dict())}
+    assert metadata == {
+        "format": "test.affine",
+        "format_version": "1",
+        "name": "a",
+        "spec": '{"size": 3}',
+        "tensors_sha256": tensor_digest(source.get("a").state_dict()),
+    }
     target = AffineLibrary()
     assert target.load_member(tmp_path / "a.safetensors", name="b", trainable=False) == "b"
     assert target.frozen_names == ["b"]
@@ -121,8 +126,13 @@ def test_dry_run_refuses_shape_mismatch_before_building_for_real(tmp_path: Path)
     library = DryRunAffineLibrary()
     library.add("a", Affine(2))
     tensors = {k: v.contiguous() for k, v in library.get("a").state_dict().items()}
-    metadata = {"format": "test.affine", "format_version": "1", "name": "a", "tensors_sha256": tensor_digest(tensors),
-                "spec": json.dumps({"size": 1 << 20})}  # would allocate 4 TiB if built for real
+    metadata = {
+        "format": "test.affine",
+        "format_version": "1",
+        "name": "a",
+        "tensors_sha256": tensor_digest(tensors),
+        "spec": json.dumps({"size": 1 << 20}),
+    }  # would allocate 4 TiB if built for real
     (tmp_path / "huge.safetensors").write_bytes(safetensors.torch.save(tensors, metadata=metadata))
     DryRunAffineLibrary.built = 0
     with pytest.raises(ValueError, match=r"huge.safetensors: cannot load layer: tensor 'linear.bias' has shape"):
@@ -160,8 +170,10 @@ def _rewrite(path: Path, **metadata: str) -> None:
 OPTION_CORRUPTIONS = {
     "empty": (lambda p: p.write_bytes(b""), "truncated"),
     "cut_data": (lambda p: p.write_bytes(p.read_bytes()[:-4]), "corrupt safetensors data"),
-    "flipped_byte": (lambda p: p.write_bytes(p.read_bytes()[:-1] + bytes([p.read_bytes()[-1] ^ 0x40])),
-                     "corrupt tensor data"),
+    "flipped_byte": (
+        lambda p: p.write_bytes(p.read_bytes()[:-1] + bytes([p.read_bytes()[-1] ^ 0x40])),
+        "corrupt tensor data",
+    ),
     "foreign_file": (lambda p: safetensors.torch.save_file({"w": torch.zeros(2)}, p), "no metadata in the header"),
     "future_version": (lambda p: _rewrite(p, format_version="2"), "unsupported format version '2'"),
     "spec_not_json": (lambda p: _rewrite(p, spec="{"), "corrupt metadata"),

@@ -58,21 +58,38 @@ def _corpus(canary: Path) -> dict[str, tuple[Callable[[Path], None], str]]:
     corpus: dict[str, tuple[Callable[[Path], None], str]] = {}
     for label, payload in payloads.items():
         corpus[f"safetensors member is a pickle ({label})"] = (
-            lambda c, d=payload: _plant(c, "model.safetensors", d), "model.safetensors")
+            lambda c, d=payload: _plant(c, "model.safetensors", d),
+            "model.safetensors",
+        )
         corpus[f"state.json is a pickle ({label})"] = (lambda c, d=payload: _plant(c, "state.json", d), "state.json")
         corpus[f"manifest is a pickle ({label})"] = (
-            lambda c, d=payload: (c / "manifest.json").write_bytes(d), "manifest.json")
+            lambda c, d=payload: (c / "manifest.json").write_bytes(d),
+            "manifest.json",
+        )
         corpus[f"extra .pt member ({label})"] = (
-            lambda c, d=payload: _plant(c, "model.pt", d), "unexpected file name 'model.pt'")
+            lambda c, d=payload: _plant(c, "model.pt", d),
+            "unexpected file name 'model.pt'",
+        )
         corpus[f"torch.save zip as safetensors ({label})"] = (
-            lambda c: _plant(c, "model.safetensors", _torch_zip(canary)), "model.safetensors")
-    for name in ("../evil.safetensors", "..", "/etc/passwd", "sub/x.safetensors", "a\\b.safetensors",
-                 ".hidden.safetensors", "../../state.json"):
+            lambda c: _plant(c, "model.safetensors", _torch_zip(canary)),
+            "model.safetensors",
+        )
+    for name in (
+        "../evil.safetensors",
+        "..",
+        "/etc/passwd",
+        "sub/x.safetensors",
+        "a\\b.safetensors",
+        ".hidden.safetensors",
+        "../../state.json",
+    ):
         corpus[f"path traversal {name!r}"] = (lambda c, n=name: _listing(c, n, b"x"), "unsafe file name")
     for claimed in (1 << 31, 1 << 40, (1 << 64) - 1):
         header = claimed.to_bytes(8, "little") + b'{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}'
         corpus[f"oversized header {claimed}"] = (
-            lambda c, h=header: _plant(c, "model.safetensors", h + b"\0" * 4), "header length")
+            lambda c, h=header: _plant(c, "model.safetensors", h + b"\0" * 4),
+            "header length",
+        )
     return corpus
 
 
@@ -151,8 +168,10 @@ def scan(sources: list[Path]) -> list[str]:
                 if name.split(".")[0] in PICKLE_FAMILY and module not in ALLOWLIST:
                     problems.append(f"{path}:{node.lineno}: imports {name}")
             if isinstance(node, ast.Call) and _is_attr(node.func, ("torch", "th"), "load"):
-                safe = any(k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
-                           for k in node.keywords)
+                safe = any(
+                    k.arg == "weights_only" and isinstance(k.value, ast.Constant) and k.value.value is True
+                    for k in node.keywords
+                )
                 if not safe:
                     problems.append(f"{path}:{node.lineno}: torch.load without weights_only=True")
             for attr in ("load", "unsafe_load", "full_load", "load_all"):
@@ -163,11 +182,19 @@ def scan(sources: list[Path]) -> list[str]:
 
 def _safe_yaml_loads(tree: ast.AST) -> set[ast.AST]:
     """The ``yaml.load`` attribute nodes called with ``Loader=`` a class this module derives from yaml.SafeLoader."""
-    safe_loaders = {node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
-                    and any(_is_attr(base, ("yaml",), "SafeLoader") for base in node.bases)}
+    safe_loaders = {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef) and any(_is_attr(base, ("yaml",), "SafeLoader") for base in node.bases)
+    }
     calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call) and _is_attr(node.func, ("yaml",), "load")]
-    return {call.func for call in calls if any(
-        k.arg == "Loader" and isinstance(k.value, ast.Name) and k.value.id in safe_loaders for k in call.keywords)}
+    return {
+        call.func
+        for call in calls
+        if any(
+            k.arg == "Loader" and isinstance(k.value, ast.Name) and k.value.id in safe_loaders for k in call.keywords
+        )
+    }
 
 
 def _loader_name(call: ast.Call) -> str | None:
@@ -177,13 +204,20 @@ def _loader_name(call: ast.Call) -> str | None:
 
 def _safe_loaders(tree: ast.AST) -> set[str]:
     """Names of the classes a module defines directly on ``yaml.SafeLoader``."""
-    return {node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)
-            and any(_is_attr(base, ("yaml",), "SafeLoader") for base in node.bases)}
+    return {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ClassDef) and any(_is_attr(base, ("yaml",), "SafeLoader") for base in node.bases)
+    }
 
 
 def _is_attr(node: ast.AST, owners: tuple[str, ...], attr: str) -> bool:
-    return isinstance(node, ast.Attribute) and node.attr == attr and isinstance(node.value, ast.Name) and \
-        node.value.id in owners
+    return (
+        isinstance(node, ast.Attribute)
+        and node.attr == attr
+        and isinstance(node.value, ast.Name)
+        and node.value.id in owners
+    )
 
 
 def test_package_never_imports_pickle_family_or_calls_torch_load_unsafely() -> None:
@@ -195,11 +229,19 @@ def test_package_never_imports_pickle_family_or_calls_torch_load_unsafely() -> N
 def test_the_scan_catches_what_it_looks_for(tmp_path: Path) -> None:
     bad = tmp_path / "modrl" / "bad.py"
     bad.parent.mkdir()
-    bad.write_text("import dill\nfrom cloudpickle import loads\nimport pickle as p\nimport torch\ntorch.load('x')\n"
-                   "torch.load('x', weights_only=False)\ntorch.load('x', weights_only=True)\nimport yaml\n"
-                   "yaml.load('a')\nyaml.safe_load('a')\nclass S(yaml.SafeLoader): pass\nyaml.load('a', Loader=S)\n"
-                   "class U(yaml.Loader): pass\nyaml.load('a', Loader=U)\n")
+    bad.write_text(
+        "import dill\nfrom cloudpickle import loads\nimport pickle as p\nimport torch\ntorch.load('x')\n"
+        "torch.load('x', weights_only=False)\ntorch.load('x', weights_only=True)\nimport yaml\n"
+        "yaml.load('a')\nyaml.safe_load('a')\nclass S(yaml.SafeLoader): pass\nyaml.load('a', Loader=S)\n"
+        "class U(yaml.Loader): pass\nyaml.load('a', Loader=U)\n"
+    )
     found = [line.split(": ", 1)[1] for line in scan([bad])]
-    assert found == ["imports dill", "imports cloudpickle", "imports pickle", "torch.load without weights_only=True",
-                     "torch.load without weights_only=True", "yaml.load (use yaml.safe_load)",
-                     "yaml.load (use yaml.safe_load)"]
+    assert found == [
+        "imports dill",
+        "imports cloudpickle",
+        "imports pickle",
+        "torch.load without weights_only=True",
+        "torch.load without weights_only=True",
+        "yaml.load (use yaml.safe_load)",
+        "yaml.load (use yaml.safe_load)",
+    ]

@@ -102,11 +102,19 @@ def test_marked_calls_need_a_full_view_and_one_target_tuple_per_call() -> None:
 
 
 def test_options_route_trains_and_evaluates_a_router_over_whole_grid_skill_options(
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     _skill_library().save(tmp_path / "lib")
-    config = load_route_config({"library": str(tmp_path / "lib"), "env": {"suite": "sequences", "n_envs": 2},
-                                "max_option_steps": 3, "max_decisions": 3, "total_timesteps": 120,
-                                "algo": {"n_steps": 8, "batch_size": 16, "n_epochs": 1}})
+    config = load_route_config(
+        {
+            "library": str(tmp_path / "lib"),
+            "env": {"suite": "sequences", "n_envs": 2},
+            "max_option_steps": 3,
+            "max_decisions": 3,
+            "total_timesteps": 120,
+            "algo": {"n_steps": 8, "batch_size": 16, "n_epochs": 1},
+        }
+    )
     with caplog.at_level("INFO", logger="modrl.progress"):
         model, library, calls, callback = train_router(config)
     assert "putnext-yellow-box" in [c.name for c in calls] and callback.frames >= 120

@@ -28,12 +28,48 @@ from modrl.envs import (
 from modrl.envs.mission import VOCABULARY_VERSION, grammar_missions, suite_max_len, suite_missions, tokenize
 
 EXPECTED_WORDS = (
-    "<pad>", "<unk>", ",", "ball", "blue", "box", "door", "go", "green", "grey", "key", "next", "open", "pick",
-    "purple", "put", "red", "the", "then", "to", "up", "yellow",
+    "<pad>",
+    "<unk>",
+    ",",
+    "ball",
+    "blue",
+    "box",
+    "door",
+    "go",
+    "green",
+    "grey",
+    "key",
+    "next",
+    "open",
+    "pick",
+    "purple",
+    "put",
+    "red",
+    "the",
+    "then",
+    "to",
+    "up",
+    "yellow",
     # version 2: the stock suites' other words, appended so the ids above never change
-    "a", "after", "and", "avoid", "behind", "front", "get", "goal", "in", "lava", "left", "of", "on", "right",
-    "square", "use", "you", "your",
-)  # fmt: skip
+    "a",
+    "after",
+    "and",
+    "avoid",
+    "behind",
+    "front",
+    "get",
+    "goal",
+    "in",
+    "lava",
+    "left",
+    "of",
+    "on",
+    "right",
+    "square",
+    "use",
+    "you",
+    "your",
+)
 VOCAB = MissionVocabulary.from_grammar()
 
 
@@ -216,10 +252,15 @@ def test_close_closes_every_task_env_and_steps_report_the_task() -> None:
 
 
 def test_mismatched_task_spaces_are_refused() -> None:
-    suite = Suite(name="mixed", version=1, description="", tasks=(
-        TaskSpec(name="empty5", env_id="MiniGrid-Empty-5x5-v0"),
-        TaskSpec(name="empty5view3", env_id="MiniGrid-Empty-5x5-v0", kwargs={"agent_view_size": 3}),
-    ))  # fmt: skip
+    suite = Suite(
+        name="mixed",
+        version=1,
+        description="",
+        tasks=(
+            TaskSpec(name="empty5", env_id="MiniGrid-Empty-5x5-v0"),
+            TaskSpec(name="empty5view3", env_id="MiniGrid-Empty-5x5-v0", kwargs={"agent_view_size": 3}),
+        ),
+    )
     env = SplitTaskEnv(suite, "train")
     assert env.reset(seed=0, options={"task": "empty5"})[0]["image"].shape == (7, 7, 3)
     with pytest.raises(TypeError, match="'empty5view3' of suite 'mixed' has observation space"):

@@ -48,14 +48,23 @@ def _two_rooms() -> Grid:
 def test_spatial_predicates_on_a_hand_built_grid() -> None:
     grid = _two_rooms()
     assert spatial_state(grid, (2, 2)) == {
-        "agent_in(room,0)", "in(ball,grey,room,0)", "in(key,yellow,room,0)", "in(ball,blue,room,1)",
-        "connects(door,yellow,room,0,room,1)", "connects(door,yellow,room,1,room,0)", "blocks(ball,grey,door,yellow)",
+        "agent_in(room,0)",
+        "in(ball,grey,room,0)",
+        "in(key,yellow,room,0)",
+        "in(ball,blue,room,1)",
+        "connects(door,yellow,room,0,room,1)",
+        "connects(door,yellow,room,1,room,0)",
+        "blocks(ball,grey,door,yellow)",
     }
     full = planning_state(grid, (2, 2), 0, None)
     assert symbolic_state(grid, (2, 2), 0, None) <= full and "facing(ball,grey)" in full  # additive
     derived = DOMAIN.closure(full) - full
-    assert derived == {"blocked(door,yellow,room,0)", "reach(room,0)", "reachable(ball,grey)",
-                       "reachable(key,yellow)"}  # the door is blocked on our side; the blue ball is out of reach
+    assert derived == {
+        "blocked(door,yellow,room,0)",
+        "reach(room,0)",
+        "reachable(ball,grey)",
+        "reachable(key,yellow)",
+    }  # the door is blocked on our side; the blue ball is out of reach
 
 
 def test_goals_follow_the_verifiers() -> None:
@@ -83,8 +92,9 @@ def test_sequences_test_split_is_solved_by_plans_over_scripted_skills() -> None:
     assert len(results) == 30 and rate == 1.0, f"success rate {rate:.3f} over {len(results)} episodes"
 
 
-@pytest.mark.parametrize("env_id", ["MiniGrid-UnlockPickup-v0", "MiniGrid-BlockedUnlockPickup-v0",
-                                    "MiniGrid-DoorKey-5x5-v0"])
+@pytest.mark.parametrize(
+    "env_id", ["MiniGrid-UnlockPickup-v0", "MiniGrid-BlockedUnlockPickup-v0", "MiniGrid-DoorKey-5x5-v0"]
+)
 def test_locked_doors_need_the_key_and_free_hands(env_id: str) -> None:
     results = [_solve(gym.make(env_id), seed) for seed in range(6)]
     rate = sum(ok for ok, _ in results) / len(results)
@@ -112,7 +122,9 @@ def test_key_corridor_with_and_without_same_colour_doors() -> None:
     env.reset(seed=3)
     state = env_planning_state(env)
     assert sorted(a for a in state if a.startswith("connects(door,red") and a.endswith("room,1)")) == [
-        "connects(door,red@2_1,room,0,room,1)", "connects(door,red@4_1,room,2,room,1)"]
+        "connects(door,red@2_1,room,0,room,1)",
+        "connects(door,red@4_1,room,2,room,1)",
+    ]
     assert {"locked(door,red@4_1)", "fits(key,red,door,red@4_1)", "in(key,red,room,0)"} <= state  # key stays "red"
 
 
@@ -169,8 +181,14 @@ def test_operators_learned_from_scripted_executions_agree_with_declared() -> Non
         for step in found.steps:
             before = DOMAIN.closure(skills.observe())
             result = skills.execute(step)
-            transitions.append(Transition(before=before, skill=step.symbol, after=DOMAIN.closure(result.state),
-                                          success=result.status is SkillStatus.DONE))
+            transitions.append(
+                Transition(
+                    before=before,
+                    skill=step.symbol,
+                    after=DOMAIN.closure(result.state),
+                    success=result.status is SkillStatus.DONE,
+                )
+            )
     scores = agreement(learn_operators(transitions), DOMAIN.operators)
     assert {"goto", "pickup", "open", "putnext"} <= set(scores)
     pickup = scores["pickup"]
@@ -179,8 +197,19 @@ def test_operators_learned_from_scripted_executions_agree_with_declared() -> Non
 
 
 def test_cli_plan_prints_and_executes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    code = main(["plan", "sequences/open-red-door_then_pickup-blue-key", "--seed", "2", "--execute",
-                 "--fail-skill", "0", "--logdir", str(tmp_path)])
+    code = main(
+        [
+            "plan",
+            "sequences/open-red-door_then_pickup-blue-key",
+            "--seed",
+            "2",
+            "--execute",
+            "--fail-skill",
+            "0",
+            "--logdir",
+            str(tmp_path),
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 0, out
     assert "initial predicates" in out and "goals, in order:" in out and "0. achieve open(door,red)" in out
@@ -233,8 +262,10 @@ class _GuidedOption:
                 action = path[0][1] if path else (int(last) if path == [] else int(Actions.left))
                 return torch.tensor([int(action)]), None
 
-        return Guided(OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2),
-                      termination_predicate=symbol_predicate(sub))  # type: ignore[arg-type]
+        return Guided(
+            OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2),
+            termination_predicate=symbol_predicate(sub),
+        )  # type: ignore[arg-type]
 
 
 def test_plan_runs_with_learned_options_and_scripted_fallback() -> None:
@@ -250,15 +281,17 @@ def test_plan_runs_with_learned_options_and_scripted_fallback() -> None:
     executor = learned_skills(env, library, fallback=ScriptedSkills(env), max_skill_steps=60)
     trace = execute(DOMAIN, goal_predicates(env.task), executor)
     assert trace.outcome is Outcome.SUCCESS and executor.episode_success
-    assert [s.skill for s in trace.steps] == ["open(door,red)", "pickup(key,blue)",
-                                              "putnext(box,yellow,key,blue)"]  # sets the key down, fetches the box
+    assert [s.skill for s in trace.steps] == [
+        "open(door,red)",
+        "pickup(key,blue)",
+        "putnext(box,yellow,key,blue)",
+    ]  # sets the key down, fetches the box
     assert [s.operator.split("(")[0] for s in trace.steps][-1] == "putnext_held"
     assert executor.usage == {"option": 2, "fallback": 1}  # putnext is scripted
     assert all(step.status is SkillStatus.DONE for step in trace.steps)
 
 
-def test_untrained_options_time_out_and_the_monitor_replans(tmp_path: Path,
-                                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_untrained_options_time_out_and_the_monitor_replans(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import torch
 
     from modrl.agents.planning.skills import learned_skills
@@ -275,12 +308,40 @@ def test_untrained_options_time_out_and_the_monitor_replans(tmp_path: Path,
     assert trace.steps[0].status is SkillStatus.TIMEOUT and trace.steps[0].steps == 3
     assert trace.outcome is Outcome.REPLAN_LIMIT and trace.plans[1].reason == "goto(ball,green) timeout"
     library.save(tmp_path / "lib")
-    code = main(["plan", "sequences/goto-green-ball", "--seed", "0", "--execute", "--options", str(tmp_path / "lib"),
-                 "--option-steps", "3", "--max-replans", "0", "--loop-limit", "0"])
+    code = main(
+        [
+            "plan",
+            "sequences/goto-green-ball",
+            "--seed",
+            "0",
+            "--execute",
+            "--options",
+            str(tmp_path / "lib"),
+            "--option-steps",
+            "3",
+            "--max-replans",
+            "0",
+            "--loop-limit",
+            "0",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1 and "timeout" in out and "skills run by learned options: 1, by scripted skills: 0" in out
     # with the default loop check the untrained option is cut as stuck (it repeats an observation) before the cap
-    code = main(["plan", "sequences/goto-green-ball", "--seed", "0", "--execute", "--options", str(tmp_path / "lib"),
-                 "--option-steps", "50", "--max-replans", "0"])
+    code = main(
+        [
+            "plan",
+            "sequences/goto-green-ball",
+            "--seed",
+            "0",
+            "--execute",
+            "--options",
+            str(tmp_path / "lib"),
+            "--option-steps",
+            "50",
+            "--max-replans",
+            "0",
+        ]
+    )
     out = capsys.readouterr().out
     assert code == 1 and "failed" in out and "timeout" not in out

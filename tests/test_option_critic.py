@@ -37,8 +37,9 @@ class CueSlots:
         image[:, :, 0] = self.cue[slot]
         return {"image": image, "direction": 0}
 
-    def reset(self, slot: int, allowed: Any = None, *, task: int | None = None,
-              seed: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def reset(
+        self, slot: int, allowed: Any = None, *, task: int | None = None, seed: int | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         self.t[slot], self.cue[slot] = 0, int(self.rng.integers(1, 4))
         return self._obs(slot), {}
 
@@ -47,8 +48,13 @@ class CueSlots:
         self.t[slot] += 1
         self.cue[slot] = int(self.rng.integers(1, 4))
         done = self.t[slot] >= self.length
-        return StepResult(observation=self._obs(slot), reward=1 / self.length if right else 0.0, done=done,
-                          success=done and right, info={})
+        return StepResult(
+            observation=self._obs(slot),
+            reward=1 / self.length if right else 0.0,
+            done=done,
+            success=done and right,
+            info={},
+        )
 
     def task_index(self, slot: int) -> int:
         return 0
@@ -60,8 +66,11 @@ class CueSlots:
 def _config(**overrides: Any) -> Any:
     from modrl.agents.options.critic_config import load_option_critic_config
 
-    data = {"num_options": 2, "net": NET, "algo": {"n_steps": 16, "batch_size": 64, "n_epochs": 2,
-                                                  "learning_rate": 0.003}}
+    data = {
+        "num_options": 2,
+        "net": NET,
+        "algo": {"n_steps": 16, "batch_size": 64, "n_epochs": 2, "learning_rate": 0.003},
+    }
     return load_option_critic_config({**data, **overrides})
 
 
@@ -116,9 +125,18 @@ def test_cli_option_critic_trains_saves_and_logs(tmp_path: Path, capsys: pytest.
     from modrl.cli.main import main
 
     config = tmp_path / "oc.yaml"
-    config.write_text(json.dumps({"num_options": 2, "net": NET, "total_timesteps": 128, "eval_episodes": 1,
-                                  "env": {"suite": "minigrid-tiny", "n_envs": 2, "max_episode_steps": 12},
-                                  "algo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}}))
+    config.write_text(
+        json.dumps(
+            {
+                "num_options": 2,
+                "net": NET,
+                "total_timesteps": 128,
+                "eval_episodes": 1,
+                "env": {"suite": "minigrid-tiny", "n_envs": 2, "max_episode_steps": 12},
+                "algo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+            }
+        )
+    )
     run_dir = tmp_path / "run"
     assert main(["options", "critic", str(config), "--run-dir", str(run_dir)]) == 0
     out = capsys.readouterr().out
@@ -128,12 +146,24 @@ def test_cli_option_critic_trains_saves_and_logs(tmp_path: Path, capsys: pytest.
     results = json.loads((run_dir / "results.json").read_text())
     assert set(results["det"]) == {"empty5", "emptyrand5"} and 0 <= results["det"]["empty5"]["success"] <= 1
     assert set(results) == {"frames", "final", "stoch", "det"} and results["frames"] == 128  # the results.json keys
-    assert set(results["final"]) == {"frames", "mean_duration", "termination_prob", "success", "policy_loss",
-                                     "option_loss", "value_loss", "termination_loss"}
+    assert set(results["final"]) == {
+        "frames",
+        "mean_duration",
+        "termination_prob",
+        "success",
+        "policy_loss",
+        "option_loss",
+        "value_loss",
+        "termination_loss",
+    }
     assert set(results["stoch"]["empty5"]) == {"success", "mean_duration"}
     assert (run_dir / "controller.safetensors").stat().st_size > 0
     tags = EventAccumulator(str(run_dir / "tb")).Reload().Tags()
-    for tag in ("modrl/options/mean_duration", "modrl/option/option0/mean_duration",
-                "modrl/option_critic/termination_prob", "modrl/option_critic/loss/termination"):
+    for tag in (
+        "modrl/options/mean_duration",
+        "modrl/option/option0/mean_duration",
+        "modrl/option_critic/termination_prob",
+        "modrl/option_critic/loss/termination",
+    ):
         assert tag in tags["scalars"], tag
     assert "modrl/routing/task_module_heatmap" in tags["images"]

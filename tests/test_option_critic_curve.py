@@ -35,8 +35,9 @@ def _write_run(run: Path, scalars: Mapping[str, Sequence[tuple[int, float]]]) ->
 
 def _curve(*args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=120,
-                          cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, timeout=120, cwd=ROOT
+    )
 
 
 def _table(text: str) -> dict[str, list[float]]:
@@ -53,17 +54,34 @@ def _table(text: str) -> dict[str, list[float]]:
 def synthetic(tmp_path: Path) -> dict[str, list[Path]]:
     """Label ``on``: two runs logged at 1 k ... 8 k. Label ``off``: two runs logged at 0.5 k ... 8.5 k, one of them
     with a zig-zag duration (10, 20, 10, ...: 15 halfway) and a NaN termination probability at 4.5 k."""
-    on = [_write_run(tmp_path / f"on{seed}", {
-        DURATION: [(s, 2.0 * i + 2 + 2 * seed) for i, s in enumerate(STEPS)],
-        BETA: [(s, 0.5 if seed == 0 else 0.1) for s in STEPS],
-        SUCCESS: [(s, 0.1 * i if seed == 0 else 1.0) for i, s in enumerate(STEPS)]}) for seed in range(2)]
+    on = [
+        _write_run(
+            tmp_path / f"on{seed}",
+            {
+                DURATION: [(s, 2.0 * i + 2 + 2 * seed) for i, s in enumerate(STEPS)],
+                BETA: [(s, 0.5 if seed == 0 else 0.1) for s in STEPS],
+                SUCCESS: [(s, 0.1 * i if seed == 0 else 1.0) for i, s in enumerate(STEPS)],
+            },
+        )
+        for seed in range(2)
+    ]
     off = [
-        _write_run(tmp_path / "off0", {DURATION: [(s, 10.0 if i % 2 else 20.0) for i, s in enumerate(HALF)],
-                                       BETA: [(s, math.nan if s == 4500 else 0.2) for s in HALF],
-                                       SUCCESS: [(s, 0.5) for s in HALF]}),
-        _write_run(tmp_path / "off1", {DURATION: [(s, s / 1000) for s in HALF],
-                                       BETA: [(s, 0.6) for s in HALF],
-                                       SUCCESS: [(s, 0.25) for s in HALF]}),
+        _write_run(
+            tmp_path / "off0",
+            {
+                DURATION: [(s, 10.0 if i % 2 else 20.0) for i, s in enumerate(HALF)],
+                BETA: [(s, math.nan if s == 4500 else 0.2) for s in HALF],
+                SUCCESS: [(s, 0.5) for s in HALF],
+            },
+        ),
+        _write_run(
+            tmp_path / "off1",
+            {
+                DURATION: [(s, s / 1000) for s in HALF],
+                BETA: [(s, 0.6) for s in HALF],
+                SUCCESS: [(s, 0.25) for s in HALF],
+            },
+        ),
     ]
     return {"on": on, "off": off}
 
@@ -72,11 +90,13 @@ def _runs_arg(label: str, runs: Sequence[Path]) -> list[str]:
     return ["--runs", f"{label}={','.join(str(r) for r in runs)}"]
 
 
-def test_table_holds_the_means_over_seeds_and_the_png_is_written(synthetic: dict[str, list[Path]],
-                                                                   tmp_path: Path) -> None:
+def test_table_holds_the_means_over_seeds_and_the_png_is_written(
+    synthetic: dict[str, list[Path]], tmp_path: Path
+) -> None:
     png, out = tmp_path / "fig" / "curve.png", tmp_path / "curve.md"
-    result = _curve(*_runs_arg("on", synthetic["on"]), *_runs_arg("off", synthetic["off"]), "--png", str(png),
-                    "--out", str(out))
+    result = _curve(
+        *_runs_arg("on", synthetic["on"]), *_runs_arg("off", synthetic["off"]), "--png", str(png), "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     table = _table(out.read_text())
     assert out.read_text() in result.stdout
@@ -92,8 +112,9 @@ def test_table_holds_the_means_over_seeds_and_the_png_is_written(synthetic: dict
 
 
 def test_smoothing_and_points(synthetic: dict[str, list[Path]], tmp_path: Path) -> None:
-    result = _curve(*_runs_arg("on", synthetic["on"]), "--png", str(tmp_path / "c.png"), "--smooth", "2",
-                    "--points", "3")
+    result = _curve(
+        *_runs_arg("on", synthetic["on"]), "--png", str(tmp_path / "c.png"), "--smooth", "2", "--points", "3"
+    )
     assert result.returncode == 0, result.stderr
     table = _table(result.stdout)
     assert table["frames"] == [1, 4.5, 8]  # linspace(1000, 8000, 3)
@@ -118,12 +139,18 @@ def test_reads_a_real_option_critic_run(tmp_path: Path) -> None:
     from modrl.cli.main import main
 
     config = tmp_path / "oc.yaml"
-    config.write_text(json.dumps({
-        "num_options": 2, "net": {"channels": [8], "features_dim": 16, "hidden": [16], "critic_hidden": [16],
-                                  "embed_dim": 4},
-        "total_timesteps": 192, "eval_episodes": 0, "env": {"suite": "minigrid-tiny", "n_envs": 2,
-                                                             "max_episode_steps": 12},
-        "algo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1}}))
+    config.write_text(
+        json.dumps(
+            {
+                "num_options": 2,
+                "net": {"channels": [8], "features_dim": 16, "hidden": [16], "critic_hidden": [16], "embed_dim": 4},
+                "total_timesteps": 192,
+                "eval_episodes": 0,
+                "env": {"suite": "minigrid-tiny", "n_envs": 2, "max_episode_steps": 12},
+                "algo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+            }
+        )
+    )
     assert main(["options", "critic", str(config), "--run-dir", str(tmp_path / "run")]) == 0
     result = _curve(*_runs_arg("reg 0.01", [tmp_path / "run"]), "--png", str(tmp_path / "c.png"), "--points", "2")
     assert result.returncode == 0, result.stderr

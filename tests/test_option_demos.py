@@ -49,9 +49,15 @@ def _policy(seed: int = 0) -> Any:
 
     config = load_options_config(TINY)
     plan = options_module.plan_options(config)[0]
-    model = PPO(OptionActorCriticPolicy, _env(["goto-green-ball"]), seed=seed, device="cpu", n_steps=32,
-                batch_size=32, policy_kwargs=dict(option=to_dict(options_module.option_config(config, plan)),
-                                                  critic_hidden=[16]))
+    model = PPO(
+        OptionActorCriticPolicy,
+        _env(["goto-green-ball"]),
+        seed=seed,
+        device="cpu",
+        n_steps=32,
+        batch_size=32,
+        policy_kwargs=dict(option=to_dict(options_module.option_config(config, plan)), critic_hidden=[16]),
+    )
     return model.policy
 
 
@@ -97,9 +103,17 @@ def test_behaviour_cloning_raises_demo_accuracy_far_above_the_marginal(caplog: p
 
 
 def test_action_prior_is_the_smoothed_demo_frequency() -> None:
-    demos = DemoSet(observations={"image": np.zeros((4, 7, 7, 3), np.uint8), "direction": np.zeros(4, np.int64)},
-                    actions=np.array([2, 2, 2, 0]), returns=np.zeros(4, np.float32), tasks=("t",), seeds=(0,),
-                    task_seeds=(0,), lengths=(4,), attempts=1, frames=4)
+    demos = DemoSet(
+        observations={"image": np.zeros((4, 7, 7, 3), np.uint8), "direction": np.zeros(4, np.int64)},
+        actions=np.array([2, 2, 2, 0]),
+        returns=np.zeros(4, np.float32),
+        tasks=("t",),
+        seeds=(0,),
+        task_seeds=(0,),
+        lengths=(4,),
+        attempts=1,
+        frames=4,
+    )
     policy = _policy()
     behaviour_clone(policy, demos, DemoConfig(episodes=1, epochs=1, learning_rate=1e-9, fit_value=False))
     prior = torch.softmax(logits_layer(policy).bias.detach(), 0)
@@ -109,22 +123,36 @@ def test_action_prior_is_the_smoothed_demo_frequency() -> None:
 def _constant_demos(actions: list[int]) -> DemoSet:
     """Demonstrations whose observations are all the same: no policy can beat the most frequent action."""
     n = len(actions)
-    return DemoSet(observations={"image": np.zeros((n, 7, 7, 3), np.uint8), "direction": np.zeros(n, np.int64)},
-                   actions=np.array(actions), returns=np.zeros(n, np.float32), tasks=("t",), seeds=(0,),
-                   task_seeds=(0,), lengths=(n,), attempts=1, frames=n)
+    return DemoSet(
+        observations={"image": np.zeros((n, 7, 7, 3), np.uint8), "direction": np.zeros(n, np.int64)},
+        actions=np.array(actions),
+        returns=np.zeros(n, np.float32),
+        tasks=("t",),
+        seeds=(0,),
+        task_seeds=(0,),
+        lengths=(n,),
+        attempts=1,
+        frames=n,
+    )
 
 
 @pytest.mark.parametrize("max_grad_norm", [0.25, None])
-def test_cloning_clips_the_gradient_norm_when_asked(monkeypatch: pytest.MonkeyPatch,
-                                                    max_grad_norm: float | None) -> None:
+def test_cloning_clips_the_gradient_norm_when_asked(
+    monkeypatch: pytest.MonkeyPatch, max_grad_norm: float | None
+) -> None:
     clipped: list[float] = []
     real = torch.nn.utils.clip_grad_norm_
 
     def spy(parameters: Any, max_norm: float, *args: Any, **kwargs: Any) -> torch.Tensor:
         params = list(parameters)
         total = real(params, max_norm, *args, **kwargs)
-        clipped.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad)
-                                                                   for p in params if p.grad is not None]))))
+        clipped.append(
+            float(
+                torch.linalg.vector_norm(
+                    torch.stack([torch.linalg.vector_norm(p.grad) for p in params if p.grad is not None])
+                )
+            )
+        )
         return total
 
     monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
@@ -138,19 +166,30 @@ def test_cloning_clips_the_gradient_norm_when_asked(monkeypatch: pytest.MonkeyPa
 
 def test_cloning_that_cannot_beat_the_most_frequent_action_warns(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level("WARNING", logger="modrl.agents.options.demos"):
-        history = behaviour_clone(_policy(), _constant_demos([2, 2, 2, 0] * 4),
-                                  DemoConfig(episodes=1, epochs=2, batch_size=8, fit_value=False), tag="t/x")
+        history = behaviour_clone(
+            _policy(),
+            _constant_demos([2, 2, 2, 0] * 4),
+            DemoConfig(episodes=1, epochs=2, batch_size=8, fit_value=False),
+            tag="t/x",
+        )
     assert history[-1]["accuracy"] == pytest.approx(0.75)
     assert any("stalled at the action prior" in r.getMessage() and "t/x" in r.getMessage() for r in caplog.records)
 
 
-@pytest.mark.parametrize(("override", "key"), [
-    ("demos.max_grad_norm=0", "demos.max_grad_norm"),
-    ("demos.episodes=-1", "demos.episodes"), ("demos.epochs=0", "demos.epochs"),
-    ("demos.batch_size=1000000", "demos.batch_size"), ("demos.learning_rate=0", "demos.learning_rate"),
-    ("demos.value_coef=-1", "demos.value_coef"), ("demos.fit_value=2", "demos.fit_value"),
-    ("demos.source=bots", "demos.source"), ("demos.epoch=3", "unknown key 'demos.epoch'"),
-])
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("demos.max_grad_norm=0", "demos.max_grad_norm"),
+        ("demos.episodes=-1", "demos.episodes"),
+        ("demos.epochs=0", "demos.epochs"),
+        ("demos.batch_size=1000000", "demos.batch_size"),
+        ("demos.learning_rate=0", "demos.learning_rate"),
+        ("demos.value_coef=-1", "demos.value_coef"),
+        ("demos.fit_value=2", "demos.fit_value"),
+        ("demos.source=bots", "demos.source"),
+        ("demos.epoch=3", "unknown key 'demos.epoch'"),
+    ],
+)
 def test_demos_section_validates_and_names_the_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(key)):
         load_options_config(TINY, [override])
@@ -236,8 +275,13 @@ def test_segments_of_a_parameterised_option_carry_its_argument() -> None:
     from modrl.envs.subtask_env import argument_slots
 
     slots = argument_slots("goto")
-    demos = collect_demos(_env(["pickup-blue-key_then_goto-green-ball", "goto-purple-door_then_goto-green-ball"]),
-                          episodes=2, gamma=0.9, segment=lambda sub: sub.verb == "goto", slots=slots)
+    demos = collect_demos(
+        _env(["pickup-blue-key_then_goto-green-ball", "goto-purple-door_then_goto-green-ball"]),
+        episodes=2,
+        gamma=0.9,
+        segment=lambda sub: sub.verb == "goto",
+        slots=slots,
+    )
     words = [tuple(slot[i] for slot, i in zip(slots, row, strict=True)) for row in demos.observations["args"]]
     first = demos.lengths[0]
     assert set(words[:first]) == {("green", "ball")} and set(words[first:]) == {("purple", "door")}

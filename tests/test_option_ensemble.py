@@ -55,8 +55,9 @@ def test_ensemble_acts_with_the_mean_of_the_members_probabilities() -> None:
 
 
 def test_learned_termination_is_the_members_mean_and_predicates_come_from_member_0() -> None:
-    learned = OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2, arg_slots=SLOTS,
-                           termination="learned")
+    learned = OptionConfig(
+        channels=(4,), features_dim=4, hidden=(), embed_dim=2, arg_slots=SLOTS, termination="learned"
+    )
     a, b = _fixed([0.0] * 7, learned, beta=0.2), _fixed([0.0] * 7, learned, beta=0.6)
 
     def holds(info: Mapping[str, Any], args: tuple[str, ...]) -> bool:
@@ -70,14 +71,23 @@ def test_learned_termination_is_the_members_mean_and_predicates_come_from_member
     assert not ensemble.terminates({}, ("red", "key"), None, np.random.default_rng(0))
 
 
-@pytest.mark.parametrize(("other", "words"), [
-    (OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2, arg_slots=(("red",), ("key", "ball"))),
-     "arg_slots"),
-    (OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2, arg_slots=SLOTS, image_shape=(5, 5, 3)),
-     "image_shape"),
-    (OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2, arg_slots=SLOTS, termination="learned"),
-     "termination"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("other", "words"),
+    [
+        (
+            OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2, arg_slots=(("red",), ("key", "ball"))),
+            "arg_slots",
+        ),
+        (
+            OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2, arg_slots=SLOTS, image_shape=(5, 5, 3)),
+            "image_shape",
+        ),
+        (
+            OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2, arg_slots=SLOTS, termination="learned"),
+            "termination",
+        ),
+    ],
+)
 def test_members_must_share_interface_arguments_and_termination(other: OptionConfig, words: str) -> None:
     with pytest.raises(ValueError, match=f"member 1 does not fit member 0 .*{words}"):
         OptionEnsemble([Option(TINY), Option(other)])
@@ -138,6 +148,15 @@ def test_run_option_runs_an_ensemble_like_any_option() -> None:
     a, b = _fixed([-5.0, 3.0, -5.0, -5.0, -5.0, -5.0, -5.0]), _fixed([-5.0, 3.0, -5.0, -5.0, -5.0, -5.0, -5.0])
     a.termination_predicate = lambda info, args: bool(info.get("done"))
     env = _Steps(4, TINY.image_shape)
-    run = run_option(env, OptionEnsemble([a, b]), ("red", "ball"), env.obs, {}, max_steps=10, gamma=1.0,  # type: ignore[arg-type]
-                     rng=np.random.default_rng(0), deterministic=True)
+    run = run_option(
+        env,
+        OptionEnsemble([a, b]),
+        ("red", "ball"),
+        env.obs,
+        {},
+        max_steps=10,
+        gamma=1.0,  # type: ignore[arg-type]
+        rng=np.random.default_rng(0),
+        deterministic=True,
+    )
     assert run.duration == 4 and env.actions == [1, 1, 1, 1]

@@ -109,11 +109,19 @@ def test_load_refuses_mismatched_shapes_and_corruption(tmp_path: Path) -> None:
     library.save_option("a", tmp_path / "a.safetensors")
     tensors = safetensors.torch.load_file(tmp_path / "a.safetensors")
     spec = Option(small(hidden=(32,))).spec()
-    metadata = {"format": "modrl.option", "format_version": "1", "name": "a", "tensors_sha256": tensor_digest(tensors),
-                "spec": json.dumps(spec)}
+    metadata = {
+        "format": "modrl.option",
+        "format_version": "1",
+        "name": "a",
+        "tensors_sha256": tensor_digest(tensors),
+        "spec": json.dumps(spec),
+    }
     (tmp_path / "b.safetensors").write_bytes(safetensors.torch.save(tensors, metadata=metadata))
-    with pytest.raises(ValueError, match=r"b.safetensors: cannot load option: tensor 'policy.0.bias' has shape "
-                                         r"\(16,\), the spec builds \(32,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"b.safetensors: cannot load option: tensor 'policy.0.bias' has shape "
+        r"\(16,\), the spec builds \(32,\)",
+    ):
         OptionLibrary().load_option(tmp_path / "b.safetensors")
     data = bytearray((tmp_path / "a.safetensors").read_bytes())
     data[-1] ^= 0xFF
@@ -143,16 +151,19 @@ def test_freeze_keeps_frozen_options_bit_identical() -> None:
 
 
 def test_core_package_imports_no_sb3_envs_or_agents() -> None:
-    code = ("import sys, modrl.options; bad = [m for m in sys.modules if m.split('.')[0] == 'stable_baselines3' "
-            "or m.startswith(('modrl.envs', 'modrl.agents'))]; print(bad)")
+    code = (
+        "import sys, modrl.options; bad = [m for m in sys.modules if m.split('.')[0] == 'stable_baselines3' "
+        "or m.startswith(('modrl.envs', 'modrl.agents'))]; print(bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
 
 # -- the curriculum ---------------------------------------------------------------------------------------------------
 def test_curriculum_advances_on_threshold_and_on_budget() -> None:
-    curriculum = SuccessCurriculum(["a", "b"], CurriculumConfig(threshold=0.75, window=4, min_episodes=4,
-                                                                 max_steps=100))
+    curriculum = SuccessCurriculum(
+        ["a", "b"], CurriculumConfig(threshold=0.75, window=4, min_episodes=4, max_steps=100)
+    )
     for success in (True, True, True):
         curriculum.record_episode(success)
     assert not curriculum.should_advance()  # 3 < min_episodes
@@ -175,8 +186,13 @@ class CountingEnv(gym.Env[dict[str, Any], int]):
 
     def __init__(self, length: int = 10) -> None:
         self.length = length
-        self.observation_space = spaces.Dict({"image": spaces.Box(0, 2, (7, 7, 3), np.uint8),
-                                              "direction": spaces.Discrete(4), "task": spaces.Discrete(2)})
+        self.observation_space = spaces.Dict(
+            {
+                "image": spaces.Box(0, 2, (7, 7, 3), np.uint8),
+                "direction": spaces.Discrete(4),
+                "task": spaces.Discrete(2),
+            }
+        )
         self.action_space = spaces.Discrete(7)
         self.t = 0
 
@@ -277,8 +293,14 @@ def test_subtask_env_rewards_the_completion_event_and_matches_the_effect_predica
 TINY_OPTIONS = {
     "mode": "per_symbol",
     "options": ["goto-green-ball"],
-    "env": {"suite": "sequences", "test_split": None, "room_size": 5, "num_distractors": 0, "n_envs": 4,
-            "max_episode_steps": 20},
+    "env": {
+        "suite": "sequences",
+        "test_split": None,
+        "room_size": 5,
+        "num_distractors": 0,
+        "n_envs": 4,
+        "max_episode_steps": 20,
+    },
     "net": {"channels": [8], "features_dim": 16, "hidden": [16], "critic_hidden": [16]},
     "algo": {"n_steps": 64, "batch_size": 128, "n_epochs": 8, "learning_rate": 0.001},
     "curriculum": {"threshold": 0.9, "window": 30, "min_episodes": 30, "max_steps": 8000},
@@ -306,8 +328,9 @@ def test_path1_learns_a_trivial_subtask_and_saves_the_option(tmp_path: Path) -> 
     config = load_options_config(TINY_OPTIONS)
     plan = plan_options(config)[0]
     env = _subtask_env(config, plan, plan.train)
-    untrained = evaluate_option(Option(option_config(config, plan)), env, plan.train[0], episodes=20,
-                                deterministic=False)
+    untrained = evaluate_option(
+        Option(option_config(config, plan)), env, plan.train[0], episodes=20, deterministic=False
+    )
     results = train_options(config, tmp_path)
     stage = results[0].stage
     assert stage.success is not None and stage.success >= 0.6  # measured: passes 0.9 after ~3.8k frames
@@ -332,9 +355,16 @@ def test_router_trains_over_a_library_and_logs_option_telemetry(tmp_path: Path) 
     library.add("goto", Option(small(arg_slots=argument_slots("goto"))))
     library.add("pickup-blue-key", Option(small()))
     library.save(tmp_path / "lib")
-    config = load_route_config({"library": str(tmp_path / "lib"), "env": {"suite": "sequences", "n_envs": 2},
-                                "max_option_steps": 4, "max_decisions": 4, "total_timesteps": 200,
-                                "algo": {"n_steps": 8, "batch_size": 16, "n_epochs": 1}})
+    config = load_route_config(
+        {
+            "library": str(tmp_path / "lib"),
+            "env": {"suite": "sequences", "n_envs": 2},
+            "max_option_steps": 4,
+            "max_decisions": 4,
+            "total_timesteps": 200,
+            "algo": {"n_steps": 8, "batch_size": 16, "n_epochs": 1},
+        }
+    )
     with TelemetryWriter(tmp_path / "tb") as writer:
         model, library, calls, callback = train_router(config, writer=writer)
     assert [c.name for c in calls] == ["pickup-blue-key", "goto-green-ball", "goto-purple-door"]
@@ -376,9 +406,15 @@ def test_cli_options_route_checkpoints_the_router_and_writes_results(
     library = OptionLibrary()
     library.add("pickup-blue-key", Option(small()))
     library.save(tmp_path / "lib")
-    config = {"library": str(tmp_path / "lib"), "env": {"suite": "sequences", "n_envs": 2}, "eval_episodes": 1,
-              "max_option_steps": 4, "max_decisions": 4, "total_timesteps": 64,
-              "algo": {"n_steps": 8, "batch_size": 16, "n_epochs": 1}}
+    config = {
+        "library": str(tmp_path / "lib"),
+        "env": {"suite": "sequences", "n_envs": 2},
+        "eval_episodes": 1,
+        "max_option_steps": 4,
+        "max_decisions": 4,
+        "total_timesteps": 64,
+        "algo": {"n_steps": 8, "batch_size": 16, "n_epochs": 1},
+    }
     (tmp_path / "route.yaml").write_text(yaml.safe_dump(config))
     run = tmp_path / "run"
     assert main(["options", "route", str(tmp_path / "route.yaml"), "--run-dir", str(run)]) == 0

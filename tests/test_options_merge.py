@@ -16,8 +16,10 @@ from modrl.options import Option, OptionConfig, OptionLibrary
 def _library(directory: Path, names: list[str], side: int = 7, config: dict | None = None) -> Path:
     library = OptionLibrary()
     for name in names:
-        library.add(name, Option(OptionConfig(image_shape=(side, side, 3), channels=(4,), features_dim=4, hidden=(),
-                                              embed_dim=2)))
+        library.add(
+            name,
+            Option(OptionConfig(image_shape=(side, side, 3), channels=(4,), features_dim=4, hidden=(), embed_dim=2)),
+        )
     library.save(directory / "options")
     if config is not None:
         (directory / "config.yaml").write_text(yaml.safe_dump(config))
@@ -25,7 +27,8 @@ def _library(directory: Path, names: list[str], side: int = 7, config: dict | No
 
 
 def test_merge_puts_every_option_in_one_library_with_the_first_runs_suite(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     torch.manual_seed(0)
     first = _library(tmp_path / "a", ["goto", "pickup"], config={"suite": "sequences", "seed": 3, "skills": ["goto"]})
     second = _library(tmp_path / "b", ["putnext"])
@@ -35,8 +38,9 @@ def test_merge_puts_every_option_in_one_library_with_the_first_runs_suite(
     merged = OptionLibrary.load(out / "options")
     assert merged.names == ["goto", "pickup", "putnext"] and all(merged.is_frozen(n) for n in merged.names)
     source = OptionLibrary.load(second / "options")
-    assert all(torch.equal(v, merged.get("putnext").state_dict()[k])
-               for k, v in source.get("putnext").state_dict().items())
+    assert all(
+        torch.equal(v, merged.get("putnext").state_dict()[k]) for k, v in source.get("putnext").state_dict().items()
+    )
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["suite"] == "sequences" and config["skills"] == ["goto", "pickup", "putnext"]
     meta = json.loads((out / "meta.json").read_text())
@@ -44,7 +48,8 @@ def test_merge_puts_every_option_in_one_library_with_the_first_runs_suite(
 
 
 def test_merge_refuses_a_name_twice_other_shapes_and_a_used_run_dir(
-        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     first = _library(tmp_path / "a", ["goto"])
     twice = _library(tmp_path / "b", ["goto"])
     wide = _library(tmp_path / "c", ["open"], side=9)

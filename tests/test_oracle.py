@@ -68,10 +68,16 @@ def test_demonstration_is_data_and_replays() -> None:
     assert np.array_equal(again.actions, demo.actions)
 
 
-@pytest.mark.parametrize("name", [
-    "goto-red-ball", "pickup-green-key", "open-blue-door", "putnext-red-key-grey-box",
-    "pickup-blue-key_then_putnext-yellow-box-blue-key_then_goto-purple-door_then_open-red-door",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "goto-red-ball",
+        "pickup-green-key",
+        "open-blue-door",
+        "putnext-red-key-grey-box",
+        "pickup-blue-key_then_putnext-yellow-box-blue-key_then_goto-purple-door_then_open-red-door",
+    ],
+)
 def test_events_match_the_verifiers_and_the_predicates(name: str) -> None:
     bot_env = TaskEnv(name)
     for seed in range(5):

@@ -46,21 +46,53 @@ def _p(*names: str) -> tuple[Param, ...]:
 
 
 # A corridor c0..c4: the key lies in c0, the gem in c4, c3 is locked (unlock it from a neighbour, holding the key).
-CORRIDOR = Domain(operators=(
-    Operator(name="move", params=_p("?x", "?y"), pre=("at(?x)", "link(?x,?y)"), neg=("locked(?y)",),
-             add=("at(?y)",), delete=("at(?x)",)),
-    Operator(name="take", params=_p("?o", "?x"), pre=("at(?x)", "obj(?o,?x)"), neg=("holding(*)",),
-             add=("holding(?o)",), delete=("obj(?o,?x)",)),
-    Operator(name="drop", params=_p("?o", "?x"), pre=("at(?x)", "holding(?o)"), add=("obj(?o,?x)",),
-             delete=("holding(?o)",)),
-    Operator(name="unlock", params=_p("?x", "?y"), pre=("at(?x)", "link(?x,?y)", "locked(?y)", "holding(key)"),
-             delete=("locked(?y)",)),
-))
+CORRIDOR = Domain(
+    operators=(
+        Operator(
+            name="move",
+            params=_p("?x", "?y"),
+            pre=("at(?x)", "link(?x,?y)"),
+            neg=("locked(?y)",),
+            add=("at(?y)",),
+            delete=("at(?x)",),
+        ),
+        Operator(
+            name="take",
+            params=_p("?o", "?x"),
+            pre=("at(?x)", "obj(?o,?x)"),
+            neg=("holding(*)",),
+            add=("holding(?o)",),
+            delete=("obj(?o,?x)",),
+        ),
+        Operator(
+            name="drop",
+            params=_p("?o", "?x"),
+            pre=("at(?x)", "holding(?o)"),
+            add=("obj(?o,?x)",),
+            delete=("holding(?o)",),
+        ),
+        Operator(
+            name="unlock",
+            params=_p("?x", "?y"),
+            pre=("at(?x)", "link(?x,?y)", "locked(?y)", "holding(key)"),
+            delete=("locked(?y)",),
+        ),
+    )
+)
 LINKS = frozenset({f"link(c{i},c{i + 1})" for i in range(4)} | {f"link(c{i + 1},c{i})" for i in range(4)})
 START = LINKS | {"at(c1)", "obj(key,c0)", "obj(gem,c4)", "locked(c3)"}
 GEM = Goal(holds=frozenset({"holding(gem)"}))
-SHORTEST = ("move(c1,c0)", "take(key,c0)", "move(c0,c1)", "move(c1,c2)", "unlock(c2,c3)", "move(c2,c3)",
-            "move(c3,c4)", "drop(key,c4)", "take(gem,c4)")
+SHORTEST = (
+    "move(c1,c0)",
+    "take(key,c0)",
+    "move(c0,c1)",
+    "move(c1,c2)",
+    "unlock(c2,c3)",
+    "move(c2,c3)",
+    "move(c3,c4)",
+    "drop(key,c4)",
+    "take(gem,c4)",
+)
 
 
 def _plan(result: Plan | NoPlan) -> Plan:
@@ -89,8 +121,11 @@ def test_astar_matches_bfs_and_heuristic_is_admissible() -> None:
     for _ in range(12):
         cells = [f"c{i}" for i in range(5)]
         key, gem, agent = rng.choice(cells), rng.choice(cells), rng.choice(cells)
-        start = LINKS | {f"at({agent})", f"obj(key,{key})", f"obj(gem,{gem})"} | (
-            {"locked(c3)"} if "c3" not in (key, gem, agent) else set())
+        start = (
+            LINKS
+            | {f"at({agent})", f"obj(key,{key})", f"obj(gem,{gem})"}
+            | ({"locked(c3)"} if "c3" not in (key, gem, agent) else set())
+        )
         goals = [Goal(achieve=frozenset({"holding(key)"})), Goal(holds=frozenset({f"obj(key,{rng.choice(cells)})"}))]
         bfs = plan(CORRIDOR, start, goals, SearchConfig(algorithm="bfs"))
         astar = plan(CORRIDOR, start, goals, SearchConfig(algorithm="astar"))
@@ -135,7 +170,12 @@ def test_rules_derive_atoms_stratified() -> None:
     domain = Domain(operators=CORRIDOR.operators, rules=rules)
     closed = domain.closure(frozenset(LINKS | {"at(c1)", "locked(c3)"}))
     assert {a for a in closed if a.startswith(("reach", "cut"))} == {
-        "reach(c0)", "reach(c1)", "reach(c2)", "cut(c3)", "cut(c4)"}
+        "reach(c0)",
+        "reach(c1)",
+        "reach(c2)",
+        "cut(c3)",
+        "cut(c4)",
+    }
     with pytest.raises(ConfigError, match="not stratified"):
         Domain(operators=(), rules=(Rule(head="p(?x)", body=("q(?x)",), neg=("p(?x)",)),))
     with pytest.raises(ConfigError, match="derived"):
@@ -149,22 +189,44 @@ def test_operator_validation() -> None:
         Operator(name="go", params=_p("?x"), add=("at(*)",))
     with pytest.raises(ConfigError, match="types"):
         Domain(operators=(Operator(name="go", params=(Param(name="?x", type="cell"),)),))
-    typed = Domain(operators=(Operator(name="go", params=(Param(name="?x", type="cell"),), add=("at(?x)",)),),
-                   types={"cell": frozenset({"c0", "c1"})})
+    typed = Domain(
+        operators=(Operator(name="go", params=(Param(name="?x", type="cell"),), add=("at(?x)",)),),
+        types={"cell": frozenset({"c0", "c1"})},
+    )
     assert [g.name for g in typed.ground(frozenset())] == ["go(c0)", "go(c1)"]  # unbound typed params enumerate
 
 
 # -- operator learning ---------------------------------------------------------------------------------------------
 ROOMS, ITEMS = ("r1", "r2", "r3"), ("a", "b")
-ROBOT = Domain(operators=(
-    Operator(name="go", params=_p("?x", "?y"), pre=("robot(?x)",), neg=("robot(?y)",), add=("robot(?y)",),
-             delete=("robot(?x)",)),
-    Operator(name="take", params=_p("?o", "?r"), pre=("item(?o,?r)", "robot(?r)"), neg=("holding(*)",),
-             add=("holding(?o)",), delete=("item(?o,?r)",)),
-    Operator(name="put", params=_p("?o", "?r"), pre=("holding(?o)", "robot(?r)"), neg=("item(?o,*)",),
-             add=("item(?o,?r)",), delete=("holding(?o)",)),
-    Operator(name="look", params=_p("?r"), pre=("robot(?r)",), add=("seen(?r)",), delete=("seen(*)",)),
-))
+ROBOT = Domain(
+    operators=(
+        Operator(
+            name="go",
+            params=_p("?x", "?y"),
+            pre=("robot(?x)",),
+            neg=("robot(?y)",),
+            add=("robot(?y)",),
+            delete=("robot(?x)",),
+        ),
+        Operator(
+            name="take",
+            params=_p("?o", "?r"),
+            pre=("item(?o,?r)", "robot(?r)"),
+            neg=("holding(*)",),
+            add=("holding(?o)",),
+            delete=("item(?o,?r)",),
+        ),
+        Operator(
+            name="put",
+            params=_p("?o", "?r"),
+            pre=("holding(?o)", "robot(?r)"),
+            neg=("item(?o,*)",),
+            add=("item(?o,?r)",),
+            delete=("holding(?o)",),
+        ),
+        Operator(name="look", params=_p("?r"), pre=("robot(?r)",), add=("seen(?r)",), delete=("seen(*)",)),
+    )
+)
 
 
 def _random_call(rng: random.Random) -> tuple[str, tuple[str, ...]]:
@@ -299,7 +361,7 @@ def test_plan_text_and_timeline_land_in_tensorboard(tmp_path: Path) -> None:
     assert image.shape == (10 * len(skills), 8 * sum(max(s.steps, 1) for s in trace.steps), 3)
     assert image.dtype == np.uint8
     red = (image == np.array([210, 60, 60], dtype=np.uint8)).all(axis=-1)
-    assert red.any() and red[:, 6 * 8:7 * 8].any() and not red[:, :6 * 8].any()  # the failed 3rd skill, steps 6..7
+    assert red.any() and red[:, 6 * 8 : 7 * 8].any() and not red[:, : 6 * 8].any()  # the failed 3rd skill, steps 6..7
     writer = SummaryWriter(log_dir=str(tmp_path))
     log_trace(writer, trace, step=7)
     writer.close()

@@ -22,8 +22,13 @@ from modrl.envs.skill_env import skill_call, skill_observation, skill_targets
 from modrl.options import Option, OptionLibrary
 from modrl.planner import Plan, plan
 
-TINY = {"episodes": 2, "view_size": 9, "epochs": 2, "batch_size": 32,
-        "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2}}
+TINY = {
+    "episodes": 2,
+    "view_size": 9,
+    "epochs": 2,
+    "batch_size": 32,
+    "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
+}
 ENV = "MiniGrid-UnlockPickup-v0"
 SKILLS = ("goto", "pickup", "drop", "open")
 
@@ -39,8 +44,9 @@ def _library(**overrides: Any) -> OptionLibrary:
 
 def test_labels_are_the_scripted_skills_action_in_the_options_own_states() -> None:
     library = _library()
-    result = planner_dagger_demos(library, [ENV], SKILLS, episodes=2, seed_base=5, view_size=9, marker=False,
-                                  max_skill_steps=6, max_replans=1)
+    result = planner_dagger_demos(
+        library, [ENV], SKILLS, episodes=2, seed_base=5, view_size=9, marker=False, max_skill_steps=6, max_replans=1
+    )
     assert 0.0 <= result.success <= 1.0 and result.steps > 0 and set(result.demos) <= set(SKILLS)
     labelled = sum(d.size for d in result.demos.values())
     assert 0 < labelled <= result.steps
@@ -65,8 +71,7 @@ def test_labels_are_the_scripted_skills_action_in_the_options_own_states() -> No
 
 def test_rounds_are_reproducible_and_keep_only_the_named_skills() -> None:
     library = _library()
-    kwargs: dict[str, Any] = dict(episodes=2, seed_base=9, view_size=9, marker=False, max_skill_steps=5,
-                                  max_replans=1)
+    kwargs: dict[str, Any] = dict(episodes=2, seed_base=9, view_size=9, marker=False, max_skill_steps=5, max_replans=1)
     torch.manual_seed(123)
     expected = torch.rand(2)
     torch.manual_seed(123)
@@ -83,14 +88,16 @@ def test_rounds_are_reproducible_and_keep_only_the_named_skills() -> None:
 
 def test_marker_libraries_are_labelled_with_the_marker_view() -> None:
     library = _library(target_marker="true")
-    result = planner_dagger_demos(library, [ENV], SKILLS, episodes=1, seed_base=3, view_size=9, marker=True,
-                                  max_skill_steps=4, max_replans=0)
+    result = planner_dagger_demos(
+        library, [ENV], SKILLS, episodes=1, seed_base=3, view_size=9, marker=True, max_skill_steps=4, max_replans=0
+    )
     images = np.concatenate([d.observations["image"] for d in result.demos.values()])
     assert images.shape[-1] == 4 and (images[..., 3] == 1).any(axis=(1, 2)).all()  # every state marks its object
 
 
-def test_training_reclones_every_skill_after_each_planner_round(tmp_path: Path,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_reclones_every_skill_after_each_planner_round(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = skill_demos.behaviour_clone
     reclones: list[tuple[str, bool]] = []
 
@@ -102,8 +109,16 @@ def test_training_reclones_every_skill_after_each_planner_round(tmp_path: Path,
         return history
 
     monkeypatch.setattr(skill_demos, "behaviour_clone", spy)
-    config = load_skills_config(TINY, ["planner_dagger_rounds=1", "planner_dagger_episodes=4", "eval_episodes=0",
-                                       "max_skill_steps=8", "dagger_epochs=1"])
+    config = load_skills_config(
+        TINY,
+        [
+            "planner_dagger_rounds=1",
+            "planner_dagger_episodes=4",
+            "eval_episodes=0",
+            "max_skill_steps=8",
+            "dagger_epochs=1",
+        ],
+    )
     _, results = train_skill_library(config, tmp_path)
     planner = [(tag, changed) for tag, changed in reclones if tag.endswith("/planner_dagger")]
     added = {r.skill: r.planner_dagger_pairs for r in results}

@@ -94,8 +94,9 @@ def test_cli_scripted_upper_bound_prints_and_writes_out(tmp_path: Path, capsys: 
     assert [t["task"] for t in data["tasks"]] == list(TEST_TASKS) and data["mean_success"] == 1.0
 
 
-def test_cli_planner_with_an_untrained_library_writes_eval_json(options_run: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_planner_with_an_untrained_library_writes_eval_json(
+    options_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["eval", str(options_run), "--planner", "--episodes", "1", "--option-steps", "2"]) == 0
     printed = capsys.readouterr().out
     assert "learned options (greedy)" in printed and "skills run by learned options:" in printed
@@ -109,8 +110,26 @@ def test_cli_planner_with_an_untrained_library_writes_eval_json(options_run: Pat
 
 def test_max_nodes_and_max_replans_bound_the_search_and_are_recorded(tmp_path: Path) -> None:
     out = tmp_path / "scripted.json"
-    assert main(["eval", "--planner", "--scripted", "--suite", "sequences", "--episodes", "1", "--max-nodes", "3",
-                 "--max-replans", "0", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "--planner",
+                "--scripted",
+                "--suite",
+                "sequences",
+                "--episodes",
+                "1",
+                "--max-nodes",
+                "3",
+                "--max-replans",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     data = json.loads(out.read_text())
     assert data["config"]["max_nodes"] == 3 and data["config"]["max_replans"] == 0
     assert data["mean_success"] < 1.0  # three expansions cannot plan a two-subtask task
@@ -119,12 +138,30 @@ def test_max_nodes_and_max_replans_bound_the_search_and_are_recorded(tmp_path: P
         PlannerEvalConfig(max_nodes=0)
 
 
-def test_stuck_option_calls_are_cut_counted_and_recorded(options_run: Path, tmp_path: Path,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_stuck_option_calls_are_cut_counted_and_recorded(
+    options_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     def run(*flags: str) -> dict[str, Any]:
         out = tmp_path / f"loops{len(flags)}.json"
-        assert main(["eval", str(options_run), "--planner", "--episodes", "2", "--option-steps", "40",
-                     "--max-replans", "2", *flags, "--out", str(out)]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    str(options_run),
+                    "--planner",
+                    "--episodes",
+                    "2",
+                    "--option-steps",
+                    "40",
+                    "--max-replans",
+                    "2",
+                    *flags,
+                    "--out",
+                    str(out),
+                ]
+            )
+            == 0
+        )
         return json.loads(out.read_text())
 
     on = run("--loop-limit", "2", "--escape-steps", "1")
@@ -153,8 +190,21 @@ def test_stuck_option_calls_are_cut_counted_and_recorded(options_run: Path, tmp_
 
 
 def test_cli_planner_on_a_library_directory_with_fallback_and_sampling(options_run: Path) -> None:
-    code = main(["eval", str(options_run / "options"), "--planner", "--episodes", "1", "--option-steps", "2",
-                 "--stochastic", "--fallback-scripted", "--split", "train"])
+    code = main(
+        [
+            "eval",
+            str(options_run / "options"),
+            "--planner",
+            "--episodes",
+            "1",
+            "--option-steps",
+            "2",
+            "--stochastic",
+            "--fallback-scripted",
+            "--split",
+            "train",
+        ]
+    )
     assert code == 0
     data = json.loads((options_run / "eval" / "planner-train-stochastic-fallback.json").read_text())
     assert data["deterministic"] is False and data["config"]["fallback_scripted"] is True
@@ -163,8 +213,15 @@ def test_cli_planner_on_a_library_directory_with_fallback_and_sampling(options_r
 
 
 def test_sampled_options_leave_the_global_torch_rng_alone(options_run: Path) -> None:
-    config = PlannerEvalConfig(suite="sequences", split="test", episodes=2, library=str(options_run / "options"),
-                               deterministic=False, option_steps=4, tasks=TEST_TASKS[:2])
+    config = PlannerEvalConfig(
+        suite="sequences",
+        split="test",
+        episodes=2,
+        library=str(options_run / "options"),
+        deterministic=False,
+        option_steps=4,
+        tasks=TEST_TASKS[:2],
+    )
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
@@ -177,8 +234,15 @@ def test_sampled_options_leave_the_global_torch_rng_alone(options_run: Path) -> 
 def test_ensemble_of_a_library_with_itself_acts_as_the_library(options_run: Path) -> None:
     """The mixture of identical options is the option: same episodes, sampled, as the library alone; the ensemble is
     recorded in the JSON and named in the table. A different second library changes the episodes."""
-    base = PlannerEvalConfig(suite="sequences", split="test", episodes=2, library=str(options_run / "options"),
-                             deterministic=False, option_steps=4, tasks=TEST_TASKS[:3])
+    base = PlannerEvalConfig(
+        suite="sequences",
+        split="test",
+        episodes=2,
+        library=str(options_run / "options"),
+        deterministic=False,
+        option_steps=4,
+        tasks=TEST_TASKS[:3],
+    )
     alone = evaluate_planner(base)
     doubled = evaluate_planner(replace(base, ensemble=(str(options_run / "options"),)))
     assert doubled.tasks == alone.tasks and sum(t.option_calls for t in alone.tasks) > 0
@@ -194,8 +258,21 @@ def test_ensemble_of_a_library_with_itself_acts_as_the_library(options_run: Path
 
 
 def test_cli_ensemble_writes_its_own_json(options_run: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["eval", str(options_run), "--planner", "--episodes", "1", "--option-steps", "2", "--stochastic",
-                 "--ensemble", str(options_run), str(options_run / "options")])
+    code = main(
+        [
+            "eval",
+            str(options_run),
+            "--planner",
+            "--episodes",
+            "1",
+            "--option-steps",
+            "2",
+            "--stochastic",
+            "--ensemble",
+            str(options_run),
+            str(options_run / "options"),
+        ]
+    )
     assert code == 0
     assert "ensembles of 3 option libraries (stochastic)" in capsys.readouterr().out
     data = json.loads((options_run / "eval" / "planner-test-stochastic-ensemble3.json").read_text())
@@ -217,39 +294,48 @@ def _bare_library(tmp_path: Path) -> Path:
     return tmp_path / "lib"
 
 
-@pytest.mark.parametrize(("make_args", "words"), [
-    (lambda p: [str(p), "--planner"], "holds no option library"),
-    (lambda p: [str(_train_run(p)), "--planner"], "is a 'modrl train' run and has no options"),
-    (lambda p: [str(p / "missing"), "--planner"], "no such directory"),
-    (lambda p: [str(_bare_library(p)), "--planner"], "give --suite NAME"),
-    (lambda p: ["--planner", "--scripted", "--suite", "nope"], "unknown suite 'nope'"),
-    (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--split", "dev"], "has no split 'dev'"),
-    (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--split", "all"], "evaluates one split"),
-    (lambda p: ["--planner", "--scripted"], "--scripted needs --suite NAME"),
-    (lambda p: [str(p), "--planner", "--scripted", "--suite", "sequences"], "drop RUN_DIR"),
-    (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--fallback-scripted"], "drop --fallback-scripted"),
-    (lambda p: ["--planner"], "--planner needs RUN_DIR"),
-    (lambda p: [str(p), "--fallback-scripted"], "--fallback-scripted needs --planner"),
-    (lambda p: [str(p), "--planner", "--option-steps", "0"], "--option-steps must be >= 1"),
-    (lambda p: [str(p), "--planner", "--max-nodes", "0"], "--max-nodes must be >= 1"),
-    (lambda p: [str(p), "--max-nodes", "9"], "--max-nodes needs --planner"),
-    (lambda p: [str(p), "--planner", "--max-replans", "-1"], "--max-replans must be >= 0"),
-    (lambda p: [str(p), "--max-replans", "9"], "--max-replans needs --planner"),
-    (lambda p: [str(p), "--planner", "--loop-limit", "1"], "--loop-limit must be 0 (off) or >= 2"),
-    (lambda p: [str(p), "--planner", "--escape-steps", "-1"], "--escape-steps must be >= 0"),
-    (lambda p: [str(p), "--loop-limit", "3"], "--loop-limit needs --planner"),
-    (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--escape-steps", "2"], "drop --escape-steps"),
-    (lambda p: [], "give RUN_DIR"),
-    (lambda p: [str(p), "--ensemble", str(p)], "--ensemble needs --planner"),
-    (lambda p: [str(p), "--cycle-limit", "3"], "--cycle-limit needs --planner"),
-    (lambda p: [str(p), "--planner", "--cycle-limit", "1"], "--cycle-limit must be 0 (off) or >= 2"),
-    (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--cycle-limit", "3"], "drop --cycle-limit"),
-    (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--ensemble", str(p)], "drop --ensemble"),
-    (lambda p: [str(_bare_library(p)), "--planner", "--suite", "sequences", "--ensemble", str(p / "missing")],
-     "no such directory"),
-])  # fmt: skip
-def test_cli_errors_are_one_line_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                             make_args: Callable[[Path], list[str]], words: str) -> None:
+@pytest.mark.parametrize(
+    ("make_args", "words"),
+    [
+        (lambda p: [str(p), "--planner"], "holds no option library"),
+        (lambda p: [str(_train_run(p)), "--planner"], "is a 'modrl train' run and has no options"),
+        (lambda p: [str(p / "missing"), "--planner"], "no such directory"),
+        (lambda p: [str(_bare_library(p)), "--planner"], "give --suite NAME"),
+        (lambda p: ["--planner", "--scripted", "--suite", "nope"], "unknown suite 'nope'"),
+        (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--split", "dev"], "has no split 'dev'"),
+        (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--split", "all"], "evaluates one split"),
+        (lambda p: ["--planner", "--scripted"], "--scripted needs --suite NAME"),
+        (lambda p: [str(p), "--planner", "--scripted", "--suite", "sequences"], "drop RUN_DIR"),
+        (
+            lambda p: ["--planner", "--scripted", "--suite", "sequences", "--fallback-scripted"],
+            "drop --fallback-scripted",
+        ),
+        (lambda p: ["--planner"], "--planner needs RUN_DIR"),
+        (lambda p: [str(p), "--fallback-scripted"], "--fallback-scripted needs --planner"),
+        (lambda p: [str(p), "--planner", "--option-steps", "0"], "--option-steps must be >= 1"),
+        (lambda p: [str(p), "--planner", "--max-nodes", "0"], "--max-nodes must be >= 1"),
+        (lambda p: [str(p), "--max-nodes", "9"], "--max-nodes needs --planner"),
+        (lambda p: [str(p), "--planner", "--max-replans", "-1"], "--max-replans must be >= 0"),
+        (lambda p: [str(p), "--max-replans", "9"], "--max-replans needs --planner"),
+        (lambda p: [str(p), "--planner", "--loop-limit", "1"], "--loop-limit must be 0 (off) or >= 2"),
+        (lambda p: [str(p), "--planner", "--escape-steps", "-1"], "--escape-steps must be >= 0"),
+        (lambda p: [str(p), "--loop-limit", "3"], "--loop-limit needs --planner"),
+        (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--escape-steps", "2"], "drop --escape-steps"),
+        (lambda p: [], "give RUN_DIR"),
+        (lambda p: [str(p), "--ensemble", str(p)], "--ensemble needs --planner"),
+        (lambda p: [str(p), "--cycle-limit", "3"], "--cycle-limit needs --planner"),
+        (lambda p: [str(p), "--planner", "--cycle-limit", "1"], "--cycle-limit must be 0 (off) or >= 2"),
+        (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--cycle-limit", "3"], "drop --cycle-limit"),
+        (lambda p: ["--planner", "--scripted", "--suite", "sequences", "--ensemble", str(p)], "drop --ensemble"),
+        (
+            lambda p: [str(_bare_library(p)), "--planner", "--suite", "sequences", "--ensemble", str(p / "missing")],
+            "no such directory",
+        ),
+    ],
+)
+def test_cli_errors_are_one_line_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], make_args: Callable[[Path], list[str]], words: str
+) -> None:
     assert main(["eval", *make_args(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("modrl: error: ") and err.count("\n") == 1 and words in err, err
@@ -261,16 +347,29 @@ def test_eval_help_lists_the_planner_flags(capsys: pytest.CaptureFixture[str]) -
         main(["eval", "RUN_DIR", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--planner", "--scripted", "--suite", "--split", "--episodes", "--stochastic", "--option-steps",
-                 "--fallback-scripted", "--out", "--max-replans", "--loop-limit", "--escape-steps"):
+    for flag in (
+        "--planner",
+        "--scripted",
+        "--suite",
+        "--split",
+        "--episodes",
+        "--stochastic",
+        "--option-steps",
+        "--fallback-scripted",
+        "--out",
+        "--max-replans",
+        "--loop-limit",
+        "--escape-steps",
+    ):
         assert flag in text
 
 
-
-@pytest.mark.parametrize(("extra", "filtered"), [({}, True), ({"skill_aware": False}, False),
-                                                  ({"fallback_scripted": True}, False)])
-def test_evaluation_plans_over_the_served_skills_without_fallback(options_run: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                  extra: dict[str, bool], filtered: bool) -> None:
+@pytest.mark.parametrize(
+    ("extra", "filtered"), [({}, True), ({"skill_aware": False}, False), ({"fallback_scripted": True}, False)]
+)
+def test_evaluation_plans_over_the_served_skills_without_fallback(
+    options_run: Path, monkeypatch: pytest.MonkeyPatch, extra: dict[str, bool], filtered: bool
+) -> None:
     import modrl.agents.planning.episode as planner_episode  # the harness every planner episode runs in
 
     seen: list[object] = []
@@ -282,9 +381,18 @@ def test_evaluation_plans_over_the_served_skills_without_fallback(options_run: P
 
     monkeypatch.setattr(planner_episode, "execute", spy)
     task = "goto-purple-door_then_putnext-yellow-box-blue-key"  # no option of the library serves either goal
-    report = evaluate_planner(PlannerEvalConfig(suite="sequences", split="test", episodes=1, option_steps=2,
-                                                library=str(options_run / "options"), max_replans=1, tasks=(task,),
-                                                **extra))
+    report = evaluate_planner(
+        PlannerEvalConfig(
+            suite="sequences",
+            split="test",
+            episodes=1,
+            option_steps=2,
+            library=str(options_run / "options"),
+            max_replans=1,
+            tasks=(task,),
+            **extra,
+        )
+    )
     assert len(seen) == 1 and (seen[0] is not None) == filtered
     if filtered:
         assert getattr(seen[0], "__name__", "") == "serves"  # OptionExecutor.serves: the resolver's verdict

@@ -32,11 +32,17 @@ print("RESULT " + json.dumps({{"code": code, "sb3": sb3}}))
 
 def _run(body: str) -> dict[str, object]:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run([sys.executable, "-c", _SCRIPT.format(body=body)], capture_output=True, text=True, env=env,
-                         timeout=600, check=False)
+    out = subprocess.run(
+        [sys.executable, "-c", _SCRIPT.format(body=body)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+        check=False,
+    )
     lines = [line for line in out.stdout.splitlines() if line.startswith("RESULT ")]
     assert out.returncode == 0 and lines, out.stdout[-2000:] + out.stderr[-2000:]
-    result: dict[str, object] = json.loads(lines[-1][len("RESULT "):])
+    result: dict[str, object] = json.loads(lines[-1][len("RESULT ") :])
     return result
 
 
@@ -58,8 +64,13 @@ def _library(tmp_path: Path) -> Path:
 
 def test_every_planning_module_imports_without_sb3() -> None:
     names = sorted(f"modrl.agents.planning.{m.name}" for m in pkgutil.iter_modules(modrl.agents.planning.__path__))
-    assert {"modrl.agents.planning.episode", "modrl.agents.planning.library", "modrl.agents.planning.evaluation",
-            "modrl.agents.planning.dagger", "modrl.agents.planning.recording"} <= set(names)
+    assert {
+        "modrl.agents.planning.episode",
+        "modrl.agents.planning.library",
+        "modrl.agents.planning.evaluation",
+        "modrl.agents.planning.dagger",
+        "modrl.agents.planning.recording",
+    } <= set(names)
     result = _run("\n".join(f"import {name}" for name in names))
     assert result["sb3"] == []
 
@@ -71,16 +82,40 @@ def test_plan_execute_scripted_imports_no_sb3() -> None:
 
 def test_plan_execute_with_options_imports_no_sb3(tmp_path: Path) -> None:
     run_dir = _library(tmp_path)
-    result = _cli(["plan", TASK, "--seed", "0", "--execute", "--options", str(run_dir / "options"),
-                   "--option-steps", "2", "--max-replans", "1"])
+    result = _cli(
+        [
+            "plan",
+            TASK,
+            "--seed",
+            "0",
+            "--execute",
+            "--options",
+            str(run_dir / "options"),
+            "--option-steps",
+            "2",
+            "--max-replans",
+            "1",
+        ]
+    )
     assert result["sb3"] == [] and result["code"] in (0, 1)  # untrained options may not solve it: exit 1, no crash
 
 
 @pytest.mark.parametrize("with_options", [False, True], ids=["scripted", "options"])
 def test_planner_eval_imports_no_sb3(tmp_path: Path, with_options: bool) -> None:
     if with_options:
-        argv = ["eval", str(_library(tmp_path)), "--planner", "--episodes", "1", "--option-steps", "2",
-                "--max-replans", "1", "--out", str(tmp_path / "out.json")]
+        argv = [
+            "eval",
+            str(_library(tmp_path)),
+            "--planner",
+            "--episodes",
+            "1",
+            "--option-steps",
+            "2",
+            "--max-replans",
+            "1",
+            "--out",
+            str(tmp_path / "out.json"),
+        ]
     else:
         argv = ["eval", "--planner", "--scripted", "--suite", "sequences", "--split", "test", "--episodes", "1"]
     result = _cli(argv)

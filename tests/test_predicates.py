@@ -30,22 +30,24 @@ def test_hand_built_state() -> None:
     grid.set(2, 2, Goal())  # under the agent
     grid.set(1, 4, Lava())  # scenery: never described
     state = symbolic_state(grid, (2, 2), 3, Box("yellow"))
-    assert state == frozenset({
-        "carrying(box,yellow)",
-        "at_goal",
-        "facing(key,red)",
-        "adjacent(key,red)",
-        "adjacent(door,blue)",
-        "locked(door,blue)",
-        "open(door,purple)",
-        "next_to(key,red,ball,green)",
-        "next_to(ball,green,key,red)",
-        # The goal under the agent is an object too (only walls, floor and lava are scenery).
-        "next_to(goal,green,key,red)",
-        "next_to(key,red,goal,green)",
-        "next_to(goal,green,door,blue)",
-        "next_to(door,blue,goal,green)",
-    })
+    assert state == frozenset(
+        {
+            "carrying(box,yellow)",
+            "at_goal",
+            "facing(key,red)",
+            "adjacent(key,red)",
+            "adjacent(door,blue)",
+            "locked(door,blue)",
+            "open(door,purple)",
+            "next_to(key,red,ball,green)",
+            "next_to(ball,green,key,red)",
+            # The goal under the agent is an object too (only walls, floor and lava are scenery).
+            "next_to(goal,green,key,red)",
+            "next_to(key,red,goal,green)",
+            "next_to(goal,green,door,blue)",
+            "next_to(door,blue,goal,green)",
+        }
+    )
 
 
 def test_heading_changes_facing_only() -> None:

@@ -17,8 +17,13 @@ from modrl.planner import GroundOperator, Plan, SkillResult, plan
 
 PUTNEXT = "ModRL-sequences-putnext-yellow-box-blue-key-v0"
 OPEN_RED = "ModRL-sequences-open-red-door-v0"
-TINY = {"episodes": 2, "view_size": 9, "epochs": 2, "batch_size": 32,
-        "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2}}
+TINY = {
+    "episodes": 2,
+    "view_size": 9,
+    "epochs": 2,
+    "batch_size": 32,
+    "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
+}
 
 
 def _run(env_id: str, seed: int, count: int, rng_seed: int) -> tuple[list[GroundOperator], ScriptedSkills, bool]:
@@ -86,8 +91,11 @@ def test_recordings_with_random_steps_keep_those_calls_and_are_reproducible() ->
     assert sum(mixed.calls.values()) > sum(plain.calls.values())
     assert mixed.solved >= 4
     # The plain task only ever picks up the yellow box; random steps pick up, or go to, other objects too.
-    words = {tuple(SKILL_SLOTS[i][j] for i, j in enumerate(row))
-             for d in mixed.demos.values() for row in d.observations["args"]}
+    words = {
+        tuple(SKILL_SLOTS[i][j] for i, j in enumerate(row))
+        for d in mixed.demos.values()
+        for row in d.observations["args"]
+    }
     assert words - {("yellow", "box"), ("blue", "key")}
 
 
@@ -103,10 +111,16 @@ def test_skill_step_env_with_random_steps_still_starts_at_a_call_of_its_skill() 
         _, info = mixed.reset(seed=seed)
         assert info["call"].startswith("putnext(box,yellow")
         assert mixed.target.skill == "putnext"
-        before = {(type(o).__name__, o.color, tuple(o.cur_pos)) for o in mixed.base.grid.grid
-                  if o is not None and o.type in ("ball", "box", "key")}
-        reference = {(type(o).__name__, o.color, tuple(o.cur_pos)) for o in plain.base.grid.grid
-                     if o is not None and o.type in ("ball", "box", "key")}
+        before = {
+            (type(o).__name__, o.color, tuple(o.cur_pos))
+            for o in mixed.base.grid.grid
+            if o is not None and o.type in ("ball", "box", "key")
+        }
+        reference = {
+            (type(o).__name__, o.color, tuple(o.cur_pos))
+            for o in plain.base.grid.grid
+            if o is not None and o.type in ("ball", "box", "key")
+        }
         moved += before != reference or mixed.base.carrying is not None
     assert moved >= 1
     with pytest.raises(ConfigError, match="random_steps"):

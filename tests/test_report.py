@@ -67,8 +67,9 @@ def curve(frames: int | None) -> list[dict[str, Any]]:
     rows = []
     for step in STEPS:
         value = None if step == STEPS[0] else (0.95 if frames is not None and step >= frames else 0.5)
-        rows.append({"step": step, "wall_s": 0.1, "fps": 500.0, "success": {}, "success_mean": value,
-                     "return_mean": value})  # fmt: skip
+        rows.append(
+            {"step": step, "wall_s": 0.1, "fps": 500.0, "success": {}, "success_mean": value, "return_mean": value}
+        )
     return rows
 
 
@@ -77,9 +78,15 @@ def write_trial(sweep: Path, trial_id: str, *, kind: str, seed: int, failed: boo
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump({"name": "syn", "seed": seed, "agent": {"kind": kind}}))
     argv = ["modrl", "train", "base config.yaml", "--set", f"agent.kind={kind}", "--set", f"seed={seed}"]
-    meta = {"seed": seed, "argv": argv, "packages": PACKAGES, "python": "3.11.7", "platform": "Linux",
-            "git": {"commit": "abc123", "dirty": trial_id == "mod-1"},
-            "status": "failed" if failed else "completed"}  # fmt: skip
+    meta = {
+        "seed": seed,
+        "argv": argv,
+        "packages": PACKAGES,
+        "python": "3.11.7",
+        "platform": "Linux",
+        "git": {"commit": "abc123", "dirty": trial_id == "mod-1"},
+        "status": "failed" if failed else "completed",
+    }
     write_json(run_dir / "meta.json", meta)
     modular = kind == "modular"
     if not failed:
@@ -89,9 +96,16 @@ def write_trial(sweep: Path, trial_id: str, *, kind: str, seed: int, failed: boo
         eval_file(run_dir, STEPS[3], "det", 10, (0.03, 0.03, 0.03), modular)  # older: not chosen
         lines = [json.dumps(row) for row in curve(FRAMES[trial_id])]
         (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
-    status = {"id": trial_id, "status": "failed" if failed else "completed", "returncode": 1 if failed else 0,
-              "error": "Traceback (most recent call last):\nRuntimeError: boom in mono-3" if failed else None,
-              "attempts": 1, "started": "t0", "finished": "t1", "seconds": 1.0}  # fmt: skip
+    status = {
+        "id": trial_id,
+        "status": "failed" if failed else "completed",
+        "returncode": 1 if failed else 0,
+        "error": "Traceback (most recent call last):\nRuntimeError: boom in mono-3" if failed else None,
+        "attempts": 1,
+        "started": "t0",
+        "finished": "t1",
+        "seconds": 1.0,
+    }
     write_json(sweep / "status" / f"{trial_id}.json", status)
     return {
         "id": trial_id,
@@ -273,8 +287,12 @@ def test_report_from_a_real_tiny_run(tmp_path: Path) -> None:
     (result,) = (run / "eval").glob("step-*-det-*ep.json")
     tasks = json.loads(result.read_text())["tasks"]
     mean = np.mean([t["success_rate"] for t in tasks])
-    assert row(section(md, "Success rate (mean over tasks)"), "tiny") == ["tiny", "1", *[f"{mean:.3f}"] * 2,
-                                                                          f"[{mean:.3f}, {mean:.3f}]"]  # fmt: skip
+    assert row(section(md, "Success rate (mean over tasks)"), "tiny") == [
+        "tiny",
+        "1",
+        *[f"{mean:.3f}"] * 2,
+        f"[{mean:.3f}, {mean:.3f}]",
+    ]
     assert row(section(md, "Trials"), "run")[3:] == ["completed", "step 256, deterministic, 2 ep/task", "yes"]
     for name in ("learning_curves.png", "success_per_task.png", "module_usage_tiny.png"):
         assert_png(run / "report" / name)
@@ -293,26 +311,66 @@ CONTINUAL = {
 ADDED = {"none": 0, "freeze_grow": 1_234}
 
 
-def write_continual_run(run_dir: Path, rule: str, seed: int, *, rows: int = 2, status: str = "completed",
-                        reference: bool = False, strength: float = 1.0) -> Path:  # fmt: skip
+def write_continual_run(
+    run_dir: Path,
+    rule: str,
+    seed: int,
+    *,
+    rows: int = 2,
+    status: str = "completed",
+    reference: bool = False,
+    strength: float = 1.0,
+) -> Path:
     a, b, c = CONTINUAL[(rule, seed)]
     rule_config = {"kind": rule, "strength": strength, "modules_per_task": 1}
-    config = {"name": "tiny-continual", "seed": seed, "rule": rule_config,
-              "sequence": {"tasks": ["empty5", "emptyrand5"]}}  # fmt: skip
+    config = {
+        "name": "tiny-continual",
+        "seed": seed,
+        "rule": rule_config,
+        "sequence": {"tasks": ["empty5", "emptyrand5"]},
+    }
     run_dir.mkdir(parents=True)
     (run_dir / "config.yaml").write_text(yaml.safe_dump(config))
     argv = ["modrl", "continual", "tiny.yaml", "--set", f"rule.kind={rule}", "--set", f"seed={seed}"]
-    write_json(run_dir / "meta.json", {"seed": seed, "argv": argv, "packages": PACKAGES, "python": "3.11.7",
-                                       "platform": "Linux", "git": None, "status": status})  # fmt: skip
+    write_json(
+        run_dir / "meta.json",
+        {
+            "seed": seed,
+            "argv": argv,
+            "packages": PACKAGES,
+            "python": "3.11.7",
+            "platform": "Linux",
+            "git": None,
+            "status": status,
+        },
+    )
     stages = [
-        {"task": "empty5", "start_step": 0, "end_step": 128, "auc": 0.5, "rule_phase": None,
-         "params": {"trainable": 900, "frozen": 0, "active": 900, "added": 900}},
-        {"task": "emptyrand5", "start_step": 128, "end_step": 256, "auc": 0.75, "rule_phase": "grown",
-         "params": {"trainable": 300, "frozen": 900, "active": 900 + ADDED[rule], "added": ADDED[rule]}},
-    ]  # fmt: skip
-    record = {"tasks": ["empty5", "emptyrand5"], "R": [[a, 0.1], [b, c]][:rows], "R_initial": [0.0, 0.05],
-              "rule": rule_config, "stages": stages[:rows], "reference_auc": {"empty5": 0.5, "emptyrand5": 0.5}
-              if reference else {}, "complete": rows == 2}  # fmt: skip
+        {
+            "task": "empty5",
+            "start_step": 0,
+            "end_step": 128,
+            "auc": 0.5,
+            "rule_phase": None,
+            "params": {"trainable": 900, "frozen": 0, "active": 900, "added": 900},
+        },
+        {
+            "task": "emptyrand5",
+            "start_step": 128,
+            "end_step": 256,
+            "auc": 0.75,
+            "rule_phase": "grown",
+            "params": {"trainable": 300, "frozen": 900, "active": 900 + ADDED[rule], "added": ADDED[rule]},
+        },
+    ]
+    record = {
+        "tasks": ["empty5", "emptyrand5"],
+        "R": [[a, 0.1], [b, c]][:rows],
+        "R_initial": [0.0, 0.05],
+        "rule": rule_config,
+        "stages": stages[:rows],
+        "reference_auc": {"empty5": 0.5, "emptyrand5": 0.5} if reference else {},
+        "complete": rows == 2,
+    }
     write_json(run_dir / "continual.json", record)
     return run_dir
 
@@ -340,14 +398,37 @@ def test_report_of_one_continual_run(tmp_path: Path) -> None:
     assert row(metrics, "forward transfer (FT)")[1] == "0.250"
     assert row(metrics, "final mean success")[1] == "0.750"
     assert row(metrics, "parameters added after the first task")[1] == "1,234"
-    assert row(metrics, "1", "emptyrand5", "0.600") == ["1", "emptyrand5", "0.600", "0.600", "0.000", "0.750",
-                                                        "0.500", "0.500"]  # fmt: skip
-    assert row(metrics, "1", "emptyrand5", "128-256") == ["1", "emptyrand5", "128-256", "300", "900", "2,134",
-                                                          "1,234", "grown"]  # fmt: skip
+    assert row(metrics, "1", "emptyrand5", "0.600") == [
+        "1",
+        "emptyrand5",
+        "0.600",
+        "0.600",
+        "0.000",
+        "0.750",
+        "0.500",
+        "0.500",
+    ]
+    assert row(metrics, "1", "emptyrand5", "128-256") == [
+        "1",
+        "emptyrand5",
+        "128-256",
+        "300",
+        "900",
+        "2,134",
+        "1,234",
+        "grown",
+    ]
     comparison = section(md, "Comparison of rules")
-    assert row(comparison, "freeze_grow") == ["freeze_grow", "1/1", "0", "0.000 [0.000, 0.000]",
-                                              "0.000 [0.000, 0.000]", "0.250 [0.250, 0.250]",
-                                              "0.750 [0.750, 0.750]", "1234 [1234, 1234]"]  # fmt: skip
+    assert row(comparison, "freeze_grow") == [
+        "freeze_grow",
+        "1/1",
+        "0",
+        "0.000 [0.000, 0.000]",
+        "0.000 [0.000, 0.000]",
+        "0.250 [0.250, 0.250]",
+        "0.750 [0.750, 0.750]",
+        "1234 [1234, 1234]",
+    ]
     assert "modrl continual tiny.yaml --set rule.kind=freeze_grow --set seed=0" in section(md, "Provenance")
 
 
@@ -380,8 +461,16 @@ def test_directory_of_continual_runs_gives_one_comparison_table(tmp_path: Path) 
         bwt = [b - a for a, b, _ in values]
         final = [(b + c) / 2 for _, b, c in values]
         complete = f"{len(seeds)}/{len(seeds) + (rule == 'none')}"
-        expected = [rule, complete, ", ".join(map(str, seeds)), mean_ci(forgetting), mean_ci(bwt), "—",
-                    mean_ci(final), mean_ci([float(ADDED[rule])] * len(seeds), digits=0)]  # fmt: skip
+        expected = [
+            rule,
+            complete,
+            ", ".join(map(str, seeds)),
+            mean_ci(forgetting),
+            mean_ci(bwt),
+            "—",
+            mean_ci(final),
+            mean_ci([float(ADDED[rule])] * len(seeds), digits=0),
+        ]
         assert row(comparison, rule) == expected
     # Hand-computed means: none forgets (0.4 + 0.2 + 0.5) / 3 = 0.367 on average; freeze_grow forgets nothing.
     assert row(comparison, "none")[3].startswith("0.367 [") and row(comparison, "freeze_grow")[3].startswith("0.000 [")
@@ -400,8 +489,11 @@ def test_continual_labels_separate_rule_settings_and_sequences(tmp_path: Path) -
     config = yaml.safe_load((other / "config.yaml").read_text())
     (other / "config.yaml").write_text(yaml.safe_dump({**config, "name": "keys"}))
     groups = collect(tmp_path / "a").groups
-    assert set(groups) == {"tiny-continual: none (strength=10.0)", "tiny-continual: none (strength=1.0)",
-                           "keys: freeze_grow"}  # fmt: skip
+    assert set(groups) == {
+        "tiny-continual: none (strength=10.0)",
+        "tiny-continual: none (strength=1.0)",
+        "keys: freeze_grow",
+    }
 
 
 def test_malformed_continual_results_are_named(tmp_path: Path) -> None:

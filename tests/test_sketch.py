@@ -54,29 +54,52 @@ def test_cli_sketch_runs_on_the_sequences_train_split(tmp_path: Path, capsys: py
     from modrl.cli.main import main
 
     config = tmp_path / "sketch.yaml"
-    config.write_text(json.dumps({
-        "net": NET, "total_timesteps": 256, "eval_episodes": 1,
-        "env": {"suite": "sequences", "split": "train", "n_envs": 2, "max_episode_steps": 8},
-        "algo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
-        "curriculum": {"window": 4, "min_episodes": 1, "max_steps": 64}}))
+    config.write_text(
+        json.dumps(
+            {
+                "net": NET,
+                "total_timesteps": 256,
+                "eval_episodes": 1,
+                "env": {"suite": "sequences", "split": "train", "n_envs": 2, "max_episode_steps": 8},
+                "algo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+                "curriculum": {"window": 4, "min_episodes": 1, "max_steps": 64},
+            }
+        )
+    )
     run_dir = tmp_path / "run"
     assert main(["options", "sketch", str(config), "--run-dir", str(run_dir)]) == 0
     out = capsys.readouterr().out
     assert "sketch-guided: 256 frames, 5 modules; curriculum: length-1 budget spent, length-2 budget spent" in out
     library = OptionLibrary.load(run_dir / "options")
-    assert library.names == ["open-red-door", "pickup-blue-key", "goto-green-ball", "putnext-yellow-box-blue-key",
-                             "goto-purple-door"]
+    assert library.names == [
+        "open-red-door",
+        "pickup-blue-key",
+        "goto-green-ball",
+        "putnext-yellow-box-blue-key",
+        "goto-purple-door",
+    ]
     results = json.loads((run_dir / "results.json").read_text())
     splits = [row["split"] for row in results["det"].values()]
     assert set(results) == {"frames", "modules", "curriculum", "final", "stoch", "det"}  # the results.json keys
-    assert set(results["final"]) == {"frames", "policy_loss", "value_loss", "entropy", "success", "stop_prob",
-                                     "stop_after_event"}
+    assert set(results["final"]) == {
+        "frames",
+        "policy_loss",
+        "value_loss",
+        "entropy",
+        "success",
+        "stop_prob",
+        "stop_after_event",
+    }
     assert [s["name"] for s in results["curriculum"]] == ["length-1", "length-2"]
     assert set(results["stoch"]["goto-green-ball"]) == {"split", "success"}
     assert splits.count("train") == 20 and splits.count("test") == 15  # zero-shot: unseen orders and lengths
     tags = EventAccumulator(str(run_dir / "tb")).Reload().Tags()
-    for tag in ("modrl/sketch/stop_prob", "modrl/options/mean_duration", "modrl/option/goto-green-ball/mean_duration",
-                "modrl/curriculum/stage"):
+    for tag in (
+        "modrl/sketch/stop_prob",
+        "modrl/options/mean_duration",
+        "modrl/option/goto-green-ball/mean_duration",
+        "modrl/curriculum/stage",
+    ):
         assert tag in tags["scalars"], tag
     assert "modrl/routing/task_module_heatmap" in tags["images"]
 
@@ -85,10 +108,21 @@ def test_cli_sketch_runs_on_the_sequences_train_split(tmp_path: Path, capsys: py
 def test_sketch_module_learns_a_one_step_sketch_and_not_to_stop_early() -> None:
     from modrl.agents.options.sketch import SketchModules, evaluate_sketch, train_sketch
 
-    config = _config({"env": {"suite": "sequences", "tasks": ["goto-green-ball"], "room_size": 5,
-                              "num_distractors": 0, "max_episode_steps": 20, "n_envs": 4},
-                      "total_timesteps": 6000, "eval_split": None,
-                      "algo": {"n_steps": 64, "batch_size": 128, "n_epochs": 8, "learning_rate": 0.001}})
+    config = _config(
+        {
+            "env": {
+                "suite": "sequences",
+                "tasks": ["goto-green-ball"],
+                "room_size": 5,
+                "num_distractors": 0,
+                "max_episode_steps": 20,
+                "n_envs": 4,
+            },
+            "total_timesteps": 6000,
+            "eval_split": None,
+            "algo": {"n_steps": 64, "batch_size": 128, "n_epochs": 8, "learning_rate": 0.001},
+        }
+    )
     untrained = SketchModules.build(config, parse_task("goto-green-ball").subtasks)
     before = evaluate_sketch(untrained, config, ["goto-green-ball"], episodes=20, deterministic=False)
     modules, history, _ = train_sketch(config)

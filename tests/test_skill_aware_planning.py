@@ -135,8 +135,9 @@ def test_putnext_fetch_keeps_the_carried_putnext_and_never_puts_an_object_next_t
     assert isinstance(held, Plan) and [s.operator for s in held.steps] == ["putnext_fetch"]
     with pytest.raises(ConfigError, match="distinct"):
         Operator(name="bad", params=(Param(name="?a"), Param(name="?b")), distinct=((("?a",), ("?a", "?b")),))
-    pair = Operator(name="pair", params=(Param(name="?a"), Param(name="?b")), pre=("p(?a)", "p(?b)"),
-                    distinct=((("?a",), ("?b",)),))
+    pair = Operator(
+        name="pair", params=(Param(name="?a"), Param(name="?b")), pre=("p(?a)", "p(?b)"), distinct=((("?a",), ("?b",)),)
+    )
     assert pair.admits({"?a": "x", "?b": "y"}) and not pair.admits({"?a": "x", "?b": "x"})
     env.close()
 
@@ -167,26 +168,45 @@ def test_option_executor_filter_matches_its_resolver() -> None:
     env.close()
 
 
-def test_cli_plan_with_options_and_no_fallback_plans_over_served_skills(tmp_path: Path,
-                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_plan_with_options_and_no_fallback_plans_over_served_skills(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     _library(PUTNEXT).save(tmp_path / "lib")
-    assert main(["plan", f"sequences/{PUTNEXT}", "--seed", "0", "--options", str(tmp_path / "lib"),
-                 "--no-fallback"]) == 0
+    assert (
+        main(["plan", f"sequences/{PUTNEXT}", "--seed", "0", "--options", str(tmp_path / "lib"), "--no-fallback"]) == 0
+    )
     out = capsys.readouterr().out
     assert "planning over the skills the options serve only" in out
     assert "0. putnext(box,yellow,key,blue)" in out and "[putnext_fetch(box,yellow,key,blue," in out
     assert main(["plan", f"sequences/{PUTNEXT}", "--no-fallback"]) == 2
     assert "--no-fallback needs --options" in capsys.readouterr().err
     lib = str(tmp_path / "lib")
-    code = main(["plan", f"sequences/{PUTNEXT}", "--seed", "0", "--options", lib, "--ensemble", lib, lib,
-                 "--no-fallback", "--execute", "--option-steps", "3"])
+    code = main(
+        [
+            "plan",
+            f"sequences/{PUTNEXT}",
+            "--seed",
+            "0",
+            "--options",
+            lib,
+            "--ensemble",
+            lib,
+            lib,
+            "--no-fallback",
+            "--execute",
+            "--option-steps",
+            "3",
+        ]
+    )
     assert code in (0, 1)  # untrained options may not reach the goal
     assert "0. putnext(box,yellow,key,blue)" in capsys.readouterr().out  # an ensemble of three serves the same skills
     odd = OptionLibrary()
     odd.add(PUTNEXT, Option(OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2, image_shape=(5, 5, 3))))
     odd.save(tmp_path / "odd")
-    assert main(["plan", f"sequences/{PUTNEXT}", "--options", str(tmp_path / "lib"), "--ensemble",
-                 str(tmp_path / "odd")]) == 2
+    assert (
+        main(["plan", f"sequences/{PUTNEXT}", "--options", str(tmp_path / "lib"), "--ensemble", str(tmp_path / "odd")])
+        == 2
+    )
     assert f"option {PUTNEXT!r}: ensemble member 1 does not fit member 0 (image_shape" in capsys.readouterr().err
     assert main(["plan", f"sequences/{PUTNEXT}", "--ensemble", str(tmp_path / "lib")]) == 2
     assert "--ensemble needs --options" in capsys.readouterr().err

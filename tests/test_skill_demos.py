@@ -32,8 +32,13 @@ from modrl.planner import GroundOperator
 from modrl.planner.monitor import SkillStatus
 
 KEY = 5  # minigrid OBJECT_TO_IDX["key"]
-TINY = {"episodes": 2, "view_size": 9, "epochs": 2, "batch_size": 32,
-        "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2}}
+TINY = {
+    "episodes": 2,
+    "view_size": 9,
+    "epochs": 2,
+    "batch_size": 32,
+    "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
+}
 
 
 def _steps(env_id: str, seed: int) -> list[GroundOperator]:
@@ -58,9 +63,17 @@ def test_skill_calls_name_the_skill_and_the_plain_colour_and_type() -> None:
     assert skill_call(box) is not None and skill_call(box)[1][1] == "box"  # type: ignore[index]
     goal = next(s for s in _steps("MiniGrid-DoorKey-5x5-v0", 0) if s.operator == "goto_goal")
     assert skill_call(goal) == ("goto", ("green", "goal"))
-    putnext = GroundOperator(operator="putnext", args=(), pre=frozenset(), neg=(), add=frozenset(),
-                             delete_exact=frozenset(), delete_patterns=(), skill="putnext",
-                             skill_args=("box", "red", "key", "blue"))
+    putnext = GroundOperator(
+        operator="putnext",
+        args=(),
+        pre=frozenset(),
+        neg=(),
+        add=frozenset(),
+        delete_exact=frozenset(),
+        delete_patterns=(),
+        skill="putnext",
+        skill_args=("box", "red", "key", "blue"),
+    )
     assert skill_call(putnext) == ("putnext", ("red", "box"))  # the moved object's words; the key is marked
     assert skill_call(replace(putnext, skill_args=("box", "red"))) is None  # putnext needs both objects
     assert skill_call(replace(putnext, skill_args=("box", "red", "wall", "blue"))) is None
@@ -93,9 +106,16 @@ def test_split_calls_holds_out_whole_calls() -> None:
     assert split_calls(demos, 0.0) == (demos, None)
 
 
-@pytest.mark.parametrize(("override", "key"), [("skills=[fly]", "skills"), ("view_size=10", "view_size"),
-                                                ("split=test2", "suite"), ("episodes=0", "episodes"),
-                                                ("validation=1", "validation")])
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("skills=[fly]", "skills"),
+        ("view_size=10", "view_size"),
+        ("split=test2", "suite"),
+        ("episodes=0", "episodes"),
+        ("validation=1", "validation"),
+    ],
+)
 def test_skills_config_names_the_bad_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
         load_skills_config(TINY, [override])
@@ -120,8 +140,9 @@ def test_a_cloned_library_serves_drop_and_box_steps_and_runs_under_the_planner(t
     box = next(s for s in _steps("MiniGrid-ObstructedMaze-1Dlh-v0", 0) if s.operator == "open_box")
     assert resolve(drop) == OptionCall(option="drop", args=skill_call(drop)[1])  # type: ignore[index]
     assert resolve(box) == OptionCall(option="open", args=skill_call(box)[1])  # type: ignore[index]
-    report = evaluate_planner(PlannerEvalConfig(suite="minigrid-hard", split="test", episodes=1,
-                                                library=str(run / "options"), option_steps=5))
+    report = evaluate_planner(
+        PlannerEvalConfig(suite="minigrid-hard", split="test", episodes=1, library=str(run / "options"), option_steps=5)
+    )
     assert sum(t.option_calls for t in report.tasks) > 0 and sum(t.fallback_calls for t in report.tasks) == 0
 
 
@@ -155,8 +176,10 @@ def test_a_call_ends_when_the_steps_effects_are_observed_and_not_before(tmp_path
     for end_on_effects in (True, False):
         env = with_predicates(gym.make("MiniGrid-Unlock-v0"))
         env.reset(seed=2)
-        walker = _Walker(OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2),
-                         termination_predicate=lambda info, args: False)
+        walker = _Walker(
+            OptionConfig(channels=(4,), features_dim=4, hidden=(), embed_dim=2),
+            termination_predicate=lambda info, args: False,
+        )
         walker._env = env  # type: ignore[attr-defined]
         library = OptionLibrary()
         library.add("pickup-grey-key", walker)
@@ -179,8 +202,11 @@ def test_suite_minigrid_hard_keeps_the_targets_out_of_training() -> None:
     assert ("MiniGrid-KeyCorridorS3R1-v0", {"room_size": 4}) in split_envs("minigrid-hard", "train")
     assert all(isinstance(spec, str) for spec in split_envs("minigrid-hard", "test"))
     test_ids = {suite.tasks[suite.task_index(t)].env_id for t in suite.split("test")}
-    assert test_ids == {"MiniGrid-KeyCorridorS4R3-v0", "MiniGrid-ObstructedMaze-1Dlh-v0",
-                        "MiniGrid-BlockedUnlockPickup-v0"}
+    assert test_ids == {
+        "MiniGrid-KeyCorridorS4R3-v0",
+        "MiniGrid-ObstructedMaze-1Dlh-v0",
+        "MiniGrid-BlockedUnlockPickup-v0",
+    }
     assert not test_ids & {suite.tasks[suite.task_index(t)].env_id for t in suite.split("train")}
 
 
@@ -211,15 +237,26 @@ def test_skill_step_env_starts_at_a_call_of_its_skill_and_succeeds_on_the_calls_
     with pytest.raises(RuntimeError, match="no plan"):
         SkillStepEnv(["MiniGrid-Empty-5x5-v0"], "drop", view_size=9).reset(seed=0)
     # A skill only one env calls (DoorKey's goal) is drawn from that env only, every reset.
-    rare = SkillStepEnv(["MiniGrid-Unlock-v0", "MiniGrid-KeyCorridorS3R1-v0", "MiniGrid-DoorKey-5x5-v0"], "goto",
-                        view_size=9)
+    rare = SkillStepEnv(
+        ["MiniGrid-Unlock-v0", "MiniGrid-KeyCorridorS3R1-v0", "MiniGrid-DoorKey-5x5-v0"], "goto", view_size=9
+    )
     assert {rare.reset(seed=k)[1]["env_id"] for k in range(30)} == {"MiniGrid-DoorKey-5x5-v0"}
 
 
 def test_fine_tuning_runs_ppo_in_calling_states_and_reports_calling_state_success(tmp_path: Path) -> None:
-    config = load_skills_config(TINY, ["skills=[drop]", "finetune_steps=64", "n_envs=2", "algo.n_steps=32",
-                                       "algo.batch_size=32", "algo.n_epochs=1", "eval_episodes=2",
-                                       "max_skill_steps=20"])
+    config = load_skills_config(
+        TINY,
+        [
+            "skills=[drop]",
+            "finetune_steps=64",
+            "n_envs=2",
+            "algo.n_steps=32",
+            "algo.batch_size=32",
+            "algo.n_epochs=1",
+            "eval_episodes=2",
+            "max_skill_steps=20",
+        ],
+    )
     _, results = train_skill_library(config, tmp_path)
     (drop,) = results
     assert drop.finetune_frames >= 64
@@ -266,8 +303,9 @@ def test_dagger_labels_the_options_own_states_with_the_scripted_action_and_reclo
 
     config = load_skills_config(TINY)
     option = Option(skill_option_config(config))
-    demos, rate = dagger_demos(option, ["MiniGrid-UnlockPickup-v0"], "open", view_size=9, max_steps=6, episodes=3,
-                               seed_base=11)
+    demos, rate = dagger_demos(
+        option, ["MiniGrid-UnlockPickup-v0"], "open", view_size=9, max_steps=6, episodes=3, seed_base=11
+    )
     assert demos is not None and 0 <= rate <= 1 and len(demos.lengths) == 3 and demos.size <= demos.frames <= 18
     # Each episode's first label is the scripted skill's action in the episode's first (calling) state.
     env = SkillStepEnv(["MiniGrid-UnlockPickup-v0"], "open", view_size=9, max_steps=6)
@@ -278,8 +316,17 @@ def test_dagger_labels_the_options_own_states_with_the_scripted_action_and_reclo
         assert demos.actions[start] == ScriptedSkills(env.base).next_action(env.target)
     env.close()
     # In training: rounds run after cloning, their states join the demonstrations and are reported.
-    config = load_skills_config(TINY, ["skills=[open]", "dagger_rounds=2", "dagger_episodes=3", "eval_episodes=0",
-                                       "max_skill_steps=10", "dagger_epochs=1"])
+    config = load_skills_config(
+        TINY,
+        [
+            "skills=[open]",
+            "dagger_rounds=2",
+            "dagger_episodes=3",
+            "eval_episodes=0",
+            "max_skill_steps=10",
+            "dagger_epochs=1",
+        ],
+    )
     _, (result,) = train_skill_library(config, tmp_path)
     assert len(result.dagger_success) == 2 and 0 < result.dagger_pairs <= 2 * 3 * 10
     assert "DAgger" in (tmp_path / "results.md").read_text()

@@ -29,7 +29,11 @@ def test_splits_are_pinned_to_their_version() -> None:
     for name, (version, fingerprint, n_train, n_test) in PINNED.items():
         split = get_split(name)
         assert (split.version, split.fingerprint, len(split.train), len(split.test)) == (
-            version, fingerprint, n_train, n_test)
+            version,
+            fingerprint,
+            n_train,
+            n_test,
+        )
         assert split.as_dict()["train"] == list(split.train) and split.as_dict()["version"] == version
 
 
@@ -88,8 +92,9 @@ def test_sequences_train_short_and_test_unseen_orders_and_lengths() -> None:
 def test_split_validation_reports_leaks() -> None:
     good = get_split("colour-type")
     with pytest.raises(ConfigError, match="train task goto-red-ball mentions a held-out object"):
-        dataclasses.replace(good, train=(*good.train, "goto-red-ball"),
-                            test=tuple(n for n in good.test if n != "goto-red-ball"))
+        dataclasses.replace(
+            good, train=(*good.train, "goto-red-ball"), test=tuple(n for n in good.test if n != "goto-red-ball")
+        )
     seq = get_split("sequences")
     long = seq.test[-1]
     with pytest.raises(ConfigError, match="longer than 2"):
@@ -163,11 +168,14 @@ def test_no_held_out_combination_is_ever_generated_in_training() -> None:
         env = gym.make(env_id("verb-object", name)).unwrapped
         for seed in SEEDS[:5]:
             env.reset(seed=seed)
-            kinds = {f"{type(i).__name__}-{i.desc_move.type if hasattr(i, 'desc_move') else i.desc.type}"
-                     for i in env.instrs.instrs}
+            kinds = {
+                f"{type(i).__name__}-{i.desc_move.type if hasattr(i, 'desc_move') else i.desc.type}"
+                for i in env.instrs.instrs
+            }
             assert not kinds & {"GoToInstr-key", "PickupInstr-box", "PutNextInstr-ball"}, (name, kinds)
     for name in get_split("sequences").train:
         env = gym.make(env_id("sequences", name)).unwrapped
         env.reset(seed=0)
         assert len(env.instrs.instrs) <= 2 and tuple(env.instrs.symbols) in {
-            parse_task(n).sketch for n in get_split("sequences").train}
+            parse_task(n).sketch for n in get_split("sequences").train
+        }

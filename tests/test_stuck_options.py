@@ -28,8 +28,9 @@ class Corridor(gym.Env[dict[str, Any], int]):
 
     def __init__(self, length: int = 12) -> None:
         self.length = length
-        self.observation_space = spaces.Dict({"image": spaces.Box(0, 10, (7, 7, 3), np.uint8),
-                                              "direction": spaces.Discrete(4)})
+        self.observation_space = spaces.Dict(
+            {"image": spaces.Box(0, 10, (7, 7, 3), np.uint8), "direction": spaces.Discrete(4)}
+        )
         self.action_space = spaces.Discrete(7)
         self.pos = self.heading = 0
 
@@ -66,8 +67,9 @@ def scripted_option(actions: list[int]) -> Option:
 
 def _run(option: Option, env: Corridor, max_steps: int = 30, **kwargs: Any) -> Any:
     obs, info = env.reset(seed=0)
-    return run_option(env, option, (), obs, info, max_steps=max_steps, gamma=1.0, rng=np.random.default_rng(0),
-                      **kwargs)
+    return run_option(
+        env, option, (), obs, info, max_steps=max_steps, gamma=1.0, rng=np.random.default_rng(0), **kwargs
+    )
 
 
 def test_observation_key_tells_observations_apart_exactly() -> None:
@@ -102,12 +104,26 @@ def test_without_a_loop_limit_a_stuck_option_runs_to_the_step_cap() -> None:
 def _executor(env: Corridor, option: Option, **kwargs: Any) -> OptionExecutor:
     library = OptionLibrary()
     library.add("walk", option)
-    return OptionExecutor(env, library, resolve=lambda step: OptionCall(option="walk"),
-                          observe=lambda: frozenset({f"at({env.pos})"}), observation=env._obs, seed=0, **kwargs)
+    return OptionExecutor(
+        env,
+        library,
+        resolve=lambda step: OptionCall(option="walk"),
+        observe=lambda: frozenset({f"at({env.pos})"}),
+        observation=env._obs,
+        seed=0,
+        **kwargs,
+    )
 
 
-STEP = GroundOperator(operator="walk", args=(), pre=frozenset(), neg=(), add=frozenset({"at(end)"}),
-                      delete_exact=frozenset(), skill="walk")
+STEP = GroundOperator(
+    operator="walk",
+    args=(),
+    pre=frozenset(),
+    neg=(),
+    add=frozenset({"at(end)"}),
+    delete_exact=frozenset(),
+    skill="walk",
+)
 
 
 def test_the_executor_escapes_a_loop_with_random_moves_and_reports_failure() -> None:
@@ -133,8 +149,9 @@ def test_escape_moves_are_drawn_from_the_given_actions_reproducibly() -> None:
     def moves(seed: int) -> list[int]:
         env = Corridor(length=100)
         env.reset(seed=0)
-        executor = _executor(env, scripted_option([NOOP]), loop_limit=2, escape_actions=(0, 1, FORWARD),
-                             escape_steps=30)
+        executor = _executor(
+            env, scripted_option([NOOP]), loop_limit=2, escape_actions=(0, 1, FORWARD), escape_steps=30
+        )
         executor.rng = np.random.default_rng(seed)
         executor.execute(STEP)
         return [env.pos, env.heading]
@@ -149,12 +166,22 @@ def _one_step_turner(env: Corridor, planning_state: Any, **kwargs: Any) -> Optio
     option.termination_predicate = lambda info, args: True
     library = OptionLibrary()
     library.add("turn", option)
-    return OptionExecutor(env, library, resolve=lambda step: OptionCall(option="turn"), observe=planning_state,
-                          observation=env._obs, seed=0, escape_actions=(FORWARD,), escape_steps=2, **kwargs)
+    return OptionExecutor(
+        env,
+        library,
+        resolve=lambda step: OptionCall(option="turn"),
+        observe=planning_state,
+        observation=env._obs,
+        seed=0,
+        escape_actions=(FORWARD,),
+        escape_steps=2,
+        **kwargs,
+    )
 
 
-HERE = GroundOperator(operator="turn", args=(), pre=frozenset(), neg=(), add=frozenset({"here"}),
-                      delete_exact=frozenset(), skill="turn")
+HERE = GroundOperator(
+    operator="turn", args=(), pre=frozenset(), neg=(), add=frozenset({"here"}), delete_exact=frozenset(), skill="turn"
+)
 
 
 def test_a_call_ending_in_a_planning_state_for_the_cycle_limit_th_time_is_followed_by_an_escape() -> None:
@@ -171,8 +198,9 @@ def test_a_call_ending_in_a_planning_state_for_the_cycle_limit_th_time_is_follow
     assert [off.execute(HERE).steps for _ in range(4)] == [1] * 4 and off.cycles == 0 and env.pos == 0
     env.reset(seed=0)
     moving = _one_step_turner(env, lambda: frozenset({f"heading({env.heading})"}), cycle_limit=3)
-    no_effects = GroundOperator(operator="turn", args=(), pre=frozenset(), neg=(), add=frozenset(),
-                                delete_exact=frozenset(), skill="turn")
+    no_effects = GroundOperator(
+        operator="turn", args=(), pre=frozenset(), neg=(), add=frozenset(), delete_exact=frozenset(), skill="turn"
+    )
     assert [moving.execute(no_effects).steps for _ in range(4)] == [1] * 4 and moving.cycles == 0  # no state came
     # back 3 times; calls whose step's effects did not show (STEP wants at(end)) and calls cut at the step cap are
     # not counted at all

@@ -38,13 +38,19 @@ def files_and_mtimes(run_dir: Path) -> list[tuple[Path, int]]:
     return sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*") if p.is_file())
 
 
-@pytest.mark.parametrize(("action", "error"), [("raise", "InjectedFault: injected fault at rollout-end hit 3"),
-                                               ("kill", "SIGKILL")])  # fmt: skip
+@pytest.mark.parametrize(
+    ("action", "error"), [("raise", "InjectedFault: injected fault at rollout-end hit 3"), ("kill", "SIGKILL")]
+)
 def test_a_crashing_trial_fails_alone_and_resumes_from_its_checkpoint(tmp_path: Path, action: str, error: str) -> None:
     base = {**TINY, "train": {"total_timesteps": 4 * ROLLOUT, "checkpoint_every": ROLLOUT, "eval_episodes": 1}}
     (tmp_path / "base.yaml").write_text(yaml.safe_dump(base))
-    spec = {"name": "faults", "base": "base.yaml", "seeds": [0], "grid": {"train.total_timesteps": [ROLLOUT,
-            4 * ROLLOUT]}, "workers": 2}  # fmt: skip
+    spec = {
+        "name": "faults",
+        "base": "base.yaml",
+        "seeds": [0],
+        "grid": {"train.total_timesteps": [ROLLOUT, 4 * ROLLOUT]},
+        "workers": 2,
+    }
     (tmp_path / "sweep.yaml").write_text(yaml.safe_dump(spec))
     sweep_dir = tmp_path / "sweep"
     env = {**os.environ, "OMP_NUM_THREADS": "1", FAULT_ENV: f"rollout-end:3:{action}"}

@@ -78,8 +78,8 @@ def test_the_marker_channel_marks_the_named_object_and_leaves_the_rest_of_the_vi
     base.carrying = None
     base.grid.set(3, 1, Ball("red"))
     base.agent_dir = 2
-    (r, c), = _marked(full_view_image(base, 15, marker=True, targets=[("ball", "red")]))
-    (r0, c0), = _marked(near)
+    ((r, c),) = _marked(full_view_image(base, 15, marker=True, targets=[("ball", "red")]))
+    ((r0, c0),) = _marked(near)
     assert (r, c) == (14 - r0, 14 - c0)
     env.close()
 
@@ -93,14 +93,18 @@ def test_the_full_view_wrapper_marks_its_target() -> None:
     assert obs in env.observation_space and not obs["image"][..., 3].any()
     env.targets = [("door", env.unwrapped.grid.get(*find_door(env.unwrapped)).color)]
     obs, *_ = env.step(0)
-    (r, c), = _marked(obs["image"])
+    ((r, c),) = _marked(obs["image"])
     assert obs["image"][r, c, 0] == DOOR
     env.close()
 
 
 def find_door(base: Any) -> tuple[int, int]:
-    return next((x, y) for x in range(base.width) for y in range(base.height)
-                if (cell := base.grid.get(x, y)) is not None and cell.type == "door")
+    return next(
+        (x, y)
+        for x in range(base.width)
+        for y in range(base.height)
+        if (cell := base.grid.get(x, y)) is not None and cell.type == "door"
+    )
 
 
 def test_skill_step_env_marks_the_calls_object() -> None:
@@ -108,7 +112,7 @@ def test_skill_step_env_marks_the_calls_object() -> None:
     check_env(env, skip_render_check=True)
     for seed in range(3):
         obs, info = env.reset(seed=seed)
-        (r, c), = _marked(obs["image"])
+        ((r, c),) = _marked(obs["image"])
         assert obs["image"][r, c, 0] == DOOR and info["call"].startswith("open(door,")
         assert skill_targets(env.target) == ((env.target.skill_args[0], env.target.skill_args[1]),)
     env.close()
@@ -136,9 +140,13 @@ class _Looker(Option):
 
 
 def test_the_planner_points_the_marker_at_each_steps_object() -> None:
-    config = load_skills_config({"view_size": 11, "target_marker": True,
-                                 "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2,
-                                         "embed_dim": 2}})
+    config = load_skills_config(
+        {
+            "view_size": 11,
+            "target_marker": True,
+            "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
+        }
+    )
     option_config = skill_option_config(config)
     assert option_config.image_shape == (11, 11, 4) and option_config.image_high == (10, 5, 2, 2)
     looker = _Looker(option_config, termination_predicate=lambda info, args: False)
@@ -171,16 +179,31 @@ def test_putnext_marks_the_moved_object_then_its_destination_and_a_skill_option_
     env = gym.make("ModRL-sequences-putnext-yellow-box-blue-key-v0")
     env.reset(seed=0)
     base = env.unwrapped
-    step = next(op for op in planning_domain().ground(env_planning_state(base))
-                if op.skill == "putnext" and op.skill_args == ("box", "yellow", "key", "blue"))
+    step = next(
+        op
+        for op in planning_domain().ground(env_planning_state(base))
+        if op.skill == "putnext" and op.skill_args == ("box", "yellow", "key", "blue")
+    )
     assert skill_targets(step) == (("box", "yellow"), ("key", "blue"))
     assert skill_call(step) == ("putnext", ("yellow", "box"))
     image = full_view_image(base, 25, marker=True, targets=skill_targets(step))
     assert sorted(image[..., 3][image[..., 3] > 0].tolist()) == [1, 2]
     assert image[..., 0][image[..., 3] == 1].tolist() == [7] and image[..., 0][image[..., 3] == 2].tolist() == [KEY]
     library = OptionLibrary()
-    library.add("putnext", Option(OptionConfig(image_shape=(25, 25, 4), image_high=(10, 5, 2, 2), channels=(4,),
-                                               features_dim=4, hidden=(), embed_dim=2, arg_slots=SKILL_SLOTS)))
+    library.add(
+        "putnext",
+        Option(
+            OptionConfig(
+                image_shape=(25, 25, 4),
+                image_high=(10, 5, 2, 2),
+                channels=(4,),
+                features_dim=4,
+                hidden=(),
+                embed_dim=2,
+                arg_slots=SKILL_SLOTS,
+            )
+        ),
+    )
     assert call_resolver(library)(step) == OptionCall(option="putnext", args=("yellow", "box"))
     env.close()
 
@@ -192,8 +215,14 @@ def test_marker_only_skill_options_take_no_words_and_are_called_with_the_steps_w
     from modrl.agents.planning.skills import call_resolver
     from modrl.options import OptionCall
 
-    tiny = {"episodes": 2, "view_size": 9, "epochs": 2, "batch_size": 32, "eval_episodes": 1,
-            "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2}}
+    tiny = {
+        "episodes": 2,
+        "view_size": 9,
+        "epochs": 2,
+        "batch_size": 32,
+        "eval_episodes": 1,
+        "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
+    }
     with pytest.raises(ConfigError, match="words"):
         load_skills_config(tiny, ["words=false"])
     config = load_skills_config(tiny, ["words=false", "target_marker=true", "skills=[open,pickup]"])
@@ -207,8 +236,11 @@ def test_marker_only_skill_options_take_no_words_and_are_called_with_the_steps_w
     env.close()
     call = skill_call(box)
     assert call is not None and call_resolver(library)(box) == OptionCall(option="open", args=call[1])
-    report = evaluate_planner(PlannerEvalConfig(suite="minigrid-hard", split="test", episodes=1,
-                                                library=str(tmp_path / "options"), option_steps=5))
+    report = evaluate_planner(
+        PlannerEvalConfig(
+            suite="minigrid-hard", split="test", episodes=1, library=str(tmp_path / "options"), option_steps=5
+        )
+    )
     assert sum(t.option_calls for t in report.tasks) > 0 and sum(t.fallback_calls for t in report.tasks) == 0
 
 
@@ -223,7 +255,7 @@ def test_redrawn_targets_change_what_the_marked_cell_shows_never_where_or_the_ac
     assert np.array_equal(before[before[..., 3] == 0], after[after[..., 3] == 0])  # only the marked cells change
     start, shown = 0, []
     for length in demos.lengths:
-        cells = after[start:start + length][after[start:start + length, ..., 3] == 1][:, :2]
+        cells = after[start : start + length][after[start : start + length, ..., 3] == 1][:, :2]
         assert len(np.unique(cells, axis=0)) == 1  # one object for the whole call
         shown.append(tuple(cells[0]))
         start += length

@@ -54,8 +54,17 @@ def _trace(env: TaskEnv, seed: int, actions: list[int]) -> list[Any]:
     out: list[Any] = [env.grid.encode().tobytes(), env.agent_pos, env.agent_dir, info["predicates"]]
     for action in actions:
         obs, reward, terminated, truncated, info = env.step(action)
-        out.append((obs["image"].tobytes(), float(reward), terminated, truncated, info["events"],
-                    info["predicates"], info["subtask_index"]))
+        out.append(
+            (
+                obs["image"].tobytes(),
+                float(reward),
+                terminated,
+                truncated,
+                info["events"],
+                info["predicates"],
+                info["subtask_index"],
+            )
+        )
         if terminated or truncated:
             break
     return out
@@ -75,10 +84,13 @@ def _cells(env: TaskEnv) -> list[tuple[str, str, tuple[int, int]]]:
     return [(c.color, c.type, (k % w, k // w)) for k, c in cells if c is not None and c.type != "wall"]
 
 
-@pytest.mark.parametrize(("name", "rooms", "doors"), [
-    ("putnext-red-ball-green-box", 1, 0),
-    ("open-red-door_then_goto-blue-door", 2, 3),
-])
+@pytest.mark.parametrize(
+    ("name", "rooms", "doors"),
+    [
+        ("putnext-red-ball-green-box", 1, 0),
+        ("open-red-door_then_goto-blue-door", 2, 3),
+    ],
+)
 def test_layout_mentions_each_object_once_with_distinct_distractors(name: str, rooms: int, doors: int) -> None:
     t = parse_task(name)
     env = TaskEnv(name, num_distractors=4)

@@ -145,8 +145,11 @@ def test_writer_events_read_back(tmp_path: Path) -> None:
     expected = {
         "modrl/router/entropy": summary.entropy,
         "modrl/router/load_balance": summary.load_balance,
-        "modrl/success/t0": 1.0, "modrl/success/t1": 0.5, "modrl/success/mean": 0.75,
-        "modrl/params/trainable": 1234.0, "modrl/params/frozen": 56.0,
+        "modrl/success/t0": 1.0,
+        "modrl/success/t1": 0.5,
+        "modrl/success/mean": 0.75,
+        "modrl/params/trainable": 1234.0,
+        "modrl/params/frozen": 56.0,
     }
     for i, name in enumerate(MODULES):
         expected[f"modrl/module/{name}/usage"] = summary.usage[i]
@@ -193,8 +196,9 @@ def _use_everything(writer: TelemetryWriter) -> None:
     writer.close()
 
 
-def test_write_failure_warns_once_and_disables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                               caplog: pytest.LogCaptureFixture) -> None:
+def test_write_failure_warns_once_and_disables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def broken(*args: object, **kwargs: object) -> None:
         raise OSError(28, "No space left on device")
 
@@ -208,8 +212,9 @@ def test_write_failure_warns_once_and_disables(tmp_path: Path, monkeypatch: pyte
     assert not writer.enabled
 
 
-def test_unwritable_logdir_warns_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                      caplog: pytest.LogCaptureFixture) -> None:
+def test_unwritable_logdir_warns_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     blocker = tmp_path / "not_a_dir"
     blocker.write_text("a file where the log directory should go")
     with caplog.at_level(logging.WARNING, logger="modrl.telemetry"):

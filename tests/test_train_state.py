@@ -50,8 +50,11 @@ def test_round_trip_layout_and_exact_adam_resume(tmp_path: Path) -> None:
     )
     assert path == tmp_path / "ckpts" / "step-000000000003"
     assert sorted(p.name for p in path.iterdir()) == [
-        "manifest.json", "model.safetensors", "optimizer.safetensors", "state.json",
-    ]  # fmt: skip
+        "manifest.json",
+        "model.safetensors",
+        "optimizer.safetensors",
+        "state.json",
+    ]
     manifest = verify_checkpoint(path, expected_fingerprint=FP)
     assert manifest["format_version"] == 1 and manifest["step"] == 3 and manifest["fingerprint"] == FP
     assert manifest["versions"]["torch"] == torch.__version__

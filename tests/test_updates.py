@@ -55,9 +55,11 @@ class TinyAgent(nn.Module):
     def parts(self) -> ModelParts:
         return ModelParts(
             actor={"extractor": self.extractor, "network": self.network, "action_head": self.action_head},
-            critic={"critic": self.critic}, library=self.network.library, router=self.network.router,
+            critic={"critic": self.critic},
+            library=self.network.library,
+            router=self.network.router,
             optimizer=self.optimizer,
-        )  # fmt: skip
+        )
 
 
 def data(task: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -261,14 +263,16 @@ def test_freeze_grow_phase_enum_keeps_the_checkpoint_strings_and_loads_old_rule_
     restored.after_update(StageProgress(step=50, budget=100, success=0.9))  # the state machine goes on from there
     assert restored.phase is GrowPhase.ASSIMILATED and restored.state_dict().meta["phase"] == "assimilated"
     with pytest.raises(ValueError, match="unknown phase 'growing'"):
-        make("freeze_grow", seed=5)[1].load_state_dict(RuleState(tensors=state.tensors,
-                                                                 meta=json.loads(old) | {"phase": "growing"}))
+        make("freeze_grow", seed=5)[1].load_state_dict(
+            RuleState(tensors=state.tensors, meta=json.loads(old) | {"phase": "growing"})
+        )
 
 
 def test_freeze_grow_refuses_shared_routers_and_exhausted_capacity() -> None:
     agent = TinyAgent()
-    agent.network.router = build_router(RouterConfig(kind="soft", condition="task+obs"), num_modules=K, num_tasks=T,
-                                        obs_dim=D)  # fmt: skip
+    agent.network.router = build_router(
+        RouterConfig(kind="soft", condition="task+obs"), num_modules=K, num_tasks=T, obs_dim=D
+    )
     with pytest.raises(ValueError, match="one router row per task"):
         build_update_rule(UpdateRuleConfig(kind="freeze_grow")).attach(agent.parts())
     agent, rule = make("freeze_grow", modules_per_task=3)

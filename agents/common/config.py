@@ -20,7 +20,6 @@ if TYPE_CHECKING:
     from modrl.envs import Suite
 
 
-
 @dataclass(frozen=True, kw_only=True)
 class EnvConfig:
     """Which tasks to train on and how many envs run side by side.

@@ -81,8 +81,9 @@ def evaluate_policy(
         for name in suite.splits[split]:
             env = make_suite_env(suite, index[name], **env_options(config))
             with acting_as(index[name]) if acting_as is not None else contextlib.nullcontext():
-                episodes_data = [run_episode(env, policy, modular, seed_base + k, deterministic)
-                                 for k in range(episodes)]  # fmt: skip
+                episodes_data = [
+                    run_episode(env, policy, modular, seed_base + k, deterministic) for k in range(episodes)
+                ]
             env.close()
             results.append(task_result(name, split, episodes_data))
     names = list(modular.network.library.names) if modular is not None else None
@@ -187,4 +188,3 @@ def format_report(report: EvalReport) -> str:
     if names:
         title += "; module columns = mean routing weight"
     return "\n".join([title, *lines])
-

@@ -169,7 +169,9 @@ class NonFiniteGuard(BaseCallback):
         bad = self._first_bad([(p, p.grad) for p in self._params(optimizer)])
         if bad is not None:
             raise NonFiniteError(
-                "gradient", env_index=None, step=self.model.num_timesteps,
+                "gradient",
+                env_index=None,
+                step=self.model.num_timesteps,
                 detail=f"parameter {bad!r} after the loss's backward pass (non-finite loss?) in update "
                 f"{self.model._n_updates + 1}; parameters left unchanged",
             )
@@ -178,7 +180,9 @@ class NonFiniteGuard(BaseCallback):
         bad = self._first_bad([(p, p.data) for p in self._params(optimizer)])
         if bad is not None:
             raise NonFiniteError(
-                "parameter", env_index=None, step=self.model.num_timesteps,
+                "parameter",
+                env_index=None,
+                step=self.model.num_timesteps,
                 detail=f"{bad!r} after optimizer step in update {self.model._n_updates + 1} (finite gradients: "
                 "learning rate or optimizer state?)",
             )

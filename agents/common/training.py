@@ -206,8 +206,11 @@ class _GuardedTensorBoardFormat(TensorBoardOutputFormat):
             super().write(key_values, key_excluded, step)
         except OSError as exc:
             self.failed = True
-            log.warning("TensorBoard logging of SB3 scalars disabled: cannot write to %s (%s); training goes on",
-                        self.folder, exc)
+            log.warning(
+                "TensorBoard logging of SB3 scalars disabled: cannot write to %s (%s); training goes on",
+                self.folder,
+                exc,
+            )
             with suppress(Exception):  # the writer is already broken; the warning said so
                 self.writer.close()
 
@@ -315,20 +318,26 @@ def _train(
 
     def save() -> Path:
         return save_model_checkpoint(
-            model, checkpoints_dir, fingerprint=fingerprint, keep=config.train.keep_checkpoints, identity=identity,
+            model,
+            checkpoints_dir,
+            fingerprint=fingerprint,
+            keep=config.train.keep_checkpoints,
+            identity=identity,
             resume_state=capture_resume_state(model, stateful),
         )
 
     checkpointer = CheckpointCallback(save, every=config.train.checkpoint_every, stop=request)
     stateful: dict[str, StatefulCallback] = {"episodes": episodes, "checkpoints": checkpointer}
-    callbacks = CallbackList([
-        guard,
-        episodes,
-        TelemetryCallback(writer, episodes, total_timesteps=total),
-        MetricsLogCallback(run_dir / METRICS, episodes),
-        ProgressCallback(episodes, total_timesteps=total),
-        checkpointer,
-    ])  # fmt: skip
+    callbacks = CallbackList(
+        [
+            guard,
+            episodes,
+            TelemetryCallback(writer, episodes, total_timesteps=total),
+            MetricsLogCallback(run_dir / METRICS, episodes),
+            ProgressCallback(episodes, total_timesteps=total),
+            checkpointer,
+        ]
+    )
     if checkpoint is not None:
         _restore(model, checkpoint, stateful)
         log.info("resumed from %s (step %d)", checkpoint.path, checkpoint.step)
@@ -350,6 +359,8 @@ def _restore(model: OnPolicyAlgorithm, checkpoint: Checkpoint, stateful: Mapping
     if "resume" in checkpoint.meta:
         restore_resume_state(model, checkpoint.tensors.get("resume", {}), checkpoint.meta["resume"], stateful)
     else:
-        log.warning("checkpoint %s holds no env state (an older format): the envs are reset, so this resume is not "
-                    "exact", checkpoint.path)
+        log.warning(
+            "checkpoint %s holds no env state (an older format): the envs are reset, so this resume is not exact",
+            checkpoint.path,
+        )
     restore_model_checkpoint(model, checkpoint)

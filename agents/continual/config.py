@@ -50,10 +50,16 @@ class SequenceConfig:
         check(self.eval_episodes >= 1, "eval_episodes", f"must be >= 1, got {self.eval_episodes}")
         check(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
         check(self.keep_checkpoints >= 2, "keep_checkpoints", f"must be >= 2, got {self.keep_checkpoints}")
-        check(self.reference_dir is None or self.reference == "scratch", "reference_dir",
-              "caches from-scratch references; set sequence.reference: scratch too")  # fmt: skip
-        check(self.reference_dir is None or bool(self.reference_dir.strip()), "reference_dir",
-              "give a directory path or null")  # fmt: skip
+        check(
+            self.reference_dir is None or self.reference == "scratch",
+            "reference_dir",
+            "caches from-scratch references; set sequence.reference: scratch too",
+        )
+        check(
+            self.reference_dir is None or bool(self.reference_dir.strip()),
+            "reference_dir",
+            "give a directory path or null",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,10 +73,21 @@ class ContinualConfig(RunConfig):
     def experiment(self) -> ExperimentConfig:
         """The equivalent single-run config (used to build the model; ``train`` covers the whole sequence)."""
         total = self.sequence.steps_per_task * len(self.sequence.tasks)
-        train = TrainConfig(total_timesteps=total, checkpoint_every=self.sequence.checkpoint_every,
-                            keep_checkpoints=self.sequence.keep_checkpoints, eval_episodes=0)  # fmt: skip
-        return ExperimentConfig(name=self.name, seed=self.seed, torch_threads=self.torch_threads, env=self.env,
-                                agent=self.agent, algo=self.algo, train=train)  # fmt: skip
+        train = TrainConfig(
+            total_timesteps=total,
+            checkpoint_every=self.sequence.checkpoint_every,
+            keep_checkpoints=self.sequence.keep_checkpoints,
+            eval_episodes=0,
+        )
+        return ExperimentConfig(
+            name=self.name,
+            seed=self.seed,
+            torch_threads=self.torch_threads,
+            env=self.env,
+            agent=self.agent,
+            algo=self.algo,
+            train=train,
+        )
 
 
 def load_continual_config(source: Path | str | Mapping[str, Any], overrides: Sequence[str] = ()) -> ContinualConfig:

@@ -65,8 +65,9 @@ def _monitored(suite: Suite, task: int, options: Mapping[str, Any]) -> gym.Env:
     return Monitor(make_suite_env(suite, task, **options))
 
 
-def stage_env(suite: Suite, task: int, *, n_envs: int, seed: int, stage: int, options: Mapping[str, Any]
-              ) -> DummyVecEnv:  # fmt: skip
+def stage_env(
+    suite: Suite, task: int, *, n_envs: int, seed: int, stage: int, options: Mapping[str, Any]
+) -> DummyVecEnv:
     """``n_envs`` copies of one task, env ``i`` seeded ``seed + STAGE_SEED_STRIDE * stage + i``.
 
     Args:
@@ -112,8 +113,7 @@ class RuleProgressCallback(BaseCallback):
     The stage's last update is reported by the runner after ``learn`` returns.
     """
 
-    def __init__(self, rule: UpdateRule, episodes: EpisodeStatsCallback, *, task: str, start: int, budget: int
-                 ) -> None:  # fmt: skip
+    def __init__(self, rule: UpdateRule, episodes: EpisodeStatsCallback, *, task: str, start: int, budget: int) -> None:
         super().__init__()
         self.rule = rule
         self.episodes = episodes

@@ -84,9 +84,18 @@ class ReferenceCache:
         """Store one reference AUC (atomically); returns the entry's path."""
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.path(config, stage)
-        atomic_write_json(path, {"key": reference_key(config, stage), "task": config.sequence.tasks[stage],
-                                 "stage": stage, "seed": config.seed, "steps": steps, "auc": auc,
-                                 "version": REFERENCE_VERSION})  # fmt: skip
+        atomic_write_json(
+            path,
+            {
+                "key": reference_key(config, stage),
+                "task": config.sequence.tasks[stage],
+                "stage": stage,
+                "seed": config.seed,
+                "steps": steps,
+                "auc": auc,
+                "version": REFERENCE_VERSION,
+            },
+        )
         return path
 
 
@@ -103,14 +112,21 @@ def train_reference(config: ContinualConfig, stage: int, out_dir: Path, request:
     name = config.sequence.tasks[stage]
     budget = config.sequence.steps_per_task
     experiment = config.experiment()
-    venv = stage_env(suite, suite.task_index(name), n_envs=config.env.n_envs, seed=config.seed, stage=stage,
-                     options=env_options(experiment))  # fmt: skip
+    venv = stage_env(
+        suite,
+        suite.task_index(name),
+        n_envs=config.env.n_envs,
+        seed=config.seed,
+        stage=stage,
+        options=env_options(experiment),
+    )
     model = build_model(experiment, venv)
     episodes = EpisodeStatsCallback(suite.task_names)
     # No checkpoints (a reference is short and redone if stopped); the callback only ends learn() on a stop request.
     stopper = CheckpointCallback(lambda: None, every=budget + 1, stop=request)
-    callbacks = CallbackList([episodes, MetricsLogCallback(metrics, episodes),
-                              ProgressCallback(episodes, total_timesteps=budget), stopper])  # fmt: skip
+    callbacks = CallbackList(
+        [episodes, MetricsLogCallback(metrics, episodes), ProgressCallback(episodes, total_timesteps=budget), stopper]
+    )
     try:
         model.learn(budget, callback=callbacks)
     finally:

@@ -135,8 +135,9 @@ class _Runner:
 
     def _env(self, stage: int) -> Any:
         c = self.config
-        return stage_env(self.suite, self.task_ids[stage], n_envs=c.env.n_envs, seed=c.seed, stage=stage,
-                         options=self.env_options)  # fmt: skip
+        return stage_env(
+            self.suite, self.task_ids[stage], n_envs=c.env.n_envs, seed=c.seed, stage=stage, options=self.env_options
+        )
 
     def close(self) -> None:
         self.penalty_hook.remove()
@@ -165,8 +166,9 @@ class _Runner:
         return self._outcome(ContinualStatus.COMPLETED, resumed_from)
 
     def _outcome(self, status: ContinualStatus, resumed_from: int | None) -> ContinualOutcome:
-        return ContinualOutcome(status, len(self.record.rows), self.model.num_timesteps, resumed_from,
-                                self.request.signal)  # fmt: skip
+        return ContinualOutcome(
+            status, len(self.record.rows), self.model.num_timesteps, resumed_from, self.request.signal
+        )
 
     def _restore(self, commit: Commit | None) -> tuple[int, _Entry]:
         rows = len(self.record.rows)
@@ -204,23 +206,38 @@ class _Runner:
             self.pending_params = self._param_counts()
             log.info("stage %d (%s): consolidating with rule %s", stage, name, self.config.rule.kind)
             seed = self.config.seed + 7919 * (stage + 1)
-            data = ConsolidationData(lambda n: sample_log_likelihoods(
-                self.model.policy, self.suite, task, n=n, seed=seed, options=self.env_options))
+            data = ConsolidationData(
+                lambda n: sample_log_likelihoods(
+                    self.model.policy, self.suite, task, n=n, seed=seed, options=self.env_options
+                )
+            )
             self.rule.end_stage(data)
             self._commit(stage, Phase.CONSOLIDATED, extra={"params": self.pending_params})
         self._record_row(stage)
         return True
 
     def _commit(self, stage: int, phase: Phase, extra: dict[str, Any] | None = None) -> Path:
-        return save_commit(self.model, self.rule, commit_dirs(self.run_dir, phase, stage, self.names[stage]),
-                           fingerprint=self.fingerprint, keep=self.config.sequence.keep_checkpoints, stage=stage,
-                           phase=phase, stage_start=self.stage_start, extra=extra)  # fmt: skip
+        return save_commit(
+            self.model,
+            self.rule,
+            commit_dirs(self.run_dir, phase, stage, self.names[stage]),
+            fingerprint=self.fingerprint,
+            keep=self.config.sequence.keep_checkpoints,
+            stage=stage,
+            phase=phase,
+            stage_start=self.stage_start,
+            extra=extra,
+        )
 
     def _param_counts(self) -> dict[str, int]:
         counts = self.rule.parameter_counts()
         previous = self.record.stages[-1]["params"]["active"] if self.record.stages else 0
-        return {"trainable": counts.trainable, "frozen": counts.frozen, "active": counts.active,
-                "added": counts.active - previous}  # fmt: skip
+        return {
+            "trainable": counts.trainable,
+            "frozen": counts.frozen,
+            "active": counts.active,
+            "added": counts.active - previous,
+        }
 
     # ---- training ---------------------------------------------------------------------------------------------
     def _train(self, stage: int, *, resumed: bool) -> bool:
@@ -238,19 +255,27 @@ class _Runner:
         progress = RuleProgressCallback(self.rule, episodes, task=name, start=self.stage_start, budget=budget)
         assert self.writer is not None
         # Periodic commits at rollout starts; a stop request commits there too and ends learn().
-        checkpointer = CheckpointCallback(lambda: self._commit(stage, Phase.TRAINING),
-                                          every=self.config.sequence.checkpoint_every, stop=self.request)
-        callbacks = CallbackList([
-            episodes,
-            TelemetryCallback(self.writer, episodes, total_timesteps=budget * len(self.names)),
-            MetricsLogCallback(directory / METRICS, episodes),
-            ProgressCallback(episodes, total_timesteps=end),
-            progress,
-            checkpointer,
-        ])  # fmt: skip
+        checkpointer = CheckpointCallback(
+            lambda: self._commit(stage, Phase.TRAINING), every=self.config.sequence.checkpoint_every, stop=self.request
+        )
+        callbacks = CallbackList(
+            [
+                episodes,
+                TelemetryCallback(self.writer, episodes, total_timesteps=budget * len(self.names)),
+                MetricsLogCallback(directory / METRICS, episodes),
+                ProgressCallback(episodes, total_timesteps=end),
+                progress,
+                checkpointer,
+            ]
+        )
         remaining = end - self.model.num_timesteps
-        log.info("stage %d (%s): %s at step %d", stage, name, "continuing" if resumed else "training",
-                 self.model.num_timesteps)  # fmt: skip
+        log.info(
+            "stage %d (%s): %s at step %d",
+            stage,
+            name,
+            "continuing" if resumed else "training",
+            self.model.num_timesteps,
+        )
         if remaining > 0:
             self.model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
         if checkpointer.stopped_at is not None:  # committed at the rollout start where it stopped
@@ -272,8 +297,10 @@ class _Runner:
         for task, name in zip(self.task_ids, self.names, strict=True):
             env = make_suite_env(self.suite, task, **self.env_options)
             with self.rule.acting_as(task):
-                data = [run_episode(env, policy, modular, EVAL_SEED_BASE + k, True)
-                        for k in range(self.config.sequence.eval_episodes)]  # fmt: skip
+                data = [
+                    run_episode(env, policy, modular, EVAL_SEED_BASE + k, True)
+                    for k in range(self.config.sequence.eval_episodes)
+                ]
             env.close()
             result = task_result(name, "train", data)
             out["success"].append(result.success_rate)
@@ -289,12 +316,16 @@ class _Runner:
         budget = self.config.sequence.steps_per_task
         rule_meta = self.rule.state_dict().meta
         self.record.rows.append(row)
-        self.record.stages.append({
-            "task": name, "start_step": self.stage_start, "end_step": self.model.num_timesteps,
-            "params": self.pending_params, "auc": area_under_curve(steps, values, start=self.stage_start,
-                                                                   end=self.stage_start + budget),
-            "rule_phase": rule_meta.get("phase"),
-        })  # fmt: skip
+        self.record.stages.append(
+            {
+                "task": name,
+                "start_step": self.stage_start,
+                "end_step": self.model.num_timesteps,
+                "params": self.pending_params,
+                "auc": area_under_curve(steps, values, start=self.stage_start, end=self.stage_start + budget),
+                "rule_phase": rule_meta.get("phase"),
+            }
+        )
         self.record.save(self.run_dir)
         (self.run_dir / "R.md").write_text(_table(self.record) + "\n", encoding="utf-8")
         log.info("after stage %d (%s):\n%s", stage, name, _table(self.record))
@@ -342,8 +373,12 @@ class _Runner:
         metrics = continual_metrics(self.record.matrix, auc=auc, auc_reference=reference)
         self.record.metrics = metrics.to_dict()
         self.record.save(self.run_dir)
-        plot_r_matrix(self.record.matrix, self.names, self.run_dir / "R.png",
-                      title=f"R ({self.config.rule.kind}, seed {self.config.seed})")  # fmt: skip
+        plot_r_matrix(
+            self.record.matrix,
+            self.names,
+            self.run_dir / "R.png",
+            title=f"R ({self.config.rule.kind}, seed {self.config.seed})",
+        )
         assert self.writer is not None
         for key in ("average_forgetting", "backward_transfer", "forward_transfer", "average_success"):
             value = self.record.metrics.get(key)

@@ -105,11 +105,21 @@ def save_commit(
     path = save_model_checkpoint(model, model_dir, fingerprint=fingerprint, keep=keep)
     state = rule.state_dict()
     meta = {
-        "stage": stage, "phase": phase.value, "stage_start": stage_start, "rule": state.meta, "extra": extra or {},
+        "stage": stage,
+        "phase": phase.value,
+        "stage_start": stage_start,
+        "rule": state.meta,
+        "extra": extra or {},
         "model_manifest_sha256": sha256_file(path / MANIFEST),
-    }  # fmt: skip
-    save_checkpoint(state_dir, step=model.num_timesteps, tensors={"rule": state.tensors}, meta=meta,
-                    fingerprint=fingerprint, keep=keep + 1)  # fmt: skip
+    }
+    save_checkpoint(
+        state_dir,
+        step=model.num_timesteps,
+        tensors={"rule": state.tensors},
+        meta=meta,
+        fingerprint=fingerprint,
+        keep=keep + 1,
+    )
     return path
 
 
@@ -119,9 +129,10 @@ def _latest_in(dirs: tuple[Path, Path], fingerprint: str) -> Commit | None:
         try:
             state = load_checkpoint(state_path, expected_fingerprint=fingerprint)
             model_path = model_dir / step_dir_name(state.step)
-            if not (model_path / MANIFEST).is_file() or sha256_file(model_path / MANIFEST) != state.meta[
-                "model_manifest_sha256"
-            ]:
+            if (
+                not (model_path / MANIFEST).is_file()
+                or sha256_file(model_path / MANIFEST) != state.meta["model_manifest_sha256"]
+            ):
                 raise CheckpointError(f"{model_path}: missing, or not the model checkpoint this state committed")
             model = load_checkpoint(model_path, expected_fingerprint=fingerprint)
         except CheckpointError as exc:
@@ -129,8 +140,14 @@ def _latest_in(dirs: tuple[Path, Path], fingerprint: str) -> Commit | None:
             continue
         meta = state.meta
         rule = RuleState(tensors=dict(state.tensors.get("rule", {})), meta=dict(meta["rule"]))
-        return Commit(stage=int(meta["stage"]), phase=Phase(meta["phase"]), stage_start=int(meta["stage_start"]),
-                      model=model, rule=rule, extra=dict(meta.get("extra", {})))  # fmt: skip
+        return Commit(
+            stage=int(meta["stage"]),
+            phase=Phase(meta["phase"]),
+            stage_start=int(meta["stage_start"]),
+            model=model,
+            rule=rule,
+            extra=dict(meta.get("extra", {})),
+        )
     return None
 
 
@@ -174,11 +191,18 @@ class ContinualRecord:
     def to_json(self) -> dict[str, Any]:
         """The on-disk form: ``{"tasks", "R", ...}`` (what :func:`modrl.report.plots.plot_r_matrix` readers need)."""
         return {
-            "tasks": self.tasks, "R": self.matrix, "complete": len(self.rows) == len(self.tasks),
+            "tasks": self.tasks,
+            "R": self.matrix,
+            "complete": len(self.rows) == len(self.tasks),
             "R_initial": self.initial["success"] if self.initial else None,
-            "returns": [row["return"] for row in self.rows], "rule": self.rule, "initial": self.initial,
-            "rows": self.rows, "stages": self.stages, "reference_auc": self.reference_auc, "metrics": self.metrics,
-        }  # fmt: skip
+            "returns": [row["return"] for row in self.rows],
+            "rule": self.rule,
+            "initial": self.initial,
+            "rows": self.rows,
+            "stages": self.stages,
+            "reference_auc": self.reference_auc,
+            "metrics": self.metrics,
+        }
 
     def save(self, run_dir: Path) -> None:
         """Atomically rewrite ``run_dir/continual.json``."""
@@ -193,9 +217,15 @@ class ContinualRecord:
         data = json.loads(path.read_text(encoding="utf-8"))
         if data["tasks"] != list(tasks):
             raise ValueError(f"{path}: recorded tasks {data['tasks']} differ from the config's {list(tasks)}")
-        return cls(tasks=list(tasks), rule=dict(rule), initial=data.get("initial"), rows=list(data["rows"]),
-                   stages=list(data["stages"]), reference_auc=dict(data.get("reference_auc") or {}),
-                   metrics=data.get("metrics"))  # fmt: skip
+        return cls(
+            tasks=list(tasks),
+            rule=dict(rule),
+            initial=data.get("initial"),
+            rows=list(data["rows"]),
+            stages=list(data["stages"]),
+            reference_auc=dict(data.get("reference_auc") or {}),
+            metrics=data.get("metrics"),
+        )
 
 
 @dataclass(frozen=True)

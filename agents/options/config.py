@@ -83,8 +83,11 @@ class SubtaskEnvConfig(EpisodeConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check(0 <= self.prefix_skills <= 10, "prefix_skills", f"must be in [0, 10], got {self.prefix_skills}")
-        check(self.view_size is None or (self.view_size >= 7 and self.view_size % 2 == 1), "view_size",
-              f"must be null or an odd integer >= 7, got {self.view_size}")
+        check(
+            self.view_size is None or (self.view_size >= 7 and self.view_size % 2 == 1),
+            "view_size",
+            f"must be null or an odd integer >= 7, got {self.view_size}",
+        )
 
 
 #: Most demonstration episodes, epochs or batch size a ``demos`` section may ask for (a typo is refused early).
@@ -123,8 +126,11 @@ class DemoConfig:
             check(1 <= value <= MAX_DEMO_SIZE, name, f"must be in [1, {MAX_DEMO_SIZE}], got {value}")
         check(0 < self.learning_rate <= 1, "learning_rate", f"must be in (0, 1], got {self.learning_rate}")
         check(0 <= self.value_coef <= 100, "value_coef", f"must be in [0, 100], got {self.value_coef}")
-        check(self.max_grad_norm is None or self.max_grad_norm > 0, "max_grad_norm",
-              f"must be > 0 (or null: no clipping), got {self.max_grad_norm}")
+        check(
+            self.max_grad_norm is None or self.max_grad_norm > 0,
+            "max_grad_norm",
+            f"must be > 0 (or null: no clipping), got {self.max_grad_norm}",
+        )
 
     @property
     def enabled(self) -> bool:
@@ -160,8 +166,11 @@ class OptionsTrainConfig:
     def __post_init__(self) -> None:
         check(0 <= self.seed < MAX_SEED, "seed", f"must be in [0, {MAX_SEED}), got {self.seed}")
         check(self.torch_threads >= 1, "torch_threads", f"must be >= 1, got {self.torch_threads}")
-        check(len(self.options) >= 1 and len(set(self.options)) == len(self.options), "options",
-              f"needs at least one option, each once, got {list(self.options)}")
+        check(
+            len(self.options) >= 1 and len(set(self.options)) == len(self.options),
+            "options",
+            f"needs at least one option, each once, got {list(self.options)}",
+        )
         check(self.eval_episodes >= 0, "eval_episodes", f"must be >= 0, got {self.eval_episodes}")
 
 
@@ -209,12 +218,14 @@ class RouteConfig:
     def __post_init__(self) -> None:
         check(0 <= self.seed < MAX_SEED, "seed", f"must be in [0, {MAX_SEED}), got {self.seed}")
         check(bool(self.library), "library", "give the option library directory")
-        for name in ("torch_threads", "max_option_steps", "max_decisions", "hidden", "features_dim",
-                     "total_timesteps"):
+        for name in ("torch_threads", "max_option_steps", "max_decisions", "hidden", "features_dim", "total_timesteps"):
             check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
         check(0 <= self.gamma_option <= 1, "gamma_option", f"must be in [0, 1], got {self.gamma_option}")
-        check(self.loop_limit is None or self.loop_limit >= 2, "loop_limit",
-              f"must be >= 2 (or null: off), got {self.loop_limit}")
+        check(
+            self.loop_limit is None or self.loop_limit >= 2,
+            "loop_limit",
+            f"must be >= 2 (or null: off), got {self.loop_limit}",
+        )
         check(self.eval_episodes >= 0, "eval_episodes", f"must be >= 0, got {self.eval_episodes}")
 
 
@@ -222,8 +233,9 @@ def load_options_config(source: Path | str | Mapping[str, Any], overrides: Seque
     """An :class:`OptionsTrainConfig` from YAML (or a mapping) plus ``key.sub=value`` overrides, suite checked."""
     data = source if isinstance(source, Mapping) else load_yaml(source)
     config = from_dict(OptionsTrainConfig, apply_overrides(data, overrides))
-    check_split(config.env.suite, [config.env.train_split] + ([config.env.test_split] if config.env.test_split
-                                                                else []), "env")
+    check_split(
+        config.env.suite, [config.env.train_split] + ([config.env.test_split] if config.env.test_split else []), "env"
+    )
     return config
 
 
@@ -244,5 +256,6 @@ def check_split(suite_name: str, splits: Sequence[str], where: str) -> None:
         raise ConfigError(f"{where}.suite: {exc}") from None
     for split in splits:
         if split not in suite.splits:
-            raise ConfigError(f"{where}: suite {suite.name!r} has no split {split!r}; its splits: "
-                              f"{', '.join(suite.splits)}")
+            raise ConfigError(
+                f"{where}: suite {suite.name!r} has no split {split!r}; its splits: {', '.join(suite.splits)}"
+            )

@@ -76,8 +76,9 @@ class OptionCriticModel(nn.Module):
         outs = [self.library.get(name)(image, direction) for name in self.library.names]
         option_logits, q = self.controller(image, direction, task)
         beta = torch.stack([o.termination for o in outs if o.termination is not None], dim=1)
-        return CriticHeads(logits=torch.stack([o.logits for o in outs], dim=1), beta=beta,
-                           option_logits=option_logits, q=q)
+        return CriticHeads(
+            logits=torch.stack([o.logits for o in outs], dim=1), beta=beta, option_logits=option_logits, q=q
+        )
 
 
 def build_model(config: OptionCriticConfig, num_tasks: int, *, num_actions: int = 7) -> OptionCriticModel:
@@ -85,12 +86,28 @@ def build_model(config: OptionCriticConfig, num_tasks: int, *, num_actions: int 
     net = config.net
     library = OptionLibrary()
     for k in range(config.num_options):
-        library.add(f"option{k}", Option(OptionConfig(num_actions=num_actions, embed_dim=net.embed_dim,
-                                                      channels=net.channels, features_dim=net.features_dim,
-                                                      hidden=net.hidden, termination="learned")))
-    controller = OptionController(num_options=config.num_options, num_tasks=num_tasks, embed_dim=net.embed_dim,
-                                  channels=net.channels, features_dim=net.features_dim, hidden=net.critic_hidden,
-                                  task_dim=config.task_dim)
+        library.add(
+            f"option{k}",
+            Option(
+                OptionConfig(
+                    num_actions=num_actions,
+                    embed_dim=net.embed_dim,
+                    channels=net.channels,
+                    features_dim=net.features_dim,
+                    hidden=net.hidden,
+                    termination="learned",
+                )
+            ),
+        )
+    controller = OptionController(
+        num_options=config.num_options,
+        num_tasks=num_tasks,
+        embed_dim=net.embed_dim,
+        channels=net.channels,
+        features_dim=net.features_dim,
+        hidden=net.critic_hidden,
+        task_dim=config.task_dim,
+    )
     return OptionCriticModel(library, controller)
 
 
@@ -168,8 +185,9 @@ def _pick(values: Tensor, index: Tensor) -> Tensor:
     return values.gather(1, index.clamp(min=0)[:, None]).squeeze(1)
 
 
-def collect(model: OptionCriticModel, loop: _Loop, config: OptionCriticConfig,
-            gen: torch.Generator) -> dict[str, Tensor]:
+def collect(
+    model: OptionCriticModel, loop: _Loop, config: OptionCriticConfig, gen: torch.Generator
+) -> dict[str, Tensor]:
     """One rollout of ``algo.n_steps`` steps in every slot; returns ``(T, N, ...)`` tensors incl. advantages."""
     steps, n = config.algo.n_steps, loop.slots.n_envs
     rows: list[dict[str, Tensor]] = []
@@ -203,26 +221,46 @@ def collect(model: OptionCriticModel, loop: _Loop, config: OptionCriticConfig,
                 loop.end_call(i, EndReason.EPISODE_END)
                 loop.option[i] = -1
                 loop.obs[i] = loop.slots.reset(i)[0]
-        rows.append(dict(image=image, direction=direction, task=task, prev=prev, option=option, choose=choose,
-                         has_prev=has_prev, beta_prev=beta_prev, action=action,
-                         logp=act_logp.gather(1, action[:, None]).squeeze(1),
-                         logp_option=torch.log_softmax(heads.option_logits, 1).gather(1, option[:, None]).squeeze(1),
-                         value=_pick(heads.q, option), v_state=v_state,
-                         term_adv=_pick(heads.q, prev) - v_state, reward=reward, done=done))
+        rows.append(
+            dict(
+                image=image,
+                direction=direction,
+                task=task,
+                prev=prev,
+                option=option,
+                choose=choose,
+                has_prev=has_prev,
+                beta_prev=beta_prev,
+                action=action,
+                logp=act_logp.gather(1, action[:, None]).squeeze(1),
+                logp_option=torch.log_softmax(heads.option_logits, 1).gather(1, option[:, None]).squeeze(1),
+                value=_pick(heads.q, option),
+                v_state=v_state,
+                term_adv=_pick(heads.q, prev) - v_state,
+                reward=reward,
+                done=done,
+            )
+        )
     batch = {key: torch.stack([row[key] for row in rows]) for key in rows[0]}
     with torch.no_grad():
         heads = model(*loop.inputs())
     beta = _pick(heads.beta, loop.option)
     v_next = OptionController.state_value(heads.option_logits, heads.q)
     last = torch.where(loop.option >= 0, (1 - beta) * _pick(heads.q, loop.option) + beta * v_next, v_next)
-    batch["advantage"] = gae(batch["reward"], batch["value"], batch["done"], last, config.algo.gamma,
-                             config.algo.gae_lambda)
+    batch["advantage"] = gae(
+        batch["reward"], batch["value"], batch["done"], last, config.algo.gamma, config.algo.gae_lambda
+    )
     batch["returns"] = batch["advantage"] + batch["value"]
     return batch
 
 
-def update(model: OptionCriticModel, optimizer: torch.optim.Optimizer, batch: dict[str, Tensor],
-           config: OptionCriticConfig, gen: torch.Generator) -> dict[str, float]:
+def update(
+    model: OptionCriticModel,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, Tensor],
+    config: OptionCriticConfig,
+    gen: torch.Generator,
+) -> dict[str, float]:
     """``algo.n_epochs`` passes of minibatch updates over one rollout; returns the last minibatch's losses."""
     algo = config.algo
     flat = {key: value.reshape(-1, *value.shape[2:]) for key, value in batch.items()}
@@ -231,30 +269,48 @@ def update(model: OptionCriticModel, optimizer: torch.optim.Optimizer, batch: di
         mb = {key: value[idx] for key, value in flat.items()}
         heads = model(mb["image"], mb["direction"], mb["task"])
         logp_all = torch.log_softmax(heads.logits[torch.arange(len(idx)), mb["option"]], dim=1)
-        policy_loss = clipped_surrogate(logp_all.gather(1, mb["action"][:, None]).squeeze(1), mb["logp"],
-                                        mb["advantage"], algo.clip_range)
+        policy_loss = clipped_surrogate(
+            logp_all.gather(1, mb["action"][:, None]).squeeze(1), mb["logp"], mb["advantage"], algo.clip_range
+        )
         entropy = -(logp_all.exp() * logp_all).sum(1).mean()
         option_logp = torch.log_softmax(heads.option_logits, dim=1)
-        option_loss = clipped_surrogate(option_logp.gather(1, mb["option"][:, None]).squeeze(1), mb["logp_option"],
-                                        mb["returns"] - mb["v_state"], algo.clip_range, mask=mb["choose"])
+        option_loss = clipped_surrogate(
+            option_logp.gather(1, mb["option"][:, None]).squeeze(1),
+            mb["logp_option"],
+            mb["returns"] - mb["v_state"],
+            algo.clip_range,
+            mask=mb["choose"],
+        )
         option_entropy = -(option_logp.exp() * option_logp).sum(1)[mb["choose"]].sum() / mb["choose"].sum().clamp(min=1)
         value_loss = 0.5 * (_pick(heads.q, mb["option"]) - mb["returns"]).square().mean()
         has_prev = mb["has_prev"].float()
-        termination_loss = (_pick(heads.beta, mb["prev"]) * (mb["term_adv"] + config.termination_reg)
-                            * has_prev).sum() / has_prev.sum().clamp(min=1)
-        loss = (policy_loss + option_loss + algo.vf_coef * value_loss + config.termination_coef * termination_loss
-                - algo.ent_coef * entropy - config.option_ent_coef * option_entropy)
+        termination_loss = (
+            _pick(heads.beta, mb["prev"]) * (mb["term_adv"] + config.termination_reg) * has_prev
+        ).sum() / has_prev.sum().clamp(min=1)
+        loss = (
+            policy_loss
+            + option_loss
+            + algo.vf_coef * value_loss
+            + config.termination_coef * termination_loss
+            - algo.ent_coef * entropy
+            - config.option_ent_coef * option_entropy
+        )
         optimizer.zero_grad()
         loss.backward()
         nn.utils.clip_grad_norm_(model.parameters(), algo.max_grad_norm)
         optimizer.step()
-        losses = {"policy_loss": policy_loss.item(), "option_loss": option_loss.item(),
-                  "value_loss": value_loss.item(), "termination_loss": termination_loss.item()}
+        losses = {
+            "policy_loss": policy_loss.item(),
+            "option_loss": option_loss.item(),
+            "value_loss": value_loss.item(),
+            "termination_loss": termination_loss.item(),
+        }
     return losses
 
 
-def train_option_critic(config: OptionCriticConfig, *, slots: Slots | None = None,
-                        writer: TelemetryWriter | None = None) -> tuple[OptionCriticModel, list[UpdateRecord]]:
+def train_option_critic(
+    config: OptionCriticConfig, *, slots: Slots | None = None, writer: TelemetryWriter | None = None
+) -> tuple[OptionCriticModel, list[UpdateRecord]]:
     """Train for ``config.total_timesteps`` frames (whole rollouts) on ``slots`` (default: the config's tasks).
 
     TensorBoard (steps are frames): the option telemetry of :mod:`modrl.options.stats` (``modrl/options/mean_duration``,
@@ -268,8 +324,9 @@ def train_option_critic(config: OptionCriticConfig, *, slots: Slots | None = Non
     own = slots is None
     slots = TaskSlots(config.env, seed=config.seed) if slots is None else slots
     model = build_model(config, len(slots.task_names))
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.algo.learning_rate, eps=1e-5,
-                                 fused=config.algo.fused_adam)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.algo.learning_rate, eps=1e-5, fused=config.algo.fused_adam
+    )
     stats = OptionStats(model.library.names, slots.task_names)
     loop, history, frames = _Loop(slots, stats), list[UpdateRecord](), 0
     try:
@@ -284,14 +341,20 @@ def train_option_critic(config: OptionCriticConfig, *, slots: Slots | None = Non
     return model, history
 
 
-def _record(frames: int, batch: dict[str, Tensor], loop: _Loop, losses: dict[str, float],
-            writer: TelemetryWriter | None) -> UpdateRecord:
+def _record(
+    frames: int, batch: dict[str, Tensor], loop: _Loop, losses: dict[str, float], writer: TelemetryWriter | None
+) -> UpdateRecord:
     has_prev = batch["has_prev"]
     beta = float(batch["beta_prev"][has_prev].mean()) if bool(has_prev.any()) else float("nan")
     summary = loop.stats.log(writer, frames) if writer is not None else loop.stats.summary()
     loop.stats.reset()
-    record = UpdateRecord(frames=frames, mean_duration=summary.total_mean_duration if summary else float("nan"),
-                          termination_prob=beta, success=loop.window.success(), **losses)
+    record = UpdateRecord(
+        frames=frames,
+        mean_duration=summary.total_mean_duration if summary else float("nan"),
+        termination_prob=beta,
+        success=loop.window.success(),
+        **losses,
+    )
     if writer is not None:
         writer.log_scalar("modrl/option_critic/termination_prob", beta, frames)
         for key in losses:
@@ -300,8 +363,9 @@ def _record(frames: int, batch: dict[str, Tensor], loop: _Loop, losses: dict[str
     return record
 
 
-def evaluate_option_critic(model: OptionCriticModel, config: OptionCriticConfig, *, episodes: int,
-                           deterministic: bool, seed_base: int) -> dict[str, OptionCriticTaskEval]:
+def evaluate_option_critic(
+    model: OptionCriticModel, config: OptionCriticConfig, *, episodes: int, deterministic: bool, seed_base: int
+) -> dict[str, OptionCriticTaskEval]:
     """Success rate and mean option duration per task (episode ``k`` seeded ``seed_base + k``); with
     ``deterministic`` the option choice and the actions are argmax (terminations stay Bernoulli draws)."""
     slots = TaskSlots(replace(config.env, n_envs=1), seed=seed_base)
@@ -337,21 +401,30 @@ def save_option_critic(model: OptionCriticModel, run_dir: Path, *, task_names: t
     and the controller into ``run_dir/controller.safetensors`` (its task order in the header)."""
     model.library.save(run_dir / LIBRARY_DIR)
     tensors = {key: value.detach().contiguous() for key, value in model.controller.state_dict().items()}
-    metadata = {"format": "modrl.option-controller", "options": json.dumps(model.library.names),
-                "tasks": json.dumps(list(task_names))}
+    metadata = {
+        "format": "modrl.option-controller",
+        "options": json.dumps(model.library.names),
+        "tasks": json.dumps(list(task_names)),
+    }
     atomic_write_bytes(run_dir / CONTROLLER_FILE, safetensors.torch.save(tensors, metadata=metadata))
 
 
-def run_option_critic(config: OptionCriticConfig, run_dir: Path, *,
-                      writer: TelemetryWriter | None = None) -> OptionCriticResults:
+def run_option_critic(
+    config: OptionCriticConfig, run_dir: Path, *, writer: TelemetryWriter | None = None
+) -> OptionCriticResults:
     """Train, save (:func:`save_option_critic`), evaluate every task (stochastic and deterministic) and write
     ``run_dir/results.json`` (:meth:`OptionCriticResults.to_dict`); returns what it wrote."""
     model, history = train_option_critic(config, writer=writer)
     task_names = TaskSlots(config.env, seed=config.seed).task_names
     save_option_critic(model, run_dir, task_names=task_names)
-    stoch, det = (evaluate_option_critic(model, config, episodes=config.eval_episodes, deterministic=deterministic,
-                                         seed_base=EVAL_SEED_BASE) for deterministic in (False, True))
-    results = OptionCriticResults(frames=history[-1].frames if history else 0, final=history[-1] if history else None,
-                                  stoch=stoch, det=det)
+    stoch, det = (
+        evaluate_option_critic(
+            model, config, episodes=config.eval_episodes, deterministic=deterministic, seed_base=EVAL_SEED_BASE
+        )
+        for deterministic in (False, True)
+    )
+    results = OptionCriticResults(
+        frames=history[-1].frames if history else 0, final=history[-1] if history else None, stoch=stoch, det=det
+    )
     atomic_write_json(run_dir / "results.json", results.to_dict())
     return results

@@ -122,8 +122,9 @@ def _load(cls: type[Any], source: Path | str | Mapping[str, Any], overrides: Seq
     return config
 
 
-def load_option_critic_config(source: Path | str | Mapping[str, Any],
-                              overrides: Sequence[str] = ()) -> OptionCriticConfig:
+def load_option_critic_config(
+    source: Path | str | Mapping[str, Any], overrides: Sequence[str] = ()
+) -> OptionCriticConfig:
     """An :class:`OptionCriticConfig` from YAML (or a mapping) plus ``key.sub=value`` overrides; suite checked."""
     config: OptionCriticConfig = _load(OptionCriticConfig, source, overrides)
     return config
@@ -137,6 +138,8 @@ def load_sketch_config(source: Path | str | Mapping[str, Any], overrides: Sequen
     if config.eval_split is not None:
         check_split(config.env.suite, [config.eval_split], "eval_split")
     if any(not spec.env_id.startswith("ModRL-") for spec in get_suite(config.env.suite).tasks):
-        raise ConfigError(f"env.suite: {config.env.suite!r} has tasks without a sketch; sketch-guided training needs "
-                          "a generated suite (sequences, colour-type, verb-object)")
+        raise ConfigError(
+            f"env.suite: {config.env.suite!r} has tasks without a sketch; sketch-guided training needs "
+            "a generated suite (sequences, colour-type, verb-object)"
+        )
     return config

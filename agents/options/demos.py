@@ -115,12 +115,19 @@ def _run_oracle(env: SubtaskEnv, task: str, seed: int) -> _Episode:
         obs, reward, terminated, truncated, info = env.step(action)
         rewards.append(float(reward))
         if terminated or truncated:
-            return _Episode(observations=observations, actions=actions, rewards=rewards, task_seed=task_seed,
-                            success=bool(info.get("is_success", False)), frames=len(actions))
+            return _Episode(
+                observations=observations,
+                actions=actions,
+                rewards=rewards,
+                task_seed=task_seed,
+                success=bool(info.get("is_success", False)),
+                frames=len(actions),
+            )
 
 
-def _run_segment(env: SubtaskEnv, task: str, seed: int, *, wanted: Callable[[Subtask], bool],
-                 slots: Sequence[Sequence[str]]) -> _Episode:
+def _run_segment(
+    env: SubtaskEnv, task: str, seed: int, *, wanted: Callable[[Subtask], bool], slots: Sequence[Sequence[str]]
+) -> _Episode:
     """The oracle solves all of ``task``; the steps of its first ``wanted`` subtask are kept (reward at its end as in
     :class:`SubtaskEnv`, ``1 - 0.9 * steps / max_steps``, counting the segment's steps)."""
     subtasks = parse_task(task).subtasks
@@ -141,8 +148,14 @@ def _run_segment(env: SubtaskEnv, task: str, seed: int, *, wanted: Callable[[Sub
         current = option_observation(raw, subtasks[target], slots)
         if subtasks[target].symbol in info["events"]:
             reward = 1.0 - 0.9 * len(actions) / view.unwrapped.max_steps
-            return _Episode(observations=observations, actions=actions, rewards=[0.0] * (len(actions) - 1) + [reward],
-                            task_seed=task_seed, success=bool(actions), frames=frames)
+            return _Episode(
+                observations=observations,
+                actions=actions,
+                rewards=[0.0] * (len(actions) - 1) + [reward],
+                task_seed=task_seed,
+                success=bool(actions),
+                frames=frames,
+            )
         done = int(info["subtask_index"])
         if terminated or truncated:
             break
@@ -159,8 +172,15 @@ def discounted_returns(rewards: np.ndarray, gamma: float) -> np.ndarray:
     return out
 
 
-def collect_demos(env: SubtaskEnv, *, episodes: int, gamma: float, seed_base: int = DEMO_SEED_BASE,
-                  segment: Callable[[Subtask], bool] | None = None, slots: Sequence[Sequence[str]] = ()) -> DemoSet:
+def collect_demos(
+    env: SubtaskEnv,
+    *,
+    episodes: int,
+    gamma: float,
+    seed_base: int = DEMO_SEED_BASE,
+    segment: Callable[[Subtask], bool] | None = None,
+    slots: Sequence[Sequence[str]] = (),
+) -> DemoSet:
     """Collect ``episodes`` successful oracle demonstrations in ``env``, cycling through ``env.tasks``.
 
     Args:
@@ -195,9 +215,12 @@ def collect_demos(env: SubtaskEnv, *, episodes: int, gamma: float, seed_base: in
         observations={key: np.stack([np.asarray(o[key]) for o in steps]) for key in steps[0]},
         actions=np.asarray([a for _, _, e in kept for a in e.actions], np.int64),
         returns=np.concatenate([discounted_returns(np.asarray(e.rewards), gamma) for _, _, e in kept]),
-        tasks=tuple(t for t, _, _ in kept), seeds=tuple(s for _, s, _ in kept),
-        task_seeds=tuple(e.task_seed for _, _, e in kept), lengths=tuple(len(e.actions) for _, _, e in kept),
-        attempts=attempts, frames=frames,
+        tasks=tuple(t for t, _, _ in kept),
+        seeds=tuple(s for _, s, _ in kept),
+        task_seeds=tuple(e.task_seed for _, _, e in kept),
+        lengths=tuple(len(e.actions) for _, _, e in kept),
+        attempts=attempts,
+        frames=frames,
     )
 
 
@@ -237,8 +260,15 @@ def set_action_prior(policy: ActorCriticPolicy, demos: DemoSet) -> torch.Tensor:
     return prior
 
 
-def behaviour_clone(policy: ActorCriticPolicy, demos: DemoSet, config: DemoConfig, *, seed: int = 0,
-                    writer: TelemetryWriter | None = None, tag: str = "modrl/demos") -> list[dict[str, float]]:
+def behaviour_clone(
+    policy: ActorCriticPolicy,
+    demos: DemoSet,
+    config: DemoConfig,
+    *,
+    seed: int = 0,
+    writer: TelemetryWriter | None = None,
+    tag: str = "modrl/demos",
+) -> list[dict[str, float]]:
     """Fit ``policy`` to ``demos`` for ``config.epochs`` passes (Adam, minibatches of ``config.batch_size``, the
     gradient clipped to ``config.max_grad_norm``). A run that ends no more accurate than always taking the most
     frequent action is logged as a warning (it stalled at the action prior).
@@ -285,15 +315,29 @@ def behaviour_clone(policy: ActorCriticPolicy, demos: DemoSet, config: DemoConfi
     policy.set_training_mode(False)
     majority = float(np.bincount(np.asarray(demos.actions)).max() / max(demos.size, 1))
     if history and len(np.unique(demos.actions)) > 1 and history[-1]["accuracy"] <= majority + 0.01:
-        log.warning("behaviour cloning (%s) ended at accuracy %.2f, no better than always taking the most frequent "
-                    "action (%.2f): it stalled at the action prior; try another seed, a lower learning_rate or "
-                    "a smaller max_grad_norm", tag, history[-1]["accuracy"], majority)
+        log.warning(
+            "behaviour cloning (%s) ended at accuracy %.2f, no better than always taking the most frequent "
+            "action (%.2f): it stalled at the action prior; try another seed, a lower learning_rate or "
+            "a smaller max_grad_norm",
+            tag,
+            history[-1]["accuracy"],
+            majority,
+        )
     return history
 
 
-def warm_start(policy: ActorCriticPolicy, env: SubtaskEnv, config: DemoConfig, *, gamma: float, seed: int = 0,
-               writer: TelemetryWriter | None = None, name: str = "option",
-               segment: Callable[[Subtask], bool] | None = None, slots: Sequence[Sequence[str]] = ()) -> DemoStats:
+def warm_start(
+    policy: ActorCriticPolicy,
+    env: SubtaskEnv,
+    config: DemoConfig,
+    *,
+    gamma: float,
+    seed: int = 0,
+    writer: TelemetryWriter | None = None,
+    name: str = "option",
+    segment: Callable[[Subtask], bool] | None = None,
+    slots: Sequence[Sequence[str]] = (),
+) -> DemoStats:
     """Collect ``config.episodes`` demonstrations in ``env`` (``segment``, ``slots``: see :func:`collect_demos`) and
     behaviour-clone ``policy`` on them (see the module docstring); TensorBoard tags ``modrl/demos/<name>/...``."""
     start = time.perf_counter()
@@ -301,10 +345,26 @@ def warm_start(policy: ActorCriticPolicy, env: SubtaskEnv, config: DemoConfig, *
     before = demo_accuracy(policy, demos)
     history = behaviour_clone(policy, demos, config, seed=seed, writer=writer, tag=f"modrl/demos/{name}")
     last = history[-1]
-    stats = DemoStats(episodes=len(demos.tasks), attempts=demos.attempts, pairs=demos.size, frames=demos.frames,
-                      mean_length=float(np.mean(demos.lengths)), accuracy_before=before, accuracy=last["accuracy"],
-                      bc_loss=last["bc_loss"], value_loss=last.get("value_loss"),
-                      seconds=time.perf_counter() - start)
-    log.info("%s: %d demonstrations (%d pairs, %d attempts); behaviour cloning accuracy %.2f -> %.2f in %.1fs",
-             name, stats.episodes, stats.pairs, stats.attempts, before, stats.accuracy, stats.seconds)
+    stats = DemoStats(
+        episodes=len(demos.tasks),
+        attempts=demos.attempts,
+        pairs=demos.size,
+        frames=demos.frames,
+        mean_length=float(np.mean(demos.lengths)),
+        accuracy_before=before,
+        accuracy=last["accuracy"],
+        bc_loss=last["bc_loss"],
+        value_loss=last.get("value_loss"),
+        seconds=time.perf_counter() - start,
+    )
+    log.info(
+        "%s: %d demonstrations (%d pairs, %d attempts); behaviour cloning accuracy %.2f -> %.2f in %.1fs",
+        name,
+        stats.episodes,
+        stats.pairs,
+        stats.attempts,
+        before,
+        stats.accuracy,
+        stats.seconds,
+    )
     return stats

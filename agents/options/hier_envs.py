@@ -43,8 +43,9 @@ class Slots(Protocol):
         """Number of slots."""
         ...
 
-    def reset(self, slot: int, allowed: Sequence[int] | None = None, *, task: int | None = None,
-              seed: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def reset(
+        self, slot: int, allowed: Sequence[int] | None = None, *, task: int | None = None, seed: int | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Start a new episode in ``slot``."""
         ...
 
@@ -91,8 +92,9 @@ class TaskSlots:
         """The env of ``slot``'s current task."""
         return self._task_env(slot, self.current[slot])
 
-    def reset(self, slot: int, allowed: Sequence[int] | None = None, *, task: int | None = None,
-              seed: int | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    def reset(
+        self, slot: int, allowed: Sequence[int] | None = None, *, task: int | None = None, seed: int | None = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
         """Start a new episode in ``slot``: task ``task`` or one drawn from ``allowed`` (indices into
         ``task_names``; all by default), reset with ``seed`` or a drawn seed."""
         choices = range(len(self.task_names)) if allowed is None else allowed
@@ -105,8 +107,13 @@ class TaskSlots:
     def step(self, slot: int, action: int) -> StepResult:
         """Step ``slot``'s env."""
         obs, reward, terminated, truncated, info = self.env(slot).step(action)
-        return StepResult(observation=obs, reward=float(reward), done=bool(terminated or truncated),
-                          success=bool(terminated and float(reward) > 0), info=dict(info))
+        return StepResult(
+            observation=obs,
+            reward=float(reward),
+            done=bool(terminated or truncated),
+            success=bool(terminated and float(reward) > 0),
+            info=dict(info),
+        )
 
     def task_index(self, slot: int) -> int:
         """Index (into ``task_names``) of ``slot``'s current task."""

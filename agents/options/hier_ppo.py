@@ -45,8 +45,7 @@ def gae(rewards: Tensor, values: Tensor, dones: Tensor, last_value: Tensor, gamm
         ``(T, N)`` float32 advantages.
     """
     steps, n_envs = rewards.shape
-    buffer = RolloutBuffer(steps, _NO_OBSERVATION, _NO_ACTION, device="cpu", gae_lambda=lam, gamma=gamma,
-                           n_envs=n_envs)
+    buffer = RolloutBuffer(steps, _NO_OBSERVATION, _NO_ACTION, device="cpu", gae_lambda=lam, gamma=gamma, n_envs=n_envs)
     buffer.rewards[:] = rewards.detach().cpu().numpy()
     buffer.values[:] = values.detach().cpu().numpy()
     buffer.episode_starts[1:] = dones[:-1].detach().cpu().numpy()  # SB3 marks an episode's first step, dones its last
@@ -54,8 +53,9 @@ def gae(rewards: Tensor, values: Tensor, dones: Tensor, last_value: Tensor, gamm
     return torch.from_numpy(buffer.advantages)
 
 
-def clipped_surrogate(logp: Tensor, old_logp: Tensor, advantages: Tensor, clip: float,
-                      mask: Tensor | None = None) -> Tensor:
+def clipped_surrogate(
+    logp: Tensor, old_logp: Tensor, advantages: Tensor, clip: float, mask: Tensor | None = None
+) -> Tensor:
     """PPO's clipped policy loss (to minimise) over ``(B,)`` log-probabilities, advantages normalised over the
     batch (over ``mask``'s rows only, when given; 0 when ``mask`` selects nothing)."""
     if mask is not None:
@@ -73,7 +73,7 @@ def minibatches(size: int, batch_size: int, epochs: int, gen: torch.Generator) -
     for _ in range(epochs):
         order = torch.randperm(size, generator=gen)
         for start in range(0, size, batch_size):
-            yield order[start:start + batch_size]
+            yield order[start : start + batch_size]
 
 
 class EpisodeWindow:

@@ -45,8 +45,9 @@ def whole_grid_calls(library: OptionLibrary, suite_name: str) -> tuple[list[Opti
             if sub.verb not in library:
                 continue
             if not library.get(sub.verb).parameterised:
-                raise ValueError(f"option {sub.verb!r} reads no (colour, type) words: route a skill library trained "
-                                 "with words: true")
+                raise ValueError(
+                    f"option {sub.verb!r} reads no (colour, type) words: route a skill library trained with words: true"
+                )
             first = sub.objects[0]
             call = OptionCall(option=sub.verb, args=(first.colour, first.type))
             calls.setdefault(f"{call.name}@{'-'.join(f'{t}_{n}' for t, n in targets)}", (call, targets))
@@ -66,8 +67,14 @@ class MarkedCalls(CallAndReturn):
         kwargs: The rest of :class:`~modrl.options.CallAndReturn`'s arguments.
     """
 
-    def __init__(self, env: gym.Env, library: OptionLibrary, calls: Sequence[OptionCall],
-                 targets: Sequence[tuple[Target, ...]], **kwargs: Any) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        library: OptionLibrary,
+        calls: Sequence[OptionCall],
+        targets: Sequence[tuple[Target, ...]],
+        **kwargs: Any,
+    ) -> None:
         if len(targets) != len(calls):
             raise ValueError(f"one target tuple per call: {len(calls)} calls, {len(targets)} target tuples")
         view = full_view_of(env)
@@ -98,9 +105,16 @@ class EgocentricImage(gym.ObservationWrapper[Any, Any, Any]):
         return {**observation, "image": minigrid_env(self.env).gen_obs()["image"]}
 
 
-def marked_router_env(env: gym.Env, library: OptionLibrary, calls: Sequence[OptionCall],
-                      targets: Sequence[tuple[Target, ...]], *, view_size: int, marker: bool,
-                      **kwargs: Any) -> gym.Env:
+def marked_router_env(
+    env: gym.Env,
+    library: OptionLibrary,
+    calls: Sequence[OptionCall],
+    targets: Sequence[tuple[Target, ...]],
+    *,
+    view_size: int,
+    marker: bool,
+    **kwargs: Any,
+) -> gym.Env:
     """``env`` (a MiniGrid dict-observation env) as the router's call-and-return env over whole-grid options."""
     image_space = env.observation_space["image"]  # type: ignore[index]
     calls_env = MarkedCalls(FullView(env, size=view_size, marker=marker), library, calls, targets, **kwargs)

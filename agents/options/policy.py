@@ -55,7 +55,7 @@ def unpack_observation(packed: torch.Tensor, option: Option) -> tuple[torch.Tens
     size = shape[0] * shape[1] * shape[2]
     image = packed[:, :size].long().reshape(-1, *shape)
     direction = packed[:, size].long()
-    args = packed[:, size + 1:].long() if option.parameterised else None
+    args = packed[:, size + 1 :].long() if option.parameterised else None
     return image, direction, args
 
 
@@ -103,8 +103,16 @@ class OptionActorCriticPolicy(ActorCriticPolicy):
         **kwargs: Passed to ``ActorCriticPolicy`` (``ortho_init`` defaults to False: the option keeps its own init).
     """
 
-    def __init__(self, observation_space: spaces.Space, action_space: spaces.Space, lr_schedule: Any, *,
-                 option: Mapping[str, Any], critic_hidden: Sequence[int] = (64,), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        lr_schedule: Any,
+        *,
+        option: Mapping[str, Any],
+        critic_hidden: Sequence[int] = (64,),
+        **kwargs: Any,
+    ) -> None:
         self.option_config = from_dict(OptionConfig, dict(option), "option")
         self.critic_hidden = tuple(critic_hidden)
         kwargs.setdefault("features_extractor_class", OptionObservation)

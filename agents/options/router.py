@@ -76,28 +76,48 @@ def router_calls(library: OptionLibrary, suite_name: str) -> tuple[list[OptionCa
     return whole_grid_calls(library, suite_name)
 
 
-def _router_env(config: RouteConfig, library: OptionLibrary, calls: Sequence[OptionCall],
-                targets: Sequence[tuple[Target, ...]] | None, inner: Callable[[], gym.Env]) -> gym.Env:
-    kwargs: dict[str, Any] = dict(max_option_steps=config.max_option_steps, gamma=config.gamma_option,
-                                  max_decisions=config.max_decisions, seed=config.seed, loop_limit=config.loop_limit)
+def _router_env(
+    config: RouteConfig,
+    library: OptionLibrary,
+    calls: Sequence[OptionCall],
+    targets: Sequence[tuple[Target, ...]] | None,
+    inner: Callable[[], gym.Env],
+) -> gym.Env:
+    kwargs: dict[str, Any] = dict(
+        max_option_steps=config.max_option_steps,
+        gamma=config.gamma_option,
+        max_decisions=config.max_decisions,
+        seed=config.seed,
+        loop_limit=config.loop_limit,
+    )
     view = library_view_size(library)
     if view is None:
         return CallAndReturn(Monitor(inner()), library, calls, **kwargs)
     if targets is None:
-        raise ValueError("whole-grid options need each call's marker targets: take calls and targets from "
-                         "router_calls()")
-    return marked_router_env(Monitor(inner()), library, calls, targets, view_size=view,
-                             marker=library_marks_target(library), **kwargs)
+        raise ValueError(
+            "whole-grid options need each call's marker targets: take calls and targets from router_calls()"
+        )
+    return marked_router_env(
+        Monitor(inner()), library, calls, targets, view_size=view, marker=library_marks_target(library), **kwargs
+    )
 
 
-def make_router_vec_env(config: RouteConfig, library: OptionLibrary, calls: Sequence[OptionCall],
-                        targets: Sequence[tuple[Target, ...]] | None = None) -> DummyVecEnv:
+def make_router_vec_env(
+    config: RouteConfig,
+    library: OptionLibrary,
+    calls: Sequence[OptionCall],
+    targets: Sequence[tuple[Target, ...]] | None = None,
+) -> DummyVecEnv:
     """``n_envs`` call-and-return envs over the configured split, env ``i`` seeded ``seed + i`` (``targets``: the
     objects each call marks, for a whole-grid library)."""
-    inner = partial(SplitTaskEnv, config.env.suite, config.env.split, mission_tokens=True,
-                    max_episode_steps=config.env.max_episode_steps)
-    venv = DummyVecEnv([partial(_router_env, config, library, calls, targets, inner)
-                        for _ in range(config.env.n_envs)])
+    inner = partial(
+        SplitTaskEnv,
+        config.env.suite,
+        config.env.split,
+        mission_tokens=True,
+        max_episode_steps=config.env.max_episode_steps,
+    )
+    venv = DummyVecEnv([partial(_router_env, config, library, calls, targets, inner) for _ in range(config.env.n_envs)])
     venv.seed(config.seed)
     return venv
 
@@ -105,13 +125,30 @@ def make_router_vec_env(config: RouteConfig, library: OptionLibrary, calls: Sequ
 def build_router_model(config: RouteConfig, venv: DummyVecEnv) -> PPO:
     """PPO with SB3's actor-critic over modrl's Minigrid extractor (mission encoded), one action per option call."""
     algo = config.algo
-    policy_kwargs = monolithic_policy_kwargs(hidden=config.hidden, latent_dim=config.hidden,
-                                             critic_hidden=(config.hidden,),
-                                             extractor_kwargs={"features_dim": config.features_dim})
-    return PPO(ActorCriticPolicy, venv, policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=0,
-               learning_rate=algo.learning_rate, n_steps=algo.n_steps, batch_size=algo.batch_size,
-               n_epochs=algo.n_epochs, gamma=algo.gamma, gae_lambda=algo.gae_lambda, ent_coef=algo.ent_coef,
-               vf_coef=algo.vf_coef, clip_range=algo.clip_range, max_grad_norm=algo.max_grad_norm)
+    policy_kwargs = monolithic_policy_kwargs(
+        hidden=config.hidden,
+        latent_dim=config.hidden,
+        critic_hidden=(config.hidden,),
+        extractor_kwargs={"features_dim": config.features_dim},
+    )
+    return PPO(
+        ActorCriticPolicy,
+        venv,
+        policy_kwargs=policy_kwargs,
+        seed=config.seed,
+        device="cpu",
+        verbose=0,
+        learning_rate=algo.learning_rate,
+        n_steps=algo.n_steps,
+        batch_size=algo.batch_size,
+        n_epochs=algo.n_epochs,
+        gamma=algo.gamma,
+        gae_lambda=algo.gae_lambda,
+        ent_coef=algo.ent_coef,
+        vf_coef=algo.vf_coef,
+        clip_range=algo.clip_range,
+        max_grad_norm=algo.max_grad_norm,
+    )
 
 
 class OptionRouterCallback(BaseCallback):
@@ -121,8 +158,16 @@ class OptionRouterCallback(BaseCallback):
     Stops PPO once ``max_frames`` primitive frames have run. TensorBoard steps are primitive frames.
     """
 
-    def __init__(self, stats: OptionStats, writer: TelemetryWriter | None, *, task_names: Sequence[str],
-                 max_frames: int, window: int = 100, every_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        stats: OptionStats,
+        writer: TelemetryWriter | None,
+        *,
+        task_names: Sequence[str],
+        max_frames: int,
+        window: int = 100,
+        every_s: float = 30.0,
+    ) -> None:
         super().__init__()
         self.every_s = every_s
         self._started = self._logged = time.monotonic()
@@ -138,12 +183,16 @@ class OptionRouterCallback(BaseCallback):
         dones = self.locals["dones"]
         for index, info in enumerate(self.locals["infos"]):
             self.frames += int(info["option_duration"])
-            self.stats.record(int(info["option_index"]), self._task_index[info["task"]], int(info["option_duration"]),
-                              info["option_end"])
+            self.stats.record(
+                int(info["option_index"]),
+                self._task_index[info["task"]],
+                int(info["option_duration"]),
+                info["option_end"],
+            )
             if dones[index]:
                 window = self.successes.setdefault(info["task"], [])
                 window.append(float(bool(info.get("is_success", False))))
-                del window[:-self._window]
+                del window[: -self._window]
         return self.frames < self.max_frames
 
     def _on_training_start(self) -> None:
@@ -159,9 +208,11 @@ class OptionRouterCallback(BaseCallback):
         eta = max(self.max_frames - self.frames, 0) / fps if fps > 0 else float("inf")
         rates = self.success_rates()
         success = f"{np.mean(list(rates.values())):.2f} over {len(rates)} tasks" if rates else "-"
-        return (f"[router] frames {self.frames}/{self.max_frames} ({100 * min(self.frames / self.max_frames, 1):.0f}%)"
-                f" | {fps:.0f} fps | eta {eta / 60:.1f} min | decisions {self.num_timesteps} | training success "
-                f"{success}")
+        return (
+            f"[router] frames {self.frames}/{self.max_frames} ({100 * min(self.frames / self.max_frames, 1):.0f}%)"
+            f" | {fps:.0f} fps | eta {eta / 60:.1f} min | decisions {self.num_timesteps} | training success "
+            f"{success}"
+        )
 
     def _on_rollout_end(self) -> None:
         now = time.monotonic()
@@ -179,8 +230,9 @@ class OptionRouterCallback(BaseCallback):
         return {task: float(np.mean(v)) for task, v in self.successes.items() if v}
 
 
-def train_router(config: RouteConfig, *, writer: TelemetryWriter | None = None
-                 ) -> tuple[PPO, OptionLibrary, list[OptionCall], OptionRouterCallback]:
+def train_router(
+    config: RouteConfig, *, writer: TelemetryWriter | None = None
+) -> tuple[PPO, OptionLibrary, list[OptionCall], OptionRouterCallback]:
     """Train the router for ``config.total_timesteps`` primitive frames; returns the model, library, calls and the
     callback (frames, training success)."""
     torch.set_num_threads(config.torch_threads)
@@ -188,8 +240,12 @@ def train_router(config: RouteConfig, *, writer: TelemetryWriter | None = None
     calls, targets = router_calls(library, config.env.suite)
     venv = make_router_vec_env(config, library, calls, targets)
     suite = get_suite(config.env.suite)
-    callback = OptionRouterCallback(OptionStats([c.name for c in calls], suite.task_names), writer,
-                                    task_names=suite.task_names, max_frames=config.total_timesteps)
+    callback = OptionRouterCallback(
+        OptionStats([c.name for c in calls], suite.task_names),
+        writer,
+        task_names=suite.task_names,
+        max_frames=config.total_timesteps,
+    )
     try:
         model = build_router_model(config, venv)
         model.learn(config.total_timesteps, callback=callback)
@@ -198,8 +254,15 @@ def train_router(config: RouteConfig, *, writer: TelemetryWriter | None = None
     return model, library, calls, callback
 
 
-def evaluate_router(model: PPO, config: RouteConfig, library: OptionLibrary, calls: Sequence[OptionCall], *,
-                    episodes: int, deterministic: bool = True) -> dict[str, dict[str, Any]]:
+def evaluate_router(
+    model: PPO,
+    config: RouteConfig,
+    library: OptionLibrary,
+    calls: Sequence[OptionCall],
+    *,
+    episodes: int,
+    deterministic: bool = True,
+) -> dict[str, dict[str, Any]]:
     """Success rate and mean decisions per task of every split of the suite (episode ``k`` seeded
     ``EVAL_SEED_BASE + k``); ``calls`` are :func:`router_calls`'s."""
     targets = router_calls(library, config.env.suite)[1]
@@ -207,9 +270,19 @@ def evaluate_router(model: PPO, config: RouteConfig, library: OptionLibrary, cal
     out: dict[str, dict[str, Any]] = {}
     for split, tasks in suite.splits.items():
         for task in tasks:
-            env = _router_env(config, library, calls, targets,
-                              partial(make_suite_env, suite, suite.task_index(task), mission_tokens=True,
-                                      max_episode_steps=config.env.max_episode_steps))
+            env = _router_env(
+                config,
+                library,
+                calls,
+                targets,
+                partial(
+                    make_suite_env,
+                    suite,
+                    suite.task_index(task),
+                    mission_tokens=True,
+                    max_episode_steps=config.env.max_episode_steps,
+                ),
+            )
             wins, decisions = 0, 0
             for k in range(episodes):
                 obs, _ = env.reset(seed=EVAL_SEED_BASE + k)
@@ -264,10 +337,10 @@ def run_router(config: RouteConfig, run_dir: Path, *, writer: TelemetryWriter | 
         fingerprint=fingerprint({"calls": names, "config": to_dict(config)}),
         keep=1,
     )
-    log.debug("router trained: %d frames, %d decisions over %d option calls", callback.frames, model.num_timesteps,
-             len(calls))
+    log.debug(
+        "router trained: %d frames, %d decisions over %d option calls", callback.frames, model.num_timesteps, len(calls)
+    )
     greedy = evaluate_router(model, config, library, calls, episodes=config.eval_episodes)
     sampled = evaluate_router(model, config, library, calls, episodes=config.eval_episodes, deterministic=False)
     atomic_write_json(run_dir / "results.json", {"frames": callback.frames, "tasks": greedy, "tasks_sampled": sampled})
-    return RouterRun(frames=callback.frames, decisions=model.num_timesteps, calls=names, greedy=greedy,
-                     sampled=sampled)
+    return RouterRun(frames=callback.frames, decisions=model.num_timesteps, calls=names, greedy=greedy, sampled=sampled)

@@ -80,9 +80,18 @@ class SketchModules(nn.Module):
             name = sub.name if config.mode == "per_symbol" else sub.verb
             if name not in library:
                 slots = argument_slots(sub.verb) if config.mode == "parameterised" else ()
-                option = Option(OptionConfig(num_actions=num_actions, embed_dim=net.embed_dim, channels=net.channels,
-                                             features_dim=net.features_dim, hidden=net.hidden, arg_slots=slots,
-                                             arg_dim=net.arg_dim, termination="learned"))
+                option = Option(
+                    OptionConfig(
+                        num_actions=num_actions,
+                        embed_dim=net.embed_dim,
+                        channels=net.channels,
+                        features_dim=net.features_dim,
+                        hidden=net.hidden,
+                        arg_slots=slots,
+                        arg_dim=net.arg_dim,
+                        termination="learned",
+                    )
+                )
                 assert option.beta is not None
                 nn.init.constant_(option.beta.bias, config.stop_bias)
                 library.add(name, option)
@@ -109,8 +118,9 @@ class SketchModules(nn.Module):
             if rows.numel() == 0:
                 continue
             option = self.library.get(name)
-            out = option(image[rows], direction[rows], args[rows, :option.config.num_args] if option.parameterised
-                         else None)
+            out = option(
+                image[rows], direction[rows], args[rows, : option.config.num_args] if option.parameterised else None
+            )
             assert out.termination is not None
             logits = logits.index_copy(0, rows, out.logits)
             beta = beta.index_copy(0, rows, out.termination)
@@ -171,15 +181,21 @@ class SketchResults:
 def _call_tensors(calls: Sequence[ModuleCall]) -> tuple[Tensor, Tensor]:
     args = torch.zeros(len(calls), MAX_ARGS, dtype=torch.long)
     for row, call in enumerate(calls):
-        args[row, :len(call.args)] = torch.as_tensor(call.args, dtype=torch.long)
+        args[row, : len(call.args)] = torch.as_tensor(call.args, dtype=torch.long)
     return torch.as_tensor([c.module for c in calls], dtype=torch.long), args
 
 
 class _Loop:
     """Per-slot state: observation, the sketch's calls, the position in it, module books, the curriculum."""
 
-    def __init__(self, slots: Slots, modules: SketchModules, stats: OptionStats, curriculum: SuccessCurriculum,
-                 lengths: Sequence[int]) -> None:
+    def __init__(
+        self,
+        slots: Slots,
+        modules: SketchModules,
+        stats: OptionStats,
+        curriculum: SuccessCurriculum,
+        lengths: Sequence[int],
+    ) -> None:
         self.slots, self.modules, self.stats, self.curriculum = slots, modules, stats, curriculum
         self.lengths = list(lengths)
         self.window = EpisodeWindow(slots.task_names)
@@ -256,18 +272,35 @@ def collect(loop: _Loop, critic: OptionController, config: SketchConfig, gen: to
             value = critic(image, direction, task)[1].gather(1, position[:, None]).squeeze(1)
         logp = _joint_logp(beta, stop, decided, logp_all.gather(1, action[:, None]).squeeze(1), acted)
         outcome = [_step_slot(loop, i, bool(stop[i]), int(action[i]), config) for i in range(n)]
-        rows.append(dict(image=image, direction=direction, task=task, position=position, stop_module=stop_module,
-                         stop_args=stop_args, decided=decided, stop=stop, act_module=act_module, act_args=act_args,
-                         acted=acted, action=action, logp=logp, value=value, beta=beta,
-                         reward=torch.as_tensor([r for r, _ in outcome], dtype=torch.float32),
-                         done=torch.as_tensor([float(d) for _, d in outcome])))
+        rows.append(
+            dict(
+                image=image,
+                direction=direction,
+                task=task,
+                position=position,
+                stop_module=stop_module,
+                stop_args=stop_args,
+                decided=decided,
+                stop=stop,
+                act_module=act_module,
+                act_args=act_args,
+                acted=acted,
+                action=action,
+                logp=logp,
+                value=value,
+                beta=beta,
+                reward=torch.as_tensor([r for r, _ in outcome], dtype=torch.float32),
+                done=torch.as_tensor([float(d) for _, d in outcome]),
+            )
+        )
     batch = {key: torch.stack([row[key] for row in rows]) for key in rows[0]}
     image, direction = stack_observations(loop.obs)
     task = torch.as_tensor([loop.slots.task_index(i) for i in range(n)])
     with torch.no_grad():
         last = critic(image, direction, task)[1].gather(1, torch.as_tensor(loop.k)[:, None]).squeeze(1)
-    batch["advantage"] = gae(batch["reward"], batch["value"], batch["done"], last, config.algo.gamma,
-                             config.algo.gae_lambda)
+    batch["advantage"] = gae(
+        batch["reward"], batch["value"], batch["done"], last, config.algo.gamma, config.algo.gae_lambda
+    )
     batch["returns"] = batch["advantage"] + batch["value"]
     return batch
 
@@ -278,8 +311,14 @@ def _joint_logp(beta: Tensor, stop: Tensor, decided: Tensor, action_logp: Tensor
     return torch.where(decided, stop_logp, 0.0) + torch.where(acted, action_logp, 0.0)
 
 
-def update(modules: SketchModules, critic: OptionController, optimizer: torch.optim.Optimizer,
-           batch: dict[str, Tensor], config: SketchConfig, gen: torch.Generator) -> dict[str, float]:
+def update(
+    modules: SketchModules,
+    critic: OptionController,
+    optimizer: torch.optim.Optimizer,
+    batch: dict[str, Tensor],
+    config: SketchConfig,
+    gen: torch.Generator,
+) -> dict[str, float]:
     """PPO epochs over one rollout; the last minibatch's losses (``policy_loss``, ``value_loss``, ``entropy``)."""
     algo = config.algo
     flat = {key: value.reshape(-1, *value.shape[2:]) for key, value in batch.items()}
@@ -289,8 +328,9 @@ def update(modules: SketchModules, critic: OptionController, optimizer: torch.op
         _, beta = modules.heads(mb["image"], mb["direction"], mb["stop_module"], mb["stop_args"])
         logits, _ = modules.heads(mb["image"], mb["direction"], mb["act_module"], mb["act_args"])
         logp_all = torch.log_softmax(logits, dim=1)
-        logp = _joint_logp(beta, mb["stop"], mb["decided"], logp_all.gather(1, mb["action"][:, None]).squeeze(1),
-                           mb["acted"])
+        logp = _joint_logp(
+            beta, mb["stop"], mb["decided"], logp_all.gather(1, mb["action"][:, None]).squeeze(1), mb["acted"]
+        )
         policy_loss = clipped_surrogate(logp, mb["logp"], mb["advantage"], algo.clip_range)
         acted = mb["acted"].float()
         entropy = (-(logp_all.exp() * logp_all).sum(1) * acted).sum() / acted.sum().clamp(min=1)
@@ -309,8 +349,9 @@ def _subtasks(task_names: Sequence[str]) -> list[Subtask]:
     return [sub for name in task_names for sub in parse_task(name).subtasks]
 
 
-def train_sketch(config: SketchConfig, *, slots: Slots | None = None, writer: TelemetryWriter | None = None
-                 ) -> tuple[SketchModules, list[SketchUpdateRecord], SuccessCurriculum]:
+def train_sketch(
+    config: SketchConfig, *, slots: Slots | None = None, writer: TelemetryWriter | None = None
+) -> tuple[SketchModules, list[SketchUpdateRecord], SuccessCurriculum]:
     """Train for ``config.total_timesteps`` frames on ``slots`` (default: the config's tasks); returns the modules,
     one record per update (frames, success, stop probability, losses) and the curriculum."""
     torch.set_num_threads(config.torch_threads)
@@ -320,11 +361,20 @@ def train_sketch(config: SketchConfig, *, slots: Slots | None = None, writer: Te
     slots = TaskSlots(config.env, seed=config.seed) if slots is None else slots
     lengths = [len(parse_task(t).subtasks) for t in slots.task_names]
     modules = SketchModules.build(config, _subtasks(slots.task_names))
-    critic = OptionController(num_options=MAX_SUBTASKS, num_tasks=len(slots.task_names),
-                              embed_dim=config.net.embed_dim, channels=config.net.channels,
-                              features_dim=config.net.features_dim, hidden=config.net.critic_hidden)
-    optimizer = torch.optim.Adam([*modules.parameters(), *critic.parameters()], lr=config.algo.learning_rate, eps=1e-5,
-                                 fused=config.algo.fused_adam)
+    critic = OptionController(
+        num_options=MAX_SUBTASKS,
+        num_tasks=len(slots.task_names),
+        embed_dim=config.net.embed_dim,
+        channels=config.net.channels,
+        features_dim=config.net.features_dim,
+        hidden=config.net.critic_hidden,
+    )
+    optimizer = torch.optim.Adam(
+        [*modules.parameters(), *critic.parameters()],
+        lr=config.algo.learning_rate,
+        eps=1e-5,
+        fused=config.algo.fused_adam,
+    )
     curriculum = SuccessCurriculum([f"length-{n}" for n in sorted(set(lengths))], config.curriculum)
     loop = _Loop(slots, modules, OptionStats(modules.library.names, slots.task_names), curriculum, lengths)
     history, frames = list[SketchUpdateRecord](), 0
@@ -338,22 +388,27 @@ def train_sketch(config: SketchConfig, *, slots: Slots | None = None, writer: Te
             history.append(_log(loop, batch, frames, losses, writer))
             if curriculum.should_advance():
                 stage = curriculum.advance()
-                log.info("curriculum: %s %s after %d frames", stage.name, "passed" if stage.passed else "ended",
-                         stage.steps)
+                log.info(
+                    "curriculum: %s %s after %d frames", stage.name, "passed" if stage.passed else "ended", stage.steps
+                )
     finally:
         if own:
             slots.close()
     return modules, history, curriculum
 
 
-def _log(loop: _Loop, batch: dict[str, Tensor], frames: int, losses: dict[str, float],
-         writer: TelemetryWriter | None) -> SketchUpdateRecord:
+def _log(
+    loop: _Loop, batch: dict[str, Tensor], frames: int, losses: dict[str, float], writer: TelemetryWriter | None
+) -> SketchUpdateRecord:
     decided = batch["decided"]
     stops = sum(loop.stops)
     record = SketchUpdateRecord(
-        frames=frames, **losses, success=loop.window.success(),
+        frames=frames,
+        **losses,
+        success=loop.window.success(),
         stop_prob=float(batch["beta"][decided].mean()) if bool(decided.any()) else float("nan"),
-        stop_after_event=loop.stops[0] / stops if stops else float("nan"))
+        stop_after_event=loop.stops[0] / stops if stops else float("nan"),
+    )
     loop.stops = [0, 0]
     if writer is None:
         loop.stats.reset()
@@ -366,8 +421,15 @@ def _log(loop: _Loop, batch: dict[str, Tensor], frames: int, losses: dict[str, f
     return record
 
 
-def evaluate_sketch(modules: SketchModules, config: SketchConfig, tasks: Sequence[str], *, episodes: int,
-                    deterministic: bool, seed_base: int = EVAL_SEED_BASE) -> dict[str, float]:
+def evaluate_sketch(
+    modules: SketchModules,
+    config: SketchConfig,
+    tasks: Sequence[str],
+    *,
+    episodes: int,
+    deterministic: bool,
+    seed_base: int = EVAL_SEED_BASE,
+) -> dict[str, float]:
     """Success rate per task (episode ``k`` seeded ``seed_base + k``); deterministic: argmax actions, STOP when
     its probability exceeds 0.5."""
     slots = TaskSlots(replace(config.env, n_envs=1, tasks=tuple(tasks)), seed=seed_base)
@@ -404,8 +466,11 @@ def eval_tasks(config: SketchConfig, modules: SketchModules) -> dict[str, list[s
     train = list(config.env.tasks or suite.split(config.env.split))
     out = {"train": train}
     if config.eval_split is not None:
-        out[config.eval_split] = [t for t in suite.split(config.eval_split) if t not in train
-                                  and all(s.symbol in modules.calls for s in parse_task(t).subtasks)]
+        out[config.eval_split] = [
+            t
+            for t in suite.split(config.eval_split)
+            if t not in train and all(s.symbol in modules.calls for s in parse_task(t).subtasks)
+        ]
     return out
 
 
@@ -415,13 +480,23 @@ def run_sketch(config: SketchConfig, run_dir: Path, *, writer: TelemetryWriter |
     wrote."""
     modules, history, curriculum = train_sketch(config, writer=writer)
     modules.library.save(run_dir / LIBRARY_DIR)
-    stoch, det = ({task: SketchTaskEval(split=split, success=success)
-                   for split, tasks in eval_tasks(config, modules).items()
-                   for task, success in evaluate_sketch(modules, config, tasks, episodes=config.eval_episodes,
-                                                        deterministic=deterministic).items()}
-                  for deterministic in (False, True))
-    results = SketchResults(frames=history[-1].frames if history else 0, modules=tuple(modules.library.names),
-                            curriculum=tuple(curriculum.results), final=history[-1] if history else None,
-                            stoch=stoch, det=det)
+    stoch, det = (
+        {
+            task: SketchTaskEval(split=split, success=success)
+            for split, tasks in eval_tasks(config, modules).items()
+            for task, success in evaluate_sketch(
+                modules, config, tasks, episodes=config.eval_episodes, deterministic=deterministic
+            ).items()
+        }
+        for deterministic in (False, True)
+    )
+    results = SketchResults(
+        frames=history[-1].frames if history else 0,
+        modules=tuple(modules.library.names),
+        curriculum=tuple(curriculum.results),
+        final=history[-1] if history else None,
+        stoch=stoch,
+        det=det,
+    )
     atomic_write_json(run_dir / "results.json", results.to_dict())
     return results

@@ -157,28 +157,50 @@ class SkillCloningConfig:
         check(0 <= self.seed < MAX_SEED, "seed", f"must be in [0, {MAX_SEED}), got {self.seed}")
         check(self.torch_threads >= 1, "torch_threads", f"must be >= 1, got {self.torch_threads}")
         check(1 <= self.episodes <= 100_000, "episodes", f"must be in [1, 100000], got {self.episodes}")
-        check(self.view_size >= 7 and self.view_size % 2 == 1, "view_size",
-              f"must be an odd integer >= 7, got {self.view_size}")
+        check(
+            self.view_size >= 7 and self.view_size % 2 == 1,
+            "view_size",
+            f"must be an odd integer >= 7, got {self.view_size}",
+        )
         unknown = [s for s in self.skills if s not in SKILL_NAMES]
-        check(bool(self.skills) and not unknown and len(set(self.skills)) == len(self.skills), "skills",
-              f"pick each of {', '.join(SKILL_NAMES)} at most once, got {list(self.skills)}")
-        check(self.words or self.target_marker, "words", "false needs target_marker: true (else nothing says which "
-              "object a call means)")
+        check(
+            bool(self.skills) and not unknown and len(set(self.skills)) == len(self.skills),
+            "skills",
+            f"pick each of {', '.join(SKILL_NAMES)} at most once, got {list(self.skills)}",
+        )
+        check(
+            self.words or self.target_marker,
+            "words",
+            "false needs target_marker: true (else nothing says which object a call means)",
+        )
         check(0 <= self.target_noise <= 1, "target_noise", f"must be in [0, 1], got {self.target_noise}")
         check(self.target_noise == 0 or self.target_marker, "target_noise", "needs target_marker: true")
         check(0 <= self.random_steps <= 20, "random_steps", f"must be in [0, 20], got {self.random_steps}")
         check(0 <= self.validation < 1, "validation", f"must be in [0, 1), got {self.validation}")
         check(0 <= self.dagger_rounds <= 100, "dagger_rounds", f"must be in [0, 100], got {self.dagger_rounds}")
-        check(1 <= self.dagger_episodes <= 1_000_000, "dagger_episodes",
-              f"must be in [1, 1000000], got {self.dagger_episodes}")
-        check(0 <= self.planner_dagger_rounds <= 100, "planner_dagger_rounds",
-              f"must be in [0, 100], got {self.planner_dagger_rounds}")
-        check(1 <= self.planner_dagger_episodes <= 1_000_000, "planner_dagger_episodes",
-              f"must be in [1, 1000000], got {self.planner_dagger_episodes}")
-        check(self.dagger_epochs is None or self.dagger_epochs >= 1, "dagger_epochs",
-              f"must be >= 1 (or null: epochs), got {self.dagger_epochs}")
-        check(0 <= self.finetune_steps <= 100_000_000, "finetune_steps",
-              f"must be in [0, 1e8], got {self.finetune_steps}")
+        check(
+            1 <= self.dagger_episodes <= 1_000_000,
+            "dagger_episodes",
+            f"must be in [1, 1000000], got {self.dagger_episodes}",
+        )
+        check(
+            0 <= self.planner_dagger_rounds <= 100,
+            "planner_dagger_rounds",
+            f"must be in [0, 100], got {self.planner_dagger_rounds}",
+        )
+        check(
+            1 <= self.planner_dagger_episodes <= 1_000_000,
+            "planner_dagger_episodes",
+            f"must be in [1, 1000000], got {self.planner_dagger_episodes}",
+        )
+        check(
+            self.dagger_epochs is None or self.dagger_epochs >= 1,
+            "dagger_epochs",
+            f"must be >= 1 (or null: epochs), got {self.dagger_epochs}",
+        )
+        check(
+            0 <= self.finetune_steps <= 100_000_000, "finetune_steps", f"must be in [0, 1e8], got {self.finetune_steps}"
+        )
         check(self.n_envs >= 1, "n_envs", f"must be >= 1, got {self.n_envs}")
         check(self.max_skill_steps >= 1, "max_skill_steps", f"must be >= 1, got {self.max_skill_steps}")
         check(self.eval_episodes >= 0, "eval_episodes", f"must be >= 0, got {self.eval_episodes}")
@@ -187,8 +209,13 @@ class SkillCloningConfig:
     @property
     def clone(self) -> DemoConfig:
         """The behaviour-cloning settings (the critic is fitted to the calls' returns when PPO fine-tunes next)."""
-        return DemoConfig(epochs=self.epochs, batch_size=self.batch_size, learning_rate=self.learning_rate,
-                          max_grad_norm=self.max_grad_norm, fit_value=self.finetune_steps > 0)
+        return DemoConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            max_grad_norm=self.max_grad_norm,
+            fit_value=self.finetune_steps > 0,
+        )
 
 
 def load_skills_config(source: Path | str | Mapping[str, Any], overrides: Sequence[str] = ()) -> SkillCloningConfig:
@@ -205,10 +232,17 @@ def skill_option_config(config: SkillCloningConfig, num_actions: int = 7) -> Opt
     net = config.net
     side = config.view_size
     high = MARKED_IMAGE_HIGH if config.target_marker else IMAGE_HIGH
-    return OptionConfig(image_shape=(side, side, len(high)), image_high=tuple(int(v) for v in high),
-                        num_actions=num_actions, embed_dim=net.embed_dim,
-                        channels=net.channels, features_dim=net.features_dim, hidden=net.hidden,
-                        arg_slots=SKILL_SLOTS if config.words else (), arg_dim=net.arg_dim)
+    return OptionConfig(
+        image_shape=(side, side, len(high)),
+        image_high=tuple(int(v) for v in high),
+        num_actions=num_actions,
+        embed_dim=net.embed_dim,
+        channels=net.channels,
+        features_dim=net.features_dim,
+        hidden=net.hidden,
+        arg_slots=SKILL_SLOTS if config.words else (),
+        arg_dim=net.arg_dim,
+    )
 
 
 def split_envs(suite_name: str, split: str) -> list[EnvSpec]:
@@ -223,17 +257,37 @@ def _model(config: SkillCloningConfig, skill: str, env_ids: Sequence[EnvSpec], *
     algo = config.algo
     venv = DummyVecEnv([partial(_skill_env, env_ids, skill, config) for _ in range(config.n_envs)])
     venv.seed(seed)
-    return PPO(OptionActorCriticPolicy, venv, seed=seed, device="cpu", verbose=0, learning_rate=algo.learning_rate,
-               n_steps=algo.n_steps, batch_size=algo.batch_size, n_epochs=algo.n_epochs, gamma=algo.gamma,
-               gae_lambda=algo.gae_lambda, ent_coef=algo.ent_coef, vf_coef=algo.vf_coef, clip_range=algo.clip_range,
-               max_grad_norm=algo.max_grad_norm,
-               policy_kwargs=dict(option=to_dict(skill_option_config(config)),
-                                  critic_hidden=list(config.net.critic_hidden)))
+    return PPO(
+        OptionActorCriticPolicy,
+        venv,
+        seed=seed,
+        device="cpu",
+        verbose=0,
+        learning_rate=algo.learning_rate,
+        n_steps=algo.n_steps,
+        batch_size=algo.batch_size,
+        n_epochs=algo.n_epochs,
+        gamma=algo.gamma,
+        gae_lambda=algo.gae_lambda,
+        ent_coef=algo.ent_coef,
+        vf_coef=algo.vf_coef,
+        clip_range=algo.clip_range,
+        max_grad_norm=algo.max_grad_norm,
+        policy_kwargs=dict(option=to_dict(skill_option_config(config)), critic_hidden=list(config.net.critic_hidden)),
+    )
 
 
 def _skill_env(env_ids: Sequence[EnvSpec], skill: str, config: SkillCloningConfig) -> gym.Env:
-    return Monitor(SkillStepEnv(env_ids, skill, view_size=config.view_size, max_steps=config.max_skill_steps,
-                                marker=config.target_marker, random_steps=config.random_steps))
+    return Monitor(
+        SkillStepEnv(
+            env_ids,
+            skill,
+            view_size=config.view_size,
+            max_steps=config.max_skill_steps,
+            marker=config.target_marker,
+            random_steps=config.random_steps,
+        )
+    )
 
 
 def _returns(demos: DemoSet, gamma: float, max_steps: int) -> DemoSet:
@@ -276,12 +330,22 @@ def train_skill_library(config: SkillCloningConfig, run_dir: Path) -> tuple[Skil
     train_ids = split_envs(config.suite, config.split)
     test_ids = split_envs(config.suite, config.eval_split) if config.eval_split else []
     start = time.perf_counter()
-    recording = record_skill_demos(train_ids, episodes=config.episodes, view_size=config.view_size,
-                                   skills=config.skills, marker=config.target_marker,
-                                   random_steps=config.random_steps)
-    log.info("recorded %d planner episodes (%d solved, %d frames) in %.0fs: %s", recording.episodes,
-             recording.solved, recording.frames, time.perf_counter() - start,
-             ", ".join(f"{s} {n} calls" for s, n in recording.calls.items()))
+    recording = record_skill_demos(
+        train_ids,
+        episodes=config.episodes,
+        view_size=config.view_size,
+        skills=config.skills,
+        marker=config.target_marker,
+        random_steps=config.random_steps,
+    )
+    log.info(
+        "recorded %d planner episodes (%d solved, %d frames) in %.0fs: %s",
+        recording.episodes,
+        recording.solved,
+        recording.frames,
+        time.perf_counter() - start,
+        ", ".join(f"{s} {n} calls" for s, n in recording.calls.items()),
+    )
     library = OptionLibrary()
     skills: dict[str, _Skill] = {}
     for skill, demos in recording.demos.items():
@@ -289,8 +353,10 @@ def train_skill_library(config: SkillCloningConfig, run_dir: Path) -> tuple[Skil
         # as a run of all does (skills can be trained in separate processes and their options put together).
         skills[skill] = state = _clone_skill(config, skill, SKILL_NAMES.index(skill), demos, train_ids)
         _add(library, skill, state.policy.option, run_dir)
-    rounds = [_planner_dagger_round(config, library, skills, train_ids, round_, run_dir)
-              for round_ in range(config.planner_dagger_rounds)]
+    rounds = [
+        _planner_dagger_round(config, library, skills, train_ids, round_, run_dir)
+        for round_ in range(config.planner_dagger_rounds)
+    ]
     results: list[SkillCloneResult] = []
     for skill, state in skills.items():
         if config.finetune_steps:
@@ -301,23 +367,43 @@ def train_skill_library(config: SkillCloningConfig, run_dir: Path) -> tuple[Skil
         if venv is not None:
             venv.close()
         option = state.policy.option
-        result = SkillCloneResult(skill=skill, calls=len(state.demos.lengths), pairs=state.demos.size,
-                                  accuracy_before=state.before, accuracy=state.history[-1]["accuracy"],
-                                  validation_accuracy=state.validation, dagger_pairs=state.dagger_pairs,
-                                  dagger_success=state.on_policy, planner_dagger_pairs=state.planner_pairs,
-                                  finetune_frames=int(state.model.num_timesteps) if config.finetune_steps else 0,
-                                  train_success=_success(config, option, train_ids, skill),
-                                  test_success=_success(config, option, test_ids, skill),
-                                  seconds=time.perf_counter() - state.began)
+        result = SkillCloneResult(
+            skill=skill,
+            calls=len(state.demos.lengths),
+            pairs=state.demos.size,
+            accuracy_before=state.before,
+            accuracy=state.history[-1]["accuracy"],
+            validation_accuracy=state.validation,
+            dagger_pairs=state.dagger_pairs,
+            dagger_success=state.on_policy,
+            planner_dagger_pairs=state.planner_pairs,
+            finetune_frames=int(state.model.num_timesteps) if config.finetune_steps else 0,
+            train_success=_success(config, option, train_ids, skill),
+            test_success=_success(config, option, test_ids, skill),
+            seconds=time.perf_counter() - state.began,
+        )
         results.append(result)
-        log.info("%s: %d calls (%d pairs), cloning accuracy %.2f -> %.2f (held-out calls %s), %d PPO frames; "
-                 "calling-state success train %s, test %s", skill, result.calls, result.pairs, state.before,
-                 result.accuracy, fmt_rate(result.validation_accuracy), result.finetune_frames,
-                 fmt_pair(result.train_success), fmt_pair(result.test_success))
-        atomic_write_json(run_dir / "results.json", {"recording": {k: v for k, v in asdict(recording).items()
-                                                                   if k != "demos"},
-                                                     "planner_dagger": [asdict(r) for r in rounds],
-                                                     "skills": [asdict(r) for r in results]})
+        log.info(
+            "%s: %d calls (%d pairs), cloning accuracy %.2f -> %.2f (held-out calls %s), %d PPO frames; "
+            "calling-state success train %s, test %s",
+            skill,
+            result.calls,
+            result.pairs,
+            state.before,
+            result.accuracy,
+            fmt_rate(result.validation_accuracy),
+            result.finetune_frames,
+            fmt_pair(result.train_success),
+            fmt_pair(result.test_success),
+        )
+        atomic_write_json(
+            run_dir / "results.json",
+            {
+                "recording": {k: v for k, v in asdict(recording).items() if k != "demos"},
+                "planner_dagger": [asdict(r) for r in rounds],
+                "skills": [asdict(r) for r in results],
+            },
+        )
         atomic_write_text(run_dir / "results.md", format_skill_results(recording, results, rounds) + "\n")
     return recording, results
 
@@ -332,8 +418,9 @@ def _add(library: OptionLibrary, skill: str, option: Option, run_dir: Path) -> N
     library.save(run_dir / LIBRARY_DIR)
 
 
-def _clone_skill(config: SkillCloningConfig, skill: str, index: int, demos: DemoSet,
-                 train_ids: Sequence[EnvSpec]) -> _Skill:
+def _clone_skill(
+    config: SkillCloningConfig, skill: str, index: int, demos: DemoSet, train_ids: Sequence[EnvSpec]
+) -> _Skill:
     """Clone ``skill``'s option on its demonstrations, then its calling-state DAgger rounds."""
     began = time.perf_counter()
     fit, held = split_calls(_returns(demos, config.algo.gamma, config.max_skill_steps), config.validation)
@@ -342,26 +429,63 @@ def _clone_skill(config: SkillCloningConfig, skill: str, index: int, demos: Demo
     assert isinstance(policy, OptionActorCriticPolicy)
     before = demo_accuracy(policy, fit)
     noise = np.random.default_rng(config.seed + index)
-    history = behaviour_clone(policy, redraw_targets(fit, config.target_noise, noise), config.clone,
-                              seed=config.seed + index, tag=f"modrl/demos/{skill}")
-    state = _Skill(index=index, model=model, policy=policy, demos=demos, fit=fit, noise=noise, before=before,
-                   history=history, validation=None if held is None else demo_accuracy(policy, held), began=began)
-    log.info("%s: cloned on %d pairs (%d calls), accuracy %.2f -> %.2f (held-out calls %s) in %.0fs", skill, fit.size,
-             len(fit.lengths), before, history[-1]["accuracy"], fmt_rate(state.validation), time.perf_counter() - began)
+    history = behaviour_clone(
+        policy,
+        redraw_targets(fit, config.target_noise, noise),
+        config.clone,
+        seed=config.seed + index,
+        tag=f"modrl/demos/{skill}",
+    )
+    state = _Skill(
+        index=index,
+        model=model,
+        policy=policy,
+        demos=demos,
+        fit=fit,
+        noise=noise,
+        before=before,
+        history=history,
+        validation=None if held is None else demo_accuracy(policy, held),
+        began=began,
+    )
+    log.info(
+        "%s: cloned on %d pairs (%d calls), accuracy %.2f -> %.2f (held-out calls %s) in %.0fs",
+        skill,
+        fit.size,
+        len(fit.lengths),
+        before,
+        history[-1]["accuracy"],
+        fmt_rate(state.validation),
+        time.perf_counter() - began,
+    )
     on_policy: list[float] = []
     for round_ in range(config.dagger_rounds):
-        extra, rate = dagger_demos(policy.option, train_ids, skill, view_size=config.view_size,
-                                   max_steps=config.max_skill_steps, episodes=config.dagger_episodes,
-                                   seed_base=DEMO_SEED_BASE + DAGGER_SEED_STRIDE * (round_ + 1),
-                                   marker=config.target_marker, random_steps=config.random_steps)
+        extra, rate = dagger_demos(
+            policy.option,
+            train_ids,
+            skill,
+            view_size=config.view_size,
+            max_steps=config.max_skill_steps,
+            episodes=config.dagger_episodes,
+            seed_base=DEMO_SEED_BASE + DAGGER_SEED_STRIDE * (round_ + 1),
+            marker=config.target_marker,
+            random_steps=config.random_steps,
+        )
         on_policy.append(rate)
         if extra is not None:
             state.dagger_pairs += extra.size
             _reclone(config, state, extra, seed=config.seed + index + 7919 * (round_ + 1), tag=skill)
-        log.info("%s DAgger round %d: option's success %.2f in %d calling-state episodes, %d labelled states "
-                 "added (%d pairs in all), cloning accuracy %.2f", skill, round_ + 1, rate,
-                 config.dagger_episodes, 0 if extra is None else extra.size, state.fit.size,
-                 state.history[-1]["accuracy"])
+        log.info(
+            "%s DAgger round %d: option's success %.2f in %d calling-state episodes, %d labelled states "
+            "added (%d pairs in all), cloning accuracy %.2f",
+            skill,
+            round_ + 1,
+            rate,
+            config.dagger_episodes,
+            0 if extra is None else extra.size,
+            state.fit.size,
+            state.history[-1]["accuracy"],
+        )
     state.on_policy = tuple(on_policy)
     return state
 
@@ -370,42 +494,77 @@ def _reclone(config: SkillCloningConfig, state: _Skill, extra: DemoSet, *, seed:
     """Add ``extra`` (labelled states) to the skill's demonstrations and clone its option again on all of them
     (``dagger_epochs`` passes, from its current weights)."""
     state.fit = concat_demos(state.fit, _returns(extra, config.algo.gamma, config.max_skill_steps))
-    state.history = behaviour_clone(state.policy, redraw_targets(state.fit, config.target_noise, state.noise),
-                                    replace(config.clone, epochs=config.dagger_epochs or config.epochs), seed=seed,
-                                    tag=f"modrl/demos/{tag}")
+    state.history = behaviour_clone(
+        state.policy,
+        redraw_targets(state.fit, config.target_noise, state.noise),
+        replace(config.clone, epochs=config.dagger_epochs or config.epochs),
+        seed=seed,
+        tag=f"modrl/demos/{tag}",
+    )
 
 
-def _planner_dagger_round(config: SkillCloningConfig, library: OptionLibrary, skills: Mapping[str, _Skill],
-                          train_ids: Sequence[EnvSpec], round_: int, run_dir: Path) -> PlannerDaggerRound:
+def _planner_dagger_round(
+    config: SkillCloningConfig,
+    library: OptionLibrary,
+    skills: Mapping[str, _Skill],
+    train_ids: Sequence[EnvSpec],
+    round_: int,
+    run_dir: Path,
+) -> PlannerDaggerRound:
     """One round of DAgger over planner episodes (:mod:`modrl.agents.planning.dagger`); returns its summary."""
     began = time.perf_counter()
-    outcome = planner_dagger_demos(library, train_ids, list(skills), episodes=config.planner_dagger_episodes,
-                                   seed_base=DEMO_SEED_BASE + DAGGER_SEED_STRIDE * (PLANNER_DAGGER_ROUND0 + round_),
-                                   view_size=config.view_size, marker=config.target_marker,
-                                   max_skill_steps=config.max_skill_steps)
+    outcome = planner_dagger_demos(
+        library,
+        train_ids,
+        list(skills),
+        episodes=config.planner_dagger_episodes,
+        seed_base=DEMO_SEED_BASE + DAGGER_SEED_STRIDE * (PLANNER_DAGGER_ROUND0 + round_),
+        view_size=config.view_size,
+        marker=config.target_marker,
+        max_skill_steps=config.max_skill_steps,
+    )
     for skill, extra in outcome.demos.items():
         state = skills[skill]
         state.planner_pairs += extra.size
         library.unfreeze([skill])
-        _reclone(config, state, extra, seed=config.seed + state.index + 104_729 * (round_ + 1),
-                 tag=f"{skill}/planner_dagger")
+        _reclone(
+            config, state, extra, seed=config.seed + state.index + 104_729 * (round_ + 1), tag=f"{skill}/planner_dagger"
+        )
         _add(library, skill, state.policy.option, run_dir)
     pairs = {skill: extra.size for skill, extra in outcome.demos.items()}
-    log.info("planner DAgger round %d: the planner with the options solved %.2f of %d train episodes (%d steps); "
-             "labelled states added: %s; %.0fs", round_ + 1, outcome.success, config.planner_dagger_episodes,
-             outcome.steps, ", ".join(f"{k} {v}" for k, v in pairs.items()) or "none",
-             time.perf_counter() - began)
-    return PlannerDaggerRound(round=round_ + 1, train_success=outcome.success,
-                              episodes=config.planner_dagger_episodes, pairs=pairs)
+    log.info(
+        "planner DAgger round %d: the planner with the options solved %.2f of %d train episodes (%d steps); "
+        "labelled states added: %s; %.0fs",
+        round_ + 1,
+        outcome.success,
+        config.planner_dagger_episodes,
+        outcome.steps,
+        ", ".join(f"{k} {v}" for k, v in pairs.items()) or "none",
+        time.perf_counter() - began,
+    )
+    return PlannerDaggerRound(
+        round=round_ + 1, train_success=outcome.success, episodes=config.planner_dagger_episodes, pairs=pairs
+    )
 
 
-def _success(config: SkillCloningConfig, option: Option, env_ids: Sequence[EnvSpec],
-             skill: str) -> tuple[float, float] | None:
+def _success(
+    config: SkillCloningConfig, option: Option, env_ids: Sequence[EnvSpec], skill: str
+) -> tuple[float, float] | None:
     if not config.eval_episodes or not env_ids:
         return None
     try:
-        return tuple(evaluate_skill(option, env_ids, skill, view_size=config.view_size,  # type: ignore[return-value]
-                                    max_steps=config.max_skill_steps, episodes=config.eval_episodes,
-                                    deterministic=det, marker=config.target_marker) for det in (False, True))
+        return tuple(
+            evaluate_skill(
+                option,
+                env_ids,
+                skill,
+                view_size=config.view_size,  # type: ignore[return-value]
+                max_steps=config.max_skill_steps,
+                episodes=config.eval_episodes,
+                deterministic=det,
+                marker=config.target_marker,
+            )
+            for det in (False, True)
+        )
     except RuntimeError:  # the planner never calls this skill in these envs
         return None

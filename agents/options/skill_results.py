@@ -60,21 +60,30 @@ def fmt_pair(value: tuple[float, float] | None) -> str:
     return "-" if value is None else f"{value[0]:.2f} / {value[1]:.2f}"
 
 
-def format_skill_results(recording: SkillRecording, results: Sequence[SkillCloneResult],
-                         planner_rounds: Sequence[PlannerDaggerRound] = ()) -> str:
+def format_skill_results(
+    recording: SkillRecording, results: Sequence[SkillCloneResult], planner_rounds: Sequence[PlannerDaggerRound] = ()
+) -> str:
     """The per-skill table (calls, pairs, cloning accuracy, held-out accuracy, DAgger) under a line on the recording,
     and a line per planner DAgger round."""
     lines = [f"recorded {recording.episodes} planner episodes ({recording.solved} solved, {recording.frames} frames)"]
-    lines += [f"planner DAgger round {r.round}: the planner with the options solved {r.train_success:.2f} of "
-              f"{r.episodes} train episodes; labelled states added: "
-              + (", ".join(f"{k} {v}" for k, v in r.pairs.items()) or "none") for r in planner_rounds]
-    lines += ["", "| skill | calls | pairs | cloning accuracy before -> after | held-out calls accuracy | "
-              "DAgger pairs | DAgger rounds' on-policy success | planner DAgger pairs | PPO frames | "
-              "calling-state success, train envs (sampled / greedy) | test envs (sampled / greedy) |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [
+        f"planner DAgger round {r.round}: the planner with the options solved {r.train_success:.2f} of "
+        f"{r.episodes} train episodes; labelled states added: "
+        + (", ".join(f"{k} {v}" for k, v in r.pairs.items()) or "none")
+        for r in planner_rounds
+    ]
+    lines += [
+        "",
+        "| skill | calls | pairs | cloning accuracy before -> after | held-out calls accuracy | "
+        "DAgger pairs | DAgger rounds' on-policy success | planner DAgger pairs | PPO frames | "
+        "calling-state success, train envs (sampled / greedy) | test envs (sampled / greedy) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         rounds = " ".join(f"{v:.2f}" for v in r.dagger_success) or "-"
-        lines.append(f"| {r.skill} | {r.calls} | {r.pairs} | {r.accuracy_before:.2f} -> {r.accuracy:.2f} | "
-                     f"{fmt_rate(r.validation_accuracy)} | {r.dagger_pairs} | {rounds} | {r.planner_dagger_pairs} | "
-                     f"{r.finetune_frames} | {fmt_pair(r.train_success)} | {fmt_pair(r.test_success)} |")
+        lines.append(
+            f"| {r.skill} | {r.calls} | {r.pairs} | {r.accuracy_before:.2f} -> {r.accuracy:.2f} | "
+            f"{fmt_rate(r.validation_accuracy)} | {r.dagger_pairs} | {rounds} | {r.planner_dagger_pairs} | "
+            f"{r.finetune_frames} | {fmt_pair(r.train_success)} | {fmt_pair(r.test_success)} |"
+        )
     return "\n".join(lines)

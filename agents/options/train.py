@@ -106,9 +106,11 @@ def plan_options(config: OptionsTrainConfig) -> list[OptionPlan]:
     for name in config.options:
         if config.mode == "per_symbol" or (config.mode == "mixed" and name not in VERBS):
             if name not in single:
-                raise ConfigError(f"options: {name!r} is not a single-subtask task of split "
-                                  f"{config.env.train_split!r} of suite {suite.name!r}"
-                                  + (f" nor a verb ({', '.join(VERBS)})" if config.mode == "mixed" else ""))
+                raise ConfigError(
+                    f"options: {name!r} is not a single-subtask task of split "
+                    f"{config.env.train_split!r} of suite {suite.name!r}"
+                    + (f" nor a verb ({', '.join(VERBS)})" if config.mode == "mixed" else "")
+                )
             tasks = tuple(t for t in train if parse_task(t).subtasks[0].name == name)
             plans.append(OptionPlan(name=name, train=tasks, test=(), parameterised=False))
             continue
@@ -116,16 +118,19 @@ def plan_options(config: OptionsTrainConfig) -> list[OptionPlan]:
             raise ConfigError(f"options: {name!r} is not a verb ({', '.join(VERBS)}); parameterised options are verbs")
         if config.env.targets == "layout":
             if name not in LAYOUT_VERBS:
-                raise ConfigError(f"options: {name!r} cannot train on layout targets (env.targets: layout takes "
-                                  f"{', '.join(LAYOUT_VERBS)})")
+                raise ConfigError(
+                    f"options: {name!r} cannot train on layout targets (env.targets: layout takes "
+                    f"{', '.join(LAYOUT_VERBS)})"
+                )
             mine = [t for t in train if name != "open" or any(o.type == "door" for o in parse_task(t).objects)]
         else:
             mine = [t for t in train if parse_task(t).subtasks[0].verb == name]
         if not mine:
             raise ConfigError(f"options: split {config.env.train_split!r} of suite {suite.name!r} has no {name} task")
         held = tuple(t for t in test if parse_task(t).subtasks[0].verb == name)
-        plans.append(OptionPlan(name=name, train=tuple(mine), test=held, parameterised=True,
-                                targets=config.env.targets))
+        plans.append(
+            OptionPlan(name=name, train=tuple(mine), test=held, parameterised=True, targets=config.env.targets)
+        )
     return plans
 
 
@@ -134,9 +139,16 @@ def option_config(config: OptionsTrainConfig, plan: OptionPlan, *, num_actions: 
     net = config.net
     slots = argument_slots(cast(Verb, plan.name)) if plan.parameterised else ()
     side = config.env.view_size or 7
-    return OptionConfig(image_shape=(side, side, 3), num_actions=num_actions, embed_dim=net.embed_dim,
-                        channels=net.channels,
-                        features_dim=net.features_dim, hidden=net.hidden, arg_slots=slots, arg_dim=net.arg_dim)
+    return OptionConfig(
+        image_shape=(side, side, 3),
+        num_actions=num_actions,
+        embed_dim=net.embed_dim,
+        channels=net.channels,
+        features_dim=net.features_dim,
+        hidden=net.hidden,
+        arg_slots=slots,
+        arg_dim=net.arg_dim,
+    )
 
 
 def termination_for(plan: OptionPlan) -> Callable[..., bool]:
@@ -174,10 +186,17 @@ class CurriculumCallback(BaseCallback):
 
 
 def _subtask_env(config: OptionsTrainConfig, plan: OptionPlan, tasks: Sequence[str]) -> SubtaskEnv:
-    return SubtaskEnv(tasks, suite=config.env.suite, parameterised=plan.parameterised,
-                      max_episode_steps=config.env.max_episode_steps, task_kwargs=config.env.task_kwargs(),
-                      targets=plan.targets, verb=cast(Verb, plan.name) if plan.targets == "layout" else None,
-                      view_size=config.env.view_size, prefix_skills=config.env.prefix_skills)
+    return SubtaskEnv(
+        tasks,
+        suite=config.env.suite,
+        parameterised=plan.parameterised,
+        max_episode_steps=config.env.max_episode_steps,
+        task_kwargs=config.env.task_kwargs(),
+        targets=plan.targets,
+        verb=cast(Verb, plan.name) if plan.targets == "layout" else None,
+        view_size=config.env.view_size,
+        prefix_skills=config.env.prefix_skills,
+    )
 
 
 def _num_actions(venv: DummyVecEnv) -> int:
@@ -186,8 +205,15 @@ def _num_actions(venv: DummyVecEnv) -> int:
     return int(space.n)
 
 
-def train_option(config: OptionsTrainConfig, plan: OptionPlan, curriculum: SuccessCurriculum, *, seed: int,
-                 writer: TelemetryWriter | None = None, frames_before: int = 0) -> tuple[Option, DemoStats | None]:
+def train_option(
+    config: OptionsTrainConfig,
+    plan: OptionPlan,
+    curriculum: SuccessCurriculum,
+    *,
+    seed: int,
+    writer: TelemetryWriter | None = None,
+    frames_before: int = 0,
+) -> tuple[Option, DemoStats | None]:
     """Train ``plan``'s option (behaviour cloning first when ``config.demos`` is on, then PPO until the curriculum ends
     its stage); returns the trained option and its warm start's stats."""
     algo = config.algo
@@ -195,16 +221,30 @@ def train_option(config: OptionsTrainConfig, plan: OptionPlan, curriculum: Succe
     venv.seed(seed)
     try:
         model = PPO(
-            OptionActorCriticPolicy, venv, seed=seed, device="cpu", verbose=0, learning_rate=algo.learning_rate,
-            n_steps=algo.n_steps, batch_size=algo.batch_size, n_epochs=algo.n_epochs, gamma=algo.gamma,
-            gae_lambda=algo.gae_lambda, ent_coef=algo.ent_coef, vf_coef=algo.vf_coef, clip_range=algo.clip_range,
+            OptionActorCriticPolicy,
+            venv,
+            seed=seed,
+            device="cpu",
+            verbose=0,
+            learning_rate=algo.learning_rate,
+            n_steps=algo.n_steps,
+            batch_size=algo.batch_size,
+            n_epochs=algo.n_epochs,
+            gamma=algo.gamma,
+            gae_lambda=algo.gae_lambda,
+            ent_coef=algo.ent_coef,
+            vf_coef=algo.vf_coef,
+            clip_range=algo.clip_range,
             max_grad_norm=algo.max_grad_norm,
-            policy_kwargs=dict(option=to_dict(option_config(config, plan, num_actions=_num_actions(venv))),
-                               critic_hidden=list(config.net.critic_hidden)),
+            policy_kwargs=dict(
+                option=to_dict(option_config(config, plan, num_actions=_num_actions(venv))),
+                critic_hidden=list(config.net.critic_hidden),
+            ),
         )
         demos = _warm_start(config, plan, model, seed=seed, writer=writer) if config.demos.enabled else None
-        model.learn(config.curriculum.max_steps,
-                    callback=CurriculumCallback(curriculum, writer, frames_before=frames_before))
+        model.learn(
+            config.curriculum.max_steps, callback=CurriculumCallback(curriculum, writer, frames_before=frames_before)
+        )
     finally:
         venv.close()
     policy = model.policy
@@ -226,24 +266,43 @@ def segment_tasks(config: OptionsTrainConfig, plan: OptionPlan) -> tuple[str, ..
     return tuple(t for t in split if any(wanted(sub) for sub in parse_task(t).subtasks))
 
 
-def _warm_start(config: OptionsTrainConfig, plan: OptionPlan, model: PPO, *, seed: int,
-                writer: TelemetryWriter | None) -> DemoStats:
+def _warm_start(
+    config: OptionsTrainConfig, plan: OptionPlan, model: PPO, *, seed: int, writer: TelemetryWriter | None
+) -> DemoStats:
     # Layout targets are not any task's subtask: their demonstrations are whole episodes of the option's own env.
     segments = config.demos.source == "segments" and plan.targets == "task"
-    env = SubtaskEnv(segment_tasks(config, plan), suite=config.env.suite, parameterised=False,
-                     max_episode_steps=config.env.max_episode_steps, task_kwargs=config.env.task_kwargs(),
-                     view_size=config.env.view_size) \
-        if segments else _subtask_env(config, plan, plan.train)
+    env = (
+        SubtaskEnv(
+            segment_tasks(config, plan),
+            suite=config.env.suite,
+            parameterised=False,
+            max_episode_steps=config.env.max_episode_steps,
+            task_kwargs=config.env.task_kwargs(),
+            view_size=config.env.view_size,
+        )
+        if segments
+        else _subtask_env(config, plan, plan.train)
+    )
     slots = argument_slots(cast(Verb, plan.name)) if segments and plan.parameterised else ()
     try:
-        return warm_start(model.policy, env, config.demos, gamma=config.algo.gamma, seed=seed, writer=writer,
-                          name=plan.name, segment=plan_subtasks(plan) if segments else None, slots=slots)
+        return warm_start(
+            model.policy,
+            env,
+            config.demos,
+            gamma=config.algo.gamma,
+            seed=seed,
+            writer=writer,
+            name=plan.name,
+            segment=plan_subtasks(plan) if segments else None,
+            slots=slots,
+        )
     finally:
         env.close()
 
 
-def evaluate_option(option: Option, env: SubtaskEnv, task: str, *, episodes: int, deterministic: bool,
-                    seed_base: int = EVAL_SEED_BASE) -> float:
+def evaluate_option(
+    option: Option, env: SubtaskEnv, task: str, *, episodes: int, deterministic: bool, seed_base: int = EVAL_SEED_BASE
+) -> float:
     """Success rate of ``option`` on ``episodes`` episodes of ``task`` (episode ``k`` seeded ``seed_base + k``)."""
     option.eval()
     successes = 0
@@ -268,8 +327,10 @@ def _evaluate_plan(config: OptionsTrainConfig, plan: OptionPlan, option: Option)
             continue
         env = _subtask_env(config, plan, tasks)
         for task in tasks:
-            stoch, det = (evaluate_option(option, env, task, episodes=config.eval_episodes, deterministic=deterministic)
-                          for deterministic in (False, True))
+            stoch, det = (
+                evaluate_option(option, env, task, episodes=config.eval_episodes, deterministic=deterministic)
+                for deterministic in (False, True)
+            )
             per_task[task] = OptionTaskEval(split=split, stoch=stoch, det=det)
         env.close()
     return per_task
@@ -280,8 +341,9 @@ def _mean(per_task: dict[str, OptionTaskEval], split: str, *, det: bool) -> floa
     return float(np.mean(values)) if values else None
 
 
-def train_options(config: OptionsTrainConfig, run_dir: Path, *,
-                  writer: TelemetryWriter | None = None) -> list[OptionResult]:
+def train_options(
+    config: OptionsTrainConfig, run_dir: Path, *, writer: TelemetryWriter | None = None
+) -> list[OptionResult]:
     """Train every option of ``config`` in curriculum order into ``run_dir/options`` (library saved after each
     option) and write ``results.json`` / ``results.md``; returns the per-option results."""
     torch.set_num_threads(config.torch_threads)
@@ -293,8 +355,9 @@ def train_options(config: OptionsTrainConfig, run_dir: Path, *,
     for index, plan in enumerate(plans):
         log.info("option %d/%d: %s (%d training tasks)", index + 1, len(plans), plan.name, len(plan.train))
         start = time.perf_counter()
-        option, demos = train_option(config, plan, curriculum, seed=config.seed + 1000 * index, writer=writer,
-                                     frames_before=frames)
+        option, demos = train_option(
+            config, plan, curriculum, seed=config.seed + 1000 * index, writer=writer, frames_before=frames
+        )
         stage = curriculum.advance()
         seconds = time.perf_counter() - start
         frames += stage.steps
@@ -303,15 +366,27 @@ def train_options(config: OptionsTrainConfig, run_dir: Path, *,
         library.freeze([plan.name])
         library.save(run_dir / LIBRARY_DIR)
         per_task = _evaluate_plan(config, plan, option)
-        result = OptionResult(name=plan.name, stage=stage, per_task=per_task, demos=demos, seconds=seconds,
-                              train_success=_mean(per_task, "train", det=False),
-                              train_success_det=_mean(per_task, "train", det=True),
-                              test_success=_mean(per_task, "test", det=False),
-                              test_success_det=_mean(per_task, "test", det=True))
+        result = OptionResult(
+            name=plan.name,
+            stage=stage,
+            per_task=per_task,
+            demos=demos,
+            seconds=seconds,
+            train_success=_mean(per_task, "train", det=False),
+            train_success_det=_mean(per_task, "train", det=True),
+            test_success=_mean(per_task, "test", det=False),
+            test_success_det=_mean(per_task, "test", det=True),
+        )
         results.append(result)
-        log.info("%s: %s after %d frames (training success %s); eval train %s, held-out %s", plan.name,
-                 "passed" if stage.passed else "budget spent", stage.steps, _fmt(stage.success),
-                 _fmt(result.train_success), _fmt(result.test_success))
+        log.info(
+            "%s: %s after %d frames (training success %s); eval train %s, held-out %s",
+            plan.name,
+            "passed" if stage.passed else "budget spent",
+            stage.steps,
+            _fmt(stage.success),
+            _fmt(result.train_success),
+            _fmt(result.test_success),
+        )
         if writer is not None:
             for key in ("train_success", "test_success"):
                 value = getattr(result, key)
@@ -333,12 +408,17 @@ def write_results(run_dir: Path, results: Sequence[OptionResult]) -> None:
 
 def format_results(results: Sequence[OptionResult]) -> str:
     """The per-option table: curriculum outcome, frames, success on training and held-out arguments."""
-    lines = ["| option | demos (BC accuracy) | curriculum | frames | wall s | train success (stoch / det) | "
-             "held-out success (stoch / det) |", "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| option | demos (BC accuracy) | curriculum | frames | wall s | train success (stoch / det) | "
+        "held-out success (stoch / det) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for r in results:
         outcome = f"passed ({_fmt(r.stage.success)})" if r.stage.passed else f"budget spent ({_fmt(r.stage.success)})"
         demos = "-" if r.demos is None else f"{r.demos.episodes} ({_fmt(r.demos.accuracy)})"
-        lines.append(f"| {r.name} | {demos} | {outcome} | {r.stage.steps} | {r.seconds:.0f} | "
-                     f"{_fmt(r.train_success)} / {_fmt(r.train_success_det)} | "
-                     f"{_fmt(r.test_success)} / {_fmt(r.test_success_det)} |")
+        lines.append(
+            f"| {r.name} | {demos} | {outcome} | {r.stage.steps} | {r.seconds:.0f} | "
+            f"{_fmt(r.train_success)} / {_fmt(r.train_success_det)} | "
+            f"{_fmt(r.test_success)} / {_fmt(r.test_success_det)} |"
+        )
     return "\n".join(lines)

@@ -68,10 +68,12 @@ class _Labeller(gym.Wrapper[Any, Any, Any, Any]):
             step, (skill, words) = self.current
             label = self.expert.next_action(step)
             if label is not None:
-                obs = skill_observation(self.base, self.view_size, words, marker=self.marker,
-                                        targets=skill_targets(step))
+                obs = skill_observation(
+                    self.base, self.view_size, words, marker=self.marker, targets=skill_targets(step)
+                )
                 self.rows.setdefault((skill, self.calls), []).append(
-                    (obs["image"], int(obs["direction"]), obs["args"], int(label)))
+                    (obs["image"], int(obs["direction"]), obs["args"], int(label))
+                )
         return self.env.step(action)
 
 
@@ -97,23 +99,45 @@ def _labelling(run: PlannerRun) -> _Labelling:
     return _Labelling(run.runner, run.env)
 
 
-def planner_dagger_demos(library: OptionLibrary, env_ids: Sequence[EnvSpec], skills: Sequence[str], *, episodes: int,
-                         seed_base: int, view_size: int, marker: bool, max_skill_steps: int, max_replans: int = 20,
-                         loop_limit: int | None = 3, escape_steps: int = 3,
-                         max_nodes: int = 5000) -> PlannerDaggerRound:
+def planner_dagger_demos(
+    library: OptionLibrary,
+    env_ids: Sequence[EnvSpec],
+    skills: Sequence[str],
+    *,
+    episodes: int,
+    seed_base: int,
+    view_size: int,
+    marker: bool,
+    max_skill_steps: int,
+    max_replans: int = 20,
+    loop_limit: int | None = 3,
+    escape_steps: int = 3,
+    max_nodes: int = 5000,
+) -> PlannerDaggerRound:
     """One round (see the module docstring): episode ``k`` runs ``env_ids[k % len(env_ids)]`` reset with ``seed_base +
     k``; labels are kept for ``skills`` only. The caller's torch RNG state is left alone (each episode samples from a
     fork seeded with its seed)."""
     rows: dict[tuple[str, int, int], list[tuple[np.ndarray, int, np.ndarray, int]]] = {}
     wins = steps = 0
-    config = PlannerRunConfig(option_steps=max_skill_steps, max_nodes=max_nodes, max_replans=max_replans,
-                              loop_limit=loop_limit or 0, escape_steps=escape_steps, cycle_limit=0,
-                              deterministic=False)
+    config = PlannerRunConfig(
+        option_steps=max_skill_steps,
+        max_nodes=max_nodes,
+        max_replans=max_replans,
+        loop_limit=loop_limit or 0,
+        escape_steps=escape_steps,
+        cycle_limit=0,
+        deterministic=False,
+    )
     for k in range(episodes):
         seed = seed_base + k
-        run = play_planner_episode(make_env(env_ids[k % len(env_ids)]), seed=seed, config=config, library=library,
-                                   wrap=lambda env: _Labeller(env, skills, view_size=view_size, marker=marker),
-                                   executor=_labelling)
+        run = play_planner_episode(
+            make_env(env_ids[k % len(env_ids)]),
+            seed=seed,
+            config=config,
+            library=library,
+            wrap=lambda env: _Labeller(env, skills, view_size=view_size, marker=marker),
+            executor=_labelling,
+        )
         labeller, trace = run.env, run.trace
         assert isinstance(labeller, _Labeller) and trace is not None
         wins += bool(run.runner.episode_success)
@@ -122,11 +146,16 @@ def planner_dagger_demos(library: OptionLibrary, env_ids: Sequence[EnvSpec], ski
             rows[(skill, k, call)] = call_rows
     demos: dict[str, DemoSet] = {}
     for skill in skills:
-        chunks: list[Chunk] = [(np.stack([r[0] for r in call_rows]), np.asarray([r[1] for r in call_rows], np.int64),
-                                np.stack([r[2] for r in call_rows]).astype(np.int64),
-                                np.asarray([r[3] for r in call_rows], np.int64))
-                               for (name, _, _), call_rows in sorted(rows.items(), key=lambda kv: kv[0][1:])
-                               if name == skill]
+        chunks: list[Chunk] = [
+            (
+                np.stack([r[0] for r in call_rows]),
+                np.asarray([r[1] for r in call_rows], np.int64),
+                np.stack([r[2] for r in call_rows]).astype(np.int64),
+                np.asarray([r[3] for r in call_rows], np.int64),
+            )
+            for (name, _, _), call_rows in sorted(rows.items(), key=lambda kv: kv[0][1:])
+            if name == skill
+        ]
         if chunks:
             demos[skill] = demo_set(chunks, episodes, sum(len(c[3]) for c in chunks))
     return PlannerDaggerRound(demos=demos, success=wins / episodes if episodes else float("nan"), steps=steps)

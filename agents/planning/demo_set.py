@@ -38,4 +38,3 @@ class DemoSet:
     def size(self) -> int:
         """Number of (observation, action) pairs ``N``."""
         return int(self.actions.shape[0])
-

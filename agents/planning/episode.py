@@ -91,18 +91,34 @@ class PlannerRunConfig:
     algorithm: Algorithm = "astar"
 
     def __post_init__(self) -> None:
-        _check(isinstance(self.option_steps, int) and self.option_steps >= 1, "option_steps",
-               f"must be >= 1, got {self.option_steps}")
-        _check(isinstance(self.max_nodes, int) and self.max_nodes >= 1, "max_nodes",
-               f"must be >= 1, got {self.max_nodes}")
-        _check(isinstance(self.max_replans, int) and self.max_replans >= 0, "max_replans",
-               f"must be >= 0, got {self.max_replans}")
-        _check(isinstance(self.loop_limit, int) and (self.loop_limit == 0 or self.loop_limit >= 2), "loop_limit",
-               f"must be 0 (off) or >= 2, got {self.loop_limit}")
-        _check(isinstance(self.escape_steps, int) and self.escape_steps >= 0, "escape_steps",
-               f"must be >= 0, got {self.escape_steps}")
-        _check(isinstance(self.cycle_limit, int) and (self.cycle_limit == 0 or self.cycle_limit >= 2), "cycle_limit",
-               f"must be 0 (off) or >= 2, got {self.cycle_limit}")
+        _check(
+            isinstance(self.option_steps, int) and self.option_steps >= 1,
+            "option_steps",
+            f"must be >= 1, got {self.option_steps}",
+        )
+        _check(
+            isinstance(self.max_nodes, int) and self.max_nodes >= 1, "max_nodes", f"must be >= 1, got {self.max_nodes}"
+        )
+        _check(
+            isinstance(self.max_replans, int) and self.max_replans >= 0,
+            "max_replans",
+            f"must be >= 0, got {self.max_replans}",
+        )
+        _check(
+            isinstance(self.loop_limit, int) and (self.loop_limit == 0 or self.loop_limit >= 2),
+            "loop_limit",
+            f"must be 0 (off) or >= 2, got {self.loop_limit}",
+        )
+        _check(
+            isinstance(self.escape_steps, int) and self.escape_steps >= 0,
+            "escape_steps",
+            f"must be >= 0, got {self.escape_steps}",
+        )
+        _check(
+            isinstance(self.cycle_limit, int) and (self.cycle_limit == 0 or self.cycle_limit >= 2),
+            "cycle_limit",
+            f"must be 0 (off) or >= 2, got {self.cycle_limit}",
+        )
         SearchConfig(algorithm=self.algorithm, max_nodes=self.max_nodes)  # checks the algorithm
 
     @property
@@ -157,8 +173,13 @@ class PlannerRun:
         seeded with :attr:`seed`. Sets and returns :attr:`trace`."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
-            self.trace = execute(self.domain, self.goals, self.runner if executor is None else executor,
-                                 self.config.monitor, allowed=self.allowed)
+            self.trace = execute(
+                self.domain,
+                self.goals,
+                self.runner if executor is None else executor,
+                self.config.monitor,
+                allowed=self.allowed,
+            )
         return self.trace
 
     def close(self) -> None:
@@ -166,9 +187,14 @@ class PlannerRun:
         self.env.close()
 
 
-def start_planner_episode(env: gym.Env, *, seed: int, config: PlannerRunConfig,
-                          library: OptionLibrary | None = None,
-                          wrap: Callable[[gym.Env], gym.Env] | None = None) -> PlannerRun:
+def start_planner_episode(
+    env: gym.Env,
+    *,
+    seed: int,
+    config: PlannerRunConfig,
+    library: OptionLibrary | None = None,
+    wrap: Callable[[gym.Env], gym.Env] | None = None,
+) -> PlannerRun:
     """Set up one planner episode of ``env`` (see the module docstring): wrapped for ``library`` (if any), then by
     ``wrap`` (if given; e.g. a recorder), reset with ``seed``, and its skill executor built on the outermost wrapper.
     """
@@ -182,17 +208,30 @@ def start_planner_episode(env: gym.Env, *, seed: int, config: PlannerRunConfig,
     if library is None:
         runner = ScriptedSkills(env)
     else:
-        runner = learned_skills(env, library, fallback=ScriptedSkills(env) if config.fallback else None,
-                                max_skill_steps=config.option_steps, deterministic=config.deterministic, seed=seed,
-                                loop_limit=config.loop_limit or None, escape_steps=config.escape_steps,
-                                cycle_limit=config.cycle_limit or None)
+        runner = learned_skills(
+            env,
+            library,
+            fallback=ScriptedSkills(env) if config.fallback else None,
+            max_skill_steps=config.option_steps,
+            deterministic=config.deterministic,
+            seed=seed,
+            loop_limit=config.loop_limit or None,
+            escape_steps=config.escape_steps,
+            cycle_limit=config.cycle_limit or None,
+        )
         allowed = runner.allowed if config.skill_aware else None
     return PlannerRun(env=env, runner=runner, seed=seed, config=config, allowed=allowed)
 
 
-def play_planner_episode(env: gym.Env, *, seed: int, config: PlannerRunConfig, library: OptionLibrary | None = None,
-                         wrap: Callable[[gym.Env], gym.Env] | None = None,
-                         executor: Callable[[PlannerRun], SkillExecutor] | None = None) -> PlannerRun:
+def play_planner_episode(
+    env: gym.Env,
+    *,
+    seed: int,
+    config: PlannerRunConfig,
+    library: OptionLibrary | None = None,
+    wrap: Callable[[gym.Env], gym.Env] | None = None,
+    executor: Callable[[PlannerRun], SkillExecutor] | None = None,
+) -> PlannerRun:
     """One whole planner episode: :func:`start_planner_episode`, :meth:`PlannerRun.execute` (the skills run by
     ``executor(run)`` if given, e.g. a wrapper around ``run.runner``), the env closed. Returns the run; its
     :attr:`~PlannerRun.trace` is set."""
@@ -202,4 +241,3 @@ def play_planner_episode(env: gym.Env, *, seed: int, config: PlannerRunConfig, l
     finally:
         run.close()
     return run
-

@@ -104,26 +104,42 @@ class PlannerEvalConfig:
     def __post_init__(self) -> None:
         check(isinstance(self.episodes, int) and self.episodes >= 1, "episodes", f"must be >= 1, got {self.episodes}")
         self.run_config  # noqa: B018 -- checks the run's values (PlannerRunConfig)
-        check(isinstance(self.seed_base, int) and self.seed_base >= 0, "seed_base",
-              f"must be >= 0, got {self.seed_base}")
+        check(
+            isinstance(self.seed_base, int) and self.seed_base >= 0, "seed_base", f"must be >= 0, got {self.seed_base}"
+        )
         object.__setattr__(self, "ensemble", tuple(self.ensemble))
-        check(self.library is not None or not self.ensemble, "ensemble",
-              "needs an option library to join (without one the scripted skills run every step)")
-        check(self.library is not None or not self.fallback_scripted, "fallback_scripted",
-              "needs an option library (without one the scripted skills run every step)")
-        check(self.library is not None or self.deterministic, "deterministic",
-              "only options sample actions; the scripted skills are deterministic")
+        check(
+            self.library is not None or not self.ensemble,
+            "ensemble",
+            "needs an option library to join (without one the scripted skills run every step)",
+        )
+        check(
+            self.library is not None or not self.fallback_scripted,
+            "fallback_scripted",
+            "needs an option library (without one the scripted skills run every step)",
+        )
+        check(
+            self.library is not None or self.deterministic,
+            "deterministic",
+            "only options sample actions; the scripted skills are deterministic",
+        )
         try:
             suite = get_suite(self.suite)
         except UnknownNameError as exc:
             raise ConfigError(f"suite: {exc}") from None
-        check(self.split in suite.splits, "split",
-              f"suite {self.suite!r} has no split {self.split!r}; its splits: {', '.join(suite.splits)}")
+        check(
+            self.split in suite.splits,
+            "split",
+            f"suite {self.suite!r} has no split {self.split!r}; its splits: {', '.join(suite.splits)}",
+        )
         if self.tasks is not None:
             object.__setattr__(self, "tasks", tuple(self.tasks))
             unknown = [name for name in self.tasks if name not in suite.splits[self.split]]
-            check(bool(self.tasks) and not unknown, "tasks",
-                  f"{unknown[0] if unknown else 'none given'}: pick tasks of {self.suite}/{self.split}")
+            check(
+                bool(self.tasks) and not unknown,
+                "tasks",
+                f"{unknown[0] if unknown else 'none given'}: pick tasks of {self.suite}/{self.split}",
+            )
 
     @property
     def skills(self) -> SkillSource:
@@ -134,18 +150,33 @@ class PlannerEvalConfig:
     def of_run(cls, run: PlannerRunConfig, **fields: Any) -> PlannerEvalConfig:
         """The evaluation given by ``fields`` (suite, split, episodes, library, ...) whose episodes run with ``run``
         (greedy search only: ``run.algorithm`` is not read)."""
-        return cls(option_steps=run.option_steps, max_nodes=run.max_nodes, max_replans=run.max_replans,
-                   loop_limit=run.loop_limit, escape_steps=run.escape_steps, cycle_limit=run.cycle_limit,
-                   deterministic=run.deterministic, fallback_scripted=run.fallback, skill_aware=run.skill_aware,
-                   **fields)
+        return cls(
+            option_steps=run.option_steps,
+            max_nodes=run.max_nodes,
+            max_replans=run.max_replans,
+            loop_limit=run.loop_limit,
+            escape_steps=run.escape_steps,
+            cycle_limit=run.cycle_limit,
+            deterministic=run.deterministic,
+            fallback_scripted=run.fallback,
+            skill_aware=run.skill_aware,
+            **fields,
+        )
 
     @property
     def run_config(self) -> PlannerRunConfig:
         """What each episode runs with (:class:`~modrl.agents.planning.episode.PlannerRunConfig`)."""
-        return PlannerRunConfig(option_steps=self.option_steps, max_nodes=self.max_nodes, max_replans=self.max_replans,
-                                loop_limit=self.loop_limit, escape_steps=self.escape_steps,
-                                cycle_limit=self.cycle_limit, deterministic=self.deterministic,
-                                fallback=self.fallback_scripted, skill_aware=self.skill_aware)
+        return PlannerRunConfig(
+            option_steps=self.option_steps,
+            max_nodes=self.max_nodes,
+            max_replans=self.max_replans,
+            loop_limit=self.loop_limit,
+            escape_steps=self.escape_steps,
+            cycle_limit=self.cycle_limit,
+            deterministic=self.deterministic,
+            fallback=self.fallback_scripted,
+            skill_aware=self.skill_aware,
+        )
 
     @property
     def task_names(self) -> tuple[str, ...]:
@@ -197,13 +228,20 @@ class PlannerTaskResult:
     @classmethod
     def from_runs(cls, task: str, split: str, runs: tuple[PlannerEpisode, ...]) -> PlannerTaskResult:
         """Aggregate ``runs`` (at least one) of ``task``."""
-        return cls(task=task, split=split, episodes=len(runs),
-                   success_rate=float(np.mean([r.success for r in runs])),
-                   mean_replans=float(np.mean([r.replans for r in runs])),
-                   mean_steps=float(np.mean([r.steps for r in runs])),
-                   option_calls=sum(r.option_calls for r in runs), fallback_calls=sum(r.fallback_calls for r in runs),
-                   loops=sum(r.loops for r in runs), outcomes=dict(Counter(r.outcome.value for r in runs)), runs=runs,
-                   cycles=sum(r.cycles for r in runs))
+        return cls(
+            task=task,
+            split=split,
+            episodes=len(runs),
+            success_rate=float(np.mean([r.success for r in runs])),
+            mean_replans=float(np.mean([r.replans for r in runs])),
+            mean_steps=float(np.mean([r.steps for r in runs])),
+            option_calls=sum(r.option_calls for r in runs),
+            fallback_calls=sum(r.fallback_calls for r in runs),
+            loops=sum(r.loops for r in runs),
+            outcomes=dict(Counter(r.outcome.value for r in runs)),
+            runs=runs,
+            cycles=sum(r.cycles for r in runs),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields, the episodes as :meth:`PlannerEpisode.to_dict`."""
@@ -228,21 +266,32 @@ class PlannerEvalReport:
         (greedy|stochastic)"`` (``+ scripted fallback``)."""
         if self.config.skills is SkillSource.SCRIPTED:
             return "scripted skills"
-        what = f"ensembles of {1 + len(self.config.ensemble)} option libraries" if self.config.ensemble \
+        what = (
+            f"ensembles of {1 + len(self.config.ensemble)} option libraries"
+            if self.config.ensemble
             else "learned options"
+        )
         label = f"{what} ({'greedy' if self.config.deterministic else 'stochastic'})"
         return label + (" + scripted fallback" if self.config.fallback_scripted else "")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: suite, split, skills, greedy or sampled, mean success, the config, one entry per task."""
         config = {**asdict(self.config), "tasks": list(self.config.task_names)}
-        return {"suite": self.config.suite, "split": self.config.split, "skills": self.config.skills.value,
-                "skills_label": self.skills_label, "deterministic": self.config.deterministic,
-                "mean_success": self.mean_success, "config": config, "tasks": [t.to_dict() for t in self.tasks]}
+        return {
+            "suite": self.config.suite,
+            "split": self.config.split,
+            "skills": self.config.skills.value,
+            "skills_label": self.skills_label,
+            "deterministic": self.config.deterministic,
+            "mean_success": self.mean_success,
+            "config": config,
+            "tasks": [t.to_dict() for t in self.tasks],
+        }
 
 
-def run_planner_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, config: PlannerEvalConfig,
-                        library: OptionLibrary | None) -> PlannerEpisode:
+def run_planner_episode(
+    env_id: str, env_kwargs: dict[str, Any], seed: int, config: PlannerEvalConfig, library: OptionLibrary | None
+) -> PlannerEpisode:
     """Plan and execute one episode of the env ``env_id`` reset with ``seed`` (see the module docstring;
     :func:`~modrl.agents.planning.episode.play_planner_episode`)."""
     run = play_planner_episode(gym.make(env_id, **env_kwargs), seed=seed, config=config.run_config, library=library)
@@ -250,13 +299,22 @@ def run_planner_episode(env_id: str, env_kwargs: dict[str, Any], seed: int, conf
     usage, loops, cycles = ({"option": 0, "fallback": 0}, 0, 0)
     if run.options is not None:
         usage, loops, cycles = run.options.usage, run.options.loops, run.options.cycles
-    return PlannerEpisode(seed=seed, success=bool(run.runner.episode_success), replans=run.trace.replans,
-                          steps=run.trace.total_steps, outcome=run.trace.outcome, option_calls=usage["option"],
-                          fallback_calls=usage["fallback"], loops=loops, cycles=cycles)
+    return PlannerEpisode(
+        seed=seed,
+        success=bool(run.runner.episode_success),
+        replans=run.trace.replans,
+        steps=run.trace.total_steps,
+        outcome=run.trace.outcome,
+        option_calls=usage["option"],
+        fallback_calls=usage["fallback"],
+        loops=loops,
+        cycles=cycles,
+    )
 
 
-def evaluate_planner(config: PlannerEvalConfig,
-                     on_task: Callable[[PlannerTaskResult], None] | None = None) -> PlannerEvalReport:
+def evaluate_planner(
+    config: PlannerEvalConfig, on_task: Callable[[PlannerTaskResult], None] | None = None
+) -> PlannerEvalReport:
     """Evaluate the planner on every task of ``config.task_names``; a progress line per task as it finishes goes to
     the ``modrl.progress`` logger (and the result to ``on_task``). The caller's torch RNG state is left as it was.
 
@@ -269,12 +327,21 @@ def evaluate_planner(config: PlannerEvalConfig,
     results = []
     for i, name in enumerate(names):
         spec = suite.tasks[suite.task_index(name)]
-        runs = tuple(run_planner_episode(spec.env_id, dict(spec.kwargs), config.seed_base + k, config, library)
-                     for k in range(config.episodes))
+        runs = tuple(
+            run_planner_episode(spec.env_id, dict(spec.kwargs), config.seed_base + k, config, library)
+            for k in range(config.episodes)
+        )
         result = PlannerTaskResult.from_runs(name, config.split, runs)
         results.append(result)
-        progress_log.info("[planner] %d/%d %s: success %.2f, re-plans %.1f, steps %.1f", i + 1, len(names), name,
-                          result.success_rate, result.mean_replans, result.mean_steps)
+        progress_log.info(
+            "[planner] %d/%d %s: success %.2f, re-plans %.1f, steps %.1f",
+            i + 1,
+            len(names),
+            name,
+            result.success_rate,
+            result.mean_replans,
+            result.mean_steps,
+        )
         if on_task is not None:
             on_task(result)
     return PlannerEvalReport(config=config, tasks=tuple(results))
@@ -286,29 +353,43 @@ def format_planner_report(report: PlannerEvalReport) -> str:
     mean success."""
     config = report.config
     options = config.skills is SkillSource.OPTIONS
-    header = ["task", "episodes", "success", "re-plans", "steps",
-              *(["options", "scripted", "stuck", "cycles"] if options else [])]
+    header = [
+        "task",
+        "episodes",
+        "success",
+        "re-plans",
+        "steps",
+        *(["options", "scripted", "stuck", "cycles"] if options else []),
+    ]
     rows = [header]
     for r in report.tasks:
         calls = [str(r.option_calls), str(r.fallback_calls), str(r.loops), str(r.cycles)] if options else []
-        rows.append([r.task, str(r.episodes), f"{r.success_rate:.2f}", f"{r.mean_replans:.1f}", f"{r.mean_steps:.1f}",
-                     *calls])
+        rows.append(
+            [r.task, str(r.episodes), f"{r.success_rate:.2f}", f"{r.mean_replans:.1f}", f"{r.mean_steps:.1f}", *calls]
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = [format_row(row, widths) for row in rows]
     lines.insert(1, "-" * len(lines[0]))
     limits = [f"seeds {config.seed_base}+k", f"at most {config.max_replans} re-plans"]
     if options:
-        limits += [f"option calls capped at {config.option_steps} steps",
-                   f"stuck after an observation recurs {config.loop_limit} times, then {config.escape_steps} random "
-                   "moves" if config.loop_limit else "no loop check"]
+        limits += [
+            f"option calls capped at {config.option_steps} steps",
+            f"stuck after an observation recurs {config.loop_limit} times, then {config.escape_steps} random moves"
+            if config.loop_limit
+            else "no loop check",
+        ]
         if config.cycle_limit:
             limits.append(f"the same moves whenever {config.cycle_limit}+ calls have ended in one planning state")
     title = f"planner evaluation on {config.suite}/{config.split} with {report.skills_label} ({', '.join(limits)})"
-    lines.append(f"{config.suite}/{config.split}: mean success {report.mean_success:.3f} over {len(report.tasks)} "
-                 f"task(s) x {config.episodes} episode(s)")
+    lines.append(
+        f"{config.suite}/{config.split}: mean success {report.mean_success:.3f} over {len(report.tasks)} "
+        f"task(s) x {config.episodes} episode(s)"
+    )
     if options:
         total = sum(r.option_calls for r in report.tasks), sum(r.fallback_calls for r in report.tasks)
-        lines.append(f"skills run by learned options: {total[0]}, by scripted skills: {total[1]}; "
-                     f"stuck option calls: {sum(r.loops for r in report.tasks)}; "
-                     f"cycle escapes: {sum(r.cycles for r in report.tasks)}")
+        lines.append(
+            f"skills run by learned options: {total[0]}, by scripted skills: {total[1]}; "
+            f"stuck option calls: {sum(r.loops for r in report.tasks)}; "
+            f"cycle escapes: {sum(r.cycles for r in report.tasks)}"
+        )
     return "\n".join([title, *lines])

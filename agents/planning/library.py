@@ -73,12 +73,17 @@ def find_library(run_dir: Path) -> tuple[Path, Path]:
         raise RunDirError(f"{run_dir}: no such directory")
     config = read_run_config(run_dir) if (run_dir / "config.yaml").is_file() else {}
     if "agent" in config:
-        raise RunDirError(f"{run_dir} is a 'modrl train' run and has no options to plan with; --planner evaluates "
-                          "the option library of a 'modrl options train' run, or give --scripted --suite NAME")
-    hint = f" (its router's library is {config['library']}: give that)" if isinstance(config.get("library"), str) \
-        else ""
-    raise RunDirError(f"{run_dir} holds no option library (no options/{INDEX_FILE}){hint}; give a 'modrl options "
-                      "train' run directory or its options/ directory")
+        raise RunDirError(
+            f"{run_dir} is a 'modrl train' run and has no options to plan with; --planner evaluates "
+            "the option library of a 'modrl options train' run, or give --scripted --suite NAME"
+        )
+    hint = (
+        f" (its router's library is {config['library']}: give that)" if isinstance(config.get("library"), str) else ""
+    )
+    raise RunDirError(
+        f"{run_dir} holds no option library (no options/{INDEX_FILE}){hint}; give a 'modrl options "
+        "train' run directory or its options/ directory"
+    )
 
 
 def run_suite(run_dir: Path) -> str | None:

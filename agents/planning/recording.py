@@ -55,8 +55,10 @@ class _Recorder(gym.Wrapper[Any, Any, Any, Any]):
     def look(self) -> None:
         """Take the observation the next action is recorded with (again, after :attr:`targets` changed)."""
         base = self.env.unwrapped
-        self._current = (full_view_image(base, self.view_size, marker=self.marker, targets=self.targets),
-                         int(base.agent_dir))  # type: ignore[attr-defined]
+        self._current = (
+            full_view_image(base, self.view_size, marker=self.marker, targets=self.targets),
+            int(base.agent_dir),  # type: ignore[attr-defined]
+        )
 
     def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
         out = self.env.reset(**kwargs)
@@ -115,10 +117,12 @@ class SkillRecording:
     frames: int
 
 
-def _record_episode(spec: EnvSpec, seed: int, view_size: int, marker: bool,
-                    random_steps: int) -> tuple[_Recorder, list[_Call], bool]:
-    run = start_planner_episode(make_env(spec), seed=seed, config=_CONFIG,
-                                wrap=lambda env: _Recorder(env, view_size, marker))
+def _record_episode(
+    spec: EnvSpec, seed: int, view_size: int, marker: bool, random_steps: int
+) -> tuple[_Recorder, list[_Call], bool]:
+    run = start_planner_episode(
+        make_env(spec), seed=seed, config=_CONFIG, wrap=lambda env: _Recorder(env, view_size, marker)
+    )
     recorder, skills = run.env, run.runner
     assert isinstance(recorder, _Recorder) and isinstance(skills, ScriptedSkills)
     cutter = _Cutter(skills, recorder)
@@ -133,9 +137,16 @@ def _record_episode(spec: EnvSpec, seed: int, view_size: int, marker: bool,
     return recorder, cutter.calls, bool(skills.episode_success)
 
 
-def record_skill_demos(env_ids: Sequence[EnvSpec], *, episodes: int, view_size: int,
-                       skills: Sequence[str] = SKILL_NAMES, seed_base: int = DEMO_SEED_BASE,
-                       marker: bool = False, random_steps: int = 0) -> SkillRecording:
+def record_skill_demos(
+    env_ids: Sequence[EnvSpec],
+    *,
+    episodes: int,
+    view_size: int,
+    skills: Sequence[str] = SKILL_NAMES,
+    seed_base: int = DEMO_SEED_BASE,
+    marker: bool = False,
+    random_steps: int = 0,
+) -> SkillRecording:
     """Record ``episodes`` planner episodes of each env id (episode ``j`` seeded ``seed_base + j``; an evaluation seed
     is skipped) and cut them into per-skill demonstrations (see the module docstring); with ``marker`` the images
     carry the target-marker channel on each step's object. With ``random_steps``, each episode first runs between 0
@@ -164,14 +175,20 @@ def record_skill_demos(env_ids: Sequence[EnvSpec], *, episodes: int, view_size: 
                     continue
                 span = slice(call.start, call.stop)
                 ids = [SKILL_SLOTS[i].index(word) for i, word in enumerate(call.args)]
-                parts[call.skill].append((np.stack(recorder.images[span]), np.asarray(recorder.directions[span]),
-                                          np.tile(np.asarray(ids, np.int64), (call.stop - call.start, 1)),
-                                          np.asarray(recorder.actions[span], np.int64)))
+                parts[call.skill].append(
+                    (
+                        np.stack(recorder.images[span]),
+                        np.asarray(recorder.directions[span]),
+                        np.tile(np.asarray(ids, np.int64), (call.stop - call.start, 1)),
+                        np.asarray(recorder.actions[span], np.int64),
+                    )
+                )
                 counts[call.skill] += 1
     demos = {skill: demo_set(chunks, total, frames) for skill, chunks in parts.items() if chunks}
     if not demos:
-        raise RuntimeError(f"no step of the skills {', '.join(skills)} was demonstrated in "
-                           f"{', '.join(map(spec_name, env_ids))}")
+        raise RuntimeError(
+            f"no step of the skills {', '.join(skills)} was demonstrated in {', '.join(map(spec_name, env_ids))}"
+        )
     return SkillRecording(demos=demos, calls=counts, episodes=total, solved=solved, frames=frames)
 
 
@@ -184,8 +201,16 @@ def split_calls(demos: DemoSet, validation: float) -> tuple[DemoSet, DemoSet | N
     cut = int(sum(demos.lengths[:-n_val]))
 
     def part(rows: slice, lengths: tuple[int, ...]) -> DemoSet:
-        return DemoSet(observations={k: v[rows] for k, v in demos.observations.items()}, actions=demos.actions[rows],
-                       returns=demos.returns[rows], tasks=(), seeds=(), task_seeds=(), lengths=lengths,
-                       attempts=demos.attempts, frames=demos.frames)
+        return DemoSet(
+            observations={k: v[rows] for k, v in demos.observations.items()},
+            actions=demos.actions[rows],
+            returns=demos.returns[rows],
+            tasks=(),
+            seeds=(),
+            task_seeds=(),
+            lengths=lengths,
+            attempts=demos.attempts,
+            frames=demos.frames,
+        )
 
     return part(slice(0, cut), demos.lengths[:-n_val]), part(slice(cut, None), demos.lengths[-n_val:])

@@ -36,20 +36,36 @@ _REDRAW_OBJECTS: tuple[tuple[str, int], ...] = (("ball", 0), ("box", 0), ("key",
 def demo_set(chunks: Sequence[Chunk], attempts: int, frames: int) -> DemoSet:
     """The :class:`DemoSet` of per-call chunks (returns left at 0)."""
     actions = np.concatenate([c[3] for c in chunks])
-    return DemoSet(observations={"image": np.concatenate([c[0] for c in chunks]),
-                                 "direction": np.concatenate([c[1] for c in chunks]).astype(np.int64),
-                                 "args": np.concatenate([c[2] for c in chunks])},
-                   actions=actions, returns=np.zeros(len(actions), np.float32), tasks=(), seeds=(), task_seeds=(),
-                   lengths=tuple(len(c[3]) for c in chunks), attempts=attempts, frames=frames)
+    return DemoSet(
+        observations={
+            "image": np.concatenate([c[0] for c in chunks]),
+            "direction": np.concatenate([c[1] for c in chunks]).astype(np.int64),
+            "args": np.concatenate([c[2] for c in chunks]),
+        },
+        actions=actions,
+        returns=np.zeros(len(actions), np.float32),
+        tasks=(),
+        seeds=(),
+        task_seeds=(),
+        lengths=tuple(len(c[3]) for c in chunks),
+        attempts=attempts,
+        frames=frames,
+    )
 
 
 def concat_demos(first: DemoSet, second: DemoSet) -> DemoSet:
     """Both demonstration sets in one (``first``'s calls, then ``second``'s)."""
-    return DemoSet(observations={k: np.concatenate([v, second.observations[k]]) for k, v in first.observations.items()},
-                   actions=np.concatenate([first.actions, second.actions]),
-                   returns=np.concatenate([first.returns, second.returns]), tasks=(), seeds=(), task_seeds=(),
-                   lengths=first.lengths + second.lengths, attempts=first.attempts + second.attempts,
-                   frames=first.frames + second.frames)
+    return DemoSet(
+        observations={k: np.concatenate([v, second.observations[k]]) for k, v in first.observations.items()},
+        actions=np.concatenate([first.actions, second.actions]),
+        returns=np.concatenate([first.returns, second.returns]),
+        tasks=(),
+        seeds=(),
+        task_seeds=(),
+        lengths=first.lengths + second.lengths,
+        attempts=first.attempts + second.attempts,
+        frames=first.frames + second.frames,
+    )
 
 
 def skill_action(option: Option, obs: Mapping[str, Any], *, deterministic: bool) -> torch.Tensor:
@@ -59,8 +75,15 @@ def skill_action(option: Option, obs: Mapping[str, Any], *, deterministic: bool)
     return option.act(*option_inputs(obs, args), deterministic=deterministic)[0]
 
 
-def _run_calls(option: Option, env: SkillStepEnv, *, episodes: int, seed_base: int, deterministic: bool,
-               visit: Callable[[int, ScriptedSkills | None, Mapping[str, Any]], None] | None = None) -> tuple[int, int]:
+def _run_calls(
+    option: Option,
+    env: SkillStepEnv,
+    *,
+    episodes: int,
+    seed_base: int,
+    deterministic: bool,
+    visit: Callable[[int, ScriptedSkills | None, Mapping[str, Any]], None] | None = None,
+) -> tuple[int, int]:
     """``episodes`` calls of ``option`` in ``env`` (reset with ``seed_base + k``); ``visit(k, expert, obs)`` sees every
     state before the option acts in it. Returns (successes, steps)."""
     option.eval()
@@ -82,8 +105,18 @@ def _run_calls(option: Option, env: SkillStepEnv, *, episodes: int, seed_base: i
     return wins, steps
 
 
-def evaluate_skill(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, view_size: int, max_steps: int,
-                   episodes: int, deterministic: bool, seed_base: int = EVAL_SEED_BASE, marker: bool = False) -> float:
+def evaluate_skill(
+    option: Option,
+    env_ids: Sequence[EnvSpec],
+    skill: str,
+    *,
+    view_size: int,
+    max_steps: int,
+    episodes: int,
+    deterministic: bool,
+    seed_base: int = EVAL_SEED_BASE,
+    marker: bool = False,
+) -> float:
     """Success of ``option`` on ``episodes`` calling-state episodes of ``skill`` in ``env_ids``
     (:class:`~modrl.envs.skill_env.SkillStepEnv` reset with ``seed_base + k``)."""
     env = SkillStepEnv(env_ids, skill, view_size=view_size, max_steps=max_steps, marker=marker)
@@ -91,9 +124,18 @@ def evaluate_skill(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, vi
     return wins / episodes if episodes else float("nan")
 
 
-def dagger_demos(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, view_size: int, max_steps: int,
-                 episodes: int, seed_base: int, marker: bool = False,
-                 random_steps: int = 0) -> tuple[DemoSet | None, float]:
+def dagger_demos(
+    option: Option,
+    env_ids: Sequence[EnvSpec],
+    skill: str,
+    *,
+    view_size: int,
+    max_steps: int,
+    episodes: int,
+    seed_base: int,
+    marker: bool = False,
+    random_steps: int = 0,
+) -> tuple[DemoSet | None, float]:
     """One DAgger round: ``option`` acts (sampled) in ``episodes`` calling-state episodes of ``skill`` in ``env_ids``
     (:class:`~modrl.envs.skill_env.SkillStepEnv` reset with ``seed_base + k``); every state it visits is labelled
     with the scripted skill's next action there (:meth:`ScriptedSkills.next_action`; states the script would not act
@@ -102,8 +144,9 @@ def dagger_demos(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, view
     Returns:
         The labelled states (``None`` when there are none) and the option's success in these episodes.
     """
-    env = SkillStepEnv(env_ids, skill, view_size=view_size, max_steps=max_steps, marker=marker,
-                       random_steps=random_steps)
+    env = SkillStepEnv(
+        env_ids, skill, view_size=view_size, max_steps=max_steps, marker=marker, random_steps=random_steps
+    )
     rows: dict[int, list[tuple[np.ndarray, int, np.ndarray, int]]] = {}
 
     def label(k: int, expert: ScriptedSkills | None, obs: Mapping[str, Any]) -> None:
@@ -113,9 +156,15 @@ def dagger_demos(option: Option, env_ids: Sequence[EnvSpec], skill: str, *, view
             rows.setdefault(k, []).append((obs["image"], int(obs["direction"]), obs["args"], action))
 
     wins, steps = _run_calls(option, env, episodes=episodes, seed_base=seed_base, deterministic=False, visit=label)
-    chunks = [(np.stack([r[0] for r in call]), np.asarray([r[1] for r in call], np.int64),
-               np.stack([r[2] for r in call]).astype(np.int64), np.asarray([r[3] for r in call], np.int64))
-              for _, call in sorted(rows.items())]
+    chunks = [
+        (
+            np.stack([r[0] for r in call]),
+            np.asarray([r[1] for r in call], np.int64),
+            np.stack([r[2] for r in call]).astype(np.int64),
+            np.asarray([r[3] for r in call], np.int64),
+        )
+        for _, call in sorted(rows.items())
+    ]
     return (demo_set(chunks, episodes, steps) if chunks else None), wins / episodes
 
 

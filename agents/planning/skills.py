@@ -101,10 +101,18 @@ def wrap_for_library(env: gym.Env, library: OptionLibrary) -> gym.Env:
 ESCAPE_ACTIONS = (int(Actions.left), int(Actions.right), int(Actions.forward))
 
 
-def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecutor | None,
-                   max_skill_steps: int = 100, deterministic: bool = True, seed: int = 0,
-                   loop_limit: int | None = None, escape_steps: int = 0,
-                   cycle_limit: int | None = None) -> OptionExecutor:
+def learned_skills(
+    env: gym.Env,
+    library: OptionLibrary,
+    *,
+    fallback: SkillExecutor | None,
+    max_skill_steps: int = 100,
+    deterministic: bool = True,
+    seed: int = 0,
+    loop_limit: int | None = None,
+    escape_steps: int = 0,
+    cycle_limit: int | None = None,
+) -> OptionExecutor:
     """An executor running ``library``'s options in ``env`` (a reset MiniGrid env wrapped by :func:`wrap_for_library`;
     for a library that reads the target marker, each step's objects are marked before its option runs), with
     ``fallback`` (e.g. :class:`modrl.envs.ScriptedSkills` on the same env) for the skills no option serves;
@@ -119,8 +127,9 @@ def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecu
     marks = library_marks_target(library)
     marked = full_view_of(env) if marks else None
     if marks and (marked is None or not marked.marker):
-        raise ValueError("this library's options read the target marker: wrap the env with "
-                         "wrap_for_library(env, library)")
+        raise ValueError(
+            "this library's options read the target marker: wrap the env with wrap_for_library(env, library)"
+        )
 
     def resolve_and_mark(step: GroundOperator) -> OptionCall | None:
         if marked is not None:
@@ -128,14 +137,25 @@ def learned_skills(env: gym.Env, library: OptionLibrary, *, fallback: SkillExecu
         return resolve(step)
 
     def observation() -> Any:
-        return current_observation(base, view, marker=marked is not None,
-                                   targets=() if marked is None else marked.targets)
+        return current_observation(
+            base, view, marker=marked is not None, targets=() if marked is None else marked.targets
+        )
 
-    return OptionExecutor(env, library, resolve=resolve_and_mark, observe=lambda: env_planning_state(base),
-                          observation=observation, fallback=fallback,
-                          max_skill_steps=max_skill_steps, deterministic=deterministic, seed=seed,
-                          loop_limit=loop_limit, escape_actions=ESCAPE_ACTIONS, escape_steps=escape_steps,
-                          cycle_limit=cycle_limit)
+    return OptionExecutor(
+        env,
+        library,
+        resolve=resolve_and_mark,
+        observe=lambda: env_planning_state(base),
+        observation=observation,
+        fallback=fallback,
+        max_skill_steps=max_skill_steps,
+        deterministic=deterministic,
+        seed=seed,
+        loop_limit=loop_limit,
+        escape_actions=ESCAPE_ACTIONS,
+        escape_steps=escape_steps,
+        cycle_limit=cycle_limit,
+    )
 
 
 def full_view_of(env: gym.Env) -> FullView | None:

@@ -26,8 +26,11 @@ import modrl.envs  # noqa: F401  (registers the ModRL-* ids)
 PAIRS: tuple[tuple[str, str, str], ...] = (
     ("ModRL-colour-type-pickup-blue-key-v0", "BabyAI-GoToLocalS7N4-v0", "one 7x7 room, 4 objects"),
     ("ModRL-verb-object-putnext-red-key-green-ball-v0", "BabyAI-PutNextLocalS6N4-v0", "putnext in one room"),
-    ("ModRL-sequences-open-red-door_then_pickup-blue-key_then_goto-green-ball-v0", "BabyAI-OpenTwoDoors-v0",
-     "rooms joined by doors"),
+    (
+        "ModRL-sequences-open-red-door_then_pickup-blue-key_then_goto-green-ball-v0",
+        "BabyAI-OpenTwoDoors-v0",
+        "rooms joined by doors",
+    ),
 )
 
 
@@ -66,8 +69,10 @@ def main() -> None:
                 ref.append(measure(stock, actions))
             g_step, g_all = (statistics.median(x[i] for x in gen) for i in (0, 1))
             s_step, s_all = (statistics.median(x[i] for x in ref) for i in (0, 1))
-            print(f"  {label:<16} {g_step:>10.0f} {s_step:>8.0f} {s_step / g_step:>6.2f} "
-                  f"{g_all:>10.0f} {s_all:>8.0f} {s_all / g_all:>6.2f}")
+            print(
+                f"  {label:<16} {g_step:>10.0f} {s_step:>8.0f} {s_step / g_step:>6.2f} "
+                f"{g_all:>10.0f} {s_all:>8.0f} {s_all / g_all:>6.2f}"
+            )
     print("ratio = stock steps/s / generated steps/s (target <= 1.5)")
 
 

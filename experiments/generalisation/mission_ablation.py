@@ -65,8 +65,11 @@ def ablate_run(run_dir: Path, episodes: int, tasks_per_split: int) -> dict[str, 
             env = make_suite_env(suite, suite.task_index(name), **options)
             max_len = env.observation_space["mission"].shape[0]
             wrong = vocabulary.encode(parse_task(other_task(name, names)).mission, max_len)
-            envs = {"true": env, "other-object": FixedMission(env, wrong),
-                    "blank": FixedMission(env, np.zeros(max_len, dtype=np.int64))}
+            envs = {
+                "true": env,
+                "other-object": FixedMission(env, wrong),
+                "blank": FixedMission(env, np.zeros(max_len, dtype=np.int64)),
+            }
             for condition, wrapped in envs.items():
                 wins = [run_episode(wrapped, policy, None, EVAL_SEED_BASE + k, True)[2] for k in range(episodes)]
                 rates[condition].append(float(np.mean(wins)))

@@ -128,8 +128,7 @@ def _frames_label(frames: int) -> str:
 
 def markdown_table(groups: dict[str, list[dict[str, Series]]], frames: np.ndarray) -> str:
     """Rows metric x label (mean over the label's runs), columns ``frames``."""
-    lines = ["| frames | " + " | ".join(_frames_label(int(f)) for f in frames) + " |",
-             "|---|" + "---|" * len(frames)]
+    lines = ["| frames | " + " | ".join(_frames_label(int(f)) for f in frames) + " |", "|---|" + "---|" * len(frames)]
     for tag, name, fmt in METRICS:
         for label, runs in groups.items():
             means = at(runs, tag, frames.astype(np.float64)).mean(axis=0)
@@ -168,14 +167,23 @@ def plot(groups: dict[str, list[dict[str, Series]]], png: Path, title: str) -> N
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=parse_group, action="append", required=True, metavar="LABEL=DIR[,DIR...]",
-                        help="one curve: a label and its run directories (seeds), comma-separated; repeat per label")
+    parser.add_argument(
+        "--runs",
+        type=parse_group,
+        action="append",
+        required=True,
+        metavar="LABEL=DIR[,DIR...]",
+        help="one curve: a label and its run directories (seeds), comma-separated; repeat per label",
+    )
     parser.add_argument("--png", type=Path, required=True, help="where to write the figure")
     parser.add_argument("--out", type=Path, help="also write the markdown table here")
     parser.add_argument("--points", type=int, default=8, help="frame points of the table (default: 8)")
-    parser.add_argument("--smooth", type=int, default=1,
-                        help="trailing mean over this many logged points of each run before anything else "
-                        "(default: 1, raw values)")
+    parser.add_argument(
+        "--smooth",
+        type=int,
+        default=1,
+        help="trailing mean over this many logged points of each run before anything else (default: 1, raw values)",
+    )
     parser.add_argument("--title", default="option-critic", help="figure title")
     return parser
 

@@ -41,16 +41,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    config = PlannerEvalConfig(suite=args.suite, split=args.split, episodes=args.seeds,
-                               library=None if args.options is None else str(args.options),
-                               deterministic=not args.stochastic or args.options is None,
-                               option_steps=args.option_steps)
+    config = PlannerEvalConfig(
+        suite=args.suite,
+        split=args.split,
+        episodes=args.seeds,
+        library=None if args.options is None else str(args.options),
+        deterministic=not args.stochastic or args.options is None,
+        option_steps=args.option_steps,
+    )
     report = evaluate_planner(config, on_task=_print_task)
-    print(f"{args.suite}/{args.split} with {report.skills_label}: mean success {report.mean_success:.3f} over "
-          f"{len(report.tasks)} tasks x {args.seeds} seeds")
+    print(
+        f"{args.suite}/{args.split} with {report.skills_label}: mean success {report.mean_success:.3f} over "
+        f"{len(report.tasks)} tasks x {args.seeds} seeds"
+    )
     if args.out:
-        tasks = {t.task: [{"success": r.success, "replans": r.replans, "steps": r.steps, "outcome": r.outcome.value}
-                          for r in t.runs] for t in report.tasks}
+        tasks = {
+            t.task: [
+                {"success": r.success, "replans": r.replans, "steps": r.steps, "outcome": r.outcome.value}
+                for r in t.runs
+            ]
+            for t in report.tasks
+        }
         result = {"skills": report.skills_label, "mean_success": report.mean_success, "tasks": tasks}
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0

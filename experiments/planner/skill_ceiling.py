@@ -80,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
         spec = suite.tasks[suite.task_index(name)]
         wins = []
         for k in range(args.episodes):
-            run = start_planner_episode(gym.make(spec.env_id, **dict(spec.kwargs)), seed=EVAL_SEED_BASE + k,
-                                        config=config)
+            run = start_planner_episode(
+                gym.make(spec.env_id, **dict(spec.kwargs)), seed=EVAL_SEED_BASE + k, config=config
+            )
             assert isinstance(run.runner, ScriptedSkills)
             run.allowed = allowed
             try:
@@ -91,8 +92,10 @@ def main(argv: list[str] | None = None) -> int:
             wins.append(bool(run.runner.episode_success))
         everything += wins
         print(f"{name}: {np.mean(wins):.2f}")
-    print(f"{args.suite}/{args.split} with {args.serve}: mean success {np.mean(everything):.3f} "
-          f"over {len(everything)} episodes")
+    print(
+        f"{args.suite}/{args.split} with {args.serve}: mean success {np.mean(everything):.3f} "
+        f"over {len(everything)} episodes"
+    )
     print("unserved calls the plans wanted: " + (", ".join(f"{k} {v}" for k, v in refused.most_common()) or "none"))
     return 0
 

@@ -26,21 +26,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("config", nargs="?", type=Path, help="continual YAML (e.g. experiments/continual/keys.yaml)")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a config value, e.g. --set rule.kind=ewc --set sequence.steps_per_task=20000",
-    )  # fmt: skip
+    )
     parser.add_argument("--run-dir", type=Path, help="exact run directory to create (refused if not empty)")
     parser.add_argument(
-        "--runs-root", type=Path, default=Path("runs/continual"),
+        "--runs-root",
+        type=Path,
+        default=Path("runs/continual"),
         help="where new run directories go (default: runs/continual)",
-    )  # fmt: skip
+    )
     parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue RUN_DIR where it stopped")
     parser.add_argument(
-        "--reference-dir", type=Path, metavar="DIR",
+        "--reference-dir",
+        type=Path,
+        metavar="DIR",
         help="forward transfer with from-scratch references cached in DIR and shared by runs of any rule with the "
         "same seed, env, agent, algo and budget (sets sequence.reference=scratch); with --resume of a finished run, "
         "adds forward transfer to it (recorded in meta.json)",
-    )  # fmt: skip
+    )
 
 
 def _config_and_dir(args: argparse.Namespace) -> tuple[object, Path, bool, dict | None]:
@@ -49,8 +57,11 @@ def _config_and_dir(args: argparse.Namespace) -> tuple[object, Path, bool, dict 
     from modrl.config import ConfigError, to_dict
     from modrl.runs import create_run_dir, read_run_config, write_run_metadata
 
-    reference = [] if args.reference_dir is None else \
-        ["sequence.reference=scratch", f"sequence.reference_dir={args.reference_dir}"]  # fmt: skip
+    reference = (
+        []
+        if args.reference_dir is None
+        else ["sequence.reference=scratch", f"sequence.reference_dir={args.reference_dir}"]
+    )
     if args.resume is not None:
         if args.config is not None or args.overrides or args.run_dir is not None:
             raise ConfigError("--resume RUN_DIR takes no CONFIG, --set or --run-dir: a run resumes as it was started")
@@ -93,8 +104,10 @@ def _run_locked(config: object, run_dir: Path, *, resume: bool) -> int:
     assert isinstance(config, ContinualConfig)
     sequence = config.sequence
     print(f"run directory: {run_dir}")
-    print(f"rule: {config.rule.kind} | agent: {config.agent.kind} | suite: {config.env.suite} | tasks: "
-          f"{' -> '.join(sequence.tasks)} | {sequence.steps_per_task} steps each | seed {config.seed}")  # fmt: skip
+    print(
+        f"rule: {config.rule.kind} | agent: {config.agent.kind} | suite: {config.env.suite} | tasks: "
+        f"{' -> '.join(sequence.tasks)} | {sequence.steps_per_task} steps each | seed {config.seed}"
+    )
     if resume:
         set_status(run_dir, RunStatus.RUNNING, resumed=True)
     started = time.monotonic()

@@ -25,17 +25,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "RUN_DIR/eval/planner-SPLIT[-stochastic][-fallback].json.",
     )
     evaluate.add_argument(
-        "run_dir", nargs="?", type=Path, help="a run directory made by 'modrl train' (with --planner: by 'modrl "
-        "options train|critic|sketch', or its option library directory)"
+        "run_dir",
+        nargs="?",
+        type=Path,
+        help="a run directory made by 'modrl train' (with --planner: by 'modrl "
+        "options train|critic|sketch', or its option library directory)",
     )
     evaluate.add_argument("--episodes", type=int, default=100, help="episodes per task (default: 100)")
     evaluate.add_argument(
-        "--split", help="evaluate one split of the suite (e.g. test) or all, side by side (default: all; with "
-        "--planner: test if the suite has one, else train)"
+        "--split",
+        help="evaluate one split of the suite (e.g. test) or all, side by side (default: all; with "
+        "--planner: test if the suite has one, else train)",
     )
     evaluate.add_argument(
-        "--stochastic", action="store_true", help="sample actions instead of the deterministic policy (with "
-        "--planner: sample the options' actions)"
+        "--stochastic",
+        action="store_true",
+        help="sample actions instead of the deterministic policy (with --planner: sample the options' actions)",
     )
     planner_eval_command.add_planner_arguments(evaluate)
 

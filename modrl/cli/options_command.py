@@ -25,50 +25,69 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     options_sub = options.add_subparsers(dest="options_command", required=True, metavar="OPTIONS_COMMAND")
     train = options_sub.add_parser(
-        "train", help="train an option library (curriculum over options) into a new run directory",
+        "train",
+        help="train an option library (curriculum over options) into a new run directory",
         description="Train options one after another on single-subtask episodes (reward on the subtask's "
         "completion event), moving on when training success passes the curriculum threshold. Each option is saved "
         "alone under RUN_DIR/options/ as it finishes; RUN_DIR/results.md tables success on training and held-out "
-        "arguments (e.g. experiments/options/colour_type.yaml).")
+        "arguments (e.g. experiments/options/colour_type.yaml).",
+    )
     route = options_sub.add_parser(
-        "route", help="train a call-and-return router over a saved option library",
+        "route",
+        help="train a call-and-return router over a saved option library",
         description="Train a PPO router whose action is an option call; each call runs its frozen option until its "
         "effect predicate holds (SMDP). Option choice, durations, termination rates and the task x option usage "
-        "heatmap go to RUN_DIR/tb (e.g. experiments/options/route_sequences.yaml).")
+        "heatmap go to RUN_DIR/tb (e.g. experiments/options/route_sequences.yaml).",
+    )
     critic = options_sub.add_parser(
-        "critic", help="train K options and a policy over them end to end (PPO-style option-critic)",
+        "critic",
+        help="train K options and a policy over them end to end (PPO-style option-critic)",
         description="Option-critic: K options (policy + learned termination) and a policy over options trained "
         "together with PPO; termination_reg / deliberation_cost keep options from shrinking to one step. Option "
         "durations, termination rates and per-task option usage go to RUN_DIR/tb; the options are saved as a "
-        "library under RUN_DIR/options (e.g. experiments/options/option_critic_tiny.yaml).")
+        "library under RUN_DIR/options (e.g. experiments/options/option_critic_tiny.yaml).",
+    )
     sketch = options_sub.add_parser(
-        "sketch", help="train modules guided by task sketches; each module learns when to stop",
+        "sketch",
+        help="train modules guided by task sketches; each module learns when to stop",
         description="Sketch-guided training (Andreas et al., 2017): the task's sketch fixes which module runs; each "
         "module learns its policy and a STOP decision from the task reward, with a curriculum over sketch lengths. "
         "Modules are saved as an option library under RUN_DIR/options "
-        "(e.g. experiments/options/sketch_sequences.yaml).")
+        "(e.g. experiments/options/sketch_sequences.yaml).",
+    )
     skills = options_sub.add_parser(
-        "skills", help="clone skill options from the planner's demonstrations on a suite's train split",
+        "skills",
+        help="clone skill options from the planner's demonstrations on a suite's train split",
         description="Let the planner solve the train split's episodes with the scripted skills, cut every executed "
         "step into a demonstration of its skill (go to, pick up, drop, open), and behaviour-clone one parameterised "
         "option per skill, reading the whole grid; the library goes to RUN_DIR/options for 'modrl eval RUN_DIR "
-        "--planner --split test' (e.g. experiments/options/hard_skills.yaml).")
+        "--planner --split test' (e.g. experiments/options/hard_skills.yaml).",
+    )
     merge = options_sub.add_parser(
-        "merge", help="put the option libraries of several runs together in a new run directory",
+        "merge",
+        help="put the option libraries of several runs together in a new run directory",
         description="Load the option library of every SRC (SRC/options, or a library directory itself) and save all "
         "their options in RUN_DIR/options -- e.g. skills cloned in separate processes with "
         "'modrl options skills CONFIG --set skills=[open,putnext]'. Refused: an option name in two sources, options "
         "whose inputs differ (another view size, other argument words). RUN_DIR/config.yaml is the first run's "
-        "config (so 'modrl eval RUN_DIR --planner' finds its suite) with the merged option names under 'skills'.")
+        "config (so 'modrl eval RUN_DIR --planner' finds its suite) with the merged option names under 'skills'.",
+    )
     merge.add_argument("sources", nargs="+", type=Path, metavar="SRC", help="a run directory or a library directory")
     merge.add_argument("--run-dir", type=Path, required=True, help="run directory to create (refused if not empty)")
     for parser in (train, route, critic, sketch, skills):
         parser.add_argument("config", type=Path, help="options YAML (see experiments/options/)")
-        parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                            help="override a config value, e.g. --set curriculum.threshold=0.9")
+        parser.add_argument(
+            "--set",
+            dest="overrides",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help="override a config value, e.g. --set curriculum.threshold=0.9",
+        )
         parser.add_argument("--run-dir", type=Path, help="exact run directory to create (refused if not empty)")
-        parser.add_argument("--runs-root", type=Path, default=Path("runs"),
-                            help="where new run directories go (default: runs)")
+        parser.add_argument(
+            "--runs-root", type=Path, default=Path("runs"), help="where new run directories go (default: runs)"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -82,9 +101,13 @@ def run(args: argparse.Namespace) -> int:
     from modrl.runs import RunDirError, RunStatus, create_run_dir, set_status, write_run_metadata
 
     try:
-        loaders: dict[str, Any] = {"train": load_options_config, "route": load_route_config,
-                                   "critic": load_option_critic_config, "sketch": load_sketch_config,
-                                   "skills": load_skills_config}
+        loaders: dict[str, Any] = {
+            "train": load_options_config,
+            "route": load_route_config,
+            "critic": load_option_critic_config,
+            "sketch": load_sketch_config,
+            "skills": load_skills_config,
+        }
         config = loaders[args.options_command](args.config, args.overrides)
         run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
         write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
@@ -93,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"run directory: {run_dir}")
     started = time.monotonic()
     try:
-        handler = {"train": _train, "route": _route, "critic": _critic, "sketch": _sketch,
-                   "skills": _skills}[args.options_command]
+        handler = {"train": _train, "route": _route, "critic": _critic, "sketch": _sketch, "skills": _skills}[
+            args.options_command
+        ]
         handler(config, run_dir)
     except (ValueError, OSError) as exc:
         set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
@@ -158,8 +182,10 @@ def _route(config: Any, run_dir: Path) -> None:
     print(f"router trained: {result.frames} frames, {result.decisions} decisions over {len(result.calls)} option calls")
     for split in dict.fromkeys(row["split"] for row in result.greedy.values()):
         greedy, sampled, tasks = result.split_means(split)
-        print(f"{split:>5}: success {greedy:.2f} deterministic / {sampled:.2f} sampled router over {tasks} tasks "
-              f"({config.eval_episodes} episodes each)")
+        print(
+            f"{split:>5}: success {greedy:.2f} deterministic / {sampled:.2f} sampled router over {tasks} tasks "
+            f"({config.eval_episodes} episodes each)"
+        )
 
 
 def _critic(config: Any, run_dir: Path) -> None:
@@ -169,9 +195,11 @@ def _critic(config: Any, run_dir: Path) -> None:
     with TelemetryWriter(run_dir / "tb") as writer:
         results = run_option_critic(config, run_dir, writer=writer).to_dict()
     final = results["final"] or {}
-    print(f"option-critic: {results['frames']} frames, {config.num_options} options; last rollout: mean option "
-          f"duration {final.get('mean_duration', float('nan')):.2f} steps, termination prob "
-          f"{final.get('termination_prob', float('nan')):.3f}")
+    print(
+        f"option-critic: {results['frames']} frames, {config.num_options} options; last rollout: mean option "
+        f"duration {final.get('mean_duration', float('nan')):.2f} steps, termination prob "
+        f"{final.get('termination_prob', float('nan')):.3f}"
+    )
     _print_eval(results)
     print(f"option library: {run_dir / LIBRARY_DIR}")
 
@@ -182,8 +210,10 @@ def _sketch(config: Any, run_dir: Path) -> None:
 
     with TelemetryWriter(run_dir / "tb") as writer:
         results = run_sketch(config, run_dir, writer=writer).to_dict()
-    print(f"sketch-guided: {results['frames']} frames, {len(results['modules'])} modules; curriculum: "
-          + ", ".join(f"{s['name']} {'passed' if s['passed'] else 'budget spent'}" for s in results["curriculum"]))
+    print(
+        f"sketch-guided: {results['frames']} frames, {len(results['modules'])} modules; curriculum: "
+        + ", ".join(f"{s['name']} {'passed' if s['passed'] else 'budget spent'}" for s in results["curriculum"])
+    )
     _print_eval(results)
     print(f"option library: {run_dir / LIBRARY_DIR}")
 

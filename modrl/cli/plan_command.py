@@ -43,28 +43,64 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-nodes", type=int, default=100_000, help="search node bound (default: 100000)")
     parser.add_argument("--max-replans", type=int, default=20, help="re-plans allowed (default: 20)")
     parser.add_argument(
-        "--fail-skill", type=int, action="append", default=[], metavar="N",
+        "--fail-skill",
+        type=int,
+        action="append",
+        default=[],
+        metavar="N",
         help="make the N-th skill execution (0-based) fail, to watch a re-plan (repeatable)",
     )
     parser.add_argument("--logdir", type=Path, help="with --execute: write the plans and the timeline to TensorBoard")
-    parser.add_argument("--options", type=Path, metavar="LIBRARY_DIR",
-                        help="with --execute: run the skills with the learned options of this library (e.g. "
-                        "RUN_DIR/options of modrl options train); scripted skills run the steps no option serves")
-    parser.add_argument("--ensemble", nargs="+", type=Path, metavar="LIBRARY_DIR",
-                        help="with --options: more libraries trained for the same skills; each skill acts with the "
-                        "mean of the action probabilities of every library's option (as modrl eval --ensemble)")
-    parser.add_argument("--option-steps", type=int, default=100, metavar="N",
-                        help="with --options: step cap of one option call (default: 100)")
-    parser.add_argument("--loop-limit", type=int, default=3, metavar="N",
-                        help="with --options: an option call that sees one observation N times is stuck; it ends, "
-                        "--escape-steps random moves follow, then a re-plan (default: 3; 0: off)")
-    parser.add_argument("--escape-steps", type=int, default=3, metavar="N",
-                        help="with --options: random moves after a stuck option call (default: 3)")
-    parser.add_argument("--cycle-limit", type=int, default=3, metavar="N",
-                        help="with --options: the same random moves follow a call that ends as planned in a planning "
-                        "state such calls have ended in N times (default: 3; 0: off; as modrl eval --cycle-limit)")
-    parser.add_argument("--no-fallback", action="store_true",
-                        help="with --options: no scripted skills; plan only over the skills the options serve")
+    parser.add_argument(
+        "--options",
+        type=Path,
+        metavar="LIBRARY_DIR",
+        help="with --execute: run the skills with the learned options of this library (e.g. "
+        "RUN_DIR/options of modrl options train); scripted skills run the steps no option serves",
+    )
+    parser.add_argument(
+        "--ensemble",
+        nargs="+",
+        type=Path,
+        metavar="LIBRARY_DIR",
+        help="with --options: more libraries trained for the same skills; each skill acts with the "
+        "mean of the action probabilities of every library's option (as modrl eval --ensemble)",
+    )
+    parser.add_argument(
+        "--option-steps",
+        type=int,
+        default=100,
+        metavar="N",
+        help="with --options: step cap of one option call (default: 100)",
+    )
+    parser.add_argument(
+        "--loop-limit",
+        type=int,
+        default=3,
+        metavar="N",
+        help="with --options: an option call that sees one observation N times is stuck; it ends, "
+        "--escape-steps random moves follow, then a re-plan (default: 3; 0: off)",
+    )
+    parser.add_argument(
+        "--escape-steps",
+        type=int,
+        default=3,
+        metavar="N",
+        help="with --options: random moves after a stuck option call (default: 3)",
+    )
+    parser.add_argument(
+        "--cycle-limit",
+        type=int,
+        default=3,
+        metavar="N",
+        help="with --options: the same random moves follow a call that ends as planned in a planning "
+        "state such calls have ended in N times (default: 3; 0: off; as modrl eval --cycle-limit)",
+    )
+    parser.add_argument(
+        "--no-fallback",
+        action="store_true",
+        help="with --options: no scripted skills; plan only over the skills the options serve",
+    )
 
 
 def _make_env(target: str) -> Any:
@@ -102,10 +138,16 @@ def run(args: argparse.Namespace) -> int:
     if args.ensemble and args.options is None:
         return fail("--ensemble needs --options (the first library of the ensemble)")
     try:
-        config = PlannerRunConfig(option_steps=args.option_steps, max_nodes=args.max_nodes,
-                                  max_replans=args.max_replans, loop_limit=args.loop_limit,
-                                  escape_steps=args.escape_steps, cycle_limit=args.cycle_limit,
-                                  fallback=not args.no_fallback, algorithm=args.algorithm)
+        config = PlannerRunConfig(
+            option_steps=args.option_steps,
+            max_nodes=args.max_nodes,
+            max_replans=args.max_replans,
+            loop_limit=args.loop_limit,
+            escape_steps=args.escape_steps,
+            cycle_limit=args.cycle_limit,
+            fallback=not args.no_fallback,
+            algorithm=args.algorithm,
+        )
     except PlannerConfigError as exc:
         return fail(exc.flag_message)
     try:
@@ -156,15 +198,19 @@ def _execute(args: argparse.Namespace, episode: PlannerRun) -> int:
             if record.after_skills == i:
                 print(f"  re-plan ({record.reason}): {' -> '.join(record.skills) or record.no_plan}")
         extra = f"  unexpected: {', '.join(step.mismatches)}" if step.mismatches else ""
-        print(f"  [{i}] {step.skill:36s} {step.status.value:8s} {step.steps:3d} steps  goals {step.stage}/"
-              f"{len(trace.goals)}{extra}")
+        print(
+            f"  [{i}] {step.skill:36s} {step.status.value:8s} {step.steps:3d} steps  goals {step.stage}/"
+            f"{len(trace.goals)}{extra}"
+        )
     for record in trace.plans[1:]:
         if record.after_skills == len(trace.steps):
             print(f"  re-plan ({record.reason}): {' -> '.join(record.skills) or record.no_plan}")
     reward = "env solved" if runner.episode_success else "env not solved"
     if episode.options is not None:
-        print(f"skills run by learned options: {episode.options.usage['option']}, by scripted skills: "
-              f"{episode.options.usage['fallback']}")
+        print(
+            f"skills run by learned options: {episode.options.usage['option']}, by scripted skills: "
+            f"{episode.options.usage['fallback']}"
+        )
     print(f"outcome: {trace.outcome.value} ({reward}; {trace.replans} re-plan(s), {trace.total_steps} steps)")
     if args.logdir is not None:
         from torch.utils.tensorboard import SummaryWriter

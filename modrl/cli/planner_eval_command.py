@@ -33,51 +33,79 @@ def add_planner_arguments(parser: argparse.ArgumentParser) -> None:
         "--scripted", action="store_true", help="run the skills with the scripted skills (no RUN_DIR; needs --suite)"
     )
     planner.add_argument("--suite", help="suite to evaluate on (default: the run's, from its config.yaml)")
+    planner.add_argument("--option-steps", type=int, metavar="N", help="step cap of one option call (default: 100)")
     planner.add_argument(
-        "--option-steps", type=int, metavar="N", help="step cap of one option call (default: 100)"
+        "--max-nodes",
+        type=int,
+        metavar="N",
+        help="node expansions per (re-)plan before 'no plan' (default: 100000; "
+        "a lower bound makes hopeless re-plans after failed skills cheap)",
     )
     planner.add_argument(
-        "--max-nodes", type=int, metavar="N", help="node expansions per (re-)plan before 'no plan' (default: 100000; "
-        "a lower bound makes hopeless re-plans after failed skills cheap)"
+        "--max-replans",
+        type=int,
+        metavar="N",
+        help="re-plans per episode after the first plan (default: 20; each "
+        "failed, stuck or timed-out skill call re-plans, so options get another try)",
     )
     planner.add_argument(
-        "--max-replans", type=int, metavar="N", help="re-plans per episode after the first plan (default: 20; each "
-        "failed, stuck or timed-out skill call re-plans, so options get another try)"
+        "--loop-limit",
+        type=int,
+        metavar="N",
+        help="an option call that sees one observation N times is stuck: it "
+        "ends, random moves follow (--escape-steps) and the planner re-plans (default: 3; 0: off)",
     )
     planner.add_argument(
-        "--loop-limit", type=int, metavar="N", help="an option call that sees one observation N times is stuck: it "
-        "ends, random moves follow (--escape-steps) and the planner re-plans (default: 3; 0: off)"
+        "--escape-steps",
+        type=int,
+        metavar="N",
+        help="random moves (turn left / turn right / forward) after a stuck option call (default: 3)",
     )
     planner.add_argument(
-        "--escape-steps", type=int, metavar="N", help="random moves (turn left / turn right / forward) after a stuck "
-        "option call (default: 3)"
-    )
-    planner.add_argument(
-        "--cycle-limit", type=int, metavar="N", help="the same random moves follow an option call that ends as "
+        "--cycle-limit",
+        type=int,
+        metavar="N",
+        help="the same random moves follow an option call that ends as "
         "planned in a planning state such calls have ended in N times in the episode (e.g. a drop that sets the "
-        "ball back where it blocks the door; default: 3; 0: off)"
+        "ball back where it blocks the door; default: 3; 0: off)",
     )
     planner.add_argument(
-        "--ensemble", nargs="+", type=Path, metavar="RUN", help="more option runs (or library directories) trained for "
+        "--ensemble",
+        nargs="+",
+        type=Path,
+        metavar="RUN",
+        help="more option runs (or library directories) trained for "
         "the same skills: each skill acts with the mean of the action probabilities of every library's option (an "
-        "option ensemble; RUN_DIR's results path)"
+        "option ensemble; RUN_DIR's results path)",
     )
     planner.add_argument(
-        "--fallback-scripted", action="store_true", help="the scripted skills run the steps no option serves "
-        "(counted in the table; default: such a step fails and the planner re-plans)"
+        "--fallback-scripted",
+        action="store_true",
+        help="the scripted skills run the steps no option serves "
+        "(counted in the table; default: such a step fails and the planner re-plans)",
     )
     planner.add_argument(
-        "--out", type=Path, metavar="FILE", help="write the JSON here (default: RUN_DIR/eval/...; with --scripted: "
-        "print only)"
+        "--out",
+        type=Path,
+        metavar="FILE",
+        help="write the JSON here (default: RUN_DIR/eval/...; with --scripted: print only)",
     )
 
 
 #: ``modrl eval`` flags that only planner mode reads: (attribute, flag).
-_PLANNER_FLAGS = (("scripted", "--scripted"), ("suite", "--suite"), ("option_steps", "--option-steps"),
-                  ("max_nodes", "--max-nodes"), ("max_replans", "--max-replans"), ("loop_limit", "--loop-limit"),
-                  ("escape_steps", "--escape-steps"), ("ensemble", "--ensemble"),
-                  ("cycle_limit", "--cycle-limit"),
-                  ("fallback_scripted", "--fallback-scripted"), ("out", "--out"))
+_PLANNER_FLAGS = (
+    ("scripted", "--scripted"),
+    ("suite", "--suite"),
+    ("option_steps", "--option-steps"),
+    ("max_nodes", "--max-nodes"),
+    ("max_replans", "--max-replans"),
+    ("loop_limit", "--loop-limit"),
+    ("escape_steps", "--escape-steps"),
+    ("ensemble", "--ensemble"),
+    ("cycle_limit", "--cycle-limit"),
+    ("fallback_scripted", "--fallback-scripted"),
+    ("out", "--out"),
+)
 
 
 def planner_only_flags(args: argparse.Namespace) -> list[str]:
@@ -93,10 +121,15 @@ def _run_config(args: argparse.Namespace) -> PlannerRunConfig:
     """
     from modrl.agents.planning.episode import PlannerRunConfig
 
-    given = {name: getattr(args, name) for name in ("option_steps", "max_nodes", "max_replans", "loop_limit",
-                                                     "escape_steps", "cycle_limit")}
-    return PlannerRunConfig(**{name: value for name, value in given.items() if value is not None},
-                            deterministic=not args.stochastic, fallback=args.fallback_scripted)
+    given = {
+        name: getattr(args, name)
+        for name in ("option_steps", "max_nodes", "max_replans", "loop_limit", "escape_steps", "cycle_limit")
+    }
+    return PlannerRunConfig(
+        **{name: value for name, value in given.items() if value is not None},
+        deterministic=not args.stochastic,
+        fallback=args.fallback_scripted,
+    )
 
 
 def _flag_combination_error(args: argparse.Namespace) -> str | None:
@@ -105,16 +138,25 @@ def _flag_combination_error(args: argparse.Namespace) -> str | None:
         return "--planner evaluates one split: give --split NAME (default: test if the suite has one, else train)"
     if not args.scripted:
         if args.run_dir is None:
-            return ("--planner needs RUN_DIR (a 'modrl options train' run or its options/ library), or --scripted "
-                    "--suite NAME for the scripted skills")
+            return (
+                "--planner needs RUN_DIR (a 'modrl options train' run or its options/ library), or --scripted "
+                "--suite NAME for the scripted skills"
+            )
         return None
-    wrong = [flag for flag, on in (("RUN_DIR", args.run_dir is not None), ("--stochastic", args.stochastic),
-                                   ("--option-steps", args.option_steps is not None),
-                                   ("--loop-limit", args.loop_limit is not None),
-                                   ("--escape-steps", args.escape_steps is not None),
-                                   ("--ensemble", args.ensemble is not None),
-                                   ("--cycle-limit", args.cycle_limit is not None),
-                                   ("--fallback-scripted", args.fallback_scripted)) if on]
+    wrong = [
+        flag
+        for flag, on in (
+            ("RUN_DIR", args.run_dir is not None),
+            ("--stochastic", args.stochastic),
+            ("--option-steps", args.option_steps is not None),
+            ("--loop-limit", args.loop_limit is not None),
+            ("--escape-steps", args.escape_steps is not None),
+            ("--ensemble", args.ensemble is not None),
+            ("--cycle-limit", args.cycle_limit is not None),
+            ("--fallback-scripted", args.fallback_scripted),
+        )
+        if on
+    ]
     if wrong:
         return f"--scripted runs the scripted skills, not a run's options: drop {wrong[0]}"
     if args.suite is None:
@@ -148,11 +190,18 @@ def run(args: argparse.Namespace) -> int:
             members = [find_library(run)[0] for run in args.ensemble or ()]
         suite = args.suite or (run_suite(holder) if holder is not None else None)
         if suite is None:
-            return fail(f"cannot tell which suite {args.run_dir} was trained on (no env.suite in a config.yaml): "
-                        "give --suite NAME")
+            return fail(
+                f"cannot tell which suite {args.run_dir} was trained on (no env.suite in a config.yaml): "
+                "give --suite NAME"
+            )
         config = PlannerEvalConfig.of_run(
-            run_config, suite=suite, split=args.split or default_split(suite), episodes=args.episodes,
-            library=None if library is None else str(library), ensemble=tuple(str(m) for m in members))
+            run_config,
+            suite=suite,
+            split=args.split or default_split(suite),
+            episodes=args.episodes,
+            library=None if library is None else str(library),
+            ensemble=tuple(str(m) for m in members),
+        )
     except (ConfigError, RunDirError, UnknownNameError) as exc:
         return fail(one_line(str(exc)))
     try:
@@ -163,8 +212,11 @@ def run(args: argparse.Namespace) -> int:
     print(format_planner_report(report))
     out = args.out
     if out is None and holder is not None:
-        mode = ("-stochastic" if args.stochastic else "") + ("-fallback" if args.fallback_scripted else "") \
+        mode = (
+            ("-stochastic" if args.stochastic else "")
+            + ("-fallback" if args.fallback_scripted else "")
             + (f"-ensemble{1 + len(members)}" if members else "")
+        )
         out = holder / "eval" / f"planner-{config.split}{mode}.json"
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -108,9 +108,20 @@ def observation_key(observation: Any) -> bytes:
     return digest.digest()
 
 
-def run_option(env: gym.Env, option: Option, args: tuple[str, ...], observation: Any, info: Mapping[str, Any], *,
-               max_steps: int, gamma: float, rng: np.random.Generator, deterministic: bool = False,
-               until: Callable[[Mapping[str, Any]], bool] | None = None, loop_limit: int | None = None) -> OptionRun:
+def run_option(
+    env: gym.Env,
+    option: Option,
+    args: tuple[str, ...],
+    observation: Any,
+    info: Mapping[str, Any],
+    *,
+    max_steps: int,
+    gamma: float,
+    rng: np.random.Generator,
+    deterministic: bool = False,
+    until: Callable[[Mapping[str, Any]], bool] | None = None,
+    loop_limit: int | None = None,
+) -> OptionRun:
     """Run one call of ``option`` from ``(observation, info)`` until it ends (see :class:`EndReason`).
 
     The option always acts at least once; after each step the episode end, then the termination (predicate on the
@@ -124,8 +135,15 @@ def run_option(env: gym.Env, option: Option, args: tuple[str, ...], observation:
     if loop_limit is not None:
         seen[observation_key(observation)] += 1
     if not option.can_start(info, args):
-        return OptionRun(observation=observation, info=dict(info), reward=0.0, duration=0, terminated=False,
-                         truncated=False, reason=EndReason.NOT_INITIABLE)
+        return OptionRun(
+            observation=observation,
+            info=dict(info),
+            reward=0.0,
+            duration=0,
+            terminated=False,
+            truncated=False,
+            reason=EndReason.NOT_INITIABLE,
+        )
     ids = option.encode_args(args) if option.parameterised else None
     action, _ = option.act(*option_inputs(observation, ids), deterministic=deterministic)
     total, discount, steps = 0.0, 1.0, 0
@@ -139,7 +157,8 @@ def run_option(env: gym.Env, option: Option, args: tuple[str, ...], observation:
             break
         action, beta = option.act(*option_inputs(observation, ids), deterministic=deterministic)
         if option.terminates(step_info, args, None if beta is None else float(beta[0]), rng) or (
-                until is not None and until(step_info)):
+            until is not None and until(step_info)
+        ):
             reason = EndReason.TERMINATED
             break
         if steps >= max_steps:
@@ -151,8 +170,15 @@ def run_option(env: gym.Env, option: Option, args: tuple[str, ...], observation:
             if seen[key] >= loop_limit:
                 reason = EndReason.LOOP
                 break
-    return OptionRun(observation=observation, info=dict(step_info), reward=total, duration=steps,
-                     terminated=bool(terminated), truncated=bool(truncated), reason=reason)
+    return OptionRun(
+        observation=observation,
+        info=dict(step_info),
+        reward=total,
+        duration=steps,
+        terminated=bool(terminated),
+        truncated=bool(truncated),
+        reason=reason,
+    )
 
 
 class CallAndReturn(gym.Wrapper):
@@ -175,9 +201,19 @@ class CallAndReturn(gym.Wrapper):
             :func:`run_option`); ``None``: never.
     """
 
-    def __init__(self, env: gym.Env, library: OptionLibrary, calls: Sequence[OptionCall], *,
-                 max_option_steps: int = 64, gamma: float = 0.99, max_decisions: int = 64,
-                 deterministic: bool = False, seed: int | None = None, loop_limit: int | None = None) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        library: OptionLibrary,
+        calls: Sequence[OptionCall],
+        *,
+        max_option_steps: int = 64,
+        gamma: float = 0.99,
+        max_decisions: int = 64,
+        deterministic: bool = False,
+        seed: int | None = None,
+        loop_limit: int | None = None,
+    ) -> None:
         super().__init__(env)
         check(loop_limit is None or loop_limit >= 2, "loop_limit", f"must be >= 2 (or None: off), got {loop_limit}")
         self.loop_limit = loop_limit
@@ -223,14 +259,29 @@ class CallAndReturn(gym.Wrapper):
         index = int(action)
         call = self.calls[index]
         observation, last_info = self._last
-        run = run_option(self.env, self.library.get(call.option), call.args, self.call_observation(index, observation),
-                         last_info, max_steps=self.max_option_steps, gamma=self.gamma, rng=self._rng,
-                         deterministic=self.deterministic, loop_limit=self.loop_limit)
+        run = run_option(
+            self.env,
+            self.library.get(call.option),
+            call.args,
+            self.call_observation(index, observation),
+            last_info,
+            max_steps=self.max_option_steps,
+            gamma=self.gamma,
+            rng=self._rng,
+            deterministic=self.deterministic,
+            loop_limit=self.loop_limit,
+        )
         self._last = (run.observation, run.info)
         self._decisions += 1
         cut = not (run.terminated or run.truncated) and self._decisions >= self.max_decisions
-        info = {**run.info, "option": call.name, "option_index": index, "option_duration": run.duration,
-                "option_end": run.reason.value, "option_discount": self.gamma ** run.duration}
+        info = {
+            **run.info,
+            "option": call.name,
+            "option_index": index,
+            "option_duration": run.duration,
+            "option_end": run.reason.value,
+            "option_discount": self.gamma**run.duration,
+        }
         if cut:
             info["is_success"] = False
         return run.observation, run.reward, run.terminated, run.truncated or cut, info

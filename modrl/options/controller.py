@@ -31,10 +31,20 @@ class OptionController(nn.Module):
         task_dim: Width of the task embedding (used when ``num_tasks > 1``).
     """
 
-    def __init__(self, *, num_options: int, num_tasks: int = 1, image_shape: Sequence[int] = (7, 7, 3),
-                 image_high: Sequence[int] = (10, 5, 2), num_directions: int = 4, embed_dim: int = 8,
-                 channels: Sequence[int] = (16, 32), features_dim: int = 64, hidden: Sequence[int] = (64,),
-                 task_dim: int = 8) -> None:
+    def __init__(
+        self,
+        *,
+        num_options: int,
+        num_tasks: int = 1,
+        image_shape: Sequence[int] = (7, 7, 3),
+        image_high: Sequence[int] = (10, 5, 2),
+        num_directions: int = 4,
+        embed_dim: int = 8,
+        channels: Sequence[int] = (16, 32),
+        features_dim: int = 64,
+        hidden: Sequence[int] = (64,),
+        task_dim: int = 8,
+    ) -> None:
         super().__init__()
         check(num_options >= 1, "num_options", f"must be >= 1, got {num_options}")
         check(num_tasks >= 1, "num_tasks", f"must be >= 1, got {num_tasks}")
@@ -42,9 +52,15 @@ class OptionController(nn.Module):
         self.num_options = num_options
         self.num_tasks = num_tasks
         self.task_embedding = nn.Embedding(num_tasks, task_dim) if num_tasks > 1 else None
-        self.encoder = GridEncoder(image_shape=image_shape, image_high=image_high, num_directions=num_directions,
-                                   embed_dim=embed_dim, channels=channels, features_dim=features_dim,
-                                   cond_dim=task_dim if num_tasks > 1 else 0)
+        self.encoder = GridEncoder(
+            image_shape=image_shape,
+            image_high=image_high,
+            num_directions=num_directions,
+            embed_dim=embed_dim,
+            channels=channels,
+            features_dim=features_dim,
+            cond_dim=task_dim if num_tasks > 1 else 0,
+        )
         layers: list[nn.Module] = []
         width = features_dim
         for size in hidden:

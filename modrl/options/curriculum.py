@@ -35,8 +35,11 @@ class CurriculumConfig:
     def __post_init__(self) -> None:
         check(0 < self.threshold <= 1, "threshold", f"must be in (0, 1], got {self.threshold}")
         check(self.window >= 1, "window", f"must be >= 1, got {self.window}")
-        check(1 <= self.min_episodes <= self.window, "min_episodes",
-              f"must be in [1, window={self.window}], got {self.min_episodes}")
+        check(
+            1 <= self.min_episodes <= self.window,
+            "min_episodes",
+            f"must be in [1, window={self.window}], got {self.min_episodes}",
+        )
         check(self.max_steps >= 1, "max_steps", f"must be >= 1, got {self.max_steps}")
 
 
@@ -66,8 +69,11 @@ class SuccessCurriculum:
     """
 
     def __init__(self, stages: Sequence[str], config: CurriculumConfig) -> None:
-        check(len(stages) >= 1 and len(set(stages)) == len(stages), "stages",
-              f"needs at least one stage, each once, got {list(stages)}")
+        check(
+            len(stages) >= 1 and len(set(stages)) == len(stages),
+            "stages",
+            f"needs at least one stage, each once, got {list(stages)}",
+        )
         self.stages = tuple(stages)
         self.config = config
         self.results: list[StageResult] = []
@@ -122,8 +128,13 @@ class SuccessCurriculum:
 
     def advance(self) -> StageResult:
         """End the current stage, record and return how it ended, and start the next."""
-        result = StageResult(name=self.current, steps=self._steps, episodes=self._episodes,
-                             success=self.success_rate(), passed=self.passed())
+        result = StageResult(
+            name=self.current,
+            steps=self._steps,
+            episodes=self._episodes,
+            success=self.success_rate(),
+            passed=self.passed(),
+        )
         self.results.append(result)
         self._window.clear()
         self._steps = self._episodes = 0

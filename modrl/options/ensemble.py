@@ -47,8 +47,11 @@ class OptionEnsemble(Option):
             raise TypeError("ensemble members must be Options")
         first = members[0].config
         for i, member in enumerate(members[1:], start=1):
-            differ = [f"{f}: {getattr(member.config, f)} vs {getattr(first, f)}" for f in _SHARED_FIELDS
-                      if getattr(member.config, f) != getattr(first, f)]
+            differ = [
+                f"{f}: {getattr(member.config, f)} vs {getattr(first, f)}"
+                for f in _SHARED_FIELDS
+                if getattr(member.config, f) != getattr(first, f)
+            ]
             if differ:
                 raise ValueError(f"ensemble member {i} does not fit member 0 ({'; '.join(differ)})")
         self.members = nn.ModuleList(members)

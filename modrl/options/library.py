@@ -56,8 +56,15 @@ class OptionLibrary(NamedModuleLibrary[Option]):
         """Write option ``name`` alone to a safetensors file (atomically), its spec and tensor sha256 in the header."""
         self.save_member(name, path)
 
-    def load_option(self, path: Path | str, *, name: str | None = None, trainable: bool = True,
-                    initiation: Predicate | None = None, termination_predicate: Predicate | None = None) -> str:
+    def load_option(
+        self,
+        path: Path | str,
+        *,
+        name: str | None = None,
+        trainable: bool = True,
+        initiation: Predicate | None = None,
+        termination_predicate: Predicate | None = None,
+    ) -> str:
         """Add the option saved in ``path`` (by :meth:`save_option`); no pickle involved.
 
         Args:
@@ -73,6 +80,7 @@ class OptionLibrary(NamedModuleLibrary[Option]):
                 version, a spec that does not build, tensor names or shapes unlike what the spec builds (both shapes
                 given), non-finite values, a taken name, or an interface foreign to this library.
         """
+
         def attach(option: Option) -> None:
             if initiation is not None:
                 option.initiation = initiation
@@ -91,13 +99,15 @@ class OptionLibrary(NamedModuleLibrary[Option]):
         for name in self.names:
             self.save_option(name, directory / f"{name}.safetensors")
             entries.append({"name": name, "file": f"{name}.safetensors", "frozen": self.is_frozen(name)})
-        atomic_write_json(directory / INDEX_FILE, {"format": INDEX_FORMAT, "version": FORMAT_VERSION,
-                                                   "options": entries})
+        atomic_write_json(
+            directory / INDEX_FILE, {"format": INDEX_FORMAT, "version": FORMAT_VERSION, "options": entries}
+        )
         return directory / INDEX_FILE
 
     @classmethod
-    def load(cls, directory: Path | str, *, predicates: Mapping[str, Predicate] | None = None,
-             frozen: bool | None = None) -> OptionLibrary:
+    def load(
+        cls, directory: Path | str, *, predicates: Mapping[str, Predicate] | None = None, frozen: bool | None = None
+    ) -> OptionLibrary:
         """A library from a directory written by :meth:`save` (options in the recorded order).
 
         Args:
@@ -111,17 +121,23 @@ class OptionLibrary(NamedModuleLibrary[Option]):
         index = _read_index(directory / INDEX_FILE)
         library = cls()
         for entry in index:
-            library.load_option(directory / entry["file"], name=entry["name"],
-                                trainable=not (entry["frozen"] if frozen is None else frozen),
-                                termination_predicate=(predicates or {}).get(entry["name"]))
+            library.load_option(
+                directory / entry["file"],
+                name=entry["name"],
+                trainable=not (entry["frozen"] if frozen is None else frozen),
+                termination_predicate=(predicates or {}).get(entry["name"]),
+            )
         return library
 
     # -- hooks ----------------------------------------------------------------------------------------------------
     def _check_member(self, name: str, member: Option) -> None:
         if len(self):
             first = self.get(self.names[0]).config
-            differ = [f"{f}: {getattr(member.config, f)} vs {getattr(first, f)}" for f in INTERFACE_FIELDS
-                      if getattr(member.config, f) != getattr(first, f)]
+            differ = [
+                f"{f}: {getattr(member.config, f)} vs {getattr(first, f)}"
+                for f in INTERFACE_FIELDS
+                if getattr(member.config, f) != getattr(first, f)
+            ]
             if differ:
                 raise ValueError(f"option {name!r} does not fit this library's interface ({'; '.join(differ)})")
 
@@ -150,9 +166,18 @@ def _read_index(path: Path) -> list[dict[str, Any]]:
     except ValueError as exc:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     entries = index.get("options") if isinstance(index, dict) else None
-    if not isinstance(index, dict) or index.get("format") != INDEX_FORMAT or not isinstance(entries, list) or not all(
-        isinstance(e, dict) and isinstance(e.get("name"), str) and isinstance(e.get("file"), str)
-        and isinstance(e.get("frozen"), bool) and "/" not in e["file"] for e in entries
+    if (
+        not isinstance(index, dict)
+        or index.get("format") != INDEX_FORMAT
+        or not isinstance(entries, list)
+        or not all(
+            isinstance(e, dict)
+            and isinstance(e.get("name"), str)
+            and isinstance(e.get("file"), str)
+            and isinstance(e.get("frozen"), bool)
+            and "/" not in e["file"]
+            for e in entries
+        )
     ):
         raise ValueError(f"{path}: not a modrl option library index")
     return entries

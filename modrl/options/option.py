@@ -66,20 +66,32 @@ class OptionConfig:
 
     def __post_init__(self) -> None:
         check(all(v >= 1 for v in self.image_shape), "image_shape", f"sizes must be >= 1, got {self.image_shape}")
-        check(len(self.image_high) == self.image_shape[2], "image_high",
-              f"needs one maximum per image channel ({self.image_shape[2]}), got {list(self.image_high)}")
+        check(
+            len(self.image_high) == self.image_shape[2],
+            "image_high",
+            f"needs one maximum per image channel ({self.image_shape[2]}), got {list(self.image_high)}",
+        )
         check(all(v >= 0 for v in self.image_high), "image_high", "maxima must be >= 0")
         for name in ("num_directions", "num_actions", "embed_dim", "features_dim", "arg_dim"):
             check(getattr(self, name) >= 1, name, f"must be >= 1, got {getattr(self, name)}")
-        check(1 <= len(self.channels) < min(self.image_shape[:2]), "channels",
-              f"needs 1 to {min(self.image_shape[:2]) - 1} convolutions for a {self.image_shape[:2]} image")
+        check(
+            1 <= len(self.channels) < min(self.image_shape[:2]),
+            "channels",
+            f"needs 1 to {min(self.image_shape[:2]) - 1} convolutions for a {self.image_shape[:2]} image",
+        )
         check(all(c >= 1 for c in self.channels), "channels", f"widths must be >= 1, got {list(self.channels)}")
         check(all(h >= 1 for h in self.hidden), "hidden", f"sizes must be >= 1, got {list(self.hidden)}")
         for i, slot in enumerate(self.arg_slots):
-            check(len(slot) >= 1 and len(set(slot)) == len(slot), f"arg_slots[{i}]",
-                  f"needs at least one word, each once, got {list(slot)}")
-        check(self.termination in ("learned", "predicate"), "termination",
-              f"must be 'learned' or 'predicate', got {self.termination!r}")
+            check(
+                len(slot) >= 1 and len(set(slot)) == len(slot),
+                f"arg_slots[{i}]",
+                f"needs at least one word, each once, got {list(slot)}",
+            )
+        check(
+            self.termination in ("learned", "predicate"),
+            "termination",
+            f"must be 'learned' or 'predicate', got {self.termination!r}",
+        )
 
     @property
     def num_args(self) -> int:
@@ -124,9 +136,15 @@ class Option(nn.Module):
         self.termination_predicate = termination_predicate
         cond_dim = config.arg_dim * config.num_args
         self.arguments = nn.ModuleList(nn.Embedding(len(slot), config.arg_dim) for slot in config.arg_slots)
-        self.encoder = GridEncoder(image_shape=config.image_shape, image_high=config.image_high,
-                                   num_directions=config.num_directions, embed_dim=config.embed_dim,
-                                   channels=config.channels, features_dim=config.features_dim, cond_dim=cond_dim)
+        self.encoder = GridEncoder(
+            image_shape=config.image_shape,
+            image_high=config.image_high,
+            num_directions=config.num_directions,
+            embed_dim=config.embed_dim,
+            channels=config.channels,
+            features_dim=config.features_dim,
+            cond_dim=cond_dim,
+        )
         layers: list[nn.Module] = []
         width = config.features_dim + cond_dim
         for size in config.hidden:
@@ -196,8 +214,15 @@ class Option(nn.Module):
         return torch.cat([embed(ids[:, i]) for i, embed in enumerate(self.arguments)], dim=1)
 
     @torch.no_grad()
-    def act(self, image: Tensor, direction: Tensor, args: Tensor | None = None, *,
-            deterministic: bool = False, generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:
+    def act(
+        self,
+        image: Tensor,
+        direction: Tensor,
+        args: Tensor | None = None,
+        *,
+        deterministic: bool = False,
+        generator: torch.Generator | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
         """Actions ``(B,)`` long (argmax or sampled) and β ``(B,)`` (or ``None``), without gradients."""
         out = self.forward(image, direction, args)
         if deterministic:
@@ -211,8 +236,9 @@ class Option(nn.Module):
         """Whether the initiation set holds for this step's ``info``."""
         return bool(self.initiation(info, args))
 
-    def terminates(self, info: Mapping[str, Any], args: tuple[str, ...], beta: float | None,
-                   rng: np.random.Generator) -> bool:
+    def terminates(
+        self, info: Mapping[str, Any], args: tuple[str, ...], beta: float | None, rng: np.random.Generator
+    ) -> bool:
         """Whether the option ends after a step: its predicate holds, or the learned β fires (one Bernoulli draw)."""
         if self.termination_predicate is not None and self.termination_predicate(info, args):
             return True

@@ -135,7 +135,6 @@ class Domain:
                     yield full
 
 
-
 def _strata(rules: tuple[Rule, ...]) -> tuple[tuple[Rule, ...], ...]:
     """Rules grouped by stratum, lowest first (Apt, Blair & Walker 1988); raises on recursion through negation."""
     derived = {rule.predicate for rule in rules}

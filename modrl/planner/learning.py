@@ -67,8 +67,11 @@ def _matches(pattern: str, atoms: Iterable[str]) -> set[str]:
     out = set()
     for atom in atoms:
         other, values = parse_atom(atom)
-        if other == name and len(values) == len(args) and \
-                all(p in (WILDCARD, v) for p, v in zip(args, values, strict=True)):
+        if (
+            other == name
+            and len(values) == len(args)
+            and all(p in (WILDCARD, v) for p, v in zip(args, values, strict=True))
+        ):
             out.add(atom)
     return out
 
@@ -76,16 +79,21 @@ def _matches(pattern: str, atoms: Iterable[str]) -> set[str]:
 def _subsumes(general: str, specific: str) -> bool:
     """``general`` differs from ``specific`` only by wildcards where ``specific`` has values."""
     (name, a), (other, b) = parse_atom(general), parse_atom(specific)
-    return general != specific and name == other and len(a) == len(b) and \
-        all(x in (WILDCARD, y) for x, y in zip(a, b, strict=True))
+    return (
+        general != specific
+        and name == other
+        and len(a) == len(b)
+        and all(x in (WILDCARD, y) for x, y in zip(a, b, strict=True))
+    )
 
 
 def _intersection(sets: Sequence[frozenset[str]]) -> frozenset[str]:
     return frozenset.intersection(*sets) if sets else frozenset()
 
 
-def _wildcard_deletes(runs: list[tuple[frozenset[str], frozenset[str], frozenset[str]]],
-                      exact: frozenset[str], adds: frozenset[str]) -> frozenset[str]:
+def _wildcard_deletes(
+    runs: list[tuple[frozenset[str], frozenset[str], frozenset[str]]], exact: frozenset[str], adds: frozenset[str]
+) -> frozenset[str]:
     """Wildcard delete patterns consistent with every run (before, after, deleted), all lifted."""
     candidates = {_generalise(a) for _, _, gone in runs for a in gone}
     accepted = set()
@@ -116,8 +124,15 @@ def _learn_one(skill: str, arity: int, group: list[Transition], static: frozense
     neg = {n for n in neg_candidates if not any(_matches(n, before) for before, _ in lifted)}
     neg = {n for n in neg if not any(_subsumes(m, n) for m in neg)}  # keep the most general
     params = tuple(Param(name=f"?a{i}") for i in range(arity))
-    return Operator(name=skill, params=params, pre=tuple(sorted(pre)), neg=tuple(sorted(neg)),
-                    add=tuple(sorted(adds)), delete=tuple(sorted(exact | wild)), skill=skill)
+    return Operator(
+        name=skill,
+        params=params,
+        pre=tuple(sorted(pre)),
+        neg=tuple(sorted(neg)),
+        add=tuple(sorted(adds)),
+        delete=tuple(sorted(exact | wild)),
+        skill=skill,
+    )
 
 
 def learn_operators(transitions: Sequence[Transition]) -> tuple[Operator, ...]:
@@ -222,8 +237,9 @@ def project(op: Operator) -> dict[str, frozenset[str]]:
 
 def _compare(learned: Operator, declared: Operator) -> OperatorAgreement:
     mine, theirs = project(learned), project(declared)
-    parts = {k: PartAgreement(learned=len(mine[k]), declared=len(theirs[k]), common=len(mine[k] & theirs[k]))
-             for k in mine}
+    parts = {
+        k: PartAgreement(learned=len(mine[k]), declared=len(theirs[k]), common=len(mine[k] & theirs[k])) for k in mine
+    }
     return OperatorAgreement(skill=learned.skill, declared=declared.name, **parts)
 
 

@@ -213,8 +213,14 @@ class ExecutionTrace:
 class _Run:
     """Mutable book-keeping of one :func:`execute` call."""
 
-    def __init__(self, domain: Domain, goals: tuple[Goal, ...], config: MonitorConfig, state: frozenset[str],
-                 allowed: Allowed | None) -> None:
+    def __init__(
+        self,
+        domain: Domain,
+        goals: tuple[Goal, ...],
+        config: MonitorConfig,
+        state: frozenset[str],
+        allowed: Allowed | None,
+    ) -> None:
         self.domain, self.goals, self.config, self.allowed = domain, goals, config, allowed
         self.state = state
         self.stage = advance(goals, 0, None, domain.closure(state))
@@ -232,16 +238,27 @@ class _Run:
         found = self._search()
         failed = found.message if isinstance(found, NoPlan) else None
         steps = () if isinstance(found, NoPlan) else found.steps
-        self.plans.append(PlanRecord(after_skills=len(self.steps), reason=reason, steps=tuple(s.name for s in steps),
-                                     skills=tuple(s.symbol for s in steps), no_plan=failed, stage=self.stage))
+        self.plans.append(
+            PlanRecord(
+                after_skills=len(self.steps),
+                reason=reason,
+                steps=tuple(s.name for s in steps),
+                skills=tuple(s.symbol for s in steps),
+                no_plan=failed,
+                stage=self.stage,
+            )
+        )
         logger.debug("plan %d (%s): %s", len(self.plans) - 1, reason, failed or " -> ".join(s.name for s in steps))
         self.queue = list(steps)
         return failed is None
 
     def _search(self) -> Plan | NoPlan:
         found = plan(self.domain, self.state, self.goals, self.config.search, stage=self.stage, allowed=self.allowed)
-        if not (isinstance(found, NoPlan) and found.reason is NoPlanReason.PRUNED
-                and self.config.on_pruned is PrunedPolicy.UNFILTERED):
+        if not (
+            isinstance(found, NoPlan)
+            and found.reason is NoPlanReason.PRUNED
+            and self.config.on_pruned is PrunedPolicy.UNFILTERED
+        ):
             return found
         logger.debug("%s; planning over every operator", found.message)
         return plan(self.domain, self.state, self.goals, self.config.search, stage=self.stage)
@@ -251,9 +268,18 @@ class _Run:
         before = self.domain.closure(self.state)
         self.stage = advance(self.goals, self.stage, before, self.domain.closure(result.state))
         mismatches = op.effect_mismatches(self.state, result.state)
-        self.steps.append(StepRecord(operator=op.name, skill=op.symbol, status=result.status, start=self.elapsed,
-                                     steps=result.steps, mismatches=mismatches, stage=self.stage,
-                                     plan=len(self.plans) - 1))
+        self.steps.append(
+            StepRecord(
+                operator=op.name,
+                skill=op.symbol,
+                status=result.status,
+                start=self.elapsed,
+                steps=result.steps,
+                mismatches=mismatches,
+                stage=self.stage,
+                plan=len(self.plans) - 1,
+            )
+        )
         self.elapsed += result.steps
         self.state = result.state
         return result
@@ -270,8 +296,14 @@ class _Run:
         return None
 
     def trace(self, outcome: Outcome) -> ExecutionTrace:
-        return ExecutionTrace(goals=tuple(str(g) for g in self.goals), plans=tuple(self.plans),
-                              steps=tuple(self.steps), outcome=outcome, stage=self.stage, final_state=self.state)
+        return ExecutionTrace(
+            goals=tuple(str(g) for g in self.goals),
+            plans=tuple(self.plans),
+            steps=tuple(self.steps),
+            outcome=outcome,
+            stage=self.stage,
+            final_state=self.state,
+        )
 
 
 def execute(
@@ -317,8 +349,16 @@ def execute(
         if reason is None:
             continue
         if run.replans >= config.max_replans:
-            run.plans.append(PlanRecord(after_skills=len(run.steps), reason=reason, steps=(), skills=(),
-                                        no_plan="re-plan limit reached", stage=run.stage))
+            run.plans.append(
+                PlanRecord(
+                    after_skills=len(run.steps),
+                    reason=reason,
+                    steps=(),
+                    skills=(),
+                    no_plan="re-plan limit reached",
+                    stage=run.stage,
+                )
+            )
             return run.trace(Outcome.REPLAN_LIMIT)
         if not run.replan(reason):
             return run.trace(Outcome.NO_PLAN)

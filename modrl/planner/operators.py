@@ -39,8 +39,11 @@ class Param:
     type: str | None = None
 
     def __post_init__(self) -> None:
-        check(isinstance(self.name, str) and is_variable(self.name) and len(self.name) > 1, "name",
-              f"a parameter name looks like ?x, got {self.name!r}")
+        check(
+            isinstance(self.name, str) and is_variable(self.name) and len(self.name) > 1,
+            "name",
+            f"a parameter name looks like ?x, got {self.name!r}",
+        )
 
 
 def _atoms(values: Iterable[str], field_name: str) -> tuple[str, ...]:
@@ -79,8 +82,11 @@ class Operator:
     distinct: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = ()
 
     def __post_init__(self) -> None:
-        check(isinstance(self.name, str) and bool(self.name) and "(" not in self.name, "name",
-              f"must be a non-empty name without parentheses, got {self.name!r}")
+        check(
+            isinstance(self.name, str) and bool(self.name) and "(" not in self.name,
+            "name",
+            f"must be a non-empty name without parentheses, got {self.name!r}",
+        )
         object.__setattr__(self, "params", tuple(self.params))
         check(all(isinstance(p, Param) for p in self.params), "params", "every parameter must be a Param")
         names = [p.name for p in self.params]
@@ -116,8 +122,7 @@ class Operator:
 
     def admits(self, binding: Binding) -> bool:
         """Whether ``binding`` keeps every :attr:`distinct` pair apart."""
-        return all(tuple(binding.get(v, v) for v in a) != tuple(binding.get(v, v) for v in b)
-                   for a, b in self.distinct)
+        return all(tuple(binding.get(v, v) for v in a) != tuple(binding.get(v, v) for v in b) for a, b in self.distinct)
 
     def ground(self, binding: Binding) -> GroundOperator:
         """The instance under ``binding`` (every parameter bound)."""

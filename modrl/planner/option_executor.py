@@ -48,8 +48,12 @@ from modrl.planner.monitor import SkillExecutor, SkillResult, SkillStatus
 from modrl.planner.operators import GroundOperator
 from modrl.planner.search import Allowed
 
-_STATUS = {EndReason.TERMINATED: SkillStatus.DONE, EndReason.STEP_CAP: SkillStatus.TIMEOUT,
-           EndReason.NOT_INITIABLE: SkillStatus.FAILED, EndReason.LOOP: SkillStatus.FAILED}
+_STATUS = {
+    EndReason.TERMINATED: SkillStatus.DONE,
+    EndReason.STEP_CAP: SkillStatus.TIMEOUT,
+    EndReason.NOT_INITIABLE: SkillStatus.FAILED,
+    EndReason.LOOP: SkillStatus.FAILED,
+}
 
 
 class OptionExecutor:
@@ -80,17 +84,33 @@ class OptionExecutor:
             episode_success: How the episode ended (success: the environment terminated it with a positive reward).
     """
 
-    def __init__(self, env: gym.Env, library: OptionLibrary, *, resolve: Callable[[GroundOperator], OptionCall | None],
-                 observe: Callable[[], frozenset[str]], observation: Callable[[], Any],
-                 fallback: SkillExecutor | None = None, max_skill_steps: int = 100, deterministic: bool = True,
-                 seed: int = 0, end_on_effects: bool = True, loop_limit: int | None = None,
-                 escape_actions: Sequence[int] = (), escape_steps: int = 0, cycle_limit: int | None = None) -> None:
+    def __init__(
+        self,
+        env: gym.Env,
+        library: OptionLibrary,
+        *,
+        resolve: Callable[[GroundOperator], OptionCall | None],
+        observe: Callable[[], frozenset[str]],
+        observation: Callable[[], Any],
+        fallback: SkillExecutor | None = None,
+        max_skill_steps: int = 100,
+        deterministic: bool = True,
+        seed: int = 0,
+        end_on_effects: bool = True,
+        loop_limit: int | None = None,
+        escape_actions: Sequence[int] = (),
+        escape_steps: int = 0,
+        cycle_limit: int | None = None,
+    ) -> None:
         check(max_skill_steps >= 1, "max_skill_steps", f"must be >= 1, got {max_skill_steps}")
         check(loop_limit is None or loop_limit >= 2, "loop_limit", f"must be >= 2 (or None: off), got {loop_limit}")
         check(escape_steps >= 0, "escape_steps", f"must be >= 0, got {escape_steps}")
         check(cycle_limit is None or cycle_limit >= 2, "cycle_limit", f"must be >= 2 (or None: off), got {cycle_limit}")
-        check(escape_steps == 0 or len(escape_actions) > 0, "escape_actions",
-              f"an escape of {escape_steps} steps needs actions to draw from")
+        check(
+            escape_steps == 0 or len(escape_actions) > 0,
+            "escape_actions",
+            f"an escape of {escape_steps} steps needs actions to draw from",
+        )
         self.env, self.library, self.resolve = env, library, resolve
         self._observe, self._observation, self.fallback = observe, observation, fallback
         self.max_skill_steps, self.deterministic = max_skill_steps, deterministic
@@ -132,9 +152,19 @@ class OptionExecutor:
             return result
         self.usage["option"] += 1
         until = (lambda _info: step.add <= self.observe()) if self.end_on_effects and step.add else None
-        run = run_option(self.env, self.library.get(call.option), call.args, self._observation(), self._info,
-                         max_steps=self.max_skill_steps, gamma=1.0, rng=self.rng, deterministic=self.deterministic,
-                         until=until, loop_limit=self.loop_limit)
+        run = run_option(
+            self.env,
+            self.library.get(call.option),
+            call.args,
+            self._observation(),
+            self._info,
+            max_steps=self.max_skill_steps,
+            gamma=1.0,
+            rng=self.rng,
+            deterministic=self.deterministic,
+            until=until,
+            loop_limit=self.loop_limit,
+        )
         self._info = run.info
         terminated, truncated, reward, steps = run.terminated, run.truncated, run.reward, run.duration
         reason = run.reason
@@ -152,8 +182,11 @@ class OptionExecutor:
         over = terminated or truncated
         success = bool(terminated and reward > 0)
         self._note_end(over, success)
-        status = (SkillStatus.DONE if success else SkillStatus.FAILED) if reason is EndReason.EPISODE_END \
+        status = (
+            (SkillStatus.DONE if success else SkillStatus.FAILED)
+            if reason is EndReason.EPISODE_END
             else _STATUS[reason]
+        )
         return SkillResult(status=status, state=self.observe(), steps=steps, episode_over=over, success=success)
 
     def _closes_cycle(self, step: GroundOperator) -> bool:

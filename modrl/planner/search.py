@@ -152,8 +152,9 @@ _Node = tuple[frozenset[str], int]
 class _Space:
     """The search space: ground operators, closures (cached) and the goal sequence."""
 
-    def __init__(self, domain: Domain, state: frozenset[str], goals: tuple[Goal, ...],
-                 allowed: Allowed | None = None) -> None:
+    def __init__(
+        self, domain: Domain, state: frozenset[str], goals: tuple[Goal, ...], allowed: Allowed | None = None
+    ) -> None:
         self.domain = domain
         self.goals = goals
         every = domain.ground(state)
@@ -169,8 +170,9 @@ class _Space:
         ]
         self._rates = [max((len(op.add & atoms) for op in self.ops), default=0) for atoms in self._base_goal_atoms]
         # _separate[j]: goals j and j + 1 cannot both be reached by the same step (so each needs a step of its own).
-        self._separate = [not any(_shares(op, goals[j], goals[j + 1], derived) for op in self.ops)
-                          for j in range(len(goals) - 1)]
+        self._separate = [
+            not any(_shares(op, goals[j], goals[j + 1], derived) for op in self.ops) for j in range(len(goals) - 1)
+        ]
 
     def closure(self, state: frozenset[str]) -> tuple[frozenset[str], AtomIndex]:
         cached = self._closures.get(state)
@@ -217,8 +219,14 @@ def _shares(op: GroundOperator, first: Goal, second: Goal, derived: frozenset[st
     return not (op.deleted(needed) - op.add)
 
 
-def heuristic(domain: Domain, state: frozenset[str], goals: Goal | Sequence[Goal], stage: int = 0, *,
-              allowed: Allowed | None = None) -> float:
+def heuristic(
+    domain: Domain,
+    state: frozenset[str],
+    goals: Goal | Sequence[Goal],
+    stage: int = 0,
+    *,
+    allowed: Allowed | None = None,
+) -> float:
     """A*'s admissible estimate of the plan length from ``state`` (unit costs).
 
     The larger of two lower bounds: (1) for each goal not yet reached, the number of its base (non-derived) atoms
@@ -322,16 +330,25 @@ def plan(
     if found is not None:
         return Plan(steps=_path(parents, found), expanded=expanded, algorithm=config.algorithm)
     if bounded:
-        return NoPlan(reason=NoPlanReason.BOUND, expanded=expanded,
-                      message=f"node bound hit: {expanded} nodes expanded without reaching the goal")
+        return NoPlan(
+            reason=NoPlanReason.BOUND,
+            expanded=expanded,
+            message=f"node bound hit: {expanded} nodes expanded without reaching the goal",
+        )
     if space.pruned:
         skills = sorted({op.symbol for op in space.pruned})
         shown = ", ".join(skills[:6]) + (f" and {len(skills) - 6} more" if len(skills) > 6 else "")
-        return NoPlan(reason=NoPlanReason.PRUNED, expanded=expanded,
-                      message=f"no plan with the allowed skills only: exhausted after {expanded} expansions; "
-                      f"{len(space.pruned)} operator(s) pruned, calling {shown}")
-    return NoPlan(reason=NoPlanReason.UNREACHABLE, expanded=expanded,
-                  message=f"goal unreachable: the search space was exhausted after {expanded} expansions")
+        return NoPlan(
+            reason=NoPlanReason.PRUNED,
+            expanded=expanded,
+            message=f"no plan with the allowed skills only: exhausted after {expanded} expansions; "
+            f"{len(space.pruned)} operator(s) pruned, calling {shown}",
+        )
+    return NoPlan(
+        reason=NoPlanReason.UNREACHABLE,
+        expanded=expanded,
+        message=f"goal unreachable: the search space was exhausted after {expanded} expansions",
+    )
 
 
 def simulate(

@@ -54,8 +54,10 @@ def plan_text(trace: ExecutionTrace) -> str:
         lines += ["", "| # | plan | skill | status | start | steps | unexpected |", "|---|---|---|---|---|---|---|"]
         for i, step in enumerate(trace.steps):
             unexpected = "; ".join(step.mismatches) or "-"
-            lines.append(f"| {i} | {step.plan} | `{step.skill}` | {step.status.value} | {step.start} | {step.steps} "
-                         f"| {unexpected} |")
+            lines.append(
+                f"| {i} | {step.plan} | `{step.skill}` | {step.status.value} | {step.start} | {step.steps} "
+                f"| {unexpected} |"
+            )
     return "\n".join(lines)
 
 
@@ -84,7 +86,7 @@ def timeline_image(trace: ExecutionTrace, *, row: int = 12, max_width: int = 102
     for i, step in enumerate(trace.steps):
         width = max(step.steps, 1) * scale
         top = skills.index(step.skill) * row
-        image[top + 1:top + row - 1, x:x + width] = _STATUS_RGB[step.status]
+        image[top + 1 : top + row - 1, x : x + width] = _STATUS_RGB[step.status]
         if i + 1 in replan_at:
             image[:, min(x + width, image.shape[1] - 1)] = _TICK
         x += width

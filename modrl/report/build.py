@@ -81,16 +81,19 @@ def build_report(path: Path | str, *, out_dir: Path | str | None = None, thresho
 
 def _header(collection: Collection, seed: int) -> str:
     usable = sum(t.usable for t in collection.trials)
-    return "\n".join([
-        f"# Report: {collection.name}",
-        "",
-        f"Source: `{collection.root}` ({collection.kind}, {len(collection.trials)} trial(s), {usable} completed with "
-        "an evaluation). Statistics are across seeds (one value per trial): mean, interquartile mean (IQM, mean of "
-        "the middle 50%: `scipy.stats.trim_mean(x, 0.25)` semantics; Agarwal et al. 2021) and the 95% percentile "
-        f"bootstrap interval of the mean (10 000 resamples of the seeds, numpy seed {seed}). Only completed trials "
-        "with an evaluation enter the tables; see Trials for the others. Evaluation numbers come from each trial's "
-        "latest evaluation file (highest step; deterministic before stochastic; most episodes).",
-    ])  # fmt: skip
+    return "\n".join(
+        [
+            f"# Report: {collection.name}",
+            "",
+            f"Source: `{collection.root}` ({collection.kind}, {len(collection.trials)} trial(s), {usable} completed "
+            "with an evaluation). Statistics are across seeds (one value per trial): mean, interquartile mean (IQM, "
+            "mean of the middle 50%: `scipy.stats.trim_mean(x, 0.25)` semantics; Agarwal et al. 2021) and the 95% "
+            "percentile bootstrap interval of the mean "
+            f"(10 000 resamples of the seeds, numpy seed {seed}). Only completed trials with an evaluation enter the "
+            "tables; see Trials for the others. Evaluation numbers come from each trial's "
+            "latest evaluation file (highest step; deterministic before stochastic; most episodes).",
+        ]
+    )
 
 
 def _tables_section(collection: Collection, out: Path, *, threshold: float, seed: int) -> str:
@@ -166,8 +169,9 @@ def _usage_matrix(trials: Sequence[Trial]) -> tuple[list[str], list[str], np.nda
         if names is None:
             names, tasks = list(ev.module_names), labels
         if list(ev.module_names) != names or labels != tasks:
-            logger.warning("%s: tasks or modules differ from the group's first trial; left out of the heatmap",
-                           trial.id)  # fmt: skip
+            logger.warning(
+                "%s: tasks or modules differ from the group's first trial; left out of the heatmap", trial.id
+            )
             continue
         matrices.append([list(t.module_usage or ()) for t in ev.tasks])
     if not matrices or names is None or tasks is None:
@@ -197,17 +201,19 @@ def _module_usage_section(collection: Collection, out: Path) -> str:
 def _continual_sections(collection: Collection, out: Path, *, seed: int) -> list[str]:
     runs = len(collection.trials)
     complete = sum(t.continual_usable for t in collection.trials)
-    header = "\n".join([
-        f"# Continual report: {collection.name}",
-        "",
-        f"Source: `{collection.root}` ({runs} continual run(s), {complete} complete). `R[i][j]` is the success rate "
-        "on task j after training on task i. Average forgetting `F = mean_i (R[i][i] - R[N-1][i])`, backward "
-        "transfer `BWT = mean_{i<N-1} (R[N-1][i] - R[i][i])`, forward transfer `FT = mean_i (AUC_i - AUC_i^ref) / "
-        "(1 - AUC_i^ref)` against the task learned from scratch with the same budget (Continual World; GEM); final "
-        "mean success is the mean of R's last row; parameters added counts the elements that became active after "
-        "the first task. Across seeds: mean and the 95% percentile bootstrap interval of the mean (10 000 "
-        f"resamples, numpy seed {seed}); only complete runs (status completed, every row of R) enter it.",
-    ])  # fmt: skip
+    header = "\n".join(
+        [
+            f"# Continual report: {collection.name}",
+            "",
+            f"Source: `{collection.root}` ({runs} continual run(s), {complete} complete). `R[i][j]` is the success "
+            "rate on task j after training on task i. Average forgetting `F = mean_i (R[i][i] - R[N-1][i])`, backward "
+            "transfer `BWT = mean_{i<N-1} (R[N-1][i] - R[i][i])`, forward transfer `FT = mean_i (AUC_i - AUC_i^ref) / "
+            "(1 - AUC_i^ref)` against the task learned from scratch with the same budget (Continual World; GEM); final "
+            "mean success is the mean of R's last row; parameters added counts the elements that became active after "
+            "the first task. Across seeds: mean and the 95% percentile bootstrap interval of the mean (10 000 "
+            f"resamples, numpy seed {seed}); only complete runs (status completed, every row of R) enter it.",
+        ]
+    )
     sections = [header, "## Comparison of rules\n\n" + comparison_table(collection, seed=seed)]
     if runs == 1:
         sections.append(single_run_sections(collection.trials[0], out))

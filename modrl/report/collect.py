@@ -227,8 +227,16 @@ def group_label(group: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def _read_trial(run_dir: Path, *, id: str, group: str, seed: Any, status: TrialStatus, error: str | None,
-                meta: dict[str, Any] | None) -> Trial:  # fmt: skip
+def _read_trial(
+    run_dir: Path,
+    *,
+    id: str,
+    group: str,
+    seed: Any,
+    status: TrialStatus,
+    error: str | None,
+    meta: dict[str, Any] | None,
+) -> Trial:
     return Trial(
         id=id,
         group=group,

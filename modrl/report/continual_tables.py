@@ -144,8 +144,10 @@ def heatmaps_section(collection: Collection, out: Path, *, title: str = "Continu
         parts.append(f"### {group}\n\n![R matrix, {group}]({name})")
     if not parts:
         return ""
-    intro = (f"## {title}\n\n`R[i][j]`: score on task j after training on task i (`continual.json`), averaged over "
-             "the complete runs of each group.")  # fmt: skip
+    intro = (
+        f"## {title}\n\n`R[i][j]`: score on task j after training on task i (`continual.json`), averaged over "
+        "the complete runs of each group."
+    )
     return "\n\n".join([intro, *parts])
 
 
@@ -156,9 +158,11 @@ def single_run_sections(trial: Trial, out: Path) -> str:
     c = trial.continual
     assert c is not None
     state = "complete" if c.complete else f"in progress: {len(c.matrix)} of {len(c.tasks)} stages evaluated"
-    r_text = (f"## R matrix\n\nRows: after training on task i; columns: evaluated on task j (success rate, "
-              f"deterministic policy, fixed evaluation seeds). Rule `{c.rule_kind or DASH}`; {state}.\n\n"
-              + format_r_table(c.matrix, c.tasks, initial=c.initial))  # fmt: skip
+    r_text = (
+        f"## R matrix\n\nRows: after training on task i; columns: evaluated on task j (success rate, "
+        f"deterministic policy, fixed evaluation seeds). Rule `{c.rule_kind or DASH}`; {state}.\n\n"
+        + format_r_table(c.matrix, c.tasks, initial=c.initial)
+    )
     if c.complete:
         plot_r_matrix(c.matrix, c.tasks, out / "r_matrix.png", title=f"R ({c.rule_kind or '?'}, {trial.id})")
         r_text += "\n\n![R matrix](r_matrix.png)"
@@ -167,9 +171,12 @@ def single_run_sections(trial: Trial, out: Path) -> str:
     if metrics is None:
         lines.append("Not computed until every task has its row of R.")
     else:
-        values = [("average forgetting", metrics.average_forgetting), ("backward transfer (BWT)",
-                  metrics.backward_transfer), ("forward transfer (FT)", metrics.forward_transfer),
-                  ("final mean success", metrics.average_success)]  # fmt: skip
+        values = [
+            ("average forgetting", metrics.average_forgetting),
+            ("backward transfer (BWT)", metrics.backward_transfer),
+            ("forward transfer (FT)", metrics.forward_transfer),
+            ("final mean success", metrics.average_success),
+        ]
         added = c.params_added
         table = [[name, DASH if v is None else fmt(v, 3)] for name, v in values]
         table.append(["parameters added after the first task", DASH if added is None else f"{added:,}"])

@@ -48,8 +48,9 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def plot_learning_curves(bands: Mapping[str, Band], path: Path, *, ylabel: str = "training success (mean over tasks)"
-                         ) -> Path:  # fmt: skip
+def plot_learning_curves(
+    bands: Mapping[str, Band], path: Path, *, ylabel: str = "training success (mean over tasks)"
+) -> Path:
     """One line per group (mean over seeds) with a shaded confidence band; x = frames."""
     fig = Figure(figsize=(7.0, 4.2))
     ax = fig.add_subplot()
@@ -72,8 +73,7 @@ def plot_grouped_bars(bars: Mapping[str, Bars], labels: Sequence[str], path: Pat
     width = 0.8 / max(1, len(bars))
     for i, (group, b) in enumerate(bars.items()):
         errors = np.stack([np.nan_to_num(b.mean - b.low), np.nan_to_num(b.high - b.mean)])
-        ax.bar(x + (i - (len(bars) - 1) / 2) * width, np.nan_to_num(b.mean), width, yerr=errors, capsize=3,
-               label=group)  # fmt: skip
+        ax.bar(x + (i - (len(bars) - 1) / 2) * width, np.nan_to_num(b.mean), width, yerr=errors, capsize=3, label=group)
     ax.set_xticks(x, list(labels), rotation=30, ha="right")
     ax.set_ylabel(ylabel)
     ax.set_ylim(0.0, 1.05)
@@ -92,8 +92,9 @@ def _annotated_heatmap(ax: Axes, matrix: NDArray[np.float64], *, vmin: float, vm
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=color, fontsize="small")
 
 
-def plot_module_usage(matrix: ArrayLike, task_names: Sequence[str], module_names: Sequence[str], path: Path, *,
-                      title: str = "") -> Path:  # fmt: skip
+def plot_module_usage(
+    matrix: ArrayLike, task_names: Sequence[str], module_names: Sequence[str], path: Path, *, title: str = ""
+) -> Path:
     """Heatmap of ``(tasks, modules)`` mean routing weights, values written in the cells.
 
     Raises:

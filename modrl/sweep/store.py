@@ -250,8 +250,6 @@ def sweep_lock(sweep_dir: Path, *, wait_s: float) -> Iterator[int]:
         os.close(fd)
 
 
-
-
 def _read_trials(path: Path) -> list[Trial]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

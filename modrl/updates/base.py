@@ -269,8 +269,13 @@ class UpdateRule:
     def state_dict(self) -> RuleState:
         """Everything needed to continue: ``stage``, ``tasks``, ``in_stage`` and the rule's own state."""
         tensors, meta = self._state()
-        meta = {"kind": type(self).__name__, "stage": self.stage, "tasks": list(self.tasks),
-                "in_stage": self.in_stage, **meta}  # fmt: skip
+        meta = {
+            "kind": type(self).__name__,
+            "stage": self.stage,
+            "tasks": list(self.tasks),
+            "in_stage": self.in_stage,
+            **meta,
+        }
         return RuleState(tensors={k: v.detach().clone() for k, v in tensors.items()}, meta=meta)
 
     def load_state_dict(self, state: RuleState) -> None:

@@ -67,8 +67,11 @@ class FreezeGrow(UpdateRule):
     """
 
     config_fields: ClassVar[tuple[str, ...]] = (
-        "modules_per_task", "assimilation", "assimilation_threshold", "assimilation_fraction",
-    )  # fmt: skip
+        "modules_per_task",
+        "assimilation",
+        "assimilation_threshold",
+        "assimilation_fraction",
+    )
 
     def __init__(
         self,
@@ -211,11 +214,13 @@ class FreezeGrow(UpdateRule):
         stored = tensors.get(MASK_KEY)
         mask = self._router_mask()
         if stored is not None and (mask is None or not torch.equal(stored.to(torch.bool), mask)):
-            raise ValueError("freeze_grow: the stored router module mask disagrees with the rows and grants it came "
-                             "from (a corrupted or hand-edited rule state)")  # fmt: skip
+            raise ValueError(
+                "freeze_grow: the stored router module mask disagrees with the rows and grants it came "
+                "from (a corrupted or hand-edited rule state)"
+            )
 
     def _inactive(self) -> int:
-        unused = self.library.names[self.used:]
+        unused = self.library.names[self.used :]
         return sum(p.numel() for name in unused for p in self.library.get(name).parameters())
 
 

@@ -119,7 +119,7 @@ class ElasticWeightConsolidation(L2Anchor):
 
 def _group(tensors: Mapping[str, Tensor], prefix: str, params: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The tensors under ``prefix``, renamed to parameter names and checked against the parameters' shapes."""
-    out = {key[len(prefix):]: value.clone() for key, value in tensors.items() if key.startswith(prefix)}
+    out = {key[len(prefix) :]: value.clone() for key, value in tensors.items() if key.startswith(prefix)}
     for name, value in out.items():
         if name not in params or params[name].shape != value.shape:
             raise ValueError(f"rule state {prefix}{name} does not match the attached parameters")
