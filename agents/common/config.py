@@ -126,6 +126,12 @@ class AlgoConfig:
             value = getattr(self, name)
             check(value >= 0, name, f"must be >= 0, got {value}")
 
+    def ppo_kwargs(self) -> dict[str, Any]:
+        """SB3 ``PPO(...)`` keyword arguments of these hyper-parameters (``fused_adam`` aside: it is a policy
+        ``optimizer_kwargs`` entry, set by :func:`modrl.agents.common.builders.build_model`)."""
+        names = ("learning_rate", "n_steps", "batch_size", "n_epochs", "gamma", "gae_lambda", "ent_coef", "vf_coef")
+        return {name: getattr(self, name) for name in (*names, "clip_range", "max_grad_norm")}
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:

@@ -138,16 +138,7 @@ def build_router_model(config: RouteConfig, venv: DummyVecEnv) -> PPO:
         seed=config.seed,
         device="cpu",
         verbose=0,
-        learning_rate=algo.learning_rate,
-        n_steps=algo.n_steps,
-        batch_size=algo.batch_size,
-        n_epochs=algo.n_epochs,
-        gamma=algo.gamma,
-        gae_lambda=algo.gae_lambda,
-        ent_coef=algo.ent_coef,
-        vf_coef=algo.vf_coef,
-        clip_range=algo.clip_range,
-        max_grad_norm=algo.max_grad_norm,
+        **algo.ppo_kwargs(),
     )
 
 
