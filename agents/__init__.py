@@ -56,7 +56,7 @@ _EXPORTS: dict[str, str] = {
     "SketchConfig": "options.critic_config",
     "run_option_critic": "options.critic",
     "run_sketch": "options.sketch",
-    "SkillCloningConfig": "options.skill_cloning",
+    "SkillCloningConfig": "options.skill_cloning_config",
     "train_skill_library": "options.skill_cloning",
     # the planner with learned options
     "PlannerEvalConfig": "planning.evaluation",
@@ -125,7 +125,8 @@ if TYPE_CHECKING:
     from modrl.agents.options.policy import OptionActorCriticPolicy
     from modrl.agents.options.router import train_router
     from modrl.agents.options.sketch import run_sketch
-    from modrl.agents.options.skill_cloning import SkillCloningConfig, train_skill_library
+    from modrl.agents.options.skill_cloning import train_skill_library
+    from modrl.agents.options.skill_cloning_config import SkillCloningConfig
     from modrl.agents.options.train import train_options
     from modrl.agents.planning.evaluation import PlannerEvalConfig, evaluate_planner
     from modrl.agents.planning.skills import learned_skills

@@ -147,7 +147,7 @@ def test_sizes_out_of_range_are_refused_before_anything_is_allocated(override: s
 def test_shipped_option_configs_load_with_the_command_their_first_line_names() -> None:
     from modrl.agents.options.config import load_options_config, load_route_config
     from modrl.agents.options.critic_config import load_option_critic_config, load_sketch_config
-    from modrl.agents.options.skill_cloning import load_skills_config
+    from modrl.agents.options.skill_cloning_config import load_skills_config
 
     loaders = {
         "train": load_options_config,

@@ -15,7 +15,7 @@ import torch
 from modrl.agents.options.config import load_route_config
 from modrl.agents.options.marked_calls import EgocentricImage, MarkedCalls, marked_router_env, whole_grid_calls
 from modrl.agents.options.router import evaluate_router, router_calls, train_router
-from modrl.agents.options.skill_cloning import load_skills_config, skill_option_config
+from modrl.agents.options.skill_cloning_config import load_skills_config, skill_option_config
 from modrl.envs import make_suite_env
 from modrl.envs.suites import get_suite
 from modrl.envs.wrappers import FullView

@@ -16,7 +16,7 @@ def _json(obj: Any) -> str:
 
 
 def test_option_critic_results_to_dict_is_the_old_results_json(tmp_path: Any) -> None:
-    from modrl.agents.options.critic import OptionCriticResults, OptionCriticTaskEval, UpdateRecord
+    from modrl.agents.options.hier_results import OptionCriticResults, OptionCriticTaskEval, UpdateRecord
 
     record = UpdateRecord(
         frames=128,
@@ -45,7 +45,7 @@ def test_option_critic_results_to_dict_is_the_old_results_json(tmp_path: Any) ->
 
 
 def test_sketch_results_to_dict_is_the_old_results_json() -> None:
-    from modrl.agents.options.sketch import SketchResults, SketchTaskEval, SketchUpdateRecord
+    from modrl.agents.options.hier_results import SketchResults, SketchTaskEval, SketchUpdateRecord
 
     final = {
         "frames": 256,

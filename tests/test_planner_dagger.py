@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from modrl.agents.options import skill_cloning as skill_demos
-from modrl.agents.options.skill_cloning import load_skills_config, skill_option_config, train_skill_library
+from modrl.agents.options.skill_cloning import train_skill_library
+from modrl.agents.options.skill_cloning_config import load_skills_config, skill_option_config
 from modrl.agents.planning.dagger import planner_dagger_demos
 from modrl.config import ConfigError
 from modrl.envs.operators import goals_for_env, planning_domain

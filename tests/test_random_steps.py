@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from modrl.agents.options.skill_cloning import load_skills_config
+from modrl.agents.options.skill_cloning_config import load_skills_config
 from modrl.agents.planning.recording import record_skill_demos
 from modrl.config import ConfigError
 from modrl.envs.operators import goals_for_env, planning_domain

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from modrl.agents.options.skill_cloning import load_skills_config, train_skill_library
+from modrl.agents.options.skill_cloning import train_skill_library
+from modrl.agents.options.skill_cloning_config import load_skills_config
 from modrl.agents.planning.evaluation import PlannerEvalConfig, evaluate_planner
 from modrl.agents.planning.library import load_library
 from modrl.agents.planning.recording import record_skill_demos, split_calls
@@ -297,7 +298,7 @@ def test_next_action_is_the_first_action_execute_takes_and_takes_none(env_id: st
 
 
 def test_dagger_labels_the_options_own_states_with_the_scripted_action_and_reclones(tmp_path: Path) -> None:
-    from modrl.agents.options.skill_cloning import skill_option_config
+    from modrl.agents.options.skill_cloning_config import skill_option_config
     from modrl.agents.planning.rollouts import dagger_demos
     from modrl.envs.skill_env import SkillStepEnv
 

@@ -14,7 +14,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from minigrid.core.world_object import Ball
 
-from modrl.agents.options.skill_cloning import load_skills_config, skill_option_config
+from modrl.agents.options.skill_cloning_config import load_skills_config, skill_option_config
 from modrl.agents.planning.recording import record_skill_demos
 from modrl.agents.planning.skills import learned_skills, library_marks_target, with_predicates, wrap_for_library
 from modrl.config import ConfigError

@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import safetensors.torch
@@ -39,6 +38,7 @@ from modrl._io import atomic_write_bytes, atomic_write_json
 from modrl.agents.options.critic_config import OptionCriticConfig
 from modrl.agents.options.hier_envs import Slots, TaskSlots, stack_observations
 from modrl.agents.options.hier_ppo import EpisodeWindow, clipped_surrogate, gae, minibatches
+from modrl.agents.options.hier_results import OptionCriticResults, OptionCriticTaskEval, UpdateRecord
 from modrl.options import EndReason, Option, OptionConfig, OptionController, OptionLibrary, OptionStats
 from modrl.options.library import LIBRARY_DIR
 from modrl.seeds import EVAL_SEED_BASE
@@ -109,54 +109,6 @@ def build_model(config: OptionCriticConfig, num_tasks: int, *, num_actions: int 
         task_dim=config.task_dim,
     )
     return OptionCriticModel(library, controller)
-
-
-@dataclass(frozen=True, kw_only=True)
-class UpdateRecord:
-    """What one update saw and did (``nan`` where nothing was measured).
-
-    Attributes:
-        frames: Primitive frames so far. mean_duration: Mean steps of the option calls that ended in this rollout.
-        termination_prob: Mean β of the running option over the rollout's steps. success: Training success over
-            the last episodes. policy_loss, option_loss, value_loss, termination_loss: Last minibatch's losses.
-    """
-
-    frames: int
-    mean_duration: float
-    termination_prob: float
-    success: float
-    policy_loss: float
-    option_loss: float
-    value_loss: float
-    termination_loss: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class OptionCriticTaskEval:
-    """One task's evaluation: success rate over the episodes, and primitive steps per option call."""
-
-    success: float
-    mean_duration: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class OptionCriticResults:
-    """What :func:`run_option_critic` measured (``results.json``, see :meth:`to_dict`).
-
-    Attributes:
-        frames: Primitive frames trained. final: The last update's record (``None`` without any update).
-        stoch: Per task, the evaluation with sampled option choices and actions. det: The same with argmax ones.
-    """
-
-    frames: int
-    final: UpdateRecord | None
-    stoch: dict[str, OptionCriticTaskEval]
-    det: dict[str, OptionCriticTaskEval]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-able form written to ``results.json``: ``frames``, ``final`` (the record's fields or ``None``),
-        ``stoch`` / ``det`` (task -> ``success``, ``mean_duration``)."""
-        return asdict(self)
 
 
 class _Loop:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from modrl._io import atomic_write_json
 from modrl.agents.options.critic_config import SketchConfig
 from modrl.agents.options.hier_envs import Slots, TaskSlots, stack_observations
 from modrl.agents.options.hier_ppo import EpisodeWindow, clipped_surrogate, gae, minibatches
+from modrl.agents.options.hier_results import SketchResults, SketchTaskEval, SketchUpdateRecord
 from modrl.envs import get_suite, parse_task
 from modrl.envs.grammar import MAX_SUBTASKS, Subtask
 from modrl.envs.subtask_env import argument_slots, subtask_arguments
@@ -44,7 +45,6 @@ from modrl.options import (
     OptionController,
     OptionLibrary,
     OptionStats,
-    StageResult,
     SuccessCurriculum,
 )
 from modrl.options.library import LIBRARY_DIR
@@ -125,57 +125,6 @@ class SketchModules(nn.Module):
             logits = logits.index_copy(0, rows, out.logits)
             beta = beta.index_copy(0, rows, out.termination)
         return logits, beta.clamp(_EPS, 1 - _EPS)
-
-
-@dataclass(frozen=True, kw_only=True)
-class SketchUpdateRecord:
-    """What one update saw and did (``nan`` where nothing was measured).
-
-    Attributes:
-        frames: Primitive frames so far. policy_loss, value_loss, entropy: The last minibatch's losses and action
-            entropy. success: Training success over the last episodes. stop_prob: Mean STOP probability over the
-            rollout's steps where the running module decided. stop_after_event: Share of the rollout's STOP decisions
-            taken after the module's subtask was done.
-    """
-
-    frames: int
-    policy_loss: float
-    value_loss: float
-    entropy: float
-    success: float
-    stop_prob: float
-    stop_after_event: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class SketchTaskEval:
-    """One evaluated task: its split (the training tasks' ``train``, or ``eval_split``) and success rate."""
-
-    split: str
-    success: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class SketchResults:
-    """What :func:`run_sketch` measured (``results.json``, see :meth:`to_dict`).
-
-    Attributes:
-        frames: Primitive frames trained. modules: The modules' names (the saved library's order).
-        curriculum: How each curriculum stage (sketch length) ended. final: The last update's record (``None``
-            without any update). stoch: Per task, success with sampled STOP decisions and actions. det: The same
-            deterministic (argmax actions, STOP above 0.5).
-    """
-
-    frames: int
-    modules: tuple[str, ...]
-    curriculum: tuple[StageResult, ...]
-    final: SketchUpdateRecord | None
-    stoch: dict[str, SketchTaskEval]
-    det: dict[str, SketchTaskEval]
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-able form written to ``results.json``: the fields by name, records as dicts, tuples as lists."""
-        return {**asdict(self), "modules": list(self.modules), "curriculum": [asdict(r) for r in self.curriculum]}
 
 
 def _call_tensors(calls: Sequence[ModuleCall]) -> tuple[Tensor, Tensor]:

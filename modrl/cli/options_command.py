@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         return _merge(args.sources, args.run_dir)
     from modrl.agents.options.config import load_options_config, load_route_config
     from modrl.agents.options.critic_config import load_option_critic_config, load_sketch_config
-    from modrl.agents.options.skill_cloning import load_skills_config
+    from modrl.agents.options.skill_cloning_config import load_skills_config
     from modrl.config import ConfigError, to_dict
     from modrl.runs import RunDirError, RunStatus, create_run_dir, set_status, write_run_metadata
 

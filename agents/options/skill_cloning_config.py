@@ -1,0 +1,171 @@
+"""Config of ``modrl options skills`` (:mod:`modrl.agents.options.skill_cloning`): :class:`SkillCloningConfig`, its
+loader, and the :class:`~modrl.options.OptionConfig` every skill option of a config has."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from modrl.agents.common.config import AlgoConfig
+from modrl.agents.options.config import DemoConfig, OptionNetConfig, check_split
+from modrl.config import apply_overrides, check, from_dict, load_yaml
+from modrl.envs.skill_env import SKILL_NAMES, SKILL_SLOTS
+from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH
+from modrl.options import OptionConfig
+from modrl.seeds import MAX_SEED
+
+
+@dataclass(frozen=True, kw_only=True)
+class SkillCloningConfig:
+    """``modrl options skills``: what to record and how to clone it (see the module docstring)."""
+
+    name: str = "skills"
+    seed: int = 0
+    torch_threads: int = 1
+    suite: str = "minigrid-hard"
+    split: str = "train"
+    #: Planner episodes recorded per task of the split.
+    episodes: int = 100
+    #: Side of the whole-grid view the options read (odd).
+    view_size: int = 25
+    #: The view carries a fourth channel marking the object the planner's step names
+    #: (:func:`modrl.envs.wrappers.full_view_image`): the options then know which of two red doors is meant.
+    target_marker: bool = False
+    #: The options read the step's words ``(colour, type)`` as arguments; ``false``: only the marker says which object
+    #: (needs ``target_marker``; an ``open`` that only ever opened doors then opens a box it is pointed at).
+    words: bool = True
+    #: Probability that a demonstrated call is cloned with its marked object's type and colour redrawn (in the image,
+    #: and in the words when the options read them), the same for every frame of the call: the option learns to act on
+    #: the marked cell whatever is there (an ``open`` that only saw doors then opens a box). Needs ``target_marker``.
+    target_noise: float = 0.0
+    #: Before each recorded planner episode and each DAgger calling state, run between 0 and this many random scripted
+    #: steps (:func:`modrl.envs.skill_env.random_skill_steps`: go to, pick up, drop, open, put next to, on any object;
+    #: recorded as demonstrations too), so the options also learn in states the train tasks' plans rarely reach -- an
+    #: object carried or moved by an earlier step, as in longer test sequences (0: none).
+    random_steps: int = 0
+    skills: tuple[str, ...] = SKILL_NAMES
+    net: OptionNetConfig = field(default_factory=OptionNetConfig)
+    epochs: int = 40
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    #: Gradient-norm clip of cloning (``null``: none; see :class:`~modrl.agents.options.config.DemoConfig`).
+    max_grad_norm: float | None = 0.5
+    #: Fraction of each skill's recorded calls (the last ones) kept out of cloning to measure accuracy on.
+    validation: float = 0.1
+    #: DAgger rounds per skill after cloning: the option runs in calling-state episodes of the train envs, the
+    #: scripted skill labels every state it visits with its own next action, and the option is cloned again on all
+    #: demonstrations so far (0: none).
+    dagger_rounds: int = 0
+    #: Calling-state episodes per DAgger round.
+    dagger_episodes: int = 100
+    #: Cloning passes over all demonstrations after each DAgger round (``None``: ``epochs``; the option starts from its
+    #: last weights, so fewer passes usually do).
+    dagger_epochs: int | None = None
+    #: DAgger rounds over whole planner episodes after every skill is cloned (:mod:`modrl.agents.planning.dagger`): the
+    #: planner runs train episodes with the learned options (sampled, the stuck-option escape on), the scripted skills
+    #: label every state the options visit, every skill is cloned again on all its demonstrations (0: none).
+    planner_dagger_rounds: int = 0
+    #: Planner episodes per such round, spread over the train tasks.
+    planner_dagger_episodes: int = 200
+    #: PPO frames per skill after cloning, in calling-state episodes of the train envs (0: cloning only).
+    finetune_steps: int = 0
+    n_envs: int = 8
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    #: Step limit of one skill call (fine-tuning and evaluation episodes).
+    max_skill_steps: int = 100
+    #: Calling-state evaluation episodes per skill, on the train envs and on ``eval_split``'s (0: none).
+    eval_episodes: int = 20
+    eval_split: str | None = "test"
+
+    def __post_init__(self) -> None:
+        check(0 <= self.seed < MAX_SEED, "seed", f"must be in [0, {MAX_SEED}), got {self.seed}")
+        check(self.torch_threads >= 1, "torch_threads", f"must be >= 1, got {self.torch_threads}")
+        check(1 <= self.episodes <= 100_000, "episodes", f"must be in [1, 100000], got {self.episodes}")
+        check(
+            self.view_size >= 7 and self.view_size % 2 == 1,
+            "view_size",
+            f"must be an odd integer >= 7, got {self.view_size}",
+        )
+        unknown = [s for s in self.skills if s not in SKILL_NAMES]
+        check(
+            bool(self.skills) and not unknown and len(set(self.skills)) == len(self.skills),
+            "skills",
+            f"pick each of {', '.join(SKILL_NAMES)} at most once, got {list(self.skills)}",
+        )
+        check(
+            self.words or self.target_marker,
+            "words",
+            "false needs target_marker: true (else nothing says which object a call means)",
+        )
+        check(0 <= self.target_noise <= 1, "target_noise", f"must be in [0, 1], got {self.target_noise}")
+        check(self.target_noise == 0 or self.target_marker, "target_noise", "needs target_marker: true")
+        check(0 <= self.random_steps <= 20, "random_steps", f"must be in [0, 20], got {self.random_steps}")
+        check(0 <= self.validation < 1, "validation", f"must be in [0, 1), got {self.validation}")
+        check(0 <= self.dagger_rounds <= 100, "dagger_rounds", f"must be in [0, 100], got {self.dagger_rounds}")
+        check(
+            1 <= self.dagger_episodes <= 1_000_000,
+            "dagger_episodes",
+            f"must be in [1, 1000000], got {self.dagger_episodes}",
+        )
+        check(
+            0 <= self.planner_dagger_rounds <= 100,
+            "planner_dagger_rounds",
+            f"must be in [0, 100], got {self.planner_dagger_rounds}",
+        )
+        check(
+            1 <= self.planner_dagger_episodes <= 1_000_000,
+            "planner_dagger_episodes",
+            f"must be in [1, 1000000], got {self.planner_dagger_episodes}",
+        )
+        check(
+            self.dagger_epochs is None or self.dagger_epochs >= 1,
+            "dagger_epochs",
+            f"must be >= 1 (or null: epochs), got {self.dagger_epochs}",
+        )
+        check(
+            0 <= self.finetune_steps <= 100_000_000, "finetune_steps", f"must be in [0, 1e8], got {self.finetune_steps}"
+        )
+        check(self.n_envs >= 1, "n_envs", f"must be >= 1, got {self.n_envs}")
+        check(self.max_skill_steps >= 1, "max_skill_steps", f"must be >= 1, got {self.max_skill_steps}")
+        check(self.eval_episodes >= 0, "eval_episodes", f"must be >= 0, got {self.eval_episodes}")
+        _ = self.clone  # range checks of the cloning settings
+
+    @property
+    def clone(self) -> DemoConfig:
+        """The behaviour-cloning settings (the critic is fitted to the calls' returns when PPO fine-tunes next)."""
+        return DemoConfig(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+            max_grad_norm=self.max_grad_norm,
+            fit_value=self.finetune_steps > 0,
+        )
+
+
+def load_skills_config(source: Path | str | Mapping[str, Any], overrides: Sequence[str] = ()) -> SkillCloningConfig:
+    """A :class:`SkillCloningConfig` from YAML (or a mapping) plus ``key=value`` overrides; the suite and split
+    checked."""
+    data = source if isinstance(source, Mapping) else load_yaml(source)
+    config = from_dict(SkillCloningConfig, apply_overrides(data, overrides))
+    check_split(config.suite, [config.split, *([config.eval_split] if config.eval_split else [])], "suite")
+    return config
+
+
+def skill_option_config(config: SkillCloningConfig, num_actions: int = 7) -> OptionConfig:
+    """The :class:`OptionConfig` every skill option of ``config`` has."""
+    net = config.net
+    side = config.view_size
+    high = MARKED_IMAGE_HIGH if config.target_marker else IMAGE_HIGH
+    return OptionConfig(
+        image_shape=(side, side, len(high)),
+        image_high=tuple(int(v) for v in high),
+        num_actions=num_actions,
+        embed_dim=net.embed_dim,
+        channels=net.channels,
+        features_dim=net.features_dim,
+        hidden=net.hidden,
+        arg_slots=SKILL_SLOTS if config.words else (),
+        arg_dim=net.arg_dim,
+    )
