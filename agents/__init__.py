@@ -51,7 +51,7 @@ _EXPORTS: dict[str, str] = {
     "RouteConfig": "options.config",
     "OptionActorCriticPolicy": "options.policy",
     "train_options": "options.train",
-    "train_router": "options.router",
+    "train_controller": "options.ppo_controller",
     "OptionCriticConfig": "options.critic_config",
     "SketchConfig": "options.critic_config",
     "run_option_critic": "options.critic",
@@ -99,8 +99,8 @@ __all__ = [
     "run_option_critic",
     "run_sketch",
     "run_training",
+    "train_controller",
     "train_options",
-    "train_router",
     "train_skill_library",
 ]
 
@@ -123,7 +123,7 @@ if TYPE_CHECKING:
     from modrl.agents.options.critic import run_option_critic
     from modrl.agents.options.critic_config import OptionCriticConfig, SketchConfig
     from modrl.agents.options.policy import OptionActorCriticPolicy
-    from modrl.agents.options.router import train_router
+    from modrl.agents.options.ppo_controller import train_controller
     from modrl.agents.options.sketch import run_sketch
     from modrl.agents.options.skill_cloning import train_skill_library
     from modrl.agents.options.skill_cloning_config import SkillCloningConfig

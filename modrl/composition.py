@@ -1,7 +1,7 @@
 """Aggregation and the modular forward pass: ``router -> active modules -> aggregation`` (DESIGN.md §1).
 
 Aggregations are pure functions of ``(weights (B, K), outputs (B, K, H))``, registered by name in
-:data:`AGGREGATIONS`. :class:`ModularNetwork` wires a :class:`~modrl.skills.SkillLibrary`, a
+:data:`AGGREGATIONS`. :class:`ModularNetwork` wires a :class:`~modrl.modules.ModuleLibrary`, a
 :class:`~modrl.routers.Router` and an aggregation together and routes the router's auxiliary loss into the
 gradient with :func:`attach_aux_loss`.
 """
@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from modrl.modules import ModuleLibrary
 from modrl.registry import Registry
 from modrl.routers import Router, RoutingOutput
-from modrl.skills import SkillLibrary
 
 Aggregation = Callable[[Tensor, Tensor], Tensor]
 
@@ -110,7 +110,7 @@ def attach_aux_loss(x: Tensor, aux: Tensor) -> Tensor:
 
 
 class ModularNetwork(nn.Module):
-    """``features -> router -> active skill modules -> aggregation``.
+    """``features -> router -> active modules -> aggregation``.
 
     Only modules whose weight column is non-zero somewhere in the batch are evaluated (the rest contribute zeros),
     so sparse routers (fixed, gumbel, top-k) pay only for the modules they use. This is exact in value, and in
@@ -120,7 +120,7 @@ class ModularNetwork(nn.Module):
     sparse mixture-of-experts estimator). Pass ``skip_inactive=False`` for the full straight-through gradient.
 
     Args:
-        library: The skill modules (``K`` of them, ``in_dim`` equal to the router's ``obs_dim``).
+        library: The modules (``K`` of them, ``in_dim`` equal to the router's ``obs_dim``).
         router: A router over ``K`` modules.
         aggregation: A name in :data:`AGGREGATIONS`.
         skip_inactive: Evaluate only modules with a non-zero weight in the batch.
@@ -135,7 +135,7 @@ class ModularNetwork(nn.Module):
     def __init__(
         self,
         *,
-        library: SkillLibrary,
+        library: ModuleLibrary,
         router: Router,
         aggregation: str,
         skip_inactive: bool = True,

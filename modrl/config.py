@@ -4,7 +4,8 @@ Every configurable thing is a frozen, keyword-only dataclass that validates its 
 raises :class:`ConfigError` naming the field. :func:`from_dict` builds such a dataclass (recursively) from a plain
 mapping, refusing unknown keys with the list of allowed ones and values of the wrong type with the expected type.
 YAML is only ever read with ``yaml.SafeLoader`` (a key repeated in one mapping is refused); ``--set a.b=c``
-overrides go through the same validation. Number fields refuse inf and nan.
+overrides go through the same validation. Number fields refuse inf and nan. A key renamed since a file was written
+is still read under its old name: a dataclass lists ``{old: new}`` in its ``renamed_keys`` class attribute.
 """
 
 from __future__ import annotations
@@ -122,6 +123,8 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
         data = {}
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping of keys, got {type(data).__name__} {data!r}")
+    spelled = {new: old for old, new in getattr(cls, "renamed_keys", {}).items() if old in data and new not in data}
+    data = _rename_keys(cls, data, path)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     unknown = [k for k in data if k not in fields]
     if unknown:
@@ -131,7 +134,7 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
             f"{', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
-    kwargs = {name: _coerce(hints[name], value, _join(path, name)) for name, value in data.items()}
+    kwargs = {name: _coerce(hints[name], value, _join(path, spelled.get(name, name))) for name, value in data.items()}
     try:
         return cls(**kwargs)
     except ConfigError as exc:
@@ -139,6 +142,31 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
         raise ConfigError(f"{path}.{exc}" if path else str(exc)) from None
     except TypeError as exc:
         raise ConfigError(f"{where}: {exc}") from None
+
+
+def _rename_keys(cls: type, data: Mapping[str, Any], path: str) -> Mapping[str, Any]:
+    """``data`` with the old names in ``cls.renamed_keys`` (``{old: new}``) read as the new ones.
+
+    Old and new both given: two mappings merge (the new name's keys win, so ``--set new.key=v`` overrides a file
+    written with the old name); anything else is refused.
+    """
+    renames: Mapping[str, str] = getattr(cls, "renamed_keys", {})
+    if not any(old in data for old in renames):
+        return data
+    out = dict(data)
+    for old, new in renames.items():
+        if old not in out:
+            continue
+        value = out.pop(old)
+        if new not in out:
+            out[new] = value
+        elif isinstance(value, Mapping) and isinstance(out[new], Mapping):
+            out[new] = {**value, **out[new]}
+        else:
+            raise ConfigError(
+                f"{_join(path, old)}: {old!r} is the old name of {new!r} and both are given; keep {_join(path, new)}"
+            )
+    return out
 
 
 def to_dict(obj: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Named-module libraries: the bookkeeping that skill modules and options share.
+"""Named-module libraries: the bookkeeping that modules and options share.
 
 A library holds ``nn.Module`` members by name in one ``nn.ModuleDict`` (the adapters/PEFT layout), freezes and
 unfreezes them by name, counts parameters, and saves one member alone to a safetensors file whose header metadata
@@ -6,7 +6,7 @@ carries its format, version, name, JSON spec and a sha256 of its tensors, so ano
 pickle. :class:`NamedModuleLibrary` does all of that; a subclass says what its members are (class attributes), how a
 member's spec is written to the header (:meth:`~NamedModuleLibrary._spec_metadata`) and how a member is rebuilt from
 it (:meth:`~NamedModuleLibrary._from_spec`). The two libraries built on it are
-:class:`modrl.skills.SkillLibrary` (skill modules a router mixes) and :class:`modrl.options.OptionLibrary` (options).
+:class:`modrl.modules.ModuleLibrary` (modules a router mixes) and :class:`modrl.options.OptionLibrary` (options).
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ class NamedModuleLibrary(nn.Module, ABC, Generic[M]):
         members_attr: Attribute holding the ``nn.ModuleDict`` of members (``"skills"``, ``"options"``): the prefix of
             the members' keys in :meth:`state_dict`, so it is part of every checkpoint format.
         member_type: The class every member must be an instance of.
-        noun: What a member is called in messages (``"skill"``, ``"option"``).
+        noun: What a member is called in messages (``"module"``, ``"option"``).
         name_pattern: Regular expression a member name must match in full.
         file_format: ``format`` value in a member file's header metadata.
         format_version: The member-file version this code writes and reads.

@@ -21,7 +21,7 @@ TINY = {
     "env": {"suite": "minigrid-tiny", "n_envs": 2},
     "agent": {
         "extractor": {"channels": [8], "features_dim": 16, "embed_dim": 4},
-        "skills": {"count": 3, "hidden": [16]},
+        "modules": {"count": 3, "hidden": [16]},
         "latent_dim": 16,
         "critic_hidden": [16],
     },

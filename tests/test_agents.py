@@ -11,6 +11,7 @@ import torch
 from stable_baselines3 import PPO
 
 from modrl.agents.common.builders import build_model, make_vec_env, model_fingerprint, modular_actor_parameters
+from modrl.agents.common.config import load_experiment_config
 from modrl.agents.common.policies import ModularActorCriticPolicy
 from modrl.agents.common.training import restore_model_checkpoint, save_model_checkpoint
 from modrl.checkpoint import CheckpointError, latest_checkpoint
@@ -39,7 +40,7 @@ def test_modular_ppo_learns_a_few_steps_with_every_router(tiny_config, router: s
     model.learn(64)
     after = model.policy.state_dict()
     changed = [k for k in before if not torch.equal(before[k], after[k])]
-    assert any("mlp_extractor.network.library" in k for k in changed), "skill modules did not train"
+    assert any("mlp_extractor.network.library" in k for k in changed), "modules did not train"
     if router != "fixed":
         assert any("router" in k for k in changed), "router parameters did not train"
     assert model.policy.modular.last_weights is not None
@@ -146,13 +147,13 @@ def test_checkpoint_of_another_architecture_is_refused(tiny_config, tmp_path: Pa
     venv = make_vec_env(config)
     model = build_model(config, venv)
     save_model_checkpoint(model, tmp_path, fingerprint="not-checked", keep=2)
-    other = build_model(tiny_config("agent.skills.count=5"), make_vec_env(config))
+    other = build_model(tiny_config("agent.modules.count=5"), make_vec_env(config))
     before = _params(other)
     with pytest.raises(CheckpointError, match="architecture differs"):
         restore_model_checkpoint(other, latest_checkpoint(tmp_path))
     for key, value in other.policy.state_dict().items():
         assert torch.equal(before[key], value), "a refused checkpoint changed parameters"
-    other_config = tiny_config("agent.skills.count=5")
+    other_config = tiny_config("agent.modules.count=5")
     assert model_fingerprint(config, venv.observation_space, venv.action_space) != model_fingerprint(
         other_config, venv.observation_space, venv.action_space
     )
@@ -214,3 +215,21 @@ def test_eval_refuses_a_checkpoint_from_another_task_set(tiny_config, tmp_path: 
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(data))
     with pytest.raises(CheckpointError, match="fingerprint"):
         load_run_policy(tmp_path)
+
+
+def test_policies_and_checkpoints_from_before_the_modules_rename_still_load(tiny_config) -> None:
+    """``agent.skills`` became ``agent.modules``: a policy saved with the old keyword builds the same network, and
+    the model fingerprint checkpoints are checked against is the one recorded before the rename."""
+    config = tiny_config()
+    venv = make_vec_env(config)
+    model = build_model(config, venv)
+    kwargs = {k: v for k, v in model.policy._get_constructor_parameters().items() if k != "modules"}
+    old = ModularActorCriticPolicy(**kwargs, skills=to_dict(config.agent.modules))
+    assert old.modules_config == config.agent.modules
+    assert {k: v.shape for k, v in old.state_dict().items()} == {
+        k: v.shape for k, v in model.policy.state_dict().items()
+    }
+    assert any(k.startswith("mlp_extractor.network.library.skills.skill_0.") for k in old.state_dict())
+    quickstart = load_experiment_config(Path(__file__).parents[1] / "experiments" / "configs" / "quickstart.yaml")
+    venv = make_vec_env(quickstart)
+    assert model_fingerprint(quickstart, venv.observation_space, venv.action_space) == "989fcef57ffb257f"

@@ -243,7 +243,7 @@ def test_sweep_with_a_bad_grid_key_fails_before_running_anything(tmp_path: Path)
     [
         ("agent.kind=monolithic", "agent: expected monolithic (ppo), found modular (ppo)"),
         ("env.mission_tokens=true", "observation_space: expected Dict("),
-        ("agent.skills.count=4", "the agent's settings (the config's agent section) differ"),
+        ("agent.modules.count=4", "the agent's settings (the config's agent section) differ"),
     ],
 )
 def test_eval_of_a_checkpoint_made_for_another_agent_names_what_differs(

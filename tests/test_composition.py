@@ -7,9 +7,9 @@ import torch
 from torch import nn
 
 from modrl.composition import AGGREGATIONS, ModularNetwork, attach_aux_loss, hard_select, weighted_sum
+from modrl.modules import ModulesConfig, build_module_library
 from modrl.registry import UnknownNameError
 from modrl.routers import ROUTERS, RouterConfig, build_router
-from modrl.skills import SkillsConfig, build_skill_library
 
 K, T, D, H, B = 4, 3, 5, 6, 8
 
@@ -18,7 +18,7 @@ def network(
     kind: str, aggregation: str = "weighted_sum", skip: bool = True, condition: str = "obs", **router: object
 ) -> ModularNetwork:
     torch.manual_seed(0)
-    library = build_skill_library(SkillsConfig(count=K, hidden=(7,)), in_dim=D, out_dim=H)
+    library = build_module_library(ModulesConfig(count=K, hidden=(7,)), in_dim=D, out_dim=H)
     condition = "task" if kind == "fixed" else condition
     config = RouterConfig(kind=kind, condition=condition, **router)  # type: ignore[arg-type]
     routing = build_router(config, num_modules=K, num_tasks=T, obs_dim=D)
@@ -173,6 +173,6 @@ def test_network_shapes_and_checks() -> None:
     other_dim = build_router(RouterConfig(kind="soft"), num_modules=K, num_tasks=T, obs_dim=D + 1)
     with pytest.raises(ValueError, match="in_dim"):
         ModularNetwork(library=net.library, router=other_dim, aggregation="weighted_sum")
-    net.library.add("extra", build_skill_library(SkillsConfig(count=1), in_dim=D, out_dim=H).get("skill_0"))
+    net.library.add("extra", build_module_library(ModulesConfig(count=1), in_dim=D, out_dim=H).get("skill_0"))
     with pytest.raises(ValueError, match="modules but the router"):  # grown after construction: caught per call
         net(*inputs())

@@ -43,7 +43,7 @@ def test_unknown_nested_key_names_dotted_path() -> None:
         ({"algo": {"gamma": 1.5}}, r"algo\.gamma: must be in \[0, 1\]"),
         ({"env": {"n_envs": 0}}, r"env\.n_envs: sizes must be in \[1, 1024\], got 0"),
         ({"seed": -1}, r"seed: must be in"),
-        ({"agent": {"skills": {"count": 0}}}, r"agent\.skills\.count"),
+        ({"agent": {"modules": {"count": 0}}}, r"agent\.modules\.count"),
         ({"env": {"suite": "no-such-suite"}}, r"env\.suite: .*minigrid-basic"),
         ({"env": {"n_envs": 2}}, r"env\.n_envs: 2 envs cannot cover the 3 tasks"),
         ({"env": {"suite": "colour-type", "split": "dev"}}, r"env\.split: suite 'colour-type' has no split 'dev'"),
@@ -64,11 +64,11 @@ def test_a_split_may_hold_more_tasks_than_envs() -> None:
 
 def test_overrides_are_parsed_and_validated() -> None:
     config = load_experiment_config(
-        {}, ["agent.router.kind=topk", "train.total_timesteps=1234", "agent.skills.hidden=[8, 8]"]
+        {}, ["agent.router.kind=topk", "train.total_timesteps=1234", "agent.modules.hidden=[8, 8]"]
     )
     assert config.agent.router.kind == "topk"
     assert config.train.total_timesteps == 1234
-    assert config.agent.skills.hidden == (8, 8)
+    assert config.agent.modules.hidden == (8, 8)
     with pytest.raises(ConfigError, match=r"agent\.router\.kind: 'nope'"):
         load_experiment_config({}, ["agent.router.kind=nope"])
     with pytest.raises(ConfigError, match=r"unknown key 'agent\.routr'"):
@@ -132,8 +132,8 @@ def test_non_finite_numbers_are_refused(value: str) -> None:
     ("override", "key"),
     [
         ("agent.extractor.channels=[16000000]", "channels"),
-        ("agent.skills.hidden=[10000000000]", "hidden"),
-        ("agent.skills.count=100000", "count"),
+        ("agent.modules.hidden=[10000000000]", "hidden"),
+        ("agent.modules.count=100000", "count"),
         ("env.n_envs=100000", "n_envs"),
         ("algo.n_steps=0", "n_steps"),
         ("agent.monolithic_hidden=0", "monolithic_hidden"),
@@ -147,12 +147,12 @@ def test_sizes_out_of_range_are_refused_before_anything_is_allocated(override: s
 def test_shipped_option_configs_load_with_the_command_their_first_line_names() -> None:
     from modrl.agents.options.config import load_options_config, load_route_config
     from modrl.agents.options.critic_config import load_option_critic_config, load_sketch_config
-    from modrl.agents.options.skill_cloning_config import load_skills_config
+    from modrl.agents.options.skill_cloning_config import load_skill_cloning_config
 
     loaders = {
         "train": load_options_config,
         "route": load_route_config,
-        "skills": load_skills_config,
+        "skills": load_skill_cloning_config,
         "critic": load_option_critic_config,
         "sketch": load_sketch_config,
     }
@@ -163,3 +163,15 @@ def test_shipped_option_configs_load_with_the_command_their_first_line_names() -
         first = path.read_text().splitlines()[0].split()
         assert first[:3] == ["#", "modrl", "options"] and first[3] in loaders, (path.name, first)
         loaders[first[3]](path)
+
+
+def test_agent_skills_the_old_name_of_agent_modules_still_loads() -> None:
+    old = load_experiment_config({"agent": {"skills": {"count": 3, "hidden": [8]}}})
+    assert old == load_experiment_config({"agent": {"modules": {"count": 3, "hidden": [8]}}})
+    # A file written with the old name, overridden with the new one: the override wins, the rest is kept.
+    mixed = load_experiment_config({"agent": {"skills": {"count": 3, "hidden": [8]}}}, ["agent.modules.count=5"])
+    assert mixed.agent.modules.count == 5 and mixed.agent.modules.hidden == (8,)
+    with pytest.raises(ConfigError, match=r"agent\.skills: 'skills' is the old name of 'modules'"):
+        load_experiment_config({"agent": {"skills": 3, "modules": {"count": 2}}})
+    with pytest.raises(ConfigError, match=r"agent\.skills\.size"):  # errors inside still name a key
+        load_experiment_config({"agent": {"skills": {"size": 3}}})

@@ -20,7 +20,7 @@ from tests.conftest import TINY
 
 SEED = 20240607
 CASES = 300
-SECTIONS = ["", "env", "agent", "agent.extractor", "agent.skills", "agent.router", "algo", "train"]
+SECTIONS = ["", "env", "agent", "agent.extractor", "agent.modules", "agent.router", "algo", "train"]
 #: Values outside each key's allowed range (from agents/common/config.py and the suite's cross-field rules).
 OUT_OF_RANGE: dict[str, list[Any]] = {
     "seed": [-1, 1_000_000, 10**30],
@@ -42,7 +42,7 @@ OUT_OF_RANGE: dict[str, list[Any]] = {
     "agent.extractor.channels": [[], [0], [1, 2, 3, 4]],
     "agent.extractor.mission_dim": [0],
     "agent.router.kind": ["nope"],
-    "agent.skills.kind": ["nope"],
+    "agent.modules.kind": ["nope"],
     "algo.learning_rate": [0, -1.0, float("nan")],
     "algo.n_steps": [0],
     "algo.batch_size": [0, 10**9],

@@ -36,7 +36,7 @@ TINY: dict[str, Any] = {
     "env": {"suite": "minigrid-tiny", "n_envs": 2, "max_episode_steps": 30},
     "agent": {
         "extractor": {"channels": [8], "features_dim": 16, "embed_dim": 4},
-        "skills": {"count": 3, "hidden": [16]},
+        "modules": {"count": 3, "hidden": [16]},
         "latent_dim": 16,
         "critic_hidden": [16],
     },
@@ -92,7 +92,7 @@ def test_continual_metrics_and_table() -> None:
         ("sequence.keep_checkpoints=1", "keep_checkpoints"),
         ("agent.kind=monolithic", "freeze_grow needs agent.kind=modular"),
         ("agent.router.condition=task+obs", "one router row per task"),
-        ("agent.skills.count=1", "at least 2 modules"),
+        ("agent.modules.count=1", "at least 2 modules"),
         ("rule.kind=bogus", "rule.kind"),
         ("sequence.bogus=1", "unknown key 'sequence.bogus'"),
         ("sequence.reference_dir=refs", "reference_dir: caches from-scratch references"),

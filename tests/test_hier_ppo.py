@@ -55,12 +55,12 @@ def test_gae_cuts_at_episode_ends_by_hand() -> None:
 def test_option_critic_rollout_fields_sb3_lacks() -> None:
     from test_option_critic import CueSlots, _config
 
-    from modrl.agents.options.critic import _Loop, build_model, collect
+    from modrl.agents.options.critic import _Loop, build_option_critic, collect
     from modrl.options import OptionStats
 
     config = _config()
     slots = CueSlots()
-    model = build_model(config, len(slots.task_names))
+    model = build_option_critic(config, len(slots.task_names))
     batch = collect(
         model,
         _Loop(slots, OptionStats(model.library.names, slots.task_names)),

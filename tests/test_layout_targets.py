@@ -108,7 +108,7 @@ def test_layout_targets_refuse_what_they_cannot_serve() -> None:
         env.reset(seed=0)
     env.close()
     with pytest.raises(ConfigError, match="layout"):
-        options_module.plan_options(load_options_config(MIXED, ["options=[putnext]"]))
+        options_module.option_jobs(load_options_config(MIXED, ["options=[putnext]"]))
 
 
 def test_layout_targets_leave_opened_doors_out() -> None:
@@ -126,16 +126,16 @@ def test_layout_targets_leave_opened_doors_out() -> None:
 
 def test_mixed_mode_plans_per_symbol_and_layout_options_and_demos_cover_many_doors() -> None:
     config = load_options_config(MIXED)
-    goto, door = options_module.plan_options(config)
+    goto, door = options_module.option_jobs(config)
     assert not goto.parameterised and goto.targets == "task" and goto.train[0] == "goto-green-ball"
     assert door.parameterised and door.name == "open" and door.targets == "layout"
     assert set(door.train) == {
         t for t in get_suite("sequences").split("train") if any(o.type == "door" for o in parse_task(t).objects)
     }
     with pytest.raises(ConfigError, match="nor a verb"):
-        options_module.plan_options(load_options_config(MIXED, ["options=[fly]"]))
+        options_module.option_jobs(load_options_config(MIXED, ["options=[fly]"]))
     with pytest.raises(ConfigError, match="not a verb"):
-        options_module.plan_options(load_options_config(MIXED, ["mode=parameterised", "options=[goto-green-ball]"]))
+        options_module.option_jobs(load_options_config(MIXED, ["mode=parameterised", "options=[goto-green-ball]"]))
     env = options_module._subtask_env(config, door, door.train)
     demos = collect_demos(env, episodes=12, gamma=0.9)
     colours = {argument_slots("open")[0][row[0]] for row in demos.observations["args"]}
@@ -145,7 +145,7 @@ def test_mixed_mode_plans_per_symbol_and_layout_options_and_demos_cover_many_doo
 
 def test_shipped_mixed_library_config_loads() -> None:
     path = Path(__file__).resolve().parents[1] / "experiments" / "options" / "sequences_mixed.yaml"
-    plans = options_module.plan_options(load_options_config(path))
+    plans = options_module.option_jobs(load_options_config(path))
     assert [p.name for p in plans][-1] == "open" and plans[-1].targets == "layout"
     assert [p.parameterised for p in plans] == [False] * 5 + [True]
 

@@ -16,10 +16,10 @@ import torch
 from torch import nn
 
 from modrl.library import NamedModuleLibrary, ParamCounts, tensor_digest
+from modrl.modules import ModuleLibrary, ModulesConfig, build_module_library
+from modrl.modules import ParamCounts as ModulesParamCounts
 from modrl.options import LIBRARY_DIR, Option, OptionConfig, OptionLibrary
 from modrl.registry import UnknownNameError
-from modrl.skills import ParamCounts as SkillParamCounts
-from modrl.skills import SkillLibrary, SkillsConfig, build_skill_library
 from modrl.updates import ParamCounts as UpdatesParamCounts
 from modrl.updates import RuleParamCounts
 
@@ -141,7 +141,7 @@ def test_dry_run_refuses_shape_mismatch_before_building_for_real(tmp_path: Path)
 
 
 def _skill_file(path: Path) -> Path:
-    build_skill_library(SkillsConfig(count=1, hidden=(4,)), in_dim=3, out_dim=2).save_module("skill_0", path)
+    build_module_library(ModulesConfig(count=1, hidden=(4,)), in_dim=3, out_dim=2).save_module("skill_0", path)
     return path
 
 
@@ -155,8 +155,8 @@ def _option_file(path: Path) -> Path:
 def test_each_library_refuses_the_others_files(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"cannot load option: not a modrl option file \(format 'modrl.skill'"):
         OptionLibrary().load_option(_skill_file(tmp_path / "skill.safetensors"))
-    with pytest.raises(ValueError, match=r"cannot load skill: not a modrl skill file \(format 'modrl.option'"):
-        SkillLibrary().load_module(_option_file(tmp_path / "option.safetensors"))
+    with pytest.raises(ValueError, match=r"cannot load module: not a modrl module file \(format 'modrl.option'"):
+        ModuleLibrary().load_module(_option_file(tmp_path / "option.safetensors"))
     with pytest.raises(ValueError, match=r"cannot load layer: not a modrl layer file"):
         AffineLibrary().load_member(tmp_path / "option.safetensors")
 
@@ -208,7 +208,7 @@ def test_option_library_takes_the_shared_bookkeeping() -> None:
 
 
 def test_skill_library_namespace_covers_shared_layers() -> None:
-    library = SkillLibrary()
+    library = ModuleLibrary()
     library.add_shared("base", nn.Linear(2, 2))
     with pytest.raises(ValueError, match="already taken"):
         library.add_shared("base", nn.Linear(2, 2))
@@ -217,7 +217,7 @@ def test_skill_library_namespace_covers_shared_layers() -> None:
 
 
 def test_one_param_counts_in_the_core() -> None:
-    assert SkillParamCounts is UpdatesParamCounts is ParamCounts
+    assert ModulesParamCounts is UpdatesParamCounts is ParamCounts
     counts = RuleParamCounts(trainable=3, frozen=2, active=4)
     assert isinstance(counts, ParamCounts) and counts.total == 5
     assert LIBRARY_DIR == "options"

@@ -18,8 +18,8 @@ import pytest
 import torch
 from torch import nn
 
+from modrl.modules import ModuleLibrary, ModulesConfig, build_module_library
 from modrl.options import Option, OptionConfig, OptionLibrary
-from modrl.skills import SkillLibrary, SkillsConfig, build_skill_library
 
 IN, OUT = 5, 3
 SLOTS = (("red", "green"), ("ball", "key"))
@@ -58,8 +58,8 @@ def _fill(module: nn.Module) -> None:
             offset += param.numel()
 
 
-def _skills(kind: str) -> SkillLibrary:
-    library = build_skill_library(SkillsConfig(kind=kind, count=2, hidden=(4,), rank=2), in_dim=IN, out_dim=OUT)  # type: ignore[arg-type]
+def _skills(kind: str) -> ModuleLibrary:
+    library = build_module_library(ModulesConfig(kind=kind, count=2, hidden=(4,), rank=2), in_dim=IN, out_dim=OUT)  # type: ignore[arg-type]
     _fill(library)
     return library
 
@@ -106,7 +106,7 @@ def test_files_reload_and_resave_to_the_same_bytes(tmp_path: Path) -> None:
     files = _write_all(tmp_path / "a")
     (tmp_path / "b").mkdir()
     for kind in ("mlp", "lowrank"):
-        target = SkillLibrary()
+        target = ModuleLibrary()
         if kind == "lowrank":
             target.add_shared("base", _skills("lowrank").shared["base"])
         assert target.load_module(files[f"skill_{kind}"]) == "skill_1"
@@ -122,7 +122,7 @@ def test_files_reload_and_resave_to_the_same_bytes(tmp_path: Path) -> None:
 def test_a_file_written_by_the_old_code_loads(tmp_path: Path) -> None:
     path = tmp_path / "old.safetensors"
     path.write_bytes(base64.b64decode(OLD_SKILL_FILE))
-    target = SkillLibrary()
+    target = ModuleLibrary()
     assert target.load_module(path, trainable=False) == "skill_1" and target.is_frozen("skill_1")
     expected = _skills("mlp").get("skill_1")
     for (key, a), (_, b) in zip(expected.state_dict().items(), target.get("skill_1").state_dict().items(), strict=True):

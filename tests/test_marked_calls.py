@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from modrl.agents.options.config import load_route_config
-from modrl.agents.options.marked_calls import EgocentricImage, MarkedCalls, marked_router_env, whole_grid_calls
-from modrl.agents.options.router import evaluate_router, router_calls, train_router
-from modrl.agents.options.skill_cloning_config import load_skills_config, skill_option_config
+from modrl.agents.options.marked_calls import EgocentricImage, MarkedCalls, marked_controller_env, whole_grid_calls
+from modrl.agents.options.ppo_controller import controller_calls, evaluate_controller, train_controller
+from modrl.agents.options.skill_cloning_config import load_skill_cloning_config, skill_option_config
 from modrl.envs import make_suite_env
 from modrl.envs.suites import get_suite
 from modrl.envs.wrappers import FullView
@@ -28,7 +28,7 @@ PUTNEXT = "putnext-yellow-box-blue-key"
 
 def _skill_library(*, marker: bool = True, words: bool = True, view: int = 9) -> OptionLibrary:
     torch.manual_seed(0)
-    config = load_skills_config({"view_size": view, "target_marker": marker, "words": words, "net": NET})
+    config = load_skill_cloning_config({"view_size": view, "target_marker": marker, "words": words, "net": NET})
     library = OptionLibrary()
     for skill in ("goto", "pickup", "open", "putnext"):
         library.add(skill, Option(skill_option_config(config)))
@@ -45,7 +45,7 @@ def test_every_subtask_gets_a_call_with_its_words_and_marker_targets() -> None:
     assert len(calls) == len(suite_subtasks)
     with pytest.raises(ValueError, match="reads no \\(colour, type\\) words"):
         whole_grid_calls(_skill_library(words=False), "sequences")
-    assert router_calls(_skill_library(), "sequences") == (calls, targets)
+    assert controller_calls(_skill_library(), "sequences") == (calls, targets)
 
 
 def test_the_chosen_calls_objects_are_marked_for_its_option(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -61,7 +61,7 @@ def test_the_chosen_calls_objects_are_marked_for_its_option(monkeypatch: pytest.
     monkeypatch.setattr(car, "run_option", spy)
     suite = get_suite("sequences")
     inner = make_suite_env(suite, suite.task_index(PUTNEXT), mission_tokens=True)
-    env = marked_router_env(inner, library, calls, targets, view_size=9, marker=True, max_option_steps=2)
+    env = marked_controller_env(inner, library, calls, targets, view_size=9, marker=True, max_option_steps=2)
     obs, _ = env.reset(seed=0)
     assert obs["image"].shape == (7, 7, 3) and env.observation_space["image"].shape == (7, 7, 3)  # type: ignore[index]
     index = [c.name for c in calls].index("putnext-yellow-box")
@@ -97,8 +97,8 @@ def test_marked_calls_need_a_full_view_and_one_target_tuple_per_call() -> None:
         MarkedCalls(env, library, calls, targets)
     with pytest.raises(ValueError, match="one target tuple per call"):
         MarkedCalls(FullView(env, size=9, marker=True), library, calls, targets[:-1])
-    assert isinstance(marked_router_env(env, library, calls, targets, view_size=9, marker=True), EgocentricImage)
-    assert isinstance(marked_router_env(env, library, calls, targets, view_size=9, marker=True).env, CallAndReturn)
+    assert isinstance(marked_controller_env(env, library, calls, targets, view_size=9, marker=True), EgocentricImage)
+    assert isinstance(marked_controller_env(env, library, calls, targets, view_size=9, marker=True).env, CallAndReturn)
 
 
 def test_options_route_trains_and_evaluates_a_router_over_whole_grid_skill_options(
@@ -116,10 +116,10 @@ def test_options_route_trains_and_evaluates_a_router_over_whole_grid_skill_optio
         }
     )
     with caplog.at_level("INFO", logger="modrl.progress"):
-        model, library, calls, callback = train_router(config)
+        model, library, calls, callback = train_controller(config)
     assert "putnext-yellow-box" in [c.name for c in calls] and callback.frames >= 120
     progress = [r.getMessage() for r in caplog.records if r.name == "modrl.progress"]
     assert progress and progress[-1].startswith(f"[router] frames {callback.frames}/120 (100%)")
-    results = evaluate_router(model, config, library, calls, episodes=1, deterministic=False)
+    results = evaluate_controller(model, config, library, calls, episodes=1, deterministic=False)
     assert set(results) == set(get_suite("sequences").task_names)
-    assert all(0 <= row["success"] <= 1 and 1 <= row["decisions"] <= 3 for row in results.values())
+    assert all(0 <= row.success <= 1 and 1 <= row.decisions <= 3 for row in results.values())

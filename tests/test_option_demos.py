@@ -48,7 +48,7 @@ def _policy(seed: int = 0) -> Any:
     from stable_baselines3 import PPO
 
     config = load_options_config(TINY)
-    plan = options_module.plan_options(config)[0]
+    plan = options_module.option_jobs(config)[0]
     model = PPO(
         OptionActorCriticPolicy,
         _env(["goto-green-ball"]),
@@ -202,7 +202,7 @@ def test_demos_are_off_by_default_and_on_with_episodes() -> None:
 
 
 def _train(config: OptionsTrainConfig) -> tuple[list[torch.Tensor], Any]:
-    plan = options_module.plan_options(config)[0]
+    plan = options_module.option_jobs(config)[0]
     curriculum = SuccessCurriculum([plan.name], config.curriculum)
     option, demos = options_module.train_option(config, plan, curriculum, seed=7)
     return [p.detach().clone() for p in option.parameters()], demos
@@ -230,9 +230,9 @@ def test_demos_off_skips_the_warm_start_and_on_clones_from_the_train_tasks(monke
 def test_first_subtask_train_tasks_add_longer_train_tasks_that_start_with_the_symbol() -> None:
     from modrl.envs import get_split, parse_task
 
-    single = options_module.plan_options(load_options_config(TINY))[0]
+    single = options_module.option_jobs(load_options_config(TINY))[0]
     assert single.train == ("goto-green-ball",)
-    wide = options_module.plan_options(load_options_config(TINY, ["env.train_tasks=first_subtask"]))[0]
+    wide = options_module.option_jobs(load_options_config(TINY, ["env.train_tasks=first_subtask"]))[0]
     train = get_split("sequences").train
     assert wide.train[0] == "goto-green-ball" and len(wide.train) == 4
     assert all(t in train and parse_task(t).subtasks[0].name == "goto-green-ball" for t in wide.train)
@@ -242,11 +242,11 @@ def test_first_subtask_train_tasks_add_longer_train_tasks_that_start_with_the_sy
 
 def test_segments_show_the_option_the_states_after_other_subtasks() -> None:
     config = load_options_config(TINY)
-    plan = options_module.plan_options(config)[0]
+    plan = options_module.option_jobs(config)[0]
     tasks = options_module.segment_tasks(config, plan)
     assert "pickup-blue-key_then_goto-green-ball" in tasks and "goto-purple-door" not in tasks
     assert all(any(s.name == "goto-green-ball" for s in parse_task(t).subtasks) for t in tasks)
-    wanted = options_module.plan_subtasks(plan)
+    wanted = options_module.job_subtasks(plan)
     # A segment that starts the task is exactly the SubtaskEnv episode (same observations, same oracle actions).
     first = collect_demos(_env(["goto-green-ball"]), episodes=3, gamma=0.9, segment=wanted)
     whole = collect_demos(_env(["goto-green-ball"]), episodes=3, gamma=0.9)
@@ -267,7 +267,7 @@ def test_shipped_demos_config_loads() -> None:
     path = Path(__file__).resolve().parents[1] / "experiments" / "options" / "sequences_demos.yaml"
     config = load_options_config(path)
     assert config.demos.enabled and config.demos.source == "segments"
-    plans = options_module.plan_options(config)
+    plans = options_module.option_jobs(config)
     assert [p.name for p in plans][-1] == "putnext-yellow-box-blue-key" and all(len(p.train) == 4 for p in plans)
 
 

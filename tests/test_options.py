@@ -17,6 +17,7 @@ import torch
 from gymnasium import spaces
 
 from modrl.config import ConfigError
+from modrl.modules.library import tensor_digest
 from modrl.options import (
     CallAndReturn,
     CurriculumConfig,
@@ -28,7 +29,6 @@ from modrl.options import (
     OptionStats,
     SuccessCurriculum,
 )
-from modrl.skills.library import tensor_digest
 from modrl.telemetry import TelemetryWriter
 
 SMALL = dict(channels=(8,), features_dim=16, hidden=(16,), embed_dim=4, arg_dim=4)
@@ -310,23 +310,23 @@ TINY_OPTIONS = {
 
 def test_options_config_refuses_unknown_keys_and_tasks() -> None:
     from modrl.agents.options.config import load_options_config
-    from modrl.agents.options.train import plan_options
+    from modrl.agents.options.train import option_jobs
 
     with pytest.raises(ConfigError, match=r"unknown key 'curriculum\.treshold'"):
         load_options_config(TINY_OPTIONS, ["curriculum.treshold=0.5"])
     with pytest.raises(ConfigError, match="options: 'fly' is not a verb"):
-        plan_options(load_options_config(TINY_OPTIONS, ["mode=parameterised", "options=[fly]"]))
-    plans = plan_options(load_options_config({"options": ["open"]}))
+        option_jobs(load_options_config(TINY_OPTIONS, ["mode=parameterised", "options=[fly]"]))
+    plans = option_jobs(load_options_config({"options": ["open"]}))
     assert plans[0].parameterised and "open-red-door" in plans[0].train and "open-purple-door" in plans[0].test
 
 
 @pytest.mark.slow
 def test_path1_learns_a_trivial_subtask_and_saves_the_option(tmp_path: Path) -> None:
     from modrl.agents.options.config import load_options_config
-    from modrl.agents.options.train import _subtask_env, evaluate_option, option_config, plan_options, train_options
+    from modrl.agents.options.train import _subtask_env, evaluate_option, option_config, option_jobs, train_options
 
     config = load_options_config(TINY_OPTIONS)
-    plan = plan_options(config)[0]
+    plan = option_jobs(config)[0]
     env = _subtask_env(config, plan, plan.train)
     untrained = evaluate_option(
         Option(option_config(config, plan)), env, plan.train[0], episodes=20, deterministic=False
@@ -347,7 +347,7 @@ def test_router_trains_over_a_library_and_logs_option_telemetry(tmp_path: Path) 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from modrl.agents.options.config import load_route_config
-    from modrl.agents.options.router import evaluate_router, train_router
+    from modrl.agents.options.ppo_controller import evaluate_controller, train_controller
     from modrl.envs import get_suite
     from modrl.envs.subtask_env import argument_slots
 
@@ -366,7 +366,7 @@ def test_router_trains_over_a_library_and_logs_option_telemetry(tmp_path: Path) 
         }
     )
     with TelemetryWriter(tmp_path / "tb") as writer:
-        model, library, calls, callback = train_router(config, writer=writer)
+        model, library, calls, callback = train_controller(config, writer=writer)
     assert [c.name for c in calls] == ["pickup-blue-key", "goto-green-ball", "goto-purple-door"]
     assert callback.frames >= 200 and model.num_timesteps >= 16
     tags = EventAccumulator(str(tmp_path / "tb")).Reload().Tags()
@@ -375,9 +375,9 @@ def test_router_trains_over_a_library_and_logs_option_telemetry(tmp_path: Path) 
     assert "modrl/routing/task_module_heatmap" in tags["images"]
     # Evaluation, greedy and sampled: every task of every split, with its success rate and decisions.
     for deterministic in (True, False):
-        results = evaluate_router(model, config, library, calls, episodes=1, deterministic=deterministic)
+        results = evaluate_controller(model, config, library, calls, episodes=1, deterministic=deterministic)
         assert set(results) == set(get_suite("sequences").task_names)
-        assert all(0 <= row["success"] <= 1 and 1 <= row["decisions"] <= 4 for row in results.values())
+        assert all(0 <= row.success <= 1 and 1 <= row.decisions <= 4 for row in results.values())
 
 
 def test_cli_options_train_refuses_a_bad_config(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

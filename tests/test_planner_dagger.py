@@ -14,7 +14,7 @@ import torch
 
 from modrl.agents.options import skill_cloning as skill_demos
 from modrl.agents.options.skill_cloning import train_skill_library
-from modrl.agents.options.skill_cloning_config import load_skills_config, skill_option_config
+from modrl.agents.options.skill_cloning_config import load_skill_cloning_config, skill_option_config
 from modrl.agents.planning.dagger import planner_dagger_demos
 from modrl.config import ConfigError
 from modrl.envs.operators import goals_for_env, planning_domain
@@ -36,7 +36,7 @@ SKILLS = ("goto", "pickup", "drop", "open")
 
 def _library(**overrides: Any) -> OptionLibrary:
     torch.manual_seed(0)
-    config = load_skills_config(TINY, [f"{k}={v}" for k, v in overrides.items()])
+    config = load_skill_cloning_config(TINY, [f"{k}={v}" for k, v in overrides.items()])
     library = OptionLibrary()
     for skill in SKILLS:
         library.add(skill, Option(skill_option_config(config)))
@@ -110,7 +110,7 @@ def test_training_reclones_every_skill_after_each_planner_round(
         return history
 
     monkeypatch.setattr(skill_demos, "behaviour_clone", spy)
-    config = load_skills_config(
+    config = load_skill_cloning_config(
         TINY,
         [
             "planner_dagger_rounds=1",
@@ -138,6 +138,6 @@ def test_training_reclones_every_skill_after_each_planner_round(
 
 def test_planner_dagger_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="planner_dagger_rounds"):
-        load_skills_config(TINY, ["planner_dagger_rounds=-1"])
+        load_skill_cloning_config(TINY, ["planner_dagger_rounds=-1"])
     with pytest.raises(ConfigError, match="planner_dagger_episodes"):
-        load_skills_config(TINY, ["planner_dagger_episodes=0"])
+        load_skill_cloning_config(TINY, ["planner_dagger_episodes=0"])

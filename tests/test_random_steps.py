@@ -7,7 +7,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from modrl.agents.options.skill_cloning_config import load_skills_config
+from modrl.agents.options.skill_cloning_config import load_skill_cloning_config
 from modrl.agents.planning.recording import record_skill_demos
 from modrl.config import ConfigError
 from modrl.envs.operators import goals_for_env, planning_domain
@@ -130,6 +130,6 @@ def test_skill_step_env_with_random_steps_still_starts_at_a_call_of_its_skill() 
 
 
 def test_skills_config_checks_random_steps() -> None:
-    assert load_skills_config(TINY, ["random_steps=3"]).random_steps == 3
+    assert load_skill_cloning_config(TINY, ["random_steps=3"]).random_steps == 3
     with pytest.raises(ConfigError, match="random_steps"):
-        load_skills_config(TINY, ["random_steps=-1"])
+        load_skill_cloning_config(TINY, ["random_steps=-1"])

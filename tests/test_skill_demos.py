@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from modrl.agents.options.skill_cloning import train_skill_library
-from modrl.agents.options.skill_cloning_config import load_skills_config
+from modrl.agents.options.skill_cloning_config import load_skill_cloning_config
 from modrl.agents.planning.evaluation import PlannerEvalConfig, evaluate_planner
 from modrl.agents.planning.library import load_library
 from modrl.agents.planning.recording import record_skill_demos, split_calls
@@ -119,11 +119,11 @@ def test_split_calls_holds_out_whole_calls() -> None:
 )
 def test_skills_config_names_the_bad_key(override: str, key: str) -> None:
     with pytest.raises(ConfigError, match=key):
-        load_skills_config(TINY, [override])
+        load_skill_cloning_config(TINY, [override])
 
 
 def test_a_cloned_library_serves_drop_and_box_steps_and_runs_under_the_planner(tmp_path: Path) -> None:
-    config = load_skills_config(TINY, ["split=train"])
+    config = load_skill_cloning_config(TINY, ["split=train"])
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("suite: minigrid-hard\n")
@@ -245,7 +245,7 @@ def test_skill_step_env_starts_at_a_call_of_its_skill_and_succeeds_on_the_calls_
 
 
 def test_fine_tuning_runs_ppo_in_calling_states_and_reports_calling_state_success(tmp_path: Path) -> None:
-    config = load_skills_config(
+    config = load_skill_cloning_config(
         TINY,
         [
             "skills=[drop]",
@@ -302,7 +302,7 @@ def test_dagger_labels_the_options_own_states_with_the_scripted_action_and_reclo
     from modrl.agents.planning.rollouts import dagger_demos
     from modrl.envs.skill_env import SkillStepEnv
 
-    config = load_skills_config(TINY)
+    config = load_skill_cloning_config(TINY)
     option = Option(skill_option_config(config))
     demos, rate = dagger_demos(
         option, ["MiniGrid-UnlockPickup-v0"], "open", view_size=9, max_steps=6, episodes=3, seed_base=11
@@ -317,7 +317,7 @@ def test_dagger_labels_the_options_own_states_with_the_scripted_action_and_reclo
         assert demos.actions[start] == ScriptedSkills(env.base).next_action(env.target)
     env.close()
     # In training: rounds run after cloning, their states join the demonstrations and are reported.
-    config = load_skills_config(
+    config = load_skill_cloning_config(
         TINY,
         [
             "skills=[open]",
@@ -332,9 +332,9 @@ def test_dagger_labels_the_options_own_states_with_the_scripted_action_and_reclo
     assert len(result.dagger_success) == 2 and 0 < result.dagger_pairs <= 2 * 3 * 10
     assert "DAgger" in (tmp_path / "results.md").read_text()
     with pytest.raises(ConfigError, match="dagger_rounds"):
-        load_skills_config(TINY, ["dagger_rounds=-1"])
+        load_skill_cloning_config(TINY, ["dagger_rounds=-1"])
     with pytest.raises(ConfigError, match="dagger_epochs"):
-        load_skills_config(TINY, ["dagger_epochs=0"])
+        load_skill_cloning_config(TINY, ["dagger_epochs=0"])
 
 
 def test_a_skill_episode_that_ends_the_envs_task_in_success_succeeds() -> None:
@@ -364,7 +364,7 @@ def test_a_run_of_some_skills_clones_them_as_a_run_of_all_does(tmp_path: Path) -
     for name, skills in (("all", "[pickup,drop,open]"), ("part", "[open]")):
         run = tmp_path / name
         run.mkdir()
-        train_skill_library(load_skills_config(TINY, [*overrides, f"skills={skills}"]), run)
+        train_skill_library(load_skill_cloning_config(TINY, [*overrides, f"skills={skills}"]), run)
         tensors[name] = load_library(str(run / "options")).get("open").state_dict()
     assert tensors["all"].keys() == tensors["part"].keys()
     assert all(torch.equal(tensors["all"][k], tensors["part"][k]) for k in tensors["all"])

@@ -14,7 +14,7 @@ import torch
 from gymnasium.utils.env_checker import check_env
 from minigrid.core.world_object import Ball
 
-from modrl.agents.options.skill_cloning_config import load_skills_config, skill_option_config
+from modrl.agents.options.skill_cloning_config import load_skill_cloning_config, skill_option_config
 from modrl.agents.planning.recording import record_skill_demos
 from modrl.agents.planning.skills import learned_skills, library_marks_target, with_predicates, wrap_for_library
 from modrl.config import ConfigError
@@ -140,7 +140,7 @@ class _Looker(Option):
 
 
 def test_the_planner_points_the_marker_at_each_steps_object() -> None:
-    config = load_skills_config(
+    config = load_skill_cloning_config(
         {
             "view_size": 11,
             "target_marker": True,
@@ -224,8 +224,8 @@ def test_marker_only_skill_options_take_no_words_and_are_called_with_the_steps_w
         "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
     }
     with pytest.raises(ConfigError, match="words"):
-        load_skills_config(tiny, ["words=false"])
-    config = load_skills_config(tiny, ["words=false", "target_marker=true", "skills=[open,pickup]"])
+        load_skill_cloning_config(tiny, ["words=false"])
+    config = load_skill_cloning_config(tiny, ["words=false", "target_marker=true", "skills=[open,pickup]"])
     assert skill_option_config(config).arg_slots == ()
     train_skill_library(config, tmp_path)
     library = load_library(str(tmp_path / "options"))
@@ -261,4 +261,4 @@ def test_redrawn_targets_change_what_the_marked_cell_shows_never_where_or_the_ac
         start += length
     assert len(set(shown)) > 1 or shown[0] != (DOOR, before[before[..., 3] == 1][0, 1])
     with pytest.raises(ConfigError, match="target_noise"):
-        load_skills_config({"target_noise": 0.5})
+        load_skill_cloning_config({"target_noise": 0.5})

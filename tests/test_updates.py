@@ -12,8 +12,8 @@ from torch import nn
 
 from modrl.composition import ModularNetwork
 from modrl.config import ConfigError, from_dict
+from modrl.modules import ModulesConfig, build_module_library
 from modrl.routers import RouterConfig, build_router
-from modrl.skills import SkillsConfig, build_skill_library
 from modrl.updates import (
     UPDATE_RULES,
     ConsolidationData,
@@ -41,7 +41,7 @@ class TinyAgent(nn.Module):
         super().__init__()
         torch.manual_seed(seed)
         self.extractor = nn.Sequential(nn.Linear(4, D), nn.Tanh())
-        library = build_skill_library(SkillsConfig(count=K, hidden=(8,)), in_dim=D, out_dim=H)
+        library = build_module_library(ModulesConfig(count=K, hidden=(8,)), in_dim=D, out_dim=H)
         router = build_router(RouterConfig(kind="soft"), num_modules=K, num_tasks=T, obs_dim=D)
         self.network = ModularNetwork(library=library, router=router, aggregation="weighted_sum")
         self.action_head = nn.Linear(H, A)
@@ -277,7 +277,7 @@ def test_freeze_grow_refuses_shared_routers_and_exhausted_capacity() -> None:
         build_update_rule(UpdateRuleConfig(kind="freeze_grow")).attach(agent.parts())
     agent, rule = make("freeze_grow", modules_per_task=3)
     run_stage(agent, rule, 0, 0)
-    with pytest.raises(ValueError, match=r"raise agent\.skills\.count to at least 6"):
+    with pytest.raises(ValueError, match=r"raise agent\.modules\.count to at least 6"):
         rule.begin_stage(1, 1)
 
 

@@ -74,7 +74,7 @@ def policy_setup(config: ExperimentConfig, observation_space: spaces.Dict) -> tu
     if agent.kind == "modular":
         return ModularActorCriticPolicy, dict(
             features_extractor_kwargs=extractor_kwargs,
-            skills=to_dict(agent.skills),
+            modules=to_dict(agent.modules),
             router=to_dict(agent.router),
             aggregation=agent.aggregation,
             latent_dim=agent.latent_dim,
@@ -100,9 +100,9 @@ def policy_setup(config: ExperimentConfig, observation_space: spaces.Dict) -> tu
 
 
 def modular_actor_parameters(config: ExperimentConfig, num_tasks: int, *, mission_dim: int = 0) -> int:
-    """Parameter count of the modular actor (router + skill modules) that ``config`` would build."""
+    """Parameter count of the modular actor (router + modules) that ``config`` would build."""
     network = build_modular_network(
-        config.agent.skills,
+        config.agent.modules,
         config.agent.router,
         config.agent.aggregation,
         obs_dim=config.agent.extractor.features_dim,
@@ -142,9 +142,12 @@ def model_fingerprint(config: ExperimentConfig, observation_space: spaces.Space,
     Minigrid's partial-view spaces are identical across tasks (RELIABILITY.md), so the suite's tasks are part of it.
     """
     suite = get_suite(config.env.suite)
+    agent = to_dict(config.agent)
+    # Hashed under the section's first name, so checkpoints written before ``skills`` became ``modules`` still match.
+    agent["skills"] = agent.pop("modules")
     return fingerprint(
         {
-            "agent": to_dict(config.agent),
+            "agent": agent,
             "suite": {"name": suite.name, "version": suite.version, "tasks": [t.env_id for t in suite.tasks]},
             "observation_space": repr(observation_space),
             "action_space": repr(action_space),

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from modrl.config import ConfigError, apply_overrides, check, check_sizes, from_dict, load_yaml
+from modrl.modules import ModulesConfig
 from modrl.routers import RouterConfig
 from modrl.seeds import MAX_SEED
-from modrl.skills import SkillsConfig
 
 if TYPE_CHECKING:
     from modrl.envs import Suite
@@ -74,12 +74,15 @@ class ExtractorConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class AgentConfig:
-    """The policy: a modular one (router + skill modules + aggregation) or the parameter-matched monolithic baseline."""
+    """The policy: a modular one (router + modules + aggregation) or the parameter-matched monolithic baseline."""
+
+    #: ``modules`` was called ``skills`` before the glossary gave "skill" to the planner: old files still load.
+    renamed_keys: ClassVar[dict[str, str]] = {"skills": "modules"}
 
     kind: Literal["modular", "monolithic"] = "modular"
     algo: Literal["ppo", "a2c"] = "ppo"
     extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
-    skills: SkillsConfig = field(default_factory=SkillsConfig)
+    modules: ModulesConfig = field(default_factory=ModulesConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
     aggregation: Literal["weighted_sum", "hard_select"] = "weighted_sum"
     #: What a router conditioned on ``obs`` reads: the observation ``features`` (image, direction and, with

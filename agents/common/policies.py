@@ -2,7 +2,7 @@
 
 Both plug into SB3's ``ActorCriticPolicy`` through its one network hook, ``_build_mlp_extractor`` (written against
 SB3 2.9), and share :class:`~modrl.agents.common.extractors.MinigridFeaturesExtractor`. The modular actor is
-``router -> skill modules -> aggregation`` (:class:`modrl.composition.ModularNetwork`); the critic is a plain MLP
+``router -> modules -> aggregation`` (:class:`modrl.composition.ModularNetwork`); the critic is a plain MLP
 over the same features in both policies, so the two differ only in the actor.
 """
 
@@ -19,9 +19,9 @@ from torch import nn
 from modrl.agents.common.extractors import MinigridFeaturesExtractor
 from modrl.composition import ModularNetwork
 from modrl.config import from_dict, to_dict
+from modrl.modules import ModulesConfig, build_module_library
 from modrl.registry import Registry
 from modrl.routers import RouterConfig, build_router
-from modrl.skills import SkillsConfig, build_skill_library
 
 
 def _mlp(in_dim: int, sizes: Sequence[int]) -> nn.Sequential:
@@ -44,7 +44,7 @@ def split_features(
 class ModularExtractor(nn.Module):
     """Fills SB3's ``mlp_extractor`` slot: modular actor latent, MLP critic latent.
 
-    The skill modules read the observation features; the router reads them too, or with ``router_input="mission"``
+    The modules read the observation features; the router reads them too, or with ``router_input="mission"``
     the mission features alone. After each actor forward, ``last_weights`` ``(B, K)`` and ``last_task_ids`` ``(B,)``
     hold the routing it used (detached), for telemetry.
     """
@@ -101,14 +101,15 @@ def _extractor_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
 
 
 class ModularActorCriticPolicy(ActorCriticPolicy):
-    """Actor-critic whose actor routes over a library of skill modules.
+    """Actor-critic whose actor routes over a library of modules.
 
     Args:
         observation_space, action_space, lr_schedule: as for SB3's ``ActorCriticPolicy``.
-        skills: :class:`modrl.skills.SkillsConfig` fields (plain mapping, so SB3 can save it).
+        modules: :class:`modrl.modules.ModulesConfig` fields (plain mapping, so SB3 can save it). ``skills``, its
+            name in policies saved before the rename, is read the same way.
         router: :class:`modrl.routers.RouterConfig` fields.
         aggregation: name in :data:`modrl.composition.AGGREGATIONS`.
-        latent_dim: output size of every skill module (the policy latent).
+        latent_dim: output size of every module (the policy latent).
         critic_hidden: hidden sizes of the critic MLP.
         router_input: ``"features"`` (observation features) or ``"mission"`` (the encoded mission alone; the env
             must provide mission tokens).
@@ -121,7 +122,7 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
         action_space: spaces.Space,
         lr_schedule: Any,
         *,
-        skills: Mapping[str, Any] | None = None,
+        modules: Mapping[str, Any] | None = None,
         router: Mapping[str, Any] | None = None,
         aggregation: str = "weighted_sum",
         latent_dim: int = 64,
@@ -130,7 +131,9 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
         **kwargs: Any,
     ) -> None:
         # Set before super().__init__, which calls _build_mlp_extractor.
-        self.skills_config = from_dict(SkillsConfig, dict(skills or {}), "agent.skills")
+        if "skills" in kwargs:  # a policy saved before "skills" became "modules"
+            modules = {**kwargs.pop("skills"), **(modules or {})}
+        self.modules_config = from_dict(ModulesConfig, dict(modules or {}), "agent.modules")
         self.router_config = from_dict(RouterConfig, dict(router or {}), "agent.router")
         self.aggregation = aggregation
         self.latent_dim = latent_dim
@@ -160,7 +163,7 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
                 "router_input 'mission' needs mission tokens in the observation (env.mission_tokens: true)"
             )
         network = build_modular_network(
-            self.skills_config,
+            self.modules_config,
             self.router_config,
             self.aggregation,
             obs_dim=extractor.obs_dim,
@@ -189,7 +192,7 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
         # Without these, PPO.load could not rebuild the policy (DESIGN.md, known traps).
         data = super()._get_constructor_parameters()
         data.update(
-            skills=to_dict(self.skills_config),
+            modules=to_dict(self.modules_config),
             router=to_dict(self.router_config),
             aggregation=self.aggregation,
             latent_dim=self.latent_dim,
@@ -200,7 +203,7 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
 
 
 def build_modular_network(
-    skills: SkillsConfig,
+    modules: ModulesConfig,
     router: RouterConfig,
     aggregation: str,
     *,
@@ -209,11 +212,11 @@ def build_modular_network(
     latent_dim: int,
     router_dim: int | None = None,
 ) -> ModularNetwork:
-    """Router + skill library + aggregation for observation features of size ``obs_dim``.
+    """Router + module library + aggregation for observation features of size ``obs_dim``.
 
     ``router_dim`` set: the router reads separate features of that size (the mission), not the modules' input.
     """
-    library = build_skill_library(skills, in_dim=obs_dim, out_dim=latent_dim)
+    library = build_module_library(modules, in_dim=obs_dim, out_dim=latent_dim)
     routing = build_router(router, num_modules=len(library), num_tasks=num_tasks, obs_dim=router_dim or obs_dim)
     return ModularNetwork(
         library=library, router=routing, aggregation=aggregation, separate_router_input=router_dim is not None

@@ -120,10 +120,10 @@ def _check_freeze_grow(config: ContinualConfig) -> None:
             "agent.router: freeze_grow needs one router row per task: kind soft/gumbel/topk, condition task, hidden 0"
         )
     needed = config.rule.modules_per_task * (1 if config.rule.assimilation else len(config.sequence.tasks))
-    if agent.skills.count < needed:
+    if agent.modules.count < needed:
         raise ConfigError(
-            f"agent.skills.count: freeze_grow grants {config.rule.modules_per_task} module(s) per task; "
-            f"{len(config.sequence.tasks)} tasks need at least {needed} modules, got {agent.skills.count}"
+            f"agent.modules.count: freeze_grow grants {config.rule.modules_per_task} module(s) per task; "
+            f"{len(config.sequence.tasks)} tasks need at least {needed} modules, got {agent.modules.count}"
         )
     if agent.router.kind == "topk" and agent.router.k > config.rule.modules_per_task:
         raise ConfigError(

@@ -1,5 +1,6 @@
 """Configs of ``modrl options train`` (an option library from subtask events) and ``modrl options route`` (a
-call-and-return router over a saved library): strict frozen dataclasses loaded from YAML like the experiment config."""
+call-and-return controller over a saved library): strict frozen dataclasses loaded from YAML like the experiment
+config."""
 
 from __future__ import annotations
 
@@ -176,7 +177,7 @@ class OptionsTrainConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class RouteEnvConfig:
-    """The tasks the router learns on (a split of a generated suite, mission tokens on)."""
+    """The tasks the controller learns on (a split of a generated suite, mission tokens on)."""
 
     suite: str = "sequences"
     split: str = "train"
@@ -190,11 +191,11 @@ class RouteEnvConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class RouteConfig:
-    """``modrl options route``: a PPO router over the frozen options of a library (call-and-return, SMDP).
+    """``modrl options route``: a PPO controller over the frozen options of a library (call-and-return, SMDP).
 
     The high-level action is an option call (option + argument words): every subtask of the suite that an option of
     the library serves. ``gamma_option`` discounts rewards inside a call; PPO's own ``algo.gamma`` discounts once
-    per decision (the per-macro-step approximation, see :mod:`modrl.agents.options.router`).
+    per decision (the per-macro-step approximation, see :mod:`modrl.agents.options.ppo_controller`).
     """
 
     name: str = "router"
@@ -206,7 +207,7 @@ class RouteConfig:
     max_option_steps: int = 32
     max_decisions: int = 16
     gamma_option: float = 0.99
-    #: End a call when one observation recurs this many times in it (the option is stuck; the router picks again);
+    #: End a call when one observation recurs this many times in it (the option is stuck; the controller picks again);
     #: ``null``: calls run to their effect, ``max_option_steps`` or the episode end.
     loop_limit: int | None = None
     hidden: int = 64

@@ -81,7 +81,7 @@ class OptionCriticModel(nn.Module):
         )
 
 
-def build_model(config: OptionCriticConfig, num_tasks: int, *, num_actions: int = 7) -> OptionCriticModel:
+def build_option_critic(config: OptionCriticConfig, num_tasks: int, *, num_actions: int = 7) -> OptionCriticModel:
     """Fresh options (learned β) and controller with ``config.net``'s sizes."""
     net = config.net
     library = OptionLibrary()
@@ -275,7 +275,7 @@ def train_option_critic(
     gen = torch.Generator().manual_seed(config.seed)
     own = slots is None
     slots = TaskSlots(config.env, seed=config.seed) if slots is None else slots
-    model = build_model(config, len(slots.task_names))
+    model = build_option_critic(config, len(slots.task_names))
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.algo.learning_rate, eps=1e-5, fused=config.algo.fused_adam
     )

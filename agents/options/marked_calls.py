@@ -1,15 +1,15 @@
-"""Routing whole-grid skill options: the router picks a call, the call's option sees the whole grid with the call's
-objects marked.
+"""Calling whole-grid skill options: the controller picks a call, the call's option sees the whole grid with the
+call's objects marked.
 
 Skill options of ``modrl options skills`` read a whole-grid view (:class:`modrl.envs.wrappers.FullView`), with
 ``target_marker`` a fourth channel marking the objects the call names (1: the object, 2: where ``putnext`` puts it).
-Under the planner the executor points the marker at each step's objects; under a learned router the call itself says
+Under the planner the executor points the marker at each step's objects; under a learned controller the call itself says
 which objects: :func:`whole_grid_calls` gives one call per subtask of the suite that a skill option serves (the
 option, the first object's ``(colour, type)`` words, and the subtask's objects as marker targets), and
 :class:`MarkedCalls` (a :class:`~modrl.options.CallAndReturn` through its ``call_observation`` extension point) moves
-the marker to the chosen call's objects before the option starts and keeps it there for the whole call. The router's
+the marker to the chosen call's objects before the option starts and keeps it there for the whole call. The controller's
 own policy reads MiniGrid's usual 7x7 egocentric image (:class:`EgocentricImage`), as it does over 7x7 options, so the
-two routers differ only in the options they call.
+two controllers differ only in the options they call.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def whole_grid_calls(library: OptionLibrary, suite_name: str) -> tuple[list[Opti
 
     Raises:
         ValueError: No option serves a subtask, or a serving option takes no words (a marker-only option's
-            termination reads words the router's calls would not give it).
+            termination reads words the controller's calls would not give it).
     """
     calls: dict[str, tuple[OptionCall, tuple[Target, ...]]] = {}
     for task in get_suite(suite_name).task_names:
@@ -93,7 +93,7 @@ class MarkedCalls(CallAndReturn):
 
 class EgocentricImage(gym.ObservationWrapper[Any, Any, Any]):
     """Replace the observation's (whole-grid) ``image`` by MiniGrid's own egocentric view of the agent
-    (``gen_obs()["image"]``, 7x7x3), with ``image_space`` its space: what the router's policy reads."""
+    (``gen_obs()["image"]``, 7x7x3), with ``image_space`` its space: what the controller's policy reads."""
 
     def __init__(self, env: gym.Env, image_space: spaces.Box) -> None:
         super().__init__(env)
@@ -105,7 +105,7 @@ class EgocentricImage(gym.ObservationWrapper[Any, Any, Any]):
         return {**observation, "image": minigrid_env(self.env).gen_obs()["image"]}
 
 
-def marked_router_env(
+def marked_controller_env(
     env: gym.Env,
     library: OptionLibrary,
     calls: Sequence[OptionCall],
@@ -115,7 +115,7 @@ def marked_router_env(
     marker: bool,
     **kwargs: Any,
 ) -> gym.Env:
-    """``env`` (a MiniGrid dict-observation env) as the router's call-and-return env over whole-grid options."""
+    """``env`` (a MiniGrid dict-observation env) as the controller's call-and-return env over whole-grid options."""
     image_space = env.observation_space["image"]  # type: ignore[index]
     calls_env = MarkedCalls(FullView(env, size=view_size, marker=marker), library, calls, targets, **kwargs)
     return EgocentricImage(calls_env, image_space)

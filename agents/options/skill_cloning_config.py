@@ -144,7 +144,9 @@ class SkillCloningConfig:
         )
 
 
-def load_skills_config(source: Path | str | Mapping[str, Any], overrides: Sequence[str] = ()) -> SkillCloningConfig:
+def load_skill_cloning_config(
+    source: Path | str | Mapping[str, Any], overrides: Sequence[str] = ()
+) -> SkillCloningConfig:
     """A :class:`SkillCloningConfig` from YAML (or a mapping) plus ``key=value`` overrides; the suite and split
     checked."""
     data = source if isinstance(source, Mapping) else load_yaml(source)

@@ -53,7 +53,7 @@ RESULTS_MD = "results.md"
 
 
 @dataclass(frozen=True, kw_only=True)
-class OptionPlan:
+class OptionJob:
     """One option to train: its name, its training and held-out tasks, whether it takes arguments, and where its
     episodes' targets come from (``layout``: objects of the training tasks' rooms, see
     :class:`~modrl.envs.subtask_env.SubtaskEnv`)."""
@@ -93,7 +93,7 @@ class OptionResult:
     seconds: float = 0.0
 
 
-def plan_options(config: OptionsTrainConfig) -> list[OptionPlan]:
+def option_jobs(config: OptionsTrainConfig) -> list[OptionJob]:
     """The options of ``config`` in curriculum order (``ConfigError`` naming ``options`` for one with no tasks); their
     training tasks follow ``config.env.train_tasks``. A parameterised option with ``env.targets: layout`` trains in
     the layouts of every such task whose rooms hold an object its verb accepts (for ``open``: the tasks with doors)."""
@@ -102,7 +102,7 @@ def plan_options(config: OptionsTrainConfig) -> list[OptionPlan]:
     single = [t for t in split if len(parse_task(t)) == 1]
     train = single if config.env.train_tasks == "single" else list(split)
     test = [t for t in suite.split(config.env.test_split) if len(parse_task(t)) == 1] if config.env.test_split else []
-    plans = []
+    jobs = []
     for name in config.options:
         if config.mode == "per_symbol" or (config.mode == "mixed" and name not in VERBS):
             if name not in single:
@@ -112,7 +112,7 @@ def plan_options(config: OptionsTrainConfig) -> list[OptionPlan]:
                     + (f" nor a verb ({', '.join(VERBS)})" if config.mode == "mixed" else "")
                 )
             tasks = tuple(t for t in train if parse_task(t).subtasks[0].name == name)
-            plans.append(OptionPlan(name=name, train=tasks, test=(), parameterised=False))
+            jobs.append(OptionJob(name=name, train=tasks, test=(), parameterised=False))
             continue
         if name not in VERBS:
             raise ConfigError(f"options: {name!r} is not a verb ({', '.join(VERBS)}); parameterised options are verbs")
@@ -128,16 +128,14 @@ def plan_options(config: OptionsTrainConfig) -> list[OptionPlan]:
         if not mine:
             raise ConfigError(f"options: split {config.env.train_split!r} of suite {suite.name!r} has no {name} task")
         held = tuple(t for t in test if parse_task(t).subtasks[0].verb == name)
-        plans.append(
-            OptionPlan(name=name, train=tuple(mine), test=held, parameterised=True, targets=config.env.targets)
-        )
-    return plans
+        jobs.append(OptionJob(name=name, train=tuple(mine), test=held, parameterised=True, targets=config.env.targets))
+    return jobs
 
 
-def option_config(config: OptionsTrainConfig, plan: OptionPlan, *, num_actions: int = 7) -> OptionConfig:
-    """The :class:`OptionConfig` of ``plan`` with ``config.net``'s sizes."""
+def option_config(config: OptionsTrainConfig, job: OptionJob, *, num_actions: int = 7) -> OptionConfig:
+    """The :class:`OptionConfig` of ``job`` with ``config.net``'s sizes."""
     net = config.net
-    slots = argument_slots(cast(Verb, plan.name)) if plan.parameterised else ()
+    slots = argument_slots(cast(Verb, job.name)) if job.parameterised else ()
     side = config.env.view_size or 7
     return OptionConfig(
         image_shape=(side, side, 3),
@@ -151,11 +149,11 @@ def option_config(config: OptionsTrainConfig, plan: OptionPlan, *, num_actions: 
     )
 
 
-def termination_for(plan: OptionPlan) -> Callable[..., bool]:
-    """The effect predicate that ends ``plan``'s option."""
-    if plan.parameterised:
-        return effect_predicate(cast(Verb, plan.name))
-    return symbol_predicate(parse_task(plan.name).subtasks[0])
+def termination_for(job: OptionJob) -> Callable[..., bool]:
+    """The effect predicate that ends ``job``'s option."""
+    if job.parameterised:
+        return effect_predicate(cast(Verb, job.name))
+    return symbol_predicate(parse_task(job.name).subtasks[0])
 
 
 class CurriculumCallback(BaseCallback):
@@ -185,15 +183,15 @@ class CurriculumCallback(BaseCallback):
             self.writer.log_scalar("modrl/curriculum/stage", self.curriculum.index, step)
 
 
-def _subtask_env(config: OptionsTrainConfig, plan: OptionPlan, tasks: Sequence[str]) -> SubtaskEnv:
+def _subtask_env(config: OptionsTrainConfig, job: OptionJob, tasks: Sequence[str]) -> SubtaskEnv:
     return SubtaskEnv(
         tasks,
         suite=config.env.suite,
-        parameterised=plan.parameterised,
+        parameterised=job.parameterised,
         max_episode_steps=config.env.max_episode_steps,
         task_kwargs=config.env.task_kwargs(),
-        targets=plan.targets,
-        verb=cast(Verb, plan.name) if plan.targets == "layout" else None,
+        targets=job.targets,
+        verb=cast(Verb, job.name) if job.targets == "layout" else None,
         view_size=config.env.view_size,
         prefix_skills=config.env.prefix_skills,
     )
@@ -207,17 +205,17 @@ def _num_actions(venv: DummyVecEnv) -> int:
 
 def train_option(
     config: OptionsTrainConfig,
-    plan: OptionPlan,
+    job: OptionJob,
     curriculum: SuccessCurriculum,
     *,
     seed: int,
     writer: TelemetryWriter | None = None,
     frames_before: int = 0,
 ) -> tuple[Option, DemoStats | None]:
-    """Train ``plan``'s option (behaviour cloning first when ``config.demos`` is on, then PPO until the curriculum ends
+    """Train ``job``'s option (behaviour cloning first when ``config.demos`` is on, then PPO until the curriculum ends
     its stage); returns the trained option and its warm start's stats."""
     algo = config.algo
-    venv = DummyVecEnv([lambda: Monitor(_subtask_env(config, plan, plan.train)) for _ in range(config.env.n_envs)])
+    venv = DummyVecEnv([lambda: Monitor(_subtask_env(config, job, job.train)) for _ in range(config.env.n_envs)])
     venv.seed(seed)
     try:
         model = PPO(
@@ -228,11 +226,11 @@ def train_option(
             verbose=0,
             **algo.ppo_kwargs(),
             policy_kwargs=dict(
-                option=to_dict(option_config(config, plan, num_actions=_num_actions(venv))),
+                option=to_dict(option_config(config, job, num_actions=_num_actions(venv))),
                 critic_hidden=list(config.net.critic_hidden),
             ),
         )
-        demos = _warm_start(config, plan, model, seed=seed, writer=writer) if config.demos.enabled else None
+        demos = _warm_start(config, job, model, seed=seed, writer=writer) if config.demos.enabled else None
         model.learn(
             config.curriculum.max_steps, callback=CurriculumCallback(curriculum, writer, frames_before=frames_before)
         )
@@ -243,28 +241,28 @@ def train_option(
     return policy.option, demos
 
 
-def plan_subtasks(plan: OptionPlan) -> Callable[[Subtask], bool]:
-    """Whether a subtask is one ``plan``'s option performs (its symbol, or for a parameterised option its verb)."""
-    if plan.parameterised:
-        return lambda sub: sub.verb == plan.name
-    return lambda sub: sub.name == plan.name
+def job_subtasks(job: OptionJob) -> Callable[[Subtask], bool]:
+    """Whether a subtask is one ``job``'s option performs (its symbol, or for a parameterised option its verb)."""
+    if job.parameterised:
+        return lambda sub: sub.verb == job.name
+    return lambda sub: sub.name == job.name
 
 
-def segment_tasks(config: OptionsTrainConfig, plan: OptionPlan) -> tuple[str, ...]:
-    """The train-split tasks that contain one of ``plan``'s subtasks anywhere (``demos.source: segments``)."""
-    wanted = plan_subtasks(plan)
+def segment_tasks(config: OptionsTrainConfig, job: OptionJob) -> tuple[str, ...]:
+    """The train-split tasks that contain one of ``job``'s subtasks anywhere (``demos.source: segments``)."""
+    wanted = job_subtasks(job)
     split = get_suite(config.env.suite).split(config.env.train_split)
     return tuple(t for t in split if any(wanted(sub) for sub in parse_task(t).subtasks))
 
 
 def _warm_start(
-    config: OptionsTrainConfig, plan: OptionPlan, model: PPO, *, seed: int, writer: TelemetryWriter | None
+    config: OptionsTrainConfig, job: OptionJob, model: PPO, *, seed: int, writer: TelemetryWriter | None
 ) -> DemoStats:
     # Layout targets are not any task's subtask: their demonstrations are whole episodes of the option's own env.
-    segments = config.demos.source == "segments" and plan.targets == "task"
+    segments = config.demos.source == "segments" and job.targets == "task"
     env = (
         SubtaskEnv(
-            segment_tasks(config, plan),
+            segment_tasks(config, job),
             suite=config.env.suite,
             parameterised=False,
             max_episode_steps=config.env.max_episode_steps,
@@ -272,9 +270,9 @@ def _warm_start(
             view_size=config.env.view_size,
         )
         if segments
-        else _subtask_env(config, plan, plan.train)
+        else _subtask_env(config, job, job.train)
     )
-    slots = argument_slots(cast(Verb, plan.name)) if segments and plan.parameterised else ()
+    slots = argument_slots(cast(Verb, job.name)) if segments and job.parameterised else ()
     try:
         return warm_start(
             model.policy,
@@ -283,8 +281,8 @@ def _warm_start(
             gamma=config.algo.gamma,
             seed=seed,
             writer=writer,
-            name=plan.name,
-            segment=plan_subtasks(plan) if segments else None,
+            name=job.name,
+            segment=job_subtasks(job) if segments else None,
             slots=slots,
         )
     finally:
@@ -309,14 +307,14 @@ def evaluate_option(
     return successes / episodes if episodes else float("nan")
 
 
-def _evaluate_plan(config: OptionsTrainConfig, plan: OptionPlan, option: Option) -> dict[str, OptionTaskEval]:
+def _evaluate_job(config: OptionsTrainConfig, job: OptionJob, option: Option) -> dict[str, OptionTaskEval]:
     per_task: dict[str, OptionTaskEval] = {}
     if config.eval_episodes == 0:
         return per_task
-    for split, tasks in (("train", plan.train), ("test", plan.test)):
+    for split, tasks in (("train", job.train), ("test", job.test)):
         if not tasks:
             continue
-        env = _subtask_env(config, plan, tasks)
+        env = _subtask_env(config, job, tasks)
         for task in tasks:
             stoch, det = (
                 evaluate_option(option, env, task, episodes=config.eval_episodes, deterministic=deterministic)
@@ -338,27 +336,27 @@ def train_options(
     """Train every option of ``config`` in curriculum order into ``run_dir/options`` (library saved after each
     option) and write ``results.json`` / ``results.md``; returns the per-option results."""
     torch.set_num_threads(config.torch_threads)
-    plans = plan_options(config)
-    curriculum = SuccessCurriculum([p.name for p in plans], config.curriculum)
+    jobs = option_jobs(config)
+    curriculum = SuccessCurriculum([p.name for p in jobs], config.curriculum)
     library = OptionLibrary()
     results: list[OptionResult] = []
     frames = 0
-    for index, plan in enumerate(plans):
-        log.info("option %d/%d: %s (%d training tasks)", index + 1, len(plans), plan.name, len(plan.train))
+    for index, job in enumerate(jobs):
+        log.info("option %d/%d: %s (%d training tasks)", index + 1, len(jobs), job.name, len(job.train))
         start = time.perf_counter()
         option, demos = train_option(
-            config, plan, curriculum, seed=config.seed + 1000 * index, writer=writer, frames_before=frames
+            config, job, curriculum, seed=config.seed + 1000 * index, writer=writer, frames_before=frames
         )
         stage = curriculum.advance()
         seconds = time.perf_counter() - start
         frames += stage.steps
-        option.termination_predicate = termination_for(plan)
-        library.add(plan.name, option)
-        library.freeze([plan.name])
+        option.termination_predicate = termination_for(job)
+        library.add(job.name, option)
+        library.freeze([job.name])
         library.save(run_dir / LIBRARY_DIR)
-        per_task = _evaluate_plan(config, plan, option)
+        per_task = _evaluate_job(config, job, option)
         result = OptionResult(
-            name=plan.name,
+            name=job.name,
             stage=stage,
             per_task=per_task,
             demos=demos,
@@ -371,7 +369,7 @@ def train_options(
         results.append(result)
         log.info(
             "%s: %s after %d frames (training success %s); eval train %s, held-out %s",
-            plan.name,
+            job.name,
             "passed" if stage.passed else "budget spent",
             stage.steps,
             _fmt(stage.success),
@@ -382,7 +380,7 @@ def train_options(
             for key in ("train_success", "test_success"):
                 value = getattr(result, key)
                 if value is not None:
-                    writer.log_scalar(f"modrl/options/{plan.name}/eval/{key}", value, frames)
+                    writer.log_scalar(f"modrl/options/{job.name}/eval/{key}", value, frames)
         write_results(run_dir, results)
     return results
 

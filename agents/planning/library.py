@@ -2,8 +2,8 @@
 (:func:`load_library`, :func:`load_libraries` for an ensemble), and found from what a user names on the command line
 (:func:`find_library`: a ``modrl options train`` run or its ``options/`` directory; :func:`run_suite`: the suite a run
 trained on), and put together from several runs (:func:`merge_libraries`, ``modrl options merge``). Imports no
-stable_baselines3: the PPO router (:mod:`modrl.agents.options.router`) and skill cloning load libraries through here
-too.
+stable_baselines3: the PPO controller (:mod:`modrl.agents.options.ppo_controller`) and skill cloning load libraries
+through here too.
 """
 
 from __future__ import annotations

@@ -29,12 +29,12 @@ def run(args: argparse.Namespace) -> int:
     from modrl.agents.common.policies import AGENTS
     from modrl.composition import AGGREGATIONS
     from modrl.envs import SUITES, get_suite
+    from modrl.modules import MODULE_KINDS
     from modrl.routers import ROUTERS
-    from modrl.skills import SKILLS
 
     sections = {
         "routers": ("agent.router.kind", ROUTERS.names()),
-        "modules": ("agent.skills.kind", SKILLS.names()),
+        "modules": ("agent.modules.kind", MODULE_KINDS.names()),
         "aggregations": ("agent.aggregation", AGGREGATIONS.names()),
         "agents": ("agent.kind", AGENTS.names()),
         "algorithms": ("agent.algo", ALGOS.names()),

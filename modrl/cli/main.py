@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The ``modrl`` parser with every command of :data:`COMMANDS` registered."""
     parser = argparse.ArgumentParser(
         prog="modrl",
-        description="Modular reinforcement learning on MiniGrid: train modular agents (skill modules chosen by a "
+        description="Modular reinforcement learning on MiniGrid: train modular agents (modules chosen by a "
         "learned router) and their parameter-matched baselines, evaluate them, list what is registered.",
         epilog="Run 'modrl COMMAND --help' for a command's options.",
     )

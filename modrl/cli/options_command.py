@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         return _merge(args.sources, args.run_dir)
     from modrl.agents.options.config import load_options_config, load_route_config
     from modrl.agents.options.critic_config import load_option_critic_config, load_sketch_config
-    from modrl.agents.options.skill_cloning_config import load_skills_config
+    from modrl.agents.options.skill_cloning_config import load_skill_cloning_config
     from modrl.config import ConfigError, to_dict
     from modrl.runs import RunDirError, RunStatus, create_run_dir, set_status, write_run_metadata
 
@@ -106,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
             "route": load_route_config,
             "critic": load_option_critic_config,
             "sketch": load_sketch_config,
-            "skills": load_skills_config,
+            "skills": load_skill_cloning_config,
         }
         config = loaders[args.options_command](args.config, args.overrides)
         run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
@@ -174,13 +174,13 @@ def _skills(config: Any, run_dir: Path) -> None:
 
 
 def _route(config: Any, run_dir: Path) -> None:
-    from modrl.agents.options.router import run_router
+    from modrl.agents.options.ppo_controller import run_controller
     from modrl.telemetry import TelemetryWriter
 
     with TelemetryWriter(run_dir / "tb") as writer:
-        result = run_router(config, run_dir, writer=writer)
+        result = run_controller(config, run_dir, writer=writer)
     print(f"router trained: {result.frames} frames, {result.decisions} decisions over {len(result.calls)} option calls")
-    for split in dict.fromkeys(row["split"] for row in result.greedy.values()):
+    for split in result.splits:
         greedy, sampled, tasks = result.split_means(split)
         print(
             f"{split:>5}: success {greedy:.2f} deterministic / {sampled:.2f} sampled router over {tasks} tasks "
@@ -193,14 +193,14 @@ def _critic(config: Any, run_dir: Path) -> None:
     from modrl.telemetry import TelemetryWriter
 
     with TelemetryWriter(run_dir / "tb") as writer:
-        results = run_option_critic(config, run_dir, writer=writer).to_dict()
-    final = results["final"] or {}
+        results = run_option_critic(config, run_dir, writer=writer)
+    final = results.final
+    duration, termination = (final.mean_duration, final.termination_prob) if final else (float("nan"), float("nan"))
     print(
-        f"option-critic: {results['frames']} frames, {config.num_options} options; last rollout: mean option "
-        f"duration {final.get('mean_duration', float('nan')):.2f} steps, termination prob "
-        f"{final.get('termination_prob', float('nan')):.3f}"
+        f"option-critic: {results.frames} frames, {config.num_options} options; last rollout: mean option "
+        f"duration {duration:.2f} steps, termination prob {termination:.3f}"
     )
-    _print_eval(results)
+    _print_eval({"stoch": results.stoch, "det": results.det})
     print(f"option library: {run_dir / LIBRARY_DIR}")
 
 
@@ -209,18 +209,18 @@ def _sketch(config: Any, run_dir: Path) -> None:
     from modrl.telemetry import TelemetryWriter
 
     with TelemetryWriter(run_dir / "tb") as writer:
-        results = run_sketch(config, run_dir, writer=writer).to_dict()
+        results = run_sketch(config, run_dir, writer=writer)
     print(
-        f"sketch-guided: {results['frames']} frames, {len(results['modules'])} modules; curriculum: "
-        + ", ".join(f"{s['name']} {'passed' if s['passed'] else 'budget spent'}" for s in results["curriculum"])
+        f"sketch-guided: {results.frames} frames, {len(results.modules)} modules; curriculum: "
+        + ", ".join(f"{s.name} {'passed' if s.passed else 'budget spent'}" for s in results.curriculum)
     )
-    _print_eval(results)
+    _print_eval({"stoch": results.stoch, "det": results.det})
     print(f"option library: {run_dir / LIBRARY_DIR}")
 
 
-def _print_eval(results: dict[str, Any]) -> None:
-    for mode in ("stoch", "det"):
-        rows = results.get(mode) or {}
+def _print_eval(tables: dict[str, Any]) -> None:
+    """``stoch`` / ``det`` mean success over the tasks of each table (task -> a result with ``success``)."""
+    for mode, rows in tables.items():
         if rows:
-            mean = sum(r["success"] for r in rows.values()) / len(rows)
+            mean = sum(r.success for r in rows.values()) / len(rows)
             print(f"{mode:>5}: success {mean:.2f} over {len(rows)} tasks")

@@ -119,7 +119,7 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, *, resume: bool, prev
     print(f"run directory: {run_dir}")
     print(
         f"agent: {config.agent.kind} ({config.agent.algo}, router {config.agent.router.kind}, "
-        f"{config.agent.skills.count} {config.agent.skills.kind} modules) | suite: {config.env.suite} | "
+        f"{config.agent.modules.count} {config.agent.modules.kind} modules) | suite: {config.env.suite} | "
         f"{config.env.n_envs} envs | {config.train.total_timesteps} steps | seed {config.seed}"
     )
     started = time.monotonic()

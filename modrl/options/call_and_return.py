@@ -248,7 +248,7 @@ class CallAndReturn(gym.Wrapper):
     def call_observation(self, index: int, observation: Any) -> Any:
         """What call ``index``'s option sees when it starts, given the env's last ``observation`` (unchanged here).
         The extension point for envs whose view depends on the call -- e.g. one that marks the call's target object
-        (``modrl.agents.options.router``); such an env must keep its view on the call's target for the call's
+        (``modrl.agents.options.ppo_controller``); such an env must keep its view on the call's target for the call's
         remaining steps too."""
         return observation
 

@@ -47,7 +47,7 @@ class TrialStatus(str, Enum):
     MISSING = "missing"  # no status recorded: the trial never started
 
 
-class Split(str, Enum):
+class EvalSplit(str, Enum):
     """Which split an evaluated task belongs to; a task without a ``split`` field is a training task."""
 
     TRAIN = "train"
@@ -59,7 +59,7 @@ class TaskEval:
     """One task's line of an evaluation file."""
 
     task: str
-    split: Split
+    split: EvalSplit
     episodes: int
     success_rate: float
     mean_return: float
@@ -295,7 +295,7 @@ def _task_eval(item: dict[str, Any]) -> TaskEval:
     usage = item.get("module_usage")
     return TaskEval(
         task=str(item["task"]),
-        split=Split(item.get("split") or Split.TRAIN.value),
+        split=EvalSplit(item.get("split") or EvalSplit.TRAIN.value),
         episodes=int(item["episodes"]),
         success_rate=float(item["success_rate"]),
         mean_return=float(item["mean_return"]),

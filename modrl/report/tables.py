@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
-from modrl.report.collect import Collection, Split, TaskEval, Trial, TrialStatus
+from modrl.report.collect import Collection, EvalSplit, TaskEval, Trial, TrialStatus
 from modrl.stats import Summary, frames_to_threshold, summarize
 
 DASH = "—"
@@ -30,7 +30,7 @@ def return_of(task: TaskEval) -> float:
     return task.mean_return
 
 
-def task_mean(trial: Trial, value: TaskValue, split: Split) -> float | None:
+def task_mean(trial: Trial, value: TaskValue, split: EvalSplit) -> float | None:
     """Mean of ``value`` over the trial's evaluated tasks of ``split``; ``None`` without an evaluation or such tasks."""
     if trial.eval is None:
         return None
@@ -38,15 +38,15 @@ def task_mean(trial: Trial, value: TaskValue, split: Split) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def splits_present(collection: Collection) -> list[Split]:
-    """Splits among the usable trials' evaluated tasks, train first; ``[Split.TRAIN]`` when there are none."""
+def splits_present(collection: Collection) -> list[EvalSplit]:
+    """Splits among the usable trials' evaluated tasks, train first; ``[EvalSplit.TRAIN]`` when there are none."""
     found = {t.split for trial in collection.trials if trial.usable and trial.eval for t in trial.eval.tasks}
-    return [s for s in Split if s in found] or [Split.TRAIN]
+    return [s for s in EvalSplit if s in found] or [EvalSplit.TRAIN]
 
 
-def task_keys(collection: Collection) -> list[tuple[str, Split]]:
+def task_keys(collection: Collection) -> list[tuple[str, EvalSplit]]:
     """``(task, split)`` pairs over the usable trials' evaluations, in order of first appearance."""
-    keys: dict[tuple[str, Split], None] = {}
+    keys: dict[tuple[str, EvalSplit], None] = {}
     for trial in collection.trials:
         if trial.usable and trial.eval:
             keys.update(((t.task, t.split), None) for t in trial.eval.tasks)
@@ -69,7 +69,7 @@ def group_summaries(
     return out
 
 
-def trial_task_value(trial: Trial, task: str, split: Split, value: TaskValue) -> float | None:
+def trial_task_value(trial: Trial, task: str, split: EvalSplit, value: TaskValue) -> float | None:
     """``value`` of one ``(task, split)`` in the trial's evaluation, or ``None`` if it was not evaluated."""
     if trial.eval is None:
         return None
@@ -148,7 +148,7 @@ def split_metric_table(collection: Collection, value: TaskValue, *, digits: int,
     With train and test tasks the splits stand side by side (``train n``, ``train mean``, ..., ``test n``, ...).
     """
     splits = splits_present(collection)
-    side_by_side = splits != [Split.TRAIN]
+    side_by_side = splits != [EvalSplit.TRAIN]
     headers = ["group"]
     for split in splits:
         headers += [f"{split.value} {h}" if side_by_side else h for h in SUMMARY_HEADERS]

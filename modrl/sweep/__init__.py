@@ -19,7 +19,7 @@ from __future__ import annotations
 from .backends import LocalBackend, RayBackend, TrialBackend, TrialExit, TrialLaunch, trial_command
 from .progress import SweepProgress, SweepResult
 from .runner import run_sweep
-from .spec import SweepSpec, Trial, expand, format_override, load_sweep_spec, spec_to_dict, validate_trials
+from .spec import SweepSpec, TrialSpec, expand, format_override, load_sweep_spec, spec_to_dict, validate_trials
 from .store import (
     SweepDir,
     SweepError,
@@ -39,11 +39,11 @@ __all__ = [
     "SweepProgress",
     "SweepResult",
     "SweepSpec",
-    "Trial",
     "TrialBackend",
     "TrialExit",
     "TrialLaunch",
     "TrialRecord",
+    "TrialSpec",
     "TrialStatus",
     "create_sweep_dir",
     "expand",

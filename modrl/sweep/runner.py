@@ -30,7 +30,7 @@ from modrl.runs import CONFIG_FILE, RunDirError, RunStatus, read_run_meta
 
 from .backends import TrialBackend, TrialExit, TrialLaunch, describe_exit, env_summary, make_backend, trial_command
 from .progress import SweepProgress, SweepResult
-from .spec import Trial
+from .spec import TrialSpec
 from .store import SweepDir, TrialRecord, TrialStatus, resume_sweep_dir, sweep_lock, write_status
 
 log = logging.getLogger(__name__)
@@ -105,7 +105,7 @@ def run_sweep(
 
 @dataclass
 class _Attempt:
-    trial: Trial
+    trial: TrialSpec
     record: TrialRecord
     started: float
     log_offset: int
@@ -118,7 +118,7 @@ class _SweepLoop:
     def __init__(
         self,
         state: SweepDir,
-        todo: Sequence[Trial],
+        todo: Sequence[TrialSpec],
         *,
         on_progress: Callable[[SweepProgress], None] | None,
         trial_timeout: float | None,
@@ -168,7 +168,7 @@ class _SweepLoop:
             signal=stopped_by,
         )
 
-    def _start(self, backend: TrialBackend, trial: Trial) -> None:
+    def _start(self, backend: TrialBackend, trial: TrialSpec) -> None:
         state = self.state
         trial_dir = state.trial_dir(trial)
         resume = (trial_dir / CONFIG_FILE).is_file()

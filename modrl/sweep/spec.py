@@ -94,7 +94,7 @@ class SweepSpec:
 
 
 @dataclass(frozen=True)
-class Trial:
+class TrialSpec:
     """One point of the grid with one seed.
 
     Attributes:
@@ -202,7 +202,7 @@ def spec_to_dict(spec: SweepSpec) -> dict[str, Any]:
     }
 
 
-def expand(spec: SweepSpec) -> list[Trial]:
+def expand(spec: SweepSpec) -> list[TrialSpec]:
     """All trials of ``spec``: the grid product (keys in spec order, last key fastest) times the seeds.
 
     Seeds vary fastest, so the trials of one grid point are neighbours. Ids are ``t<index>-<key>=<value>-...
@@ -219,7 +219,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
         group = dict(zip(keys, point, strict=True))
         swept = tuple(format_override(key, value) for key, value in group.items())
         trials.append(
-            Trial(
+            TrialSpec(
                 id=_trial_id(index, width, swept, seed),
                 group=group,
                 seed=seed,
@@ -229,7 +229,7 @@ def expand(spec: SweepSpec) -> list[Trial]:
     return trials
 
 
-def validate_trials(trials: Sequence[Trial], validate: Callable[[Path, Sequence[str]], None], base: Path) -> None:
+def validate_trials(trials: Sequence[TrialSpec], validate: Callable[[Path, Sequence[str]], None], base: Path) -> None:
     """Check every trial's config before anything runs.
 
     Args:

@@ -31,7 +31,7 @@ from modrl._io import atomic_write_json, atomic_write_text
 from modrl.config import ConfigError, load_yaml
 from modrl.runs import RunStatus, create_run_dir
 
-from .spec import BackendName, SweepSpec, Trial, expand, spec_from_dict, spec_to_dict
+from .spec import BackendName, SweepSpec, TrialSpec, expand, spec_from_dict, spec_to_dict
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +101,18 @@ class SweepDir:
     name: str
     workers: int | None
     backend: BackendName
-    trials: tuple[Trial, ...]
+    trials: tuple[TrialSpec, ...]
 
     @property
     def base_config(self) -> Path:
         """The sweep's own copy of the base experiment config."""
         return self.path / BASE_FILE
 
-    def trial_dir(self, trial: Trial) -> Path:
+    def trial_dir(self, trial: TrialSpec) -> Path:
         """The run directory of ``trial``."""
         return self.path / trial.run_dir
 
-    def log_path(self, trial: Trial) -> Path:
+    def log_path(self, trial: TrialSpec) -> Path:
         """The log file of ``trial``."""
         return self.path / LOGS_DIR / f"{trial.id}.log"
 
@@ -250,7 +250,7 @@ def sweep_lock(sweep_dir: Path, *, wait_s: float) -> Iterator[int]:
         os.close(fd)
 
 
-def _read_trials(path: Path) -> list[Trial]:
+def _read_trials(path: Path) -> list[TrialSpec]:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
@@ -260,7 +260,7 @@ def _read_trials(path: Path) -> list[Trial]:
     trials, seen = [], set()
     for index, item in enumerate(data):
         try:
-            trial = Trial(
+            trial = TrialSpec(
                 id=item["id"], group=dict(item["group"]), seed=item["seed"], overrides=tuple(item["overrides"])
             )
         except (TypeError, KeyError, ValueError) as exc:

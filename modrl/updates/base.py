@@ -29,9 +29,9 @@ from torch.utils.hooks import RemovableHandle
 from modrl.composition import attach_aux_loss
 from modrl.config import check
 from modrl.library import ParamCounts
+from modrl.modules import ModuleLibrary
 from modrl.registry import Registry
 from modrl.routers import Router
-from modrl.skills import SkillLibrary
 
 from .guard import ParamGuard
 
@@ -94,7 +94,7 @@ class ModelParts:
 
     actor: Mapping[str, nn.Module]
     critic: Mapping[str, nn.Module] = field(default_factory=dict)
-    library: SkillLibrary | None = None
+    library: ModuleLibrary | None = None
     router: Router | None = None
     optimizer: torch.optim.Optimizer | None = None
 

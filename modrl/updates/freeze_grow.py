@@ -1,6 +1,6 @@
 """``freeze_grow``: old modules and old tasks' routing frozen, a new task gets new module(s) and its own router row.
 
-Capacity is allocated up front (``agent.skills.count`` modules) and a per-task module mask on the router
+Capacity is allocated up front (``agent.modules.count`` modules) and a per-task module mask on the router
 (:meth:`modrl.routers.Router.set_module_mask`) decides which modules each task may route to. Task ``t`` trained at
 stage ``s`` may use every module granted at stages ``<= s``; later grants extend only later tasks' rows, so the
 softmax an old task computes keeps its shape and its values: old behaviour is preserved bit for bit.
@@ -25,8 +25,8 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from modrl.modules import ModuleLibrary
 from modrl.routers import LearnedRouter, Router
-from modrl.skills import SkillLibrary
 
 from .base import UPDATE_RULES, ConsolidationData, StageProgress, UpdateRule
 
@@ -92,7 +92,7 @@ class FreezeGrow(UpdateRule):
 
     # ---- structure --------------------------------------------------------------------------------------------
     @property
-    def library(self) -> SkillLibrary:
+    def library(self) -> ModuleLibrary:
         assert self.parts.library is not None
         return self.parts.library
 
@@ -120,7 +120,7 @@ class FreezeGrow(UpdateRule):
         if self.used + self.modules_per_task > capacity:
             raise ValueError(
                 f"freeze_grow: no free module left for stage {self.stage} ({self.used} of {capacity} in use); "
-                f"raise agent.skills.count to at least {self.used + self.modules_per_task}"
+                f"raise agent.modules.count to at least {self.used + self.modules_per_task}"
             )
         self.used += self.modules_per_task
 

@@ -1,7 +1,7 @@
-"""Low-rank (LoRA-style) skill: a small trainable delta on a linear layer shared by the whole library.
+"""Low-rank (LoRA-style) module: a small trainable delta on a linear layer shared by the whole library.
 
 Hu et al. 2021, "LoRA: Low-Rank Adaptation of Large Language Models": ``y = W x + (alpha / r) B A x`` with ``A``
-random and ``B`` zero at initialisation, so a new skill starts out computing exactly what the shared layer does.
+random and ``B`` zero at initialisation, so a new module starts out computing exactly what the shared layer does.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from torch import Tensor, nn
 
 from modrl.config import check
 
-from .base import ACTIVATIONS, SKILLS, Activation, SkillModule, make_activation
+from .base import ACTIVATIONS, MODULE_KINDS, Activation, RoutedModule, make_activation
 
 
-class LowRankSkill(SkillModule):
+class LowRankModule(RoutedModule):
     """``y = act(base(x) + (x @ A.T) @ B.T * alpha / rank)``.
 
-    ``base`` belongs to the :class:`~modrl.skills.SkillLibrary` (``library.shared[base_name]``); it is deliberately
-    *not* a registered submodule here, so this skill's ``parameters()`` and ``state_dict()`` hold only its own
-    ``A`` (``down``, ``(rank, in_dim)``) and ``B`` (``up``, ``(out_dim, rank)``), and freezing or saving the skill
-    never touches the shared layer. Moving the library (``.to(device)``) moves the base in place, which this skill
+    ``base`` belongs to the :class:`~modrl.modules.ModuleLibrary` (``library.shared[base_name]``); it is deliberately
+    *not* a registered submodule here, so this module's ``parameters()`` and ``state_dict()`` hold only its own
+    ``A`` (``down``, ``(rank, in_dim)``) and ``B`` (``up``, ``(out_dim, rank)``), and freezing or saving the module
+    never touches the shared layer. Moving the library (``.to(device)``) moves the base in place, which this module
     sees because it holds the same object.
 
     Args:
@@ -91,7 +91,7 @@ class LowRankSkill(SkillModule):
         return {self.base_name: self.base}
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], *, shared: Mapping[str, nn.Module]) -> LowRankSkill:
+    def from_spec(cls, spec: Mapping[str, Any], *, shared: Mapping[str, nn.Module]) -> LowRankModule:
         """Rebuild from :meth:`spec` on ``shared[spec["base_name"]]``.
 
         Raises:
@@ -114,7 +114,7 @@ class LowRankSkill(SkillModule):
         if (base.in_features, base.out_features) != (in_dim, out_dim):
             raise ValueError(
                 f"shared layer {base_name!r} maps {base.in_features} -> {base.out_features}, "
-                f"the skill was saved for {in_dim} -> {out_dim}"
+                f"the module was saved for {in_dim} -> {out_dim}"
             )
         try:
             return cls(base=base, base_name=base_name, **kwargs)
@@ -122,4 +122,4 @@ class LowRankSkill(SkillModule):
             raise ValueError(f"spec does not fit {cls.__name__}: {exc}") from None
 
 
-SKILLS.add(LowRankSkill.kind, LowRankSkill)
+MODULE_KINDS.add(LowRankModule.kind, LowRankModule)

@@ -1,4 +1,4 @@
-"""Skill modules and the skill library: shapes, freezing protection, single-module files, parameter counts."""
+"""Modules and the module library: shapes, freezing protection, single-module files, parameter counts."""
 
 from __future__ import annotations
 
@@ -13,25 +13,25 @@ import torch
 from torch import nn
 
 from modrl.config import ConfigError, from_dict
-from modrl.registry import UnknownNameError
-from modrl.skills import (
-    SKILLS,
-    LowRankSkill,
-    MLPSkill,
+from modrl.modules import (
+    MODULE_KINDS,
+    LowRankModule,
+    MLPModule,
+    ModuleLibrary,
+    ModulesConfig,
     ParamCounts,
-    SkillLibrary,
-    SkillsConfig,
-    build_skill_library,
+    build_module_library,
 )
+from modrl.registry import UnknownNameError
 
 IN, OUT, B = 5, 3, 6
-KINDS = SKILLS.names()
+KINDS = MODULE_KINDS.names()
 
 
-def make(kind: str, count: int = 3, seed: int = 0, **kwargs: Any) -> SkillLibrary:
+def make(kind: str, count: int = 3, seed: int = 0, **kwargs: Any) -> ModuleLibrary:
     torch.manual_seed(seed)
-    config = SkillsConfig(kind=kind, count=count, hidden=(7,), rank=2, **kwargs)  # type: ignore[arg-type]
-    library = build_skill_library(config, in_dim=IN, out_dim=OUT)
+    config = ModulesConfig(kind=kind, count=count, hidden=(7,), rank=2, **kwargs)  # type: ignore[arg-type]
+    library = build_module_library(config, in_dim=IN, out_dim=OUT)
     with torch.no_grad():  # move LoRA's zero B away from zero so deltas matter
         for param in library.parameters():
             param.add_(0.1 * torch.randn_like(param))
@@ -48,7 +48,7 @@ def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
 
 def test_registry_holds_both_kinds() -> None:
     assert KINDS == ["lowrank", "mlp"]
-    assert SKILLS.get("mlp") is MLPSkill and SKILLS.get("lowrank") is LowRankSkill
+    assert MODULE_KINDS.get("mlp") is MLPModule and MODULE_KINDS.get("lowrank") is LowRankModule
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -71,19 +71,19 @@ def test_library_stacks_module_outputs_in_name_order(kind: str) -> None:
 
 
 def test_mlp_skill_applies_activation_after_every_layer() -> None:
-    skill = MLPSkill(in_dim=IN, out_dim=OUT, hidden=(4, 4), activation="relu")
+    skill = MLPModule(in_dim=IN, out_dim=OUT, hidden=(4, 4), activation="relu")
     assert [type(m).__name__ for m in skill.net] == ["Linear", "ReLU"] * 3
     assert bool((skill(features()) >= 0).all())
 
 
 def test_lowrank_equals_base_at_init_and_owns_only_its_delta() -> None:
     torch.manual_seed(0)
-    library = build_skill_library(SkillsConfig(kind="lowrank", count=2, rank=3), in_dim=IN, out_dim=OUT)
+    library = build_module_library(ModulesConfig(kind="lowrank", count=2, rank=3), in_dim=IN, out_dim=OUT)
     base = library.shared["base"]
     x = features()
     for name in library.names:
         skill = library.get(name)
-        assert isinstance(skill, LowRankSkill) and skill.base is base
+        assert isinstance(skill, LowRankModule) and skill.base is base
         assert torch.equal(skill(x), torch.tanh(base(x)))
         assert set(skill.state_dict()) == {"down", "up"}
         assert skill.down.shape == (3, IN) and skill.up.shape == (OUT, 3)
@@ -96,7 +96,7 @@ def test_lowrank_equals_base_at_init_and_owns_only_its_delta() -> None:
 
 def test_lowrank_delta_formula() -> None:
     base = nn.Linear(IN, OUT)
-    skill = LowRankSkill(base=base, base_name="base", rank=2, alpha=3.0, activation="relu")
+    skill = LowRankModule(base=base, base_name="base", rank=2, alpha=3.0, activation="relu")
     with torch.no_grad():
         skill.up.normal_()
     x = features()
@@ -110,7 +110,7 @@ def test_spec_is_json_and_rebuilds_the_same_structure(kind: str) -> None:
     skill = library.get("skill_0")
     spec = json.loads(json.dumps(skill.spec()))
     assert spec["kind"] == kind
-    rebuilt = SKILLS.get(kind).from_spec(spec, shared=dict(library.shared.items()))
+    rebuilt = MODULE_KINDS.get(kind).from_spec(spec, shared=dict(library.shared.items()))
     assert rebuilt.spec() == skill.spec()
     assert {k: v.shape for k, v in rebuilt.state_dict().items()} == {k: v.shape for k, v in skill.state_dict().items()}
 
@@ -168,7 +168,7 @@ def test_set_trainable_unfreeze_and_shared() -> None:
 def test_unknown_names_raise_with_the_known_ones() -> None:
     library = make("mlp")
     for call in (library.freeze, library.unfreeze, library.set_trainable):
-        with pytest.raises(UnknownNameError, match="unknown skill 'nope'; known skills: skill_0, skill_1, skill_2"):
+        with pytest.raises(UnknownNameError, match="unknown module 'nope'; known modules: skill_0, skill_1, skill_2"):
             call(["skill_0", "nope"])
     assert not library.is_frozen("skill_0")  # nothing was frozen before the unknown name was found
     with pytest.raises(UnknownNameError, match="skill_0"):
@@ -181,15 +181,15 @@ def test_unknown_names_raise_with_the_known_ones() -> None:
 
 def test_add_validates_names_dimensions_and_shared_layers() -> None:
     library = make("mlp", count=1)
-    mlp = MLPSkill(in_dim=IN, out_dim=OUT, hidden=(), activation="tanh")
+    mlp = MLPModule(in_dim=IN, out_dim=OUT, hidden=(), activation="tanh")
     for bad in ("a.b", "", "x y"):
         with pytest.raises(ValueError, match="must match"):
             library.add(bad, mlp)
     with pytest.raises(ValueError, match="already taken"):
         library.add("skill_0", mlp)
     with pytest.raises(ValueError, match=f"maps {IN} -> {OUT + 1}"):
-        library.add("wide", MLPSkill(in_dim=IN, out_dim=OUT + 1, hidden=(), activation="tanh"))
-    foreign = LowRankSkill(base=nn.Linear(IN, OUT), base_name="base", rank=1, activation="tanh")
+        library.add("wide", MLPModule(in_dim=IN, out_dim=OUT + 1, hidden=(), activation="tanh"))
+    foreign = LowRankModule(base=nn.Linear(IN, OUT), base_name="base", rank=1, activation="tanh")
     with pytest.raises(ValueError, match="add_shared"):
         library.add("lora", foreign)
     library.add_shared("base", nn.Linear(IN, OUT))
@@ -258,14 +258,14 @@ CORRUPTIONS = {
         lambda p: safetensors.torch.save_file({"w": torch.zeros(2)}, p),
         "no metadata in the header",
     ),
-    "other_format": (lambda p: _rewrite(p, format="something.else"), "not a modrl skill file"),
+    "other_format": (lambda p: _rewrite(p, format="something.else"), "not a modrl module file"),
     "future_version": (lambda p: _rewrite(p, format_version="99"), "unsupported format version '99'"),
-    "unknown_kind": (lambda p: _rewrite(p, spec={"kind": "bottleneck"}), "unknown skill 'bottleneck'"),
+    "unknown_kind": (lambda p: _rewrite(p, spec={"kind": "bottleneck"}), "unknown module 'bottleneck'"),
     "shape_mismatch": (
         lambda p: _rewrite(p, spec={"hidden": [9]}),
         r"tensor 'net.0.bias' has shape \(7,\), the spec builds \(9,\)",
     ),
-    "bad_spec_args": (lambda p: _rewrite(p, spec={"colour": "red"}), "spec does not fit MLPSkill"),
+    "bad_spec_args": (lambda p: _rewrite(p, spec={"colour": "red"}), "spec does not fit MLPModule"),
     "bad_name": (lambda p: _rewrite(p, name="../evil"), "must match"),
 }
 
@@ -299,12 +299,12 @@ def test_lowrank_load_needs_a_matching_shared_base(tmp_path: Path, caplog: pytes
     with pytest.raises(ValueError, match="needs shared layer 'base', which the library lacks") as info:
         no_base.load_module(path)
     assert str(path) in str(info.value) and no_base.names == ["skill_0"]
-    wrong_shape = SkillLibrary()
+    wrong_shape = ModuleLibrary()
     wrong_shape.add_shared("base", nn.Linear(IN, OUT + 1))
     with pytest.raises(ValueError, match=f"maps {IN} -> {OUT + 1}"):
         wrong_shape.load_module(path)
     other_values = make("lowrank", count=1, seed=3)  # same shape, different base: allowed, with a warning
-    with caplog.at_level("WARNING", logger="modrl.skills.library"):
+    with caplog.at_level("WARNING", logger="modrl.modules.library"):
         assert other_values.load_module(path, name="lora") == "lora"
     assert "differs" in caplog.text
 
@@ -330,16 +330,16 @@ def test_parameter_counts(kind: str) -> None:
     ("kwargs", "field"),
     [(dict(count=0), "count"), (dict(hidden=(8, 0)), "hidden"), (dict(rank=0), "rank"), (dict(kind="x"), "kind")],
 )
-def test_skills_config_validates(kwargs: dict[str, Any], field: str) -> None:
+def test_modules_config_validates(kwargs: dict[str, Any], field: str) -> None:
     with pytest.raises(ConfigError, match=f"^{field}:"):
-        SkillsConfig(**kwargs)
+        ModulesConfig(**kwargs)
 
 
-def test_skills_config_from_dict() -> None:
-    config = from_dict(SkillsConfig, {"kind": "lowrank", "count": 2, "hidden": [16, 16]})
-    assert config == SkillsConfig(kind="lowrank", count=2, hidden=(16, 16))
+def test_modules_config_from_dict() -> None:
+    config = from_dict(ModulesConfig, {"kind": "lowrank", "count": 2, "hidden": [16, 16]})
+    assert config == ModulesConfig(kind="lowrank", count=2, hidden=(16, 16))
     with pytest.raises(ConfigError, match=r"unknown key 'skills\.size'"):
-        from_dict(SkillsConfig, {"size": 3}, "skills")
+        from_dict(ModulesConfig, {"size": 3}, "skills")
 
 
 def test_load_checks_shapes_before_allocating(tmp_path: Path) -> None:
@@ -352,7 +352,7 @@ def test_load_checks_shapes_before_allocating(tmp_path: Path) -> None:
 
 def test_stacked_mlp_path_matches_per_skill_loop_in_value_and_gradient() -> None:
     """The batched path for same-shape MLP skills gives the loop's outputs and gradients; frozen skills get none."""
-    from modrl.skills.mlp import can_stack
+    from modrl.modules.mlp import can_stack
 
     torch.manual_seed(0)
     library = make("mlp")

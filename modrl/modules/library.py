@@ -1,8 +1,9 @@
-"""The skill library: named skill modules, the layers they share, freezing, and single-module files.
+"""The module library: named modules, the layers they share, freezing, and single-module files.
 
 Parameters live in name-keyed ``nn.ModuleDict``s (the adapters/PEFT layout): ``skills`` for the modules a router
-chooses between, ``shared`` for layers that several skills compute with (the base of low-rank skills). A module can
-be saved alone to a safetensors file whose header carries its spec, and loaded into another library without pickle.
+chooses between (the attribute keeps its first name: it is the prefix of every saved state-dict key), ``shared`` for
+layers that several modules compute with (the base of low-rank modules). A module can be saved alone to a
+safetensors file whose header carries its spec, and loaded into another library without pickle.
 """
 
 from __future__ import annotations
@@ -30,17 +31,17 @@ from modrl.library import (  # the file helpers are re-exported: older code impo
 )
 from modrl.registry import UnknownNameError
 
-from .base import ACTIVATIONS, SKILLS, Activation, SkillModule
-from .lowrank import LowRankSkill
-from .mlp import MLPSkill, can_stack, stacked_forward
+from .base import ACTIVATIONS, MODULE_KINDS, Activation, RoutedModule
+from .lowrank import LowRankModule
+from .mlp import MLPModule, can_stack, stacked_forward
 
 __all__ = [
     "FILE_FORMAT",
     "FORMAT_VERSION",
+    "ModuleLibrary",
+    "ModulesConfig",
     "ParamCounts",
-    "SkillLibrary",
-    "SkillsConfig",
-    "build_skill_library",
+    "build_module_library",
     "check_tensors_match",
     "safetensors_metadata",
     "tensor_digest",
@@ -48,27 +49,27 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: ``format`` value in a skill file's header metadata, and the version this code writes and reads.
+#: ``format`` value in a module file's header metadata, and the version this code writes and reads.
 FILE_FORMAT = "modrl.skill"
 FORMAT_VERSION = 1
 
 
-class SkillLibrary(NamedModuleLibrary[SkillModule]):
-    """Named skill modules with a common ``in_dim -> out_dim`` signature, plus the layers they share.
+class ModuleLibrary(NamedModuleLibrary[RoutedModule]):
+    """Named modules with a common ``in_dim -> out_dim`` signature, plus the layers they share.
 
-    The first skill added fixes ``in_dim`` and ``out_dim``; later ones must match. Skill and shared-layer names
+    The first module added fixes ``in_dim`` and ``out_dim``; later ones must match. Module and shared-layer names
     form one namespace (``[A-Za-z0-9_]+``), so :meth:`is_frozen` can answer for either. Names, freezing by name
-    (skills only: shared layers have :meth:`freeze_shared`), parameter counts (skills and shared layers) and the
+    (modules only: shared layers have :meth:`freeze_shared`), parameter counts (modules and shared layers) and the
     file checks are :class:`~modrl.library.NamedModuleLibrary`'s.
 
     Attributes:
-        skills: Skill modules by name, in insertion order.
-        shared: Layers owned by the library and used by skills (e.g. ``"base"`` for low-rank skills).
+        skills: Modules by name, in insertion order (named so in every saved state dict: ``library.skills.*``).
+        shared: Layers owned by the library and used by modules (e.g. ``"base"`` for low-rank modules).
     """
 
     members_attr = "skills"
-    member_type = SkillModule
-    noun = "skill"
+    member_type = RoutedModule
+    noun = "module"
     name_pattern = re.compile(r"[A-Za-z0-9_]+")
     file_format = FILE_FORMAT
     format_version = FORMAT_VERSION
@@ -80,12 +81,12 @@ class SkillLibrary(NamedModuleLibrary[SkillModule]):
 
     @property
     def in_dim(self) -> int:
-        """Input size of every skill (``ValueError`` while the library is empty)."""
+        """Input size of every module (``ValueError`` while the library is empty)."""
         return self._first().in_dim
 
     @property
     def out_dim(self) -> int:
-        """Output size of every skill (``ValueError`` while the library is empty)."""
+        """Output size of every module (``ValueError`` while the library is empty)."""
         return self._first().out_dim
 
     def add_shared(self, name: str, module: nn.Module) -> None:
@@ -96,7 +97,7 @@ class SkillLibrary(NamedModuleLibrary[SkillModule]):
         self.shared[name] = module
 
     def freeze_shared(self) -> None:
-        """Freeze every shared layer (the base of low-rank skills)."""
+        """Freeze every shared layer (the base of low-rank modules)."""
         set_requires_grad(self.shared, False)
 
     def unfreeze_shared(self) -> None:
@@ -104,20 +105,20 @@ class SkillLibrary(NamedModuleLibrary[SkillModule]):
         set_requires_grad(self.shared, True)
 
     def is_frozen(self, name: str) -> bool:
-        """Whether skill or shared layer ``name`` has no trainable parameter."""
+        """Whether module or shared layer ``name`` has no trainable parameter."""
         if name in self.shared:
             return not any(p.requires_grad for p in self.shared[name].parameters())
         return super().is_frozen(name)
 
     def forward(self, x: Tensor, names: Sequence[str] | None = None) -> Tensor:
-        """Run skills on the same features.
+        """Run modules on the same features.
 
         Args:
             x: Features ``(B, in_dim)`` float.
-            names: Skills to run, in output order; default all (:attr:`names` order). Empty gives ``(B, 0, H)``.
+            names: Modules to run, in output order; default all (:attr:`names` order). Empty gives ``(B, 0, H)``.
 
         Returns:
-            ``(B, len(names), out_dim)``: skill ``names[k]``'s output at ``[:, k]``.
+            ``(B, len(names), out_dim)``: module ``names[k]``'s output at ``[:, k]``.
         """
         selected = self.names if names is None else self._resolve(names)
         if x.ndim != 2 or x.shape[1] != self.in_dim:
@@ -126,27 +127,27 @@ class SkillLibrary(NamedModuleLibrary[SkillModule]):
             return x.new_zeros(x.shape[0], 0, self.out_dim)
         modules = [self.skills[name] for name in selected]
         if can_stack(modules):
-            return stacked_forward(modules, x)  # type: ignore[arg-type]  # all MLPSkill, checked by can_stack
+            return stacked_forward(modules, x)  # type: ignore[arg-type]  # all MLPModule, checked by can_stack
         return torch.stack([module(x) for module in modules], dim=1)
 
     def save_module(self, name: str, path: Path | str) -> None:
-        """Write skill ``name`` alone to a safetensors file (atomically).
+        """Write module ``name`` alone to a safetensors file (atomically).
 
-        Its own tensors only (a low-rank skill's base stays with the library); the header metadata holds the
+        Its own tensors only (a low-rank module's base stays with the library); the header metadata holds the
         format, format version, name, JSON spec, a sha256 of its tensors (checked on load) and a sha256 of each
         shared layer it depends on (a mismatch on load only warns).
         """
         self.save_member(name, path)
 
     def load_module(self, path: Path | str, *, name: str | None = None, trainable: bool = True) -> str:
-        """Add the skill saved in ``path`` (by :meth:`save_module`) to this library; no pickle involved.
+        """Add the module saved in ``path`` (by :meth:`save_module`) to this library; no pickle involved.
 
-        The module is rebuilt from its spec through :data:`~modrl.skills.SKILLS` and loaded strictly. A low-rank
-        skill attaches to this library's shared base of the recorded name (same shape required; a base whose
+        The module is rebuilt from its spec through :data:`~modrl.modules.MODULE_KINDS` and loaded strictly. A low-rank
+        module attaches to this library's shared base of the recorded name (same shape required; a base whose
         values differ from the saving library's is accepted with a warning).
 
         Args:
-            path: A skill file.
+            path: A module file.
             name: Name to add it under; default the name recorded in the file.
             trainable: ``False`` adds it frozen.
 
@@ -154,47 +155,47 @@ class SkillLibrary(NamedModuleLibrary[SkillModule]):
             The name it was added under.
 
         Raises:
-            ValueError: Naming the file and the reason: corrupt or truncated file, not a modrl skill file, unknown
+            ValueError: Naming the file and the reason: corrupt or truncated file, not a modrl module file, unknown
                 format version or kind, missing/mismatched shared layer, tensor names or shapes that differ from
                 what the spec builds, non-finite values, a bad or taken name, or dimensions foreign to the library.
         """
         return self.load_member(path, name=name, trainable=trainable)
 
     # -- hooks ----------------------------------------------------------------------------------------------------
-    def _check_member(self, name: str, member: SkillModule) -> None:
+    def _check_member(self, name: str, member: RoutedModule) -> None:
         if len(self) and (member.in_dim, member.out_dim) != (self.in_dim, self.out_dim):
             raise ValueError(
-                f"skill {name!r} maps {member.in_dim} -> {member.out_dim}; this library's skills map "
+                f"module {name!r} maps {member.in_dim} -> {member.out_dim}; this library's modules map "
                 f"{self.in_dim} -> {self.out_dim}"
             )
         for dep_name, dep in member.shared_dependencies().items():
             if dep_name not in self.shared or self.shared[dep_name] is not dep:
                 raise ValueError(
-                    f"skill {name!r} computes with shared layer {dep_name!r}, which must first be added to this "
+                    f"module {name!r} computes with shared layer {dep_name!r}, which must first be added to this "
                     f"library with add_shared (shared: {sorted(self.shared) or 'none'})"
                 )
 
-    def _spec_metadata(self, name: str, member: SkillModule) -> dict[str, str]:
+    def _spec_metadata(self, name: str, member: RoutedModule) -> dict[str, str]:
         digests = {dep_name: tensor_digest(dep.state_dict()) for dep_name, dep in member.shared_dependencies().items()}
         spec = json.dumps(member.spec(), sort_keys=True)
         return {"spec": spec, "shared_digests": json.dumps(digests, sort_keys=True)}
 
-    def _skill_class(self, spec: dict[str, Any], metadata: Mapping[str, str]) -> type[SkillModule]:
+    def _module_class(self, spec: dict[str, Any], metadata: Mapping[str, str]) -> type[RoutedModule]:
         if not isinstance(spec.get("kind"), str) or not isinstance(_shared_digests(metadata), dict):
             raise ValueError("corrupt metadata: the spec must be a mapping with a string 'kind'")
         try:
-            return SKILLS.get(spec["kind"])
+            return MODULE_KINDS.get(spec["kind"])
         except UnknownNameError as exc:
             raise ValueError(str(exc)) from None
 
     def _dry_run(self, spec: dict[str, Any], metadata: Mapping[str, str]) -> nn.Module:
-        cls = self._skill_class(spec, metadata)
+        cls = self._module_class(spec, metadata)
         with torch.device("meta"):
             shared = {key: copy.deepcopy(layer).to("meta") for key, layer in self.shared.items()}
             return cls.from_spec(spec, shared=shared)
 
-    def _from_spec(self, spec: dict[str, Any], metadata: Mapping[str, str]) -> SkillModule:
-        return self._skill_class(spec, metadata).from_spec(spec, shared=dict(self.shared.items()))
+    def _from_spec(self, spec: dict[str, Any], metadata: Mapping[str, str]) -> RoutedModule:
+        return self._module_class(spec, metadata).from_spec(spec, shared=dict(self.shared.items()))
 
     def _loaded(self, path: Path, name: str, metadata: Mapping[str, str]) -> None:
         digests = _shared_digests(metadata)
@@ -208,9 +209,9 @@ class SkillLibrary(NamedModuleLibrary[SkillModule]):
     def _unknown_message(self, name: str) -> str:
         return f"{super()._unknown_message(name)}; shared layers: {', '.join(self.shared) or 'none'}"
 
-    def _first(self) -> SkillModule:
+    def _first(self) -> RoutedModule:
         if not len(self):
-            raise ValueError("the skill library is empty: add a skill first")
+            raise ValueError("the module library is empty: add a module first")
         return self.get(self.names[0])
 
 
@@ -222,12 +223,12 @@ def _shared_digests(metadata: Mapping[str, str]) -> Any:
 
 
 @dataclass(frozen=True, kw_only=True)
-class SkillsConfig:
-    """How to build the initial skill library.
+class ModulesConfig:
+    """How to build the initial module library.
 
     Attributes:
         kind: ``"mlp"`` (independent MLP heads) or ``"lowrank"`` (LoRA deltas on one shared linear layer).
-        count: Number of skills (``>= 1``).
+        count: Number of modules (``>= 1``).
         hidden: MLP hidden sizes (kind ``mlp``), each ``>= 1``.
         rank: Rank of each low-rank delta (kind ``lowrank``, ``>= 1``).
         activation: ``"tanh"`` or ``"relu"``, after every layer including the last.
@@ -240,27 +241,27 @@ class SkillsConfig:
     activation: Activation = "tanh"
 
     def __post_init__(self) -> None:
-        check(self.kind in SKILLS, "kind", f"must be one of {SKILLS.names()}, got {self.kind!r}")
+        check(self.kind in MODULE_KINDS, "kind", f"must be one of {MODULE_KINDS.names()}, got {self.kind!r}")
         check_sizes(self.count, "count", high=1024)
         check_sizes(self.hidden, "hidden")
         check_sizes(self.rank, "rank")
         check(self.activation in ACTIVATIONS, "activation", f"must be one of {sorted(ACTIVATIONS)}")
 
 
-def build_skill_library(config: SkillsConfig, *, in_dim: int, out_dim: int) -> SkillLibrary:
-    """A library of ``config.count`` skills named ``skill_0`` .. ``skill_{count-1}`` mapping ``in_dim -> out_dim``.
+def build_module_library(config: ModulesConfig, *, in_dim: int, out_dim: int) -> ModuleLibrary:
+    """A library of ``config.count`` modules named ``skill_0`` .. ``skill_{count-1}`` mapping ``in_dim -> out_dim``.
 
     Kind ``lowrank`` also registers one shared ``nn.Linear(in_dim, out_dim)`` as ``library.shared["base"]``.
     """
-    library = SkillLibrary()
+    library = ModuleLibrary()
     if config.kind == "lowrank":
         base = nn.Linear(in_dim, out_dim)
         library.add_shared("base", base)
     for index in range(config.count):
-        skill: SkillModule
+        module: RoutedModule
         if config.kind == "lowrank":
-            skill = LowRankSkill(base=base, base_name="base", rank=config.rank, activation=config.activation)
+            module = LowRankModule(base=base, base_name="base", rank=config.rank, activation=config.activation)
         else:
-            skill = MLPSkill(in_dim=in_dim, out_dim=out_dim, hidden=config.hidden, activation=config.activation)
-        library.add(f"skill_{index}", skill)
+            module = MLPModule(in_dim=in_dim, out_dim=out_dim, hidden=config.hidden, activation=config.activation)
+        library.add(f"skill_{index}", module)
     return library

@@ -1,7 +1,7 @@
-"""The skill-module interface: one unit of computation in the modular forward pass (DESIGN.md §1).
+"""The module interface: one unit of computation in the modular forward pass (DESIGN.md §1).
 
-A skill maps observation features ``(B, in_dim)`` to a latent ``(B, out_dim)``. It never knows who routes to it.
-Every skill can describe itself as a JSON-able :meth:`SkillModule.spec` from which :meth:`SkillModule.from_spec`
+A module maps observation features ``(B, in_dim)`` to a latent ``(B, out_dim)``. It never knows who routes to it.
+Every module can describe itself as a JSON-able :meth:`RoutedModule.spec` from which :meth:`RoutedModule.from_spec`
 rebuilds it (given the library's shared layers), which is what makes single-module files loadable without pickle.
 """
 
@@ -17,7 +17,7 @@ from modrl.registry import Registry
 
 Activation = Literal["tanh", "relu"]
 
-#: Activation names -> module classes (skills and routers share this table).
+#: Activation names -> module classes (modules and routers share this table).
 ACTIVATIONS: dict[str, type[nn.Module]] = {"tanh": nn.Tanh, "relu": nn.ReLU}
 
 
@@ -29,11 +29,11 @@ def make_activation(name: str) -> nn.Module:
         raise ValueError(f"unknown activation {name!r}; known: {', '.join(sorted(ACTIVATIONS))}") from None
 
 
-class SkillModule(nn.Module, ABC):
-    """Base class of skill modules: ``(B, in_dim) -> (B, out_dim)``.
+class RoutedModule(nn.Module, ABC):
+    """Base class of modules: ``(B, in_dim) -> (B, out_dim)``.
 
-    Subclasses set :attr:`kind` (their name in :data:`SKILLS`), ``in_dim`` and ``out_dim``, and implement
-    :meth:`forward` and :meth:`spec`. A skill that computes with a layer owned by the library (not registered as its
+    Subclasses set :attr:`kind` (their name in :data:`MODULE_KINDS`), ``in_dim`` and ``out_dim``, and implement
+    :meth:`forward` and :meth:`spec`. A module that computes with a layer owned by the library (not registered as its
     own submodule) reports it through :meth:`shared_dependencies` and overrides :meth:`from_spec` to look it up.
 
     Attributes:
@@ -54,16 +54,16 @@ class SkillModule(nn.Module, ABC):
         """JSON-able ``{"kind": ..., **constructor kwargs}``; with the library's shared layers, enough to rebuild."""
 
     def shared_dependencies(self) -> dict[str, nn.Module]:
-        """Library-owned layers this skill computes with, by their name in ``SkillLibrary.shared`` (default none)."""
+        """Library-owned layers this module computes with, by their name in ``ModuleLibrary.shared`` (default none)."""
         return {}
 
     @classmethod
-    def from_spec(cls, spec: Mapping[str, Any], *, shared: Mapping[str, nn.Module]) -> SkillModule:
-        """Rebuild a freshly initialised skill from :meth:`spec` output.
+    def from_spec(cls, spec: Mapping[str, Any], *, shared: Mapping[str, nn.Module]) -> RoutedModule:
+        """Rebuild a freshly initialised module from :meth:`spec` output.
 
         Args:
             spec: The output of :meth:`spec` (``"kind"`` must equal :attr:`kind`).
-            shared: The library's shared layers by name (unused by skills without shared dependencies).
+            shared: The library's shared layers by name (unused by modules without shared dependencies).
 
         Raises:
             ValueError: The spec is for another kind or its arguments do not fit the constructor.
@@ -78,5 +78,5 @@ class SkillModule(nn.Module, ABC):
             raise ValueError(f"spec does not fit {cls.__name__}: {exc}") from None
 
 
-#: Skill kinds -> classes ("mlp" -> MLPSkill, "lowrank" -> LowRankSkill); filled by the modules defining them.
-SKILLS: Registry[type[SkillModule]] = Registry("skill")
+#: Module kinds -> classes ("mlp" -> MLPModule, "lowrank" -> LowRankModule); filled by the modules defining them.
+MODULE_KINDS: Registry[type[RoutedModule]] = Registry("module")

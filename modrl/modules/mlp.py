@@ -1,4 +1,4 @@
-"""MLP skill head: an independent small network per skill."""
+"""MLP module head: an independent small network per module."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ from torch import Tensor, nn
 
 from modrl.config import check
 
-from .base import ACTIVATIONS, SKILLS, Activation, SkillModule, make_activation
+from .base import ACTIVATIONS, MODULE_KINDS, Activation, RoutedModule, make_activation
 
 
-class MLPSkill(SkillModule):
+class MLPModule(RoutedModule):
     """``in_dim -> hidden[0] -> ... -> out_dim`` with the activation after every layer, the last included.
 
     The output is a latent that SB3's action and value heads read, hence the final activation.
@@ -62,31 +62,31 @@ class MLPSkill(SkillModule):
         }
 
 
-def can_stack(skills: Sequence[nn.Module]) -> bool:
-    """Whether :func:`stacked_forward` may run ``skills``: two or more plain :class:`MLPSkill` of one architecture,
-    none with forward hooks (a stacked call bypasses each skill's ``forward``, so hooks would not see it)."""
-    if len(skills) < 2 or any(type(s) is not MLPSkill or s._forward_hooks or s._forward_pre_hooks for s in skills):
+def can_stack(modules: Sequence[nn.Module]) -> bool:
+    """Whether :func:`stacked_forward` may run ``modules``: two or more plain :class:`MLPModule` of one architecture,
+    none with forward hooks (a stacked call bypasses each module's ``forward``, so hooks would not see it)."""
+    if len(modules) < 2 or any(type(s) is not MLPModule or s._forward_hooks or s._forward_pre_hooks for s in modules):
         return False
-    return len({(s.in_dim, s.out_dim, s.hidden, s.activation) for s in skills}) == 1
+    return len({(s.in_dim, s.out_dim, s.hidden, s.activation) for s in modules}) == 1
 
 
-def stacked_forward(skills: Sequence[MLPSkill], x: Tensor) -> Tensor:
-    """Run same-architecture MLP skills together: one batched matmul per layer instead of one per skill and layer.
+def stacked_forward(modules: Sequence[MLPModule], x: Tensor) -> Tensor:
+    """Run same-architecture MLP modules together: one batched matmul per layer instead of one per module and layer.
 
-    Weights are stacked on every call (cheap at skill sizes), so gradients reach each skill's own parameters and a
-    frozen skill's parameters get none. Same values as the per-skill loop up to float rounding; measured on CPU
-    (4 skills 64 -> 64 -> 64, batch 64) forward + backward took ~20% less time.
+    Weights are stacked on every call (cheap at module sizes), so gradients reach each module's own parameters and a
+    frozen module's parameters get none. Same values as the per-module loop up to float rounding; measured on CPU
+    (4 modules 64 -> 64 -> 64, batch 64) forward + backward took ~20% less time.
 
     Args:
-        skills: ``K`` skills for which :func:`can_stack` holds.
+        modules: ``K`` modules for which :func:`can_stack` holds.
         x: ``(B, in_dim)`` features.
 
     Returns:
         ``(B, K, out_dim)``.
     """
-    linears = [[m for m in skill.net if isinstance(m, nn.Linear)] for skill in skills]
-    activation = skills[0].net[1]
-    hidden = x.expand(len(skills), *x.shape)  # (K, B, in_dim), a view
+    linears = [[m for m in module.net if isinstance(m, nn.Linear)] for module in modules]
+    activation = modules[0].net[1]
+    hidden = x.expand(len(modules), *x.shape)  # (K, B, in_dim), a view
     for depth in range(len(linears[0])):
         weight = torch.stack([layers[depth].weight for layers in linears])  # (K, out, in)
         bias = torch.stack([layers[depth].bias for layers in linears]).unsqueeze(1)  # (K, 1, out)
@@ -94,4 +94,4 @@ def stacked_forward(skills: Sequence[MLPSkill], x: Tensor) -> Tensor:
     return hidden.transpose(0, 1)
 
 
-SKILLS.add(MLPSkill.kind, MLPSkill)
+MODULE_KINDS.add(MLPModule.kind, MLPModule)

@@ -1,4 +1,4 @@
-"""A learned call-and-return router over a saved option library, trained by SB3's PPO at the high level (SMDP).
+"""A learned call-and-return controller over a saved option library, trained by SB3's PPO at the high level (SMDP).
 
 The env is a split of a generated suite with mission tokens (:class:`modrl.envs.SplitTaskEnv`) wrapped by
 :class:`modrl.options.CallAndReturn`: the high-level action picks an option call (option + argument words), which
@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from modrl._io import atomic_write_json
 from modrl.agents.common.policies import monolithic_policy_kwargs
 from modrl.agents.options.config import RouteConfig
-from modrl.agents.options.marked_calls import marked_router_env, whole_grid_calls
+from modrl.agents.options.marked_calls import marked_controller_env, whole_grid_calls
 from modrl.agents.planning.library import load_library
 from modrl.agents.planning.skills import library_marks_target, library_view_size
 from modrl.checkpoint import fingerprint
@@ -68,15 +68,17 @@ def option_calls(library: OptionLibrary, suite_name: str) -> list[OptionCall]:
     return list(calls.values())
 
 
-def router_calls(library: OptionLibrary, suite_name: str) -> tuple[list[OptionCall], list[tuple[Target, ...]] | None]:
-    """The router's calls over ``library`` and, for a whole-grid library, the objects each call marks
+def controller_calls(
+    library: OptionLibrary, suite_name: str
+) -> tuple[list[OptionCall], list[tuple[Target, ...]] | None]:
+    """The controller's calls over ``library`` and, for a whole-grid library, the objects each call marks
     (:func:`~modrl.agents.options.marked_calls.whole_grid_calls`; ``None`` for 7x7 options: :func:`option_calls`)."""
     if library_view_size(library) is None:
         return option_calls(library, suite_name), None
     return whole_grid_calls(library, suite_name)
 
 
-def _router_env(
+def _controller_env(
     config: RouteConfig,
     library: OptionLibrary,
     calls: Sequence[OptionCall],
@@ -95,14 +97,14 @@ def _router_env(
         return CallAndReturn(Monitor(inner()), library, calls, **kwargs)
     if targets is None:
         raise ValueError(
-            "whole-grid options need each call's marker targets: take calls and targets from router_calls()"
+            "whole-grid options need each call's marker targets: take calls and targets from controller_calls()"
         )
-    return marked_router_env(
+    return marked_controller_env(
         Monitor(inner()), library, calls, targets, view_size=view, marker=library_marks_target(library), **kwargs
     )
 
 
-def make_router_vec_env(
+def make_controller_vec_env(
     config: RouteConfig,
     library: OptionLibrary,
     calls: Sequence[OptionCall],
@@ -117,12 +119,14 @@ def make_router_vec_env(
         mission_tokens=True,
         max_episode_steps=config.env.max_episode_steps,
     )
-    venv = DummyVecEnv([partial(_router_env, config, library, calls, targets, inner) for _ in range(config.env.n_envs)])
+    venv = DummyVecEnv(
+        [partial(_controller_env, config, library, calls, targets, inner) for _ in range(config.env.n_envs)]
+    )
     venv.seed(config.seed)
     return venv
 
 
-def build_router_model(config: RouteConfig, venv: DummyVecEnv) -> PPO:
+def build_controller_model(config: RouteConfig, venv: DummyVecEnv) -> PPO:
     """PPO with SB3's actor-critic over modrl's Minigrid extractor (mission encoded), one action per option call."""
     algo = config.algo
     policy_kwargs = monolithic_policy_kwargs(
@@ -142,7 +146,7 @@ def build_router_model(config: RouteConfig, venv: DummyVecEnv) -> PPO:
     )
 
 
-class OptionRouterCallback(BaseCallback):
+class OptionControllerCallback(BaseCallback):
     """Counts primitive frames and option decisions; writes option telemetry and per-task success every rollout, and a
     progress line (``modrl.progress`` logger) at most every ``every_s`` seconds and at the end.
 
@@ -221,31 +225,41 @@ class OptionRouterCallback(BaseCallback):
         return {task: float(np.mean(v)) for task, v in self.successes.items() if v}
 
 
-def train_router(
+def train_controller(
     config: RouteConfig, *, writer: TelemetryWriter | None = None
-) -> tuple[PPO, OptionLibrary, list[OptionCall], OptionRouterCallback]:
-    """Train the router for ``config.total_timesteps`` primitive frames; returns the model, library, calls and the
+) -> tuple[PPO, OptionLibrary, list[OptionCall], OptionControllerCallback]:
+    """Train the controller for ``config.total_timesteps`` primitive frames; returns the model, library, calls and the
     callback (frames, training success)."""
     torch.set_num_threads(config.torch_threads)
     library = load_library(config.library)
-    calls, targets = router_calls(library, config.env.suite)
-    venv = make_router_vec_env(config, library, calls, targets)
+    calls, targets = controller_calls(library, config.env.suite)
+    venv = make_controller_vec_env(config, library, calls, targets)
     suite = get_suite(config.env.suite)
-    callback = OptionRouterCallback(
+    callback = OptionControllerCallback(
         OptionStats([c.name for c in calls], suite.task_names),
         writer,
         task_names=suite.task_names,
         max_frames=config.total_timesteps,
     )
     try:
-        model = build_router_model(config, venv)
+        model = build_controller_model(config, venv)
         model.learn(config.total_timesteps, callback=callback)
     finally:
         venv.close()
     return model, library, calls, callback
 
 
-def evaluate_router(
+@dataclass(frozen=True)
+class ControllerTaskEval:
+    """One task's evaluation of the controller: its split, success rate and mean decisions (option calls) per
+    episode."""
+
+    split: str
+    success: float
+    decisions: float
+
+
+def evaluate_controller(
     model: PPO,
     config: RouteConfig,
     library: OptionLibrary,
@@ -253,15 +267,15 @@ def evaluate_router(
     *,
     episodes: int,
     deterministic: bool = True,
-) -> dict[str, dict[str, Any]]:
+) -> dict[str, ControllerTaskEval]:
     """Success rate and mean decisions per task of every split of the suite (episode ``k`` seeded
-    ``EVAL_SEED_BASE + k``); ``calls`` are :func:`router_calls`'s."""
-    targets = router_calls(library, config.env.suite)[1]
+    ``EVAL_SEED_BASE + k``); ``calls`` are :func:`controller_calls`'s."""
+    targets = controller_calls(library, config.env.suite)[1]
     suite = get_suite(config.env.suite)
-    out: dict[str, dict[str, Any]] = {}
+    out: dict[str, ControllerTaskEval] = {}
     for split, tasks in suite.splits.items():
         for task in tasks:
-            env = _router_env(
+            env = _controller_env(
                 config,
                 library,
                 calls,
@@ -284,41 +298,46 @@ def evaluate_router(
                     done, decisions = terminated or truncated, decisions + 1
                 wins += bool(info.get("is_success", False))
             env.close()
-            out[task] = {"split": split, "success": wins / max(episodes, 1), "decisions": decisions / max(episodes, 1)}
+            out[task] = ControllerTaskEval(split, wins / max(episodes, 1), decisions / max(episodes, 1))
     return out
 
 
 @dataclass(frozen=True, kw_only=True)
-class RouterRun:
-    """What :func:`run_router` trained and measured.
+class ControllerRun:
+    """What :func:`run_controller` trained and measured.
 
     Attributes:
-        frames: Primitive env steps the router's training took.
-        decisions: Router decisions (option calls) in training.
-        calls: Names of the option calls the router chooses among.
-        greedy: Per task, ``{"split", "success", "decisions"}`` of the deterministic router.
-        sampled: The same for the sampled router.
+        frames: Primitive env steps the controller's training took.
+        decisions: Controller decisions (option calls) in training.
+        calls: Names of the option calls the controller chooses among.
+        greedy: Per task, the deterministic controller's evaluation.
+        sampled: The same for the sampled controller.
     """
 
     frames: int
     decisions: int
     calls: list[str]
-    greedy: dict[str, dict[str, Any]]
-    sampled: dict[str, dict[str, Any]]
+    greedy: dict[str, ControllerTaskEval]
+    sampled: dict[str, ControllerTaskEval]
 
     def split_means(self, split: str) -> tuple[float, float, int]:
         """``(greedy success, sampled success, tasks)`` averaged over the tasks of ``split``."""
         tables = (self.greedy, self.sampled)
-        rows = [[row["success"] for row in table.values() if row["split"] == split] for table in tables]
+        rows = [[row.success for row in table.values() if row.split == split] for table in tables]
         means = [sum(values) / len(values) for values in rows]
-        return means[0], means[1], sum(row["split"] == split for row in self.greedy.values())
+        return means[0], means[1], sum(row.split == split for row in self.greedy.values())
+
+    @property
+    def splits(self) -> list[str]:
+        """The splits evaluated, in suite order."""
+        return list(dict.fromkeys(row.split for row in self.greedy.values()))
 
 
-def run_router(config: RouteConfig, run_dir: Path, *, writer: TelemetryWriter | None = None) -> RouterRun:
-    """``modrl options route``: train the router, checkpoint its policy under ``run_dir/checkpoints`` (modrl's own
+def run_controller(config: RouteConfig, run_dir: Path, *, writer: TelemetryWriter | None = None) -> ControllerRun:
+    """``modrl options route``: train the controller, checkpoint its policy under ``run_dir/checkpoints`` (modrl's own
     format, fingerprinted by its calls and config), evaluate it greedy and sampled on every split, and write
     ``run_dir/results.json`` (``frames``, ``tasks``, ``tasks_sampled``)."""
-    model, library, calls, callback = train_router(config, writer=writer)
+    model, library, calls, callback = train_controller(config, writer=writer)
     names = [c.name for c in calls]
     save_checkpoint(
         run_dir / "checkpoints",
@@ -329,9 +348,18 @@ def run_router(config: RouteConfig, run_dir: Path, *, writer: TelemetryWriter | 
         keep=1,
     )
     log.debug(
-        "router trained: %d frames, %d decisions over %d option calls", callback.frames, model.num_timesteps, len(calls)
+        "controller trained: %d frames, %d decisions over %d option calls",
+        callback.frames,
+        model.num_timesteps,
+        len(calls),
     )
-    greedy = evaluate_router(model, config, library, calls, episodes=config.eval_episodes)
-    sampled = evaluate_router(model, config, library, calls, episodes=config.eval_episodes, deterministic=False)
-    atomic_write_json(run_dir / "results.json", {"frames": callback.frames, "tasks": greedy, "tasks_sampled": sampled})
-    return RouterRun(frames=callback.frames, decisions=model.num_timesteps, calls=names, greedy=greedy, sampled=sampled)
+    greedy = evaluate_controller(model, config, library, calls, episodes=config.eval_episodes)
+    sampled = evaluate_controller(model, config, library, calls, episodes=config.eval_episodes, deterministic=False)
+    tables = {
+        key: {task: asdict(row) for task, row in table.items()}
+        for key, table in (("tasks", greedy), ("tasks_sampled", sampled))
+    }
+    atomic_write_json(run_dir / "results.json", {"frames": callback.frames, **tables})
+    return ControllerRun(
+        frames=callback.frames, decisions=model.num_timesteps, calls=names, greedy=greedy, sampled=sampled
+    )
