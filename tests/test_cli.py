@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 
 from tests.conftest import TINY
@@ -277,3 +278,31 @@ def test_eval_of_a_checkpoint_made_for_another_agent_names_what_differs(
     assert main(["eval", str(tmp_path), "--episodes", "1"]) == 1
     assert expected in capsys.readouterr().err
     assert not (tmp_path / "eval").exists()  # nothing written
+
+
+def test_a_run_directory_written_before_agent_skills_became_agent_modules_still_evaluates(tmp_path: Path) -> None:
+    from modrl.agents.common.builders import build_policy, model_fingerprint
+    from modrl.agents.common.config import load_experiment_config
+    from modrl.agents.common.evaluation import load_run_policy
+    from modrl.agents.common.training import model_identity
+    from modrl.checkpoint_writer import save_checkpoint
+    from modrl.config import to_dict
+
+    config = load_experiment_config(TINY)
+    policy, obs_space, act_space = build_policy(config)
+    save_checkpoint(
+        tmp_path / "checkpoints",
+        step=64,
+        tensors={"policy": policy.state_dict()},
+        meta={},
+        fingerprint=model_fingerprint(config, obs_space, act_space),
+        identity=model_identity(config, obs_space, act_space),
+    )
+    old = to_dict(config)
+    old["agent"]["skills"] = old["agent"].pop("modules")  # the config.yaml an older modrl wrote
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old))
+    loaded_config, loaded, _ = load_run_policy(tmp_path)
+    assert loaded_config == config
+    state = loaded.state_dict()
+    assert state.keys() == policy.state_dict().keys()
+    assert all(torch.equal(state[k], v) for k, v in policy.state_dict().items())
