@@ -306,3 +306,19 @@ def test_a_run_directory_written_before_agent_skills_became_agent_modules_still_
     state = loaded.state_dict()
     assert state.keys() == policy.state_dict().keys()
     assert all(torch.equal(state[k], v) for k, v in policy.state_dict().items())
+
+
+def test_a_closed_output_pipe_ends_quietly(tmp_path: Path) -> None:
+    """``modrl list | head -1``: the reader leaves early; no BrokenPipeError traceback, a clean exit."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modrl.cli.main", "list"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()  # before modrl writes anything: every write hits a closed pipe
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in err and "BrokenPipeError" not in err, err

@@ -63,7 +63,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     run = {command.NAME: command.run for command in COMMANDS}[args.command]
-    return run(args)
+    try:
+        return run(args)
+    except BrokenPipeError:
+        # The reader went away (``modrl list | head``): what it read is all it wanted. Point stdout at devnull so
+        # the interpreter's final flush does not raise again, and end quietly like other Unix tools.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
