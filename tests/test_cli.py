@@ -322,3 +322,18 @@ def test_a_closed_output_pipe_ends_quietly(tmp_path: Path) -> None:
     proc.stdout.close()  # before modrl writes anything: every write hits a closed pipe
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0 and "Traceback" not in err and "BrokenPipeError" not in err, err
+
+
+def test_printed_commands_work_without_an_activated_virtualenv(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After scripts/quickstart.sh, ``modrl`` and ``tensorboard`` live in .venv/bin only: the lines modrl prints for
+    the user to run next name them by full path unless the shell's PATH finds this environment's copy."""
+    from modrl.cli.hints import runnable
+
+    beside = Path(sys.executable).parent
+    assert (beside / "tensorboard").is_file() and (beside / "modrl").is_file()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert runnable("tensorboard") == str(beside / "tensorboard")
+    assert runnable("modrl") == str(beside / "modrl")
+    monkeypatch.setenv("PATH", str(beside))
+    assert runnable("tensorboard") == "tensorboard"
+    assert runnable("no-such-program-here") == "no-such-program-here"

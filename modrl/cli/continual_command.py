@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from .errors import EXIT_ERROR, fail
+from .hints import runnable
 
 NAME = "continual"
 
@@ -122,7 +123,7 @@ def _run_locked(config: object, run_dir: Path, *, resume: bool) -> int:
     if outcome.status is ContinualStatus.INTERRUPTED:
         set_status(run_dir, RunStatus.INTERRUPTED, step=outcome.steps, stages_done=outcome.stages_done)
         print(f"interrupted at step {outcome.steps} after {outcome.stages_done} evaluated stage(s)")
-        print(f"resume with: modrl continual --resume {run_dir}")
+        print(f"resume with: {runnable('modrl')} continual --resume {run_dir}")
         return 128 + (outcome.signal or signal.SIGINT)
     record = json.loads((run_dir / "continual.json").read_text(encoding="utf-8"))
     print()

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EXIT_ERROR, fail
+from .hints import runnable
 
 NAME = "options"
 
@@ -127,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
         set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
     set_status(run_dir, RunStatus.COMPLETED, train_seconds=round(time.monotonic() - started, 1))
-    print(f"TensorBoard: tensorboard --logdir {run_dir / 'tb'}")
+    print(f"TensorBoard: {runnable('tensorboard')} --logdir {run_dir / 'tb'}")
     return 0
 
 

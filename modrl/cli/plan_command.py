@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import EXIT_ERROR, fail
+from .hints import runnable
 
 NAME = "plan"
 
@@ -220,5 +221,5 @@ def _execute(args: argparse.Namespace, episode: PlannerRun) -> int:
         writer = SummaryWriter(log_dir=str(args.logdir))
         log_trace(writer, trace, step=0)
         writer.close()
-        print(f"TensorBoard: tensorboard --logdir {args.logdir}")
+        print(f"TensorBoard: {runnable('tensorboard')} --logdir {args.logdir}")
     return 0 if trace.outcome is Outcome.SUCCESS else EXIT_ERROR

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from .errors import EXIT_ERROR, fail
+from .hints import runnable
 
 NAME = "sweep"
 
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     for trial_id in result.failed:
         print(f"  failed: {trial_id} (log: {sweep_dir / 'logs' / (trial_id + '.log')})")
     if result.failed or result.interrupted:
-        print(f"re-run what is left with: modrl sweep --resume {sweep_dir}")
+        print(f"re-run what is left with: {runnable('modrl')} sweep --resume {sweep_dir}")
     print(f"report: modrl report {sweep_dir}")
     if result.signal is not None:
         return 128 + result.signal

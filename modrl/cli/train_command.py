@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import EXIT_ERROR, fail, one_line
+from .hints import runnable
 
 if TYPE_CHECKING:
     from modrl.agents.common.config import ExperimentConfig
@@ -147,11 +148,11 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, *, resume: bool, prev
     if outcome.status is TrainStatus.INTERRUPTED:
         set_status(run_dir, RunStatus.INTERRUPTED, step=outcome.steps, checkpoint=str(outcome.checkpoint))
         print(f"interrupted at step {outcome.steps}; checkpoint {outcome.checkpoint}")
-        print(f"resume with: modrl train --resume {run_dir}")
+        print(f"resume with: {runnable('modrl')} train --resume {run_dir}")
         return 128 + (outcome.signal or signal.SIGINT)
     print(f"training finished: {outcome.steps} steps in {elapsed:.0f}s; checkpoint {outcome.checkpoint}")
     if config.train.eval_episodes > 0:
         evaluate_and_report(run_dir, episodes=config.train.eval_episodes, deterministic=True)
     set_status(run_dir, RunStatus.COMPLETED, step=outcome.steps, train_seconds=round(elapsed, 1))
-    print(f"\nTensorBoard: tensorboard --logdir {run_dir / TENSORBOARD}")
+    print(f"\nTensorBoard: {runnable('tensorboard')} --logdir {run_dir / TENSORBOARD}")
     return 0
