@@ -148,6 +148,25 @@ def test_load_spec_resolves_base_seeds_and_nested_keys(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    "in_file",
+    [{"train.eval_episodes": 100, "agent.kind": "modular"}, {"train": {"eval_episodes": 100}, "agent.kind": "modular"}],
+)
+def test_set_overrides_replace_what_the_sweep_file_sets(tmp_path: Path, in_file: dict[str, Any]) -> None:
+    """A smoke run of a shipped sweep shrinks its final evaluation: ``--set set.train.eval_episodes=1`` replaces the
+    file's value (dotted or nested in the file), and the trials run with the new one."""
+    write_base(tmp_path)
+    path = write_spec(tmp_path, set=in_file, grid={"agent.router.kind": ["soft", "topk"]})
+    spec = load_sweep_spec(path, ["set.train.eval_episodes=1", "grid.agent.router.kind=[soft]", "workers=1"])
+    assert dict(spec.set) == {"train.eval_episodes": 1, "agent.kind": "modular"}
+    assert dict(spec.grid) == {"agent.router.kind": ("soft",)} and spec.workers == 1
+    assert [t.overrides for t in expand(spec)] == [
+        ("agent.router.kind=soft", "train.eval_episodes=1", "agent.kind=modular", "seed=0")
+    ]
+    with pytest.raises(ConfigError, match=r"set: override 'set.=3' names no config key"):
+        load_sweep_spec(path, ["set.=3"])
+
+
+@pytest.mark.parametrize(
     ("fields", "expected"),
     [
         ({"grdi": {}}, "'grdi'"),

@@ -155,10 +155,28 @@ def load_sweep_spec(path: Path, overrides: Sequence[str] = ()) -> SweepSpec:
     """
     path = Path(path)
     try:
-        data = apply_overrides(load_yaml(path), overrides)
+        data = _override_spec(load_yaml(path), overrides)
         return spec_from_dict(data, relative_to=path.resolve().parent, check_base=True)
     except ConfigError as exc:
         raise ConfigError(f"sweep spec {path}: {exc}") from None
+
+
+def _override_spec(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``data`` with ``key=value`` overrides applied; under ``set`` and ``grid`` the rest of the key is one config
+    key, so ``set.train.eval_episodes=5`` replaces the file's ``set: {train.eval_episodes: 100}`` (nested or dotted
+    in the file alike) instead of adding the same key a second time."""
+    sectioned = [item for item in overrides if item.split(".", 1)[0] in ("set", "grid") and "=" in item]
+    out = apply_overrides(data, [item for item in overrides if item not in sectioned])
+    for item in sectioned:
+        key, raw = item.split("=", 1)
+        section, _, dotted = key.strip().partition(".")
+        check(bool(dotted), section, f"override {item!r} names no config key: use {section}.KEY=VALUE")
+        current = out.get(section) or {}
+        check(isinstance(current, Mapping), section, f"expected a mapping of config keys, got {current!r}")
+        flat = _flatten(current, section, leaf_is_list=False)
+        flat[dotted] = apply_overrides({}, [f"value={raw}"])["value"]  # parsed as every --set value is
+        out[section] = flat
+    return out
 
 
 def spec_from_dict(data: Mapping[str, Any], *, relative_to: Path, check_base: bool = True) -> SweepSpec:
