@@ -128,7 +128,9 @@ def test_truncate_metrics_drops_lines_after_the_checkpoint_and_torn_lines(tmp_pa
     assert path.read_text() == '{"step": 64}\n'
 
 
-def test_training_on_a_split_only_meets_that_splits_tasks(tiny_config, tmp_path: Path) -> None:
+def test_training_on_a_split_only_meets_that_splits_tasks(
+    tiny_config, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """env.split=train: every env slot samples train tasks per episode; test tasks appear only in evaluation."""
     from modrl.envs import get_suite
 
@@ -140,7 +142,11 @@ def test_training_on_a_split_only_meets_that_splits_tasks(tiny_config, tmp_path:
     assert seen, "no episode finished in 256 steps"
     assert seen <= set(suite.splits["train"]), seen - set(suite.splits["train"])
     config, policy, checkpoint = load_run_policy(tmp_path)
-    report = evaluate_policy(policy, config, episodes=1, step=checkpoint.step, splits=["test"])
+    with caplog.at_level("INFO", logger="modrl.progress"):
+        report = evaluate_policy(policy, config, episodes=1, step=checkpoint.step, splits=["test"])
+    progress = [r.getMessage() for r in caplog.records if r.name == "modrl.progress"]  # one line per task, with ETA
+    assert len(progress) == 12 and progress[0].startswith(f"[eval] task 1/12 {suite.splits['test'][0]} (test): ")
+    assert "over 1 episodes" in progress[0] and progress[-1].endswith("eta 0s")
     assert [t.task for t in report.tasks] == list(suite.splits["test"])
     assert {t.split for t in report.tasks} == {"test"}
     both = evaluate_policy(policy, config, episodes=1, step=checkpoint.step)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
@@ -22,6 +24,8 @@ from modrl.envs import get_suite, make_suite_env
 from modrl.runs import read_run_config
 from modrl.seeds import EVAL_SEED_BASE
 from modrl.text_table import format_row
+
+progress_log = logging.getLogger("modrl.progress")
 
 
 @dataclass(frozen=True)
@@ -76,18 +80,35 @@ def evaluate_policy(
     modular = policy.modular if isinstance(policy, ModularActorCriticPolicy) else None
     policy.set_training_mode(False)
     index = {task.name: i for i, task in enumerate(suite.tasks)}
-    results = []
-    for split in chosen:
-        for name in suite.splits[split]:
-            env = make_suite_env(suite, index[name], **env_options(config))
-            with acting_as(index[name]) if acting_as is not None else contextlib.nullcontext():
-                episodes_data = [
-                    run_episode(env, policy, modular, seed_base + k, deterministic) for k in range(episodes)
-                ]
-            env.close()
-            results.append(task_result(name, split, episodes_data))
+    results: list[TaskResult] = []
+    todo = [(split, name) for split in chosen for name in suite.splits[split]]
+    started = time.monotonic()
+    for split, name in todo:
+        env = make_suite_env(suite, index[name], **env_options(config))
+        with acting_as(index[name]) if acting_as is not None else contextlib.nullcontext():
+            episodes_data = [run_episode(env, policy, modular, seed_base + k, deterministic) for k in range(episodes)]
+        env.close()
+        results.append(task_result(name, split, episodes_data))
+        _log_progress(results, len(todo), time.monotonic() - started)
     names = list(modular.network.library.names) if modular is not None else None
     return EvalReport(step=step, deterministic=deterministic, seed_base=seed_base, module_names=names, tasks=results)
+
+
+def _log_progress(done: Sequence[TaskResult], total: int, elapsed: float) -> None:
+    """``[eval] task 2/6 doorkey5 (train): success 0.90 over 100 episodes | 12s | eta 24s``."""
+    last = done[-1]
+    eta = elapsed / len(done) * (total - len(done))
+    progress_log.info(
+        "[eval] task %d/%d %s (%s): success %.2f over %d episodes | %.0fs | eta %.0fs",
+        len(done),
+        total,
+        last.task,
+        last.split,
+        last.success_rate,
+        last.episodes,
+        elapsed,
+        eta,
+    )
 
 
 def run_episode(
