@@ -12,7 +12,6 @@ import contextlib
 import errno
 import fcntl
 import importlib.metadata
-import json
 import os
 import platform
 import re
@@ -27,12 +26,15 @@ import yaml
 
 from modrl._io import atomic_write_json, atomic_write_text, utc_now_iso
 from modrl.config import ConfigError, load_yaml
+from modrl.safe_load import InputError, read_json
 
 CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 CLAIM_FILE = ".modrl-run"
 LOCK_FILE = ".lock"
 MAX_NAME_LENGTH = 100
+#: Largest ``meta.json`` read (it holds provenance and a config-change history, never data).
+MAX_META_BYTES = 16 << 20
 PACKAGES = (
     "torch",
     "numpy",
@@ -188,11 +190,13 @@ def read_run_meta(run_dir: Path) -> dict[str, Any]:
     """
     path = Path(run_dir) / META_FILE
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = read_json(path, max_bytes=MAX_META_BYTES)
     except FileNotFoundError:
         raise RunDirError(f"{path}: missing (not a run directory?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
         raise RunDirError(f"{path}: cannot read: {exc}") from None
+    except InputError as exc:
+        raise RunDirError(f"{exc} (restore it or remove the run directory)") from None
     if not isinstance(meta, dict):
         raise RunDirError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     return meta

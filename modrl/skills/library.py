@@ -29,6 +29,7 @@ from modrl.library import (  # the file helpers are re-exported: older code impo
     tensor_digest,
 )
 from modrl.registry import UnknownNameError
+from modrl.safe_load import loads_json
 
 from .base import ACTIVATIONS, SKILLS, Activation, SkillModule
 from .lowrank import LowRankSkill
@@ -216,7 +217,7 @@ class SkillLibrary(NamedModuleLibrary[SkillModule]):
 
 def _shared_digests(metadata: Mapping[str, str]) -> Any:
     try:
-        return json.loads(metadata.get("shared_digests", "{}"))
+        return loads_json(metadata.get("shared_digests", "{}"), "shared_digests")
     except ValueError as exc:
         raise ValueError(f"corrupt metadata ({type(exc).__name__}: {exc})") from None
 

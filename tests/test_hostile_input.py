@@ -1,0 +1,139 @@
+"""Input shaped to hurt: each case is a generated file of the shape that once gave a traceback, a hang or a silent
+surprise, and must now give one ``modrl: error:`` line (exit 2 for bad input, 1 for a broken run) and lose nothing.
+
+The parsing limits themselves live in :mod:`modrl.safe_load`; see README, Reliability.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modrl.cli.main import main
+from modrl.config import ConfigError, load_yaml
+from modrl.safe_load import MAX_DEPTH, MAX_YAML_BYTES, InputError, loads_json, short_repr
+from tests.conftest import TINY
+
+
+def alias_bomb(levels: int = 9, fan: int = 9) -> str:
+    """A "billion laughs" YAML document: ``fan ** levels`` leaves in a few hundred bytes."""
+    lines = ["l0: &l0 [" + ", ".join(['"lol"'] * fan) + "]"]
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * fan) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("modrl: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def train_refuses(path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
+    runs = tmp_path / "runs"
+    assert main(["train", str(path), "--runs-root", str(runs), *extra]) == 2
+    assert not runs.exists() or not any(runs.iterdir())  # no run directory created
+    return one_error_line(capsys)
+
+
+def test_yaml_alias_bomb_fails_fast_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb() + "name: *l8\n")
+    assert path.stat().st_size < 1000
+    line = train_refuses(path, tmp_path, capsys)
+    assert str(path) in line and "aliases are expanded" in line
+
+
+def test_a_huge_value_in_an_error_message_is_truncated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "name.yaml"
+    path.write_text(yaml.safe_dump({"name": list(range(5_000))}, default_flow_style=True, width=1 << 30))
+    line = train_refuses(path, tmp_path, capsys)
+    assert "name" in line and len(line) < 400 and "..." in line
+    assert len(short_repr([[[[[[1]]]]]] * 10**6)) < 300
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 500, 5000])
+def test_deeply_nested_yaml_is_refused(tmp_path: Path, depth: int) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("name: " + "[" * depth + "]" * depth + "\n")
+    with pytest.raises(ConfigError, match="nested deeper than"):
+        load_yaml(path)
+    block = min(depth, 500)  # 5000 indented levels would be a 25 MB file (refused by size instead)
+    path.write_text("".join("  " * i + f"k{i}:\n" for i in range(block)) + "  " * block + "x: 1\n")
+    with pytest.raises(ConfigError, match="nested deeper than"):
+        load_yaml(path)
+
+
+def test_recursive_alias_and_oversized_documents_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "loop.yaml"
+    path.write_text("a: &a [*a]\n")
+    with pytest.raises(ConfigError, match="refers to itself"):
+        load_yaml(path)
+    path.write_text("name: '" + "x" * MAX_YAML_BYTES + "'\n")
+    with pytest.raises(ConfigError, match="larger than the limit"):
+        load_yaml(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("seed: 1:30\n", "base-60"), ("seed: 017\n", "octal"), ("algo:\n  learning_rate: 1:30.5\n", "base-60")],
+)
+def test_yaml11_numbers_are_refused_not_reinterpreted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, why: str
+) -> None:
+    path = tmp_path / "seed.yaml"
+    path.write_text(text)
+    assert why in train_refuses(path, tmp_path, capsys)
+    path.write_text("name: x\n")
+    assert "base-60" in train_refuses(path, tmp_path, capsys, "--set", "seed=1:30")
+    path.write_text("seed: '1:30'\n")  # quoted: a string, refused as a seed of the wrong type
+    assert "seed: expected an integer" in train_refuses(path, tmp_path, capsys)
+
+
+def test_yaml12_integers_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("a: 0x1f\nb: 1_000\nc: 0\nd: -7\ne: 2.5e-4\nf: 0.5\n")
+    assert load_yaml(path) == {"a": 31, "b": 1000, "c": 0, "d": -7, "e": 0.00025, "f": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        ("name: x\n".encode("utf-16"), "UTF-16"),
+        ("name: x\n".encode("utf-16-le"), "NUL byte"),
+        ("name: caf\u00e9\n".encode("latin-1"), "not UTF-8"),
+        (bytes(range(256)) * 4, "NUL byte"),
+    ],
+)
+def test_config_encoding_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes, why: str) -> None:
+    path = tmp_path / "enc.yaml"
+    path.write_bytes(data)
+    line = train_refuses(path, tmp_path, capsys)
+    assert why in line and str(path) in line
+
+
+def test_binary_config_in_a_run_directory_on_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (run_dir / "meta.json").write_text('{"status": "running"}')
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    assert "config.yaml" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("text", [b"[" * 1000 + b"]" * 1000, b'{"a":' * 100 + b"1" + b"}" * 100])
+def test_deep_json_is_refused(text: bytes) -> None:
+    with pytest.raises(InputError, match="nested deeper than"):
+        loads_json(text, "x.json")
+
+
+def test_tiny_config_still_loads(tmp_path: Path) -> None:
+    from modrl.agents.common.config import load_experiment_config
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    assert load_experiment_config(path).name == "tiny"
