@@ -135,7 +135,7 @@ def _latest_in(dirs: tuple[Path, Path], fingerprint: str) -> Commit | None:
             ):
                 raise CheckpointError(f"{model_path}: missing, or not the model checkpoint this state committed")
             model = load_checkpoint(model_path, expected_fingerprint=fingerprint)
-        except CheckpointError as exc:
+        except Exception as exc:  # any failure to read a commit refuses it; the previous one is tried
             log.warning("skipping commit %s: %s", state_path, exc)
             continue
         meta = state.meta
