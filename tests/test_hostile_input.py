@@ -137,3 +137,49 @@ def test_tiny_config_still_loads(tmp_path: Path) -> None:
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(TINY))
     assert load_experiment_config(path).name == "tiny"
+
+
+def write_tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["agent.skills.hidden=[65536, 65536]"],
+        ["agent.extractor.features_dim=65536", "agent.critic_hidden=[65536]"],
+        ["agent.kind=monolithic", "agent.monolithic_hidden=65536", "agent.latent_dim=65536"],
+    ],
+)
+def test_layer_widths_of_65536_fail_at_validation_with_the_estimate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], overrides: list[str]
+) -> None:
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    line = train_refuses(write_tiny(tmp_path), tmp_path, capsys, *sets)
+    assert "agent: about " in line and " parameters" in line and "limit is 100,000,000" in line
+
+
+def test_a_network_larger_than_available_memory_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modrl import budget
+    from modrl.agents.common.config import load_experiment_config
+
+    assert load_experiment_config(TINY).agent.latent_dim == 16  # fits
+    monkeypatch.setattr(budget, "available_memory_bytes", lambda: 1_000_000)
+    with pytest.raises(ConfigError, match=r"agent: about .* more than the 1\.0 MB of memory available"):
+        load_experiment_config(TINY, ["agent.skills.hidden=[1024]"])
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["train.eval_episodes=" + "1" + "0" * 67, "train.total_timesteps=" + "9" * 30, "env.max_episode_steps=10000001"],
+)
+def test_counts_are_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str) -> None:
+    line = train_refuses(write_tiny(tmp_path), tmp_path, capsys, "--set", override)
+    assert override.split("=")[0] in line and len(line) < 300
+
+
+def test_eval_episodes_flag_is_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(tmp_path), "--episodes", "1000000000"]) == 2
+    assert "--episodes must be in [1, 100000]" in one_error_line(capsys)
