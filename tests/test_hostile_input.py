@@ -6,6 +6,9 @@ The parsing limits themselves live in :mod:`modrl.safe_load`; see README, Reliab
 
 from __future__ import annotations
 
+import errno
+import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -183,3 +186,83 @@ def test_counts_are_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str], 
 def test_eval_episodes_flag_is_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["eval", str(tmp_path), "--episodes", "1000000000"]) == 2
     assert "--episodes must be in [1, 100000]" in one_error_line(capsys)
+
+
+def fabricated_run(tmp_path: Path, **status: str) -> Path:
+    """A run directory as ``modrl train`` leaves it (config.yaml, meta.json), without training it."""
+    from modrl.agents.common.config import load_experiment_config
+    from modrl.config import to_dict
+    from modrl.runs import RunStatus, set_status, write_run_metadata
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_run_metadata(run_dir, config=to_dict(load_experiment_config(TINY)), seed=0, argv=["modrl"])
+    if status:
+        set_status(run_dir, RunStatus.INTERRUPTED, **status)
+    return run_dir
+
+
+def test_emptied_checkpoints_on_resume_are_refused_when_meta_records_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = fabricated_run(tmp_path, checkpoint="checkpoints/step-000000000256")
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "metrics.jsonl").write_text('{"step": 128}\n')
+    assert main(["train", "--resume", str(run_dir)]) == 1
+    line = one_error_line(capsys)
+    assert "holds no checkpoint" in line and "were removed" in line
+    assert (run_dir / "metrics.jsonl").read_text() == '{"step": 128}\n'  # history untouched
+    assert json.loads((run_dir / "meta.json").read_text())["status"] == "interrupted"
+
+
+def test_a_run_without_any_checkpoint_yet_restarts_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from modrl.agents.common.training import find_resume_checkpoint
+
+    with caplog.at_level(logging.WARNING, logger="modrl.agents.common.training"):
+        assert find_resume_checkpoint(tmp_path / "checkpoints", fingerprint="f", identity={}) is None
+    assert "training starts again from step 0" in caplog.text
+
+
+@pytest.mark.parametrize("command", ["resume", "eval"])
+def test_checkpoints_that_is_a_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    run_dir = fabricated_run(tmp_path)
+    (run_dir / "checkpoints").write_text("oops")
+    argv = ["train", "--resume", str(run_dir)] if command == "resume" else ["eval", str(run_dir), "--episodes", "1"]
+    assert main(argv) == 1
+    assert "checkpoints: not a directory" in one_error_line(capsys)
+
+
+def test_os_error_in_lock_run_dir_is_one_line_and_leaves_no_running_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modrl import runs
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runs.os, "pwrite", full)
+    run_dir = tmp_path / "new"
+    assert main(["train", str(write_tiny(tmp_path)), "--run-dir", str(run_dir)]) == 1
+    line = one_error_line(capsys)
+    assert "cannot write the lock file" in line and "No space left" in line
+    assert not run_dir.exists()  # nothing half-made is left behind, so nothing says "running"
+
+
+def test_a_run_dir_killed_before_config_yaml_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modrl.runs import CLAIM_FILE
+
+    run_dir = tmp_path / "half"
+    run_dir.mkdir()
+    (run_dir / CLAIM_FILE).touch()
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    line = one_error_line(capsys)
+    assert "stopped before it started" in line and f"rm -r {run_dir}" in line
+    assert main(["train", str(write_tiny(tmp_path)), "--run-dir", str(run_dir)]) == 2
+    assert f"rm -r {run_dir}" in one_error_line(capsys)
+    assert sorted(p.name for p in run_dir.iterdir()) == [CLAIM_FILE]
