@@ -30,6 +30,8 @@ class ConfigError(ValueError):
 #: Largest layer width, embedding size or module count a config may ask for: far above anything that trains on
 #: MiniGrid, low enough that a typo (``channels: [16000000]``) is refused before torch tries to allocate it.
 MAX_WIDTH = 65_536
+#: Longest episode (step limit) an env or a config may ask for: far beyond any MiniGrid task.
+MAX_EPISODE_STEPS = 1_000_000
 
 
 def check_sizes(values: int | Sequence[int], field: str, *, high: int = MAX_WIDTH) -> None:
@@ -38,6 +40,18 @@ def check_sizes(values: int | Sequence[int], field: str, *, high: int = MAX_WIDT
     bad = [v for v in sizes if not 1 <= v <= high]
     if bad:
         raise ConfigError(f"{field}: sizes must be in [1, {high}], got {bad[0]}")
+
+
+def check_int(value: object, field: str, *, low: int, high: int) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an integer (not a bool) in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{field}: must be an integer in [{low}, {high}], got {short_repr(value)}")
+
+
+def check_bool(value: object, field: str) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is ``True`` or ``False`` (``'yes'`` and ``1`` are refused)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{field}: must be true or false, got {short_repr(value)}")
 
 
 def check(condition: bool, field: str, message: str) -> None:

@@ -266,3 +266,48 @@ def test_a_run_dir_killed_before_config_yaml_says_what_to_do(
     assert main(["train", str(write_tiny(tmp_path)), "--run-dir", str(run_dir)]) == 2
     assert f"rm -r {run_dir}" in one_error_line(capsys)
     assert sorted(p.name for p in run_dir.iterdir()) == [CLAIM_FILE]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_steps": -5}, "max_steps"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"max_steps": 10**12}, "max_steps"),
+        ({"predicates_in_info": "yes"}, "predicates_in_info"),
+        ({"room_size": 100_000}, "room_size"),
+        ({"room_size": 7.0}, "room_size"),
+    ],
+)
+def test_task_env_kwargs_are_refused_by_a_bound(kwargs: dict[str, object], field: str) -> None:
+    import gymnasium as gym
+
+    from modrl.envs.task_env import TaskEnv
+
+    with pytest.raises(ConfigError, match=f"^{field}: must be"):
+        TaskEnv("pickup-red-key", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=f"^{field}: must be"):
+        gym.make("ModRL-sequences-goto-green-ball-v0", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"max_steps": -5}, {"max_steps": "yes"}, {"marker": "yes"}, {"view_size": 10**6}])
+def test_skill_env_kwargs_are_refused(kwargs: dict[str, object]) -> None:
+    from modrl.envs.skill_env import SkillStepEnv
+
+    with pytest.raises(ConfigError, match="must be"):
+        SkillStepEnv(["MiniGrid-Empty-5x5-v0"], "pickup", **kwargs)  # type: ignore[arg-type]
+
+
+def test_stock_env_episode_limit_is_bounded() -> None:
+    from modrl.envs.wrappers import make_task_env
+
+    for bad in (0, -5, 10**9, True):
+        with pytest.raises(ConfigError, match="max_episode_steps"):
+            make_task_env("minigrid-tiny", 0, max_episode_steps=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("argv", "why"), [(["--fail-skill", "-3"], "got -3"), (["--fail-skill", "0"], "--execute")])
+def test_plan_fail_skill_is_checked(capsys: pytest.CaptureFixture[str], argv: list[str], why: str) -> None:
+    assert main(["plan", "pickup-red-key", *argv, *(["--execute"] if "-3" in argv else [])]) == 2
+    line = one_error_line(capsys)
+    assert "--fail-skill" in line and why in line

@@ -11,7 +11,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from modrl.config import ConfigError, apply_overrides, check, check_sizes, from_dict, load_yaml
+from modrl.config import (
+    MAX_EPISODE_STEPS,
+    ConfigError,
+    apply_overrides,
+    check,
+    check_sizes,
+    from_dict,
+    load_yaml,
+)
 from modrl.routers import RouterConfig
 from modrl.safe_load import short_repr
 from modrl.seeds import MAX_SEED
@@ -19,10 +27,6 @@ from modrl.skills import SkillsConfig
 
 if TYPE_CHECKING:
     from modrl.envs import Suite
-
-
-#: Longest episode an env may be asked for (``env.max_episode_steps``).
-MAX_EPISODE_STEPS = 1_000_000
 
 
 @dataclass(frozen=True, kw_only=True)
