@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from modrl.config import check
+from modrl.config import MAX_EPISODE_STEPS, check, check_bool, check_int
 from modrl.envs.grammar import COLOURS
 from modrl.envs.operators import goals_for_env, planning_domain
 from modrl.envs.predicates import env_planning_state, plain_colour
@@ -133,6 +133,10 @@ def skill_observation(
     }
 
 
+#: Largest whole-grid view side (odd): above every MiniGrid layout this project uses.
+MAX_VIEW_SIZE = 101
+
+
 def skill_observation_space(view_size: int, *, marker: bool = False) -> spaces.Dict:
     """The :func:`skill_observation` space."""
     high = MARKED_IMAGE_HIGH if marker else IMAGE_HIGH
@@ -175,10 +179,12 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         random_steps: int = 0,
     ) -> None:
         check(len(env_ids) >= 1, "env_ids", "needs at least one env id")
-        check(random_steps >= 0, "random_steps", f"must be >= 0, got {random_steps}")
+        check_int(random_steps, "random_steps", low=0, high=MAX_EPISODE_STEPS)
         check(skill in SKILL_NAMES, "skill", f"must be one of {', '.join(SKILL_NAMES)}, got {skill!r}")
-        check(view_size >= 7 and view_size % 2 == 1, "view_size", f"must be an odd integer >= 7, got {view_size}")
-        check(max_steps >= 1, "max_steps", f"must be >= 1, got {max_steps}")
+        check_int(view_size, "view_size", low=7, high=MAX_VIEW_SIZE)
+        check(view_size % 2 == 1, "view_size", f"must be an odd integer >= 7, got {view_size}")
+        check_int(max_steps, "max_steps", low=1, high=MAX_EPISODE_STEPS)
+        check_bool(marker, "marker")
         self.env_ids, self.skill, self.view_size, self.max_steps = tuple(env_ids), skill, view_size, max_steps
         self.marker, self.random_steps = marker, random_steps
         self.observation_space = skill_observation_space(view_size, marker=marker)

@@ -32,7 +32,7 @@ from minigrid.envs.babyai.core.verifier import (
     PutNextInstr,
 )
 
-from modrl.config import check
+from modrl.config import MAX_EPISODE_STEPS, check, check_bool, check_int
 from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, ObjectRef, Subtask, Task, parse_object, parse_task
 from modrl.envs.predicates import env_predicates
 
@@ -105,6 +105,10 @@ class SubtaskSequence(Instr):
             instr.update_objs_poss()
 
 
+#: Largest room side: BabyAI's rooms are 5-8 cells; a huge one would only exhaust memory building the grid.
+MAX_ROOM_SIZE = 32
+
+
 class TaskEnv(RoomGridLevel):
     """A BabyAI level for one task of the grammar.
 
@@ -114,13 +118,14 @@ class TaskEnv(RoomGridLevel):
 
     Args:
         task: A :class:`~modrl.envs.grammar.Task` or its name.
-        room_size: Side of each room, walls included (>= 5).
+        room_size: Side of each room, walls included, in ``[5, MAX_ROOM_SIZE]``.
         num_distractors: Non-door distractor objects.
         num_distractor_doors: Extra doors of other colours (two-room layout only; fewer if the wall is full).
         avoid: Objects (``ObjectRef`` or names like ``"red-key"``) never placed as distractors, e.g. a split's
             held-out combinations; must not include an object the task mentions.
         predicates_in_info: Put the symbolic state in ``info["predicates"]`` every step.
-        max_steps: Fixed episode limit; ``None`` uses the BabyAI limit described in the module docstring.
+        max_steps: Fixed episode limit in ``[1, MAX_EPISODE_STEPS]``; ``None`` uses the BabyAI limit described in the
+            module docstring.
         **kwargs: Passed to ``RoomGridLevel`` (``render_mode``, ``agent_view_size``, ...).
     """
 
@@ -138,7 +143,10 @@ class TaskEnv(RoomGridLevel):
     ) -> None:
         self.task = parse_task(task) if isinstance(task, str) else task
         check(isinstance(self.task, Task), "task", f"must be a Task or a task name, got {type(task).__name__}")
-        check(isinstance(room_size, int) and room_size >= 5, "room_size", f"must be an integer >= 5, got {room_size!r}")
+        check_int(room_size, "room_size", low=5, high=MAX_ROOM_SIZE)
+        check_bool(predicates_in_info, "predicates_in_info")
+        if max_steps is not None:
+            check_int(max_steps, "max_steps", low=1, high=MAX_EPISODE_STEPS)
         check(isinstance(num_distractors, int) and num_distractors >= 0, "num_distractors", "must be an integer >= 0")
         check(
             isinstance(num_distractor_doors, int) and num_distractor_doors >= 0,

@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium import spaces
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
 
-from modrl.config import check
+from modrl.config import MAX_EPISODE_STEPS, check, check_int
 from modrl.envs.predicates import find_object
 from modrl.envs.suites import Suite, get_suite
 
@@ -243,11 +243,8 @@ def make_task_env(
         "task_index",
         f"must be in [0, {suite.num_tasks}) for suite {suite.name!r}, got {task_index!r}",
     )
-    check(
-        max_episode_steps is None or (isinstance(max_episode_steps, int) and max_episode_steps >= 1),
-        "max_episode_steps",
-        f"must be None or an integer >= 1, got {max_episode_steps!r}",
-    )
+    if max_episode_steps is not None:
+        check_int(max_episode_steps, "max_episode_steps", low=1, high=MAX_EPISODE_STEPS)
     spec = suite.tasks[task_index]
     kwargs: dict[str, Any] = dict(spec.kwargs)
     if max_episode_steps is not None:

@@ -6,13 +6,16 @@ Layout of one checkpoint (see RELIABILITY.md, "Checkpoint format")::
         model.safetensors      one file per tensor group (model, optimizer, rng, ...)
         state.json             JSON metadata (counters, optimizer param_groups, rng data, config digest, ...)
         manifest.json          format_version, step, fingerprint, created, versions, files {name: {sha256, bytes}}
+        manifest.sha256        sha256 of manifest.json ("<hex>  manifest.json"), so the manifest is covered too
 
 This module defines the format and reads and verifies it; :func:`modrl.checkpoint_writer.save_checkpoint` writes it
 (into ``checkpoints_dir/.tmp-step-*``, every file fsynced, then renamed into place, so a crash leaves either the
 previous checkpoints or a complete new one plus a ``.tmp-*`` entry that :func:`latest_checkpoint` removes), and
 :mod:`modrl.train_state` turns optimizer and RNG state into tensors + JSON for it. Loading never unpickles:
 safetensors are parsed by ``safetensors`` after the manifest's sizes and sha256 digests match, and files that are not
-plain, listed ``*.safetensors``/``state.json`` are refused before anything is parsed.
+plain, listed ``*.safetensors``/``state.json`` are refused before anything is parsed. JSON members are parsed
+under the limits of :mod:`modrl.safe_load` (size, nesting). A checkpoint written before ``manifest.sha256`` existed
+(none in its directory) still loads; one whose sidecar is present must match.
 """
 
 from __future__ import annotations
@@ -34,12 +37,16 @@ import safetensors.torch
 from torch import Tensor
 
 from modrl._io import TMP_PREFIX
+from modrl.safe_load import InputError, loads_json
 
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 STATE = "state.json"
+MANIFEST_DIGEST = "manifest.sha256"
+MAX_DIGEST_FILE_BYTES = 256
+MAX_REASON_CHARS = 500
 MAX_JSON_BYTES = 64 << 20
 MAX_TENSOR_FILE_BYTES = 4 << 30
 MAX_SAFETENSORS_HEADER_BYTES = 16 << 20
@@ -171,9 +178,9 @@ def load_checkpoint(path: Path, *, expected_fingerprint: str | None = None) -> C
             except Exception as exc:  # safetensors raises its own error types for malformed files
                 raise CheckpointError(f"{path / name}: not a valid safetensors file: {exc}") from None
     try:
-        meta = json.loads(blobs[STATE].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path / STATE}: not valid JSON: {exc}") from None
+        meta = loads_json(blobs[STATE], str(path / STATE), max_bytes=MAX_JSON_BYTES)
+    except InputError as exc:
+        raise CheckpointError(str(exc)) from None
     if not isinstance(meta, dict):
         raise CheckpointError(f"{path / STATE}: expected a JSON object, got {type(meta).__name__}")
     return Checkpoint(path=path, step=manifest["step"], tensors=tensors, meta=meta, manifest=manifest)
@@ -182,30 +189,49 @@ def load_checkpoint(path: Path, *, expected_fingerprint: str | None = None) -> C
 def latest_checkpoint(checkpoints_dir: Path, *, expected_fingerprint: str | None = None) -> Checkpoint | None:
     """Load the newest checkpoint that verifies, warning about each newer one skipped and why.
 
-    Stale ``.tmp-*`` entries left by a killed writer are removed first (with a warning).
+    Any exception while reading or verifying a checkpoint (not only :class:`CheckpointError`: whatever a member
+    shaped to hurt might raise) refuses that checkpoint with a warning, and the previous one is tried. Stale
+    ``.tmp-*`` entries left by a killed writer are removed first, and ``step-*`` entries that are symlinks are
+    announced and ignored (with a warning each).
 
     Returns:
         The loaded checkpoint, or ``None`` if there is none that verifies.
 
     Raises:
         FingerprintMismatchError: A checkpoint belongs to another run/task; never skipped silently.
+        CheckpointError: ``checkpoints_dir`` exists but is not a directory, or cannot be listed.
     """
     checkpoints_dir = Path(checkpoints_dir)
+    if checkpoints_dir.exists() and not checkpoints_dir.is_dir():
+        raise CheckpointError(f"{checkpoints_dir}: not a directory (a file where the checkpoints belong)")
     clean_stale_temp(checkpoints_dir)
+    _warn_linked_checkpoints(checkpoints_dir)
     skipped: list[Path] = []
     for path in reversed(list_checkpoints(checkpoints_dir)):
         try:
             ckpt = load_checkpoint(path, expected_fingerprint=expected_fingerprint)
         except FingerprintMismatchError:
             raise
-        except CheckpointError as exc:
-            logger.warning("skipping checkpoint %s: %s", path, exc)
+        except Exception as exc:  # any failure to read a checkpoint refuses that one; the previous is tried
+            reason = exc if isinstance(exc, CheckpointError) else f"{type(exc).__name__}: {exc}"
+            logger.warning("skipping checkpoint %s: %s", path, str(reason)[:MAX_REASON_CHARS])
             skipped.append(path)
             continue
         if skipped:
             logger.warning("falling back to checkpoint %s (skipped %d newer one(s))", path, len(skipped))
         return ckpt
     return None
+
+
+def _warn_linked_checkpoints(checkpoints_dir: Path) -> None:
+    """Warn about each ``step-*`` entry that is a symlink: checkpoints are never read through links."""
+    try:
+        entries = sorted(checkpoints_dir.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if _STEP_DIR_RE.fullmatch(entry.name) and entry.is_symlink():
+            logger.warning("ignoring checkpoint %s: a symlink (checkpoints are never read through links)", entry)
 
 
 def clean_stale_temp(checkpoints_dir: Path) -> list[Path]:
@@ -249,10 +275,11 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     if not where.exists() and not where.is_symlink():
         raise CheckpointError(f"{path}: incomplete checkpoint (no {MANIFEST})")
     data = _read_regular_file(where, MAX_JSON_BYTES)
+    _check_manifest_digest(path, data)
     try:
-        manifest = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{where}: not valid JSON: {exc}") from None
+        manifest = loads_json(data, str(where), max_bytes=MAX_JSON_BYTES)
+    except InputError as exc:
+        raise CheckpointError(str(exc)) from None
     if not isinstance(manifest, dict):
         raise CheckpointError(f"{where}: expected a JSON object, got {type(manifest).__name__}")
     version = manifest.get("format_version")
@@ -271,6 +298,21 @@ def _read_manifest(path: Path) -> dict[str, Any]:
     for name, entry in files.items():
         _check_member_entry(where, name, entry)
     return manifest
+
+
+def manifest_digest_line(manifest_bytes: bytes) -> str:
+    """The content of ``manifest.sha256`` for a manifest's bytes (``sha256sum`` format)."""
+    return f"{hashlib.sha256(manifest_bytes).hexdigest()}  {MANIFEST}\n"
+
+
+def _check_manifest_digest(path: Path, manifest_bytes: bytes) -> None:
+    """Compare the manifest with its sidecar digest; a checkpoint without a sidecar (older format) is accepted."""
+    where = path / MANIFEST_DIGEST
+    if not where.exists() and not where.is_symlink():
+        return
+    recorded = _read_regular_file(where, MAX_DIGEST_FILE_BYTES)
+    if recorded != manifest_digest_line(manifest_bytes).encode("ascii"):
+        raise CheckpointError(f"{path / MANIFEST}: does not match {MANIFEST_DIGEST} (manifest modified or corrupted)")
 
 
 def _check_member_entry(where: Path, name: Any, entry: Any) -> None:

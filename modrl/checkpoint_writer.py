@@ -29,10 +29,12 @@ from modrl.checkpoint import (
     _GROUP_RE,
     FORMAT_VERSION,
     MANIFEST,
+    MANIFEST_DIGEST,
     STATE,
     CheckpointError,
     _describe_os_error,
     list_checkpoints,
+    manifest_digest_line,
     step_dir_name,
     verify_checkpoint,
 )
@@ -93,7 +95,9 @@ def save_checkpoint(
         manifest = _new_manifest(step=step, fingerprint=fingerprint, files=listing)
         if identity_data is not None:
             manifest["identity"] = identity_data
-        atomic_write_bytes(tmp / MANIFEST, (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8"))
+        manifest_bytes = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        atomic_write_bytes(tmp / MANIFEST, manifest_bytes)
+        atomic_write_bytes(tmp / MANIFEST_DIGEST, manifest_digest_line(manifest_bytes).encode("ascii"))
         fsync_dir(tmp)
         _move_into_place(tmp, final)
         tmp = None

@@ -3,9 +3,10 @@
 Every configurable thing is a frozen, keyword-only dataclass that validates its values in ``__post_init__`` and
 raises :class:`ConfigError` naming the field. :func:`from_dict` builds such a dataclass (recursively) from a plain
 mapping, refusing unknown keys with the list of allowed ones and values of the wrong type with the expected type.
-YAML is only ever read with ``yaml.SafeLoader`` (a key repeated in one mapping is refused); ``--set a.b=c``
-overrides go through the same validation. Number fields refuse inf and nan. A key renamed since a file was written
-is still read under its old name: a dataclass lists ``{old: new}`` in its ``renamed_keys`` class attribute.
+YAML is only ever read with ``yaml.SafeLoader`` under the limits of :mod:`modrl.safe_load` (a key repeated in one
+mapping is refused); ``--set a.b=c`` overrides go through the same validation. Values quoted in errors are bounded
+(:func:`~modrl.safe_load.short_repr`). Number fields refuse inf and nan. A key renamed since a file was written is
+still read under its old name: a dataclass lists ``{old: new}`` in its ``renamed_keys`` class attribute.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
-import yaml
+from modrl.safe_load import InputError, loads_yaml, read_yaml, short_repr
 
 T = TypeVar("T")
 
@@ -30,6 +31,8 @@ class ConfigError(ValueError):
 #: Largest layer width, embedding size or module count a config may ask for: far above anything that trains on
 #: MiniGrid, low enough that a typo (``channels: [16000000]``) is refused before torch tries to allocate it.
 MAX_WIDTH = 65_536
+#: Longest episode (step limit) an env or a config may ask for: far beyond any MiniGrid task.
+MAX_EPISODE_STEPS = 1_000_000
 
 
 def check_sizes(values: int | Sequence[int], field: str, *, high: int = MAX_WIDTH) -> None:
@@ -40,44 +43,41 @@ def check_sizes(values: int | Sequence[int], field: str, *, high: int = MAX_WIDT
         raise ConfigError(f"{field}: sizes must be in [1, {high}], got {bad[0]}")
 
 
+def check_int(value: object, field: str, *, low: int, high: int) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an integer (not a bool) in ``[low, high]``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"{field}: must be an integer in [{low}, {high}], got {short_repr(value)}")
+
+
+def check_bool(value: object, field: str) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is ``True`` or ``False`` (``'yes'`` and ``1`` are refused)."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{field}: must be true or false, got {short_repr(value)}")
+
+
 def check(condition: bool, field: str, message: str) -> None:
     """Raise :class:`ConfigError` ``"<field>: <message>"`` unless ``condition`` holds (for ``__post_init__``)."""
     if not condition:
         raise ConfigError(f"{field}: {message}")
 
 
-class _StrictSafeLoader(yaml.SafeLoader):
-    """``yaml.SafeLoader`` that refuses a key repeated in one mapping (plain ``safe_load`` keeps the last one)."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: set[Any] = set()
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=True)
-            if isinstance(key, typing.Hashable) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
-                )
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_yaml(path: Path | str) -> dict[str, Any]:
-    """Read a YAML mapping with a ``yaml.SafeLoader`` that refuses duplicate keys.
+    """Read a YAML mapping under the parsing limits of :mod:`modrl.safe_load` (size, nesting, aliases counted
+    before expansion, UTF-8 only, base-60 numbers and repeated keys refused).
 
     A missing file, bad YAML (message on one line) or a non-mapping raises ConfigError.
     """
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_yaml(path)
     except FileNotFoundError:
         raise ConfigError(f"config file not found: {path}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    try:
-        data = yaml.load(text, Loader=_StrictSafeLoader)
-    except yaml.YAMLError as exc:
-        reason = " ".join(str(exc).split())  # PyYAML's messages span lines: one line for the CLI
-        raise ConfigError(f"{path}: not valid (safe) YAML: {reason}") from None
+    except InputError as exc:
+        raise ConfigError(str(exc)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -86,7 +86,7 @@ def load_yaml(path: Path | str) -> dict[str, Any]:
 
 
 def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """Return a copy of ``data`` with ``key.sub=value`` overrides applied (values parsed with ``yaml.safe_load``).
+    """Return a copy of ``data`` with ``key.sub=value`` overrides applied (values parsed as YAML under the same limits).
 
     Keys are only checked for existence later, by :func:`from_dict`, so a typo still gets the full error message.
     """
@@ -99,9 +99,9 @@ def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[s
         if not all(parts):
             raise ConfigError(f"override {item!r}: empty key segment")
         try:
-            value = yaml.safe_load(raw) if raw.strip() else ""
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"override {key}: value {raw!r} is not valid YAML: {exc}") from None
+            value = loads_yaml(raw, f"override {key}") if raw.strip() else ""
+        except InputError as exc:
+            raise ConfigError(str(exc)) from None
         node = out
         for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -122,7 +122,7 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise ConfigError(f"{where}: expected a mapping of keys, got {type(data).__name__} {data!r}")
+        raise ConfigError(f"{where}: expected a mapping of keys, got {type(data).__name__} {short_repr(data)}")
     spelled = {new: old for old, new in getattr(cls, "renamed_keys", {}).items() if old in data and new not in data}
     data = _rename_keys(cls, data, path)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
@@ -130,7 +130,7 @@ def from_dict(cls: type[T], data: Any, path: str = "") -> T:
     if unknown:
         key = unknown[0]
         raise ConfigError(
-            f"unknown key {_join(path, str(key))!r}; allowed keys{' in ' + path if path else ''}: "
+            f"unknown key {short_repr(_join(path, str(key)))}; allowed keys{' in ' + path if path else ''}: "
             f"{', '.join(sorted(fields))}"
         )
     hints = typing.get_type_hints(cls)
@@ -207,16 +207,18 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
                 return _coerce(arg, value, path)
             except ConfigError as exc:
                 errors.append(str(exc))
-        raise ConfigError(f"{path}: expected {' or '.join(_type_name(a) for a in args)}, got {value!r}")
+        raise ConfigError(f"{path}: expected {' or '.join(_type_name(a) for a in args)}, got {short_repr(value)}")
     if origin is Literal:
         if value not in args:
-            raise ConfigError(f"{path}: {value!r} is not allowed; allowed values: {', '.join(map(repr, args))}")
+            raise ConfigError(
+                f"{path}: {short_repr(value)} is not allowed; allowed values: {', '.join(map(repr, args))}"
+            )
         return value
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return from_dict(tp, value, path)
     if origin in (tuple, list, Sequence):
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
+            raise ConfigError(f"{path}: expected a list, got {short_repr(value)}")
         if origin is tuple and len(args) == 2 and args[1] is Ellipsis:
             item_types = [args[0]] * len(value)
         elif origin is tuple and args:
@@ -228,25 +230,25 @@ def _coerce(tp: Any, value: Any, path: str) -> Any:
         return tuple(_coerce(t, v, f"{path}[{i}]") for i, (t, v) in enumerate(zip(item_types, value, strict=True)))
     if origin in (dict, Mapping):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{path}: expected a mapping, got {short_repr(value)}")
         key_t, val_t = args if args else (Any, Any)
         return {_coerce(key_t, k, path): _coerce(val_t, v, f"{path}.{k}") for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{path}: expected true or false, got {value!r}")
+            raise ConfigError(f"{path}: expected true or false, got {short_repr(value)}")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{path}: expected an integer, got {value!r}")
+            raise ConfigError(f"{path}: expected an integer, got {short_repr(value)}")
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{path}: expected a number, got {value!r}")
+            raise ConfigError(f"{path}: expected a number, got {short_repr(value)}")
         if not math.isfinite(value):
-            raise ConfigError(f"{path}: expected a finite number, got {value!r}")
+            raise ConfigError(f"{path}: expected a finite number, got {short_repr(value)}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{path}: expected a string, got {value!r}")
+            raise ConfigError(f"{path}: expected a string, got {short_repr(value)}")
         return value
     raise TypeError(f"{path}: unsupported config type {tp!r}")

@@ -12,7 +12,6 @@ it (:meth:`~NamedModuleLibrary._from_spec`). The two libraries built on it are
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -26,6 +25,7 @@ from torch import Tensor, nn
 
 from modrl._io import atomic_write_bytes
 from modrl.registry import UnknownNameError
+from modrl.safe_load import loads_json
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -235,7 +235,7 @@ class NamedModuleLibrary(nn.Module, ABC, Generic[M]):
         if metadata.get("tensors_sha256") != tensor_digest(tensors):
             raise ValueError("corrupt tensor data: sha256 differs from the one recorded when saving")
         try:
-            spec, saved_name = json.loads(metadata["spec"]), metadata["name"]
+            spec, saved_name = loads_json(metadata["spec"], "spec"), metadata["name"]
         except (KeyError, ValueError) as exc:
             raise ValueError(f"corrupt metadata ({type(exc).__name__}: {exc})") from None
         if not isinstance(spec, dict):
@@ -340,7 +340,7 @@ def safetensors_metadata(data: bytes) -> dict[str, str]:
     if size > len(data) - 8:
         raise ValueError(f"truncated: the header claims {size} bytes, only {len(data) - 8} follow")
     try:
-        header = json.loads(data[8 : 8 + size])
+        header = loads_json(data[8 : 8 + size], "header")
     except ValueError:
         raise ValueError("corrupt header: not valid JSON") from None
     metadata = header.get("__metadata__") if isinstance(header, dict) else None

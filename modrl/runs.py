@@ -12,7 +12,6 @@ import contextlib
 import errno
 import fcntl
 import importlib.metadata
-import json
 import os
 import platform
 import re
@@ -25,14 +24,17 @@ from typing import Any
 
 import yaml
 
-from modrl._io import atomic_write_json, atomic_write_text, utc_now_iso
+from modrl._io import TMP_PREFIX, atomic_write_json, atomic_write_text, utc_now_iso
 from modrl.config import ConfigError, load_yaml
+from modrl.safe_load import InputError, read_json
 
 CONFIG_FILE = "config.yaml"
 META_FILE = "meta.json"
 CLAIM_FILE = ".modrl-run"
 LOCK_FILE = ".lock"
 MAX_NAME_LENGTH = 100
+#: Largest ``meta.json`` read (it holds provenance and a config-change history, never data).
+MAX_META_BYTES = 16 << 20
 PACKAGES = (
     "torch",
     "numpy",
@@ -61,6 +63,10 @@ class RunStatus(str, Enum):
 
 class RunDirError(Exception):
     """A run name or run directory is invalid, taken, missing or unreadable; the message names it."""
+
+
+class RunDirOSError(RunDirError):
+    """The run directory cannot be written or locked (disk full, permissions): an environmental failure."""
 
 
 def validate_run_name(name: str) -> str:
@@ -123,7 +129,13 @@ def _claim_explicit(path: Path) -> Path:
         raise RunDirError(f"run directory {path} exists and is not a directory") from None
     except OSError as exc:
         raise RunDirError(f"cannot create run directory {path}: {exc}") from None
-    if any(path.iterdir()):
+    entries = {entry.name for entry in path.iterdir()}
+    if entries and entries <= {CLAIM_FILE, LOCK_FILE}:
+        raise RunDirError(
+            f"run directory {path} holds only the claim of a run stopped before it wrote {CONFIG_FILE}; "
+            f"remove it (rm -r {path}) to start a run there"
+        )
+    if entries:
         raise RunDirError(f"run directory {path} already exists and is not empty; choose another or remove it")
     try:
         os.close(os.open(path / CLAIM_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
@@ -165,17 +177,24 @@ def write_run_metadata(run_dir: Path, *, config: Mapping[str, Any], seed: int, a
         atomic_write_text(run_dir / CONFIG_FILE, text)
         atomic_write_json(run_dir / META_FILE, meta)
     except OSError as exc:
-        raise RunDirError(f"cannot write run metadata in {run_dir}: {exc}") from None
+        raise RunDirOSError(f"cannot write run metadata in {run_dir}: {exc}") from None
 
 
 def read_run_config(run_dir: Path) -> dict[str, Any]:
     """The run's ``config.yaml`` (read with ``yaml.safe_load``).
 
     Raises:
-        RunDirError: Missing, unreadable, not YAML or not a mapping.
+        RunDirError: Missing (a directory stopped before its run wrote it is named as such), unreadable, not YAML or
+            not a mapping.
     """
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and not (run_dir / CONFIG_FILE).exists() and not (run_dir / META_FILE).exists():
+        raise RunDirError(
+            f"{run_dir} has no {CONFIG_FILE}: its run was stopped before it started, so there is nothing to resume; "
+            f"remove it and start again (rm -r {run_dir}; modrl train CONFIG --run-dir {run_dir})"
+        )
     try:
-        return load_yaml(Path(run_dir) / CONFIG_FILE)
+        return load_yaml(run_dir / CONFIG_FILE)
     except ConfigError as exc:
         raise RunDirError(f"run directory {run_dir}: {exc}") from None
 
@@ -188,11 +207,13 @@ def read_run_meta(run_dir: Path) -> dict[str, Any]:
     """
     path = Path(run_dir) / META_FILE
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = read_json(path, max_bytes=MAX_META_BYTES)
     except FileNotFoundError:
         raise RunDirError(f"{path}: missing (not a run directory?)") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except OSError as exc:
         raise RunDirError(f"{path}: cannot read: {exc}") from None
+    except InputError as exc:
+        raise RunDirError(f"{exc} (restore it or remove the run directory)") from None
     if not isinstance(meta, dict):
         raise RunDirError(f"{path}: expected a JSON object, got {type(meta).__name__}")
     return meta
@@ -225,29 +246,47 @@ def lock_run_dir(run_dir: Path) -> Iterator[None]:
     blocks. The lock file holds the holder's pid, for the message.
 
     Raises:
-        RunDirError: Another process holds the lock (names the directory and that pid), or the lock file cannot be
-            opened.
+        RunDirError: Another process holds the lock (names the directory and that pid).
+        RunDirOSError: The lock file cannot be opened, locked or written (names it and the OS error).
     """
     path = Path(run_dir) / LOCK_FILE
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     except OSError as exc:
-        raise RunDirError(f"cannot open the lock file {path}: {exc}") from None
+        raise RunDirOSError(f"cannot open the lock file {path}: {exc}") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise RunDirError(f"cannot lock {path}: {exc}") from None
+                raise RunDirOSError(f"cannot lock {path}: {exc}") from None
             holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
             raise RunDirError(
                 f"run directory {run_dir} is in use by another modrl process (pid {holder}); wait for it to finish"
             ) from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+        except OSError as exc:  # e.g. ENOSPC on a nearly full disk
+            raise RunDirOSError(f"cannot write the lock file {path}: {exc}") from None
         yield
     finally:
         os.close(fd)  # closing the descriptor releases the lock
+
+
+def discard_new_run_dir(run_dir: Path) -> None:
+    """Remove what :func:`create_run_dir`, :func:`lock_run_dir` and :func:`write_run_metadata` put in a run
+    directory whose run never started, then the directory itself if nothing else is in it (best effort: this runs
+    after a failure, e.g. a full disk)."""
+    run_dir = Path(run_dir)
+    for name in (CONFIG_FILE, META_FILE, LOCK_FILE, CLAIM_FILE):
+        with contextlib.suppress(OSError):
+            (run_dir / name).unlink()
+    with contextlib.suppress(OSError):
+        for entry in run_dir.iterdir():
+            if entry.name.startswith(TMP_PREFIX) and entry.is_file():
+                entry.unlink()
+        run_dir.rmdir()
 
 
 def record_config_change(run_dir: Path, *, old: Mapping[str, Any], new: Mapping[str, Any], argv: Sequence[str]) -> None:

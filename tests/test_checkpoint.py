@@ -37,9 +37,12 @@ def _save(root: Path, step: int, value: float = 0.0, **kwargs: object) -> Path:
 
 
 def _rewrite_manifest(ckpt: Path, edit: Callable[[dict], None]) -> None:
+    """Edit the manifest and its sidecar digest consistently (an attacker who controls every file)."""
     manifest = json.loads((ckpt / "manifest.json").read_text())
     edit(manifest)
-    (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    data = json.dumps(manifest).encode()
+    (ckpt / "manifest.json").write_bytes(data)
+    (ckpt / ck.MANIFEST_DIGEST).write_text(ck.manifest_digest_line(data))
 
 
 def _plant(ckpt: Path, name: str, data: bytes) -> None:
@@ -302,3 +305,91 @@ def test_disk_full_raises_and_keeps_previous(
     latest = latest_checkpoint(tmp_path)
     assert latest is not None
     assert (latest.step, float(latest.tensors["model"]["w"][0])) == ((2, 2.0) if resave else (1, 1.0))
+
+
+DEEP = b"[" * 1000 + b"]" * 1000
+
+
+def _deep_manifest(ckpt: Path) -> None:
+    """A 2 KB manifest.json of 1,000 nested lists, its sidecar digest fixed up to match."""
+    (ckpt / "manifest.json").write_bytes(DEEP)
+    (ckpt / ck.MANIFEST_DIGEST).write_text(ck.manifest_digest_line(DEEP))
+
+
+def _deep_state(ckpt: Path) -> None:
+    """state.json of 1,000 nested lists, with the manifest's hash and size (and its sidecar) fixed up."""
+    (ckpt / "state.json").write_bytes(DEEP)
+    _set("files", "state.json", value={"sha256": hashlib.sha256(DEEP).hexdigest(), "bytes": len(DEEP)})(ckpt)
+
+
+def _manifest_byte_flip(ckpt: Path) -> None:
+    """Still valid JSON, so only the sidecar digest can tell (the flip lands inside the ``created`` timestamp)."""
+    data = (ckpt / "manifest.json").read_bytes()
+    at = data.index(b'"created": "') + len(b'"created": "')
+    (ckpt / "manifest.json").write_bytes(data[:at] + bytes([data[at] ^ 0x01]) + data[at + 1 :])
+
+
+def _no_sidecar_deep_manifest(ckpt: Path) -> None:
+    (ckpt / ck.MANIFEST_DIGEST).unlink()
+    (ckpt / "manifest.json").write_bytes(DEEP)
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_deep_manifest, "nested deeper than"),
+        (_no_sidecar_deep_manifest, "nested deeper than"),
+        (_deep_state, "nested deeper than"),
+        (_manifest_byte_flip, "does not match manifest.sha256"),
+    ],
+)
+def test_any_unreadable_newest_checkpoint_falls_back_to_the_previous(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: Callable[[Path], None], reason: str
+) -> None:
+    _save(tmp_path, 1, value=1.0, keep=3)
+    damage(_save(tmp_path, 2, value=2.0, keep=3))
+    with caplog.at_level(logging.WARNING, logger="modrl.checkpoint"):
+        ckpt = latest_checkpoint(tmp_path, expected_fingerprint=FP)
+    assert ckpt is not None and ckpt.step == 1
+    assert "skipping checkpoint" in caplog.text and reason in caplog.text and "falling back" in caplog.text
+
+
+def test_an_unexpected_exception_while_reading_is_a_refusal_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _save(tmp_path, 1, keep=3)
+    newest = _save(tmp_path, 2, keep=3)
+    real = ck._read_member
+
+    def broken(path: Path, name: str, entry: dict) -> bytes:
+        if path == newest:
+            raise RecursionError("maximum recursion depth exceeded")
+        return real(path, name, entry)
+
+    monkeypatch.setattr(ck, "_read_member", broken)
+    with caplog.at_level(logging.WARNING, logger="modrl.checkpoint"):
+        ckpt = latest_checkpoint(tmp_path)
+    assert ckpt is not None and ckpt.step == 1 and "RecursionError" in caplog.text
+
+
+def test_a_checkpoint_without_a_manifest_sidecar_still_loads(tmp_path: Path) -> None:
+    ckpt = _save(tmp_path, 3, value=3.0)
+    assert (ckpt / ck.MANIFEST_DIGEST).read_text() == ck.manifest_digest_line((ckpt / "manifest.json").read_bytes())
+    (ckpt / ck.MANIFEST_DIGEST).unlink()  # a checkpoint written before the sidecar existed
+    assert torch.equal(load_checkpoint(ckpt).tensors["model"]["w"], torch.full((3,), 3.0))
+
+
+def test_checkpoints_path_that_is_a_file_is_one_error(tmp_path: Path) -> None:
+    (tmp_path / "checkpoints").write_text("not a directory")
+    with pytest.raises(CheckpointError, match="not a directory"):
+        latest_checkpoint(tmp_path / "checkpoints")
+
+
+def test_a_symlinked_checkpoint_is_ignored_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _save(tmp_path / "ckpts", 1)
+    elsewhere = _save(tmp_path / "other", 2)
+    (tmp_path / "ckpts" / elsewhere.name).symlink_to(elsewhere, target_is_directory=True)
+    with caplog.at_level(logging.WARNING, logger="modrl.checkpoint"):
+        ckpt = latest_checkpoint(tmp_path / "ckpts")
+    assert ckpt is not None and ckpt.step == 1
+    assert "step-000000000002" in caplog.text and "symlink" in caplog.text

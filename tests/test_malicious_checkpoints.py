@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import modrl
-from modrl.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
+from modrl.checkpoint import MANIFEST_DIGEST, CheckpointError, latest_checkpoint, load_checkpoint, manifest_digest_line
 from modrl.checkpoint_writer import save_checkpoint
 
 FP = "0123456789abcdef"
@@ -37,19 +37,26 @@ def _manifest(ckpt: Path) -> dict:
     return json.loads((ckpt / "manifest.json").read_text())
 
 
+def _write_manifest(ckpt: Path, manifest: dict) -> None:
+    """Write the manifest and its sidecar digest consistently (an attacker who controls every file)."""
+    data = json.dumps(manifest).encode()
+    (ckpt / "manifest.json").write_bytes(data)
+    (ckpt / MANIFEST_DIGEST).write_text(manifest_digest_line(data))
+
+
 def _plant(ckpt: Path, name: str, data: bytes, *, listed: bool = True) -> None:
     """Write ``data`` as member ``name`` and make the manifest vouch for it (an attacker who controls every file)."""
     (ckpt / name).write_bytes(data)
     if listed:
         manifest = _manifest(ckpt)
         manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-        (ckpt / "manifest.json").write_text(json.dumps(manifest))
+        _write_manifest(ckpt, manifest)
 
 
 def _listing(ckpt: Path, name: str, data: bytes) -> None:
     manifest = _manifest(ckpt)
     manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    (ckpt / "manifest.json").write_text(json.dumps(manifest))
+    _write_manifest(ckpt, manifest)
 
 
 def _corpus(canary: Path) -> dict[str, tuple[Callable[[Path], None], str]]:

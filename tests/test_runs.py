@@ -171,3 +171,12 @@ def test_set_status(tmp_path: Path) -> None:
     set_status(tmp_path, RunStatus.COMPLETED)
     assert read_run_meta(tmp_path)["status"] == RunStatus.COMPLETED.value == "completed"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_deep_meta_json_is_one_error_naming_it(tmp_path: Path) -> None:
+    from modrl.runs import RunDirError, RunStatus, read_run_meta, set_status
+
+    (tmp_path / "meta.json").write_bytes(b"[" * 1000 + b"]" * 1000)
+    for call in (lambda: read_run_meta(tmp_path), lambda: set_status(tmp_path, RunStatus.FAILED)):
+        with pytest.raises(RunDirError, match=r"meta\.json: nested deeper than"):
+            call()

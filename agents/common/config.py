@@ -11,9 +11,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from modrl.config import ConfigError, apply_overrides, check, check_sizes, from_dict, load_yaml
+from modrl.config import (
+    MAX_EPISODE_STEPS,
+    ConfigError,
+    apply_overrides,
+    check,
+    check_sizes,
+    from_dict,
+    load_yaml,
+)
 from modrl.modules import ModulesConfig
 from modrl.routers import RouterConfig
+from modrl.safe_load import short_repr
 from modrl.seeds import MAX_SEED
 
 if TYPE_CHECKING:
@@ -41,9 +50,9 @@ class EnvConfig:
     def __post_init__(self) -> None:
         check_sizes(self.n_envs, "n_envs", high=1024)
         check(
-            self.max_episode_steps is None or self.max_episode_steps >= 1,
+            self.max_episode_steps is None or 1 <= self.max_episode_steps <= MAX_EPISODE_STEPS,
             "max_episode_steps",
-            f"must be >= 1 or null, got {self.max_episode_steps}",
+            f"must be in [1, {MAX_EPISODE_STEPS}] or null, got {short_repr(self.max_episode_steps)}",
         )
 
 
@@ -136,6 +145,12 @@ class AlgoConfig:
         return {name: getattr(self, name) for name in (*names, "clip_range", "max_grad_norm")}
 
 
+#: Largest training budget (and checkpoint interval) in env steps: years of CPU time on MiniGrid.
+MAX_TIMESTEPS = 10**12
+#: Most evaluation episodes per task (``train.eval_episodes``, ``modrl eval --episodes``).
+MAX_EVAL_EPISODES = 100_000
+
+
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Budget, checkpointing and the evaluation run at the end of training."""
@@ -146,10 +161,14 @@ class TrainConfig:
     eval_episodes: int = 20
 
     def __post_init__(self) -> None:
-        check(self.total_timesteps >= 1, "total_timesteps", f"must be >= 1, got {self.total_timesteps}")
-        check(self.checkpoint_every >= 1, "checkpoint_every", f"must be >= 1, got {self.checkpoint_every}")
-        check(self.keep_checkpoints >= 1, "keep_checkpoints", f"must be >= 1, got {self.keep_checkpoints}")
-        check(self.eval_episodes >= 0, "eval_episodes", f"must be >= 0, got {self.eval_episodes}")
+        check_sizes(self.total_timesteps, "total_timesteps", high=MAX_TIMESTEPS)
+        check_sizes(self.checkpoint_every, "checkpoint_every", high=MAX_TIMESTEPS)
+        check_sizes(self.keep_checkpoints, "keep_checkpoints", high=1000)
+        check(
+            0 <= self.eval_episodes <= MAX_EVAL_EPISODES,
+            "eval_episodes",
+            f"must be in [0, {MAX_EVAL_EPISODES}], got {short_repr(self.eval_episodes)}",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -210,8 +229,11 @@ def check_run_fields(config: RunConfig) -> Suite:
     """The checks across sections that every run config needs; returns the suite ``env.suite`` names.
 
     Raises:
-        ConfigError: Unknown suite, a mission router without mission tokens, a PPO batch larger than a rollout.
+        ConfigError: Unknown suite, a mission router without mission tokens, a PPO batch larger than a rollout, an
+            agent too large to train (:func:`modrl.budget.check_budget`, the estimate in the message).
     """
+    from modrl.agents.common.budget import estimate_agent
+    from modrl.budget import check_budget
     from modrl.envs import get_suite  # lazy: keeps config parsing cheap and import order simple
 
     try:
@@ -225,4 +247,5 @@ def check_run_fields(config: RunConfig) -> Suite:
             f"algo.batch_size: {config.algo.batch_size} is larger than one rollout "
             f"(algo.n_steps * env.n_envs = {config.algo.n_steps * config.env.n_envs})"
         )
+    check_budget(estimate_agent(config, num_tasks=suite.num_tasks), "agent")
     return suite

@@ -49,6 +49,7 @@ from modrl.checkpoint import (
 from modrl.checkpoint_writer import save_checkpoint
 from modrl.envs import get_suite
 from modrl.faults import fault_point
+from modrl.runs import RunDirError, read_run_meta
 from modrl.telemetry import TelemetryWriter
 from modrl.train_state import (
     capture_rng_state,
@@ -168,13 +169,19 @@ def explain_mismatch(exc: FingerprintMismatchError, expected: Mapping[str, Any])
 
 
 def find_resume_checkpoint(
-    checkpoints_dir: Path, *, fingerprint: str, identity: Mapping[str, Any]
+    checkpoints_dir: Path, *, fingerprint: str, identity: Mapping[str, Any], recorded: str | None = None
 ) -> Checkpoint | None:
     """The newest verified checkpoint to resume from; ``None`` only when there is no checkpoint at all.
 
+    No checkpoint at all is what a run stopped before its first one leaves: that restarts from step 0 with a
+    warning (it loses only those first steps). But when the run's ``meta.json`` records a checkpoint
+    (``recorded``: an interrupted or completed run), an empty or missing ``checkpoints/`` means they were removed,
+    and restarting would overwrite the run's metrics and TensorBoard history: that is refused.
+
     Raises:
         FingerprintMismatchError: A checkpoint of another agent/task/space (naming what differs).
-        CheckpointError: Checkpoints exist but none verifies (a run is never silently restarted from step 0).
+        CheckpointError: Checkpoints exist but none verifies, or none exists while ``recorded`` names one (a run is
+            never silently restarted from step 0).
     """
     try:
         checkpoint = latest_checkpoint(checkpoints_dir, expected_fingerprint=fingerprint)
@@ -184,6 +191,16 @@ def find_resume_checkpoint(
         raise CheckpointError(
             f"no checkpoint in {checkpoints_dir} verifies (see the warnings above); refusing to restart the run "
             "from step 0 over its history"
+        )
+    if checkpoint is None and recorded is not None:
+        raise CheckpointError(
+            f"{checkpoints_dir} holds no checkpoint, but meta.json records {recorded}: its checkpoints were removed; "
+            "restore them, or start a new run from its config.yaml (refusing to restart from step 0 over its history)"
+        )
+    if checkpoint is None:
+        log.warning(
+            "no checkpoint in %s (the run stopped before its first one): training starts again from step 0",
+            checkpoints_dir,
         )
     return checkpoint
 
@@ -243,6 +260,18 @@ def stop_on_signals(request: StopRequest) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+def _recorded_checkpoint(run_dir: Path) -> str | None:
+    """What ``meta.json`` says of a checkpoint having been written (the checkpoint an interrupted run recorded, or
+    the status of a completed one), if it can be read; ``None`` when it says nothing."""
+    try:
+        meta = read_run_meta(run_dir)
+    except RunDirError:
+        return None  # a missing or broken meta.json is reported where the status is written
+    if isinstance(meta.get("checkpoint"), str):
+        return f"checkpoint {meta['checkpoint']}"
+    return "status 'completed'" if meta.get("status") == "completed" else None
+
+
 def run_training(
     config: ExperimentConfig,
     run_dir: Path,
@@ -291,7 +320,12 @@ def _train(
     identity = model_identity(config, venv.observation_space, venv.action_space)
     fingerprint = model_fingerprint(config, venv.observation_space, venv.action_space)
     checkpoints_dir = run_dir / CHECKPOINTS
-    checkpoint = find_resume_checkpoint(checkpoints_dir, fingerprint=fingerprint, identity=identity) if resume else None
+    checkpoint = None
+    if resume:
+        recorded = _recorded_checkpoint(run_dir)
+        checkpoint = find_resume_checkpoint(
+            checkpoints_dir, fingerprint=fingerprint, identity=identity, recorded=recorded
+        )
     if checkpoint is not None:
         check_state_dict(model.policy.state_dict(), checkpoint.tensors.get("policy", {}), checkpoint.path)
     resumed_from = None if checkpoint is None else checkpoint.step

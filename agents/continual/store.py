@@ -16,7 +16,6 @@ what acts is exactly what the run evaluated (freeze_grow's router module mask, P
 from __future__ import annotations
 
 import enum
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +35,7 @@ from modrl.checkpoint import fingerprint as digest
 from modrl.checkpoint_writer import save_checkpoint
 from modrl.config import to_dict
 from modrl.runs import read_run_config
+from modrl.safe_load import read_json
 from modrl.updates import RuleState, UpdateRule, build_update_rule
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def _latest_in(dirs: tuple[Path, Path], fingerprint: str) -> Commit | None:
             ):
                 raise CheckpointError(f"{model_path}: missing, or not the model checkpoint this state committed")
             model = load_checkpoint(model_path, expected_fingerprint=fingerprint)
-        except CheckpointError as exc:
+        except Exception as exc:  # any failure to read a commit refuses it; the previous one is tried
             log.warning("skipping commit %s: %s", state_path, exc)
             continue
         meta = state.meta
@@ -214,7 +214,7 @@ class ContinualRecord:
         path = run_dir / RECORD
         if not path.is_file():
             return cls(tasks=list(tasks), rule=dict(rule))
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         if data["tasks"] != list(tasks):
             raise ValueError(f"{path}: recorded tasks {data['tasks']} differ from the config's {list(tasks)}")
         return cls(

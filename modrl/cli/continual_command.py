@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import sys
 import time
@@ -101,6 +100,7 @@ def _run_locked(config: object, run_dir: Path, *, resume: bool) -> int:
     from modrl.agents.continual.runner import ContinualStatus, run_continual
     from modrl.checkpoint import CheckpointError
     from modrl.runs import RunStatus, set_status
+    from modrl.safe_load import read_json
 
     assert isinstance(config, ContinualConfig)
     sequence = config.sequence
@@ -125,7 +125,7 @@ def _run_locked(config: object, run_dir: Path, *, resume: bool) -> int:
         print(f"interrupted at step {outcome.steps} after {outcome.stages_done} evaluated stage(s)")
         print(f"resume with: {runnable('modrl')} continual --resume {run_dir}")
         return 128 + (outcome.signal or signal.SIGINT)
-    record = json.loads((run_dir / "continual.json").read_text(encoding="utf-8"))
+    record = read_json(run_dir / "continual.json")
     print()
     print((run_dir / "R.md").read_text(encoding="utf-8"))
     metrics = record["metrics"]

@@ -48,8 +48,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """``modrl eval``: evaluate a run's latest checkpoint per task, or with ``--planner`` the planner over a run's
     option library (or the scripted skills)."""
-    if args.episodes < 1:
-        return fail(f"--episodes must be >= 1, got {args.episodes}")
+    from modrl.agents.common.config import MAX_EVAL_EPISODES
+
+    if not 1 <= args.episodes <= MAX_EVAL_EPISODES:
+        return fail(f"--episodes must be in [1, {MAX_EVAL_EPISODES}], got {args.episodes}")
     from modrl.checkpoint import CheckpointError
     from modrl.config import ConfigError
     from modrl.runs import RunDirError

@@ -134,6 +134,11 @@ def run(args: argparse.Namespace) -> int:
 
     if args.seed < 0:
         return fail(f"--seed must be >= 0, got {args.seed}")
+    bad = [n for n in args.fail_skill if n < 0]
+    if bad:
+        return fail(f"--fail-skill must be >= 0 (a 0-based skill execution), got {bad[0]}")
+    if args.fail_skill and not args.execute:
+        return fail("--fail-skill needs --execute (only executed skills can fail)")
     if args.no_fallback and args.options is None:
         return fail("--no-fallback needs --options")
     if args.ensemble and args.options is None:

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .errors import EXIT_ERROR, fail, one_line
+from .errors import EXIT_ERROR, EXIT_USAGE, fail, one_line
 from .hints import runnable
 
 if TYPE_CHECKING:
@@ -87,7 +87,14 @@ def _resolve_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path | 
 def run(args: argparse.Namespace) -> int:
     """``modrl train``: validate the config, create (or lock and resume) the run directory, train, evaluate."""
     from modrl.config import ConfigError, to_dict
-    from modrl.runs import RunDirError, create_run_dir, lock_run_dir, write_run_metadata
+    from modrl.runs import (
+        RunDirError,
+        RunDirOSError,
+        create_run_dir,
+        discard_new_run_dir,
+        lock_run_dir,
+        write_run_metadata,
+    )
 
     try:
         config, resume_dir, previous = _resolve_config(args)
@@ -96,16 +103,21 @@ def run(args: argparse.Namespace) -> int:
     if resume_dir is None:
         try:
             run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
-            write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
         except RunDirError as exc:
             return fail(str(exc))
     else:
         run_dir = resume_dir
+    started = resume_dir is not None
     try:
         with lock_run_dir(run_dir):
+            if not started:  # written under the lock, so a failure here leaves no run marked running
+                write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
+                started = True
             return _train_locked(config, run_dir, resume=resume_dir is not None, previous=previous)
     except RunDirError as exc:
-        return fail(str(exc))
+        if not started:
+            discard_new_run_dir(run_dir)
+        return fail(one_line(str(exc)), EXIT_ERROR if isinstance(exc, RunDirOSError) else EXIT_USAGE)
 
 
 def _train_locked(config: ExperimentConfig, run_dir: Path, *, resume: bool, previous: ExperimentConfig | None) -> int:

@@ -30,6 +30,7 @@ from modrl.library import (  # the file helpers are re-exported: older code impo
     tensor_digest,
 )
 from modrl.registry import UnknownNameError
+from modrl.safe_load import loads_json
 
 from .base import ACTIVATIONS, MODULE_KINDS, Activation, RoutedModule
 from .lowrank import LowRankModule
@@ -217,7 +218,7 @@ class ModuleLibrary(NamedModuleLibrary[RoutedModule]):
 
 def _shared_digests(metadata: Mapping[str, str]) -> Any:
     try:
-        return json.loads(metadata.get("shared_digests", "{}"))
+        return loads_json(metadata.get("shared_digests", "{}"), "shared_digests")
     except ValueError as exc:
         raise ValueError(f"corrupt metadata ({type(exc).__name__}: {exc})") from None
 

@@ -20,6 +20,7 @@ from torch import nn
 from modrl._io import atomic_write_json
 from modrl.config import ConfigError
 from modrl.library import NamedModuleLibrary
+from modrl.safe_load import read_json
 
 from .option import Option, OptionConfig, Predicate
 
@@ -160,7 +161,7 @@ def read_option(path: Path) -> tuple[Option, str]:
 
 def _read_index(path: Path) -> list[dict[str, Any]]:
     try:
-        index = json.loads(path.read_text(encoding="utf-8"))
+        index = read_json(path)
     except FileNotFoundError:
         raise ValueError(f"{path}: no option library index here (expected {INDEX_FILE})") from None
     except ValueError as exc:

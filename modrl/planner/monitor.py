@@ -378,6 +378,8 @@ class InjectedFailures:
         self, inner: SkillExecutor, fail_at: Collection[int], status: SkillStatus = SkillStatus.FAILED
     ) -> None:
         check(status is not SkillStatus.DONE, "status", "an injected failure cannot report DONE")
+        bad = [i for i in fail_at if isinstance(i, bool) or not isinstance(i, int) or i < 0]
+        check(not bad, "fail_at", f"indices must be integers >= 0, got {bad[:3]}")
         self.inner = inner
         self.fail_at = frozenset(fail_at)
         self.status = status

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from modrl.config import ConfigError, load_yaml
+from modrl.safe_load import read_json as read_json_limited
 
 
 class ReportError(ValueError):
@@ -20,8 +20,8 @@ def read_json(path: Path) -> Any:
         ReportError: Unreadable or not JSON (names the file).
     """
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return read_json_limited(path)
+    except (OSError, ValueError) as exc:
         raise ReportError(f"{path}: cannot read: {exc}") from None
 
 

@@ -15,7 +15,7 @@ from typing import Any, ClassVar, Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from modrl.config import check
+from modrl.config import MAX_WIDTH, check
 from modrl.registry import Registry
 
 Condition = Literal["task", "obs", "task+obs"]
@@ -68,7 +68,7 @@ class RouterConfig:
     def __post_init__(self) -> None:
         check(self.kind in ROUTERS, "kind", f"must be one of {ROUTERS.names()}, got {self.kind!r}")
         check(self.condition in CONDITIONS, "condition", f"must be one of {list(CONDITIONS)}, got {self.condition!r}")
-        check(self.hidden >= 0, "hidden", f"must be >= 0, got {self.hidden}")
+        check(0 <= self.hidden <= MAX_WIDTH, "hidden", f"must be in [0, {MAX_WIDTH}], got {self.hidden}")
         check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
         check(self.tau_start > 0, "tau_start", f"must be > 0, got {self.tau_start}")
         check(self.tau_end > 0, "tau_end", f"must be > 0, got {self.tau_end}")

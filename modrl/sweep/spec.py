@@ -15,7 +15,7 @@ A sweep spec is a small YAML file::
 
 Nested mappings are flattened to dotted keys (``grid: {agent: {kind: [a, b]}}`` is ``agent.kind: [a, b]``), so
 ``--set set.train.total_timesteps=1000`` works as an override of the spec. Each trial is run with the overrides
-``key=value`` of its grid point, of ``set`` and ``seed=<seed>``; values are written so that ``yaml.safe_load``
+``key=value`` of its grid point, of ``set`` and ``seed=<seed>``; values are written so that the config loader
 (which reads ``--set`` values) gives them back exactly. Whether a key exists in the experiment config is checked
 by a validator the caller injects (:func:`validate_trials`): this package never imports the agents.
 """
@@ -34,6 +34,7 @@ import yaml
 
 from modrl.config import ConfigError, apply_overrides, check, from_dict, load_yaml
 from modrl.runs import RunDirError, validate_run_name
+from modrl.safe_load import InputError, loads_yaml, short_repr
 
 BackendName = Literal["local", "ray"]
 SEED_KEY = "seed"
@@ -269,7 +270,8 @@ def validate_trials(trials: Sequence[TrialSpec], validate: Callable[[Path, Seque
 
 
 def format_override(key: str, value: Any) -> str:
-    """``key=value`` with ``value`` in YAML flow style, so that ``yaml.safe_load`` reads back exactly ``value``.
+    """``key=value`` with ``value`` in YAML flow style, so that the config loader
+    (:func:`modrl.safe_load.loads_yaml`) reads back exactly ``value``.
 
     Raises:
         ConfigError: ``value`` does not survive the round trip (names the key).
@@ -283,7 +285,11 @@ def format_override(key: str, value: Any) -> str:
         text = text[: -len("\n...")].rstrip()
     elif text.endswith("..."):
         text = text[: -len("...")].rstrip()
-    check("\n" not in text and yaml.safe_load(text) == value, key, f"value {value!r} does not round-trip as YAML")
+    try:
+        same = "\n" not in text and loads_yaml(text, key) == value
+    except InputError:
+        same = False
+    check(same, key, f"value {short_repr(value)} does not round-trip as YAML")
     return f"{key}={text}"
 
 

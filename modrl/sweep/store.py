@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import re
@@ -30,6 +29,7 @@ import yaml
 from modrl._io import atomic_write_json, atomic_write_text
 from modrl.config import ConfigError, load_yaml
 from modrl.runs import RunStatus, create_run_dir
+from modrl.safe_load import read_json
 
 from .spec import BackendName, SweepSpec, TrialSpec, expand, spec_from_dict, spec_to_dict
 
@@ -205,7 +205,7 @@ def read_status(sweep_dir: Path, trial_id: str) -> TrialRecord | None:
     """``status/<trial_id>.json``, or ``None`` if the trial never started (or its record is unreadable: warned)."""
     path = Path(sweep_dir) / STATUS_DIR / f"{trial_id}.json"
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         return TrialRecord(**{**data, "status": TrialStatus(data["status"])})
     except FileNotFoundError:
         return None
@@ -252,7 +252,7 @@ def sweep_lock(sweep_dir: Path, *, wait_s: float) -> Iterator[int]:
 
 def _read_trials(path: Path) -> list[TrialSpec]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
     except (OSError, ValueError) as exc:
         raise SweepError(f"{path}: cannot read: {exc}") from None
     if not isinstance(data, list):

@@ -1,0 +1,313 @@
+"""Input shaped to hurt: each case is a generated file of the shape that once gave a traceback, a hang or a silent
+surprise, and must now give one ``modrl: error:`` line (exit 2 for bad input, 1 for a broken run) and lose nothing.
+
+The parsing limits themselves live in :mod:`modrl.safe_load`; see README, Reliability.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+from pathlib import Path
+
+import pytest
+import yaml
+
+from modrl.cli.main import main
+from modrl.config import ConfigError, load_yaml
+from modrl.safe_load import MAX_DEPTH, MAX_YAML_BYTES, InputError, loads_json, short_repr
+from tests.conftest import TINY
+
+
+def alias_bomb(levels: int = 9, fan: int = 9) -> str:
+    """A "billion laughs" YAML document: ``fan ** levels`` leaves in a few hundred bytes."""
+    lines = ["l0: &l0 [" + ", ".join(['"lol"'] * fan) + "]"]
+    for i in range(1, levels):
+        lines.append(f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * fan) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def one_error_line(capsys: pytest.CaptureFixture[str]) -> str:
+    err = capsys.readouterr().err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("modrl: error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def train_refuses(path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> str:
+    runs = tmp_path / "runs"
+    assert main(["train", str(path), "--runs-root", str(runs), *extra]) == 2
+    assert not runs.exists() or not any(runs.iterdir())  # no run directory created
+    return one_error_line(capsys)
+
+
+def test_yaml_alias_bomb_fails_fast_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb() + "name: *l8\n")
+    assert path.stat().st_size < 1000
+    line = train_refuses(path, tmp_path, capsys)
+    assert str(path) in line and "aliases are expanded" in line
+
+
+def test_a_huge_value_in_an_error_message_is_truncated(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "name.yaml"
+    path.write_text(yaml.safe_dump({"name": list(range(5_000))}, default_flow_style=True, width=1 << 30))
+    line = train_refuses(path, tmp_path, capsys)
+    assert "name" in line and len(line) < 400 and "..." in line
+    assert len(short_repr([[[[[[1]]]]]] * 10**6)) < 300
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 500, 5000])
+def test_deeply_nested_yaml_is_refused(tmp_path: Path, depth: int) -> None:
+    path = tmp_path / "deep.yaml"
+    path.write_text("name: " + "[" * depth + "]" * depth + "\n")
+    with pytest.raises(ConfigError, match="nested deeper than"):
+        load_yaml(path)
+    block = min(depth, 500)  # 5000 indented levels would be a 25 MB file (refused by size instead)
+    path.write_text("".join("  " * i + f"k{i}:\n" for i in range(block)) + "  " * block + "x: 1\n")
+    with pytest.raises(ConfigError, match="nested deeper than"):
+        load_yaml(path)
+
+
+def test_recursive_alias_and_oversized_documents_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "loop.yaml"
+    path.write_text("a: &a [*a]\n")
+    with pytest.raises(ConfigError, match="refers to itself"):
+        load_yaml(path)
+    path.write_text("name: '" + "x" * MAX_YAML_BYTES + "'\n")
+    with pytest.raises(ConfigError, match="larger than the limit"):
+        load_yaml(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [("seed: 1:30\n", "base-60"), ("seed: 017\n", "octal"), ("algo:\n  learning_rate: 1:30.5\n", "base-60")],
+)
+def test_yaml11_numbers_are_refused_not_reinterpreted(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, why: str
+) -> None:
+    path = tmp_path / "seed.yaml"
+    path.write_text(text)
+    assert why in train_refuses(path, tmp_path, capsys)
+    path.write_text("name: x\n")
+    assert "base-60" in train_refuses(path, tmp_path, capsys, "--set", "seed=1:30")
+    path.write_text("seed: '1:30'\n")  # quoted: a string, refused as a seed of the wrong type
+    assert "seed: expected an integer" in train_refuses(path, tmp_path, capsys)
+
+
+def test_yaml12_integers_still_load(tmp_path: Path) -> None:
+    path = tmp_path / "ok.yaml"
+    path.write_text("a: 0x1f\nb: 1_000\nc: 0\nd: -7\ne: 2.5e-4\nf: 0.5\n")
+    assert load_yaml(path) == {"a": 31, "b": 1000, "c": 0, "d": -7, "e": 0.00025, "f": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("data", "why"),
+    [
+        ("name: x\n".encode("utf-16"), "UTF-16"),
+        ("name: x\n".encode("utf-16-le"), "NUL byte"),
+        ("name: caf\u00e9\n".encode("latin-1"), "not UTF-8"),
+        (bytes(range(256)) * 4, "NUL byte"),
+    ],
+)
+def test_config_encoding_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes, why: str) -> None:
+    path = tmp_path / "enc.yaml"
+    path.write_bytes(data)
+    line = train_refuses(path, tmp_path, capsys)
+    assert why in line and str(path) in line
+
+
+def test_binary_config_in_a_run_directory_on_resume(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00")
+    (run_dir / "meta.json").write_text('{"status": "running"}')
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    assert "config.yaml" in one_error_line(capsys)
+
+
+@pytest.mark.parametrize("text", [b"[" * 1000 + b"]" * 1000, b'{"a":' * 100 + b"1" + b"}" * 100])
+def test_deep_json_is_refused(text: bytes) -> None:
+    with pytest.raises(InputError, match="nested deeper than"):
+        loads_json(text, "x.json")
+
+
+def test_tiny_config_still_loads(tmp_path: Path) -> None:
+    from modrl.agents.common.config import load_experiment_config
+
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    assert load_experiment_config(path).name == "tiny"
+
+
+def write_tiny(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    return path
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["agent.modules.hidden=[65536, 65536]"],
+        ["agent.extractor.features_dim=65536", "agent.critic_hidden=[65536]"],
+        ["agent.kind=monolithic", "agent.monolithic_hidden=65536", "agent.latent_dim=65536"],
+    ],
+)
+def test_layer_widths_of_65536_fail_at_validation_with_the_estimate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], overrides: list[str]
+) -> None:
+    sets = [arg for item in overrides for arg in ("--set", item)]
+    line = train_refuses(write_tiny(tmp_path), tmp_path, capsys, *sets)
+    assert "agent: about " in line and " parameters" in line and "limit is 100,000,000" in line
+
+
+def test_a_network_larger_than_available_memory_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modrl import budget
+    from modrl.agents.common.config import load_experiment_config
+
+    assert load_experiment_config(TINY).agent.latent_dim == 16  # fits
+    monkeypatch.setattr(budget, "available_memory_bytes", lambda: 1_000_000)
+    with pytest.raises(ConfigError, match=r"agent: about .* more than the 1\.0 MB of memory available"):
+        load_experiment_config(TINY, ["agent.modules.hidden=[1024]"])
+
+
+@pytest.mark.parametrize(
+    "override",
+    ["train.eval_episodes=" + "1" + "0" * 67, "train.total_timesteps=" + "9" * 30, "env.max_episode_steps=10000001"],
+)
+def test_counts_are_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str], override: str) -> None:
+    line = train_refuses(write_tiny(tmp_path), tmp_path, capsys, "--set", override)
+    assert override.split("=")[0] in line and len(line) < 300
+
+
+def test_eval_episodes_flag_is_bounded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(tmp_path), "--episodes", "1000000000"]) == 2
+    assert "--episodes must be in [1, 100000]" in one_error_line(capsys)
+
+
+def fabricated_run(tmp_path: Path, **status: str) -> Path:
+    """A run directory as ``modrl train`` leaves it (config.yaml, meta.json), without training it."""
+    from modrl.agents.common.config import load_experiment_config
+    from modrl.config import to_dict
+    from modrl.runs import RunStatus, set_status, write_run_metadata
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_run_metadata(run_dir, config=to_dict(load_experiment_config(TINY)), seed=0, argv=["modrl"])
+    if status:
+        set_status(run_dir, RunStatus.INTERRUPTED, **status)
+    return run_dir
+
+
+def test_emptied_checkpoints_on_resume_are_refused_when_meta_records_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = fabricated_run(tmp_path, checkpoint="checkpoints/step-000000000256")
+    (run_dir / "checkpoints").mkdir()
+    (run_dir / "metrics.jsonl").write_text('{"step": 128}\n')
+    assert main(["train", "--resume", str(run_dir)]) == 1
+    line = one_error_line(capsys)
+    assert "holds no checkpoint" in line and "were removed" in line
+    assert (run_dir / "metrics.jsonl").read_text() == '{"step": 128}\n'  # history untouched
+    assert json.loads((run_dir / "meta.json").read_text())["status"] == "interrupted"
+
+
+def test_a_run_without_any_checkpoint_yet_restarts_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from modrl.agents.common.training import find_resume_checkpoint
+
+    with caplog.at_level(logging.WARNING, logger="modrl.agents.common.training"):
+        assert find_resume_checkpoint(tmp_path / "checkpoints", fingerprint="f", identity={}) is None
+    assert "training starts again from step 0" in caplog.text
+
+
+@pytest.mark.parametrize("command", ["resume", "eval"])
+def test_checkpoints_that_is_a_file_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    run_dir = fabricated_run(tmp_path)
+    (run_dir / "checkpoints").write_text("oops")
+    argv = ["train", "--resume", str(run_dir)] if command == "resume" else ["eval", str(run_dir), "--episodes", "1"]
+    assert main(argv) == 1
+    assert "checkpoints: not a directory" in one_error_line(capsys)
+
+
+def test_os_error_in_lock_run_dir_is_one_line_and_leaves_no_running_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modrl import runs
+
+    def full(fd: int, data: bytes, offset: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(runs.os, "pwrite", full)
+    run_dir = tmp_path / "new"
+    assert main(["train", str(write_tiny(tmp_path)), "--run-dir", str(run_dir)]) == 1
+    line = one_error_line(capsys)
+    assert "cannot write the lock file" in line and "No space left" in line
+    assert not run_dir.exists()  # nothing half-made is left behind, so nothing says "running"
+
+
+def test_a_run_dir_killed_before_config_yaml_says_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from modrl.runs import CLAIM_FILE
+
+    run_dir = tmp_path / "half"
+    run_dir.mkdir()
+    (run_dir / CLAIM_FILE).touch()
+    assert main(["train", "--resume", str(run_dir)]) == 2
+    line = one_error_line(capsys)
+    assert "stopped before it started" in line and f"rm -r {run_dir}" in line
+    assert main(["train", str(write_tiny(tmp_path)), "--run-dir", str(run_dir)]) == 2
+    assert f"rm -r {run_dir}" in one_error_line(capsys)
+    assert sorted(p.name for p in run_dir.iterdir()) == [CLAIM_FILE]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"max_steps": -5}, "max_steps"),
+        ({"max_steps": 0}, "max_steps"),
+        ({"max_steps": 10**12}, "max_steps"),
+        ({"predicates_in_info": "yes"}, "predicates_in_info"),
+        ({"room_size": 100_000}, "room_size"),
+        ({"room_size": 7.0}, "room_size"),
+    ],
+)
+def test_task_env_kwargs_are_refused_by_a_bound(kwargs: dict[str, object], field: str) -> None:
+    import gymnasium as gym
+
+    from modrl.envs.task_env import TaskEnv
+
+    with pytest.raises(ConfigError, match=f"^{field}: must be"):
+        TaskEnv("pickup-red-key", **kwargs)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=f"^{field}: must be"):
+        gym.make("ModRL-sequences-goto-green-ball-v0", **kwargs)
+
+
+@pytest.mark.parametrize("kwargs", [{"max_steps": -5}, {"max_steps": "yes"}, {"marker": "yes"}, {"view_size": 10**6}])
+def test_skill_env_kwargs_are_refused(kwargs: dict[str, object]) -> None:
+    from modrl.envs.skill_env import SkillStepEnv
+
+    with pytest.raises(ConfigError, match="must be"):
+        SkillStepEnv(["MiniGrid-Empty-5x5-v0"], "pickup", **kwargs)  # type: ignore[arg-type]
+
+
+def test_stock_env_episode_limit_is_bounded() -> None:
+    from modrl.envs.wrappers import make_task_env
+
+    for bad in (0, -5, 10**9, True):
+        with pytest.raises(ConfigError, match="max_episode_steps"):
+            make_task_env("minigrid-tiny", 0, max_episode_steps=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("argv", "why"), [(["--fail-skill", "-3"], "got -3"), (["--fail-skill", "0"], "--execute")])
+def test_plan_fail_skill_is_checked(capsys: pytest.CaptureFixture[str], argv: list[str], why: str) -> None:
+    assert main(["plan", "pickup-red-key", *argv, *(["--execute"] if "-3" in argv else [])]) == 2
+    line = one_error_line(capsys)
+    assert "--fail-skill" in line and why in line
