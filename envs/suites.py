@@ -8,8 +8,9 @@ stock MiniGrid ids so results compare with published numbers; they are all decla
 
 from __future__ import annotations
 
+import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -235,6 +236,63 @@ SUITES.add(
         splits={"train": tuple(t for t, _, _ in _HARD_TRAIN), "test": tuple(t for t, _ in _HARD_TEST)},
     ),
 )
+
+
+#: Name prefix of the suites made from ``env.ids`` (:func:`ids_suite`).
+IDS_PREFIX = "ids-"
+#: Padded mission length of ``env.ids`` suites (their missions are the envs' own, drawn per episode).
+IDS_MISSION_MAX_LEN = 32
+
+
+def ids_suite_name(ids: Sequence[str]) -> str:
+    """``ids-<8 hex>``: the name of the suite of these gymnasium ids, in this order (a hash, so it is stable)."""
+    return IDS_PREFIX + hashlib.sha256("\n".join(ids).encode()).hexdigest()[:8]
+
+
+def ids_suite(ids: Sequence[str]) -> Suite:
+    """The suite of config ``env.ids``: one task per registered gymnasium id, in order, registered in :data:`SUITES`
+    (again for the same ids: the same suite) so every ``get_suite`` of its name finds it.
+
+    A task is named after its id, lower case, version dropped (``MiniGrid-DoorKey-5x5-v0`` -> ``minigrid-doorkey-5x5``).
+    The envs must be MiniGrid envs (modrl reads their ``image``, ``direction`` and ``mission``).
+
+    Raises:
+        modrl.config.ConfigError: No ids, a repeated id, or one gymnasium does not know (register it in a module and
+            pass ``--import MODULE``).
+    """
+    import gymnasium as gym
+
+    from modrl.config import ConfigError
+
+    ids = tuple(ids)
+    check(len(ids) >= 1, "ids", "give at least one gymnasium env id")
+    check(len(set(ids)) == len(ids), "ids", "an env id is listed twice")
+    for env_id in ids:
+        if not isinstance(env_id, str) or env_id not in gym.registry:
+            hint = " (name its module with --import MODULE, not MODULE:ID)" if ":" in str(env_id) else ""
+            raise ConfigError(
+                f"ids: {env_id!r} is not a registered gymnasium id{hint}; register it in a module "
+                "(gymnasium.register) and pass --import MODULE"
+            )
+    name = ids_suite_name(ids)
+    if name in SUITES:
+        return SUITES.get(name)
+    tasks: list[TaskSpec] = []
+    for env_id in ids:
+        base = re.sub(r"-v\d+$", "", env_id).lower()
+        task = re.sub(r"[^a-z0-9_.-]+", "-", base).strip("-_.") or "task"
+        while task in {t.name for t in tasks}:
+            task += "-2"
+        tasks.append(TaskSpec(name=task, env_id=env_id))
+    suite = Suite(
+        name=name,
+        version=1,
+        description="env.ids: " + ", ".join(ids),
+        tasks=tuple(tasks),
+        mission_max_len=IDS_MISSION_MAX_LEN,
+    )
+    SUITES.add(name, suite)
+    return suite
 
 
 def get_suite(name: str) -> Suite:

@@ -146,12 +146,15 @@ def _claim_explicit(path: Path) -> Path:
     return path
 
 
-def write_run_metadata(run_dir: Path, *, config: Mapping[str, Any], seed: int, argv: Sequence[str]) -> None:
+def write_run_metadata(
+    run_dir: Path, *, config: Mapping[str, Any], seed: int, argv: Sequence[str], imports: Sequence[str] = ()
+) -> None:
     """Write ``config.yaml`` and ``meta.json`` (status ``running``) atomically into ``run_dir``.
 
     ``meta.json`` records seed, argv, created (UTC ISO), python, platform, the installed versions of
     :data:`PACKAGES` (read with ``importlib.metadata``, ``null`` if missing; nothing is imported) and git
-    ``{commit, dirty}`` of the checkout modrl runs from (``null`` outside git; untracked files do not count as dirty).
+    ``{commit, dirty}`` of the checkout modrl runs from (``null`` outside git; untracked files do not count as dirty),
+    and ``imports``: the user modules the command imported first (``--import``, needed again to evaluate or resume).
 
     Raises:
         RunDirError: The config is not YAML-serialisable, or a write fails (names the path).
@@ -170,6 +173,7 @@ def write_run_metadata(run_dir: Path, *, config: Mapping[str, Any], seed: int, a
         "platform": platform.platform(),
         "packages": {name: _package_version(name) for name in PACKAGES},
         "git": git_state(Path(__file__).resolve().parent),
+        "imports": list(imports),
         "status": RunStatus.RUNNING.value,
         "status_time": created,
     }

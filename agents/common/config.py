@@ -46,8 +46,21 @@ class EnvConfig:
     #: ``dummy`` steps the envs in this process (fastest for MiniGrid); ``subproc`` runs one worker process per env
     #: (a crash or hang in a worker is reported by env index, :mod:`modrl.agents.common.guards`).
     vec_env: Literal["dummy", "subproc"] = "dummy"
+    #: Your own tasks: a suite of these registered gymnasium ids (MiniGrid envs; register yours in a module and pass
+    #: ``--import MODULE``), one task each, instead of a named suite. ``suite`` is then set to its name, ``ids-<hash>``.
+    ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        if self.ids:
+            from modrl.envs.suites import ids_suite_name
+
+            name = ids_suite_name(self.ids)
+            given = self.suite not in (EnvConfig.suite, name)
+            check(not given, "suite", f"give env.suite or env.ids, not both (env.ids makes suite {name!r})")
+            object.__setattr__(self, "suite", name)
+        else:
+            from_ids = self.suite.startswith("ids-")  # modrl.envs.suites.IDS_PREFIX (not imported for every config)
+            check(not from_ids, "suite", f"{self.suite!r} is a suite made from env.ids: give the ids (env.ids)")
         check_sizes(self.n_envs, "n_envs", high=1024)
         check(
             self.max_episode_steps is None or 1 <= self.max_episode_steps <= MAX_EPISODE_STEPS,
@@ -235,11 +248,14 @@ def check_run_fields(config: RunConfig) -> Suite:
     from modrl.agents.common.budget import estimate_agent
     from modrl.budget import check_budget
     from modrl.envs import get_suite  # lazy: keeps config parsing cheap and import order simple
+    from modrl.envs.suites import ids_suite
 
     try:
-        suite = get_suite(config.env.suite)
+        suite = ids_suite(config.env.ids) if config.env.ids else get_suite(config.env.suite)
     except KeyError as exc:
         raise ConfigError(f"env.suite: {exc}") from None
+    except ConfigError as exc:
+        raise ConfigError(f"env.{exc}") from None
     if config.agent.router_input == "mission" and not config.env.mission_tokens:
         raise ConfigError("agent.router_input: 'mission' needs the mission tokens; set env.mission_tokens=true")
     if config.agent.algo == "ppo" and config.algo.batch_size > config.algo.n_steps * config.env.n_envs:

@@ -73,7 +73,9 @@ def _config_and_dir(args: argparse.Namespace) -> tuple[object, Path, bool, dict 
         raise ConfigError("give a CONFIG file (or --resume RUN_DIR)")
     config = load_continual_config(args.config, [*args.overrides, *reference])
     run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
-    write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
+    write_run_metadata(
+        run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]], imports=args.imports
+    )
     return config, run_dir, False, None
 
 

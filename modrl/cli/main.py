@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import (
     continual_command,
@@ -24,6 +25,8 @@ from . import (
     sweep_command,
     train_command,
 )
+from .errors import fail
+from .imports import add_import_argument, import_modules, leaf_parsers, missing_imports
 
 #: The sub-commands, in the order ``modrl --help`` lists them.
 COMMANDS = (
@@ -50,6 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(subparsers)
+    for leaf in leaf_parsers(parser):
+        add_import_argument(leaf)
     return parser
 
 
@@ -62,6 +67,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     for noisy in ("matplotlib", "PIL"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    problem = import_modules(args.imports)
+    if problem is None:
+        existing = getattr(args, "resume", None) or (getattr(args, "run_dir", None) if args.command == "eval" else None)
+        problem = missing_imports(Path(existing), args.imports) if isinstance(existing, (str, Path)) else None
+    if problem is not None:
+        return fail(problem)
     run = {command.NAME: command.run for command in COMMANDS}[args.command]
     try:
         return run(args)

@@ -111,7 +111,9 @@ def run(args: argparse.Namespace) -> int:
         }
         config = loaders[args.options_command](args.config, args.overrides)
         run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
-        write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
+        write_run_metadata(
+            run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]], imports=args.imports
+        )
     except (ConfigError, RunDirError) as exc:
         return fail(" ".join(str(exc).split()))
     print(f"run directory: {run_dir}")

@@ -110,7 +110,7 @@ def _make_env(target: str) -> Any:
     from modrl.envs import TaskEnv, get_suite, parse_task
     from modrl.registry import UnknownNameError
 
-    if target in gym.registry:
+    if target in gym.registry or ":" in target:  # gymnasium's MODULE:ID imports MODULE first
         return gym.make(target)
     if "/" in target:
         suite_name, _, task = target.partition("/")

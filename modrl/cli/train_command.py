@@ -111,7 +111,13 @@ def run(args: argparse.Namespace) -> int:
     try:
         with lock_run_dir(run_dir):
             if not started:  # written under the lock, so a failure here leaves no run marked running
-                write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]])
+                write_run_metadata(
+                    run_dir,
+                    config=to_dict(config),
+                    seed=config.seed,
+                    argv=["modrl", *sys.argv[1:]],
+                    imports=args.imports,
+                )
                 started = True
             return _train_locked(config, run_dir, resume=resume_dir is not None, previous=previous)
     except RunDirError as exc:
