@@ -34,11 +34,18 @@ _GOAL, _LAVA = OBJECT_TO_IDX["goal"], OBJECT_TO_IDX["lava"]
 _OPEN, _CLOSED, _LOCKED = (STATE_TO_IDX[k] for k in ("open", "closed", "locked"))
 _WALL_WORD = int(pack(np.array((_WALL, 5, 0))))  # a grey wall: what Grid.slice puts outside the grid
 _BLOCKS = np.uint32(1 << 24)
+_STATE_MASK = np.uint32(0xFFFF0000)  # state and blocks-sight bytes
+_OPEN_BITS, _CLOSED_BITS, _LOCKED_BITS = (np.uint32(s << 16 | (s != _OPEN) << 24) for s in (_OPEN, _CLOSED, _LOCKED))
+_KIND_STATE = _STATE_MASK | np.uint32(0xFF)
+_OPEN_DOOR = np.uint32(_DOOR) | _OPEN_BITS  # word & _KIND_STATE of an open door
 _DIR = np.array([tuple(int(c) for c in v) for v in DIR_TO_VEC], np.int64)  # (4, 2)
 _OVERLAP = np.zeros(256, bool)  # can_overlap by type, doors aside (open doors only)
 _OVERLAP[[_EMPTY, OBJECT_TO_IDX["floor"], _GOAL, _LAVA]] = True
 _PICKUP = np.zeros(256, bool)
 _PICKUP[[_KEY, OBJECT_TO_IDX["ball"], _BOX]] = True
+# MiniGrid's actions as plain ints (comparing an array with an IntEnum member is several times slower)
+_LEFT, _RIGHT, _FORWARD, _PICK, _DROP, _TOGGLE, _DONE = (int(a) for a in Actions)
+_TURN = (np.arange(4)[:, None] + np.array([3, 1, 0, 0, 0, 0, 0])[None, :]) % 4  # [heading, action] -> new heading
 
 
 @dataclass(frozen=True)
@@ -145,22 +152,26 @@ class BatchedMiniGrid:
         actions = np.asarray(actions)
         if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer):
             raise ValueError(f"actions must be ({self.num_envs},) integers, got {actions.shape} {actions.dtype}")
-        if actions.size and (actions.min() < 0 or actions.max() > Actions.done):
-            raise ValueError(f"actions must be in [0, {int(Actions.done)}], got {actions.min()}..{actions.max()}")
+        if actions.min() < 0 or actions.max() > _DONE:
+            raise ValueError(f"actions must be in [0, {_DONE}], got {actions.min()}..{actions.max()}")
+        used = np.bincount(actions, minlength=_DONE + 1)  # skip the work of actions nobody takes
         self.step_count += 1
         front = self.pos + _DIR[self.heading]
         flat = self._slot_base + (front[:, 0] + self.pad) * self.height + front[:, 1] + self.pad
         word = self.cells.reshape(-1)[flat]
-        kind, colour, state = word & 0xFF, (word >> 8) & 0xFF, (word >> 16) & 0xFF
-        self.heading = np.where(actions == Actions.left, (self.heading - 1) % 4, self.heading)
-        self.heading = np.where(actions == Actions.right, (self.heading + 1) % 4, self.heading)
-        forward = actions == Actions.forward
-        moves = forward & (_OVERLAP[kind] | ((kind == _DOOR) & (state == _OPEN)))
-        self.pos[moves] = front[moves]
-        reached = forward & (kind == _GOAL)
-        terminated = reached | (forward & (kind == _LAVA))
-        self._pickup_drop(actions, flat, kind, word)
-        self._toggle(actions, flat, kind, colour, state)
+        kind = word & 0xFF
+        self.heading = _TURN[self.heading, actions]
+        reached = terminated = np.zeros(self.num_envs, bool)
+        if used[_FORWARD]:
+            forward = actions == _FORWARD
+            moves = forward & (_OVERLAP[kind] | (word & _KIND_STATE == _OPEN_DOOR))
+            self.pos[moves] = front[moves]
+            reached = forward & (kind == _GOAL)
+            terminated = reached | (forward & (kind == _LAVA))
+        if used[_PICK] or used[_DROP]:
+            self._pickup_drop(actions, flat, kind, word)
+        if used[_TOGGLE]:
+            self._toggle(actions, flat, kind, word)
         reward = np.where(reached, 1 - 0.9 * (self.step_count / self.max_steps), 0.0)
         truncated = self.step_count >= self.max_steps
         final_image, final_direction = self.observe()
@@ -176,33 +187,31 @@ class BatchedMiniGrid:
     def _pickup_drop(self, actions: np.ndarray, flat: np.ndarray, kind: np.ndarray, word: np.ndarray) -> None:
         cells = self.cells.reshape(-1)
         empty_handed = self.carrying == EMPTY_WORD
-        picks = np.flatnonzero((actions == Actions.pickup) & _PICKUP[kind] & empty_handed)
-        drops = np.flatnonzero((actions == Actions.drop) & (kind == _EMPTY) & ~empty_handed)
-        if picks.size:
+        picks = (actions == _PICK) & _PICKUP[kind] & empty_handed
+        drops = (actions == _DROP) & (kind == _EMPTY) & ~empty_handed
+        if picks.any():
             self.carrying[picks] = word[picks]
             cells[flat[picks]] = EMPTY_WORD
-        if drops.size:
+        if drops.any():
             cells[flat[drops]] = self.carrying[drops]
             self.carrying[drops] = EMPTY_WORD
 
-    def _toggle(
-        self, actions: np.ndarray, flat: np.ndarray, kind: np.ndarray, colour: np.ndarray, state: np.ndarray
-    ) -> None:
+    def _toggle(self, actions: np.ndarray, flat: np.ndarray, kind: np.ndarray, word: np.ndarray) -> None:
         """``Door.toggle`` (a locked door opens for a key of its colour; otherwise open <-> closed) and ``Box.toggle``
         (an empty box vanishes)."""
-        toggles = actions == Actions.toggle
+        toggles = actions == _TOGGLE
         cells = self.cells.reshape(-1)
         door = toggles & (kind == _DOOR)
-        has_key = ((self.carrying & 0xFF) == _KEY) & (((self.carrying >> 8) & 0xFF) == colour)
-        unlocks = door & (state == _LOCKED) & has_key
-        flips = door & (state != _LOCKED)
-        changed = np.flatnonzero(unlocks | flips)
-        if changed.size:
-            opens = unlocks[changed] | (state[changed] != _OPEN)
-            codes = np.stack([kind[changed], colour[changed], np.where(opens, _OPEN, _CLOSED)], axis=-1)
-            cells[flat[changed]] = pack(codes)
-        boxes = np.flatnonzero(toggles & (kind == _BOX))
-        if boxes.size:
+        state = word & _STATE_MASK
+        has_key = (self.carrying & 0xFF == _KEY) & ((self.carrying ^ word) & 0xFF00 == 0)  # a key of the door's colour
+        unlocks = door & (state == _LOCKED_BITS) & has_key
+        flips = door & (state != _LOCKED_BITS)
+        changed = unlocks | flips
+        if changed.any():
+            opened = np.where(unlocks | (state != _OPEN_BITS), _OPEN_BITS, _CLOSED_BITS).astype(WORD)
+            cells[flat[changed]] = (word & 0xFFFF | opened)[changed]
+        boxes = toggles & (kind == _BOX)
+        if boxes.any():
             cells[flat[boxes]] = EMPTY_WORD
 
     # ---------------------------------------------------------------------------------------------- observation
@@ -218,9 +227,9 @@ class BatchedMiniGrid:
         centre = self._slot_base[index] + (pos[:, 0] + self.pad) * self.height + pos[:, 1] + self.pad
         flat = centre[:, None, None] + self._view_index[heading]
         words = self.cells.reshape(-1)[flat]  # (n, V, V)
-        blocking = words >= _BLOCKS
-        blocking &= ~self.see_through_walls[index, None, None]  # MiniGrid skips process_vis: all cells visible
-        words *= visibility(blocking)
+        occluding = ~self.see_through_walls[index]  # see_through_walls: MiniGrid skips process_vis, all visible
+        if occluding.any():
+            words *= visibility((words >= _BLOCKS) & occluding[:, None, None])
         words[:, self.view // 2, self.view - 1] = self.carrying[index]
         image = np.ascontiguousarray(words.view(np.uint8).reshape(*words.shape, 4)[..., :3])
         return image, heading.copy()
