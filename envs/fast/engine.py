@@ -23,7 +23,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from minigrid.core.actions import Actions
-from minigrid.core.constants import DIR_TO_VEC, OBJECT_TO_IDX, STATE_TO_IDX
+from minigrid.core.constants import COLOR_TO_IDX, DIR_TO_VEC, OBJECT_TO_IDX, STATE_TO_IDX
 from minigrid.minigrid_env import MiniGridEnv
 
 from modrl.envs.fast.layout import EMPTY_WORD, WORD, Layout, generate, pack, unsupported_reason
@@ -32,7 +32,7 @@ from modrl.envs.fast.view import view_offsets, visibility
 _EMPTY, _WALL, _DOOR, _KEY, _BOX = (OBJECT_TO_IDX[k] for k in ("empty", "wall", "door", "key", "box"))
 _GOAL, _LAVA = OBJECT_TO_IDX["goal"], OBJECT_TO_IDX["lava"]
 _OPEN, _CLOSED, _LOCKED = (STATE_TO_IDX[k] for k in ("open", "closed", "locked"))
-_WALL_WORD = int(pack(np.array((_WALL, 5, 0))))  # a grey wall: what Grid.slice puts outside the grid
+_WALL_WORD = int(pack(np.array((_WALL, COLOR_TO_IDX["grey"], 0))))  # what Grid.slice puts outside the grid
 _BLOCKS = np.uint32(1 << 24)
 _STATE_MASK = np.uint32(0xFFFF0000)  # state and blocks-sight bytes
 _OPEN_BITS, _CLOSED_BITS, _LOCKED_BITS = (np.uint32(s << 16 | (s != _OPEN) << 24) for s in (_OPEN, _CLOSED, _LOCKED))
@@ -44,8 +44,10 @@ _OVERLAP[[_EMPTY, OBJECT_TO_IDX["floor"], _GOAL, _LAVA]] = True
 _PICKUP = np.zeros(256, bool)
 _PICKUP[[_KEY, OBJECT_TO_IDX["ball"], _BOX]] = True
 # MiniGrid's actions as plain ints (comparing an array with an IntEnum member is several times slower)
-_LEFT, _RIGHT, _FORWARD, _PICK, _DROP, _TOGGLE, _DONE = (int(a) for a in Actions)
-_TURN = (np.arange(4)[:, None] + np.array([3, 1, 0, 0, 0, 0, 0])[None, :]) % 4  # [heading, action] -> new heading
+_FORWARD, _PICK, _DROP, _TOGGLE, _DONE = (int(Actions[k]) for k in ("forward", "pickup", "drop", "toggle", "done"))
+_TURN_BY = np.zeros(len(Actions), np.int64)
+_TURN_BY[[Actions.left, Actions.right]] = (3, 1)  # quarter turns clockwise
+_TURN = (np.arange(4)[:, None] + _TURN_BY[None, :]) % 4  # [heading, action] -> new heading
 
 
 @dataclass(frozen=True)
@@ -209,7 +211,7 @@ class BatchedMiniGrid:
         changed = unlocks | flips
         if changed.any():
             opened = np.where(unlocks | (state != _OPEN_BITS), _OPEN_BITS, _CLOSED_BITS).astype(WORD)
-            cells[flat[changed]] = (word & 0xFFFF | opened)[changed]
+            cells[flat[changed]] = ((word & 0xFFFF) | opened)[changed]  # type and colour kept
         boxes = toggles & (kind == _BOX)
         if boxes.any():
             cells[flat[boxes]] = EMPTY_WORD
