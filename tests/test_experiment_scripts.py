@@ -82,3 +82,10 @@ def test_mission_ablation_runs_on_a_mission_token_run(tiny_config, tmp_path: Pat
     assert set(rows) == {"train", "test"}
     for row in rows.values():
         assert set(row) == {"true", "other-object", "blank"} and all(0.0 <= v <= 1.0 for v in row.values())
+
+
+def test_engine_bench_measures_every_quickstart_task_and_a_ratio() -> None:
+    out = _run("experiments/bench/bench_engine.py", "--envs", "4", "--steps", "400", "--repeats", "1")
+    rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["empty5"], ["doorkey5"], ["lavagap5"])]
+    assert [row[0] for row in rows] == ["empty5", "doorkey5", "lavagap5"]
+    assert all(row[3].endswith("x") and float(row[3][:-1]) > 0 for row in rows)

@@ -1,0 +1,237 @@
+"""A batched MiniGrid: the state of N envs in numpy arrays, stepped and observed for all of them in one call.
+
+Semantics are MiniGrid's (``MiniGridEnv.step`` / ``gen_obs``, minigrid 3.x), proven step for step by the
+differential test ``tests/test_fast_engine.py``; MiniGrid stays the reference. Layouts come from each slot's own
+MiniGrid env (:func:`modrl.envs.fast.layout.generate`), so resets are MiniGrid's and only stepping and observing are
+batched. Episodes end and restart inside :meth:`BatchedMiniGrid.step` (same-step auto-reset, what SB3's ``VecEnv``
+does): the returned observation of a finished slot is its next episode's first one, the last one is in
+:attr:`StepResult.final_image` / :attr:`StepResult.final_direction`.
+
+State (``N`` slots, ``P = view - 1`` cells of wall padding on every side, so a view never leaves the array):
+``cells (N, W + 2P, H + 2P) <u4`` packed cells indexed ``[x + P, y + P]`` (:func:`pack`: MiniGrid's code in the low
+three bytes, "blocks sight" in the fourth, so an observation is one gather and its bytes), ``pos (N, 2)``,
+``heading (N,)``, ``carrying (N,) <u4`` (the carried object's packed code, the empty cell's for nothing: exactly what
+the agent's own view cell shows), ``step_count (N,)`` and ``max_steps (N,)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from minigrid.core.actions import Actions
+from minigrid.core.constants import COLOR_TO_IDX, DIR_TO_VEC, OBJECT_TO_IDX, STATE_TO_IDX
+from minigrid.minigrid_env import MiniGridEnv
+
+from modrl.envs.fast.layout import EMPTY_WORD, WORD, Layout, generate, pack, unsupported_reason
+from modrl.envs.fast.view import view_offsets, visibility
+
+_EMPTY, _WALL, _DOOR, _KEY, _BOX = (OBJECT_TO_IDX[k] for k in ("empty", "wall", "door", "key", "box"))
+_GOAL, _LAVA = OBJECT_TO_IDX["goal"], OBJECT_TO_IDX["lava"]
+_OPEN, _CLOSED, _LOCKED = (STATE_TO_IDX[k] for k in ("open", "closed", "locked"))
+_WALL_WORD = int(pack(np.array((_WALL, COLOR_TO_IDX["grey"], 0))))  # what Grid.slice puts outside the grid
+_BLOCKS = np.uint32(1 << 24)
+_STATE_MASK = np.uint32(0xFFFF0000)  # state and blocks-sight bytes
+_OPEN_BITS, _CLOSED_BITS, _LOCKED_BITS = (np.uint32(s << 16 | (s != _OPEN) << 24) for s in (_OPEN, _CLOSED, _LOCKED))
+_KIND_STATE = _STATE_MASK | np.uint32(0xFF)
+_OPEN_DOOR = np.uint32(_DOOR) | _OPEN_BITS  # word & _KIND_STATE of an open door
+_DIR = np.array([tuple(int(c) for c in v) for v in DIR_TO_VEC], np.int64)  # (4, 2)
+_OVERLAP = np.zeros(256, bool)  # can_overlap by type, doors aside (open doors only)
+_OVERLAP[[_EMPTY, OBJECT_TO_IDX["floor"], _GOAL, _LAVA]] = True
+_PICKUP = np.zeros(256, bool)
+_PICKUP[[_KEY, OBJECT_TO_IDX["ball"], _BOX]] = True
+# MiniGrid's actions as plain ints (comparing an array with an IntEnum member is several times slower)
+_FORWARD, _PICK, _DROP, _TOGGLE, _DONE = (int(Actions[k]) for k in ("forward", "pickup", "drop", "toggle", "done"))
+_TURN_BY = np.zeros(len(Actions), np.int64)
+_TURN_BY[[Actions.left, Actions.right]] = (3, 1)  # quarter turns clockwise
+_TURN = (np.arange(4)[:, None] + _TURN_BY[None, :]) % 4  # [heading, action] -> new heading
+
+
+@dataclass(frozen=True)
+class StepResult:
+    """What one :meth:`BatchedMiniGrid.step` returns, for all ``N`` slots.
+
+    Attributes:
+        image: ``(N, V, V, 3) uint8`` observations (a finished slot's is its new episode's first).
+        direction: ``(N,) int64`` headings, likewise.
+        reward: ``(N,) float64``, MiniGrid's ``1 - 0.9 * step_count / max_steps`` on reaching a goal, else 0.
+        terminated: ``(N,) bool``, goal or lava reached.
+        truncated: ``(N,) bool``, ``step_count >= max_steps`` (may be set together with ``terminated``).
+        final_image: ``(N, V, V, 3) uint8``, the observation after the action, before any auto-reset.
+        final_direction: ``(N,) int64``, likewise.
+    """
+
+    image: np.ndarray
+    direction: np.ndarray
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    final_image: np.ndarray
+    final_direction: np.ndarray
+
+
+class BatchedMiniGrid:
+    """``N`` MiniGrid envs whose state lives in arrays and is stepped for all slots per call.
+
+    Each slot keeps its MiniGrid env only to generate layouts (its RNG, seeding and ``_gen_grid``). A slot's
+    episodes are those of ``env.reset(seed=s)`` followed by unseeded ``env.reset()`` after every episode end, as under
+    SB3's ``DummyVecEnv``.
+
+    Args:
+        envs: One MiniGrid env per slot (wrappers allowed: their ``unwrapped`` is used), each covered
+            (:func:`~modrl.envs.fast.layout.unsupported_reason`), all with the same ``agent_view_size``.
+
+    Raises:
+        ValueError: No env, an env the engine does not cover (the message gives the reason), or mixed view sizes.
+    """
+
+    def __init__(self, envs: Sequence[gym.Env[Any, Any]]) -> None:
+        if not envs:
+            raise ValueError("BatchedMiniGrid needs at least one env")
+        bases: list[MiniGridEnv] = []
+        for index, env in enumerate(envs):
+            reason = unsupported_reason(env)
+            if reason is not None:
+                raise ValueError(f"env {index}: not covered by the fast engine: {reason}")
+            base = env.unwrapped
+            assert isinstance(base, MiniGridEnv)  # unsupported_reason checked it
+            bases.append(base)
+        views = {b.agent_view_size for b in bases}
+        if len(views) != 1:
+            raise ValueError(f"all envs need the same agent_view_size, got {sorted(views)}")
+        self.envs = bases
+        self.num_envs = n = len(bases)
+        self.view = view = views.pop()
+        self.pad = pad = view - 1
+        self.width = max(b.width for b in bases) + 2 * pad
+        self.height = max(b.height for b in bases) + 2 * pad
+        self.cells = np.empty((n, self.width, self.height), WORD)
+        self.pos = np.zeros((n, 2), np.int64)
+        self.heading = np.zeros(n, np.int64)
+        self.carrying = np.full(n, EMPTY_WORD, WORD)
+        self.step_count = np.zeros(n, np.int64)
+        self.max_steps = np.array([b.max_steps for b in bases], np.int64)
+        self.see_through_walls = np.array([bool(b.see_through_walls) for b in bases])
+        self.missions: list[str] = [""] * n
+        offset_x, offset_y = view_offsets(view)
+        self._view_index = offset_x * self.height + offset_y  # (4, V, V) flat offsets per heading
+        self._slot_base = np.arange(n, dtype=np.int64) * (self.width * self.height)
+
+    # ------------------------------------------------------------------------------------------------- episodes
+
+    def reset(self, seeds: Sequence[int | None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Start a new episode in every slot (slot ``i`` reset with ``seeds[i]``; ``None``: continue its RNG).
+
+        Returns:
+            ``(image (N, V, V, 3) uint8, direction (N,) int64)``.
+        """
+        seeds = [None] * self.num_envs if seeds is None else list(seeds)
+        if len(seeds) != self.num_envs:
+            raise ValueError(f"reset needs {self.num_envs} seeds, got {len(seeds)}")
+        for slot, seed in enumerate(seeds):
+            self._load(slot, generate(self.envs[slot], seed))
+        return self.observe()
+
+    def _load(self, slot: int, layout: Layout) -> None:
+        pad = self.pad
+        width, height = layout.cells.shape[:2]
+        self.cells[slot] = _WALL_WORD
+        self.cells[slot, pad : pad + width, pad : pad + height] = layout.cells
+        self.pos[slot] = layout.agent_pos
+        self.heading[slot] = layout.agent_dir
+        self.carrying[slot] = EMPTY_WORD
+        self.step_count[slot] = 0
+        self.missions[slot] = layout.mission
+
+    # ------------------------------------------------------------------------------------------------- stepping
+
+    def step(self, actions: np.ndarray) -> StepResult:
+        """Apply ``actions`` (``(N,)`` ints in ``[0, 7)``, MiniGrid's ``Actions``) to every slot, then auto-reset
+        the slots whose episode ended."""
+        actions = np.asarray(actions)
+        if actions.shape != (self.num_envs,) or not np.issubdtype(actions.dtype, np.integer):
+            raise ValueError(f"actions must be ({self.num_envs},) integers, got {actions.shape} {actions.dtype}")
+        if actions.min() < 0 or actions.max() > _DONE:
+            raise ValueError(f"actions must be in [0, {_DONE}], got {actions.min()}..{actions.max()}")
+        used = np.bincount(actions, minlength=_DONE + 1)  # skip the work of actions nobody takes
+        self.step_count += 1
+        front = self.pos + _DIR[self.heading]
+        flat = self._slot_base + (front[:, 0] + self.pad) * self.height + front[:, 1] + self.pad
+        word = self.cells.reshape(-1)[flat]
+        kind = word & 0xFF
+        self.heading = _TURN[self.heading, actions]
+        reached = terminated = np.zeros(self.num_envs, bool)
+        if used[_FORWARD]:
+            forward = actions == _FORWARD
+            moves = forward & (_OVERLAP[kind] | (word & _KIND_STATE == _OPEN_DOOR))
+            self.pos[moves] = front[moves]
+            reached = forward & (kind == _GOAL)
+            terminated = reached | (forward & (kind == _LAVA))
+        if used[_PICK] or used[_DROP]:
+            self._pickup_drop(actions, flat, kind, word)
+        if used[_TOGGLE]:
+            self._toggle(actions, flat, kind, word)
+        reward = np.where(reached, 1 - 0.9 * (self.step_count / self.max_steps), 0.0)
+        truncated = self.step_count >= self.max_steps
+        final_image, final_direction = self.observe()
+        image, direction = final_image, final_direction
+        done = np.flatnonzero(terminated | truncated)
+        if done.size:
+            for slot in done:
+                self._load(int(slot), generate(self.envs[slot], None))
+            image, direction = final_image.copy(), final_direction.copy()
+            image[done], direction[done] = self.observe(done)
+        return StepResult(image, direction, reward, terminated, truncated, final_image, final_direction)
+
+    def _pickup_drop(self, actions: np.ndarray, flat: np.ndarray, kind: np.ndarray, word: np.ndarray) -> None:
+        cells = self.cells.reshape(-1)
+        empty_handed = self.carrying == EMPTY_WORD
+        picks = (actions == _PICK) & _PICKUP[kind] & empty_handed
+        drops = (actions == _DROP) & (kind == _EMPTY) & ~empty_handed
+        if picks.any():
+            self.carrying[picks] = word[picks]
+            cells[flat[picks]] = EMPTY_WORD
+        if drops.any():
+            cells[flat[drops]] = self.carrying[drops]
+            self.carrying[drops] = EMPTY_WORD
+
+    def _toggle(self, actions: np.ndarray, flat: np.ndarray, kind: np.ndarray, word: np.ndarray) -> None:
+        """``Door.toggle`` (a locked door opens for a key of its colour; otherwise open <-> closed) and ``Box.toggle``
+        (an empty box vanishes)."""
+        toggles = actions == _TOGGLE
+        cells = self.cells.reshape(-1)
+        door = toggles & (kind == _DOOR)
+        state = word & _STATE_MASK
+        has_key = (self.carrying & 0xFF == _KEY) & ((self.carrying ^ word) & 0xFF00 == 0)  # a key of the door's colour
+        unlocks = door & (state == _LOCKED_BITS) & has_key
+        flips = door & (state != _LOCKED_BITS)
+        changed = unlocks | flips
+        if changed.any():
+            opened = np.where(unlocks | (state != _OPEN_BITS), _OPEN_BITS, _CLOSED_BITS).astype(WORD)
+            cells[flat[changed]] = ((word & 0xFFFF) | opened)[changed]  # type and colour kept
+        boxes = toggles & (kind == _BOX)
+        if boxes.any():
+            cells[flat[boxes]] = EMPTY_WORD
+
+    # ---------------------------------------------------------------------------------------------- observation
+
+    def observe(self, slots: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """MiniGrid's ``gen_obs()`` image and direction of ``slots`` (all by default).
+
+        Returns:
+            ``(image (n, V, V, 3) uint8, direction (n,) int64)``, image indexed ``[vx, vy]`` like MiniGrid's.
+        """
+        index = np.arange(self.num_envs) if slots is None else np.asarray(slots)
+        pos, heading = self.pos[index], self.heading[index]
+        centre = self._slot_base[index] + (pos[:, 0] + self.pad) * self.height + pos[:, 1] + self.pad
+        flat = centre[:, None, None] + self._view_index[heading]
+        words = self.cells.reshape(-1)[flat]  # (n, V, V)
+        occluding = ~self.see_through_walls[index]  # see_through_walls: MiniGrid skips process_vis, all visible
+        if occluding.any():
+            words *= visibility((words >= _BLOCKS) & occluding[:, None, None])
+        words[:, self.view // 2, self.view - 1] = self.carrying[index]
+        image = np.ascontiguousarray(words.view(np.uint8).reshape(*words.shape, 4)[..., :3])
+        return image, heading.copy()

@@ -1,0 +1,124 @@
+"""MiniGrid layouts as arrays: which envs the batched engine covers, and a layout drawn by MiniGrid's own generator.
+
+The engine does not re-implement any ``_gen_grid``: :func:`generate` runs the env's own generator with the env's own
+RNG, exactly as ``MiniGridEnv.reset`` does (minus the observation, which the engine computes itself), and
+:func:`encode_layout` turns the resulting :class:`~minigrid.core.grid.Grid` into MiniGrid's ``(type, colour, state)``
+codes. Layouts are therefore identical to MiniGrid's by construction; only stepping and observing are the engine's.
+
+An env is covered when stepping it is MiniGrid's base ``step`` over objects whose behaviour the engine knows
+(:func:`unsupported_reason`); anything else is refused with a reason, so callers can name the fallback.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+from minigrid.core.constants import OBJECT_TO_IDX, STATE_TO_IDX
+from minigrid.core.world_object import Ball, Box, Door, Floor, Goal, Key, Lava, Wall, WorldObj
+from minigrid.minigrid_env import MiniGridEnv
+
+EMPTY_CODE = (OBJECT_TO_IDX["empty"], 0, 0)
+"""MiniGrid's code of an empty cell (and, in the engine, of "carrying nothing")."""
+WORD = np.dtype("<u4")
+"""A cell packed in one little-endian word: MiniGrid's three code bytes, then a byte "blocks sight" (:func:`pack`)."""
+
+#: Object classes whose behaviour the engine implements (exact classes: a subclass may change behaviour).
+SUPPORTED_OBJECTS: tuple[type[WorldObj], ...] = (Wall, Floor, Door, Key, Ball, Box, Goal, Lava)
+
+MAX_VIEW = 9
+"""Largest ``agent_view_size`` covered (the visibility table has ``2 ** (2 * view)`` entries)."""
+
+#: Attributes of ``MiniGridEnv`` the engine re-implements; an env class that overrides one is not covered.
+_REIMPLEMENTED = ("step", "gen_obs", "gen_obs_grid", "reset", "_reward")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One episode's start as drawn by MiniGrid.
+
+    Attributes:
+        cells: ``(width, height) <u4`` the cells' MiniGrid codes (object type, colour, state) packed by :func:`pack`,
+            indexed ``[x, y]``.
+        agent_pos: ``(x, y)``.
+        agent_dir: ``0..3`` (0 = right, 1 = down, 2 = left, 3 = up).
+        mission: The mission string.
+    """
+
+    cells: np.ndarray
+    agent_pos: tuple[int, int]
+    agent_dir: int
+    mission: str
+
+
+def unsupported_reason(env: gym.Env) -> str | None:
+    """Why the engine cannot step ``env`` (any wrapping; its ``unwrapped`` is looked at), or ``None`` if it can.
+
+    Checked here: a ``MiniGridEnv`` whose class keeps MiniGrid's ``step``, ``reset``, observation and reward. The
+    objects of each layout are checked by :func:`encode_layout`.
+    """
+    base = env.unwrapped
+    if not isinstance(base, MiniGridEnv):
+        return f"{type(base).__name__} is not a MiniGridEnv"
+    for name in _REIMPLEMENTED:
+        if getattr(type(base), name) is not getattr(MiniGridEnv, name):
+            return f"{type(base).__name__} overrides MiniGridEnv.{name}"
+    if base.agent_view_size > MAX_VIEW:
+        return f"agent_view_size {base.agent_view_size} > {MAX_VIEW} is not implemented"
+    return None
+
+
+def generate(env: MiniGridEnv, seed: int | None) -> Layout:
+    """Draw the next layout of ``env`` exactly as ``env.reset(seed=seed)`` would (same RNG use, same state after).
+
+    ``seed=None`` continues the env's RNG, like an unseeded reset. The env is left as after a reset (grid, agent,
+    ``carrying = None``, ``step_count = 0``), so it can serve as the reference of the episode it generated.
+    """
+    gym.Env.reset(env, seed=seed)  # what MiniGridEnv.reset's super().reset does: (re)seed np_random when given a seed
+    env.agent_pos = (-1, -1)
+    env.agent_dir = -1
+    env._gen_grid(env.width, env.height)
+    env.carrying = None
+    env.step_count = 0
+    x, y = (int(v) for v in env.agent_pos)
+    return Layout(cells=encode_layout(env), agent_pos=(x, y), agent_dir=int(env.agent_dir), mission=str(env.mission))
+
+
+def encode_layout(env: MiniGridEnv) -> np.ndarray:
+    """``(width, height) <u4``: ``env.grid.encode()`` as packed words (:func:`pack`), refusing objects the engine does
+    not implement.
+
+    Raises:
+        NotImplementedError: An object of another class than :data:`SUPPORTED_OBJECTS`, or a box with contents.
+    """
+    grid = env.grid
+    words = []
+    for obj in grid.grid:
+        if obj is None:
+            words.append(EMPTY_WORD)
+            continue
+        key = (type(obj), obj.color, getattr(obj, "is_open", False), getattr(obj, "is_locked", False))
+        word = _WORDS.get(key)
+        if word is None:
+            if type(obj) not in SUPPORTED_OBJECTS:
+                raise NotImplementedError(f"the fast engine does not implement {type(obj).__name__} objects")
+            word = _WORDS[key] = int(pack(np.array(obj.encode())))
+        if type(obj) is Box and obj.contains is not None:
+            raise NotImplementedError("the fast engine does not implement boxes with contents")
+        words.append(word)
+    return np.array(words, dtype=WORD).reshape(grid.height, grid.width).T
+
+
+def pack(codes: np.ndarray) -> np.ndarray:
+    """``(..., 3) uint8`` MiniGrid codes to ``(...) <u4`` words: ``type | colour << 8 | state << 16 | blocks << 24``,
+    ``blocks`` set for walls and doors that are not open (what ``WorldObj.see_behind`` says)."""
+    codes = np.asarray(codes, np.uint8)
+    kind, colour, state = (codes[..., i].astype(WORD) for i in range(3))
+    blocks = (kind == OBJECT_TO_IDX["wall"]) | ((kind == OBJECT_TO_IDX["door"]) & (state != STATE_TO_IDX["open"]))
+    return kind | colour << 8 | state << 16 | blocks.astype(WORD) << 24
+
+
+EMPTY_WORD = int(pack(np.array(EMPTY_CODE)))
+"""The packed empty cell."""
+_WORDS: dict[tuple[type, str, bool, bool], int] = {}  # (class, colour, is_open, is_locked) -> word, filled on use

@@ -1,0 +1,181 @@
+"""The batched engine (modrl.envs.fast) against MiniGrid, step for step: the differential test.
+
+Both sides get the same seeds and the same random actions; MiniGrid runs as modrl builds it (``make_task_env``: the
+wrappers SB3 trains on) and resets unseeded after every episode end, as under SB3's ``DummyVecEnv``. Every step
+compares the observation (image, direction), reward (exact float), terminated, truncated and mission, and on an
+episode end the last observation and the next episode's first. Event counters prove the compared steps went through
+what matters (keys picked up and dropped, doors unlocked and toggled, goals, lava, time-outs).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from minigrid.core.grid import Grid
+from minigrid.core.world_object import Ball, Box, Door, Key, Wall
+
+from modrl.envs import get_suite, make_task_env
+from modrl.envs.fast import BatchedMiniGrid, unsupported_reason
+from modrl.envs.fast.view import visibility
+
+QUICKSTART = get_suite("minigrid-basic")
+#: Other stock ids the engine covers (layouts with several rooms, closed and locked doors, balls, boxes, lava).
+OTHER_FAMILIES = (
+    "MiniGrid-Empty-Random-5x5-v0",
+    "MiniGrid-DoorKey-8x8-v0",
+    "MiniGrid-LavaGapS7-v0",
+    "MiniGrid-FourRooms-v0",
+    "MiniGrid-MultiRoom-N2-S4-v0",
+    "MiniGrid-SimpleCrossingS9N1-v0",
+    "MiniGrid-LavaCrossingS9N1-v0",
+    "MiniGrid-LockedRoom-v0",
+    "MiniGrid-Playground-v0",
+)
+N_ENVS = 8
+#: Action weights (left, right, forward, pickup, drop, toggle, done): forward-heavy so episodes reach goals and doors.
+WEIGHTS = np.array([2, 2, 5, 2, 1, 2, 1], float) / 15
+
+
+def run_differential(make: Any, steps: int, seed: int = 0) -> Counter[str]:
+    """Step ``N_ENVS`` reference envs and the engine over ``steps`` env steps in total; assert equality every step.
+
+    Returns the events seen on the reference side (``goal``, ``terminated``, ``truncated``, ``pickup``, ``drop``,
+    ``door`` for a changed door state).
+    """
+    refs = [make() for _ in range(N_ENVS)]
+    engine = BatchedMiniGrid([make() for _ in range(N_ENVS)])
+    seeds = [seed * 1000 + i for i in range(N_ENVS)]
+    image, direction = engine.reset(seeds)
+    for i, ref in enumerate(refs):
+        obs, _ = ref.reset(seed=seeds[i])
+        assert_same(obs, image[i], direction[i], f"reset of slot {i}")
+        assert engine.missions[i] == ref.unwrapped.mission
+    rng = np.random.default_rng(seed)
+    events: Counter[str] = Counter()
+    for t in range(steps // N_ENVS):
+        actions = rng.choice(7, size=N_ENVS, p=WEIGHTS)
+        doors = [door_states(ref.unwrapped) for ref in refs] if t % 4 == 0 else None
+        carried = [ref.unwrapped.carrying for ref in refs]
+        out = engine.step(actions)
+        for i, ref in enumerate(refs):
+            where = f"step {t} of slot {i} (action {actions[i]})"
+            obs, reward, terminated, truncated, _ = ref.step(int(actions[i]))
+            assert_same(obs, out.final_image[i], out.final_direction[i], where)
+            assert (reward, terminated, truncated) == (out.reward[i], out.terminated[i], out.truncated[i]), where
+            count_events(events, ref.unwrapped, carried[i], None if doors is None else doors[i], reward, terminated)
+            events["truncated"] += truncated
+            if terminated or truncated:
+                obs, _ = ref.reset()
+                assert_same(obs, out.image[i], out.direction[i], f"auto-reset after {where}")
+                assert engine.missions[i] == ref.unwrapped.mission, where
+            else:
+                assert np.array_equal(out.image[i], out.final_image[i]), where
+                assert engine.missions[i] == ref.unwrapped.mission, where
+    return events
+
+
+def assert_same(obs: dict[str, Any], image: np.ndarray, direction: Any, where: str) -> None:
+    if not np.array_equal(obs["image"], image):
+        cells = np.argwhere((obs["image"] != image).any(axis=-1)).tolist()
+        raise AssertionError(f"{where}: images differ at view cells {cells}")
+    assert int(obs["direction"]) == int(direction), where
+
+
+def door_states(base: Any) -> list[tuple[bool, bool]]:
+    return [(o.is_open, o.is_locked) for o in base.grid.grid if isinstance(o, Door)]
+
+
+def count_events(
+    events: Counter[str], base: Any, carried: Any, doors: list | None, reward: Any, terminated: bool
+) -> None:
+    events["steps"] += 1
+    events["goal"] += float(reward) > 0
+    events["terminated"] += terminated
+    events["pickup"] += carried is None and base.carrying is not None
+    events["drop"] += carried is not None and base.carrying is None
+    if doors is not None and not terminated:
+        events["door"] += doors != door_states(base)
+
+
+@pytest.mark.parametrize("task", QUICKSTART.task_names)
+def test_quickstart_families_match_minigrid_for_10k_steps(task: str) -> None:
+    index = QUICKSTART.task_index(task)
+    events = run_differential(lambda: make_task_env(QUICKSTART, index), 10_000)
+    assert events["steps"] == 10_000
+    assert events["goal"] > 0
+    if task == "lavagap5":
+        assert events["terminated"] > events["goal"]  # lava
+    else:
+        assert events["truncated"] > 0
+    if task == "doorkey5":
+        assert events["pickup"] > 0 and events["drop"] > 0 and events["door"] > 0
+
+
+@pytest.mark.parametrize("env_id", OTHER_FAMILIES)
+def test_other_covered_families_match_minigrid(env_id: str) -> None:
+    events = run_differential(lambda: gym.make(env_id), 1_000, seed=1)
+    assert events["steps"] == 1_000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", OTHER_FAMILIES)
+def test_other_covered_families_match_minigrid_for_10k_steps(env_id: str) -> None:
+    events = run_differential(lambda: gym.make(env_id), 10_000, seed=2)
+    assert events["steps"] == 10_000 and events["terminated"] + events["truncated"] > 0
+
+
+def test_visibility_is_process_vis_on_random_views() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        grid = Grid(7, 7)
+        for x, y in zip(*np.nonzero(rng.random((7, 7)) < rng.uniform(0.1, 0.6)), strict=True):
+            kind = rng.integers(4)
+            grid.set(int(x), int(y), [Wall(), Door("red", is_open=bool(rng.integers(2))), Key(), Ball()][kind])
+        cells = [[grid.get(x, y) for y in range(7)] for x in range(7)]
+        blocking = np.array([[c is not None and not c.see_behind() for c in column] for column in cells])
+        assert np.array_equal(visibility(blocking[None])[0], grid.process_vis((3, 6)))
+
+
+@pytest.mark.parametrize(
+    ("env_id", "reason"),
+    [
+        ("MiniGrid-Unlock-v0", "UnlockEnv overrides MiniGridEnv.step"),
+        ("MiniGrid-KeyCorridorS3R1-v0", "KeyCorridorEnv overrides MiniGridEnv.step"),
+        ("BabyAI-GoToObj-v0", "overrides MiniGridEnv.step"),
+    ],
+)
+def test_uncovered_envs_are_refused_with_the_reason(env_id: str, reason: str) -> None:
+    env = gym.make(env_id)
+    assert reason in (unsupported_reason(env) or "")
+    with pytest.raises(ValueError, match="not covered by the fast engine"):
+        BatchedMiniGrid([env])
+
+
+def test_a_box_with_contents_is_refused() -> None:
+    env = gym.make("MiniGrid-Empty-5x5-v0")
+    engine = BatchedMiniGrid([env])
+    base = env.unwrapped
+    generate_grid = base._gen_grid
+
+    def with_box(width: int, height: int) -> None:
+        generate_grid(width, height)
+        base.grid.set(2, 2, Box("red", contains=Key("blue")))
+
+    base._gen_grid = with_box
+    with pytest.raises(NotImplementedError, match="boxes with contents"):
+        engine.reset([0])
+
+
+def test_actions_are_checked() -> None:
+    engine = BatchedMiniGrid([gym.make("MiniGrid-Empty-5x5-v0") for _ in range(2)])
+    engine.reset([0, 1])
+    with pytest.raises(ValueError, match="in \\[0, 6\\]"):
+        engine.step(np.array([0, 7]))
+    with pytest.raises(ValueError, match="integers"):
+        engine.step(np.array([0.0, 1.0]))
+    with pytest.raises(ValueError, match=r"\(2,\)"):
+        engine.step(np.array([0]))
