@@ -228,3 +228,46 @@ def test_every_cli_command_module_has_the_same_shape() -> None:
     for command in main.COMMANDS:
         assert callable(command.add_parser) and callable(command.run), command.__name__
     assert set(names) == set(main.build_parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+
+
+def test_the_config_schema_names_exactly_what_the_registries_hold() -> None:
+    """Configs and ``modrl list`` read names from the torch-free schema; each must have one implementation."""
+    import typing
+
+    from modrl.agents.common.builders import ALGOS
+    from modrl.agents.common.config import AgentConfig
+    from modrl.agents.common.policies import AGENTS
+    from modrl.composition import AGGREGATIONS
+    from modrl.modules import ACTIVATION_NAMES, ACTIVATIONS, MODULE_KIND_NAMES, MODULE_KINDS
+    from modrl.routers import ROUTER_KINDS, ROUTERS
+
+    agent = typing.get_type_hints(AgentConfig)
+    assert sorted(ROUTER_KINDS) == sorted(ROUTERS.names())
+    assert sorted(MODULE_KIND_NAMES) == sorted(MODULE_KINDS.names())
+    assert sorted(ACTIVATION_NAMES) == sorted(ACTIVATIONS)
+    assert sorted(typing.get_args(agent["aggregation"])) == sorted(AGGREGATIONS.names())
+    assert sorted(typing.get_args(agent["kind"])) == sorted(AGENTS.names())
+    assert sorted(typing.get_args(agent["algo"])) == sorted(ALGOS.names())
+
+
+def test_loading_a_config_and_modrl_list_import_no_torch() -> None:
+    """A bad config is refused, and ``modrl list`` answers, before torch (seconds on a busy machine) is imported."""
+    config = Path(__file__).resolve().parents[1] / "experiments" / "configs" / "quickstart.yaml"
+    extra = (
+        "from modrl.agents.common.config import load_experiment_config\n"
+        f"load_experiment_config({str(config)!r})\n"
+        "import contextlib, io\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        "    assert sys.modules['modrl.cli.main'].main(['list']) == 0\n"
+    )
+    loaded = _fresh_import(["modrl.cli.main"], extra=extra)["modules"]
+    assert "torch" not in loaded and "stable_baselines3" not in loaded
+
+
+@pytest.mark.parametrize("package", ["modrl.modules", "modrl.routers"])
+def test_the_lazy_core_packages_export_what_they_list(package: str) -> None:
+    module = importlib.import_module(package)
+    for name in module.__all__:
+        assert getattr(module, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchThing'"):
+        module.NoSuchThing  # noqa: B018

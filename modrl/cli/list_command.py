@@ -24,20 +24,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """``modrl list``: what can be named in a config."""
-    from modrl.agents.common.builders import ALGOS
-    from modrl.agents.common.policies import AGENTS
-    from modrl.composition import AGGREGATIONS
-    from modrl.envs import SUITES, get_suite
-    from modrl.modules import MODULE_KINDS
-    from modrl.routers import ROUTERS
+    """``modrl list``: what can be named in a config, read from the config schema (no torch imported; the registries
+    hold one implementation per name, which tests/test_architecture.py checks)."""
+    import typing
 
+    from modrl.agents.common.config import AgentConfig
+    from modrl.envs import SUITES, get_suite
+    from modrl.modules import MODULE_KIND_NAMES
+    from modrl.routers import ROUTER_KINDS
+
+    agent = typing.get_type_hints(AgentConfig)
     sections = {
-        "routers": ("agent.router.kind", ROUTERS.names()),
-        "modules": ("agent.modules.kind", MODULE_KINDS.names()),
-        "aggregations": ("agent.aggregation", AGGREGATIONS.names()),
-        "agents": ("agent.kind", AGENTS.names()),
-        "algorithms": ("agent.algo", ALGOS.names()),
+        "routers": ("agent.router.kind", sorted(ROUTER_KINDS)),
+        "modules": ("agent.modules.kind", sorted(MODULE_KIND_NAMES)),
+        "aggregations": ("agent.aggregation", sorted(typing.get_args(agent["aggregation"]))),
+        "agents": ("agent.kind", sorted(typing.get_args(agent["kind"]))),
+        "algorithms": ("agent.algo", sorted(typing.get_args(agent["algo"]))),
     }
     for name, (key, values) in sections.items():
         if args.what in ("all", name):

@@ -13,14 +13,12 @@ import json
 import logging
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from modrl.config import check, check_sizes
 from modrl.library import (  # the file helpers are re-exported: older code imports them from here
     NamedModuleLibrary,
     ParamCounts,
@@ -32,7 +30,8 @@ from modrl.library import (  # the file helpers are re-exported: older code impo
 from modrl.registry import UnknownNameError
 from modrl.safe_load import loads_json
 
-from .base import ACTIVATIONS, MODULE_KINDS, Activation, RoutedModule
+from .base import MODULE_KINDS, RoutedModule
+from .config import ModulesConfig
 from .lowrank import LowRankModule
 from .mlp import MLPModule, can_stack, stacked_forward
 
@@ -221,32 +220,6 @@ def _shared_digests(metadata: Mapping[str, str]) -> Any:
         return loads_json(metadata.get("shared_digests", "{}"), "shared_digests")
     except ValueError as exc:
         raise ValueError(f"corrupt metadata ({type(exc).__name__}: {exc})") from None
-
-
-@dataclass(frozen=True, kw_only=True)
-class ModulesConfig:
-    """How to build the initial module library.
-
-    Attributes:
-        kind: ``"mlp"`` (independent MLP heads) or ``"lowrank"`` (LoRA deltas on one shared linear layer).
-        count: Number of modules (``>= 1``).
-        hidden: MLP hidden sizes (kind ``mlp``), each ``>= 1``.
-        rank: Rank of each low-rank delta (kind ``lowrank``, ``>= 1``).
-        activation: ``"tanh"`` or ``"relu"``, after every layer including the last.
-    """
-
-    kind: Literal["mlp", "lowrank"] = "mlp"
-    count: int = 4
-    hidden: tuple[int, ...] = (64,)
-    rank: int = 4
-    activation: Activation = "tanh"
-
-    def __post_init__(self) -> None:
-        check(self.kind in MODULE_KINDS, "kind", f"must be one of {MODULE_KINDS.names()}, got {self.kind!r}")
-        check_sizes(self.count, "count", high=1024)
-        check_sizes(self.hidden, "hidden")
-        check_sizes(self.rank, "rank")
-        check(self.activation in ACTIVATIONS, "activation", f"must be one of {sorted(ACTIVATIONS)}")
 
 
 def build_module_library(config: ModulesConfig, *, in_dim: int, out_dim: int) -> ModuleLibrary:

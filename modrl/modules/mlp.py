@@ -11,7 +11,8 @@ from torch import Tensor, nn
 
 from modrl.config import check
 
-from .base import ACTIVATIONS, MODULE_KINDS, Activation, RoutedModule, make_activation
+from .base import ACTIVATIONS, MODULE_KINDS, RoutedModule, make_activation
+from .config import Activation
 
 
 class MLPModule(RoutedModule):

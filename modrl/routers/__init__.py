@@ -1,16 +1,41 @@
-"""Routers (the routing step of the modular forward pass): which modules compute, and with what weight."""
+"""Routers (the routing step of the modular forward pass): which modules compute, and with what weight.
+
+The config (:class:`RouterConfig`, the names :data:`ROUTER_KINDS` and :data:`CONDITIONS`) imports no torch; the
+routers themselves load on first use (PEP 562), so loading a config or ``modrl list`` does not import torch.
+"""
 
 from __future__ import annotations
 
-from .base import CONDITIONS, ROUTERS, LearnedRouter, Router, RouterConfig, RouterLogits, RoutingOutput, build_router
-from .fixed import FixedRouter
-from .gumbel import GumbelRouter
-from .soft import SoftRouter
-from .topk import TopKRouter
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .config import CONDITIONS, ROUTER_KINDS, RouterConfig
+
+if TYPE_CHECKING:
+    from .base import ROUTERS, LearnedRouter, Router, RouterLogits, RoutingOutput, build_router
+    from .fixed import FixedRouter
+    from .gumbel import GumbelRouter
+    from .soft import SoftRouter
+    from .topk import TopKRouter
+
+#: Public name -> the submodule defining it (imported on first access).
+_LAZY = {
+    "ROUTERS": "base",
+    "LearnedRouter": "base",
+    "Router": "base",
+    "RouterLogits": "base",
+    "RoutingOutput": "base",
+    "build_router": "base",
+    "FixedRouter": "fixed",
+    "GumbelRouter": "gumbel",
+    "SoftRouter": "soft",
+    "TopKRouter": "topk",
+}
 
 __all__ = [
     "CONDITIONS",
     "ROUTERS",
+    "ROUTER_KINDS",
     "FixedRouter",
     "GumbelRouter",
     "LearnedRouter",
@@ -22,3 +47,13 @@ __all__ = [
     "TopKRouter",
     "build_router",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    for submodule in ("fixed", "gumbel", "soft", "topk"):  # each registers its router in ROUTERS
+        importlib.import_module(f"{__name__}.{submodule}")
+    value = getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    globals()[name] = value
+    return value

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
-from modrl.config import MAX_WIDTH, check
+from modrl.config import check
 from modrl.registry import Registry
 
-Condition = Literal["task", "obs", "task+obs"]
-CONDITIONS: tuple[str, ...] = get_args(Condition)
+from .config import CONDITIONS, Condition, RouterConfig
 
 
 @dataclass(frozen=True)
@@ -35,47 +34,6 @@ class RoutingOutput:
     weights: Tensor
     logits: Tensor | None
     aux_loss: Tensor
-
-
-@dataclass(frozen=True, kw_only=True)
-class RouterConfig:
-    """How to build a router (see :func:`build_router`).
-
-    Attributes:
-        kind: ``"fixed"``, ``"soft"``, ``"gumbel"`` or ``"topk"`` (names in :data:`ROUTERS`).
-        condition: What the logits are computed from: ``"task"``, ``"obs"`` or ``"task+obs"``.
-        hidden: 0 for linear logits; > 0 for one hidden tanh layer of this width.
-        temperature: soft: softmax temperature (> 0).
-        tau_start: gumbel: initial Gumbel-softmax temperature (> 0).
-        tau_end: gumbel: final temperature (> 0).
-        anneal_fraction: gumbel: fraction of training over which tau decays exponentially, in (0, 1].
-        k: topk: modules per decision (>= 1, <= number of modules).
-        balance_coef: topk: load-balancing auxiliary loss coefficient (>= 0).
-        table: fixed: module index per task id; empty means task ``i`` uses module ``i % num_modules``.
-    """
-
-    kind: Literal["fixed", "soft", "gumbel", "topk"] = "soft"
-    condition: Condition = "task"
-    hidden: int = 0
-    temperature: float = 1.0
-    tau_start: float = 1.0
-    tau_end: float = 0.1
-    anneal_fraction: float = 0.5
-    k: int = 2
-    balance_coef: float = 0.01
-    table: tuple[int, ...] = ()
-
-    def __post_init__(self) -> None:
-        check(self.kind in ROUTERS, "kind", f"must be one of {ROUTERS.names()}, got {self.kind!r}")
-        check(self.condition in CONDITIONS, "condition", f"must be one of {list(CONDITIONS)}, got {self.condition!r}")
-        check(0 <= self.hidden <= MAX_WIDTH, "hidden", f"must be in [0, {MAX_WIDTH}], got {self.hidden}")
-        check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
-        check(self.tau_start > 0, "tau_start", f"must be > 0, got {self.tau_start}")
-        check(self.tau_end > 0, "tau_end", f"must be > 0, got {self.tau_end}")
-        check(0 < self.anneal_fraction <= 1, "anneal_fraction", f"must be in (0, 1], got {self.anneal_fraction}")
-        check(self.k >= 1, "k", f"must be >= 1, got {self.k}")
-        check(self.balance_coef >= 0, "balance_coef", f"must be >= 0, got {self.balance_coef}")
-        check(all(i >= 0 for i in self.table), "table", f"module indices must be >= 0, got {list(self.table)}")
 
 
 class Router(nn.Module, ABC):
