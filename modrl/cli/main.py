@@ -17,6 +17,7 @@ from pathlib import Path
 from . import (
     continual_command,
     eval_command,
+    export_command,
     list_command,
     options_command,
     plan_command,
@@ -37,6 +38,7 @@ COMMANDS = (
     options_command,
     plan_command,
     continual_command,
+    export_command,
     suite_command,
     list_command,
 )
