@@ -13,6 +13,7 @@ import contextlib
 import logging
 import math
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -232,15 +233,19 @@ class TelemetryWriter:
             earlier run, so steps are not duplicated.
     """
 
-    def __init__(self, logdir: Path | str, *, purge_step: int | None = None) -> None:
+    def __init__(self, logdir: Path | str, *, purge_step: int | None = None, figure_every_s: float = 60.0) -> None:
         check(
             purge_step is None or (isinstance(purge_step, int) and purge_step >= 0),
             "purge_step",
             f"must be None or an integer >= 0, got {purge_step!r}",
         )
+        check(figure_every_s >= 0, "figure_every_s", f"must be >= 0, got {figure_every_s!r}")
         self.logdir = Path(logdir)
         self._writer: SummaryWriter | None = None
         self._failed = False
+        self.figure_every_s = figure_every_s
+        self._last_figure: float | None = None
+        self._layout_tasks: tuple[str, ...] | None = None
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -275,23 +280,43 @@ class TelemetryWriter:
         except OSError as exc:
             self._disable(what, exc)
 
-    def log_routing(self, summary: RoutingSummary, step: int, weights_sample: np.ndarray | None = None) -> None:
+    def log_routing(
+        self, summary: RoutingSummary, step: int, weights_sample: np.ndarray | None = None, *, figure: bool = False
+    ) -> None:
         """Write a routing summary (and optionally weight histograms) at ``step``.
 
         Tags: ``modrl/module/<name>/usage``, ``modrl/module/<name>/mean_weight``, ``modrl/router/entropy``,
-        ``modrl/router/load_balance``, image ``modrl/routing/task_module_heatmap`` (rows = tasks, columns = modules,
-        from ``summary.task_usage``), histograms ``modrl/routing/weights`` and ``modrl/routing/weights/<name>``.
+        ``modrl/router/load_balance``; per task seen, ``modrl/task/<task>/weight/<module>`` (the task's mean weight
+        on each module; a custom-scalars layout, written once, draws one chart per task with one line per module);
+        image ``modrl/routing/task_module_heatmap``: the labelled figure of ``summary.task_usage`` (task and module
+        names, values in the cells, colour bar on [0, 1]; drawn as ``figure_every_s`` says, see the class);
+        histograms ``modrl/routing/weights`` and ``modrl/routing/weights/<name>``.
 
         Args:
             summary: From :meth:`RoutingStats.summary`.
             step: Global step (environment frames).
             weights_sample: Optional ``(N, K)`` weight rows, e.g. :meth:`RoutingStats.weights_sample`.
+            figure: Draw the labelled figure now, whenever it was last drawn (e.g. the last summary of a run).
         """
         k = len(summary.module_names)
         sample = None if weights_sample is None else np.asarray(weights_sample)
         if sample is not None and (sample.ndim != 2 or sample.shape[1] != k):
             raise ValueError(f"weights_sample must have shape (N, {k}), got {sample.shape}")
-        heatmap = heatmap_image(summary.task_usage)
+        now = time.monotonic()
+        due = figure or self._last_figure is None or now - self._last_figure >= self.figure_every_s
+        heatmap = self._routing_figure(summary) if due and self._writer is not None else None
+        if heatmap is not None:
+            self._last_figure = now
+        seen = [i for i in range(len(summary.task_names)) if summary.task_counts[i] > 0]
+        layout = None
+        if self._layout_tasks != summary.task_names:
+            self._layout_tasks = summary.task_names
+            layout = {
+                "modrl: module weights per task": {
+                    task: ["Multiline", [f"^modrl/task/{re.escape(tag_segment(task))}/weight/"]]
+                    for task in summary.task_names
+                }
+            }
 
         def write(w: SummaryWriter) -> None:
             for i, name in enumerate(summary.module_names):
@@ -299,7 +324,13 @@ class TelemetryWriter:
                 w.add_scalar(f"modrl/module/{tag_segment(name)}/mean_weight", float(summary.mean_weight[i]), step)
             w.add_scalar("modrl/router/entropy", summary.entropy, step)
             w.add_scalar("modrl/router/load_balance", summary.load_balance, step)
-            if heatmap.size:
+            for t in seen:
+                task = tag_segment(summary.task_names[t])
+                for i, name in enumerate(summary.module_names):
+                    w.add_scalar(f"modrl/task/{task}/weight/{tag_segment(name)}", float(summary.task_usage[t, i]), step)
+            if layout is not None:
+                w.add_custom_scalars(layout)
+            if heatmap is not None and heatmap.size:
                 w.add_image("modrl/routing/task_module_heatmap", heatmap, step, dataformats="HWC")
             if sample is not None and sample.shape[0] > 0:
                 w.add_histogram("modrl/routing/weights", sample.reshape(-1), step)
@@ -307,6 +338,44 @@ class TelemetryWriter:
                     w.add_histogram(f"modrl/routing/weights/{tag_segment(name)}", sample[:, i], step)
 
         self._write("write routing telemetry", write)
+
+    @staticmethod
+    def _routing_figure(summary: RoutingSummary) -> np.ndarray:
+        from modrl.report.plots import figure_rgb, module_usage_figure  # matplotlib: imported when first needed
+
+        title = "mean routing weight per task (rows) and module (columns)"
+        return figure_rgb(
+            module_usage_figure(summary.task_usage, summary.task_names, summary.module_names, title=title)
+        )
+
+    def log_config(self, config: Mapping[str, object], step: int = 0) -> None:
+        """The run's resolved config as YAML in the text dashboard (tag ``modrl/config``)."""
+        import yaml
+
+        text = yaml.safe_dump(dict(config), sort_keys=False)
+        self.log_text("modrl/config", "```yaml\n" + text + "```", step)
+
+    def log_hparams(self, hparams: Mapping[str, object], metrics: Mapping[str, float], step: int) -> None:
+        """Hyper-parameters and final metrics for TensorBoard's HParams dashboard, in this run (not a sub-run).
+
+        Args:
+            hparams: Flat ``{dotted key: value}``; values other than bool, int, float and str are written as text.
+            metrics: ``{tag: value}``, also written as scalars at ``step`` (tags such as ``hparam/success_mean``).
+        """
+        from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+        plain = {k: v if isinstance(v, (bool, int, float, str)) else str(v) for k, v in hparams.items()}
+        values = {k: float(v) for k, v in metrics.items()}
+        experiment, start, end = hparams_summary(plain, values)
+
+        def write(w: SummaryWriter) -> None:
+            file_writer = w._get_file_writer()
+            for summary in (experiment, start, end):
+                file_writer.add_summary(summary, step)
+            for tag, value in values.items():
+                w.add_scalar(tag, value, step)
+
+        self._write("write hyper-parameters", write)
 
     def log_success(self, per_task: Mapping[str, float], step: int) -> None:
         """Write ``modrl/success/<task>`` for each task and their mean as ``modrl/success/mean`` (if any)."""

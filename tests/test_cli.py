@@ -84,6 +84,15 @@ def test_train_then_eval_end_to_end(tmp_path: Path) -> None:
     for task in report["tasks"]:
         assert 0.0 <= task["success_rate"] <= 1.0 and task["episodes"] == 2
         assert task["module_usage"] is not None and abs(sum(task["module_usage"]) - 1) < 1e-3
+    # TensorBoard: the resolved config as text, and the HParams entry with the final evaluation, in the run itself.
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run_dir / "tb"))
+    events.Reload()
+    assert "modrl/config/text_summary" in events.Tags()["tensors"]
+    final = sum(t["success_rate"] for t in report["tasks"]) / len(report["tasks"])
+    assert events.Scalars("hparam/success_train")[0].value == pytest.approx(final)
+    assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
 
     out = modrl("eval", run_dir, "--episodes", 3, cwd=tmp_path)
     assert out.returncode == 0, out.stderr

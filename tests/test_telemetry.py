@@ -158,8 +158,15 @@ def test_writer_events_read_back(tmp_path: Path) -> None:
         assert len(scalars[tag]) == 1 and scalars[tag][0][0] == 100
         assert scalars[tag][0][1] == pytest.approx(value, rel=1e-6)
     assert scalars["modrl/custom"] == [(7, 2.5)]
+    # Per task seen (t2 never was), its mean weight on each module: rows 0-1 for t0, rows 2-3 (row 2 normalised) t1.
+    per_task = {"t0": (0.75, 0.25, 0.0), "t1": (0.125, 0.125, 0.75)}
+    for task, weights in per_task.items():
+        for name, value in zip(MODULES, weights, strict=True):
+            assert scalars[f"modrl/task/{task}/weight/{name}"] == [(100, pytest.approx(value))]
+    assert not any(tag.startswith("modrl/task/t2/") for tag in scalars)
+    # The labelled matplotlib figure (names, values, colour bar), not a bare 3x3 block of colours.
     (image,) = acc.Images("modrl/routing/task_module_heatmap")
-    assert (image.step, image.height, image.width) == (100, 3 * 16, 3 * 16)
+    assert image.step == 100 and image.height > 150 and image.width > 200
     histograms = {tag: acc.Histograms(tag) for tag in acc.Tags()["histograms"]}
     assert set(histograms) == {"modrl/routing/weights", *(f"modrl/routing/weights/{m}" for m in MODULES)}
     assert histograms["modrl/routing/weights"][0].histogram_value.num == 12
@@ -167,6 +174,34 @@ def test_writer_events_read_back(tmp_path: Path) -> None:
     assert (column_c.num, column_c.min, column_c.max) == (4, 0.0, 1.0)
     (text,) = acc.Tensors("modrl/plan/text_summary")
     assert text.step == 3 and text.tensor_proto.string_val[0] == b"go to key, open door"
+
+
+def test_figure_throttle_layout_config_and_hparams(tmp_path: Path) -> None:
+    from tensorboard.plugins.custom_scalar import layout_pb2
+    from tensorboard.plugins.custom_scalar import metadata as custom_scalars
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    summary = _stats().summary()
+    assert summary is not None
+    with TelemetryWriter(tmp_path, figure_every_s=3600.0) as writer:
+        for step in (10, 20, 30):
+            writer.log_routing(summary, step, figure=step == 30)  # 20: too soon after 10; 30: asked for
+        writer.log_config({"seed": 3, "agent": {"kind": "modular"}})
+        writer.log_hparams({"seed": 3, "agent.kind": "modular", "agent.modules.hidden": (64,)}, {"hparam/x": 0.5}, 30)
+    acc = _read(tmp_path)
+    assert [image.step for image in acc.Images("modrl/routing/task_module_heatmap")] == [10, 30]
+    assert len(acc.Scalars("modrl/task/t0/weight/a")) == 3
+    (layout,) = acc.Tensors(custom_scalars.CONFIG_SUMMARY_TAG)  # written once: one chart per task
+    charts = layout_pb2.Layout.FromString(layout.tensor_proto.string_val[0]).category[0].chart
+    assert [c.title for c in charts] == list(TASKS)
+    assert list(charts[0].multiline.tag) == ["^modrl/task/t0/weight/"]
+    (config,) = acc.Tensors("modrl/config/text_summary")
+    assert b"seed: 3" in config.tensor_proto.string_val[0] and b"kind: modular" in config.tensor_proto.string_val[0]
+    assert acc.Scalars("hparam/x")[0].value == 0.5  # in this run, not in a sub-directory
+    assert [p.name for p in tmp_path.iterdir() if p.is_dir()] == []
+    content = acc.PluginTagToContent("hparams")
+    info = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
+    assert info.session_start_info.hparams["agent.modules.hidden"].string_value == "(64,)"
 
 
 def test_purge_step_hides_steps_of_the_interrupted_run(tmp_path: Path) -> None:

@@ -18,11 +18,13 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 from modrl.agents.common.builders import build_policy, env_options, model_fingerprint
 from modrl.agents.common.config import ExperimentConfig, load_experiment_config
 from modrl.agents.common.policies import ModularActorCriticPolicy, ModularExtractor
-from modrl.agents.common.training import CHECKPOINTS, check_state_dict, explain_mismatch, model_identity
+from modrl.agents.common.training import CHECKPOINTS, TENSORBOARD, check_state_dict, explain_mismatch, model_identity
 from modrl.checkpoint import Checkpoint, FingerprintMismatchError, latest_checkpoint
+from modrl.config import to_dict
 from modrl.envs import get_suite, make_suite_env
 from modrl.runs import read_run_config
 from modrl.seeds import EVAL_SEED_BASE
+from modrl.telemetry import TelemetryWriter
 from modrl.text_table import format_row
 
 progress_log = logging.getLogger("modrl.progress")
@@ -92,6 +94,24 @@ def evaluate_policy(
         _log_progress(results, len(todo), time.monotonic() - started)
     names = list(modular.network.library.names) if modular is not None else None
     return EvalReport(step=step, deterministic=deterministic, seed_base=seed_base, module_names=names, tasks=results)
+
+
+def log_final_hparams(run_dir: Path, config: ExperimentConfig, report: EvalReport) -> None:
+    """TensorBoard's HParams dashboard for the run (``run_dir/tb``): every config key (dotted) beside the final
+    evaluation's mean success and return per split (``hparam/success_<split>``, ``hparam/return_<split>``)."""
+    metrics: dict[str, float] = {}
+    for split in dict.fromkeys(t.split for t in report.tasks):
+        rows = [t for t in report.tasks if t.split == split]
+        metrics[f"hparam/success_{split}"] = float(np.mean([t.success_rate for t in rows]))
+        metrics[f"hparam/return_{split}"] = float(np.mean([t.mean_return for t in rows]))
+    with TelemetryWriter(run_dir / TENSORBOARD) as writer:
+        writer.log_hparams(_flatten(to_dict(config)), metrics, report.step)
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        return {k: v for key, value in data.items() for k, v in _flatten(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: data}
 
 
 def _log_progress(done: Sequence[TaskResult], total: int, elapsed: float) -> None:

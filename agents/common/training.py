@@ -47,6 +47,7 @@ from modrl.checkpoint import (
     list_checkpoints,
 )
 from modrl.checkpoint_writer import save_checkpoint
+from modrl.config import to_dict
 from modrl.envs import get_suite
 from modrl.faults import fault_point
 from modrl.runs import RunDirError, read_run_meta
@@ -342,6 +343,7 @@ def _train(
     purge_step = (resumed_from or 0) + 1 if resume else None
     writer = TelemetryWriter(tb_dir, purge_step=purge_step)
     closers.append(writer.close)
+    writer.log_config(to_dict(config), step=resumed_from or 0)
     model.set_logger(_sb3_logger(tb_dir))
     closers.append(model.logger.close)
     total = config.train.total_timesteps

@@ -76,10 +76,13 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def evaluate_and_report(run_dir: Path, *, episodes: int, deterministic: bool, split: str = "all") -> Path:
-    """Evaluate ``run_dir``'s latest checkpoint, print the table and write the JSON under ``run_dir/eval/``."""
+def evaluate_and_report(
+    run_dir: Path, *, episodes: int, deterministic: bool, split: str = "all", hparams: bool = False
+) -> Path:
+    """Evaluate ``run_dir``'s latest checkpoint, print the table and write the JSON under ``run_dir/eval/`` (and, with
+    ``hparams``, the run's HParams entry in TensorBoard: the final evaluation of ``modrl train``)."""
     from modrl._io import atomic_write_json
-    from modrl.agents.common.evaluation import evaluate_policy, format_report, load_run_policy
+    from modrl.agents.common.evaluation import evaluate_policy, format_report, load_run_policy, log_final_hparams
 
     config, policy, checkpoint = load_run_policy(run_dir)
     splits = None if split == "all" else [split]
@@ -96,4 +99,6 @@ def evaluate_and_report(run_dir: Path, *, episodes: int, deterministic: bool, sp
     path = out_dir / f"step-{checkpoint.step:012d}-{mode}-{episodes}ep{suffix}.json"
     atomic_write_json(path, report.to_dict())
     print(f"results written to {path}")
+    if hparams:
+        log_final_hparams(run_dir, config, report)
     return path

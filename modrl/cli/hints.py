@@ -20,3 +20,13 @@ def runnable(program: str) -> str:
     if found is not None and os.path.realpath(found) == os.path.realpath(beside):
         return program
     return str(beside)
+
+
+def tensorboard_line(tb_dir: Path, name: str) -> str:
+    """``TensorBoard: tensorboard --logdir_spec NAME:TB_DIR`` (the run listed under its own name, not ``.``) and the
+    parent directory to compare it with its neighbours."""
+    tensorboard = runnable("tensorboard")
+    return (
+        f"TensorBoard: {tensorboard} --logdir_spec {name}:{tb_dir}\n"
+        f"  (beside the other runs there: {tensorboard} --logdir {tb_dir.parent.parent})"
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EXIT_ERROR, fail
-from .hints import runnable
+from .hints import tensorboard_line
 
 NAME = "options"
 
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> int:
         set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
     set_status(run_dir, RunStatus.COMPLETED, train_seconds=round(time.monotonic() - started, 1))
-    print(f"TensorBoard: {runnable('tensorboard')} --logdir {run_dir / 'tb'}")
+    print(tensorboard_line(run_dir / "tb", run_dir.name))
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .errors import EXIT_ERROR, EXIT_USAGE, fail, one_line
-from .hints import runnable
+from .hints import runnable, tensorboard_line
 
 if TYPE_CHECKING:
     from modrl.agents.common.config import ExperimentConfig
@@ -170,7 +170,7 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, *, resume: bool, prev
         return 128 + (outcome.signal or signal.SIGINT)
     print(f"training finished: {outcome.steps} steps in {elapsed:.0f}s; checkpoint {outcome.checkpoint}")
     if config.train.eval_episodes > 0:
-        evaluate_and_report(run_dir, episodes=config.train.eval_episodes, deterministic=True)
+        evaluate_and_report(run_dir, episodes=config.train.eval_episodes, deterministic=True, hparams=True)
     set_status(run_dir, RunStatus.COMPLETED, step=outcome.steps, train_seconds=round(elapsed, 1))
-    print(f"\nTensorBoard: {runnable('tensorboard')} --logdir {run_dir / TENSORBOARD}")
+    print("\n" + tensorboard_line(run_dir / TENSORBOARD, run_dir.name))
     return 0

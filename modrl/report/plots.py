@@ -1,7 +1,8 @@
 """PNG figures for reports, drawn with matplotlib's Agg backend (no display needed).
 
 Figures are built as :class:`matplotlib.figure.Figure` objects and saved directly, without pyplot's global figure
-registry, so nothing leaks between calls. This is the only module of modrl that imports matplotlib.
+registry, so nothing leaks between calls. This is the only module of modrl that imports matplotlib (the TensorBoard
+writer draws its routing figure through :func:`module_usage_figure`, imported when first needed).
 """
 
 from __future__ import annotations
@@ -92,10 +93,11 @@ def _annotated_heatmap(ax: Axes, matrix: NDArray[np.float64], *, vmin: float, vm
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=color, fontsize="small")
 
 
-def plot_module_usage(
-    matrix: ArrayLike, task_names: Sequence[str], module_names: Sequence[str], path: Path, *, title: str = ""
-) -> Path:
-    """Heatmap of ``(tasks, modules)`` mean routing weights, values written in the cells.
+def module_usage_figure(
+    matrix: ArrayLike, task_names: Sequence[str], module_names: Sequence[str], *, title: str = ""
+) -> Figure:
+    """Heatmap of ``(tasks, modules)`` mean routing weights: task and module names on the axes, the values written in
+    the cells, a colour bar on the fixed scale [0, 1] (so figures of one run compare over time).
 
     Raises:
         ValueError: The matrix shape does not match the names.
@@ -111,7 +113,24 @@ def plot_module_usage(
     ax.set_xlabel("module")
     ax.set_ylabel("task")
     ax.set_title(title, fontsize="medium")
-    return _save(fig, path)
+    fig.tight_layout()
+    return fig
+
+
+def figure_rgb(fig: Figure) -> NDArray[np.uint8]:
+    """The figure drawn into an ``(H, W, 3) uint8`` RGB array (for TensorBoard images)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[:, :, :3].copy()
+
+
+def plot_module_usage(
+    matrix: ArrayLike, task_names: Sequence[str], module_names: Sequence[str], path: Path, *, title: str = ""
+) -> Path:
+    """:func:`module_usage_figure` saved as a PNG at ``path``."""
+    return _save(module_usage_figure(matrix, task_names, module_names, title=title), path)
 
 
 def plot_r_matrix(matrix: ArrayLike, task_names: Sequence[str], path: Path | str, *, title: str = "") -> Path:
