@@ -22,6 +22,7 @@ from . import (
     options_command,
     plan_command,
     report_command,
+    show_command,
     suite_command,
     sweep_command,
     train_command,
@@ -33,6 +34,7 @@ from .imports import add_import_argument, import_modules, leaf_parsers, missing_
 COMMANDS = (
     train_command,
     eval_command,
+    show_command,
     sweep_command,
     report_command,
     options_command,
