@@ -6,4 +6,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup_venv.sh
 export OMP_NUM_THREADS=1
-exec .venv/bin/modrl train experiments/configs/quickstart.yaml "$@"
+exec .venv/bin/modrl train quickstart "$@"

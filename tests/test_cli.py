@@ -346,3 +346,18 @@ def test_printed_commands_work_without_an_activated_virtualenv(monkeypatch: pyte
     monkeypatch.setenv("PATH", str(beside))
     assert runnable("tensorboard") == "tensorboard"
     assert runnable("no-such-program-here") == "no-such-program-here"
+
+
+def test_shipped_configs_are_usable_by_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from modrl.shipped import resolve_config, shipped_config_names
+
+    monkeypatch.chdir(tmp_path)  # not the repository: names resolve through the package, not the working directory
+    assert {"quickstart", "baseline_monolithic"} <= set(shipped_config_names())
+    found = resolve_config("quickstart")
+    assert found.name == "quickstart.yaml" and found.is_file() and found.is_absolute()
+    (tmp_path / "quickstart").write_text("seed: 1\n")  # a file of that name is the user's, and wins
+    assert resolve_config("quickstart") == Path("quickstart")
+    assert resolve_config("mine.yaml") == Path("mine.yaml") and resolve_config("sub/x") == Path("sub/x")
+    out = modrl("train", "no_such_config", "--runs-root", tmp_path / "runs", cwd=tmp_path)
+    assert out.returncode == 2 and not (tmp_path / "runs").exists()
+    assert "config file not found: no_such_config (nor a shipped config of that name; shipped: " in out.stderr

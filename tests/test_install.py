@@ -12,12 +12,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ["modrl", "envs", "agents", "setup.cfg", "pyproject.toml", "README.md"]
+SOURCES = ["modrl", "envs", "agents", "experiments/configs", "setup.cfg", "pyproject.toml", "README.md", "LICENSE"]
 CHECK = """
 import importlib.util, json, sys
 import modrl, modrl.envs, modrl.agents, modrl.agents.common.policies
+from modrl.shipped import resolve_config
 print(json.dumps({
     "modrl": modrl.__file__, "envs": modrl.envs.__file__, "agents": modrl.agents.__file__,
+    "quickstart": str(resolve_config("quickstart")),
     "top_envs": importlib.util.find_spec("envs") is not None,
     "top_agents": importlib.util.find_spec("agents") is not None,
 }))
@@ -61,11 +63,13 @@ def test_regular_install(tmp_path: Path) -> None:
     _pip(sys.executable, "--target", str(target), str(source), cwd=tmp_path)
     assert (target / "modrl" / "envs" / "suites.py").is_file()
     assert (target / "modrl" / "agents" / "common" / "policies.py").is_file()
+    assert (target / "modrl" / "configs" / "quickstart.yaml").is_file()  # shipped configs, usable by name
     assert not (target / "envs").exists() and not (target / "agents").exists()
     env = {**os.environ, "PYTHONPATH": str(target), "OMP_NUM_THREADS": "1"}
     found = _run_check(sys.executable, tmp_path, env)
     assert found["modrl"].startswith(str(target))
     assert found["envs"] == str(target / "modrl" / "envs" / "__init__.py")
+    assert found["quickstart"] == str(target / "modrl" / "configs" / "quickstart.yaml")
     assert found["agents"] == str(target / "modrl" / "agents" / "__init__.py")
     assert not found["top_envs"] and not found["top_agents"]
 
@@ -88,6 +92,7 @@ def test_editable_install(tmp_path: Path) -> None:
     found = _run_check(python, tmp_path, {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": ""})
     assert found["modrl"] == str(source / "modrl" / "__init__.py")
     assert found["envs"] == str(source / "envs" / "__init__.py")
+    assert found["quickstart"] == str(source / "experiments" / "configs" / "quickstart.yaml")
     assert found["agents"] == str(source / "agents" / "__init__.py")
     assert not found["top_envs"] and not found["top_agents"]
 
@@ -104,4 +109,5 @@ def test_setup_cfg_lists_every_package() -> None:
     for folder, package in (("envs", "modrl.envs"), ("agents", "modrl.agents")):
         inits = (ROOT / folder).rglob("__init__.py")
         found |= {".".join((package, *p.parent.relative_to(ROOT / folder).parts)) for p in inits}
+    found.add("modrl.configs")  # data only: experiments/configs/*.yaml, the shipped configs (no __init__.py)
     assert listed == found, f"setup.cfg packages: missing {sorted(found - listed)}, extra {sorted(listed - found)}"

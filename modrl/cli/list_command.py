@@ -11,14 +11,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register ``modrl list`` on the top-level sub-parsers."""
     listing = subparsers.add_parser(
         "list",
-        help="list registered routers, modules, aggregations, agents, algorithms and suites",
+        help="list registered routers, modules, aggregations, agents, algorithms, suites and shipped configs",
         description="List what can be named in a config.",
     )
     listing.add_argument(
         "what",
         nargs="?",
         default="all",
-        choices=["all", "routers", "modules", "aggregations", "agents", "algorithms", "suites"],
+        choices=["all", "routers", "modules", "aggregations", "agents", "algorithms", "suites", "configs"],
         help="which registry to list (default: all)",
     )
 
@@ -44,6 +44,10 @@ def run(args: argparse.Namespace) -> int:
     for name, (key, values) in sections.items():
         if args.what in ("all", name):
             print(f"{name} ({key}): {', '.join(values)}")
+    if args.what in ("all", "configs"):
+        from modrl.shipped import shipped_config_names
+
+        print(f"configs ('modrl train NAME'): {', '.join(shipped_config_names())}")
     if args.what in ("all", "suites"):
         print("suites (env.suite; 'modrl suite show NAME' lists tasks and splits):")
         for name in SUITES.names():

@@ -28,7 +28,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "Ctrl-C / SIGTERM stop cleanly with a checkpoint; --resume continues from the last complete one.",
     )
     train.add_argument(
-        "config", nargs="?", type=Path, help="experiment YAML (e.g. experiments/configs/quickstart.yaml)"
+        "config",
+        nargs="?",
+        type=Path,
+        help="experiment YAML, or the name of a shipped one (e.g. quickstart: 'modrl list configs' lists them)",
     )
     train.add_argument(
         "--set",
@@ -63,17 +66,19 @@ def _resolve_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path | 
     from modrl.agents.common.config import load_experiment_config
     from modrl.config import ConfigError, to_dict
     from modrl.runs import read_run_config
+    from modrl.shipped import resolve_config
 
     if args.resume is None:
         if args.config is None:
             raise ConfigError("give a CONFIG file to train (or --resume RUN_DIR)")
-        return load_experiment_config(args.config, args.overrides), None, None
+        return load_experiment_config(resolve_config(args.config), args.overrides), None, None
     if args.run_dir is not None:
         raise ConfigError("--run-dir and --resume cannot be combined: a resumed run keeps its directory")
     stored = load_experiment_config(read_run_config(args.resume))
     if args.config is None and not args.overrides:
         return stored, args.resume, None
-    wanted = load_experiment_config(args.config if args.config is not None else to_dict(stored), args.overrides)
+    source = resolve_config(args.config) if args.config is not None else to_dict(stored)
+    wanted = load_experiment_config(source, args.overrides)
     if wanted == stored:
         return stored, args.resume, None
     if not args.allow_config_change:
