@@ -188,31 +188,6 @@ class RoutingStats:
         self._rows_seen = 0
 
 
-# Viridis sampled at 0, 1/4, 1/2, 3/4, 1 (RGB); linear interpolation keeps its luminance monotone.
-_RAMP_POSITIONS = np.linspace(0.0, 1.0, 5)
-_RAMP_COLOURS = np.array([[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]], dtype=np.float64)
-
-
-def heatmap_image(matrix: np.ndarray, *, cell: int = 16) -> np.ndarray:
-    """Render a matrix as an RGB image with a viridis-like colour ramp (dark purple = 0, yellow = 1).
-
-    Args:
-        matrix: ``(R, C)`` values; clipped to [0, 1], NaN drawn as 0.
-        cell: Side of the square of pixels drawn per entry.
-
-    Returns:
-        ``(R * cell, C * cell, 3) uint8`` image (HWC).
-    """
-    values = np.asarray(matrix, dtype=np.float64)
-    if values.ndim != 2:
-        raise ValueError(f"matrix must be 2-D (R, C), got shape {values.shape}")
-    check(isinstance(cell, int) and cell >= 1, "cell", f"must be an integer >= 1, got {cell!r}")
-    values = np.clip(np.nan_to_num(values, nan=0.0), 0.0, 1.0)
-    rgb = np.stack([np.interp(values, _RAMP_POSITIONS, _RAMP_COLOURS[:, c]) for c in range(3)], axis=-1)
-    image = np.round(rgb).astype(np.uint8)
-    return np.repeat(np.repeat(image, cell, axis=0), cell, axis=1)
-
-
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 

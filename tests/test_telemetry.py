@@ -1,4 +1,5 @@
-"""Routing statistics checked by hand, the heatmap ramp, and TensorBoard events read back with EventAccumulator."""
+"""Routing statistics checked by hand, and TensorBoard events (scalars, the labelled figure, layout, config, hparams)
+read back with EventAccumulator."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import torch
 from tensorboard.backend.event_processing import event_accumulator as ea
 from torch.utils.tensorboard import SummaryWriter
 
-from modrl.telemetry import RoutingStats, RoutingSummary, TelemetryWriter, heatmap_image
+from modrl.telemetry import RoutingStats, RoutingSummary, TelemetryWriter
 
 MODULES = ("a", "b", "c")
 TASKS = ("t0", "t1", "t2")
@@ -104,24 +105,6 @@ def test_routing_stats_reject_bad_input() -> None:
     assert stats.summary() is None
     with pytest.raises(ValueError, match="module_names"):
         RoutingStats(["a", "a"], TASKS)
-
-
-def _luminance(rgb: np.ndarray) -> np.ndarray:
-    return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
-
-
-def test_heatmap_shape_dtype_and_monotone_colour() -> None:
-    image = heatmap_image(np.array([[0.0, 0.5, 1.0], [0.2, 0.4, 0.6]]), cell=4)
-    assert image.shape == (8, 12, 3) and image.dtype == np.uint8
-    assert np.array_equal(image[0, 0], [68, 1, 84]) and np.array_equal(image[0, 11], [253, 231, 37])
-    assert np.array_equal(image[:4, :4], np.broadcast_to(image[0, 0], (4, 4, 3)))  # one flat cell per entry
-    ramp = heatmap_image(np.linspace(0.0, 1.0, 21)[None, :], cell=1)[0]
-    assert np.all(np.diff(_luminance(ramp)) > 0)
-    clipped = heatmap_image(np.array([[-3.0, 7.0, float("nan")]]), cell=1)[0]
-    assert np.array_equal(clipped[0], ramp[0]) and np.array_equal(clipped[1], ramp[-1])
-    assert np.array_equal(clipped[2], ramp[0])
-    with pytest.raises(ValueError, match="2-D"):
-        heatmap_image(np.zeros(3))
 
 
 def _read(logdir: Path) -> ea.EventAccumulator:

@@ -59,9 +59,9 @@ from modrl.agents.continual.store import (
 from modrl.config import to_dict
 from modrl.continual import area_under_curve, continual_metrics, format_r_table
 from modrl.envs import get_suite, make_suite_env
-from modrl.report.plots import plot_r_matrix
+from modrl.report.plots import figure_rgb, plot_r_matrix, r_matrix_figure
 from modrl.seeds import EVAL_SEED_BASE
-from modrl.telemetry import TelemetryWriter, heatmap_image
+from modrl.telemetry import TelemetryWriter
 from modrl.updates import ConsolidationData, UpdateRule, attach_penalty, build_update_rule
 
 log = logging.getLogger(__name__)
@@ -338,10 +338,12 @@ class _Runner:
             self.writer.log_scalar(f"modrl/continual/success/{name}", value, step)
         self.writer.log_scalar("modrl/continual/stage", stage, step)
         self.writer.flush()
-        matrix = np.full((len(self.names), len(self.names)), np.nan)
-        matrix[: len(self.record.rows)] = np.asarray(self.record.matrix)
+        matrix = np.asarray(self.record.matrix, dtype=np.float64)[: len(self.record.rows)]
+        title = f"R after stage {stage} ({self.names[stage]}): success per task"
         image = SummaryWriter(str(self.run_dir / TENSORBOARD))
-        image.add_image("modrl/continual/R", heatmap_image(matrix), stage, dataformats="HWC")
+        image.add_image(
+            "modrl/continual/R", figure_rgb(r_matrix_figure(matrix, self.names, title=title)), stage, dataformats="HWC"
+        )
         image.close()
 
     # ---- reference and summary --------------------------------------------------------------------------------

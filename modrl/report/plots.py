@@ -133,17 +133,40 @@ def plot_module_usage(
     return _save(module_usage_figure(matrix, task_names, module_names, title=title), path)
 
 
-def plot_r_matrix(matrix: ArrayLike, task_names: Sequence[str], path: Path | str, *, title: str = "") -> Path:
+def r_matrix_figure(matrix: ArrayLike, task_names: Sequence[str], *, title: str = "") -> Figure:
     """Heatmap of a continual-learning matrix ``R`` with its values written in the cells.
 
     ``R[i][j]`` is the score on task ``j`` (column) after training on task ``i`` (row), as in Lopez-Paz & Ranzato
     2017 (GEM) and Díaz-Rodríguez et al. 2018; the colour scale spans at least [0, 1].
 
     Args:
-        matrix: ``(K, K)`` scores.
+        matrix: ``(S, K)`` scores after the first ``S`` stages (``S <= K``; ``K x K`` once every task is trained).
         task_names: ``K`` task names, in training order.
-        path: Where to write the PNG.
         title: Optional figure title.
+
+    Raises:
+        ValueError: ``matrix`` is not ``S x K`` with ``1 <= S <= K = len(task_names)``, or not finite.
+    """
+    m = np.asarray(matrix, dtype=np.float64)
+    k = len(task_names)
+    if m.ndim != 2 or m.shape[1] != k or not 1 <= m.shape[0] <= k:
+        raise ValueError(f"R must be S x {k} (a row per stage done, a column per task), got shape {m.shape}")
+    if not np.all(np.isfinite(m)):
+        raise ValueError("R must be finite")
+    fig = Figure(figsize=(2.5 + 0.9 * k, 1.5 + 0.7 * m.shape[0]))
+    ax = fig.add_subplot()
+    _annotated_heatmap(ax, m, vmin=min(0.0, float(m.min(initial=0.0))), vmax=max(1.0, float(m.max(initial=0.0))))
+    ax.set_xticks(range(k), list(task_names), rotation=30, ha="right")
+    ax.set_yticks(range(m.shape[0]), list(task_names)[: m.shape[0]])
+    ax.set_xlabel("evaluated on task")
+    ax.set_ylabel("after training on task")
+    ax.set_title(title, fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def plot_r_matrix(matrix: ArrayLike, task_names: Sequence[str], path: Path | str, *, title: str = "") -> Path:
+    """:func:`r_matrix_figure` of a complete ``K x K`` matrix saved as a PNG at ``path``.
 
     Raises:
         ValueError: ``matrix`` is not ``K x K`` for ``K = len(task_names)``, or not finite.
@@ -152,14 +175,4 @@ def plot_r_matrix(matrix: ArrayLike, task_names: Sequence[str], path: Path | str
     k = len(task_names)
     if m.shape != (k, k):
         raise ValueError(f"R must be {k} x {k} (one row and column per task), got shape {m.shape}")
-    if not np.all(np.isfinite(m)):
-        raise ValueError("R must be finite")
-    fig = Figure(figsize=(2.5 + 0.9 * k, 1.5 + 0.7 * k))
-    ax = fig.add_subplot()
-    _annotated_heatmap(ax, m, vmin=min(0.0, float(m.min(initial=0.0))), vmax=max(1.0, float(m.max(initial=0.0))))
-    ax.set_xticks(range(k), list(task_names), rotation=30, ha="right")
-    ax.set_yticks(range(k), list(task_names))
-    ax.set_xlabel("evaluated on task")
-    ax.set_ylabel("after training on task")
-    ax.set_title(title, fontsize="medium")
-    return _save(fig, Path(path))
+    return _save(r_matrix_figure(m, task_names, title=title), Path(path))
