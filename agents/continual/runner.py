@@ -204,7 +204,13 @@ class _Runner:
                 return False
             self._commit(stage, Phase.TRAINING)
             self.pending_params = self._param_counts()
-            log.info("stage %d (%s): consolidating with rule %s", stage, name, self.config.rule.kind)
+            log.info(
+                "[continual] stage %d/%d (%s): consolidating with rule %s",
+                stage + 1,
+                len(self.names),
+                name,
+                self.config.rule.kind,
+            )
             seed = self.config.seed + 7919 * (stage + 1)
             data = ConsolidationData(
                 lambda n: sample_log_likelihoods(
@@ -270,11 +276,14 @@ class _Runner:
         )
         remaining = end - self.model.num_timesteps
         log.info(
-            "stage %d (%s): %s at step %d",
-            stage,
+            "[continual] stage %d/%d (%s, index %d): %s at step %d, %d frames to go in this stage",
+            stage + 1,
+            len(self.names),
             name,
+            stage,
             "continuing" if resumed else "training",
             self.model.num_timesteps,
+            max(0, remaining),
         )
         if remaining > 0:
             self.model.learn(remaining, callback=callbacks, reset_num_timesteps=False)
