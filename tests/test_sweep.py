@@ -304,6 +304,20 @@ def test_progress_line() -> None:
     assert line == "trials 3/8 done | 2 running | 1 failed | eta 4m10s"
 
 
+def test_running_trials_progress_is_read_from_their_own_lines() -> None:
+    from modrl.sweep.progress import last_progress
+
+    log = (
+        "=== attempt 1\n[ 10.0%] step 2400/24000 | 900 fps | eta 24s | return - | success: -\n"
+        "something else\n[ 42.5%] step 10200/24000 | 910 fps | eta 15s | return 0.31 | success: a 0.50\n"
+        "evaluation ...\n"
+    )
+    fraction, line = last_progress(log)  # type: ignore[misc]
+    assert fraction == pytest.approx(10200 / 24000) and line.startswith("[ 42.5%] step 10200/24000 | 910 fps")
+    assert last_progress("no progress printed yet\n") is None
+    assert last_progress("[100.0%] step 24576/24000 | 0 fps")[0] == 1.0  # type: ignore[index]
+
+
 def test_a_trial_that_finished_while_no_sweep_ran_is_not_rerun(tmp_path: Path) -> None:
     sweep_dir = make_sweep(tmp_path)
     (trial_id,) = trial_ids(sweep_dir)

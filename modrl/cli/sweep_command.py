@@ -71,6 +71,8 @@ class _ProgressPrinter:
             return
         self._last, self._last_time = key, now
         print(f"[sweep] {progress.line()} | {progress.skipped} complete before this run", flush=True)
+        for line in progress.trial_lines:  # what the running trials report themselves
+            print(f"[sweep]   {line}", flush=True)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,8 +2,22 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+#: A training progress line of ``modrl train``: ``[ 42.0%] step 10080/24000 | ...``.
+TRAIN_PROGRESS = re.compile(r"\[\s*(\d+(?:\.\d+)?)%\] step (\d+)/(\d+)[^\n]*")
+
+
+def last_progress(text: str) -> tuple[float, str] | None:
+    """``(fraction done, the line)`` of the last training progress line in ``text``, or ``None``."""
+    matches = list(TRAIN_PROGRESS.finditer(text))
+    if not matches:
+        return None
+    found = matches[-1]
+    done, total = int(found.group(2)), int(found.group(3))
+    return (min(done / total, 1.0) if total > 0 else 0.0), found.group(0).strip()
 
 
 @dataclass(frozen=True)
@@ -16,7 +30,9 @@ class SweepProgress:
         running: Trials running now.
         failed: Trials that failed in this run.
         skipped: Trials already completed before this run (not re-run).
-        eta_s: Estimated seconds until the sweep ends (from this run's finished trials), ``None`` before one ends.
+        eta_s: Estimated seconds until the sweep ends (from this run's finished trials, or before one ends from the
+            running trials' own progress), ``None`` while nothing says yet.
+        trial_lines: ``"<trial id>: <its latest progress line>"`` for each running trial that printed one.
     """
 
     total: int
@@ -25,6 +41,7 @@ class SweepProgress:
     failed: int
     skipped: int
     eta_s: float | None
+    trial_lines: tuple[str, ...] = ()
 
     def line(self) -> str:
         """``"trials 3/8 done | 2 running | 1 failed | eta 4m10s"``."""

@@ -19,7 +19,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
@@ -29,7 +29,7 @@ from modrl._io import utc_now_iso
 from modrl.runs import CONFIG_FILE, RunDirError, RunStatus, read_run_meta
 
 from .backends import TrialBackend, TrialExit, TrialLaunch, describe_exit, env_summary, make_backend, trial_command
-from .progress import SweepProgress, SweepResult
+from .progress import SweepProgress, SweepResult, last_progress
 from .spec import TrialSpec
 from .store import SweepDir, TrialRecord, TrialStatus, resume_sweep_dir, sweep_lock, write_status
 
@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 POLL_S = 0.25
 PROGRESS_EVERY_S = 1.0
 ERROR_TAIL_CHARS = 4000
+#: How much of a running trial's log is read for its latest progress line.
+RECENT_OUTPUT_BYTES = 4096
+#: A running trial's own progress counts towards the ETA once it is this far in (before, the rate is noise).
+MIN_FRACTION_FOR_ETA = 0.02
 _STOP_CODES = {128 + signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGTERM, -signal.SIGINT}
 
 
@@ -279,6 +283,7 @@ class _SweepLoop:
         ):
             return
         self.last_progress = now
+        inside = {trial_id: last_progress(self._recent_output(a)) for trial_id, a in self.running.items()}
         self.on_progress(
             SweepProgress(
                 total=len(self.state.trials),
@@ -286,16 +291,34 @@ class _SweepLoop:
                 running=len(self.running),
                 failed=len(self.failed_ids),
                 skipped=self.skipped,
-                eta_s=self._eta(now),
+                eta_s=self._eta(now, inside),
+                trial_lines=tuple(f"{trial_id}: {found[1]}" for trial_id, found in inside.items() if found),
             )
         )
 
-    def _eta(self, now: float) -> float | None:
-        if not self.durations:
-            return None
+    def _recent_output(self, attempt: _Attempt) -> str:
+        """The last few KB of a running attempt's log (where its latest progress line is)."""
+        try:
+            with open(self.state.log_path(attempt.trial), "rb") as fh:
+                size = fh.seek(0, 2)
+                fh.seek(max(attempt.log_offset, size - RECENT_OUTPUT_BYTES))
+                return fh.read().decode("utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def _eta(self, now: float, inside: Mapping[str, tuple[float, str] | None] | None = None) -> float | None:
         if self.stopping:
-            return 0.0
-        mean = sum(self.durations) / len(self.durations)
+            return 0.0 if self.durations or inside else None
+        durations = list(self.durations)
+        if not durations and inside:  # no trial finished yet: extrapolate the running ones' own progress
+            durations = [
+                (now - self.running[trial_id].started) / found[0]
+                for trial_id, found in inside.items()
+                if found is not None and found[0] >= MIN_FRACTION_FOR_ETA and trial_id in self.running
+            ]
+        if not durations:
+            return None
+        mean = sum(durations) / len(durations)
         left = sum(max(0.0, mean - (now - a.started)) for a in self.running.values()) + mean * len(self.pending)
         return left / max(1, self.slots)
 
