@@ -56,6 +56,8 @@ def estimate_agent(config: RunConfig, *, num_tasks: int) -> ResourceEstimate:
         gru = 3 * (2 * mission * mission + 2 * mission) if ext.mission_encoder == "gru" else 0
         params += (VOCABULARY + MISSION_LEN) * mission + _linear(mission, mission) + gru
         acts += MISSION_LEN * mission + mission
+        if ext.film:  # a (mission -> 2 x channels) map per convolution
+            params += sum(_linear(mission, 2 * out) for out in ext.channels)
     params += _linear(channels * side * side + N_DIRECTIONS + mission, ext.features_dim)
     features = ext.features_dim + mission + num_tasks
     acts += features

@@ -136,6 +136,11 @@ def build_model(config: ExperimentConfig, env: VecEnv) -> OnPolicyAlgorithm:
     )
 
 
+#: ``(agent section, key, default)`` of agent fields added after checkpoints existed: left out of the fingerprint at
+#: their default, so a checkpoint written before the field existed still matches the same network.
+ADDED_FIELDS: tuple[tuple[str, str, object], ...] = (("extractor", "film", False),)
+
+
 def model_fingerprint(config: ExperimentConfig, observation_space: spaces.Space, action_space: spaces.Space) -> str:
     """Identity of what a checkpoint's weights mean: agent architecture, algorithm, task set and spaces.
 
@@ -145,6 +150,10 @@ def model_fingerprint(config: ExperimentConfig, observation_space: spaces.Space,
     agent = to_dict(config.agent)
     # Hashed under the section's first name, so checkpoints written before ``skills`` became ``modules`` still match.
     agent["skills"] = agent.pop("modules")
+    # Fields added since checkpoints were first written are hashed only when set, for the same reason.
+    for section, key, default in ADDED_FIELDS:
+        if agent[section].get(key) == default:
+            del agent[section][key]
     return fingerprint(
         {
             "agent": agent,

@@ -85,6 +85,9 @@ class ExtractorConfig:
     #: position-weighted bag of words (order-aware, cheap), ``gru`` runs a GRU over the words.
     mission_encoder: Literal["bow", "gru"] = "bow"
     mission_dim: int = 32
+    #: Condition every convolution on the mission (FiLM, as in BabyAI 1.1): a per-channel scale and shift computed
+    #: from the mission features, starting as the identity. Needs ``env.mission_tokens: true``.
+    film: bool = False
 
     def __post_init__(self) -> None:
         check_sizes(self.embed_dim, "embed_dim")
@@ -256,6 +259,8 @@ def check_run_fields(config: RunConfig) -> Suite:
         raise ConfigError(f"env.suite: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"env.{exc}") from None
+    if config.agent.extractor.film and not config.env.mission_tokens:
+        raise ConfigError("agent.extractor.film: FiLM conditions the image on the mission; set env.mission_tokens=true")
     if config.agent.router_input == "mission" and not config.env.mission_tokens:
         raise ConfigError("agent.router_input: 'mission' needs the mission tokens; set env.mission_tokens=true")
     if config.agent.algo == "ppo" and config.algo.batch_size > config.algo.n_steps * config.env.n_envs:

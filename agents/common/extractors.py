@@ -56,6 +56,25 @@ class MissionEncoder(nn.Module):
         return self.out(x)
 
 
+class FiLM(nn.Module):
+    """``(B, dim)`` conditioning features -> ``(gamma, beta)``, each ``(B, channels, 1, 1)``: a linear map that starts
+    at zero, so ``x * (1 + gamma) + beta`` starts as the identity.
+
+    Not an ``nn.Linear`` on purpose: SB3's orthogonal initialisation re-initialises every ``nn.Linear`` and
+    ``nn.Conv2d`` of the features extractor after it is built, which would start FiLM far from the identity.
+    """
+
+    def __init__(self, dim: int, channels: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(2 * channels, dim))
+        self.bias = nn.Parameter(torch.zeros(2 * channels))
+
+    def forward(self, condition: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = nn.functional.linear(condition, self.weight, self.bias)[:, :, None, None]
+        gamma, beta = out.chunk(2, dim=1)
+        return gamma, beta
+
+
 class MinigridFeaturesExtractor(BaseFeaturesExtractor):
     """Encode ``{"image", "direction", "task"[, "mission"]}`` observations (see :class:`modrl.envs.TaskObservation`
     and :class:`modrl.envs.MissionTokens`).
@@ -79,6 +98,9 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
         features_dim: size of the observation features.
         mission_encoder: ``"bow"`` or ``"gru"`` (see :class:`MissionEncoder`); used only with a mission entry.
         mission_dim: size of the mission features; used only with a mission entry.
+        film: FiLM (Perez et al. 2018; BabyAI 1.1's conditioning): after each convolution + ReLU, every channel is
+            scaled and shifted by ``(1 + gamma(m), beta(m))``, linear in the mission features ``m`` and initialised to
+            zero, so training starts from the unconditioned network. Needs a mission entry.
     """
 
     def __init__(
@@ -91,6 +113,7 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
         features_dim: int = 64,
         mission_encoder: Literal["bow", "gru"] = "bow",
         mission_dim: int = 32,
+        film: bool = False,
     ) -> None:
         image_space, direction_space, task_space, mission_space = _check_space(observation_space)
         num_tasks = int(task_space.n)
@@ -124,6 +147,11 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
             layers += [nn.Conv2d(in_channels, out_channels, kernel_size=2), nn.ReLU()]
             in_channels = out_channels
         self.cnn = nn.Sequential(*layers, nn.Flatten())
+        self.films: nn.ModuleList | None = None
+        if film:
+            if self.mission is None:
+                raise ValueError("film needs mission tokens in the observation (env.mission_tokens: true)")
+            self.films = nn.ModuleList(FiLM(mission_dim, c) for c in channels)
         with torch.no_grad():
             n_flat = self.cnn(torch.zeros(1, first_in, height, width)).shape[1]
         n_directions = int(direction_space.n)
@@ -141,14 +169,24 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
         # SB3 one-hot encodes Discrete entries; batches from its rollout buffer carry an extra axis: (B, 1, n).
         direction = observations["direction"].reshape(batch, -1)
         task = observations["task"].reshape(batch, -1)
-        parts = [self.cnn(x), direction]
         mission: list[torch.Tensor] = []
         if self.mission is not None:
             # MultiDiscrete arrives one-hot encoded per position: (B, L * V) -> ids (B, L).
             ids = observations["mission"].reshape(batch, -1, self.vocab_size).argmax(dim=2)
             mission = [self.mission(ids)]
-        hidden = self.head(torch.cat(parts + mission, dim=1))
+        image_features = self.cnn(x) if self.films is None else self._film_cnn(x, mission[0])
+        hidden = self.head(torch.cat([image_features, direction, *mission], dim=1))
         return torch.cat([hidden, *mission, task], dim=1)
+
+    def _film_cnn(self, x: torch.Tensor, mission: torch.Tensor) -> torch.Tensor:
+        """The convolutions of :attr:`cnn` (same modules, same weights), each ReLU output FiLM-modulated."""
+        assert self.films is not None
+        layers = list(self.cnn)
+        for index, film in enumerate(self.films):
+            conv, relu = layers[2 * index], layers[2 * index + 1]
+            gamma, beta = film(mission)
+            x = relu(conv(x)) * (1 + gamma) + beta
+        return layers[-1](x)  # Flatten
 
 
 def _check_space(
