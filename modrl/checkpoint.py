@@ -1,6 +1,6 @@
 """Checkpoints: tensors as safetensors, everything else as JSON, committed by a manifest written last.
 
-Layout of one checkpoint (see RELIABILITY.md, "Checkpoint format")::
+Layout of one checkpoint (README, "Reliability")::
 
     checkpoints_dir/step-000000001000/
         model.safetensors      one file per tensor group (model, optimizer, rng, ...)

@@ -1,4 +1,4 @@
-"""Aggregation and the modular forward pass: ``router -> active modules -> aggregation`` (DESIGN.md §1).
+"""Aggregation and the modular forward pass: ``router -> active modules -> aggregation``.
 
 Aggregations are pure functions of ``(weights (B, K), outputs (B, K, H))``, registered by name in
 :data:`AGGREGATIONS`. :class:`ModularNetwork` wires a :class:`~modrl.modules.ModuleLibrary`, a

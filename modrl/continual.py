@@ -1,4 +1,4 @@
-"""Continual-learning metrics from the success matrix ``R`` and learning curves (DESIGN.md §2).
+"""Continual-learning metrics from the success matrix ``R`` and learning curves.
 
 ``R[i, j]`` is the success rate on task ``j`` (the ``j``-th of the sequence) after training stage ``i``. Definitions
 follow Continual World (Wolczyk et al. 2021) and, for backward transfer, GEM (Lopez-Paz & Ranzato 2017):

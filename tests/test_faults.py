@@ -1,4 +1,4 @@
-"""RELIABILITY.md's fault table, one test per row not proven elsewhere; faults injected with modrl.faults.
+"""README's fault table (Reliability), one test per row not proven elsewhere; faults injected with modrl.faults.
 
 Rows proven by other tests:
 * SIGKILL mid-training: tests/test_cli.py::test_resume_after_sigkill_completes_the_step_budget and, with identical

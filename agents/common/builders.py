@@ -47,7 +47,7 @@ def _monitored_split_env(suite: Suite, split: str, options: dict[str, Any]) -> g
 
 
 def make_vec_env(config: ExperimentConfig) -> VecEnv:
-    """The vector env of ``config.env.vec_env`` (in-process ``dummy``, fastest for Minigrid here, DESIGN.md section 6,
+    """The vector env of ``config.env.vec_env`` (in-process ``dummy``, fastest for Minigrid here,
     or ``subproc`` workers), env ``i`` seeded ``config.seed + i``; every slot is wrapped for exact resume and error
     reporting (:func:`modrl.agents.common.env_state.vectorise`).
 
@@ -144,7 +144,7 @@ ADDED_FIELDS: tuple[tuple[str, str, object], ...] = (("extractor", "film", False
 def model_fingerprint(config: ExperimentConfig, observation_space: spaces.Space, action_space: spaces.Space) -> str:
     """Identity of what a checkpoint's weights mean: agent architecture, algorithm, task set and spaces.
 
-    Minigrid's partial-view spaces are identical across tasks (RELIABILITY.md), so the suite's tasks are part of it.
+    Minigrid's partial-view spaces are identical across tasks, so the suite's tasks are part of it.
     """
     suite = get_suite(config.env.suite)
     agent = to_dict(config.agent)

@@ -4,7 +4,7 @@
   actions, and the observation training starts from; it also hooks the policy optimizer: a step *pre*-hook refuses
   non-finite gradients (a NaN/inf loss shows up there, before any parameter changes) and a step *post*-hook refuses
   non-finite parameters (an update that blew up by itself, e.g. an infinite learning rate). SB3's ``VecCheckNan``
-  only watches the env, and by the time it fires on a bad loss the parameters are already NaN (RELIABILITY.md).
+  only watches the env, and by the time it fires on a bad loss the parameters are already NaN.
   The only policy is to stop: skipping an update cannot be made honest with these hooks (a skipped Adam step would
   still have to undo the gradient clipping, the moment estimates and the step counter), so there is no
   ``skip_update`` option.

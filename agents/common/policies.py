@@ -189,7 +189,7 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
         return self.mlp_extractor
 
     def _get_constructor_parameters(self) -> dict[str, Any]:
-        # Without these, PPO.load could not rebuild the policy (DESIGN.md, known traps).
+        # Without these, PPO.load could not rebuild the policy (SB3 rebuilds it from these keyword arguments).
         data = super()._get_constructor_parameters()
         data.update(
             modules=to_dict(self.modules_config),

@@ -1,4 +1,4 @@
-"""The module interface: one unit of computation in the modular forward pass (DESIGN.md §1).
+"""The module interface: one unit of computation in the modular forward pass.
 
 A module maps observation features ``(B, in_dim)`` to a latent ``(B, out_dim)``. It never knows who routes to it.
 Every module can describe itself as a JSON-able :meth:`RoutedModule.spec` from which :meth:`RoutedModule.from_spec`

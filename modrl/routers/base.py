@@ -1,4 +1,4 @@
-"""The router interface: which modules compute for each decision, and with what weight (DESIGN.md §1).
+"""The router interface: which modules compute for each decision, and with what weight.
 
 A router maps observation features and task ids to a ``(B, K)`` weight matrix over ``K`` modules. It never owns
 module parameters. :class:`Router.forward` validates its inputs and keeps books (``last``); subclasses implement

@@ -1,4 +1,4 @@
-"""Local-update rules for continual training: what may change when a new task arrives (DESIGN.md §1-2).
+"""Local-update rules for continual training: what may change when a new task arrives.
 
 Registered in :data:`UPDATE_RULES`: ``none`` (naive fine-tuning), ``freeze_grow``, ``ewc``, ``l2``, ``packnet``.
 """

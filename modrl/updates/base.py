@@ -1,4 +1,4 @@
-"""The local-update-rule interface: what continual training may change when a new task arrives (DESIGN.md §1-2).
+"""The local-update-rule interface: what continual training may change when a new task arrives.
 
 A rule sees the agent as plain torch modules (:class:`ModelParts`: the actor parts that decide actions, the critic,
 optionally the skill library and router) and is driven stage by stage::
