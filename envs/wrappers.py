@@ -213,6 +213,33 @@ class SuccessInfo(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, reward, terminated, truncated, info
 
 
+class SubtaskEventReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
+    """Training-time shaping from the suites' own event stream: ``bonus`` added to the reward for every subtask
+    completed on a step (``info["events"]`` of :class:`~modrl.envs.task_env.TaskEnv` and the split envs over it).
+
+    Each subtask of a task completes at most once per episode, so the bonus is bounded (``bonus x subtasks``) and
+    cannot be farmed. Wrap it outside :class:`SuccessInfo` (success is read from the env's own reward) and use it for
+    training only: evaluation scores the unshaped reward. Envs without events (the stock MiniGrid suites) are left
+    unchanged.
+
+    Args:
+        env: The env to shape.
+        bonus: Reward per completed subtask, in ``[0, 1]``.
+    """
+
+    def __init__(self, env: gym.Env, *, bonus: float) -> None:
+        check(isinstance(bonus, (int, float)) and 0.0 <= bonus <= 1.0, "bonus", f"must be in [0, 1], got {bonus!r}")
+        gym.utils.RecordConstructorArgs.__init__(self, bonus=bonus)
+        gym.Wrapper.__init__(self, env)
+        self.bonus = float(bonus)
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the env; the reward gains ``bonus`` per subtask in ``info["events"]``."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        events = info.get("events") or ()
+        return obs, float(reward) + self.bonus * len(events), terminated, truncated, info
+
+
 def make_task_env(
     suite: Suite | str,
     task_index: int,

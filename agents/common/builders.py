@@ -26,6 +26,7 @@ from modrl.agents.common.policies import (
 from modrl.checkpoint import fingerprint
 from modrl.config import to_dict
 from modrl.envs import Suite, get_suite, make_split_env, make_suite_env, task_for_env_index
+from modrl.envs.wrappers import SubtaskEventReward
 from modrl.registry import Registry
 
 ALGOS: Registry[type[OnPolicyAlgorithm]] = Registry("algorithm")
@@ -38,12 +39,16 @@ def env_options(config: ExperimentConfig) -> dict[str, Any]:
     return dict(max_episode_steps=config.env.max_episode_steps, mission_tokens=config.env.mission_tokens)
 
 
-def _monitored_task_env(suite: Suite, task: int, options: dict[str, Any]) -> gym.Env:
-    return Monitor(make_suite_env(suite, task, **options))
+def _shaped(env: gym.Env, event_reward: float) -> gym.Env:
+    return SubtaskEventReward(env, bonus=event_reward) if event_reward > 0 else env
 
 
-def _monitored_split_env(suite: Suite, split: str, options: dict[str, Any]) -> gym.Env:
-    return Monitor(make_split_env(suite, split, **options))
+def _monitored_task_env(suite: Suite, task: int, options: dict[str, Any], event_reward: float = 0.0) -> gym.Env:
+    return Monitor(_shaped(make_suite_env(suite, task, **options), event_reward))
+
+
+def _monitored_split_env(suite: Suite, split: str, options: dict[str, Any], event_reward: float = 0.0) -> gym.Env:
+    return Monitor(_shaped(make_split_env(suite, split, **options), event_reward))
 
 
 def make_vec_env(config: ExperimentConfig) -> VecEnv:
@@ -56,12 +61,14 @@ def make_vec_env(config: ExperimentConfig) -> VecEnv:
     """
     suite = get_suite(config.env.suite)
     options = env_options(config)
+    shaping = config.env.event_reward  # training envs only: evaluation scores the unshaped reward
     makers: list[Callable[[], gym.Env]]
     if config.env.split is None:
         tasks = [task_for_env_index(i, suite.num_tasks) for i in range(config.env.n_envs)]
-        makers = [partial(_monitored_task_env, suite, task, options) for task in tasks]
+        makers = [partial(_monitored_task_env, suite, task, options, shaping) for task in tasks]
     else:
-        makers = [partial(_monitored_split_env, suite, config.env.split, options) for _ in range(config.env.n_envs)]
+        split = config.env.split
+        makers = [partial(_monitored_split_env, suite, split, options, shaping) for _ in range(config.env.n_envs)]
     from modrl.agents.common.env_state import vectorise
 
     return vectorise(makers, kind=config.env.vec_env, seed=config.seed)

@@ -49,8 +49,12 @@ class EnvConfig:
     #: Your own tasks: a suite of these registered gymnasium ids (MiniGrid envs; register yours in a module and pass
     #: ``--import MODULE``), one task each, instead of a named suite. ``suite`` is then set to its name, ``ids-<hash>``.
     ids: tuple[str, ...] = ()
+    #: Training-time shaping: this much reward per subtask completed (the suites' event stream, see
+    #: :class:`modrl.envs.wrappers.SubtaskEventReward`); evaluation scores the unshaped reward. 0 = off.
+    event_reward: float = 0.0
 
     def __post_init__(self) -> None:
+        check(0.0 <= self.event_reward <= 1.0, "event_reward", f"must be in [0, 1], got {self.event_reward}")
         if self.ids:
             from modrl.envs.suites import ids_suite_name
 
