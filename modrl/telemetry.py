@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from modrl.config import check
+from modrl.routing_health import routing_health
 
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
@@ -261,8 +262,11 @@ class TelemetryWriter:
         """Write a routing summary (and optionally weight histograms) at ``step``.
 
         Tags: ``modrl/module/<name>/usage``, ``modrl/module/<name>/mean_weight``, ``modrl/router/entropy``,
-        ``modrl/router/load_balance``; per task seen, ``modrl/task/<task>/weight/<module>`` (the task's mean weight
-        on each module; a custom-scalars layout, written once, draws one chart per task with one line per module);
+        ``modrl/router/load_balance``, the :mod:`modrl.routing_health` numbers ``modrl/router/task_mi``
+        (normalised task-module mutual information), ``modrl/router/specialised`` and ``modrl/router/collapsed`` (0/1);
+        per task seen, ``modrl/task/<task>/weight/<module>`` (the task's mean weight on each module; a custom-scalars
+        layout, written once, draws one chart per task with one line per module), ``modrl/task/<task>/entropy`` and
+        ``modrl/task/<task>/top_weight``;
         image ``modrl/routing/task_module_heatmap``: the labelled figure of ``summary.task_usage`` (task and module
         names, values in the cells, colour bar on [0, 1]; drawn as ``figure_every_s`` says, see the class);
         histograms ``modrl/routing/weights`` and ``modrl/routing/weights/<name>``.
@@ -283,6 +287,7 @@ class TelemetryWriter:
         if heatmap is not None:
             self._last_figure = now
         seen = [i for i in range(len(summary.task_names)) if summary.task_counts[i] > 0]
+        health = routing_health(summary.task_usage, summary.task_counts)
         layout = None
         if self._layout_tasks != summary.task_names:
             self._layout_tasks = summary.task_names
@@ -299,10 +304,15 @@ class TelemetryWriter:
                 w.add_scalar(f"modrl/module/{tag_segment(name)}/mean_weight", float(summary.mean_weight[i]), step)
             w.add_scalar("modrl/router/entropy", summary.entropy, step)
             w.add_scalar("modrl/router/load_balance", summary.load_balance, step)
+            w.add_scalar("modrl/router/task_mi", health.normalised_mi, step)
+            w.add_scalar("modrl/router/specialised", float(health.specialised), step)
+            w.add_scalar("modrl/router/collapsed", float(health.collapsed), step)
             for t in seen:
                 task = tag_segment(summary.task_names[t])
                 for i, name in enumerate(summary.module_names):
                     w.add_scalar(f"modrl/task/{task}/weight/{tag_segment(name)}", float(summary.task_usage[t, i]), step)
+                w.add_scalar(f"modrl/task/{task}/entropy", float(health.task_entropy[t]), step)
+                w.add_scalar(f"modrl/task/{task}/top_weight", float(health.top_share[t]), step)
             if layout is not None:
                 w.add_custom_scalars(layout)
             if heatmap is not None and heatmap.size:

@@ -71,6 +71,7 @@ def test_train_then_eval_end_to_end(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stdout + out.stderr
     run_dir = only_run_dir(tmp_path / "runs")
     assert "tensorboard --logdir" in out.stdout and "success" in out.stdout
+    assert "routing: task-module MI " in out.stdout  # the table says whether routing specialised
     meta = json.loads((run_dir / "meta.json").read_text())
     assert meta["status"] == "completed" and meta["seed"] == 0
     assert meta["packages"]["torch"] and "git" in meta

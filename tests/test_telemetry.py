@@ -147,6 +147,12 @@ def test_writer_events_read_back(tmp_path: Path) -> None:
         for name, value in zip(MODULES, weights, strict=True):
             assert scalars[f"modrl/task/{task}/weight/{name}"] == [(100, pytest.approx(value))]
     assert not any(tag.startswith("modrl/task/t2/") for tag in scalars)
+    from modrl.routing_health import routing_health
+
+    health = routing_health(summary.task_usage, summary.task_counts)
+    assert scalars["modrl/router/task_mi"] == [(100, pytest.approx(health.normalised_mi))]
+    assert scalars["modrl/task/t1/top_weight"] == [(100, pytest.approx(0.75))]
+    assert scalars["modrl/router/specialised"] == [(100, float(health.specialised))]
     # The labelled matplotlib figure (names, values, colour bar), not a bare 3x3 block of colours.
     (image,) = acc.Images("modrl/routing/task_module_heatmap")
     assert image.step == 100 and image.height > 150 and image.width > 200

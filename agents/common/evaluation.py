@@ -22,6 +22,7 @@ from modrl.agents.common.training import CHECKPOINTS, TENSORBOARD, check_state_d
 from modrl.checkpoint import Checkpoint, FingerprintMismatchError, latest_checkpoint
 from modrl.config import to_dict
 from modrl.envs import get_suite, make_suite_env
+from modrl.routing_health import routing_health
 from modrl.runs import read_run_config
 from modrl.seeds import EVAL_SEED_BASE
 from modrl.telemetry import TelemetryWriter
@@ -224,6 +225,9 @@ def format_report(report: EvalReport) -> str:
     for split in dict.fromkeys(r.split for r in report.tasks):
         rates = [r.success_rate for r in report.tasks if r.split == split]
         lines.append(f"{split}: mean success {np.mean(rates):.3f} over {len(rates)} task(s)")
+    allocation = [r.module_usage for r in report.tasks if r.module_usage]
+    if names and len(allocation) == len(report.tasks):  # every task counts once: the allocation the table shows
+        lines.append(routing_health(np.array(allocation), np.ones(len(allocation))).line())
     mode = "deterministic" if report.deterministic else "stochastic"
     title = f"evaluation at step {report.step} ({mode} policy, seeds {report.seed_base}+k)"
     if names:
