@@ -46,6 +46,15 @@ def test_modular_ppo_learns_a_few_steps_with_every_router(tiny_config, router: s
     assert model.policy.modular.last_weights is not None
 
 
+@pytest.mark.parametrize("kind", ["mlp", "lowrank", "adapter"])
+def test_every_module_kind_trains_under_ppo(tiny_config, kind: str) -> None:
+    model = build_model(tiny_config(f"agent.modules.kind={kind}", "agent.modules.rank=2"), make_vec_env(tiny_config()))
+    before = _params(model)
+    model.learn(64)
+    changed = [k for k, v in model.policy.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(".library.skills.skill_" in k for k in changed), f"{kind} modules did not train"
+
+
 def test_a2c_runs_with_modular_policy(tiny_config) -> None:
     config = tiny_config("agent.algo=a2c", "algo.n_steps=5")
     venv = make_vec_env(config)

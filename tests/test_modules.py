@@ -15,6 +15,7 @@ from torch import nn
 from modrl.config import ConfigError, from_dict
 from modrl.modules import (
     MODULE_KINDS,
+    AdapterModule,
     LowRankModule,
     MLPModule,
     ModuleLibrary,
@@ -46,9 +47,25 @@ def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     return {name: param.detach().clone() for name, param in module.named_parameters()}
 
 
-def test_registry_holds_both_kinds() -> None:
-    assert KINDS == ["lowrank", "mlp"]
+def test_registry_holds_every_kind() -> None:
+    assert KINDS == ["adapter", "lowrank", "mlp"]
     assert MODULE_KINDS.get("mlp") is MLPModule and MODULE_KINDS.get("lowrank") is LowRankModule
+    assert MODULE_KINDS.get("adapter") is AdapterModule
+
+
+def test_an_adapter_is_a_low_rank_delta_with_a_relu_in_its_bottleneck() -> None:
+    torch.manual_seed(0)
+    base = nn.Linear(IN, OUT)
+    adapter = AdapterModule(base=base, base_name="base", rank=3, alpha=2.0, activation="tanh")
+    x = features()
+    assert torch.equal(adapter(x), torch.tanh(base(x)))  # up starts at zero: the shared layer alone
+    with torch.no_grad():
+        adapter.up.normal_()
+    expected = torch.tanh(base(x) + torch.relu(x @ adapter.down.T) @ adapter.up.T * (2.0 / 3))
+    assert torch.allclose(adapter(x), expected)
+    lowrank = LowRankModule(base=base, base_name="base", rank=3, alpha=2.0, activation="tanh")
+    lowrank.load_state_dict(adapter.state_dict())
+    assert not torch.allclose(lowrank(x), adapter(x))  # the ReLU is the difference
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -137,7 +154,7 @@ def test_frozen_tensors_stay_bit_identical_while_trainable_ones_move(kind: str) 
         assert not torch.equal(value, trained_after[name]), name
     assert all(p.grad is None for p in library.skills["skill_0"].parameters())
     assert library.is_frozen("skill_0") and not library.is_frozen("skill_1")
-    if kind == "lowrank":
+    if kind in ("lowrank", "adapter"):
         assert library.is_frozen("base")
 
 
@@ -205,7 +222,7 @@ def test_save_and_load_round_trip_into_a_fresh_library(kind: str, tmp_path: Path
     path = tmp_path / "skill.safetensors"
     source.save_module("skill_1", path)
     target = make(kind, count=1, seed=1)
-    if kind == "lowrank":  # a low-rank delta is only meaningful on the base it was trained with
+    if kind in ("lowrank", "adapter"):  # a delta is only meaningful on the base it was trained with
         target.shared.load_state_dict(source.shared.state_dict())
     assert target.load_module(path) == "skill_1"
     loaded, original = target.get("skill_1"), source.get("skill_1")

@@ -72,7 +72,7 @@ def estimate_agent(config: RunConfig, *, num_tasks: int) -> ResourceEstimate:
 
 def _actor(config: RunConfig, features: int, num_tasks: int) -> tuple[int, int]:
     agent, modules = config.agent, config.agent.modules
-    if modules.kind == "lowrank":
+    if modules.kind in ("lowrank", "adapter"):
         deltas = modules.count * modules.rank * (features + agent.latent_dim)
         module_params = _linear(features, agent.latent_dim) + deltas
         module_acts = modules.count * (modules.rank + agent.latent_dim)

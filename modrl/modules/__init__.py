@@ -14,7 +14,7 @@ from .config import ACTIVATION_NAMES, MODULE_KIND_NAMES, ModulesConfig
 if TYPE_CHECKING:
     from .base import ACTIVATIONS, MODULE_KINDS, RoutedModule
     from .library import ModuleLibrary, ParamCounts, build_module_library
-    from .lowrank import LowRankModule
+    from .lowrank import AdapterModule, LowRankModule
     from .mlp import MLPModule
 
 #: Public name -> the submodule defining it (imported on first access).
@@ -25,6 +25,7 @@ _LAZY = {
     "ModuleLibrary": "library",
     "ParamCounts": "library",
     "build_module_library": "library",
+    "AdapterModule": "lowrank",
     "LowRankModule": "lowrank",
     "MLPModule": "mlp",
 }
@@ -34,6 +35,7 @@ __all__ = [
     "ACTIVATION_NAMES",
     "MODULE_KINDS",
     "MODULE_KIND_NAMES",
+    "AdapterModule",
     "LowRankModule",
     "MLPModule",
     "ModuleLibrary",

@@ -8,7 +8,7 @@ from typing import Literal, get_args
 
 from modrl.config import check, check_sizes
 
-ModuleKind = Literal["mlp", "lowrank"]
+ModuleKind = Literal["mlp", "lowrank", "adapter"]
 #: The module kinds a config may name; ``modrl.modules.MODULE_KINDS`` registers one class for each (a test checks).
 MODULE_KIND_NAMES: tuple[str, ...] = get_args(ModuleKind)
 Activation = Literal["tanh", "relu"]
@@ -21,10 +21,11 @@ class ModulesConfig:
     """How to build the initial module library.
 
     Attributes:
-        kind: ``"mlp"`` (independent MLP heads) or ``"lowrank"`` (LoRA deltas on one shared linear layer).
+        kind: ``"mlp"`` (independent MLP heads), ``"lowrank"`` (LoRA deltas on one shared linear layer) or
+            ``"adapter"`` (bottleneck adapters, a ReLU inside the low-rank delta, on that shared layer).
         count: Number of modules (``>= 1``).
         hidden: MLP hidden sizes (kind ``mlp``), each ``>= 1``.
-        rank: Rank of each low-rank delta (kind ``lowrank``, ``>= 1``).
+        rank: Rank of each low-rank delta, or bottleneck width of each adapter (kinds ``lowrank``, ``adapter``).
         activation: ``"tanh"`` or ``"relu"``, after every layer including the last.
     """
 

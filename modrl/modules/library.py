@@ -32,7 +32,7 @@ from modrl.safe_load import loads_json
 
 from .base import MODULE_KINDS, RoutedModule
 from .config import ModulesConfig
-from .lowrank import LowRankModule
+from .lowrank import AdapterModule, LowRankModule
 from .mlp import MLPModule, can_stack, stacked_forward
 
 __all__ = [
@@ -225,16 +225,18 @@ def _shared_digests(metadata: Mapping[str, str]) -> Any:
 def build_module_library(config: ModulesConfig, *, in_dim: int, out_dim: int) -> ModuleLibrary:
     """A library of ``config.count`` modules named ``skill_0`` .. ``skill_{count-1}`` mapping ``in_dim -> out_dim``.
 
-    Kind ``lowrank`` also registers one shared ``nn.Linear(in_dim, out_dim)`` as ``library.shared["base"]``.
+    Kinds ``lowrank`` and ``adapter`` also register one shared ``nn.Linear(in_dim, out_dim)`` as
+    ``library.shared["base"]``.
     """
     library = ModuleLibrary()
-    if config.kind == "lowrank":
+    delta = {"lowrank": LowRankModule, "adapter": AdapterModule}.get(config.kind)
+    if delta is not None:
         base = nn.Linear(in_dim, out_dim)
         library.add_shared("base", base)
     for index in range(config.count):
         module: RoutedModule
-        if config.kind == "lowrank":
-            module = LowRankModule(base=base, base_name="base", rank=config.rank, activation=config.activation)
+        if delta is not None:
+            module = delta(base=base, base_name="base", rank=config.rank, activation=config.activation)
         else:
             module = MLPModule(in_dim=in_dim, out_dim=out_dim, hidden=config.hidden, activation=config.activation)
         library.add(f"skill_{index}", module)

@@ -124,3 +124,22 @@ class LowRankModule(RoutedModule):
 
 
 MODULE_KINDS.add(LowRankModule.kind, LowRankModule)
+
+
+class AdapterModule(LowRankModule):
+    """A bottleneck adapter (Houlsby et al. 2019) on the shared layer: ``y = act(base(x) + up(relu(down(x))) *
+    alpha / rank)``, the low-rank delta with a ReLU in its bottleneck (``rank`` is the bottleneck width).
+
+    Everything else is :class:`LowRankModule`'s: the library owns the base, ``up`` starts at zero (a new adapter
+    computes what the shared layer does), the spec and file format are the same with ``kind: "adapter"``.
+    """
+
+    kind: ClassVar[str] = "adapter"
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``(B, in_dim)`` -> ``(B, out_dim)``."""
+        delta = torch.relu(x @ self.down.T) @ self.up.T
+        return self.act(self.base(x) + delta * (self.alpha / self.rank))
+
+
+MODULE_KINDS.add(AdapterModule.kind, AdapterModule)
