@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from modrl.modules import ModuleLibrary
+from modrl.modules import AdapterModule, LowRankModule, ModuleLibrary, RoutedModule
 from modrl.registry import Registry
 from modrl.routers import Router, RoutingOutput
 
@@ -69,6 +69,19 @@ def hard_select(weights: Tensor, outputs: Tensor) -> Tensor:
         straight_through = weights - weights.detach()
         selected = selected + torch.bmm(straight_through.unsqueeze(1), outputs).squeeze(1)
     return selected
+
+
+#: Aggregation in parameter space (Polytropon, Ponti et al. 2023): ``ModularNetwork`` mixes the low-rank modules'
+#: parameters by the routing weights, ``A_b = sum_k w_bk A_k`` and ``B_b = sum_k w_bk B_k``, and runs the one mixed
+#: module, instead of mixing the modules' outputs. Needs a library of ``lowrank`` (or ``adapter``) modules.
+PARAM_MIX = "param_mix"
+
+
+@AGGREGATIONS.register(PARAM_MIX)
+def param_mix(weights: Tensor, outputs: Tensor) -> Tensor:
+    """Registered so configs and ``modrl list`` name it; it mixes parameters, not outputs, so
+    :class:`ModularNetwork` computes it (:meth:`ModularNetwork.parameter_mix`) and this entry point refuses."""
+    raise TypeError(f"{PARAM_MIX!r} mixes module parameters, not outputs: ModularNetwork computes it")
 
 
 class _AttachAuxLoss(torch.autograd.Function):
@@ -177,9 +190,33 @@ class ModularNetwork(nn.Module):
             state = "needs" if self.separate_router_input else "was built without"
             raise ValueError(f"this ModularNetwork {state} separate router features (separate_router_input)")
         routing = self.router(obs_features if router_features is None else router_features, task_ids)
-        outputs = self._module_outputs(obs_features, routing.weights)
-        result = self._aggregate(routing.weights, outputs)
+        if self.aggregation == PARAM_MIX:
+            result = self.parameter_mix(obs_features, routing.weights)
+        else:
+            result = self._aggregate(routing.weights, self._module_outputs(obs_features, routing.weights))
         return attach_aux_loss(result, routing.aux_loss), routing
+
+    def parameter_mix(self, features: Tensor, weights: Tensor) -> Tensor:
+        """:data:`PARAM_MIX`: one low-rank module per row whose ``down``/``up`` are the weights' mixture of the
+        library's, on the shared base: ``act(base(x) + g(x A_b^T) B_b^T * alpha / rank)`` (``g`` is the identity
+        for ``lowrank``, ReLU for ``adapter``). With one-hot weights it is exactly the chosen module.
+
+        Args:
+            features: ``(B, D)``. weights: ``(B, K)`` routing weights.
+
+        Returns:
+            ``(B, H)``.
+        """
+        modules = [self.library.get(name) for name in self.library.names]
+        first = _check_mixable(modules)
+        mixable = [m for m in modules if isinstance(m, LowRankModule)]  # all of them, checked above
+        down = torch.stack([m.down for m in mixable])  # (K, r, D)
+        up = torch.stack([m.up for m in mixable])  # (K, H, r)
+        hidden = torch.einsum("bd,brd->br", features, torch.einsum("bk,krd->brd", weights, down))
+        if isinstance(first, AdapterModule):
+            hidden = torch.relu(hidden)
+        delta = torch.einsum("br,bhr->bh", hidden, torch.einsum("bk,khr->bhr", weights, up))
+        return first.act(first.base(features) + delta * (first.alpha / first.rank))
 
     def _module_outputs(self, features: Tensor, weights: Tensor) -> Tensor:
         """``(B, K, H)`` outputs, zeros for modules with an all-zero weight column when skipping."""
@@ -195,7 +232,29 @@ class ModularNetwork(nn.Module):
         return full.index_copy(1, torch.tensor(index, dtype=torch.long, device=features.device), computed)
 
     def _check_sizes(self) -> None:
+        if self.aggregation == PARAM_MIX:
+            _check_mixable([self.library.get(name) for name in self.library.names])
         if len(self.library) != self.router.num_modules:
             raise ValueError(
                 f"the library has {len(self.library)} modules but the router routes over {self.router.num_modules}"
             )
+
+
+def _check_mixable(modules: list[RoutedModule]) -> LowRankModule:
+    """The first module, after checking that all can be mixed in parameter space: one low-rank kind, one shared base,
+    one rank, scale and activation.
+
+    Raises:
+        ValueError: Naming what differs.
+    """
+    first = modules[0] if modules else None
+    if not isinstance(first, LowRankModule):
+        kind = getattr(first, "kind", "none")
+        raise ValueError(f"aggregation {PARAM_MIX!r} mixes low-rank modules (kinds lowrank, adapter), got {kind!r}")
+    for module in modules[1:]:
+        same = type(module) is type(first) and isinstance(module, LowRankModule) and module.base is first.base
+        if not same or (module.rank, module.alpha, module.activation) != (first.rank, first.alpha, first.activation):
+            raise ValueError(
+                f"aggregation {PARAM_MIX!r} needs modules of one kind, base, rank, alpha and activation to mix"
+            )
+    return first

@@ -46,9 +46,12 @@ def test_modular_ppo_learns_a_few_steps_with_every_router(tiny_config, router: s
     assert model.policy.modular.last_weights is not None
 
 
-@pytest.mark.parametrize("kind", ["mlp", "lowrank", "adapter"])
-def test_every_module_kind_trains_under_ppo(tiny_config, kind: str) -> None:
-    model = build_model(tiny_config(f"agent.modules.kind={kind}", "agent.modules.rank=2"), make_vec_env(tiny_config()))
+@pytest.mark.parametrize(
+    ("kind", "aggregation"), [("mlp", "weighted_sum"), ("lowrank", "weighted_sum"), ("adapter", "param_mix")]
+)
+def test_every_module_kind_trains_under_ppo(tiny_config, kind: str, aggregation: str) -> None:
+    overrides = (f"agent.modules.kind={kind}", "agent.modules.rank=2", f"agent.aggregation={aggregation}")
+    model = build_model(tiny_config(*overrides), make_vec_env(tiny_config()))
     before = _params(model)
     model.learn(64)
     changed = [k for k, v in model.policy.state_dict().items() if not torch.equal(v, before[k])]

@@ -12,6 +12,8 @@ from modrl.registry import UnknownNameError
 from modrl.routers import ROUTERS, RouterConfig, build_router
 
 K, T, D, H, B = 4, 3, 5, 6, 8
+#: The aggregations of module outputs (param_mix mixes parameters and has its own tests below).
+OUTPUT_AGGREGATIONS = [name for name in AGGREGATIONS.names() if name != "param_mix"]
 
 
 def network(
@@ -36,7 +38,7 @@ def grads(module: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def test_registry_names() -> None:
-    assert AGGREGATIONS.names() == ["hard_select", "weighted_sum"]
+    assert AGGREGATIONS.names() == ["hard_select", "param_mix", "weighted_sum"]
     assert AGGREGATIONS.get("weighted_sum") is weighted_sum and AGGREGATIONS.get("hard_select") is hard_select
 
 
@@ -117,7 +119,7 @@ def _count_calls(net: ModularNetwork) -> list[int]:
 
 
 @pytest.mark.parametrize("kind", ROUTERS.names())
-@pytest.mark.parametrize("aggregation", AGGREGATIONS.names())
+@pytest.mark.parametrize("aggregation", OUTPUT_AGGREGATIONS)
 @pytest.mark.parametrize("training", [True, False])
 def test_skipping_inactive_modules_equals_computing_all(kind: str, aggregation: str, training: bool) -> None:
     skip = network(kind, aggregation, skip=True, condition="task", k=2).train(training)
@@ -165,7 +167,7 @@ def test_network_shapes_and_checks() -> None:
     out, routing = net(*inputs())
     assert out.shape == (B, H) and net.out_dim == H and routing.weights.shape == (B, K)
     assert net.router.last is not None
-    with pytest.raises(UnknownNameError, match="hard_select, weighted_sum"):
+    with pytest.raises(UnknownNameError, match="hard_select, param_mix, weighted_sum"):
         ModularNetwork(library=net.library, router=net.router, aggregation="average")
     small = build_router(RouterConfig(kind="soft"), num_modules=K - 1, num_tasks=T, obs_dim=D)
     with pytest.raises(ValueError, match=f"library has {K} modules but the router routes over {K - 1}"):
@@ -176,3 +178,56 @@ def test_network_shapes_and_checks() -> None:
     net.library.add("extra", build_module_library(ModulesConfig(count=1), in_dim=D, out_dim=H).get("skill_0"))
     with pytest.raises(ValueError, match="modules but the router"):  # grown after construction: caught per call
         net(*inputs())
+
+
+def _low_rank_network(kind: str, aggregation: str = "param_mix") -> ModularNetwork:
+    torch.manual_seed(0)
+    library = build_module_library(ModulesConfig(kind=kind, count=K, rank=2), in_dim=D, out_dim=H)  # type: ignore[arg-type]
+    with torch.no_grad():  # nonzero deltas, so modules differ from the shared base and from each other
+        for name in library.names:
+            library.get(name).up.normal_()  # type: ignore[operator]
+    router = build_router(RouterConfig(kind="soft"), num_modules=K, num_tasks=T, obs_dim=D)
+    return ModularNetwork(library=library, router=router, aggregation=aggregation)
+
+
+@pytest.mark.parametrize("kind", ["lowrank", "adapter"])
+def test_param_mix_is_the_chosen_module_for_one_hot_weights_and_mixes_parameters_otherwise(kind: str) -> None:
+    net = _low_rank_network(kind)
+    x = torch.randn(B, D)
+    one_hot = torch.nn.functional.one_hot(torch.arange(B) % K, K).float()
+    outputs = net.library(x)  # (B, K, H): every module on its own
+    assert torch.allclose(net.parameter_mix(x, one_hot), outputs[torch.arange(B), torch.arange(B) % K], atol=1e-6)
+    uniform = torch.full((B, K), 1.0 / K)
+    modules = [net.library.get(n) for n in net.library.names]
+    down = torch.stack([m.down for m in modules]).mean(0)  # type: ignore[misc]
+    up = torch.stack([m.up for m in modules]).mean(0)  # type: ignore[misc]
+    first = modules[0]
+    hidden = x @ down.T
+    hidden = torch.relu(hidden) if kind == "adapter" else hidden
+    expected = first.act(first.base(x) + hidden @ up.T * (first.alpha / first.rank))  # type: ignore[operator]
+    assert torch.allclose(net.parameter_mix(x, uniform), expected, atol=1e-6)
+    assert not torch.allclose(net.parameter_mix(x, uniform), weighted_sum(uniform, outputs), atol=1e-4)
+
+
+def test_param_mix_trains_only_what_the_routing_uses_and_is_refused_for_other_modules() -> None:
+    net = _low_rank_network("lowrank")
+    weights = torch.zeros(B, K)
+    weights[:, 1] = 0.25
+    weights[:, 2] = 0.75
+    net.parameter_mix(torch.randn(B, D), weights).sum().backward()
+    grads = {name: net.library.get(name).up.grad for name in net.library.names}  # type: ignore[union-attr]
+    assert grads["skill_0"] is not None and not grads["skill_0"].any()  # weight 0: no gradient
+    assert grads["skill_1"].abs().sum() > 0 and grads["skill_2"].abs().sum() > 0  # type: ignore[union-attr]
+    with pytest.raises(TypeError, match="mixes module parameters"):
+        AGGREGATIONS.get("param_mix")(weights, torch.zeros(B, K, H))
+    mlp = build_module_library(ModulesConfig(kind="mlp", count=K), in_dim=D, out_dim=H)
+    with pytest.raises(ValueError, match="mixes low-rank modules"):
+        ModularNetwork(library=mlp, router=net.router, aggregation="param_mix")
+
+
+def test_param_mix_needs_low_rank_modules_in_the_config(tiny_config) -> None:
+    from modrl.config import ConfigError
+
+    with pytest.raises(ConfigError, match=r"agent\.aggregation: 'param_mix' .* lowrank or adapter"):
+        tiny_config("agent.aggregation=param_mix")
+    assert tiny_config("agent.aggregation=param_mix", "agent.modules.kind=adapter").agent.aggregation == "param_mix"

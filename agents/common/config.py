@@ -113,7 +113,8 @@ class AgentConfig:
     extractor: ExtractorConfig = field(default_factory=ExtractorConfig)
     modules: ModulesConfig = field(default_factory=ModulesConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
-    aggregation: Literal["weighted_sum", "hard_select"] = "weighted_sum"
+    #: ``param_mix`` mixes the modules' parameters, not their outputs (Polytropon; ``lowrank``/``adapter`` modules).
+    aggregation: Literal["weighted_sum", "hard_select", "param_mix"] = "weighted_sum"
     #: What a router conditioned on ``obs`` reads: the observation ``features`` (image, direction and, with
     #: ``env.mission_tokens``, the mission), or the encoded ``mission`` alone (task-level routing that still applies
     #: to task ids never trained on). ``mission`` needs ``env.mission_tokens: true``.
@@ -263,6 +264,11 @@ def check_run_fields(config: RunConfig) -> Suite:
         raise ConfigError(f"env.suite: {exc}") from None
     except ConfigError as exc:
         raise ConfigError(f"env.{exc}") from None
+    if config.agent.aggregation == "param_mix" and config.agent.modules.kind not in ("lowrank", "adapter"):
+        raise ConfigError(
+            "agent.aggregation: 'param_mix' mixes low-rank modules' parameters; set agent.modules.kind to lowrank or "
+            f"adapter (got {config.agent.modules.kind!r})"
+        )
     if config.agent.extractor.film and not config.env.mission_tokens:
         raise ConfigError("agent.extractor.film: FiLM conditions the image on the mission; set env.mission_tokens=true")
     if config.agent.router_input == "mission" and not config.env.mission_tokens:
