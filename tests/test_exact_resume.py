@@ -54,7 +54,7 @@ def _scalars(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {
         tag: [(e.step, e.value) for e in events.Scalars(tag)]
         for tag in events.Tags()["scalars"]
-        if tag not in WALL_CLOCK_TAGS
+        if tag not in WALL_CLOCK_TAGS and not tag.startswith("hparam/")  # hparam/*: the CLI's final evaluation
     }
 
 
