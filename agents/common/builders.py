@@ -79,8 +79,9 @@ def policy_setup(config: ExperimentConfig, observation_space: spaces.Dict) -> tu
     agent = config.agent
     extractor_kwargs = to_dict(agent.extractor)
     if agent.kind == "modular":
+        words = {"bag_of_words": True} if agent.router_input == "words" else {}  # what the words router reads
         return ModularActorCriticPolicy, dict(
-            features_extractor_kwargs=extractor_kwargs,
+            features_extractor_kwargs={**extractor_kwargs, **words},
             modules=to_dict(agent.modules),
             router=to_dict(agent.router),
             aggregation=agent.aggregation,
@@ -91,9 +92,11 @@ def policy_setup(config: ExperimentConfig, observation_space: spaces.Dict) -> tu
     task_space = observation_space["task"]
     assert isinstance(task_space, spaces.Discrete), task_space
     num_tasks = int(task_space.n)
-    mission_dim = agent.extractor.mission_dim if "mission" in observation_space.spaces else 0
+    mission = observation_space.spaces.get("mission")
+    mission_dim = agent.extractor.mission_dim if mission is not None else 0
+    vocab_size = int(mission.nvec[0]) if isinstance(mission, spaces.MultiDiscrete) else 0
     hidden = agent.monolithic_hidden or matched_hidden_width(
-        modular_actor_parameters(config, num_tasks, mission_dim=mission_dim),
+        modular_actor_parameters(config, num_tasks, mission_dim=mission_dim, vocab_size=vocab_size),
         in_dim=agent.extractor.features_dim + mission_dim + num_tasks,
         latent_dim=agent.latent_dim,
     )
@@ -106,8 +109,11 @@ def policy_setup(config: ExperimentConfig, observation_space: spaces.Dict) -> tu
     )
 
 
-def modular_actor_parameters(config: ExperimentConfig, num_tasks: int, *, mission_dim: int = 0) -> int:
-    """Parameter count of the modular actor (router + modules) that ``config`` would build."""
+def modular_actor_parameters(
+    config: ExperimentConfig, num_tasks: int, *, mission_dim: int = 0, vocab_size: int = 0
+) -> int:
+    """Parameter count of the modular actor (router + modules) that ``config`` would build (``vocab_size``: the
+    mission vocabulary, which a ``words`` router reads)."""
     network = build_modular_network(
         config.agent.modules,
         config.agent.router,
@@ -115,7 +121,7 @@ def modular_actor_parameters(config: ExperimentConfig, num_tasks: int, *, missio
         obs_dim=config.agent.extractor.features_dim,
         num_tasks=num_tasks,
         latent_dim=config.agent.latent_dim,
-        router_dim=mission_dim if config.agent.router_input == "mission" else None,
+        router_dim={"mission": mission_dim, "words": vocab_size}.get(config.agent.router_input),
     )
     return sum(p.numel() for p in network.parameters())
 

@@ -116,9 +116,11 @@ class AgentConfig:
     #: ``param_mix`` mixes the modules' parameters, not their outputs (Polytropon; ``lowrank``/``adapter`` modules).
     aggregation: Literal["weighted_sum", "hard_select", "param_mix"] = "weighted_sum"
     #: What a router conditioned on ``obs`` reads: the observation ``features`` (image, direction and, with
-    #: ``env.mission_tokens``, the mission), or the encoded ``mission`` alone (task-level routing that still applies
-    #: to task ids never trained on). ``mission`` needs ``env.mission_tokens: true``.
-    router_input: Literal["features", "mission"] = "features"
+    #: ``env.mission_tokens``, the mission), the encoded ``mission`` alone (task-level routing that still applies
+    #: to task ids never trained on), or the mission's bag of ``words`` (with a linear router, ``router.hidden: 0``,
+    #: a task's allocation is the mean of its words' allocations: factored over the task's parts, so a held-out
+    #: combination of known words gets one). ``mission`` and ``words`` need ``env.mission_tokens: true``.
+    router_input: Literal["features", "mission", "words"] = "features"
     latent_dim: int = 64
     critic_hidden: tuple[int, ...] = (64,)
     #: Hidden width of the monolithic baseline's policy MLP; null = matched to the modular agent's parameter count.
@@ -271,8 +273,10 @@ def check_run_fields(config: RunConfig) -> Suite:
         )
     if config.agent.extractor.film and not config.env.mission_tokens:
         raise ConfigError("agent.extractor.film: FiLM conditions the image on the mission; set env.mission_tokens=true")
-    if config.agent.router_input == "mission" and not config.env.mission_tokens:
-        raise ConfigError("agent.router_input: 'mission' needs the mission tokens; set env.mission_tokens=true")
+    if config.agent.router_input in ("mission", "words") and not config.env.mission_tokens:
+        raise ConfigError(
+            f"agent.router_input: {config.agent.router_input!r} needs the mission tokens; set env.mission_tokens=true"
+        )
     if config.agent.algo == "ppo" and config.algo.batch_size > config.algo.n_steps * config.env.n_envs:
         raise ConfigError(
             f"algo.batch_size: {config.algo.batch_size} is larger than one rollout "

@@ -87,8 +87,9 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
     the image, the direction and the mission features gives ``features_dim`` observation features; the mission
     features and the task one-hot are appended unchanged so routers can read them.
 
-    Output layout: ``(B, features_dim + mission_dim + num_tasks)`` float32 =
-    ``[obs_features | mission_features | task_one_hot]`` (``mission_dim`` is 0 without a mission entry).
+    Output layout: ``(B, features_dim + mission_dim + words_dim + num_tasks)`` float32 =
+    ``[obs_features | mission_features | bag_of_words | task_one_hot]`` (``mission_dim`` is 0 without a mission
+    entry, ``words_dim`` is 0 unless ``bag_of_words``).
 
     Args:
         observation_space: the Dict space of :class:`modrl.envs.TaskObservation` (+ ``MissionTokens``).
@@ -98,6 +99,9 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
         features_dim: size of the observation features.
         mission_encoder: ``"bow"`` or ``"gru"`` (see :class:`MissionEncoder`); used only with a mission entry.
         mission_dim: size of the mission features; used only with a mission entry.
+        bag_of_words: Also output the mission's bag of words, ``(B, V)`` word frequencies (padding excluded), for a
+            router whose allocation is a sum over the mission's words (``agent.router_input: words``). Needs a
+            mission entry.
         film: FiLM (Perez et al. 2018; BabyAI 1.1's conditioning): after each convolution + ReLU, every channel is
             scaled and shifted by ``(1 + gamma(m), beta(m))``, linear in the mission features ``m`` and initialised to
             zero, so training starts from the unconditioned network. Needs a mission entry.
@@ -114,11 +118,15 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
         mission_encoder: Literal["bow", "gru"] = "bow",
         mission_dim: int = 32,
         film: bool = False,
+        bag_of_words: bool = False,
     ) -> None:
         image_space, direction_space, task_space, mission_space = _check_space(observation_space)
         num_tasks = int(task_space.n)
         self.mission_dim = mission_dim if mission_space is not None else 0
-        super().__init__(observation_space, features_dim + self.mission_dim + num_tasks)
+        if bag_of_words and mission_space is None:
+            raise ValueError("bag_of_words needs mission tokens in the observation (env.mission_tokens: true)")
+        self.words_dim = int(mission_space.nvec[0]) if bag_of_words and mission_space is not None else 0
+        super().__init__(observation_space, features_dim + self.mission_dim + self.words_dim + num_tasks)
         self.kind = kind
         self.obs_dim = features_dim
         self.num_tasks = num_tasks
@@ -129,6 +137,10 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
             self.mission = MissionEncoder(
                 vocab_size=self.vocab_size, max_len=len(mission_space.nvec), dim=mission_dim, kind=mission_encoder
             )
+        not_padding = torch.ones(max(self.vocab_size, 1))
+        not_padding[0] = 0.0
+        self._not_padding: torch.Tensor
+        self.register_buffer("_not_padding", not_padding, persistent=False)
         height, width, n_channels = image_space.shape
         if kind == "embed":
             sizes = image_space.high.reshape(-1, n_channels).max(axis=0).astype(np.int64) + 1
@@ -158,7 +170,7 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
         self.head = nn.Sequential(nn.Linear(n_flat + n_directions + self.mission_dim, features_dim), nn.ReLU())
 
     def forward(self, observations: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Features ``(B, features_dim + mission_dim + num_tasks)`` from preprocessed observations."""
+        """Features ``(B, features_dim + mission_dim + words_dim + num_tasks)`` from preprocessed observations."""
         image = observations["image"]
         batch = len(image)
         if self.kind == "embed":
@@ -170,13 +182,17 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
         direction = observations["direction"].reshape(batch, -1)
         task = observations["task"].reshape(batch, -1)
         mission: list[torch.Tensor] = []
+        words: list[torch.Tensor] = []
         if self.mission is not None:
             # MultiDiscrete arrives one-hot encoded per position: (B, L * V) -> ids (B, L).
-            ids = observations["mission"].reshape(batch, -1, self.vocab_size).argmax(dim=2)
-            mission = [self.mission(ids)]
+            one_hot = observations["mission"].reshape(batch, -1, self.vocab_size)
+            mission = [self.mission(one_hot.argmax(dim=2))]
+            if self.words_dim:
+                counts = one_hot.sum(dim=1) * self._not_padding  # (B, V), padding id 0 dropped
+                words = [counts / counts.sum(dim=1, keepdim=True).clamp(min=1.0)]
         image_features = self.cnn(x) if self.films is None else self._film_cnn(x, mission[0])
         hidden = self.head(torch.cat([image_features, direction, *mission], dim=1))
-        return torch.cat([hidden, *mission, task], dim=1)
+        return torch.cat([hidden, *mission, *words, task], dim=1)
 
     def _film_cnn(self, x: torch.Tensor, mission: torch.Tensor) -> torch.Tensor:
         """The convolutions of :attr:`cnn` (same modules, same weights), each ReLU output FiLM-modulated."""

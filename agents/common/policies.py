@@ -45,8 +45,10 @@ class ModularExtractor(nn.Module):
     """Fills SB3's ``mlp_extractor`` slot: modular actor latent, MLP critic latent.
 
     The modules read the observation features; the router reads them too, or with ``router_input="mission"``
-    the mission features alone. After each actor forward, ``last_weights`` ``(B, K)`` and ``last_task_ids`` ``(B,)``
-    hold the routing it used (detached), for telemetry.
+    the mission features alone, or with ``router_input="words"`` the mission's bag of words (so a linear router's
+    allocation is the mean of its words' allocations: a held-out combination of known words gets one). After each
+    actor forward, ``last_weights`` ``(B, K)`` and ``last_task_ids`` ``(B,)`` hold the routing it used (detached),
+    for telemetry.
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class ModularExtractor(nn.Module):
         num_tasks: int,
         critic_hidden: Sequence[int],
         router_input: str = "features",
+        words_dim: int = 0,
     ):
         super().__init__()
         if router_input not in ROUTER_INPUTS:
@@ -66,6 +69,7 @@ class ModularExtractor(nn.Module):
         self.obs_dim = obs_dim
         self.num_tasks = num_tasks
         self.router_input = router_input
+        self.words_dim = words_dim
         self.critic = _mlp(features_dim, critic_hidden)
         self.latent_dim_pi = network.out_dim
         self.latent_dim_vf = critic_hidden[-1] if critic_hidden else features_dim
@@ -77,8 +81,9 @@ class ModularExtractor(nn.Module):
         return self.forward_actor(features), self.forward_critic(features)
 
     def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
-        obs_features, mission, task_ids = split_features(features, obs_dim=self.obs_dim, num_tasks=self.num_tasks)
-        router_features = mission if self.router_input == "mission" else None
+        obs_features, middle, task_ids = split_features(features, obs_dim=self.obs_dim, num_tasks=self.num_tasks)
+        mission, words = middle[:, : middle.shape[1] - self.words_dim], middle[:, middle.shape[1] - self.words_dim :]
+        router_features = {"mission": mission, "words": words}.get(self.router_input)
         latent, routing = self.network(obs_features, task_ids, router_features)
         self.last_weights = routing.weights.detach()
         self.last_task_ids = task_ids
@@ -90,7 +95,7 @@ class ModularExtractor(nn.Module):
 
 
 #: What a router conditioned on observations reads (``agent.router_input``).
-ROUTER_INPUTS: tuple[str, ...] = ("features", "mission")
+ROUTER_INPUTS: tuple[str, ...] = ("features", "mission", "words")
 
 
 def _extractor_defaults(kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -158,10 +163,12 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
         extractor = self.features_extractor
         if not isinstance(extractor, MinigridFeaturesExtractor):
             raise TypeError("ModularActorCriticPolicy needs MinigridFeaturesExtractor (it splits off the task id)")
-        if self.router_input == "mission" and extractor.mission_dim == 0:
+        if self.router_input in ("mission", "words") and extractor.mission_dim == 0:
             raise ValueError(
-                "router_input 'mission' needs mission tokens in the observation (env.mission_tokens: true)"
+                f"router_input {self.router_input!r} needs mission tokens in the observation (env.mission_tokens: true)"
             )
+        if self.router_input == "words" and extractor.words_dim == 0:
+            raise ValueError("router_input 'words' needs the extractor's bag_of_words output")
         network = build_modular_network(
             self.modules_config,
             self.router_config,
@@ -169,7 +176,7 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
             obs_dim=extractor.obs_dim,
             num_tasks=extractor.num_tasks,
             latent_dim=self.latent_dim,
-            router_dim=extractor.mission_dim if self.router_input == "mission" else None,
+            router_dim={"mission": extractor.mission_dim, "words": extractor.words_dim}.get(self.router_input),
         )
         # SB3 annotates this slot as MlpExtractor but only calls forward/forward_actor/forward_critic and reads
         # latent_dim_pi/latent_dim_vf, which ModularExtractor provides.
@@ -180,6 +187,7 @@ class ModularActorCriticPolicy(ActorCriticPolicy):
             num_tasks=extractor.num_tasks,
             critic_hidden=self.critic_hidden,
             router_input=self.router_input,
+            words_dim=extractor.words_dim,
         )
 
     @property
