@@ -162,3 +162,16 @@ def test_progress_line_summarises_many_tasks() -> None:
     assert _success_summary(few) == "a 0.50 b 1.00"
     many = {f"t{i}": i / 10 for i in range(MAX_TASKS_LISTED + 2)}
     assert _success_summary(many) == "mean 0.45 over 10 tasks (worst t0 0.00, best t9 0.90)"
+
+
+def test_progress_lines_say_when_whole_rollouts_pass_the_budget_and_never_repeat(
+    tiny_config, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = tiny_config("train.total_timesteps=100")  # rollouts of 2 envs x 32 steps: 128 steps are trained
+    write_run_metadata(tmp_path, config=to_dict(config), seed=config.seed, argv=["pytest"])
+    with caplog.at_level("INFO", logger="modrl.progress"):
+        assert run_training(config, tmp_path).steps == 128
+    lines = [r.getMessage() for r in caplog.records if r.name == "modrl.progress"]
+    assert lines and lines[-1].startswith("[100.0%] step 128/100 |")
+    assert lines[-1].endswith("| 28 steps past the budget (whole rollouts)")
+    assert len(lines) == len(set(lines)), lines  # the last line is not printed twice

@@ -221,6 +221,7 @@ class ProgressCallback(BaseCallback):
         self._start_time = 0.0
         self._start_step = 0
         self._last_log = 0.0
+        self._last_step = -1
 
     def _on_training_start(self) -> None:
         self._start_time = self._last_log = time.monotonic()
@@ -233,10 +234,19 @@ class ProgressCallback(BaseCallback):
         now = time.monotonic()
         if now - self._last_log >= self.every_s:
             self._last_log = now
-            progress_log.info(self.line(now))
+            self._log(now)
 
     def _on_training_end(self) -> None:
-        progress_log.info(self.line(time.monotonic()))
+        if self.num_timesteps != self._last_step:  # the last rollout's line, unless it was just printed
+            self._log(time.monotonic())
+
+    def _log(self, now: float) -> None:
+        self._last_step = self.num_timesteps
+        line = self.line(now)
+        over = self.num_timesteps - self.total_timesteps
+        if over > 0:  # SB3 collects whole rollouts, so the last one may end past the budget
+            line += f" | {over} steps past the budget (whole rollouts)"
+        progress_log.info(line)
 
     def line(self, now: float) -> str:
         """One progress line: percentage, steps, frames/s, ETA, mean return and success per task."""
