@@ -88,7 +88,7 @@ class EpisodeStatsCallback(BaseCallback):
 
 
 class TelemetryCallback(BaseCallback):
-    """Writes modrl's TensorBoard telemetry once per rollout (see DESIGN.md section 4).
+    """Writes modrl's TensorBoard telemetry once per rollout (README, "TensorBoard telemetry").
 
     Routing statistics are accumulated on every env step from the policy's recorded routing; per-task success
     comes from :class:`EpisodeStatsCallback`. Also tells the router how far training is (temperature schedules).
