@@ -169,6 +169,23 @@ def test_stop_then_resume_on_the_fast_engine_is_exact(
     assert_same_resumed_run(one_go, run_dir)
 
 
+def test_a_run_stopped_on_minigrid_resumes_exactly_on_the_fast_engine(
+    tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spy_restores: list[int]
+) -> None:
+    """What a run started before ``env.engine`` existed (MiniGrid) and resumed under the default ``auto`` does."""
+    minigrid, fast = tiny_config(*STEPS, "env.engine=minigrid"), tiny_config(*STEPS, "env.engine=fast")
+    one_go = _new_run(tmp_path, "one-go", minigrid)
+    run_training(minigrid, one_go)
+    run_dir = _new_run(tmp_path, "stopped", minigrid)
+    monkeypatch.setenv(FAULT_ENV, "rollout-end:3:term")
+    reset_fault_counters()
+    assert run_training(minigrid, run_dir).steps == 192
+    monkeypatch.delenv(FAULT_ENV)
+    assert run_training(fast, run_dir, resume=True).steps == 512
+    assert spy_restores == [0, 1]
+    assert_same_resumed_run(one_go, run_dir)
+
+
 def test_fast_replay_that_does_not_reproduce_the_observation_is_refused(
     tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

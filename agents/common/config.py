@@ -49,7 +49,8 @@ class EnvConfig:
     #: Which engine steps the envs: ``minigrid`` (MiniGrid's own envs, one by one), ``fast`` (the batched numpy
     #: engine, :mod:`modrl.envs.fast`, step-for-step identical; only for suites it covers, without ``split`` and
     #: ``subproc``), or ``auto`` (``fast`` wherever it covers the config, else ``minigrid`` with a log line saying why).
-    engine: Literal["minigrid", "fast", "auto"] = "minigrid"
+    #: ``modrl train`` only: continual runs, options and planners step MiniGrid (``fast`` is refused there).
+    engine: Literal["minigrid", "fast", "auto"] = "auto"
     #: Your own tasks: a suite of these registered gymnasium ids (MiniGrid envs; register yours in a module and pass
     #: ``--import MODULE``), one task each, instead of a named suite. ``suite`` is then set to its name, ``ids-<hash>``.
     ids: tuple[str, ...] = ()

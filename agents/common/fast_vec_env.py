@@ -15,6 +15,9 @@ SB3 what :func:`modrl.agents.common.builders.make_vec_env` hands it on MiniGrid 
   :class:`~modrl.agents.common.env_state.EnvStateRecorder` (how the episode started, the actions since);
 * the ``env-step`` fault point per slot, reported like :class:`~modrl.agents.common.guards.CaptureEnvErrors`.
 
+``env.event_reward`` needs nothing here: the envs the engine covers keep MiniGrid's ``step``, which reports no subtask
+events, so :class:`~modrl.envs.wrappers.SubtaskEventReward` would leave every reward unchanged.
+
 Written against stable-baselines3 2.9 (``VecEnv``'s abstract methods; ``DummyVecEnv``'s buffers and info keys).
 """
 
