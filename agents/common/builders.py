@@ -56,9 +56,16 @@ def make_vec_env(config: ExperimentConfig) -> VecEnv:
     or ``subproc`` workers), env ``i`` seeded ``config.seed + i``; every slot is wrapped for exact resume and error
     reporting (:func:`modrl.agents.common.env_state.vectorise`).
 
+    ``env.engine`` (:func:`~modrl.agents.common.fast_vec_env.select_engine`) may put every slot on the batched engine
+    instead (:class:`~modrl.agents.common.fast_vec_env.FastVecEnv`: same observations, infos, seeding, exact resume).
+
     Without ``env.split`` slot ``i`` runs task ``i mod T`` of the suite; with a split every slot samples one task of
     that split per episode (:class:`modrl.envs.SplitTaskEnv`), so a split may hold more tasks than there are envs.
     """
+    from modrl.agents.common.fast_vec_env import make_fast_vec_env, select_engine
+
+    if select_engine(config) == "fast":
+        return make_fast_vec_env(config)
     suite = get_suite(config.env.suite)
     options = env_options(config)
     shaping = config.env.event_reward  # training envs only: evaluation scores the unshaped reward

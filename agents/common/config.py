@@ -46,6 +46,11 @@ class EnvConfig:
     #: ``dummy`` steps the envs in this process (fastest for MiniGrid); ``subproc`` runs one worker process per env
     #: (a crash or hang in a worker is reported by env index, :mod:`modrl.agents.common.guards`).
     vec_env: Literal["dummy", "subproc"] = "dummy"
+    #: Which engine steps the envs: ``minigrid`` (MiniGrid's own envs, one by one), ``fast`` (the batched numpy
+    #: engine, :mod:`modrl.envs.fast`, step-for-step identical; only for suites it covers, without ``split`` and
+    #: ``subproc``), or ``auto`` (``fast`` wherever it covers the config, else ``minigrid`` with a log line saying why).
+    #: ``modrl train`` only: continual runs, options and planners step MiniGrid (``fast`` is refused there).
+    engine: Literal["minigrid", "fast", "auto"] = "auto"
     #: Your own tasks: a suite of these registered gymnasium ids (MiniGrid envs; register yours in a module and pass
     #: ``--import MODULE``), one task each, instead of a named suite. ``suite`` is then set to its name, ``ids-<hash>``.
     ids: tuple[str, ...] = ()
@@ -246,6 +251,25 @@ def _check_cross_fields(config: ExperimentConfig) -> None:
             f"env.n_envs: {config.env.n_envs} envs cannot cover the {suite.num_tasks} tasks of suite "
             f"{suite.name!r}; use at least {suite.num_tasks}, or train on a split (env.split=train)"
         )
+    if config.env.engine == "fast":  # before a run directory exists; builders.make_vec_env checks it again
+        reason = fast_engine_reason(config.env)
+        if reason is not None:
+            raise ConfigError(f"env.engine: fast cannot run suite {suite.name} ({reason}); use minigrid or auto")
+
+
+def fast_engine_reason(env: EnvConfig) -> str | None:
+    """Why the batched engine (``env.engine``) cannot run ``env``'s slots, or ``None`` if it can: a split (tasks drawn
+    per episode), worker processes, or a task it does not cover (:func:`modrl.envs.fast.coverage.suite_reason`)."""
+    if env.split is not None:
+        return f"env.split {env.split!r} draws a task per episode (SplitTaskEnv), which the fast engine does not run"
+    if env.vec_env != "dummy":
+        return f"env.vec_env {env.vec_env!r} runs MiniGrid in worker processes; the fast engine is in-process"
+    from modrl.envs import get_suite
+    from modrl.envs.fast.coverage import suite_reason
+
+    return suite_reason(
+        get_suite(env.suite), max_episode_steps=env.max_episode_steps, mission_tokens=env.mission_tokens
+    )
 
 
 def check_run_fields(config: RunConfig) -> Suite:

@@ -107,6 +107,8 @@ def _check_cross_fields(config: ContinualConfig) -> None:
         )
     if config.env.split is not None:
         raise ConfigError("env.split: a continual run trains one task per stage; leave env.split null")
+    if config.env.engine == "fast":
+        raise ConfigError("env.engine: a continual run steps its stages on MiniGrid; use minigrid or auto")
     if config.rule.kind == "freeze_grow":
         _check_freeze_grow(config)
 

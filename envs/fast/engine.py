@@ -116,6 +116,9 @@ class BatchedMiniGrid:
         self.max_steps = np.array([b.max_steps for b in bases], np.int64)
         self.see_through_walls = np.array([bool(b.see_through_walls) for b in bases])
         self.missions: list[str] = [""] * n
+        #: How each slot's current episode started, for exact resume: ``{"seed": int}`` for a seeded reset, else
+        #: ``{"rng": state}``, the slot env's ``np_random`` bit-generator state just before the layout was drawn.
+        self.starts: list[dict[str, Any]] = [{} for _ in range(n)]
         offset_x, offset_y = view_offsets(view)
         self._view_index = offset_x * self.height + offset_y  # (4, V, V) flat offsets per heading
         self._slot_base = np.arange(n, dtype=np.int64) * (self.width * self.height)
@@ -132,8 +135,27 @@ class BatchedMiniGrid:
         if len(seeds) != self.num_envs:
             raise ValueError(f"reset needs {self.num_envs} seeds, got {len(seeds)}")
         for slot, seed in enumerate(seeds):
-            self._load(slot, generate(self.envs[slot], seed))
+            self._begin(slot, seed)
         return self.observe()
+
+    def _begin(self, slot: int, seed: int | None) -> None:
+        """Draw slot ``slot``'s next layout (``seed``: reseed first), recording how (:attr:`starts`), and load it."""
+        env = self.envs[slot]
+        self.starts[slot] = {"seed": int(seed)} if seed is not None else {"rng": env.np_random.bit_generator.state}
+        self._load(slot, generate(env, seed))
+
+    def copy_slot(self, slot: int, other: BatchedMiniGrid, source: int) -> None:
+        """Make slot ``slot`` exactly what slot ``source`` of ``other`` is (grid, agent, carried object, step count,
+        mission and :attr:`starts`); both must step the same env (``other`` may be a one-slot engine that replayed
+        this slot's episode)."""
+        if other.envs[source] is not self.envs[slot] or other.pad != self.pad:
+            raise ValueError(f"slot {source} of the other engine does not step the env of slot {slot}")
+        width, height = other.cells.shape[1:]
+        self.cells[slot] = _WALL_WORD
+        self.cells[slot, :width, :height] = other.cells[source]
+        self.pos[slot], self.heading[slot] = other.pos[source], other.heading[source]
+        self.carrying[slot], self.step_count[slot] = other.carrying[source], other.step_count[source]
+        self.missions[slot], self.starts[slot] = other.missions[source], dict(other.starts[source])
 
     def _load(self, slot: int, layout: Layout) -> None:
         pad = self.pad
@@ -181,7 +203,7 @@ class BatchedMiniGrid:
         done = np.flatnonzero(terminated | truncated)
         if done.size:
             for slot in done:
-                self._load(int(slot), generate(self.envs[slot], None))
+                self._begin(int(slot), None)
             image, direction = final_image.copy(), final_direction.copy()
             image[done], direction[done] = self.observe(done)
         return StepResult(image, direction, reward, terminated, truncated, final_image, final_direction)
