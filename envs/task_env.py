@@ -32,7 +32,7 @@ from minigrid.envs.babyai.core.verifier import (
     PutNextInstr,
 )
 
-from modrl.config import MAX_EPISODE_STEPS, check, check_bool, check_int
+from modrl.config import MAX_EPISODE_STEPS, ConfigError, check, check_bool, check_int, short_repr
 from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, ObjectRef, Subtask, Task, parse_object, parse_task
 from modrl.envs.predicates import env_predicates
 
@@ -153,7 +153,16 @@ class TaskEnv(RoomGridLevel):
             "num_distractor_doors",
             "must be an integer >= 0",
         )
-        self.avoid = frozenset(item if isinstance(item, ObjectRef) else parse_object(item) for item in avoid)
+        check(
+            isinstance(avoid, (list, tuple, set, frozenset))
+            and all(isinstance(item, (ObjectRef, str)) for item in avoid),
+            "avoid",
+            f"must be a list of objects such as 'red-key', got {short_repr(avoid)}",
+        )
+        try:
+            self.avoid = frozenset(item if isinstance(item, ObjectRef) else parse_object(item) for item in avoid)
+        except ConfigError as exc:
+            raise ConfigError(f"avoid: {exc}") from None
         clash = sorted(o.name for o in self.avoid.intersection(self.task.objects))
         check(not clash, "avoid", f"the task mentions avoided objects: {', '.join(clash)}")
         self.num_distractors = num_distractors

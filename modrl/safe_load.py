@@ -249,7 +249,11 @@ def loads_yaml(text: str, where: str) -> Any:
     """
     if len(text) > MAX_YAML_BYTES:
         raise InputError(f"{where}: larger than the limit of {MAX_YAML_BYTES} bytes")
-    loader = LimitedSafeLoader(text)
+    try:
+        loader = LimitedSafeLoader(text)  # PyYAML's reader refuses control characters here, before parsing
+    except yaml.YAMLError as exc:
+        reason = " ".join(str(exc).replace('"<unicode string>"', where).split())
+        raise InputError(f"{where}: not valid (safe) YAML: {reason}") from None
     loader.name = where  # PyYAML's marks name the file: "in <where>, line 3, column 7"
     try:
         return loader.get_single_data()

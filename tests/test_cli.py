@@ -82,8 +82,18 @@ def test_train_then_eval_end_to_end(tmp_path: Path) -> None:
     assert len(results) == 1
     report = json.loads(results[0].read_text())
     assert [t["task"] for t in report["tasks"]] == ["empty5", "emptyrandom5"] or len(report["tasks"]) == 2
+    from modrl.envs import get_suite, make_task_env
+
+    suite = get_suite("minigrid-tiny")
     for task in report["tasks"]:
-        assert 0.0 <= task["success_rate"] <= 1.0 and task["episodes"] == 2
+        n, wins = task["episodes"], task["success_rate"] * task["episodes"]
+        assert n == 2 and wins in (0.0, 1.0, 2.0)
+        # Empty rooms: an episode fails only by timing out after max_steps steps, and a success after L steps pays
+        # 1 - 0.9 L / max_steps, so the mean return follows from the success count and the mean length by hand.
+        limit = make_task_env(suite, suite.task_names.index(task["task"])).unwrapped.max_steps
+        success_steps = n * task["mean_length"] - (n - wins) * limit
+        expected = (wins - 0.9 * success_steps / limit) / n
+        assert task["mean_return"] == pytest.approx(expected, abs=1e-6), task
         assert task["module_usage"] is not None and abs(sum(task["module_usage"]) - 1) < 1e-3
     # TensorBoard: the resolved config as text, and the HParams entry with the final evaluation, in the run itself.
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -97,7 +107,14 @@ def test_train_then_eval_end_to_end(tmp_path: Path) -> None:
 
     out = modrl("eval", run_dir, "--episodes", 3, cwd=tmp_path)
     assert out.returncode == 0, out.stderr
-    assert len(list((run_dir / "eval").glob("*.json"))) == 2
+    files = list((run_dir / "eval").glob("*.json"))
+    assert len(files) == 2
+    again = json.loads(next(f for f in files if f != results[0]).read_text())
+    # An independent evaluation: its first two episodes are the final evaluation's (same seeds, greedy policy).
+    for first, second in zip(report["tasks"], again["tasks"], strict=True):
+        assert first["task"] == second["task"] and second["episodes"] == 3
+        extra = second["success_rate"] * 3 - first["success_rate"] * 2
+        assert extra == pytest.approx(round(extra)) and round(extra) in (0, 1), (first, second)
 
 
 def test_existing_run_dir_is_refused_and_untouched(tmp_path: Path) -> None:

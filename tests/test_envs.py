@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import warnings
 from typing import Any
 
 import gymnasium as gym
@@ -24,6 +23,7 @@ from modrl.envs import (
     task_for_env_index,
 )
 from modrl.registry import UnknownNameError
+from tests.conftest import env_checker_warnings
 
 # Env ids whose start state does not depend on the seed (fixed layout, start and goal).
 FIXED_LAYOUT = {"MiniGrid-Empty-5x5-v0"}
@@ -95,8 +95,7 @@ def test_suite_validation_names_the_field() -> None:
 
 @pytest.mark.parametrize(("suite_name", "index"), ALL_TASKS, ids=TASK_IDS)
 def test_every_task_passes_both_env_checkers(suite_name: str, index: int) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # warnings are allowed (e.g. SB3 on the non-[0,255] image bounds)
+    with env_checker_warnings():  # only the known, explained ones are silenced
         env = make_task_env(suite_name, index)
         gym_check_env(env, skip_render_check=True)
         env = make_task_env(suite_name, index)

@@ -140,13 +140,14 @@ def test_replay_that_does_not_reproduce_the_observation_is_refused(tiny_config, 
 def _rewrite_member(checkpoint: Path, name: str, data: bytes) -> None:
     import hashlib
 
+    from modrl.checkpoint import manifest_digest_line
+
     (checkpoint / name).write_bytes(data)
     manifest = json.loads((checkpoint / "manifest.json").read_text())
     manifest["files"][name] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
-    text = json.dumps(manifest).encode()
-    (checkpoint / "manifest.json").write_bytes(text)
-    # ... and the manifest's own digest, as one who rewrites every file would: only the replay check is left to fail
-    (checkpoint / "manifest.sha256").write_text(f"{hashlib.sha256(text).hexdigest()}  manifest.json\n")
+    (checkpoint / "manifest.json").write_text(json.dumps(manifest))
+    # The manifest's own digest (manifest.sha256) must follow, or the edit is refused before the replay is tried.
+    (checkpoint / "manifest.sha256").write_text(manifest_digest_line((checkpoint / "manifest.json").read_bytes()))
 
 
 @pytest.mark.slow

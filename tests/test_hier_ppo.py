@@ -11,7 +11,7 @@ from gymnasium import spaces
 from stable_baselines3.common.buffers import RolloutBuffer
 from torch import Tensor
 
-from modrl.agents.options.hier_ppo import gae
+from modrl.agents.options.hier_ppo import clipped_surrogate, gae
 
 
 def _hand_written_gae(
@@ -50,6 +50,48 @@ def test_gae_cuts_at_episode_ends_by_hand() -> None:
     adv = gae(rewards, values, dones, last, 0.5, 1.0)
     # t=2: 2 + 0.5 * 4 - 1 = 3; t=1 ends its episode: 0 - 0.25; t=0: (1 + 0.5 * 0.25 - 0.5) + 0.5 * (-0.25)
     assert adv[:, 0].tolist() == [0.5, -0.25, 3.0]
+
+
+def test_gae_with_lambda_zero_is_the_one_step_td_error_by_hand() -> None:
+    rewards, values = torch.tensor([[1.0, 0.0], [0.5, 2.0]]), torch.tensor([[0.25, 1.0], [0.5, 0.0]])
+    dones, last = torch.tensor([[0.0, 0.0], [0.0, 1.0]]), torch.tensor([2.0, 8.0])
+    adv = gae(rewards, values, dones, last, 0.5, 0.0)
+    # env 0: t=0: 1 + 0.5 * 0.5 - 0.25 = 1; t=1: 0.5 + 0.5 * 2 - 0.5 = 1
+    # env 1: t=0: 0 + 0.5 * 0 - 1 = -1; t=1 ends the episode, the last value is not bootstrapped: 2 - 0 = 2
+    assert adv.tolist() == [[1.0, -1.0], [1.0, 2.0]]
+
+
+def test_clipped_surrogate_clips_each_side_by_hand() -> None:
+    # Advantages (1, -1) normalise to (1, -1) / sqrt(2) (mean 0, unbiased std sqrt(2)); call a = 1 / sqrt(2).
+    advantages = torch.tensor([1.0, -1.0])
+    old = torch.zeros(2)
+    # Inside the clip range (ratios 1.1, 0.9): -(1.1 a + (-0.9 a)) / 2 = -0.1 a.
+    inside = clipped_surrogate(torch.log(torch.tensor([1.1, 0.9])), old, advantages, 0.2)
+    assert float(inside) == pytest.approx(-0.1 / np.sqrt(2), abs=1e-6)
+    # Outside (ratios 1.5, 0.5), clip 0.2: A > 0 takes min(1.5 a, 1.2 a) = 1.2 a, A < 0 takes
+    # min(-0.5 a, -0.8 a) = -0.8 a: the loss is -(1.2 a - 0.8 a) / 2 = -0.2 a.
+    logp = torch.log(torch.tensor([1.5, 0.5])).requires_grad_(True)
+    outside = clipped_surrogate(logp, old, advantages, 0.2)
+    assert float(outside.detach()) == pytest.approx(-0.2 / np.sqrt(2), abs=1e-6)
+    outside.backward()
+    assert logp.grad is not None and logp.grad.tolist() == [0.0, 0.0]  # both clipped: no gradient
+    # Pessimistic side: ratio 0.5 with A > 0 is not clipped (min(0.5 a, 0.8 a) = 0.5 a), gradient -ratio * a / 2.
+    logp = torch.log(torch.tensor([0.5, 1.0])).requires_grad_(True)
+    loss = clipped_surrogate(logp, old, advantages, 0.2)
+    assert float(loss.detach()) == pytest.approx(-(0.5 - 1.0) / np.sqrt(2) / 2, abs=1e-6)
+    loss.backward()
+    assert logp.grad is not None and logp.grad[0].item() == pytest.approx(-0.5 / np.sqrt(2) / 2, abs=1e-6)
+
+
+def test_clipped_surrogate_single_sample_is_unnormalised_and_mask_selects_rows() -> None:
+    assert float(clipped_surrogate(torch.zeros(1), torch.zeros(1), torch.tensor([2.0]), 0.2)) == -2.0
+    logp, old = torch.log(torch.tensor([1.1, 3.0, 0.9, 0.1])), torch.zeros(4)
+    advantages = torch.tensor([1.0, 5.0, -1.0, 7.0])
+    mask = torch.tensor([True, False, True, False])
+    masked = clipped_surrogate(logp, old, advantages, 0.2, mask)
+    assert float(masked) == pytest.approx(-0.1 / np.sqrt(2), abs=1e-6)  # the 'inside' case above, rows 0 and 2
+    nothing = clipped_surrogate(logp.requires_grad_(True), old, advantages, 0.2, torch.zeros(4, dtype=torch.bool))
+    assert float(nothing.detach()) == 0.0 and nothing.requires_grad
 
 
 def test_option_critic_rollout_fields_sb3_lacks() -> None:

@@ -110,6 +110,8 @@ def test_yaml12_integers_still_load(tmp_path: Path) -> None:
         ("name: x\n".encode("utf-16-le"), "NUL byte"),
         ("name: caf\u00e9\n".encode("latin-1"), "not UTF-8"),
         (bytes(range(256)) * 4, "NUL byte"),
+        (b"\x1f", "special characters are not allowed"),  # found by tests/test_hypothesis_fuzz.py
+        (b"seed: 1\nname: a\x07b\n", "special characters are not allowed"),
     ],
 )
 def test_config_encoding_is_checked(tmp_path: Path, capsys: pytest.CaptureFixture[str], data: bytes, why: str) -> None:
@@ -288,6 +290,14 @@ def test_task_env_kwargs_are_refused_by_a_bound(kwargs: dict[str, object], field
         TaskEnv("pickup-red-key", **kwargs)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match=f"^{field}: must be"):
         gym.make("ModRL-sequences-goto-green-ball-v0", **kwargs)
+
+
+@pytest.mark.parametrize("avoid", [None, 5, "red-key", ["red-key", 3], ["nope"]])
+def test_task_env_avoid_is_a_list_of_object_names(avoid: object) -> None:
+    from modrl.envs.task_env import TaskEnv
+
+    with pytest.raises(ConfigError, match=r"^avoid: "):  # found by tests/test_hypothesis_fuzz.py: None was a TypeError
+        TaskEnv("pickup-red-key", avoid=avoid)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("kwargs", [{"max_steps": -5}, {"max_steps": "yes"}, {"marker": "yes"}, {"view_size": 10**6}])

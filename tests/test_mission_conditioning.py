@@ -3,13 +3,12 @@ stock suites' missions under the fixed vocabulary."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from gymnasium.utils.env_checker import check_env as gym_check_env
 from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.preprocessing import preprocess_obs
@@ -19,6 +18,7 @@ from modrl.agents.common.extractors import MinigridFeaturesExtractor, MissionEnc
 from modrl.agents.common.policies import ModularActorCriticPolicy
 from modrl.config import ConfigError
 from modrl.envs import SUITES, MissionVocabulary, get_suite, make_suite_env
+from tests.conftest import env_checker_warnings
 
 VOCAB = MissionVocabulary.from_grammar()
 MISSION = ("env.suite=colour-type", "env.split=train", "env.mission_tokens=true")
@@ -152,8 +152,7 @@ def test_babyai_suite_envs_pass_both_checkers() -> None:
     suite = get_suite("babyai")
     for index in range(suite.num_tasks):
         env = make_suite_env(suite, index, mission_tokens=True)
-        with warnings.catch_warnings():  # gymnasium warns that a wrapped env is checked: the wrapped one is the point
-            warnings.simplefilter("ignore", UserWarning)
-            gym.utils.env_checker.check_env(env, skip_render_check=True)
-        sb3_check_env(env, warn=False)
+        with env_checker_warnings():  # only the known, explained ones are silenced
+            gym_check_env(env, skip_render_check=True)
+            sb3_check_env(env, warn=True)
         env.close()

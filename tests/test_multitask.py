@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from typing import Any
 
@@ -26,6 +25,7 @@ from modrl.envs import (
     make_task_env,
 )
 from modrl.envs.mission import VOCABULARY_VERSION, grammar_missions, suite_max_len, suite_missions, tokenize
+from tests.conftest import env_checker_warnings
 
 EXPECTED_WORDS = (
     "<pad>",
@@ -178,8 +178,7 @@ def test_mission_tokens_wrapper_reads_the_unwrapped_mission() -> None:
 
 @pytest.mark.parametrize("mission_tokens", [False, True])
 def test_split_env_passes_both_env_checkers(mission_tokens: bool) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # SB3 warns about the non-[0,255] image bounds, on purpose
+    with env_checker_warnings():  # only the known, explained ones are silenced
         gym_check_env(make_split_env("colour-type", "train", mission_tokens=mission_tokens), skip_render_check=True)
         sb3_check_env(make_split_env("colour-type", "train", mission_tokens=mission_tokens), warn=True)
     env = make_split_env("colour-type", "train", mission_tokens=mission_tokens)

@@ -99,8 +99,15 @@ def test_option_critic_learns_a_trivial_task() -> None:
 
     model, history = train_option_critic(_config(total_timesteps=6400), slots=CueSlots())
     assert history[-1].frames == 6400 and len(history) == 100
-    early, late = history[3].success, np.mean([r.success for r in history[-5:]])
-    assert early < 0.3 and late > 0.5, (early, late)  # measured: 0.12 -> 0.76 (seeds 1, 2: 0.38, 0.66; chance 1/7)
+    # The untrained baseline, measured in this run: training success over the first 5 updates (the policy samples
+    # near-uniform actions; chance is 1/7). Success is a window over the last 100 episodes.
+    early = float(np.mean([r.success for r in history[:5]]))
+    late = float(np.mean([r.success for r in history[-5:]]))
+    # Measured over seeds 0-7 (config seed = CueSlots seed): early 0.07-0.15; late 0.79, 0.38, 0.66, 0.73, 0.92, 0.34,
+    # 0.27, 0.61; late - early >= 0.128 on every seed (seed 6), 0.71 on the default seed 0. The old check (late > 0.5)
+    # failed on seeds 1, 5 and 6. An agent that does not learn stays at chance: late - early ~ 0 (+- ~0.06, the
+    # binomial spread of the 100-episode windows).
+    assert early < 0.25 and late - early > 0.1 and late > 1.5 / 7, (early, late)
     assert model.library.names == ["option0", "option1"]
 
 
@@ -144,7 +151,9 @@ def test_cli_option_critic_trains_saves_and_logs(tmp_path: Path, capsys: pytest.
     library = OptionLibrary.load(run_dir / "options")
     assert library.names == ["option0", "option1"] and library.get("option0").beta is not None
     results = json.loads((run_dir / "results.json").read_text())
-    assert set(results["det"]) == {"empty5", "emptyrand5"} and 0 <= results["det"]["empty5"]["success"] <= 1
+    assert set(results["det"]) == {"empty5", "emptyrand5"}
+    # One evaluation episode per task: each success rate is a whole episode's outcome, not a fraction.
+    assert all(row["success"] in (0.0, 1.0) for mode in ("det", "stoch") for row in results[mode].values())
     assert set(results) == {"frames", "final", "stoch", "det"} and results["frames"] == 128  # the results.json keys
     assert set(results["final"]) == {
         "frames",

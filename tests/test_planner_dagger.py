@@ -48,7 +48,9 @@ def test_labels_are_the_scripted_skills_action_in_the_options_own_states() -> No
     result = planner_dagger_demos(
         library, [ENV], SKILLS, episodes=2, seed_base=5, view_size=9, marker=False, max_skill_steps=6, max_replans=1
     )
-    assert 0.0 <= result.success <= 1.0 and result.steps > 0 and set(result.demos) <= set(SKILLS)
+    # Untrained options, at most 6 steps per skill and one re-plan cannot unlock, open and pick up: the planner fails
+    # both episodes (a success count that is not the episodes' own would show here).
+    assert result.success == 0.0 and result.steps > 0 and set(result.demos) <= set(SKILLS)
     labelled = sum(d.size for d in result.demos.values())
     assert 0 < labelled <= result.steps
     # Episode 0's first call starts in the reset state with the first step of the plan: its first labelled state is

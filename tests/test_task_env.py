@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Any
 
 import numpy as np
@@ -14,6 +13,7 @@ from modrl.config import ConfigError
 from modrl.envs import get_suite, make_task_env
 from modrl.envs.grammar import parse_task
 from modrl.envs.task_env import TaskEnv
+from tests.conftest import env_checker_warnings
 
 
 def _sample() -> list[tuple[str, int]]:
@@ -39,8 +39,7 @@ def test_sample_covers_every_verb_and_a_long_sequence() -> None:
 
 @pytest.mark.parametrize(("suite_name", "index"), SAMPLE, ids=[f"{s}:{i}" for s, i in SAMPLE])
 def test_wrapped_task_passes_both_env_checkers(suite_name: str, index: int) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # SB3 warns about the category-index image bounds, on purpose
+    with env_checker_warnings():  # only the known, explained ones are silenced
         gym_check_env(make_task_env(suite_name, index), skip_render_check=True)
         env = make_task_env(suite_name, index)
         sb3_check_env(env, warn=True)

@@ -51,7 +51,7 @@ def test_round_trip_layout_and_exact_adam_resume(tmp_path: Path) -> None:
     assert path == tmp_path / "ckpts" / "step-000000000003"
     assert sorted(p.name for p in path.iterdir()) == [
         "manifest.json",
-        "manifest.sha256",
+        "manifest.sha256",  # the manifest's own digest (modrl/checkpoint.py)
         "model.safetensors",
         "optimizer.safetensors",
         "state.json",

@@ -230,6 +230,48 @@ def test_freeze_grow_keeps_old_tasks_bit_identical_and_grows() -> None:
     assert counts.active == sum(p.numel() for p in agent.parameters()) - unused
 
 
+def test_freeze_grow_holds_frozen_entries_against_gradients_and_momentum() -> None:
+    """The rule's own protection, not the setup, keeps old tasks: here the optimiser keeps its Adam state across
+    stages (momentum on the old router rows) and the new stage's batches also hold old tasks' samples (gradient on
+    the old rows). Without the guard's gradient masking or its restore after each step, the old rows move."""
+    agent, rule = make("freeze_grow", modules_per_task=2)  # task 0 routes over modules 0-1: its row has gradients
+    guard = rule.guard
+    assert guard is not None
+
+    def stage(index: int, task_ids: torch.Tensor, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        rule.begin_stage(index, index)
+        frozen = {
+            name: (mask, param.detach().clone())
+            for name, param in guard.params.items()
+            if (mask := guard.frozen_mask(name)) is not None
+        }
+        for step in range(6):
+            x, _, targets = data(index, seed + step)
+            loss = nn.functional.cross_entropy(agent.logits(x, task_ids), targets)
+            agent.optimizer.zero_grad()
+            loss.backward()
+            for name, (mask, _) in frozen.items():
+                grad = guard.params[name].grad
+                assert grad is None or not bool(grad[mask].any()), f"{name}: gradient on frozen entries"
+            agent.optimizer.step()  # no optimizer.state.clear() between stages: stage 0's momentum is still there
+            rule.after_update(StageProgress(step=step + 1, budget=6, success=0.0))
+        rule.end_stage(consolidation(agent, index))
+        return frozen
+
+    stage(0, torch.zeros(B, dtype=torch.long), seed=0)
+    expected = probe(agent, rule, 0)
+    router = agent.network.router.logits_net.net.weight
+    trained_row = router[0].detach().clone()
+    frozen = stage(1, torch.arange(B) % 2, seed=50)  # task 1's stage, task 0's samples in every batch
+    router_mask = frozen["network.router.logits_net.net.weight"][0]
+    assert bool(router_mask[0].all()) and not bool(router_mask[1].any())  # row 0 frozen, row 1 trained
+    for name, (mask, before) in frozen.items():
+        assert torch.equal(guard.params[name].detach()[mask], before[mask]), f"{name}: a frozen entry moved"
+    assert torch.equal(router[0], trained_row) and torch.equal(probe(agent, rule, 0), expected)
+    assert not torch.equal(router[1], frozen["network.router.logits_net.net.weight"][1][1])  # the new row learnt
+    assert "network.library.skills.skill_0.net.0.weight" in frozen  # old modules are among the checked entries
+
+
 def test_freeze_grow_assimilation_keeps_old_modules_when_they_suffice() -> None:
     agent, rule = make("freeze_grow", assimilation=True, assimilation_threshold=0.5)
     run_stage(agent, rule, 0, 0)
