@@ -252,6 +252,11 @@ def test_os_error_in_lock_run_dir_is_one_line_and_leaves_no_running_run(
     line = one_error_line(capsys)
     assert "cannot write the lock file" in line and "No space left" in line
     assert not run_dir.exists()  # nothing half-made is left behind, so nothing says "running"
+    # modrl continual the same way: metadata under the lock, exit 1 for the environment, nothing left behind
+    continual = Path(__file__).resolve().parents[1] / "experiments" / "continual" / "conflict_pair.yaml"
+    assert main(["continual", str(continual), "--run-dir", str(run_dir)]) == 1
+    assert "cannot write the lock file" in one_error_line(capsys)
+    assert not run_dir.exists()
 
 
 def test_a_run_dir_killed_before_config_yaml_says_what_to_do(

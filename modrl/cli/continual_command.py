@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import EXIT_ERROR, fail
+from .errors import EXIT_ERROR, EXIT_USAGE, fail
 from .hints import runnable
 
 NAME = "continual"
@@ -55,7 +55,7 @@ def _config_and_dir(args: argparse.Namespace) -> tuple[object, Path, bool, dict 
     """``(config, run_dir, resume, old config to record a change from or None)``."""
     from modrl.agents.continual.config import load_continual_config
     from modrl.config import ConfigError, to_dict
-    from modrl.runs import create_run_dir, read_run_config, write_run_metadata
+    from modrl.runs import create_run_dir, read_run_config
 
     reference = (
         []
@@ -73,28 +73,40 @@ def _config_and_dir(args: argparse.Namespace) -> tuple[object, Path, bool, dict 
         raise ConfigError("give a CONFIG file (or --resume RUN_DIR)")
     config = load_continual_config(args.config, [*args.overrides, *reference])
     run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
-    write_run_metadata(
-        run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]], imports=args.imports
-    )
-    return config, run_dir, False, None
+    return config, run_dir, False, None  # its metadata is written under the run's lock (run)
 
 
 def run(args: argparse.Namespace) -> int:
     """``modrl continual``: validate, create (or lock and resume) the run directory, run the stages, print R."""
     from modrl.config import ConfigError, to_dict
-    from modrl.runs import RunDirError, lock_run_dir, record_config_change
+    from modrl.runs import (
+        RunDirError,
+        RunDirOSError,
+        discard_new_run_dir,
+        lock_run_dir,
+        record_config_change,
+        write_run_metadata,
+    )
 
     try:
         config, run_dir, resume, old = _config_and_dir(args)
     except (ConfigError, RunDirError) as exc:
         return fail(str(exc))
+    started = resume
     try:
         with lock_run_dir(run_dir):
+            if not started:  # written under the lock, so a failure here leaves no run marked running
+                seed = getattr(config, "seed", 0)
+                argv = ["modrl", *sys.argv[1:]]
+                write_run_metadata(run_dir, config=to_dict(config), seed=seed, argv=argv, imports=args.imports)
+                started = True
             if old is not None:
                 record_config_change(run_dir, old=old, new=to_dict(config), argv=["modrl", *sys.argv[1:]])
             return _run_locked(config, run_dir, resume=resume)
     except RunDirError as exc:
-        return fail(str(exc))
+        if not started:
+            discard_new_run_dir(run_dir)
+        return fail(str(exc), EXIT_ERROR if isinstance(exc, RunDirOSError) else EXIT_USAGE)
 
 
 def _run_locked(config: object, run_dir: Path, *, resume: bool) -> int:
