@@ -326,3 +326,20 @@ def test_plan_fail_skill_is_checked(capsys: pytest.CaptureFixture[str], argv: li
     assert main(["plan", "pickup-red-key", *argv, *(["--execute"] if "-3" in argv else [])]) == 2
     line = one_error_line(capsys)
     assert "--fail-skill" in line and why in line
+
+
+def test_deeply_nested_metrics_lines_are_refused_or_dropped_not_a_traceback(tmp_path: Path) -> None:
+    from modrl.agents.common.callbacks import truncate_metrics
+    from modrl.report.collect import read_curve
+    from modrl.report.files import ReportError
+
+    good = json.dumps({"step": 64, "success": {}, "return": {}, "wall_s": 1.0})
+    deep = "[" * 5000 + "]" * 5000
+    metrics = tmp_path / "metrics.jsonl"
+    metrics.write_text(f"{good}\n{deep}\n{good}\n")
+    with pytest.raises(ReportError, match=r"metrics\.jsonl:2: nested deeper than"):
+        read_curve(metrics)
+    metrics.write_text(f"{good}\n{deep}\n")  # a bad last line is dropped like a torn one
+    assert read_curve(metrics) is not None
+    truncate_metrics(metrics, 10_000)  # on resume: kept up to the first line that cannot be trusted
+    assert metrics.read_text() == good + "\n"

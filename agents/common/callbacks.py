@@ -22,6 +22,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from modrl._io import atomic_write_text
 from modrl.agents.common.policies import ModularActorCriticPolicy
 from modrl.faults import fault_point
+from modrl.safe_load import InputError, loads_json
 from modrl.telemetry import RoutingStats, TelemetryWriter
 
 progress_log = logging.getLogger("modrl.progress")
@@ -201,9 +202,9 @@ def truncate_metrics(path: Path, step: int) -> None:
     kept = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            break  # a line cut by a kill: nothing after it can be trusted either
+            record = loads_json(line, str(path))
+        except InputError:
+            break  # a line cut by a kill (or not ours): nothing after it can be trusted either
         if record["step"] > step:
             break
         kept.append(line)

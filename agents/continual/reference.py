@@ -32,6 +32,7 @@ from modrl.agents.continual.parts import stage_env, success_curve
 from modrl.config import to_dict
 from modrl.continual import area_under_curve
 from modrl.envs import get_suite
+from modrl.safe_load import loads_json
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +70,7 @@ class ReferenceCache:
         if not path.is_file():
             return None
         try:
-            data: Any = json.loads(path.read_text(encoding="utf-8"))
+            data: Any = loads_json(path.read_bytes(), str(path))
             auc = float(data["auc"])
             valid = data["key"] == reference_key(config, stage) and math.isfinite(auc) and 0.0 <= auc <= 1.0
         except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -27,6 +27,7 @@ from modrl.report.continual import (
     read_continual,
 )
 from modrl.report.files import ReportError, read_json, read_json_object, read_yaml_mapping
+from modrl.safe_load import InputError, loads_json
 from modrl.sweep.store import STATUS_DIR, TRIALS_FILE
 
 logger = logging.getLogger(__name__)
@@ -315,10 +316,10 @@ def read_curve(path: Path) -> Curve | None:
     rows = []
     for number, line in enumerate(lines, start=1):
         try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError:
+            rows.append(loads_json(line, f"{path}:{number}"))
+        except InputError as exc:
             if number < len(lines):
-                raise ReportError(f"{path}:{number}: not valid JSON") from None
+                raise ReportError(str(exc)) from None
             logger.warning("%s:%d: skipping a truncated last line", path, number)
     if not rows:
         return None
