@@ -15,6 +15,12 @@ objects in the way of doors) and derives what the agent can reach with the rules
 * ``reachable(t,c)`` -- the agent can get in front of the object: it lies in a reachable region, or it stands just
   behind an open door that the agent can walk up to (it is then picked up from the doorway).
 
+``goto``, ``pickup`` and ``open_box`` come in two variants that say where the agent ends: from inside the object's
+region (which must be reachable; the agent ends in it) and ``*_doorway``, from the doorway of the open door the
+object stands behind when its region cannot be entered otherwise (the agent ends in the doorway, counted on the near
+side while the object bars the far one, as :func:`modrl.envs.predicates.spatial_state` counts it). The scripted skills
+end where the operator says (:class:`modrl.envs.scripted_skills.ScriptedSkills`).
+
 So "pick up the box behind the locked door" plans as: pick up the key, open (unlock) the door, drop the key (the hands
 must be free), pick up the box -- none of which the mission spells out. A key hidden in a box (ObstructedMaze) is
 fetched by ``open_box`` first, which the planner knows to do from the privileged ``contains`` atom.
@@ -46,6 +52,38 @@ _MOVE_DEL = ("facing(*,*)", "agent_in(room,*)")
 _LIFT_DEL = ("in(?t,?c,*,*)", "next_to(?t,?c,*,*)", "next_to(*,*,?t,?c)", "blocks(?t,?c,*,*)")
 _DOOR_SIDE = ("connects(door,?c,room,?r,room,*)", "reach(room,?r)")
 
+_INSIDE = ("in(?t,?c,room,?r)", "reach(room,?r)")
+"""Preconditions of reaching an object from inside its region (the agent ends in that region)."""
+_DOORWAY = (Param(name="?d"), Param(name="?s"))
+_FROM_DOORWAY = (
+    "blocks(?t,?c,door,?d)",
+    "in(?t,?c,room,?r)",
+    "connects(door,?d,room,?s,room,?r)",
+    "reach(room,?s)",
+    "open(door,?d)",
+)
+"""Preconditions of reaching an object that stands just behind the open door ``?d`` from the doorway, coming from
+region ``?s``: the agent ends in the doorway, facing the object, which bars the way into ``?r``, so it counts as in
+``?s`` only (:func:`modrl.envs.predicates.spatial_state`)."""
+_FROM_DOORWAY_NEG = ("blocked(door,?d,room,?s)", "reach(room,?r)")
+"""Only when the object's region cannot be entered otherwise: then the doorway is the one way to it (and the inside
+and doorway variants never both apply, so the plan says where the agent ends)."""
+_BOX = (_NAME, Param(name="?t", type="pickable"), Param(name="?k"), *_ROOM)
+_OPEN_BOX_DEL = (
+    *_MOVE_DEL,
+    "contains(box,?c,*,*)",
+    "in(box,?c,*,*)",
+    "next_to(box,?c,*,*)",
+    "next_to(*,*,box,?c)",
+    "blocks(box,?c,*,*)",
+)
+
+
+def _box_doorway(atoms: tuple[str, ...]) -> tuple[str, ...]:
+    """``atoms`` of :data:`_FROM_DOORWAY` about the box ``?c`` (``?t`` names the contents' type in ``open_box``)."""
+    return tuple(a.replace("(?t,?c,", "(box,?c,") for a in atoms)
+
+
 RULES: tuple[Rule, ...] = (
     Rule(head="blocked(door,?d,room,?r)", body=("blocks(?t,?c,door,?d)", "in(?t,?c,room,?r)")),
     Rule(head="reach(room,?r)", body=("agent_in(room,?r)",)),
@@ -68,9 +106,19 @@ OPERATORS: tuple[Operator, ...] = (
     Operator(
         name="goto",
         params=(*_OBJ, *_ROOM),
-        pre=("reachable(?t,?c)", "in(?t,?c,room,?r)"),
+        pre=_INSIDE,
         delete=_MOVE_DEL,
         add=("facing(?t,?c)", "agent_in(room,?r)"),
+        skill_args=("?t", "?c"),
+    ),
+    Operator(
+        name="goto_doorway",
+        params=(*_OBJ, *_ROOM, *_DOORWAY),
+        pre=_FROM_DOORWAY,
+        neg=_FROM_DOORWAY_NEG,
+        delete=_MOVE_DEL,
+        add=("facing(?t,?c)", "agent_in(room,?s)"),
+        skill="goto",
         skill_args=("?t", "?c"),
     ),
     Operator(
@@ -95,10 +143,20 @@ OPERATORS: tuple[Operator, ...] = (
     Operator(
         name="pickup",
         params=(*_OBJ, *_ROOM),
-        pre=("reachable(?t,?c)", "in(?t,?c,room,?r)"),
+        pre=_INSIDE,
         neg=("carrying(*,*)",),
         delete=(*_MOVE_DEL, *_LIFT_DEL),
         add=("carrying(?t,?c)", "agent_in(room,?r)"),
+        skill_args=("?t", "?c"),
+    ),
+    Operator(
+        name="pickup_doorway",
+        params=(*_OBJ, *_ROOM, *_DOORWAY),
+        pre=_FROM_DOORWAY,
+        neg=("carrying(*,*)", *_FROM_DOORWAY_NEG),
+        delete=(*_MOVE_DEL, *_LIFT_DEL),
+        add=("carrying(?t,?c)", "agent_in(room,?s)", "agent_in(room,?r)"),  # in the doorway, free on both sides
+        skill="pickup",
         skill_args=("?t", "?c"),
     ),
     Operator(
@@ -167,17 +225,21 @@ OPERATORS: tuple[Operator, ...] = (
     ),
     Operator(
         name="open_box",
-        params=(_NAME, Param(name="?t", type="pickable"), Param(name="?k"), *_ROOM),
-        pre=("contains(box,?c,?t,?k)", "reachable(box,?c)", "in(box,?c,room,?r)"),
-        delete=(
-            *_MOVE_DEL,
-            "contains(box,?c,*,*)",
-            "in(box,?c,*,*)",
-            "next_to(box,?c,*,*)",
-            "next_to(*,*,box,?c)",
-            "blocks(box,?c,*,*)",
-        ),
+        params=_BOX,
+        pre=("contains(box,?c,?t,?k)", "in(box,?c,room,?r)", "reach(room,?r)"),
+        delete=_OPEN_BOX_DEL,
         add=("in(?t,?k,room,?r)", "facing(?t,?k)", "agent_in(room,?r)"),
+        skill="open",
+        skill_args=("box", "?c"),
+    ),
+    Operator(
+        name="open_box_doorway",
+        params=(*_BOX, *_DOORWAY),
+        pre=("contains(box,?c,?t,?k)", *_box_doorway(_FROM_DOORWAY)),
+        neg=_box_doorway(_FROM_DOORWAY_NEG),
+        delete=_OPEN_BOX_DEL,
+        # The contents take the box's place in front of the doorway: the agent stays on the near side.
+        add=("in(?t,?k,room,?r)", "facing(?t,?k)", "agent_in(room,?s)", "blocks(?t,?k,door,?d)"),
         skill="open",
         skill_args=("box", "?c"),
     ),

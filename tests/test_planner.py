@@ -351,6 +351,32 @@ class _LeakyWorld(World):
         return result
 
 
+class _IdleWorld(World):
+    """``idle`` says it is done after no action and changes nothing (the operator's effects never show up)."""
+
+    def __init__(self, state: frozenset[str], idle: str) -> None:
+        super().__init__(state)
+        self.idle = idle
+
+    def execute(self, step: GroundOperator) -> SkillResult:
+        if step.name == self.idle:
+            self.calls += 1
+            return SkillResult(status=SkillStatus.DONE, state=self.state, steps=0)
+        return super().execute(step)
+
+
+def test_a_step_that_does_nothing_is_not_replanned_in_a_loop() -> None:
+    trace = execute(CORRIDOR, GEM, _IdleWorld(START, idle="move(c0,c1)"), MonitorConfig(max_replans=20))
+    assert trace.outcome is Outcome.NO_PROGRESS and trace.replans == 1  # not 20 re-plans of the same step
+    assert [s.operator for s in trace.steps] == ["move(c1,c0)", "take(key,c0)", "move(c0,c1)"]
+    last = trace.plans[-1]
+    assert not last.steps and last.no_plan is not None and "re-plan loop" in last.no_plan
+    assert "move(c0,c1)" in last.no_plan and "at(c1)" in last.no_plan
+    # A step that fails without acting (an injected failure) is retried as before: only "done, no effect" loops.
+    retried = execute(CORRIDOR, GEM, InjectedFailures(World(START), fail_at={0, 1}), MonitorConfig(max_replans=20))
+    assert retried.outcome is Outcome.SUCCESS and retried.replans == 2
+
+
 # -- telemetry -----------------------------------------------------------------------------------------------------
 def test_plan_text_and_timeline_land_in_tensorboard(tmp_path: Path) -> None:
     trace = execute(CORRIDOR, GEM, InjectedFailures(World(START), fail_at={2}))

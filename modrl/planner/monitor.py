@@ -4,7 +4,9 @@ The environment is reached only through a :class:`SkillExecutor`: it runs one gr
 reports done, failed or timed out, and returns the observed state. After each skill the monitor compares the expected
 effects with the observed state and checks the rest of the plan against it (the triangle-table idea of PLANEX,
 Fikes, Hart & Nilsson 1972): when the skill did not finish, or (by policy) its effects differ, or the remaining steps
-no longer reach the goals from the observed state, it re-plans from the observed state, up to a bound. Every plan,
+no longer reach the goals from the observed state, it re-plans from the observed state, up to a bound. A re-plan
+that starts with a step which has just finished from that very state without acting or changing anything ends the
+execution (:attr:`Outcome.NO_PROGRESS`) instead of running it again until the bound. Every plan,
 re-plan and step is kept in an :class:`ExecutionTrace`. Every (re-)plan may be restricted to the operators an
 ``allowed`` filter passes (the skills the executor can run, e.g. :attr:`OptionExecutor.allowed
 <modrl.planner.option_executor.OptionExecutor.allowed>`); when those reach no plan, :class:`PrunedPolicy` says
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Protocol
 
@@ -103,6 +105,9 @@ class Outcome(Enum):
     SUCCESS = "success"
     NO_PLAN = "no_plan"
     REPLAN_LIMIT = "replan_limit"
+    NO_PROGRESS = "no_progress"
+    """A re-plan starts with a step that has just finished without acting or changing the observed state, from that
+    very state: running it again would change nothing either (the operator's effects and the skill disagree)."""
     SKILL_LIMIT = "skill_limit"
     EPISODE_OVER = "episode_over"
 
@@ -228,6 +233,8 @@ class _Run:
         self.steps: list[StepRecord] = []
         self.queue: list[GroundOperator] = []
         self.elapsed = 0
+        self.idle: set[tuple[frozenset[str], int, str]] = set()
+        """(state, stage, operator) of steps that finished there without acting and changed nothing."""
 
     @property
     def replans(self) -> int:
@@ -265,6 +272,8 @@ class _Run:
 
     def run_step(self, executor: SkillExecutor, op: GroundOperator) -> SkillResult:
         result = executor.execute(op)
+        if result.status is SkillStatus.DONE and result.steps == 0 and result.state == self.state:
+            self.idle.add((self.state, self.stage, op.name))
         before = self.domain.closure(self.state)
         self.stage = advance(self.goals, self.stage, before, self.domain.closure(result.state))
         mismatches = op.effect_mismatches(self.state, result.state)
@@ -294,6 +303,21 @@ class _Run:
             why = f" ({', '.join(mismatches)})" if mismatches else ""
             return f"after {op.symbol} the rest of the plan no longer reaches the goal{why}"
         return None
+
+    def loops(self) -> bool:
+        """Whether the plan just made starts with a step that already finished here without effect (see
+        :attr:`Outcome.NO_PROGRESS`); if so, its record says so instead of listing the plan."""
+        if not self.queue or (self.state, self.stage, self.queue[0].name) not in self.idle:
+            return False
+        op = self.queue[0]
+        self.plans[-1] = replace(
+            self.plans[-1],
+            steps=(),
+            skills=(),
+            no_plan=f"re-plan loop: the plan starts with {op.symbol} [{op.name}] again, which has just finished here "
+            f"after 0 steps without changing the state (its effects {', '.join(sorted(op.add))} do not show up)",
+        )
+        return True
 
     def trace(self, outcome: Outcome) -> ExecutionTrace:
         return ExecutionTrace(
@@ -335,8 +359,11 @@ def execute(
     if not run.replan("initial"):
         return run.trace(Outcome.NO_PLAN)
     while True:
-        if not run.queue and not run.replan("the plan ran out before the goals were reached"):
-            return run.trace(Outcome.NO_PLAN)
+        if not run.queue:
+            if not run.replan("the plan ran out before the goals were reached"):
+                return run.trace(Outcome.NO_PLAN)
+            if run.loops():
+                return run.trace(Outcome.NO_PROGRESS)
         if len(run.steps) >= config.max_skills:
             return run.trace(Outcome.SKILL_LIMIT)
         op = run.queue.pop(0)
@@ -362,6 +389,8 @@ def execute(
             return run.trace(Outcome.REPLAN_LIMIT)
         if not run.replan(reason):
             return run.trace(Outcome.NO_PLAN)
+        if run.loops():
+            return run.trace(Outcome.NO_PROGRESS)
 
 
 class InjectedFailures:
