@@ -275,7 +275,8 @@ def spatial_state(grid: Grid, agent_pos: Sequence[int] | np.ndarray) -> frozense
                 if a != b:
                     facts.add(predicate("connects", *described, *_room(a), *_room(b)))
         for i, j in _NEIGHBOURS:
-            other = grid.get(pos[0] + i, pos[1] + j)
+            x, y = pos[0] + i, pos[1] + j
+            other = grid.get(x, y) if 0 <= x < grid.width and 0 <= y < grid.height else None  # a door in the outer wall
             if (
                 other is not None
                 and other.type not in _SCENERY

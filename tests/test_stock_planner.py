@@ -10,7 +10,8 @@ import minigrid  # noqa: F401  (registers the MiniGrid env ids)
 import pytest
 
 from modrl.cli.main import main
-from modrl.envs.operators import goals_for_env, planning_domain
+from modrl.envs.goals import goals_for_env
+from modrl.envs.operators import planning_domain
 from modrl.envs.predicates import env_planning_state
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.planner import ExecutionTrace, Outcome, SkillStatus, execute

@@ -240,9 +240,10 @@ class _Run:
     def replans(self) -> int:
         return max(len(self.plans) - 1, 0)
 
-    def replan(self, reason: str) -> bool:
-        """Plan from the current state; False when no plan was found."""
-        found = self._search()
+    def replan(self, reason: str, found: Plan | NoPlan | None = None) -> bool:
+        """Plan from the current state (``found``: a search result from it already at hand); False when no plan was
+        found."""
+        found = self._search() if found is None else found
         failed = found.message if isinstance(found, NoPlan) else None
         steps = () if isinstance(found, NoPlan) else found.steps
         self.plans.append(
@@ -337,6 +338,7 @@ def execute(
     config: MonitorConfig | None = None,
     *,
     allowed: Allowed | None = None,
+    initial: Plan | None = None,
 ) -> ExecutionTrace:
     """Plan, run the plan skill by skill, and re-plan from the observed state when it no longer fits.
 
@@ -347,6 +349,9 @@ def execute(
         config: Limits and the re-plan policy.
         allowed: Every (re-)plan uses only the ground operators it passes (``None``: all; see
             :func:`modrl.planner.search.plan`).
+        initial: The first plan, when the caller has already searched from the executor's current state with the
+            same goals, domain and filter (``modrl plan --execute`` prints it first): it is run without searching
+            again.
 
     Returns:
         The :class:`ExecutionTrace`; ``outcome`` is ``SUCCESS`` when every goal was reached (or the environment ended
@@ -356,7 +361,7 @@ def execute(
     run = _Run(domain, as_goals(goals), config, executor.observe(), allowed)
     if run.stage == len(run.goals):
         return run.trace(Outcome.SUCCESS)
-    if not run.replan("initial"):
+    if not run.replan("initial", initial):
         return run.trace(Outcome.NO_PLAN)
     while True:
         if not run.queue:
