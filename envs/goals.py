@@ -95,6 +95,14 @@ def instruction_goals(base: MiniGridEnv, instr: Instr, state: frozenset[str]) ->
 
 
 def _goals(instr: Instr, choose: _Chooser) -> list[Goal]:
+    if isinstance(instr, BeforeInstr | AfterInstr):
+        second = instr.instr_b if isinstance(instr, BeforeInstr) else instr.instr_a
+        if isinstance(second, OpenInstr) and second.strict:
+            raise UnsupportedTask(
+                "not solvable: BabyAI's verifier checks the toggle that opens the first door against the strict "
+                f"{second.surface(choose.base)!r} too, which fails on any other door in front (OpenDoorsOrder's Debug "
+                "levels)"
+            )
     if isinstance(instr, BeforeInstr | AndInstr):
         return _goals(instr.instr_a, choose) + _goals(instr.instr_b, choose)
     if isinstance(instr, AfterInstr):

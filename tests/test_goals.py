@@ -133,3 +133,22 @@ def test_what_cannot_be_expressed_says_why_and_exits_2(capsys: pytest.CaptureFix
 def test_newly_expressible_tasks_are_solved(env_id: str, seed: int) -> None:
     run = play_planner_episode(gym.make(env_id), seed=seed, config=PlannerRunConfig())
     assert run.trace is not None and run.trace.outcome is Outcome.SUCCESS and run.runner.episode_success
+
+
+def test_strict_door_sequences_are_refused_as_unsolvable_and_are() -> None:
+    from modrl.envs.operators import planning_domain
+    from modrl.envs.scripted_skills import ScriptedSkills
+
+    env = _env("BabyAI-OpenDoorsOrderN4Debug-v0")
+    instrs = env.unwrapped.instrs
+    assert isinstance(instrs, AfterInstr) and instrs.instr_a.strict
+    with pytest.raises(UnsupportedTask, match="not solvable"):
+        goals_for_env(env, env_planning_state(env))
+    # Opening the door the instruction wants first ends the episode as a failure: no policy solves it.
+    first = f"door,{object_name(instrs.instr_b.desc.obj_set[0])}"
+    skills = ScriptedSkills(env)
+    step = next(op for op in planning_domain().applicable(skills.observe()) if op.symbol == f"open({first})")
+    result = skills.execute(step)
+    assert result.episode_over and not result.success
+    run = play_planner_episode(gym.make("BabyAI-OpenDoorsOrderN4-v0"), seed=0, config=PlannerRunConfig())
+    assert run.runner.episode_success  # the same level without strict verifiers
