@@ -39,6 +39,7 @@ from modrl.planner import (
     simulate,
     timeline_image,
 )
+from modrl.planner.monitor import IDLE_ATTEMPTS
 
 
 def _p(*names: str) -> tuple[Param, ...]:
@@ -377,9 +378,12 @@ def test_a_step_that_does_nothing_is_not_replanned_in_a_loop() -> None:
     last = trace.plans[-1]
     assert not last.steps and last.no_plan is not None and "re-plan loop" in last.no_plan
     assert "move(c0,c1)" in last.no_plan and "at(c1)" in last.no_plan
-    # A step that fails without acting (an injected failure) is retried as before: only "done, no effect" loops.
+    # A step that fails without acting (an injected failure) is retried, IDLE_ATTEMPTS times in all.
     retried = execute(CORRIDOR, GEM, InjectedFailures(World(START), fail_at={0, 1}), MonitorConfig(max_replans=20))
     assert retried.outcome is Outcome.SUCCESS and retried.replans == 2
+    stuck = execute(CORRIDOR, GEM, InjectedFailures(World(START), fail_at=range(9)), MonitorConfig(max_replans=20))
+    assert stuck.outcome is Outcome.NO_PROGRESS and len(stuck.steps) == IDLE_ATTEMPTS and stuck.replans == 3
+    assert "failed 3 times here after 0 steps" in (stuck.plans[-1].no_plan or "")
 
 
 # -- telemetry -----------------------------------------------------------------------------------------------------

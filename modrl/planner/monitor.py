@@ -5,8 +5,9 @@ reports done, failed or timed out, and returns the observed state. After each sk
 effects with the observed state and checks the rest of the plan against it (the triangle-table idea of PLANEX,
 Fikes, Hart & Nilsson 1972): when the skill did not finish, or (by policy) its effects differ, or the remaining steps
 no longer reach the goals from the observed state, it re-plans from the observed state, up to a bound. A re-plan
-that starts with a step which has just finished from that very state without acting or changing anything ends the
-execution (:attr:`Outcome.NO_PROGRESS`) instead of running it again until the bound. Every plan,
+that starts with a step which has ended from that very state without acting or changing anything -- done once, or
+failed :data:`IDLE_ATTEMPTS` times -- ends the execution (:attr:`Outcome.NO_PROGRESS`) instead of running it again
+until the bound. Every plan,
 re-plan and step is kept in an :class:`ExecutionTrace`. Every (re-)plan may be restricted to the operators an
 ``allowed`` filter passes (the skills the executor can run, e.g. :attr:`OptionExecutor.allowed
 <modrl.planner.option_executor.OptionExecutor.allowed>`); when those reach no plan, :class:`PrunedPolicy` says
@@ -17,6 +18,7 @@ operator says, and the monitor re-plans from what it observes).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from enum import Enum
@@ -106,10 +108,18 @@ class Outcome(Enum):
     NO_PLAN = "no_plan"
     REPLAN_LIMIT = "replan_limit"
     NO_PROGRESS = "no_progress"
-    """A re-plan starts with a step that has just finished without acting or changing the observed state, from that
-    very state: running it again would change nothing either (the operator's effects and the skill disagree)."""
+    """A re-plan starts with a step that has already ended without acting or changing the observed state, from that
+    very state: done once (running it again would change nothing either: the operator's effects and the skill
+    disagree), or failed or timed out :data:`IDLE_ATTEMPTS` times."""
+
     SKILL_LIMIT = "skill_limit"
     EPISODE_OVER = "episode_over"
+
+
+IDLE_ATTEMPTS = 3
+"""Attempts of one step from one state that fail or time out without acting before a re-plan that starts with it
+again ends the execution (:attr:`Outcome.NO_PROGRESS`); a skill that fails at once fails the same way every time,
+but an injected or chance failure deserves a retry."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -233,8 +243,9 @@ class _Run:
         self.steps: list[StepRecord] = []
         self.queue: list[GroundOperator] = []
         self.elapsed = 0
-        self.idle: set[tuple[frozenset[str], int, str]] = set()
-        """(state, stage, operator) of steps that finished there without acting and changed nothing."""
+        self.idle: Counter[tuple[frozenset[str], int, str]] = Counter()
+        """(state, stage, operator) -> attempts there that ended without acting or changing anything (a step that
+        says it is done counts as :data:`IDLE_ATTEMPTS` at once)."""
 
     @property
     def replans(self) -> int:
@@ -273,8 +284,9 @@ class _Run:
 
     def run_step(self, executor: SkillExecutor, op: GroundOperator) -> SkillResult:
         result = executor.execute(op)
-        if result.status is SkillStatus.DONE and result.steps == 0 and result.state == self.state:
-            self.idle.add((self.state, self.stage, op.name))
+        if result.steps == 0 and result.state == self.state:
+            done = result.status is SkillStatus.DONE
+            self.idle[(self.state, self.stage, op.name)] += IDLE_ATTEMPTS if done else 1
         before = self.domain.closure(self.state)
         self.stage = advance(self.goals, self.stage, before, self.domain.closure(result.state))
         mismatches = op.effect_mismatches(self.state, result.state)
@@ -308,15 +320,16 @@ class _Run:
     def loops(self) -> bool:
         """Whether the plan just made starts with a step that already finished here without effect (see
         :attr:`Outcome.NO_PROGRESS`); if so, its record says so instead of listing the plan."""
-        if not self.queue or (self.state, self.stage, self.queue[0].name) not in self.idle:
+        if not self.queue or self.idle[(self.state, self.stage, self.queue[0].name)] < IDLE_ATTEMPTS:
             return False
-        op = self.queue[0]
+        op, last = self.queue[0], self.steps[-1].status
+        ended = "finished" if last is SkillStatus.DONE else f"{last.value} {IDLE_ATTEMPTS} times"
         self.plans[-1] = replace(
             self.plans[-1],
             steps=(),
             skills=(),
-            no_plan=f"re-plan loop: the plan starts with {op.symbol} [{op.name}] again, which has just finished here "
-            f"after 0 steps without changing the state (its effects {', '.join(sorted(op.add))} do not show up)",
+            no_plan=f"re-plan loop: the plan starts with {op.symbol} [{op.name}] again, which has {ended} here after "
+            f"0 steps without changing the state (its effects {', '.join(sorted(op.add))} do not show up)",
         )
         return True
 
