@@ -355,7 +355,12 @@ class ScriptedSkills:
         def beside(pos: Pos, rule: tuple[bool, bool, bool]) -> bool:
             return abs(pos[0] - target[0]) + abs(pos[1] - target[1]) == 1 and self._spot(pos, rule)
 
-        return self._drop_by_rules(beside, ((True, False, True), (False, False, True), (False, False, False)))
+        rules = ((True, False, True), (False, False, True), (False, False, False))
+        if self._drop_by_rules(beside, rules):
+            return True
+        # No free cell beside the target can be walked to: walk up to the target itself, moving what is in the way
+        # aside (the held object is put down and picked up again), then try again from there.
+        return self.base.carrying is not None and self._face(target) and self._drop_by_rules(beside, rules)
 
 
 class _Probed(Exception):
