@@ -62,6 +62,14 @@ def test_planner_coverage_table_says_supported_or_why_not(tmp_path: Path) -> Non
     )
     assert "| MiniGrid-MemoryS7-v0 | no: MemoryEnv: not expressible: " in table
     assert "Supported (goals for at least one seed): 3 of 4 ids; success >= 0.95: 3 of 3." in table
+    rerun = tmp_path / "rerun.md"
+    _run("experiments/planner/coverage.py", "--seeds", "1", "--ids", "MiniGrid-FourRooms-v0", "--out", str(rerun))
+    merged = tmp_path / "merged.md"
+    _run("experiments/planner/coverage.py", "--merge", str(out), str(rerun), "--out", str(merged))
+    text = merged.read_text()
+    assert "| MiniGrid-FourRooms-v0 | yes | 1.00 (1/1) |" in text and "(2/2)" in text  # the re-run's row won
+    assert "Supported (goals for at least one seed): 3 of 4 ids; success >= 0.95: 3 of 3." in text
+    assert text.count("| MiniGrid-") == 3 and text.count("Made by `") == 2
 
 
 def test_mission_ablation_runs_on_a_mission_token_run(tiny_config, tmp_path: Path) -> None:

@@ -12,12 +12,14 @@ at its end is kept), and prints a line per episode:
 
     python experiments/planner/coverage.py                                   # every id, 20 seeds
     python experiments/planner/coverage.py --seeds 3 --ids BabyAI-GoTo ObstructedMaze --time-limit 60
+    python experiments/planner/coverage.py --merge babyai.md minigrid.md rerun.md    # later rows replace earlier
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import statistics
 import sys
@@ -185,6 +187,44 @@ def write(results: list[IdResult], args: argparse.Namespace, total: int, started
     args.out.write_text("\n".join(lines) + (NOTES + notes if notes else ""))
 
 
+def merge(tables: list[Path], out: Path) -> None:
+    """One table from several written by this script (shards of the ids, or a re-run of some ids with newer code):
+    a later table's row replaces an earlier one's for the same id; the "Made by" lines of all are kept, in order."""
+    rows: dict[str, str] = {}
+    made: list[str] = []
+    for table in tables:
+        text = table.read_text().partition(NOTES)[0]
+        made += [f"- {line}" for line in text.splitlines() if line.startswith("Made by ")]
+        rows.update(
+            {
+                line.split(" | ")[0][2:]: line
+                for line in text.splitlines()
+                if line.startswith("| ") and (line.startswith(("| BabyAI-", "| MiniGrid-")))
+            }
+        )
+    supported = [r for r in rows.values() if r.split(" | ")[1] == "yes"]
+    rates = [re.search(r"\((\d+)/(\d+)\)", r) for r in supported]
+    solved = sum(1 for m in rates if m is not None and int(m[1]) / int(m[2]) >= 0.95)
+    lines = [
+        "# The planner with scripted skills on every registered MiniGrid and BabyAI id",
+        "",
+        f"Merged by `python experiments/planner/coverage.py --merge {' '.join(str(t) for t in tables)}` from "
+        "(a later line's rows replace an earlier one's):",
+        "",
+        *made,
+        "",
+        f"Supported (goals for at least one seed): {len(supported)} of {len(rows)} ids; success >= 0.95: "
+        f"{solved} of {len(supported)}.",
+        "",
+        "| env id | supported | success | median planning CPU s | worst planning CPU s | mean re-plans | failures |",
+        "|---|---|---|---|---|---|---|",
+        *(rows[k] for k in sorted(rows)),
+        "",
+    ]
+    notes = out.read_text().partition(NOTES)[2] if out.exists() else ""
+    out.write_text("\n".join(lines) + (NOTES + notes if notes else ""))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=20, help="seeds 0 .. N-1 per id (default: 20)")
@@ -192,7 +232,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--time-limit", type=float, default=120.0, help="CPU seconds per episode (default: 120)")
     parser.add_argument("--max-nodes", type=int, default=100_000, help="node bound of one search (default: 100000)")
     parser.add_argument("--out", type=Path, default=OUT, help=f"the Markdown table (default: {OUT})")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="TABLE", help="merge tables this script wrote")
     args = parser.parse_args(argv)
+    if args.merge:
+        merge(args.merge, args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+        return 0
     if args.seeds < 1 or args.time_limit <= 0:
         parser.error("--seeds must be >= 1 and --time-limit > 0")
     warnings.filterwarnings("ignore")
