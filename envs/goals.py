@@ -99,9 +99,8 @@ def _goals(instr: Instr, choose: _Chooser) -> list[Goal]:
         second = instr.instr_b if isinstance(instr, BeforeInstr) else instr.instr_a
         if isinstance(second, OpenInstr) and second.strict:
             raise UnsupportedTask(
-                "not solvable: BabyAI's verifier checks the toggle that opens the first door against the strict "
-                f"{second.surface(choose.base)!r} too, which fails on any other door in front (OpenDoorsOrder's Debug "
-                "levels)"
+                "not solvable: BabyAI's verifier checks the toggle that opens the first door against the second, "
+                "strict 'open' too, which fails on any other door in front (OpenDoorsOrder's Debug levels)"
             )
     if isinstance(instr, BeforeInstr | AndInstr):
         return _goals(instr.instr_a, choose) + _goals(instr.instr_b, choose)
