@@ -7,10 +7,11 @@ and registers the generated suites and their ``ModRL-<suite>-<task>-v0`` ids (:m
 from __future__ import annotations
 
 from modrl.envs.catalog import env_id  # importing the catalog registers the generated suites
+from modrl.envs.goals import goals_for_env, mission_goals
 from modrl.envs.grammar import ObjectRef, Subtask, Task, parse_task
 from modrl.envs.mission import MissionTokens, MissionVocabulary
 from modrl.envs.multitask import SplitTaskEnv, make_split_env, make_suite_env
-from modrl.envs.operators import goal_predicates, goals_for_env, mission_goals, planning_domain
+from modrl.envs.operators import goal_predicates, planning_domain
 from modrl.envs.oracle import Demonstration, demonstrate
 from modrl.envs.predicates import env_planning_state, env_predicates, planning_state, symbolic_state
 from modrl.envs.scripted_skills import ScriptedSkills

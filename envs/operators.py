@@ -15,6 +15,12 @@ objects in the way of doors) and derives what the agent can reach with the rules
 * ``reachable(t,c)`` -- the agent can get in front of the object: it lies in a reachable region, or it stands just
   behind an open door that the agent can walk up to (it is then picked up from the doorway).
 
+``goto``, ``pickup`` and ``open_box`` come in two variants that say where the agent ends: from inside the object's
+region (which must be reachable; the agent ends in it) and ``*_doorway``, from the doorway of the open door the
+object stands behind when its region cannot be entered otherwise (the agent ends in the doorway, counted on the near
+side while the object bars the far one, as :func:`modrl.envs.predicates.spatial_state` counts it). The scripted skills
+end where the operator says (:class:`modrl.envs.scripted_skills.ScriptedSkills`).
+
 So "pick up the box behind the locked door" plans as: pick up the key, open (unlock) the door, drop the key (the hands
 must be free), pick up the box -- none of which the mission spells out. A key hidden in a box (ObstructedMaze) is
 fetched by ``open_box`` first, which the planner knows to do from the privileged ``contains`` atom.
@@ -25,16 +31,13 @@ colour (:func:`modrl.envs.predicates.identify_objects`); keys fit doors through 
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-from typing import Any
-
-from minigrid.core.world_object import WorldObj
+from collections.abc import Sequence
+from dataclasses import replace
 
 from modrl.config import ConfigError
-from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, ObjectRef, Subtask, Task
-from modrl.envs.predicates import object_name, plain_colour
-from modrl.planner import Domain, Goal, GroundOperator, Operator, Param, Rule, format_atom, parse_atom
+from modrl.envs.grammar import PICKABLE_TYPES, ObjectRef, Subtask, Task
+from modrl.envs.predicates import plain_colour
+from modrl.planner import Domain, Goal, GroundOperator, Operator, Param, Rule, parse_atom
 
 # An object is (type, name): the name is its colour, or colour@x_y for one of several same-type same-colour objects
 # (modrl.envs.predicates.identify_objects), so names are untyped; preconditions bind every one of them.
@@ -45,6 +48,38 @@ _ROOM = (Param(name="?r"),)
 _MOVE_DEL = ("facing(*,*)", "agent_in(room,*)")
 _LIFT_DEL = ("in(?t,?c,*,*)", "next_to(?t,?c,*,*)", "next_to(*,*,?t,?c)", "blocks(?t,?c,*,*)")
 _DOOR_SIDE = ("connects(door,?c,room,?r,room,*)", "reach(room,?r)")
+
+_INSIDE = ("in(?t,?c,room,?r)", "reach(room,?r)")
+"""Preconditions of reaching an object from inside its region (the agent ends in that region)."""
+_DOORWAY = (Param(name="?d"), Param(name="?s"))
+_FROM_DOORWAY = (
+    "blocks(?t,?c,door,?d)",
+    "in(?t,?c,room,?r)",
+    "connects(door,?d,room,?s,room,?r)",
+    "reach(room,?s)",
+    "open(door,?d)",
+)
+"""Preconditions of reaching an object that stands just behind the open door ``?d`` from the doorway, coming from
+region ``?s``: the agent ends in the doorway, facing the object, which bars the way into ``?r``, so it counts as in
+``?s`` only (:func:`modrl.envs.predicates.spatial_state`)."""
+_FROM_DOORWAY_NEG = ("blocked(door,?d,room,?s)", "reach(room,?r)")
+"""Only when the object's region cannot be entered otherwise: then the doorway is the one way to it (and the inside
+and doorway variants never both apply, so the plan says where the agent ends)."""
+_BOX = (_NAME, Param(name="?t", type="pickable"), Param(name="?k"), *_ROOM)
+_OPEN_BOX_DEL = (
+    *_MOVE_DEL,
+    "contains(box,?c,*,*)",
+    "in(box,?c,*,*)",
+    "next_to(box,?c,*,*)",
+    "next_to(*,*,box,?c)",
+    "blocks(box,?c,*,*)",
+)
+
+
+def _box_doorway(atoms: tuple[str, ...]) -> tuple[str, ...]:
+    """``atoms`` of :data:`_FROM_DOORWAY` about the box ``?c`` (``?t`` names the contents' type in ``open_box``)."""
+    return tuple(a.replace("(?t,?c,", "(box,?c,") for a in atoms)
+
 
 RULES: tuple[Rule, ...] = (
     Rule(head="blocked(door,?d,room,?r)", body=("blocks(?t,?c,door,?d)", "in(?t,?c,room,?r)")),
@@ -68,9 +103,19 @@ OPERATORS: tuple[Operator, ...] = (
     Operator(
         name="goto",
         params=(*_OBJ, *_ROOM),
-        pre=("reachable(?t,?c)", "in(?t,?c,room,?r)"),
+        pre=_INSIDE,
         delete=_MOVE_DEL,
         add=("facing(?t,?c)", "agent_in(room,?r)"),
+        skill_args=("?t", "?c"),
+    ),
+    Operator(
+        name="goto_doorway",
+        params=(*_OBJ, *_ROOM, *_DOORWAY),
+        pre=_FROM_DOORWAY,
+        neg=_FROM_DOORWAY_NEG,
+        delete=_MOVE_DEL,
+        add=("facing(?t,?c)", "agent_in(room,?s)"),
+        skill="goto",
         skill_args=("?t", "?c"),
     ),
     Operator(
@@ -95,10 +140,20 @@ OPERATORS: tuple[Operator, ...] = (
     Operator(
         name="pickup",
         params=(*_OBJ, *_ROOM),
-        pre=("reachable(?t,?c)", "in(?t,?c,room,?r)"),
+        pre=_INSIDE,
         neg=("carrying(*,*)",),
         delete=(*_MOVE_DEL, *_LIFT_DEL),
         add=("carrying(?t,?c)", "agent_in(room,?r)"),
+        skill_args=("?t", "?c"),
+    ),
+    Operator(
+        name="pickup_doorway",
+        params=(*_OBJ, *_ROOM, *_DOORWAY),
+        pre=_FROM_DOORWAY,
+        neg=("carrying(*,*)", *_FROM_DOORWAY_NEG),
+        delete=(*_MOVE_DEL, *_LIFT_DEL),
+        add=("carrying(?t,?c)", "agent_in(room,?s)", "agent_in(room,?r)"),  # in the doorway, free on both sides
+        skill="pickup",
         skill_args=("?t", "?c"),
     ),
     Operator(
@@ -137,6 +192,23 @@ OPERATORS: tuple[Operator, ...] = (
         skill_args=("?t", "?c", "?u", "?d"),
     ),
     Operator(
+        name="putnext_door",
+        params=(*_OBJ, Param(name="?d"), *_ROOM),
+        pre=("carrying(?t,?c)", "connects(door,?d,room,?r,room,*)", "reach(room,?r)"),
+        neg=("blocked(door,?d,room,?r)",),
+        delete=("carrying(?t,?c)", *_MOVE_DEL),
+        add=(
+            "in(?t,?c,room,?r)",
+            "next_to(?t,?c,door,?d)",
+            "next_to(door,?d,?t,?c)",
+            "blocks(?t,?c,door,?d)",
+            "facing(?t,?c)",
+            "agent_in(room,?r)",
+        ),
+        skill="putnext",
+        skill_args=("?t", "?c", "door", "?d"),
+    ),
+    Operator(
         name="putnext_fetch",
         params=(*_OBJ, Param(name="?u", type="pickable"), Param(name="?d"), *_ROOM),
         pre=("reachable(?t,?c)", "reachable(?u,?d)", "in(?u,?d,room,?r)"),
@@ -167,37 +239,81 @@ OPERATORS: tuple[Operator, ...] = (
     ),
     Operator(
         name="open_box",
-        params=(_NAME, Param(name="?t", type="pickable"), Param(name="?k"), *_ROOM),
-        pre=("contains(box,?c,?t,?k)", "reachable(box,?c)", "in(box,?c,room,?r)"),
-        delete=(
-            *_MOVE_DEL,
-            "contains(box,?c,*,*)",
-            "in(box,?c,*,*)",
-            "next_to(box,?c,*,*)",
-            "next_to(*,*,box,?c)",
-            "blocks(box,?c,*,*)",
-        ),
+        params=_BOX,
+        pre=("contains(box,?c,?t,?k)", "in(box,?c,room,?r)", "reach(room,?r)"),
+        delete=_OPEN_BOX_DEL,
         add=("in(?t,?k,room,?r)", "facing(?t,?k)", "agent_in(room,?r)"),
         skill="open",
         skill_args=("box", "?c"),
     ),
+    Operator(
+        name="open_box_doorway",
+        params=(*_BOX, *_DOORWAY),
+        pre=("contains(box,?c,?t,?k)", *_box_doorway(_FROM_DOORWAY)),
+        neg=_box_doorway(_FROM_DOORWAY_NEG),
+        delete=_OPEN_BOX_DEL,
+        # The contents take the box's place in front of the doorway: the agent stays on the near side.
+        add=("in(?t,?k,room,?r)", "facing(?t,?k)", "agent_in(room,?s)", "blocks(?t,?k,door,?d)"),
+        skill="open",
+        skill_args=("box", "?c"),
+    ),
 )
-"""The declared operators; ``putnext_fetch`` runs the ``putnext`` skill from free hands (pick up, then put next to;
-the hands end free) on an object lying in the open (one in a doorway is lifted by ``pickup``, as the grammar's putnext
-subtask never starts in a doorway); ``putnext_held`` runs it while holding the *target*: the skill sets the target
-down in the agent's room, then fetches the object and puts it beside (what BabyAI's bot, hence the putnext option's
-demonstrations, does after "pick up the blue key" when "put the yellow box next to the blue key" follows);
-``unlock`` runs the ``open`` skill while carrying the door's key; ``open_box`` runs it on a box, which MiniGrid
-replaces by its contents (known beforehand through the privileged ``contains`` atom: the planner reads the full grid,
-inside boxes too); the revealed object's ``next_to``/``blocks`` atoms are left to observation."""
+"""The declared operators; ``putnext_door`` puts the held object in front of a door on the side ``?r`` (BabyAI's "put
+the red box next to a grey door"; it then blocks the door); ``putnext_fetch`` runs the ``putnext`` skill from free
+hands (pick up, then put next to; the hands end free) on an object lying in the open (one in a doorway is lifted by
+``pickup``, as the grammar's putnext subtask never starts in a doorway); ``putnext_held`` runs it while holding the
+*target*: the skill sets the target down in the agent's room, then fetches the object and puts it beside (what
+BabyAI's bot, hence the putnext option's demonstrations, does after "pick up the blue key" when "put the yellow box
+next to the blue key" follows); ``unlock`` runs the ``open`` skill while carrying the door's key; ``open_box`` runs
+it on a box, which MiniGrid replaces by its contents (known beforehand through the privileged ``contains`` atom: the
+planner reads the full grid, inside boxes too); the revealed object's ``next_to``/``blocks`` atoms are left to
+observation."""
 
 SKILLS: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
 """The skills the operators run."""
 
 
-def planning_domain() -> Domain:
-    """The MiniGrid planning domain: :data:`OPERATORS`, :data:`RULES` and the types they use."""
-    return Domain(operators=OPERATORS, rules=RULES, types={"pickable": frozenset(PICKABLE_TYPES)})
+PUT_NEXT_OPERATORS = frozenset({"putnext", "putnext_door", "putnext_fetch", "putnext_held"})
+"""The operators that put one object next to another: needed only for goals about ``next_to`` (no precondition or
+rule reads ``next_to``; their other effects -- the object set down in a region, the agent there -- ``goto`` and
+``drop`` reach as well), and they are most of the ground operators (objects x objects x regions)."""
+
+
+def planning_domain(goals: Sequence[Goal] | None = None) -> Domain:
+    """The MiniGrid planning domain: :data:`OPERATORS`, :data:`RULES` and the types they use.
+
+    Given ``goals``, :data:`PUT_NEXT_OPERATORS` range only over the objects the goals' ``next_to`` atoms name (none
+    when no goal does): relevance pruning. Plans stay possible -- a put-next matters for its ``next_to`` effect
+    only -- and grounding gets 20-40 times cheaper on BabyAI's multi-room levels; a plan may be one step longer where
+    a put-next would have carried an object to a region and set it down.
+    """
+    types: dict[str, frozenset[str]] = {"pickable": frozenset(PICKABLE_TYPES)}
+    if goals is None:
+        return Domain(operators=OPERATORS, rules=RULES, types=types)
+    named = {
+        args[i]
+        for g in goals
+        for name, args in (parse_atom(a) for a in g.holds | g.achieve)
+        if name == "next_to"
+        for i in (1, 3)
+    }
+    if not named:
+        operators = tuple(op for op in OPERATORS if op.name not in PUT_NEXT_OPERATORS)
+        return Domain(operators=operators, rules=RULES, types=types)
+    types[_PUT_NEXT_NAMES] = frozenset(named)
+    return Domain(operators=tuple(_only_named(op) for op in OPERATORS), rules=RULES, types=types)
+
+
+_PUT_NEXT_NAMES = "put_next_names"
+"""The type of the object names a goal's ``next_to`` atoms mention (see :func:`planning_domain`)."""
+
+
+def _only_named(op: Operator) -> Operator:
+    """A put-next operator whose object names (``?c``, ``?d``) range over :data:`_PUT_NEXT_NAMES` only."""
+    if op.name not in PUT_NEXT_OPERATORS:
+        return op
+    params = tuple(Param(name=p.name, type=_PUT_NEXT_NAMES) if p.name in ("?c", "?d") else p for p in op.params)
+    return replace(op, params=params)
 
 
 def subtask_goal(sub: Subtask) -> Goal:
@@ -220,93 +336,6 @@ def goal_predicates(task: Task | Subtask) -> tuple[Goal, ...]:
     """The goals of a task's subtasks, in order (a single subtask gives one goal)."""
     subtasks = (task,) if isinstance(task, Subtask) else task.subtasks
     return tuple(subtask_goal(s) for s in subtasks)
-
-
-def _only_door(state: frozenset[str]) -> str:
-    doors = sorted({a.split(",")[1] for a in state if a.startswith("connects(door,")})
-    if len(doors) != 1:
-        raise ValueError(f"'open the door' needs exactly one door, found {doors or 'none'}")
-    return doors[0]
-
-
-_MISSIONS: tuple[tuple[re.Pattern[str], Callable[[re.Match[str], frozenset[str]], Goal]], ...] = (
-    (
-        re.compile(r"^pick up the (?:(\w+) )?(ball|box|key)$"),
-        lambda m, s: Goal(achieve=frozenset({f"carrying({m[2]},{m[1] or _only(s, m[2])})"})),
-    ),
-    (re.compile(r"^open the door$"), lambda m, s: Goal(achieve=frozenset({f"open(door,{_only_door(s)})"}))),
-    (re.compile(r"^open the (\w+) door$"), lambda m, s: Goal(achieve=frozenset({f"open(door,{m[1]})"}))),
-    (re.compile(r"get to the (?:green )?goal(?: square)?$"), lambda m, s: Goal(holds=frozenset({"at_goal"}))),
-)
-
-
-def _only(state: frozenset[str], type_: str) -> str:
-    colours = sorted({plain_colour(a.split(",")[1]) for a in state if a.startswith(f"in({type_},")})
-    if len(colours) != 1:
-        raise ValueError(f"'the {type_}' is ambiguous or absent: colours {colours}")
-    return colours[0]
-
-
-def mission_goals(mission: str, state: frozenset[str], *, prefer: str | None = None) -> tuple[Goal, ...]:
-    """Goals of a stock MiniGrid mission ("pick up the purple box", "open the door", "... get to the goal").
-
-    Args:
-        mission: The env's mission string.
-        state: The planning state (to resolve "the door" when the mission names no colour, and to pick one of several
-            same-type same-colour objects, see :func:`resolve_goal`).
-        prefer: The name of the object to pick among several that the mission fits (e.g. the env's target).
-
-    Raises:
-        ValueError: A mission this table does not understand (the message lists the forms it does).
-    """
-    for pattern, build in _MISSIONS:
-        found = pattern.search(mission.strip())
-        if found:
-            return (resolve_goal(build(found, state), state, prefer=prefer),)
-    forms = "; ".join(p.pattern for p, _ in _MISSIONS)
-    raise ValueError(f"no goal for mission {mission!r}; understood forms: {forms}")
-
-
-def _object_names(state: frozenset[str]) -> dict[tuple[str, str], list[str]]:
-    """``(type, colour) -> names`` of the objects the state mentions (every ``type,name`` pair of argument slots)."""
-    found: dict[tuple[str, str], set[str]] = {}
-    for atom in state:
-        args = parse_atom(atom)[1]
-        for i in range(0, len(args) - 1, 2):
-            found.setdefault((args[i], plain_colour(args[i + 1])), set()).add(args[i + 1])
-    return {key: sorted(names) for key, names in found.items()}
-
-
-def resolve_goal(goal: Goal, state: frozenset[str], *, prefer: str | None = None) -> Goal:
-    """``goal`` with every object named by a plain colour that several objects of ``state`` share (``door,red`` when
-    there are ``door,red@3_4`` and ``door,red@3_8``) replaced by one of them: ``prefer`` when it is one, else the
-    first by name. Like BabyAI's verifiers, a mission's "the red door" is met by any red door, so any one will do;
-    objects the state names exactly are left alone."""
-    names = _object_names(state)
-
-    def one(atom: str) -> str:
-        name, args = parse_atom(atom)
-        out = list(args)
-        for i in range(0, len(args) - 1, 2):
-            options = names.get((args[i], args[i + 1]), [])
-            if args[i + 1] in COLOURS and options and args[i + 1] not in options:
-                out[i + 1] = prefer if prefer in options else options[0]
-        return format_atom(name, out)
-
-    return Goal(holds=frozenset(one(a) for a in goal.holds), achieve=frozenset(one(a) for a in goal.achieve))
-
-
-def goals_for_env(env: Any, state: frozenset[str]) -> tuple[Goal, ...]:
-    """The goals of a (possibly wrapped) env's episode: its task's for a :class:`~modrl.envs.task_env.TaskEnv`, else
-    its mission's (:func:`mission_goals`); among several objects the mission fits, the env's target ``obj`` (the
-    object stock MiniGrid envs reward) is preferred."""
-    base = env.unwrapped
-    task = getattr(base, "task", None)
-    if isinstance(task, Task):
-        return tuple(resolve_goal(goal, state) for goal in goal_predicates(task))
-    target = getattr(base, "obj", None)
-    prefer = object_name(target) if isinstance(target, WorldObj) else None
-    return mission_goals(str(base.mission), state, prefer=prefer)
 
 
 def skill_subtask(step: GroundOperator) -> Subtask | None:

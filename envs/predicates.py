@@ -262,7 +262,7 @@ def spatial_state(grid: Grid, agent_pos: Sequence[int] | np.ndarray) -> frozense
     """
     labels = regions(grid)
     facts: set[str] = set()
-    for here in _agent_regions(grid, labels, int(agent_pos[0]), int(agent_pos[1])):
+    for here in agent_regions(grid, labels, int(agent_pos[0]), int(agent_pos[1])):
         facts.add(predicate("agent_in", *_room(here)))
     for pos, obj in _objects(grid):
         described = _describe(obj)
@@ -275,7 +275,8 @@ def spatial_state(grid: Grid, agent_pos: Sequence[int] | np.ndarray) -> frozense
                 if a != b:
                     facts.add(predicate("connects", *described, *_room(a), *_room(b)))
         for i, j in _NEIGHBOURS:
-            other = grid.get(pos[0] + i, pos[1] + j)
+            x, y = pos[0] + i, pos[1] + j
+            other = grid.get(x, y) if 0 <= x < grid.width and 0 <= y < grid.height else None  # a door in the outer wall
             if (
                 other is not None
                 and other.type not in _SCENERY
@@ -286,7 +287,7 @@ def spatial_state(grid: Grid, agent_pos: Sequence[int] | np.ndarray) -> frozense
     return frozenset(facts)
 
 
-def _agent_regions(grid: Grid, labels: dict[tuple[int, int], int], x: int, y: int) -> list[int]:
+def agent_regions(grid: Grid, labels: dict[tuple[int, int], int], x: int, y: int) -> list[int]:
     """The agent's region; in a doorway, every region it can step into (the lowest next to it if none)."""
     if (x, y) in labels:
         return [labels[(x, y)]]

@@ -35,8 +35,15 @@ from minigrid.core.world_object import Box, Door, WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 
 from modrl.config import check
-from modrl.envs.predicates import IDENTITY_SEPARATOR, env_planning_state, find_object, object_name
-from modrl.planner import GroundOperator, SkillResult, SkillStatus
+from modrl.envs.predicates import (
+    IDENTITY_SEPARATOR,
+    agent_regions,
+    env_planning_state,
+    find_object,
+    object_name,
+    regions,
+)
+from modrl.planner import GroundOperator, SkillResult, SkillStatus, parse_atom
 
 Pos = tuple[int, int]
 Pose = tuple[int, int, int]
@@ -69,6 +76,7 @@ class ScriptedSkills:
         self.episode_over = False
         self.episode_success = False
         self._probing = False
+        self._rooms: frozenset[str] = frozenset()
         self._handlers: dict[str, Callable[[Sequence[str]], bool]] = {
             "goto": self._goto,
             "pickup": self._pickup,
@@ -94,6 +102,7 @@ class ScriptedSkills:
         if handler is None:
             raise ValueError(f"no scripted skill {step.skill!r}; skills: {', '.join(self._handlers)}")
         self._steps, self._over, self._success, self._timeout = 0, False, False, False
+        self._rooms = _agent_rooms(step)
         ok = handler(step.skill_args)
         if self._over:
             status = SkillStatus.DONE if ok else SkillStatus.FAILED
@@ -235,7 +244,21 @@ class ScriptedSkills:
         )
 
     def _face(self, target: Pos) -> bool:
+        """Stand facing ``target``; in a region the step's operator names (its ``agent_in`` effects) when one can be
+        walked to, else anywhere (a doorway counts as the regions it can be left into, as the planner counts it)."""
+        if self._rooms:
+            labels = regions(self.base.grid)
+
+            def inside(pose: Pose) -> bool:
+                return _ahead(pose) == target and self._in_rooms(labels, pose)
+
+            if self._path(inside) is not None:
+                return self._navigate(inside) and self._front() == target
         return self._navigate(lambda p: _ahead(p) == target) and self._front() == target
+
+    def _in_rooms(self, labels: dict[Pos, int], pose: Pose) -> bool:
+        here = agent_regions(self.base.grid, labels, pose[0], pose[1])
+        return any(str(r) in self._rooms for r in here)
 
     def _spot(self, pos: Pos, rule: tuple[bool, bool, bool]) -> bool:
         """An empty cell to drop on, under ``rule`` = (keep away from doors, keep away from other objects, keep every
@@ -332,7 +355,12 @@ class ScriptedSkills:
         def beside(pos: Pos, rule: tuple[bool, bool, bool]) -> bool:
             return abs(pos[0] - target[0]) + abs(pos[1] - target[1]) == 1 and self._spot(pos, rule)
 
-        return self._drop_by_rules(beside, ((True, False, True), (False, False, True), (False, False, False)))
+        rules = ((True, False, True), (False, False, True), (False, False, False))
+        if self._drop_by_rules(beside, rules):
+            return True
+        # No free cell beside the target can be walked to: walk up to the target itself, moving what is in the way
+        # aside (the held object is put down and picked up again), then try again from there.
+        return self.base.carrying is not None and self._face(target) and self._drop_by_rules(beside, rules)
 
 
 class _Probed(Exception):
@@ -352,6 +380,13 @@ def _accepts_ahead(
 def _ahead(pose: Pose) -> Pos:
     dx, dy = (int(v) for v in DIR_TO_VEC[pose[2]])
     return pose[0] + dx, pose[1] + dy
+
+
+def _agent_rooms(step: GroundOperator) -> frozenset[str]:
+    """The regions a step's operator puts the agent in (its ``agent_in(room,r)`` add effects)."""
+    return frozenset(
+        args[1] for name, args in (parse_atom(a) for a in step.add) if name == "agent_in" and len(args) == 2
+    )
 
 
 def _plain(name: str) -> bool:

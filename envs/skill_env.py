@@ -22,8 +22,9 @@ import numpy as np
 from gymnasium import spaces
 
 from modrl.config import MAX_EPISODE_STEPS, check, check_bool, check_int
+from modrl.envs.goals import goals_for_env
 from modrl.envs.grammar import COLOURS
-from modrl.envs.operators import goals_for_env, planning_domain
+from modrl.envs.operators import planning_domain
 from modrl.envs.predicates import env_planning_state, plain_colour
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH, Target, full_view_image

@@ -50,6 +50,28 @@ def test_skill_ceiling_counts_what_the_plans_need_and_the_served_skills_solve() 
     assert mean < 1.0
 
 
+def test_planner_coverage_table_says_supported_or_why_not(tmp_path: Path) -> None:
+    out = tmp_path / "coverage.md"
+    ids = ("BabyAI-GoToLocalS5N2-v0", "MiniGrid-FourRooms-v0", "MiniGrid-MemoryS7-v0", "MiniGrid-Empty-5x5-v0")
+    stdout = _run("experiments/planner/coverage.py", "--seeds", "2", "--ids", *ids, "--out", str(out))
+    table = out.read_text()
+    assert "MiniGrid-FourRooms-v0 seed 1: success, solved True" in stdout
+    assert (
+        "| BabyAI-GoToLocalS5N2-v0 | yes | 1.00 (2/2) |" in table
+        and "| MiniGrid-FourRooms-v0 | yes | 1.00 (2/2) |" in table
+    )
+    assert "| MiniGrid-MemoryS7-v0 | no: MemoryEnv: not expressible: " in table
+    assert "Supported (goals for at least one seed): 3 of 4 ids; success >= 0.95: 3 of 3." in table
+    rerun = tmp_path / "rerun.md"
+    _run("experiments/planner/coverage.py", "--seeds", "1", "--ids", "MiniGrid-FourRooms-v0", "--out", str(rerun))
+    merged = tmp_path / "merged.md"
+    _run("experiments/planner/coverage.py", "--merge", str(out), str(rerun), "--out", str(merged))
+    text = merged.read_text()
+    assert "| MiniGrid-FourRooms-v0 | yes | 1.00 (1/1) |" in text and "(2/2)" in text  # the re-run's row won
+    assert "Supported (goals for at least one seed): 3 of 4 ids; success >= 0.95: 3 of 3." in text
+    assert text.count("| MiniGrid-") == 3 and text.count("Made by `") == 2
+
+
 def test_mission_ablation_runs_on_a_mission_token_run(tiny_config, tmp_path: Path) -> None:
     from modrl.agents.common.training import run_training
     from modrl.config import to_dict

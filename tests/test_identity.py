@@ -9,7 +9,8 @@ from minigrid.core.mission import MissionSpace
 from minigrid.core.world_object import Ball, Box, Key
 from minigrid.minigrid_env import MiniGridEnv
 
-from modrl.envs.operators import goals_for_env, planning_domain, resolve_goal
+from modrl.envs.goals import goals_for_env, resolve_goal
+from modrl.envs.operators import planning_domain
 from modrl.envs.predicates import env_planning_state, env_predicates, identify_objects, object_name, planning_state
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.planner import Goal, Outcome, SkillStatus, execute

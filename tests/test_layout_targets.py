@@ -15,8 +15,9 @@ from modrl.agents.options.config import load_options_config
 from modrl.agents.options.demos import _OracleView, collect_demos
 from modrl.config import ConfigError
 from modrl.envs import get_suite
+from modrl.envs.goals import goals_for_env
 from modrl.envs.grammar import parse_task
-from modrl.envs.operators import goals_for_env, planning_domain, skill_subtask
+from modrl.envs.operators import planning_domain, skill_subtask
 from modrl.envs.oracle import SequenceBot
 from modrl.envs.predicates import env_planning_state
 from modrl.envs.scripted_skills import ScriptedSkills

@@ -11,8 +11,9 @@ from minigrid.core.world_object import Ball, Door, Key
 
 from modrl.cli.main import main
 from modrl.envs import get_split
+from modrl.envs.goals import goals_for_env
 from modrl.envs.grammar import parse_task, subtask, task
-from modrl.envs.operators import goal_predicates, goals_for_env, planning_domain
+from modrl.envs.operators import goal_predicates, planning_domain
 from modrl.envs.predicates import env_planning_state, planning_state, spatial_state, symbolic_state
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.task_env import TaskEnv
@@ -345,3 +346,33 @@ def test_untrained_options_time_out_and_the_monitor_replans(tmp_path: Path, caps
     )
     out = capsys.readouterr().out
     assert code == 1 and "failed" in out and "timeout" not in out
+
+
+def test_put_next_operators_are_ground_only_for_the_objects_a_goal_puts_next_to_each_other() -> None:
+    env = gym.make("BabyAI-PutNextLocal-v0")
+    env.reset(seed=0)
+    state = env_planning_state(env)
+    goals = goals_for_env(env, state)
+    (atom,) = goals[0].achieve
+    named = set(atom[len("next_to(") : -1].split(",")[1::2])
+    every = {op.name: op for op in DOMAIN.ground(state)}
+    pruned = planning_domain(goals).ground(state)
+    put = [op for op in pruned if op.skill == "putnext"]
+    assert put and all({op.args[1], op.args[3]} <= named for op in put)
+    assert len(pruned) < len(every) and all(op.name in every for op in pruned)
+    no_put = planning_domain(goals_for_env(TaskEnv("pickup-red-key"), state))
+    assert not any(op.operator.startswith("putnext") for op in no_put.ground(state))
+    assert plan(planning_domain(goals), state, goals).steps[-1].skill == "putnext"
+
+
+def test_cli_execute_searches_once(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import modrl.planner as planner
+    import modrl.planner.monitor as monitor
+
+    calls: list[str] = []
+    real = planner.plan
+    monkeypatch.setattr(planner, "plan", lambda *a, **k: calls.append("printed") or real(*a, **k))
+    monkeypatch.setattr(monitor, "plan", lambda *a, **k: calls.append("executed") or real(*a, **k))
+    assert main(["plan", "MiniGrid-UnlockPickup-v0", "--seed", "1", "--execute"]) == 0
+    out = capsys.readouterr().out
+    assert "outcome: success (env solved; 0 re-plan(s)" in out and calls == ["printed"]

@@ -39,6 +39,7 @@ from modrl.planner import (
     simulate,
     timeline_image,
 )
+from modrl.planner.monitor import IDLE_ATTEMPTS
 
 
 def _p(*names: str) -> tuple[Param, ...]:
@@ -178,6 +179,11 @@ def test_rules_derive_atoms_stratified() -> None:
     }
     with pytest.raises(ConfigError, match="not stratified"):
         Domain(operators=(), rules=(Rule(head="p(?x)", body=("q(?x)",), neg=("p(?x)",)),))
+    # Closures are cached by the atoms the rules read: states that differ elsewhere share one, and it stays right.
+    for extra in ((), ("holding(key)",), ("locked(c2)",), ("locked(c2)", "holding(key)")):
+        state = frozenset(LINKS | {"at(c1)", "locked(c3)", *extra})
+        fresh = Domain(operators=CORRIDOR.operators, rules=rules).closure(state)
+        assert domain.closure(state) == fresh and ("reach(c2)" in fresh) == ("locked(c2)" not in extra)
     with pytest.raises(ConfigError, match="derived"):
         Domain(operators=(Operator(name="bad", add=("reach(c0)",)),), rules=rules[:1])
 
@@ -351,6 +357,35 @@ class _LeakyWorld(World):
         return result
 
 
+class _IdleWorld(World):
+    """``idle`` says it is done after no action and changes nothing (the operator's effects never show up)."""
+
+    def __init__(self, state: frozenset[str], idle: str) -> None:
+        super().__init__(state)
+        self.idle = idle
+
+    def execute(self, step: GroundOperator) -> SkillResult:
+        if step.name == self.idle:
+            self.calls += 1
+            return SkillResult(status=SkillStatus.DONE, state=self.state, steps=0)
+        return super().execute(step)
+
+
+def test_a_step_that_does_nothing_is_not_replanned_in_a_loop() -> None:
+    trace = execute(CORRIDOR, GEM, _IdleWorld(START, idle="move(c0,c1)"), MonitorConfig(max_replans=20))
+    assert trace.outcome is Outcome.NO_PROGRESS and trace.replans == 1  # not 20 re-plans of the same step
+    assert [s.operator for s in trace.steps] == ["move(c1,c0)", "take(key,c0)", "move(c0,c1)"]
+    last = trace.plans[-1]
+    assert not last.steps and last.no_plan is not None and "re-plan loop" in last.no_plan
+    assert "move(c0,c1)" in last.no_plan and "at(c1)" in last.no_plan
+    # A step that fails without acting (an injected failure) is retried, IDLE_ATTEMPTS times in all.
+    retried = execute(CORRIDOR, GEM, InjectedFailures(World(START), fail_at={0, 1}), MonitorConfig(max_replans=20))
+    assert retried.outcome is Outcome.SUCCESS and retried.replans == 2
+    stuck = execute(CORRIDOR, GEM, InjectedFailures(World(START), fail_at=range(9)), MonitorConfig(max_replans=20))
+    assert stuck.outcome is Outcome.NO_PROGRESS and len(stuck.steps) == IDLE_ATTEMPTS and stuck.replans == 3
+    assert "failed 3 times here after 0 steps" in (stuck.plans[-1].no_plan or "")
+
+
 # -- telemetry -----------------------------------------------------------------------------------------------------
 def test_plan_text_and_timeline_land_in_tensorboard(tmp_path: Path) -> None:
     trace = execute(CORRIDOR, GEM, InjectedFailures(World(START), fail_at={2}))
@@ -373,3 +408,28 @@ def test_plan_text_and_timeline_land_in_tensorboard(tmp_path: Path) -> None:
     assert (event.step, event.width, event.height) == (7, full.shape[1], full.shape[0]) == (7, image.shape[1], 108)
     texts = acc.Tensors("modrl/planner/plans/text_summary")
     assert texts[0].step == 7 and b"re-plan 1" in texts[0].tensor_proto.string_val[0]
+
+
+def test_execute_runs_a_plan_given_to_it_without_searching_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    import modrl.planner.monitor as monitor
+
+    found = _plan(plan(CORRIDOR, START, GEM))
+    calls: list[int] = []
+    real = monitor.plan
+    monkeypatch.setattr(monitor, "plan", lambda *a, **k: calls.append(1) or real(*a, **k))
+    trace = execute(CORRIDOR, GEM, World(START), initial=found)
+    assert trace.outcome is Outcome.SUCCESS and not calls and trace.plans[0].steps == SHORTEST
+    execute(CORRIDOR, GEM, World(START))
+    assert calls == [1]
+
+
+def test_a_long_search_logs_progress(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import modrl.planner.search as search
+
+    monkeypatch.setattr(search, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(search, "CLOCK_EVERY", 2)
+    with caplog.at_level("INFO", logger="modrl.planner.search"):
+        _plan(plan(CORRIDOR, START, GEM))
+    lines = [r.getMessage() for r in caplog.records if r.name == "modrl.planner.search"]
+    assert lines[0].startswith("grounded 30 operators in ")  # grounding longer than PROGRESS_EVERY_S says so too
+    assert lines[1].startswith("searching: 2 nodes expanded, ") and lines[1].endswith(" s")

@@ -17,7 +17,8 @@ from modrl.agents.options.skill_cloning import train_skill_library
 from modrl.agents.options.skill_cloning_config import load_skill_cloning_config, skill_option_config
 from modrl.agents.planning.dagger import planner_dagger_demos
 from modrl.config import ConfigError
-from modrl.envs.operators import goals_for_env, planning_domain
+from modrl.envs.goals import goals_for_env
+from modrl.envs.operators import planning_domain
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.skill_env import skill_call, skill_observation, skill_targets
 from modrl.options import Option, OptionLibrary

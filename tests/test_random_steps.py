@@ -10,7 +10,8 @@ import pytest
 from modrl.agents.options.skill_cloning_config import load_skill_cloning_config
 from modrl.agents.planning.recording import record_skill_demos
 from modrl.config import ConfigError
-from modrl.envs.operators import goals_for_env, planning_domain
+from modrl.envs.goals import goals_for_env
+from modrl.envs.operators import planning_domain
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.skill_env import SKILL_SLOTS, SkillStepEnv, random_skill_steps, skill_call
 from modrl.planner import GroundOperator, Plan, SkillResult, plan

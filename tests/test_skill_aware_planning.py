@@ -12,7 +12,8 @@ from modrl.agents.planning.skills import call_resolver, learned_skills, with_pre
 from modrl.cli.main import main
 from modrl.config import ConfigError
 from modrl.envs import get_suite
-from modrl.envs.operators import goals_for_env, planning_domain, skill_subtask
+from modrl.envs.goals import goals_for_env
+from modrl.envs.operators import planning_domain, skill_subtask
 from modrl.envs.predicates import env_planning_state
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.task_env import TaskEnv

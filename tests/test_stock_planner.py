@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import copy
+
 import gymnasium as gym
 import minigrid  # noqa: F401  (registers the MiniGrid env ids)
 import pytest
 
 from modrl.cli.main import main
-from modrl.envs.operators import goals_for_env, planning_domain
+from modrl.envs.goals import goals_for_env
+from modrl.envs.operators import planning_domain
 from modrl.envs.predicates import env_planning_state
 from modrl.envs.scripted_skills import ScriptedSkills
-from modrl.planner import ExecutionTrace, Outcome, execute
+from modrl.planner import ExecutionTrace, Outcome, SkillStatus, execute
 
 DOMAIN = planning_domain()
 STOCK = ("MiniGrid-KeyCorridorS4R3-v0", "MiniGrid-ObstructedMaze-1Dlh-v0", "MiniGrid-BlockedUnlockPickup-v0")
@@ -71,3 +74,38 @@ def test_stock_hard_tasks_over_50_seeds(env_id: str) -> None:
     results = [_run(env_id, seed) for seed in range(50)]
     rate = sum(ok for ok, _ in results) / len(results)
     assert rate >= 0.95, f"{env_id}: success {rate:.2f} over 50 seeds"
+
+
+def _agent_in(state: frozenset[str]) -> set[str]:
+    return {a for a in state if a.startswith("agent_in(")}
+
+
+def test_obstructed_maze_1q_seed_2_a_box_opened_from_the_doorway_keeps_the_model_honest() -> None:
+    """Regression (ObstructedMaze-1Q seed 2): the box behind the yellow door is opened from the doorway, where the key
+    it held then bars the way into the box's room. The planner used to count the agent in that room (``goto`` of the
+    key added ``agent_in(room,5)``), a 0-step ``goto`` never made it true, and it re-planned that goto 21 times. Now
+    every operator that reaches the key predicts the region the agent is observed in afterwards."""
+    env = gym.make("MiniGrid-ObstructedMaze-1Q-v1")
+    env.reset(seed=2)
+    skills = ScriptedSkills(env)
+    for name in ("open(yellow,4)", "open_box_doorway(grey@11_6,key,grey,5,yellow,4)"):
+        before = skills.observe()
+        step = {op.name: op for op in DOMAIN.applicable(before)}[name]
+        after = skills.execute(step).state
+        assert _agent_in(step.apply(before)) == _agent_in(after), name
+    state = skills.observe()
+    assert {"facing(key,grey)", "blocks(key,grey,door,yellow)", "agent_in(room,4)"} <= state
+    assert "agent_in(room,5)" not in state and "reach(room,5)" not in DOMAIN.closure(state)
+    on_key = [op for op in DOMAIN.applicable(state) if op.skill_args == ("key", "grey")]
+    assert sorted(op.operator for op in on_key) == ["goto_doorway", "pickup_doorway"]
+    for op in on_key:
+        trial = copy.deepcopy(env)
+        result = ScriptedSkills(trial).execute(op)
+        assert result.status is SkillStatus.DONE and _agent_in(op.apply(state)) == _agent_in(result.state), op.name
+
+
+@pytest.mark.slow
+def test_obstructed_maze_1q_seed_2_is_solved_without_a_replan_loop(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plan", "MiniGrid-ObstructedMaze-1Q-v1", "--seed", "2", "--execute"]) == 0
+    out = capsys.readouterr().out
+    assert "outcome: success (env solved; 0 re-plan(s)" in out

@@ -7,7 +7,7 @@ the stuck / cycle escapes, greedy or sampled options, the scripted fallback) and
 checked. :func:`start_planner_episode` wraps an env for an option library (:func:`.skills.wrap_for_library`),
 resets it with the episode's seed and builds the skill executor: the scripted skills without a library, else the
 library's options (:func:`.skills.learned_skills`, seeded with the same seed).
-:meth:`PlannerRun.execute` reads the env's goals (:func:`modrl.envs.operators.goals_for_env`) and plans and executes
+:meth:`PlannerRun.execute` reads the env's goals (:func:`modrl.envs.goals.goals_for_env`) and plans and executes
 them over the declared operators (:func:`modrl.planner.execute`); :func:`play_planner_episode` does all of it and
 closes the env. Sampled option actions draw from torch's global RNG, so execution runs in a fork of it seeded with the
 episode's seed: an episode is reproducible from its seed, and the caller's RNG state is left alone.
@@ -16,16 +16,17 @@ episode's seed: an episode is reproducible from its seed, and the caller's RNG s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import gymnasium as gym
 import torch
 
 from modrl.config import ConfigError
-from modrl.envs.operators import goals_for_env, planning_domain
+from modrl.envs.goals import goals_for_env
+from modrl.envs.operators import planning_domain
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.options import OptionLibrary
-from modrl.planner import Domain, ExecutionTrace, Goal, MonitorConfig, SearchConfig, SkillExecutor, execute
+from modrl.planner import Domain, ExecutionTrace, Goal, MonitorConfig, Plan, SearchConfig, SkillExecutor, execute
 from modrl.planner.option_executor import OptionExecutor
 from modrl.planner.search import Algorithm, Allowed
 
@@ -150,10 +151,18 @@ class PlannerRun:
     runner: Runner
     seed: int
     config: PlannerRunConfig
-    domain: Domain = field(default_factory=planning_domain)
     allowed: Allowed | None = None
     trace: ExecutionTrace | None = None
     _goals: tuple[Goal, ...] | None = None
+    _domain: Domain | None = None
+
+    @property
+    def domain(self) -> Domain:
+        """The planning domain for :attr:`goals` (:func:`modrl.envs.operators.planning_domain`, without the put-next
+        operators when no goal needs them), made when first asked for."""
+        if self._domain is None:
+            self._domain = planning_domain(self.goals)
+        return self._domain
 
     @property
     def options(self) -> OptionExecutor | None:
@@ -162,15 +171,16 @@ class PlannerRun:
 
     @property
     def goals(self) -> tuple[Goal, ...]:
-        """The env's goals, read from the state when first asked for (:func:`modrl.envs.operators.goals_for_env`)."""
+        """The env's goals, read from the state when first asked for (:func:`modrl.envs.goals.goals_for_env`)."""
         if self._goals is None:
             self._goals = goals_for_env(self.env, self.runner.observe())
         return self._goals
 
-    def execute(self, executor: SkillExecutor | None = None) -> ExecutionTrace:
+    def execute(self, executor: SkillExecutor | None = None, *, initial: Plan | None = None) -> ExecutionTrace:
         """Plan to :attr:`goals` and execute with monitoring and re-planning (:func:`modrl.planner.execute`), the
         skills run by ``executor`` (default: :attr:`runner`; e.g. a wrapper around it), in a fork of torch's RNG
-        seeded with :attr:`seed`. Sets and returns :attr:`trace`."""
+        seeded with :attr:`seed`; ``initial``, a plan already found from the current state, is run instead of
+        searching again. Sets and returns :attr:`trace`."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)
             self.trace = execute(
@@ -179,6 +189,7 @@ class PlannerRun:
                 self.runner if executor is None else executor,
                 self.config.monitor,
                 allowed=self.allowed,
+                initial=initial,
             )
         return self.trace
 

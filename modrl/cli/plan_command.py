@@ -11,6 +11,7 @@ stable_baselines3 is imported, with or without ``--options``.
 from __future__ import annotations
 
 import argparse
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ NAME = "plan"
 
 if TYPE_CHECKING:
     from modrl.agents.planning.episode import PlannerRun
+    from modrl.planner import Plan
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -181,23 +183,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {i}. {goal}")
     if episode.allowed is not None:
         print("planning over the skills the options serve only (--no-fallback)")
+    started = time.perf_counter()
     found = plan(domain, state, goals, config.search, allowed=episode.allowed)
+    seconds = time.perf_counter() - started
     if isinstance(found, NoPlan):
         print(f"no plan ({found.reason.value}): {found.message}")
         return EXIT_ERROR
-    print(f"plan ({len(found)} steps, {found.algorithm}, {found.expanded} nodes expanded):")
+    print(f"plan ({len(found)} steps, {found.algorithm}, {found.expanded} nodes expanded, {seconds:.1f} s):")
     for i, step in enumerate(found.steps):
         print(f"  {i}. {step.symbol:36s} [{step.name}]")
     if not args.execute:
         return 0
-    return _execute(args, episode)
+    return _execute(args, episode, found)
 
 
-def _execute(args: argparse.Namespace, episode: PlannerRun) -> int:
+def _execute(args: argparse.Namespace, episode: PlannerRun, found: Plan) -> int:
     from modrl.planner import InjectedFailures, Outcome
 
     runner = episode.runner
-    trace = episode.execute(InjectedFailures(runner, args.fail_skill) if args.fail_skill else None)
+    trace = episode.execute(InjectedFailures(runner, args.fail_skill) if args.fail_skill else None, initial=found)
     print("\nexecution:")
     for i, step in enumerate(trace.steps):
         for record in trace.plans[1:]:

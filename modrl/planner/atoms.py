@@ -61,18 +61,23 @@ def variables(atom: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(a for a in parse_atom(atom)[1] if is_variable(a)))
 
 
-def match(pattern: tuple[str, ...], args: tuple[str, ...], binding: Binding) -> dict[str, str] | None:
-    """Extend ``binding`` so that ``pattern`` (variables, wildcards, constants) matches ``args``; ``None`` if not."""
+def match(pattern: tuple[str, ...], args: tuple[str, ...], binding: Binding) -> Binding | None:
+    """Extend ``binding`` so that ``pattern`` (variables, wildcards, constants) matches ``args``; ``None`` if not.
+    The result is a new mapping when it binds a variable, else ``binding`` itself (never mutate either: this is the
+    planner's innermost loop, so it copies only when it must)."""
     if len(pattern) != len(args):
         return None
-    out = dict(binding)
+    out = binding
+    copied = False
     for p, a in zip(pattern, args, strict=True):
         if p == WILDCARD:
             continue
-        if is_variable(p):
+        if p[0] == "?":  # is_variable, inlined
             bound = out.get(p)
             if bound is None:
-                out[p] = a
+                if not copied:
+                    out, copied = dict(out), True
+                out[p] = a  # type: ignore[index]
             elif bound != a:
                 return None
         elif p != a:
@@ -100,7 +105,7 @@ class AtomIndex:
             name, args = parse_atom(atom)
             self._by_name.setdefault(name, []).append(args)
 
-    def matches(self, pattern: str, binding: Binding) -> Iterator[dict[str, str]]:
+    def matches(self, pattern: str, binding: Binding) -> Iterator[Binding]:
         """Every extension of ``binding`` under which ``pattern`` matches an atom of the index."""
         name, args = parse_atom(pattern)
         for candidate in self._by_name.get(name, ()):

@@ -32,6 +32,8 @@ class Domain:
     types: Mapping[str, frozenset[str]] = field(default_factory=dict)
     rules: tuple[Rule, ...] = ()
     _strata: tuple[tuple[Rule, ...], ...] = field(init=False, repr=False, compare=False)
+    _read: frozenset[str] = field(init=False, repr=False, compare=False)
+    _derived: dict[frozenset[str], frozenset[str]] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "operators", tuple(self.operators))
@@ -43,6 +45,9 @@ class Domain:
         check(not unknown, "types", f"parameter types {unknown} are not in the type table {sorted(self.types)}")
         derived = self.derived_predicates
         object.__setattr__(self, "_strata", _strata(self.rules))
+        read = {parse_atom(a)[0] for rule in self.rules for a in (*rule.body, *rule.neg)}
+        object.__setattr__(self, "_read", frozenset(read))
+        object.__setattr__(self, "_derived", {})
         for op in self.operators:
             touched = {parse_atom(a)[0] for a in (*op.add, *op.delete)} & derived
             check(not touched, "operators", f"{op.name}: effects on derived predicates {sorted(touched)}")
@@ -68,6 +73,20 @@ class Domain:
         """
         if not self.rules:
             return state
+        if relaxed:
+            return self._fixpoint(state, relaxed=True)
+        # What the rules derive depends only on the atoms of the predicates they read: states that agree there (the
+        # same rooms, doors and object places, another object faced or carried) share one derivation.
+        read = frozenset(a for a in state if parse_atom(a)[0] in self._read)
+        derived = self._derived.get(read)
+        if derived is None:
+            if len(self._derived) >= _CLOSURE_CACHE:
+                self._derived.clear()
+            derived = self._derived[read] = self._fixpoint(read, relaxed=False) - read
+        return state | derived
+
+    def _fixpoint(self, state: frozenset[str], *, relaxed: bool) -> frozenset[str]:
+        """:meth:`closure` computed: the rules applied stratum by stratum until nothing new is derived."""
         atoms = set(state)
         for level in self._strata:
             while True:
@@ -102,11 +121,10 @@ class Domain:
             index = AtomIndex(reached)
             for op in self.operators:
                 for binding in self._bindings(op, index):
-                    ground = op.ground(binding)
-                    key = (op.name, ground.args)
-                    if key in found:
+                    key = (op.name, tuple(binding[p.name] for p in op.params))
+                    if key in found:  # found in an earlier round: grounding it again would change nothing
                         continue
-                    found[key] = ground
+                    found[key] = ground = op.ground(binding)
                     if not ground.add <= reached:
                         reached |= ground.add
                         changed = True
@@ -133,6 +151,10 @@ class Domain:
                 full = {**binding, **{p.name: v for p, v in zip(unbound, values, strict=True)}}
                 if all(p.type is None or full[p.name] in self.types[p.type] for p in op.params) and op.admits(full):
                     yield full
+
+
+_CLOSURE_CACHE = 200_000
+"""Derivations a :class:`Domain` keeps (see :meth:`Domain.closure`); the cache is emptied when full."""
 
 
 def _strata(rules: tuple[Rule, ...]) -> tuple[tuple[Rule, ...], ...]:

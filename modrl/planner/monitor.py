@@ -4,7 +4,10 @@ The environment is reached only through a :class:`SkillExecutor`: it runs one gr
 reports done, failed or timed out, and returns the observed state. After each skill the monitor compares the expected
 effects with the observed state and checks the rest of the plan against it (the triangle-table idea of PLANEX,
 Fikes, Hart & Nilsson 1972): when the skill did not finish, or (by policy) its effects differ, or the remaining steps
-no longer reach the goals from the observed state, it re-plans from the observed state, up to a bound. Every plan,
+no longer reach the goals from the observed state, it re-plans from the observed state, up to a bound. A re-plan
+that starts with a step which has ended from that very state without acting or changing anything -- done once, or
+failed :data:`IDLE_ATTEMPTS` times -- ends the execution (:attr:`Outcome.NO_PROGRESS`) instead of running it again
+until the bound. Every plan,
 re-plan and step is kept in an :class:`ExecutionTrace`. Every (re-)plan may be restricted to the operators an
 ``allowed`` filter passes (the skills the executor can run, e.g. :attr:`OptionExecutor.allowed
 <modrl.planner.option_executor.OptionExecutor.allowed>`); when those reach no plan, :class:`PrunedPolicy` says
@@ -15,8 +18,9 @@ operator says, and the monitor re-plans from what it observes).
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Protocol
 
@@ -103,8 +107,19 @@ class Outcome(Enum):
     SUCCESS = "success"
     NO_PLAN = "no_plan"
     REPLAN_LIMIT = "replan_limit"
+    NO_PROGRESS = "no_progress"
+    """A re-plan starts with a step that has already ended without acting or changing the observed state, from that
+    very state: done once (running it again would change nothing either: the operator's effects and the skill
+    disagree), or failed or timed out :data:`IDLE_ATTEMPTS` times."""
+
     SKILL_LIMIT = "skill_limit"
     EPISODE_OVER = "episode_over"
+
+
+IDLE_ATTEMPTS = 3
+"""Attempts of one step from one state that fail or time out without acting before a re-plan that starts with it
+again ends the execution (:attr:`Outcome.NO_PROGRESS`); a skill that fails at once fails the same way every time,
+but an injected or chance failure deserves a retry."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -228,14 +243,18 @@ class _Run:
         self.steps: list[StepRecord] = []
         self.queue: list[GroundOperator] = []
         self.elapsed = 0
+        self.idle: Counter[tuple[frozenset[str], int, str]] = Counter()
+        """(state, stage, operator) -> attempts there that ended without acting or changing anything (a step that
+        says it is done counts as :data:`IDLE_ATTEMPTS` at once)."""
 
     @property
     def replans(self) -> int:
         return max(len(self.plans) - 1, 0)
 
-    def replan(self, reason: str) -> bool:
-        """Plan from the current state; False when no plan was found."""
-        found = self._search()
+    def replan(self, reason: str, found: Plan | NoPlan | None = None) -> bool:
+        """Plan from the current state (``found``: a search result from it already at hand); False when no plan was
+        found."""
+        found = self._search() if found is None else found
         failed = found.message if isinstance(found, NoPlan) else None
         steps = () if isinstance(found, NoPlan) else found.steps
         self.plans.append(
@@ -265,6 +284,9 @@ class _Run:
 
     def run_step(self, executor: SkillExecutor, op: GroundOperator) -> SkillResult:
         result = executor.execute(op)
+        if result.steps == 0 and result.state == self.state:
+            done = result.status is SkillStatus.DONE
+            self.idle[(self.state, self.stage, op.name)] += IDLE_ATTEMPTS if done else 1
         before = self.domain.closure(self.state)
         self.stage = advance(self.goals, self.stage, before, self.domain.closure(result.state))
         mismatches = op.effect_mismatches(self.state, result.state)
@@ -295,6 +317,22 @@ class _Run:
             return f"after {op.symbol} the rest of the plan no longer reaches the goal{why}"
         return None
 
+    def loops(self) -> bool:
+        """Whether the plan just made starts with a step that already finished here without effect (see
+        :attr:`Outcome.NO_PROGRESS`); if so, its record says so instead of listing the plan."""
+        if not self.queue or self.idle[(self.state, self.stage, self.queue[0].name)] < IDLE_ATTEMPTS:
+            return False
+        op, last = self.queue[0], self.steps[-1].status
+        ended = "finished" if last is SkillStatus.DONE else f"{last.value} {IDLE_ATTEMPTS} times"
+        self.plans[-1] = replace(
+            self.plans[-1],
+            steps=(),
+            skills=(),
+            no_plan=f"re-plan loop: the plan starts with {op.symbol} [{op.name}] again, which has {ended} here after "
+            f"0 steps without changing the state (its effects {', '.join(sorted(op.add))} do not show up)",
+        )
+        return True
+
     def trace(self, outcome: Outcome) -> ExecutionTrace:
         return ExecutionTrace(
             goals=tuple(str(g) for g in self.goals),
@@ -313,6 +351,7 @@ def execute(
     config: MonitorConfig | None = None,
     *,
     allowed: Allowed | None = None,
+    initial: Plan | None = None,
 ) -> ExecutionTrace:
     """Plan, run the plan skill by skill, and re-plan from the observed state when it no longer fits.
 
@@ -323,6 +362,9 @@ def execute(
         config: Limits and the re-plan policy.
         allowed: Every (re-)plan uses only the ground operators it passes (``None``: all; see
             :func:`modrl.planner.search.plan`).
+        initial: The first plan, when the caller has already searched from the executor's current state with the
+            same goals, domain and filter (``modrl plan --execute`` prints it first): it is run without searching
+            again.
 
     Returns:
         The :class:`ExecutionTrace`; ``outcome`` is ``SUCCESS`` when every goal was reached (or the environment ended
@@ -332,11 +374,14 @@ def execute(
     run = _Run(domain, as_goals(goals), config, executor.observe(), allowed)
     if run.stage == len(run.goals):
         return run.trace(Outcome.SUCCESS)
-    if not run.replan("initial"):
+    if not run.replan("initial", initial):
         return run.trace(Outcome.NO_PLAN)
     while True:
-        if not run.queue and not run.replan("the plan ran out before the goals were reached"):
-            return run.trace(Outcome.NO_PLAN)
+        if not run.queue:
+            if not run.replan("the plan ran out before the goals were reached"):
+                return run.trace(Outcome.NO_PLAN)
+            if run.loops():
+                return run.trace(Outcome.NO_PROGRESS)
         if len(run.steps) >= config.max_skills:
             return run.trace(Outcome.SKILL_LIMIT)
         op = run.queue.pop(0)
@@ -362,6 +407,8 @@ def execute(
             return run.trace(Outcome.REPLAN_LIMIT)
         if not run.replan(reason):
             return run.trace(Outcome.NO_PLAN)
+        if run.loops():
+            return run.trace(Outcome.NO_PROGRESS)
 
 
 class InjectedFailures:

@@ -15,7 +15,9 @@ a plan never calls a skill nobody can execute, and when no plan remains the :cla
 from __future__ import annotations
 
 import heapq
+import logging
 import math
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +28,13 @@ from modrl.config import check
 from modrl.planner.atoms import AtomIndex, parse_atom
 from modrl.planner.domain import Domain
 from modrl.planner.operators import GroundOperator
+
+logger = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 5.0
+"""A search or grounding that runs longer logs a progress line (INFO: nodes expanded, seconds) this often."""
+CLOCK_EVERY = 256
+"""Expansions between two readings of the clock for :data:`PROGRESS_EVERY_S`."""
 
 Algorithm = Literal["bfs", "astar"]
 Allowed = Callable[[GroundOperator], bool]
@@ -239,6 +248,22 @@ def heuristic(
     return space.heuristic(space.start(state, stage))
 
 
+class _Progress:
+    """Logs ``searching: N nodes expanded, T s`` at most every :data:`PROGRESS_EVERY_S` seconds (the clock is read
+    every :data:`CLOCK_EVERY` expansions only)."""
+
+    def __init__(self, started: float) -> None:
+        self.started = self.last = started
+
+    def tick(self, expanded: int) -> None:
+        if expanded % CLOCK_EVERY:
+            return
+        now = time.perf_counter()
+        if now - self.last >= PROGRESS_EVERY_S:
+            self.last = now
+            logger.info("searching: %d nodes expanded, %.0f s", expanded, now - self.started)
+
+
 def _path(parents: dict[_Node, tuple[_Node, GroundOperator] | None], node: _Node) -> tuple[GroundOperator, ...]:
     steps = []
     link = parents[node]
@@ -249,7 +274,7 @@ def _path(parents: dict[_Node, tuple[_Node, GroundOperator] | None], node: _Node
     return tuple(reversed(steps))
 
 
-def _bfs(space: _Space, start: _Node, max_nodes: int) -> tuple[_Node | None, dict, int, bool]:
+def _bfs(space: _Space, start: _Node, max_nodes: int, progress: _Progress) -> tuple[_Node | None, dict, int, bool]:
     parents: dict[_Node, tuple[_Node, GroundOperator] | None] = {start: None}
     frontier = deque([start])
     expanded = 0
@@ -258,6 +283,7 @@ def _bfs(space: _Space, start: _Node, max_nodes: int) -> tuple[_Node | None, dic
             return None, parents, expanded, True
         node = frontier.popleft()
         expanded += 1
+        progress.tick(expanded)
         for op, nxt in space.successors(node):
             if nxt in parents:
                 continue
@@ -268,7 +294,7 @@ def _bfs(space: _Space, start: _Node, max_nodes: int) -> tuple[_Node | None, dic
     return None, parents, expanded, False
 
 
-def _astar(space: _Space, start: _Node, max_nodes: int) -> tuple[_Node | None, dict, int, bool]:
+def _astar(space: _Space, start: _Node, max_nodes: int, progress: _Progress) -> tuple[_Node | None, dict, int, bool]:
     parents: dict[_Node, tuple[_Node, GroundOperator] | None] = {start: None}
     cost = {start: 0}
     heap: list[tuple[float, int, int, int, _Node]] = [(space.heuristic(start), 0, 0, 0, start)]
@@ -283,6 +309,7 @@ def _astar(space: _Space, start: _Node, max_nodes: int) -> tuple[_Node | None, d
             return None, parents, expanded, True
         closed.add(node)
         expanded += 1
+        progress.tick(expanded)
         for op, nxt in space.successors(node):
             if g + 1 >= cost.get(nxt, math.inf):
                 continue
@@ -321,12 +348,16 @@ def plan(
     config = config or SearchConfig()
     goal_list = as_goals(goals)
     check(isinstance(stage, int) and 0 <= stage <= len(goal_list), "stage", f"must lie in [0, {len(goal_list)}]")
+    started = time.perf_counter()
     space = _Space(domain, frozenset(state), goal_list, allowed)
+    grounding = time.perf_counter() - started
+    if grounding >= PROGRESS_EVERY_S:
+        logger.info("grounded %d operators in %.0f s", len(space.ops) + len(space.pruned), grounding)
     start = space.start(frozenset(state), stage)
     if start[1] == len(goal_list):
         return Plan(steps=(), expanded=0, algorithm=config.algorithm)
     search = _bfs if config.algorithm == "bfs" else _astar
-    found, parents, expanded, bounded = search(space, start, config.max_nodes)
+    found, parents, expanded, bounded = search(space, start, config.max_nodes, _Progress(started))
     if found is not None:
         return Plan(steps=_path(parents, found), expanded=expanded, algorithm=config.algorithm)
     if bounded:

@@ -1,0 +1,256 @@
+"""The planner with scripted skills on every registered MiniGrid and BabyAI env id: supported or why not, success,
+planning time.
+
+For each id and seeds ``0 .. N-1`` (the seeds of ``modrl plan ID --seed S --execute``, so a failure replays with that
+command), one episode: goals from the env (:func:`modrl.envs.goals.goals_for_env`: BabyAI's instruction objects,
+else the mission), then plan, execute with the scripted skills, monitor and re-plan (``modrl plan``'s settings: A*,
+100 000 nodes per search, 20 re-plans). An episode over ``--time-limit`` CPU seconds is stopped and counted as a
+failure. Planning time is the episode's CPU time outside the skills (every search, re-plan and monitor check): CPU time,
+not wall time, so that other jobs on a shared machine neither inflate it nor stop episodes early. Writes a
+Markdown table (default ``experiments/results/planner_coverage.md``), rewritten after every id (a ``## Notes`` section
+at its end is kept), and prints a line per episode:
+
+    python experiments/planner/coverage.py                                   # every id, 20 seeds
+    python experiments/planner/coverage.py --seeds 3 --ids BabyAI-GoTo ObstructedMaze --time-limit 60
+    python experiments/planner/coverage.py --merge babyai.md minigrid.md rerun.md    # later rows replace earlier
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import signal
+import statistics
+import sys
+import time
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import gymnasium as gym
+import minigrid  # noqa: F401  (registers the MiniGrid and BabyAI ids)
+
+from modrl.agents.planning.episode import PlannerRunConfig, start_planner_episode
+from modrl.envs.goals import UnsupportedTask
+from modrl.planner import GroundOperator, Outcome, SkillResult
+
+OUT = Path("experiments/results/planner_coverage.md")
+NOTES = "\n## Notes\n"
+"""What follows this heading in ``--out`` (written by hand) is kept when the table is rewritten."""
+
+
+class _Timeout(Exception):
+    """The episode ran past ``--time-limit``."""
+
+
+def _alarm(signum: int, frame: FrameType | None) -> None:
+    raise _Timeout
+
+
+class Timed:
+    """The scripted skills, with the CPU seconds spent in them (what is not planning)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner, self.seconds = inner, 0.0
+
+    def observe(self) -> frozenset[str]:
+        start = time.process_time()
+        try:
+            return self.inner.observe()  # type: ignore[attr-defined,no-any-return]
+        finally:
+            self.seconds += time.process_time() - start
+
+    def execute(self, step: GroundOperator) -> SkillResult:
+        start = time.process_time()
+        try:
+            return self.inner.execute(step)  # type: ignore[attr-defined,no-any-return]
+        finally:
+            self.seconds += time.process_time() - start
+
+
+@dataclass
+class IdResult:
+    """One env id's episodes."""
+
+    env_id: str
+    unsupported: Counter[str] = field(default_factory=Counter)
+    outcomes: Counter[str] = field(default_factory=Counter)
+    successes: int = 0
+    episodes: int = 0
+    planning: list[float] = field(default_factory=list)
+    replans: list[int] = field(default_factory=list)
+
+
+def episode(env_id: str, seed: int, limit: float, config: PlannerRunConfig) -> tuple[str, bool, float, int]:
+    """``(outcome, env solved, planning CPU seconds, re-plans)``; ``outcome`` is ``unsupported: why`` when the env's
+    task has no goals, ``timeout`` past ``limit`` CPU seconds."""
+    env = gym.make(env_id)
+    signal.setitimer(signal.ITIMER_PROF, limit)
+    start = time.process_time()
+    timed: Timed | None = None
+    try:
+        try:
+            run = start_planner_episode(env, seed=seed, config=config)
+        except Exception as exc:  # an env that cannot be reset here (a missing extra): say why, go on
+            return f"unsupported: the env cannot be reset: {type(exc).__name__}: {exc}", False, 0.0, 0
+        start = time.process_time()  # the reset (BabyAI's rejection sampling) is not planning
+        timed = Timed(run.runner)
+        try:
+            run.goals  # noqa: B018  (reads them; raises when the task is not expressible)
+        except UnsupportedTask as exc:
+            return f"unsupported: {exc}", False, 0.0, 0
+        trace = run.execute(timed)
+        solved = bool(run.runner.episode_success)
+        outcome, replans = trace.outcome.value, trace.replans
+        if trace.outcome is Outcome.SUCCESS and not solved:
+            outcome = "goals reached, env not solved"
+    except _Timeout:
+        outcome, solved, replans = "timeout", False, -1
+    except Exception as exc:  # a crash is a result of this table too
+        outcome, solved, replans = f"error: {type(exc).__name__}: {exc}", False, -1
+    finally:
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        env.close()
+    planning = time.process_time() - start - (timed.seconds if timed is not None else 0.0)
+    return outcome, solved, planning, replans
+
+
+def _ids(filters: list[str]) -> list[str]:
+    every = sorted(i for i in gym.registry if i.startswith(("MiniGrid-", "BabyAI-")))
+    return [i for i in every if not filters or any(f in i for f in filters)]
+
+
+def run_id(env_id: str, seeds: int, limit: float, config: PlannerRunConfig) -> IdResult:
+    """Every seed of one id, a progress line per episode."""
+    result = IdResult(env_id=env_id)
+    for seed in range(seeds):
+        outcome, solved, planning, replans = episode(env_id, seed, limit, config)
+        if outcome.startswith("unsupported: "):
+            result.unsupported[outcome.removeprefix("unsupported: ")] += 1
+        else:
+            result.episodes += 1
+            result.successes += solved
+            result.outcomes[outcome] += 1
+            result.planning.append(planning)
+            result.replans.append(replans)
+        print(f"{env_id} seed {seed}: {outcome}, solved {solved}, planning {planning:.2f} s", flush=True)
+    return result
+
+
+def _row(r: IdResult, seeds: int) -> str:
+    if not r.episodes:
+        reason = "; ".join(r.unsupported)
+        return f"| {r.env_id} | no: {reason.replace('|', '/')} | | | | | |"
+    rate = r.successes / seeds
+    median, worst = statistics.median(r.planning), max(r.planning)
+    failures = ", ".join(f"{k} {v}" for k, v in r.outcomes.most_common() if k != "success")
+    if r.unsupported:
+        failures += ("; " if failures else "") + "; ".join(
+            f"unsupported on {v} seed(s): {k}" for k, v in r.unsupported.items()
+        )
+    replans = sum(max(x, 0) for x in r.replans) / len(r.replans)
+    return (
+        f"| {r.env_id} | yes | {rate:.2f} ({r.successes}/{seeds}) | {median:.2f} | {worst:.2f} | {replans:.1f} | "
+        f"{failures.replace('|', '/')} |"
+    )
+
+
+def write(results: list[IdResult], args: argparse.Namespace, total: int, started: float) -> None:
+    """The Markdown table of ``results`` so far."""
+    supported = [r for r in results if r.episodes]
+    solved = [r for r in supported if r.successes / args.seeds >= 0.95]
+    lines = [
+        "# The planner with scripted skills on every registered MiniGrid and BabyAI id",
+        "",
+        f"Made by `python experiments/planner/coverage.py --seeds {args.seeds} --time-limit {args.time_limit:g}"
+        + (f" --ids {' '.join(args.ids)}" if args.ids else "")
+        + f"`: seeds 0-{args.seeds - 1} of each id (`modrl plan ID --seed S --execute` replays one), "
+        f"{len(results)} of {total} ids done in {(time.time() - started) / 60:.0f} min (wall) on a shared 2-CPU "
+        "machine. Planning = CPU seconds outside the skills (searches, re-plans, monitor checks) per episode; an "
+        "episode past the CPU-time limit counts as a failure (`timeout`) and its time as the limit.",
+        "",
+        f"Supported (goals for at least one seed): {len(supported)} of {len(results)} ids; success >= 0.95: "
+        f"{len(solved)} of {len(supported)}.",
+        "",
+        "| env id | supported | success | median planning CPU s | worst planning CPU s | mean re-plans | failures |",
+        "|---|---|---|---|---|---|---|",
+        *(_row(r, args.seeds) for r in results),
+        "",
+    ]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    notes = args.out.read_text().partition(NOTES)[2] if args.out.exists() else ""
+    args.out.write_text("\n".join(lines) + (NOTES + notes if notes else ""))
+
+
+def merge(tables: list[Path], out: Path) -> None:
+    """One table from several written by this script (shards of the ids, or a re-run of some ids with newer code):
+    a later table's row replaces an earlier one's for the same id; the "Made by" lines of all are kept, in order."""
+    rows: dict[str, str] = {}
+    made: list[str] = []
+    for table in tables:
+        text = table.read_text().partition(NOTES)[0]
+        made += [f"- {line}" for line in text.splitlines() if line.startswith("Made by ")]
+        rows.update(
+            {
+                line.split(" | ")[0][2:]: line
+                for line in text.splitlines()
+                if line.startswith("| ") and (line.startswith(("| BabyAI-", "| MiniGrid-")))
+            }
+        )
+    supported = [r for r in rows.values() if r.split(" | ")[1] == "yes"]
+    rates = [re.search(r"\((\d+)/(\d+)\)", r) for r in supported]
+    solved = sum(1 for m in rates if m is not None and int(m[1]) / int(m[2]) >= 0.95)
+    lines = [
+        "# The planner with scripted skills on every registered MiniGrid and BabyAI id",
+        "",
+        f"Merged by `python experiments/planner/coverage.py --merge {' '.join(str(t) for t in tables)}` from "
+        "(a later line's rows replace an earlier one's):",
+        "",
+        *made,
+        "",
+        f"Supported (goals for at least one seed): {len(supported)} of {len(rows)} ids; success >= 0.95: "
+        f"{solved} of {len(supported)}.",
+        "",
+        "| env id | supported | success | median planning CPU s | worst planning CPU s | mean re-plans | failures |",
+        "|---|---|---|---|---|---|---|",
+        *(rows[k] for k in sorted(rows)),
+        "",
+    ]
+    notes = out.read_text().partition(NOTES)[2] if out.exists() else ""
+    out.write_text("\n".join(lines) + (NOTES + notes if notes else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=20, help="seeds 0 .. N-1 per id (default: 20)")
+    parser.add_argument("--ids", nargs="*", default=[], help="only ids containing one of these strings")
+    parser.add_argument("--time-limit", type=float, default=120.0, help="CPU seconds per episode (default: 120)")
+    parser.add_argument("--max-nodes", type=int, default=100_000, help="node bound of one search (default: 100000)")
+    parser.add_argument("--out", type=Path, default=OUT, help=f"the Markdown table (default: {OUT})")
+    parser.add_argument("--merge", nargs="+", type=Path, metavar="TABLE", help="merge tables this script wrote")
+    args = parser.parse_args(argv)
+    if args.merge:
+        merge(args.merge, args.out)
+        print(f"wrote {args.out}", file=sys.stderr)
+        return 0
+    if args.seeds < 1 or args.time_limit <= 0:
+        parser.error("--seeds must be >= 1 and --time-limit > 0")
+    warnings.filterwarnings("ignore")
+    signal.signal(signal.SIGPROF, _alarm)
+    config = PlannerRunConfig(max_nodes=args.max_nodes)
+    ids, results, started = _ids(args.ids), [], time.time()
+    for k, env_id in enumerate(ids):
+        print(f"[{k + 1}/{len(ids)}] {env_id}", flush=True)
+        results.append(run_id(env_id, args.seeds, args.time_limit, config))
+        write(results, args, len(ids), started)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,154 @@
+"""Planner goals from BabyAI's instruction objects and from stock MiniGrid missions (:mod:`modrl.envs.goals`)."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import minigrid  # noqa: F401  (registers the MiniGrid and BabyAI ids)
+import pytest
+from minigrid.envs.babyai.core.verifier import (
+    AfterInstr,
+    AndInstr,
+    BeforeInstr,
+    GoToInstr,
+    ObjDesc,
+    OpenInstr,
+    PickupInstr,
+    PutNextInstr,
+)
+
+from modrl.agents.planning.episode import PlannerRunConfig, play_planner_episode
+from modrl.cli.main import main
+from modrl.envs.goals import UnsupportedTask, goals_for_env, instruction_goals, mission_goals
+from modrl.envs.predicates import env_planning_state, object_name
+from modrl.planner import Goal, Outcome
+
+
+def _env(env_id: str, seed: int = 0) -> gym.Env:
+    env = gym.make(env_id)
+    env.reset(seed=seed)
+    return env
+
+
+def _objects(env: gym.Env) -> list:
+    grid = env.unwrapped.grid
+    return [c for c in grid.grid if c is not None and c.type in ("ball", "box", "key", "door")]
+
+
+def test_every_connective_orders_the_goals_as_the_verifiers_do() -> None:
+    env = _env("BabyAI-GoToObjDoor-v0")
+    state = env_planning_state(env)
+    key, ball, box = (next(o for o in _objects(env) if o.type == t) for t in ("key", "ball", "box"))
+    door = next(o for o in _objects(env) if o.type == "door")
+
+    def desc(obj: object) -> ObjDesc:
+        return ObjDesc(obj.type, obj.color)  # type: ignore[attr-defined]
+
+    def name(obj: object) -> str:
+        return f"{obj.type},{object_name(obj)}"  # type: ignore[attr-defined]
+
+    go, pick, opening = GoToInstr(desc(ball)), PickupInstr(desc(key)), OpenInstr(desc(door))
+    put = PutNextInstr(desc(box), desc(ball))
+    goals = {
+        go: Goal(holds=frozenset({f"facing({name(ball)})"})),
+        pick: Goal(achieve=frozenset({f"carrying({name(key)})"})),
+        opening: Goal(achieve=frozenset({f"open({name(door)})"})),
+        put: Goal(holds=frozenset({f"facing({name(box)})"}), achieve=frozenset({f"next_to({name(box)},{name(ball)})"})),
+    }
+    after = AfterInstr(AndInstr(go, pick), AndInstr(opening, put))  # "go and pick up after you open and put"
+    before = BeforeInstr(put, AndInstr(opening, go))  # "put, then open and go"
+    for instr, order in ((after, (opening, put, go, pick)), (before, (put, opening, go))):
+        instr.reset_verifier(env.unwrapped)
+        assert instruction_goals(env.unwrapped, instr, state) == tuple(goals[i] for i in order)
+
+
+def test_env_instrs_are_used_and_a_description_of_several_objects_picks_one_of_them() -> None:
+    env = _env("BabyAI-GoToSeq-v0")
+    instrs = env.unwrapped.instrs
+    assert isinstance(instrs, AfterInstr)
+    goals = goals_for_env(env, env_planning_state(env))
+    assert len(goals) == 4 and all(len(g.holds) == 1 and not g.achieve for g in goals)
+    # After(And(a1, a2), And(b1, b2)) -> b1, b2, a1, a2; each goal faces one of the objects its verifier matched.
+    order = (instrs.instr_b.instr_a, instrs.instr_b.instr_b, instrs.instr_a.instr_a, instrs.instr_a.instr_b)
+    for goal, part in zip(goals, order, strict=True):
+        matched = {f"facing({o.type},{object_name(o)})" for o in part.desc.obj_set}
+        assert next(iter(goal.holds)) in matched, (goal, part.surface(env.unwrapped))
+
+
+def test_a_location_is_read_from_the_verifier() -> None:
+    env = _env("BabyAI-OpenDoorLoc-v0", seed=1)
+    instr = env.unwrapped.instrs
+    assert instr.desc.loc is not None and len(instr.desc.obj_set) < sum(o.type == "door" for o in _objects(env))
+    (goal,) = goals_for_env(env, env_planning_state(env))
+    assert goal.achieve <= {f"open(door,{object_name(d)})" for d in instr.desc.obj_set}
+
+
+@pytest.mark.parametrize(
+    ("mission", "expected"),
+    [
+        ("reach the goal", (Goal(holds=frozenset({"at_goal"})),)),
+        (
+            "get the yellow key from the grey room, unlock the yellow door and go to the goal",
+            (Goal(holds=frozenset({"at_goal"})),),
+        ),
+        ("pick up a red ball", (Goal(achieve=frozenset({"carrying(ball,red)"})),)),
+        ("go fetch a red ball", (Goal(achieve=frozenset({"carrying(ball,red)"})),)),
+        ("you must fetch a red ball", (Goal(achieve=frozenset({"carrying(ball,red)"})),)),
+        (
+            "open the red door then the blue door",
+            (Goal(achieve=frozenset({"open(door,red)"})), Goal(achieve=frozenset({"open(door,blue)"}))),
+        ),
+        (
+            "put the red ball near the blue key",
+            (Goal(holds=frozenset({"facing(ball,red)"}), achieve=frozenset({"next_to(ball,red,key,blue)"})),),
+        ),
+    ],
+)
+def test_stock_missions(mission: str, expected: tuple[Goal, ...]) -> None:
+    state = frozenset({"in(ball,red,room,0)", "in(key,blue,room,0)", "agent_in(room,0)"})
+    assert mission_goals(mission, state) == expected
+
+
+def test_what_cannot_be_expressed_says_why_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    env = _env("MiniGrid-GoToDoor-5x5-v0")  # its doors sit in the outer wall: the state is read all the same
+    with pytest.raises(UnsupportedTask, match="'done' action"):
+        goals_for_env(env, env_planning_state(env))
+    with pytest.raises(UnsupportedTask, match="understood forms"):
+        mission_goals("dance the tango", frozenset())
+    assert main(["plan", "MiniGrid-MemoryS7-v0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "MemoryEnv: not expressible" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("env_id", "seed"),
+    [
+        ("BabyAI-GoToSeqS5R2-v0", 0),
+        ("BabyAI-PutNextLocal-v0", 0),
+        ("BabyAI-OpenRedBlueDoors-v0", 0),
+        ("MiniGrid-LockedRoom-v0", 0),
+        ("MiniGrid-FourRooms-v0", 0),
+        ("MiniGrid-RedBlueDoors-6x6-v0", 0),
+    ],
+)
+def test_newly_expressible_tasks_are_solved(env_id: str, seed: int) -> None:
+    run = play_planner_episode(gym.make(env_id), seed=seed, config=PlannerRunConfig())
+    assert run.trace is not None and run.trace.outcome is Outcome.SUCCESS and run.runner.episode_success
+
+
+def test_strict_door_sequences_are_refused_as_unsolvable_and_are() -> None:
+    from modrl.envs.operators import planning_domain
+    from modrl.envs.scripted_skills import ScriptedSkills
+
+    env = _env("BabyAI-OpenDoorsOrderN4Debug-v0")
+    instrs = env.unwrapped.instrs
+    assert isinstance(instrs, AfterInstr) and instrs.instr_a.strict
+    with pytest.raises(UnsupportedTask, match="not solvable"):
+        goals_for_env(env, env_planning_state(env))
+    # Opening the door the instruction wants first ends the episode as a failure: no policy solves it.
+    first = f"door,{object_name(instrs.instr_b.desc.obj_set[0])}"
+    skills = ScriptedSkills(env)
+    step = next(op for op in planning_domain().applicable(skills.observe()) if op.symbol == f"open({first})")
+    result = skills.execute(step)
+    assert result.episode_over and not result.success
+    run = play_planner_episode(gym.make("BabyAI-OpenDoorsOrderN4-v0"), seed=0, config=PlannerRunConfig())
+    assert run.runner.episode_success  # the same level without strict verifiers
