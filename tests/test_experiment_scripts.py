@@ -82,3 +82,10 @@ def test_mission_ablation_runs_on_a_mission_token_run(tiny_config, tmp_path: Pat
     assert set(rows) == {"train", "test"}
     for row in rows.values():
         assert set(row) == {"true", "other-object", "blank"} and all(0.0 <= v <= 1.0 for v in row.values())
+
+
+def test_bench_overhead_prints_the_paired_ratios() -> None:
+    stdout = _run("experiments/bench/bench_overhead.py", "--frames", "768", "--repeats", "1")
+    for line in ("env/sb3 frames/s ratio", "train/sb3 frames/s ratio", "train/sb3 cpu-seconds ratio"):
+        assert line in stdout, stdout
+    assert stdout.count("(768 frames)") == 3, stdout  # every variant trained exactly the budget (one rollout)

@@ -13,10 +13,13 @@ time and interleaved round by round (sb3, env, train, sb3, env, train, ...) so m
 
 Each variant is timed (after every import) from building the vector env to the end of training (``run_training``
 includes its final checkpoint), wall-clock and process CPU seconds. Prints the per-round ratios train/sb3 and
-env/sb3 and their medians (the issue's target: train/sb3 >= 0.95). ``--profile VARIANT`` runs one variant under
-cProfile instead and prints its top functions.
+env/sb3 and their medians (the issue's target: train/sb3 >= 0.95). On a machine shared with other work the wall-clock
+of one variant can swing by 2x between rounds; ``--concurrent`` runs a round's variants at the same time instead (one
+process per core, so both see the same load), and its cpu-seconds ratio is the steadier number. ``--profile VARIANT``
+runs one variant under cProfile instead and prints its top functions.
 
     python experiments/bench/bench_overhead.py --frames 20000 --repeats 5
+    python experiments/bench/bench_overhead.py --frames 20000 --repeats 3 --variants sb3,train --concurrent
     python experiments/bench/bench_overhead.py --frames 20000 --profile train
 """
 
@@ -132,6 +135,25 @@ def _spread(values: list[float]) -> str:
     return f"{statistics.median(values):.3f} (min {min(values):.3f}, max {max(values):.3f})"
 
 
+def _round(args: argparse.Namespace, variants: list[str]) -> dict[str, dict]:
+    """One measurement of each variant, one after the other or (``--concurrent``) all at the same time."""
+    procs = {}
+    for variant in variants:
+        cmd = [sys.executable, __file__, "--child", variant, "--frames", str(args.frames), "--config", args.config]
+        for item in args.overrides:
+            cmd += ["--set", item]
+        procs[variant] = proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if not args.concurrent:
+            proc.wait()
+    results = {}
+    for variant, proc in procs.items():
+        out, err = proc.communicate()
+        if proc.returncode != 0:
+            raise SystemExit(f"{variant} failed:\n{err}")
+        results[variant] = json.loads(out.strip().splitlines()[-1])
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--frames", type=int, default=20_000, help="training frames per measurement")
@@ -139,6 +161,12 @@ def main() -> None:
     parser.add_argument("--config", default="experiments/configs/quickstart.yaml", help="experiment config")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override key=value")
     parser.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of sb3,env,train")
+    parser.add_argument(
+        "--concurrent",
+        action="store_true",
+        help="run a round's variants at the same time, one process each (pairs them under the same machine load; "
+        "meant for two variants on two cores: read the cpu-seconds ratio)",
+    )
     parser.add_argument("--profile", choices=VARIANTS, help="run this variant once under cProfile and print its top")
     parser.add_argument("--profile-out", help="with --profile: also write the raw cProfile stats to this file")
     parser.add_argument("--top", type=int, default=30, help="functions listed by --profile")
@@ -153,13 +181,8 @@ def main() -> None:
     variants = [v for v in VARIANTS if v in args.variants.split(",")]
     rounds: list[dict[str, dict]] = []
     for round_index in range(args.repeats):
-        results: dict[str, dict] = {}
-        for variant in variants:
-            cmd = [sys.executable, __file__, "--child", variant, "--frames", str(args.frames), "--config", args.config]
-            for item in args.overrides:
-                cmd += ["--set", item]
-            out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-            results[variant] = result = json.loads(out.stdout.strip().splitlines()[-1])
+        results = _round(args, variants)
+        for variant, result in results.items():
             print(
                 f"round {round_index + 1} {variant:5s} {result['fps']:7.0f} frames/s  {result['wall_s']:6.1f} s wall "
                 f"{result['cpu_s']:6.1f} s cpu  ({result['frames']} frames)",
@@ -177,6 +200,8 @@ def main() -> None:
             fps_ratio = [r[variant]["fps"] / r["sb3"]["fps"] for r in rounds]
             cpu_ratio = [r[variant]["cpu_s"] / r["sb3"]["cpu_s"] for r in rounds]
             print(f"{variant}/sb3 frames/s ratio, paired per round: {_spread(fps_ratio)}")
+            from_cpu = _spread([1 / r for r in cpu_ratio])
+            print(f"{variant}/sb3 frames/s ratio from cpu seconds (sb3 cpu / {variant} cpu): {from_cpu}")
             print(f"{variant}/sb3 cpu-seconds ratio, paired per round: {_spread(cpu_ratio)}")
     if "train" in variants and "sb3" in variants:
         print("target: train/sb3 frames/s >= 0.95")
