@@ -105,7 +105,7 @@ def _first_non_finite(values: Any) -> int | None:
     arrays = values.values() if isinstance(values, dict) else [values]
     for array in arrays:
         array = np.asarray(array)
-        if not np.issubdtype(array.dtype, np.floating):
+        if array.dtype.kind != "f" or np.isfinite(array).all():  # integer observations/actions cannot be NaN
             continue
         bad = ~np.isfinite(array.reshape(array.shape[0], -1)) if array.ndim else ~np.isfinite(array[None, None])
         rows = np.flatnonzero(bad.any(axis=1))
