@@ -111,3 +111,10 @@ def test_engine_bench_measures_every_quickstart_task_and_a_ratio() -> None:
     rows = [line.split() for line in out.splitlines() if line.split()[:1] in (["empty5"], ["doorkey5"], ["lavagap5"])]
     assert [row[0] for row in rows] == ["empty5", "doorkey5", "lavagap5"]
     assert all(row[3].endswith("x") and float(row[3][:-1]) > 0 for row in rows)
+
+
+def test_bench_overhead_prints_the_paired_ratios() -> None:
+    stdout = _run("experiments/bench/bench_overhead.py", "--frames", "768", "--repeats", "1")
+    for line in ("env/sb3 frames/s ratio", "train/sb3 frames/s ratio", "train/sb3 cpu-seconds ratio"):
+        assert line in stdout, stdout
+    assert stdout.count("(768 frames)") == 3, stdout  # every variant trained exactly the budget (one rollout)

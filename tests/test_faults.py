@@ -20,6 +20,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,7 @@ import yaml
 from stable_baselines3.common.vec_env import VecEnvWrapper
 
 from modrl.agents.common import training
-from modrl.agents.common.guards import NonFiniteError, NonFiniteGuard
+from modrl.agents.common.guards import NonFiniteError, NonFiniteGuard, all_finite
 from modrl.checkpoint import latest_checkpoint, list_checkpoints
 from modrl.cli.main import main
 from modrl.faults import FAULT_ENV, parse_faults, reset_fault_counters
@@ -187,6 +188,40 @@ def test_nan_observation_or_action_is_named_with_env_index(key: str, source: str
     guard.locals = bad
     with pytest.raises(NonFiniteError, match=f"non-finite {source} from env 2 at step 30"):
         guard._on_step()
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+@pytest.mark.parametrize("where", [0, 1, -1])
+def test_all_finite_finds_a_bad_value_anywhere_and_huge_finite_values_pass(bad: float, where: int) -> None:
+    tensors = [torch.full((3, 4), 3.0e38), torch.full((1000,), -3.0e38), torch.ones(7, dtype=torch.float64)]
+    assert all_finite(tensors) and all_finite([])  # a sum or a norm of these would overflow to inf
+    tensors[1][where] = bad
+    assert not all_finite(tensors)
+
+
+def _guarded_linear(lr: float) -> tuple[torch.nn.Module, NonFiniteGuard]:
+    policy = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.Linear(2, 1))
+    policy.optimizer = torch.optim.SGD(policy.parameters(), lr=lr)  # type: ignore[assignment]
+    guard = NonFiniteGuard()
+    guard.model = SimpleNamespace(policy=policy, num_timesteps=64, _n_updates=2)  # type: ignore[assignment]
+    guard._init_callback()
+    return policy, guard
+
+
+def test_guard_hooks_name_the_first_bad_gradient_and_refuse_a_blown_up_update() -> None:
+    policy, guard = _guarded_linear(lr=0.1)
+    policy(torch.ones(1, 3)).sum().backward()
+    before = [p.detach().clone() for p in policy.parameters()]
+    policy.optimizer.step()  # finite: passes
+    policy[1].weight.grad[0, 1] = float("nan")
+    with pytest.raises(NonFiniteError, match=r"non-finite gradient at step 64: parameter '1.weight' .* update 3"):
+        policy.optimizer.step()
+    assert not any(torch.equal(b, p) for b, p in zip(before, policy.parameters(), strict=True))  # first step moved
+    policy, guard = _guarded_linear(lr=float("inf"))
+    policy(torch.ones(1, 3)).sum().backward()
+    with pytest.raises(NonFiniteError, match=r"non-finite parameter at step 64: '0.weight' after optimizer step"):
+        policy.optimizer.step()
+    guard.remove_hooks()
 
 
 def _processes_with(marker: str) -> list[int]:

@@ -105,13 +105,27 @@ def _first_non_finite(values: Any) -> int | None:
     arrays = values.values() if isinstance(values, dict) else [values]
     for array in arrays:
         array = np.asarray(array)
-        if not np.issubdtype(array.dtype, np.floating):
+        if array.dtype.kind != "f" or np.isfinite(array).all():  # integer observations/actions cannot be NaN
             continue
         bad = ~np.isfinite(array.reshape(array.shape[0], -1)) if array.ndim else ~np.isfinite(array[None, None])
         rows = np.flatnonzero(bad.any(axis=1))
         if rows.size:
             return int(rows[0])
     return None
+
+
+def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
+    """Whether no tensor of ``tensors`` (floating point, any shapes) holds a NaN or inf, in one pass over all of them.
+
+    ``x * 0`` is 0 for every finite ``x`` and NaN for NaN or +-inf, so the sum of ``x * 0`` over every element is
+    exactly 0 when all are finite and NaN otherwise (it cannot overflow, unlike a sum or norm of the values). On CPU
+    this is several times faster than ``torch.isfinite(t).all()`` per tensor, which the optimizer hooks of
+    :class:`NonFiniteGuard` would otherwise run twice per parameter on every SGD step.
+    """
+    if not tensors:
+        return True
+    with torch.no_grad():
+        return bool(torch.cat([t.reshape(-1) for t in tensors]).mul_(0).sum() == 0)
 
 
 class NonFiniteGuard(BaseCallback):
@@ -157,8 +171,11 @@ class NonFiniteGuard(BaseCallback):
         self._handles = []
 
     def _first_bad(self, tensors: Sequence[tuple[torch.nn.Parameter, torch.Tensor | None]]) -> str | None:
-        for param, tensor in tensors:
-            if tensor is not None and not bool(torch.isfinite(tensor).all()):
+        present = [(param, tensor) for param, tensor in tensors if tensor is not None]
+        if all_finite([tensor for _, tensor in present]):  # the common case: one check over every tensor
+            return None
+        for param, tensor in present:  # something is bad: name the first parameter
+            if not bool(torch.isfinite(tensor).all()):
                 return self._names.get(id(param), "?")
         return None
 
