@@ -171,6 +171,16 @@ class TaskEnv(RoomGridLevel):
         self.instrs: SubtaskSequence
         doors = [o for o in self.task.objects if o.type == "door"]
         check(len(doors) <= room_size - 2, "task", f"{len(doors)} doors do not fit a wall of a {room_size}-room")
+        # Every object must fit one room beside the agent's reach and the doors' neighbours, or BabyAI's mission
+        # generation retries forever (each object goes to a random room; place_obj rejects cells near the agent).
+        objects = len([o for o in self.task.objects if o.type != "door"]) + num_distractors
+        capacity = (room_size - 2) ** 2 - 5 - len(doors)
+        check(
+            objects <= capacity,
+            "num_distractors",
+            f"{objects} objects ({num_distractors} distractors) do not fit a {room_size}-room: at most {capacity}; "
+            "use fewer distractors or a larger room_size",
+        )
         super().__init__(room_size=room_size, num_rows=1, num_cols=2 if doors else 1, max_steps=max_steps, **kwargs)
 
     # -- BabyAI hooks -------------------------------------------------------------------------------------------

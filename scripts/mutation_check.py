@@ -185,7 +185,21 @@ def copy_tree(destination: Path) -> None:
 def run_tests(tree: Path, tests: tuple[str, ...]) -> tuple[int, float, str]:
     """``pytest -x`` over ``tests`` in ``tree``: (exit code, seconds, last output line); 124 on a time-out."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(tree), "PYTHONDONTWRITEBYTECODE": "1"}
-    command = [sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-m", "not slow", *tests]
+    # --basetemp inside the copy: the tests' temporary files go when the copy goes.
+    basetemp = ["--basetemp", str(tree / ".pytest-tmp")]
+    command = [
+        sys.executable,
+        "-m",
+        "pytest",
+        "-x",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        *basetemp,
+        "-m",
+        "not slow",
+        *tests,
+    ]
     start = time.monotonic()
     try:
         done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)

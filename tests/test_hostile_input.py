@@ -343,3 +343,15 @@ def test_deeply_nested_metrics_lines_are_refused_or_dropped_not_a_traceback(tmp_
     assert read_curve(metrics) is not None
     truncate_metrics(metrics, 10_000)  # on resume: kept up to the first line that cannot be trusted
     assert metrics.read_text() == good + "\n"
+
+
+def test_more_objects_than_a_room_holds_are_refused_instead_of_retrying_forever() -> None:
+    """BabyAI retries mission generation forever when an object cannot be placed (found by the Hypothesis fuzzer:
+    TaskEnv(room_size=5, num_distractors=40) hung in reset)."""
+    from modrl.envs.task_env import TaskEnv
+
+    with pytest.raises(ConfigError, match=r"num_distractors: 41 objects \(40 distractors\) do not fit a 5-room"):
+        TaskEnv("goto-red-ball", room_size=5, num_distractors=40)
+    env = TaskEnv("goto-red-ball", room_size=5, num_distractors=3)  # the largest that fits: it resets every time
+    for seed in range(20):
+        env.reset(seed=seed)

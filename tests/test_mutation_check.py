@@ -50,4 +50,5 @@ def test_every_planted_bug_fails_its_tests(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "SURVIVED" not in done.stdout and done.stdout.count(" killed ") == len(_mutants())
-    assert list(scratch.iterdir()) == []  # the copy is removed
+    # The copy is removed (other tools may leave their caches in TMPDIR, e.g. torch's torchinductor_<user>).
+    assert not list(scratch.glob("modrl-mutants-*"))
