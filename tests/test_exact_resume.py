@@ -120,10 +120,13 @@ def test_resume_on_a_split_with_episodes_in_flight_is_exact(tiny_config, tmp_pat
     assert_same_run(one_go, run_dir)
 
 
-def test_replay_that_does_not_reproduce_the_observation_is_refused(tiny_config, tmp_path: Path, monkeypatch) -> None:
+@pytest.mark.parametrize("engine", ["minigrid", "fast"])
+def test_replay_that_does_not_reproduce_the_observation_is_refused(
+    tiny_config, tmp_path: Path, monkeypatch, engine: str
+) -> None:
     from modrl.checkpoint import CheckpointError
 
-    config = tiny_config(*STEPS)
+    config = tiny_config(*STEPS, f"env.engine={engine}")
     run_dir = _new_run(tmp_path, "run", config)
     monkeypatch.setenv(FAULT_ENV, "rollout-end:1:term")
     reset_fault_counters()
