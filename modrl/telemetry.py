@@ -207,34 +207,20 @@ class TelemetryWriter:
         logdir: Directory for the event files (created if missing).
         purge_step: On resume, the first step to be written again: TensorBoard hides events at or after it from the
             earlier run, so steps are not duplicated.
-        figure_every_s: The labelled task x module figure (matplotlib, tens of milliseconds to draw) is drawn on the
-            first routing summary, then at most once per this many seconds, and on ``log_routing(figure=True)``.
-        task_every_s: The per-task scalars (``T x (K + 2)`` of them: ~25 ms for 48 tasks x 4 modules) likewise;
-            everything else is written on every call.
     """
 
-    def __init__(
-        self,
-        logdir: Path | str,
-        *,
-        purge_step: int | None = None,
-        figure_every_s: float = 60.0,
-        task_every_s: float = 10.0,
-    ) -> None:
+    def __init__(self, logdir: Path | str, *, purge_step: int | None = None, figure_every_s: float = 60.0) -> None:
         check(
             purge_step is None or (isinstance(purge_step, int) and purge_step >= 0),
             "purge_step",
             f"must be None or an integer >= 0, got {purge_step!r}",
         )
         check(figure_every_s >= 0, "figure_every_s", f"must be >= 0, got {figure_every_s!r}")
-        check(task_every_s >= 0, "task_every_s", f"must be >= 0, got {task_every_s!r}")
         self.logdir = Path(logdir)
         self._writer: SummaryWriter | None = None
         self._failed = False
         self.figure_every_s = figure_every_s
         self._last_figure: float | None = None
-        self.task_every_s = task_every_s
-        self._last_tasks: float | None = None
         self._layout_tasks: tuple[str, ...] | None = None
         try:
             from torch.utils.tensorboard import SummaryWriter
@@ -282,8 +268,7 @@ class TelemetryWriter:
         layout, written once, draws one chart per task with one line per module), ``modrl/task/<task>/entropy`` and
         ``modrl/task/<task>/top_weight``;
         image ``modrl/routing/task_module_heatmap``: the labelled figure of ``summary.task_usage`` (task and module
-        names, values in the cells, colour bar on [0, 1]); the figure and the per-task scalars as ``figure_every_s``
-        and ``task_every_s`` say (see the class);
+        names, values in the cells, colour bar on [0, 1]; drawn as ``figure_every_s`` says, see the class);
         histograms ``modrl/routing/weights`` and ``modrl/routing/weights/<name>``.
 
         Args:
@@ -301,10 +286,7 @@ class TelemetryWriter:
         heatmap = self._routing_figure(summary) if due and self._writer is not None else None
         if heatmap is not None:
             self._last_figure = now
-        tasks_due = figure or self._last_tasks is None or now - self._last_tasks >= self.task_every_s
-        if tasks_due and self._writer is not None:
-            self._last_tasks = now
-        seen = [i for i in range(len(summary.task_names)) if summary.task_counts[i] > 0] if tasks_due else []
+        seen = [i for i in range(len(summary.task_names)) if summary.task_counts[i] > 0]
         health = routing_health(summary.task_usage, summary.task_counts)
         layout = None
         if self._layout_tasks != summary.task_names:

@@ -172,7 +172,7 @@ def test_figure_throttle_layout_config_and_hparams(tmp_path: Path) -> None:
 
     summary = _stats().summary()
     assert summary is not None
-    with TelemetryWriter(tmp_path, figure_every_s=3600.0, task_every_s=0.0) as writer:
+    with TelemetryWriter(tmp_path, figure_every_s=3600.0) as writer:
         for step in (10, 20, 30):
             writer.log_routing(summary, step, figure=step == 30)  # 20: too soon after 10; 30: asked for
         writer.log_config({"seed": 3, "agent": {"kind": "modular"}})
@@ -191,12 +191,6 @@ def test_figure_throttle_layout_config_and_hparams(tmp_path: Path) -> None:
     content = acc.PluginTagToContent("hparams")
     info = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"])
     assert info.session_start_info.hparams["agent.modules.hidden"].string_value == "(64,)"
-    with TelemetryWriter(tmp_path / "throttled", task_every_s=3600.0) as writer:  # per-task scalars: first, then due
-        for step in (10, 20, 30):
-            writer.log_routing(summary, step, figure=step == 30)
-    throttled = _read(tmp_path / "throttled")
-    assert [e.step for e in throttled.Scalars("modrl/task/t0/weight/a")] == [10, 30]
-    assert len(throttled.Scalars("modrl/router/task_mi")) == 3  # the rest every time
 
 
 def test_purge_step_hides_steps_of_the_interrupted_run(tmp_path: Path) -> None:
