@@ -207,6 +207,9 @@ class TelemetryWriter:
         logdir: Directory for the event files (created if missing).
         purge_step: On resume, the first step to be written again: TensorBoard hides events at or after it from the
             earlier run, so steps are not duplicated.
+        figure_every_s: The labelled task x module figure (matplotlib, tens of milliseconds to draw) is drawn on the
+            first routing summary, then at most once per this many seconds, and on ``log_routing(figure=True)``
+            (an image: exact-resume comparisons read scalars only); every scalar is written on every call.
     """
 
     def __init__(self, logdir: Path | str, *, purge_step: int | None = None, figure_every_s: float = 60.0) -> None:
