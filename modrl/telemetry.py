@@ -209,7 +209,10 @@ class TelemetryWriter:
             earlier run, so steps are not duplicated.
         figure_every_s: The labelled task x module figure (matplotlib, tens of milliseconds to draw) is drawn on the
             first routing summary, then at most once per this many seconds, and on ``log_routing(figure=True)``
-            (an image: exact-resume comparisons read scalars only); every scalar is written on every call.
+            (an image: exact-resume comparisons read scalars only). Scalars are written on every call; the
+            per-task ones (``modrl/task/...``: T x (K + 2) of them, tens of milliseconds for dozens of tasks) only when
+            the caller says ``per_task=True``, which callers decide from the step alone (see
+            ``TelemetryCallback``), so a resumed run writes them at the same steps as a run in one go.
     """
 
     def __init__(self, logdir: Path | str, *, purge_step: int | None = None, figure_every_s: float = 60.0) -> None:
@@ -260,7 +263,13 @@ class TelemetryWriter:
             self._disable(what, exc)
 
     def log_routing(
-        self, summary: RoutingSummary, step: int, weights_sample: np.ndarray | None = None, *, figure: bool = False
+        self,
+        summary: RoutingSummary,
+        step: int,
+        weights_sample: np.ndarray | None = None,
+        *,
+        figure: bool = False,
+        per_task: bool = True,
     ) -> None:
         """Write a routing summary (and optionally weight histograms) at ``step``.
 
@@ -279,6 +288,7 @@ class TelemetryWriter:
             step: Global step (environment frames).
             weights_sample: Optional ``(N, K)`` weight rows, e.g. :meth:`RoutingStats.weights_sample`.
             figure: Draw the labelled figure now, whenever it was last drawn (e.g. the last summary of a run).
+            per_task: Write the per-task scalars (``modrl/task/...``) at this step.
         """
         k = len(summary.module_names)
         sample = None if weights_sample is None else np.asarray(weights_sample)
@@ -289,7 +299,7 @@ class TelemetryWriter:
         heatmap = self._routing_figure(summary) if due and self._writer is not None else None
         if heatmap is not None:
             self._last_figure = now
-        seen = [i for i in range(len(summary.task_names)) if summary.task_counts[i] > 0]
+        seen = [i for i in range(len(summary.task_names)) if summary.task_counts[i] > 0] if per_task else []
         health = routing_health(summary.task_usage, summary.task_counts)
         layout = None
         if self._layout_tasks != summary.task_names:

@@ -193,6 +193,35 @@ def test_figure_throttle_layout_config_and_hparams(tmp_path: Path) -> None:
     assert info.session_start_info.hparams["agent.modules.hidden"].string_value == "(64,)"
 
 
+def test_per_task_scalars_only_when_asked(tmp_path: Path) -> None:
+    summary = _stats().summary()
+    assert summary is not None
+    with TelemetryWriter(tmp_path) as writer:
+        for step in (10, 20, 30):
+            writer.log_routing(summary, step, per_task=step != 20)
+    acc = _read(tmp_path)
+    assert [e.step for e in acc.Scalars("modrl/task/t0/weight/a")] == [10, 30]
+    assert [e.step for e in acc.Scalars("modrl/task/t1/top_weight")] == [10, 30]
+    assert [e.step for e in acc.Scalars("modrl/router/entropy")] == [10, 20, 30]  # the rest on every call
+
+
+def test_per_task_cadence_depends_on_the_step_alone() -> None:
+    from types import SimpleNamespace
+
+    from modrl.agents.common.callbacks import EpisodeStatsCallback, TelemetryCallback
+
+    callback = TelemetryCallback(
+        TelemetryWriter.__new__(TelemetryWriter), EpisodeStatsCallback(TASKS), total_timesteps=5120, task_every=2000
+    )
+    callback.model = SimpleNamespace(n_steps=128, n_envs=4)  # 512 frames per rollout
+    due = [step for step in range(512, 5121, 512) if callback._per_task_due(step)]
+    assert due == [512, 2048, 4096, 5120]  # first rollout, crossing 2000 and 4000, last
+    with pytest.raises(ValueError, match="task_every"):
+        TelemetryCallback(
+            TelemetryWriter.__new__(TelemetryWriter), EpisodeStatsCallback(TASKS), total_timesteps=1, task_every=0
+        )
+
+
 def test_purge_step_hides_steps_of_the_interrupted_run(tmp_path: Path) -> None:
     with TelemetryWriter(tmp_path) as first:
         for step in range(6):
