@@ -175,3 +175,34 @@ def test_progress_lines_say_when_whole_rollouts_pass_the_budget_and_never_repeat
     assert lines and lines[-1].startswith("[100.0%] step 128/100 |")
     assert lines[-1].endswith("| 28 steps past the budget (whole rollouts)")
     assert len(lines) == len(set(lines)), lines  # the last line is not printed twice
+
+
+def test_stop_success_ends_training_at_the_threshold_and_resume_stays_stopped(tiny_config, tmp_path: Path) -> None:
+    config = tiny_config(*LEARNING, "train.total_timesteps=16384", "train.stop_success=0.5")
+    write_run_metadata(tmp_path, config=to_dict(config), seed=config.seed, argv=["pytest"])
+    outcome = run_training(config, tmp_path)
+    assert outcome.status is TrainStatus.COMPLETED and outcome.steps < 16384
+    lines = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]
+    assert lines[-1]["step"] == outcome.steps and lines[-1]["success_mean"] >= 0.5
+    assert all(r["success_mean"] is None or r["success_mean"] < 1.0 for r in lines[:1])  # it did have to learn
+    _, _, checkpoint = load_run_policy(tmp_path)
+    assert checkpoint.step == outcome.steps
+    again = run_training(config, tmp_path, resume=True)  # already reached: nothing more is trained
+    assert again.resumed_from == outcome.steps and again.steps == outcome.steps
+
+
+def test_success_stop_needs_episodes_of_every_task_and_the_mean() -> None:
+    from modrl.agents.common.callbacks import EpisodeStatsCallback, StopRequest, SuccessStopCallback
+
+    episodes = EpisodeStatsCallback(["a", "b"])
+    stop = StopRequest()
+    callback = SuccessStopCallback(episodes, 0.75, stop, min_episodes=4)
+    episodes.successes[0].extend([1.0] * 10)
+    episodes.successes[1].extend([1.0] * 3)
+    assert not callback.reached()  # task b has 3 < 4 episodes
+    episodes.successes[1].append(0.0)
+    assert callback.reached()  # mean of 1.0 and 0.75
+    episodes.successes[1].extend([0.0] * 4)
+    assert not callback.reached()  # b: 3/8; mean 0.6875
+    callback._check()
+    assert callback.reached_at is None and not stop.goal_reached

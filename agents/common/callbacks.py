@@ -25,6 +25,7 @@ from modrl.faults import fault_point
 from modrl.safe_load import InputError, loads_json
 from modrl.telemetry import RoutingStats, TelemetryWriter
 
+log = logging.getLogger(__name__)
 progress_log = logging.getLogger("modrl.progress")
 
 
@@ -299,10 +300,12 @@ def _success_summary(rates: dict[str, float]) -> str:
 
 
 class StopRequest:
-    """Set by a signal handler; :class:`CheckpointCallback` then stops ``learn`` at the next rollout boundary."""
+    """Set by a signal handler (or by :class:`SuccessStopCallback`, ``goal_reached``); :class:`CheckpointCallback`
+    then stops ``learn`` at the next rollout boundary."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
+        self.goal_reached = False
 
     def __call__(self, signum: int, frame: object) -> None:
         self.signal = signum
@@ -310,6 +313,53 @@ class StopRequest:
     @property
     def requested(self) -> bool:
         return self.signal is not None
+
+
+class SuccessStopCallback(BaseCallback):
+    """``train.stop_success``: ends training once the sampled training success has reached ``threshold``.
+
+    Checked at every rollout's end on :class:`EpisodeStatsCallback`'s windows (the last 100 episodes per task): the
+    mean over tasks of the success rates must be ``>= threshold`` with at least ``min_episodes`` finished episodes of
+    every task. It then sets ``stop.goal_reached``, and :class:`CheckpointCallback` ends training with a checkpoint at
+    the next rollout start (after that rollout's update), like a stop on a signal but with the run completed. The
+    decision reads only the (checkpointed) windows, so a resumed run stops at the same step as a run in one go.
+    """
+
+    def __init__(
+        self, episodes: EpisodeStatsCallback, threshold: float, stop: StopRequest, *, min_episodes: int = 20
+    ) -> None:
+        super().__init__()
+        self.episodes = episodes
+        self.threshold = threshold
+        self.stop = stop
+        self.min_episodes = min_episodes
+        self.reached_at: int | None = None
+
+    def reached(self) -> bool:
+        """Every task has ``min_episodes`` in its window and the mean success rate is at least the threshold."""
+        if any(len(window) < self.min_episodes for window in self.episodes.successes):
+            return False
+        rates = self.episodes.success_rates()
+        return sum(rates.values()) / len(rates) >= self.threshold
+
+    def _check(self) -> None:
+        if self.reached_at is None and self.reached():
+            self.reached_at = self.num_timesteps
+            self.stop.goal_reached = True
+            log.info(
+                "sampled training success reached train.stop_success=%g at step %d: stopping",
+                self.threshold,
+                self.num_timesteps,
+            )
+
+    def _on_training_start(self) -> None:
+        self._check()  # a resumed run that had already reached it stops at once
+
+    def _on_rollout_end(self) -> None:
+        self._check()
+
+    def _on_step(self) -> bool:
+        return True
 
 
 class CheckpointCallback(BaseCallback):
@@ -337,7 +387,7 @@ class CheckpointCallback(BaseCallback):
 
     def _on_rollout_start(self) -> None:
         assert self._last is not None
-        if self.stop.requested:
+        if self.stop.requested or self.stop.goal_reached:
             self.stop_checkpoint = self.save()
             self.stopped_at = self.num_timesteps
         elif self.num_timesteps - self._last >= self.every:

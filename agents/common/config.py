@@ -181,14 +181,24 @@ MAX_EVAL_EPISODES = 100_000
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
-    """Budget, checkpointing and the evaluation run at the end of training."""
+    """Budget, checkpointing and the evaluation run at the end of training.
+
+    ``stop_success``: end training early once the sampled training success (mean over tasks of each task's last 100
+    episodes, at least 20 finished per task) reaches this value; ``null`` (default) trains the whole budget.
+    """
 
     total_timesteps: int = 100_000
     checkpoint_every: int = 20_000
     keep_checkpoints: int = 2
     eval_episodes: int = 20
+    stop_success: float | None = None
 
     def __post_init__(self) -> None:
+        check(
+            self.stop_success is None or 0.0 < self.stop_success <= 1.0,
+            "stop_success",
+            f"must be null or in (0, 1], got {short_repr(self.stop_success)}",
+        )
         check_sizes(self.total_timesteps, "total_timesteps", high=MAX_TIMESTEPS)
         check_sizes(self.checkpoint_every, "checkpoint_every", high=MAX_TIMESTEPS)
         check_sizes(self.keep_checkpoints, "keep_checkpoints", high=1000)

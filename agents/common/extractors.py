@@ -10,6 +10,8 @@ from gymnasium import spaces
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 
+from modrl.layers import summed_embedding
+
 
 class MissionEncoder(nn.Module):
     """Encode padded mission token ids ``(B, L)`` (0 = padding) into ``(B, dim)`` features.
@@ -175,7 +177,7 @@ class MinigridFeaturesExtractor(BaseFeaturesExtractor):
         batch = len(image)
         if self.kind == "embed":
             index = image.long() + self.offsets  # (B, H, W, 3)
-            x = self.embedding(index).sum(dim=3).permute(0, 3, 1, 2)  # (B, E, H, W)
+            x = summed_embedding(index, self.embedding.weight).permute(0, 3, 1, 2)  # (B, E, H, W)
         else:
             x = image.permute(0, 3, 1, 2)
         # SB3 one-hot encodes Discrete entries; batches from its rollout buffer carry an extra axis: (B, 1, n).

@@ -33,6 +33,7 @@ from modrl.agents.common.callbacks import (
     MetricsLogCallback,
     ProgressCallback,
     StopRequest,
+    SuccessStopCallback,
     TelemetryCallback,
     truncate_metrics,
 )
@@ -364,6 +365,9 @@ def _train(
 
     checkpointer = CheckpointCallback(save, every=config.train.checkpoint_every, stop=request)
     stateful: dict[str, StatefulCallback] = {"episodes": episodes, "checkpoints": checkpointer}
+    success_stop = (
+        [] if config.train.stop_success is None else [SuccessStopCallback(episodes, config.train.stop_success, request)]
+    )
     callbacks = CallbackList(
         [
             guard,
@@ -371,6 +375,7 @@ def _train(
             TelemetryCallback(writer, episodes, total_timesteps=total),
             MetricsLogCallback(run_dir / METRICS, episodes),
             ProgressCallback(episodes, total_timesteps=total),
+            *success_stop,
             checkpointer,
         ]
     )

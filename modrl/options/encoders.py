@@ -16,6 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from modrl.layers import summed_embedding
+
 
 class GridEncoder(nn.Module):
     """``image (B, H, W, C)`` categories + ``direction (B,)`` [+ ``cond (B, cond_dim)``] -> ``(B, features_dim)``.
@@ -76,7 +78,7 @@ class GridEncoder(nn.Module):
         """
         if (cond is None) != (len(self.films) == 0):
             raise ValueError("cond must be given exactly when the encoder was built with cond_dim > 0")
-        x = self.embedding(image.long() + self.offsets).sum(dim=3).permute(0, 3, 1, 2)  # (B, E, H, W)
+        x = summed_embedding(image.long() + self.offsets, self.embedding.weight).permute(0, 3, 1, 2)  # (B, E, H, W)
         for index, conv in enumerate(self.convs):
             x = conv(x)
             if cond is not None:
