@@ -400,6 +400,10 @@ class TelemetryWriter:
         """Write one scalar under ``tag`` (used verbatim)."""
         self._write(f"write {tag}", lambda w: w.add_scalar(tag, float(value), step))
 
+    def log_image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """Write an ``(H, W, 3) uint8`` RGB image under ``tag`` (used verbatim)."""
+        self._write(f"write {tag}", lambda w: w.add_image(tag, image, step, dataformats="HWC"))
+
     def log_text(self, tag: str, text: str, step: int) -> None:
         """Write text (Markdown) under ``tag``; TensorBoard shows it as ``<tag>/text_summary``."""
         self._write(f"write {tag}", lambda w: w.add_text(tag, text, step))

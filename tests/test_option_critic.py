@@ -176,3 +176,4 @@ def test_cli_option_critic_trains_saves_and_logs(tmp_path: Path, capsys: pytest.
     ):
         assert tag in tags["scalars"], tag
     assert "modrl/routing/task_module_heatmap" in tags["images"]
+    assert "modrl/options/timeline" in tags["images"]

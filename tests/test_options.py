@@ -258,7 +258,51 @@ def test_option_stats_written_to_tensorboard(tmp_path: Path) -> None:
     assert events.Scalars("modrl/options/termination_rate")[0].value == pytest.approx(1 / 3)
     assert events.Scalars("modrl/module/three/usage")[0].value == pytest.approx(2 / 3)
     assert "modrl/routing/task_module_heatmap" in events.Tags()["images"]
+    assert "modrl/options/timeline" not in events.Tags()["images"]  # no slot given, no episode ended: no timeline
     assert stats.count == 0
+
+
+def test_option_timeline_of_the_last_finished_episode(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    stats = OptionStats(["goto", "pickup", "open"], ["t0", "t1"])
+    stats.record(0, 1, 4, EndReason.TERMINATED, slot=0)
+    stats.record(2, 0, 2, EndReason.STEP_CAP, slot=1)  # another slot's episode, still running
+    stats.record(1, 1, 3, EndReason.EPISODE_END, slot=0)
+    stats.end_episode(0, 1, success=True)
+    episode = stats.last_episode
+    assert episode is not None and episode.task == "t1" and episode.success
+    assert episode.calls == ((0, 4, EndReason.TERMINATED), (1, 3, EndReason.EPISODE_END))
+    stats.end_episode(3, 0, success=False)  # a slot with no recorded call changes nothing
+    assert stats.last_episode is episode
+    with TelemetryWriter(tmp_path) as writer:
+        stats.log(writer, step=5)
+        stats.record(0, 0, 1, EndReason.TERMINATED)
+        stats.log(writer, step=6)  # the same last episode: not drawn again
+        stats.record(2, 0, 1, EndReason.EPISODE_END, slot=1)
+        stats.end_episode(1, 0, success=False)
+        stats.log(writer, step=7)
+    images = EventAccumulator(str(tmp_path), size_guidance={"images": 0}).Reload().Images("modrl/options/timeline")
+    assert [image.step for image in images] == [5, 7]
+    assert stats.last_episode is not None and stats.last_episode.calls == (
+        (2, 2, EndReason.STEP_CAP),
+        (2, 1, EndReason.EPISODE_END),
+    )
+    assert images[0].width > 300 and images[0].height > 100  # a labelled figure, not a few pixels
+
+
+def test_timeline_figure_rows_are_the_calls_that_ran() -> None:
+    from modrl.options.stats import EpisodeCalls, timeline_figure
+
+    one = EpisodeCalls(task="t", calls=((1, 5, EndReason.TERMINATED),), success=False)
+    three = EpisodeCalls(
+        task="t",
+        calls=((0, 5, EndReason.TERMINATED), (2, 0, EndReason.STEP_CAP), (1, 9, EndReason.EPISODE_END)),
+        success=True,
+    )
+    small, tall = timeline_figure(one, ["a", "b", "c"]), timeline_figure(three, ["a", "b", "c"])
+    assert small.dtype == np.uint8 and small.shape[2] == 3 and tall.shape[1] == small.shape[1]
+    assert tall.shape[0] > small.shape[0]  # one row per call name that ran
 
 
 # -- single-subtask episodes ------------------------------------------------------------------------------------------
@@ -373,6 +417,7 @@ def test_router_trains_over_a_library_and_logs_option_telemetry(tmp_path: Path) 
     assert "modrl/options/mean_duration" in tags["scalars"]
     assert "modrl/option/goto-green-ball/mean_duration" in tags["scalars"]
     assert "modrl/routing/task_module_heatmap" in tags["images"]
+    assert "modrl/options/timeline" in tags["images"]
     # Evaluation, greedy and sampled: every task of every split, with its success rate and decisions.
     for deterministic in (True, False):
         results = evaluate_controller(model, config, library, calls, episodes=1, deterministic=deterministic)

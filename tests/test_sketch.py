@@ -102,6 +102,7 @@ def test_cli_sketch_runs_on_the_sequences_train_split(tmp_path: Path, capsys: py
     ):
         assert tag in tags["scalars"], tag
     assert "modrl/routing/task_module_heatmap" in tags["images"]
+    assert "modrl/options/timeline" in tags["images"]
 
 
 @pytest.mark.slow

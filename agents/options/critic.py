@@ -125,7 +125,8 @@ class _Loop:
     def end_call(self, slot: int, reason: EndReason) -> None:
         option = int(self.option[slot])
         if option >= 0:
-            self.stats.record(option, self.slots.task_index(slot), self.steps[slot] - self.started[slot], reason)
+            task = self.slots.task_index(slot)
+            self.stats.record(option, task, self.steps[slot] - self.started[slot], reason, slot=slot)
 
     def inputs(self) -> tuple[Tensor, Tensor, Tensor]:
         image, direction = stack_observations(self.obs)
@@ -171,6 +172,7 @@ def collect(
             if result.done:
                 loop.window.add(loop.slots.task_index(i), result.success)
                 loop.end_call(i, EndReason.EPISODE_END)
+                loop.stats.end_episode(i, loop.slots.task_index(i), result.success)
                 loop.option[i] = -1
                 loop.obs[i] = loop.slots.reset(i)[0]
         rows.append(

@@ -183,10 +183,13 @@ class OptionControllerCallback(BaseCallback):
                 self._task_index[info["task"]],
                 int(info["option_duration"]),
                 info["option_end"],
+                slot=index,
             )
             if dones[index]:
+                success = bool(info.get("is_success", False))
+                self.stats.end_episode(index, self._task_index[info["task"]], success)
                 window = self.successes.setdefault(info["task"], [])
-                window.append(float(bool(info.get("is_success", False))))
+                window.append(float(success))
                 del window[: -self._window]
         return self.frames < self.max_frames
 

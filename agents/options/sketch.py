@@ -171,7 +171,8 @@ class _Loop:
 
     def end_module(self, slot: int, reason: EndReason) -> None:
         call = self.calls[slot][min(self.k[slot], len(self.calls[slot]) - 1)]
-        self.stats.record(call.module, self.slots.task_index(slot), self.steps[slot] - self.started[slot], reason)
+        task = self.slots.task_index(slot)
+        self.stats.record(call.module, task, self.steps[slot] - self.started[slot], reason, slot=slot)
         self.started[slot] = self.steps[slot]
 
 
@@ -183,6 +184,7 @@ def _step_slot(loop: _Loop, slot: int, stop: bool, action: int, config: SketchCo
         loop.k[slot] += 1
         if loop.k[slot] >= len(loop.calls[slot]):  # the last module stopped: the episode ends unsolved
             loop.window.add(loop.slots.task_index(slot), False)
+            loop.stats.end_episode(slot, loop.slots.task_index(slot), False)
             loop.curriculum.record_episode(False)
             loop.reset(slot)
             return 0.0, True
@@ -195,6 +197,7 @@ def _step_slot(loop: _Loop, slot: int, stop: bool, action: int, config: SketchCo
     if result.done:
         loop.end_module(slot, EndReason.EPISODE_END)
         loop.window.add(loop.slots.task_index(slot), result.success)
+        loop.stats.end_episode(slot, loop.slots.task_index(slot), result.success)
         loop.curriculum.record_episode(result.success)
         loop.reset(slot)
     return reward, result.done

@@ -7,6 +7,11 @@ the choice as routing telemetry (:meth:`modrl.telemetry.TelemetryWriter.log_rout
 ``modrl/option/<call>/termination_rate`` (share of calls ended by their own termination, not by the step cap or the
 episode end), and the same over all calls as ``modrl/options/mean_duration`` and ``modrl/options/termination_rate``.
 Option-critic options tend to shrink to one step; ``mean_duration`` is where that shows.
+
+When callers pass the env slot to :meth:`OptionStats.record` and call :meth:`OptionStats.end_episode`, ``log`` also
+draws the calls of the last finished episode as a labelled timeline, image ``modrl/options/timeline`` (one row per
+call name, primitive steps left to right, each call a bar coloured by how it ended, the task and the outcome in the
+title): which option ran when, and for how long.
 """
 
 from __future__ import annotations
@@ -20,6 +25,15 @@ import torch
 from modrl.telemetry import RoutingStats, TelemetryWriter, tag_segment
 
 from .call_and_return import END_REASONS, EndReason
+
+
+@dataclass(frozen=True, kw_only=True)
+class EpisodeCalls:
+    """The option calls of one finished episode, in order: ``(call index, primitive steps, end reason)`` each."""
+
+    task: str
+    calls: tuple[tuple[int, int, EndReason], ...]
+    success: bool
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -59,7 +73,11 @@ class OptionStats:
 
     def __init__(self, names: Sequence[str], task_names: Sequence[str]) -> None:
         self.names = tuple(names)
+        self.task_names = tuple(task_names)
         self.routing = RoutingStats(self.names, task_names)
+        self._running: dict[int, list[tuple[int, int, EndReason]]] = {}
+        self.last_episode: EpisodeCalls | None = None
+        self._drawn: EpisodeCalls | None = None
         self._calls = np.zeros(len(self.names), dtype=np.int64)
         self._durations = np.zeros(len(self.names), dtype=np.float64)
         self._ends = np.zeros((len(self.names), len(END_REASONS)), dtype=np.int64)
@@ -69,15 +87,24 @@ class OptionStats:
         """Decisions since the last reset."""
         return int(self._calls.sum())
 
-    def record(self, call: int, task: int, duration: int, end: EndReason | str) -> None:
-        """Count one decision: call index, task id, primitive steps it ran, why it ended."""
+    def record(self, call: int, task: int, duration: int, end: EndReason | str, *, slot: int | None = None) -> None:
+        """Count one decision: call index, task id, primitive steps it ran, why it ended; with ``slot`` (the env
+        slot it ran in) it is also kept for that slot's episode timeline until :meth:`end_episode`."""
         reason = EndReason(end)
+        if slot is not None:
+            self._running.setdefault(slot, []).append((call, int(duration), reason))
         weights = torch.zeros(1, len(self.names))
         weights[0, call] = 1.0
         self.routing.update(weights, torch.tensor([task]))
         self._calls[call] += 1
         self._durations[call] += duration
         self._ends[call, END_REASONS.index(reason)] += 1
+
+    def end_episode(self, slot: int, task: int, success: bool) -> None:
+        """Slot ``slot``'s episode ended: its recorded calls become :attr:`last_episode` (drawn by the next log)."""
+        calls = self._running.pop(slot, [])
+        if calls:
+            self.last_episode = EpisodeCalls(task=self.task_names[task], calls=tuple(calls), success=bool(success))
 
     def summary(self) -> OptionSummary | None:
         """Statistics since the last reset; ``None`` before the first decision."""
@@ -100,6 +127,9 @@ class OptionStats:
                 writer.log_scalar(f"{prefix}/termination_rate", summary.termination_rate(index), step)
         writer.log_scalar("modrl/options/mean_duration", summary.total_mean_duration, step)
         writer.log_scalar("modrl/options/termination_rate", summary.termination_rate(), step)
+        if self.last_episode is not None and self.last_episode is not self._drawn:
+            self._drawn = self.last_episode
+            writer.log_image("modrl/options/timeline", timeline_figure(self.last_episode, self.names), step)
         self.reset()
         return summary
 
@@ -109,3 +139,48 @@ class OptionStats:
         self._calls[:] = 0
         self._durations[:] = 0
         self._ends[:] = 0
+
+
+#: Bar colours per end reason (matplotlib names).
+_END_COLOURS = {
+    EndReason.TERMINATED: "tab:green",
+    EndReason.STEP_CAP: "tab:orange",
+    EndReason.EPISODE_END: "tab:blue",
+}
+
+
+def timeline_figure(episode: EpisodeCalls, names: Sequence[str]) -> np.ndarray:
+    """The episode's option calls as a labelled Gantt chart, ``(H, W, 3) uint8`` RGB (matplotlib, Agg).
+
+    One row per call name that ran (in library order), primitive steps on the x axis, each call a bar from its first
+    to its last step coloured by its end reason (legend), the task and the episode's outcome in the title.
+    """
+    from matplotlib.patches import Patch
+
+    from modrl.report.plots import Figure, figure_rgb  # matplotlib: imported when first needed
+
+    used = sorted({call for call, _, _ in episode.calls})
+    rows = {call: i for i, call in enumerate(used)}
+    fig = Figure(figsize=(8.0, 1.4 + 0.35 * len(used)))
+    ax = fig.add_subplot()
+    start = 0
+    for call, steps, end in episode.calls:
+        width = max(steps, 1)
+        ax.broken_barh([(start, width)], (rows[call] - 0.4, 0.8), facecolors=_END_COLOURS[end], edgecolor="black")
+        start += width
+    ax.set_yticks(range(len(used)), [names[c] for c in used])
+    ax.set_ylim(-0.6, len(used) - 0.4)
+    ax.set_xlim(0, max(start, 1))
+    ax.invert_yaxis()
+    ax.set_xlabel("primitive steps")
+    outcome = "success" if episode.success else "failure"
+    ax.set_title(f"{episode.task}: {len(episode.calls)} option calls, {start} steps, {outcome}")
+    ax.legend(
+        handles=[Patch(color=colour, label=reason.value) for reason, colour in _END_COLOURS.items()],
+        loc="upper left",
+        bbox_to_anchor=(1.0, 1.0),
+        fontsize="small",
+        title="call ended by",
+    )
+    fig.tight_layout()
+    return figure_rgb(fig)

@@ -1,0 +1,262 @@
+"""The speed panel (issue 18): frames/s and wall-clock to a success threshold, per task x agent x training recipe.
+
+For each panel task, agent (``modular``, ``monolithic``) and recipe (``default``: today's hyper-parameters of the
+task's config; ``fast``: the recipe of ``RECIPES``), one ``modrl train`` subprocess trains from a fixed seed until its
+sampled training success reaches ``--threshold`` (``train.stop_success``: mean over tasks of the last 100 episodes,
+at least 20 per task) or the task's frame budget ends. Per run it reports: frames and wall-clock at the threshold
+(or "not reached" with the budget), frames/s, PPO SGD steps, process CPU seconds, peak RSS; and per task x recipe the
+**env ceiling** measured in the same run: steps/s of the very vector env training uses (same engine, same number of
+envs, uniformly random actions, no policy). The last table gives, per task and agent, the fast recipe's wall-clock
+to the threshold as a fraction of the default's (issue 18's target: <= 0.2).
+
+Panel (``--tasks``): ``basic`` (the quick start suite: Empty-5x5, DoorKey-5x5, LavaGapS5), ``doorkey8``
+(MiniGrid-DoorKey-8x8), ``keycorridor`` (MiniGrid-KeyCorridorS3R3; the batched engine does not cover it: MiniGrid),
+``colour-type`` (the generalisation config: colour-type train split, 36 goto/pickup/open tasks read from the
+mission), ``unlock`` (MiniGrid-Unlock, the first stage of the continual key sequence, trained on its own).
+
+    OMP_NUM_THREADS=1 python experiments/bench/speed_panel.py                       # everything (hours)
+    OMP_NUM_THREADS=1 python experiments/bench/speed_panel.py --tasks basic doorkey8 --agents modular
+    OMP_NUM_THREADS=1 python experiments/bench/speed_panel.py --tasks basic --budget-scale 0.5 --out panel.jsonl
+
+Runs go one at a time (one torch thread each) under a temporary directory that is deleted afterwards. On a machine
+shared with other work wall-clock moves with the load; the CPU-seconds column is the steadier number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@dataclass(frozen=True)
+class PanelTask:
+    config: str  # file under experiments/configs
+    ids: tuple[str, ...]  # replaces the config's suite when given
+    budget: int  # frames: the cap when the threshold is not reached
+
+
+PANEL: dict[str, PanelTask] = {
+    "basic": PanelTask("quickstart.yaml", (), 300_000),
+    "doorkey8": PanelTask("quickstart.yaml", ("MiniGrid-DoorKey-8x8-v0",), 1_000_000),
+    "keycorridor": PanelTask("quickstart.yaml", ("MiniGrid-KeyCorridorS3R3-v0",), 1_000_000),
+    "colour-type": PanelTask("generalisation_colour_type.yaml", (), 1_000_000),
+    "unlock": PanelTask("quickstart.yaml", ("MiniGrid-Unlock-v0",), 300_000),
+}
+
+#: Training recipes: overrides on top of each task's config. ``default`` is the config as shipped.
+RECIPES: dict[str, dict[str, Any]] = {
+    "default": {},
+    "fast": {
+        "env": {"n_envs": 64, "engine": "auto"},
+        "algo": {"n_steps": 32, "batch_size": 512, "n_epochs": 3, "learning_rate": 0.002},
+    },
+}
+
+#: Runs a modrl CLI command in this process, then writes its own peak RSS (KiB) to the file named by argv[1].
+_CHILD = """
+import resource, sys
+out, argv = sys.argv[1], sys.argv[2:]
+from modrl.cli.main import main
+try:
+    code = main(argv)
+except SystemExit as exc:
+    code = exc.code
+finally:
+    with open(out, "w") as f:
+        f.write(str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss))
+sys.exit(code or 0)
+"""
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = _merge(out.get(key, {}), value) if isinstance(value, dict) else value
+    return out
+
+
+def panel_config(task: str, agent: str, recipe: str, *, seed: int, threshold: float, budget: int) -> dict[str, Any]:
+    """The config dict one panel run trains."""
+    spec = PANEL[task]
+    config = yaml.safe_load((CONFIGS / spec.config).read_text())
+    if spec.ids:
+        config["env"].pop("suite", None)
+        config["env"]["ids"] = list(spec.ids)
+    config = _merge(config, RECIPES[recipe])
+    config["name"] = f"panel-{task}-{agent}-{recipe}"
+    config["seed"] = seed
+    config["agent"]["kind"] = agent
+    config["train"] = {
+        **config.get("train", {}),
+        "total_timesteps": budget,
+        "stop_success": threshold,
+        "eval_episodes": 0,
+        "checkpoint_every": budget,
+    }
+    return config
+
+
+def env_ceiling(config: dict[str, Any], steps: int) -> float:
+    """Steps/s of the vector env ``modrl train`` builds for ``config`` under uniformly random actions."""
+    from modrl.agents.common.builders import make_vec_env
+    from modrl.agents.common.config import load_experiment_config
+
+    venv = make_vec_env(load_experiment_config(config))
+    try:
+        venv.reset()
+        rng = np.random.default_rng(0)
+        n = venv.num_envs
+        actions = rng.integers(0, venv.action_space.n, size=(steps // n + 1, n))
+        start = time.perf_counter()
+        for row in actions:
+            venv.step(row)
+        return len(actions) * n / (time.perf_counter() - start)
+    finally:
+        venv.close()
+
+
+def sgd_steps(config: dict[str, Any], frames: int) -> int:
+    """PPO minibatch steps for ``frames`` frames (SB3: every epoch walks the rollout in ``batch_size`` chunks)."""
+    algo = config.get("algo", {})
+    n_steps, batch, epochs = algo.get("n_steps", 128), algo.get("batch_size", 64), algo.get("n_epochs", 10)
+    rollout = n_steps * config["env"]["n_envs"]
+    return (frames // rollout) * epochs * -(-rollout // batch)
+
+
+def run_one(config: dict[str, Any], workdir: Path) -> dict[str, Any]:
+    """Train ``config`` in a subprocess; frames/time at the threshold, throughput, CPU and peak RSS."""
+    config_path = workdir / f"{config['name']}-{config['seed']}.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run_dir = workdir / config_path.stem
+    rss_file = workdir / "rss"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    argv = ["train", str(config_path), "--run-dir", str(run_dir)]
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(rss_file), *argv],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"modrl train failed for {config['name']}: {proc.stderr.strip().splitlines()[-1:]}")
+    cpu = after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    last = rows[-1]
+    threshold = config["train"]["stop_success"]
+    reached = last["step"] < config["train"]["total_timesteps"] or (
+        last["success_mean"] is not None and last["success_mean"] >= threshold
+    )
+    return {
+        "frames": last["step"],
+        "train_wall_s": last["wall_s"],
+        "process_wall_s": wall,
+        "cpu_s": cpu,
+        "fps": last["step"] / last["wall_s"],
+        "sgd_steps": sgd_steps(config, last["step"]),
+        "reached": reached,
+        "success": last["success_mean"],
+        "peak_rss_mib": int(rss_file.read_text()) / 1024,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tasks", nargs="+", choices=list(PANEL), default=list(PANEL))
+    parser.add_argument("--agents", nargs="+", choices=["modular", "monolithic"], default=["modular", "monolithic"])
+    parser.add_argument("--recipes", nargs="+", choices=list(RECIPES), default=list(RECIPES))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0])
+    parser.add_argument("--threshold", type=float, default=0.9, help="sampled training success to reach (0.9)")
+    parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every task's frame budget")
+    parser.add_argument("--ceiling-steps", type=int, default=20_000, help="env steps per env-ceiling measurement")
+    parser.add_argument("--out", type=Path, help="also append every result as a JSON line here")
+    args = parser.parse_args(argv)
+
+    results: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="modrl-panel-") as tmp:
+        workdir = Path(tmp)
+        for task in args.tasks:
+            budget = max(1, int(PANEL[task].budget * args.budget_scale))
+            for recipe in args.recipes:
+                probe = panel_config(task, "modular", recipe, seed=0, threshold=args.threshold, budget=budget)
+                ceiling = env_ceiling(probe, args.ceiling_steps)
+                print(f"[panel] {task} / {recipe}: env ceiling {ceiling:,.0f} steps/s", flush=True)
+                for agent in args.agents:
+                    for seed in args.seeds:
+                        config = panel_config(task, agent, recipe, seed=seed, threshold=args.threshold, budget=budget)
+                        row = {"task": task, "agent": agent, "recipe": recipe, "seed": seed, "budget": budget}
+                        row |= run_one(config, workdir) | {"env_ceiling": ceiling}
+                        results.append(row)
+                        print(
+                            f"[panel] {task} / {agent} / {recipe} / seed {seed}: "
+                            + ("reached" if row["reached"] else "NOT reached")
+                            + f" {args.threshold} at {row['frames']:,} frames, {row['train_wall_s']:.0f} s "
+                            f"({row['fps']:,.0f} frames/s, {row['cpu_s']:.0f} CPU-s, {row['sgd_steps']:,} SGD steps, "
+                            f"peak RSS {row['peak_rss_mib']:.0f} MiB)",
+                            flush=True,
+                        )
+                        if args.out:
+                            with args.out.open("a") as f:
+                                f.write(json.dumps(row) + "\n")
+    _print_tables(results, args.threshold)
+
+
+def _print_tables(results: list[dict[str, Any]], threshold: float) -> None:
+    print()
+    print(
+        "| task | agent | recipe | seeds reached | frames to "
+        f"{threshold} (median) | wall s | CPU s | frames/s | SGD steps | env ceiling steps/s | frames/s ÷ ceiling "
+        "| peak RSS MiB |"
+    )
+    print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
+    for row in results:
+        groups.setdefault((row["task"], row["agent"], row["recipe"]), []).append(row)
+    for (task, agent, recipe), rows in groups.items():
+
+        def med(key: str, rows: list[dict[str, Any]] = rows) -> float:
+            return statistics.median(r[key] for r in rows)
+
+        reached = sum(r["reached"] for r in rows)
+        frames = f"{med('frames'):,.0f}" + ("" if reached == len(rows) else " (budget)")
+        print(
+            f"| {task} | {agent} | {recipe} | {reached}/{len(rows)} | {frames} | {med('train_wall_s'):.0f} | "
+            f"{med('cpu_s'):.0f} | {med('fps'):,.0f} | {med('sgd_steps'):,.0f} | {med('env_ceiling'):,.0f} | "
+            f"{med('fps') / med('env_ceiling'):.3f} | {med('peak_rss_mib'):.0f} |"
+        )
+    print()
+    print("| task | agent | fast wall ÷ default wall (to the threshold) | fast CPU ÷ default CPU |")
+    print("|---|---|---:|---:|")
+    for task, agent in dict.fromkeys((t, a) for t, a, _ in groups):
+        default, fast = groups.get((task, agent, "default")), groups.get((task, agent, "fast"))
+        if not default or not fast:
+            continue
+        note = "" if all(r["reached"] for r in default + fast) else " (a side hit its budget: a bound, not a ratio)"
+        wall = statistics.median(r["train_wall_s"] for r in fast) / statistics.median(
+            r["train_wall_s"] for r in default
+        )
+        cpu = statistics.median(r["cpu_s"] for r in fast) / statistics.median(r["cpu_s"] for r in default)
+        print(f"| {task} | {agent} | {wall:.2f}{note} | {cpu:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
