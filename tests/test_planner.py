@@ -37,6 +37,7 @@ from modrl.planner import (
     plan,
     plan_text,
     simulate,
+    timeline_figure,
     timeline_image,
 )
 from modrl.planner.monitor import IDLE_ATTEMPTS
@@ -404,8 +405,10 @@ def test_plan_text_and_timeline_land_in_tensorboard(tmp_path: Path) -> None:
     acc.Reload()
     assert acc.Tags()["images"] == ["modrl/planner/timeline"]
     event = acc.Images("modrl/planner/timeline")[0]
-    full = timeline_image(trace)
-    assert (event.step, event.width, event.height) == (7, full.shape[1], full.shape[0]) == (7, image.shape[1], 108)
+    labelled = timeline_figure(trace)
+    assert (event.step, event.width, event.height) == (7, labelled.shape[1], labelled.shape[0])
+    assert labelled.shape[1] > image.shape[1] and labelled.shape[0] > 100  # a labelled figure, not the pixel strip
+    assert timeline_image(trace).shape == (108, image.shape[1], 3)
     texts = acc.Tensors("modrl/planner/plans/text_summary")
     assert texts[0].step == 7 and b"re-plan 1" in texts[0].tensor_proto.string_val[0]
 

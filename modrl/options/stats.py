@@ -143,44 +143,24 @@ class OptionStats:
 
 #: Bar colours per end reason (matplotlib names).
 _END_COLOURS = {
-    EndReason.TERMINATED: "tab:green",
-    EndReason.STEP_CAP: "tab:orange",
-    EndReason.EPISODE_END: "tab:blue",
+    EndReason.TERMINATED.value: "tab:green",
+    EndReason.STEP_CAP.value: "tab:orange",
+    EndReason.EPISODE_END.value: "tab:blue",
 }
 
 
 def timeline_figure(episode: EpisodeCalls, names: Sequence[str]) -> np.ndarray:
-    """The episode's option calls as a labelled Gantt chart, ``(H, W, 3) uint8`` RGB (matplotlib, Agg).
+    """The episode's option calls as a labelled timeline, ``(H, W, 3) uint8`` RGB (matplotlib, Agg).
 
-    One row per call name that ran (in library order), primitive steps on the x axis, each call a bar from its first
-    to its last step coloured by its end reason (legend), the task and the episode's outcome in the title.
+    One row per call name that ran (in order of first call), primitive steps on the x axis, each call a bar
+    coloured by its end reason (legend), the task and the episode's outcome in the title.
     """
-    from matplotlib.patches import Patch
+    from modrl.report.plots import Bar, figure_rgb, gantt_figure  # matplotlib: imported when first needed
 
-    from modrl.report.plots import Figure, figure_rgb  # matplotlib: imported when first needed
-
-    used = sorted({call for call, _, _ in episode.calls})
-    rows = {call: i for i, call in enumerate(used)}
-    fig = Figure(figsize=(8.0, 1.4 + 0.35 * len(used)))
-    ax = fig.add_subplot()
-    start = 0
+    bars, start = [], 0
     for call, steps, end in episode.calls:
-        width = max(steps, 1)
-        ax.broken_barh([(start, width)], (rows[call] - 0.4, 0.8), facecolors=_END_COLOURS[end], edgecolor="black")
-        start += width
-    ax.set_yticks(range(len(used)), [names[c] for c in used])
-    ax.set_ylim(-0.6, len(used) - 0.4)
-    ax.set_xlim(0, max(start, 1))
-    ax.invert_yaxis()
-    ax.set_xlabel("primitive steps")
+        bars.append(Bar(names[call], start, max(steps, 1), end.value))
+        start += max(steps, 1)
     outcome = "success" if episode.success else "failure"
-    ax.set_title(f"{episode.task}: {len(episode.calls)} option calls, {start} steps, {outcome}")
-    ax.legend(
-        handles=[Patch(color=colour, label=reason.value) for reason, colour in _END_COLOURS.items()],
-        loc="upper left",
-        bbox_to_anchor=(1.0, 1.0),
-        fontsize="small",
-        title="call ended by",
-    )
-    fig.tight_layout()
-    return figure_rgb(fig)
+    title = f"{episode.task}: {len(episode.calls)} option calls, {start} steps, {outcome}"
+    return figure_rgb(gantt_figure(bars, colours=_END_COLOURS, title=title, legend_title="call ended by"))

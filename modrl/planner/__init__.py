@@ -36,7 +36,7 @@ from modrl.planner.search import (
     plan,
     simulate,
 )
-from modrl.planner.tensorboard import log_trace, plan_text, timeline_image
+from modrl.planner.tensorboard import log_trace, plan_text, timeline_figure, timeline_image
 
 __all__ = [
     "WILDCARD",
@@ -77,5 +77,6 @@ __all__ = [
     "plan",
     "plan_text",
     "simulate",
+    "timeline_figure",
     "timeline_image",
 ]

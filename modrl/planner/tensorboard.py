@@ -2,8 +2,9 @@
 
 :func:`log_trace` writes both through any SummaryWriter-like object (``add_text`` and ``add_image``), e.g.
 ``torch.utils.tensorboard.SummaryWriter``. Tags: ``<prefix>/plans`` (Markdown: outcome, every plan with the reason it
-was made, every step) and ``<prefix>/timeline`` (RGB image: one row per skill, time in primitive steps left to right,
-green = done, red = failed, orange = timed out; white ticks mark re-plans).
+was made, every step) and ``<prefix>/timeline`` (:func:`timeline_figure`: a labelled chart, one row per skill, time in
+primitive steps left to right, green = done, red = failed, orange = timed out, dashed lines at re-plans).
+:func:`timeline_image` is the same picture as a compact unlabelled pixel array.
 """
 
 from __future__ import annotations
@@ -93,7 +94,32 @@ def timeline_image(trace: ExecutionTrace, *, row: int = 12, max_width: int = 102
     return image
 
 
+_STATUS_COLOURS = {
+    SkillStatus.DONE.value: "tab:green",
+    SkillStatus.FAILED.value: "tab:red",
+    SkillStatus.TIMEOUT.value: "tab:orange",
+}
+
+
+def timeline_figure(trace: ExecutionTrace) -> np.ndarray:
+    """Which skill ran when, as a labelled chart ``(H, W, 3) uint8``: skill names on the rows, primitive steps on the
+    x axis, bars coloured by how the skill ended (legend), dashed lines at re-plans, the outcome in the title."""
+    from modrl.report.plots import Bar, figure_rgb, gantt_figure  # matplotlib: imported when first needed
+
+    bars, marks, x = [], [], 0
+    replan_at = {p.after_skills for p in trace.plans[1:]}
+    for i, step in enumerate(trace.steps):
+        width = max(step.steps, 1)
+        bars.append(Bar(str(step.skill), x, width, step.status.value))
+        x += width
+        if i + 1 in replan_at:
+            marks.append(x)
+    title = f"{trace.outcome.value}: {len(trace.steps)} skills, {trace.total_steps} steps, {trace.replans} re-plans"
+    fig = gantt_figure(bars, colours=_STATUS_COLOURS, title=title, legend_title="skill ended", marks=marks)
+    return figure_rgb(fig)
+
+
 def log_trace(writer: TextImageWriter, trace: ExecutionTrace, step: int, *, prefix: str = "modrl/planner") -> None:
-    """Write :func:`plan_text` to ``<prefix>/plans`` and :func:`timeline_image` to ``<prefix>/timeline`` at ``step``."""
+    """Write :func:`plan_text` to ``<prefix>/plans`` and :func:`timeline_figure` to ``<prefix>/timeline``."""
     writer.add_text(f"{prefix}/plans", plan_text(trace), step)
-    writer.add_image(f"{prefix}/timeline", timeline_image(trace), step, dataformats="HWC")
+    writer.add_image(f"{prefix}/timeline", timeline_figure(trace), step, dataformats="HWC")

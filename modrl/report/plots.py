@@ -117,6 +117,50 @@ def module_usage_figure(
     return fig
 
 
+@dataclass(frozen=True)
+class Bar:
+    """One bar of :func:`gantt_figure`: ``row`` label, ``start`` and ``width`` on the x axis, a legend ``kind``."""
+
+    row: str
+    start: float
+    width: float
+    kind: str
+
+
+def gantt_figure(
+    bars: Sequence[Bar],
+    *,
+    colours: Mapping[str, str],
+    title: str,
+    xlabel: str = "primitive steps",
+    legend_title: str = "",
+    marks: Sequence[float] = (),
+) -> Figure:
+    """A labelled timeline: one row per distinct ``row`` (in order of first appearance), each bar coloured by its
+    ``kind`` (``colours``: kind -> matplotlib colour; the legend lists every kind), vertical dashed lines at
+    ``marks`` (e.g. re-plans)."""
+    rows = list(dict.fromkeys(bar.row for bar in bars)) or ["(none)"]
+    fig = Figure(figsize=(8.0, 1.4 + 0.35 * len(rows)))
+    ax = fig.add_subplot()
+    for bar in bars:
+        y = rows.index(bar.row)
+        ax.broken_barh([(bar.start, bar.width)], (y - 0.4, 0.8), facecolors=colours[bar.kind], edgecolor="black")
+    for x in marks:
+        ax.axvline(x, color="black", linestyle="--", linewidth=1.0)
+    ax.set_yticks(range(len(rows)), rows)
+    ax.set_ylim(-0.6, len(rows) - 0.4)
+    ax.set_xlim(0, max([bar.start + bar.width for bar in bars], default=1.0))
+    ax.invert_yaxis()
+    ax.set_xlabel(xlabel)
+    ax.set_title(title)
+    from matplotlib.patches import Patch
+
+    handles = [Patch(color=colour, label=kind) for kind, colour in colours.items()]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize="small", title=legend_title)
+    fig.tight_layout()
+    return fig
+
+
 def figure_rgb(fig: Figure) -> NDArray[np.uint8]:
     """The figure drawn into an ``(H, W, 3) uint8`` RGB array (for TensorBoard images)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
