@@ -118,3 +118,25 @@ def test_bench_overhead_prints_the_paired_ratios() -> None:
     for line in ("env/sb3 frames/s ratio", "train/sb3 frames/s ratio", "train/sb3 cpu-seconds ratio"):
         assert line in stdout, stdout
     assert stdout.count("(768 frames)") == 3, stdout  # every variant trained exactly the budget (one rollout)
+
+
+def test_update_bench_prints_both_embeddings_and_their_ratio() -> None:
+    out = _run("experiments/bench/bench_update.py", "--agents", "modular", "--batch-sizes", "256", "--repeats", "1")
+    (row,) = [line.split() for line in out.splitlines() if line.startswith("modular")]
+    assert row[1] == "256" and float(row[2]) > 0 and float(row[3]) > 0
+    assert row[4] == f"{float(row[2]) / float(row[3]):.2f}x"
+
+
+def test_speed_panel_trains_each_recipe_and_writes_its_rows(tmp_path: Path) -> None:
+    out = tmp_path / "panel.jsonl"
+    args = ["--tasks", "basic", "--agents", "modular", "--recipes", "fast", "default", "--budget-scale", "0.004"]
+    stdout = _run("experiments/bench/speed_panel.py", *args, "--ceiling-steps", "500", "--out", str(out))
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["recipe"] for r in rows] == ["fast", "default"]
+    fast, default = rows
+    # 1,200 frames of budget: whole rollouts, 2,048 frames (64 x 32) for fast, 768 (6 x 128) x 2 for the default.
+    assert (fast["frames"], default["frames"]) == (2048, 1536) and not fast["reached"] and not default["reached"]
+    assert fast["sgd_steps"] == 1 * 3 * 4 and default["sgd_steps"] == 2 * 10 * 12  # rollouts x epochs x minibatches
+    assert all(r["env_ceiling"] > 0 and r["peak_rss_mib"] > 50 and r["cpu_s"] > 0 for r in rows)
+    assert "| basic | modular | fast | 0/1 | 2,048 (budget) |" in stdout
+    assert "| basic | modular |" in stdout.split("fast wall ÷ default wall")[1]

@@ -60,13 +60,25 @@ PANEL: dict[str, PanelTask] = {
     "unlock": PanelTask("quickstart.yaml", ("MiniGrid-Unlock-v0",), 300_000),
 }
 
-#: Training recipes: overrides on top of each task's config. ``default`` is the config as shipped.
+
+#: Training recipes: overrides on top of each task's config. ``default`` is the config as shipped; ``fast`` is the
+#: recipe the search below chose (experiments/results/speed.md); the others are the candidates of that search, named
+#: envs x steps per rollout, minibatch, epochs, learning rate.
+def _recipe(n_envs: int, n_steps: int, batch: int, epochs: int, lr: float) -> dict[str, Any]:
+    return {
+        "env": {"n_envs": n_envs, "engine": "auto"},
+        "algo": {"n_steps": n_steps, "batch_size": batch, "n_epochs": epochs, "learning_rate": lr},
+    }
+
+
 RECIPES: dict[str, dict[str, Any]] = {
     "default": {},
-    "fast": {
-        "env": {"n_envs": 64, "engine": "auto"},
-        "algo": {"n_steps": 32, "batch_size": 512, "n_epochs": 3, "learning_rate": 0.002},
-    },
+    "fast": _recipe(64, 32, 512, 3, 2e-3),
+    "16x128-b256-e4-lr1e-3": _recipe(16, 128, 256, 4, 1e-3),  # rl-starter-files' shape
+    "32x64-b512-e4-lr1e-3": _recipe(32, 64, 512, 4, 1e-3),
+    "16x128-b512-e3-lr2e-3": _recipe(16, 128, 512, 3, 2e-3),
+    "32x64-b512-e3-lr2e-3": _recipe(32, 64, 512, 3, 2e-3),
+    "32x64-b1024-e2-lr3e-3": _recipe(32, 64, 1024, 2, 3e-3),
 }
 
 #: Runs a modrl CLI command in this process, then writes its own peak RSS (KiB) to the file named by argv[1].
