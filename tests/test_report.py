@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from modrl.cli.main import main as main_cli
 from modrl.report import ReportError, TrialStatus, build_report, collect
@@ -297,6 +298,33 @@ def test_report_from_a_real_tiny_run(tmp_path: Path) -> None:
     for name in ("learning_curves.png", "success_per_task.png", "module_usage_tiny.png"):
         assert_png(run / "report" / name)
     assert shlex.join(json.loads((run / "meta.json").read_text())["argv"]) in md
+    assert "## Episodes" not in md  # build_report alone: the strips come from modrl report (it can load policies)
+    command = [
+        sys.executable,
+        "-m",
+        "modrl.cli.main",
+        "report",
+        str(run),
+        "--episodes",
+        "1",
+        "--out",
+        str(tmp_path / "r"),
+    ]
+    out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stdout + out.stderr
+    md = (tmp_path / "r" / "report.md").read_text()
+    from modrl.agents.common.evaluation import load_run_policy
+    from modrl.agents.common.show import render_strips
+    from modrl.envs import get_suite
+
+    first = get_suite(load_run_policy(run)[0].env.suite).task_names[0]
+    episodes = section(md, "Episodes")
+    assert f"![{first}](episodes/{first}.png)" in episodes and episodes.count("![") == 1
+    strip = np.asarray(Image.open(tmp_path / "r" / "episodes" / f"{first}.png"))
+    ((_, _, again),) = render_strips(run, tmp_path / "again", tasks=1)
+    assert f"**{first}**: {'success' if again.success else 'failure'}, return {again.total_return:.2f} in " in episodes
+    frames = min(again.length, 5) + 1  # up to 5 frames of the episode, then the outcome
+    assert strip.shape[1] % frames == 0 and strip.shape[1] // frames > 256  # grid frame + routing panel, each
 
 
 # ---- continual runs ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ with the router's weight on every module at that step, written as an animated GI
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -128,57 +129,105 @@ def render_episodes(
     suite = get_suite(config.env.suite)
     name = task if task is not None else suite.task_names[0]
     index = suite.task_index(name)
-    modular = policy.modular if isinstance(policy, ModularActorCriticPolicy) else None
-    modules = list(modular.network.library.names) if modular is not None else []
     env = make_suite_env(suite, index, render_mode="rgb_array", **env_options(config))
     frames: list[np.ndarray] = []
     shown: list[ShownEpisode] = []
     header = f"{name} | step {checkpoint.step} | {'greedy' if deterministic else 'sampled'}"
     try:
         for k in range(episodes):
-            obs, _ = env.reset(seed=seed_base + k)
-            done, total, t, success, rows = False, 0.0, 0, False, []
-            while not done:
-                image = _frame(env)
-                action, _ = policy.predict(obs, deterministic=deterministic)
-                weights = None
-                if modular is not None and modular.last_weights is not None:
-                    weights = modular.last_weights[0].numpy()
-                    rows.append(weights)
-                lines = [
-                    f"episode {k + 1}/{episodes} (seed {seed_base + k})",
-                    f"t={t}  action: {Actions(int(action)).name}",
-                ]
-                frames.append(
-                    _beside(image, _panel(image.shape[0], title=header, lines=lines, modules=modules, weights=weights))
-                )
-                obs, reward, terminated, truncated, info = env.step(int(action))
-                total, t, done = total + float(reward), t + 1, terminated or truncated
-                success = bool(info.get("is_success", False))
-            image = _frame(env)
-            verdict = f"{'success' if success else 'failure'}: return {total:.2f} in {t} steps"
-            last = _panel(
-                image.shape[0],
-                title=verdict,
-                lines=[f"episode {k + 1}/{episodes}"],
-                modules=modules,
-                weights=None,
-                colour=WIN if success else LOSS,
+            episode_frames, episode = _play(
+                env,
+                policy,
+                header=header,
+                label=f"episode {k + 1}/{episodes}",
+                seed=seed_base + k,
+                deterministic=deterministic,
             )
-            frames.extend([_beside(image, last)] * 4)  # hold the outcome for a moment
-            shown.append(
-                ShownEpisode(
-                    seed=seed_base + k,
-                    length=t,
-                    total_return=total,
-                    success=success,
-                    weights=np.array(rows) if rows else None,
-                )
-            )
+            frames.extend(episode_frames[:-1])
+            frames.extend([episode_frames[-1]] * 4)  # hold the outcome for a moment
+            shown.append(episode)
     finally:
         env.close()
     _write_gif(frames, out, frame_ms=frame_ms)
     return shown
+
+
+def _play(
+    env: Any, policy: Any, *, header: str, label: str, seed: int, deterministic: bool
+) -> tuple[list[np.ndarray], ShownEpisode]:
+    """One episode of ``policy`` on ``env`` (seeded ``seed``): a frame per step beside its routing panel, then the
+    outcome frame; and the episode's record."""
+    modular = policy.modular if isinstance(policy, ModularActorCriticPolicy) else None
+    modules = list(modular.network.library.names) if modular is not None else []
+    frames: list[np.ndarray] = []
+    obs, _ = env.reset(seed=seed)
+    done, total, t, success, rows = False, 0.0, 0, False, []
+    while not done:
+        image = _frame(env)
+        action, _ = policy.predict(obs, deterministic=deterministic)
+        weights = None
+        if modular is not None and modular.last_weights is not None:
+            weights = modular.last_weights[0].numpy()
+            rows.append(weights)
+        lines = [f"{label} (seed {seed})", f"t={t}  action: {Actions(int(action)).name}"]
+        frames.append(
+            _beside(image, _panel(image.shape[0], title=header, lines=lines, modules=modules, weights=weights))
+        )
+        obs, reward, terminated, truncated, info = env.step(int(action))
+        total, t, done = total + float(reward), t + 1, terminated or truncated
+        success = bool(info.get("is_success", False))
+    image = _frame(env)
+    verdict = f"{'success' if success else 'failure'}: return {total:.2f} in {t} steps"
+    last = _panel(
+        image.shape[0], title=verdict, lines=[label], modules=modules, weights=None, colour=WIN if success else LOSS
+    )
+    frames.append(_beside(image, last))
+    episode = ShownEpisode(
+        seed=seed, length=t, total_return=total, success=success, weights=np.array(rows) if rows else None
+    )
+    return frames, episode
+
+
+def render_strips(
+    run_dir: Path, out_dir: Path, *, tasks: int = 4, frames: int = 5, seed: int = EVAL_SEED_BASE
+) -> list[tuple[str, Path, ShownEpisode]]:
+    """For the first ``tasks`` tasks of ``run_dir``'s suite, one greedy episode (the first evaluation seed) by the
+    newest verified checkpoint as a strip PNG ``out_dir/<task>.png`` (characters other than letters, digits, ``.``,
+    ``_``, ``-`` replaced by ``_``): ``frames`` frames evenly spaced over the
+    episode, each beside the router's weights at that step, then the outcome. Written atomically; existing strips
+    are replaced (they belong to the report being rebuilt). Returns ``(task, path, episode)`` per strip.
+
+    Raises:
+        Whatever :func:`~modrl.agents.common.evaluation.load_run_policy` raises for the run directory.
+    """
+    config, policy, checkpoint = load_run_policy(run_dir)
+    suite = get_suite(config.env.suite)
+    written = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in suite.task_names[:tasks]:
+        env = make_suite_env(suite, suite.task_index(name), render_mode="rgb_array", **env_options(config))
+        try:
+            header = f"{name} | step {checkpoint.step} | greedy"
+            played, episode = _play(env, policy, header=header, label="episode 1", seed=seed, deterministic=True)
+        finally:
+            env.close()
+        steps = played[:-1]
+        picks = sorted({round(i * (len(steps) - 1) / max(frames - 1, 1)) for i in range(frames)}) if steps else []
+        chosen = [steps[i] for i in picks] + [played[-1]]
+        height = max(f.shape[0] for f in chosen)
+        padded = [np.pad(f, ((0, height - f.shape[0]), (0, 8), (0, 0)), constant_values=255) for f in chosen]
+        stem = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+        path = out_dir / f"{stem}.png"
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".png", dir=out_dir)
+        os.close(fd)
+        try:
+            Image.fromarray(np.concatenate(padded, axis=1)).save(tmp, format="PNG")
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        written.append((name, path, episode))
+    return written
 
 
 def _write_gif(frames: Sequence[np.ndarray], out: Path, *, frame_ms: int) -> None:

@@ -27,6 +27,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument(
         "--threshold", type=float, default=0.9, help="training success for frames-to-threshold (default: 0.9)"
     )
+    report.add_argument(
+        "--episodes",
+        type=int,
+        default=4,
+        metavar="N",
+        help="for a run with a checkpoint: one greedy episode of each of the first N tasks as a strip of frames "
+        "beside the router's weights (as modrl show draws them), in the report; 0: none (default: 4)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -40,9 +48,46 @@ def run(args: argparse.Namespace) -> int:
             f"{path} is neither a run directory (config.yaml), a sweep directory (trials.json) nor a directory "
             "holding continual runs (config.yaml + continual.json)"
         )
+    if not 0 <= args.episodes <= 100:
+        return fail(f"--episodes must be in [0, 100], got {args.episodes}")
+    extra = _episode_strips(path, args.out or path / "report", args.episodes) if args.episodes else []
     try:
-        path = build_report(args.path, out_dir=args.out, threshold=args.threshold)
+        path = build_report(args.path, out_dir=args.out, threshold=args.threshold, extra_sections=extra)
     except (ValueError, OSError) as exc:
         return fail(str(exc), EXIT_ERROR)
     print(f"report written to {path}")
     return 0
+
+
+def _episode_strips(run_dir: Path, out_dir: Path, tasks: int) -> list[str]:
+    """The report's "Episodes" section for a single training run with a checkpoint (none for sweeps and continual
+    runs, or when the run cannot be loaded: a warning says why and the report goes on)."""
+    import sys
+
+    from modrl.checkpoint import CheckpointError
+    from modrl.config import ConfigError
+    from modrl.runs import RunDirError
+
+    if not (run_dir / "config.yaml").is_file() or (run_dir / "continual.json").exists():
+        return []
+    if not (run_dir / "checkpoints").is_dir():
+        return []
+    from modrl.agents.common.show import render_strips
+
+    try:
+        strips = render_strips(run_dir, out_dir / "episodes", tasks=tasks)
+    except (CheckpointError, ConfigError, RunDirError, OSError, ValueError, KeyError) as exc:
+        print(f"modrl: warning: no episode strips in the report: {exc}", file=sys.stderr)
+        return []
+    lines = [
+        "## Episodes",
+        "",
+        "One greedy episode per task (the first evaluation seed) by the newest checkpoint: frames evenly spaced over "
+        "the episode, each beside the router's weight on every module at that step, then the outcome "
+        "(`modrl show RUN --task T` plays whole episodes as a GIF).",
+    ]
+    for task, path, episode in strips:  # path: the task name made file-safe by render_strips
+        verdict = "success" if episode.success else "failure"
+        lines += ["", f"**{task}**: {verdict}, return {episode.total_return:.2f} in {episode.length} steps", ""]
+        lines.append(f"![{task}](episodes/{path.name})")
+    return ["\n".join(lines)]

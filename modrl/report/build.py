@@ -37,7 +37,14 @@ ERROR_TAIL_LINES = 20
 CURVE_RESAMPLES = 2_000  # per-step bootstrap of the learning-curve band; tables use 10 000
 
 
-def build_report(path: Path | str, *, out_dir: Path | str | None = None, threshold: float = 0.9, seed: int = 0) -> Path:
+def build_report(
+    path: Path | str,
+    *,
+    out_dir: Path | str | None = None,
+    threshold: float = 0.9,
+    seed: int = 0,
+    extra_sections: Sequence[str] = (),
+) -> Path:
     """Write ``report.md`` with tables, figures, trial states and provenance for a run or sweep directory.
 
     A continual run (``continual.json``) or a directory of continual runs (e.g. ``runs/continual/``, runs with
@@ -51,6 +58,8 @@ def build_report(path: Path | str, *, out_dir: Path | str | None = None, thresho
         out_dir: Where to write ``report.md`` and the PNGs; default ``<path>/report``.
         threshold: Training success (``success_mean`` in ``metrics.jsonl``) for the frames-to-threshold table.
         seed: Seed of every bootstrap resampling in the report.
+        extra_sections: Markdown sections placed before the provenance (e.g. the episode strips ``modrl report``
+            renders for a run with a checkpoint; files they link to belong in ``out_dir``).
 
     Returns:
         The path of ``report.md``.
@@ -71,6 +80,7 @@ def build_report(path: Path | str, *, out_dir: Path | str | None = None, thresho
             _module_usage_section(collection, out),
             heatmaps_section(collection, out),
             _trials_section(collection),
+            *extra_sections,
             _provenance_section(collection),
         ]
     report = out / REPORT_FILE
