@@ -138,5 +138,5 @@ def test_speed_panel_trains_each_recipe_and_writes_its_rows(tmp_path: Path) -> N
     assert (fast["frames"], default["frames"]) == (2048, 1536) and not fast["reached"] and not default["reached"]
     assert fast["sgd_steps"] == 1 * 3 * 4 and default["sgd_steps"] == 2 * 10 * 12  # rollouts x epochs x minibatches
     assert all(r["env_ceiling"] > 0 and r["peak_rss_mib"] > 50 and r["cpu_s"] > 0 for r in rows)
-    assert "| basic | modular | fast | 0/1 | 2,048 (budget) |" in stdout
-    assert "| basic | modular |" in stdout.split("fast wall ÷ default wall")[1]
+    assert "| basic | modular | fast | 0/1 | 2,048 (budget-capped) |" in stdout
+    assert "| basic | modular | 1 |" in stdout.split("fast ÷ default wall")[1]

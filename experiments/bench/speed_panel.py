@@ -201,7 +201,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget-scale", type=float, default=1.0, help="multiply every task's frame budget")
     parser.add_argument("--ceiling-steps", type=int, default=20_000, help="env steps per env-ceiling measurement")
     parser.add_argument("--out", type=Path, help="also append every result as a JSON line here")
+    parser.add_argument(
+        "--tables-from",
+        type=Path,
+        nargs="+",
+        metavar="JSONL",
+        help="train nothing: print the tables of these --out files",
+    )
     args = parser.parse_args(argv)
+    if args.tables_from:
+        rows = [json.loads(line) for path in args.tables_from for line in path.read_text().splitlines() if line]
+        _print_tables(rows, args.threshold)
+        return
 
     results: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="modrl-panel-") as tmp:
@@ -232,12 +243,25 @@ def main(argv: list[str] | None = None) -> None:
     _print_tables(results, args.threshold)
 
 
+def _iqm_ci(values: list[float]) -> str:
+    """``IQM [95% bootstrap CI of the IQM]`` (just the value for one seed)."""
+    from modrl.stats import bootstrap_ci, iqm
+
+    if len(values) == 1:
+        return f"{values[0]:,.0f}"
+    low, high = bootstrap_ci(values, iqm, seed=0)
+    return f"{iqm(values):,.0f} [{low:,.0f}, {high:,.0f}]"
+
+
 def _print_tables(results: list[dict[str, Any]], threshold: float) -> None:
+    """Per task x agent x recipe: IQM over seeds with a 95% bootstrap CI (frames, wall, CPU to the threshold or the
+    budget), medians of the throughput columns; then the fast/default ratios per seed (paired by seed)."""
+    from modrl.stats import bootstrap_ci, iqm
+
     print()
     print(
-        "| task | agent | recipe | seeds reached | frames to "
-        f"{threshold} (median) | wall s | CPU s | frames/s | SGD steps | env ceiling steps/s | frames/s ÷ ceiling "
-        "| peak RSS MiB |"
+        f"| task | agent | recipe | seeds reached {threshold} | frames to it, IQM [95% CI] | wall s | CPU s | "
+        "frames/s | SGD steps | env ceiling steps/s | frames/s ÷ ceiling | peak RSS MiB |"
     )
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     groups: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
@@ -249,25 +273,33 @@ def _print_tables(results: list[dict[str, Any]], threshold: float) -> None:
             return statistics.median(r[key] for r in rows)
 
         reached = sum(r["reached"] for r in rows)
-        frames = f"{med('frames'):,.0f}" + ("" if reached == len(rows) else " (budget)")
+        budget = "" if reached == len(rows) else " (budget-capped)"
         print(
-            f"| {task} | {agent} | {recipe} | {reached}/{len(rows)} | {frames} | {med('train_wall_s'):.0f} | "
-            f"{med('cpu_s'):.0f} | {med('fps'):,.0f} | {med('sgd_steps'):,.0f} | {med('env_ceiling'):,.0f} | "
+            f"| {task} | {agent} | {recipe} | {reached}/{len(rows)} | {_iqm_ci([r['frames'] for r in rows])}{budget} | "
+            f"{_iqm_ci([r['train_wall_s'] for r in rows])} | {_iqm_ci([r['cpu_s'] for r in rows])} | "
+            f"{med('fps'):,.0f} | {med('sgd_steps'):,.0f} | {med('env_ceiling'):,.0f} | "
             f"{med('fps') / med('env_ceiling'):.3f} | {med('peak_rss_mib'):.0f} |"
         )
     print()
-    print("| task | agent | fast wall ÷ default wall (to the threshold) | fast CPU ÷ default CPU |")
-    print("|---|---|---:|---:|")
+    print("| task | agent | seeds | fast ÷ default wall to the threshold, IQM [95% CI] | CPU, IQM [95% CI] | note |")
+    print("|---|---|---:|---:|---:|---|")
     for task, agent in dict.fromkeys((t, a) for t, a, _ in groups):
-        default, fast = groups.get((task, agent, "default")), groups.get((task, agent, "fast"))
-        if not default or not fast:
+        default = {r["seed"]: r for r in groups.get((task, agent, "default"), [])}
+        fast = {r["seed"]: r for r in groups.get((task, agent, "fast"), [])}
+        seeds = sorted(set(default) & set(fast))
+        if not seeds:
             continue
-        note = "" if all(r["reached"] for r in default + fast) else " (a side hit its budget: a bound, not a ratio)"
-        wall = statistics.median(r["train_wall_s"] for r in fast) / statistics.median(
-            r["train_wall_s"] for r in default
-        )
-        cpu = statistics.median(r["cpu_s"] for r in fast) / statistics.median(r["cpu_s"] for r in default)
-        print(f"| {task} | {agent} | {wall:.2f}{note} | {cpu:.2f} |")
+        pairs = [(fast[s], default[s]) for s in seeds]
+        note = "" if all(f["reached"] and d["reached"] for f, d in pairs) else "a side hit its budget: a bound"
+        cells = []
+        for key in ("train_wall_s", "cpu_s"):
+            ratios = [f[key] / d[key] for f, d in pairs]
+            if len(ratios) == 1:
+                cells.append(f"{ratios[0]:.3f}")
+            else:
+                low, high = bootstrap_ci(ratios, iqm, seed=0)
+                cells.append(f"{iqm(ratios):.3f} [{low:.3f}, {high:.3f}]")
+        print(f"| {task} | {agent} | {len(seeds)} | {cells[0]} | {cells[1]} | {note} |")
 
 
 if __name__ == "__main__":
