@@ -24,7 +24,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from modrl.config import ConfigError, check
+from modrl.config import ConfigError, check, check_int
 from modrl.envs.catalog import ENTRY_POINT
 from modrl.envs.grammar import (
     COLOURS,
@@ -73,6 +73,8 @@ STOCK_WORDS: tuple[str, ...] = (
 """Words of the stock MiniGrid/BabyAI missions of the built-in stock suites that the grammar does not use (collected
 from their missions over many seeds; a test checks those suites encode without ``<unk>``)."""
 
+#: Longest padded mission (tokens) an observation may carry: BabyAI's longest missions have about 40.
+MAX_MISSION_LEN = 4096
 _TOKEN_RE = re.compile(r"[a-z0-9]+|[^a-z0-9\s]")
 
 
@@ -132,7 +134,7 @@ class MissionVocabulary:
             modrl.config.ConfigError: ``max_len`` is not an integer >= 1.
             ValueError: ``mission`` has more than ``max_len`` tokens (the message gives its length).
         """
-        check(isinstance(max_len, int) and max_len >= 1, "max_len", f"must be an integer >= 1, got {max_len!r}")
+        check_int(max_len, "max_len", low=1, high=MAX_MISSION_LEN)
         tokens = tokenize(mission)
         if len(tokens) > max_len:
             raise ValueError(f"mission {mission!r} has {len(tokens)} tokens, more than max_len={max_len}")
@@ -218,7 +220,7 @@ class MissionTokens(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
             "vocabulary",
             f"must be a MissionVocabulary, got {type(vocabulary).__name__}",
         )
-        check(isinstance(max_len, int) and max_len >= 1, "max_len", f"must be an integer >= 1, got {max_len!r}")
+        check_int(max_len, "max_len", low=1, high=MAX_MISSION_LEN)
         inner = env.observation_space
         if not isinstance(inner, spaces.Dict) or "mission" in inner.spaces:
             raise TypeError(f"MissionTokens needs a Dict observation space without 'mission', got {inner}")

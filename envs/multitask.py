@@ -15,8 +15,8 @@ from typing import Any, SupportsFloat
 
 import gymnasium as gym
 
-from modrl.config import check
-from modrl.envs.mission import MissionTokens, MissionVocabulary, suite_max_len
+from modrl.config import check, check_bool, check_int, short_repr
+from modrl.envs.mission import MAX_MISSION_LEN, MissionTokens, MissionVocabulary, suite_max_len
 from modrl.envs.suites import Suite, get_suite
 from modrl.envs.wrappers import make_task_env
 
@@ -58,6 +58,9 @@ class SplitTaskEnv(gym.Env[Any, Any]):
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
     ) -> None:
+        check(isinstance(suite, (str, Suite)), "suite", f"must be a suite or its name, got {short_repr(suite)}")
+        check(isinstance(split, str), "split", f"must be a split name, got {short_repr(split)}")
+        check_bool(mission_tokens, "mission_tokens")
         self.suite = get_suite(suite) if isinstance(suite, str) else suite
         self.split = split
         self.task_ids: tuple[int, ...] = self.suite.split_indices(split)
@@ -65,11 +68,8 @@ class SplitTaskEnv(gym.Env[Any, Any]):
         self.vocabulary = vocabulary if vocabulary is not None else MissionVocabulary.from_grammar()
         if mission_tokens and max_len is None:
             max_len = suite_max_len(self.suite)
-        check(
-            max_len is None or (isinstance(max_len, int) and max_len >= 1),
-            "max_len",
-            f"must be None or an integer >= 1, got {max_len!r}",
-        )
+        if max_len is not None:
+            check_int(max_len, "max_len", low=1, high=MAX_MISSION_LEN)
         self.max_len = max_len
         self.max_episode_steps = max_episode_steps
         self.render_mode = render_mode
@@ -196,6 +196,8 @@ def make_suite_env(
             task of the suite (any split) has the same observation space.
         vocabulary: ``None`` is :meth:`MissionVocabulary.from_grammar`.
     """
+    check(isinstance(suite, (str, Suite)), "suite", f"must be a suite or its name, got {short_repr(suite)}")
+    check_bool(mission_tokens, "mission_tokens")
     suite = get_suite(suite) if isinstance(suite, str) else suite
     env = make_task_env(suite, task_index, max_episode_steps=max_episode_steps, render_mode=render_mode)
     if not mission_tokens:

@@ -21,7 +21,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from modrl.config import MAX_EPISODE_STEPS, check, check_bool, check_int
+from modrl.config import MAX_EPISODE_STEPS, MAX_VIEW_SIZE, check, check_bool, check_int
 from modrl.envs.goals import goals_for_env
 from modrl.envs.grammar import COLOURS
 from modrl.envs.operators import planning_domain
@@ -135,9 +135,6 @@ def skill_observation(
 
 
 #: Largest whole-grid view side (odd): above every MiniGrid layout this project uses.
-MAX_VIEW_SIZE = 101
-
-
 def skill_observation_space(view_size: int, *, marker: bool = False) -> spaces.Dict:
     """The :func:`skill_observation` space."""
     high = MARKED_IMAGE_HIGH if marker else IMAGE_HIGH

@@ -35,8 +35,16 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from modrl.config import ConfigError, check
-from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, VERB_TYPES, ObjectRef, Subtask, Verb, parse_task
+from modrl.config import (
+    MAX_EPISODE_STEPS,
+    MAX_VIEW_SIZE,
+    ConfigError,
+    check,
+    check_bool,
+    check_int,
+    short_repr,
+)
+from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, VERB_TYPES, VERBS, ObjectRef, Subtask, Verb, parse_task
 from modrl.envs.operators import planning_domain
 from modrl.envs.predicates import env_predicates
 from modrl.envs.scripted_skills import ScriptedSkills
@@ -124,6 +132,18 @@ def layout_targets(base: Any, verb: Verb) -> list[Subtask]:
     return out
 
 
+def _offers(base: Any, verb: Verb) -> bool:
+    """Whether every layout of a (not yet reset) task env has an object ``verb`` accepts (:func:`layout_targets`): its
+    task's own objects are always placed; ``pickup`` also takes any distractor (all are keys, balls or boxes), ``open``
+    needs a door, which only a task that mentions one has (its distractor doors come with the two-room layout)."""
+    objects = base.task.objects
+    if verb == "open":
+        return any(o.type == "door" for o in objects)
+    if verb == "pickup":
+        return any(o.type in PICKABLE_TYPES for o in objects) or base.num_distractors > 0
+    return True
+
+
 def drop_predicate(info: Mapping[str, Any], args: tuple[str, ...]) -> bool:
     """The termination predicate of a ``drop`` skill option (words ``(colour, type)``): the object is not carried."""
     colour, type_ = args[0], args[1]
@@ -179,13 +199,29 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         view_size: int | None = None,
         prefix_skills: int = 0,
     ) -> None:
-        self.suite = get_suite(suite) if isinstance(suite, str) else suite
+        check(isinstance(suite, (str, Suite)), "suite", f"must be a suite or its name, got {short_repr(suite)}")
+        try:
+            self.suite = get_suite(suite) if isinstance(suite, str) else suite
+        except KeyError as exc:
+            raise ConfigError(f"suite: {exc}") from None
+        check(
+            isinstance(tasks, (list, tuple)) and all(isinstance(t, str) for t in tasks),
+            "tasks",
+            f"must be a list of task names, got {short_repr(tasks)}",
+        )
         check(len(tasks) >= 1, "tasks", "needs at least one task")
         unknown = [t for t in tasks if t not in self.suite.task_names]
-        check(not unknown, "tasks", f"not tasks of suite {self.suite.name!r}: {', '.join(unknown)}")
+        check(not unknown, "tasks", f"not tasks of suite {self.suite.name!r}: {short_repr(unknown)}")
         self.tasks = tuple(tasks)
-        self.subtasks = tuple(parse_task(t).subtasks[0] for t in self.tasks)
-        check(targets in ("task", "layout"), "targets", f"must be 'task' or 'layout', got {targets!r}")
+        try:
+            self.subtasks = tuple(parse_task(t).subtasks[0] for t in self.tasks)
+        except ConfigError as exc:
+            raise ConfigError(f"tasks: suite {self.suite.name!r} is not made of grammar tasks ({exc})") from None
+        check_bool(parameterised, "parameterised")
+        check(targets in ("task", "layout"), "targets", f"must be 'task' or 'layout', got {short_repr(targets)}")
+        check(
+            verb is None or verb in VERBS, "verb", f"must be null or one of {', '.join(VERBS)}, got {short_repr(verb)}"
+        )
         if targets == "layout":
             check(
                 parameterised and verb in LAYOUT_VERBS,
@@ -205,22 +241,50 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         self.targets: Targets = targets
         self._drawn: Subtask | None = None
         self.slots = argument_slots(self.verb) if parameterised else ()
-        check(max_episode_steps is None or max_episode_steps >= 1, "max_episode_steps", "must be None or >= 1")
+        if max_episode_steps is not None:
+            check_int(max_episode_steps, "max_episode_steps", low=1, high=MAX_EPISODE_STEPS)
         self.max_episode_steps = max_episode_steps
+        check(
+            task_kwargs is None or (isinstance(task_kwargs, Mapping) and all(isinstance(k, str) for k in task_kwargs)),
+            "task_kwargs",
+            f"must be a mapping of TaskEnv arguments, got {short_repr(task_kwargs)}",
+        )
         self.task_kwargs = dict(task_kwargs or {})
+        check("task" not in self.task_kwargs, "task_kwargs", "cannot set 'task': each env runs its own task")
+        check(
+            render_mode in (None, "rgb_array", "human"),
+            "render_mode",
+            f"must be null, rgb_array or human, got {short_repr(render_mode)}",
+        )
         self.render_mode = render_mode
         check(
-            view_size is None or (isinstance(view_size, int) and view_size >= 7 and view_size % 2 == 1),
+            view_size is None
+            or (
+                isinstance(view_size, int)
+                and not isinstance(view_size, bool)
+                and 7 <= view_size <= MAX_VIEW_SIZE
+                and view_size % 2 == 1
+            ),
             "view_size",
-            f"must be null or an odd integer >= 7, got {view_size!r}",
+            f"must be null or an odd integer in [7, {MAX_VIEW_SIZE}], got {short_repr(view_size)}",
         )
         self.view_size = view_size
-        check(
-            isinstance(prefix_skills, int) and 0 <= prefix_skills <= 10,
-            "prefix_skills",
-            f"must be an integer in [0, 10], got {prefix_skills!r}",
-        )
+        check_int(prefix_skills, "prefix_skills", low=0, high=10)
         self.prefix_skills = prefix_skills
+        self._envs: dict[int, gym.Env[Any, Any]] = {}
+        # Every task's env is made now, so a bad task_kwargs is refused here, not in the episode that draws the task.
+        for index in range(len(self.tasks)):
+            try:
+                env = self._task_env(index)
+            except (ConfigError, TypeError) as exc:
+                self.close()
+                raise ConfigError(f"task_kwargs: task {self.tasks[index]!r}: {exc}") from None
+            if targets == "layout" and not _offers(env.unwrapped, self.verb):
+                self.close()
+                raise ConfigError(
+                    f"tasks: the layout of task {self.tasks[index]!r} never has an object to {self.verb} (train layout "
+                    f"targets of {self.verb} on tasks whose rooms have one)"
+                )
         side = 7 if view_size is None else view_size
         self.action_space = spaces.Discrete(7)
         entries: dict[str, spaces.Space[Any]] = {
@@ -230,7 +294,6 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         if parameterised:
             entries["args"] = spaces.MultiDiscrete([len(slot) for slot in self.slots])
         self.observation_space = spaces.Dict(entries)
-        self._envs: dict[int, gym.Env[Any, Any]] = {}
         self._current = 0
 
     @property

@@ -107,6 +107,16 @@ class SubtaskSequence(Instr):
 
 #: Largest room side: BabyAI's rooms are 5-8 cells; a huge one would only exhaust memory building the grid.
 MAX_ROOM_SIZE = 32
+#: The MiniGrid keyword arguments TaskEnv passes on to ``RoomGridLevel`` (it sets the grid's layout itself).
+ENV_KWARGS = (
+    "render_mode",
+    "agent_view_size",
+    "see_through_walls",
+    "highlight",
+    "agent_pov",
+    "tile_size",
+    "screen_size",
+)
 
 
 class TaskEnv(RoomGridLevel):
@@ -126,7 +136,8 @@ class TaskEnv(RoomGridLevel):
         predicates_in_info: Put the symbolic state in ``info["predicates"]`` every step.
         max_steps: Fixed episode limit in ``[1, MAX_EPISODE_STEPS]``; ``None`` uses the BabyAI limit described in the
             module docstring.
-        **kwargs: Passed to ``RoomGridLevel`` (``render_mode``, ``agent_view_size``, ...).
+        **kwargs: Passed to ``RoomGridLevel``: only MiniGrid's own :data:`ENV_KWARGS` (``render_mode``,
+            ``agent_view_size``, ...), checked (:func:`modrl.envs.wrappers.check_minigrid_kwargs`).
     """
 
     def __init__(
@@ -141,8 +152,18 @@ class TaskEnv(RoomGridLevel):
         max_steps: int | None = None,
         **kwargs: Any,
     ) -> None:
+        from modrl.envs.wrappers import check_minigrid_kwargs
+
         self.task = parse_task(task) if isinstance(task, str) else task
         check(isinstance(self.task, Task), "task", f"must be a Task or a task name, got {type(task).__name__}")
+        unknown = sorted(set(kwargs) - set(ENV_KWARGS))
+        check(
+            not unknown,
+            short_repr(unknown[0]) if unknown else "",
+            f"not an argument of TaskEnv (it takes room_size, num_distractors, num_distractor_doors, avoid, "
+            f"predicates_in_info, max_steps, {', '.join(ENV_KWARGS)})",
+        )
+        check_minigrid_kwargs(kwargs)
         check_int(room_size, "room_size", low=5, high=MAX_ROOM_SIZE)
         check_bool(predicates_in_info, "predicates_in_info")
         if max_steps is not None:

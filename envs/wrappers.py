@@ -16,7 +16,16 @@ import numpy as np
 from gymnasium import spaces
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX, STATE_TO_IDX
 
-from modrl.config import MAX_EPISODE_STEPS, check, check_int
+from modrl.config import (
+    MAX_EPISODE_STEPS,
+    MAX_GRID_SIDE,
+    MAX_VIEW_SIZE,
+    ConfigError,
+    check,
+    check_bool,
+    check_int,
+    short_repr,
+)
 from modrl.envs.predicates import find_object
 from modrl.envs.suites import Suite, get_suite
 
@@ -33,6 +42,9 @@ MARKED_IMAGE_HIGH: np.ndarray = np.append(IMAGE_HIGH, np.uint8(2))
 """``(4,) uint8``: :data:`IMAGE_HIGH` and the target-marker channel of a :func:`full_view_image` with ``marker`` (0:
 unmarked, 1: the step's object, 2: its second object, e.g. where ``putnext`` puts the first)."""
 MARKED_IMAGE_HIGH.setflags(write=False)
+
+#: Most tasks a suite's task id may range over (the ``task`` space of :class:`TaskObservation`).
+MAX_TASKS = 100_000
 
 Target = tuple[str, str]
 """An object as the planner names it: ``(type, name)``, e.g. ``("door", "red@3_4")`` or ``("key", "blue")``."""
@@ -62,9 +74,9 @@ class TaskObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, *, task_id: int, num_tasks: int) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, task_id=task_id, num_tasks=num_tasks)
         gym.ObservationWrapper.__init__(self, env)
-        check(isinstance(num_tasks, int) and num_tasks >= 1, "num_tasks", f"must be an integer >= 1, got {num_tasks!r}")
+        check_int(num_tasks, "num_tasks", low=1, high=MAX_TASKS)
         check(
-            isinstance(task_id, int) and 0 <= task_id < num_tasks,
+            isinstance(task_id, int) and not isinstance(task_id, bool) and 0 <= task_id < num_tasks,
             "task_id",
             f"must be an integer in [0, {num_tasks}), got {task_id!r}",
         )
@@ -158,8 +170,11 @@ class FullView(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
         gym.utils.RecordConstructorArgs.__init__(self, size=size, marker=marker)
         gym.ObservationWrapper.__init__(self, env)
         check(
-            isinstance(size, int) and size >= 7 and size % 2 == 1, "size", f"must be an odd integer >= 7, got {size!r}"
+            isinstance(size, int) and not isinstance(size, bool) and 7 <= size <= MAX_VIEW_SIZE and size % 2 == 1,
+            "size",
+            f"must be an odd integer in [7, {MAX_VIEW_SIZE}], got {short_repr(size)}",
         )
+        check_bool(marker, "marker")
         inner = env.observation_space
         if not isinstance(inner, spaces.Dict) or "image" not in inner.spaces:
             raise TypeError(f"FullView needs a MiniGrid Dict observation with 'image', got {inner}")
@@ -240,6 +255,93 @@ class SubtaskEventReward(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return obs, float(reward) + self.bonus * len(events), terminated, truncated, info
 
 
+#: MiniGrid's own keyword arguments (``MiniGridEnv``), shared by every stock env, TaskEnv included.
+MINIGRID_FLAGS = ("see_through_walls", "highlight", "agent_pov")
+#: Keyword arguments that size a stock env's grid (its walls included), with their smallest value: below it a
+#: MiniGrid env with random placement has no free cell and retries forever (``room_size`` is RoomGrid's room side).
+GRID_SIZES = {"size": 5, "width": 5, "height": 5, "grid_size": 5, "room_size": 3}
+
+
+def check_view_size(value: object, field: str) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is a MiniGrid ``agent_view_size``: odd, in [3, MAX_VIEW_SIZE]."""
+    check_int(value, field, low=3, high=MAX_VIEW_SIZE)
+    check(value % 2 == 1, field, f"must be odd (the agent sits in the middle of its view), got {value}")  # type: ignore[operator]
+
+
+def check_minigrid_kwargs(kwargs: Any) -> None:
+    """Check the MiniGrid keyword arguments a task passes to ``gymnasium.make`` that every MiniGrid env reads:
+    ``agent_view_size``, the flags (booleans), ``render_mode``, ``tile_size``, ``screen_size``, ``max_steps`` and the
+    grid sizes (:data:`GRID_SIZES` up to MAX_GRID_SIDE). Other names are left to the env's constructor (see
+    :func:`make_task_env`)."""
+    check(
+        isinstance(kwargs, dict) and all(isinstance(k, str) for k in kwargs),
+        "kwargs",
+        f"must be a mapping of argument names, got {short_repr(kwargs)}",
+    )
+    for name, value in kwargs.items():
+        if name == "agent_view_size":
+            check_view_size(value, name)
+        elif name in MINIGRID_FLAGS:
+            check_bool(value, name)
+        elif name == "render_mode":
+            check(
+                value in (None, "rgb_array", "human"),
+                name,
+                f"must be null, rgb_array or human, got {short_repr(value)}",
+            )
+        elif name == "tile_size":
+            check_int(value, name, low=1, high=256)
+        elif name == "screen_size":
+            check_int(value, name, low=1, high=4096)
+        elif name == "max_steps" and value is not None:
+            check_int(value, name, low=1, high=MAX_EPISODE_STEPS)
+        elif name in GRID_SIZES:
+            check_int(value, name, low=GRID_SIZES[name], high=MAX_GRID_SIDE)
+
+
+#: (env id, repr of its keyword arguments) already made and reset once in this process (:func:`make_task_env`).
+_PROBED: set[tuple[str, str]] = set()
+
+
+def _make_checked(spec: Any, render_mode: str | None, kwargs: dict[str, Any]) -> gym.Env:
+    """``gymnasium.make`` of a suite task, its failures from bad keyword arguments as one :class:`ConfigError` naming
+    the task; a task with keyword arguments is reset once on a throwaway instance (the first time it is seen in this
+    process) so that arguments its env cannot generate a grid from fail here, not in the first episode."""
+    where = f"task {spec.name!r} ({spec.env_id}"
+    try:
+        check_minigrid_kwargs(kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}): {exc}") from None
+
+    def make() -> gym.Env:
+        try:
+            env = gym.make(spec.env_id, render_mode=render_mode, **kwargs)
+        except gym.error.Error as exc:
+            raise ConfigError(f"{where}): {exc}") from None
+        except (TypeError, ValueError, AssertionError) as exc:  # the env's constructor refused an argument
+            raise ConfigError(f"{where} with {short_repr(kwargs)}): {type(exc).__name__}: {exc}") from None
+        base = env.unwrapped
+        side = max(int(getattr(base, "width", 0) or 0), int(getattr(base, "height", 0) or 0))
+        if side > MAX_GRID_SIDE:
+            env.close()
+            raise ConfigError(f"{where}): a grid of {side} cells a side, more than {MAX_GRID_SIDE}")
+        return env
+
+    key = (spec.env_id, short_repr(sorted(kwargs.items())))
+    if spec.kwargs and key not in _PROBED:
+        probe = make()
+        try:
+            probe.reset(seed=0)
+        except Exception as exc:  # any failure to generate a grid is a bad argument
+            raise ConfigError(
+                f"{where} with {short_repr(kwargs)}): cannot start an episode ({type(exc).__name__}: {exc})"
+            ) from None
+        finally:
+            probe.close()
+        _PROBED.add(key)
+    return make()
+
+
 def make_task_env(
     suite: Suite | str,
     task_index: int,
@@ -261,22 +363,30 @@ def make_task_env(
 
     Raises:
         modrl.registry.UnknownNameError: Unknown suite name.
-        modrl.config.ConfigError: ``task_index`` or ``max_episode_steps`` out of range.
+        modrl.config.ConfigError: ``task_index``, ``max_episode_steps`` or ``render_mode`` out of range, or the task's
+            keyword arguments refused (:func:`check_minigrid_kwargs`, the env's constructor, or a first reset of a
+            task with keyword arguments), naming the task.
     """
+    check(isinstance(suite, (str, Suite)), "suite", f"must be a suite or its name, got {short_repr(suite)}")
     if isinstance(suite, str):
         suite = get_suite(suite)
     check(
-        isinstance(task_index, int) and 0 <= task_index < suite.num_tasks,
+        isinstance(task_index, int) and not isinstance(task_index, bool) and 0 <= task_index < suite.num_tasks,
         "task_index",
         f"must be in [0, {suite.num_tasks}) for suite {suite.name!r}, got {task_index!r}",
     )
     if max_episode_steps is not None:
         check_int(max_episode_steps, "max_episode_steps", low=1, high=MAX_EPISODE_STEPS)
+    check(
+        render_mode in (None, "rgb_array", "human"),
+        "render_mode",
+        f"must be null, rgb_array or human, got {short_repr(render_mode)}",
+    )
     spec = suite.tasks[task_index]
     kwargs: dict[str, Any] = dict(spec.kwargs)
     if max_episode_steps is not None:
         kwargs["max_steps"] = max_episode_steps
-    env = gym.make(spec.env_id, render_mode=render_mode, **kwargs)
+    env = _make_checked(spec, render_mode, kwargs)
     env = SuccessInfo(env, task_name=spec.name)
     return TaskObservation(env, task_id=task_index, num_tasks=suite.num_tasks)
 

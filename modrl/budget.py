@@ -31,22 +31,29 @@ class ResourceEstimate:
         parameters: Trainable parameters.
         activations: Activation values per sample in one forward pass.
         batch: Samples in one gradient step.
+        storage: Bytes held beside the network while training, e.g. a rollout buffer's observations.
     """
 
     parameters: int
     activations: int
     batch: int
+    storage: int = 0
 
     @property
     def train_bytes(self) -> int:
-        """Memory to train: parameters with gradients and optimiser state, plus one batch of activations."""
-        return self.parameters * TRAIN_BYTES_PER_PARAMETER + self.activations * self.batch * BYTES_PER_ACTIVATION
+        """Memory to train: parameters with gradients and optimiser state, one batch of activations, the storage."""
+        return (
+            self.parameters * TRAIN_BYTES_PER_PARAMETER
+            + self.activations * self.batch * BYTES_PER_ACTIVATION
+            + self.storage
+        )
 
     def describe(self) -> str:
-        """``about 1,234 parameters, 1.2 MB to train (batch 64)``."""
+        """``about 1,234 parameters, 1.2 MB to train (weights, ... a batch of 64 activations)``."""
+        stored = f", a {_bytes(self.storage)} rollout buffer" if self.storage else ""
         return (
             f"about {self.parameters:,} parameters, {_bytes(self.train_bytes)} to train "
-            f"(weights, gradients, Adam state and a batch of {self.batch} activations)"
+            f"(weights, gradients, Adam state{stored} and a batch of {self.batch} activations)"
         )
 
 
@@ -70,7 +77,8 @@ def check_budget(estimate: ResourceEstimate, what: str) -> None:
     fit the memory available now."""
     if estimate.parameters > MAX_PARAMETERS:
         raise ConfigError(
-            f"{what}: {estimate.describe()}; the limit is {MAX_PARAMETERS:,} parameters (check the layer widths)"
+            f"{what}: {estimate.describe()}; the limit is {MAX_PARAMETERS:,} parameters "
+            "(check the layer widths and the image size)"
         )
     available = available_memory_bytes()
     if available is not None and estimate.train_bytes > available:

@@ -33,6 +33,12 @@ class ConfigError(ValueError):
 MAX_WIDTH = 65_536
 #: Longest episode (step limit) an env or a config may ask for: far beyond any MiniGrid task.
 MAX_EPISODE_STEPS = 1_000_000
+#: Largest image side an env may observe (MiniGrid's ``agent_view_size``, a whole-grid view's ``view_size``): the
+#: whole-grid view of a 51-cell grid from any cell, four times the default 25.
+MAX_VIEW_SIZE = 101
+#: Largest grid side (cells) a MiniGrid env's keyword arguments may ask for: the stock grids are at most 25 cells a
+#: side; a huge one would only exhaust memory when the grid is built at reset.
+MAX_GRID_SIDE = 128
 
 
 def check_sizes(values: int | Sequence[int], field: str, *, high: int = MAX_WIDTH) -> None:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import secrets
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -17,6 +20,60 @@ torch.set_num_threads(1)
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: learning or install tests that take tens of seconds")
+    config.stash[ORDER_SEED] = _order_seed(config)
+
+
+# -- test files in a random order ------------------------------------------------------------------------------------
+# The suite's contract is that every test file passes alone and that the order of the files does not matter, so every
+# run shuffles the *files* (each file's tests keep their order and stay together, so module fixtures are built once)
+# with a seed printed after collection and at the end. MODRL_TEST_ORDER=<seed> repeats an order, MODRL_TEST_ORDER=off
+# keeps pytest's. A private random.Random draws the order: the global RNGs the tests use are never touched
+# (pytest-random-order reseeds the global `random` and shuffles inside files too; pytest-randomly reseeds every RNG
+# before each test, changing test numerics).
+ORDER_ENV = "MODRL_TEST_ORDER"
+ORDER_SEED = pytest.StashKey["int | str"]()  # the seed, or why the order is pytest's
+
+
+def _order_seed(config: pytest.Config) -> int | str:
+    value = os.environ.get(ORDER_ENV, "").strip()
+    if value.lower() == "off":
+        return f"{ORDER_ENV}=off"
+    for option in ("stepwise", "failedfirst", "newfirst"):  # these order by the cache; a shuffle would undo them
+        if config.getoption(option, False):
+            return f"--{option.replace('first', '-first')} orders the tests"
+    if not value:
+        return secrets.randbelow(1_000_000)
+    if not value.isdigit():
+        raise pytest.UsageError(f"{ORDER_ENV} must be a seed (a non-negative integer) or 'off', got {value!r}")
+    return int(value)
+
+
+def _order_line(config: pytest.Config) -> str:
+    seed = config.stash.get(ORDER_SEED, None)
+    if isinstance(seed, int):
+        return f"test files in random order, seed {seed} (repeat it with {ORDER_ENV}={seed}, or {ORDER_ENV}=off)"
+    return f"test files in collection order ({seed})"
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering (fixtures, --lf)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    seed = config.stash.get(ORDER_SEED, None)
+    if not isinstance(seed, int):
+        return
+    files: dict[Path, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.path, []).append(item)
+    order = list(files)
+    random.Random(seed).shuffle(order)
+    items[:] = [item for path in order for item in files[path]]
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> str:
+    return _order_line(config)  # shown under -q too, unlike the report header
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    terminalreporter.write_line(_order_line(config))
 
 
 TINY = {

@@ -104,6 +104,19 @@ def test_mission_ablation_runs_on_a_mission_token_run(tiny_config, tmp_path: Pat
     assert set(rows) == {"train", "test"}
     for row in rows.values():
         assert set(row) == {"true", "other-object", "blank"} and all(0.0 <= v <= 1.0 for v in row.values())
+    # The true-mission cell is the run's own greedy evaluation of its split's first task (one task, one episode, the
+    # first evaluation seed); tests/test_mission_ablation.py pins the three conditions with a mission-reading policy.
+    from modrl.agents.common.builders import env_options
+    from modrl.agents.common.evaluation import load_run_policy, run_episode
+    from modrl.envs import get_suite, make_suite_env
+    from modrl.seeds import EVAL_SEED_BASE
+
+    _, policy, _ = load_run_policy(run_dir)
+    suite = get_suite(config.env.suite)
+    for split, row in rows.items():
+        env = make_suite_env(suite, suite.task_index(suite.split(split)[0]), **env_options(config))
+        assert row["true"] == float(run_episode(env, policy, None, EVAL_SEED_BASE, True)[2]), split
+        env.close()
 
 
 def test_engine_bench_measures_every_quickstart_task_and_a_ratio() -> None:

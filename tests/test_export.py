@@ -14,6 +14,7 @@ from modrl.agents.common.evaluation import load_run_policy
 from modrl.agents.common.training import TrainStatus, run_training
 from modrl.cli.main import main
 from modrl.config import to_dict
+from modrl.envs import make_suite_env
 from modrl.runs import write_run_metadata
 
 PLAIN_SB3 = """
@@ -24,7 +25,8 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from modrl.envs import make_suite_env
 
 model = {algo}.load(sys.argv[1], device="cpu")
-env = make_suite_env("minigrid-tiny", 0)
+env = make_suite_env("minigrid-tiny", {task})
+env.reset(seed=0)  # evaluate_policy's resets then go on from this seed
 mean, std = evaluate_policy(model, env, n_eval_episodes=2, deterministic=True)
 obs = {{k: np.load(sys.argv[2])[k] for k in np.load(sys.argv[2]).files}}
 actions, _ = model.predict(obs, deterministic=True)
@@ -52,13 +54,26 @@ def test_an_exported_run_loads_in_plain_sb3_and_acts_as_the_run_does(
     obs = {key: np.stack([s[key] for s in samples]) for key in space.spaces}
     np.savez(tmp_path / "obs.npz", **obs)
     expected, _ = policy.predict(obs, deterministic=True)
-    script = PLAIN_SB3.format(algo="A2C" if "agent.algo=a2c" in overrides else "PPO")
+    task = 1  # emptyrand5: the agent starts somewhere else in every episode
+    script = PLAIN_SB3.format(algo="A2C" if "agent.algo=a2c" in overrides else "PPO", task=task)
     done = subprocess.run(
         [sys.executable, "-c", script, str(out), str(tmp_path / "obs.npz")], capture_output=True, text=True, timeout=300
     )
     assert done.returncode == 0, done.stderr
     steps, mean, *actions = done.stdout.split()
-    assert int(steps) == 256 and -1.0 <= float(mean) <= 1.0
+    # SB3's mean return is the run's own policy's, on the same episodes: reset(seed=0), then two unseeded resets (the
+    # env's RNG goes on), greedy actions, MiniGrid's reward summed as float32 (SB3's vector env stores it so).
+    env = make_suite_env("minigrid-tiny", task)
+    env.reset(seed=0)
+    returns = []
+    for _ in range(2):
+        (obs, _), total, done = env.reset(), 0.0, False
+        while not done:
+            action, _ = policy.predict(obs, deterministic=True)
+            obs, reward, terminated, truncated, _ = env.step(int(action))
+            total, done = total + float(np.float32(reward)), terminated or truncated
+        returns.append(total)
+    assert int(steps) == 256 and float(mean) == pytest.approx(float(np.mean(returns)), abs=1e-6), (mean, returns)
     assert [int(a) for a in actions] == expected.tolist()  # the same policy, loaded by SB3 alone
 
 

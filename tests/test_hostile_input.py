@@ -355,3 +355,147 @@ def test_more_objects_than_a_room_holds_are_refused_instead_of_retrying_forever(
     env = TaskEnv("goto-red-ball", room_size=5, num_distractors=3)  # the largest that fits: it resets every time
     for seed in range(20):
         env.reset(seed=seed)
+
+
+# -- env keyword arguments found by tests/test_hypothesis_fuzz.py (SubtaskEnv, stock-env constructors) -------------
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"tasks": 196}, "tasks"),  # was TypeError: object of type 'int' has no len()
+        ({"tasks": "goto-red-ball"}, "tasks"),  # a string was read as a list of one-letter tasks
+        ({"tasks": ["goto-blue-ball"], "suite": None}, "suite"),  # was AttributeError: no attribute 'task_names'
+        ({"tasks": ["goto-blue-ball"], "suite": "nope"}, "suite"),
+        ({"tasks": ["empty5"], "suite": "minigrid-tiny"}, "tasks"),  # a stock suite has no grammar tasks
+        ({"tasks": ["goto-blue-ball"], "render_mode": [39, 15]}, "render_mode"),  # was AttributeError in gym.make
+        ({"tasks": ["goto-blue-ball"], "max_episode_steps": "x"}, "max_episode_steps"),  # was TypeError: '>='
+        ({"tasks": ["goto-blue-ball"], "max_episode_steps": True}, "max_episode_steps"),
+        ({"tasks": ["goto-blue-ball"], "parameterised": "yes"}, "parameterised"),
+        ({"tasks": ["goto-blue-ball"], "verb": ["goto"]}, "verb"),  # was TypeError: unhashable type: 'list'
+        ({"tasks": ["goto-blue-ball"], "task_kwargs": [13]}, "task_kwargs"),  # was TypeError in dict()
+        ({"tasks": ["goto-blue-ball"], "task_kwargs": {"task": "open-red-door"}}, "task_kwargs"),  # ran another task
+        ({"tasks": ["goto-blue-ball"], "prefix_skills": True}, "prefix_skills"),
+        ({"tasks": ["goto-blue-ball"], "view_size": 10**6 + 1}, "view_size"),  # a 10^12-cell image every step
+        ({"tasks": ["goto-blue-ball"], "targets": "layout", "verb": "open"}, "tasks"),  # no door: failed at reset
+        (
+            {
+                "tasks": ["goto-purple-door"],
+                "targets": "layout",
+                "verb": "pickup",
+                "task_kwargs": {"num_distractors": 0},
+            },
+            "tasks",
+        ),  # nothing to pick up: failed at reset
+    ],
+)
+def test_subtask_env_refuses_bad_arguments_at_construction(kwargs: dict[str, object], field: str) -> None:
+    from modrl.envs.subtask_env import SubtaskEnv
+
+    with pytest.raises(ConfigError, match=f"^{field}: "):
+        SubtaskEnv(**kwargs)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("task_kwargs", "why"),
+    [
+        ({"room_size": 1}, "room_size: must be an integer in [5, 32], got 1"),  # was raised by the first reset
+        ({"avoid": 5}, "avoid: must be a list of objects"),  # was raised by the first reset
+        ({"bogus": 11}, "'bogus': not an argument of TaskEnv"),  # was TypeError from MiniGridEnv.__init__
+        ({"agent_view_size": 28}, "agent_view_size: must be odd"),  # was a bare AssertionError in MiniGrid
+        ({"agent_view_size": 1}, "agent_view_size: must be an integer in [3, 101], got 1"),
+    ],
+)
+def test_subtask_env_task_kwargs_are_refused_at_construction_naming_the_task(
+    task_kwargs: dict[str, object], why: str
+) -> None:
+    from modrl.envs.subtask_env import SubtaskEnv
+
+    with pytest.raises(ConfigError) as refused:
+        SubtaskEnv(["goto-blue-ball", "goto-red-ball"], task_kwargs=task_kwargs)
+    assert str(refused.value).startswith("task_kwargs: task 'goto-blue-ball': ") and why in str(refused.value)
+
+
+def test_subtask_env_with_a_larger_view_and_fewer_distractors_still_runs() -> None:
+    from modrl.envs.subtask_env import SubtaskEnv
+
+    env = SubtaskEnv(["pickup-green-key"], task_kwargs={"agent_view_size": 9, "num_distractors": 0}, view_size=9)
+    obs, _ = env.reset(seed=0)
+    assert obs["image"].shape == (9, 9, 3) and env.current_env.unwrapped.agent_view_size == 9
+    env.step(2)
+
+
+def _stock_task(env_id: str, **kwargs: object) -> object:
+    from modrl.envs.suites import Suite, TaskSpec
+    from modrl.envs.wrappers import make_task_env
+
+    return make_task_env(
+        Suite(name="s", version=1, description="", tasks=(TaskSpec(name="t", env_id=env_id, kwargs=kwargs),)), 0
+    )
+
+
+@pytest.mark.parametrize(
+    ("env_id", "kwargs", "why"),
+    [
+        ("MiniGrid-DoorKey-5x5-v0", {"bogus": 0}, "unexpected keyword argument 'bogus'"),  # was TypeError
+        ("BabyAI-GoToLocal-v0", {"see_through_walls": False}, "multiple values for keyword argument"),  # TypeError
+        ("MiniGrid-Nope-v0", {}, "doesn't exist"),  # was gymnasium's NameNotFound
+        ("MiniGrid-Empty-5x5-v0", {"size": 10**6}, "size: must be an integer in [5, 128]"),  # MemoryError at reset
+        ("MiniGrid-Empty-5x5-v0", {"agent_view_size": 4}, "agent_view_size: must be odd"),  # MiniGrid's assert
+        ("MiniGrid-Empty-5x5-v0", {"max_steps": 0}, "max_steps: must be an integer in [1, "),
+        ("MiniGrid-Empty-5x5-v0", {"see_through_walls": "yes"}, "see_through_walls: must be true or false"),
+        ("MiniGrid-DoorKey-5x5-v0", {"size": 5, "tile_size": 0}, "tile_size: must be an integer in [1, 256]"),
+        ("MiniGrid-KeyCorridorS3R1-v0", {"room_size": 3, "num_rows": 70}, "more than 128"),  # a 141-cell grid
+    ],
+)
+def test_stock_task_kwargs_are_one_error_naming_the_task(env_id: str, kwargs: dict[str, object], why: str) -> None:
+    with pytest.raises(ConfigError) as refused:
+        _stock_task(env_id, **kwargs)
+    assert str(refused.value).startswith(f"task 't' ({env_id}") and why in str(refused.value), str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_stock_task_whose_kwargs_cannot_start_an_episode_is_refused_when_made() -> None:
+    """Empty's agent_start_pos outside the grid passed construction and failed in the first reset (a bare
+    AssertionError); a first reset on a throwaway env now refuses it when the env is made."""
+    with pytest.raises(
+        ConfigError, match=r"^task 't' \(MiniGrid-Empty-5x5-v0 with .*\): cannot start an episode \(Ass"
+    ):
+        _stock_task("MiniGrid-Empty-5x5-v0", agent_start_pos=(10, 10))
+    env = _stock_task("MiniGrid-DoorKey-5x5-v0", size=6, agent_view_size=5)
+    obs, _ = env.reset(seed=3)  # type: ignore[attr-defined]
+    assert obs["image"].shape == (5, 5, 3)
+
+
+@pytest.mark.parametrize(
+    ("make", "field"),
+    [
+        (lambda: __import__("modrl.envs", fromlist=["x"]).make_suite_env(None, 0), "suite"),  # AttributeError
+        (lambda: __import__("modrl.envs", fromlist=["x"]).make_suite_env("minigrid-tiny", True), "task_index"),
+        (
+            lambda: __import__("modrl.envs", fromlist=["x"]).make_suite_env("minigrid-tiny", 0, mission_tokens=1),
+            "mission_tokens",
+        ),
+        (
+            lambda: __import__("modrl.envs", fromlist=["x"]).make_suite_env("minigrid-tiny", 0, render_mode="x"),
+            "render_mode",
+        ),
+        (lambda: __import__("modrl.envs", fromlist=["x"]).make_split_env(True, "train"), "suite"),  # AttributeError
+        (lambda: __import__("modrl.envs", fromlist=["x"]).make_split_env("colour-type", [35]), "split"),  # TypeError
+        (
+            lambda: __import__("modrl.envs", fromlist=["x"]).make_split_env("colour-type", "train", max_len=10**9),
+            "max_len",
+        ),  # a 10^9-entry MultiDiscrete
+    ],
+)
+def test_stock_env_constructors_refuse_bad_arguments_by_name(make: object, field: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{field}: "):
+        make()  # type: ignore[operator]
+
+
+def test_full_view_size_is_bounded() -> None:
+    import gymnasium as gym
+
+    from modrl.envs.wrappers import FullView
+
+    for size in (10**6 + 1, 103, True, 8):
+        with pytest.raises(ConfigError, match=r"^size: must be an odd integer in \[7, 101\]"):
+            FullView(gym.make("MiniGrid-Empty-5x5-v0"), size=size)

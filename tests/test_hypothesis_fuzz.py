@@ -1,5 +1,7 @@
 """Property-based fuzzing (Hypothesis) of the three ways input reaches modrl: configs through ``modrl train``,
-checkpoint members through the loader, and env keyword arguments through the task envs.
+checkpoint members through the loader, and env keyword arguments through the envs (``TaskEnv``, ``SubtaskEnv``, and the
+stock-env constructors and wrappers: ``make_suite_env``, ``make_split_env``, a suite task of a stock MiniGrid id with
+``gym.make`` keyword arguments, ``FullView``, ``TaskObservation``, ``SubtaskEventReward``, ``MissionTokens``).
 
 Properties, for every generated case, each under a time limit of :data:`CASE_SECONDS` (a case that takes longer is a
 hang, reported as such):
@@ -9,11 +11,13 @@ hang, reported as such):
 * a checkpoint with one member replaced, truncated or flipped is refused with ``CheckpointError`` naming it (or, when
   the edit left every recorded size and hash consistent, possibly loaded), and ``latest_checkpoint`` then falls back
   to the previous, intact checkpoint with a warning; a changed byte whose hashes were not fixed up is always refused;
-* an env built from generated keyword arguments either raises ``ConfigError`` naming the argument or resets and
-  steps.
+* an env built from generated keyword arguments either raises ``ConfigError`` (or, for an unknown suite or split,
+  its ``KeyError``) on one line naming the argument, when it is constructed, or resets and steps: a bad argument is
+  never found mid-episode.
 
-Examples are derandomised (the same cases on every run) and no example database is written. Together the three
-properties run :data:`CONFIG_CASES` + :data:`CHECKPOINT_CASES` + :data:`ENV_CASES` >= 2,000 cases.
+Examples are derandomised (the same cases on every run) and no example database is written. Together the properties
+run :data:`CONFIG_CASES` + :data:`CHECKPOINT_CASES` + :data:`ENV_CASES` + :data:`SUBTASK_ENV_CASES` +
+:data:`STOCK_ENV_CASES` >= 2,000 cases.
 """
 
 from __future__ import annotations
@@ -48,6 +52,8 @@ CASE_SECONDS = 20
 CONFIG_CASES = 1000
 CHECKPOINT_CASES = 600
 ENV_CASES = 500
+SUBTASK_ENV_CASES = 300
+STOCK_ENV_CASES = 400
 
 
 class Hang(BaseException):
@@ -339,6 +345,202 @@ def test_generated_env_kwargs_are_refused_by_name_or_run() -> None:
             for action in (2, 0, 2, 3, 5):
                 env.step(action)
             env.close()
+            outcomes["ran"] += 1
+
+    case()
+    assert outcomes["refused"] > 0 and outcomes["ran"] > 0, outcomes
+
+
+# -- SubtaskEnv keyword arguments -----------------------------------------------------------------------------------
+def near(valid: st.SearchStrategy[Any], odd: st.SearchStrategy[Any] = ODD) -> st.SearchStrategy[Any]:
+    """Mostly (4 in 5) a valid value, else an odd one: a case then has a fair chance to get past every check.
+    (``st.one_of`` would flatten ``odd``'s alternatives beside ``valid``, which would then be drawn rarely.)"""
+    return st.sampled_from((valid, valid, valid, valid, odd)).flatmap(lambda strategy: strategy)
+
+
+def _suite_tasks(suite: str) -> dict[str, list[str]]:
+    from modrl.envs import get_suite
+
+    by_verb: dict[str, list[str]] = {}
+    for name in get_suite(suite).task_names:
+        by_verb.setdefault(name.split("-")[0], []).append(name)
+    return by_verb
+
+
+SUBTASK_SUITES = {"colour-type": _suite_tasks("colour-type"), "sequences": _suite_tasks("sequences")}
+ODD_TASKS = ["nope", "empty5", "goto-red-ball", "pickup-green-key_then_goto-red-ball"]
+
+
+def _refused_by_name(exc: BaseException, names: Any) -> bool:
+    """A refusal as the property wants it: a ConfigError (a ValueError) or an unknown-name KeyError, on one line,
+    naming one of ``names``."""
+    text = str(exc)
+    return isinstance(exc, (ConfigError, KeyError)) and "\n" not in text and any(n in text for n in names)
+
+
+@st.composite
+def subtask_env_kwargs(draw: st.DrawFn) -> dict[str, Any]:
+    """``SubtaskEnv`` arguments, mostly valid (tasks of one verb of a generated suite), each sometimes odd."""
+    suite = draw(near(st.sampled_from(sorted(SUBTASK_SUITES)), st.sampled_from(["minigrid-tiny", "nope"]) | ODD))
+    by_verb = SUBTASK_SUITES[suite if isinstance(suite, str) and suite in SUBTASK_SUITES else "colour-type"]
+    verb = draw(st.sampled_from(sorted(by_verb)))
+    tasks = draw(
+        near(
+            st.lists(st.sampled_from(by_verb[verb]), min_size=1, max_size=3),
+            st.lists(st.sampled_from(ODD_TASKS + by_verb["goto"][:2]), max_size=3) | ODD,
+        )
+    )
+    kwargs: dict[str, Any] = {"tasks": tasks, "suite": suite}
+    task_kwargs = st.dictionaries(
+        st.sampled_from(["room_size", "num_distractors", "max_steps", "agent_view_size", "avoid", "task", "bogus"]),
+        near(st.integers(0, 12), SMALL_INTS | ODD),
+        max_size=3,
+    )
+    optional = {
+        "parameterised": near(st.booleans()),
+        "max_episode_steps": near(st.none() | st.integers(1, 200), SMALL_INTS | ODD),
+        "task_kwargs": near(task_kwargs),
+        "render_mode": near(st.sampled_from([None, "rgb_array"]), st.just("bogus") | ODD),
+        "targets": near(st.sampled_from(["task", "layout"]), st.just("nope") | ODD),
+        "verb": near(
+            st.sampled_from([None, verb, "goto", "pickup", "open"]), st.sampled_from(["putnext", "fly"]) | ODD
+        ),
+        "view_size": near(st.sampled_from([None, 7, 9, 11]), st.sampled_from([8, 5, 257, 10**6 + 1]) | ODD),
+        "prefix_skills": near(st.integers(0, 2), st.integers(-2, 12) | ODD),
+    }
+    for name in draw(st.lists(st.sampled_from(sorted(optional)), unique=True, max_size=4)):
+        kwargs[name] = draw(optional[name])
+    return kwargs
+
+
+def test_generated_subtask_env_kwargs_are_refused_at_construction_or_run() -> None:
+    from modrl.envs.subtask_env import SubtaskEnv
+
+    outcomes = {"refused": 0, "ran": 0}
+
+    @_settings(SUBTASK_ENV_CASES)
+    @given(kwargs=subtask_env_kwargs(), seed=st.integers(0, 2**31 - 1))
+    def case(kwargs: dict[str, Any], seed: int) -> None:
+        with time_limit():
+            try:
+                env = SubtaskEnv(**kwargs)
+            except Exception as exc:  # the property: which exceptions, with what message
+                assert _refused_by_name(exc, kwargs), f"{type(exc).__name__}: {exc} <- {kwargs}"  # noqa: PT017
+                outcomes["refused"] += 1
+                return
+            try:
+                for episode in range(2):
+                    env.reset(seed=seed + episode)
+                    for action in (2, 0, 2, 3, 5, 1, 2):
+                        env.step(action)
+            finally:
+                env.close()
+            outcomes["ran"] += 1
+
+    case()
+    assert outcomes["refused"] > 0 and outcomes["ran"] > 0, outcomes
+
+
+# -- stock-env constructors and wrappers ----------------------------------------------------------------------------
+STOCK_IDS = ["MiniGrid-Empty-5x5-v0", "MiniGrid-DoorKey-5x5-v0", "BabyAI-GoToLocal-v0", "MiniGrid-Nope-v0"]
+
+
+@st.composite
+def stock_env_cases(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    """One of modrl's stock-env entry points and its arguments, mostly valid: ``make_suite_env``, ``make_split_env``,
+    a suite task of a stock id with ``gym.make`` keyword arguments, or a wrapper (``FullView``, ``TaskObservation``,
+    ``SubtaskEventReward``, ``MissionTokens``) over a stock env."""
+    kind = draw(st.sampled_from(["suite_env", "split_env", "task_spec", "full_view", "observation", "bonus", "tokens"]))
+    suites = near(st.sampled_from(["minigrid-tiny", "minigrid-basic", "colour-type", "babyai"]), st.just("nope") | ODD)
+    steps = near(st.none() | st.integers(1, 300), SMALL_INTS | ODD)
+    optional: dict[str, Any]
+    if kind == "suite_env":
+        kwargs = {"suite": draw(suites), "task_index": draw(near(st.integers(0, 2), SMALL_INTS | ODD))}
+        optional = {
+            "mission_tokens": near(st.booleans()),
+            "max_len": near(st.none() | st.integers(30, 80), SMALL_INTS | ODD),
+            "max_episode_steps": steps,
+            "render_mode": near(st.sampled_from([None, "rgb_array"]), st.just("bogus") | ODD),
+        }
+    elif kind == "split_env":
+        kwargs = {"suite": draw(suites), "split": draw(near(st.sampled_from(["train", "test"]), st.just("nope") | ODD))}
+        optional = {
+            "mission_tokens": near(st.booleans()),
+            "max_len": near(st.none() | st.integers(30, 80), SMALL_INTS | ODD),
+            "max_episode_steps": steps,
+        }
+    elif kind == "task_spec":
+        kwargs = {"env_id": draw(near(st.sampled_from(STOCK_IDS[:-1]), st.just(STOCK_IDS[-1])))}
+        optional = {
+            "agent_view_size": near(st.sampled_from([3, 5, 9]), st.sampled_from([4, 1, 257, 10**6 + 1]) | ODD),
+            "size": near(st.integers(5, 12), st.sampled_from([3, 4, 10**6]) | ODD),
+            "max_steps": steps,
+            "see_through_walls": near(st.booleans()),
+            "tile_size": near(st.integers(8, 32), SMALL_INTS | ODD),
+            "bogus": st.integers(0, 3),
+        }
+    elif kind == "full_view":
+        size = near(st.sampled_from([7, 9, 25]), st.sampled_from([8, 5, 257, 10**6 + 1]) | ODD)
+        kwargs, optional = {"size": draw(size)}, {"marker": near(st.booleans())}
+    elif kind == "observation":
+        kwargs = {"task_id": draw(near(st.integers(0, 3), SMALL_INTS | ODD))}
+        optional = {"num_tasks": near(st.integers(1, 5), SMALL_INTS | ODD)}
+        kwargs["num_tasks"] = draw(optional.pop("num_tasks"))
+    elif kind == "bonus":
+        kwargs, optional = {"bonus": draw(near(st.floats(0, 1), st.floats(-1, 2) | ODD))}, {}
+    else:
+        kwargs, optional = {"max_len": draw(near(st.integers(40, 80), SMALL_INTS | ODD))}, {}
+    if optional:
+        for name in draw(st.lists(st.sampled_from(sorted(optional)), unique=True, max_size=len(optional))):
+            kwargs[name] = draw(optional[name])
+    return kind, kwargs
+
+
+def _build_stock_env(kind: str, kwargs: dict[str, Any]) -> Any:
+    import gymnasium as gym
+
+    from modrl.envs import MissionTokens, MissionVocabulary, TaskObservation, make_split_env, make_suite_env
+    from modrl.envs.suites import Suite, TaskSpec
+    from modrl.envs.wrappers import FullView, SubtaskEventReward, make_task_env
+
+    if kind == "suite_env":
+        return make_suite_env(**kwargs)
+    if kind == "split_env":
+        return make_split_env(**kwargs)
+    if kind == "task_spec":
+        env_id = kwargs.pop("env_id")
+        task = TaskSpec(name="fuzz", env_id=env_id, kwargs=kwargs)
+        return make_task_env(Suite(name="fuzz", version=1, description="", tasks=(task,)), 0)
+    if kind == "full_view":
+        return FullView(gym.make("MiniGrid-Empty-5x5-v0"), **kwargs)
+    if kind == "observation":
+        return TaskObservation(gym.make("MiniGrid-Empty-5x5-v0"), **kwargs)
+    if kind == "bonus":
+        return SubtaskEventReward(make_suite_env("colour-type", 0), **kwargs)
+    return MissionTokens(make_task_env("babyai", 0), vocabulary=MissionVocabulary.from_grammar(), **kwargs)
+
+
+def test_generated_stock_env_arguments_are_refused_at_construction_or_run() -> None:
+    outcomes = {"refused": 0, "ran": 0}
+
+    @_settings(STOCK_ENV_CASES)
+    @given(drawn=stock_env_cases(), seed=st.integers(0, 2**31 - 1))
+    def case(drawn: tuple[str, dict[str, Any]], seed: int) -> None:
+        kind, kwargs = drawn
+        names = [*kwargs, *(f"{k}" for k in kwargs.values() if isinstance(k, str))]
+        with time_limit():
+            try:
+                env = _build_stock_env(kind, dict(kwargs))
+            except Exception as exc:  # the property: which exceptions, with what message
+                assert _refused_by_name(exc, names), f"{kind}: {type(exc).__name__}: {exc} <- {kwargs}"  # noqa: PT017
+                outcomes["refused"] += 1
+                return
+            try:
+                env.reset(seed=seed)
+                for action in (2, 0, 2, 3, 5, 1, 2):
+                    env.step(action)
+            finally:
+                env.close()
             outcomes["ran"] += 1
 
     case()

@@ -104,10 +104,8 @@ def test_layout_targets_refuse_what_they_cannot_serve() -> None:
         SubtaskEnv(DOOR_TASKS, suite="sequences", targets="layout", verb="putnext")
     with pytest.raises(ConfigError, match="targets"):
         SubtaskEnv(DOOR_TASKS, suite="sequences", targets="room", verb="open")  # type: ignore[arg-type]
-    env = SubtaskEnv(["goto-green-ball"], suite="sequences", targets="layout", verb="open")  # one room, no door
-    with pytest.raises(ValueError, match="no object to open"):
-        env.reset(seed=0)
-    env.close()
+    with pytest.raises(ConfigError, match="never has an object to open"):  # one room, no door: refused when made
+        SubtaskEnv(["goto-green-ball"], suite="sequences", targets="layout", verb="open")
     with pytest.raises(ConfigError, match="layout"):
         options_module.option_jobs(load_options_config(MIXED, ["options=[putnext]"]))
 

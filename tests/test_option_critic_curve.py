@@ -159,3 +159,17 @@ def test_reads_a_real_option_critic_run(tmp_path: Path) -> None:
     durations = table[f"{ROWS[DURATION]}, reg 0.01"]
     assert min(durations) >= 1.0 and max(durations) <= 12.0  # an option call lasts 1 to max_episode_steps steps
     assert all(0.0 <= v <= 1.0 for v in table[f"{ROWS[BETA]}, reg 0.01"] + table[f"{ROWS[SUCCESS]}, reg 0.01"])
+    # Every cell recomputed from the run's raw TensorBoard rows: the logged value at that frame (linear between
+    # logged frames, the last value of a repeated frame), printed with the table's decimals.
+    from tensorboard.backend.event_processing.event_accumulator import SCALARS, EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "run" / "tb"), size_guidance={SCALARS: 0}).Reload()
+    frames = [round(1000 * f) for f in table["frames"]]
+    for tag, decimals in ((DURATION, 1), (BETA, 3), (SUCCESS, 2)):
+        points = {int(e.step): float(e.value) for e in events.Scalars(tag)}
+        steps = sorted(s for s in points if math.isfinite(points[s]))
+        for frame, cell in zip(frames, table[f"{ROWS[tag]}, reg 0.01"], strict=True):
+            lo = max(s for s in steps if s <= frame)
+            hi = min(s for s in steps if s >= frame)
+            value = points[lo] if hi == lo else points[lo] + (points[hi] - points[lo]) * (frame - lo) / (hi - lo)
+            assert cell == float(f"{value:.{decimals}f}"), (tag, frame, cell, value, points)

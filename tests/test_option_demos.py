@@ -209,21 +209,40 @@ def _train(config: OptionsTrainConfig) -> tuple[list[torch.Tensor], Any]:
 
 
 def test_demos_off_skips_the_warm_start_and_on_clones_from_the_train_tasks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from modrl.agents.options import demos as demos_module
+
     calls: list[tuple[str, ...]] = []
-    real = options_module.warm_start
+    real, real_collect = options_module.warm_start, demos_module.collect_demos
+    collected: list[DemoSet] = []
+    by_hand: list[float] = []
+
+    def collect(*args: Any, **kwargs: Any) -> DemoSet:
+        collected.append(real_collect(*args, **kwargs))
+        return collected[-1]
 
     def spy(policy: Any, env: SubtaskEnv, *args: Any, **kwargs: Any) -> Any:
         calls.append(env.tasks)
-        return real(policy, env, *args, **kwargs)
+        stats = real(policy, env, *args, **kwargs)
+        # The cloning accuracy by hand, before PPO moves the policy: the share of the recorded (observation, action)
+        # pairs whose action is the argmax of the policy's logits.
+        (demos,) = collected
+        obs, _ = policy.obs_to_tensor(demos.observations)
+        with torch.no_grad():
+            greedy = policy.get_distribution(obs).distribution.logits.argmax(dim=-1).numpy()
+        by_hand.append(int((greedy == demos.actions).sum()) / demos.size)
+        return stats
 
     monkeypatch.setattr(options_module, "warm_start", spy)
+    monkeypatch.setattr(demos_module, "collect_demos", collect)
     off_a, none = _train(load_options_config(TINY))
     off_b, _ = _train(load_options_config(TINY))
     assert none is None and calls == []
     assert all(torch.equal(a, b) for a, b in zip(off_a, off_b, strict=True))
     on, stats = _train(load_options_config(TINY, ["demos.episodes=4", "demos.epochs=2"]))
     assert calls == [("goto-green-ball",)]
-    assert stats.episodes == 4 and stats.pairs >= 4 and 0 <= stats.accuracy <= 1
+    (demos,) = collected
+    assert stats.episodes == len(demos.lengths) == 4 and stats.pairs == demos.size == sum(demos.lengths)
+    assert demos.size == len(demos.actions) and stats.accuracy == pytest.approx(by_hand[0], abs=1e-6)
     assert any(not torch.equal(a, b) for a, b in zip(off_a, on, strict=True))
 
 

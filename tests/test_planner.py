@@ -40,6 +40,7 @@ from modrl.planner import (
     timeline_figure,
     timeline_image,
 )
+from modrl.planner.learning import project
 from modrl.planner.monitor import IDLE_ATTEMPTS
 
 
@@ -276,7 +277,22 @@ def test_learning_from_little_data_over_generalises_and_agreement_shows_it() -> 
     learned = learn_operators(_experience(25, seed=1))
     scores = agreement(learned, ROBOT.operators)
     assert scores and min(s.mean_f1 for s in scores.values()) < 1.0  # too few samples: spurious atoms survive
-    assert all(0.0 <= p.precision <= 1.0 and 0.0 <= p.recall <= 1.0 for s in scores.values() for p in s.parts.values())
+    # Each score recomputed from the atom sets: precision |learned & declared| / |learned| (1 if nothing learned),
+    # recall |learned & declared| / |declared| (1 if nothing declared), F1 their harmonic mean.
+    by_skill = {op.skill: op for op in learned}
+    for skill, score in scores.items():
+        mine, theirs = project(by_skill[skill]), project(ROBOT.operator(score.declared))
+        for part, value in score.parts.items():
+            common = mine[part] & theirs[part]
+            precision = len(common) / len(mine[part]) if mine[part] else 1.0
+            recall = len(common) / len(theirs[part]) if theirs[part] else 1.0
+            assert (value.precision, value.recall) == (precision, recall), (skill, part)
+            assert value.f1 == pytest.approx(2 * precision * recall / (precision + recall) if precision + recall else 0)
+    # Over-generalising keeps spurious atoms: some learned part has atoms the declared one lacks (precision < 1).
+    spurious = {(k, part) for k, s in scores.items() for part, v in s.parts.items() if v.precision < 1.0}
+    assert spurious and all(
+        project(by_skill[k])[part] - project(ROBOT.operator(scores[k].declared))[part] for k, part in spurious
+    )
 
 
 # -- monitored execution -------------------------------------------------------------------------------------------

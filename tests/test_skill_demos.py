@@ -123,7 +123,24 @@ def test_skills_config_names_the_bad_key(override: str, key: str) -> None:
         load_skill_cloning_config(TINY, [override])
 
 
-def test_a_cloned_library_serves_drop_and_box_steps_and_runs_under_the_planner(tmp_path: Path) -> None:
+def test_a_cloned_library_serves_drop_and_box_steps_and_runs_under_the_planner(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modrl.agents.options import skill_cloning
+
+    real_clone, by_hand = skill_cloning.behaviour_clone, {}
+
+    def clone(policy: Any, demos: Any, *args: Any, **kwargs: Any) -> Any:
+        history = real_clone(policy, demos, *args, **kwargs)
+        # The cloning accuracy by hand: the share of the cloned (observation, action) pairs whose action is the argmax
+        # of the option's logits right after cloning (nothing trains it afterwards in this config).
+        obs, _ = policy.obs_to_tensor(demos.observations)
+        with torch.no_grad():
+            greedy = policy.get_distribution(obs).distribution.logits.argmax(dim=-1).numpy()
+        by_hand[kwargs["tag"].rsplit("/", 1)[-1]] = (int((greedy == demos.actions).sum()), demos.size)
+        return history
+
+    monkeypatch.setattr(skill_cloning, "behaviour_clone", clone)
     config = load_skill_cloning_config(TINY, ["split=train"])
     run = tmp_path / "run"
     run.mkdir()
@@ -131,7 +148,12 @@ def test_a_cloned_library_serves_drop_and_box_steps_and_runs_under_the_planner(t
     recording, results = train_skill_library(config, run)
     assert {r.skill for r in results} == {"pickup", "drop", "open", "goto"} & set(recording.demos)
     assert {"pickup", "drop", "open"} <= {r.skill for r in results}
-    assert all(r.pairs > 0 and 0 <= r.accuracy <= 1 for r in results)
+    for r in results:
+        demos = recording.demos[r.skill]
+        fit, _ = split_calls(demos, config.validation)  # cloned on all calls but the held-out last ones
+        right, size = by_hand[r.skill]
+        assert r.pairs == demos.size == sum(demos.lengths) and size == fit.size, r
+        assert r.accuracy == pytest.approx(right / size, abs=1e-6), (r.skill, right, size)
     data = json.loads((run / "results.json").read_text())
     train_tasks = len(get_suite("minigrid-hard").split("train"))
     assert data["recording"]["solved"] == data["recording"]["episodes"] == 2 * train_tasks
@@ -263,7 +285,29 @@ def test_fine_tuning_runs_ppo_in_calling_states_and_reports_calling_state_succes
     (drop,) = results
     assert drop.finetune_frames >= 64
     assert drop.train_success is not None and drop.test_success is not None  # BlockedUnlockPickup drops things
-    assert all(0 <= v <= 1 for v in (*drop.train_success, *drop.test_success))
+    # Each rate is successes / eval_episodes: sampled (the first) a multiple of 1/2, greedy (the second) recomputed
+    # here by running the saved, fine-tuned option in the same calling states (reset seeds EVAL_SEED_BASE + k).
+    from modrl.agents.options.skill_cloning import split_envs
+    from modrl.agents.planning.rollouts import skill_action
+    from modrl.envs.skill_env import SkillStepEnv
+    from modrl.seeds import EVAL_SEED_BASE
+
+    option = load_library(str(tmp_path / "options")).get("drop")
+    option.eval()
+    for split, (sampled, greedy) in ((config.split, drop.train_success), (config.eval_split, drop.test_success)):
+        assert split is not None and sampled * 2 == int(sampled * 2)
+        env = SkillStepEnv(split_envs(config.suite, split), "drop", view_size=9, max_steps=20)
+        wins = 0
+        for k in range(2):
+            obs, info = env.reset(seed=EVAL_SEED_BASE + k)
+            done = False
+            while not done:
+                action = int(skill_action(option, obs, deterministic=True)[0])
+                obs, _, terminated, truncated, info = env.step(action)
+                done = terminated or truncated
+            wins += bool(info["is_success"])
+        env.close()
+        assert greedy == wins / 2, (split, greedy, wins)
     assert "| drop |" in (tmp_path / "results.md").read_text()
 
 
@@ -300,15 +344,29 @@ def test_next_action_is_the_first_action_execute_takes_and_takes_none(env_id: st
 
 def test_dagger_labels_the_options_own_states_with_the_scripted_action_and_reclones(tmp_path: Path) -> None:
     from modrl.agents.options.skill_cloning_config import skill_option_config
-    from modrl.agents.planning.rollouts import dagger_demos
+    from modrl.agents.planning.rollouts import dagger_demos, skill_action
     from modrl.envs.skill_env import SkillStepEnv
 
     config = load_skill_cloning_config(TINY)
     option = Option(skill_option_config(config))
+    torch.manual_seed(5)
     demos, rate = dagger_demos(
         option, ["MiniGrid-UnlockPickup-v0"], "open", view_size=9, max_steps=6, episodes=3, seed_base=11
     )
-    assert demos is not None and 0 <= rate <= 1 and len(demos.lengths) == 3 and demos.size <= demos.frames <= 18
+    assert demos is not None and len(demos.lengths) == 3 and demos.size <= demos.frames <= 18
+    # The success rate and the frames, recomputed: the same sampled actions (same torch seed) in the same episodes.
+    torch.manual_seed(5)
+    replay = SkillStepEnv(["MiniGrid-UnlockPickup-v0"], "open", view_size=9, max_steps=6)
+    wins = frames = 0
+    for k in range(3):
+        obs, info = replay.reset(seed=11 + k)
+        done = False
+        while not done:
+            obs, _, terminated, truncated, info = replay.step(int(skill_action(option, obs, deterministic=False)[0]))
+            done, frames = terminated or truncated, frames + 1
+        wins += bool(info["is_success"])
+    replay.close()
+    assert rate == wins / 3 and demos.frames == frames, (rate, wins, demos.frames, frames)
     # Each episode's first label is the scripted skill's action in the episode's first (calling) state.
     env = SkillStepEnv(["MiniGrid-UnlockPickup-v0"], "open", view_size=9, max_steps=6)
     starts = np.concatenate([[0], np.cumsum(demos.lengths)[:-1]])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from pathlib import Path
 
 import numpy as np
@@ -226,6 +227,11 @@ def test_purge_step_hides_steps_of_the_interrupted_run(tmp_path: Path) -> None:
     with TelemetryWriter(tmp_path) as first:
         for step in range(6):
             first.log_scalar("modrl/x", float(step), step)
+    # Event files are read in name order, "events.out.tfevents.<second>.<host>.<pid>.<writer count in the process>":
+    # within one second the count decides, and it sorts as text (writer 10 before writer 9), so after enough earlier
+    # writers in this process (files in random order) the resumed file was read first. A resumed run is a later
+    # process, in a later second: so is this one.
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
     with TelemetryWriter(tmp_path, purge_step=4) as resumed:
         for step in range(4, 6):
             resumed.log_scalar("modrl/x", 10.0 + step, step)

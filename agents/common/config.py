@@ -289,7 +289,7 @@ def check_run_fields(config: RunConfig) -> Suite:
         ConfigError: Unknown suite, a mission router without mission tokens, a PPO batch larger than a rollout, an
             agent too large to train (:func:`modrl.budget.check_budget`, the estimate in the message).
     """
-    from modrl.agents.common.budget import estimate_agent
+    from modrl.agents.common.budget import estimate_agent, suite_view_size
     from modrl.budget import check_budget
     from modrl.envs import get_suite  # lazy: keeps config parsing cheap and import order simple
     from modrl.envs.suites import ids_suite
@@ -316,5 +316,13 @@ def check_run_fields(config: RunConfig) -> Suite:
             f"algo.batch_size: {config.algo.batch_size} is larger than one rollout "
             f"(algo.n_steps * env.n_envs = {config.algo.n_steps * config.env.n_envs})"
         )
-    check_budget(estimate_agent(config, num_tasks=suite.num_tasks), "agent")
+    side = suite_view_size(suite)
+    convolutions = len(config.agent.extractor.channels)
+    if convolutions >= side:
+        raise ConfigError(
+            f"agent.extractor.channels: {convolutions} convolutions of 2x2 need an image of more than {convolutions} "
+            f"cells a side; suite {suite.name!r} observes {side}x{side}"
+        )
+    what = "agent" if side == 7 else f"agent (on the suite's {side}x{side} view)"
+    check_budget(estimate_agent(config, num_tasks=suite.num_tasks, view_size=side), what)
     return suite

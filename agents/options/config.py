@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modrl.agents.common.config import AlgoConfig
-from modrl.config import ConfigError, apply_overrides, check, from_dict, load_yaml
+from modrl.config import MAX_VIEW_SIZE, ConfigError, apply_overrides, check, from_dict, load_yaml
 from modrl.options import CurriculumConfig
 from modrl.seeds import MAX_SEED
 
@@ -85,9 +85,9 @@ class SubtaskEnvConfig(EpisodeConfig):
         super().__post_init__()
         check(0 <= self.prefix_skills <= 10, "prefix_skills", f"must be in [0, 10], got {self.prefix_skills}")
         check(
-            self.view_size is None or (self.view_size >= 7 and self.view_size % 2 == 1),
+            self.view_size is None or (7 <= self.view_size <= MAX_VIEW_SIZE and self.view_size % 2 == 1),
             "view_size",
-            f"must be null or an odd integer >= 7, got {self.view_size}",
+            f"must be null or an odd integer in [7, {MAX_VIEW_SIZE}], got {self.view_size}",
         )
 
 
@@ -237,7 +237,36 @@ def load_options_config(source: Path | str | Mapping[str, Any], overrides: Seque
     check_split(
         config.env.suite, [config.env.train_split] + ([config.env.test_split] if config.env.test_split else []), "env"
     )
+    check_options_budget(config)
     return config
+
+
+def check_options_budget(config: OptionsTrainConfig) -> None:
+    """Refuse (``ConfigError``, the estimate in the message) option networks too large to train: the largest option
+    (``putnext``'s four arguments) on the view ``env.view_size`` with PPO's critic, batch and rollout buffer
+    (:func:`modrl.agents.common.budget.estimate_option`, :func:`modrl.budget.check_budget`)."""
+    from modrl.agents.common.budget import estimate_option
+    from modrl.budget import check_budget
+    from modrl.envs.subtask_env import argument_slots
+    from modrl.options import OptionConfig
+
+    net, side = config.net, config.env.view_size or 7
+    largest = OptionConfig(  # as modrl.agents.options.train.option_config builds putnext's
+        image_shape=(side, side, 3),
+        embed_dim=net.embed_dim,
+        channels=net.channels,
+        features_dim=net.features_dim,
+        hidden=net.hidden,
+        arg_slots=argument_slots("putnext"),
+        arg_dim=net.arg_dim,
+    )
+    estimate = estimate_option(
+        largest,
+        critic_hidden=config.net.critic_hidden,
+        batch=config.algo.batch_size,
+        rollout=config.algo.n_steps * config.env.n_envs,
+    )
+    check_budget(estimate, "net" if side == 7 else f"net (on the {side}x{side} view of env.view_size)")
 
 
 def load_route_config(source: Path | str | Mapping[str, Any], overrides: Sequence[str] = ()) -> RouteConfig:

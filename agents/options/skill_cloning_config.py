@@ -10,7 +10,7 @@ from typing import Any
 
 from modrl.agents.common.config import AlgoConfig
 from modrl.agents.options.config import DemoConfig, OptionNetConfig, check_split
-from modrl.config import apply_overrides, check, from_dict, load_yaml
+from modrl.config import MAX_VIEW_SIZE, apply_overrides, check, from_dict, load_yaml
 from modrl.envs.skill_env import SKILL_NAMES, SKILL_SLOTS
 from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH
 from modrl.options import OptionConfig
@@ -84,9 +84,9 @@ class SkillCloningConfig:
         check(self.torch_threads >= 1, "torch_threads", f"must be >= 1, got {self.torch_threads}")
         check(1 <= self.episodes <= 100_000, "episodes", f"must be in [1, 100000], got {self.episodes}")
         check(
-            self.view_size >= 7 and self.view_size % 2 == 1,
+            7 <= self.view_size <= MAX_VIEW_SIZE and self.view_size % 2 == 1,
             "view_size",
-            f"must be an odd integer >= 7, got {self.view_size}",
+            f"must be an odd integer in [7, {MAX_VIEW_SIZE}], got {self.view_size}",
         )
         unknown = [s for s in self.skills if s not in SKILL_NAMES]
         check(
@@ -152,7 +152,24 @@ def load_skill_cloning_config(
     data = source if isinstance(source, Mapping) else load_yaml(source)
     config = from_dict(SkillCloningConfig, apply_overrides(data, overrides))
     check_split(config.suite, [config.split, *([config.eval_split] if config.eval_split else [])], "suite")
+    check_skills_budget(config)
     return config
+
+
+def check_skills_budget(config: SkillCloningConfig) -> None:
+    """Refuse (``ConfigError``, the estimate in the message) skill options too large to clone and fine-tune on the
+    ``view_size`` view (:func:`modrl.agents.common.budget.estimate_option`, :func:`modrl.budget.check_budget`)."""
+    from modrl.agents.common.budget import estimate_option
+    from modrl.budget import check_budget
+
+    estimate = estimate_option(
+        skill_option_config(config),
+        critic_hidden=config.net.critic_hidden,
+        batch=max(config.batch_size, config.algo.batch_size),
+        rollout=config.algo.n_steps * config.n_envs if config.finetune_steps else 0,
+    )
+    side = config.view_size
+    check_budget(estimate, f"net (on the {side}x{side} view of view_size)")
 
 
 def skill_option_config(config: SkillCloningConfig, num_actions: int = 7) -> OptionConfig:
