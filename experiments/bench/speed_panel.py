@@ -79,6 +79,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "16x128-b512-e3-lr2e-3": _recipe(16, 128, 512, 3, 2e-3),
     "32x64-b512-e3-lr2e-3": _recipe(32, 64, 512, 3, 2e-3),
     "32x64-b1024-e2-lr3e-3": _recipe(32, 64, 1024, 2, 3e-3),
+    "64x32-b256-e4-lr1e-3": _recipe(64, 32, 256, 4, 1e-3),
+    "64x32-b256-e4-lr2e-3": _recipe(64, 32, 256, 4, 2e-3),
 }
 
 #: Runs a modrl CLI command in this process, then writes its own peak RSS (KiB) to the file named by argv[1].
