@@ -28,6 +28,7 @@ from modrl.config import check
 from modrl.planner.atoms import AtomIndex, parse_atom
 from modrl.planner.domain import Domain
 from modrl.planner.operators import GroundOperator
+from modrl.planner.relaxed import Relaxation, RelaxedGraph
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +37,14 @@ PROGRESS_EVERY_S = 5.0
 CLOCK_EVERY = 256
 """Expansions between two readings of the clock for :data:`PROGRESS_EVERY_S`."""
 
-Algorithm = Literal["bfs", "astar"]
+Algorithm = Literal["bfs", "astar", "wastar", "gbfs"]
 Allowed = Callable[[GroundOperator], bool]
 """A filter on ground operators: ``True`` for those the executor can run."""
-ALGORITHMS: tuple[Algorithm, ...] = ("bfs", "astar")
+ALGORITHMS: tuple[Algorithm, ...] = ("bfs", "astar", "wastar", "gbfs")
+DEAD_END_GUESS = 1e6
+"""The estimate that ``"wastar"`` and ``"gbfs"`` give a state h_FF calls a dead end without proof: searched last."""
+OPTIMAL: frozenset[Algorithm] = frozenset({"bfs", "astar"})
+"""The algorithms that return shortest plans."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,16 +98,26 @@ class SearchConfig:
     """How to search.
 
     Attributes:
-        algorithm: ``"bfs"`` or ``"astar"``; both return shortest plans.
+        algorithm: ``"bfs"`` and ``"astar"`` return shortest plans; ``"wastar"`` (weighted A*, Pohl 1970) and
+            ``"gbfs"`` (greedy best-first) return some plan, usually after far fewer nodes, guided by h_FF (see
+            :func:`heuristic`). All four are complete: they find a plan whenever one exists within the node bound.
         max_nodes: Node expansions before giving up with :attr:`NoPlanReason.BOUND`.
+        weight: ``"wastar"`` expands nodes by ``g + weight * h`` (``weight`` >= 1; plans at most ``weight`` times
+            the shortest when ``h`` is admissible, which h_FF is not: no bound is promised).
     """
 
     algorithm: Algorithm = "astar"
     max_nodes: int = 100_000
+    weight: float = 2.0
 
     def __post_init__(self) -> None:
         check(self.algorithm in ALGORITHMS, "algorithm", f"{self.algorithm!r} is not one of {', '.join(ALGORITHMS)}")
         check(isinstance(self.max_nodes, int) and self.max_nodes >= 1, "max_nodes", "must be an integer >= 1")
+        check(
+            isinstance(self.weight, int | float) and not isinstance(self.weight, bool) and 1 <= self.weight < math.inf,
+            "weight",
+            f"must be a number >= 1, got {self.weight!r}",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,6 +197,8 @@ class _Space:
         self._separate = [
             not any(_shares(op, goals[j], goals[j + 1], derived) for op in self.ops) for j in range(len(goals) - 1)
         ]
+        self._state = state
+        self._relaxed: dict[bool, tuple[RelaxedGraph, list[tuple[int, ...] | None]]] = {}
 
     def closure(self, state: frozenset[str]) -> tuple[frozenset[str], AtomIndex]:
         cached = self._closures.get(state)
@@ -217,6 +234,30 @@ class _Space:
             if missing:
                 best = max(best, float(math.ceil(missing / rate)))
         return best
+
+    def relaxed(self, node: _Node, kind: Relaxation) -> float:
+        """The delete-relaxation estimate ``kind`` of the atoms of every goal not yet reached, at least
+        :meth:`heuristic` (see :mod:`modrl.planner.relaxed`). h_max drops negative literals (admissible); h_add and
+        h_FF compile them (not admissible, and an ``inf`` from them does not prove a dead end) and add one step per
+        atom the current goal must achieve that already holds (it has to be undone first)."""
+        state, stage = node
+        if stage >= len(self.goals):
+            return 0.0
+        negations = kind != "hmax"
+        if negations not in self._relaxed:
+            atoms = [a for g in self.goals for a in g.holds | g.achieve]
+            graph = RelaxedGraph(self.domain, self.ops, self._state, atoms, negations=negations)
+            remaining = [
+                graph.goal_ids(sorted({a for g in self.goals[j:] for a in g.holds | g.achieve}))
+                for j in range(len(self.goals))
+            ]
+            self._relaxed[negations] = graph, remaining
+        graph, remaining = self._relaxed[negations]
+        full = self.closure(state)[0]
+        estimate = graph.evaluate(full, remaining[stage], kind)
+        if negations:
+            estimate += len(self.goals[stage].achieve & full)
+        return max(estimate, self.heuristic(node))
 
 
 def _shares(op: GroundOperator, first: Goal, second: Goal, derived: frozenset[str]) -> bool:
@@ -294,31 +335,51 @@ def _bfs(space: _Space, start: _Node, max_nodes: int, progress: _Progress) -> tu
     return None, parents, expanded, False
 
 
-def _astar(space: _Space, start: _Node, max_nodes: int, progress: _Progress) -> tuple[_Node | None, dict, int, bool]:
+def _best_first(
+    space: _Space, start: _Node, config: SearchConfig, progress: _Progress
+) -> tuple[_Node | None, dict, int, bool]:
+    """A* (``f = g + h``, h admissible: the larger of :meth:`_Space.heuristic` and h_max), weighted A*
+    (``f = g + w * h_FF``) or greedy best-first (``f = h_FF``, ties to the larger ``g``), with duplicate detection.
+    A* and weighted A* re-open a node reached again more cheaply; greedy search never does."""
+    algorithm = config.algorithm
+    greedy = algorithm == "gbfs"
+    weight = 1.0 if algorithm == "astar" else config.weight
+    kind: Relaxation = "hmax" if algorithm == "astar" else "hff"
+
+    def priority(g: int, h: float) -> float:
+        return h if greedy else g + weight * h
+
     parents: dict[_Node, tuple[_Node, GroundOperator] | None] = {start: None}
     cost = {start: 0}
-    heap: list[tuple[float, int, int, int, _Node]] = [(space.heuristic(start), 0, 0, 0, start)]
+    heap: list[tuple[float, int, int, int, _Node]] = [(priority(0, space.relaxed(start, kind)), 0, 0, 0, start)]
     tie, expanded, closed = 0, 0, set()
+    estimates: dict[_Node, float] = {}
     while heap:
         _, _, _, g, node = heapq.heappop(heap)
         if node in closed or g > cost[node]:
             continue
         if node[1] == len(space.goals):
             return node, parents, expanded, False
-        if expanded >= max_nodes:
+        if expanded >= config.max_nodes:
             return None, parents, expanded, True
         closed.add(node)
         expanded += 1
         progress.tick(expanded)
         for op, nxt in space.successors(node):
-            if g + 1 >= cost.get(nxt, math.inf):
+            known = cost.get(nxt, math.inf)
+            if g + 1 >= known or (greedy and known < math.inf):
                 continue
-            h = space.heuristic(nxt)
+            h = estimates.get(nxt)
+            if h is None:
+                h = estimates[nxt] = space.relaxed(nxt, kind)
             if math.isinf(h):
-                continue
+                if algorithm == "astar" or math.isinf(space.heuristic(nxt)):
+                    continue  # a dead end for sure (h_max and the goal-count bound are admissible)
+                h = DEAD_END_GUESS
+            closed.discard(nxt)
             cost[nxt], parents[nxt] = g + 1, (node, op)
             tie += 1
-            heapq.heappush(heap, (g + 1 + h, -(g + 1), tie, g + 1, nxt))
+            heapq.heappush(heap, (priority(g + 1, h), g + 1 if greedy else -(g + 1), tie, g + 1, nxt))
     return None, parents, expanded, False
 
 
@@ -356,8 +417,11 @@ def plan(
     start = space.start(frozenset(state), stage)
     if start[1] == len(goal_list):
         return Plan(steps=(), expanded=0, algorithm=config.algorithm)
-    search = _bfs if config.algorithm == "bfs" else _astar
-    found, parents, expanded, bounded = search(space, start, config.max_nodes, _Progress(started))
+    progress = _Progress(started)
+    if config.algorithm == "bfs":
+        found, parents, expanded, bounded = _bfs(space, start, config.max_nodes, progress)
+    else:
+        found, parents, expanded, bounded = _best_first(space, start, config, progress)
     if found is not None:
         return Plan(steps=_path(parents, found), expanded=expanded, algorithm=config.algorithm)
     if bounded:
