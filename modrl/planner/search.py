@@ -1,11 +1,17 @@
-"""Shortest plans: breadth-first search and A* over ground operators, towards an ordered sequence of goals.
+"""Plans by search over ground operators, towards an ordered sequence of goals: shortest plans by breadth-first search
+or A*, and (usually far sooner on long chains of doors, keys and boxes) some plan by weighted A* or greedy best-first
+search guided by h_FF (:mod:`modrl.planner.relaxed`).
 
 A goal is a :class:`Goal` or a sequence of them, reached in order (like BabyAI's ``BeforeInstr`` chains and
 :class:`modrl.envs.task_env.SubtaskSequence`): after every step, the current goal is checked on the transition and,
 when reached, so is the next one on the same transition. A goal may ask for atoms that merely *hold* (``holds``: "be
 facing the door") and atoms that the last step must newly *achieve* (``achieve``: "pick up the key" is an event, so a
-key already carried must be dropped and picked up again). With unit costs both searches return a shortest plan; A*
-uses an admissible heuristic (see :func:`heuristic`) and is exact with it (Hart, Nilsson & Raphael 1968).
+key already carried must be dropped and picked up again). With unit costs BFS and A* return a shortest plan; A*
+uses an admissible heuristic (the larger of :func:`heuristic` and h_max) and is exact with it (Hart, Nilsson &
+Raphael 1968). Weighted A* (Pohl 1970) and greedy best-first search use h_FF (Hoffmann & Nebel 2001) with negative
+preconditions compiled in, which is not admissible: their plans may be longer, and they prune a state only where an
+admissible estimate proves it a dead end, so they stay complete (every state within the node bound is searched before
+they give up).
 
 An optional filter ``allowed(ground_operator) -> bool`` restricts the search to the operators whose skills the
 executor can run (e.g. those a library of learned options serves): the others are pruned before the search starts, so
@@ -14,11 +20,9 @@ a plan never calls a skill nobody can execute, and when no plan remains the :cla
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -27,6 +31,7 @@ from typing import Literal
 from modrl.config import check
 from modrl.planner.atoms import AtomIndex, parse_atom
 from modrl.planner.domain import Domain
+from modrl.planner.frontier import best_first, breadth_first, path
 from modrl.planner.operators import GroundOperator
 from modrl.planner.relaxed import Relaxation, RelaxedGraph
 
@@ -41,8 +46,6 @@ Algorithm = Literal["bfs", "astar", "wastar", "gbfs"]
 Allowed = Callable[[GroundOperator], bool]
 """A filter on ground operators: ``True`` for those the executor can run."""
 ALGORITHMS: tuple[Algorithm, ...] = ("bfs", "astar", "wastar", "gbfs")
-DEAD_END_GUESS = 1e6
-"""The estimate that ``"wastar"`` and ``"gbfs"`` give a state h_FF calls a dead end without proof: searched last."""
 OPTIMAL: frozenset[Algorithm] = frozenset({"bfs", "astar"})
 """The algorithms that return shortest plans."""
 
@@ -305,84 +308,6 @@ class _Progress:
             logger.info("searching: %d nodes expanded, %.0f s", expanded, now - self.started)
 
 
-def _path(parents: dict[_Node, tuple[_Node, GroundOperator] | None], node: _Node) -> tuple[GroundOperator, ...]:
-    steps = []
-    link = parents[node]
-    while link is not None:
-        node, op = link
-        steps.append(op)
-        link = parents[node]
-    return tuple(reversed(steps))
-
-
-def _bfs(space: _Space, start: _Node, max_nodes: int, progress: _Progress) -> tuple[_Node | None, dict, int, bool]:
-    parents: dict[_Node, tuple[_Node, GroundOperator] | None] = {start: None}
-    frontier = deque([start])
-    expanded = 0
-    while frontier:
-        if expanded >= max_nodes:
-            return None, parents, expanded, True
-        node = frontier.popleft()
-        expanded += 1
-        progress.tick(expanded)
-        for op, nxt in space.successors(node):
-            if nxt in parents:
-                continue
-            parents[nxt] = (node, op)
-            if nxt[1] == len(space.goals):
-                return nxt, parents, expanded, False
-            frontier.append(nxt)
-    return None, parents, expanded, False
-
-
-def _best_first(
-    space: _Space, start: _Node, config: SearchConfig, progress: _Progress
-) -> tuple[_Node | None, dict, int, bool]:
-    """A* (``f = g + h``, h admissible: the larger of :meth:`_Space.heuristic` and h_max), weighted A*
-    (``f = g + w * h_FF``) or greedy best-first (``f = h_FF``, ties to the larger ``g``), with duplicate detection.
-    A* and weighted A* re-open a node reached again more cheaply; greedy search never does."""
-    algorithm = config.algorithm
-    greedy = algorithm == "gbfs"
-    weight = 1.0 if algorithm == "astar" else config.weight
-    kind: Relaxation = "hmax" if algorithm == "astar" else "hff"
-
-    def priority(g: int, h: float) -> float:
-        return h if greedy else g + weight * h
-
-    parents: dict[_Node, tuple[_Node, GroundOperator] | None] = {start: None}
-    cost = {start: 0}
-    heap: list[tuple[float, int, int, int, _Node]] = [(priority(0, space.relaxed(start, kind)), 0, 0, 0, start)]
-    tie, expanded, closed = 0, 0, set()
-    estimates: dict[_Node, float] = {}
-    while heap:
-        _, _, _, g, node = heapq.heappop(heap)
-        if node in closed or g > cost[node]:
-            continue
-        if node[1] == len(space.goals):
-            return node, parents, expanded, False
-        if expanded >= config.max_nodes:
-            return None, parents, expanded, True
-        closed.add(node)
-        expanded += 1
-        progress.tick(expanded)
-        for op, nxt in space.successors(node):
-            known = cost.get(nxt, math.inf)
-            if g + 1 >= known or (greedy and known < math.inf):
-                continue
-            h = estimates.get(nxt)
-            if h is None:
-                h = estimates[nxt] = space.relaxed(nxt, kind)
-            if math.isinf(h):
-                if algorithm == "astar" or math.isinf(space.heuristic(nxt)):
-                    continue  # a dead end for sure (h_max and the goal-count bound are admissible)
-                h = DEAD_END_GUESS
-            closed.discard(nxt)
-            cost[nxt], parents[nxt] = g + 1, (node, op)
-            tie += 1
-            heapq.heappush(heap, (priority(g + 1, h), g + 1 if greedy else -(g + 1), tie, g + 1, nxt))
-    return None, parents, expanded, False
-
-
 def plan(
     domain: Domain,
     state: frozenset[str],
@@ -419,11 +344,11 @@ def plan(
         return Plan(steps=(), expanded=0, algorithm=config.algorithm)
     progress = _Progress(started)
     if config.algorithm == "bfs":
-        found, parents, expanded, bounded = _bfs(space, start, config.max_nodes, progress)
+        found, parents, expanded, bounded = breadth_first(space, start, config.max_nodes, progress)
     else:
-        found, parents, expanded, bounded = _best_first(space, start, config, progress)
+        found, parents, expanded, bounded = best_first(space, start, config, progress)
     if found is not None:
-        return Plan(steps=_path(parents, found), expanded=expanded, algorithm=config.algorithm)
+        return Plan(steps=path(parents, found), expanded=expanded, algorithm=config.algorithm)
     if bounded:
         return NoPlan(
             reason=NoPlanReason.BOUND,
