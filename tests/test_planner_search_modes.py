@@ -90,3 +90,40 @@ def test_search_config_checks_mode_and_weight() -> None:
             SearchConfig(algorithm="wastar", weight=bad)  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="not one of bfs, astar, wastar, gbfs"):
         SearchConfig(algorithm="dfs")  # type: ignore[arg-type]
+
+
+def test_an_event_that_can_never_happen_again_is_a_dead_end() -> None:
+    """Doors open and never close: once door ``b`` is open, "open door b" (an event) is out of reach for good. The
+    goals open ``a`` and then ``b``; the admissible estimate calls a state with ``b`` already open a dead end, so
+    such a state is pruned (every mode) and a search from one ends at once."""
+    from modrl.planner import Domain, Operator, Param, heuristic
+
+    doors = Domain(
+        operators=(
+            Operator(
+                name="open",
+                params=(Param(name="?d"),),
+                pre=("at(?d)",),
+                neg=("open(?d)",),
+                add=("open(?d)",),
+            ),
+            Operator(
+                name="walk",
+                params=(Param(name="?x"), Param(name="?y")),
+                pre=("at(?x)", "path(?x,?y)"),
+                add=("at(?y)",),
+                delete=("at(?x)",),
+            ),
+        )
+    )
+    links = {"path(s,b)", "path(b,a)", "path(s,c)", "path(c,d)", "path(d,a)", "path(a,b)"}
+    start = frozenset({*links, "at(s)"})
+    goals = [Goal(achieve=frozenset({"open(a)"})), Goal(achieve=frozenset({"open(b)"}))]
+    assert heuristic(doors, start | {"open(b)"}, goals) == float("inf")
+    assert heuristic(doors, start, goals) < float("inf")
+    for algorithm in ALGORITHMS:
+        found = _plan(plan(doors, start, goals, SearchConfig(algorithm=algorithm)))
+        assert simulate(doors, start, found.steps, goals) == 2
+        assert found.names.index("open(a)") < found.names.index("open(b)"), algorithm
+    opened = plan(doors, start | {"open(b)"}, goals, SearchConfig(algorithm="gbfs"))
+    assert isinstance(opened, NoPlan) and opened.reason is NoPlanReason.UNREACHABLE and opened.expanded == 1

@@ -200,6 +200,15 @@ class _Space:
         self._separate = [
             not any(_shares(op, goals[j], goals[j + 1], derived) for op in self.ops) for j in range(len(goals) - 1)
         ]
+        # _stuck[j]: goal j's base atoms to achieve that no operator deletes: once true, never achieved again.
+        self._stuck = [
+            frozenset(
+                a
+                for a in g.achieve
+                if parse_atom(a)[0] not in derived and not any(op.deleted(frozenset({a})) for op in self.ops)
+            )
+            for g in goals
+        ]
         self._state = state
         self._relaxed: dict[bool, tuple[RelaxedGraph, list[tuple[int, ...] | None]]] = {}
 
@@ -229,6 +238,8 @@ class _Space:
         state, stage = node
         if stage >= len(self.goals):
             return 0.0
+        if any(stuck & state for stuck in self._stuck[stage:]):
+            return math.inf  # a goal's event can no longer happen (the door it must open is open for good)
         best = 1.0 + sum(self._separate[stage:])
         for atoms, rate in zip(self._base_goal_atoms[stage:], self._rates[stage:], strict=True):
             missing = len(atoms - state)
@@ -286,7 +297,9 @@ def heuristic(
     still false, divided by the most such atoms any one ground operator adds, rounded up (the maximum over the goals);
     (2) one step for the current goal plus one for each later goal that no single operator can reach together with
     the goal before it (it must add both goals' ``achieve`` atoms and delete none of their ``holds`` atoms). ``inf``
-    when a missing atom is added by no operator (the goal is unreachable). Only operators ``allowed`` passes count.
+    when a missing atom is added by no operator, or an atom a goal must achieve already holds and no operator deletes
+    it (the goal is unreachable: "open the purple door" once that door is open, with no operator that closes one).
+    Only operators ``allowed`` passes count.
     """
     space = _Space(domain, state, as_goals(goals), allowed)
     return space.heuristic(space.start(state, stage))
