@@ -4,9 +4,10 @@ For each env id and seed: reset (``modrl plan ID --seed S`` shows the same episo
 (:func:`modrl.envs.goals.goals_for_env`), then for each ``--algorithms`` mode ground the operators and search once
 from the initial state (:func:`modrl.planner.plan`, ``--max-nodes`` per search). Prints, per id and mode, the median
 and worst planning CPU time (grounding + search; CPU time, so other jobs on a shared machine inflate it less),
-the median grounding time, median and worst nodes expanded, median plan length, searches that hit the node bound,
-and the ratios of the median time and of the total plan length against A* measured in the same run on the same
-episodes (``time x`` below 1: faster than A*; ``length x`` above 1: longer plans). A last line sums the panel.
+the median grounding time, median and worst nodes expanded, median plan length, searches without a plan (``none``:
+node bound hit, or no plan exists), and the ratios of the median time and of the total plan length (over the episodes
+both modes solved) against A* measured in the same run on the same episodes (``time x`` below 1: faster than A*;
+``length x`` above 1: longer plans). A last line sums the panel.
 
     python experiments/bench/bench_planner.py                                   # the panel, seeds 0-4, every mode
     python experiments/bench/bench_planner.py --ids MiniGrid-ObstructedMaze-Full-v1 --seeds 3 --algorithms astar gbfs
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"seeds 0-{args.seeds - 1}, node bound {args.max_nodes}, wastar weight {args.weight:g}; CPU seconds")
     print(
         f"{'env id':34s} {'mode':6s} {'median s':>8s} {'worst s':>8s} {'ground':>7s} {'nodes':>8s} {'max nod':>8s} "
-        f"{'length':>6s} {'bound':>5s} {'time x':>7s} {'length x':>8s}"
+        f"{'length':>6s} {'none':>5s} {'time x':>7s} {'length x':>8s}"
     )
     total: dict[str, Cell] = {m: Cell() for m in modes}
     for env_id in args.ids:
