@@ -78,3 +78,20 @@ def test_env_ids_suites_are_checked_and_named_after_their_ids() -> None:
         load_experiment_config({"env": {"ids": ["my_envs:MyCorridor-v0"]}})
     with pytest.raises(ConfigError, match=r"env\.suite: give env\.suite or env\.ids, not both"):
         load_experiment_config({"env": {"suite": "minigrid-tiny", "ids": ["MiniGrid-Empty-5x5-v0"]}})
+
+
+def test_planner_eval_with_scripted_skills_on_a_config_of_env_ids(tmp_path: Path) -> None:
+    out = modrl(
+        "eval", "--planner", "--scripted", "--suite", "corridor.yaml", "--import", "my_envs", "--episodes", "2",
+        "--out", tmp_path / "planner.json", cwd=EXAMPLE,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    report = json.loads((tmp_path / "planner.json").read_text())
+    assert report["suite"].startswith("ids-") and "mycorridor" in out.stdout and "minigrid-empty-5x5" in out.stdout
+    assert "mean success 1.000 over 2 task(s) x 2 episode(s)" in out.stdout
+    # Without the module the id is unknown; the suite's hash name alone does not say which ids it holds.
+    missing = modrl("eval", "--planner", "--scripted", "--suite", "corridor.yaml", "--episodes", "1", cwd=EXAMPLE)
+    assert missing.returncode == 2 and "'MyCorridor-v0' is not a registered gymnasium id" in missing.stderr
+    named = modrl("eval", "--planner", "--scripted", "--suite", report["suite"], "--episodes", "1", cwd=EXAMPLE)
+    assert named.returncode == 2 and "give the config file (--suite CONFIG.yaml" in named.stderr
+    assert all(r.stderr.count("\n") == 1 for r in (missing, named))

@@ -73,7 +73,10 @@ class PlannerRunConfig:
         skill_aware: With options and no fallback, plan only over the skills the options serve
             (:attr:`OptionExecutor.allowed <modrl.planner.option_executor.OptionExecutor.allowed>`); ``False``: over
             every declared operator, so steps no option serves fail and trigger re-plans.
-        algorithm: The search (``"astar"`` or ``"bfs"``).
+        algorithm: The search (:class:`modrl.planner.SearchConfig`): ``"wastar"`` (the default: weighted A* with
+            h_FF; on the panel of ``experiments/bench/bench_planner.py`` as many plans as A*, as long, after far
+            fewer nodes), ``"gbfs"``, or ``"astar"`` / ``"bfs"`` for shortest plans.
+        weight: ``"wastar"``'s weight on the heuristic.
 
     Raises:
         PlannerConfigError: A value is out of range (the message names the field, its
@@ -89,7 +92,8 @@ class PlannerRunConfig:
     deterministic: bool = True
     fallback: bool = False
     skill_aware: bool = True
-    algorithm: Algorithm = "astar"
+    algorithm: Algorithm = "wastar"
+    weight: float = SearchConfig().weight
 
     def __post_init__(self) -> None:
         _check(
@@ -120,12 +124,16 @@ class PlannerRunConfig:
             "cycle_limit",
             f"must be 0 (off) or >= 2, got {self.cycle_limit}",
         )
-        SearchConfig(algorithm=self.algorithm, max_nodes=self.max_nodes)  # checks the algorithm
+        try:
+            self.search  # noqa: B018 -- checks the algorithm and the weight
+        except ConfigError as exc:
+            field_name, _, detail = str(exc).partition(": ")
+            raise PlannerConfigError(field_name, detail) from None
 
     @property
     def search(self) -> SearchConfig:
         """The search of every (re-)plan."""
-        return SearchConfig(algorithm=self.algorithm, max_nodes=self.max_nodes)
+        return SearchConfig(algorithm=self.algorithm, max_nodes=self.max_nodes, weight=self.weight)
 
     @property
     def monitor(self) -> MonitorConfig:

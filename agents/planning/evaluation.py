@@ -149,7 +149,7 @@ class PlannerEvalConfig:
     @classmethod
     def of_run(cls, run: PlannerRunConfig, **fields: Any) -> PlannerEvalConfig:
         """The evaluation given by ``fields`` (suite, split, episodes, library, ...) whose episodes run with ``run``
-        (greedy search only: ``run.algorithm`` is not read)."""
+        (with the default search: ``run.algorithm`` and ``run.weight`` are not read)."""
         return cls(
             option_steps=run.option_steps,
             max_nodes=run.max_nodes,

@@ -1,9 +1,9 @@
 """Option libraries as the planner uses them: loaded frozen with their termination predicates
 (:func:`load_library`, :func:`load_libraries` for an ensemble), and found from what a user names on the command line
 (:func:`find_library`: a ``modrl options train`` run or its ``options/`` directory; :func:`run_suite`: the suite a run
-trained on), and put together from several runs (:func:`merge_libraries`, ``modrl options merge``). Imports no
-stable_baselines3: the PPO controller (:mod:`modrl.agents.options.ppo_controller`) and skill cloning load libraries
-through here too.
+trained on; :func:`config_suite`: the suite of a config file, ``env.ids`` included), and put together from several
+runs (:func:`merge_libraries`, ``modrl options merge``). Imports no stable_baselines3: the PPO controller
+(:mod:`modrl.agents.options.ppo_controller`) and skill cloning load libraries through here too.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from pathlib import Path
 
 import torch
 
+from modrl.config import ConfigError
 from modrl.envs.grammar import VERBS, parse_subtask
 from modrl.envs.subtask_env import drop_predicate, effect_predicate, symbol_predicate
+from modrl.envs.suites import ids_suite
 from modrl.options import OptionLibrary, Predicate, ensemble_library
 from modrl.options.library import INDEX_FILE
 from modrl.runs import RunDirError, read_run_config
@@ -88,13 +90,32 @@ def find_library(run_dir: Path) -> tuple[Path, Path]:
 
 def run_suite(run_dir: Path) -> str | None:
     """The suite named by ``run_dir``'s ``config.yaml`` (``env.suite``, or ``suite`` for ``modrl options skills``
-    runs), if any."""
+    runs; ``env.ids``: their ``ids-<hash>`` suite, registered here), if any."""
     if not (run_dir / "config.yaml").is_file():
         return None
     config = read_run_config(run_dir)
     env = config.get("env")
+    if isinstance(env, dict) and env.get("ids"):
+        return ids_suite(env["ids"]).name
     suite = env.get("suite") if isinstance(env, dict) else config.get("suite")
     return suite if isinstance(suite, str) else None
+
+
+def config_suite(path: Path) -> str:
+    """The suite of an experiment config file (``modrl train``'s YAML): ``env.ids`` as their ``ids-<hash>`` suite
+    (registered here, so that later look-ups of that name find it), else ``env.suite``.
+
+    Raises:
+        modrl.config.ConfigError: The file is not a valid experiment config, or an id is not registered (the module
+            that registers it needs ``--import MODULE``).
+    """
+    from modrl.agents.common.config import load_experiment_config
+
+    env = load_experiment_config(path).env
+    try:
+        return ids_suite(env.ids).name if env.ids else env.suite
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: env.{exc}") from None
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -3,10 +3,11 @@ planning time.
 
 For each id and seeds ``0 .. N-1`` (the seeds of ``modrl plan ID --seed S --execute``, so a failure replays with that
 command), one episode: goals from the env (:func:`modrl.envs.goals.goals_for_env`: BabyAI's instruction objects,
-else the mission), then plan, execute with the scripted skills, monitor and re-plan (``modrl plan``'s settings: A*,
-100 000 nodes per search, 20 re-plans). An episode over ``--time-limit`` CPU seconds is stopped and counted as a
-failure. Planning time is the episode's CPU time outside the skills (every search, re-plan and monitor check): CPU time,
-not wall time, so that other jobs on a shared machine neither inflate it nor stop episodes early. Writes a
+else the mission), then plan, execute with the scripted skills, monitor and re-plan (``modrl plan``'s settings:
+``--search``, by default ``modrl plan``'s, 100 000 nodes per search, 20 re-plans). An episode over ``--time-limit``
+CPU seconds is stopped and counted as a failure. Planning time is the episode's CPU time outside the skills (every
+search, re-plan and monitor check): CPU time, not wall time, so that other jobs on a shared machine neither inflate it
+nor stop episodes early. Writes a
 Markdown table (default ``experiments/results/planner_coverage.md``), rewritten after every id (a ``## Notes`` section
 at its end is kept), and prints a line per episode:
 
@@ -167,7 +168,8 @@ def write(results: list[IdResult], args: argparse.Namespace, total: int, started
     lines = [
         "# The planner with scripted skills on every registered MiniGrid and BabyAI id",
         "",
-        f"Made by `python experiments/planner/coverage.py --seeds {args.seeds} --time-limit {args.time_limit:g}"
+        f"Made by `python experiments/planner/coverage.py --seeds {args.seeds} --time-limit {args.time_limit:g} "
+        f"--search {args.search}"
         + (f" --ids {' '.join(args.ids)}" if args.ids else "")
         + f"`: seeds 0-{args.seeds - 1} of each id (`modrl plan ID --seed S --execute` replays one), "
         f"{len(results)} of {total} ids done in {(time.time() - started) / 60:.0f} min (wall) on a shared 2-CPU "
@@ -231,6 +233,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ids", nargs="*", default=[], help="only ids containing one of these strings")
     parser.add_argument("--time-limit", type=float, default=120.0, help="CPU seconds per episode (default: 120)")
     parser.add_argument("--max-nodes", type=int, default=100_000, help="node bound of one search (default: 100000)")
+    parser.add_argument(
+        "--search",
+        choices=["wastar", "gbfs", "astar", "bfs"],
+        default=PlannerRunConfig().algorithm,
+        help=f"search mode (default: {PlannerRunConfig().algorithm}, modrl plan's)",
+    )
     parser.add_argument("--out", type=Path, default=OUT, help=f"the Markdown table (default: {OUT})")
     parser.add_argument("--merge", nargs="+", type=Path, metavar="TABLE", help="merge tables this script wrote")
     args = parser.parse_args(argv)
@@ -242,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds must be >= 1 and --time-limit > 0")
     warnings.filterwarnings("ignore")
     signal.signal(signal.SIGPROF, _alarm)
-    config = PlannerRunConfig(max_nodes=args.max_nodes)
+    config = PlannerRunConfig(max_nodes=args.max_nodes, algorithm=args.search)
     ids, results, started = _ids(args.ids), [], time.time()
     for k, env_id in enumerate(ids):
         print(f"[{k + 1}/{len(ids)}] {env_id}", flush=True)

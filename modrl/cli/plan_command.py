@@ -31,7 +31,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "plan",
         help="print the symbolic plan for one episode (and run it with scripted skills)",
         description="Reset one episode, read its symbolic state, and print the initial predicates, the goals and a "
-        "shortest plan over the declared operators (goto, pickup, drop, open/unlock, putnext). With --execute, run "
+        "plan over the declared operators (goto, pickup, drop, open/unlock, putnext). With --execute, run "
         "the plan with the scripted skills, monitoring each step and re-planning when the world differs.",
     )
     parser.add_argument(
@@ -42,7 +42,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="reset seed (default: 0)")
     parser.add_argument("--execute", action="store_true", help="run the plan with the scripted skills")
-    parser.add_argument("--algorithm", choices=["astar", "bfs"], default="astar", help="search (default: astar)")
+    parser.add_argument(
+        "--search",
+        "--algorithm",
+        dest="algorithm",
+        choices=["wastar", "gbfs", "astar", "bfs"],
+        default="wastar",
+        help="search: wastar (weighted A* with the h_FF heuristic, the default), gbfs (greedy best-first, h_FF), "
+        "astar or bfs (shortest plans, slower on long door chains)",
+    )
+    parser.add_argument(
+        "--weight", type=float, default=2.0, help="with --search wastar: the weight on the heuristic (default: 2)"
+    )
     parser.add_argument("--max-nodes", type=int, default=100_000, help="search node bound (default: 100000)")
     parser.add_argument("--max-replans", type=int, default=20, help="re-plans allowed (default: 20)")
     parser.add_argument(
@@ -155,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
             cycle_limit=args.cycle_limit,
             fallback=not args.no_fallback,
             algorithm=args.algorithm,
+            weight=args.weight,
         )
     except PlannerConfigError as exc:
         return fail(exc.flag_message)

@@ -1,4 +1,4 @@
-"""``modrl eval --planner``: the planner (declared operators, A*, monitoring and re-planning) on a suite split, its
+"""``modrl eval --planner``: the planner (declared operators, search, monitoring and re-planning) on a suite split, its
 skills run by the options of a ``modrl options train`` run or by the scripted skills
 (:mod:`modrl.agents.planning.evaluation`).
 
@@ -32,7 +32,12 @@ def add_planner_arguments(parser: argparse.ArgumentParser) -> None:
     planner.add_argument(
         "--scripted", action="store_true", help="run the skills with the scripted skills (no RUN_DIR; needs --suite)"
     )
-    planner.add_argument("--suite", help="suite to evaluate on (default: the run's, from its config.yaml)")
+    planner.add_argument(
+        "--suite",
+        metavar="NAME_OR_CONFIG",
+        help="suite to evaluate on: a registered name, or an experiment config file (YAML) whose env.ids or "
+        "env.suite name it (your own env ids: add --import MODULE); default: the run's, from its config.yaml",
+    )
     planner.add_argument("--option-steps", type=int, metavar="N", help="step cap of one option call (default: 100)")
     planner.add_argument(
         "--max-nodes",
@@ -164,6 +169,26 @@ def _flag_combination_error(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _suite_arg(value: str) -> str:
+    """``--suite``'s suite name: ``value`` itself, or the suite of the config file it names (``.yaml`` / ``.yml``).
+
+    Raises:
+        modrl.config.ConfigError: A config file that is not valid, or a name of an ``env.ids`` suite (those are
+            named by their config, which says which ids they hold).
+    """
+    from modrl.agents.planning.library import config_suite
+    from modrl.envs.suites import IDS_PREFIX
+
+    if value.endswith((".yaml", ".yml")):
+        return config_suite(Path(value))
+    if value.startswith(IDS_PREFIX):
+        raise ConfigError(
+            f"--suite {value}: a suite made from env.ids is named by its config: give the config file "
+            "(--suite CONFIG.yaml, with --import MODULE for your own ids)"
+        )
+    return value
+
+
 def run(args: argparse.Namespace) -> int:
     """``modrl eval --planner``: the planner with a run's options (or the scripted skills) on a suite split."""
     from modrl.agents.planning.episode import PlannerConfigError
@@ -188,7 +213,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.scripted:
             library, holder = find_library(args.run_dir)
             members = [find_library(run)[0] for run in args.ensemble or ()]
-        suite = args.suite or (run_suite(holder) if holder is not None else None)
+        suite = _suite_arg(args.suite) if args.suite else run_suite(holder) if holder is not None else None
         if suite is None:
             return fail(
                 f"cannot tell which suite {args.run_dir} was trained on (no env.suite in a config.yaml): "

@@ -131,8 +131,11 @@ class AtomIndex:
 def matching(atoms: Iterable[str], pattern: str) -> set[str]:
     """The atoms of ``atoms`` matched by a (ground or wildcard) pattern."""
     name, args = parse_atom(pattern)
+    prefix = f"{name}(" if args else name
     out = set()
     for atom in atoms:
+        if not atom.startswith(prefix):  # a cheap test first: most atoms name another predicate
+            continue
         other, values = parse_atom(atom)
         if other == name and match(args, values, {}) is not None:
             out.add(atom)

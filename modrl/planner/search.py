@@ -1,11 +1,17 @@
-"""Shortest plans: breadth-first search and A* over ground operators, towards an ordered sequence of goals.
+"""Plans by search over ground operators, towards an ordered sequence of goals: shortest plans by breadth-first search
+or A*, and (usually far sooner on long chains of doors, keys and boxes) some plan by weighted A* or greedy best-first
+search guided by h_FF (:mod:`modrl.planner.relaxed`).
 
 A goal is a :class:`Goal` or a sequence of them, reached in order (like BabyAI's ``BeforeInstr`` chains and
 :class:`modrl.envs.task_env.SubtaskSequence`): after every step, the current goal is checked on the transition and,
 when reached, so is the next one on the same transition. A goal may ask for atoms that merely *hold* (``holds``: "be
 facing the door") and atoms that the last step must newly *achieve* (``achieve``: "pick up the key" is an event, so a
-key already carried must be dropped and picked up again). With unit costs both searches return a shortest plan; A*
-uses an admissible heuristic (see :func:`heuristic`) and is exact with it (Hart, Nilsson & Raphael 1968).
+key already carried must be dropped and picked up again). With unit costs BFS and A* return a shortest plan; A*
+uses an admissible heuristic (the larger of :func:`heuristic` and h_max) and is exact with it (Hart, Nilsson &
+Raphael 1968). Weighted A* (Pohl 1970) and greedy best-first search use h_FF (Hoffmann & Nebel 2001) with negative
+preconditions compiled in, which is not admissible: their plans may be longer, and they prune a state only where an
+admissible estimate proves it a dead end, so they stay complete (every state within the node bound is searched before
+they give up).
 
 An optional filter ``allowed(ground_operator) -> bool`` restricts the search to the operators whose skills the
 executor can run (e.g. those a library of learned options serves): the others are pruned before the search starts, so
@@ -14,11 +20,9 @@ a plan never calls a skill nobody can execute, and when no plan remains the :cla
 
 from __future__ import annotations
 
-import heapq
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -27,7 +31,9 @@ from typing import Literal
 from modrl.config import check
 from modrl.planner.atoms import AtomIndex, parse_atom
 from modrl.planner.domain import Domain
+from modrl.planner.frontier import best_first, breadth_first, path
 from modrl.planner.operators import GroundOperator
+from modrl.planner.relaxed import Relaxation, RelaxedGraph
 
 logger = logging.getLogger(__name__)
 
@@ -36,10 +42,12 @@ PROGRESS_EVERY_S = 5.0
 CLOCK_EVERY = 256
 """Expansions between two readings of the clock for :data:`PROGRESS_EVERY_S`."""
 
-Algorithm = Literal["bfs", "astar"]
+Algorithm = Literal["bfs", "astar", "wastar", "gbfs"]
 Allowed = Callable[[GroundOperator], bool]
 """A filter on ground operators: ``True`` for those the executor can run."""
-ALGORITHMS: tuple[Algorithm, ...] = ("bfs", "astar")
+ALGORITHMS: tuple[Algorithm, ...] = ("bfs", "astar", "wastar", "gbfs")
+OPTIMAL: frozenset[Algorithm] = frozenset({"bfs", "astar"})
+"""The algorithms that return shortest plans."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -93,16 +101,26 @@ class SearchConfig:
     """How to search.
 
     Attributes:
-        algorithm: ``"bfs"`` or ``"astar"``; both return shortest plans.
+        algorithm: ``"bfs"`` and ``"astar"`` return shortest plans; ``"wastar"`` (weighted A*, Pohl 1970) and
+            ``"gbfs"`` (greedy best-first) return some plan, usually after far fewer nodes, guided by h_FF (see
+            :func:`heuristic`). All four are complete: they find a plan whenever one exists within the node bound.
         max_nodes: Node expansions before giving up with :attr:`NoPlanReason.BOUND`.
+        weight: ``"wastar"`` expands nodes by ``g + weight * h`` (``weight`` >= 1; plans at most ``weight`` times
+            the shortest when ``h`` is admissible, which h_FF is not: no bound is promised).
     """
 
     algorithm: Algorithm = "astar"
     max_nodes: int = 100_000
+    weight: float = 2.0
 
     def __post_init__(self) -> None:
         check(self.algorithm in ALGORITHMS, "algorithm", f"{self.algorithm!r} is not one of {', '.join(ALGORITHMS)}")
         check(isinstance(self.max_nodes, int) and self.max_nodes >= 1, "max_nodes", "must be an integer >= 1")
+        check(
+            isinstance(self.weight, int | float) and not isinstance(self.weight, bool) and 1 <= self.weight < math.inf,
+            "weight",
+            f"must be a number >= 1, got {self.weight!r}",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -182,6 +200,17 @@ class _Space:
         self._separate = [
             not any(_shares(op, goals[j], goals[j + 1], derived) for op in self.ops) for j in range(len(goals) - 1)
         ]
+        # _stuck[j]: goal j's base atoms to achieve that no operator deletes: once true, never achieved again.
+        self._stuck = [
+            frozenset(
+                a
+                for a in g.achieve
+                if parse_atom(a)[0] not in derived and not any(op.deleted(frozenset({a})) for op in self.ops)
+            )
+            for g in goals
+        ]
+        self._state = state
+        self._relaxed: dict[bool, tuple[RelaxedGraph, list[tuple[int, ...] | None]]] = {}
 
     def closure(self, state: frozenset[str]) -> tuple[frozenset[str], AtomIndex]:
         cached = self._closures.get(state)
@@ -209,6 +238,8 @@ class _Space:
         state, stage = node
         if stage >= len(self.goals):
             return 0.0
+        if any(stuck & state for stuck in self._stuck[stage:]):
+            return math.inf  # a goal's event can no longer happen (the door it must open is open for good)
         best = 1.0 + sum(self._separate[stage:])
         for atoms, rate in zip(self._base_goal_atoms[stage:], self._rates[stage:], strict=True):
             missing = len(atoms - state)
@@ -217,6 +248,30 @@ class _Space:
             if missing:
                 best = max(best, float(math.ceil(missing / rate)))
         return best
+
+    def relaxed(self, node: _Node, kind: Relaxation) -> float:
+        """The delete-relaxation estimate ``kind`` of the atoms of every goal not yet reached, at least
+        :meth:`heuristic` (see :mod:`modrl.planner.relaxed`). h_max drops negative literals (admissible); h_add and
+        h_FF compile them (not admissible, and an ``inf`` from them does not prove a dead end) and add one step per
+        atom the current goal must achieve that already holds (it has to be undone first)."""
+        state, stage = node
+        if stage >= len(self.goals):
+            return 0.0
+        negations = kind != "hmax"
+        if negations not in self._relaxed:
+            atoms = [a for g in self.goals for a in g.holds | g.achieve]
+            graph = RelaxedGraph(self.domain, self.ops, self._state, atoms, negations=negations)
+            remaining = [
+                graph.goal_ids(sorted({a for g in self.goals[j:] for a in g.holds | g.achieve}))
+                for j in range(len(self.goals))
+            ]
+            self._relaxed[negations] = graph, remaining
+        graph, remaining = self._relaxed[negations]
+        full = self.closure(state)[0]
+        estimate = graph.evaluate(full, remaining[stage], kind)
+        if negations:
+            estimate += len(self.goals[stage].achieve & full)
+        return max(estimate, self.heuristic(node))
 
 
 def _shares(op: GroundOperator, first: Goal, second: Goal, derived: frozenset[str]) -> bool:
@@ -242,7 +297,9 @@ def heuristic(
     still false, divided by the most such atoms any one ground operator adds, rounded up (the maximum over the goals);
     (2) one step for the current goal plus one for each later goal that no single operator can reach together with
     the goal before it (it must add both goals' ``achieve`` atoms and delete none of their ``holds`` atoms). ``inf``
-    when a missing atom is added by no operator (the goal is unreachable). Only operators ``allowed`` passes count.
+    when a missing atom is added by no operator, or an atom a goal must achieve already holds and no operator deletes
+    it (the goal is unreachable: "open the purple door" once that door is open, with no operator that closes one).
+    Only operators ``allowed`` passes count.
     """
     space = _Space(domain, state, as_goals(goals), allowed)
     return space.heuristic(space.start(state, stage))
@@ -262,64 +319,6 @@ class _Progress:
         if now - self.last >= PROGRESS_EVERY_S:
             self.last = now
             logger.info("searching: %d nodes expanded, %.0f s", expanded, now - self.started)
-
-
-def _path(parents: dict[_Node, tuple[_Node, GroundOperator] | None], node: _Node) -> tuple[GroundOperator, ...]:
-    steps = []
-    link = parents[node]
-    while link is not None:
-        node, op = link
-        steps.append(op)
-        link = parents[node]
-    return tuple(reversed(steps))
-
-
-def _bfs(space: _Space, start: _Node, max_nodes: int, progress: _Progress) -> tuple[_Node | None, dict, int, bool]:
-    parents: dict[_Node, tuple[_Node, GroundOperator] | None] = {start: None}
-    frontier = deque([start])
-    expanded = 0
-    while frontier:
-        if expanded >= max_nodes:
-            return None, parents, expanded, True
-        node = frontier.popleft()
-        expanded += 1
-        progress.tick(expanded)
-        for op, nxt in space.successors(node):
-            if nxt in parents:
-                continue
-            parents[nxt] = (node, op)
-            if nxt[1] == len(space.goals):
-                return nxt, parents, expanded, False
-            frontier.append(nxt)
-    return None, parents, expanded, False
-
-
-def _astar(space: _Space, start: _Node, max_nodes: int, progress: _Progress) -> tuple[_Node | None, dict, int, bool]:
-    parents: dict[_Node, tuple[_Node, GroundOperator] | None] = {start: None}
-    cost = {start: 0}
-    heap: list[tuple[float, int, int, int, _Node]] = [(space.heuristic(start), 0, 0, 0, start)]
-    tie, expanded, closed = 0, 0, set()
-    while heap:
-        _, _, _, g, node = heapq.heappop(heap)
-        if node in closed or g > cost[node]:
-            continue
-        if node[1] == len(space.goals):
-            return node, parents, expanded, False
-        if expanded >= max_nodes:
-            return None, parents, expanded, True
-        closed.add(node)
-        expanded += 1
-        progress.tick(expanded)
-        for op, nxt in space.successors(node):
-            if g + 1 >= cost.get(nxt, math.inf):
-                continue
-            h = space.heuristic(nxt)
-            if math.isinf(h):
-                continue
-            cost[nxt], parents[nxt] = g + 1, (node, op)
-            tie += 1
-            heapq.heappush(heap, (g + 1 + h, -(g + 1), tie, g + 1, nxt))
-    return None, parents, expanded, False
 
 
 def plan(
@@ -356,10 +355,13 @@ def plan(
     start = space.start(frozenset(state), stage)
     if start[1] == len(goal_list):
         return Plan(steps=(), expanded=0, algorithm=config.algorithm)
-    search = _bfs if config.algorithm == "bfs" else _astar
-    found, parents, expanded, bounded = search(space, start, config.max_nodes, _Progress(started))
+    progress = _Progress(started)
+    if config.algorithm == "bfs":
+        found, parents, expanded, bounded = breadth_first(space, start, config.max_nodes, progress)
+    else:
+        found, parents, expanded, bounded = best_first(space, start, config, progress)
     if found is not None:
-        return Plan(steps=_path(parents, found), expanded=expanded, algorithm=config.algorithm)
+        return Plan(steps=path(parents, found), expanded=expanded, algorithm=config.algorithm)
     if bounded:
         return NoPlan(
             reason=NoPlanReason.BOUND,

@@ -1,0 +1,129 @@
+"""Search modes (A*, weighted A*, greedy best-first) and the delete-relaxation heuristics, on the corridor domain."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from modrl.config import ConfigError
+from modrl.planner import Goal, NoPlan, NoPlanReason, Plan, SearchConfig, plan, simulate
+from modrl.planner.relaxed import RelaxedGraph
+from modrl.planner.search import ALGORITHMS
+from tests.test_planner import CORRIDOR, GEM, LINKS, SHORTEST, START
+
+
+def _plan(result: Plan | NoPlan) -> Plan:
+    assert isinstance(result, Plan), result
+    return result
+
+
+def _h(state: frozenset[str], goal: str, kind: str, *, negations: bool) -> float:
+    graph = RelaxedGraph(CORRIDOR, CORRIDOR.ground(state), state, [goal], negations=negations)
+    return graph.evaluate(CORRIDOR.closure(state), graph.goal_ids([goal]), kind)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("algorithm", ALGORITHMS)
+def test_every_mode_plans_the_corridor(algorithm: str) -> None:
+    found = _plan(plan(CORRIDOR, START, GEM, SearchConfig(algorithm=algorithm)))
+    assert simulate(CORRIDOR, START, found.steps, GEM) == 1 and found.algorithm == algorithm
+    assert len(found) >= len(SHORTEST)
+    if algorithm in ("bfs", "astar"):
+        assert found.names == SHORTEST
+
+
+def test_compiled_negations_see_the_lock_that_the_plain_relaxation_walks_through() -> None:
+    # Plain: move c1-c2-c3-c4 and take the gem (the lock on c3 is a negative precondition, dropped): 4.
+    assert _h(START, "holding(gem)", "hff", negations=False) == 4
+    assert _h(START, "holding(gem)", "hmax", negations=False) == 4
+    # Compiled: "not locked(c3)" needs the unlock, which needs the key from c0: 7 operators in the relaxed plan.
+    assert _h(START, "holding(gem)", "hff", negations=True) == 7
+    assert _h(START, "holding(gem)", "hadd", negations=True) >= 7
+    keyless = frozenset(START - {"obj(key,c0)"})
+    assert _h(keyless, "holding(gem)", "hff", negations=True) == float("inf")
+    assert _h(START, "holding(unicorn)", "hmax", negations=False) == float("inf")
+
+
+def test_modes_agree_on_solvability_and_astar_stays_shortest() -> None:
+    rng, solved = random.Random(1), 0
+    cells = [f"c{i}" for i in range(5)]
+    for _ in range(12):
+        key, gem, agent = rng.choice(cells), rng.choice(cells), rng.choice(cells)
+        start = (
+            LINKS
+            | {f"at({agent})", f"obj(key,{key})", f"obj(gem,{gem})"}
+            | ({"locked(c3)"} if "c3" not in (key, gem, agent) else set())
+        )
+        goals = [Goal(achieve=frozenset({"holding(key)"})), Goal(holds=frozenset({f"obj(key,{rng.choice(cells)})"}))]
+        bfs = plan(CORRIDOR, start, goals, SearchConfig(algorithm="bfs"))
+        for algorithm in ("astar", "wastar", "gbfs"):
+            found = plan(CORRIDOR, start, goals, SearchConfig(algorithm=algorithm))
+            if isinstance(bfs, NoPlan):
+                assert isinstance(found, NoPlan) and found.reason is NoPlanReason.UNREACHABLE, algorithm
+                continue
+            assert simulate(CORRIDOR, start, _plan(found).steps, goals) == 2, algorithm
+            assert len(found) >= len(bfs) and (algorithm != "astar" or len(found) == len(bfs)), algorithm
+            h_max = _h(start, "holding(key)", "hmax", negations=False)
+            assert h_max <= len(bfs)  # admissible
+        solved += not isinstance(bfs, NoPlan)
+    assert solved >= 8
+
+
+def test_inadmissible_modes_search_an_unsolvable_space_to_the_end_and_keep_the_bound() -> None:
+    keyless = frozenset(START - {"obj(key,c0)"})
+    for algorithm in ("wastar", "gbfs"):
+        stuck = plan(CORRIDOR, keyless, GEM, SearchConfig(algorithm=algorithm))
+        assert isinstance(stuck, NoPlan) and stuck.reason is NoPlanReason.UNREACHABLE
+        bounded = plan(CORRIDOR, START, GEM, SearchConfig(algorithm=algorithm, max_nodes=2))
+        assert isinstance(bounded, NoPlan) and bounded.reason is NoPlanReason.BOUND and bounded.expanded == 2
+        holding = frozenset(LINKS | {"at(c0)", "holding(key)"})
+        again = _plan(
+            plan(CORRIDOR, holding, Goal(achieve=frozenset({"holding(key)"})), SearchConfig(algorithm=algorithm))
+        )
+        assert again.names == ("drop(key,c0)", "take(key,c0)")  # an achieved atom that already holds is undone first
+
+
+def test_search_config_checks_mode_and_weight() -> None:
+    assert SearchConfig(algorithm="wastar", weight=1).weight == 1
+    for bad in (0.5, float("inf"), True, "2"):
+        with pytest.raises(ConfigError, match="weight"):
+            SearchConfig(algorithm="wastar", weight=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="not one of bfs, astar, wastar, gbfs"):
+        SearchConfig(algorithm="dfs")  # type: ignore[arg-type]
+
+
+def test_an_event_that_can_never_happen_again_is_a_dead_end() -> None:
+    """Doors open and never close: once door ``b`` is open, "open door b" (an event) is out of reach for good. The
+    goals open ``a`` and then ``b``; the admissible estimate calls a state with ``b`` already open a dead end, so
+    such a state is pruned (every mode) and a search from one ends at once."""
+    from modrl.planner import Domain, Operator, Param, heuristic
+
+    doors = Domain(
+        operators=(
+            Operator(
+                name="open",
+                params=(Param(name="?d"),),
+                pre=("at(?d)",),
+                neg=("open(?d)",),
+                add=("open(?d)",),
+            ),
+            Operator(
+                name="walk",
+                params=(Param(name="?x"), Param(name="?y")),
+                pre=("at(?x)", "path(?x,?y)"),
+                add=("at(?y)",),
+                delete=("at(?x)",),
+            ),
+        )
+    )
+    links = {"path(s,b)", "path(b,a)", "path(s,c)", "path(c,d)", "path(d,a)", "path(a,b)"}
+    start = frozenset({*links, "at(s)"})
+    goals = [Goal(achieve=frozenset({"open(a)"})), Goal(achieve=frozenset({"open(b)"}))]
+    assert heuristic(doors, start | {"open(b)"}, goals) == float("inf")
+    assert heuristic(doors, start, goals) < float("inf")
+    for algorithm in ALGORITHMS:
+        found = _plan(plan(doors, start, goals, SearchConfig(algorithm=algorithm)))
+        assert simulate(doors, start, found.steps, goals) == 2
+        assert found.names.index("open(a)") < found.names.index("open(b)"), algorithm
+    opened = plan(doors, start | {"open(b)"}, goals, SearchConfig(algorithm="gbfs"))
+    assert isinstance(opened, NoPlan) and opened.reason is NoPlanReason.UNREACHABLE and opened.expanded == 1
