@@ -64,7 +64,7 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     Mutant(
         "swapped-plan-steps",
-        "modrl/planner/search.py",
+        "modrl/planner/frontier.py",
         (
             (
                 "return tuple(reversed(steps))",

@@ -82,9 +82,19 @@ def test_env_ids_suites_are_checked_and_named_after_their_ids() -> None:
 
 def test_planner_eval_with_scripted_skills_on_a_config_of_env_ids(tmp_path: Path) -> None:
     out = modrl(
-        "eval", "--planner", "--scripted", "--suite", "corridor.yaml", "--import", "my_envs", "--episodes", "2",
-        "--out", tmp_path / "planner.json", cwd=EXAMPLE,
-    )  # fmt: skip
+        "eval",
+        "--planner",
+        "--scripted",
+        "--suite",
+        "corridor.yaml",
+        "--import",
+        "my_envs",
+        "--episodes",
+        "2",
+        "--out",
+        tmp_path / "planner.json",
+        cwd=EXAMPLE,
+    )
     assert out.returncode == 0, out.stderr
     report = json.loads((tmp_path / "planner.json").read_text())
     assert report["suite"].startswith("ids-") and "mycorridor" in out.stdout and "minigrid-empty-5x5" in out.stdout

@@ -97,15 +97,22 @@ class Perturbed:
         if event == "noise_before":
             before, over, success = self.noise(moves)
             if over:
-                return SkillResult(status=SkillStatus.FAILED, state=self.observe(), steps=before, episode_over=True,
-                                   success=success)  # fmt: skip
+                return SkillResult(
+                    status=SkillStatus.FAILED, state=self.observe(), steps=before, episode_over=True, success=success
+                )
         result: SkillResult = self.inner.execute(step)
         if event != "noise_after" or result.episode_over:
-            return SkillResult(status=result.status, state=result.state, steps=before + result.steps,
-                               episode_over=result.episode_over, success=result.success)  # fmt: skip
+            return SkillResult(
+                status=result.status,
+                state=result.state,
+                steps=before + result.steps,
+                episode_over=result.episode_over,
+                success=result.success,
+            )
         after, over, success = self.noise(moves)
-        return SkillResult(status=result.status, state=self.observe(), steps=result.steps + after, episode_over=over,
-                           success=success)  # fmt: skip
+        return SkillResult(
+            status=result.status, state=self.observe(), steps=result.steps + after, episode_over=over, success=success
+        )
 
 
 def check_trace(
