@@ -54,11 +54,15 @@ _UNSUPPORTED_ENVS: dict[str, str] = {
 """Stock env classes whose mission reads like a goal but whose success the operators cannot express."""
 
 
-def goals_for_env(env: Any, state: frozenset[str]) -> tuple[Goal, ...]:
+def goals_for_env(env: Any, state: frozenset[str], *, own_view: bool = False) -> tuple[Goal, ...]:
     """The goals of a (possibly wrapped) env's episode: its task's for a :class:`~modrl.envs.task_env.TaskEnv`, its
     instruction's when it has BabyAI ``instrs`` (:func:`instruction_goals`), else its mission's (:func:`mission_goals`;
     among several objects the mission fits, the env's target ``obj``, the object stock MiniGrid envs reward, is
     preferred).
+
+    ``own_view``: ``state`` is the agent's own view (:func:`modrl.envs.own_view.own_view_state`), and nothing the
+    agent has not been told or seen is read: no target ``obj``, and BabyAI descriptions give their type and colour
+    only (:func:`own_view_instruction_goals`) instead of the objects their verifiers matched on the whole grid.
 
     Raises:
         UnsupportedTask: The task cannot be expressed (the message names the env and why).
@@ -69,11 +73,11 @@ def goals_for_env(env: Any, state: frozenset[str]) -> tuple[Goal, ...]:
         return tuple(resolve_goal(goal, state) for goal in goal_predicates(task))
     instrs = getattr(base, "instrs", None)
     if isinstance(instrs, Instr):
-        return instruction_goals(base, instrs, state)
+        return own_view_instruction_goals(instrs) if own_view else instruction_goals(base, instrs, state)
     reason = _UNSUPPORTED_ENVS.get(type(base).__name__)
     if reason is not None:
         raise UnsupportedTask(f"{type(base).__name__}: not expressible: {reason}")
-    target = getattr(base, "obj", None)
+    target = None if own_view else getattr(base, "obj", None)
     prefer = object_name(target) if isinstance(target, WorldObj) else None
     return mission_goals(str(base.mission), state, prefer=prefer)
 
@@ -94,7 +98,7 @@ def instruction_goals(base: MiniGridEnv, instr: Instr, state: frozenset[str]) ->
     return tuple(_goals(instr, chooser))
 
 
-def _goals(instr: Instr, choose: _Chooser) -> list[Goal]:
+def _goals(instr: Instr, choose: Callable[..., str]) -> list[Goal]:
     if isinstance(instr, BeforeInstr | AfterInstr):
         second = instr.instr_b if isinstance(instr, BeforeInstr) else instr.instr_a
         if isinstance(second, OpenInstr) and second.strict:
@@ -119,6 +123,27 @@ def _goals(instr: Instr, choose: _Chooser) -> list[Goal]:
     raise UnsupportedTask(
         f"instruction {type(instr).__name__} is not one of GoTo, Pickup, Open, PutNext, Before, After, And"
     )
+
+
+def own_view_instruction_goals(instr: Instr) -> tuple[Goal, ...]:
+    """:func:`instruction_goals` from the instruction's words alone, for planning from the own view: each object is
+    ``type,colour`` (the first such object the agent sees; :mod:`modrl.envs.own_view`).
+
+    Raises:
+        UnsupportedTask: A description without a colour or with a location (several objects fit it, and which ones
+            the agent cannot know before it has seen them).
+    """
+    return tuple(_goals(instr, _describe_only))
+
+
+def _describe_only(desc: ObjDesc, avoid: str | None = None) -> str:
+    if desc.color is None or desc.loc is not None:
+        raise UnsupportedTask(f"own view: {_words(desc)!r} names no single object by type and colour")
+    return f"{desc.type},{desc.color}"
+
+
+def _words(desc: ObjDesc) -> str:
+    return " ".join(w for w in (desc.color, desc.type, desc.loc) if w)
 
 
 class _Chooser:
