@@ -271,13 +271,15 @@ def unknown_region(pos: Pos) -> str:
 
 
 def goal_objects(atoms: Iterable[str]) -> frozenset[tuple[str, str]]:
-    """The ``(type, name)`` objects ground atoms mention (their arguments taken in pairs; ``room`` pairs and
-    ``at_goal`` aside)."""
+    """The ``(type, name)`` objects ground atoms mention (their arguments taken in pairs; ``room`` pairs aside);
+    ``at_goal`` mentions the goal square (``goal,green``: MiniGrid's goal squares are green)."""
     from modrl.planner import parse_atom
 
     found = set()
     for atom in atoms:
-        args = parse_atom(atom)[1]
+        name, args = parse_atom(atom)
+        if name == "at_goal":
+            found.add(("goal", "green"))
         for i in range(0, len(args) - 1, 2):
             if args[i] != "room":
                 found.add((args[i], args[i + 1]))

@@ -16,7 +16,7 @@ from minigrid.minigrid_env import MiniGridEnv
 from modrl.agents.planning.episode import PlannerConfigError, PlannerRunConfig, play_planner_episode
 from modrl.cli.main import main
 from modrl.envs.operators import planning_domain
-from modrl.envs.own_view import OwnView, own_view_state
+from modrl.envs.own_view import OwnView, goal_objects, own_view_state
 from modrl.envs.predicates import object_name
 from modrl.planner import Goal, parse_atom
 
@@ -180,6 +180,17 @@ def test_a_box_is_opened_to_look_inside_only_when_no_frontier_is_left_and_the_go
     assert _explores(state) == ["open_box_explore(grey,key,red,0)"]
     assert _explores(state | {"frontier(room,0)"}) == ["explore(key,red,0)"]  # look around first
     assert _explores(state | {"needed(box,grey)"}) == []  # never open a box a goal names
+
+
+def test_the_goals_name_what_the_map_must_find() -> None:
+    atoms = {"facing(door,red)", "next_to(ball,blue,key,red)", "at_goal", "in(box,grey,room,0)"}
+    assert goal_objects(atoms) == {
+        ("door", "red"),
+        ("ball", "blue"),
+        ("key", "red"),
+        ("goal", "green"),  # "get to the goal": the (green) goal square
+        ("box", "grey"),
+    }
 
 
 def test_run_config_view_defaults_to_the_full_grid_and_is_checked() -> None:

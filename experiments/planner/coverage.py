@@ -13,6 +13,10 @@ at its end is kept), and prints a line per episode:
     python experiments/planner/coverage.py                                   # every id, 20 seeds
     python experiments/planner/coverage.py --seeds 3 --ids BabyAI-GoTo ObstructedMaze --time-limit 60
     python experiments/planner/coverage.py --merge babyai.md minigrid.md rerun.md    # later rows replace earlier
+    python experiments/planner/coverage.py --view own --ids MiniGrid- --seeds 5       # from the agent's own view
+
+``--view own`` plans from the agent's own view (:mod:`modrl.envs.own_view`; default out
+``experiments/results/planner_coverage_own_view.md``) instead of the full grid.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from modrl.envs.goals import UnsupportedTask
 from modrl.planner import GroundOperator, Outcome, SkillResult
 
 OUT = Path("experiments/results/planner_coverage.md")
+OUT_OWN_VIEW = Path("experiments/results/planner_coverage_own_view.md")
 NOTES = "\n## Notes\n"
 """What follows this heading in ``--out`` (written by hand) is kept when the table is rewritten."""
 
@@ -164,10 +169,13 @@ def write(results: list[IdResult], args: argparse.Namespace, total: int, started
     """The Markdown table of ``results`` so far."""
     supported = [r for r in results if r.episodes]
     solved = [r for r in supported if r.successes / args.seeds >= 0.95]
+    own = args.view == "own"
     lines = [
-        "# The planner with scripted skills on every registered MiniGrid and BabyAI id",
+        "# The planner with scripted skills on every registered MiniGrid and BabyAI id"
+        + (", from the agent's own view" if own else ""),
         "",
         f"Made by `python experiments/planner/coverage.py --seeds {args.seeds} --time-limit {args.time_limit:g}"
+        + (" --view own" if own else "")
         + (f" --ids {' '.join(args.ids)}" if args.ids else "")
         + f"`: seeds 0-{args.seeds - 1} of each id (`modrl plan ID --seed S --execute` replays one), "
         f"{len(results)} of {total} ids done in {(time.time() - started) / 60:.0f} min (wall) on a shared 2-CPU "
@@ -231,9 +239,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ids", nargs="*", default=[], help="only ids containing one of these strings")
     parser.add_argument("--time-limit", type=float, default=120.0, help="CPU seconds per episode (default: 120)")
     parser.add_argument("--max-nodes", type=int, default=100_000, help="node bound of one search (default: 100000)")
-    parser.add_argument("--out", type=Path, default=OUT, help=f"the Markdown table (default: {OUT})")
+    parser.add_argument(
+        "--view",
+        choices=["full", "own"],
+        default="full",
+        help="what the planner reads: the full grid (privileged; default) or the agent's own view (with exploration)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help=f"the Markdown table (default: {OUT}; with --view own: {OUT_OWN_VIEW})"
+    )
     parser.add_argument("--merge", nargs="+", type=Path, metavar="TABLE", help="merge tables this script wrote")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = OUT_OWN_VIEW if args.view == "own" else OUT
     if args.merge:
         merge(args.merge, args.out)
         print(f"wrote {args.out}", file=sys.stderr)
@@ -242,7 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds must be >= 1 and --time-limit > 0")
     warnings.filterwarnings("ignore")
     signal.signal(signal.SIGPROF, _alarm)
-    config = PlannerRunConfig(max_nodes=args.max_nodes)
+    config = PlannerRunConfig(max_nodes=args.max_nodes, view=args.view)
     ids, results, started = _ids(args.ids), [], time.time()
     for k, env_id in enumerate(ids):
         print(f"[{k + 1}/{len(ids)}] {env_id}", flush=True)
