@@ -89,6 +89,7 @@ class ScriptedSkills:
         self.episode_success = False
         self._probing = False
         self._rooms: frozenset[str] = frozenset()
+        self._put_rooms: frozenset[str] = frozenset()
         self._handlers: dict[str, Callable[[Sequence[str]], bool]] = {
             "goto": self._goto,
             "pickup": self._pickup,
@@ -128,6 +129,7 @@ class ScriptedSkills:
             raise ValueError(f"no scripted skill {step.skill!r}; skills: {', '.join(self._handlers)}")
         self._steps, self._over, self._success, self._timeout = 0, False, False, False
         self._rooms = _agent_rooms(step)
+        self._put_rooms = _object_rooms(step)
         ok = handler(step.skill_args)
         if self._over:
             status = SkillStatus.DONE if ok else SkillStatus.FAILED
@@ -378,6 +380,17 @@ class ScriptedSkills:
         type_, colour = args
         if not self._carrying(type_, colour):
             return False
+        if self._own is not None and self._put_rooms:
+            # Own view: in the region the operator names when a spot there can be reached (a one-cell room between
+            # two doors -- KeyCorridorS3R3 -- otherwise gets the object back in front of the door it blocked, again
+            # and again); the full-grid skill is left as it was, so earlier recordings replay unchanged.
+            labels = self._labels()
+
+            def inside(pos: Pos, rule: tuple[bool, bool, bool]) -> bool:
+                return str(labels.get(pos)) in self._put_rooms and self._spot(pos, rule)
+
+            if self._drop_by_rules(inside, _DROP_RULES):
+                return True
         return self._drop_by_rules(self._spot, _DROP_RULES)
 
     def _explore(self, args: Sequence[str]) -> bool:
@@ -464,6 +477,11 @@ def _agent_rooms(step: GroundOperator) -> frozenset[str]:
     return frozenset(
         args[1] for name, args in (parse_atom(a) for a in step.add) if name == "agent_in" and len(args) == 2
     )
+
+
+def _object_rooms(step: GroundOperator) -> frozenset[str]:
+    """The regions a step's operator puts objects in (its ``in(t,c,room,r)`` add effects)."""
+    return frozenset(args[3] for name, args in (parse_atom(a) for a in step.add) if name == "in" and len(args) == 4)
 
 
 def _plain(name: str) -> bool:

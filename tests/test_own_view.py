@@ -213,3 +213,11 @@ def test_modrl_plan_view_own_prints_the_unseen_goal_and_solves_it(capsys: pytest
     out = capsys.readouterr().out
     assert code == 0, out
     assert "own view" in out and "unseen(box," in out and "explore(box," in out and "outcome: success" in out
+
+
+def test_a_drop_lands_in_the_region_the_operator_names() -> None:
+    """KeyCorridorS3R3 seed 3: the blue key fills a one-cell room between two doors; picked up from the doorway, it
+    must go down behind the agent (the operator's region), not back in front of the door it blocked (a re-plan loop
+    until the limit, before the fix)."""
+    run = play_planner_episode(gym.make("MiniGrid-KeyCorridorS3R3-v0"), seed=3, config=PlannerRunConfig(view="own"))
+    assert run.trace is not None and run.runner.episode_success and run.trace.replans < 10
