@@ -227,8 +227,8 @@ class OwnViewMap:
         return out
 
     def seen(self, type_: str, name: str) -> bool:
-        """An object of ``type_`` named ``name`` is on the map or carried."""
-        return any(obj.type == type_ and object_name(obj) == name for obj, _ in self.objects())
+        """An object of ``type_`` named ``name`` (``*``: any) is on the map or carried."""
+        return any(obj.type == type_ and name in ("*", object_name(obj)) for obj, _ in self.objects())
 
     def regions(self) -> dict[Pos, int]:
         """Region ids of the known open cells (:func:`modrl.envs.predicates.regions` over known cells), kept stable

@@ -328,10 +328,17 @@ class ScriptedSkills:
             cx, cy = stack.pop()
             for i, j in _NEIGHBOURS:
                 nxt = (cx + i, cy + j)
-                if nxt != blocked and nxt not in seen and self._walkable(nxt, False):
+                if nxt != blocked and nxt not in seen and self._passable(nxt):
                     seen.add(nxt)
                     stack.append(nxt)
         return seen
+
+    def _passable(self, pos: Pos) -> bool:
+        """A cell connectivity is kept to: walkable; from the own view also a door, closed or locked (a drop in front
+        of the door the plan goes through next cuts the way as surely as one in a corridor)."""
+        if self._walkable(pos, False):
+            return True
+        return self._own is not None and self._known(pos) and isinstance(self.world.grid.get(*pos), Door)
 
     def _drop_by_rules(
         self, accept: Callable[[Pos, tuple[bool, bool, bool]], bool], rules: Sequence[tuple[bool, bool, bool]]
@@ -381,16 +388,17 @@ class ScriptedSkills:
         if not self._carrying(type_, colour):
             return False
         if self._own is not None and self._put_rooms:
-            # Own view: in the region the operator names when a spot there can be reached (a one-cell room between
-            # two doors -- KeyCorridorS3R3 -- otherwise gets the object back in front of the door it blocked, again
-            # and again); the full-grid skill is left as it was, so earlier recordings replay unchanged.
+            # Own view: wish by wish, a spot in the region the operator names first, then anywhere (KeyCorridorS3R3's
+            # one-cell rooms between two doors otherwise got the key back in front of the door it blocked, again and
+            # again); the full-grid skill is left as it was, so earlier recordings replay unchanged.
             labels = self._labels()
 
             def inside(pos: Pos, rule: tuple[bool, bool, bool]) -> bool:
                 return str(labels.get(pos)) in self._put_rooms and self._spot(pos, rule)
 
-            if self._drop_by_rules(inside, _DROP_RULES):
-                return True
+            return any(
+                self._drop_by_rules(inside, (rule,)) or self._drop_by_rules(self._spot, (rule,)) for rule in _DROP_RULES
+            )
         return self._drop_by_rules(self._spot, _DROP_RULES)
 
     def _explore(self, args: Sequence[str]) -> bool:

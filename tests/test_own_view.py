@@ -215,9 +215,30 @@ def test_modrl_plan_view_own_prints_the_unseen_goal_and_solves_it(capsys: pytest
     assert "own view" in out and "unseen(box," in out and "explore(box," in out and "outcome: success" in out
 
 
-def test_a_drop_lands_in_the_region_the_operator_names() -> None:
-    """KeyCorridorS3R3 seed 3: the blue key fills a one-cell room between two doors; picked up from the doorway, it
-    must go down behind the agent (the operator's region), not back in front of the door it blocked (a re-plan loop
-    until the limit, before the fix)."""
-    run = play_planner_episode(gym.make("MiniGrid-KeyCorridorS3R3-v0"), seed=3, config=PlannerRunConfig(view="own"))
+@pytest.mark.parametrize(("env_id", "seed"), [("MiniGrid-KeyCorridorS3R3-v0", 3), ("MiniGrid-KeyCorridorS3R1-v0", 0)])
+def test_a_drop_neither_blocks_the_way_on_nor_leaves_the_region_it_should_go_to(env_id: str, seed: int) -> None:
+    """One-cell rooms between two doors. S3R3 seed 3: the key picked up from a doorway must go down behind the agent
+    (the region the operator names), not back in front of the door it blocked; S3R1 seed 0: not in the one-cell
+    corridor the operator names, which would block both its doors (a spot there cuts the way through the doors, so
+    another is taken). Both looped until the re-plan limit before."""
+    run = play_planner_episode(gym.make(env_id), seed=seed, config=PlannerRunConfig(view="own"))
     assert run.trace is not None and run.runner.episode_success and run.trace.replans < 10
+
+
+def test_a_mission_naming_the_door_by_type_alone_looks_around_for_one_first() -> None:
+    """Unlock's "open the door" names no colour: from the own view the harness explores until a door is on the map,
+    then reads the goals (``NotSeenYet``); the look's steps count with the episode's."""
+    runs = [
+        play_planner_episode(gym.make("MiniGrid-Unlock-v0"), seed=s, config=PlannerRunConfig(view="own"))
+        for s in range(4)
+    ]
+    assert all(run.runner.episode_success for run in runs)
+    assert any(run.look_steps > 0 for run in runs)
+
+
+def test_babyai_goals_from_the_own_view_read_the_words_not_the_verifiers_matches() -> None:
+    """BabyAI's UnlockLocal ("open the door"): no colour, so the door is the first seen (looking around for one if
+    need be), not the object BabyAI's verifier matched on the whole grid."""
+    for seed in range(2):
+        run = play_planner_episode(gym.make("BabyAI-UnlockLocal-v0"), seed=seed, config=PlannerRunConfig(view="own"))
+        assert run.runner.episode_success and run.trace is not None

@@ -30,7 +30,7 @@ import gymnasium as gym
 import torch
 
 from modrl.config import ConfigError
-from modrl.envs.goals import goals_for_env
+from modrl.envs.goals import NotSeenYet, goals_for_env
 from modrl.envs.operators import planning_domain
 from modrl.envs.own_view import OwnView, goal_objects, own_view_of
 from modrl.envs.scripted_skills import ScriptedSkills
@@ -182,6 +182,7 @@ class PlannerRun:
     config: PlannerRunConfig
     allowed: Allowed | None = None
     trace: ExecutionTrace | None = None
+    look_steps: int = 0
     _goals: tuple[Goal, ...] | None = None
     _domain: Domain | None = None
 
@@ -205,10 +206,36 @@ class PlannerRun:
         so read the goals before the state to plan from."""
         if self._goals is None:
             own = own_view_of(self.env)
-            self._goals = goals_for_env(self.env, self.runner.observe(), own_view=own is not None)
+            while True:
+                try:
+                    self._goals = goals_for_env(self.env, self.runner.observe(), own_view=own is not None)
+                    break
+                except NotSeenYet as exc:
+                    if own is None or not self._look_for(exc.type_):
+                        raise
             if own is not None:
                 own.needed = goal_objects(a for g in self._goals for a in g.holds | g.achieve)
         return self._goals
+
+    def _look_for(self, type_: str) -> bool:
+        """Own view, a mission naming an object by its type alone ("open the door") before one was seen: run the
+        scripted ``explore`` skill until an object of that type is on the map (its steps are :attr:`look_steps`);
+        whether one was found."""
+        look = GroundOperator(
+            operator="look",
+            args=(type_,),
+            pre=frozenset(),
+            neg=(),
+            add=frozenset(),
+            delete_exact=frozenset(),
+            skill="explore",
+            skill_args=(type_, "*"),
+        )
+        skills = ScriptedSkills(self.env, own_view=True)
+        result = skills.execute(look)
+        self.look_steps += result.steps
+        view = own_view_of(self.env)
+        return view is not None and view.view.seen(type_, "*") and not result.episode_over
 
     def execute(self, executor: SkillExecutor | None = None, *, initial: Plan | None = None) -> ExecutionTrace:
         """Plan to :attr:`goals` and execute with monitoring and re-planning (:func:`modrl.planner.execute`), the

@@ -314,7 +314,7 @@ def run_planner_episode(
         seed=seed,
         success=bool(run.runner.episode_success),
         replans=run.trace.replans,
-        steps=run.trace.total_steps,
+        steps=run.trace.total_steps + run.look_steps,
         outcome=run.trace.outcome,
         option_calls=usage["option"],
         fallback_calls=usage["fallback"],

@@ -183,6 +183,8 @@ def run(args: argparse.Namespace) -> int:
     view = "full grid" if args.view == "full" else "own view"
     print(f"env: {env.spec.id if env.spec else type(env.unwrapped).__name__} | seed {args.seed} | {view}")
     print(f"mission: {env.unwrapped.mission}")
+    if episode.look_steps:
+        print(f"looked around for {episode.look_steps} steps before the mission named an object on the map")
     print(f"initial predicates ({len(state)}):")
     for atom in sorted(state):
         print(f"  {atom}")
@@ -231,7 +233,8 @@ def _execute(args: argparse.Namespace, episode: PlannerRun, found: Plan) -> int:
             f"skills run by learned options: {episode.options.usage['option']}, by scripted skills: "
             f"{episode.options.usage['fallback']}"
         )
-    print(f"outcome: {trace.outcome.value} ({reward}; {trace.replans} re-plan(s), {trace.total_steps} steps)")
+    steps = trace.total_steps + episode.look_steps
+    print(f"outcome: {trace.outcome.value} ({reward}; {trace.replans} re-plan(s), {steps} steps)")
     if args.logdir is not None:
         from torch.utils.tensorboard import SummaryWriter
 
