@@ -280,8 +280,16 @@ SKILLS: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
 FINDABLE_TYPES: tuple[str, ...] = (*PICKABLE_TYPES, "goal")
 """Object types :data:`EXPLORE_OPERATORS` look for on the grid (doors have their own operator)."""
 
-EXPLORE_RULES: tuple[Rule, ...] = (Rule(head="can_explore", body=("frontier(room,?r)", "reach(room,?r)")),)
-"""``can_explore``: some region the agent can walk into borders unknown cells."""
+EXPLORE_RULES: tuple[Rule, ...] = (
+    Rule(head="can_explore", body=("frontier(room,?r)", "reach(room,?r)")),
+    Rule(
+        head="can_explore",
+        body=("connects(door,?d,room,?r,room,?s)", "frontier(room,?s)", "reach(room,?r)"),
+        neg=("locked(door,?d)",),
+    ),
+)
+"""``can_explore``: some region the agent can walk into borders unknown cells, or has an unlocked door into one that
+does (the unseen region behind a closed door included)."""
 
 EXPLORE_OPERATORS: tuple[Operator, ...] = (
     Operator(

@@ -251,14 +251,23 @@ class ScriptedSkills:
                 return self._act([action for _, action in path])
             detour = self._path(accept, goal_ok, through_objects=True)
             blocker = next(((p[0], p[1]) for p, _ in detour or () if _is_object(self.world.grid.get(p[0], p[1]))), None)
-            if blocker is None or not self._move_aside(blocker):
+            # Own view: not back onto the way just found (the cell it was moved from is one: a crowded room otherwise
+            # gets the blocker put straight back); the full-grid skill is left as it was.
+            way = {(p[0], p[1]) for p, _ in detour or ()} if self._own is not None else set()
+            if blocker is None or not self._move_aside(blocker, way):
                 return False
         return False
 
-    def _move_aside(self, blocker: Pos) -> bool:
-        """Put down what is held, move ``blocker`` to an out-of-the-way cell, pick the held object up again."""
+    def _move_aside(self, blocker: Pos, way: set[Pos] | frozenset[Pos] = frozenset()) -> bool:
+        """Put down what is held, move ``blocker`` to an out-of-the-way cell (none of ``way`` if another will do),
+        pick the held object up again."""
         held = self.world.carrying
-        if held is not None and not self._drop_by_rules(self._spot, _DROP_RULES):
+
+        def aside(pos: Pos, rule: tuple[bool, bool, bool]) -> bool:
+            return pos not in way and self._spot(pos, rule)
+
+        spot = self._spot if not way else aside
+        if held is not None and not self._drop_by_rules(spot, _DROP_RULES):
             return False
         path = self._path(lambda p: _ahead(p) == blocker)
         moved = (
@@ -266,7 +275,10 @@ class ScriptedSkills:
             and self._act([a for _, a in path])
             and self._act([int(Actions.pickup)])
             and self.world.carrying is not None
-            and self._drop_by_rules(self._spot, _DROP_RULES)
+            and (
+                self._drop_by_rules(spot, _DROP_RULES)
+                or (spot is not self._spot and self._drop_by_rules(self._spot, _DROP_RULES))
+            )
         )
         if held is None or not moved:
             return moved
