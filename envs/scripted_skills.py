@@ -17,6 +17,11 @@ breadth-first search over agent poses ``(x, y, heading)`` (actions left, right, 
   preferring the regions the step's operator names, and again, until the object is on the map or no such pose can be
   reached (done if it revealed anything, failed if there was nothing to reveal).
 
+From the own view three wishes change (the full-grid skills are left as they were, so recorded demonstrations replay
+unchanged): a drop tries each wish in the region its operator names before anywhere else, the connectivity wish keeps
+doors reachable too (closed or locked: the way on often lies through them), and an object moved aside is not set down
+on the way it was moved from.
+
 Closed doors, walls, lava, objects and (unless it is the target) the goal square are never walked through; when objects
 wall the way off, the skill moves them aside first (putting down what it holds and picking it up again), as BabyAI's
 bot does. A skill fails when its object is missing or no path exists, and times out after ``max_skill_steps``

@@ -177,7 +177,9 @@ def write(results: list[IdResult], args: argparse.Namespace, total: int, started
         f"Made by `python experiments/planner/coverage.py --seeds {args.seeds} --time-limit {args.time_limit:g}"
         + (" --view own" if own else "")
         + (f" --ids {' '.join(args.ids)}" if args.ids else "")
-        + f"`: seeds 0-{args.seeds - 1} of each id (`modrl plan ID --seed S --execute` replays one), "
+        + f"`: seeds 0-{args.seeds - 1} of each id (`modrl plan ID --seed S --execute"
+        + (" --view own" if own else "")
+        + "` replays one), "
         f"{len(results)} of {total} ids done in {(time.time() - started) / 60:.0f} min (wall) on a shared 2-CPU "
         "machine. Planning = CPU seconds outside the skills (searches, re-plans, monitor checks) per episode; an "
         "episode past the CPU-time limit counts as a failure (`timeout`) and its time as the limit.",
@@ -213,8 +215,10 @@ def merge(tables: list[Path], out: Path) -> None:
     supported = [r for r in rows.values() if r.split(" | ")[1] == "yes"]
     rates = [re.search(r"\((\d+)/(\d+)\)", r) for r in supported]
     solved = sum(1 for m in rates if m is not None and int(m[1]) / int(m[2]) >= 0.95)
+    own = bool(made) and all("--view own" in line for line in made)
     lines = [
-        "# The planner with scripted skills on every registered MiniGrid and BabyAI id",
+        "# The planner with scripted skills on every registered MiniGrid and BabyAI id"
+        + (", from the agent's own view" if own else ""),
         "",
         f"Merged by `python experiments/planner/coverage.py --merge {' '.join(str(t) for t in tables)}` from "
         "(a later line's rows replace an earlier one's):",
