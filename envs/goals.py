@@ -154,6 +154,18 @@ def own_view_instruction_goals(instr: Instr, state: frozenset[str]) -> tuple[Goa
     def choose(desc: ObjDesc, avoid: str | None = None) -> str:
         if desc.loc is not None:
             raise UnsupportedTask(f"own view: {_words(desc)!r} names an object by its location")
+        if desc.type is None:  # "the green object": one seen already, of any type
+            fits = sorted(
+                {
+                    f"{args[0]},{args[1]}"
+                    for name, args in (parse_atom(a) for a in state)
+                    if name in ("in", "carrying") and plain_colour(args[1]) == desc.color
+                }
+                - {avoid}
+            )
+            if not fits:
+                raise UnsupportedTask(f"own view: {_words(desc)!r} names no type, and none is seen yet")
+            return fits[0]
         if desc.color is not None:
             return f"{desc.type},{desc.color}"
         seen = sorted(

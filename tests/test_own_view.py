@@ -257,3 +257,22 @@ def test_a_crowded_room_is_crossed_and_a_distractor_box_is_left_closed() -> None
     )
     assert run.trace is not None and run.runner.episode_success
     assert "open(box,grey)" not in [s.skill for s in run.trace.steps]
+
+
+def test_own_view_instruction_goals_read_the_words_and_what_was_seen() -> None:
+    from minigrid.envs.babyai.core.verifier import ObjDesc, OpenInstr, PickupInstr
+
+    from modrl.envs.goals import NotSeenYet, UnsupportedTask, own_view_instruction_goals
+
+    state = frozenset({"in(ball,green,room,0)", "in(box,green@3_4,room,0)", "connects(door,red,room,0,room,u5_2)"})
+    pick = own_view_instruction_goals(PickupInstr(ObjDesc("ball", "purple")), state)
+    assert pick == (Goal(achieve=frozenset({"carrying(ball,purple)"})),)  # named, unseen: exploration finds it
+    assert own_view_instruction_goals(OpenInstr(ObjDesc("door")), state)[0].achieve == {"open(door,red)"}
+    assert own_view_instruction_goals(PickupInstr(ObjDesc(None, "green")), state)[0].achieve == {
+        "carrying(ball,green)"  # "the green object": one seen, of any type
+    }
+    with pytest.raises(NotSeenYet) as missing:
+        own_view_instruction_goals(PickupInstr(ObjDesc("key")), state)
+    assert missing.value.type_ == "key"  # the harness looks around for a key, then reads the goals again
+    with pytest.raises(UnsupportedTask, match="location"):
+        own_view_instruction_goals(OpenInstr(ObjDesc("door", loc="left")), state)
