@@ -45,6 +45,20 @@ class UnsupportedTask(ValueError):
     """The env's task cannot be written as planner goals over the declared operators; the message says why."""
 
 
+class NotSeenYet(UnsupportedTask):
+    """The mission names an object by its type alone ("open the door") and the state holds none of that type: from
+    the agent's own view it may not have been seen yet (the planner harness then looks around for one and reads the
+    goals again: :class:`modrl.agents.planning.episode.PlannerRun`).
+
+    Attributes:
+        type_: The object type the mission names.
+    """
+
+    def __init__(self, message: str, type_: str) -> None:
+        super().__init__(message)
+        self.type_ = type_
+
+
 _UNSUPPORTED_ENVS: dict[str, str] = {
     "GoToDoorEnv": "success needs the 'done' action next to the door, and no skill takes it",
     "GoToObjectEnv": "success needs the 'done' action next to the object, and no skill takes it",
@@ -54,11 +68,15 @@ _UNSUPPORTED_ENVS: dict[str, str] = {
 """Stock env classes whose mission reads like a goal but whose success the operators cannot express."""
 
 
-def goals_for_env(env: Any, state: frozenset[str]) -> tuple[Goal, ...]:
+def goals_for_env(env: Any, state: frozenset[str], *, own_view: bool = False) -> tuple[Goal, ...]:
     """The goals of a (possibly wrapped) env's episode: its task's for a :class:`~modrl.envs.task_env.TaskEnv`, its
     instruction's when it has BabyAI ``instrs`` (:func:`instruction_goals`), else its mission's (:func:`mission_goals`;
     among several objects the mission fits, the env's target ``obj``, the object stock MiniGrid envs reward, is
     preferred).
+
+    ``own_view``: ``state`` is the agent's own view (:func:`modrl.envs.own_view.own_view_state`), and nothing the
+    agent has not been told or seen is read: no target ``obj``, and BabyAI descriptions give their type and colour
+    only (:func:`own_view_instruction_goals`) instead of the objects their verifiers matched on the whole grid.
 
     Raises:
         UnsupportedTask: The task cannot be expressed (the message names the env and why).
@@ -69,11 +87,11 @@ def goals_for_env(env: Any, state: frozenset[str]) -> tuple[Goal, ...]:
         return tuple(resolve_goal(goal, state) for goal in goal_predicates(task))
     instrs = getattr(base, "instrs", None)
     if isinstance(instrs, Instr):
-        return instruction_goals(base, instrs, state)
+        return own_view_instruction_goals(instrs, state) if own_view else instruction_goals(base, instrs, state)
     reason = _UNSUPPORTED_ENVS.get(type(base).__name__)
     if reason is not None:
         raise UnsupportedTask(f"{type(base).__name__}: not expressible: {reason}")
-    target = getattr(base, "obj", None)
+    target = None if own_view else getattr(base, "obj", None)
     prefer = object_name(target) if isinstance(target, WorldObj) else None
     return mission_goals(str(base.mission), state, prefer=prefer)
 
@@ -94,7 +112,7 @@ def instruction_goals(base: MiniGridEnv, instr: Instr, state: frozenset[str]) ->
     return tuple(_goals(instr, chooser))
 
 
-def _goals(instr: Instr, choose: _Chooser) -> list[Goal]:
+def _goals(instr: Instr, choose: Callable[..., str]) -> list[Goal]:
     if isinstance(instr, BeforeInstr | AfterInstr):
         second = instr.instr_b if isinstance(instr, BeforeInstr) else instr.instr_a
         if isinstance(second, OpenInstr) and second.strict:
@@ -119,6 +137,54 @@ def _goals(instr: Instr, choose: _Chooser) -> list[Goal]:
     raise UnsupportedTask(
         f"instruction {type(instr).__name__} is not one of GoTo, Pickup, Open, PutNext, Before, After, And"
     )
+
+
+def own_view_instruction_goals(instr: Instr, state: frozenset[str]) -> tuple[Goal, ...]:
+    """:func:`instruction_goals` from the instruction's words and the own view, for planning from the own view: an
+    object with a colour is ``type,colour`` (the first such object the agent sees: :mod:`modrl.envs.own_view`); one
+    without ("a ball", "the door"), which any object of its type satisfies, is the first by name of those of its type
+    ``state`` shows.
+
+    Raises:
+        NotSeenYet: A description without a colour and no object of its type seen yet.
+        UnsupportedTask: A description with a location ("the door on your left": relative to where the agent stood at
+            the reset, which BabyAI's verifier resolved on the whole grid).
+    """
+
+    def choose(desc: ObjDesc, avoid: str | None = None) -> str:
+        if desc.loc is not None:
+            raise UnsupportedTask(f"own view: {_words(desc)!r} names an object by its location")
+        if desc.type is None:  # "the green object": one seen already, of any type
+            fits = sorted(
+                {
+                    f"{args[0]},{args[1]}"
+                    for name, args in (parse_atom(a) for a in state)
+                    if name in ("in", "carrying") and plain_colour(args[1]) == desc.color
+                }
+                - {avoid}
+            )
+            if not fits:
+                raise UnsupportedTask(f"own view: {_words(desc)!r} names no type, and none is seen yet")
+            return fits[0]
+        if desc.color is not None:
+            return f"{desc.type},{desc.color}"
+        seen = sorted(
+            {
+                f"{args[0]},{args[1]}"
+                for name, args in (parse_atom(a) for a in state)
+                if name in ("in", "connects", "carrying") and args[0] == desc.type
+            }
+            - {avoid}
+        )
+        if not seen:
+            raise NotSeenYet(f"own view: no {desc.type} seen yet for {_words(desc)!r}", desc.type)
+        return seen[0]
+
+    return tuple(_goals(instr, choose))
+
+
+def _words(desc: ObjDesc) -> str:
+    return " ".join(w for w in (desc.color, desc.type, desc.loc) if w)
 
 
 class _Chooser:
@@ -148,13 +214,17 @@ class _Chooser:
 # -- stock MiniGrid missions ---------------------------------------------------------------------------------------
 def _only_door(state: frozenset[str]) -> str:
     doors = sorted({a.split(",")[1] for a in state if a.startswith("connects(door,")})
+    if not doors:
+        raise NotSeenYet("'open the door' needs exactly one door, found none", "door")
     if len(doors) != 1:
-        raise ValueError(f"'open the door' needs exactly one door, found {doors or 'none'}")
+        raise ValueError(f"'open the door' needs exactly one door, found {doors}")
     return doors[0]
 
 
 def _only(state: frozenset[str], type_: str) -> str:
     colours = sorted({plain_colour(a.split(",")[1]) for a in state if a.startswith(f"in({type_},")})
+    if not colours:
+        raise NotSeenYet(f"'the {type_}' is ambiguous or absent: colours []", type_)
     if len(colours) != 1:
         raise ValueError(f"'the {type_}' is ambiguous or absent: colours {colours}")
     return colours[0]

@@ -27,6 +27,11 @@ fetched by ``open_box`` first, which the planner knows to do from the privileged
 
 Objects are ``(type, name)``: the name is the colour, or ``colour@x_y`` for one of several objects of one type and
 colour (:func:`modrl.envs.predicates.identify_objects`); keys fit doors through ``fits`` atoms, not through the names.
+
+Planning from the agent's own view (:mod:`modrl.envs.own_view`: no ``contains``, unknown cells in no region) adds the
+exploration operators of :data:`EXPLORE_OPERATORS` (``planning_domain(goals, own_view=True)``): they apply only while
+an object the plan needs is ``unseen``, and optimistically assume it is found where they look, so a plan through them
+is the plan the agent would follow if it were there; the monitor re-plans as soon as what was seen says otherwise.
 """
 
 from __future__ import annotations
@@ -272,6 +277,66 @@ observation."""
 SKILLS: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
 """The skills the operators run."""
 
+FINDABLE_TYPES: tuple[str, ...] = (*PICKABLE_TYPES, "goal")
+"""Object types :data:`EXPLORE_OPERATORS` look for on the grid (doors have their own operator)."""
+
+EXPLORE_RULES: tuple[Rule, ...] = (
+    Rule(head="can_explore", body=("frontier(room,?r)", "reach(room,?r)")),
+    Rule(
+        head="can_explore",
+        body=("connects(door,?d,room,?r,room,?s)", "frontier(room,?s)", "reach(room,?r)"),
+        neg=("locked(door,?d)",),
+    ),
+)
+"""``can_explore``: some region the agent can walk into borders unknown cells, or has an unlocked door into one that
+does (the unseen region behind a closed door included)."""
+
+EXPLORE_OPERATORS: tuple[Operator, ...] = (
+    Operator(
+        name="explore",
+        params=(Param(name="?t", type="findable"), _NAME, *_ROOM),
+        pre=("unseen(?t,?c)", "frontier(room,?r)", "reach(room,?r)"),
+        delete=("unseen(?t,?c)", *_MOVE_DEL),
+        add=("in(?t,?c,room,?r)", "agent_in(room,?r)"),
+        skill_args=("?t", "?c"),
+    ),
+    Operator(
+        name="explore_door",
+        params=(_NAME, *_ROOM),
+        pre=("unseen(door,?c)", "frontier(room,?r)", "reach(room,?r)"),
+        delete=("unseen(door,?c)", *_MOVE_DEL),
+        add=("connects(door,?c,room,?r,room,unexplored)", "agent_in(room,?r)"),
+        skill="explore",
+        skill_args=("door", "?c"),
+    ),
+    Operator(
+        name="open_box_explore",
+        params=(Param(name="?b"), Param(name="?t", type="pickable"), _NAME, *_ROOM),
+        pre=("in(box,?b,room,?r)", "reach(room,?r)", "unseen(?t,?c)"),
+        neg=("can_explore", "needed(box,?b)"),
+        delete=(
+            *_MOVE_DEL,
+            "unseen(?t,?c)",
+            "in(box,?b,*,*)",
+            "next_to(box,?b,*,*)",
+            "next_to(*,*,box,?b)",
+            "blocks(box,?b,*,*)",
+        ),
+        add=("in(?t,?c,room,?r)", "facing(?t,?c)", "agent_in(room,?r)"),
+        skill="open",
+        skill_args=("box", "?b"),
+    ),
+)
+"""Exploration, for planning from the own view (:mod:`modrl.envs.own_view`). ``explore(t,c,r)`` runs the ``explore``
+skill -- walk through known cells to the nearest frontier of region ``r`` and look, again and again, until the object
+is seen or the region has no frontier left -- and assumes the object is then found in ``r``; ``explore_door`` the same
+for a door (found on ``r``'s side). A door into the unseen is opened by the ordinary ``open``/``unlock`` operators: its
+far side is the region ``u<x>_<y>``, all frontier, so "open that door, then explore behind it" is a plan, and the
+planner, which knows the goal order, never opens a door early that a later goal asks to open. The key of a locked door
+seen but not its key is ``unseen`` too, with its ``fits`` atom. ``open_box_explore(b,t,c,r)`` opens a box the goals do
+not name to look inside, assuming the unseen object is there, only when no frontier is reachable (``can_explore``
+fails): a key hidden in a box (ObstructedMaze) is found by opening boxes once everything else has been seen."""
+
 
 PUT_NEXT_OPERATORS = frozenset({"putnext", "putnext_door", "putnext_fetch", "putnext_held"})
 """The operators that put one object next to another: needed only for goals about ``next_to`` (no precondition or
@@ -279,14 +344,24 @@ rule reads ``next_to``; their other effects -- the object set down in a region, 
 ``drop`` reach as well), and they are most of the ground operators (objects x objects x regions)."""
 
 
-def planning_domain(goals: Sequence[Goal] | None = None) -> Domain:
+def planning_domain(goals: Sequence[Goal] | None = None, *, own_view: bool = False) -> Domain:
     """The MiniGrid planning domain: :data:`OPERATORS`, :data:`RULES` and the types they use.
 
     Given ``goals``, :data:`PUT_NEXT_OPERATORS` range only over the objects the goals' ``next_to`` atoms name (none
     when no goal does): relevance pruning. Plans stay possible -- a put-next matters for its ``next_to`` effect
     only -- and grounding gets 20-40 times cheaper on BabyAI's multi-room levels; a plan may be one step longer where
-    a put-next would have carried an object to a region and set it down.
+    a put-next would have carried an object to a region and set it down. ``own_view`` adds
+    :data:`EXPLORE_OPERATORS` and :data:`EXPLORE_RULES` (planning from :mod:`modrl.envs.own_view`'s atoms).
     """
+    base = _full_view_domain(goals)
+    if not own_view:
+        return base
+    types = {**base.types, "findable": frozenset(FINDABLE_TYPES)}
+    return Domain(operators=(*base.operators, *EXPLORE_OPERATORS), rules=(*base.rules, *EXPLORE_RULES), types=types)
+
+
+def _full_view_domain(goals: Sequence[Goal] | None = None) -> Domain:
+    """:func:`planning_domain` without exploration (planning over the full grid)."""
     types: dict[str, frozenset[str]] = {"pickable": frozenset(PICKABLE_TYPES)}
     if goals is None:
         return Domain(operators=OPERATORS, rules=RULES, types=types)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import Any, SupportsFloat
+from typing import Any, Protocol, SupportsFloat
 
 import gymnasium as gym
 import numpy as np
@@ -63,10 +63,37 @@ def plain_colour(name: str) -> str:
     return name.partition(IDENTITY_SEPARATOR)[0]
 
 
-def find_object(base: MiniGridEnv, type_: str, name: str, *, carried: bool = False) -> Pos | None:
+def name_object(obj: WorldObj, name: str) -> None:
+    """Give ``obj`` the name :func:`object_name` reads (the own-view map names what it sees this way:
+    :mod:`modrl.envs.own_view`)."""
+    setattr(obj, _IDENTITY, name)
+
+
+class World(Protocol):
+    """What :func:`find_object` and the scripted skills read: a grid, the agent's pose and what it carries. A
+    ``MiniGridEnv`` (the full grid) is one; so is the own-view map (:class:`modrl.envs.own_view.OwnViewMap`)."""
+
+    @property
+    def grid(self) -> Grid: ...
+
+    @property
+    def carrying(self) -> WorldObj | None: ...
+
+    @property
+    def agent_pos(self) -> Any: ...
+
+    @property
+    def agent_dir(self) -> Any: ...
+
+    @property
+    def front_pos(self) -> Any: ...
+
+
+def find_object(base: World, type_: str, name: str, *, carried: bool = False) -> Pos | None:
     """Where the object ``name`` (:func:`object_name`) of type ``type_`` lies on the grid; for a plain colour that
     several objects share, the nearest of them to the agent. With ``carried``, an object the agent holds is at the
-    agent's cell. ``None`` when there is none (names every object first: :func:`identify_objects`)."""
+    agent's cell. ``None`` when there is none (names every object first: :func:`identify_objects`). ``base`` is the
+    env (the full grid) or the own-view map."""
     grid, (ax, ay) = base.grid, (int(base.agent_pos[0]), int(base.agent_pos[1]))
     identify_objects(grid, base.carrying, (ax, ay))
     held = base.carrying
@@ -219,27 +246,32 @@ def env_predicates(env: MiniGridEnv) -> frozenset[str]:
 _SEPARATORS = frozenset({"wall", "lava", "door"})
 
 
-def regions(grid: Grid) -> dict[tuple[int, int], int]:
-    """Region index of every cell that is not a wall, lava or a door (see the comment above)."""
+def regions(grid: Grid, known: np.ndarray | None = None) -> dict[tuple[int, int], int]:
+    """Region index of every cell that is not a wall, lava or a door (see the comment above); with ``known`` (a
+    ``(width, height)`` boolean mask: the own-view map's cells seen so far), unknown cells belong to no region."""
     labels: dict[tuple[int, int], int] = {}
+    label = 0
     for y in range(grid.height):
         for x in range(grid.width):
-            if (x, y) in labels or not _open_cell(grid, x, y):
+            if (x, y) in labels or not _open_cell(grid, x, y, known):
                 continue
-            label, stack = len(set(labels.values())), [(x, y)]
+            stack = [(x, y)]
             labels[(x, y)] = label
             while stack:
                 cx, cy = stack.pop()
                 for i, j in _NEIGHBOURS:
                     nxt = (cx + i, cy + j)
-                    if nxt not in labels and _open_cell(grid, *nxt):
+                    if nxt not in labels and _open_cell(grid, *nxt, known):
                         labels[nxt] = label
                         stack.append(nxt)
+            label += 1
     return labels
 
 
-def _open_cell(grid: Grid, x: int, y: int) -> bool:
+def _open_cell(grid: Grid, x: int, y: int, known: np.ndarray | None = None) -> bool:
     if not (0 <= x < grid.width and 0 <= y < grid.height):
+        return False
+    if known is not None and not known[x, y]:
         return False
     cell = grid.get(x, y)
     return cell is None or cell.type not in _SEPARATORS
@@ -249,18 +281,22 @@ def _room(index: int) -> tuple[str, str]:
     return "room", str(index)
 
 
-def spatial_state(grid: Grid, agent_pos: Sequence[int] | np.ndarray) -> frozenset[str]:
+def spatial_state(
+    grid: Grid, agent_pos: Sequence[int] | np.ndarray, labels: dict[tuple[int, int], int] | None = None
+) -> frozenset[str]:
     """The region predicates of the comment above (``in``, ``agent_in``, ``connects``, ``blocks``).
 
     Args:
         grid: The MiniGrid grid.
         agent_pos: ``(x, y)`` of the agent; in a doorway, the agent counts as in every region next to it that it can
             step into (the lowest-numbered one if it can step into none).
+        labels: The regions (default: :func:`regions` of ``grid``; the own-view map passes its own, over the cells
+            seen so far and numbered stably as they grow).
 
     Returns:
         A frozenset of predicate strings.
     """
-    labels = regions(grid)
+    labels = regions(grid) if labels is None else labels
     facts: set[str] = set()
     for here in agent_regions(grid, labels, int(agent_pos[0]), int(agent_pos[1])):
         facts.add(predicate("agent_in", *_room(here)))

@@ -1,7 +1,9 @@
 """Scripted skills: a :class:`~modrl.planner.SkillExecutor` that runs each planned skill in a real MiniGrid env.
 
-The stand-in for learned options, so plans can be executed end to end now. Each skill reads the full grid and moves
-with a breadth-first search over agent poses ``(x, y, heading)`` (actions left, right, forward), then acts:
+The stand-in for learned options, so plans can be executed end to end now. Each skill reads the full grid -- or, when
+planning from the agent's own view (``own_view=True``), the map of the cells seen so far
+(:class:`modrl.envs.own_view.OwnViewMap`: unknown cells are never walked through or dropped on) -- and moves with a
+breadth-first search over agent poses ``(x, y, heading)`` (actions left, right, forward), then acts:
 
 * ``goto(t,c)`` -- stop facing the object (``goto(goal,c)``: stand on the goal square);
 * ``pickup(t,c)`` -- go to the object and pick it up (fails if the hands are full);
@@ -10,7 +12,15 @@ with a breadth-first search over agent poses ``(x, y, heading)`` (actions left, 
 * ``drop(t,c)`` -- put the held object on the nearest free cell that blocks no door, touches no other object and
   cuts no walkable cell off from the agent, relaxing these wishes in that order when no cell meets them all;
 * ``putnext(t,c,u,d)`` -- (pick the object up if needed, then) drop it on a free cell next to the target, by the same
-  wishes (doors, then connectivity).
+  wishes (doors, then connectivity);
+* ``explore(t,c)`` (own view only) -- walk through known cells to the nearest pose that faces an unknown cell,
+  preferring the regions the step's operator names, and again, until the object is on the map or no such pose can be
+  reached (done if it revealed anything, failed if there was nothing to reveal).
+
+From the own view three wishes change (the full-grid skills are left as they were, so recorded demonstrations replay
+unchanged): a drop tries each wish in the region its operator names before anywhere else, the connectivity wish keeps
+doors reachable too (closed or locked: the way on often lies through them), and an object moved aside is not set down
+on the way it was moved from.
 
 Closed doors, walls, lava, objects and (unless it is the target) the goal square are never walked through; when objects
 wall the way off, the skill moves them aside first (putting down what it holds and picking it up again), as BabyAI's
@@ -35,8 +45,10 @@ from minigrid.core.world_object import Box, Door, WorldObj
 from minigrid.minigrid_env import MiniGridEnv
 
 from modrl.config import check
+from modrl.envs.own_view import OwnView, OwnViewMap, own_view_of
 from modrl.envs.predicates import (
     IDENTITY_SEPARATOR,
+    World,
     agent_regions,
     env_planning_state,
     find_object,
@@ -58,6 +70,9 @@ class ScriptedSkills:
     Args:
         env: A MiniGrid env, possibly wrapped, already reset; actions go through ``env.step`` (so wrappers see them).
         max_skill_steps: Actions one skill may take before it times out.
+        own_view: Read the own-view map of the :class:`~modrl.envs.own_view.OwnView` wrapper in ``env``'s chain
+            instead of the full grid, for the skills and for :meth:`observe` (which then reports
+            :func:`~modrl.envs.own_view.own_view_state`); adds the ``explore`` skill.
 
     Attributes:
         last_info: The ``info`` of the last step.
@@ -65,11 +80,13 @@ class ScriptedSkills:
         episode_success: It ended with a positive reward.
     """
 
-    def __init__(self, env: gym.Env, *, max_skill_steps: int = 200) -> None:
+    def __init__(self, env: gym.Env, *, max_skill_steps: int = 200, own_view: bool = False) -> None:
         check(
             isinstance(env.unwrapped, MiniGridEnv), "env", f"needs a MiniGrid env, got {type(env.unwrapped).__name__}"
         )
         check(isinstance(max_skill_steps, int) and max_skill_steps >= 1, "max_skill_steps", "must be an integer >= 1")
+        self._own: OwnView | None = own_view_of(env) if own_view else None
+        check(not own_view or self._own is not None, "own_view", "needs an OwnView wrapper in the env's chain")
         self.env = env
         self.max_skill_steps = max_skill_steps
         self.last_info: dict[str, Any] = {}
@@ -77,6 +94,7 @@ class ScriptedSkills:
         self.episode_success = False
         self._probing = False
         self._rooms: frozenset[str] = frozenset()
+        self._put_rooms: frozenset[str] = frozenset()
         self._handlers: dict[str, Callable[[Sequence[str]], bool]] = {
             "goto": self._goto,
             "pickup": self._pickup,
@@ -84,6 +102,8 @@ class ScriptedSkills:
             "open": self._open,
             "putnext": self._putnext,
         }
+        if self._own is not None:
+            self._handlers["explore"] = self._explore
 
     @property
     def base(self) -> MiniGridEnv:
@@ -92,9 +112,20 @@ class ScriptedSkills:
         assert isinstance(base, MiniGridEnv)
         return base
 
+    @property
+    def view(self) -> OwnViewMap | None:
+        """The own-view map the skills read (``None``: they read the full grid)."""
+        return None if self._own is None else self._own.view
+
+    @property
+    def world(self) -> World:
+        """What the skills read: the own-view map, or the env itself (the full grid)."""
+        return self.base if self._own is None else self._own.view
+
     def observe(self) -> frozenset[str]:
-        """:func:`modrl.envs.predicates.env_planning_state` now."""
-        return env_planning_state(self.base)
+        """:func:`modrl.envs.predicates.env_planning_state` now (own view: the map's
+        :func:`~modrl.envs.own_view.own_view_state`)."""
+        return env_planning_state(self.base) if self._own is None else self._own.state()
 
     def execute(self, step: GroundOperator) -> SkillResult:
         """Run ``step.skill(step.skill_args)`` until it is done, fails, times out or the episode ends."""
@@ -103,6 +134,7 @@ class ScriptedSkills:
             raise ValueError(f"no scripted skill {step.skill!r}; skills: {', '.join(self._handlers)}")
         self._steps, self._over, self._success, self._timeout = 0, False, False, False
         self._rooms = _agent_rooms(step)
+        self._put_rooms = _object_rooms(step)
         ok = handler(step.skill_args)
         if self._over:
             status = SkillStatus.DONE if ok else SkillStatus.FAILED
@@ -145,23 +177,31 @@ class ScriptedSkills:
 
     def _find(self, type_: str, name: str) -> Pos | None:
         """Where the object named ``name`` lies on the grid (:func:`~modrl.envs.predicates.find_object`)."""
-        return find_object(self.base, type_, name)
+        return find_object(self.world, type_, name)
 
     def _front(self) -> Pos:
-        x, y = self.base.front_pos
+        x, y = self.world.front_pos
         return int(x), int(y)
 
     def _carrying(self, type_: str, name: str) -> bool:
-        held = self.base.carrying
+        held = self.world.carrying
         return (
             held is not None
             and held.type == type_
             and (object_name(held) == name or (_plain(name) and held.color == name))
         )
 
-    def _walkable(self, pos: Pos, goal_ok: bool) -> bool:
-        grid = self.base.grid
+    def _known(self, pos: Pos) -> bool:
+        """``pos`` lies on the grid and (own view) has been seen."""
+        grid = self.world.grid
         if not (0 <= pos[0] < grid.width and 0 <= pos[1] < grid.height):
+            return False
+        view = self.view
+        return view is None or bool(view.known[pos[0], pos[1]])
+
+    def _walkable(self, pos: Pos, goal_ok: bool) -> bool:
+        grid = self.world.grid
+        if not self._known(pos):
             return False
         cell = grid.get(*pos)
         if cell is None or cell.type == "floor":
@@ -175,7 +215,7 @@ class ScriptedSkills:
     ) -> list[tuple[Pose, int]] | None:
         """Cheapest ``(pose after, action)`` sequence to a pose ``accept`` likes (Dijkstra over poses, one per action);
         ``through_objects`` lets it walk through balls, boxes and keys at a high price (to find what is in the way)."""
-        (x, y), d = self.base.agent_pos, self.base.agent_dir
+        (x, y), d = self.world.agent_pos, self.world.agent_dir
         start: Pose = (int(x), int(y), int(d))
         parents: dict[Pose, tuple[Pose, int] | None] = {start: None}
         cost = {start: 0}
@@ -196,7 +236,7 @@ class ScriptedSkills:
             ahead = (px + dx, py + dy)
             if self._walkable(ahead, goal_ok):
                 moves.append(((*ahead, pd), int(Actions.forward), 1))
-            elif through_objects and _is_object(self.base.grid.get(*ahead)) and self._movable(ahead):
+            elif through_objects and _is_object(self.world.grid.get(*ahead)) and self._movable(ahead):
                 moves.append(((*ahead, pd), int(Actions.forward), 1000))
             for nxt, action, price in moves:
                 if g + price < cost.get(nxt, 1 << 30):
@@ -205,7 +245,7 @@ class ScriptedSkills:
         return None
 
     def _movable(self, pos: Pos) -> bool:
-        cell = self.base.grid.get(*pos)
+        cell = self.world.grid.get(*pos)
         return cell is not None and cell.can_pickup()
 
     def _navigate(self, accept: Callable[[Pose], bool], goal_ok: bool = False) -> bool:
@@ -215,39 +255,51 @@ class ScriptedSkills:
             if path is not None:
                 return self._act([action for _, action in path])
             detour = self._path(accept, goal_ok, through_objects=True)
-            blocker = next(((p[0], p[1]) for p, _ in detour or () if _is_object(self.base.grid.get(p[0], p[1]))), None)
-            if blocker is None or not self._move_aside(blocker):
+            blocker = next(((p[0], p[1]) for p, _ in detour or () if _is_object(self.world.grid.get(p[0], p[1]))), None)
+            # Own view: not back onto the way just found (the cell it was moved from is one: a crowded room otherwise
+            # gets the blocker put straight back); the full-grid skill is left as it was.
+            way = {(p[0], p[1]) for p, _ in detour or ()} if self._own is not None else set()
+            if blocker is None or not self._move_aside(blocker, way):
                 return False
         return False
 
-    def _move_aside(self, blocker: Pos) -> bool:
-        """Put down what is held, move ``blocker`` to an out-of-the-way cell, pick the held object up again."""
-        held = self.base.carrying
-        if held is not None and not self._drop_by_rules(self._spot, _DROP_RULES):
+    def _move_aside(self, blocker: Pos, way: set[Pos] | frozenset[Pos] = frozenset()) -> bool:
+        """Put down what is held, move ``blocker`` to an out-of-the-way cell (none of ``way`` if another will do),
+        pick the held object up again."""
+        held = self.world.carrying
+
+        def aside(pos: Pos, rule: tuple[bool, bool, bool]) -> bool:
+            return pos not in way and self._spot(pos, rule)
+
+        spot = self._spot if not way else aside
+        if held is not None and not self._drop_by_rules(spot, _DROP_RULES):
             return False
         path = self._path(lambda p: _ahead(p) == blocker)
         moved = (
             path is not None
             and self._act([a for _, a in path])
             and self._act([int(Actions.pickup)])
-            and self.base.carrying is not None
-            and self._drop_by_rules(self._spot, _DROP_RULES)
+            and self.world.carrying is not None
+            and (
+                self._drop_by_rules(spot, _DROP_RULES)
+                or (spot is not self._spot and self._drop_by_rules(self._spot, _DROP_RULES))
+            )
         )
         if held is None or not moved:
             return moved
-        again = self._path(lambda p: self.base.grid.get(*_ahead(p)) is held)
+        again = self._path(lambda p: self.world.grid.get(*_ahead(p)) is held)
         return (
             again is not None
             and self._act([a for _, a in again])
             and self._act([int(Actions.pickup)])
-            and self.base.carrying is held
+            and self.world.carrying is held
         )
 
     def _face(self, target: Pos) -> bool:
         """Stand facing ``target``; in a region the step's operator names (its ``agent_in`` effects) when one can be
         walked to, else anywhere (a doorway counts as the regions it can be left into, as the planner counts it)."""
         if self._rooms:
-            labels = regions(self.base.grid)
+            labels = self._labels()
 
             def inside(pose: Pose) -> bool:
                 return _ahead(pose) == target and self._in_rooms(labels, pose)
@@ -256,18 +308,23 @@ class ScriptedSkills:
                 return self._navigate(inside) and self._front() == target
         return self._navigate(lambda p: _ahead(p) == target) and self._front() == target
 
+    def _labels(self) -> dict[Pos, int]:
+        """Region ids as the planning state numbers them (own view: the map's stable ids over known cells)."""
+        view = self.view
+        return regions(self.world.grid) if view is None else view.regions()
+
     def _in_rooms(self, labels: dict[Pos, int], pose: Pose) -> bool:
-        here = agent_regions(self.base.grid, labels, pose[0], pose[1])
+        here = agent_regions(self.world.grid, labels, pose[0], pose[1])
         return any(str(r) in self._rooms for r in here)
 
     def _spot(self, pos: Pos, rule: tuple[bool, bool, bool]) -> bool:
         """An empty cell to drop on, under ``rule`` = (keep away from doors, keep away from other objects, keep every
         walkable cell reachable)."""
         away_from_doors, away_from_objects, keep_connected = rule
-        grid = self.base.grid
-        if not (0 <= pos[0] < grid.width and 0 <= pos[1] < grid.height) or grid.get(*pos) is not None:
+        grid = self.world.grid
+        if not self._known(pos) or grid.get(*pos) is not None:
             return False
-        near = [grid.get(pos[0] + i, pos[1] + j) for i, j in _NEIGHBOURS]
+        near = [grid.get(pos[0] + i, pos[1] + j) for i, j in _NEIGHBOURS]  # unknown cells of the map are None
         if away_from_doors and any(isinstance(cell, Door) for cell in near):
             return False
         if away_from_objects and any(_is_object(cell) for cell in near):
@@ -282,16 +339,23 @@ class ScriptedSkills:
         return self._cut_cache[pos]
 
     def _walk_from(self, blocked: Pos | None) -> set[Pos]:
-        x, y = (int(v) for v in self.base.agent_pos)
+        x, y = (int(v) for v in self.world.agent_pos)
         seen, stack = {(x, y)}, [(x, y)]
         while stack:
             cx, cy = stack.pop()
             for i, j in _NEIGHBOURS:
                 nxt = (cx + i, cy + j)
-                if nxt != blocked and nxt not in seen and self._walkable(nxt, False):
+                if nxt != blocked and nxt not in seen and self._passable(nxt):
                     seen.add(nxt)
                     stack.append(nxt)
         return seen
+
+    def _passable(self, pos: Pos) -> bool:
+        """A cell connectivity is kept to: walkable; from the own view also a door, closed or locked (a drop in front
+        of the door the plan goes through next cuts the way as surely as one in a corridor)."""
+        if self._walkable(pos, False):
+            return True
+        return self._own is not None and self._known(pos) and isinstance(self.world.grid.get(*pos), Door)
 
     def _drop_by_rules(
         self, accept: Callable[[Pos, tuple[bool, bool, bool]], bool], rules: Sequence[tuple[bool, bool, bool]]
@@ -302,7 +366,7 @@ class ScriptedSkills:
             path = self._path(partial(_accepts_ahead, accept, rule))
             if path is not None:
                 dropped = self._act([action for _, action in path]) and self._act([int(Actions.drop)])
-                return dropped and self.base.carrying is None
+                return dropped and self.world.carrying is None
         return False
 
     # -- skills -------------------------------------------------------------------------------------------------------
@@ -313,7 +377,7 @@ class ScriptedSkills:
             return False
         if type_ == "goal":
             reached = self._navigate(lambda p: (p[0], p[1]) == target, goal_ok=True)
-            return reached and tuple(self.base.agent_pos) == target
+            return reached and tuple(int(v) for v in self.world.agent_pos) == target
         return self._face(target)
 
     def _pickup(self, args: Sequence[str]) -> bool:
@@ -321,7 +385,7 @@ class ScriptedSkills:
         if self._carrying(type_, colour):
             return True
         target = self._find(type_, colour)
-        if target is None or self.base.carrying is not None or not self._face(target):
+        if target is None or self.world.carrying is not None or not self._face(target):
             return False
         return self._act([int(Actions.pickup)]) and self._carrying(type_, colour)
 
@@ -330,17 +394,68 @@ class ScriptedSkills:
         target = self._find(type_, name)
         if target is None or not self._face(target):
             return False
-        thing = self.base.grid.get(*target)
+        thing = self.world.grid.get(*target)
         if isinstance(thing, Door):
             return thing.is_open or (self._act([int(Actions.toggle)]) and thing.is_open)
         # A box: MiniGrid replaces it by its contents.
-        return isinstance(thing, Box) and self._act([int(Actions.toggle)]) and self.base.grid.get(*target) is not thing
+        return isinstance(thing, Box) and self._act([int(Actions.toggle)]) and self.world.grid.get(*target) is not thing
 
     def _drop(self, args: Sequence[str]) -> bool:
         type_, colour = args
         if not self._carrying(type_, colour):
             return False
+        if self._own is not None and self._put_rooms:
+            # Own view: wish by wish, a spot in the region the operator names first, then anywhere (KeyCorridorS3R3's
+            # one-cell rooms between two doors otherwise got the key back in front of the door it blocked, again and
+            # again); the full-grid skill is left as it was, so earlier recordings replay unchanged.
+            labels = self._labels()
+
+            def inside(pos: Pos, rule: tuple[bool, bool, bool]) -> bool:
+                return str(labels.get(pos)) in self._put_rooms and self._spot(pos, rule)
+
+            return any(
+                self._drop_by_rules(inside, (rule,)) or self._drop_by_rules(self._spot, (rule,)) for rule in _DROP_RULES
+            )
         return self._drop_by_rules(self._spot, _DROP_RULES)
+
+    def _explore(self, args: Sequence[str]) -> bool:
+        """Look for the object ``args`` = ``(type, name)``: walk to the nearest pose facing an unknown cell (in the
+        step's regions while one can be reached there, else anywhere), re-aiming whenever a step shows new cells,
+        until the object is on the map. Done if it is, or if anything new was seen on the way; failed if no unknown
+        cell can be faced."""
+        type_, name = args
+        view = self.view
+        assert view is not None, "explore needs the own view"
+        labels = self._labels()
+        home = {pos for pos, r in labels.items() if str(r) in self._rooms}
+        acted = False
+        while not view.seen(type_, name):
+            labels = self._labels()
+            wanted = {labels[p] for p in home if p in labels}
+
+            def looks(pose: Pose, local: bool, labels: dict[Pos, int] = labels, wanted: set[int] = wanted) -> bool:
+                ahead = _ahead(pose)
+                if not view.inside(ahead) or view.known[ahead[0], ahead[1]]:
+                    return False
+                return not local or labels.get((pose[0], pose[1])) in wanted
+
+            path = self._path(partial(looks, local=True)) if wanted else None
+            if path is None:
+                path = self._path(partial(looks, local=False))
+            if path is None:  # objects may wall the rest off: move them aside on the way (or give up)
+                count = int(view.known.sum())
+                if not self._navigate(partial(looks, local=False)):
+                    return acted and not self._timeout
+                acted = acted or int(view.known.sum()) != count
+                continue
+            count = int(view.known.sum())
+            for _, action in path:
+                if not self._act([action]):
+                    return False
+                acted = True
+                if int(view.known.sum()) != count:
+                    break
+        return True
 
     def _putnext(self, args: Sequence[str]) -> bool:
         type_, colour, target_type, target_colour = args
@@ -360,7 +475,7 @@ class ScriptedSkills:
             return True
         # No free cell beside the target can be walked to: walk up to the target itself, moving what is in the way
         # aside (the held object is put down and picked up again), then try again from there.
-        return self.base.carrying is not None and self._face(target) and self._drop_by_rules(beside, rules)
+        return self.world.carrying is not None and self._face(target) and self._drop_by_rules(beside, rules)
 
 
 class _Probed(Exception):
@@ -387,6 +502,11 @@ def _agent_rooms(step: GroundOperator) -> frozenset[str]:
     return frozenset(
         args[1] for name, args in (parse_atom(a) for a in step.add) if name == "agent_in" and len(args) == 2
     )
+
+
+def _object_rooms(step: GroundOperator) -> frozenset[str]:
+    """The regions a step's operator puts objects in (its ``in(t,c,room,r)`` add effects)."""
+    return frozenset(args[3] for name, args in (parse_atom(a) for a in step.add) if name == "in" and len(args) == 4)
 
 
 def _plain(name: str) -> bool:

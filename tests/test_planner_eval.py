@@ -406,3 +406,15 @@ def test_evaluation_plans_over_the_served_skills_without_fallback(
         assert run.outcome is Outcome.SUCCESS and run.fallback_calls == 2  # the scripted skills ran both steps
     else:
         assert run.outcome is Outcome.REPLAN_LIMIT and run.option_calls == 0  # unserved steps were tried and failed
+
+
+def test_cli_planner_with_options_from_the_own_view_explores_with_the_scripted_skill(
+    options_run: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["eval", str(options_run), "--planner", "--episodes", "1", "--option-steps", "2", "--view", "own"]) == 0
+    printed = capsys.readouterr().out
+    assert "from the agent's own view with learned options (greedy) + scripted explore" in printed
+    data = json.loads((options_run / "eval" / "planner-test-own-view.json").read_text())
+    assert data["view"] == "own" and data["config"]["view"] == "own"
+    assert data["skills_label"] == "learned options (greedy) + scripted explore"
+    assert sum(t["option_calls"] for t in data["tasks"]) > 0

@@ -11,22 +11,43 @@ library's options (:func:`.skills.learned_skills`, seeded with the same seed).
 them over the declared operators (:func:`modrl.planner.execute`); :func:`play_planner_episode` does all of it and
 closes the env. Sampled option actions draw from torch's global RNG, so execution runs in a fork of it seeded with the
 episode's seed: an episode is reproducible from its seed, and the caller's RNG state is left alone.
+
+``view="own"`` plans from the agent's own view instead of the full grid: the env is wrapped innermost by
+:class:`modrl.envs.own_view.OwnView` (a map of the cells seen so far, kept up to date by every step whoever takes it),
+the planning state is :func:`modrl.envs.own_view.own_view_state`, the goals are read without the env's privileged
+target (:func:`modrl.envs.goals.goals_for_env` with ``own_view``), the domain has the exploration operators
+(:data:`modrl.envs.operators.EXPLORE_OPERATORS`), and the scripted skills -- all of them with the scripted skills,
+the fallback and ``explore`` with options -- read the map.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import gymnasium as gym
 import torch
 
 from modrl.config import ConfigError
-from modrl.envs.goals import goals_for_env
+from modrl.envs.goals import NotSeenYet, goals_for_env
 from modrl.envs.operators import planning_domain
+from modrl.envs.own_view import OwnView, goal_objects, own_view_of
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.options import OptionLibrary
-from modrl.planner import Domain, ExecutionTrace, Goal, MonitorConfig, Plan, SearchConfig, SkillExecutor, execute
+from modrl.planner import (
+    Domain,
+    ExecutionTrace,
+    Goal,
+    GroundOperator,
+    MonitorConfig,
+    Plan,
+    SearchConfig,
+    SkillExecutor,
+    SkillResult,
+    SkillStatus,
+    execute,
+)
 from modrl.planner.option_executor import OptionExecutor
 from modrl.planner.search import Algorithm, Allowed
 
@@ -77,6 +98,8 @@ class PlannerRunConfig:
             h_FF; on the panel of ``experiments/bench/bench_planner.py`` as many plans as A*, as long, after far
             fewer nodes), ``"gbfs"``, or ``"astar"`` / ``"bfs"`` for shortest plans.
         weight: ``"wastar"``'s weight on the heuristic.
+        view: ``"full"``: plan over the full grid (privileged); ``"own"``: over the map of the cells the agent has
+            seen, with exploration (see the module docstring).
 
     Raises:
         PlannerConfigError: A value is out of range (the message names the field, its
@@ -94,6 +117,7 @@ class PlannerRunConfig:
     skill_aware: bool = True
     algorithm: Algorithm = "wastar"
     weight: float = SearchConfig().weight
+    view: View = "full"
 
     def __post_init__(self) -> None:
         _check(
@@ -129,6 +153,7 @@ class PlannerRunConfig:
         except ConfigError as exc:
             field_name, _, detail = str(exc).partition(": ")
             raise PlannerConfigError(field_name, detail) from None
+        _check(self.view in VIEWS, "view", f"must be one of {', '.join(VIEWS)}, got {self.view!r}")
 
     @property
     def search(self) -> SearchConfig:
@@ -140,6 +165,10 @@ class PlannerRunConfig:
         """The execution limits of :func:`modrl.planner.execute`."""
         return MonitorConfig(search=self.search, max_replans=self.max_replans)
 
+
+View = Literal["full", "own"]
+VIEWS: tuple[View, ...] = ("full", "own")
+"""What the planner reads: the full grid (``full``, privileged) or the agent's own view (``own``)."""
 
 Runner = ScriptedSkills | OptionExecutor
 """What runs a planner episode's skills: the scripted skills, or a library's options."""
@@ -161,6 +190,7 @@ class PlannerRun:
     config: PlannerRunConfig
     allowed: Allowed | None = None
     trace: ExecutionTrace | None = None
+    look_steps: int = 0
     _goals: tuple[Goal, ...] | None = None
     _domain: Domain | None = None
 
@@ -169,7 +199,7 @@ class PlannerRun:
         """The planning domain for :attr:`goals` (:func:`modrl.envs.operators.planning_domain`, without the put-next
         operators when no goal needs them), made when first asked for."""
         if self._domain is None:
-            self._domain = planning_domain(self.goals)
+            self._domain = planning_domain(self.goals, own_view=self.config.view == "own")
         return self._domain
 
     @property
@@ -179,10 +209,41 @@ class PlannerRun:
 
     @property
     def goals(self) -> tuple[Goal, ...]:
-        """The env's goals, read from the state when first asked for (:func:`modrl.envs.goals.goals_for_env`)."""
+        """The env's goals, read from the state when first asked for (:func:`modrl.envs.goals.goals_for_env`); from
+        the own view, the objects they name are then given to the map (its state marks them ``unseen`` until seen),
+        so read the goals before the state to plan from."""
         if self._goals is None:
-            self._goals = goals_for_env(self.env, self.runner.observe())
+            own = own_view_of(self.env)
+            while True:
+                try:
+                    self._goals = goals_for_env(self.env, self.runner.observe(), own_view=own is not None)
+                    break
+                except NotSeenYet as exc:
+                    if own is None or not self._look_for(exc.type_):
+                        raise
+            if own is not None:
+                own.needed = goal_objects(a for g in self._goals for a in g.holds | g.achieve)
         return self._goals
+
+    def _look_for(self, type_: str) -> bool:
+        """Own view, a mission naming an object by its type alone ("open the door") before one was seen: run the
+        scripted ``explore`` skill until an object of that type is on the map (its steps are :attr:`look_steps`);
+        whether one was found."""
+        look = GroundOperator(
+            operator="look",
+            args=(type_,),
+            pre=frozenset(),
+            neg=(),
+            add=frozenset(),
+            delete_exact=frozenset(),
+            skill="explore",
+            skill_args=(type_, "*"),
+        )
+        skills = ScriptedSkills(self.env, own_view=True)
+        result = skills.execute(look)
+        self.look_steps += result.steps
+        view = own_view_of(self.env)
+        return view is not None and view.view.seen(type_, "*") and not result.episode_over
 
     def execute(self, executor: SkillExecutor | None = None, *, initial: Plan | None = None) -> ExecutionTrace:
         """Plan to :attr:`goals` and execute with monitoring and re-planning (:func:`modrl.planner.execute`), the
@@ -217,6 +278,9 @@ def start_planner_episode(
     """Set up one planner episode of ``env`` (see the module docstring): wrapped for ``library`` (if any), then by
     ``wrap`` (if given; e.g. a recorder), reset with ``seed``, and its skill executor built on the outermost wrapper.
     """
+    own = config.view == "own"
+    if own:
+        env = OwnView(env)
     if library is not None:
         env = wrap_for_library(env, library)
     if wrap is not None:
@@ -225,21 +289,56 @@ def start_planner_episode(
     runner: Runner
     allowed = None
     if library is None:
-        runner = ScriptedSkills(env)
+        runner = ScriptedSkills(env, own_view=own)
     else:
+        fallback: SkillExecutor | None = ScriptedSkills(env, own_view=own) if config.fallback else None
+        if own and fallback is None:
+            fallback = ExploreOnly(ScriptedSkills(env, own_view=True))
+        view = own_view_of(env)
         runner = learned_skills(
             env,
             library,
-            fallback=ScriptedSkills(env) if config.fallback else None,
+            fallback=fallback,
             max_skill_steps=config.option_steps,
             deterministic=config.deterministic,
             seed=seed,
             loop_limit=config.loop_limit or None,
             escape_steps=config.escape_steps,
             cycle_limit=config.cycle_limit or None,
+            observe=None if view is None else view.state,
         )
         allowed = runner.allowed if config.skill_aware else None
+        if own and not config.fallback and config.skill_aware:
+            allowed = _options_or_explore(runner)
     return PlannerRun(env=env, runner=runner, seed=seed, config=config, allowed=allowed)
+
+
+class ExploreOnly:
+    """The scripted ``explore`` skill as the fallback of options that plan from the own view without the scripted
+    fallback (no option explores): it runs ``explore`` steps and fails every other step at once. The evaluation counts
+    its calls as scripted-fallback calls: an assist, named in the report."""
+
+    def __init__(self, skills: ScriptedSkills) -> None:
+        self.skills = skills
+
+    def observe(self) -> frozenset[str]:
+        """The own-view planning state."""
+        return self.skills.observe()
+
+    def execute(self, step: GroundOperator) -> SkillResult:
+        """Run ``step`` if it explores, else fail."""
+        if step.skill != "explore":
+            return SkillResult(status=SkillStatus.FAILED, state=self.observe())
+        return self.skills.execute(step)
+
+
+def _options_or_explore(runner: OptionExecutor) -> Allowed:
+    """The skill-aware filter with the scripted ``explore`` (:class:`ExploreOnly`) beside the options."""
+
+    def allowed(op: GroundOperator) -> bool:
+        return op.skill == "explore" or runner.serves(op)
+
+    return allowed
 
 
 def play_planner_episode(

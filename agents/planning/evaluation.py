@@ -23,7 +23,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from modrl.agents.planning.episode import PlannerRunConfig, play_planner_episode
+from modrl.agents.planning.episode import PlannerRunConfig, View, play_planner_episode
 from modrl.agents.planning.library import load_libraries
 from modrl.config import ConfigError, check
 from modrl.envs import get_suite
@@ -82,6 +82,8 @@ class PlannerEvalConfig:
         skill_aware: With options and no fallback, plan only over the skills the options serve (``False``: over
             every declared operator, so steps no option serves fail and trigger re-plans).
         max_nodes: Node expansions per (re-)plan before the search gives up (:class:`modrl.planner.SearchConfig`).
+        view: What the planner reads: ``"full"`` (the whole grid, privileged; the default) or ``"own"`` (the map
+            of the cells the agent has seen, with exploration: :mod:`modrl.envs.own_view`).
     """
 
     suite: str = "sequences"
@@ -100,6 +102,7 @@ class PlannerEvalConfig:
     seed_base: int = EVAL_SEED_BASE
     skill_aware: bool = True
     max_nodes: int = SearchConfig().max_nodes
+    view: View = "full"
 
     def __post_init__(self) -> None:
         check(isinstance(self.episodes, int) and self.episodes >= 1, "episodes", f"must be >= 1, got {self.episodes}")
@@ -160,6 +163,7 @@ class PlannerEvalConfig:
             deterministic=run.deterministic,
             fallback_scripted=run.fallback,
             skill_aware=run.skill_aware,
+            view=run.view,
             **fields,
         )
 
@@ -176,6 +180,7 @@ class PlannerEvalConfig:
             deterministic=self.deterministic,
             fallback=self.fallback_scripted,
             skill_aware=self.skill_aware,
+            view=self.view,
         )
 
     @property
@@ -263,9 +268,14 @@ class PlannerEvalReport:
     @property
     def skills_label(self) -> str:
         """``"scripted skills"``, or ``"learned options (greedy|stochastic)"`` / ``"ensembles of K option libraries
-        (greedy|stochastic)"`` (``+ scripted fallback``)."""
+        (greedy|stochastic)"`` (``+ scripted fallback``; own view without it: ``+ scripted explore``)."""
         if self.config.skills is SkillSource.SCRIPTED:
             return "scripted skills"
+        if self.config.view == "own" and not self.config.fallback_scripted:
+            return self._options_label() + " + scripted explore"
+        return self._options_label()
+
+    def _options_label(self) -> str:
         what = (
             f"ensembles of {1 + len(self.config.ensemble)} option libraries"
             if self.config.ensemble
@@ -282,6 +292,7 @@ class PlannerEvalReport:
             "split": self.config.split,
             "skills": self.config.skills.value,
             "skills_label": self.skills_label,
+            "view": self.config.view,
             "deterministic": self.config.deterministic,
             "mean_success": self.mean_success,
             "config": config,
@@ -303,7 +314,7 @@ def run_planner_episode(
         seed=seed,
         success=bool(run.runner.episode_success),
         replans=run.trace.replans,
-        steps=run.trace.total_steps,
+        steps=run.trace.total_steps + run.look_steps,
         outcome=run.trace.outcome,
         option_calls=usage["option"],
         fallback_calls=usage["fallback"],
@@ -380,7 +391,11 @@ def format_planner_report(report: PlannerEvalReport) -> str:
         ]
         if config.cycle_limit:
             limits.append(f"the same moves whenever {config.cycle_limit}+ calls have ended in one planning state")
-    title = f"planner evaluation on {config.suite}/{config.split} with {report.skills_label} ({', '.join(limits)})"
+    view = "the full grid" if config.view == "full" else "the agent's own view"
+    title = (
+        f"planner evaluation on {config.suite}/{config.split} from {view} with {report.skills_label} "
+        f"({', '.join(limits)})"
+    )
     lines.append(
         f"{config.suite}/{config.split}: mean success {report.mean_success:.3f} over {len(report.tasks)} "
         f"task(s) x {config.episodes} episode(s)"

@@ -112,6 +112,7 @@ def learned_skills(
     loop_limit: int | None = None,
     escape_steps: int = 0,
     cycle_limit: int | None = None,
+    observe: Callable[[], frozenset[str]] | None = None,
 ) -> OptionExecutor:
     """An executor running ``library``'s options in ``env`` (a reset MiniGrid env wrapped by :func:`wrap_for_library`;
     for a library that reads the target marker, each step's objects are marked before its option runs), with
@@ -120,7 +121,8 @@ def learned_skills(
     :func:`modrl.planner.execute` so that plans call only the skills the library serves. ``loop_limit``,
     ``escape_steps``: stuck options end and ``escape_steps`` random turns / moves forward follow; ``cycle_limit``: the
     same escape follows a call that ended as planned in a planning state such calls have left that often (see
-    :mod:`modrl.planner.option_executor`)."""
+    :mod:`modrl.planner.option_executor`). ``observe``: the planning state (default: the full grid's,
+    :func:`modrl.envs.predicates.env_planning_state`; the own view passes its map's)."""
     base: Any = env.unwrapped
     view = library_view_size(library)
     resolve = call_resolver(library)
@@ -145,7 +147,7 @@ def learned_skills(
         env,
         library,
         resolve=resolve_and_mark,
-        observe=lambda: env_planning_state(base),
+        observe=(lambda: env_planning_state(base)) if observe is None else observe,
         observation=observation,
         fallback=fallback,
         max_skill_steps=max_skill_steps,

@@ -14,6 +14,10 @@ at its end is kept), and prints a line per episode:
     python experiments/planner/coverage.py                                   # every id, 20 seeds
     python experiments/planner/coverage.py --seeds 3 --ids BabyAI-GoTo ObstructedMaze --time-limit 60
     python experiments/planner/coverage.py --merge babyai.md minigrid.md rerun.md    # later rows replace earlier
+    python experiments/planner/coverage.py --view own --ids MiniGrid- --seeds 5       # from the agent's own view
+
+``--view own`` plans from the agent's own view (:mod:`modrl.envs.own_view`; default out
+``experiments/results/planner_coverage_own_view.md``) instead of the full grid.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from modrl.envs.goals import UnsupportedTask
 from modrl.planner import GroundOperator, Outcome, SkillResult
 
 OUT = Path("experiments/results/planner_coverage.md")
+OUT_OWN_VIEW = Path("experiments/results/planner_coverage_own_view.md")
 NOTES = "\n## Notes\n"
 """What follows this heading in ``--out`` (written by hand) is kept when the table is rewritten."""
 
@@ -165,13 +170,18 @@ def write(results: list[IdResult], args: argparse.Namespace, total: int, started
     """The Markdown table of ``results`` so far."""
     supported = [r for r in results if r.episodes]
     solved = [r for r in supported if r.successes / args.seeds >= 0.95]
+    own = args.view == "own"
     lines = [
-        "# The planner with scripted skills on every registered MiniGrid and BabyAI id",
+        "# The planner with scripted skills on every registered MiniGrid and BabyAI id"
+        + (", from the agent's own view" if own else ""),
         "",
         f"Made by `python experiments/planner/coverage.py --seeds {args.seeds} --time-limit {args.time_limit:g} "
         f"--search {args.search}"
+        + (" --view own" if own else "")
         + (f" --ids {' '.join(args.ids)}" if args.ids else "")
-        + f"`: seeds 0-{args.seeds - 1} of each id (`modrl plan ID --seed S --execute` replays one), "
+        + f"`: seeds 0-{args.seeds - 1} of each id (`modrl plan ID --seed S --execute"
+        + (" --view own" if own else "")
+        + "` replays one), "
         f"{len(results)} of {total} ids done in {(time.time() - started) / 60:.0f} min (wall) on a shared 2-CPU "
         "machine. Planning = CPU seconds outside the skills (searches, re-plans, monitor checks) per episode; an "
         "episode past the CPU-time limit counts as a failure (`timeout`) and its time as the limit.",
@@ -207,8 +217,10 @@ def merge(tables: list[Path], out: Path) -> None:
     supported = [r for r in rows.values() if r.split(" | ")[1] == "yes"]
     rates = [re.search(r"\((\d+)/(\d+)\)", r) for r in supported]
     solved = sum(1 for m in rates if m is not None and int(m[1]) / int(m[2]) >= 0.95)
+    own = bool(made) and all("--view own" in line for line in made)
     lines = [
-        "# The planner with scripted skills on every registered MiniGrid and BabyAI id",
+        "# The planner with scripted skills on every registered MiniGrid and BabyAI id"
+        + (", from the agent's own view" if own else ""),
         "",
         f"Merged by `python experiments/planner/coverage.py --merge {' '.join(str(t) for t in tables)}` from "
         "(a later line's rows replace an earlier one's):",
@@ -239,9 +251,19 @@ def main(argv: list[str] | None = None) -> int:
         default=PlannerRunConfig().algorithm,
         help=f"search mode (default: {PlannerRunConfig().algorithm}, modrl plan's)",
     )
-    parser.add_argument("--out", type=Path, default=OUT, help=f"the Markdown table (default: {OUT})")
+    parser.add_argument(
+        "--view",
+        choices=["full", "own"],
+        default="full",
+        help="what the planner reads: the full grid (privileged; default) or the agent's own view (with exploration)",
+    )
+    parser.add_argument(
+        "--out", type=Path, help=f"the Markdown table (default: {OUT}; with --view own: {OUT_OWN_VIEW})"
+    )
     parser.add_argument("--merge", nargs="+", type=Path, metavar="TABLE", help="merge tables this script wrote")
     args = parser.parse_args(argv)
+    if args.out is None:
+        args.out = OUT_OWN_VIEW if args.view == "own" else OUT
     if args.merge:
         merge(args.merge, args.out)
         print(f"wrote {args.out}", file=sys.stderr)
@@ -250,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--seeds must be >= 1 and --time-limit > 0")
     warnings.filterwarnings("ignore")
     signal.signal(signal.SIGPROF, _alarm)
-    config = PlannerRunConfig(max_nodes=args.max_nodes, algorithm=args.search)
+    config = PlannerRunConfig(max_nodes=args.max_nodes, algorithm=args.search, view=args.view)
     ids, results, started = _ids(args.ids), [], time.time()
     for k, env_id in enumerate(ids):
         print(f"[{k + 1}/{len(ids)}] {env_id}", flush=True)

@@ -8,6 +8,10 @@ per task and the mean; ``--out`` writes JSON.
 
     python experiments/planner/eval_planner.py --suite sequences --split test --seeds 10
     python experiments/planner/eval_planner.py --suite sequences --split test --seeds 10 --options RUN/options
+    python experiments/planner/eval_planner.py --suite sequences --split test --seeds 10 --view own
+
+``--view own`` plans from the agent's own view (a map of the cells seen so far, with exploration;
+:mod:`modrl.envs.own_view`) instead of the full grid.
 """
 
 from __future__ import annotations
@@ -38,6 +42,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--options", type=Path, help="an option library directory (modrl options train RUN/options)")
     parser.add_argument("--option-steps", type=int, default=100, help="step cap of one option call")
     parser.add_argument("--stochastic", action="store_true", help="sample the options' actions (default: greedy)")
+    parser.add_argument(
+        "--view",
+        choices=["full", "own"],
+        default="full",
+        help="what the planner reads: the full grid (privileged; default) or the agent's own view (a map of the "
+        "cells seen so far, with exploration)",
+    )
+    parser.add_argument("--max-replans", type=int, default=20, help="re-plans allowed per episode (default: 20)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
@@ -48,10 +60,13 @@ def main(argv: list[str] | None = None) -> int:
         library=None if args.options is None else str(args.options),
         deterministic=not args.stochastic or args.options is None,
         option_steps=args.option_steps,
+        view=args.view,
+        max_replans=args.max_replans,
     )
     report = evaluate_planner(config, on_task=_print_task)
+    view = "full grid" if args.view == "full" else "own view"
     print(
-        f"{args.suite}/{args.split} with {report.skills_label}: mean success {report.mean_success:.3f} over "
+        f"{args.suite}/{args.split} ({view}) with {report.skills_label}: mean success {report.mean_success:.3f} over "
         f"{len(report.tasks)} tasks x {args.seeds} seeds"
     )
     if args.out:
@@ -62,7 +77,12 @@ def main(argv: list[str] | None = None) -> int:
             ]
             for t in report.tasks
         }
-        result = {"skills": report.skills_label, "mean_success": report.mean_success, "tasks": tasks}
+        result = {
+            "skills": report.skills_label,
+            "view": args.view,
+            "mean_success": report.mean_success,
+            "tasks": tasks,
+        }
         args.out.write_text(json.dumps(result, indent=2) + "\n")
     return 0
 

@@ -111,6 +111,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "state such calls have ended in N times (default: 3; 0: off; as modrl eval --cycle-limit)",
     )
     parser.add_argument(
+        "--view",
+        choices=["full", "own"],
+        default="full",
+        help="what the planner reads: 'full' the whole grid (privileged; the default), 'own' the agent's own view "
+        "(a map of the cells seen so far, unknown cells unknown, with exploration operators; the scripted skills "
+        "read the map too)",
+    )
+    parser.add_argument(
         "--no-fallback",
         action="store_true",
         help="with --options: no scripted skills; plan only over the skills the options serve",
@@ -167,6 +175,7 @@ def run(args: argparse.Namespace) -> int:
             fallback=not args.no_fallback,
             algorithm=args.algorithm,
             weight=args.weight,
+            view=args.view,
         )
     except PlannerConfigError as exc:
         return fail(exc.flag_message)
@@ -178,13 +187,16 @@ def run(args: argparse.Namespace) -> int:
 
             library = load_libraries(str(args.options), [str(path) for path in args.ensemble or ()])
         episode = start_planner_episode(env, seed=args.seed, config=config, library=library)
+        goals = episode.goals  # first: from the own view, the goals say which objects are still unseen
         state = episode.runner.observe()
-        goals = episode.goals
     except (ConfigError, ValueError) as exc:
         return fail(str(exc))
     env, domain = episode.env, episode.domain
-    print(f"env: {env.spec.id if env.spec else type(env.unwrapped).__name__} | seed {args.seed}")
+    view = "full grid" if args.view == "full" else "own view"
+    print(f"env: {env.spec.id if env.spec else type(env.unwrapped).__name__} | seed {args.seed} | {view}")
     print(f"mission: {env.unwrapped.mission}")
+    if episode.look_steps:
+        print(f"looked around for {episode.look_steps} steps before the mission named an object on the map")
     print(f"initial predicates ({len(state)}):")
     for atom in sorted(state):
         print(f"  {atom}")
@@ -233,7 +245,8 @@ def _execute(args: argparse.Namespace, episode: PlannerRun, found: Plan) -> int:
             f"skills run by learned options: {episode.options.usage['option']}, by scripted skills: "
             f"{episode.options.usage['fallback']}"
         )
-    print(f"outcome: {trace.outcome.value} ({reward}; {trace.replans} re-plan(s), {trace.total_steps} steps)")
+    steps = trace.total_steps + episode.look_steps
+    print(f"outcome: {trace.outcome.value} ({reward}; {trace.replans} re-plan(s), {steps} steps)")
     if args.logdir is not None:
         from torch.utils.tensorboard import SummaryWriter
 

@@ -90,6 +90,13 @@ def add_planner_arguments(parser: argparse.ArgumentParser) -> None:
         "(counted in the table; default: such a step fails and the planner re-plans)",
     )
     planner.add_argument(
+        "--view",
+        choices=["full", "own"],
+        help="what the planner reads: 'full' the whole grid (privileged; the default), 'own' the agent's own view "
+        "(a map of the cells seen so far, with exploration; the scripted skills read the map, and with options "
+        "and no --fallback-scripted a scripted explore skill runs the exploration steps)",
+    )
+    planner.add_argument(
         "--out",
         type=Path,
         metavar="FILE",
@@ -109,6 +116,7 @@ _PLANNER_FLAGS = (
     ("ensemble", "--ensemble"),
     ("cycle_limit", "--cycle-limit"),
     ("fallback_scripted", "--fallback-scripted"),
+    ("view", "--view"),
     ("out", "--out"),
 )
 
@@ -134,6 +142,7 @@ def _run_config(args: argparse.Namespace) -> PlannerRunConfig:
         **{name: value for name, value in given.items() if value is not None},
         deterministic=not args.stochastic,
         fallback=args.fallback_scripted,
+        view=args.view or "full",
     )
 
 
@@ -241,6 +250,7 @@ def run(args: argparse.Namespace) -> int:
             ("-stochastic" if args.stochastic else "")
             + ("-fallback" if args.fallback_scripted else "")
             + (f"-ensemble{1 + len(members)}" if members else "")
+            + ("-own-view" if config.view == "own" else "")
         )
         out = holder / "eval" / f"planner-{config.split}{mode}.json"
     if out is not None:
