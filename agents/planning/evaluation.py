@@ -29,6 +29,7 @@ from modrl.config import ConfigError, check
 from modrl.envs import get_suite
 from modrl.options import OptionLibrary
 from modrl.planner import Outcome, SearchConfig
+from modrl.planner.search import Algorithm
 from modrl.registry import UnknownNameError
 from modrl.seeds import EVAL_SEED_BASE
 from modrl.text_table import format_row
@@ -103,6 +104,7 @@ class PlannerEvalConfig:
     skill_aware: bool = True
     max_nodes: int = SearchConfig().max_nodes
     view: View = "full"
+    algorithm: Algorithm = PlannerRunConfig().algorithm
 
     def __post_init__(self) -> None:
         check(isinstance(self.episodes, int) and self.episodes >= 1, "episodes", f"must be >= 1, got {self.episodes}")
@@ -152,7 +154,7 @@ class PlannerEvalConfig:
     @classmethod
     def of_run(cls, run: PlannerRunConfig, **fields: Any) -> PlannerEvalConfig:
         """The evaluation given by ``fields`` (suite, split, episodes, library, ...) whose episodes run with ``run``
-        (with the default search: ``run.algorithm`` and ``run.weight`` are not read)."""
+        (with ``run.algorithm`` at its default weight: ``run.weight`` is not read)."""
         return cls(
             option_steps=run.option_steps,
             max_nodes=run.max_nodes,
@@ -164,6 +166,7 @@ class PlannerEvalConfig:
             fallback_scripted=run.fallback,
             skill_aware=run.skill_aware,
             view=run.view,
+            algorithm=run.algorithm,
             **fields,
         )
 
@@ -181,6 +184,7 @@ class PlannerEvalConfig:
             fallback=self.fallback_scripted,
             skill_aware=self.skill_aware,
             view=self.view,
+            algorithm=self.algorithm,
         )
 
     @property

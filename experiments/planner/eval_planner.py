@@ -49,6 +49,12 @@ def main(argv: list[str] | None = None) -> int:
         help="what the planner reads: the full grid (privileged; default) or the agent's own view (a map of the "
         "cells seen so far, with exploration)",
     )
+    parser.add_argument(
+        "--search",
+        choices=["wastar", "gbfs", "astar", "bfs"],
+        default="wastar",
+        help="search mode (default: wastar, modrl plan's)",
+    )
     parser.add_argument("--max-replans", type=int, default=20, help="re-plans allowed per episode (default: 20)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     args = parser.parse_args(argv)
@@ -62,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         option_steps=args.option_steps,
         view=args.view,
         max_replans=args.max_replans,
+        algorithm=args.search,
     )
     report = evaluate_planner(config, on_task=_print_task)
     view = "full grid" if args.view == "full" else "own view"
