@@ -25,8 +25,6 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +44,8 @@ pytest.importorskip("hypothesis")  # the `test` extra; an environment without it
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.fuzz_limits import fuzz_settings, time_limit
+
 pytestmark = pytest.mark.slow
 
 CASE_SECONDS = 20
@@ -56,35 +56,13 @@ SUBTASK_ENV_CASES = 300
 STOCK_ENV_CASES = 400
 
 
-class Hang(BaseException):
-    """A case ran past :data:`CASE_SECONDS` (a BaseException, so no ``except Exception`` under test swallows it)."""
-
-
 class Accepted(BaseException):
     """The stand-in for training: the config passed validation and a run directory was set up."""
 
 
-@contextlib.contextmanager
-def time_limit(seconds: float = CASE_SECONDS) -> Iterator[None]:
-    def expire(signum: int, frame: Any) -> None:
-        raise Hang(f"case took longer than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def _settings(cases: int) -> settings:
-    return settings(
-        max_examples=cases,
-        deadline=None,  # the per-case limit is time_limit's; Hypothesis' deadline would be flaky on a busy machine
-        derandomize=True,
-        database=None,  # writes no .hypothesis/ directory
-        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+    return fuzz_settings(
+        cases, suppress=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large]
     )
 
 
@@ -156,7 +134,7 @@ def test_generated_configs_are_accepted_or_refused_in_one_line(
     def case(document: bytes) -> None:
         config.write_bytes(document)
         try:
-            with time_limit():
+            with time_limit(CASE_SECONDS):
                 code = main(["train", str(config), "--runs-root", str(runs)])
         except Accepted:
             seen["accepted"] += 1
@@ -266,7 +244,7 @@ def test_edited_checkpoint_members_are_refused_and_the_previous_one_loads(
         # Without the hashes fixed up, any changed byte must be caught (the sidecar has no hash of its own).
         must_refuse = changed and (not fix or member == "manifest.sha256")
         caplog.clear()
-        with time_limit():
+        with time_limit(CASE_SECONDS):
             refusal = None
             try:
                 load_checkpoint(newest)
@@ -330,7 +308,7 @@ def test_generated_env_kwargs_are_refused_by_name_or_run() -> None:
     @given(drawn=env_kwargs(), seed=st.integers(0, 2**31 - 1))
     def case(drawn: tuple[str, dict[str, Any]], seed: int) -> None:
         task, kwargs = drawn
-        with time_limit():
+        with time_limit(CASE_SECONDS):
             try:
                 env = TaskEnv(task, **kwargs)
             except ConfigError as exc:
@@ -421,7 +399,7 @@ def test_generated_subtask_env_kwargs_are_refused_at_construction_or_run() -> No
     @_settings(SUBTASK_ENV_CASES)
     @given(kwargs=subtask_env_kwargs(), seed=st.integers(0, 2**31 - 1))
     def case(kwargs: dict[str, Any], seed: int) -> None:
-        with time_limit():
+        with time_limit(CASE_SECONDS):
             try:
                 env = SubtaskEnv(**kwargs)
             except Exception as exc:  # the property: which exceptions, with what message
@@ -528,7 +506,7 @@ def test_generated_stock_env_arguments_are_refused_at_construction_or_run() -> N
     def case(drawn: tuple[str, dict[str, Any]], seed: int) -> None:
         kind, kwargs = drawn
         names = [*kwargs, *(f"{k}" for k in kwargs.values() if isinstance(k, str))]
-        with time_limit():
+        with time_limit(CASE_SECONDS):
             try:
                 env = _build_stock_env(kind, dict(kwargs))
             except Exception as exc:  # the property: which exceptions, with what message

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import random
-import signal
 import warnings
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 pytest.importorskip("hypothesis")  # the `test` extra; an environment without it skips the fuzzer, not the suite
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import event, given
 from hypothesis import strategies as st
 from hypothesis.errors import InvalidArgument
 
@@ -38,40 +36,13 @@ from modrl.planner import (
     SkillStatus,
     plan,
 )
+from tests.fuzz_limits import fuzz_settings, time_limit
 from tests.test_planner import CORRIDOR, GEM, START, World
 
 CASE_SECONDS = 30
 EVENTS = ("ok", "fail", "timeout", "early", "noise_before", "noise_after")
 """What happens to one skill call: run as is; fail / time out without acting; say done at once without acting (a
 skill that returns early); random moves before it runs; random moves after it ran."""
-
-
-class Hang(BaseException):
-    """A case ran past :data:`CASE_SECONDS` (a re-plan loop that never ends, or a search that does not)."""
-
-
-@contextlib.contextmanager
-def time_limit(seconds: float = CASE_SECONDS) -> Iterator[None]:
-    def expire(signum: int, frame: Any) -> None:
-        raise Hang(f"case took longer than {seconds} s")
-
-    previous = signal.signal(signal.SIGALRM, expire)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
-    try:
-        yield
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _settings(cases: int) -> settings:
-    return settings(
-        max_examples=cases,
-        deadline=None,  # time_limit bounds a case; Hypothesis' deadline would be flaky on a busy machine
-        derandomize=True,
-        database=None,
-        suppress_health_check=[HealthCheck.too_slow],
-    )
 
 
 class Perturbed:
@@ -162,7 +133,7 @@ def _corridor_case(events: list[str], moves: list[int], algorithm: str, max_repl
     config = MonitorConfig(search=SearchConfig(algorithm=algorithm), max_replans=max_replans, max_skills=40)  # type: ignore[arg-type]
     from modrl.planner import execute
 
-    with time_limit():
+    with time_limit(CASE_SECONDS):
         trace = execute(
             CORRIDOR, GEM, Perturbed(world, events, moves, _corridor_noise(world, random.Random(seed))), config
         )
@@ -171,7 +142,7 @@ def _corridor_case(events: list[str], moves: list[int], algorithm: str, max_repl
         assert "holding(gem)" in world.state
 
 
-@_settings(80)
+@fuzz_settings(80)
 @given(perturbations, st.lists(st.integers(1, 4), max_size=6), modes, st.integers(0, 6), st.integers(0, 2**16))
 def test_corridor_replan_loop_always_ends_with_a_clear_outcome(
     events: list[str], moves: list[int], algorithm: str, max_replans: int, seed: int
@@ -225,14 +196,14 @@ def _minigrid_case(
         return n, False, False
 
     try:
-        with time_limit():
+        with time_limit(CASE_SECONDS):
             trace = run.execute(Perturbed(runner, events, moves, noise))
         check_trace(trace, run.domain, run.goals, run.config.monitor, solved=bool(runner.episode_success))
     finally:
         run.close()
 
 
-@_settings(12)
+@fuzz_settings(12)
 @given(st.integers(0, 50), perturbations, st.lists(st.integers(1, 6), max_size=6), modes, st.integers(0, 5))
 def test_doorkey_replan_loop_always_ends_with_a_clear_outcome(
     seed: int, events: list[str], moves: list[int], algorithm: str, max_replans: int
@@ -253,7 +224,7 @@ SLOW_ENVS = (
 
 
 @pytest.mark.slow
-@_settings(400)
+@fuzz_settings(400)
 @given(
     st.sampled_from(SLOW_ENVS),
     st.integers(0, 1000),
