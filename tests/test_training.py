@@ -206,3 +206,18 @@ def test_success_stop_needs_episodes_of_every_task_and_the_mean() -> None:
     assert not callback.reached()  # b: 3/8; mean 0.6875
     callback._check()
     assert callback.reached_at is None and not stop.goal_reached
+
+
+def test_a_resumed_segment_waits_for_a_later_second_than_earlier_event_files(tmp_path: Path) -> None:
+    import time
+
+    from modrl.agents.common.training import _after_earlier_event_files
+
+    now = int(time.time())
+    (tmp_path / f"events.out.tfevents.{now}.host.123.9").write_bytes(b"")
+    _after_earlier_event_files(tmp_path)
+    assert int(time.time()) > now  # this segment's files now sort after the earlier ones
+    start = time.monotonic()
+    _after_earlier_event_files(tmp_path)  # the earlier files' second has passed: no wait
+    _after_earlier_event_files(tmp_path / "missing")  # no earlier files: no wait
+    assert time.monotonic() - start < 0.5

@@ -14,6 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 import signal
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -342,6 +343,8 @@ def _train(
     # other file (TensorBoard applies a marker when it reads it, dropping events it already read from other files
     # at or after that step): the telemetry writer's, created first.
     purge_step = (resumed_from or 0) + 1 if resume else None
+    if resume:
+        _after_earlier_event_files(tb_dir)
     writer = TelemetryWriter(tb_dir, purge_step=purge_step)
     closers.append(writer.close)
     writer.log_config(to_dict(config), step=resumed_from or 0)
@@ -393,6 +396,24 @@ def _train(
         steps = model.num_timesteps
     status = TrainStatus.INTERRUPTED if request.requested else TrainStatus.COMPLETED
     return TrainOutcome(status, steps, path, resumed_from, request.signal)
+
+
+def _after_earlier_event_files(tb_dir: Path) -> None:
+    """Wait, if needed, until this segment's event files will sort after every earlier one.
+
+    TensorBoard reads a directory's event files in name order, ``events.out.tfevents.<second>.<host>.<pid>.<n>``.
+    A resume started in the same second as the earlier segment's writers (e.g. in the same process) would be ordered
+    by the writer count ``<n>``, which sorts as text (10 before 9): the resumed file could be read first, and the
+    earlier segment's older steps read after it then make TensorBoard drop the resumed steps. Waiting for the next
+    second (at most one) makes the ``<second>`` field decide.
+    """
+    seconds = [
+        int(parts[3])
+        for path in tb_dir.glob("events.out.tfevents.*")
+        if len(parts := path.name.split(".")) > 3 and parts[3].isdigit()
+    ]
+    if seconds and max(seconds) >= int(time.time()):
+        time.sleep(max(seconds) + 1 - time.time() + 0.01)
 
 
 def _restore(model: OnPolicyAlgorithm, checkpoint: Checkpoint, stateful: Mapping[str, StatefulCallback]) -> None:
