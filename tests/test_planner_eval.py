@@ -418,3 +418,27 @@ def test_cli_planner_with_options_from_the_own_view_explores_with_the_scripted_s
     assert data["view"] == "own" and data["config"]["view"] == "own"
     assert data["skills_label"] == "learned options (greedy) + scripted explore"
     assert sum(t["option_calls"] for t in data["tasks"]) > 0
+
+
+def test_eval_config_passes_every_run_setting_to_its_episodes() -> None:
+    """``of_run`` then ``run_config`` gives back the run's settings (``weight`` aside: ``of_run`` documents that the
+    evaluation runs ``run.algorithm`` at its default weight), each field changed from its default so a dropped or
+    mis-mapped one shows."""
+    from modrl.agents.planning.episode import PlannerRunConfig
+
+    run = PlannerRunConfig(
+        option_steps=7,
+        max_nodes=123,
+        max_replans=4,
+        loop_limit=5,
+        escape_steps=2,
+        cycle_limit=6,
+        deterministic=False,
+        fallback=True,
+        skill_aware=False,
+        view="own",
+        algorithm="gbfs",
+    )
+    # An option library, as sampled actions and the scripted fallback need one.
+    evaluation = PlannerEvalConfig.of_run(run, suite="sequences", split="test", library=Path("lib"))
+    assert evaluation.run_config == run

@@ -56,6 +56,24 @@ def default_split(suite: str) -> str:
     return "test" if "test" in splits else "train" if "train" in splits else next(iter(splits))
 
 
+#: The settings a :class:`PlannerEvalConfig` passes to each episode's :class:`PlannerRunConfig` (its own names) ...
+_SHARED_FIELDS: tuple[str, ...] = (
+    "option_steps",
+    "max_nodes",
+    "max_replans",
+    "loop_limit",
+    "escape_steps",
+    "cycle_limit",
+    "deterministic",
+    "fallback_scripted",
+    "skill_aware",
+    "view",
+    "algorithm",
+)
+#: ... and the few that the run config names differently.
+_RUN_FIELDS: dict[str, str] = {"fallback_scripted": "fallback"}
+
+
 @dataclass(frozen=True, kw_only=True)
 class PlannerEvalConfig:
     """What a planner evaluation runs.
@@ -155,37 +173,13 @@ class PlannerEvalConfig:
     def of_run(cls, run: PlannerRunConfig, **fields: Any) -> PlannerEvalConfig:
         """The evaluation given by ``fields`` (suite, split, episodes, library, ...) whose episodes run with ``run``
         (with ``run.algorithm`` at its default weight: ``run.weight`` is not read)."""
-        return cls(
-            option_steps=run.option_steps,
-            max_nodes=run.max_nodes,
-            max_replans=run.max_replans,
-            loop_limit=run.loop_limit,
-            escape_steps=run.escape_steps,
-            cycle_limit=run.cycle_limit,
-            deterministic=run.deterministic,
-            fallback_scripted=run.fallback,
-            skill_aware=run.skill_aware,
-            view=run.view,
-            algorithm=run.algorithm,
-            **fields,
-        )
+        shared = {name: getattr(run, _RUN_FIELDS.get(name, name)) for name in _SHARED_FIELDS}
+        return cls(**shared, **fields)
 
     @property
     def run_config(self) -> PlannerRunConfig:
         """What each episode runs with (:class:`~modrl.agents.planning.episode.PlannerRunConfig`)."""
-        return PlannerRunConfig(
-            option_steps=self.option_steps,
-            max_nodes=self.max_nodes,
-            max_replans=self.max_replans,
-            loop_limit=self.loop_limit,
-            escape_steps=self.escape_steps,
-            cycle_limit=self.cycle_limit,
-            deterministic=self.deterministic,
-            fallback=self.fallback_scripted,
-            skill_aware=self.skill_aware,
-            view=self.view,
-            algorithm=self.algorithm,
-        )
+        return PlannerRunConfig(**{_RUN_FIELDS.get(name, name): getattr(self, name) for name in _SHARED_FIELDS})
 
     @property
     def task_names(self) -> tuple[str, ...]:
