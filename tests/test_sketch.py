@@ -23,7 +23,7 @@ def _config(data: dict[str, Any]) -> Any:
 
 
 def test_modules_follow_the_sketch_per_symbol_and_parameterised() -> None:
-    from modrl.agents.options.sketch import SketchModules
+    from modrl.agents.options.sketch_modules import SketchModules
 
     subs = parse_task("pickup-blue-key_then_putnext-yellow-box-blue-key_then_goto-green-ball").subtasks
     per_symbol = SketchModules.build(_config({}), subs)
@@ -107,7 +107,8 @@ def test_cli_sketch_runs_on_the_sequences_train_split(tmp_path: Path, capsys: py
 
 @pytest.mark.slow
 def test_sketch_module_learns_a_one_step_sketch_and_not_to_stop_early() -> None:
-    from modrl.agents.options.sketch import SketchModules, evaluate_sketch, train_sketch
+    from modrl.agents.options.sketch import evaluate_sketch, train_sketch
+    from modrl.agents.options.sketch_modules import SketchModules
 
     config = _config(
         {

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +35,12 @@ from modrl.agents.options.critic_config import SketchConfig
 from modrl.agents.options.hier_envs import Slots, TaskSlots, stack_observations
 from modrl.agents.options.hier_ppo import EpisodeWindow, clipped_surrogate, gae, minibatches
 from modrl.agents.options.hier_results import SketchResults, SketchTaskEval, SketchUpdateRecord
+from modrl.agents.options.sketch_modules import ModuleCall, SketchModules, call_tensors
 from modrl.envs import get_suite, parse_task
 from modrl.envs.grammar import MAX_SUBTASKS, Subtask
-from modrl.envs.subtask_env import argument_slots, subtask_arguments
 from modrl.options import (
     EndReason,
-    Option,
-    OptionConfig,
     OptionController,
-    OptionLibrary,
     OptionStats,
     SuccessCurriculum,
 )
@@ -52,86 +49,6 @@ from modrl.seeds import EVAL_SEED_BASE
 from modrl.telemetry import TelemetryWriter
 
 log = logging.getLogger(__name__)
-MAX_ARGS = 4  # putnext: colour, type, target colour, target type
-_EPS = 1e-6
-
-
-@dataclass(frozen=True)
-class ModuleCall:
-    """A sketch symbol's module and its argument slot ids (empty for a per-symbol module)."""
-
-    module: int
-    args: tuple[int, ...] = ()
-
-
-class SketchModules(nn.Module):
-    """The modules (an :class:`OptionLibrary`) and the map from sketch symbols to module calls."""
-
-    def __init__(self, library: OptionLibrary, calls: dict[str, ModuleCall]) -> None:
-        super().__init__()
-        self.library = library
-        self.calls = calls
-
-    @classmethod
-    def build(cls, config: SketchConfig, subtasks: Sequence[Subtask], *, num_actions: int = 7) -> SketchModules:
-        """Fresh modules for ``subtasks`` (first appearance order), STOP heads biased to ``config.stop_bias``."""
-        net, library, calls = config.net, OptionLibrary(), dict[str, ModuleCall]()
-        for sub in dict.fromkeys(subtasks):
-            name = sub.name if config.mode == "per_symbol" else sub.verb
-            if name not in library:
-                slots = argument_slots(sub.verb) if config.mode == "parameterised" else ()
-                option = Option(
-                    OptionConfig(
-                        num_actions=num_actions,
-                        embed_dim=net.embed_dim,
-                        channels=net.channels,
-                        features_dim=net.features_dim,
-                        hidden=net.hidden,
-                        arg_slots=slots,
-                        arg_dim=net.arg_dim,
-                        termination="learned",
-                    )
-                )
-                assert option.beta is not None
-                nn.init.constant_(option.beta.bias, config.stop_bias)
-                library.add(name, option)
-            option = library.get(name)
-            args = tuple(option.encode_args(subtask_arguments(sub)).tolist()) if option.parameterised else ()
-            calls[sub.symbol] = ModuleCall(module=library.names.index(name), args=args)
-        return cls(library, calls)
-
-    def calls_for(self, sketch: Sequence[str]) -> list[ModuleCall]:
-        """The module calls of a sketch (``ValueError`` naming a symbol without a module)."""
-        missing = [s for s in sketch if s not in self.calls]
-        if missing:
-            raise ValueError(f"no module for sketch symbol(s) {', '.join(missing)}")
-        return [self.calls[s] for s in sketch]
-
-    def heads(self, image: Tensor, direction: Tensor, module: Tensor, args: Tensor) -> tuple[Tensor, Tensor]:
-        """Action logits ``(B, A)`` and STOP probabilities ``(B,)`` of module ``module[b]`` (``(B,)`` long) with
-        argument ids ``args[b]`` (``(B, MAX_ARGS)`` long, padded) for every row."""
-        batch = image.shape[0]
-        logits = torch.zeros(batch, self.library.get(self.library.names[0]).config.num_actions)
-        beta = torch.zeros(batch)
-        for index, name in enumerate(self.library.names):
-            rows = (module == index).nonzero().squeeze(1)
-            if rows.numel() == 0:
-                continue
-            option = self.library.get(name)
-            out = option(
-                image[rows], direction[rows], args[rows, : option.config.num_args] if option.parameterised else None
-            )
-            assert out.termination is not None
-            logits = logits.index_copy(0, rows, out.logits)
-            beta = beta.index_copy(0, rows, out.termination)
-        return logits, beta.clamp(_EPS, 1 - _EPS)
-
-
-def _call_tensors(calls: Sequence[ModuleCall]) -> tuple[Tensor, Tensor]:
-    args = torch.zeros(len(calls), MAX_ARGS, dtype=torch.long)
-    for row, call in enumerate(calls):
-        args[row, : len(call.args)] = torch.as_tensor(call.args, dtype=torch.long)
-    return torch.as_tensor([c.module for c in calls], dtype=torch.long), args
 
 
 class _Loop:
@@ -210,14 +127,14 @@ def collect(loop: _Loop, critic: OptionController, config: SketchConfig, gen: to
         image, direction = stack_observations(loop.obs)
         task = torch.as_tensor([loop.slots.task_index(i) for i in range(n)])
         position = torch.as_tensor(loop.k)
-        stop_module, stop_args = _call_tensors([loop.calls[i][loop.k[i]] for i in range(n)])
+        stop_module, stop_args = call_tensors([loop.calls[i][loop.k[i]] for i in range(n)])
         decided = ~torch.as_tensor(loop.fresh)
         with torch.no_grad():
             _, beta = loop.modules.heads(image, direction, stop_module, stop_args)
             stop = decided & (torch.rand(n, generator=gen) < beta)
             after = [min(loop.k[i] + int(stop[i]), len(loop.calls[i]) - 1) for i in range(n)]
             acted = torch.as_tensor([loop.k[i] + int(stop[i]) < len(loop.calls[i]) for i in range(n)])
-            act_module, act_args = _call_tensors([loop.calls[i][after[i]] for i in range(n)])
+            act_module, act_args = call_tensors([loop.calls[i][after[i]] for i in range(n)])
             logits, _ = loop.modules.heads(image, direction, act_module, act_args)
             logp_all = torch.log_softmax(logits, dim=1)
             action = torch.multinomial(logp_all.exp(), 1, generator=gen).squeeze(1)
@@ -393,14 +310,14 @@ def evaluate_sketch(
             calls, position, fresh, done, success = modules.calls_for(info["sketch"]), 0, True, False, False
             while not done:
                 image, direction = stack_observations([obs])
-                module, args = _call_tensors([calls[position]])
+                module, args = call_tensors([calls[position]])
                 with torch.no_grad():
                     logits, beta = modules.heads(image, direction, module, args)
                     if not fresh and (float(beta[0]) > 0.5 if deterministic else rng.random() < float(beta[0])):
                         position += 1
                         if position == len(calls):
                             break
-                        logits, _ = modules.heads(image, direction, *_call_tensors([calls[position]]))
+                        logits, _ = modules.heads(image, direction, *call_tensors([calls[position]]))
                 probs = torch.softmax(logits[0], 0).numpy()
                 action = int(probs.argmax()) if deterministic else int(rng.choice(len(probs), p=probs / probs.sum()))
                 result = slots.step(0, action)
