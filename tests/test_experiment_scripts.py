@@ -153,3 +153,34 @@ def test_speed_panel_trains_each_recipe_and_writes_its_rows(tmp_path: Path) -> N
     assert all(r["env_ceiling"] > 0 and r["peak_rss_mib"] > 50 and r["cpu_s"] > 0 for r in rows)
     assert "| basic | modular | fast | 0/1 | 2,048 (budget-capped) |" in stdout
     assert "| basic | modular | 1 |" in stdout.split("fast ÷ default wall")[1]
+
+
+def test_tensorboard_check_reads_a_trained_run_through_a_tensorboard_server(tmp_path: Path) -> None:
+    """The checker starts a real TensorBoard on a run `modrl train` made and passes every check; told to expect a task
+    the run never logged, it fails that check and exits 1."""
+    import yaml
+
+    from tests.conftest import TINY
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    run_dir = tmp_path / "run"
+    _run("-m", "modrl.cli.main", "train", str(config), "--run-dir", str(run_dir))
+    out = _run("experiments/telemetry/tensorboard_check.py", str(run_dir), "--out", str(tmp_path / "images"))
+    assert "FAIL" not in out and "checks passed" in out, out
+    assert "PASS  custom scalars" in out and "PASS  hparams" in out, out
+    assert list((tmp_path / "images").glob("modrl_routing_task_module_heatmap-step*.png"))
+    report = sorted((run_dir / "eval").glob("*.json"))[-1]  # what the checker expects: a task the run never had
+    data = json.loads(report.read_text())
+    report.write_text(json.dumps({**data, "tasks": [*data["tasks"], {**data["tasks"][0], "task": "nosuch"}]}))
+    failed = subprocess.run(
+        [sys.executable, "experiments/telemetry/tensorboard_check.py", str(run_dir), "--out", str(tmp_path / "again")],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "FAIL  custom scalars nosuch: 0 of" in failed.stdout
+    assert "PASS  custom scalars" in failed.stdout  # the run's own tasks still pass
