@@ -404,6 +404,16 @@ class TelemetryWriter:
         """Write an ``(H, W, 3) uint8`` RGB image under ``tag`` (used verbatim)."""
         self._write(f"write {tag}", lambda w: w.add_image(tag, image, step, dataformats="HWC"))
 
+    def log_animation(self, tag: str, gif: bytes, *, height: int, width: int, step: int) -> None:
+        """Write an animated GIF (its encoded bytes, ``height`` x ``width`` pixels) under ``tag``: TensorBoard's Images
+        dashboard serves the bytes as they are, so the browser plays it (as for SB3's / torch's ``add_video``, which
+        would need moviepy to encode)."""
+        from tensorboard.compat.proto.summary_pb2 import Summary  # type: ignore[import-untyped]
+
+        image = Summary.Image(height=height, width=width, colorspace=3, encoded_image_string=gif)
+        summary = Summary(value=[Summary.Value(tag=tag, image=image)])
+        self._write(f"write {tag}", lambda w: w._get_file_writer().add_summary(summary, step))
+
     def log_text(self, tag: str, text: str, step: int) -> None:
         """Write text (Markdown) under ``tag``; TensorBoard shows it as ``<tag>/text_summary``."""
         self._write(f"write {tag}", lambda w: w.add_text(tag, text, step))

@@ -64,3 +64,18 @@ def test_show_cli_default_path_and_refusals(run_dir: Path, tmp_path: Path, capsy
         assert main(argv) == 2, argv
         err = capsys.readouterr().err
         assert err.startswith("modrl: error: ") and message in err and err.count("\n") == 1, err
+
+
+def test_show_tensorboard_puts_the_gif_in_the_runs_images(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    out = tmp_path / "to-tb.gif"
+    assert main(["show", str(run_dir), "--task", "emptyrand5", "--stochastic", "--tensorboard", "--out", str(out)]) == 0
+    assert "TensorBoard: image modrl/show/emptyrand5/sampled" in capsys.readouterr().out
+    events = EventAccumulator(str(run_dir / "tb"), size_guidance={"images": 0}).Reload()
+    (logged,) = events.Images("modrl/show/emptyrand5/sampled")
+    with Image.open(out) as gif:
+        assert (logged.width, logged.height) == gif.size and gif.n_frames > 1
+    assert logged.step == 256 and logged.encoded_image_string == out.read_bytes()  # the GIF itself: it animates

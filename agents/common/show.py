@@ -23,6 +23,7 @@ from modrl.agents.common.evaluation import load_run_policy
 from modrl.agents.common.policies import ModularActorCriticPolicy
 from modrl.envs import get_suite, make_suite_env
 from modrl.seeds import EVAL_SEED_BASE
+from modrl.telemetry import TelemetryWriter
 
 PANEL_WIDTH = 300
 ROW = 22
@@ -34,9 +35,10 @@ WIN, LOSS = (33, 145, 140), (180, 40, 40)
 
 @dataclass(frozen=True, kw_only=True)
 class ShownEpisode:
-    """One rendered episode: its seed, length, return, success, and the ``(T, K)`` routing weights per step (``None``
-    for an agent without a router)."""
+    """One rendered episode: its task, seed, length, return, success, and the ``(T, K)`` routing weights per step
+    (``None`` for an agent without a router)."""
 
+    task: str
     seed: int
     length: int
     total_return: float
@@ -110,9 +112,12 @@ def render_episodes(
     deterministic: bool = True,
     seed_base: int = EVAL_SEED_BASE,
     frame_ms: int = 180,
+    tensorboard: bool = False,
 ) -> list[ShownEpisode]:
     """Render ``episodes`` episodes of ``task`` (default: the suite's first task) by ``run_dir``'s newest verified
     checkpoint into the GIF ``out`` (written atomically); episode ``k`` is seeded ``seed_base + k``, as in evaluation.
+    With ``tensorboard``, the GIF also goes into the run's TensorBoard logs (a new event file in ``run_dir/tb``) as
+    the image :func:`show_tag` at the checkpoint's step; the Images dashboard plays it.
 
     Raises:
         KeyError: ``task`` is not a task of the run's suite (the message lists them).
@@ -138,6 +143,7 @@ def render_episodes(
             episode_frames, episode = _play(
                 env,
                 policy,
+                task=name,
                 header=header,
                 label=f"episode {k + 1}/{episodes}",
                 seed=seed_base + k,
@@ -149,14 +155,16 @@ def render_episodes(
     finally:
         env.close()
     _write_gif(frames, out, frame_ms=frame_ms)
+    if tensorboard:
+        _gif_to_tensorboard(run_dir, out, show_tag(name, deterministic=deterministic), checkpoint.step)
     return shown
 
 
 def _play(
-    env: Any, policy: Any, *, header: str, label: str, seed: int, deterministic: bool
+    env: Any, policy: Any, *, task: str, header: str, label: str, seed: int, deterministic: bool
 ) -> tuple[list[np.ndarray], ShownEpisode]:
-    """One episode of ``policy`` on ``env`` (seeded ``seed``): a frame per step beside its routing panel, then the
-    outcome frame; and the episode's record."""
+    """One episode of ``policy`` on ``env`` (task ``task``, seeded ``seed``): a frame per step beside its routing
+    panel, then the outcome frame; and the episode's record."""
     modular = policy.modular if isinstance(policy, ModularActorCriticPolicy) else None
     modules = list(modular.network.library.names) if modular is not None else []
     frames: list[np.ndarray] = []
@@ -183,7 +191,7 @@ def _play(
     )
     frames.append(_beside(image, last))
     episode = ShownEpisode(
-        seed=seed, length=t, total_return=total, success=success, weights=np.array(rows) if rows else None
+        task=task, seed=seed, length=t, total_return=total, success=success, weights=np.array(rows) if rows else None
     )
     return frames, episode
 
@@ -208,7 +216,9 @@ def render_strips(
         env = make_suite_env(suite, suite.task_index(name), render_mode="rgb_array", **env_options(config))
         try:
             header = f"{name} | step {checkpoint.step} | greedy"
-            played, episode = _play(env, policy, header=header, label="episode 1", seed=seed, deterministic=True)
+            played, episode = _play(
+                env, policy, task=name, header=header, label="episode 1", seed=seed, deterministic=True
+            )
         finally:
             env.close()
         steps = played[:-1]
@@ -228,6 +238,19 @@ def render_strips(
                 os.unlink(tmp)
         written.append((name, path, episode))
     return written
+
+
+def show_tag(task: str, *, deterministic: bool) -> str:
+    """The TensorBoard image tag of ``modrl show --tensorboard``'s GIF of ``task``."""
+    return f"modrl/show/{task}/{'greedy' if deterministic else 'sampled'}"
+
+
+def _gif_to_tensorboard(run_dir: Path, gif: Path, tag: str, step: int) -> None:
+    """Put the GIF file ``gif`` into ``run_dir/tb`` (a new event file) as the image ``tag`` at ``step``."""
+    with Image.open(gif) as image:
+        width, height = image.size
+    with TelemetryWriter(run_dir / "tb") as writer:
+        writer.log_animation(tag, gif.read_bytes(), height=height, width=width, step=step)
 
 
 def _write_gif(frames: Sequence[np.ndarray], out: Path, *, frame_ms: int) -> None:

@@ -10,7 +10,7 @@ and checks it against the run's own final evaluation (``RUN/eval/*.json``: task 
 * custom scalars: one chart per task, each matching one scalar per module (``modrl/task/<task>/weight/<module>``);
 * text: the resolved config (its ``name`` and ``seed`` lines);
 * hparams: the config keys and the final ``hparam/success_*`` metrics, with a value for this run;
-* the option-call timeline image when the run logged one (options runs).
+* the option-call timeline (options runs) and ``modrl show --tensorboard``'s episode GIFs when the run has them.
 
 Prints one line per check and exits 1 if any fails. What it does not do: render the page in a browser (no browser can
 be installed on the machines this project is developed on); it checks the payloads the page is built from.
@@ -39,7 +39,7 @@ import numpy as np
 from PIL import Image
 
 HEATMAP = "modrl/routing/task_module_heatmap"
-TIMELINE_PREFIXES = ("modrl/options/timeline",)
+OPTIONAL_IMAGES = ("modrl/options/timeline", "modrl/show/")
 MIN_FIGURE_WIDTH = 300
 
 
@@ -119,14 +119,15 @@ def check_run(board: Board, run: str, tasks: list[str], modules: list[str], out:
 
     images = board.json("data/plugin/images/tags").get(tb_run, {})
     saved = []
-    for tag in [HEATMAP, *(t for t in images if t.startswith(TIMELINE_PREFIXES))]:
+    for tag in [HEATMAP, *(t for t in images if t.startswith(OPTIONAL_IMAGES))]:
         if tag not in images:
             results.append((f"image {tag}", False, "not logged"))
             continue
         widths = []
         for sample in board.json("data/plugin/images/images", run=tb_run, tag=tag):
             png = board.get("data/plugin/images/individualImage?" + sample["query"])
-            path = out / f"{tag.replace('/', '_')}-step{sample['step']}.png"
+            suffix = ".gif" if png.startswith(b"GIF8") else ".png"  # modrl show's animations are served as GIFs
+            path = out / f"{tag.replace('/', '_')}-step{sample['step']}{suffix}"
             path.write_bytes(png)
             saved.append(path)
             with Image.open(path) as image:

@@ -28,6 +28,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument(
         "--out", type=Path, help="the .gif to write, must not exist (default: RUN_DIR/show/TASK-stepN-EPISODESep.gif)"
     )
+    show.add_argument(
+        "--tensorboard",
+        action="store_true",
+        help="also put the GIF in the run's TensorBoard (Images dashboard, tag modrl/show/TASK/greedy|sampled, at "
+        "the checkpoint's step)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,12 +50,17 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--out {args.out}: modrl show writes animated GIFs (.gif)")
     if args.out is not None and args.out.exists():
         return fail(f"--out {args.out} exists: give a new file name (an existing file is never overwritten)")
-    from modrl.agents.common.show import default_out, render_episodes
+    from modrl.agents.common.show import default_out, render_episodes, show_tag
 
     try:
         out = args.out or default_out(args.run_dir, args.task, args.episodes, stochastic=args.stochastic)
         shown = render_episodes(
-            args.run_dir, out, task=args.task, episodes=args.episodes, deterministic=not args.stochastic
+            args.run_dir,
+            out,
+            task=args.task,
+            episodes=args.episodes,
+            deterministic=not args.stochastic,
+            tensorboard=args.tensorboard,
         )
     except KeyError as exc:
         return fail(f"--task: {str(exc).strip(chr(39) + chr(34))}")
@@ -59,4 +70,7 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"cannot write the GIF: {exc}", EXIT_ERROR)
     wins = sum(e.success for e in shown)
     print(f"wrote {out}: {len(shown)} episode(s), {wins} solved, {sum(e.length for e in shown)} frames")
+    if args.tensorboard:
+        tag = show_tag(shown[0].task, deterministic=not args.stochastic)
+        print(f"TensorBoard: image {tag} in {args.run_dir / 'tb'} (Images dashboard)")
     return 0
