@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .device_option import add_device_argument, device_or_fail
 from .errors import EXIT_ERROR, fail
 
 NAME = "show"
@@ -28,6 +29,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     show.add_argument(
         "--out", type=Path, help="the .gif to write, must not exist (default: RUN_DIR/show/TASK-stepN-EPISODESep.gif)"
     )
+    add_device_argument(show)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,12 +46,15 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--out {args.out}: modrl show writes animated GIFs (.gif)")
     if args.out is not None and args.out.exists():
         return fail(f"--out {args.out} exists: give a new file name (an existing file is never overwritten)")
+    device = device_or_fail(args)
+    if isinstance(device, int):
+        return device
     from modrl.agents.common.show import default_out, render_episodes
 
     try:
         out = args.out or default_out(args.run_dir, args.task, args.episodes, stochastic=args.stochastic)
         shown = render_episodes(
-            args.run_dir, out, task=args.task, episodes=args.episodes, deterministic=not args.stochastic
+            args.run_dir, out, task=args.task, episodes=args.episodes, deterministic=not args.stochastic, device=device
         )
     except KeyError as exc:
         return fail(f"--task: {str(exc).strip(chr(39) + chr(34))}")
