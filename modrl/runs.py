@@ -59,6 +59,9 @@ class RunStatus(str, Enum):
     COMPLETED = "completed"
     INTERRUPTED = "interrupted"
     FAILED = "failed"
+    #: A sweep trial its scheduler (ASHA, PBT) ended early: only in a sweep's ``status/<id>.json`` (the trial's own
+    #: run, stopped with SIGTERM, says ``interrupted``); a resumed sweep does not run it again.
+    STOPPED = "stopped"
 
 
 class RunDirError(Exception):

@@ -30,8 +30,8 @@ from modrl.runs import CONFIG_FILE, RunDirError, RunStatus, read_run_meta
 
 from .backends import TrialBackend, TrialExit, TrialLaunch, describe_exit, env_summary, make_backend, trial_command
 from .progress import SweepProgress, SweepResult, last_progress
-from .spec import TrialSpec
-from .store import SweepDir, TrialRecord, TrialStatus, resume_sweep_dir, sweep_lock, write_status
+from .spec import BACKENDS, TrialSpec
+from .store import SweepDir, SweepError, TrialRecord, TrialStatus, resume_sweep_dir, sweep_lock, write_status
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +77,27 @@ def run_sweep(
     """
     state = resume_sweep_dir(sweep_dir)
     name = backend or state.backend
-    if name not in ("local", "ray"):
-        raise ValueError(f"unknown sweep backend {name!r}; allowed: local, ray")
+    if name not in BACKENDS:
+        raise ValueError(f"unknown sweep backend {name!r}; allowed: {', '.join(BACKENDS)}")
+    if state.scheduler is not None and name != "tune":
+        raise SweepError(f"{state.path}: its {state.scheduler.kind} scheduler runs only with the tune backend")
     if trial_timeout is not None and trial_timeout <= 0:
         raise ValueError(f"trial_timeout must be > 0 seconds, got {trial_timeout}")
     with sweep_lock(state.path, wait_s=lock_wait_s) as lock_fd:
         _reconcile(state)
-        todo = [trial for trial in state.trials if not _is_completed(state.status(trial.id))]
+        todo = [trial for trial in state.trials if not _is_done(state.status(trial.id))]
         loop = _SweepLoop(state, todo, on_progress=on_progress, trial_timeout=trial_timeout, grace=stop_grace_s)
         if not todo:
             log.info("sweep %s: all %d trials already completed", state.path, len(state.trials))
             return loop.result(None)
         slots = workers or state.workers
-        if slots is None and not (name == "ray" and ray_address):
+        if slots is None and not (name in ("ray", "tune") and ray_address):
             slots = os.cpu_count() or 1
+        if name == "tune":
+            from .tune_backend import run_tune_sweep
+
+            slots = None if slots is None else min(slots, len(todo))
+            return run_tune_sweep(state, todo, slots=slots, ray_address=ray_address, on_progress=on_progress)
         runner = make_backend(
             name, slots=None if slots is None else min(slots, len(todo)), ray_address=ray_address, keep_fds=[lock_fd]
         )
@@ -373,8 +380,9 @@ def _reconcile(state: SweepDir) -> None:
         write_status(state.path, replace(fixed, pid=None))
 
 
-def _is_completed(record: TrialRecord | None) -> bool:
-    return record is not None and record.status is TrialStatus.COMPLETED
+def _is_done(record: TrialRecord | None) -> bool:
+    """Completed, or ended early by a scheduler (its decision stands: a resumed sweep does not run it again)."""
+    return record is not None and record.status in (TrialStatus.COMPLETED, TrialStatus.STOPPED)
 
 
 def _move_aside(trial_dir: Path) -> Path:
