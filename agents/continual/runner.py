@@ -116,7 +116,7 @@ def run_continual(
 
 
 class _Runner:
-    def __init__(self, config: ContinualConfig, run_dir: Path, *, device: str) -> None:
+    def __init__(self, config: ContinualConfig, run_dir: Path, *, device: str = "cpu") -> None:
         self.config = config
         self.device = device
         self.run_dir = run_dir
