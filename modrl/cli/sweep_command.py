@@ -116,7 +116,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"sweep finished: {result.completed} completed, {len(result.failed)} failed{stopped}")
     for trial_id in result.failed:
         print(f"  failed: {trial_id} (log: {sweep_dir / 'logs' / (trial_id + '.log')})")
-    if result.failed or result.interrupted:
+    if result.failed or result.interrupted or result.not_started:
         print(f"re-run what is left with: {runnable('modrl')} sweep --resume {sweep_dir}")
     print(f"report: modrl report {sweep_dir}")
     if result.signal is not None:

@@ -16,20 +16,18 @@ import logging
 import os
 import shlex
 import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 from modrl._io import utc_now_iso
 from modrl.runs import CONFIG_FILE, RunDirError, RunStatus, read_run_meta
 
 from .backends import TrialBackend, TrialExit, TrialLaunch, describe_exit, env_summary, make_backend, trial_command
 from .progress import SweepProgress, SweepResult, last_progress
+from .signals import SignalTrap
 from .spec import BACKENDS, TrialSpec
 from .store import SweepDir, SweepError, TrialRecord, TrialStatus, resume_sweep_dir, sweep_lock, write_status
 
@@ -101,7 +99,7 @@ def run_sweep(
         runner = make_backend(
             name, slots=None if slots is None else min(slots, len(todo)), ray_address=ray_address, keep_fds=[lock_fd]
         )
-        trap = _SignalTrap()
+        trap = SignalTrap()
         finished = False
         try:
             with trap:
@@ -152,7 +150,7 @@ class _SweepLoop:
         self.last_progress = -1.0
         self.slots = 1
 
-    def run(self, backend: TrialBackend, trap: _SignalTrap) -> None:
+    def run(self, backend: TrialBackend, trap: SignalTrap) -> None:
         self.slots = backend.slots
         self._progress(force=True)
         while self.pending or self.running:
@@ -242,7 +240,7 @@ class _SweepLoop:
             log.warning("trial %s interrupted; it resumes from its last checkpoint next time", record.id)
         self.last_progress = -1.0
 
-    def _handle_stop(self, backend: TrialBackend, trap: _SignalTrap) -> None:
+    def _handle_stop(self, backend: TrialBackend, trap: SignalTrap) -> None:
         now = time.monotonic()
         if trap.count and not self.stopping:
             self.stopping, self.stop_deadline = True, now + self.grace
@@ -328,33 +326,6 @@ class _SweepLoop:
         mean = sum(durations) / len(durations)
         left = sum(max(0.0, mean - (now - a.started)) for a in self.running.values()) + mean * len(self.pending)
         return left / max(1, self.slots)
-
-
-class _SignalTrap:
-    """Records SIGINT/SIGTERM instead of raising (main thread only); restores the previous handlers on exit."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self.count = 0
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _SignalTrap:
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.count += 1
-        if self.signal is None:
-            self.signal = signum
 
 
 def _reconcile(state: SweepDir) -> None:

@@ -39,6 +39,7 @@ from .backends import TrialLaunch, describe_exit, env_summary, spawn_trial, tria
 from .progress import SweepProgress, SweepResult
 from .scheduling import MAX_FRAMES, TIME_ATTR, SchedulerSpec
 from .search import Domain
+from .signals import SignalTrap
 from .spec import TrialSpec, format_override
 from .store import SweepDir, TrialRecord, TrialStatus, resume_sweep_dir, write_status
 
@@ -72,10 +73,16 @@ def run_tune_sweep(
     ray_address: str | None = None,
     on_progress: Callable[[SweepProgress], None] | None = None,
 ) -> SweepResult:
-    """Run ``todo`` (trials of ``state`` not yet done) with a Tuner and the sweep's scheduler; see the module doc."""
+    """Run ``todo`` (trials of ``state`` not yet done) with a Tuner and the sweep's scheduler; see the module doc.
+
+    SIGINT/SIGTERM (trapped once Ray is up, in place of Ray's and Tune's own handlers, so both act as with the other
+    backends) stop every trial (SIGTERM: it checkpoints) and end the run; its trials are recorded ``interrupted`` and
+    the result carries the signal.
+    """
     # modrl writes its own logs, metrics and TensorBoard: no Tune result files, tables or end-of-run analysis.
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
     logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
     tune = import_tune()
     import ray
@@ -86,8 +93,11 @@ def run_tune_sweep(
         if not ray_address:
             options["num_cpus"] = slots or os.cpu_count() or 1
         ray.init(address=ray_address or None, **options)
+    trap = SignalTrap()
     try:
+        trap.__enter__()
         watcher = _Watcher(state, todo, on_progress)
+        _STOP_REQUESTS[str(state.path)] = lambda: trap.count
         ids = [trial.id for trial in todo]
         (state.path / TUNE_DIR).mkdir(exist_ok=True)
         space: dict[str, Any] = {"trial_id": tune.grid_search(ids), "trial_order": ids, "sweep_dir": str(state.path)}
@@ -103,14 +113,40 @@ def run_tune_sweep(
                 reuse_actors=False,
             ),
             run_config=tune.RunConfig(
-                name=TUNE_DIR, storage_path=str(state.path), verbose=0, callbacks=[watcher.callback(tune)]
+                name=TUNE_DIR,
+                storage_path=str(state.path),
+                verbose=0,
+                callbacks=[watcher.callback(tune)],
+                stop=_stopper(tune, str(state.path)),
             ),
         )
         tuner.fit()
     finally:
+        trap.__exit__()
+        _STOP_REQUESTS.pop(str(state.path), None)
         if owns_ray:
             ray.shutdown()
-    return watcher.finish()
+    return replace(watcher.finish(), signal=trap.signal)
+
+
+#: Sweep directory -> its stop request; looked up by name, as Tune saves (pickles) its stopper with the run's state.
+_STOP_REQUESTS: dict[str, Callable[[], int]] = {}
+
+
+def _stopper(tune: Any, key: str) -> Any:
+    """A Tune ``Stopper`` ending the whole run once ``_STOP_REQUESTS[key]()`` is non-zero."""
+
+    from ray.tune.stopper import Stopper
+
+    class _OnRequest(Stopper):
+        def __call__(self, trial_id: str, result: dict[str, Any]) -> bool:
+            return False
+
+        def stop_all(self) -> bool:
+            request = _STOP_REQUESTS.get(key)
+            return bool(request and request())
+
+    return _OnRequest()
 
 
 def sweep_trial(tune_trial_id: str, config: dict[str, Any]) -> str:
