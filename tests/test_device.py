@@ -42,7 +42,7 @@ def _tiny(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("command", ["train", "continual", "eval", "show", "export", "report"])
+@pytest.mark.parametrize("command", ["train", "continual", "options", "eval", "show", "export", "report"])
 def test_cuda_without_a_gpu_is_one_usage_error_and_creates_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], command: str
 ) -> None:
@@ -54,6 +54,7 @@ def test_cuda_without_a_gpu_is_one_usage_error_and_creates_nothing(
     argv = {
         "train": ["train", str(_tiny(tmp_path)), "--runs-root", str(runs)],
         "continual": ["continual", "experiments/continual/keys.yaml", "--runs-root", str(runs)],
+        "options": ["options", "train", "experiments/options/colour_type.yaml", "--runs-root", str(runs)],
         "eval": ["eval", str(run_dir)],
         "show": ["show", str(run_dir)],
         "export": ["export", str(run_dir), str(tmp_path / "out.zip")],
