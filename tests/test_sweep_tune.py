@@ -233,3 +233,58 @@ def _copy_of_own(logic: Any, tmp_path: Path) -> Path:
     out.mkdir()
     logic.save_checkpoint(str(out))
     return out
+
+
+@pytest.mark.slow
+def test_sigterm_stops_a_tune_sweep_cleanly_and_resume_finishes_it(tmp_path: Path) -> None:
+    """SIGTERM to ``modrl sweep --backend tune`` mid-trial: the trial checkpoints, is recorded interrupted, the sweep
+    exits 143 leaving no trial process, and ``--resume`` continues the trial from its checkpoint to the end."""
+    import os
+    import signal
+    import time
+
+    path = write_sweep(tmp_path, budget=4096, backend="tune", grid={"algo.n_epochs": [1]})
+    sweep_dir = tmp_path / "sweep"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "modrl.cli.main", "sweep", str(path), "--sweep-dir", str(sweep_dir)]
+    sweep = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    trial = "t000-algo.n_epochs=1-seed=0"
+    metrics = sweep_dir / "trials" / trial / "metrics.jsonl"
+    deadline = time.monotonic() + 240
+    while not (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3):
+        assert sweep.poll() is None and time.monotonic() < deadline, sweep.stdout.read() if sweep.stdout else ""
+        time.sleep(0.2)
+    sweep.send_signal(signal.SIGTERM)
+    output, _ = sweep.communicate(timeout=180)
+    assert sweep.returncode == 128 + signal.SIGTERM, output
+    record = read_status(sweep_dir, trial)
+    assert record is not None and record.status is TrialStatus.INTERRUPTED, record
+    meta = json.loads((sweep_dir / "trials" / trial / "meta.json").read_text())
+    assert meta["status"] == "interrupted" and 0 < meta["step"] < 4096
+    assert not _processes_using(sweep_dir), "a trial outlived its sweep"
+    resumed = subprocess.run(
+        [sys.executable, "-m", "modrl.cli.main", "sweep", "--resume", str(sweep_dir)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert read_status(sweep_dir, trial).status is TrialStatus.COMPLETED  # type: ignore[union-attr]
+    log = (sweep_dir / "logs" / f"{trial}.log").read_text()
+    assert f"(step {meta['step']})" in log.split("attempt 2 (tune, resume)", 1)[1]  # resumed where it stopped
+
+
+def _processes_using(directory: Path) -> list[str]:
+    """Command lines of live processes that name ``directory`` (Linux /proc)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if str(directory) in cmdline and "pytest" not in cmdline:
+            found.append(cmdline)
+    return found
