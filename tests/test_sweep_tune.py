@@ -107,7 +107,8 @@ def test_bad_search_spaces_and_schedulers_are_one_line_errors(
 def test_the_core_imports_ray_only_when_a_ray_backend_runs(tmp_path: Path) -> None:
     path = write_sweep(tmp_path, search=SEARCH, samples=2, backend="tune", scheduler={"kind": "asha"})
     code = (
-        "import sys\nfrom pathlib import Path\nimport modrl.cli.main, modrl.sweep, modrl.sweep.tune_backend\n"
+        "import sys\nfrom pathlib import Path\nimport modrl.cli.main, modrl.sweep\n"
+        "import modrl.sweep.tune_backend, modrl.sweep.tune_trial\n"
         "from modrl.sweep import expand, load_sweep_spec\n"
         f"expand(load_sweep_spec(Path({str(path)!r})))\n"
         "print(sorted(m for m in sys.modules if m == 'ray' or m.startswith('ray.')))\n"
@@ -185,7 +186,7 @@ def test_asha_stops_the_trial_that_lags_at_a_rung(tmp_path: Path, local_ray: Non
 def test_pbt_exploit_resumes_a_trial_from_a_better_trials_checkpoint(tmp_path: Path) -> None:
     """The PBT mechanism without Tune's timing: trial B, stopped, takes trial A's checkpoint and a perturbed
     learning rate, and resumes from A's step with the new rate recorded as a config change."""
-    from modrl.sweep.tune_backend import _TrialLogic
+    from modrl.sweep.tune_trial import _TrialLogic
 
     search = {"algo.learning_rate": {"loguniform": [1.0e-4, 1.0e-2]}}
     path = write_sweep(tmp_path, budget=384, backend="tune", search=search, samples=2, scheduler={"kind": "pbt"})
