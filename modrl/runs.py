@@ -59,6 +59,9 @@ class RunStatus(str, Enum):
     COMPLETED = "completed"
     INTERRUPTED = "interrupted"
     FAILED = "failed"
+    #: A sweep trial its scheduler (ASHA, PBT) ended early: only in a sweep's ``status/<id>.json`` (the trial's own
+    #: run, stopped with SIGTERM, says ``interrupted``); a resumed sweep does not run it again.
+    STOPPED = "stopped"
 
 
 class RunDirError(Exception):
@@ -147,14 +150,21 @@ def _claim_explicit(path: Path) -> Path:
 
 
 def write_run_metadata(
-    run_dir: Path, *, config: Mapping[str, Any], seed: int, argv: Sequence[str], imports: Sequence[str] = ()
+    run_dir: Path,
+    *,
+    config: Mapping[str, Any],
+    seed: int,
+    argv: Sequence[str],
+    imports: Sequence[str] = (),
+    device: str | None = None,
 ) -> None:
     """Write ``config.yaml`` and ``meta.json`` (status ``running``) atomically into ``run_dir``.
 
     ``meta.json`` records seed, argv, created (UTC ISO), python, platform, the installed versions of
     :data:`PACKAGES` (read with ``importlib.metadata``, ``null`` if missing; nothing is imported) and git
     ``{commit, dirty}`` of the checkout modrl runs from (``null`` outside git; untracked files do not count as dirty),
-    and ``imports``: the user modules the command imported first (``--import``, needed again to evaluate or resume).
+    and ``imports``: the user modules the command imported first (``--import``, needed again to evaluate or resume),
+    and ``device``: the torch device the command trains on (``--device``; a resume records its own), when given.
 
     Raises:
         RunDirError: The config is not YAML-serialisable, or a write fails (names the path).
@@ -174,6 +184,7 @@ def write_run_metadata(
         "packages": {name: _package_version(name) for name in PACKAGES},
         "git": git_state(Path(__file__).resolve().parent),
         "imports": list(imports),
+        **({} if device is None else {"device": device}),
         "status": RunStatus.RUNNING.value,
         "status_time": created,
     }

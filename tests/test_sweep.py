@@ -511,5 +511,7 @@ def test_shipped_sweeps_expand_into_valid_trials() -> None:
     for path in paths:
         spec = load_sweep_spec(path)
         trials = expand(spec)
-        assert len(trials) == len(spec.seeds) * math.prod(len(values) for values in spec.grid.values()), path
+        grid = [*spec.grid.values(), *(d.values for d in spec.search.values() if not d.sampled)]
+        samples = spec.samples  # each draw of the sampled search keys is crossed with the whole grid
+        assert len(trials) == len(spec.seeds) * samples * math.prod(len(values) for values in grid), path
         validate_trials(trials, load_experiment_config, Path(spec.base))

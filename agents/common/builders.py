@@ -133,8 +133,9 @@ def modular_actor_parameters(
     return sum(p.numel() for p in network.parameters())
 
 
-def build_model(config: ExperimentConfig, env: VecEnv) -> OnPolicyAlgorithm:
-    """The SB3 algorithm (PPO or A2C) with modrl's policy, on CPU, seeded with ``config.seed``."""
+def build_model(config: ExperimentConfig, env: VecEnv, *, device: str = "cpu") -> OnPolicyAlgorithm:
+    """The SB3 algorithm (PPO or A2C) with modrl's policy on ``device`` (a torch device name), seeded with
+    ``config.seed``."""
     algo = config.algo
     policy_class, policy_kwargs = policy_setup(config, env.observation_space)  # type: ignore[arg-type]
     kwargs: dict[str, Any] = dict(
@@ -152,7 +153,7 @@ def build_model(config: ExperimentConfig, env: VecEnv) -> OnPolicyAlgorithm:
         policy_kwargs["optimizer_kwargs"] = dict(eps=1e-5, fused=algo.fused_adam)
     algo_class = ALGOS.get(config.agent.algo)
     return algo_class(
-        policy_class, env, policy_kwargs=policy_kwargs, seed=config.seed, device="cpu", verbose=0, **kwargs
+        policy_class, env, policy_kwargs=policy_kwargs, seed=config.seed, device=device, verbose=0, **kwargs
     )
 
 
@@ -184,13 +185,16 @@ def model_fingerprint(config: ExperimentConfig, observation_space: spaces.Space,
     )
 
 
-def build_policy(config: ExperimentConfig) -> tuple[ActorCriticPolicy, spaces.Space, spaces.Space]:
-    """The policy alone (for evaluation), with spaces taken from one task env of the suite."""
+def build_policy(
+    config: ExperimentConfig, *, device: str = "cpu"
+) -> tuple[ActorCriticPolicy, spaces.Space, spaces.Space]:
+    """The policy alone (for evaluation) on ``device``, with spaces taken from one task env of the suite."""
     env = make_suite_env(get_suite(config.env.suite), 0, **env_options(config))
     observation_space, action_space = env.observation_space, env.action_space
     env.close()
     policy_class, policy_kwargs = policy_setup(config, observation_space)  # type: ignore[arg-type]
     policy = policy_class(observation_space, action_space, lambda _: config.algo.learning_rate, **policy_kwargs)
+    policy = policy.to(device)
     policy.set_training_mode(False)
     return policy, observation_space, action_space
 

@@ -141,7 +141,7 @@ def run_episode(
     while not done:
         action, _ = policy.predict(obs, deterministic=deterministic)
         if modular is not None and modular.last_weights is not None:
-            usage.append(modular.last_weights[0].numpy())
+            usage.append(modular.last_weights[0].cpu().numpy())
         obs, reward, terminated, truncated, info = env.step(int(action))
         total += float(reward)
         length += 1
@@ -163,8 +163,9 @@ def task_result(task: str, split: str, data: list[tuple[float, int, bool, list[n
     )
 
 
-def load_run_policy(run_dir: Path) -> tuple[ExperimentConfig, ActorCriticPolicy, Checkpoint]:
-    """Rebuild the policy of a run from its ``config.yaml`` and load its newest verified checkpoint.
+def load_run_policy(run_dir: Path, *, device: str = "cpu") -> tuple[ExperimentConfig, ActorCriticPolicy, Checkpoint]:
+    """Rebuild the policy of a run from its ``config.yaml`` on ``device`` and load its newest verified checkpoint
+    (checkpoints hold CPU tensors, so a run trained on any device loads on any other).
 
     The checkpoint must have been made for the same agent, task suite and spaces as the config describes (the
     check ``modrl train --resume`` makes, :func:`modrl.agents.common.training.find_resume_checkpoint`). A ``modrl
@@ -181,9 +182,9 @@ def load_run_policy(run_dir: Path) -> tuple[ExperimentConfig, ActorCriticPolicy,
     """
     data = read_run_config(run_dir)
     if "sequence" in data and "rule" in data:  # a continual run's config
-        return _load_continual_run(run_dir)
+        return _load_continual_run(run_dir, device=device)
     config = load_experiment_config(data)
-    policy, observation_space, action_space = build_policy(config)
+    policy, observation_space, action_space = build_policy(config, device=device)
     fingerprint = model_fingerprint(config, observation_space, action_space)
     try:
         checkpoint = latest_checkpoint(run_dir / CHECKPOINTS, expected_fingerprint=fingerprint)
@@ -197,10 +198,10 @@ def load_run_policy(run_dir: Path) -> tuple[ExperimentConfig, ActorCriticPolicy,
     return config, policy, checkpoint
 
 
-def _load_continual_run(run_dir: Path) -> tuple[ExperimentConfig, ActorCriticPolicy, Checkpoint]:
+def _load_continual_run(run_dir: Path, *, device: str) -> tuple[ExperimentConfig, ActorCriticPolicy, Checkpoint]:
     from modrl.agents.continual.store import load_continual_policy
 
-    loaded = load_continual_policy(run_dir)
+    loaded = load_continual_policy(run_dir, device=device)
     if loaded.rule.acts_per_task:
         raise ValueError(
             f"{run_dir}: rule {loaded.config.rule.kind!r} acts per task, which the weights alone do not show; "

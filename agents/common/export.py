@@ -16,8 +16,10 @@ from modrl.agents.common.builders import build_model, make_vec_env
 from modrl.agents.common.evaluation import load_run_policy
 
 
-def export_sb3_zip(run_dir: Path, out: Path) -> tuple[Path, int]:
+def export_sb3_zip(run_dir: Path, out: Path, *, device: str = "cpu") -> tuple[Path, int]:
     """Write ``run_dir``'s newest verified checkpoint as an SB3 zip at ``out``; returns ``(out, checkpoint step)``.
+
+    ``device``: where the model is rebuilt (SB3 moves it to its own ``device`` argument when ``PPO.load`` reads it).
 
     The model is rebuilt from the run's config (algorithm, hyper-parameters, policy) with the checkpoint's policy
     weights and ``num_timesteps``; the zip holds no optimiser state and no env. Written atomically.
@@ -32,10 +34,10 @@ def export_sb3_zip(run_dir: Path, out: Path) -> tuple[Path, int]:
         raise ValueError(f"{out}: an SB3 model file ends in .zip")
     if out.exists():
         raise FileExistsError(f"{out} exists: give a new file name (an existing file is never overwritten)")
-    config, policy, checkpoint = load_run_policy(run_dir)
+    config, policy, checkpoint = load_run_policy(run_dir, device=device)
     venv = make_vec_env(config)
     try:
-        model = build_model(config, venv)
+        model = build_model(config, venv, device=device)
         model.policy.load_state_dict(policy.state_dict())
         model.num_timesteps = checkpoint.step
         out.parent.mkdir(parents=True, exist_ok=True)

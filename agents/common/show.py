@@ -113,6 +113,7 @@ def render_episodes(
     seed_base: int = EVAL_SEED_BASE,
     frame_ms: int = 180,
     tensorboard: bool = False,
+    device: str = "cpu",
 ) -> list[ShownEpisode]:
     """Render ``episodes`` episodes of ``task`` (default: the suite's first task) by ``run_dir``'s newest verified
     checkpoint into the GIF ``out`` (written atomically); episode ``k`` is seeded ``seed_base + k``, as in evaluation.
@@ -130,7 +131,7 @@ def render_episodes(
         raise ValueError(f"{out}: modrl show writes animated GIFs (.gif)")
     if out.exists():
         raise FileExistsError(f"{out} exists: give a new file name (an existing file is never overwritten)")
-    config, policy, checkpoint = load_run_policy(run_dir)
+    config, policy, checkpoint = load_run_policy(run_dir, device=device)
     suite = get_suite(config.env.suite)
     name = task if task is not None else suite.task_names[0]
     index = suite.task_index(name)
@@ -175,7 +176,7 @@ def _play(
         action, _ = policy.predict(obs, deterministic=deterministic)
         weights = None
         if modular is not None and modular.last_weights is not None:
-            weights = modular.last_weights[0].numpy()
+            weights = modular.last_weights[0].cpu().numpy()
             rows.append(weights)
         lines = [f"{label} (seed {seed})", f"t={t}  action: {Actions(int(action)).name}"]
         frames.append(
@@ -197,7 +198,13 @@ def _play(
 
 
 def render_strips(
-    run_dir: Path, out_dir: Path, *, tasks: int = 4, frames: int = 5, seed: int = EVAL_SEED_BASE
+    run_dir: Path,
+    out_dir: Path,
+    *,
+    tasks: int = 4,
+    frames: int = 5,
+    seed: int = EVAL_SEED_BASE,
+    device: str = "cpu",
 ) -> list[tuple[str, Path, ShownEpisode]]:
     """For the first ``tasks`` tasks of ``run_dir``'s suite, one greedy episode (the first evaluation seed) by the
     newest verified checkpoint as a strip PNG ``out_dir/<task>.png`` (characters other than letters, digits, ``.``,
@@ -208,7 +215,7 @@ def render_strips(
     Raises:
         Whatever :func:`~modrl.agents.common.evaluation.load_run_policy` raises for the run directory.
     """
-    config, policy, checkpoint = load_run_policy(run_dir)
+    config, policy, checkpoint = load_run_policy(run_dir, device=device)
     suite = get_suite(config.env.suite)
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)

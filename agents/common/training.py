@@ -281,6 +281,7 @@ def run_training(
     *,
     resume: bool = False,
     on_start: Callable[[int | None], None] | None = None,
+    device: str = "cpu",
 ) -> TrainOutcome:
     """Train ``config`` in ``run_dir`` (created and described by the caller), resuming its last checkpoint if asked.
 
@@ -290,6 +291,8 @@ def run_training(
     Args:
         on_start: Called with the step being resumed from (``None`` for a fresh start) once the checkpoint is found
             and checked, before anything is written to ``run_dir``.
+        device: The torch device the model trains on (checkpoints hold CPU tensors whatever it is; CUDA's random
+            state is not checkpointed, so only CPU resumes are bit-exact).
 
     Raises:
         CheckpointError: No resumable checkpoint, or a checkpoint write failed (names path and errno).
@@ -301,7 +304,7 @@ def run_training(
     venv = make_vec_env(config)
     closers: list[Callable[[], object]] = [venv.close]
     try:
-        return _train(config, run_dir, venv=venv, resume=resume, on_start=on_start, closers=closers)
+        return _train(config, run_dir, venv=venv, resume=resume, on_start=on_start, closers=closers, device=device)
     finally:
         for close in reversed(closers):
             try:
@@ -318,8 +321,9 @@ def _train(
     resume: bool,
     on_start: Callable[[int | None], None] | None,
     closers: list[Callable[[], object]],
+    device: str,
 ) -> TrainOutcome:
-    model = build_model(config, venv)
+    model = build_model(config, venv, device=device)
     identity = model_identity(config, venv.observation_space, venv.action_space)
     fingerprint = model_fingerprint(config, venv.observation_space, venv.action_space)
     checkpoints_dir = run_dir / CHECKPOINTS

@@ -100,7 +100,9 @@ class ReferenceCache:
         return path
 
 
-def train_reference(config: ContinualConfig, stage: int, out_dir: Path, request: StopRequest) -> float | None:
+def train_reference(
+    config: ContinualConfig, stage: int, out_dir: Path, request: StopRequest, *, device: str = "cpu"
+) -> float | None:
     """Train ``config.sequence.tasks[stage]`` alone on a fresh agent (same seed, envs and budget as the stage).
 
     Writes ``out_dir/metrics.jsonl`` and ``out_dir/reference.json`` (``{"task", "steps", "auc"}``) and returns the
@@ -121,7 +123,7 @@ def train_reference(config: ContinualConfig, stage: int, out_dir: Path, request:
         stage=stage,
         options=env_options(experiment),
     )
-    model = build_model(experiment, venv)
+    model = build_model(experiment, venv, device=device)
     episodes = EpisodeStatsCallback(suite.task_names)
     # No checkpoints (a reference is short and redone if stopped); the callback only ends learn() on a stop request.
     stopper = CheckpointCallback(lambda: None, every=budget + 1, stop=request)

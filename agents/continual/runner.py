@@ -102,10 +102,13 @@ class ContinualOutcome:
     signal: int | None = None
 
 
-def run_continual(config: ContinualConfig, run_dir: Path, *, resume: bool = False) -> ContinualOutcome:
-    """Run (or, with ``resume``, continue) the continual run ``config`` in ``run_dir`` (created by the caller)."""
+def run_continual(
+    config: ContinualConfig, run_dir: Path, *, resume: bool = False, device: str = "cpu"
+) -> ContinualOutcome:
+    """Run (or, with ``resume``, continue) the continual run ``config`` in ``run_dir`` (created by the caller), its
+    models on ``device``."""
     torch.set_num_threads(config.torch_threads)
-    runner = _Runner(config, Path(run_dir))
+    runner = _Runner(config, Path(run_dir), device=device)
     try:
         return runner.run(resume)
     finally:
@@ -113,8 +116,9 @@ def run_continual(config: ContinualConfig, run_dir: Path, *, resume: bool = Fals
 
 
 class _Runner:
-    def __init__(self, config: ContinualConfig, run_dir: Path) -> None:
+    def __init__(self, config: ContinualConfig, run_dir: Path, *, device: str = "cpu") -> None:
         self.config = config
+        self.device = device
         self.run_dir = run_dir
         self.suite = get_suite(config.env.suite)
         self.names = list(config.sequence.tasks)
@@ -122,7 +126,7 @@ class _Runner:
         self.experiment = config.experiment()
         self.env_options = env_options(self.experiment)
         venv = self._env(0)
-        self.model = build_model(self.experiment, venv)
+        self.model = build_model(self.experiment, venv, device=device)
         self.fingerprint = continual_fingerprint(config, venv.observation_space, venv.action_space)
         self.rule: UpdateRule = build_update_rule(config.rule)
         self.rule.attach(model_parts(self.model.policy))
@@ -369,7 +373,9 @@ class _Runner:
             if auc is not None:
                 log.info("reference of %s (stage %d) from the cache %s: AUC %.3f", name, stage, directory, auc)
             else:
-                auc = train_reference(self.config, stage, self.run_dir / REFERENCE_DIR / name, self.request)
+                auc = train_reference(
+                    self.config, stage, self.run_dir / REFERENCE_DIR / name, self.request, device=self.device
+                )
                 if auc is None:
                     return False
                 if cache is not None:

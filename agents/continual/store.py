@@ -246,8 +246,9 @@ class ContinualPolicy:
     commit: Commit
 
 
-def load_continual_policy(run_dir: Path, *, stage: int | None = None) -> ContinualPolicy:
-    """Rebuild a ``modrl continual`` run's policy and rule from its ``config.yaml`` and a verified commit.
+def load_continual_policy(run_dir: Path, *, stage: int | None = None, device: str = "cpu") -> ContinualPolicy:
+    """Rebuild a ``modrl continual`` run's policy (on ``device``) and rule from its ``config.yaml`` and a verified
+    commit.
 
     Args:
         run_dir: The continual run directory.
@@ -261,7 +262,7 @@ def load_continual_policy(run_dir: Path, *, stage: int | None = None) -> Continu
     """
     config = load_continual_config(read_run_config(run_dir))
     tasks = list(config.sequence.tasks)
-    policy, observation_space, action_space = build_policy(config.experiment())
+    policy, observation_space, action_space = build_policy(config.experiment(), device=device)
     key = continual_fingerprint(config, observation_space, action_space)
     if stage is None:
         commit = latest_commit(run_dir, tasks, key)

@@ -211,9 +211,11 @@ def train_option(
     seed: int,
     writer: TelemetryWriter | None = None,
     frames_before: int = 0,
+    device: str = "cpu",
 ) -> tuple[Option, DemoStats | None]:
     """Train ``job``'s option (behaviour cloning first when ``config.demos`` is on, then PPO until the curriculum ends
-    its stage); returns the trained option and its warm start's stats."""
+    its stage) on ``device``; returns the trained option (moved to the CPU, where evaluation, the library and the
+    planner use it) and its warm start's stats."""
     algo = config.algo
     venv = DummyVecEnv([lambda: Monitor(_subtask_env(config, job, job.train)) for _ in range(config.env.n_envs)])
     venv.seed(seed)
@@ -222,7 +224,7 @@ def train_option(
             OptionActorCriticPolicy,
             venv,
             seed=seed,
-            device="cpu",
+            device=device,
             verbose=0,
             **algo.ppo_kwargs(),
             policy_kwargs=dict(
@@ -236,7 +238,7 @@ def train_option(
         )
     finally:
         venv.close()
-    policy = model.policy
+    policy = model.policy.to("cpu")
     assert isinstance(policy, OptionActorCriticPolicy)
     return policy.option, demos
 
@@ -331,10 +333,10 @@ def _mean(per_task: dict[str, OptionTaskEval], split: str, *, det: bool) -> floa
 
 
 def train_options(
-    config: OptionsTrainConfig, run_dir: Path, *, writer: TelemetryWriter | None = None
+    config: OptionsTrainConfig, run_dir: Path, *, writer: TelemetryWriter | None = None, device: str = "cpu"
 ) -> list[OptionResult]:
-    """Train every option of ``config`` in curriculum order into ``run_dir/options`` (library saved after each
-    option) and write ``results.json`` / ``results.md``; returns the per-option results."""
+    """Train every option of ``config`` in curriculum order (on ``device``) into ``run_dir/options`` (library saved
+    after each option) and write ``results.json`` / ``results.md``; returns the per-option results."""
     torch.set_num_threads(config.torch_threads)
     jobs = option_jobs(config)
     curriculum = SuccessCurriculum([p.name for p in jobs], config.curriculum)
@@ -345,7 +347,7 @@ def train_options(
         log.info("option %d/%d: %s (%d training tasks)", index + 1, len(jobs), job.name, len(job.train))
         start = time.perf_counter()
         option, demos = train_option(
-            config, job, curriculum, seed=config.seed + 1000 * index, writer=writer, frames_before=frames
+            config, job, curriculum, seed=config.seed + 1000 * index, writer=writer, frames_before=frames, device=device
         )
         stage = curriculum.advance()
         seconds = time.perf_counter() - start

@@ -8,6 +8,7 @@ import sys
 import time
 from pathlib import Path
 
+from .device_option import add_device_argument, device_or_fail
 from .errors import EXIT_ERROR, EXIT_USAGE, fail
 from .hints import runnable
 
@@ -49,6 +50,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "same seed, env, agent, algo and budget (sets sequence.reference=scratch); with --resume of a finished run, "
         "adds forward transfer to it (recorded in meta.json)",
     )
+    add_device_argument(parser)
 
 
 def _config_and_dir(args: argparse.Namespace) -> tuple[object, Path, bool, dict | None]:
@@ -88,6 +90,9 @@ def run(args: argparse.Namespace) -> int:
         write_run_metadata,
     )
 
+    device = device_or_fail(args)
+    if isinstance(device, int):
+        return device
     try:
         config, run_dir, resume, old = _config_and_dir(args)
     except (ConfigError, RunDirError) as exc:
@@ -98,18 +103,20 @@ def run(args: argparse.Namespace) -> int:
             if not started:  # written under the lock, so a failure here leaves no run marked running
                 seed = getattr(config, "seed", 0)
                 argv = ["modrl", *sys.argv[1:]]
-                write_run_metadata(run_dir, config=to_dict(config), seed=seed, argv=argv, imports=args.imports)
+                write_run_metadata(
+                    run_dir, config=to_dict(config), seed=seed, argv=argv, imports=args.imports, device=device
+                )
                 started = True
             if old is not None:
                 record_config_change(run_dir, old=old, new=to_dict(config), argv=["modrl", *sys.argv[1:]])
-            return _run_locked(config, run_dir, resume=resume)
+            return _run_locked(config, run_dir, resume=resume, device=device)
     except RunDirError as exc:
         if not started:
             discard_new_run_dir(run_dir)
         return fail(str(exc), EXIT_ERROR if isinstance(exc, RunDirOSError) else EXIT_USAGE)
 
 
-def _run_locked(config: object, run_dir: Path, *, resume: bool) -> int:
+def _run_locked(config: object, run_dir: Path, *, resume: bool, device: str) -> int:
     from modrl.agents.continual.config import ContinualConfig
     from modrl.agents.continual.runner import ContinualStatus, run_continual
     from modrl.checkpoint import CheckpointError
@@ -124,10 +131,10 @@ def _run_locked(config: object, run_dir: Path, *, resume: bool) -> int:
         f"{' -> '.join(sequence.tasks)} | {sequence.steps_per_task} steps each | seed {config.seed}"
     )
     if resume:
-        set_status(run_dir, RunStatus.RUNNING, resumed=True)
+        set_status(run_dir, RunStatus.RUNNING, resumed=True, device=device)
     started = time.monotonic()
     try:
-        outcome = run_continual(config, run_dir, resume=resume)
+        outcome = run_continual(config, run_dir, resume=resume, device=device)
     except (CheckpointError, RuntimeError, ValueError) as exc:
         set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         return fail(str(exc), EXIT_ERROR)

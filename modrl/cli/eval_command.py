@@ -7,6 +7,7 @@ import argparse
 from pathlib import Path
 
 from . import planner_eval_command
+from .device_option import add_device_argument, device_or_fail
 from .errors import EXIT_ERROR, fail
 
 NAME = "eval"
@@ -42,6 +43,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="sample actions instead of the deterministic policy (with --planner: sample the options' actions)",
     )
+    add_device_argument(evaluate)
     planner_eval_command.add_planner_arguments(evaluate)
 
 
@@ -67,9 +69,16 @@ def run(args: argparse.Namespace) -> int:
         return fail("give RUN_DIR, a run directory made by 'modrl train'")
     if not (args.run_dir / "config.yaml").is_file():
         return fail(f"{args.run_dir} is not a run directory (no config.yaml)")
+    device = device_or_fail(args)
+    if isinstance(device, int):
+        return device
     try:
         evaluate_and_report(
-            args.run_dir, episodes=args.episodes, deterministic=not args.stochastic, split=args.split or "all"
+            args.run_dir,
+            episodes=args.episodes,
+            deterministic=not args.stochastic,
+            split=args.split or "all",
+            device=device,
         )
     except (CheckpointError, ConfigError, RunDirError, FileNotFoundError, ValueError) as exc:
         return fail(str(exc), EXIT_ERROR)
@@ -77,14 +86,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def evaluate_and_report(
-    run_dir: Path, *, episodes: int, deterministic: bool, split: str = "all", hparams: bool = False
+    run_dir: Path,
+    *,
+    episodes: int,
+    deterministic: bool,
+    split: str = "all",
+    hparams: bool = False,
+    device: str = "cpu",
 ) -> Path:
     """Evaluate ``run_dir``'s latest checkpoint, print the table and write the JSON under ``run_dir/eval/`` (and, with
     ``hparams``, the run's HParams entry in TensorBoard: the final evaluation of ``modrl train``)."""
     from modrl._io import atomic_write_json
     from modrl.agents.common.evaluation import evaluate_policy, format_report, load_run_policy, log_final_hparams
 
-    config, policy, checkpoint = load_run_policy(run_dir)
+    config, policy, checkpoint = load_run_policy(run_dir, device=device)
     splits = None if split == "all" else [split]
     report = evaluate_policy(
         policy, config, episodes=episodes, deterministic=deterministic, step=checkpoint.step, splits=splits

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .device_option import add_device_argument, device_or_fail
 from .errors import EXIT_ERROR, fail
 
 NAME = "export"
@@ -21,6 +22,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     export.add_argument("run_dir", type=Path, help="a run directory made by 'modrl train' or 'modrl continual'")
     export.add_argument("out", type=Path, help="the .zip file to write (must not exist)")
+    add_device_argument(export)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,10 +37,13 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"{args.out}: an SB3 model file ends in .zip")
     if args.out.exists():
         return fail(f"{args.out} exists: give a new file name (an existing file is never overwritten)")
+    device = device_or_fail(args)
+    if isinstance(device, int):
+        return device
     from modrl.agents.common.export import export_sb3_zip
 
     try:
-        out, step = export_sb3_zip(args.run_dir, args.out)
+        out, step = export_sb3_zip(args.run_dir, args.out, device=device)
     except (CheckpointError, ConfigError, RunDirError, FileNotFoundError, FileExistsError, ValueError) as exc:
         return fail(str(exc), EXIT_ERROR)
     except OSError as exc:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .device_option import add_device_argument, device_or_fail
 from .errors import EXIT_ERROR, fail
 from .hints import tensorboard_line
 
@@ -89,6 +90,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument(
             "--runs-root", type=Path, default=Path("runs"), help="where new run directories go (default: runs)"
         )
+    add_device_argument(train)  # route, critic, sketch and skills build their models on the CPU
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
     from modrl.config import ConfigError, to_dict
     from modrl.runs import RunDirError, RunStatus, create_run_dir, set_status, write_run_metadata
 
+    device = device_or_fail(args) if args.options_command == "train" else "cpu"
+    if isinstance(device, int):
+        return device
     try:
         loaders: dict[str, Any] = {
             "train": load_options_config,
@@ -111,8 +116,9 @@ def run(args: argparse.Namespace) -> int:
         }
         config = loaders[args.options_command](args.config, args.overrides)
         run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
+        argv = ["modrl", *sys.argv[1:]]
         write_run_metadata(
-            run_dir, config=to_dict(config), seed=config.seed, argv=["modrl", *sys.argv[1:]], imports=args.imports
+            run_dir, config=to_dict(config), seed=config.seed, argv=argv, imports=args.imports, device=device
         )
     except (ConfigError, RunDirError) as exc:
         return fail(" ".join(str(exc).split()))
@@ -122,7 +128,10 @@ def run(args: argparse.Namespace) -> int:
         handler = {"train": _train, "route": _route, "critic": _critic, "sketch": _sketch, "skills": _skills}[
             args.options_command
         ]
-        handler(config, run_dir)
+        if args.options_command == "train":
+            _train(config, run_dir, device=device)
+        else:
+            handler(config, run_dir)
     except (ValueError, OSError) as exc:
         set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         return fail(str(exc), EXIT_ERROR)
@@ -156,12 +165,12 @@ def _merge(sources: list[Path], run_dir: Path) -> int:
     return 0
 
 
-def _train(config: Any, run_dir: Path) -> None:
+def _train(config: Any, run_dir: Path, device: str = "cpu") -> None:
     from modrl.agents.options.train import LIBRARY_DIR, format_results, train_options
     from modrl.telemetry import TelemetryWriter
 
     with TelemetryWriter(run_dir / "tb") as writer:
-        results = train_options(config, run_dir, writer=writer)
+        results = train_options(config, run_dir, writer=writer, device=device)
     print(format_results(results))
     print(f"option library: {run_dir / LIBRARY_DIR}")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .device_option import add_device_argument, device_or_fail
 from .errors import EXIT_ERROR, fail
 
 NAME = "report"
@@ -35,6 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="for a run with a checkpoint: one greedy episode of each of the first N tasks as a strip of frames "
         "beside the router's weights (as modrl show draws them), in the report; 0: none (default: 4)",
     )
+    add_device_argument(report)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,7 +52,10 @@ def run(args: argparse.Namespace) -> int:
         )
     if not 0 <= args.episodes <= 100:
         return fail(f"--episodes must be in [0, 100], got {args.episodes}")
-    extra = _episode_strips(path, args.out or path / "report", args.episodes) if args.episodes else []
+    device = device_or_fail(args)
+    if isinstance(device, int):
+        return device
+    extra = _episode_strips(path, args.out or path / "report", args.episodes, device) if args.episodes else []
     try:
         path = build_report(args.path, out_dir=args.out, threshold=args.threshold, extra_sections=extra)
     except (ValueError, OSError) as exc:
@@ -59,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _episode_strips(run_dir: Path, out_dir: Path, tasks: int) -> list[str]:
+def _episode_strips(run_dir: Path, out_dir: Path, tasks: int, device: str) -> list[str]:
     """The report's "Episodes" section for a single training run with a checkpoint (none for sweeps and continual
     runs, or when the run cannot be loaded: a warning says why and the report goes on)."""
     import sys
@@ -75,7 +80,7 @@ def _episode_strips(run_dir: Path, out_dir: Path, tasks: int) -> list[str]:
     from modrl.agents.common.show import render_strips
 
     try:
-        strips = render_strips(run_dir, out_dir / "episodes", tasks=tasks)
+        strips = render_strips(run_dir, out_dir / "episodes", tasks=tasks, device=device)
     except (CheckpointError, ConfigError, RunDirError, OSError, ValueError, KeyError) as exc:
         print(f"modrl: warning: no episode strips in the report: {exc}", file=sys.stderr)
         return []

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .device_option import add_device_argument, device_or_fail
 from .errors import EXIT_ERROR, fail
 
 NAME = "show"
@@ -34,6 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="also put the GIF in the run's TensorBoard (Images dashboard, tag modrl/show/TASK/greedy|sampled, at "
         "the checkpoint's step)",
     )
+    add_device_argument(show)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
         return fail(f"--out {args.out}: modrl show writes animated GIFs (.gif)")
     if args.out is not None and args.out.exists():
         return fail(f"--out {args.out} exists: give a new file name (an existing file is never overwritten)")
+    device = device_or_fail(args)
+    if isinstance(device, int):
+        return device
     from modrl.agents.common.show import default_out, render_episodes, show_tag
 
     try:
@@ -61,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
             episodes=args.episodes,
             deterministic=not args.stochastic,
             tensorboard=args.tensorboard,
+            device=device,
         )
     except KeyError as exc:
         return fail(f"--task: {str(exc).strip(chr(39) + chr(34))}")

@@ -44,7 +44,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     sweep.add_argument("--resume", type=Path, metavar="SWEEP_DIR", help="run what is left of an existing sweep")
     sweep.add_argument(
-        "--backend", choices=["local", "ray"], default=None, help="local processes (default) or a Ray cluster"
+        "--backend",
+        choices=["local", "ray", "tune"],
+        default=None,
+        help="local processes (default), Ray tasks, or Ray Tune's Tuner (search spaces, scheduler: asha/pbt)",
     )
     sweep.add_argument("--workers", type=int, help="trials at a time (default: the sweep file's, else one per core)")
     sweep.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local instance)")
@@ -109,10 +112,11 @@ def run(args: argparse.Namespace) -> int:
         )
     except (SweepError, ImportError) as exc:
         return fail(str(exc), EXIT_ERROR)
-    print(f"sweep finished: {result.completed} completed, {len(result.failed)} failed")
+    stopped = f", {len(result.stopped)} stopped early by the scheduler" if result.stopped else ""
+    print(f"sweep finished: {result.completed} completed, {len(result.failed)} failed{stopped}")
     for trial_id in result.failed:
         print(f"  failed: {trial_id} (log: {sweep_dir / 'logs' / (trial_id + '.log')})")
-    if result.failed or result.interrupted:
+    if result.failed or result.interrupted or result.not_started:
         print(f"re-run what is left with: {runnable('modrl')} sweep --resume {sweep_dir}")
     print(f"report: modrl report {sweep_dir}")
     if result.signal is not None:

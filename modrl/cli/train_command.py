@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .device_option import add_device_argument, device_or_fail
 from .errors import EXIT_ERROR, EXIT_USAGE, fail, one_line
 from .hints import runnable, tensorboard_line
 
@@ -56,6 +57,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="with --resume and CONFIG/--set: continue the run with a changed config (recorded in meta.json); the "
         "agent, task set and spaces must still match its checkpoints",
     )
+    add_device_argument(train)
 
 
 def _resolve_config(args: argparse.Namespace) -> tuple[ExperimentConfig, Path | None, ExperimentConfig | None]:
@@ -101,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         write_run_metadata,
     )
 
+    device = device_or_fail(args)
+    if isinstance(device, int):
+        return device
     try:
         config, resume_dir, previous = _resolve_config(args)
     except (ConfigError, RunDirError) as exc:
@@ -122,16 +127,19 @@ def run(args: argparse.Namespace) -> int:
                     seed=config.seed,
                     argv=["modrl", *sys.argv[1:]],
                     imports=args.imports,
+                    device=device,
                 )
                 started = True
-            return _train_locked(config, run_dir, resume=resume_dir is not None, previous=previous)
+            return _train_locked(config, run_dir, resume=resume_dir is not None, previous=previous, device=device)
     except RunDirError as exc:
         if not started:
             discard_new_run_dir(run_dir)
         return fail(one_line(str(exc)), EXIT_ERROR if isinstance(exc, RunDirOSError) else EXIT_USAGE)
 
 
-def _train_locked(config: ExperimentConfig, run_dir: Path, *, resume: bool, previous: ExperimentConfig | None) -> int:
+def _train_locked(
+    config: ExperimentConfig, run_dir: Path, *, resume: bool, previous: ExperimentConfig | None, device: str
+) -> int:
     from modrl.agents.common.guards import EnvWorkerError, NonFiniteError
     from modrl.agents.common.training import TENSORBOARD, TrainStatus, run_training
     from modrl.checkpoint import CheckpointError
@@ -144,7 +152,7 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, *, resume: bool, prev
     print(
         f"agent: {config.agent.kind} ({config.agent.algo}, router {config.agent.router.kind}, "
         f"{config.agent.modules.count} {config.agent.modules.kind} modules) | suite: {config.env.suite} | "
-        f"{config.env.n_envs} envs | {config.train.total_timesteps} steps | seed {config.seed}"
+        f"{config.env.n_envs} envs | {config.train.total_timesteps} steps | seed {config.seed} | device {device}"
     )
     started = time.monotonic()
     begun = not resume  # a refused resume (wrong task, no usable checkpoint) leaves the run directory untouched
@@ -154,11 +162,11 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, *, resume: bool, prev
         if previous is not None:
             record_config_change(run_dir, old=to_dict(previous), new=to_dict(config), argv=["modrl", *sys.argv[1:]])
         if resume:
-            set_status(run_dir, RunStatus.RUNNING, resumed=True)
+            set_status(run_dir, RunStatus.RUNNING, resumed=True, device=device)
         begun = True
 
     try:
-        outcome = run_training(config, run_dir, resume=resume, on_start=on_start)
+        outcome = run_training(config, run_dir, resume=resume, on_start=on_start, device=device)
     except (CheckpointError, NonFiniteError, EnvWorkerError) as exc:
         if begun:
             set_status(run_dir, RunStatus.FAILED, error=str(exc))
@@ -175,7 +183,9 @@ def _train_locked(config: ExperimentConfig, run_dir: Path, *, resume: bool, prev
         return 128 + (outcome.signal or signal.SIGINT)
     print(f"training finished: {outcome.steps} steps in {elapsed:.0f}s; checkpoint {outcome.checkpoint}")
     if config.train.eval_episodes > 0:
-        evaluate_and_report(run_dir, episodes=config.train.eval_episodes, deterministic=True, hparams=True)
+        evaluate_and_report(
+            run_dir, episodes=config.train.eval_episodes, deterministic=True, hparams=True, device=device
+        )
     set_status(run_dir, RunStatus.COMPLETED, step=outcome.steps, train_seconds=round(elapsed, 1))
     print("\n" + tensorboard_line(run_dir / TENSORBOARD, run_dir.name))
     return 0

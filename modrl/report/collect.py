@@ -45,6 +45,7 @@ class TrialStatus(str, Enum):
     FAILED = "failed"
     RUNNING = "running"
     INTERRUPTED = "interrupted"
+    STOPPED = "stopped"  # ended early by the sweep's scheduler (ASHA, PBT)
     MISSING = "missing"  # no status recorded: the trial never started
 
 

@@ -1,4 +1,5 @@
-"""Sweeps: a grid over experiment-config keys times seeds, each trial a ``modrl train`` subprocess.
+"""Sweeps: a grid (and Tune-style search spaces) over experiment-config keys times seeds, each trial a ``modrl train``
+subprocess.
 
 Typical use (what ``modrl sweep`` does)::
 
@@ -11,7 +12,9 @@ Typical use (what ``modrl sweep`` does)::
 ``run_sweep(sweep_dir)`` again (``modrl sweep --resume DIR``) skips completed trials and resumes the others from
 their checkpoints. This package never imports ``modrl.agents`` or ``modrl.envs``: trials run as subprocesses and
 config validation is injected by the caller. The Ray backend needs ``pip install modrl[ray]`` and a filesystem
-that every Ray node sees at the same path (see :mod:`modrl.sweep.backends`).
+that every Ray node sees at the same path (see :mod:`modrl.sweep.backends`); the Tune backend (ASHA, PBT) is
+:mod:`modrl.sweep.tune_backend`, search spaces :mod:`modrl.sweep.search`, schedulers :mod:`modrl.sweep.scheduling`.
+ray is imported only when one of those backends runs.
 """
 
 from __future__ import annotations

@@ -62,6 +62,7 @@ class SweepResult:
         interrupted: Ids of the trials stopped by a signal (resumed on the next run).
         not_started: Ids of the trials not started because the sweep was stopped.
         signal: The signal that stopped the sweep, if any (exit with ``128 + signal``).
+        stopped: Ids of the trials the scheduler (ASHA, PBT) ended early in this run (``backend: tune``).
     """
 
     sweep_dir: Path
@@ -72,11 +73,12 @@ class SweepResult:
     interrupted: tuple[str, ...]
     not_started: tuple[str, ...]
     signal: int | None
+    stopped: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
-        """Every trial completed."""
-        return self.completed == self.total
+        """Every trial completed (or was ended early by the scheduler, which is what it is for)."""
+        return self.completed + len(self.stopped) >= self.total
 
 
 def format_duration(seconds: float) -> str:

@@ -16,22 +16,20 @@ import logging
 import os
 import shlex
 import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 from modrl._io import utc_now_iso
 from modrl.runs import CONFIG_FILE, RunDirError, RunStatus, read_run_meta
 
 from .backends import TrialBackend, TrialExit, TrialLaunch, describe_exit, env_summary, make_backend, trial_command
 from .progress import SweepProgress, SweepResult, last_progress
-from .spec import TrialSpec
-from .store import SweepDir, TrialRecord, TrialStatus, resume_sweep_dir, sweep_lock, write_status
+from .signals import SignalTrap
+from .spec import BACKENDS, TrialSpec
+from .store import SweepDir, SweepError, TrialRecord, TrialStatus, resume_sweep_dir, sweep_lock, write_status
 
 log = logging.getLogger(__name__)
 
@@ -77,24 +75,31 @@ def run_sweep(
     """
     state = resume_sweep_dir(sweep_dir)
     name = backend or state.backend
-    if name not in ("local", "ray"):
-        raise ValueError(f"unknown sweep backend {name!r}; allowed: local, ray")
+    if name not in BACKENDS:
+        raise ValueError(f"unknown sweep backend {name!r}; allowed: {', '.join(BACKENDS)}")
+    if state.scheduler is not None and name != "tune":
+        raise SweepError(f"{state.path}: its {state.scheduler.kind} scheduler runs only with the tune backend")
     if trial_timeout is not None and trial_timeout <= 0:
         raise ValueError(f"trial_timeout must be > 0 seconds, got {trial_timeout}")
     with sweep_lock(state.path, wait_s=lock_wait_s) as lock_fd:
         _reconcile(state)
-        todo = [trial for trial in state.trials if not _is_completed(state.status(trial.id))]
+        todo = [trial for trial in state.trials if not _is_done(state.status(trial.id))]
         loop = _SweepLoop(state, todo, on_progress=on_progress, trial_timeout=trial_timeout, grace=stop_grace_s)
         if not todo:
             log.info("sweep %s: all %d trials already completed", state.path, len(state.trials))
             return loop.result(None)
         slots = workers or state.workers
-        if slots is None and not (name == "ray" and ray_address):
+        if slots is None and not (name in ("ray", "tune") and ray_address):
             slots = os.cpu_count() or 1
+        if name == "tune":
+            from .tune_backend import run_tune_sweep
+
+            slots = None if slots is None else min(slots, len(todo))
+            return run_tune_sweep(state, todo, slots=slots, ray_address=ray_address, on_progress=on_progress)
         runner = make_backend(
             name, slots=None if slots is None else min(slots, len(todo)), ray_address=ray_address, keep_fds=[lock_fd]
         )
-        trap = _SignalTrap()
+        trap = SignalTrap()
         finished = False
         try:
             with trap:
@@ -145,7 +150,7 @@ class _SweepLoop:
         self.last_progress = -1.0
         self.slots = 1
 
-    def run(self, backend: TrialBackend, trap: _SignalTrap) -> None:
+    def run(self, backend: TrialBackend, trap: SignalTrap) -> None:
         self.slots = backend.slots
         self._progress(force=True)
         while self.pending or self.running:
@@ -235,7 +240,7 @@ class _SweepLoop:
             log.warning("trial %s interrupted; it resumes from its last checkpoint next time", record.id)
         self.last_progress = -1.0
 
-    def _handle_stop(self, backend: TrialBackend, trap: _SignalTrap) -> None:
+    def _handle_stop(self, backend: TrialBackend, trap: SignalTrap) -> None:
         now = time.monotonic()
         if trap.count and not self.stopping:
             self.stopping, self.stop_deadline = True, now + self.grace
@@ -323,33 +328,6 @@ class _SweepLoop:
         return left / max(1, self.slots)
 
 
-class _SignalTrap:
-    """Records SIGINT/SIGTERM instead of raising (main thread only); restores the previous handlers on exit."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self) -> None:
-        self.signal: int | None = None
-        self.count = 0
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _SignalTrap:
-        if threading.current_thread() is threading.main_thread():
-            for signum in self.SIGNALS:
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: FrameType | None) -> None:
-        self.count += 1
-        if self.signal is None:
-            self.signal = signum
-
-
 def _reconcile(state: SweepDir) -> None:
     """Fix records a dead sweep process left ``running`` (we hold the lock, so nothing of ours runs them).
 
@@ -373,8 +351,9 @@ def _reconcile(state: SweepDir) -> None:
         write_status(state.path, replace(fixed, pid=None))
 
 
-def _is_completed(record: TrialRecord | None) -> bool:
-    return record is not None and record.status is TrialStatus.COMPLETED
+def _is_done(record: TrialRecord | None) -> bool:
+    """Completed, or ended early by a scheduler (its decision stands: a resumed sweep does not run it again)."""
+    return record is not None and record.status in (TrialStatus.COMPLETED, TrialStatus.STOPPED)
 
 
 def _move_aside(trial_dir: Path) -> Path:

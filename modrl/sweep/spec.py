@@ -11,7 +11,11 @@ A sweep spec is a small YAML file::
     set:                                   # applied to every trial
       train.total_timesteps: 50000
     workers: null                          # null: one trial per CPU core
-    backend: local                         # or ray
+    backend: local                         # or ray, or tune (Ray Tune's Tuner)
+    search: {algo.learning_rate: {loguniform: [1.0e-4, 1.0e-3]}}   # Tune-style search spaces (modrl.sweep.search)
+    samples: 4                             # draws of the sampled keys
+    search_seed: 0
+    scheduler: {kind: asha}                # backend tune only: asha or pbt (modrl.sweep.scheduling)
 
 Nested mappings are flattened to dotted keys (``grid: {agent: {kind: [a, b]}}`` is ``agent.kind: [a, b]``), so
 ``--set set.train.total_timesteps=1000`` works as an override of the spec. Each trial is run with the overrides
@@ -32,11 +36,16 @@ from typing import Any, Literal
 
 import yaml
 
-from modrl.config import ConfigError, apply_overrides, check, from_dict, load_yaml
+from modrl.config import ConfigError, apply_overrides, check, check_int, from_dict, load_yaml
 from modrl.runs import RunDirError, validate_run_name
 from modrl.safe_load import InputError, loads_yaml, short_repr
 
-BackendName = Literal["local", "ray"]
+from .scheduling import SchedulerSpec, parse_scheduler
+from .search import Domain, flatten_search, parse_domain, sample_points
+
+BackendName = Literal["local", "ray", "tune"]
+BACKENDS: tuple[str, ...] = ("local", "ray", "tune")
+MAX_SAMPLES = 10_000
 SEED_KEY = "seed"
 MAX_ID_LENGTH = 120
 
@@ -56,7 +65,12 @@ class SweepSpec:
         grid: Dotted config key -> the values to sweep (non-empty tuples of distinct values), in spec order.
         set: Dotted config key -> value applied to every trial (no key shared with ``grid``, no ``seed``).
         workers: Trials run at once; ``None`` is one per CPU core.
-        backend: ``"local"`` (subprocesses on this machine) or ``"ray"`` (tasks on a Ray cluster).
+        backend: ``"local"`` (subprocesses on this machine), ``"ray"`` (tasks on a Ray cluster) or ``"tune"`` (Ray
+            Tune's ``Tuner``, with an optional scheduler).
+        search: Dotted config key -> search space (:mod:`modrl.sweep.search`); no key shared with ``grid``/``set``.
+        samples: Draws of the sampled ``search`` keys (1 unless some key is sampled).
+        search_seed: Seed of those draws.
+        scheduler: ASHA or PBT (``backend: tune`` only); ``None``: every trial runs its whole budget.
     """
 
     name: str
@@ -66,6 +80,10 @@ class SweepSpec:
     set: Mapping[str, Any] = field(default_factory=dict)
     workers: int | None = None
     backend: BackendName = "local"
+    search: Mapping[str, Domain] = field(default_factory=dict)
+    samples: int = 1
+    search_seed: int = 0
+    scheduler: SchedulerSpec | None = None
 
     def __post_init__(self) -> None:
         try:
@@ -91,7 +109,40 @@ class SweepSpec:
                 "workers",
                 f"expected an integer >= 1 or null, got {self.workers!r}",
             )
-        check(self.backend in ("local", "ray"), "backend", f"{self.backend!r} is not allowed; allowed: local, ray")
+        check(self.backend in BACKENDS, "backend", f"{self.backend!r} is not allowed; allowed: {', '.join(BACKENDS)}")
+        self._check_search()
+
+    def _check_search(self) -> None:
+        for key, domain in self.search.items():
+            _check_key(key, f"search.{key}")
+            check(key != SEED_KEY, f"search.{key}", "sweep seeds with the 'seeds' key, not in 'search'")
+            check(isinstance(domain, Domain), f"search.{key}", f"expected a search space, got {domain!r}")
+            for section in ("grid", "set"):
+                check(key not in getattr(self, section), f"search.{key}", f"also given in '{section}'")
+        check_int(self.samples, "samples", low=1, high=MAX_SAMPLES)
+        check_int(self.search_seed, "search_seed", low=0, high=2**63 - 1)
+        sampled = [key for key, domain in self.search.items() if domain.sampled]
+        check(
+            self.samples == 1 or bool(sampled),
+            "samples",
+            "repeats would be identical: no search key is sampled (choice, uniform or loguniform)",
+        )
+        if self.scheduler is None:
+            return
+        check(
+            self.backend == "tune",
+            "scheduler",
+            f"{self.scheduler.kind} needs backend: tune (Ray Tune's Tuner); got backend {self.backend}",
+        )
+        if self.scheduler.kind == "pbt":
+            check(bool(sampled), "search", "pbt perturbs the sampled search keys: give at least one")
+            for key in sampled:
+                check(
+                    key.startswith("algo."),
+                    f"search.{key}",
+                    "pbt changes sampled keys while a trial trains, which only algo.* hyper-parameters allow "
+                    "(any other key changes the network or the task)",
+                )
 
 
 @dataclass(frozen=True)
@@ -137,6 +188,10 @@ class _SweepFile:
     set: dict[str, Any] = field(default_factory=dict)
     workers: int | None = None
     backend: BackendName = "local"
+    search: dict[str, Any] = field(default_factory=dict)
+    samples: int = 1
+    search_seed: int = 0
+    scheduler: dict[str, Any] | None = None
 
 
 def load_sweep_spec(path: Path, overrides: Sequence[str] = ()) -> SweepSpec:
@@ -166,7 +221,7 @@ def _override_spec(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
     """``data`` with ``key=value`` overrides applied; under ``set`` and ``grid`` the rest of the key is one config
     key, so ``set.train.eval_episodes=5`` replaces the file's ``set: {train.eval_episodes: 100}`` (nested or dotted
     in the file alike) instead of adding the same key a second time."""
-    sectioned = [item for item in overrides if item.split(".", 1)[0] in ("set", "grid") and "=" in item]
+    sectioned = [item for item in overrides if item.split(".", 1)[0] in ("set", "grid", "search") and "=" in item]
     out = apply_overrides(data, [item for item in overrides if item not in sectioned])
     for item in sectioned:
         key, raw = item.split("=", 1)
@@ -174,7 +229,7 @@ def _override_spec(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[st
         check(bool(dotted), section, f"override {item!r} names no config key: use {section}.KEY=VALUE")
         current = out.get(section) or {}
         check(isinstance(current, Mapping), section, f"expected a mapping of config keys, got {current!r}")
-        flat = _flatten(current, section, leaf_is_list=False)
+        flat = flatten_search(current) if section == "search" else _flatten(current, section, leaf_is_list=False)
         flat[dotted] = apply_overrides({}, [f"value={raw}"])["value"]  # parsed as every --set value is
         out[section] = flat
     return out
@@ -205,6 +260,10 @@ def spec_from_dict(data: Mapping[str, Any], *, relative_to: Path, check_base: bo
         set=_flatten(raw.set, "set", leaf_is_list=False),
         workers=raw.workers,
         backend=raw.backend,
+        search={key: parse_domain(value, f"search.{key}") for key, value in flatten_search(raw.search).items()},
+        samples=raw.samples,
+        search_seed=raw.search_seed,
+        scheduler=parse_scheduler(raw.scheduler),
     )
 
 
@@ -218,24 +277,28 @@ def spec_to_dict(spec: SweepSpec) -> dict[str, Any]:
         "set": dict(spec.set),
         "workers": spec.workers,
         "backend": spec.backend,
+        "search": {key: domain.to_dict() for key, domain in spec.search.items()},
+        "samples": spec.samples,
+        "search_seed": spec.search_seed,
+        "scheduler": None if spec.scheduler is None else spec.scheduler.to_dict(),
     }
 
 
 def expand(spec: SweepSpec) -> list[TrialSpec]:
-    """All trials of ``spec``: the grid product (keys in spec order, last key fastest) times the seeds.
+    """All trials of ``spec``: the grid product (keys in spec order, last key fastest), with ``search``'s grid keys
+    after ``grid``'s and, repeated ``samples`` times, its sampled keys drawn afresh (:func:`sample_points`), times
+    the seeds.
 
     Seeds vary fastest, so the trials of one grid point are neighbours. Ids are ``t<index>-<key>=<value>-...
     -seed=<seed>`` with characters outside ``[A-Za-z0-9._=-]`` replaced by ``_`` and long ids shortened with a
     hash; the same spec always gives the same ids.
     """
-    keys = list(spec.grid)
-    points = list(itertools.product(*(spec.grid[key] for key in keys)))
+    points = sample_points(spec.grid, spec.search, samples=spec.samples, seed=spec.search_seed)
     fixed = tuple(format_override(key, value) for key, value in spec.set.items())
     total = len(points) * len(spec.seeds)
     width = max(3, len(str(total - 1)))
     trials = []
-    for index, (point, seed) in enumerate(itertools.product(points, spec.seeds)):
-        group = dict(zip(keys, point, strict=True))
+    for index, (group, seed) in enumerate(itertools.product(points, spec.seeds)):
         swept = tuple(format_override(key, value) for key, value in group.items())
         trials.append(
             TrialSpec(

@@ -19,8 +19,8 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +31,8 @@ from modrl.config import ConfigError, load_yaml
 from modrl.runs import RunStatus, create_run_dir
 from modrl.safe_load import read_json
 
+from .scheduling import SchedulerSpec
+from .search import Domain
 from .spec import BackendName, SweepSpec, TrialSpec, expand, spec_from_dict, spec_to_dict
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,8 @@ class SweepDir:
         workers: Workers requested by the spec (``None``: one per CPU core).
         backend: Backend requested by the spec.
         trials: All trials, in expansion order.
+        search: The spec's search spaces (what PBT perturbs).
+        scheduler: The spec's scheduler (``backend: tune``), if any.
     """
 
     path: Path
@@ -102,6 +106,8 @@ class SweepDir:
     workers: int | None
     backend: BackendName
     trials: tuple[TrialSpec, ...]
+    search: Mapping[str, Domain] = field(default_factory=dict)
+    scheduler: SchedulerSpec | None = None
 
     @property
     def base_config(self) -> Path:
@@ -198,7 +204,15 @@ def resume_sweep_dir(sweep_dir: Path) -> SweepDir:
     trials = tuple(_read_trials(path / TRIALS_FILE))
     for sub in (TRIALS_DIR, STATUS_DIR, LOGS_DIR):
         (path / sub).mkdir(exist_ok=True)
-    return SweepDir(path=path, name=spec.name, workers=spec.workers, backend=spec.backend, trials=trials)
+    return SweepDir(
+        path=path,
+        name=spec.name,
+        workers=spec.workers,
+        backend=spec.backend,
+        trials=trials,
+        search=spec.search,
+        scheduler=spec.scheduler,
+    )
 
 
 def read_status(sweep_dir: Path, trial_id: str) -> TrialRecord | None:
