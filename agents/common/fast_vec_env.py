@@ -236,7 +236,7 @@ class FastVecEnv(VecEnv):
         env = self.engine.envs[slot]
         if seed is None:
             env.np_random.bit_generator.state = start["rng"]
-        replay = BatchedMiniGrid([env])
+        replay = BatchedMiniGrid([self.engine.sources[slot]])  # the wrapped env: the episode env of a task slot
         replay.reset([None if seed is None else int(seed)])
         replay.starts[0] = {key: value for key, value in start.items() if key != "options"}
         actions = [int(a) for a in state["actions"]]
