@@ -338,3 +338,25 @@ def test_same_seed_trains_a_split_to_the_same_parameters_on_both_engines(tiny_co
             assert torch.equal(tensor, b.tensors[group][key]), f"{group}.{key} differs"
     assert _without_wall_clock(a.meta) == _without_wall_clock(b.meta)
     assert _metrics(runs["minigrid"]) == _metrics(runs["fast"])
+
+
+def test_babyai_done_action_verification_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from minigrid.envs.babyai.core import verifier
+
+    from modrl.envs.fast import unsupported_reason
+
+    env = make_suite_env("sequences", 0)
+    assert unsupported_reason(env) is None
+    monkeypatch.setattr(verifier, "use_done_actions", True)
+    assert "BABYAI_DONE_ACTIONS" in (unsupported_reason(env) or "")
+    with pytest.raises(ValueError, match=r"not covered by the fast engine.*BABYAI_DONE_ACTIONS"):
+        BatchedMiniGrid([env])
+
+
+def test_auto_runs_the_generalisation_config_on_the_fast_engine() -> None:
+    from modrl.agents.common.config import load_experiment_config
+    from modrl.agents.common.fast_vec_env import select_engine
+
+    config = load_experiment_config("experiments/configs/generalisation_colour_type.yaml", [])
+    assert config.env.engine == "auto" and config.env.split == "train" and config.env.mission_tokens
+    assert select_engine(config) == "fast"

@@ -151,6 +151,7 @@ class BatchedMiniGrid:
         self.targets = np.zeros((n, MAX_SUBTASKS), WORD)
         self.goto_pos = np.full((n, MAX_SUBTASKS, 2), _NOWHERE, np.int64)
         self.subtask_index = np.zeros(n, np.int64)
+        self._goto = np.zeros(n, bool)  # slots with a go-to subtask: the ones whose tracked positions matter
         self._tasks = False  # whether any slot has run a task episode (else the instruction check is skipped)
         self._index_cells()
 
@@ -204,7 +205,7 @@ class BatchedMiniGrid:
         self.missions[slot], self.starts[slot] = other.missions[source], dict(other.starts[source])
         self.max_steps[slot], self.see_through_walls[slot] = other.max_steps[source], other.see_through_walls[source]
         self.episode_envs[slot], self.instructions[slot] = other.episode_envs[source], other.instructions[source]
-        for name in ("task_count", "verbs", "objects", "targets", "goto_pos", "subtask_index"):
+        for name in ("task_count", "verbs", "objects", "targets", "goto_pos", "subtask_index", "_goto"):
             getattr(self, name)[slot] = getattr(other, name)[source]
         self._tasks |= other._tasks
 
@@ -234,6 +235,7 @@ class BatchedMiniGrid:
         self.subtask_index[slot] = 0
         self.verbs[slot] = self.objects[slot] = self.targets[slot] = 0
         self.goto_pos[slot] = _NOWHERE
+        self._goto[slot] = False
         count = 0 if instructions is None else len(instructions.verbs)
         self.task_count[slot] = count
         if instructions is None:
@@ -244,7 +246,9 @@ class BatchedMiniGrid:
         self.objects[slot, :count] = instructions.objects
         self.targets[slot, :count] = instructions.targets
         self._tasks = True
-        self._track(np.array([slot]))
+        self._goto[slot] = GOTO in instructions.verbs
+        if self._goto[slot]:
+            self._track(np.array([slot]))
 
     def _track(self, slots: np.ndarray) -> None:
         """Refresh the tracked positions of ``slots``' subtask objects from the grid (``update_objs_poss``): where
@@ -320,7 +324,7 @@ class BatchedMiniGrid:
         tasks = self.task_count > 0
         verbs, objects = self.verbs, self.objects
         if used[_DROP]:
-            dropping = np.flatnonzero((actions == _DROP) & tasks)  # any drop action refreshes the tracked positions
+            dropping = np.flatnonzero((actions == _DROP) & self._goto)  # any drop refreshes the tracked positions
             if dropping.size:
                 self._track(dropping)
         front = self.pos + _DIR[self.heading]  # after the action
@@ -332,10 +336,11 @@ class BatchedMiniGrid:
             opened = (actions == _TOGGLE) & (now & _KIND_STATE == _OPEN_DOOR)
             results |= (verbs == OPEN) & opened[:, None] & ((now & _CODE)[:, None] == objects)
         if drops.any():
-            cells = self.cells.reshape(-1)
-            around = np.stack([cells[flat + d] for d in (self.height, -self.height, 1, -1)], axis=-1) & _CODE
-            beside = (around[:, None, :] == self.targets[:, :, None]).any(axis=-1)  # (N, K)
-            results |= (verbs == PUTNEXT) & drops[:, None] & ((carried & _CODE)[:, None] == objects) & beside
+            moved = (verbs == PUTNEXT) & drops[:, None] & ((carried & _CODE)[:, None] == objects)  # (N, K)
+            if moved.any():
+                cells = self.cells.reshape(-1)
+                around = np.stack([cells[flat + d] for d in (self.height, -self.height, 1, -1)], axis=-1) & _CODE
+                results |= moved & (around[:, None, :] == self.targets[:, :, None]).any(axis=-1)
         subtask = np.arange(MAX_SUBTASKS)[None, :]
         passed = (results | (subtask < self.subtask_index[:, None])) & (subtask < self.task_count[:, None])
         index = np.cumprod(passed, axis=1).sum(axis=1)
