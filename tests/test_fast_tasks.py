@@ -360,3 +360,40 @@ def test_auto_runs_the_generalisation_config_on_the_fast_engine() -> None:
     config = load_experiment_config("experiments/configs/generalisation_colour_type.yaml", [])
     assert config.env.engine == "auto" and config.env.split == "train" and config.env.mission_tokens
     assert select_engine(config) == "fast"
+
+
+def test_stop_then_resume_a_split_on_the_fast_engine_is_exact(tiny_config, tmp_path, monkeypatch) -> None:
+    """Exact resume with split slots (episodes in flight, started from the split env's RNG), SIGTERM mid-run, and a
+    run stopped on MiniGrid resumed on the engine: the same checkpoints, metrics and scalars as one go."""
+    from modrl.agents.common.fast_vec_env import FastVecEnv, select_engine
+    from modrl.agents.common.training import CHECKPOINTS, run_training
+    from modrl.checkpoint import latest_checkpoint
+    from modrl.faults import FAULT_ENV, reset_fault_counters
+    from tests.test_exact_resume import STEPS, _new_run
+    from tests.test_exact_resume import assert_same_run as assert_same_resumed_run
+
+    restored: list[int] = []
+    original = FastVecEnv.set_env_state
+
+    def spy(self: FastVecEnv, slot: int, state: dict[str, Any]) -> Any:
+        restored.append(slot)
+        return original(self, slot, state)
+
+    monkeypatch.setattr(FastVecEnv, "set_env_state", spy)
+    split = (*SPLIT[:2], "env.mission_tokens=true", "env.event_reward=0.1", "env.max_episode_steps=20", *STEPS)
+    fast, minigrid = tiny_config(*split, "env.engine=fast"), tiny_config(*split, "env.engine=minigrid")
+    assert select_engine(fast) == "fast"
+    one_go = _new_run(tmp_path, "one-go", fast)
+    assert run_training(fast, one_go).steps == 512
+    for name, first in (("stopped-fast", fast), ("stopped-minigrid", minigrid)):
+        run_dir = _new_run(tmp_path, name, first)
+        monkeypatch.setenv(FAULT_ENV, "rollout-end:3:term")  # SIGTERM at the end of the 3rd rollout (step 192)
+        reset_fault_counters()
+        assert run_training(first, run_dir).steps == 192
+        state = latest_checkpoint(run_dir / CHECKPOINTS).meta["resume"]["envs"]  # type: ignore[union-attr]
+        assert all(env["actions"] for env in state) and any("rng" in env["start"] for env in state)
+        monkeypatch.delenv(FAULT_ENV)
+        restored.clear()
+        assert run_training(fast, run_dir, resume=True).steps == 512
+        assert restored == [0, 1]
+        assert_same_resumed_run(one_go, run_dir)
