@@ -9,7 +9,7 @@ SB3 what :func:`modrl.agents.common.builders.make_vec_env` hands it on MiniGrid 
 * ``info["task"]`` on every step and ``info["is_success"]`` at an episode's end (:class:`~modrl.envs.SuccessInfo`),
   for a generated task (:class:`~modrl.envs.TaskEnv`) ``info["mission"]``, ``"sketch"``, ``"events"`` and
   ``"subtask_index"`` too, but not ``"predicates"`` (the planner's symbolic state: nothing in training reads it,
-  and computing it is much of a MiniGrid step's cost);
+  and computing it is about a fifth of a MiniGrid task step's CPU time);
   Monitor's ``info["episode"] = {"r", "l", "t"}`` (what SB3's ``ep_info_buffer`` and modrl's ``EpisodeStatsCallback``
   read), ``info["TimeLimit.truncated"]`` and ``info["terminal_observation"]`` (SB3 bootstraps time-outs from it);
 * seeding: slot ``i`` reset with ``seed + i`` by the first ``reset`` after :meth:`seed` (SB3's ``VecEnv.seed``);
