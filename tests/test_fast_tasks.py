@@ -362,6 +362,7 @@ def test_auto_runs_the_generalisation_config_on_the_fast_engine() -> None:
     assert select_engine(config) == "fast"
 
 
+@pytest.mark.slow
 def test_stop_then_resume_a_split_on_the_fast_engine_is_exact(tiny_config, tmp_path, monkeypatch) -> None:
     """Exact resume with split slots (episodes in flight, started from the split env's RNG), SIGTERM mid-run, and a
     run stopped on MiniGrid resumed on the engine: the same checkpoints, metrics and scalars as one go."""
