@@ -105,10 +105,8 @@ class SplitTaskEnv(gym.Env[Any, Any]):
         ``options`` is passed to the task env, except the key ``"task"``: a task name of the split to use instead
         of drawing one (the draw still happens, so the sequence of later tasks does not change).
         """
-        super().reset(seed=seed)
+        index, task_seed = self.draw_task(seed)
         options = dict(options or {})
-        index = self.task_ids[int(self.np_random.integers(len(self.task_ids)))]
-        task_seed = int(self.np_random.integers(_SEED_HIGH))
         if "task" in options:
             name = options.pop("task")
             check(
@@ -119,6 +117,21 @@ class SplitTaskEnv(gym.Env[Any, Any]):
             index = self.suite.task_index(name)
         self._current = index
         return self._task_env(index).reset(seed=task_seed, options=options or None)
+
+    def draw_task(self, seed: int | None = None) -> tuple[int, int]:
+        """What :meth:`reset` draws, without resetting the task env: ``(suite-wide task id, seed for its env)``, after
+        (re)seeding this env's RNG with ``seed`` when given; the drawn task becomes the current one. The batched
+        engine (:mod:`modrl.envs.fast`) draws its episodes with it."""
+        super().reset(seed=seed)
+        index = self.task_ids[int(self.np_random.integers(len(self.task_ids)))]
+        task_seed = int(self.np_random.integers(_SEED_HIGH))
+        self._current = index
+        return index, task_seed
+
+    def task_env(self, index: int) -> gym.Env[Any, Any]:
+        """The wrapped env of suite task ``index`` (of this split), built on first use and cached."""
+        check(index in self.task_ids, "index", f"{index!r} is not a task id of split {self.split!r}")
+        return self._task_env(index)
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         """Step the current task's env."""

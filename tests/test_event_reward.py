@@ -31,11 +31,15 @@ def test_event_reward_is_checked_and_shapes_training_envs_only(tiny_config) -> N
         tiny_config("env.event_reward=2")
     with pytest.raises(ConfigError, match="bonus"):
         SubtaskEventReward(TaskEnv(parse_task(TASK)), bonus=-0.1)
-    config = tiny_config("env.suite=sequences", "env.split=train", "env.event_reward=0.1")
-    venv = make_vec_env(config)
+    minigrid = ("env.suite=sequences", "env.split=train", "env.engine=minigrid")
+    venv = make_vec_env(tiny_config(*minigrid, "env.event_reward=0.1"))
     assert all(isinstance(env.env, SubtaskEventReward) for env in _inner(venv))  # Monitor(shaping(env))
-    plain = make_vec_env(tiny_config("env.suite=sequences", "env.split=train"))
+    plain = make_vec_env(tiny_config(*minigrid))
     assert not any(isinstance(env.env, SubtaskEventReward) for env in _inner(plain))
+    # the batched engine adds the same bonus itself (tests/test_fast_tasks.py compares the rewards)
+    fast = ("env.suite=sequences", "env.split=train", "env.engine=fast")
+    assert make_vec_env(tiny_config(*fast, "env.event_reward=0.1")).event_reward == 0.1
+    assert make_vec_env(tiny_config(*fast)).event_reward == 0.0
 
 
 def _inner(venv):

@@ -268,17 +268,17 @@ def _check_cross_fields(config: ExperimentConfig) -> None:
 
 
 def fast_engine_reason(env: EnvConfig) -> str | None:
-    """Why the batched engine (``env.engine``) cannot run ``env``'s slots, or ``None`` if it can: a split (tasks drawn
-    per episode), worker processes, or a task it does not cover (:func:`modrl.envs.fast.coverage.suite_reason`)."""
-    if env.split is not None:
-        return f"env.split {env.split!r} draws a task per episode (SplitTaskEnv), which the fast engine does not run"
+    """Why the batched engine (``env.engine``) cannot run ``env``'s slots, or ``None`` if it can: worker processes, a
+    task it does not cover, or a split of a suite that is not generated (:func:`modrl.envs.fast.coverage.suite_reason`).
+    """
     if env.vec_env != "dummy":
         return f"env.vec_env {env.vec_env!r} runs MiniGrid in worker processes; the fast engine is in-process"
     from modrl.envs import get_suite
     from modrl.envs.fast.coverage import suite_reason
 
+    suite = get_suite(env.suite)
     return suite_reason(
-        get_suite(env.suite), max_episode_steps=env.max_episode_steps, mission_tokens=env.mission_tokens
+        suite, max_episode_steps=env.max_episode_steps, mission_tokens=env.mission_tokens, split=env.split
     )
 
 

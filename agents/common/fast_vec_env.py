@@ -7,6 +7,9 @@ SB3 what :func:`modrl.agents.common.builders.make_vec_env` hands it on MiniGrid 
 * observations ``{"image", "direction", "task"}`` (+ ``"mission"`` with ``env.mission_tokens``) with the dtypes of
   ``DummyVecEnv``'s buffers, rewards ``float32``, dones;
 * ``info["task"]`` on every step and ``info["is_success"]`` at an episode's end (:class:`~modrl.envs.SuccessInfo`),
+  for a generated task (:class:`~modrl.envs.TaskEnv`) ``info["mission"]``, ``"sketch"``, ``"events"`` and
+  ``"subtask_index"`` too, but not ``"predicates"`` (the planner's symbolic state: nothing in training reads it,
+  and computing it is about a fifth of a MiniGrid task step's CPU time);
   Monitor's ``info["episode"] = {"r", "l", "t"}`` (what SB3's ``ep_info_buffer`` and modrl's ``EpisodeStatsCallback``
   read), ``info["TimeLimit.truncated"]`` and ``info["terminal_observation"]`` (SB3 bootstraps time-outs from it);
 * seeding: slot ``i`` reset with ``seed + i`` by the first ``reset`` after :meth:`seed` (SB3's ``VecEnv.seed``);
@@ -15,8 +18,10 @@ SB3 what :func:`modrl.agents.common.builders.make_vec_env` hands it on MiniGrid 
   :class:`~modrl.agents.common.env_state.EnvStateRecorder` (how the episode started, the actions since);
 * the ``env-step`` fault point per slot, reported like :class:`~modrl.agents.common.guards.CaptureEnvErrors`.
 
-``env.event_reward`` needs nothing here: the envs the engine covers keep MiniGrid's ``step``, which reports no subtask
-events, so :class:`~modrl.envs.wrappers.SubtaskEventReward` would leave every reward unchanged.
+* ``env.split``: every slot a :class:`~modrl.envs.SplitTaskEnv` of a generated suite (the task, its id, name and
+  mission drawn per episode, from the split env's RNG as its ``reset`` draws them);
+* ``env.event_reward``: :class:`~modrl.envs.wrappers.SubtaskEventReward`'s bonus per completed subtask added to the
+  reward (and to Monitor's episode return), ``is_success`` read from the unshaped reward, as there.
 
 Written against stable-baselines3 2.9 (``VecEnv``'s abstract methods; ``DummyVecEnv``'s buffers and info keys).
 """
@@ -38,9 +43,18 @@ from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvO
 from modrl.agents.common.config import ExperimentConfig, fast_engine_reason
 from modrl.agents.common.guards import ENV_ERROR_KEY
 from modrl.config import ConfigError
-from modrl.envs import MissionTokens, SuccessInfo, TaskObservation, get_suite, make_suite_env, task_for_env_index
+from modrl.envs import (
+    MissionTokens,
+    SuccessInfo,
+    TaskEnv,
+    TaskObservation,
+    get_suite,
+    make_split_env,
+    make_suite_env,
+    task_for_env_index,
+)
 from modrl.envs.fast import BatchedMiniGrid
-from modrl.envs.fast.coverage import find_wrapper, task_env_reason
+from modrl.envs.fast.coverage import find_wrapper, first_task_env, task_env_reason
 from modrl.faults import fault_point
 
 log = logging.getLogger(__name__)
@@ -52,16 +66,18 @@ class FastVecEnv(VecEnv):
     """All slots of a suite in one :class:`~modrl.envs.fast.BatchedMiniGrid`, as an SB3 ``VecEnv``.
 
     Args:
-        envs: One env per slot as :func:`modrl.envs.make_suite_env` builds it, each covered
+        envs: One env per slot as :func:`modrl.envs.make_suite_env` (or, for a split,
+            :func:`modrl.envs.make_split_env`) builds it, each covered
             (:func:`modrl.envs.fast.coverage.task_env_reason`). Each slot's MiniGrid env draws that slot's layouts
             (its RNG, seeding and ``_gen_grid``); the wrappers give the spaces, the task id and name, and the mission
             vocabulary.
+        event_reward: :class:`~modrl.envs.wrappers.SubtaskEventReward`'s ``bonus`` (0: no shaping).
 
     Raises:
         ValueError: An env that is not covered (the message names the slot and the reason), or spaces that differ.
     """
 
-    def __init__(self, envs: Sequence[gym.Env]) -> None:
+    def __init__(self, envs: Sequence[gym.Env], *, event_reward: float = 0.0) -> None:
         for index, env in enumerate(envs):
             reason = task_env_reason(env)
             if reason is not None:
@@ -71,10 +87,15 @@ class FastVecEnv(VecEnv):
         self.envs = list(envs)
         super().__init__(len(envs), envs[0].observation_space, envs[0].action_space)
         self.engine = BatchedMiniGrid(self.envs)
+        self.event_reward = float(event_reward)
         self.keys = list(self.observation_space.spaces)  # type: ignore[attr-defined]
-        self._task = np.array([find_wrapper(env, TaskObservation).task_id for env in envs], np.int64)
-        self._task_names = [find_wrapper(env, SuccessInfo).task_name for env in envs]
-        tokens = find_wrapper(envs[0], MissionTokens)
+        self._known: dict[gym.Env, tuple[int, dict[str, Any], tuple[str, ...]]] = {}  # see _episode_started
+        self._task = np.zeros(self.num_envs, np.int64)
+        self._infos: list[dict[str, Any]] = [{} for _ in envs]  # each slot's episode's constant info keys
+        self._symbols: list[tuple[str, ...]] = [() for _ in envs]
+        for slot in range(self.num_envs):
+            self._task[slot], self._infos[slot], self._symbols[slot] = self._describe(first_task_env(envs[slot]))
+        tokens = find_wrapper(first_task_env(envs[0]), MissionTokens)
         self._vocabulary = None if tokens is None else (tokens.vocabulary, tokens.max_len)
         self._encoded: dict[str, np.ndarray] = {}
         self._mission = np.zeros((self.num_envs, 0 if tokens is None else tokens.max_len), np.int64)
@@ -92,7 +113,7 @@ class FastVecEnv(VecEnv):
         image, direction = self.engine.reset(self._seeds)
         for slot in range(self.num_envs):
             self._episode_started(slot)
-        self.reset_infos = [{"task": name} for name in self._task_names]
+        self.reset_infos = [self._info(slot, 0, 0, step=False) for slot in range(self.num_envs)]
         self._reset_seeds()
         self._reset_options()
         return self._observe(image, direction)
@@ -104,8 +125,8 @@ class FastVecEnv(VecEnv):
         assert self._pending is not None and self._last_obs is not None, "reset() first"
         actions = self._pending.reshape(self.num_envs).astype(np.int64)
         errors = self._faults()
-        infos: list[dict[str, Any]] = [{"task": name, "TimeLimit.truncated": False} for name in self._task_names]
         if errors:  # as CaptureEnvErrors: the last observation, reward 0, not done; the guard stops training
+            infos: list[dict[str, Any]] = [{**info, "TimeLimit.truncated": False} for info in self._infos]
             for slot, error in errors.items():
                 infos[slot][ENV_ERROR_KEY] = error
             obs = {key: value.copy() for key, value in self._last_obs.items()}
@@ -113,9 +134,14 @@ class FastVecEnv(VecEnv):
         out = self.engine.step(actions)
         for history, action in zip(self._actions, actions.tolist(), strict=True):
             history.append(action)
-        self._returns += out.reward
+        reward = out.reward + self.event_reward * out.events if self.event_reward else out.reward
+        self._returns += reward
         self._lengths += 1
         dones = out.terminated | out.truncated
+        infos = [
+            self._info(slot, int(index), int(events))
+            for slot, (index, events) in enumerate(zip(out.subtask_index.tolist(), out.events.tolist(), strict=True))
+        ]
         for slot in np.flatnonzero(dones).tolist():
             terminated = bool(out.terminated[slot])
             info = infos[slot]
@@ -128,7 +154,30 @@ class FastVecEnv(VecEnv):
             info["TimeLimit.truncated"] = bool(out.truncated[slot]) and not terminated
             info["terminal_observation"] = self._slot_obs(slot, out.final_image[slot], out.final_direction[slot])
             self._episode_started(slot)
-        return self._observe(out.image, out.direction), out.reward.astype(np.float32), dones, infos
+        return self._observe(out.image, out.direction), reward.astype(np.float32), dones, infos
+
+    def _info(self, slot: int, index: int, events: int, *, step: bool = True) -> dict[str, Any]:
+        """Slot ``slot``'s step info before the episode-end keys (reset info with ``step=False``): the task name and,
+        for a task episode, what :class:`~modrl.envs.TaskEnv` adds (``events``: the ``events`` subtasks completed
+        before ``index``)."""
+        info = {**self._infos[slot], "TimeLimit.truncated": False} if step else dict(self._infos[slot])
+        if self._symbols[slot]:
+            info["events"] = list(self._symbols[slot][index - events : index])
+            info["subtask_index"] = index
+        return info
+
+    def _describe(self, env: gym.Env) -> tuple[int, dict[str, Any], tuple[str, ...]]:
+        """``(task id, constant info keys, subtask symbols)`` of an episode of the wrapped task env ``env``."""
+        known = self._known.get(env)
+        if known is None:
+            base = env.unwrapped
+            info: dict[str, Any] = {"task": find_wrapper(env, SuccessInfo).task_name}
+            symbols: tuple[str, ...] = ()
+            if isinstance(base, TaskEnv):
+                info = {"mission": "", "sketch": base.task.sketch, **info}
+                symbols = tuple(s.symbol for s in base.task.subtasks)
+            known = self._known[env] = (find_wrapper(env, TaskObservation).task_id, info, symbols)
+        return known
 
     def _faults(self) -> dict[int, str]:
         """The ``env-step`` fault point of every slot; ``{slot: traceback}`` of those that raised."""
@@ -144,6 +193,8 @@ class FastVecEnv(VecEnv):
         self._returns[slot] = 0.0
         self._lengths[slot] = 0
         self._actions[slot] = []
+        self._task[slot], info, self._symbols[slot] = self._describe(self.engine.episode_envs[slot])
+        self._infos[slot] = {**info, "mission": self.engine.missions[slot]} if "mission" in info else info
         if self._vocabulary is not None:
             mission = self.engine.missions[slot]
             encoded = self._encoded.get(mission)
@@ -185,14 +236,14 @@ class FastVecEnv(VecEnv):
         env = self.engine.envs[slot]
         if seed is None:
             env.np_random.bit_generator.state = start["rng"]
-        replay = BatchedMiniGrid([env])
+        replay = BatchedMiniGrid([self.engine.sources[slot]])  # the wrapped env: the episode env of a task slot
         replay.reset([None if seed is None else int(seed)])
         replay.starts[0] = {key: value for key, value in start.items() if key != "options"}
         actions = [int(a) for a in state["actions"]]
         total = 0.0
         for action in actions:
             out = replay.step(np.array([action], np.int64))
-            total += float(out.reward[0])
+            total += float(out.reward[0]) + self.event_reward * int(out.events[0])
         self.engine.copy_slot(slot, replay, 0)
         self._episode_started(slot)
         self._returns[slot], self._lengths[slot], self._actions[slot] = total, len(actions), actions
@@ -272,17 +323,19 @@ def select_engine(config: ExperimentConfig) -> Engine:
 
 
 def make_fast_vec_env(config: ExperimentConfig) -> FastVecEnv:
-    """The :class:`FastVecEnv` of ``config`` (slot ``i`` runs task ``i mod T``), seeded ``config.seed + i``."""
+    """The :class:`FastVecEnv` of ``config`` (slot ``i`` runs task ``i mod T``, or with ``env.split`` a task of the
+    split drawn per episode), seeded ``config.seed + i``."""
     suite = get_suite(config.env.suite)
-    envs = [
-        make_suite_env(
-            suite,
-            task_for_env_index(i, suite.num_tasks),
-            max_episode_steps=config.env.max_episode_steps,
-            mission_tokens=config.env.mission_tokens,
-        )
-        for i in range(config.env.n_envs)
-    ]
-    venv = FastVecEnv(envs)
+    steps, tokens, split = config.env.max_episode_steps, config.env.mission_tokens, config.env.split
+    envs: list[gym.Env]
+    if split is None:
+        tasks = [task_for_env_index(i, suite.num_tasks) for i in range(config.env.n_envs)]
+        envs = [make_suite_env(suite, task, max_episode_steps=steps, mission_tokens=tokens) for task in tasks]
+    else:
+        envs = [
+            make_split_env(suite, split, max_episode_steps=steps, mission_tokens=tokens)
+            for _ in range(config.env.n_envs)
+        ]
+    venv = FastVecEnv(envs, event_reward=config.env.event_reward)
     venv.seed(config.seed)
     return venv

@@ -5,19 +5,27 @@ RNG, exactly as ``MiniGridEnv.reset`` does (minus the observation, which the eng
 :func:`encode_layout` turns the resulting :class:`~minigrid.core.grid.Grid` into MiniGrid's ``(type, colour, state)``
 codes. Layouts are therefore identical to MiniGrid's by construction; only stepping and observing are the engine's.
 
-An env is covered when stepping it is MiniGrid's base ``step`` over objects whose behaviour the engine knows
-(:func:`unsupported_reason`); anything else is refused with a reason, so callers can name the fallback.
+An env is covered when stepping it is MiniGrid's base ``step`` over objects whose behaviour the engine knows, or
+that step followed by BabyAI's instruction check of one of modrl's generated tasks (:class:`~modrl.envs.TaskEnv`,
+verified by :mod:`.instructions`), or a :class:`~modrl.envs.SplitTaskEnv` drawing such tasks per episode
+(:func:`unsupported_reason`, :func:`draw`); anything else is refused with a reason, so callers can name the fallback.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 from minigrid.core.constants import OBJECT_TO_IDX, STATE_TO_IDX
 from minigrid.core.world_object import Ball, Box, Door, Floor, Goal, Key, Lava, Wall, WorldObj
+from minigrid.envs.babyai.core import verifier
 from minigrid.minigrid_env import MiniGridEnv
+
+from modrl.envs.fast.instructions import Instructions, task_instructions
+from modrl.envs.multitask import SplitTaskEnv
+from modrl.envs.task_env import TaskEnv
 
 EMPTY_CODE = (OBJECT_TO_IDX["empty"], 0, 0)
 """MiniGrid's code of an empty cell (and, in the engine, of "carrying nothing")."""
@@ -44,24 +52,42 @@ class Layout:
         agent_pos: ``(x, y)``.
         agent_dir: ``0..3`` (0 = right, 1 = down, 2 = left, 3 = up).
         mission: The mission string.
+        max_steps: The episode's step limit (a BabyAI level sets it per episode, from its instruction).
+        instructions: A :class:`~modrl.envs.TaskEnv` episode's subtasks as the engine verifies them, else ``None``.
+        source: The env that drew the layout as its caller passed it (for a :class:`~modrl.envs.SplitTaskEnv`, the
+            drawn task's wrapped env), or ``None`` when it is the env :func:`generate` was given.
     """
 
     cells: np.ndarray
     agent_pos: tuple[int, int]
     agent_dir: int
     mission: str
+    max_steps: int
+    instructions: Instructions | None = None
+    source: gym.Env[Any, Any] | None = None
 
 
 def unsupported_reason(env: gym.Env) -> str | None:
     """Why the engine cannot step ``env`` (any wrapping; its ``unwrapped`` is looked at), or ``None`` if it can.
 
-    Checked here: a ``MiniGridEnv`` whose class keeps MiniGrid's ``step``, ``reset``, observation and reward. The
-    objects of each layout are checked by :func:`encode_layout`.
+    Checked here: a ``MiniGridEnv`` whose class keeps MiniGrid's ``step``, ``reset``, observation and reward, or is
+    exactly :class:`~modrl.envs.TaskEnv` (MiniGrid's step, then BabyAI's instruction check) while BabyAI verifies
+    instructions without the done action; a :class:`~modrl.envs.SplitTaskEnv` by its split's first task (every
+    task is checked when first drawn, :func:`draw`). The objects of each layout are checked by
+    :func:`encode_layout`, the instructions of each task episode by
+    :func:`~modrl.envs.fast.instructions.task_instructions`.
     """
     base = env.unwrapped
+    if isinstance(base, SplitTaskEnv):
+        return unsupported_reason(base.task_env(base.task_ids[0]))
     if not isinstance(base, MiniGridEnv):
         return f"{type(base).__name__} is not a MiniGridEnv"
+    task = type(base) is TaskEnv
+    if task and verifier.use_done_actions:
+        return "BABYAI_DONE_ACTIONS is set (BabyAI then verifies on the done action, which the engine does not)"
     for name in _REIMPLEMENTED:
+        if task and name in ("step", "reset"):
+            continue  # TaskEnv's own: MiniGrid's step and reset plus the instruction check the engine implements
         if getattr(type(base), name) is not getattr(MiniGridEnv, name):
             return f"{type(base).__name__} overrides MiniGridEnv.{name}"
     if base.agent_view_size > MAX_VIEW:
@@ -73,7 +99,8 @@ def generate(env: MiniGridEnv, seed: int | None) -> Layout:
     """Draw the next layout of ``env`` exactly as ``env.reset(seed=seed)`` would (same RNG use, same state after).
 
     ``seed=None`` continues the env's RNG, like an unseeded reset. The env is left as after a reset (grid, agent,
-    ``carrying = None``, ``step_count = 0``), so it can serve as the reference of the episode it generated.
+    ``carrying = None``, ``step_count = 0``; a :class:`~modrl.envs.TaskEnv` also with its verifier reset and its
+    episode limit set, as ``RoomGridLevel.reset`` does), so it can serve as the reference of the episode it generated.
     """
     gym.Env.reset(env, seed=seed)  # what MiniGridEnv.reset's super().reset does: (re)seed np_random when given a seed
     env.agent_pos = (-1, -1)
@@ -81,8 +108,43 @@ def generate(env: MiniGridEnv, seed: int | None) -> Layout:
     env._gen_grid(env.width, env.height)
     env.carrying = None
     env.step_count = 0
+    instructions = None
+    if isinstance(env, TaskEnv):  # RoomGridLevel.reset after MiniGridEnv.reset (no RNG used)
+        env.instrs.reset_verifier(env)
+        if not env.fixed_max_steps:
+            env.max_steps = env.num_navs_needed(env.instrs) * env.room_size**2 * env.num_rows * env.num_cols
+        instructions = task_instructions(env)
     x, y = (int(v) for v in env.agent_pos)
-    return Layout(cells=encode_layout(env), agent_pos=(x, y), agent_dir=int(env.agent_dir), mission=str(env.mission))
+    return Layout(
+        cells=encode_layout(env),
+        agent_pos=(x, y),
+        agent_dir=int(env.agent_dir),
+        mission=str(env.mission),
+        max_steps=int(env.max_steps),
+        instructions=instructions,
+    )
+
+
+def draw(env: gym.Env[Any, Any], seed: int | None) -> Layout:
+    """The next episode's layout of ``env`` as a slot steps it: :func:`generate` of its MiniGrid env, or for a
+    :class:`~modrl.envs.SplitTaskEnv` the task and task seed its ``reset(seed=seed)`` draws
+    (:meth:`~modrl.envs.SplitTaskEnv.draw_task`), then that task's layout (``source``: the task's wrapped env).
+
+    Raises:
+        NotImplementedError: A drawn task env the engine does not cover (the reason), or a layout it cannot step.
+    """
+    base = env.unwrapped
+    if not isinstance(base, SplitTaskEnv):
+        assert isinstance(base, MiniGridEnv), base
+        return generate(base, seed)
+    index, task_seed = base.draw_task(seed)
+    task_env = base.task_env(index)
+    reason = unsupported_reason(task_env)  # a few attribute looks: cheap next to generating the grid
+    if reason is not None:
+        raise NotImplementedError(f"task {base.suite.tasks[index].name}: {reason}")
+    task_base = task_env.unwrapped
+    assert isinstance(task_base, MiniGridEnv), task_base  # unsupported_reason checked it
+    return replace(generate(task_base, task_seed), source=task_env)
 
 
 def encode_layout(env: MiniGridEnv) -> np.ndarray:

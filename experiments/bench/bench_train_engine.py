@@ -4,9 +4,9 @@ Both sides train the same config (the quick start by default) from the same seed
 ``modrl.agents.common.training.run_training`` (callbacks, telemetry, guards, checkpoints: what ``modrl train`` runs),
 alternating minigrid / fast for ``--repeats`` rounds per env count. The two engines are step-for-step identical, so
 both sides train the very same run (``tests/test_fast_vec_env.py`` proves the weights end bit-identical); only the
-time differs. Reported per side: the median frames/s and the median share of wall time spent collecting rollouts
-(env steps plus the policy's forward passes), and the ratio fast / minigrid. One process, one torch thread: run with
-``OMP_NUM_THREADS=1``.
+time differs. Reported per side: the median frames per CPU-second and the median share of CPU time spent collecting
+rollouts (env steps plus the policy's forward passes), and the ratio fast / minigrid. CPU time of this process (one
+process, one torch thread: run with ``OMP_NUM_THREADS=1``), so other load on a shared machine does not count.
 
     OMP_NUM_THREADS=1 python experiments/bench/bench_train_engine.py --envs 6 64 --frames 6144 --repeats 3
 """
@@ -38,11 +38,11 @@ class RolloutClock:
         original = OnPolicyAlgorithm.collect_rollouts
 
         def timed(model: OnPolicyAlgorithm, *args: Any, **kwargs: Any) -> bool:
-            start = time.perf_counter()
+            start = time.process_time()
             try:
                 return original(model, *args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - start
+                self.seconds += time.process_time() - start
 
         OnPolicyAlgorithm.collect_rollouts = timed  # type: ignore[method-assign]
 
@@ -54,9 +54,9 @@ def train_once(config_name: str, engine: str, envs: int, frames: int, root: Path
     config = load_experiment_config(resolve_config(config_name), overrides)
     run_dir = Path(tempfile.mkdtemp(prefix=f"{engine}-{envs}-", dir=root))
     clock.seconds = 0.0
-    start = time.perf_counter()
+    start = time.process_time()
     outcome = run_training(config, run_dir)
-    elapsed = time.perf_counter() - start
+    elapsed = time.process_time() - start
     return outcome.steps / elapsed, clock.seconds / elapsed
 
 
