@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import signal
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from modrl.config import ConfigError
 from modrl.envs import get_suite
 from modrl.faults import FAULT_ENV, InjectedFault, reset_fault_counters
 from modrl.seeds import DEMO_SEED_BASE
-from tests.test_cli import modrl
+from tests.test_cli import ENV, MODRL, modrl, write_config
 from tests.test_exact_resume import STEPS, _new_run, assert_same_run
 
 #: The tiny agent on colour-type's train split (mission tokens, so the mission is part of what is cloned).
@@ -216,3 +217,27 @@ def test_cli_refuses_pretraining_without_an_oracle_before_a_run_dir_exists(tmp_p
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("modrl: error: pretrain.episodes:") and "no oracle" in lines[0]
     assert not (tmp_path / "runs").exists()
+
+
+def test_cli_stop_during_pretraining_then_resume_completes_with_frames_recorded(tmp_path: Path) -> None:
+    config = write_config(tmp_path, total_timesteps=128, checkpoint_every=128, eval_episodes=0)
+    sets = [arg for item in (*SPLIT, *PRETRAIN) for arg in ("--set", item)]
+    run_dir = tmp_path / "run"
+    out = subprocess.run(
+        [*MODRL, "train", str(config), *sets, "--run-dir", str(run_dir)],
+        cwd=tmp_path,
+        env={**ENV, FAULT_ENV: "pretrain-epoch:2:term"},
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert out.returncode == 128 + signal.SIGTERM, out.stderr
+    assert "interrupted during oracle pre-training" in out.stdout
+    meta = json.loads((run_dir / "meta.json").read_text())
+    assert meta["status"] == "interrupted" and "checkpoint" not in meta and "frames" not in meta
+    out = modrl("train", "--resume", run_dir, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr
+    meta = json.loads((run_dir / "meta.json").read_text())
+    demo_frames = json.loads((run_dir / PRETRAIN_FILE).read_text())["demo_frames"]
+    assert meta["status"] == "completed" and meta["frames"] == {"rl": meta["step"], "demo": demo_frames}
+    assert meta["step"] == 128 and demo_frames > 0
