@@ -17,6 +17,7 @@ import numpy as np
 from minigrid.utils.baby_ai_bot import BabyAIBot
 
 from modrl.config import check
+from modrl.envs.suites import TaskSpec
 from modrl.envs.task_env import SubtaskSequence, TaskEnv
 
 
@@ -38,6 +39,18 @@ class SequenceBot(BabyAIBot):
                 super()._process_instr(part)
             return
         super()._process_instr(instr)
+
+
+def has_oracle(task: TaskSpec) -> bool:
+    """Whether :class:`SequenceBot` can solve ``task``: its registered env is a :class:`~modrl.envs.task_env.TaskEnv`
+    (read from the gymnasium registry; no env is built). Stock MiniGrid envs (``MiniGrid-Empty-5x5-v0``...) have
+    no oracle here."""
+    try:
+        entry = gym.spec(task.env_id).entry_point
+        creator = entry if callable(entry) else gym.envs.registration.load_env_creator(str(entry))
+    except (gym.error.Error, ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(creator, type) and issubclass(creator, TaskEnv)
 
 
 @dataclass(frozen=True, kw_only=True)

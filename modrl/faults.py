@@ -33,6 +33,7 @@ POINTS: dict[str, str] = {
     "rollout-end": "training: a rollout ended and its metrics line is written",
     "env-step": "an env slot's step (index = env slot)",
     "tensorboard-write": "SB3's TensorBoard output, before a write",
+    "pretrain-epoch": "oracle pre-training: a behaviour-cloning epoch ended and its scalars are written",
 }
 
 Action = Literal["kill", "term", "enospc", "raise", "exit"]

@@ -280,7 +280,7 @@ class ProgressCallback(BaseCallback):
         mean_return = self.episodes.mean_return()
         success = _success_summary(self.episodes.success_rates())
         return (
-            f"[{100 * min(done / self.total_timesteps, 1):5.1f}%] step {done}/{self.total_timesteps} | "
+            f"[{100 * min(done / max(self.total_timesteps, 1), 1):5.1f}%] step {done}/{self.total_timesteps} | "
             f"{fps:.0f} fps | eta {_duration(eta)} | return {'-' if mean_return is None else f'{mean_return:.2f}'} | "
             f"success: {success or '-'}"
         )

@@ -183,6 +183,7 @@ MAX_EVAL_EPISODES = 100_000
 class TrainConfig:
     """Budget, checkpointing and the evaluation run at the end of training.
 
+    ``total_timesteps: 0`` (RL frames) is a pre-training-only run: it needs a ``pretrain`` section.
     ``stop_success``: end training early once the sampled training success (mean over tasks of each task's last 100
     episodes, at least 20 finished per task) reaches this value; ``null`` (default) trains the whole budget.
     """
@@ -199,7 +200,11 @@ class TrainConfig:
             "stop_success",
             f"must be null or in (0, 1], got {short_repr(self.stop_success)}",
         )
-        check_sizes(self.total_timesteps, "total_timesteps", high=MAX_TIMESTEPS)
+        check(
+            isinstance(self.total_timesteps, int) and 0 <= self.total_timesteps <= MAX_TIMESTEPS,
+            "total_timesteps",
+            f"must be in [0, {MAX_TIMESTEPS}] (0: pre-training only), got {short_repr(self.total_timesteps)}",
+        )
         check_sizes(self.checkpoint_every, "checkpoint_every", high=MAX_TIMESTEPS)
         check_sizes(self.keep_checkpoints, "keep_checkpoints", high=1000)
         check(
@@ -207,6 +212,53 @@ class TrainConfig:
             "eval_episodes",
             f"must be in [0, {MAX_EVAL_EPISODES}], got {short_repr(self.eval_episodes)}",
         )
+
+
+#: Most oracle episodes ``pretrain.episodes`` may ask for (and most epochs, and the largest minibatch).
+MAX_PRETRAIN_EPISODES = 1_000_000
+
+
+@dataclass(frozen=True, kw_only=True)
+class PretrainConfig:
+    """Behaviour cloning from the oracle before RL (:mod:`modrl.agents.common.pretrain`; BabyAI's imitation baseline
+    as a pre-training stage). ``episodes: 0`` (the default) turns it off.
+
+    The oracle (BabyAI's bot, :class:`modrl.envs.oracle.SequenceBot`) solves ``episodes`` episodes of the run's
+    training tasks (``env.split``'s tasks, or every task of the suite without a split; never another split), seeded
+    ``DEMO_SEED_BASE + j``; the policy is fitted to its actions by cross-entropy (and, with ``fit_value``, its critic
+    to the episodes' discounted returns), then PPO/A2C starts from the cloned weights with a fresh optimiser.
+    """
+
+    #: Successful oracle episodes to collect (0: no pre-training).
+    episodes: int = 0
+    #: Passes of behaviour cloning over the demonstrations.
+    epochs: int = 10
+    batch_size: int = 256
+    learning_rate: float = 1e-3
+    #: Also fit the critic to the demonstrations' discounted returns (``algo.gamma``), weight ``value_coef``.
+    fit_value: bool = True
+    value_coef: float = 0.5
+    #: Clip each minibatch's gradient to this global norm (``null``: no clipping).
+    max_grad_norm: float | None = 0.5
+
+    def __post_init__(self) -> None:
+        high = MAX_PRETRAIN_EPISODES
+        check(0 <= self.episodes <= high, "episodes", f"must be in [0, {high}], got {short_repr(self.episodes)}")
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            check(1 <= value <= high, name, f"must be in [1, {high}], got {short_repr(value)}")
+        check(0 < self.learning_rate <= 1, "learning_rate", f"must be in (0, 1], got {self.learning_rate}")
+        check(0 <= self.value_coef <= 100, "value_coef", f"must be in [0, 100], got {self.value_coef}")
+        check(
+            self.max_grad_norm is None or self.max_grad_norm > 0,
+            "max_grad_norm",
+            f"must be > 0 (or null: no clipping), got {self.max_grad_norm}",
+        )
+
+    @property
+    def enabled(self) -> bool:
+        """Whether the run is pre-trained on oracle demonstrations."""
+        return self.episodes > 0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -231,6 +283,7 @@ class ExperimentConfig(RunConfig):
     """A whole training run (the top level of a YAML config file)."""
 
     train: TrainConfig = field(default_factory=TrainConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
 
 
 def load_experiment_config(
@@ -265,6 +318,33 @@ def _check_cross_fields(config: ExperimentConfig) -> None:
         reason = fast_engine_reason(config.env)
         if reason is not None:
             raise ConfigError(f"env.engine: fast cannot run suite {suite.name} ({reason}); use minigrid or auto")
+    if config.pretrain.enabled:
+        _check_oracle(suite, training_tasks(config.env, suite))
+    elif config.train.total_timesteps == 0:
+        raise ConfigError(
+            "train.total_timesteps: 0 RL frames trains nothing; it is for pre-training only runs "
+            "(set pretrain.episodes > 0)"
+        )
+
+
+def training_tasks(env: EnvConfig, suite: Suite) -> tuple[int, ...]:
+    """Task ids a run of ``env`` trains on: ``env.split``'s tasks, or every task of the suite without a split."""
+    if env.split is None:
+        return tuple(range(suite.num_tasks))
+    return tuple(suite.task_names.index(name) for name in suite.splits[env.split])
+
+
+def _check_oracle(suite: Suite, tasks: Sequence[int]) -> None:
+    from modrl.envs.oracle import has_oracle
+
+    missing = [suite.tasks[i] for i in tasks if not has_oracle(suite.tasks[i])]
+    if missing:
+        raise ConfigError(
+            f"pretrain.episodes: suite {suite.name!r} has no oracle for task {missing[0].name!r} "
+            f"({missing[0].env_id} is not a modrl TaskEnv; {len(missing)} of its {len(tasks)} training tasks have "
+            "none): oracle pre-training needs a suite of TaskEnv tasks (e.g. colour-type, sequences); set "
+            "pretrain.episodes=0"
+        )
 
 
 def fast_engine_reason(env: EnvConfig) -> str | None:

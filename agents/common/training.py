@@ -7,6 +7,10 @@ taken at a rollout boundary, after an update. Resuming restores all of it, so N 
 the same parameters, optimiser state, metrics and TensorBoard scalars as 2N steps in one go (wall-clock fields aside).
 :mod:`modrl.agents.common.guards` stops training at the step a NaN/inf or an env failure appears; no checkpoint follows
 it.
+With a ``pretrain`` section, the policy is first behaviour-cloned on oracle demonstrations
+(:mod:`modrl.agents.common.pretrain`), on a fresh start only, before the first RL step and so before the first
+checkpoint; every checkpoint records that stage (``meta["pretrain"]``), so a resume never repeats it, and a run stopped
+during it restarts it from scratch (same seeds, same weights).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from modrl.agents.common.callbacks import (
 from modrl.agents.common.config import ExperimentConfig
 from modrl.agents.common.env_state import StatefulCallback, capture_resume_state, restore_resume_state
 from modrl.agents.common.guards import NonFiniteGuard
+from modrl.agents.common.pretrain import PretrainStats, PretrainStopped, pretrain_policy
 from modrl.checkpoint import (
     Checkpoint,
     CheckpointError,
@@ -75,11 +80,16 @@ class TrainStatus(enum.Enum):
 
 @dataclass(frozen=True)
 class TrainOutcome:
+    """How a training segment ended. ``checkpoint`` is ``None`` only for a stop during oracle pre-training (nothing
+    to resume from: the run starts again); ``pretrain`` is the run's pre-training, done now or recorded in the
+    checkpoint resumed from (``None`` without one). ``steps`` counts RL frames only."""
+
     status: TrainStatus
     steps: int
-    checkpoint: Path
+    checkpoint: Path | None
     resumed_from: int | None
     signal: int | None = None
+    pretrain: PretrainStats | None = None
 
 
 def save_model_checkpoint(
@@ -90,9 +100,11 @@ def save_model_checkpoint(
     keep: int,
     identity: Mapping[str, Any] | None = None,
     resume_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
+    pretrain: PretrainStats | None = None,
 ) -> Path:
     """Write the policy, optimiser, RNG states and counters of ``model`` (plus ``resume_state``, the output of
-    :func:`modrl.agents.common.env_state.capture_resume_state`) as one atomic checkpoint."""
+    :func:`modrl.agents.common.env_state.capture_resume_state`, and the oracle pre-training done before RL, if any) as
+    one atomic checkpoint."""
     opt_tensors, opt_data = flatten_optimizer_state(model.policy.optimizer.state_dict())
     rng_tensors, rng_data = capture_rng_state()
     tensors = {"policy": model.policy.state_dict(), "optimizer": opt_tensors, "rng": rng_tensors}
@@ -104,6 +116,8 @@ def save_model_checkpoint(
     }
     if resume_state is not None:
         tensors["resume"], meta["resume"] = resume_state
+    if pretrain is not None:
+        meta["pretrain"] = pretrain.record()
     return save_checkpoint(
         checkpoints_dir,
         step=model.num_timesteps,
@@ -368,6 +382,7 @@ def _train(
             keep=config.train.keep_checkpoints,
             identity=identity,
             resume_state=capture_resume_state(model, stateful),
+            pretrain=pretrained,
         )
 
     checkpointer = CheckpointCallback(save, every=config.train.checkpoint_every, stop=request)
@@ -386,12 +401,19 @@ def _train(
             checkpointer,
         ]
     )
+    pretrained: PretrainStats | None = None
     if checkpoint is not None:
         _restore(model, checkpoint, stateful)
         log.info("resumed from %s (step %d)", checkpoint.path, checkpoint.step)
+        pretrained = _recorded_pretrain(checkpoint, config)
     with stop_on_signals(request):
+        if checkpoint is None and config.pretrain.enabled:
+            try:
+                pretrained = pretrain_policy(model.policy, config, run_dir, stop=lambda: request.requested)
+            except PretrainStopped:
+                return TrainOutcome(TrainStatus.INTERRUPTED, 0, None, None, request.signal)
         remaining = total - model.num_timesteps
-        if remaining > 0:
+        if remaining > 0 or (total == 0 and checkpoint is None):  # 0: pre-training only (learn only resets the envs)
             model.learn(remaining, callback=callbacks, reset_num_timesteps=checkpoint is None)
     if checkpointer.stopped_at is not None:  # the stop checkpoint is the last consistent state; nothing after it
         steps, path = checkpointer.stopped_at, Path(str(checkpointer.stop_checkpoint))
@@ -399,7 +421,20 @@ def _train(
         path = save()
         steps = model.num_timesteps
     status = TrainStatus.INTERRUPTED if request.requested else TrainStatus.COMPLETED
-    return TrainOutcome(status, steps, path, resumed_from, request.signal)
+    return TrainOutcome(status, steps, path, resumed_from, request.signal, pretrained)
+
+
+def _recorded_pretrain(checkpoint: Checkpoint, config: ExperimentConfig) -> PretrainStats | None:
+    """The pre-training ``checkpoint`` records (a resume never repeats it); a ``pretrain`` section that the run did
+    not have when it started (``--allow-config-change``) is not run now, which is logged."""
+    record = checkpoint.meta.get("pretrain")
+    if record is None:
+        if config.pretrain.enabled:
+            log.warning(
+                "%s records no oracle pre-training: it runs only on a fresh start, not on resume", checkpoint.path
+            )
+        return None
+    return PretrainStats.from_record(record)
 
 
 def _after_earlier_event_files(tb_dir: Path) -> None:

@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -56,6 +56,24 @@ log = logging.getLogger(__name__)
 
 #: Attempts allowed per requested demonstration before collection gives up with what it has.
 ATTEMPTS_PER_DEMO = 3
+
+
+class CloneSettings(Protocol):
+    """What :func:`behaviour_clone` reads of its config (:class:`~modrl.agents.options.config.DemoConfig`, or
+    ``modrl train``'s :class:`~modrl.agents.common.config.PretrainConfig`)."""
+
+    @property
+    def epochs(self) -> int: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def learning_rate(self) -> float: ...
+    @property
+    def fit_value(self) -> bool: ...
+    @property
+    def value_coef(self) -> float: ...
+    @property
+    def max_grad_norm(self) -> float | None: ...
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -263,11 +281,12 @@ def set_action_prior(policy: ActorCriticPolicy, demos: DemoSet) -> torch.Tensor:
 def behaviour_clone(
     policy: ActorCriticPolicy,
     demos: DemoSet,
-    config: DemoConfig,
+    config: CloneSettings,
     *,
     seed: int = 0,
     writer: TelemetryWriter | None = None,
     tag: str = "modrl/demos",
+    after_epoch: Callable[[int], bool] | None = None,
 ) -> list[dict[str, float]]:
     """Fit ``policy`` to ``demos`` for ``config.epochs`` passes (Adam, minibatches of ``config.batch_size``, the
     gradient clipped to ``config.max_grad_norm``). A run that ends no more accurate than always taking the most
@@ -276,7 +295,8 @@ def behaviour_clone(
     The logits' bias first starts at the demonstrations' action prior (:func:`set_action_prior`, see the module
     docstring). Loss per minibatch: ``-mean(log pi(a|o))`` plus, with ``config.fit_value``, ``config.value_coef *
     mean((V(o) - G)^2)`` with ``G`` the demonstrations' discounted returns. Writes ``<tag>/bc_loss``,
-    ``<tag>/accuracy`` (and ``<tag>/value_loss``) per epoch.
+    ``<tag>/accuracy`` (and ``<tag>/value_loss``) per epoch. ``after_epoch(epoch)`` is called after each epoch's
+    row is logged; returning ``True`` ends cloning there (a stop request).
 
     Returns:
         Per epoch: ``bc_loss`` (mean cross-entropy), ``accuracy`` (after the epoch), ``value_loss`` (if fitted).
@@ -312,6 +332,8 @@ def behaviour_clone(
         if writer is not None:
             for key, value in row.items():
                 writer.log_scalar(f"{tag}/{key}", value, epoch)
+        if after_epoch is not None and after_epoch(epoch):
+            break
     policy.set_training_mode(False)
     majority = float(np.bincount(np.asarray(demos.actions)).max() / max(demos.size, 1))
     if history and len(np.unique(demos.actions)) > 1 and history[-1]["accuracy"] <= majority + 0.01:

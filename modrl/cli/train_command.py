@@ -154,6 +154,8 @@ def _train_locked(
         f"{config.agent.modules.count} {config.agent.modules.kind} modules) | suite: {config.env.suite} | "
         f"{config.env.n_envs} envs | {config.train.total_timesteps} steps | seed {config.seed} | device {device}"
     )
+    if config.pretrain.enabled and not resume:
+        print(f"pre-training: behaviour cloning on {config.pretrain.episodes} oracle episodes of the training tasks")
     started = time.monotonic()
     begun = not resume  # a refused resume (wrong task, no usable checkpoint) leaves the run directory untouched
 
@@ -176,16 +178,33 @@ def _train_locked(
             set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
     elapsed = time.monotonic() - started
+    if outcome.checkpoint is None:  # stopped during oracle pre-training: nothing to resume from yet
+        set_status(run_dir, RunStatus.INTERRUPTED, step=0)
+        print("interrupted during oracle pre-training (before the first checkpoint)")
+        print(
+            "start it again (pre-training is repeated from the beginning) with: "
+            f"{runnable('modrl')} train --resume {run_dir}"
+        )
+        return 128 + (outcome.signal or signal.SIGINT)
+    frames: dict[str, object] = {}
+    if outcome.pretrain is not None:
+        stats = outcome.pretrain
+        frames = {"frames": {"rl": outcome.steps, "demo": stats.demo_frames}}
+        print(
+            f"pre-training: {stats.episodes} oracle episodes, {stats.demo_frames} demo frames ({stats.pairs} pairs); "
+            f"behaviour cloning accuracy {stats.accuracy_before:.3f} -> {stats.accuracy:.3f} (loss {stats.bc_loss:.4f})"
+        )
     if outcome.status is TrainStatus.INTERRUPTED:
-        set_status(run_dir, RunStatus.INTERRUPTED, step=outcome.steps, checkpoint=str(outcome.checkpoint))
+        set_status(run_dir, RunStatus.INTERRUPTED, step=outcome.steps, checkpoint=str(outcome.checkpoint), **frames)
         print(f"interrupted at step {outcome.steps}; checkpoint {outcome.checkpoint}")
         print(f"resume with: {runnable('modrl')} train --resume {run_dir}")
         return 128 + (outcome.signal or signal.SIGINT)
-    print(f"training finished: {outcome.steps} steps in {elapsed:.0f}s; checkpoint {outcome.checkpoint}")
+    demo = "" if outcome.pretrain is None else f" (+ {outcome.pretrain.demo_frames} oracle demo frames)"
+    print(f"training finished: {outcome.steps} RL steps{demo} in {elapsed:.0f}s; checkpoint {outcome.checkpoint}")
     if config.train.eval_episodes > 0:
         evaluate_and_report(
             run_dir, episodes=config.train.eval_episodes, deterministic=True, hparams=True, device=device
         )
-    set_status(run_dir, RunStatus.COMPLETED, step=outcome.steps, train_seconds=round(elapsed, 1))
+    set_status(run_dir, RunStatus.COMPLETED, step=outcome.steps, train_seconds=round(elapsed, 1), **frames)
     print("\n" + tensorboard_line(run_dir / TENSORBOARD, run_dir.name))
     return 0
