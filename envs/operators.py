@@ -274,8 +274,22 @@ it on a box, which MiniGrid replaces by its contents (known beforehand through t
 planner reads the full grid, inside boxes too); the revealed object's ``next_to``/``blocks`` atoms are left to
 observation."""
 
+CLOSE_OPERATOR = Operator(
+    name="close",
+    params=(*_DOOR, *_ROOM),
+    pre=("open(door,?c)", *_DOOR_SIDE),
+    neg=("blocked(door,?c,room,?r)",),
+    delete=("open(door,?c)", *_MOVE_DEL),
+    add=("facing(door,?c)", "agent_in(room,?r)"),
+    skill_args=("door", "?c"),
+)
+"""Close an open door from side ``?r`` (the ``close`` skill: go to it and toggle it). Only in the domain when a goal
+asks to open a door (:func:`planning_domain`): BabyAI's "open a door" is an event, and when every door it may mean
+lies on the way to the goals before it, the door is open before its turn -- the plan closes it and opens it again, as
+BabyAI's bot does."""
+
 SKILLS: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
-"""The skills the operators run."""
+"""The skills the operators run (and ``close``, only for goals that open a door: :data:`CLOSE_OPERATOR`)."""
 
 FINDABLE_TYPES: tuple[str, ...] = (*PICKABLE_TYPES, "goal")
 """Object types :data:`EXPLORE_OPERATORS` look for on the grid (doors have their own operator)."""
@@ -345,7 +359,8 @@ rule reads ``next_to``; their other effects -- the object set down in a region, 
 
 
 def planning_domain(goals: Sequence[Goal] | None = None, *, own_view: bool = False) -> Domain:
-    """The MiniGrid planning domain: :data:`OPERATORS`, :data:`RULES` and the types they use.
+    """The MiniGrid planning domain: :data:`OPERATORS`, :data:`RULES` and the types they use; given ``goals`` of which
+    one asks to open a door (``achieve open(door,c)``), :data:`CLOSE_OPERATOR` too.
 
     Given ``goals``, :data:`PUT_NEXT_OPERATORS` range only over the objects the goals' ``next_to`` atoms name (none
     when no goal does): relevance pruning. Plans stay possible -- a put-next matters for its ``next_to`` effect
@@ -365,18 +380,15 @@ def _full_view_domain(goals: Sequence[Goal] | None = None) -> Domain:
     types: dict[str, frozenset[str]] = {"pickable": frozenset(PICKABLE_TYPES)}
     if goals is None:
         return Domain(operators=OPERATORS, rules=RULES, types=types)
-    named = {
-        args[i]
-        for g in goals
-        for name, args in (parse_atom(a) for a in g.holds | g.achieve)
-        if name == "next_to"
-        for i in (1, 3)
-    }
+    atoms = [parse_atom(a) for g in goals for a in g.holds | g.achieve]
+    named = {args[i] for name, args in atoms if name == "next_to" for i in (1, 3)}
+    opens = any(name == "open" and args[0] == "door" for g in goals for name, args in map(parse_atom, g.achieve))
+    close = (CLOSE_OPERATOR,) if opens else ()
     if not named:
         operators = tuple(op for op in OPERATORS if op.name not in PUT_NEXT_OPERATORS)
-        return Domain(operators=operators, rules=RULES, types=types)
+        return Domain(operators=(*operators, *close), rules=RULES, types=types)
     types[_PUT_NEXT_NAMES] = frozenset(named)
-    return Domain(operators=tuple(_only_named(op) for op in OPERATORS), rules=RULES, types=types)
+    return Domain(operators=(*(_only_named(op) for op in OPERATORS), *close), rules=RULES, types=types)
 
 
 _PUT_NEXT_NAMES = "put_next_names"

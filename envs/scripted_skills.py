@@ -9,6 +9,7 @@ breadth-first search over agent poses ``(x, y, heading)`` (actions left, right, 
 * ``pickup(t,c)`` -- go to the object and pick it up (fails if the hands are full);
 * ``open(door,c)`` -- go to the door and toggle it (with the door's key in hand this unlocks it); ``open(box,c)``
   toggles a box, which MiniGrid replaces by what it holds;
+* ``close(door,c)`` -- go to the open door and toggle it shut;
 * ``drop(t,c)`` -- put the held object on the nearest free cell that blocks no door, touches no other object and
   cuts no walkable cell off from the agent, relaxing these wishes in that order when no cell meets them all;
 * ``putnext(t,c,u,d)`` -- (pick the object up if needed, then) drop it on a free cell next to the target, by the same
@@ -65,7 +66,8 @@ _DROP_RULES = ((True, True, True), (True, False, True), (False, False, True), (F
 
 
 class ScriptedSkills:
-    """Runs ground operators' skills (``goto``, ``pickup``, ``drop``, ``open``, ``putnext``) in a MiniGrid env.
+    """Runs ground operators' skills (``goto``, ``pickup``, ``drop``, ``open``, ``close``, ``putnext``) in a MiniGrid
+    env.
 
     Args:
         env: A MiniGrid env, possibly wrapped, already reset; actions go through ``env.step`` (so wrappers see them).
@@ -100,6 +102,7 @@ class ScriptedSkills:
             "pickup": self._pickup,
             "drop": self._drop,
             "open": self._open,
+            "close": self._close,
             "putnext": self._putnext,
         }
         if self._own is not None:
@@ -399,6 +402,16 @@ class ScriptedSkills:
             return thing.is_open or (self._act([int(Actions.toggle)]) and thing.is_open)
         # A box: MiniGrid replaces it by its contents.
         return isinstance(thing, Box) and self._act([int(Actions.toggle)]) and self.world.grid.get(*target) is not thing
+
+    def _close(self, args: Sequence[str]) -> bool:
+        type_, name = args
+        target = self._find(type_, name)
+        if target is None or not self._face(target):
+            return False
+        door = self.world.grid.get(*target)
+        if not isinstance(door, Door):
+            return False
+        return not door.is_open or (self._act([int(Actions.toggle)]) and not door.is_open)
 
     def _drop(self, args: Sequence[str]) -> bool:
         type_, colour = args

@@ -152,3 +152,21 @@ def test_strict_door_sequences_are_refused_as_unsolvable_and_are() -> None:
     assert result.episode_over and not result.success
     run = play_planner_episode(gym.make("BabyAI-OpenDoorsOrderN4-v0"), seed=0, config=PlannerRunConfig())
     assert run.runner.episode_success  # the same level without strict verifiers
+
+
+@pytest.mark.parametrize(
+    ("env_id", "seed"),
+    [("BabyAI-MiniBossLevel-v0", 2), ("BabyAI-MiniBossLevel-v0", 6), ("BabyAI-BossLevelNoUnlock-v0", 3)],
+)
+def test_a_door_to_open_that_earlier_goals_open_on_the_way_is_closed_and_opened_again(env_id: str, seed: int) -> None:
+    """Regression (coverage table: no_plan on these seeds): "open a door" resolved to a door that the goals before it
+    can only be reached through, so it was open before its turn and no operator closed a door; the search proved the
+    goal unreachable. Now ``close`` is in the domain when a goal opens a door, and the plan closes it and opens it
+    again (as BabyAI's bot does)."""
+    env = _env(env_id, seed)
+    goals = goals_for_env(env, env_planning_state(env))
+    door = next(a for g in goals for a in g.achieve if a.startswith("open(door,"))
+    run = play_planner_episode(gym.make(env_id), seed=seed, config=PlannerRunConfig())
+    assert run.trace is not None and run.trace.outcome is Outcome.SUCCESS and run.runner.episode_success
+    door_name = door[len("open(") : -1]
+    assert run.trace.plans[0].skills[-2:] == (f"close({door_name})", f"open({door_name})")
