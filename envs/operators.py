@@ -191,7 +191,7 @@ OPERATORS: tuple[Operator, ...] = (
     Operator(
         name="putnext",
         params=(*_OBJ, Param(name="?u", type="pickable"), Param(name="?d"), *_ROOM),
-        pre=("carrying(?t,?c)", "reachable(?u,?d)", "in(?u,?d,room,?r)"),
+        pre=("carrying(?t,?c)", "in(?u,?d,room,?r)", "reach(room,?r)"),
         delete=("carrying(?t,?c)", *_MOVE_DEL),
         add=("in(?t,?c,room,?r)", "next_to(?t,?c,?u,?d)", "next_to(?u,?d,?t,?c)", "facing(?t,?c)", "agent_in(room,?r)"),
         skill_args=("?t", "?c", "?u", "?d"),
@@ -216,7 +216,7 @@ OPERATORS: tuple[Operator, ...] = (
     Operator(
         name="putnext_fetch",
         params=(*_OBJ, Param(name="?u", type="pickable"), Param(name="?d"), *_ROOM),
-        pre=("reachable(?t,?c)", "reachable(?u,?d)", "in(?u,?d,room,?r)"),
+        pre=("reachable(?t,?c)", "in(?u,?d,room,?r)", "reach(room,?r)"),
         neg=("carrying(*,*)", "blocks(?t,?c,*,*)"),
         delete=(*_MOVE_DEL, *_LIFT_DEL),
         add=("in(?t,?c,room,?r)", "next_to(?t,?c,?u,?d)", "next_to(?u,?d,?t,?c)", "facing(?t,?c)", "agent_in(room,?r)"),
@@ -263,16 +263,17 @@ OPERATORS: tuple[Operator, ...] = (
         skill_args=("box", "?c"),
     ),
 )
-"""The declared operators; ``putnext_door`` puts the held object in front of a door on the side ``?r`` (BabyAI's "put
-the red box next to a grey door"; it then blocks the door); ``putnext_fetch`` runs the ``putnext`` skill from free
-hands (pick up, then put next to; the hands end free) on an object lying in the open (one in a doorway is lifted by
-``pickup``, as the grammar's putnext subtask never starts in a doorway); ``putnext_held`` runs it while holding the
-*target*: the skill sets the target down in the agent's room, then fetches the object and puts it beside (what
-BabyAI's bot, hence the putnext option's demonstrations, does after "pick up the blue key" when "put the yellow box
-next to the blue key" follows); ``unlock`` runs the ``open`` skill while carrying the door's key; ``open_box`` runs
-it on a box, which MiniGrid replaces by its contents (known beforehand through the privileged ``contains`` atom: the
-planner reads the full grid, inside boxes too); the revealed object's ``next_to``/``blocks`` atoms are left to
-observation."""
+"""The declared operators; the put-next operators need the target's region reachable, not just the target (one reached
+only from a doorway has no reachable cell beside it); ``putnext_door`` puts the held object in front of a door on the
+side ``?r`` (BabyAI's "put the red box next to a grey door"; it then blocks the door); ``putnext_fetch`` runs the
+``putnext`` skill from free hands (pick up, then put next to; the hands end free) on an object lying in the open (one in
+a doorway is lifted by ``pickup``, as the grammar's putnext subtask never starts in a doorway); ``putnext_held`` runs it
+while holding the *target*: the skill sets the target down in the agent's room, then fetches the object and puts it
+beside (what BabyAI's bot, hence the putnext option's demonstrations, does after "pick up the blue key" when "put the
+yellow box next to the blue key" follows); ``unlock`` runs the ``open`` skill while carrying the door's key;
+``open_box`` runs it on a box, which MiniGrid replaces by its contents (known beforehand through the privileged
+``contains`` atom: the planner reads the full grid, inside boxes too); the revealed object's ``next_to``/``blocks``
+atoms are left to observation."""
 
 CLOSE_OPERATOR = Operator(
     name="close",

@@ -20,7 +20,7 @@ from modrl.agents.planning.episode import PlannerRunConfig, play_planner_episode
 from modrl.cli.main import main
 from modrl.envs.goals import UnsupportedTask, goals_for_env, instruction_goals, mission_goals
 from modrl.envs.predicates import env_planning_state, object_name
-from modrl.planner import Goal, Outcome
+from modrl.planner import Goal, Outcome, SkillStatus
 
 
 def _env(env_id: str, seed: int = 0) -> gym.Env:
@@ -170,3 +170,36 @@ def test_a_door_to_open_that_earlier_goals_open_on_the_way_is_closed_and_opened_
     assert run.trace is not None and run.trace.outcome is Outcome.SUCCESS and run.runner.episode_success
     door_name = door[len("open(") : -1]
     assert run.trace.plans[0].skills[-2:] == (f"close({door_name})", f"open({door_name})")
+
+
+@pytest.mark.parametrize("seed", [6, 14])
+def test_go_to_imp_unlock_with_its_key_locked_in_is_proven_unreachable_at_once(seed: int) -> None:
+    """Regression (coverage table: timeouts at 30 s on these seeds): BabyAI's generator compares numpy ints with
+    ``is``, so the key of the locked room can land inside it; the target is in that room and its one door is the
+    locked one. No policy solves these episodes; the planner now proves it at the first node (h_max keeps ``not
+    locked``, which no operator undoes) instead of searching every state."""
+    from modrl.envs.operators import planning_domain
+    from modrl.planner import NoPlan, NoPlanReason, SearchConfig, plan
+
+    env = _env("BabyAI-GoToImpUnlock-v0", seed)
+    state = env_planning_state(env)
+    (door,) = [a[len("locked(") : -1] for a in state if a.startswith("locked(")]
+    (key,) = [a.split(",")[1] for a in state if a.startswith("fits(") and a.endswith(f"{door})")]
+    rooms = {a.split(",")[3] for a in state if a.startswith(f"connects({door},")}
+    inside = [r for r in rooms if sum(a.startswith("connects(door,") and f",room,{r},room," in a for a in state) == 1]
+    assert len(inside) == 1 and f"in(key,{key},room,{inside[0]})" in state  # the key is behind its own door
+    goals = goals_for_env(env, state)
+    target = next(iter(goals[0].holds))[len("facing(") : -1]
+    assert f"in({target},room,{inside[0]})" in state
+    found = plan(planning_domain(goals), state, goals, SearchConfig(algorithm="wastar"))
+    assert isinstance(found, NoPlan) and found.reason is NoPlanReason.UNREACHABLE and found.expanded == 1
+
+
+def test_nothing_is_put_next_to_an_object_reached_only_from_a_doorway() -> None:
+    """Regression (MiniBossLevel seed 13, a timeout in the coverage table; no_progress once the search was quick): the
+    red ball stands just behind the blue door, so the agent reaches it from the doorway only, where no cell beside it
+    can be reached; the put-next operators took ``reachable`` of the target, planned a put-next there, and the skill
+    failed again and again. They now need the target's region itself to be reachable."""
+    run = play_planner_episode(gym.make("BabyAI-MiniBossLevel-v0"), seed=13, config=PlannerRunConfig())
+    assert run.trace is not None and run.trace.outcome is Outcome.SUCCESS and run.runner.episode_success
+    assert all(step.status is SkillStatus.DONE for step in run.trace.steps) and run.trace.replans == 0

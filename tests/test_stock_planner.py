@@ -59,7 +59,10 @@ def test_obstructed_maze_moves_the_ball_out_of_the_doorway(seed: int) -> None:
     assert any(a.startswith("blocks(ball,green,door,") for a in env_planning_state(env))
     ok, trace = _run(env_id, seed)
     skills = [s.skill for s in trace.steps]
-    assert ok and skills[:2] == ["pickup(ball,green)", "drop(ball,green)"], skills
+    door = next(s for s in skills if s.startswith("open(door,"))
+    assert ok and skills.index("pickup(ball,green)") + 1 == skills.index("drop(ball,green)") < skills.index(door), (
+        skills
+    )
 
 
 def test_cli_plans_and_executes_key_corridor(capsys: pytest.CaptureFixture[str]) -> None:
