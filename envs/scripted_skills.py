@@ -368,7 +368,12 @@ class ScriptedSkills:
         for rule in rules:
             path = self._path(partial(_accepts_ahead, accept, rule))
             if path is not None:
-                dropped = self._act([action for _, action in path]) and self._act([int(Actions.drop)])
+                moves = [action for _, action in path]
+                if not moves and self.base.step_count == 0 and getattr(self.base, "instrs", None) is not None:
+                    # BabyAI's PutNextInstr learns what is carried one step late (it reads None at the reset), so a
+                    # drop as the episode's first action would not count: turn away and back first.
+                    moves = [int(Actions.left), int(Actions.right)]
+                dropped = self._act(moves) and self._act([int(Actions.drop)])
                 return dropped and self.world.carrying is None
         return False
 

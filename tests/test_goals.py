@@ -203,3 +203,17 @@ def test_nothing_is_put_next_to_an_object_reached_only_from_a_doorway() -> None:
     run = play_planner_episode(gym.make("BabyAI-MiniBossLevel-v0"), seed=13, config=PlannerRunConfig())
     assert run.trace is not None and run.trace.outcome is Outcome.SUCCESS and run.runner.episode_success
     assert all(step.status is SkillStatus.DONE for step in run.trace.steps) and run.trace.replans == 0
+
+
+def test_a_put_next_carried_from_the_start_is_not_the_episode_s_first_action() -> None:
+    """Regression (PutNextS5N2Carrying, "goals reached, env not solved"): the agent starts carrying the object, already
+    facing a free cell beside the target; BabyAI's ``PutNextInstr`` reads what is carried one step late (``None`` at
+    the reset), so a drop as the episode's first action is not counted. The skill turns away and back first."""
+    env_id, seed = "BabyAI-PutNextS5N2Carrying-v0", 0
+    env = _env(env_id, seed)
+    assert env.unwrapped.carrying is not None
+    _, reward, terminated, _, _ = env.step(int(env.unwrapped.actions.drop))
+    assert env.unwrapped.carrying is None and not (terminated and reward > 0)  # the right drop, not counted
+    run = play_planner_episode(gym.make(env_id), seed=seed, config=PlannerRunConfig())
+    assert run.trace is not None and run.trace.outcome is Outcome.SUCCESS and run.runner.episode_success
+    assert run.trace.total_steps == 3  # left, right, drop
