@@ -253,6 +253,7 @@ class ScriptedSkills:
 
     def _navigate(self, accept: Callable[[Pose], bool], goal_ok: bool = False) -> bool:
         """Walk to a pose ``accept`` likes, moving up to three objects out of the way if they block every path."""
+        moved: set[Pos] = set()
         for _ in range(4):
             path = self._path(accept, goal_ok)
             if path is not None:
@@ -260,10 +261,13 @@ class ScriptedSkills:
             detour = self._path(accept, goal_ok, through_objects=True)
             blocker = next(((p[0], p[1]) for p, _ in detour or () if _is_object(self.world.grid.get(p[0], p[1]))), None)
             # Own view: not back onto the way just found (the cell it was moved from is one: a crowded room otherwise
-            # gets the blocker put straight back); the full-grid skill is left as it was.
-            way = {(p[0], p[1]) for p, _ in detour or ()} if self._own is not None else set()
+            # gets the blocker put straight back). The full-grid skill does so only when the blocker is in the way
+            # again after one move (it was put back: SynthS5R2 seeds 12 and 16 went round until the episode ended),
+            # so what needed one move replays unchanged.
+            way = {(p[0], p[1]) for p, _ in detour or ()} if self._own is not None or blocker in moved else set()
             if blocker is None or not self._move_aside(blocker, way):
                 return False
+            moved.add(blocker)
         return False
 
     def _move_aside(self, blocker: Pos, way: set[Pos] | frozenset[Pos] = frozenset()) -> bool:

@@ -217,3 +217,14 @@ def test_a_put_next_carried_from_the_start_is_not_the_episode_s_first_action() -
     run = play_planner_episode(gym.make(env_id), seed=seed, config=PlannerRunConfig())
     assert run.trace is not None and run.trace.outcome is Outcome.SUCCESS and run.runner.episode_success
     assert run.trace.total_steps == 3  # left, right, drop
+
+
+@pytest.mark.parametrize("seed", [12, 16])
+def test_a_blocker_put_back_in_the_way_is_moved_elsewhere(seed: int) -> None:
+    """Regression (SynthS5R2 seeds 12 and 16, episode_over): the target stands in a corner walled off by boxes; the
+    full-grid ``goto`` lifted the box in the way and set it down on the cell it came from (the nearest one that cuts
+    nothing off), again and again until the episode ended. A blocker in the way a second time is now set down off the
+    way it blocks."""
+    run = play_planner_episode(gym.make("BabyAI-SynthS5R2-v0"), seed=seed, config=PlannerRunConfig())
+    assert run.trace is not None and run.trace.outcome is Outcome.SUCCESS and run.runner.episode_success
+    assert run.trace.replans == 0 and [s.status for s in run.trace.steps] == [SkillStatus.DONE]
