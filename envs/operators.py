@@ -289,8 +289,21 @@ asks to open a door (:func:`planning_domain`): BabyAI's "open a door" is an even
 lies on the way to the goals before it, the door is open before its turn -- the plan closes it and opens it again, as
 BabyAI's bot does."""
 
+DONE_OPERATOR = Operator(
+    name="done",
+    params=(Param(name="?t"), _NAME),
+    pre=("reachable(?t,?c)",),
+    delete=_MOVE_DEL,
+    add=("facing(?t,?c)", "done(?t,?c)"),
+    skill_args=("?t", "?c"),
+)
+"""Go to the object (a door too) and take MiniGrid's ``done`` action there (the ``done`` skill; it ends the episode):
+MiniGrid's GoToDoor and GoToObject count a ``done`` next to the target as success. Only in the domain when a goal
+asks for ``done(t,c)`` (:func:`planning_domain`)."""
+
 SKILLS: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
-"""The skills the operators run (and ``close``, only for goals that open a door: :data:`CLOSE_OPERATOR`)."""
+"""The skills the operators run (and ``close`` and ``done``, only for goals that need them: :data:`CLOSE_OPERATOR`,
+:data:`DONE_OPERATOR`)."""
 
 FINDABLE_TYPES: tuple[str, ...] = (*PICKABLE_TYPES, "goal")
 """Object types :data:`EXPLORE_OPERATORS` look for on the grid (doors have their own operator)."""
@@ -361,7 +374,8 @@ rule reads ``next_to``; their other effects -- the object set down in a region, 
 
 def planning_domain(goals: Sequence[Goal] | None = None, *, own_view: bool = False) -> Domain:
     """The MiniGrid planning domain: :data:`OPERATORS`, :data:`RULES` and the types they use; given ``goals`` of which
-    one asks to open a door (``achieve open(door,c)``), :data:`CLOSE_OPERATOR` too.
+    one asks to open a door (``achieve open(door,c)``), :data:`CLOSE_OPERATOR` too, and of which one asks for
+    ``done(t,c)``, :data:`DONE_OPERATOR`.
 
     Given ``goals``, :data:`PUT_NEXT_OPERATORS` range only over the objects the goals' ``next_to`` atoms name (none
     when no goal does): relevance pruning. Plans stay possible -- a put-next matters for its ``next_to`` effect
@@ -385,6 +399,7 @@ def _full_view_domain(goals: Sequence[Goal] | None = None) -> Domain:
     named = {args[i] for name, args in atoms if name == "next_to" for i in (1, 3)}
     opens = any(name == "open" and args[0] == "door" for g in goals for name, args in map(parse_atom, g.achieve))
     close = (CLOSE_OPERATOR,) if opens else ()
+    close += (DONE_OPERATOR,) if any(name == "done" for name, _ in atoms) else ()
     if not named:
         operators = tuple(op for op in OPERATORS if op.name not in PUT_NEXT_OPERATORS)
         return Domain(operators=(*operators, *close), rules=RULES, types=types)

@@ -10,6 +10,7 @@ breadth-first search over agent poses ``(x, y, heading)`` (actions left, right, 
 * ``open(door,c)`` -- go to the door and toggle it (with the door's key in hand this unlocks it); ``open(box,c)``
   toggles a box, which MiniGrid replaces by what it holds;
 * ``close(door,c)`` -- go to the open door and toggle it shut;
+* ``done(t,c)`` -- stop facing the object (a door too) and take the ``done`` action (MiniGrid's GoToDoor, GoToObject);
 * ``drop(t,c)`` -- put the held object on the nearest free cell that blocks no door, touches no other object and
   cuts no walkable cell off from the agent, relaxing these wishes in that order when no cell meets them all;
 * ``putnext(t,c,u,d)`` -- (pick the object up if needed, then) drop it on a free cell next to the target, by the same
@@ -66,8 +67,8 @@ _DROP_RULES = ((True, True, True), (True, False, True), (False, False, True), (F
 
 
 class ScriptedSkills:
-    """Runs ground operators' skills (``goto``, ``pickup``, ``drop``, ``open``, ``close``, ``putnext``) in a MiniGrid
-    env.
+    """Runs ground operators' skills (``goto``, ``pickup``, ``drop``, ``open``, ``close``, ``putnext``, ``done``) in
+    a MiniGrid env.
 
     Args:
         env: A MiniGrid env, possibly wrapped, already reset; actions go through ``env.step`` (so wrappers see them).
@@ -103,6 +104,7 @@ class ScriptedSkills:
             "drop": self._drop,
             "open": self._open,
             "close": self._close,
+            "done": self._done,
             "putnext": self._putnext,
         }
         if self._own is not None:
@@ -421,6 +423,11 @@ class ScriptedSkills:
         if not isinstance(door, Door):
             return False
         return not door.is_open or (self._act([int(Actions.toggle)]) and not door.is_open)
+
+    def _done(self, args: Sequence[str]) -> bool:
+        type_, name = args
+        target = self._find(type_, name)
+        return target is not None and self._face(target) and self._act([int(Actions.done)])
 
     def _drop(self, args: Sequence[str]) -> bool:
         type_, colour = args

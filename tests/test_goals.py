@@ -109,9 +109,6 @@ def test_stock_missions(mission: str, expected: tuple[Goal, ...]) -> None:
 
 
 def test_what_cannot_be_expressed_says_why_and_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    env = _env("MiniGrid-GoToDoor-5x5-v0")  # its doors sit in the outer wall: the state is read all the same
-    with pytest.raises(UnsupportedTask, match="'done' action"):
-        goals_for_env(env, env_planning_state(env))
     with pytest.raises(UnsupportedTask, match="understood forms"):
         mission_goals("dance the tango", frozenset())
     assert main(["plan", "MiniGrid-MemoryS7-v0"]) == 2
@@ -228,3 +225,28 @@ def test_a_blocker_put_back_in_the_way_is_moved_elsewhere(seed: int) -> None:
     run = play_planner_episode(gym.make("BabyAI-SynthS5R2-v0"), seed=seed, config=PlannerRunConfig())
     assert run.trace is not None and run.trace.outcome is Outcome.SUCCESS and run.runner.episode_success
     assert run.trace.replans == 0 and [s.status for s in run.trace.steps] == [SkillStatus.DONE]
+
+
+@pytest.mark.parametrize(
+    ("env_id", "seed"),
+    [("MiniGrid-GoToDoor-5x5-v0", 0), ("MiniGrid-GoToDoor-8x8-v0", 1), ("MiniGrid-GoToObject-8x8-N2-v0", 2)],
+)
+def test_go_to_door_and_object_end_with_done_next_to_the_target(env_id: str, seed: int) -> None:
+    """GoToDoor and GoToObject count MiniGrid's ``done`` action next to the target (were "not expressible"): the goal
+    is ``achieve done(t,c)``, the ``done`` operator (in the domain only for such goals) faces the target and takes it.
+    GoToDoor's doors may sit in the grid's outer wall: the state then places them in the region beside them."""
+    from modrl.envs.operators import planning_domain
+
+    env = _env(env_id, seed)
+    state = env_planning_state(env)
+    base = env.unwrapped
+    target = base.grid.get(*base.target_pos)
+    goals = goals_for_env(env, state)
+    assert goals == (Goal(achieve=frozenset({f"done({target.type},{object_name(target)})"})),)
+    assert f"reachable({target.type},{object_name(target)})" in planning_domain(goals).closure(state)
+    assert any(op.skill == "done" for op in planning_domain(goals).ground(state))
+    plain = planning_domain((Goal(holds=frozenset({f"facing({target.type},{object_name(target)})"})),))
+    assert not any(op.skill == "done" for op in plain.ground(state))
+    run = play_planner_episode(gym.make(env_id), seed=seed, config=PlannerRunConfig())
+    assert run.trace is not None and run.trace.outcome is Outcome.SUCCESS and run.runner.episode_success
+    assert [s.skill for s in run.trace.steps] == [f"done({target.type},{object_name(target)})"]
