@@ -24,6 +24,9 @@ unchanged): a drop tries each wish in the region its operator names before anywh
 doors reachable too (closed or locked: the way on often lies through them), and an object moved aside is not set down
 on the way it was moved from.
 
+In Dynamic-Obstacles, where the obstacles move after every action, the skills walk one action at a time, each
+re-planned on the grid as it is then (:meth:`ScriptedSkills._navigate_among_moving`).
+
 Closed doors, walls, lava, objects and (unless it is the target) the goal square are never walked through; when objects
 wall the way off, the skill moves them aside first (putting down what it holds and picking it up again), as BabyAI's
 bot does. A skill fails when its object is missing or no path exists, and times out after ``max_skill_steps``
@@ -44,6 +47,7 @@ import gymnasium as gym
 from minigrid.core.actions import Actions
 from minigrid.core.constants import DIR_TO_VEC
 from minigrid.core.world_object import Box, Door, WorldObj
+from minigrid.envs.dynamicobstacles import DynamicObstaclesEnv
 from minigrid.minigrid_env import MiniGridEnv
 
 from modrl.config import check
@@ -255,6 +259,8 @@ class ScriptedSkills:
 
     def _navigate(self, accept: Callable[[Pose], bool], goal_ok: bool = False) -> bool:
         """Walk to a pose ``accept`` likes, moving up to three objects out of the way if they block every path."""
+        if isinstance(self.base, DynamicObstaclesEnv):
+            return self._navigate_among_moving(accept, goal_ok)
         moved: set[Pos] = set()
         for _ in range(4):
             path = self._path(accept, goal_ok)
@@ -271,6 +277,18 @@ class ScriptedSkills:
                 return False
             moved.add(blocker)
         return False
+
+    def _navigate_among_moving(self, accept: Callable[[Pose], bool], goal_ok: bool) -> bool:
+        """Dynamic-Obstacles: the obstacles move after every action, and walking forward into the cell one stood on
+        when the action was chosen ends the episode (one that moves in afterwards only stops the agent). So one action
+        at a time, each the first of a path planned on the grid as it is now (obstacles are not walkable); with no
+        path now, turn and wait for the obstacles to move on."""
+        while True:
+            path = self._path(accept, goal_ok)
+            if path == []:
+                return True
+            if not self._act([path[0][1] if path else int(Actions.left)]):
+                return False
 
     def _move_aside(self, blocker: Pos, way: set[Pos] | frozenset[Pos] = frozenset()) -> bool:
         """Put down what is held, move ``blocker`` to an out-of-the-way cell (none of ``way`` if another will do),

@@ -134,3 +134,31 @@ def test_obstructed_maze_v0_seed_7_has_no_key_for_the_door_in_front_of_the_ball(
         c is not None and c.type == "box" and c.contains is not None and c.contains.color == "purple"
         for c in fixed.unwrapped.grid.grid
     )
+
+
+class _FrontChecked(gym.Wrapper):
+    """Records, for every forward action, what stood in front of the agent when it was chosen."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.fronts: list[str | None] = []
+
+    def step(self, action: int):  # type: ignore[no-untyped-def,override]
+        if action == int(self.env.unwrapped.actions.forward):
+            cell = self.env.unwrapped.grid.get(*self.env.unwrapped.front_pos)
+            self.fronts.append(None if cell is None else cell.type)
+        return self.env.step(action)
+
+
+@pytest.mark.parametrize("env_id", ["MiniGrid-Dynamic-Obstacles-8x8-v0", "MiniGrid-Dynamic-Obstacles-16x16-v0"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dynamic_obstacles_walk_one_replanned_action_at_a_time(env_id: str, seed: int) -> None:
+    """Regression (coverage table: Dynamic-Obstacles 0.10-0.65, episode_over): the skills walked a path planned on the
+    grid at the start while the obstacles moved into it. Walking forward into a cell an obstacle stands on when the
+    action is chosen ends the episode; the skills now re-plan every action on the grid as it is, so they never do."""
+    env = _FrontChecked(gym.make(env_id))
+    env.reset(seed=seed)
+    skills = ScriptedSkills(env)
+    trace = execute(DOMAIN, goals_for_env(env, skills.observe()), skills)
+    assert trace.outcome is Outcome.SUCCESS and skills.episode_success
+    assert env.fronts and set(env.fronts) <= {None, "goal"}
