@@ -398,13 +398,13 @@ def _full_view_domain(goals: Sequence[Goal] | None = None) -> Domain:
     atoms = [parse_atom(a) for g in goals for a in g.holds | g.achieve]
     named = {args[i] for name, args in atoms if name == "next_to" for i in (1, 3)}
     opens = any(name == "open" and args[0] == "door" for g in goals for name, args in map(parse_atom, g.achieve))
-    close = (CLOSE_OPERATOR,) if opens else ()
-    close += (DONE_OPERATOR,) if any(name == "done" for name, _ in atoms) else ()
+    extra: tuple[Operator, ...] = (CLOSE_OPERATOR,) if opens else ()
+    extra += (DONE_OPERATOR,) if any(name == "done" for name, _ in atoms) else ()
     if not named:
         operators = tuple(op for op in OPERATORS if op.name not in PUT_NEXT_OPERATORS)
-        return Domain(operators=(*operators, *close), rules=RULES, types=types)
+        return Domain(operators=(*operators, *extra), rules=RULES, types=types)
     types[_PUT_NEXT_NAMES] = frozenset(named)
-    return Domain(operators=(*(_only_named(op) for op in OPERATORS), *close), rules=RULES, types=types)
+    return Domain(operators=(*(_only_named(op) for op in OPERATORS), *extra), rules=RULES, types=types)
 
 
 _PUT_NEXT_NAMES = "put_next_names"
