@@ -11,8 +11,9 @@ you A`` order the goals; ``A and B`` is met in either order, and the planner tak
 (``desc.obj_set``, the location already applied), any one will do, and the planner is given one: the nearest of those
 it can reach now, else the nearest.
 
-Other envs are read from their mission (:func:`mission_goals`); stock envs whose success the operators cannot express
-(a ``done`` action, a cue to remember) raise :class:`UnsupportedTask` with the reason.
+Other envs are read from their mission (:func:`mission_goals`; GoToDoor and GoToObject, whose success is the ``done``
+action next to the target, get the goal ``achieve done(t,c)``); stock envs whose success the operators cannot express
+(a cue to remember, no mission) raise :class:`UnsupportedTask` with the reason.
 """
 
 from __future__ import annotations
@@ -60,8 +61,6 @@ class NotSeenYet(UnsupportedTask):
 
 
 _UNSUPPORTED_ENVS: dict[str, str] = {
-    "GoToDoorEnv": "success needs the 'done' action next to the door, and no skill takes it",
-    "GoToObjectEnv": "success needs the 'done' action next to the object, and no skill takes it",
     "MemoryEnv": "the target is the object matching a cue shown at the start, which the mission does not name",
     "PlaygroundEnv": "the mission is empty: there is no task",
 }
@@ -92,8 +91,22 @@ def goals_for_env(env: Any, state: frozenset[str], *, own_view: bool = False) ->
     if reason is not None:
         raise UnsupportedTask(f"{type(base).__name__}: not expressible: {reason}")
     target = None if own_view else getattr(base, "obj", None)
+    if type(base).__name__ in _DONE_ENVS and not own_view:
+        pos = getattr(base, "target_pos", None)
+        target = base.grid.get(*pos) if pos is not None else None
     prefer = object_name(target) if isinstance(target, WorldObj) else None
+    if type(base).__name__ in _DONE_ENVS:
+        found = _DONE_MISSION.search(str(base.mission).strip())
+        if found is None:
+            raise UnsupportedTask(f"no goal for mission {base.mission!r}; understood form: {_DONE_MISSION.pattern}")
+        return (resolve_goal(Goal(achieve=frozenset({f"done({found[2]},{found[1]})"})), state, prefer=prefer),)
     return mission_goals(str(base.mission), state, prefer=prefer)
+
+
+_DONE_ENVS = frozenset({"GoToDoorEnv", "GoToObjectEnv"})
+"""Stock env classes whose success is MiniGrid's ``done`` action next to the target (doors in the outer wall for
+GoToDoor): their goal is ``achieve done(t,c)`` (:data:`modrl.envs.operators.DONE_OPERATOR`)."""
+_DONE_MISSION = re.compile(r"^go to the (\w+) (door|ball|box|key)$")
 
 
 # -- BabyAI instructions -------------------------------------------------------------------------------------------

@@ -191,7 +191,7 @@ OPERATORS: tuple[Operator, ...] = (
     Operator(
         name="putnext",
         params=(*_OBJ, Param(name="?u", type="pickable"), Param(name="?d"), *_ROOM),
-        pre=("carrying(?t,?c)", "reachable(?u,?d)", "in(?u,?d,room,?r)"),
+        pre=("carrying(?t,?c)", "in(?u,?d,room,?r)", "reach(room,?r)"),
         delete=("carrying(?t,?c)", *_MOVE_DEL),
         add=("in(?t,?c,room,?r)", "next_to(?t,?c,?u,?d)", "next_to(?u,?d,?t,?c)", "facing(?t,?c)", "agent_in(room,?r)"),
         skill_args=("?t", "?c", "?u", "?d"),
@@ -216,7 +216,7 @@ OPERATORS: tuple[Operator, ...] = (
     Operator(
         name="putnext_fetch",
         params=(*_OBJ, Param(name="?u", type="pickable"), Param(name="?d"), *_ROOM),
-        pre=("reachable(?t,?c)", "reachable(?u,?d)", "in(?u,?d,room,?r)"),
+        pre=("reachable(?t,?c)", "in(?u,?d,room,?r)", "reach(room,?r)"),
         neg=("carrying(*,*)", "blocks(?t,?c,*,*)"),
         delete=(*_MOVE_DEL, *_LIFT_DEL),
         add=("in(?t,?c,room,?r)", "next_to(?t,?c,?u,?d)", "next_to(?u,?d,?t,?c)", "facing(?t,?c)", "agent_in(room,?r)"),
@@ -263,19 +263,47 @@ OPERATORS: tuple[Operator, ...] = (
         skill_args=("box", "?c"),
     ),
 )
-"""The declared operators; ``putnext_door`` puts the held object in front of a door on the side ``?r`` (BabyAI's "put
-the red box next to a grey door"; it then blocks the door); ``putnext_fetch`` runs the ``putnext`` skill from free
-hands (pick up, then put next to; the hands end free) on an object lying in the open (one in a doorway is lifted by
-``pickup``, as the grammar's putnext subtask never starts in a doorway); ``putnext_held`` runs it while holding the
-*target*: the skill sets the target down in the agent's room, then fetches the object and puts it beside (what
-BabyAI's bot, hence the putnext option's demonstrations, does after "pick up the blue key" when "put the yellow box
-next to the blue key" follows); ``unlock`` runs the ``open`` skill while carrying the door's key; ``open_box`` runs
-it on a box, which MiniGrid replaces by its contents (known beforehand through the privileged ``contains`` atom: the
-planner reads the full grid, inside boxes too); the revealed object's ``next_to``/``blocks`` atoms are left to
-observation."""
+"""The declared operators; the put-next operators need the target's region reachable, not just the target (one reached
+only from a doorway has no reachable cell beside it); ``putnext_door`` puts the held object in front of a door on the
+side ``?r`` (BabyAI's "put the red box next to a grey door"; it then blocks the door); ``putnext_fetch`` runs the
+``putnext`` skill from free hands (pick up, then put next to; the hands end free) on an object lying in the open (one in
+a doorway is lifted by ``pickup``, as the grammar's putnext subtask never starts in a doorway); ``putnext_held`` runs it
+while holding the *target*: the skill sets the target down in the agent's room, then fetches the object and puts it
+beside (what BabyAI's bot, hence the putnext option's demonstrations, does after "pick up the blue key" when "put the
+yellow box next to the blue key" follows); ``unlock`` runs the ``open`` skill while carrying the door's key;
+``open_box`` runs it on a box, which MiniGrid replaces by its contents (known beforehand through the privileged
+``contains`` atom: the planner reads the full grid, inside boxes too); the revealed object's ``next_to``/``blocks``
+atoms are left to observation."""
+
+CLOSE_OPERATOR = Operator(
+    name="close",
+    params=(*_DOOR, *_ROOM),
+    pre=("open(door,?c)", *_DOOR_SIDE),
+    neg=("blocked(door,?c,room,?r)",),
+    delete=("open(door,?c)", *_MOVE_DEL),
+    add=("facing(door,?c)", "agent_in(room,?r)"),
+    skill_args=("door", "?c"),
+)
+"""Close an open door from side ``?r`` (the ``close`` skill: go to it and toggle it). Only in the domain when a goal
+asks to open a door (:func:`planning_domain`): BabyAI's "open a door" is an event, and when every door it may mean
+lies on the way to the goals before it, the door is open before its turn -- the plan closes it and opens it again, as
+BabyAI's bot does."""
+
+DONE_OPERATOR = Operator(
+    name="done",
+    params=(Param(name="?t"), _NAME),
+    pre=("reachable(?t,?c)",),
+    delete=_MOVE_DEL,
+    add=("facing(?t,?c)", "done(?t,?c)"),
+    skill_args=("?t", "?c"),
+)
+"""Go to the object (a door too) and take MiniGrid's ``done`` action there (the ``done`` skill; it ends the episode):
+MiniGrid's GoToDoor and GoToObject count a ``done`` next to the target as success. Only in the domain when a goal
+asks for ``done(t,c)`` (:func:`planning_domain`)."""
 
 SKILLS: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
-"""The skills the operators run."""
+"""The skills the operators run (and ``close`` and ``done``, only for goals that need them: :data:`CLOSE_OPERATOR`,
+:data:`DONE_OPERATOR`)."""
 
 FINDABLE_TYPES: tuple[str, ...] = (*PICKABLE_TYPES, "goal")
 """Object types :data:`EXPLORE_OPERATORS` look for on the grid (doors have their own operator)."""
@@ -345,7 +373,9 @@ rule reads ``next_to``; their other effects -- the object set down in a region, 
 
 
 def planning_domain(goals: Sequence[Goal] | None = None, *, own_view: bool = False) -> Domain:
-    """The MiniGrid planning domain: :data:`OPERATORS`, :data:`RULES` and the types they use.
+    """The MiniGrid planning domain: :data:`OPERATORS`, :data:`RULES` and the types they use; given ``goals`` of which
+    one asks to open a door (``achieve open(door,c)``), :data:`CLOSE_OPERATOR` too, and of which one asks for
+    ``done(t,c)``, :data:`DONE_OPERATOR`.
 
     Given ``goals``, :data:`PUT_NEXT_OPERATORS` range only over the objects the goals' ``next_to`` atoms name (none
     when no goal does): relevance pruning. Plans stay possible -- a put-next matters for its ``next_to`` effect
@@ -365,18 +395,16 @@ def _full_view_domain(goals: Sequence[Goal] | None = None) -> Domain:
     types: dict[str, frozenset[str]] = {"pickable": frozenset(PICKABLE_TYPES)}
     if goals is None:
         return Domain(operators=OPERATORS, rules=RULES, types=types)
-    named = {
-        args[i]
-        for g in goals
-        for name, args in (parse_atom(a) for a in g.holds | g.achieve)
-        if name == "next_to"
-        for i in (1, 3)
-    }
+    atoms = [parse_atom(a) for g in goals for a in g.holds | g.achieve]
+    named = {args[i] for name, args in atoms if name == "next_to" for i in (1, 3)}
+    opens = any(name == "open" and args[0] == "door" for g in goals for name, args in map(parse_atom, g.achieve))
+    extra: tuple[Operator, ...] = (CLOSE_OPERATOR,) if opens else ()
+    extra += (DONE_OPERATOR,) if any(name == "done" for name, _ in atoms) else ()
     if not named:
         operators = tuple(op for op in OPERATORS if op.name not in PUT_NEXT_OPERATORS)
-        return Domain(operators=operators, rules=RULES, types=types)
+        return Domain(operators=(*operators, *extra), rules=RULES, types=types)
     types[_PUT_NEXT_NAMES] = frozenset(named)
-    return Domain(operators=tuple(_only_named(op) for op in OPERATORS), rules=RULES, types=types)
+    return Domain(operators=(*(_only_named(op) for op in OPERATORS), *extra), rules=RULES, types=types)
 
 
 _PUT_NEXT_NAMES = "put_next_names"

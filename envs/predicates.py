@@ -233,6 +233,7 @@ def env_predicates(env: MiniGridEnv) -> frozenset[str]:
 #   in(ball,green,room,0)              the green ball lies in region 0
 #   agent_in(room,1)                   the agent stands in region 1 (in a doorway: each side it can step to)
 #   connects(door,red,room,0,room,1)   the red door joins regions 0 and 1 (listed in both orders)
+#   in(door,red,room,0)                a door in the outer wall (it joins no two regions) lies in the region beside it
 #   blocks(ball,grey,door,yellow)      the grey ball stands on a cell next to the yellow door, in the way
 #   contains(box,blue,key,red)         the blue box holds the red key (toggling the box replaces it by the key);
 #                                      privileged: an agent cannot see inside a closed box, the planner reads the grid
@@ -306,6 +307,8 @@ def spatial_state(
             facts.add(predicate("in", *described, *_room(labels[pos])))
             continue
         sides = sorted({labels[(pos[0] + i, pos[1] + j)] for i, j in _NEIGHBOURS if (pos[0] + i, pos[1] + j) in labels})
+        if len(sides) == 1 and (pos[0] in (0, grid.width - 1) or pos[1] in (0, grid.height - 1)):
+            facts.add(predicate("in", *described, *_room(sides[0])))  # a door in the outer wall (GoToDoor's)
         for a in sides:
             for b in sides:
                 if a != b:

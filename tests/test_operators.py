@@ -376,3 +376,25 @@ def test_cli_execute_searches_once(monkeypatch: pytest.MonkeyPatch, capsys: pyte
     assert main(["plan", "MiniGrid-UnlockPickup-v0", "--seed", "1", "--execute"]) == 0
     out = capsys.readouterr().out
     assert "outcome: success (env solved; 0 re-plan(s)" in out and calls == ["printed"]
+
+
+def test_close_is_ground_only_for_goals_that_open_a_door_and_the_skill_closes_it() -> None:
+    env = gym.make("BabyAI-OpenDoor-v0")
+    env.reset(seed=0)
+    skills = ScriptedSkills(env)
+    state = skills.observe()
+    goals = goals_for_env(env, state)
+    assert any(a.startswith("open(door,") for g in goals for a in g.achieve)
+    assert not any(op.skill == "close" for op in DOMAIN.ground(state))  # no goals: the stock operators only
+    no_open = planning_domain(goal_predicates(subtask("pickup", "red", "key")))
+    assert not any(op.skill == "close" for op in no_open.ground(state))
+    domain = planning_domain(goals)
+    (door,) = {a.split(",")[1].rstrip(")") for g in goals for a in g.achieve}
+    opened = skills.execute(next(op for op in domain.applicable(state) if op.symbol == f"open(door,{door})")).state
+    assert f"open(door,{door})" in opened
+    close = next(op for op in domain.applicable(opened) if op.skill == "close" and op.skill_args == ("door", door))
+    result = skills.execute(close)
+    assert result.status is SkillStatus.DONE and f"open(door,{door})" not in result.state
+    assert {a for a in close.apply(opened) if a.startswith(("open(", "facing("))} == {
+        a for a in result.state if a.startswith(("open(", "facing("))
+    }

@@ -7,7 +7,7 @@ import random
 import pytest
 
 from modrl.config import ConfigError
-from modrl.planner import Goal, NoPlan, NoPlanReason, Plan, SearchConfig, plan, simulate
+from modrl.planner import Domain, Goal, NoPlan, NoPlanReason, Operator, Param, Plan, SearchConfig, plan, simulate
 from modrl.planner.relaxed import RelaxedGraph
 from modrl.planner.search import ALGORITHMS
 from tests.test_planner import CORRIDOR, GEM, LINKS, SHORTEST, START
@@ -32,16 +32,48 @@ def test_every_mode_plans_the_corridor(algorithm: str) -> None:
         assert found.names == SHORTEST
 
 
+def _h_in(domain: Domain, state: frozenset[str], goal: str, kind: str, *, negations: bool) -> float:
+    graph = RelaxedGraph(domain, domain.ground(state), state, [goal], negations=negations)
+    return graph.evaluate(domain.closure(state), graph.goal_ids([goal]), kind)  # type: ignore[arg-type]
+
+
+# The corridor with an operator that locks a cell again: "not locked(c3)" is then no longer exact once true.
+RELOCKABLE = Domain(
+    operators=(
+        *CORRIDOR.operators,
+        Operator(
+            name="lock", params=(Param(name="?x"), Param(name="?y")), pre=("at(?x)", "link(?x,?y)"), add=("locked(?y)",)
+        ),
+    )
+)
+
+
 def test_compiled_negations_see_the_lock_that_the_plain_relaxation_walks_through() -> None:
-    # Plain: move c1-c2-c3-c4 and take the gem (the lock on c3 is a negative precondition, dropped): 4.
-    assert _h(START, "holding(gem)", "hff", negations=False) == 4
-    assert _h(START, "holding(gem)", "hmax", negations=False) == 4
+    # Plain, with a lock operator: move c1-c2-c3-c4 and take the gem (the lock on c3 is a negative precondition,
+    # dropped): 4.
+    assert _h_in(RELOCKABLE, START, "holding(gem)", "hff", negations=False) == 4
+    assert _h_in(RELOCKABLE, START, "holding(gem)", "hmax", negations=False) == 4
     # Compiled: "not locked(c3)" needs the unlock, which needs the key from c0: 7 operators in the relaxed plan.
-    assert _h(START, "holding(gem)", "hff", negations=True) == 7
-    assert _h(START, "holding(gem)", "hadd", negations=True) >= 7
+    assert _h_in(RELOCKABLE, START, "holding(gem)", "hff", negations=True) == 7
+    assert _h_in(RELOCKABLE, START, "holding(gem)", "hadd", negations=True) >= 7
     keyless = frozenset(START - {"obj(key,c0)"})
-    assert _h(keyless, "holding(gem)", "hff", negations=True) == float("inf")
+    assert _h_in(RELOCKABLE, keyless, "holding(gem)", "hff", negations=True) == float("inf")
+    assert _h_in(RELOCKABLE, keyless, "holding(gem)", "hmax", negations=False) == 4  # no proof: the lock is dropped
     assert _h(START, "holding(unicorn)", "hmax", negations=False) == float("inf")
+
+
+def test_a_negation_no_operator_can_undo_is_compiled_in_the_plain_relaxation_too() -> None:
+    """No operator locks a cell: once "not locked(c3)" holds it holds for good, so its ``!L`` fact is exact and h_max
+    keeps it (still admissible). A key-less start is then a proven dead end, which weighted A* and greedy search prune
+    at once (GoToImpUnlock seeds 6 and 14, whose key is locked in the room it opens, searched until the time limit)."""
+    assert _h(START, "holding(gem)", "hmax", negations=False) == 6  # the key fetch (c1-c0-c1-c2, unlock) counted
+    keyless = frozenset(START - {"obj(key,c0)"})
+    assert _h(keyless, "holding(gem)", "hmax", negations=False) == float("inf")
+    for algorithm in ("astar", "wastar", "gbfs"):
+        found = plan(CORRIDOR, keyless, GEM, SearchConfig(algorithm=algorithm))
+        assert isinstance(found, NoPlan) and found.reason is NoPlanReason.UNREACHABLE and found.expanded == 1
+    relockable = plan(RELOCKABLE, keyless, GEM, SearchConfig(algorithm="wastar"))
+    assert isinstance(relockable, NoPlan) and relockable.expanded > 1  # searched: the relaxation proves nothing
 
 
 def test_modes_agree_on_solvability_and_astar_stays_shortest() -> None:

@@ -59,7 +59,10 @@ def test_obstructed_maze_moves_the_ball_out_of_the_doorway(seed: int) -> None:
     assert any(a.startswith("blocks(ball,green,door,") for a in env_planning_state(env))
     ok, trace = _run(env_id, seed)
     skills = [s.skill for s in trace.steps]
-    assert ok and skills[:2] == ["pickup(ball,green)", "drop(ball,green)"], skills
+    door = next(s for s in skills if s.startswith("open(door,"))
+    assert ok and skills.index("pickup(ball,green)") + 1 == skills.index("drop(ball,green)") < skills.index(door), (
+        skills
+    )
 
 
 def test_cli_plans_and_executes_key_corridor(capsys: pytest.CaptureFixture[str]) -> None:
@@ -109,3 +112,53 @@ def test_obstructed_maze_1q_seed_2_is_solved_without_a_replan_loop(capsys: pytes
     assert main(["plan", "MiniGrid-ObstructedMaze-1Q-v1", "--seed", "2", "--execute"]) == 0
     out = capsys.readouterr().out
     assert "outcome: success (env solved; 0 re-plan(s)" in out
+
+
+@pytest.mark.parametrize("env_id", ["MiniGrid-ObstructedMaze-1Q-v0", "MiniGrid-ObstructedMaze-2Dlhb-v0"])
+def test_obstructed_maze_v0_seed_7_has_no_key_for_the_door_in_front_of_the_ball(env_id: str) -> None:
+    """Why the coverage table's no_plan on seed 7 of these v0 ids is right: MiniGrid's v0 generator put the box that
+    held the purple key, then set the ball that blocks the blue door on the same cell, so the locked purple door in
+    front of the target ball has no key anywhere (v1 fixed that generator; its seed 7 has the key)."""
+    env = gym.make(env_id)
+    env.reset(seed=7)
+    grid = env.unwrapped.grid.grid
+    cells = [c for c in grid if c is not None]
+    contents = [c.contains for c in cells if c.type == "box" and c.contains is not None]
+    assert any(c.type == "door" and c.color == "purple" and c.is_locked for c in cells)
+    assert not any(k.type == "key" and k.color == "purple" for k in cells + contents)
+    state = env_planning_state(env)
+    assert "fits(key,purple,door,purple)" not in state and "in(ball,blue,room,2)" in state
+    fixed = gym.make(env_id.replace("-v0", "-v1"))
+    fixed.reset(seed=7)
+    assert any(c is not None and c.type == "key" and c.color == "purple" for c in fixed.unwrapped.grid.grid) or any(
+        c is not None and c.type == "box" and c.contains is not None and c.contains.color == "purple"
+        for c in fixed.unwrapped.grid.grid
+    )
+
+
+class _FrontChecked(gym.Wrapper):
+    """Records, for every forward action, what stood in front of the agent when it was chosen."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        self.fronts: list[str | None] = []
+
+    def step(self, action: int):  # type: ignore[no-untyped-def,override]
+        if action == int(self.env.unwrapped.actions.forward):
+            cell = self.env.unwrapped.grid.get(*self.env.unwrapped.front_pos)
+            self.fronts.append(None if cell is None else cell.type)
+        return self.env.step(action)
+
+
+@pytest.mark.parametrize("env_id", ["MiniGrid-Dynamic-Obstacles-8x8-v0", "MiniGrid-Dynamic-Obstacles-16x16-v0"])
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_dynamic_obstacles_walk_one_replanned_action_at_a_time(env_id: str, seed: int) -> None:
+    """Regression (coverage table: Dynamic-Obstacles 0.10-0.65, episode_over): the skills walked a path planned on the
+    grid at the start while the obstacles moved into it. Walking forward into a cell an obstacle stands on when the
+    action is chosen ends the episode; the skills now re-plan every action on the grid as it is, so they never do."""
+    env = _FrontChecked(gym.make(env_id))
+    env.reset(seed=seed)
+    skills = ScriptedSkills(env)
+    trace = execute(DOMAIN, goals_for_env(env, skills.observe()), skills)
+    assert trace.outcome is Outcome.SUCCESS and skills.episode_success
+    assert env.fronts and set(env.fronts) <= {None, "goal"}

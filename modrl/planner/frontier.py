@@ -94,7 +94,7 @@ def best_first(
             if h is None:
                 h = estimates[nxt] = space.relaxed(nxt, kind)
             if math.isinf(h):
-                if algorithm == "astar" or math.isinf(space.heuristic(nxt)):
+                if algorithm == "astar" or math.isinf(space.relaxed(nxt, "hmax")):
                     continue  # a dead end for sure (h_max and the goal-count bound are admissible)
                 h = DEAD_END_GUESS
             closed.discard(nxt)

@@ -9,14 +9,15 @@ preconditions)``, with ``combine`` the maximum (h_max) or the sum (h_add). h_FF 
 h_add best supporters back from the goal atoms and counts the distinct operators on the way (the length of a relaxed
 plan). ``inf`` when the relaxation cannot reach a goal atom.
 
-Negative literals (``not locked(door,red)``, a rule's ``not blocked(...)``) are either dropped (``negations=False``:
-a true relaxation, so h_max is admissible) or compiled into positive facts ``!L`` (``negations=True``, after the
-usual compilation of negative preconditions, e.g. Gazen & Knoblock 1997): ``!L`` holds in a state where nothing
-matches ``L``, and is reached by every operator that deletes an atom matching ``L`` -- for a derived ``L``, an atom
-of the body of a rule instance deriving it, or adds one its negative literals name. Without this, a locked door opens
-in the relaxation with no key and a door a ball blocks lets the agent through, and h_FF cannot see the key fetches and
-the ball moves that ObstructedMaze's plans are made of. The compiled achievers are an estimate (no admissibility is
-claimed): callers should not prune a state on an ``inf`` from it.
+Negative literals (``not locked(door,red)``, a rule's ``not blocked(...)``) are either dropped (``negations=False``: a
+true relaxation, so h_max is admissible; except those over a base predicate no operator adds, such as ``locked``: once
+false they stay false, so their ``!L`` facts below are exact and are compiled in this mode too) or compiled into
+positive facts ``!L`` (``negations=True``, after the usual compilation of negative preconditions, e.g. Gazen & Knoblock
+1997): ``!L`` holds in a state where nothing matches ``L``, and is reached by every operator that deletes an atom
+matching ``L`` -- for a derived ``L``, an atom of the body of a rule instance deriving it, or adds one its negative
+literals name. Without this, a locked door opens in the relaxation with no key and a door a ball blocks lets the agent
+through, and h_FF cannot see the key fetches and the ball moves that ObstructedMaze's plans are made of. The compiled
+achievers are an estimate (no admissibility is claimed): callers should not prune a state on an ``inf`` from it.
 """
 
 from __future__ import annotations
@@ -45,6 +46,17 @@ def _wild(atom: str) -> str:
     if not any(is_variable(a) for a in args):
         return atom
     return f"{name}({','.join(WILDCARD if is_variable(a) else a for a in args)})"
+
+
+def _never_added(literal: str, ops: Sequence[GroundOperator], derived: frozenset[str]) -> bool:
+    """``literal`` is over a base predicate and no operator adds an atom it matches: once nothing matches it, nothing
+    ever will, so its ``!L`` fact is exact and compiling it keeps a relaxation a relaxation (h_max admissible)."""
+    name, args = parse_atom(literal)
+    if name in derived:
+        return False
+    return not any(
+        other_name == name and _unify(args, other) for op in ops for other_name, other in map(parse_atom, op.add)
+    )
 
 
 class RelaxedGraph:
@@ -88,16 +100,16 @@ class RelaxedGraph:
             for rule in domain.rules
             for b in index.join(rule.body, {})
         ]
-        negs = {n for op in ops for n in op.neg} | {n for _, _, neg in rules for n in neg} if negations else set()
+        every = {n for op in ops for n in op.neg} | {n for _, _, neg in rules for n in neg}
+        negs = every if negations else {n for n in every if _never_added(n, ops, domain.derived_predicates)}
         for op in ops:
-            self._action((*op.pre, *(f"!{n}" for n in op.neg if negations)), op.add, 1)
+            self._action((*op.pre, *(f"!{n}" for n in op.neg if n in negs)), op.add, 1)
         for head, body, neg in rules:
-            self._action((*body, *(f"!{n}" for n in neg if negations)), (head,), 0)
+            self._action((*body, *(f"!{n}" for n in neg if n in negs)), (head,), 0)
         self._n_ops = len(ops)
-        if negations:
+        self._negs: list[tuple[int, str | None, frozenset[str]]] = []
+        if negs:
             self._compile_negations(domain, ops, rules, sorted(negs), reached)
-        else:
-            self._negs: list[tuple[int, str | None, frozenset[str]]] = []
         self._link_patterns()
 
     def _fact(self, atom: str) -> int:
