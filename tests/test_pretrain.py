@@ -15,7 +15,14 @@ import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from modrl.agents.common.builders import build_model, make_vec_env
-from modrl.agents.common.pretrain import PRETRAIN_FILE, TAG, TB_SUBDIR, collect_run_demos, pretrain_policy
+from modrl.agents.common.pretrain import (
+    PRETRAIN_FILE,
+    SEEDS_PER_RUN,
+    TAG,
+    TB_SUBDIR,
+    collect_run_demos,
+    pretrain_policy,
+)
 from modrl.agents.common.training import CHECKPOINTS, TrainStatus, run_training
 from modrl.checkpoint import latest_checkpoint, list_checkpoints
 from modrl.config import ConfigError
@@ -241,3 +248,12 @@ def test_cli_stop_during_pretraining_then_resume_completes_with_frames_recorded(
     demo_frames = json.loads((run_dir / PRETRAIN_FILE).read_text())["demo_frames"]
     assert meta["status"] == "completed" and meta["frames"] == {"rl": meta["step"], "demo": demo_frames}
     assert meta["step"] == 128 and demo_frames > 0
+
+
+def test_runs_of_other_seeds_clone_other_demonstrations(tiny_config) -> None:
+    """Seed 0's demonstrations are reset at ``DEMO_SEED_BASE + j``; another run seed gets its own disjoint block."""
+    zero = collect_run_demos(_config(tiny_config))
+    one = collect_run_demos(_config(tiny_config, "seed=1"))
+    assert zero.seeds[0] == DEMO_SEED_BASE and one.seeds[0] == DEMO_SEED_BASE + SEEDS_PER_RUN
+    assert not set(zero.seeds) & set(one.seeds)
+    assert not np.array_equal(zero.observations["image"][:50], one.observations["image"][:50])

@@ -6,9 +6,11 @@ Q-learning from demonstrations (Hester et al., 2018) starts RL from an expert:
 1. :func:`collect_run_demos` lets the oracle (:func:`modrl.envs.oracle.demonstrate`: BabyAI's bot on modrl's
    :class:`~modrl.envs.task_env.TaskEnv`) solve ``pretrain.episodes`` episodes of the run's **training tasks** only
    (:func:`~modrl.agents.common.config.training_tasks`: ``env.split``'s tasks, never another split), episode ``j`` on
-   training task ``j mod T`` with reset seed ``DEMO_SEED_BASE + j`` (:mod:`modrl.seeds`: disjoint from training and
-   evaluation seeds). The envs are the run's own (:func:`~modrl.agents.common.builders.env_options`, the event
-   reward included), so every observation is what the policy sees in training. Only solved episodes are kept;
+   training task ``j mod T`` with reset seed :func:`demo_seed` ``(seed, j)`` = ``DEMO_SEED_BASE + seed *
+   SEEDS_PER_RUN + j`` (:mod:`modrl.seeds`: disjoint from training and evaluation seeds; runs of different seeds
+   clone different demonstrations, as they train on different episodes). The envs are the run's own
+   (:func:`~modrl.agents.common.builders.env_options`, the event reward included), so every observation is what the
+   policy sees in training. Only solved episodes are kept;
    every env step the oracle took, kept or not, counts as a **demo frame**.
 2. :func:`~modrl.agents.options.demos.behaviour_clone` fits the SB3 policy through the policy object itself:
    cross-entropy of the bot's action under ``policy.get_distribution(obs)`` and, with ``pretrain.fit_value``, the
@@ -41,7 +43,7 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from modrl._io import atomic_write_json
 from modrl.agents.common.builders import env_options
-from modrl.agents.common.config import ExperimentConfig, training_tasks
+from modrl.agents.common.config import MAX_PRETRAIN_EPISODES, ExperimentConfig, training_tasks
 from modrl.agents.options.demos import behaviour_clone, demo_accuracy, discounted_returns
 from modrl.agents.planning.demo_set import DemoSet
 from modrl.envs import get_suite, make_suite_env
@@ -55,6 +57,15 @@ log = logging.getLogger(__name__)
 
 #: Oracle episodes tried per episode asked for before collection gives up with what it has.
 ATTEMPTS_PER_EPISODE = 3
+#: Reset seeds each run seed's demonstrations may use: the most attempts a run makes.
+SEEDS_PER_RUN = ATTEMPTS_PER_EPISODE * MAX_PRETRAIN_EPISODES
+
+
+def demo_seed(run_seed: int, attempt: int) -> int:
+    """The reset seed of a run's ``attempt``-th oracle episode (``0 <= attempt < SEEDS_PER_RUN``)."""
+    return DEMO_SEED_BASE + run_seed * SEEDS_PER_RUN + attempt
+
+
 PRETRAIN_FILE = "pretrain.json"
 #: TensorBoard run of the pre-training curves, under the run's ``tb/``.
 TB_SUBDIR = "pretrain"
@@ -115,7 +126,7 @@ def collect_run_demos(config: ExperimentConfig, *, stop: Callable[[], bool] = la
             if task not in envs:
                 env = make_suite_env(suite, task, **env_options(config))
                 envs[task] = SubtaskEventReward(env, bonus=config.env.event_reward) if config.env.event_reward else env
-            demo = demonstrate(envs[task], seed=DEMO_SEED_BASE + attempts)
+            demo = demonstrate(envs[task], seed=demo_seed(config.seed, attempts))
             frames += demo.length
             attempts += 1
             if demo.success:
