@@ -250,7 +250,7 @@ class _GuidedOption:
         import torch
         from minigrid.core.actions import Actions
 
-        from modrl.envs.scripted_skills import _ahead
+        from modrl.envs.skill_motion import ahead_of
         from modrl.envs.subtask_env import symbol_predicate
         from modrl.options import Option, OptionConfig
 
@@ -258,7 +258,7 @@ class _GuidedOption:
             def act(self, *args: object, **kwargs: object) -> tuple[torch.Tensor, None]:
                 skills = ScriptedSkills(env)
                 target = skills._find(sub.obj.type, sub.obj.colour)  # type: ignore[attr-defined]
-                path = None if target is None else skills._path(lambda p: _ahead(p) == target)
+                path = None if target is None else skills._path(lambda p: ahead_of(p) == target)
                 last = {"pickup": Actions.pickup, "open": Actions.toggle}.get(sub.verb, Actions.left)  # type: ignore[attr-defined]
                 action = path[0][1] if path else (int(last) if path == [] else int(Actions.left))
                 return torch.tensor([int(action)]), None
