@@ -134,7 +134,7 @@ def test_nan_reward_stops_at_that_step_marks_failed_writes_no_later_checkpoint(
 ) -> None:
     real_make, real_build, models = training.make_vec_env, training.build_model, []
     monkeypatch.setattr(training, "make_vec_env", lambda config: _NaNReward(real_make(config), env_index=1, at=100))
-    monkeypatch.setattr(training, "build_model", lambda *a: models.append(real_build(*a)) or models[-1])
+    monkeypatch.setattr(training, "build_model", lambda *a, **kw: models.append(real_build(*a, **kw)) or models[-1])
     run_dir = tmp_path / "run"
     assert main(["train", str(_config_file(tmp_path)), "--run-dir", str(run_dir)]) == 1
     message = "non-finite reward from env 1 at step 200"  # vector step 100 of 2 envs
@@ -147,8 +147,8 @@ def test_nan_reward_stops_at_that_step_marks_failed_writes_no_later_checkpoint(
 def test_nan_loss_stops_before_the_parameters_change(tiny_config, tmp_path: Path, monkeypatch) -> None:
     real_build, models = training.build_model, []
 
-    def build(config: Any, venv: Any) -> Any:
-        model = real_build(config, venv)
+    def build(config: Any, venv: Any, **kwargs: Any) -> Any:
+        model = real_build(config, venv, **kwargs)
         nan_after = {"calls": 0}
 
         def poison(module: Any, inputs: Any, output: torch.Tensor) -> torch.Tensor:
