@@ -61,15 +61,39 @@ def test_planner_coverage_table_says_supported_or_why_not(tmp_path: Path) -> Non
         and "| MiniGrid-FourRooms-v0 | yes | 1.00 (2/2) |" in table
     )
     assert "| MiniGrid-MemoryS7-v0 | no: MemoryEnv: not expressible: " in table
-    assert "Supported (goals for at least one seed): 3 of 4 ids; success >= 0.95: 3 of 3." in table
+    summary = "Supported (goals for at least one seed): 3 of 4 ids; success >= 0.95 (over the solvable seeds): 3 of 3"
+    assert f"{summary}; seeds no policy can solve, out of the rates: 0 (on 0 ids)." in table
     rerun = tmp_path / "rerun.md"
     _run("experiments/planner/coverage.py", "--seeds", "1", "--ids", "MiniGrid-FourRooms-v0", "--out", str(rerun))
     merged = tmp_path / "merged.md"
     _run("experiments/planner/coverage.py", "--merge", str(out), str(rerun), "--out", str(merged))
     text = merged.read_text()
     assert "| MiniGrid-FourRooms-v0 | yes | 1.00 (1/1) |" in text and "(2/2)" in text  # the re-run's row won
-    assert "Supported (goals for at least one seed): 3 of 4 ids; success >= 0.95: 3 of 3." in text
+    assert f"{summary}; seeds no policy can solve, out of the rates: 0 (on 0 ids)." in text
     assert text.count("| MiniGrid-") == 3 and text.count("Made by `") == 2
+    # --update re-makes one id's rows in place: seed 7 of ObstructedMaze-1Q-v0 is proven unsolvable (MiniGrid's v0
+    # generator lost the key), out of the rate, and the header lists both runs.
+    out.write_text(out.read_text() + "\n## Notes\n\nkept\n")
+    _run(
+        "experiments/planner/coverage.py",
+        "--seeds",
+        "8",
+        "--ids",
+        "ObstructedMaze-1Q-v0",
+        "--update",
+        "--out",
+        str(out),
+    )
+    text = out.read_text()
+    assert "| MiniGrid-ObstructedMaze-1Q-v0 | yes | 1.00 (7/7 solvable; 1 unsolvable) |" in text
+    assert (
+        "unsolvable on seed(s) 7: proven unreachable at the start: no relaxed plan reaches carrying(ball,blue)" in text
+    )
+    assert "| MiniGrid-FourRooms-v0 | yes | 1.00 (2/2) |" in text and text.count("| MiniGrid-") == 4
+    assert text.startswith("# The planner") and "Updated by `python experiments/planner/coverage.py --update" in text
+    assert text.count("- Made by `") == 2 and text.endswith("## Notes\n\nkept\n")
+    summary = "Supported (goals for at least one seed): 4 of 5 ids; success >= 0.95 (over the solvable seeds): 4 of 4"
+    assert f"{summary}; seeds no policy can solve, out of the rates: 1 (on 1 ids)." in text
 
 
 def test_mission_ablation_runs_on_a_mission_token_run(tiny_config, tmp_path: Path) -> None:

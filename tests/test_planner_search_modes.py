@@ -7,7 +7,19 @@ import random
 import pytest
 
 from modrl.config import ConfigError
-from modrl.planner import Domain, Goal, NoPlan, NoPlanReason, Operator, Param, Plan, SearchConfig, plan, simulate
+from modrl.planner import (
+    Domain,
+    Goal,
+    NoPlan,
+    NoPlanReason,
+    Operator,
+    Param,
+    Plan,
+    SearchConfig,
+    plan,
+    simulate,
+    unreachable_proof,
+)
 from modrl.planner.relaxed import RelaxedGraph
 from modrl.planner.search import ALGORITHMS
 from tests.test_planner import CORRIDOR, GEM, LINKS, SHORTEST, START
@@ -159,3 +171,21 @@ def test_an_event_that_can_never_happen_again_is_a_dead_end() -> None:
         assert found.names.index("open(a)") < found.names.index("open(b)"), algorithm
     opened = plan(doors, start | {"open(b)"}, goals, SearchConfig(algorithm="gbfs"))
     assert isinstance(opened, NoPlan) and opened.reason is NoPlanReason.UNREACHABLE and opened.expanded == 1
+
+
+def test_a_dead_end_proven_at_the_start_says_which_goal_atom_and_what_stays_true() -> None:
+    """The proof :class:`NoPlan` carries when an admissible estimate is infinite where the search starts; none when
+    the search only exhausted the space (the re-lockable corridor: the relaxation drops its lock and proves
+    nothing)."""
+    keyless = frozenset(START - {"obj(key,c0)"})
+    for algorithm in ALGORITHMS:
+        found = plan(CORRIDOR, keyless, GEM, SearchConfig(algorithm=algorithm))
+        assert isinstance(found, NoPlan) and found.reason is NoPlanReason.UNREACHABLE, algorithm
+        assert found.proof == "no relaxed plan reaches holding(gem) (h_max = inf); stays true for good: locked(c3)"
+        assert found.proof in found.message and unreachable_proof(CORRIDOR, keyless, GEM) == found.proof
+    relockable = plan(RELOCKABLE, keyless, GEM, SearchConfig(algorithm="wastar"))
+    assert isinstance(relockable, NoPlan) and relockable.reason is NoPlanReason.UNREACHABLE
+    assert relockable.proof is None and "exhausted" in relockable.message
+    assert unreachable_proof(CORRIDOR, START, GEM) is None  # solvable
+    unicorn = plan(CORRIDOR, START, Goal(holds=frozenset({"holding(unicorn)"})))
+    assert isinstance(unicorn, NoPlan) and unicorn.proof == "no operator adds holding(unicorn) (goal 1)"

@@ -304,6 +304,19 @@ def test_progress_line() -> None:
     assert line == "trials 3/8 done | 2 running | 1 failed | eta 4m10s"
 
 
+def test_the_eta_extrapolates_running_trials_until_one_finishes() -> None:
+    """Both backends' ETA (:func:`modrl.sweep.progress.estimate_eta`): before a trial finishes, a running trial 40 s
+    and half-way in says a trial takes 80 s; what is left (its 40 s, another's 80 - 10 s, two not started) shares the
+    slots. Once trials finish, their mean wall time replaces the extrapolation."""
+    from modrl.sweep.progress import MIN_FRACTION_FOR_ETA, estimate_eta
+
+    assert estimate_eta([], [], 3, 2) is None  # nothing says yet
+    assert estimate_eta([], [(5.0, None), (5.0, MIN_FRACTION_FOR_ETA / 2)], 3, 2) is None  # too early to tell
+    assert estimate_eta([], [(40.0, 0.5), (10.0, None)], 2, 2) == pytest.approx((40 + 70 + 2 * 80) / 2)
+    assert estimate_eta([60.0, 100.0], [(40.0, 0.5)], 1, 1) == pytest.approx((80 - 40) + 80)
+    assert estimate_eta([60.0], [(90.0, 0.9)], 0, 1) == 0.0  # overdue: not negative
+
+
 def test_running_trials_progress_is_read_from_their_own_lines() -> None:
     from modrl.sweep.progress import last_progress
 

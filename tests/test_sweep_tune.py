@@ -11,6 +11,8 @@ import math
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import replace
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,8 @@ import yaml
 from modrl.cli.main import main
 from modrl.config import ConfigError
 from modrl.sweep import TrialStatus, create_sweep_dir, expand, load_sweep_spec, read_status, run_sweep
+from modrl.sweep.progress import format_duration
+from modrl.sweep.store import TrialRecord, resume_sweep_dir, write_status
 from tests.conftest import TINY
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="trials are reaped with Linux signals")
@@ -134,9 +138,11 @@ def _statuses(sweep_dir: Path) -> dict[str, TrialStatus]:
 def test_a_tune_grid_fills_the_sweep_directory_that_modrl_report_reads(tmp_path: Path, local_ray: None) -> None:
     spec = load_sweep_spec(write_sweep(tmp_path, backend="tune", search={"algo.n_epochs": {"grid": [1, 2]}}))
     sweep_dir = create_sweep_dir(spec, root=tmp_path, explicit=tmp_path / "sweep")
-    result = run_sweep(sweep_dir, workers=2)
+    seen: list[Any] = []
+    result = run_sweep(sweep_dir, workers=2, on_progress=seen.append)
     assert (result.completed, result.failed, result.stopped, result.ok) == (2, (), (), True)
     assert set(_statuses(sweep_dir).values()) == {TrialStatus.COMPLETED}
+    assert seen and all(p.eta_s is not None and math.isfinite(p.eta_s) for p in seen)  # every result says how long
     for trial_dir in sorted((sweep_dir / "trials").iterdir()):
         meta = json.loads((trial_dir / "meta.json").read_text())
         assert meta["status"] == "completed" and meta["device"] == "cpu"
@@ -180,6 +186,38 @@ def test_asha_stops_the_trial_that_lags_at_a_rung(tmp_path: Path, local_ray: Non
     report = (sweep_dir / "report" / "report.md").read_text()
     assert f"| {second} | env.max_episode_steps=2 | 0 | stopped |" in report
     assert run_sweep(sweep_dir).stopped == ()  # a resumed sweep does not run a stopped trial again
+
+
+def test_the_tune_progress_line_has_an_eta_once_a_trial_has_reported(tmp_path: Path) -> None:
+    """The driver's progress without Ray: a running trial that reports step 64 of its 256 frames (its run's
+    ``config.yaml``) puts a finite ETA in the line, where it said ``eta ?`` before; 30 s in, that is 90 s more for it
+    and 120 s for each of the 2 not started, on 1 slot."""
+    from modrl.sweep.tune_backend import _Watcher
+
+    spec = load_sweep_spec(write_sweep(tmp_path, backend="tune", grid={"algo.ent_coef": [0.0, 0.01, 0.02]}))
+    sweep_dir = create_sweep_dir(spec, root=tmp_path, explicit=tmp_path / "sweep")
+    state = resume_sweep_dir(sweep_dir)
+    first = state.trials[0]
+    seen: list[Any] = []
+    watcher = _Watcher(state, state.trials, seen.append, slots=1)
+    started = datetime.now(timezone.utc).replace(microsecond=0) - timedelta(seconds=30)
+    record = TrialRecord(first.id, TrialStatus.RUNNING, None, None, 1, started.isoformat(), None, None)
+    write_status(sweep_dir, record)
+    watcher.result(first.id, {"step": 64, "success_mean": 0.5})  # its run has not written config.yaml yet
+    assert seen[-1].eta_s is None and seen[-1].line().endswith("eta ?")
+    run_dir = state.trial_dir(first)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.yaml").write_text(yaml.safe_dump({"train": {"total_timesteps": 256}}))
+    watcher.result(first.id, {"step": 64, "success_mean": 0.5})
+    progress = seen[-1]
+    assert progress.eta_s is not None and math.isfinite(progress.eta_s)
+    assert progress.line() == f"trials 0/3 done | 1 running | 0 failed | eta {format_duration(progress.eta_s)}"
+    assert progress.trial_lines == (f"{first.id}: step 64/256 success_mean 0.500",)
+    records = [state.status(t.id) for t in state.trials]
+    assert watcher.eta(records, started.timestamp() + 30) == pytest.approx(90 + 2 * 120)
+    write_status(sweep_dir, replace(record, status=TrialStatus.COMPLETED, returncode=0, seconds=100.0))
+    watcher.result(state.trials[1].id, {"step": 8})  # once one completed: its wall time, 100 s per trial left
+    assert seen[-1].done == 1 and seen[-1].eta_s == pytest.approx(2 * 100)
 
 
 @pytest.mark.slow

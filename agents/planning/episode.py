@@ -262,9 +262,29 @@ class PlannerRun:
             )
         return self.trace
 
+    @property
+    def proven_unsolvable(self) -> str | None:
+        """Why no policy can solve this episode, when the first search proved its goals unreachable before any action
+        (:attr:`ExecutionTrace.proven_unreachable <modrl.planner.ExecutionTrace.proven_unreachable>`): see
+        :func:`proven_unsolvable`. ``None`` before :meth:`execute`, or when it was not proven so."""
+        if self.trace is None or self.look_steps:
+            return None
+        return proven_unsolvable(self.trace.proven_unreachable, self.config.view)
+
     def close(self) -> None:
         """Close the env."""
         self.env.close()
+
+
+def proven_unsolvable(proof: str | None, view: View) -> str | None:
+    """``"proven unreachable at the start: <proof>"`` for the :attr:`NoPlan.proof <modrl.planner.NoPlan.proof>` of a
+    search from an episode's initial state, planned over the full grid: an admissible estimate (h_max or the
+    goal-count bound) is infinite there, so no sequence of the operators reaches the goals, and as the full grid is the
+    env's whole state, no policy solves the episode (as far as the operators model the env). ``None`` without a proof
+    or from the own view (cells not seen yet may hold what the proof says is missing)."""
+    if proof is None or view != "full":
+        return None
+    return f"proven unreachable at the start: {proof}"
 
 
 def start_planner_episode(

@@ -5,7 +5,11 @@ For each id and seeds ``0 .. N-1`` (the seeds of ``modrl plan ID --seed S --exec
 command), one episode: goals from the env (:func:`modrl.envs.goals.goals_for_env`: BabyAI's instruction objects,
 else the mission), then plan, execute with the scripted skills, monitor and re-plan (``modrl plan``'s settings:
 ``--search``, by default ``modrl plan``'s, 100 000 nodes per search, 20 re-plans). An episode over ``--time-limit``
-CPU seconds is stopped and counted as a failure. Planning time is the episode's CPU time outside the skills (every
+CPU seconds is stopped and counted as a failure. An episode no policy can solve is ``unsolvable`` and left out of
+the success rate (counted beside it): either the first search, from the initial state before any action, proves the
+goals unreachable (h_max or the goal-count bound infinite there; full view only, see
+:func:`modrl.agents.planning.episode.proven_unsolvable`), or the goals say the env's verifier cannot be satisfied
+(``not solvable: ...``). Planning time is the episode's CPU time outside the skills (every
 search, re-plan and monitor check): CPU time, not wall time, so that other jobs on a shared machine neither inflate it
 nor stop episodes early. Writes a
 Markdown table (default ``experiments/results/planner_coverage.md``), rewritten after every id (a ``## Notes`` section
@@ -14,6 +18,7 @@ at its end is kept), and prints a line per episode:
     python experiments/planner/coverage.py                                   # every id, 20 seeds
     python experiments/planner/coverage.py --seeds 3 --ids BabyAI-GoTo ObstructedMaze --time-limit 60
     python experiments/planner/coverage.py --merge babyai.md minigrid.md rerun.md    # later rows replace earlier
+    python experiments/planner/coverage.py --ids GoToImpUnlock --update               # re-make these rows in --out
     python experiments/planner/coverage.py --view own --ids MiniGrid- --seeds 5       # from the agent's own view
 
 ``--view own`` plans from the agent's own view (:mod:`modrl.envs.own_view`; default out
@@ -48,6 +53,11 @@ OUT = Path("experiments/results/planner_coverage.md")
 OUT_OWN_VIEW = Path("experiments/results/planner_coverage_own_view.md")
 NOTES = "\n## Notes\n"
 """What follows this heading in ``--out`` (written by hand) is kept when the table is rewritten."""
+
+
+UNSOLVABLE_GOALS = "unsupported: not solvable: "
+"""The start of :func:`episode`'s outcome when the goals say no policy meets the env's verifier (OpenDoorsOrder's
+Debug levels): such a seed is ``unsolvable`` too."""
 
 
 class _Timeout(Exception):
@@ -85,6 +95,8 @@ class IdResult:
 
     env_id: str
     unsupported: Counter[str] = field(default_factory=Counter)
+    unsolvable: dict[str, list[int]] = field(default_factory=dict)
+    """Why no policy can solve an episode -> the seeds of such episodes (out of the success rate)."""
     outcomes: Counter[str] = field(default_factory=Counter)
     successes: int = 0
     episodes: int = 0
@@ -94,7 +106,9 @@ class IdResult:
 
 def episode(env_id: str, seed: int, limit: float, config: PlannerRunConfig) -> tuple[str, bool, float, int]:
     """``(outcome, env solved, planning CPU seconds, re-plans)``; ``outcome`` is ``unsupported: why`` when the env's
-    task has no goals, ``timeout`` past ``limit`` CPU seconds."""
+    task has no goals, ``unsolvable: why`` when the first search proved the goals unreachable before any action
+    (:attr:`PlannerRun.proven_unsolvable <modrl.agents.planning.episode.PlannerRun.proven_unsolvable>`), ``timeout``
+    past ``limit`` CPU seconds."""
     env = gym.make(env_id)
     signal.setitimer(signal.ITIMER_PROF, limit)
     start = time.process_time()
@@ -115,6 +129,8 @@ def episode(env_id: str, seed: int, limit: float, config: PlannerRunConfig) -> t
         outcome, replans = trace.outcome.value, trace.replans
         if trace.outcome is Outcome.SUCCESS and not solved:
             outcome = "goals reached, env not solved"
+        if run.proven_unsolvable is not None:
+            outcome = f"unsolvable: {run.proven_unsolvable}"
     except _Timeout:
         outcome, solved, replans = "timeout", False, -1
     except Exception as exc:  # a crash is a result of this table too
@@ -136,9 +152,13 @@ def run_id(env_id: str, seeds: int, limit: float, config: PlannerRunConfig) -> I
     result = IdResult(env_id=env_id)
     for seed in range(seeds):
         outcome, solved, planning, replans = episode(env_id, seed, limit, config)
-        if outcome.startswith("unsupported: "):
+        if outcome.startswith(UNSOLVABLE_GOALS):
+            result.unsolvable.setdefault(outcome.removeprefix("unsupported: "), []).append(seed)
+        elif outcome.startswith("unsupported: "):
             result.unsupported[outcome.removeprefix("unsupported: ")] += 1
         else:
+            if outcome.startswith("unsolvable: "):
+                result.unsolvable.setdefault(outcome.removeprefix("unsolvable: "), []).append(seed)
             result.episodes += 1
             result.successes += solved
             result.outcomes[outcome] += 1
@@ -148,33 +168,110 @@ def run_id(env_id: str, seeds: int, limit: float, config: PlannerRunConfig) -> I
     return result
 
 
+def _success(successes: int, seeds: int, unsolvable: int) -> str:
+    """The success cell: the rate over the seeds some policy can solve, and how many no policy can."""
+    if not unsolvable:
+        return f"{successes / seeds:.2f} ({successes}/{seeds})"
+    solvable = seeds - unsolvable
+    rate = f"{successes / solvable:.2f}" if solvable else "-"
+    return f"{rate} ({successes}/{solvable} solvable; {unsolvable} unsolvable)"
+
+
 def _row(r: IdResult, seeds: int) -> str:
     if not r.episodes:
-        reason = "; ".join(r.unsupported)
+        reason = "; ".join([*r.unsupported, *r.unsolvable])
         return f"| {r.env_id} | no: {reason.replace('|', '/')} | | | | | |"
-    rate = r.successes / seeds
     median, worst = statistics.median(r.planning), max(r.planning)
-    failures = ", ".join(f"{k} {v}" for k, v in r.outcomes.most_common() if k != "success")
+    failures = ", ".join(
+        f"{k} {v}" for k, v in r.outcomes.most_common() if k != "success" and not k.startswith("unsolvable: ")
+    )
+    if r.unsolvable:
+        failures += ("; " if failures else "") + "; ".join(
+            f"unsolvable on seed(s) {', '.join(map(str, v))}: {k}" for k, v in r.unsolvable.items()
+        )
     if r.unsupported:
         failures += ("; " if failures else "") + "; ".join(
             f"unsupported on {v} seed(s): {k}" for k, v in r.unsupported.items()
         )
     replans = sum(max(x, 0) for x in r.replans) / len(r.replans)
     return (
-        f"| {r.env_id} | yes | {rate:.2f} ({r.successes}/{seeds}) | {median:.2f} | {worst:.2f} | {replans:.1f} | "
+        f"| {r.env_id} | yes | {_success(r.successes, seeds, sum(map(len, r.unsolvable.values())))} | {median:.2f} | "
+        f"{worst:.2f} | {replans:.1f} | "
         f"{failures.replace('|', '/')} |"
     )
 
 
-def write(results: list[IdResult], args: argparse.Namespace, total: int, started: float) -> None:
-    """The Markdown table of ``results`` so far."""
-    supported = [r for r in results if r.episodes]
-    solved = [r for r in supported if r.successes / args.seeds >= 0.95]
-    own = args.view == "own"
+TITLE = "# The planner with scripted skills on every registered MiniGrid and BabyAI id"
+COLUMNS = [
+    "| env id | supported | success | median planning CPU s | worst planning CPU s | mean re-plans | failures |",
+    "|---|---|---|---|---|---|---|",
+]
+
+
+def _summary(rows: list[str]) -> str:
+    """The line under the header, counted from the table's rows (so a merged or updated table says the same)."""
+    supported = [r for r in rows if r.split(" | ")[1] == "yes"]
+    solved = unsolvable = with_unsolvable = 0
+    for row in supported:
+        cell = row.split(" | ")[2]
+        rate = re.search(r"\((\d+)/(\d+)", cell)
+        solved += rate is not None and int(rate[2]) > 0 and int(rate[1]) / int(rate[2]) >= 0.95
+        count = re.search(r"; (\d+) unsolvable\)", cell)
+        if count is not None:
+            unsolvable, with_unsolvable = unsolvable + int(count[1]), with_unsolvable + 1
+    return (
+        f"Supported (goals for at least one seed): {len(supported)} of {len(rows)} ids; success >= 0.95 (over the "
+        f"solvable seeds): {solved} of {len(supported)}; seeds no policy can solve, out of the rates: {unsolvable} "
+        f"(on {with_unsolvable} ids)."
+    )
+
+
+def _table(own: bool, head: list[str], rows: list[str], out: Path) -> None:
+    """Write the table to ``out``, keeping what follows :data:`NOTES` there."""
     lines = [
-        "# The planner with scripted skills on every registered MiniGrid and BabyAI id"
-        + (", from the agent's own view" if own else ""),
+        TITLE + (", from the agent's own view" if own else ""),
         "",
+        *head,
+        "",
+        _summary(rows),
+        "",
+        *COLUMNS,
+        *rows,
+        "",
+    ]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    notes = out.read_text().partition(NOTES)[2] if out.exists() else ""
+    out.write_text("\n".join(lines) + (NOTES + notes if notes else ""))
+
+
+def _parts(text: str) -> tuple[list[str], dict[str, str]]:
+    """The "Made by" lines and the rows (by env id) of a table this script wrote, merged or not."""
+    text = text.partition(NOTES)[0]
+    made = [line.removeprefix("- ") for line in text.splitlines() if line.startswith(("Made by ", "- Made by "))]
+    rows = {
+        line.split(" | ")[0][2:]: line for line in text.splitlines() if line.startswith(("| BabyAI-", "| MiniGrid-"))
+    }
+    return made, rows
+
+
+def _combined(texts: list[str], how: str, out: Path) -> None:
+    """One table from several: a later table's row replaces an earlier one's for the same id; every "Made by" line
+    is kept, in order, under ``how``."""
+    rows: dict[str, str] = {}
+    made: list[str] = []
+    for text in texts:
+        lines, found = _parts(text)
+        made += lines
+        rows.update(found)
+    own = bool(made) and all("--view own" in line for line in made)
+    _table(own, [how, "", *(f"- {line}" for line in made)], [rows[k] for k in sorted(rows)], out)
+
+
+def write(results: list[IdResult], args: argparse.Namespace, total: int, started: float) -> None:
+    """The Markdown table of ``results`` so far; with ``--update``, their rows in the table ``--out`` held before
+    this run (:attr:`args.base`), the others kept."""
+    own = args.view == "own"
+    made = (
         f"Made by `python experiments/planner/coverage.py --seeds {args.seeds} --time-limit {args.time_limit:g} "
         f"--search {args.search}"
         + (" --view own" if own else "")
@@ -184,59 +281,30 @@ def write(results: list[IdResult], args: argparse.Namespace, total: int, started
         + "` replays one), "
         f"{len(results)} of {total} ids done in {(time.time() - started) / 60:.0f} min (wall) on a shared 2-CPU "
         "machine. Planning = CPU seconds outside the skills (searches, re-plans, monitor checks) per episode; an "
-        "episode past the CPU-time limit counts as a failure (`timeout`) and its time as the limit.",
-        "",
-        f"Supported (goals for at least one seed): {len(supported)} of {len(results)} ids; success >= 0.95: "
-        f"{len(solved)} of {len(supported)}.",
-        "",
-        "| env id | supported | success | median planning CPU s | worst planning CPU s | mean re-plans | failures |",
-        "|---|---|---|---|---|---|---|",
-        *(_row(r, args.seeds) for r in results),
-        "",
-    ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    notes = args.out.read_text().partition(NOTES)[2] if args.out.exists() else ""
-    args.out.write_text("\n".join(lines) + (NOTES + notes if notes else ""))
+        "episode past the CPU-time limit counts as a failure (`timeout`) and its time as the limit. Success is over "
+        "the solvable seeds: a seed no policy can solve is `unsolvable` and counted beside the rate -- its first "
+        "search, from the initial state before any action, proved the goals unreachable (h_max or the goal-count "
+        "bound infinite there; with the full grid only), or its goals say the env's verifier cannot be met."
+    )
+    rows = [_row(r, args.seeds) for r in results]
+    if args.base is None:
+        _table(own, [made], rows, args.out)
+        return
+    how = (
+        f"Updated by `python experiments/planner/coverage.py --update --ids {' '.join(args.ids)}` (the rows of these "
+        "ids re-made, the others kept) from these runs (a later line's rows replace an earlier one's):"
+    )
+    _combined([args.base, f"{made}\n" + "\n".join(rows)], how, args.out)
 
 
 def merge(tables: list[Path], out: Path) -> None:
     """One table from several written by this script (shards of the ids, or a re-run of some ids with newer code):
     a later table's row replaces an earlier one's for the same id; the "Made by" lines of all are kept, in order."""
-    rows: dict[str, str] = {}
-    made: list[str] = []
-    for table in tables:
-        text = table.read_text().partition(NOTES)[0]
-        made += [f"- {line}" for line in text.splitlines() if line.startswith("Made by ")]
-        rows.update(
-            {
-                line.split(" | ")[0][2:]: line
-                for line in text.splitlines()
-                if line.startswith("| ") and (line.startswith(("| BabyAI-", "| MiniGrid-")))
-            }
-        )
-    supported = [r for r in rows.values() if r.split(" | ")[1] == "yes"]
-    rates = [re.search(r"\((\d+)/(\d+)\)", r) for r in supported]
-    solved = sum(1 for m in rates if m is not None and int(m[1]) / int(m[2]) >= 0.95)
-    own = bool(made) and all("--view own" in line for line in made)
-    lines = [
-        "# The planner with scripted skills on every registered MiniGrid and BabyAI id"
-        + (", from the agent's own view" if own else ""),
-        "",
+    how = (
         f"Merged by `python experiments/planner/coverage.py --merge {' '.join(str(t) for t in tables)}` from "
-        "(a later line's rows replace an earlier one's):",
-        "",
-        *made,
-        "",
-        f"Supported (goals for at least one seed): {len(supported)} of {len(rows)} ids; success >= 0.95: "
-        f"{solved} of {len(supported)}.",
-        "",
-        "| env id | supported | success | median planning CPU s | worst planning CPU s | mean re-plans | failures |",
-        "|---|---|---|---|---|---|---|",
-        *(rows[k] for k in sorted(rows)),
-        "",
-    ]
-    notes = out.read_text().partition(NOTES)[2] if out.exists() else ""
-    out.write_text("\n".join(lines) + (NOTES + notes if notes else ""))
+        "(a later line's rows replace an earlier one's):"
+    )
+    _combined([table.read_text() for table in tables], how, out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -261,9 +329,22 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, help=f"the Markdown table (default: {OUT}; with --view own: {OUT_OWN_VIEW})"
     )
     parser.add_argument("--merge", nargs="+", type=Path, metavar="TABLE", help="merge tables this script wrote")
+    parser.add_argument(
+        "--update",
+        action="store_true",
+        help="re-make only the rows of --ids in the table --out (which must exist), keeping its other rows; its "
+        "header then lists how each part was made",
+    )
     args = parser.parse_args(argv)
     if args.out is None:
         args.out = OUT_OWN_VIEW if args.view == "own" else OUT
+    args.base = None
+    if args.update:
+        if args.merge or not args.ids:
+            parser.error("--update needs --ids (the rows to re-make) and no --merge")
+        if not args.out.is_file():
+            parser.error(f"--update: {args.out} is not a table to update")
+        args.base = args.out.read_text()
     if args.merge:
         merge(args.merge, args.out)
         print(f"wrote {args.out}", file=sys.stderr)

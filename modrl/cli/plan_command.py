@@ -149,7 +149,12 @@ def _make_env(target: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """``modrl plan``: see :func:`add_parser`."""
-    from modrl.agents.planning.episode import PlannerConfigError, PlannerRunConfig, start_planner_episode
+    from modrl.agents.planning.episode import (
+        PlannerConfigError,
+        PlannerRunConfig,
+        proven_unsolvable,
+        start_planner_episode,
+    )
     from modrl.config import ConfigError
     from modrl.planner import NoPlan, plan
 
@@ -211,7 +216,13 @@ def run(args: argparse.Namespace) -> int:
     found = plan(domain, state, goals, config.search, allowed=episode.allowed)
     seconds = time.perf_counter() - started
     if isinstance(found, NoPlan):
-        print(f"no plan ({found.reason.value}): {found.message}")
+        unsolvable = proven_unsolvable(found.proof, config.view)
+        if unsolvable is not None and not episode.look_steps:
+            print(f"no plan (unsolvable): {unsolvable}")
+        elif found.proof is not None and config.view == "own":
+            print(f"no plan ({found.reason.value}): {found.message} (on the map of the cells seen so far only)")
+        else:
+            print(f"no plan ({found.reason.value}): {found.message}")
         return EXIT_ERROR
     print(f"plan ({len(found)} steps, {found.algorithm}, {found.expanded} nodes expanded, {seconds:.1f} s):")
     for i, step in enumerate(found.steps):

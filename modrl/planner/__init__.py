@@ -35,6 +35,7 @@ from modrl.planner.search import (
     heuristic,
     plan,
     simulate,
+    unreachable_proof,
 )
 from modrl.planner.tensorboard import log_trace, plan_text, timeline_figure, timeline_image
 
@@ -79,4 +80,5 @@ __all__ = [
     "simulate",
     "timeline_figure",
     "timeline_image",
+    "unreachable_proof",
 ]

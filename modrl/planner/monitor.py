@@ -159,6 +159,8 @@ class PlanRecord:
         skills: The skill calls of ``steps``.
         no_plan: The :class:`~modrl.planner.search.NoPlan` message, if search failed.
         stage: Goals already reached when it was made.
+        proof: The :attr:`NoPlan.proof <modrl.planner.search.NoPlan.proof>`, if search failed because an admissible
+            estimate proved the goals unreachable from the state planned from.
     """
 
     after_skills: int
@@ -167,6 +169,7 @@ class PlanRecord:
     skills: tuple[str, ...]
     no_plan: str | None
     stage: int
+    proof: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -220,6 +223,14 @@ class ExecutionTrace:
         return max(len(self.plans) - 1, 0)
 
     @property
+    def proven_unreachable(self) -> str | None:
+        """Why the goals are unreachable, when the first search proved it (:attr:`PlanRecord.proof`) and the
+        execution ended there, before any skill ran; ``None`` otherwise."""
+        if self.outcome is not Outcome.NO_PLAN or self.steps or len(self.plans) != 1:
+            return None
+        return self.plans[0].proof
+
+    @property
     def total_steps(self) -> int:
         """Primitive steps over all skills."""
         return sum(s.steps for s in self.steps)
@@ -265,6 +276,7 @@ class _Run:
                 skills=tuple(s.symbol for s in steps),
                 no_plan=failed,
                 stage=self.stage,
+                proof=found.proof if isinstance(found, NoPlan) else None,
             )
         )
         logger.debug("plan %d (%s): %s", len(self.plans) - 1, reason, failed or " -> ".join(s.name for s in steps))

@@ -225,6 +225,33 @@ class RelaxedGraph:
             return math.inf
         if not goal:
             return 0.0
+        cost, support, left = self._propagate(state, goal, kind)
+        if left:
+            return math.inf
+        if kind == "hmax":
+            return float(max(cost[f] for f in goal))
+        if kind == "hadd":
+            return float(sum(cost[f] for f in goal))
+        return float(self._relaxed_plan(goal, cost, support))
+
+    def unreached(self, state: frozenset[str], atoms: Iterable[str]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Why :meth:`evaluate` is ``inf`` from ``state``: ``(the atoms of atoms the relaxation cannot reach, the
+        compiled negative literals it cannot make true there)`` -- for ``negations=False`` the latter are literals
+        over base predicates no operator adds (``locked(door,purple)`` when nothing that unlocks that door can be
+        reached): they stay true for good. The first is empty when every atom is reached."""
+        atoms = sorted(set(atoms))
+        missing = [a for a in atoms if a not in self._ids]
+        goal = tuple(self._ids[a] for a in atoms if a in self._ids)
+        names = {i: a for a, i in self._ids.items()}
+        cost, _, left = self._propagate(state, goal, "hmax", to_fixpoint=True)
+        stuck = sorted(names[f][1:] for f, _, _ in self._negs if f not in cost)
+        return tuple(sorted([*missing, *(names[f] for f in left)])), tuple(stuck)
+
+    def _propagate(
+        self, state: frozenset[str], goal: tuple[int, ...], kind: Relaxation, *, to_fixpoint: bool = False
+    ) -> tuple[dict[int, int], dict[int, int], set[int]]:
+        """Fact costs from ``state`` (the generalised Dijkstra propagation), their best supporters, and the facts of
+        ``goal`` left unreached; it stops once every goal fact is reached unless ``to_fixpoint``."""
         total = kind != "hmax"
         cost = self._initial(state)
         support: dict[int, int] = {}
@@ -239,7 +266,7 @@ class RelaxedGraph:
         heapq.heapify(heap)
         left, done = set(goal), set()
         action_cost, add, users = self._cost, self._add, self._users
-        while heap and left:
+        while heap and (left or to_fixpoint):
             c, fact = heapq.heappop(heap)
             if fact in done or c > cost[fact]:
                 continue
@@ -255,13 +282,7 @@ class RelaxedGraph:
                     if reach < cost.get(nxt, math.inf):
                         cost[nxt], support[nxt] = reach, k
                         heapq.heappush(heap, (reach, nxt))
-        if left:
-            return math.inf
-        if kind == "hmax":
-            return float(max(cost[f] for f in goal))
-        if kind == "hadd":
-            return float(sum(cost[f] for f in goal))
-        return float(self._relaxed_plan(goal, cost, support))
+        return cost, support, left
 
     def _relaxed_plan(self, goal: tuple[int, ...], cost: dict[int, int], support: dict[int, int]) -> int:
         """Operators of the relaxed plan that the best supporters give for ``goal`` (h_FF)."""

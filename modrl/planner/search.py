@@ -166,11 +166,16 @@ class NoPlan:
         reason: Unreachable goal or node bound.
         expanded: Nodes expanded.
         message: One line for people.
+        proof: With :attr:`NoPlanReason.UNREACHABLE`, when an admissible estimate is infinite at the state planned
+            from (the goal-count bound or h_max, see :meth:`_Space.dead_end`): why, naming the goal atom; a proof that
+            no sequence of the operators reaches the goals from that state (it holds for the operator model, and for
+            the env only as far as the state is the env's whole state). ``None`` otherwise.
     """
 
     reason: NoPlanReason
     expanded: int
     message: str
+    proof: str | None = None
 
 
 _Node = tuple[frozenset[str], int]
@@ -249,6 +254,31 @@ class _Space:
                 best = max(best, float(math.ceil(missing / rate)))
         return best
 
+    def dead_end(self, node: _Node) -> str | None:
+        """Why no plan reaches the goals not yet reached from ``node``, if an admissible estimate proves it without
+        search (:meth:`heuristic` or h_max is infinite there): the goal atom no operator adds, the event that can no
+        longer happen, or the goal atoms no relaxed plan reaches (and what stays true for good); ``None`` when
+        neither estimate proves it (a plan may still not exist)."""
+        state, stage = node
+        if stage >= len(self.goals):
+            return None
+        for j in range(stage, len(self.goals)):
+            held = sorted(self._stuck[j] & state)
+            if held:
+                return f"goal {j + 1} must achieve {held[0]}, which holds already and no operator undoes"
+            if self._rates[j] == 0 and self._base_goal_atoms[j] - state:
+                return f"no operator adds {sorted(self._base_goal_atoms[j] - state)[0]} (goal {j + 1})"
+        if not math.isinf(self.relaxed(node, "hmax")):
+            return None
+        graph, _ = self._relaxed[False]
+        atoms = sorted({a for g in self.goals[stage:] for a in g.holds | g.achieve})
+        missing, stuck = graph.unreached(self.closure(state)[0], atoms)
+        shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+        why = f"no relaxed plan reaches {shown or 'the goals'} (h_max = inf)"
+        if stuck:
+            why += f"; stays true for good: {', '.join(stuck[:3])}" + (" ..." if len(stuck) > 3 else "")
+        return why
+
     def relaxed(self, node: _Node, kind: Relaxation) -> float:
         """The delete-relaxation estimate ``kind`` of the atoms of every goal not yet reached, at least
         :meth:`heuristic` (see :mod:`modrl.planner.relaxed`). h_max drops negative literals (admissible); h_add and
@@ -303,6 +333,21 @@ def heuristic(
     """
     space = _Space(domain, state, as_goals(goals), allowed)
     return space.heuristic(space.start(state, stage))
+
+
+def unreachable_proof(
+    domain: Domain,
+    state: frozenset[str],
+    goals: Goal | Sequence[Goal],
+    stage: int = 0,
+    *,
+    allowed: Allowed | None = None,
+) -> str | None:
+    """Why no sequence of the (``allowed``) operators reaches ``goals[stage:]`` from ``state``, if an admissible
+    estimate proves it without search (:func:`heuristic` or h_max infinite there; what :attr:`NoPlan.proof` says);
+    ``None`` when neither does (a plan may still not exist)."""
+    space = _Space(domain, frozenset(state), as_goals(goals), allowed)
+    return space.dead_end(space.start(frozenset(state), stage))
 
 
 class _Progress:
@@ -376,6 +421,14 @@ def plan(
             expanded=expanded,
             message=f"no plan with the allowed skills only: exhausted after {expanded} expansions; "
             f"{len(space.pruned)} operator(s) pruned, calling {shown}",
+        )
+    proof = space.dead_end(start)
+    if proof is not None:
+        return NoPlan(
+            reason=NoPlanReason.UNREACHABLE,
+            expanded=expanded,
+            message=f"goal unreachable, proven from the state planned from: {proof}",
+            proof=proof,
         )
     return NoPlan(
         reason=NoPlanReason.UNREACHABLE,

@@ -3,11 +3,38 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 #: A training progress line of ``modrl train``: ``[ 42.0%] step 10080/24000 | ...``.
 TRAIN_PROGRESS = re.compile(r"\[\s*(\d+(?:\.\d+)?)%\] step (\d+)/(\d+)[^\n]*")
+#: A running trial's own progress counts towards the ETA once it is this far in (before, the rate is noise).
+MIN_FRACTION_FOR_ETA = 0.02
+
+
+def estimate_eta(
+    durations: Sequence[float], running: Sequence[tuple[float, float | None]], pending: int, slots: int
+) -> float | None:
+    """Seconds until a sweep ends, as both backends print it (``eta`` of :meth:`SweepProgress.line`).
+
+    A trial takes the mean of ``durations`` (seconds of the trials this run finished); before one finishes, the mean
+    of the running trials' own extrapolations, ``elapsed / fraction`` of each ``(elapsed seconds, fraction of its
+    budget done)`` in ``running`` (``None``: not known yet) at least :data:`MIN_FRACTION_FOR_ETA` in. What is left --
+    the running trials' rest and ``pending`` trials not started -- shares ``slots`` parallel slots. ``None`` while
+    nothing says yet.
+    """
+    if not durations:
+        durations = [
+            elapsed / fraction
+            for elapsed, fraction in running
+            if fraction is not None and fraction >= MIN_FRACTION_FOR_ETA
+        ]
+    if not durations:
+        return None
+    mean = sum(durations) / len(durations)
+    left = sum(max(0.0, mean - elapsed) for elapsed, _ in running) + mean * pending
+    return left / max(1, slots)
 
 
 def last_progress(text: str) -> tuple[float, str] | None:

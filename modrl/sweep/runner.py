@@ -26,7 +26,7 @@ from modrl._io import utc_now_iso
 from modrl.runs import CONFIG_FILE, RunDirError, RunStatus, read_run_meta
 
 from .backends import TrialBackend, TrialExit, TrialLaunch, describe_exit, env_summary, make_backend, trial_command
-from .progress import SweepProgress, SweepResult, last_progress
+from .progress import SweepProgress, SweepResult, estimate_eta, last_progress
 from .signals import SignalTrap
 from .spec import BACKENDS, TrialSpec
 from .store import SweepDir, SweepError, TrialRecord, TrialStatus, resume_sweep_dir, sweep_lock, write_status
@@ -38,8 +38,6 @@ PROGRESS_EVERY_S = 1.0
 ERROR_TAIL_CHARS = 4000
 #: How much of a running trial's log is read for its latest progress line.
 RECENT_OUTPUT_BYTES = 4096
-#: A running trial's own progress counts towards the ETA once it is this far in (before, the rate is noise).
-MIN_FRACTION_FOR_ETA = 0.02
 _STOP_CODES = {128 + signal.SIGTERM, 128 + signal.SIGINT, -signal.SIGTERM, -signal.SIGINT}
 
 
@@ -314,18 +312,11 @@ class _SweepLoop:
     def _eta(self, now: float, inside: Mapping[str, tuple[float, str] | None] | None = None) -> float | None:
         if self.stopping:
             return 0.0 if self.durations or inside else None
-        durations = list(self.durations)
-        if not durations and inside:  # no trial finished yet: extrapolate the running ones' own progress
-            durations = [
-                (now - self.running[trial_id].started) / found[0]
-                for trial_id, found in inside.items()
-                if found is not None and found[0] >= MIN_FRACTION_FOR_ETA and trial_id in self.running
-            ]
-        if not durations:
-            return None
-        mean = sum(durations) / len(durations)
-        left = sum(max(0.0, mean - (now - a.started)) for a in self.running.values()) + mean * len(self.pending)
-        return left / max(1, self.slots)
+        running: list[tuple[float, float | None]] = []
+        for trial_id, attempt in self.running.items():
+            progress = (inside or {}).get(trial_id)
+            running.append((now - attempt.started, None if progress is None else progress[0]))
+        return estimate_eta(self.durations, running, len(self.pending), self.slots)
 
 
 def _reconcile(state: SweepDir) -> None:

@@ -19,16 +19,22 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
-from .progress import SweepProgress, SweepResult
+import yaml
+
+from modrl.runs import CONFIG_FILE
+
+from .progress import SweepProgress, SweepResult, estimate_eta
 from .scheduling import MAX_FRAMES, TIME_ATTR, SchedulerSpec
 from .search import Domain
 from .signals import SignalTrap
 from .spec import TrialSpec
-from .store import SweepDir, TrialStatus, write_status
+from .store import SweepDir, TrialRecord, TrialStatus, write_status
 from .tune_trial import import_tune, mutable_keys, sweep_trial, trial_class
 
 TUNE_DIR = "tune"
@@ -65,7 +71,8 @@ def run_tune_sweep(
     trap = SignalTrap()
     try:
         trap.__enter__()
-        watcher = _Watcher(state, todo, on_progress)
+        parallel = slots or int(ray.cluster_resources().get("CPU", 1))  # each trial takes one CPU
+        watcher = _Watcher(state, todo, on_progress, slots=parallel)
         _STOP_REQUESTS[str(state.path)] = lambda: trap.count
         ids = [trial.id for trial in todo]
         (state.path / TUNE_DIR).mkdir(exist_ok=True)
@@ -149,13 +156,23 @@ def _scheduler(tune: Any, spec: SchedulerSpec | None, search: dict[str, Domain] 
 
 
 class _Watcher:
-    """Driver-side book-keeping: progress lines, and which trials ended early (recorded once Tune is done)."""
+    """Driver-side book-keeping: progress lines with an ETA, and which trials ended early (recorded once Tune is
+    done).
 
-    def __init__(self, state: SweepDir, todo: Sequence[TrialSpec], on_progress: Any) -> None:
+    The ETA is the local backend's (:func:`~modrl.sweep.progress.estimate_eta`): the mean wall time of the trials this
+    run completed, or before one completes, each running trial's elapsed time over the fraction of its frame budget
+    (``train.total_timesteps`` of its run's ``config.yaml``; ASHA's ``max_steps`` if lower) its last result reported.
+    Trials a scheduler stops early end sooner than that: with ASHA or PBT the ETA is an upper bound.
+    """
+
+    def __init__(self, state: SweepDir, todo: Sequence[TrialSpec], on_progress: Any, *, slots: int = 1) -> None:
         self.state = state
         self.todo = list(todo)
         self.on_progress = on_progress
+        self.slots = slots
         self.lines: dict[str, str] = {}
+        self.steps: dict[str, int] = {}
+        self.budgets: dict[str, int] = {}
         self.stopped: dict[str, int] = {}
         self.skipped = len(state.trials) - len(todo)
 
@@ -175,7 +192,12 @@ class _Watcher:
 
     def result(self, trial_id: str, result: dict[str, Any]) -> None:
         metric = " ".join(f"{k} {result[k]:.3f}" for k in ("success_mean", "return_mean") if k in result)
-        self.lines[trial_id] = f"{trial_id}: step {result.get(TIME_ATTR)} {metric}".rstrip()
+        step = result.get(TIME_ATTR)
+        if isinstance(step, int):
+            self.steps[trial_id] = step
+        budget = next((self._budget(t) for t in self.todo if t.id == trial_id), None)
+        of = f"/{budget}" if budget is not None else ""
+        self.lines[trial_id] = f"{trial_id}: step {step}{of} {metric}".rstrip()
         if self.on_progress is not None:
             records = [self.state.status(t.id) for t in self.todo]
             done = sum(r is not None and r.status is TrialStatus.COMPLETED for r in records)
@@ -186,9 +208,47 @@ class _Watcher:
                 for t, r in zip(self.todo, records, strict=True)
                 if t.id in self.lines and r and r.status is TrialStatus.RUNNING
             )
+            eta = self.eta(records, time.time())
             self.on_progress(
-                SweepProgress(len(self.state.trials), done + self.skipped, running, failed, self.skipped, None, lines)
+                SweepProgress(len(self.state.trials), done + self.skipped, running, failed, self.skipped, eta, lines)
             )
+
+    def eta(self, records: Sequence[TrialRecord | None], now: float) -> float | None:
+        """Seconds until the run ends (see the class docstring), from the status ``records`` of :attr:`todo` at
+        ``now`` (epoch seconds); ``None`` while nothing says yet."""
+        durations: list[float] = []
+        running: list[tuple[float, float | None]] = []
+        pending = 0
+        for trial, record in zip(self.todo, records, strict=True):
+            if trial.id in self.stopped:
+                continue
+            if record is None or record.status not in (TrialStatus.COMPLETED, TrialStatus.FAILED, TrialStatus.RUNNING):
+                pending += 1
+            elif record.status is TrialStatus.COMPLETED and record.seconds is not None:
+                durations.append(record.seconds)
+            elif record.status is TrialStatus.RUNNING and record.started is not None:
+                elapsed = max(0.0, now - datetime.fromisoformat(record.started).timestamp())
+                budget, step = self._budget(trial), self.steps.get(trial.id)
+                fraction = None if budget is None or step is None else min(step / budget, 1.0)
+                running.append((elapsed, fraction))
+        return estimate_eta(durations, running, pending, self.slots)
+
+    def _budget(self, trial: TrialSpec) -> int | None:
+        """The frames ``trial`` trains for: its run's ``train.total_timesteps`` (ASHA's ``max_steps`` if lower);
+        ``None`` before its run wrote its config."""
+        if trial.id not in self.budgets:
+            try:
+                config = yaml.safe_load((self.state.trial_dir(trial) / CONFIG_FILE).read_text(encoding="utf-8"))
+                total = int(config["train"]["total_timesteps"])
+            except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+                return None
+            scheduler = self.state.scheduler
+            if scheduler is not None and scheduler.kind == "asha" and scheduler.max_steps:
+                total = min(total, scheduler.max_steps)
+            if total <= 0:
+                return None
+            self.budgets[trial.id] = total
+        return self.budgets[trial.id]
 
     def finish(self) -> SweepResult:
         """Record the trials the scheduler ended as ``stopped`` and any still marked running as interrupted."""
