@@ -12,18 +12,21 @@ and checks it against the run's own final evaluation (``RUN/eval/*.json``: task 
 * hparams: the config keys and the final ``hparam/success_*`` metrics, with a value for this run;
 * the option-call timeline (options runs) and ``modrl show --tensorboard``'s episode GIFs when the run has them.
 
-Prints one line per check and exits 1 if any fails. What it does not do: render the page in a browser (no browser can
-be installed on the machines this project is developed on); it checks the payloads the page is built from.
+With ``--screenshots`` it also opens each dashboard (Images, Custom Scalars, Text, HParams, Scalars) in headless
+Chromium (``--browser``, default: ``chromium`` / ``chromium-browser`` / ``google-chrome`` on PATH; on Debian
+``apt-get install chromium``) and saves a PNG per dashboard under ``--out``; a screenshot that comes back blank (one
+colour) fails. Prints one line per check and exits 1 if any fails.
 
 Usage::
 
-    python experiments/telemetry/tensorboard_check.py RUN_DIR --out /tmp/tb-check
+    python experiments/telemetry/tensorboard_check.py RUN_DIR --out /tmp/tb-check [--screenshots]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import socket
 import subprocess
 import sys
@@ -39,6 +42,9 @@ import numpy as np
 from PIL import Image
 
 HEATMAP = "modrl/routing/task_module_heatmap"
+#: The dashboards screenshotted (TensorBoard's URL fragment for each).
+DASHBOARDS = ("images", "custom_scalars", "text", "hparams", "scalars")
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 OPTIONAL_IMAGES = ("modrl/options/timeline", "modrl/show/")
 MIN_FIGURE_WIDTH = 300
 
@@ -173,12 +179,42 @@ def check_run(board: Board, run: str, tasks: list[str], modules: list[str], out:
     return results
 
 
+def screenshots(board: Board, browser: str, out: Path) -> list[tuple[str, bool, str]]:
+    """Each dashboard of :data:`DASHBOARDS` rendered by headless ``browser`` into ``out/screenshot-<name>.png``;
+    passes when the PNG exists and is not one flat colour (the page drew something)."""
+    results = []
+    for name in DASHBOARDS:
+        path = out / f"screenshot-{name}.png"
+        command = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+        command += ["--window-size=1400,1000", "--virtual-time-budget=15000", f"--screenshot={path}"]
+        try:
+            subprocess.run([*command, f"{board.base}/#{name}"], capture_output=True, timeout=120, check=False)
+        except subprocess.TimeoutExpired:
+            results.append((f"screenshot {name}", False, "the browser did not finish within 120 s"))
+            continue
+        if not path.is_file():
+            results.append((f"screenshot {name}", False, "no screenshot written"))
+            continue
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("L"))
+        colours = len(np.unique(pixels))
+        results.append((f"screenshot {name}", colours > 1, f"{path.name}, {pixels.shape[1]}x{pixels.shape[0]} px"))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="a run directory made by 'modrl train'")
     parser.add_argument("--out", type=Path, required=True, help="directory for the images TensorBoard serves")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for TensorBoard (default 120)")
+    parser.add_argument("--screenshots", action="store_true", help="also screenshot the dashboards (Chromium)")
+    parser.add_argument("--browser", help=f"the Chromium to use (default: the first of {', '.join(BROWSERS)} on PATH)")
     args = parser.parse_args(argv)
+    if args.browser is not None and shutil.which(args.browser) is None:
+        parser.error(f"--browser {args.browser}: not an executable")
+    browser = shutil.which(args.browser) if args.browser else next(filter(None, map(shutil.which, BROWSERS)), None)
+    if args.screenshots and browser is None:
+        parser.error("--screenshots needs Chromium: none of " + ", ".join(BROWSERS) + " is on PATH (give --browser)")
     run_dir = args.run_dir.resolve()
     if not (run_dir / "tb").is_dir():
         parser.error(f"{args.run_dir}: no tb/ directory (not a modrl run?)")
@@ -189,6 +225,9 @@ def main(argv: list[str] | None = None) -> int:
             board.wait_for(lambda: bool(board.json("data/plugin/scalars/tags")))
             board.wait_for(lambda: bool(board.json("data/plugin/hparams/experiment", {"experimentName": ""})))
             results = check_run(board, run_dir.name, tasks, modules, args.out)
+            if args.screenshots:
+                assert browser is not None
+                results += screenshots(board, browser, args.out)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
