@@ -7,7 +7,8 @@ and checks it against the run's own final evaluation (``RUN/eval/*.json``: task 
 * run name: the run directory's name, not ``.``;
 * images: the task x module heatmap is served, as a figure (at least 300 px wide: labelled, with a colour bar), not a
   raw 64 x 48 pixel map; every served step is saved under ``--out`` to look at;
-* custom scalars: one chart per task, each matching one scalar per module (``modrl/task/<task>/weight/<module>``);
+* custom scalars: one chart per training task, each matching one scalar per module
+  (``modrl/task/<task>/weight/<module>``);
 * text: the resolved config (its ``name`` and ``seed`` lines);
 * hparams: the config keys and the final ``hparam/success_*`` metrics, with a value for this run;
 * the option-call timeline (options runs) and ``modrl show --tensorboard``'s episode GIFs when the run has them.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -39,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from PIL import Image
 
 HEATMAP = "modrl/routing/task_module_heatmap"
@@ -62,7 +65,9 @@ class Board:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "tensorboard.main", "--logdir_spec", f"{name}:{run_dir / 'tb'}"]
-        command += ["--host", "127.0.0.1", "--port", str(self.port), "--reload_interval", "1"]
+        # Load every event file before serving (a large run's files otherwise arrive over many seconds), read once.
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--reload_task", "blocking"]
+        command += ["--reload_interval", "0"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.timeout = timeout
 
@@ -107,13 +112,16 @@ class Board:
 
 
 def expected_names(run_dir: Path) -> tuple[list[str], list[str]]:
-    """Task and module names from the run's latest final evaluation (written by ``modrl train``/``modrl eval``)."""
+    """The training tasks and the module names, from the run's latest final evaluation (written by ``modrl train`` /
+    ``modrl eval``): its rows of the run's ``env.split`` (every row without a split). Held-out tasks are evaluated,
+    never trained on, so training logs no routing for them."""
     reports = sorted((run_dir / "eval").glob("*.json"))
     if not reports:
         raise SystemExit(f"error: {run_dir / 'eval'} has no evaluation JSON; run 'modrl eval {run_dir}' first")
     report = json.loads(reports[-1].read_text())
-    tasks = list(dict.fromkeys(row["task"] for row in report["tasks"]))
-    return tasks, list(report["module_names"])
+    split = (yaml.safe_load((run_dir / "config.yaml").read_text()).get("env") or {}).get("split")
+    rows = [row for row in report["tasks"] if split is None or row["split"] == split]
+    return list(dict.fromkeys(row["task"] for row in rows)), list(report["module_names"])
 
 
 def check_run(board: Board, run: str, tasks: list[str], modules: list[str], out: Path) -> list[tuple[str, bool, str]]:
@@ -148,7 +156,7 @@ def check_run(board: Board, run: str, tasks: list[str], modules: list[str], out:
     for task in tasks:
         wanted = {f"modrl/task/{task}/weight/{m}" for m in modules}
         patterns = charts.get(task)
-        matched = {t for t in scalar_tags if patterns and any(t.startswith(p.lstrip("^")) for p in patterns)}
+        matched = {t for t in scalar_tags if patterns and any(re.match(p, t) for p in patterns)}  # as TensorBoard does
         results.append(
             (f"custom scalars {task}", patterns is not None and matched == wanted, f"{len(matched)} of {len(modules)}")
         )
