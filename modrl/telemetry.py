@@ -45,7 +45,8 @@ class RoutingSummary:
         entropy: Mean per-decision entropy of the weights, in nats (0 = hard routing, log K = uniform).
         load_balance: Entropy of ``mean_weight`` divided by log K, in [0, 1]: 1 = balanced, 0 = collapsed on one
             module (1 when K = 1).
-        task_usage: ``(T, K) float64``, mean routing weight per task; rows of tasks never seen are 0.
+        task_usage: ``(T, K) float64``, mean routing weight per task; rows of tasks never seen are 0 (the heatmap
+            figure draws them blank, "not seen").
         task_counts: ``(T,) int64``, decisions per task.
         count: Total number of decisions.
     """
@@ -343,7 +344,13 @@ class TelemetryWriter:
 
         title = "mean routing weight per task (rows) and module (columns)"
         return figure_rgb(
-            module_usage_figure(summary.task_usage, summary.task_names, summary.module_names, title=title)
+            module_usage_figure(
+                summary.task_usage,
+                summary.task_names,
+                summary.module_names,
+                title=title,
+                seen=list(summary.task_counts > 0),
+            )
         )
 
     def log_config(self, config: Mapping[str, object], step: int = 0) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -206,5 +207,34 @@ def test_tensorboard_check_reads_a_trained_run_through_a_tensorboard_server(tmp_
         cwd=ROOT,
     )
     assert failed.returncode == 1, failed.stdout + failed.stderr
+    check = [sys.executable, "experiments/telemetry/tensorboard_check.py", str(run_dir), "--out", str(tmp_path / "x")]
+    no_browser = subprocess.run(
+        [*check, "--screenshots", "--browser", str(tmp_path / "no-such-browser")],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert no_browser.returncode == 2 and "--browser" in no_browser.stderr and "not an executable" in no_browser.stderr
     assert "FAIL  custom scalars nosuch: 0 of" in failed.stdout
     assert "PASS  custom scalars" in failed.stdout  # the run's own tasks still pass
+
+
+@pytest.mark.skipif(
+    not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")), reason="needs Chromium"
+)
+def test_tensorboard_check_screenshots_every_dashboard_in_chromium(tmp_path: Path) -> None:
+    """Only where a Chromium is installed (CI has none): each dashboard's screenshot is written and not blank."""
+    import yaml
+
+    from tests.conftest import TINY
+
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(TINY))
+    run_dir = tmp_path / "run"
+    _run("-m", "modrl.cli.main", "train", str(config), "--run-dir", str(run_dir))
+    shots = tmp_path / "shots"
+    out = _run("experiments/telemetry/tensorboard_check.py", str(run_dir), "--out", str(shots), "--screenshots")
+    assert "FAIL" not in out and out.count("PASS  screenshot ") == 5, out
+    assert len(list(shots.glob("screenshot-*.png"))) == 5

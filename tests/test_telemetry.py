@@ -296,3 +296,19 @@ def test_other_errors_still_raise(tmp_path: Path) -> None:
     assert summary is not None
     with TelemetryWriter(tmp_path) as writer, pytest.raises(ValueError, match=r"\(N, 3\)"):
         writer.log_routing(summary, 0, np.ones((2, 4)))
+
+
+def test_heatmap_figure_draws_unseen_tasks_blank_not_as_zero_weights() -> None:
+    """A task with no routing decision in the window (held out, or not drawn) is labelled "(not seen)" and its cells
+    hold no value, so it cannot be read as a task that gives every module weight 0."""
+    from modrl.report.plots import module_usage_figure
+
+    matrix = np.array([[0.7, 0.3], [0.0, 0.0]])
+    fig = module_usage_figure(matrix, ["seen", "held-out"], ["m0", "m1"], seen=[True, False])
+    (ax,) = [a for a in fig.axes if a.get_ylabel() == "task"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["seen", "held-out (not seen)"]
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in ax.texts}
+    assert cells == {(0, 0): "0.70", (0, 1): "0.30", (1, 0): "-", (1, 1): "-"}
+    assert np.isnan(ax.images[0].get_array().filled(np.nan)[1]).all()
+    with pytest.raises(ValueError, match="seen has 1 entries for 2 tasks"):
+        module_usage_figure(matrix, ["seen", "held-out"], ["m0", "m1"], seen=[True])

@@ -7,23 +7,28 @@ and checks it against the run's own final evaluation (``RUN/eval/*.json``: task 
 * run name: the run directory's name, not ``.``;
 * images: the task x module heatmap is served, as a figure (at least 300 px wide: labelled, with a colour bar), not a
   raw 64 x 48 pixel map; every served step is saved under ``--out`` to look at;
-* custom scalars: one chart per task, each matching one scalar per module (``modrl/task/<task>/weight/<module>``);
+* custom scalars: one chart per training task, each matching one scalar per module
+  (``modrl/task/<task>/weight/<module>``);
 * text: the resolved config (its ``name`` and ``seed`` lines);
 * hparams: the config keys and the final ``hparam/success_*`` metrics, with a value for this run;
 * the option-call timeline (options runs) and ``modrl show --tensorboard``'s episode GIFs when the run has them.
 
-Prints one line per check and exits 1 if any fails. What it does not do: render the page in a browser (no browser can
-be installed on the machines this project is developed on); it checks the payloads the page is built from.
+With ``--screenshots`` it also opens each dashboard (Images, Custom Scalars, Text, HParams, Scalars) in headless
+Chromium (``--browser``, default: ``chromium`` / ``chromium-browser`` / ``google-chrome`` on PATH; on Debian
+``apt-get install chromium``) and saves a PNG per dashboard under ``--out``; a screenshot that comes back blank (one
+colour) fails. Prints one line per check and exits 1 if any fails.
 
 Usage::
 
-    python experiments/telemetry/tensorboard_check.py RUN_DIR --out /tmp/tb-check
+    python experiments/telemetry/tensorboard_check.py RUN_DIR --out /tmp/tb-check [--screenshots]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -36,9 +41,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 from PIL import Image
 
 HEATMAP = "modrl/routing/task_module_heatmap"
+#: The dashboards screenshotted (TensorBoard's URL fragment for each).
+DASHBOARDS = ("images", "custom_scalars", "text", "hparams", "scalars")
+BROWSERS = ("chromium", "chromium-browser", "google-chrome")
 OPTIONAL_IMAGES = ("modrl/options/timeline", "modrl/show/")
 MIN_FIGURE_WIDTH = 300
 
@@ -56,7 +65,9 @@ class Board:
         self.port = _free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         command = [sys.executable, "-m", "tensorboard.main", "--logdir_spec", f"{name}:{run_dir / 'tb'}"]
-        command += ["--host", "127.0.0.1", "--port", str(self.port), "--reload_interval", "1"]
+        # Load every event file before serving (a large run's files otherwise arrive over many seconds), read once.
+        command += ["--host", "127.0.0.1", "--port", str(self.port), "--reload_task", "blocking"]
+        command += ["--reload_interval", "0"]
         self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         self.timeout = timeout
 
@@ -101,13 +112,16 @@ class Board:
 
 
 def expected_names(run_dir: Path) -> tuple[list[str], list[str]]:
-    """Task and module names from the run's latest final evaluation (written by ``modrl train``/``modrl eval``)."""
+    """The training tasks and the module names, from the run's latest final evaluation (written by ``modrl train`` /
+    ``modrl eval``): its rows of the run's ``env.split`` (every row without a split). Held-out tasks are evaluated,
+    never trained on, so training logs no routing for them."""
     reports = sorted((run_dir / "eval").glob("*.json"))
     if not reports:
         raise SystemExit(f"error: {run_dir / 'eval'} has no evaluation JSON; run 'modrl eval {run_dir}' first")
     report = json.loads(reports[-1].read_text())
-    tasks = list(dict.fromkeys(row["task"] for row in report["tasks"]))
-    return tasks, list(report["module_names"])
+    split = (yaml.safe_load((run_dir / "config.yaml").read_text()).get("env") or {}).get("split")
+    rows = [row for row in report["tasks"] if split is None or row["split"] == split]
+    return list(dict.fromkeys(row["task"] for row in rows)), list(report["module_names"])
 
 
 def check_run(board: Board, run: str, tasks: list[str], modules: list[str], out: Path) -> list[tuple[str, bool, str]]:
@@ -142,7 +156,7 @@ def check_run(board: Board, run: str, tasks: list[str], modules: list[str], out:
     for task in tasks:
         wanted = {f"modrl/task/{task}/weight/{m}" for m in modules}
         patterns = charts.get(task)
-        matched = {t for t in scalar_tags if patterns and any(t.startswith(p.lstrip("^")) for p in patterns)}
+        matched = {t for t in scalar_tags if patterns and any(re.match(p, t) for p in patterns)}  # as TensorBoard does
         results.append(
             (f"custom scalars {task}", patterns is not None and matched == wanted, f"{len(matched)} of {len(modules)}")
         )
@@ -173,12 +187,42 @@ def check_run(board: Board, run: str, tasks: list[str], modules: list[str], out:
     return results
 
 
+def screenshots(board: Board, browser: str, out: Path) -> list[tuple[str, bool, str]]:
+    """Each dashboard of :data:`DASHBOARDS` rendered by headless ``browser`` into ``out/screenshot-<name>.png``;
+    passes when the PNG exists and is not one flat colour (the page drew something)."""
+    results = []
+    for name in DASHBOARDS:
+        path = out / f"screenshot-{name}.png"
+        command = [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+        command += ["--window-size=1400,1000", "--virtual-time-budget=15000", f"--screenshot={path}"]
+        try:
+            subprocess.run([*command, f"{board.base}/#{name}"], capture_output=True, timeout=120, check=False)
+        except subprocess.TimeoutExpired:
+            results.append((f"screenshot {name}", False, "the browser did not finish within 120 s"))
+            continue
+        if not path.is_file():
+            results.append((f"screenshot {name}", False, "no screenshot written"))
+            continue
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("L"))
+        colours = len(np.unique(pixels))
+        results.append((f"screenshot {name}", colours > 1, f"{path.name}, {pixels.shape[1]}x{pixels.shape[0]} px"))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="a run directory made by 'modrl train'")
     parser.add_argument("--out", type=Path, required=True, help="directory for the images TensorBoard serves")
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for TensorBoard (default 120)")
+    parser.add_argument("--screenshots", action="store_true", help="also screenshot the dashboards (Chromium)")
+    parser.add_argument("--browser", help=f"the Chromium to use (default: the first of {', '.join(BROWSERS)} on PATH)")
     args = parser.parse_args(argv)
+    if args.browser is not None and shutil.which(args.browser) is None:
+        parser.error(f"--browser {args.browser}: not an executable")
+    browser = shutil.which(args.browser) if args.browser else next(filter(None, map(shutil.which, BROWSERS)), None)
+    if args.screenshots and browser is None:
+        parser.error("--screenshots needs Chromium: none of " + ", ".join(BROWSERS) + " is on PATH (give --browser)")
     run_dir = args.run_dir.resolve()
     if not (run_dir / "tb").is_dir():
         parser.error(f"{args.run_dir}: no tb/ directory (not a modrl run?)")
@@ -189,6 +233,9 @@ def main(argv: list[str] | None = None) -> int:
             board.wait_for(lambda: bool(board.json("data/plugin/scalars/tags")))
             board.wait_for(lambda: bool(board.json("data/plugin/hparams/experiment", {"experimentName": ""})))
             results = check_run(board, run_dir.name, tasks, modules, args.out)
+            if args.screenshots:
+                assert browser is not None
+                results += screenshots(board, browser, args.out)
     except RuntimeError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

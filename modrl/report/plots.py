@@ -89,15 +89,25 @@ def _annotated_heatmap(ax: Axes, matrix: NDArray[np.float64], *, vmin: float, vm
     ax.figure.colorbar(image, ax=ax)
     middle = (vmin + vmax) / 2.0
     for (i, j), value in np.ndenumerate(matrix):
+        if np.isnan(value):  # drawn blank: no value to show
+            ax.text(j, i, "-", ha="center", va="center", color="grey", fontsize="small")
+            continue
         color = "black" if value > middle else "white"
         ax.text(j, i, f"{value:.2f}", ha="center", va="center", color=color, fontsize="small")
 
 
 def module_usage_figure(
-    matrix: ArrayLike, task_names: Sequence[str], module_names: Sequence[str], *, title: str = ""
+    matrix: ArrayLike,
+    task_names: Sequence[str],
+    module_names: Sequence[str],
+    *,
+    title: str = "",
+    seen: Sequence[bool] | None = None,
 ) -> Figure:
     """Heatmap of ``(tasks, modules)`` mean routing weights: task and module names on the axes, the values written in
-    the cells, a colour bar on the fixed scale [0, 1] (so figures of one run compare over time).
+    the cells, a colour bar on the fixed scale [0, 1] (so figures of one run compare over time). Rows whose ``seen``
+    is false (tasks with no routing decision in the window, e.g. held-out tasks during training) are drawn blank and
+    labelled "(not seen)" instead of as weights of 0.
 
     Raises:
         ValueError: The matrix shape does not match the names.
@@ -105,9 +115,15 @@ def module_usage_figure(
     m = np.asarray(matrix, dtype=np.float64)
     if m.shape != (len(task_names), len(module_names)):
         raise ValueError(f"matrix shape {m.shape} != (tasks, modules) = ({len(task_names)}, {len(module_names)})")
+    if seen is not None:
+        if len(seen) != len(task_names):
+            raise ValueError(f"seen has {len(seen)} entries for {len(task_names)} tasks")
+        m = m.copy()
+        m[~np.asarray(seen, dtype=bool)] = np.nan
+        task_names = [t if s else f"{t} (not seen)" for t, s in zip(task_names, seen, strict=True)]
     fig = Figure(figsize=(1.0 + 0.8 * len(module_names) + 1.5, 1.2 + 0.45 * len(task_names)))
     ax = fig.add_subplot()
-    _annotated_heatmap(ax, m, vmin=0.0, vmax=max(1.0, float(m.max(initial=0.0))))
+    _annotated_heatmap(ax, m, vmin=0.0, vmax=max(1.0, float(np.nanmax(m, initial=0.0))))
     ax.set_xticks(range(len(module_names)), list(module_names), rotation=30, ha="right")
     ax.set_yticks(range(len(task_names)), list(task_names))
     ax.set_xlabel("module")
