@@ -214,6 +214,24 @@ class TrainConfig:
         )
 
 
+def check_cloning_fields(settings: Any, high: int) -> None:
+    """Check the behaviour-cloning fields a config section shares (``episodes`` in [0, high], ``epochs`` and
+    ``batch_size`` in [1, high], ``learning_rate``, ``value_coef``, ``max_grad_norm``): ``pretrain`` here, option
+    demonstrations in ``modrl options train``."""
+    episodes = settings.episodes
+    check(0 <= episodes <= high, "episodes", f"must be in [0, {high}], got {short_repr(episodes)}")
+    for name in ("epochs", "batch_size"):
+        value = getattr(settings, name)
+        check(1 <= value <= high, name, f"must be in [1, {high}], got {short_repr(value)}")
+    check(0 < settings.learning_rate <= 1, "learning_rate", f"must be in (0, 1], got {settings.learning_rate}")
+    check(0 <= settings.value_coef <= 100, "value_coef", f"must be in [0, 100], got {settings.value_coef}")
+    check(
+        settings.max_grad_norm is None or settings.max_grad_norm > 0,
+        "max_grad_norm",
+        f"must be > 0 (or null: no clipping), got {settings.max_grad_norm}",
+    )
+
+
 #: Most oracle episodes ``pretrain.episodes`` may ask for (and most epochs, and the largest minibatch).
 MAX_PRETRAIN_EPISODES = 1_000_000
 
@@ -242,18 +260,7 @@ class PretrainConfig:
     max_grad_norm: float | None = 0.5
 
     def __post_init__(self) -> None:
-        high = MAX_PRETRAIN_EPISODES
-        check(0 <= self.episodes <= high, "episodes", f"must be in [0, {high}], got {short_repr(self.episodes)}")
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            check(1 <= value <= high, name, f"must be in [1, {high}], got {short_repr(value)}")
-        check(0 < self.learning_rate <= 1, "learning_rate", f"must be in (0, 1], got {self.learning_rate}")
-        check(0 <= self.value_coef <= 100, "value_coef", f"must be in [0, 100], got {self.value_coef}")
-        check(
-            self.max_grad_norm is None or self.max_grad_norm > 0,
-            "max_grad_norm",
-            f"must be > 0 (or null: no clipping), got {self.max_grad_norm}",
-        )
+        check_cloning_fields(self, MAX_PRETRAIN_EPISODES)
 
     @property
     def enabled(self) -> bool:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from modrl.agents.common.config import AlgoConfig
+from modrl.agents.common.config import AlgoConfig, check_cloning_fields
 from modrl.config import MAX_VIEW_SIZE, ConfigError, apply_overrides, check, from_dict, load_yaml
 from modrl.options import CurriculumConfig
 from modrl.seeds import MAX_SEED
@@ -121,17 +121,7 @@ class DemoConfig:
     source: Literal["episodes", "segments"] = "episodes"
 
     def __post_init__(self) -> None:
-        check(0 <= self.episodes <= MAX_DEMO_SIZE, "episodes", f"must be in [0, {MAX_DEMO_SIZE}], got {self.episodes}")
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            check(1 <= value <= MAX_DEMO_SIZE, name, f"must be in [1, {MAX_DEMO_SIZE}], got {value}")
-        check(0 < self.learning_rate <= 1, "learning_rate", f"must be in (0, 1], got {self.learning_rate}")
-        check(0 <= self.value_coef <= 100, "value_coef", f"must be in [0, 100], got {self.value_coef}")
-        check(
-            self.max_grad_norm is None or self.max_grad_norm > 0,
-            "max_grad_norm",
-            f"must be > 0 (or null: no clipping), got {self.max_grad_norm}",
-        )
+        check_cloning_fields(self, MAX_DEMO_SIZE)
 
     @property
     def enabled(self) -> bool:
