@@ -97,6 +97,53 @@ def test_planner_coverage_table_says_supported_or_why_not(tmp_path: Path) -> Non
     assert f"{summary}; seeds no policy can solve, out of the rates: 1 (on 1 ids)." in text
 
 
+def test_planner_coverage_with_a_learned_library_runs_the_covered_ids_and_names_the_missing_skills(
+    tmp_path: Path,
+) -> None:
+    from modrl.options import Option, OptionConfig, OptionLibrary
+
+    # An untrained whole-grid, target-marker "goto" option (the shape of experiments/options/hard_skills.yaml's).
+    library = OptionLibrary()
+    tiny = OptionConfig(image_shape=(25, 25, 4), image_high=(10, 5, 2, 2), channels=(4,), features_dim=4, hidden=())
+    library.add("goto", Option(tiny))
+    library.save(tmp_path / "run" / "options")
+    scripted = tmp_path / "scripted.md"
+    _run("experiments/planner/coverage.py", "--seeds", "1", "--ids", "Empty-5x5", "DoorKey-5x5", "--out", str(scripted))
+    before = scripted.read_text()
+    out = tmp_path / "learned.md"
+    args = ("experiments/planner/coverage.py", "--seeds", "2", "--time-limit", "20", "--stochastic")
+    args += ("--ids", "Empty-5x5", "DoorKey-5x5", "--library", str(tmp_path / "run"), "--scripted", str(scripted))
+    stdout = _run(*args, "--out", str(out))
+    table = out.read_text()
+    assert scripted.read_text() == before  # the scripted table is only read
+    assert table.startswith("# The planner with learned options") and "--library " in table
+    # DoorKey's plans need pickup and open: no option serves them, so no episode runs, and the row says so.
+    assert "MiniGrid-DoorKey-5x5-v0 seed 0: unsupported: no learned skill for open, pickup" in stdout
+    assert "| MiniGrid-DoorKey-5x5-v0 | no: no learned skill for open, pickup | | 1.00 (1/1) |" in table
+    # Empty's plan is one goto: the option runs it (untrained: solved or not), the scripted column beside.
+    row = next(line for line in table.splitlines() if line.startswith("| MiniGrid-Empty-5x5-v0 |"))
+    cells = row.split(" | ")
+    assert cells[1] == "yes" and cells[2].endswith("/2)") and cells[3] == "1.00 (1/1)"
+    assert "Covered (the library's options serve a plan, at least one seed): 1 of 2 ids" in table
+    # Same seeds, same sampled actions, same rows (but the CPU times).
+    again = tmp_path / "again.md"
+    _run(*args, "--out", str(again))
+
+    def rows(text: str) -> list[list[str]]:
+        cells = [line.split(" | ") for line in text.splitlines() if line.startswith("| MiniGrid-")]
+        return [c[:4] + c[7:] for c in cells]
+
+    assert rows(again.read_text()) == rows(table)
+    bad = subprocess.run(
+        [sys.executable, "experiments/planner/coverage.py", "--library", str(tmp_path / "nope"), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=ROOT,
+    )
+    assert bad.returncode == 2 and f"--library {tmp_path / 'nope'}" in bad.stderr
+
+
 def test_mission_ablation_runs_on_a_mission_token_run(tiny_config, tmp_path: Path) -> None:
     from modrl.agents.common.training import run_training
     from modrl.config import to_dict
