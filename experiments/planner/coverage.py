@@ -423,7 +423,8 @@ def write(results: list[IdResult], args: argparse.Namespace, total: int, started
         _table(own, learned, [made], rows, args.out)
         return
     how = (
-        f"Updated by `python experiments/planner/coverage.py --update{options} --ids {' '.join(args.ids)}` (the rows "
+        f"Updated by `python experiments/planner/coverage.py --update{' --view own' if own else ''}{options} --ids "
+        f"{' '.join(args.ids)}` (the rows "
         "of these "
         "ids re-made, the others kept) from these runs (a later line's rows replace an earlier one's):"
     )
