@@ -1,4 +1,5 @@
-"""Declared operators for the grammar's skills over the predicates of :mod:`modrl.envs.predicates`, and task goals.
+"""Declared operators for the grammar's skills over the predicates of :mod:`modrl.envs.predicates` (task goals:
+:mod:`modrl.envs.task_goals`, re-exported here).
 
 Skills are the grammar's verbs at the grain of its subtasks (what options trained on subtask events will be):
 ``goto(t,c)``, ``pickup(t,c)`` and ``open(door,c)`` walk to the object themselves, ``putnext(t,c,u,d)`` carries the
@@ -39,10 +40,25 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
-from modrl.config import ConfigError
-from modrl.envs.grammar import PICKABLE_TYPES, ObjectRef, Subtask, Task
-from modrl.envs.predicates import plain_colour
-from modrl.planner import Domain, Goal, GroundOperator, Operator, Param, Rule, parse_atom
+from modrl.envs.grammar import PICKABLE_TYPES
+from modrl.envs.task_goals import goal_predicates, skill_subtask, subtask_goal
+from modrl.planner import Domain, Goal, Operator, Param, Rule, parse_atom
+
+__all__ = [
+    "CLOSE_OPERATOR",
+    "DONE_OPERATOR",
+    "EXPLORE_OPERATORS",
+    "EXPLORE_RULES",
+    "FINDABLE_TYPES",
+    "OPERATORS",
+    "PUT_NEXT_OPERATORS",
+    "RULES",
+    "SKILLS",
+    "goal_predicates",
+    "planning_domain",
+    "skill_subtask",
+    "subtask_goal",
+]
 
 # An object is (type, name): the name is its colour, or colour@x_y for one of several same-type same-colour objects
 # (modrl.envs.predicates.identify_objects), so names are untyped; preconditions bind every one of them.
@@ -417,47 +433,3 @@ def _only_named(op: Operator) -> Operator:
         return op
     params = tuple(Param(name=p.name, type=_PUT_NEXT_NAMES) if p.name in ("?c", "?d") else p for p in op.params)
     return replace(op, params=params)
-
-
-def subtask_goal(sub: Subtask) -> Goal:
-    """The goal of one subtask, as BabyAI's verifier checks it: ``goto`` holds while facing the object; ``pickup``,
-    ``open`` and ``putnext`` are events, so their atom must be newly achieved (``putnext`` also ends facing the object
-    just dropped, which tells the moved object from the fixed one)."""
-    obj = sub.obj.symbol
-    if sub.verb == "goto":
-        return Goal(holds=frozenset({f"facing({obj})"}))
-    if sub.verb == "pickup":
-        return Goal(achieve=frozenset({f"carrying({obj})"}))
-    if sub.verb == "open":
-        return Goal(achieve=frozenset({f"open({obj})"}))
-    assert sub.target is not None
-    # next_to is symmetric; facing the moved object tells "put A next to B" from "put B next to A".
-    return Goal(holds=frozenset({f"facing({obj})"}), achieve=frozenset({f"next_to({obj},{sub.target.symbol})"}))
-
-
-def goal_predicates(task: Task | Subtask) -> tuple[Goal, ...]:
-    """The goals of a task's subtasks, in order (a single subtask gives one goal)."""
-    subtasks = (task,) if isinstance(task, Subtask) else task.subtasks
-    return tuple(subtask_goal(s) for s in subtasks)
-
-
-def skill_subtask(step: GroundOperator) -> Subtask | None:
-    """The grammar subtask a ground operator's skill call performs, i.e. what an option trained on that subtask's
-    events should run: ``goto(t,c)``, ``pickup(t,c)``, ``open(door,c)`` (also for ``unlock``) and ``putnext(t,c,u,d)``
-    map to their subtask; ``drop``, ``goto`` of the goal square, ``open`` of a box and objects the grammar has no word
-    for give ``None``. One of several same-type same-colour objects (``door,red@3_4``) maps to its colour and type:
-    the option of that subtask may serve another of them, and the monitor re-plans from what it observes.
-    """
-    args = step.skill_args
-    try:
-        objects = [
-            ObjectRef(colour=plain_colour(args[i + 1]), type=args[i])  # type: ignore[arg-type]
-            for i in range(0, len(args) - 1, 2)
-        ]
-        if step.skill in ("goto", "pickup", "open") and len(objects) == 1:
-            return Subtask(verb=step.skill, obj=objects[0])  # type: ignore[arg-type]
-        if step.skill == "putnext" and len(objects) == 2:
-            return Subtask(verb="putnext", obj=objects[0], target=objects[1])
-    except (ConfigError, ValueError):
-        return None
-    return None

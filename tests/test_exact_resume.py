@@ -77,10 +77,13 @@ def assert_same_run(one_go: Path, resumed: Path) -> None:
     assert _scalars(resumed) == scalars
 
 
-@pytest.fixture
-def one_go(tiny_config, tmp_path: Path) -> Path:
-    config = tiny_config(*STEPS)
-    run_dir = _new_run(tmp_path, "one-go", config)
+@pytest.fixture(scope="module")
+def one_go(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted 2N-step run, trained once for this module's tests (they only read it)."""
+    from modrl.agents.common.config import load_experiment_config
+
+    config = load_experiment_config(TINY, STEPS)  # what the tiny_config fixture makes, at module scope
+    run_dir = _new_run(tmp_path_factory.mktemp("exact-resume"), "one-go", config)
     assert run_training(config, run_dir).steps == 512
     return run_dir
 

@@ -16,6 +16,8 @@ import dataclasses
 import json
 import logging
 import re
+from collections import Counter
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +62,24 @@ def assert_same_infos(a: list[dict[str, Any]], b: list[dict[str, Any]], where: A
                 assert value == info_b[key] and type(value) is type(info_b[key]), (where, key)
 
 
+def assert_steps_alike(
+    a: Any, b: Any, actions: Iterable[np.ndarray], infos_of: Callable[[list[dict[str, Any]]], Any] = list
+) -> Counter[str]:
+    """Step the vector envs ``a`` and ``b`` with the same ``actions``; every step, assert the same observations,
+    rewards and dones (values and dtypes) and infos (``infos_of`` applied to ``a``'s first). Returns how often each
+    info key of ``a``'s was set (a true value)."""
+    seen: Counter[str] = Counter()
+    for t, step_actions in enumerate(actions):
+        (obs_a, rew_a, done_a, infos_a), (obs_b, rew_b, done_b, infos_b) = a.step(step_actions), b.step(step_actions)
+        assert_same_obs(obs_a, obs_b, t)
+        assert rew_a.dtype == rew_b.dtype and np.array_equal(rew_a, rew_b), t
+        assert done_a.dtype == done_b.dtype and np.array_equal(done_a, done_b), t
+        assert_same_infos(infos_of(infos_a), infos_b, t)
+        for info in infos_a:
+            seen.update(key for key, value in info.items() if value)
+    return seen
+
+
 @pytest.mark.parametrize(
     "overrides",
     [(), ("env.mission_tokens=true",), ("env.max_episode_steps=20",)],
@@ -72,16 +92,7 @@ def test_fast_vec_env_gives_sb3_what_the_minigrid_vec_env_gives(tiny_config, ove
     assert_same_obs(reference.reset(), fast.reset(), "reset")
     assert reference.reset_infos == fast.reset_infos
     rng = np.random.default_rng(0)
-    seen = {"episode": 0, "is_success": 0, "TimeLimit.truncated": 0}
-    for t in range(600):
-        actions = rng.integers(0, 7, size=6)
-        (obs_a, rew_a, done_a, infos_a), (obs_b, rew_b, done_b, infos_b) = reference.step(actions), fast.step(actions)
-        assert_same_obs(obs_a, obs_b, t)
-        assert rew_a.dtype == rew_b.dtype and np.array_equal(rew_a, rew_b), t
-        assert done_a.dtype == done_b.dtype and np.array_equal(done_a, done_b), t
-        assert_same_infos(infos_a, infos_b, t)
-        for info in infos_a:
-            seen = {key: count + bool(info.get(key)) for key, count in seen.items()}
+    seen = assert_steps_alike(reference, fast, (rng.integers(0, 7, size=6) for _ in range(600)))
     assert reference.env_method("get_env_state") == fast.env_method("get_env_state")
     assert seen["episode"] > 0 and seen["is_success"] > 0
     if overrides == ("env.max_episode_steps=20",):
@@ -90,25 +101,30 @@ def test_fast_vec_env_gives_sb3_what_the_minigrid_vec_env_gives(tiny_config, ove
 
 def test_env_state_round_trip_continues_identically(tiny_config) -> None:
     """A fresh fast vec env given the recorded states of another steps on exactly as the other does."""
-    config = tiny_config(*BASIC, "env.max_episode_steps=20", "env.engine=fast")
+    one, other, _, rng = restored_copy(tiny_config(*BASIC, "env.max_episode_steps=20", "env.engine=fast"))
+    # Infos equal: episode returns and lengths counted the replayed steps too.
+    assert_steps_alike(one, other, (rng.integers(0, 7, size=one.num_envs) for _ in range(100)))
+
+
+def restored_copy(config: Any) -> tuple[Any, Any, list[dict[str, Any]], np.random.Generator]:
+    """Two fast vector envs of ``config``: ``one`` after 50 random steps (every slot crosses episode ends, so unseeded
+    starts, RNG states, are recorded), ``other`` reseeded, reset and given ``one``'s recorded states (through JSON)
+    slot by slot, each then showing ``one``'s image. Returns ``one``, ``other``, the observations the restores
+    returned and the generator of the actions."""
     one, other = make_vec_env(config), make_vec_env(config)
     one.reset()
     rng = np.random.default_rng(1)
-    for _ in range(50):  # every slot crosses episode ends: unseeded starts (RNG states) are recorded
-        one.step(rng.integers(0, 7, size=6))
+    for _ in range(50):
+        one.step(rng.integers(0, 7, size=one.num_envs))
     states = json.loads(json.dumps(one.env_method("get_env_state")))
     assert all("rng" in s["start"] and s["actions"] for s in states)
     other.seed(123)
     other.reset()
+    restored = []
     for index, state in enumerate(states):
-        obs = other.env_method("set_env_state", state, indices=[index])[0]
-        assert np.array_equal(obs["image"], one.engine.observe(np.array([index]))[0][0])
-    for t in range(100):
-        actions = rng.integers(0, 7, size=6)
-        (obs_a, rew_a, done_a, infos_a), (obs_b, rew_b, done_b, infos_b) = one.step(actions), other.step(actions)
-        assert_same_obs(obs_a, obs_b, t)
-        assert np.array_equal(rew_a, rew_b) and np.array_equal(done_a, done_b), t
-        assert_same_infos(infos_a, infos_b, t)  # episode returns and lengths counted the replayed steps too
+        restored.append(other.env_method("set_env_state", state, indices=[index])[0])
+        assert np.array_equal(restored[-1]["image"], one.engine.observe(np.array([index]))[0][0])
+    return one, other, restored, rng
 
 
 def test_same_seed_trains_to_the_same_parameters_on_both_engines(tiny_config, tmp_path: Path) -> None:

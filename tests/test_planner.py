@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -119,10 +120,12 @@ def test_applicable_lists_the_steps_whose_preconditions_hold_now() -> None:
     assert set(CORRIDOR.applicable(holding)) < set(CORRIDOR.ground(holding))
 
 
-def test_astar_matches_bfs_and_heuristic_is_admissible() -> None:
-    rng, solved = random.Random(0), 0
-    for _ in range(12):
-        cells = [f"c{i}" for i in range(5)]
+def random_corridor_problems(seed: int, count: int = 12) -> Iterator[tuple[frozenset[str], list[Goal]]]:
+    """``count`` random ``(start, goals)`` on :data:`CORRIDOR`: key, gem and agent anywhere, ``c3`` locked unless one
+    of them is there, the goals "pick up the key" then "the key lies in a random cell" (some unsolvable)."""
+    rng = random.Random(seed)
+    cells = [f"c{i}" for i in range(5)]
+    for _ in range(count):
         key, gem, agent = rng.choice(cells), rng.choice(cells), rng.choice(cells)
         start = (
             LINKS
@@ -130,6 +133,12 @@ def test_astar_matches_bfs_and_heuristic_is_admissible() -> None:
             | ({"locked(c3)"} if "c3" not in (key, gem, agent) else set())
         )
         goals = [Goal(achieve=frozenset({"holding(key)"})), Goal(holds=frozenset({f"obj(key,{rng.choice(cells)})"}))]
+        yield frozenset(start), goals
+
+
+def test_astar_matches_bfs_and_heuristic_is_admissible() -> None:
+    solved = 0
+    for start, goals in random_corridor_problems(0):
         bfs = plan(CORRIDOR, start, goals, SearchConfig(algorithm="bfs"))
         astar = plan(CORRIDOR, start, goals, SearchConfig(algorithm="astar"))
         if isinstance(bfs, NoPlan):  # the key locked away behind c3

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
 
 from modrl.config import ConfigError
@@ -22,7 +20,7 @@ from modrl.planner import (
 )
 from modrl.planner.relaxed import RelaxedGraph
 from modrl.planner.search import ALGORITHMS
-from tests.test_planner import CORRIDOR, GEM, LINKS, SHORTEST, START
+from tests.test_planner import CORRIDOR, GEM, LINKS, SHORTEST, START, random_corridor_problems
 
 
 def _plan(result: Plan | NoPlan) -> Plan:
@@ -89,16 +87,8 @@ def test_a_negation_no_operator_can_undo_is_compiled_in_the_plain_relaxation_too
 
 
 def test_modes_agree_on_solvability_and_astar_stays_shortest() -> None:
-    rng, solved = random.Random(1), 0
-    cells = [f"c{i}" for i in range(5)]
-    for _ in range(12):
-        key, gem, agent = rng.choice(cells), rng.choice(cells), rng.choice(cells)
-        start = (
-            LINKS
-            | {f"at({agent})", f"obj(key,{key})", f"obj(gem,{gem})"}
-            | ({"locked(c3)"} if "c3" not in (key, gem, agent) else set())
-        )
-        goals = [Goal(achieve=frozenset({"holding(key)"})), Goal(holds=frozenset({f"obj(key,{rng.choice(cells)})"}))]
+    solved = 0
+    for start, goals in random_corridor_problems(1):
         bfs = plan(CORRIDOR, start, goals, SearchConfig(algorithm="bfs"))
         for algorithm in ("astar", "wastar", "gbfs"):
             found = plan(CORRIDOR, start, goals, SearchConfig(algorithm=algorithm))

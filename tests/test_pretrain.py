@@ -29,6 +29,7 @@ from modrl.config import ConfigError
 from modrl.envs import get_suite
 from modrl.faults import FAULT_ENV, InjectedFault, reset_fault_counters
 from modrl.seeds import DEMO_SEED_BASE
+from tests.conftest import TINY
 from tests.test_cli import ENV, MODRL, modrl, write_config
 from tests.test_exact_resume import STEPS, _new_run, assert_same_run
 
@@ -111,10 +112,13 @@ def test_same_seed_same_weights_and_another_seed_differs(tiny_config, tmp_path: 
     assert not all(torch.equal(weights[0][k], weights[2][k]) for k in weights[0])
 
 
-@pytest.fixture
-def one_go(tiny_config, tmp_path: Path) -> Path:
-    config = _config(tiny_config, *STEPS)
-    run_dir = _new_run(tmp_path, "one-go", config)
+@pytest.fixture(scope="module")
+def one_go(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The uninterrupted run with pre-training, trained once for this module's tests (they only read it)."""
+    from modrl.agents.common.config import load_experiment_config
+
+    config = load_experiment_config(TINY, (*SPLIT, *PRETRAIN, *STEPS))  # _config(tiny_config, *STEPS), module-wide
+    run_dir = _new_run(tmp_path_factory.mktemp("pretrain"), "one-go", config)
     outcome = run_training(config, run_dir)
     assert outcome.steps == 512 and outcome.pretrain is not None and outcome.pretrain.episodes == 40
     return run_dir

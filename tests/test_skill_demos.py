@@ -141,7 +141,9 @@ def test_a_cloned_library_serves_drop_and_box_steps_and_runs_under_the_planner(
         return history
 
     monkeypatch.setattr(skill_cloning, "behaviour_clone", clone)
-    config = load_skill_cloning_config(TINY, ["split=train"])
+    # One evaluation episode per skill and split: the success rates are not what this test checks (that is
+    # test_fine_tuning_runs_ppo_in_calling_states_and_reports_calling_state_success), and 20 cost most of its time.
+    config = load_skill_cloning_config(TINY, ["split=train", "eval_episodes=1"])
     run = tmp_path / "run"
     run.mkdir()
     (run / "config.yaml").write_text("suite: minigrid-hard\n")
@@ -174,7 +176,8 @@ def test_cli_skills_writes_a_library(tmp_path: Path, capsys: pytest.CaptureFixtu
     import yaml
 
     spec = tmp_path / "skills.yaml"
-    spec.write_text(yaml.safe_dump({**TINY, "skills": ["pickup"], "target_marker": True}))
+    # One evaluation episode: the table's success columns are filled, at a twentieth of the default's cost.
+    spec.write_text(yaml.safe_dump({**TINY, "skills": ["pickup"], "target_marker": True, "eval_episodes": 1}))
     assert main(["options", "skills", str(spec), "--run-dir", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "| pickup |" in out and "modrl eval" in out

@@ -82,9 +82,10 @@ def test_training_writes_module_telemetry(tiny_config, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("overrides", [(), ("agent.router.kind=topk",), ("agent.kind=monolithic",)], ids=str)
+@pytest.mark.parametrize("overrides", [("agent.router.kind=topk",), ("agent.kind=monolithic",)], ids=str)
 def test_agent_solves_empty_rooms(tiny_config, tmp_path: Path, overrides: tuple[str, ...]) -> None:
-    """A full-size agent learns the two 5x5 empty rooms: deterministic success >= 0.9 on held-out seeds."""
+    """A full-size agent learns the two 5x5 empty rooms: deterministic success >= 0.9 on held-out seeds. (The default
+    agent: :func:`test_resumed_training_keeps_counting_and_keeps_learning`, the same budget with a resume halfway.)"""
     config = tiny_config(*LEARNING, "train.total_timesteps=16000", "train.checkpoint_every=100000", *overrides)
     write_run_metadata(tmp_path, config=to_dict(config), seed=config.seed, argv=["pytest"])
     assert run_training(config, tmp_path).status is TrainStatus.COMPLETED
@@ -97,7 +98,9 @@ def test_agent_solves_empty_rooms(tiny_config, tmp_path: Path, overrides: tuple[
 
 @pytest.mark.slow
 def test_resumed_training_keeps_counting_and_keeps_learning(tiny_config, tmp_path: Path) -> None:
-    """Half the budget, then resume to the full budget: the steps add up and the agent ends up solving the task."""
+    """Half the budget, then resume to the full budget: the steps add up and the default agent ends up solving the
+    task (success >= 0.9 and return >= 0.8 on held-out seeds, as the other agents in
+    :func:`test_agent_solves_empty_rooms`)."""
     first = tiny_config(*LEARNING, "train.checkpoint_every=2048", "train.total_timesteps=8192")
     write_run_metadata(tmp_path, config=to_dict(first), seed=first.seed, argv=["pytest"])
     assert run_training(first, tmp_path).steps == 8192
@@ -107,7 +110,7 @@ def test_resumed_training_keeps_counting_and_keeps_learning(tiny_config, tmp_pat
     config, policy, checkpoint = load_run_policy(tmp_path)
     assert checkpoint.step == 16384
     report = evaluate_policy(policy, config, episodes=30, step=checkpoint.step)
-    assert all(task.success_rate >= 0.9 for task in report.tasks), report
+    assert all(task.success_rate >= 0.9 and task.mean_return >= 0.8 for task in report.tasks), report
     rollouts = _scalars(_events(tmp_path / TENSORBOARD), "modrl/success/mean")
     assert len(rollouts) == 16384 // 512  # one point per rollout, none duplicated across the resume
     lines = [json.loads(line) for line in (tmp_path / METRICS).read_text().splitlines()]

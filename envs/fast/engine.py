@@ -31,6 +31,7 @@ from minigrid.core.actions import Actions
 from minigrid.core.constants import COLOR_TO_IDX, DIR_TO_VEC, OBJECT_TO_IDX, STATE_TO_IDX
 from minigrid.minigrid_env import MiniGridEnv
 
+from modrl.envs.fast.errors import EngineUnsupported
 from modrl.envs.fast.instructions import GOTO, OPEN, PICKUP, PUTNEXT, Instructions
 from modrl.envs.fast.layout import EMPTY_WORD, WORD, Layout, draw, pack, unsupported_reason
 from modrl.envs.fast.view import view_offsets, visibility
@@ -241,7 +242,7 @@ class BatchedMiniGrid:
         if instructions is None:
             return
         if count > MAX_SUBTASKS:
-            raise NotImplementedError(f"the fast engine verifies at most {MAX_SUBTASKS} subtasks, got {count}")
+            raise EngineUnsupported(f"the fast engine verifies at most {MAX_SUBTASKS} subtasks, got {count}")
         self.verbs[slot, :count] = instructions.verbs
         self.objects[slot, :count] = instructions.objects
         self.targets[slot, :count] = instructions.targets

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 from minigrid.envs.babyai.core.verifier import GoToInstr, ObjDesc, OpenInstr, PickupInstr, PutNextInstr
 
+from modrl.envs.fast.errors import EngineUnsupported
 from modrl.envs.task_env import SubtaskSequence, TaskEnv
 
 NONE, GOTO, PICKUP, OPEN, PUTNEXT = range(5)
@@ -63,21 +64,21 @@ def task_instructions(env: TaskEnv) -> Instructions:
     """The instructions of ``env``'s episode, its verifier just reset (``RoomGridLevel.reset``).
 
     Raises:
-        NotImplementedError: An instruction the engine does not implement (not one of the four, strict, a location
+        EngineUnsupported: An instruction the engine does not implement (not one of the four, strict, a location
             in a description) or a description that does not name exactly one object of the grid.
     """
     sequence = env.instrs
     if type(sequence) is not SubtaskSequence:
-        raise NotImplementedError(f"the fast engine does not implement {type(sequence).__name__} instructions")
+        raise EngineUnsupported(f"the fast engine does not implement {type(sequence).__name__} instructions")
     verbs, objects, targets = [], [], []
     for instr in sequence.instrs:
         verb = _VERBS.get(type(instr))
         if verb is None or getattr(instr, "strict", False):
-            raise NotImplementedError(f"the fast engine does not implement {type(instr).__name__} (strict or other)")
+            raise EngineUnsupported(f"the fast engine does not implement {type(instr).__name__} (strict or other)")
         descs = [instr.desc_move, instr.desc_fixed] if isinstance(instr, PutNextInstr) else [instr.desc]  # type: ignore[attr-defined]
         for desc in descs:
             if desc.loc is not None or desc.type is None or desc.color is None or len(desc.obj_set) != 1:
-                raise NotImplementedError(
+                raise EngineUnsupported(
                     f"the fast engine verifies descriptions of exactly one object by type and colour, got {desc!r} "
                     f"matching {len(desc.obj_set)}"
                 )

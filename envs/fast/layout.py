@@ -23,6 +23,7 @@ from minigrid.core.world_object import Ball, Box, Door, Floor, Goal, Key, Lava, 
 from minigrid.envs.babyai.core import verifier
 from minigrid.minigrid_env import MiniGridEnv
 
+from modrl.envs.fast.errors import EngineUnsupported
 from modrl.envs.fast.instructions import Instructions, task_instructions
 from modrl.envs.multitask import SplitTaskEnv
 from modrl.envs.task_env import TaskEnv
@@ -131,7 +132,7 @@ def draw(env: gym.Env[Any, Any], seed: int | None) -> Layout:
     (:meth:`~modrl.envs.SplitTaskEnv.draw_task`), then that task's layout (``source``: the task's wrapped env).
 
     Raises:
-        NotImplementedError: A drawn task env the engine does not cover (the reason), or a layout it cannot step.
+        EngineUnsupported: A drawn task env the engine does not cover (the reason), or a layout it cannot step.
     """
     base = env.unwrapped
     if not isinstance(base, SplitTaskEnv):
@@ -141,7 +142,7 @@ def draw(env: gym.Env[Any, Any], seed: int | None) -> Layout:
     task_env = base.task_env(index)
     reason = unsupported_reason(task_env)  # a few attribute looks: cheap next to generating the grid
     if reason is not None:
-        raise NotImplementedError(f"task {base.suite.tasks[index].name}: {reason}")
+        raise EngineUnsupported(f"task {base.suite.tasks[index].name}: {reason}")
     task_base = task_env.unwrapped
     assert isinstance(task_base, MiniGridEnv), task_base  # unsupported_reason checked it
     return replace(generate(task_base, task_seed), source=task_env)
@@ -152,7 +153,7 @@ def encode_layout(env: MiniGridEnv) -> np.ndarray:
     not implement.
 
     Raises:
-        NotImplementedError: An object of another class than :data:`SUPPORTED_OBJECTS`, or a box with contents.
+        EngineUnsupported: An object of another class than :data:`SUPPORTED_OBJECTS`, or a box with contents.
     """
     grid = env.grid
     words = []
@@ -164,10 +165,10 @@ def encode_layout(env: MiniGridEnv) -> np.ndarray:
         word = _WORDS.get(key)
         if word is None:
             if type(obj) not in SUPPORTED_OBJECTS:
-                raise NotImplementedError(f"the fast engine does not implement {type(obj).__name__} objects")
+                raise EngineUnsupported(f"the fast engine does not implement {type(obj).__name__} objects")
             word = _WORDS[key] = int(pack(np.array(obj.encode())))
         if type(obj) is Box and obj.contains is not None:
-            raise NotImplementedError("the fast engine does not implement boxes with contents")
+            raise EngineUnsupported("the fast engine does not implement boxes with contents")
         words.append(word)
     return np.array(words, dtype=WORD).reshape(grid.height, grid.width).T
 
