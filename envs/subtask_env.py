@@ -20,6 +20,16 @@ drop or open something the layout offers (:class:`modrl.envs.scripted_skills.Scr
 takes over, so it also trains from the states other skills leave it in (hands full, a door open, the agent anywhere),
 as a planner calls it; a prefix that completes the target (or ends the episode) is drawn again.
 
+Two training-time aids for options that PPO alone does not learn from the sparse completion reward (the sequences
+suite's ``putnext``), neither a scripted skill nor a demonstration:
+
+* :class:`SubgoalReward` adds a bonus the first time in an episode each of the subtask's *subgoals*
+  (:func:`subgoal_conjunctions`, read from the suite's own predicates in ``info["predicates"]``) holds: for
+  ``putnext``, carrying the object to move, then carrying it with the target in a neighbouring cell.
+* ``start_carrying=p`` starts a ``putnext`` episode, with probability ``p``, with the object to move already in the
+  agent's hands (taken off the grid where the layout placed it: a start-state curriculum, annealed by the trainer as
+  the option's success from ordinary starts rises). Such an episode's ``info["assisted_start"]`` is ``True``.
+
 :func:`effect_predicate` is the termination predicate of a verb's option as a plain ``predicate(info, args)``
 callable over the symbolic state in ``info["predicates"]`` (:mod:`modrl.envs.predicates`): it holds exactly when
 BabyAI's verifier would report the subtask done from the state (``goto``: facing the object; ``pickup``: carrying it;
@@ -155,6 +165,62 @@ def symbol_predicate(sub: Subtask) -> Callable[[Mapping[str, Any], tuple[str, ..
     return lambda info, args: effect_holds(sub, info.get("predicates", frozenset()))
 
 
+def subgoal_conjunctions(sub: Subtask) -> tuple[frozenset[str], ...]:
+    """The subgoals of ``sub`` that :class:`SubgoalReward` rewards, in order, each a conjunction of predicates
+    (:mod:`modrl.envs.predicates`): ``goto``, ``pickup``, ``open``: the object is in a cell around the agent
+    (``adjacent``); ``putnext``: carrying the object to move, then carrying it next to the target (the target in a cell
+    around the agent)."""
+    obj = sub.obj.symbol
+    if sub.verb != "putnext":
+        return (frozenset({f"adjacent({obj})"}),)
+    assert sub.target is not None
+    carrying = f"carrying({obj})"
+    return (frozenset({carrying}), frozenset({carrying, f"adjacent({sub.target.symbol})"}))
+
+
+class SubgoalReward(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
+    """Training-time shaping of a :class:`SubtaskEnv` from the suite's own predicates: ``bonus`` is added the first
+    time in an episode each subgoal of the episode's subtask (:func:`subgoal_conjunctions`) holds, so an episode
+    gains at most ``bonus x len(subgoals)`` (it cannot be farmed by undoing and redoing a subgoal). Subgoals that
+    already hold at reset earn nothing. ``is_success`` is unchanged (it is read from the subtask's completion event);
+    evaluation envs are not wrapped.
+
+    Args:
+        env: A :class:`SubtaskEnv` (possibly wrapped).
+        bonus: Reward per subgoal, in ``[0, 1]``.
+    """
+
+    def __init__(self, env: gym.Env[Any, Any], *, bonus: float) -> None:
+        check(
+            isinstance(bonus, (int, float)) and not isinstance(bonus, bool) and 0.0 <= bonus <= 1.0,
+            "bonus",
+            f"must be in [0, 1], got {short_repr(bonus)}",
+        )
+        check(isinstance(env.unwrapped, SubtaskEnv), "env", "subgoal rewards need a SubtaskEnv")
+        gym.utils.RecordConstructorArgs.__init__(self, bonus=bonus)
+        gym.Wrapper.__init__(self, env)
+        self.bonus = float(bonus)
+        self._left: list[frozenset[str]] = []
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset the env; the subgoals that do not hold yet are the ones left to reward."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        base = self.env.unwrapped
+        assert isinstance(base, SubtaskEnv)
+        now = env_predicates(base.current_env)  # type: ignore[arg-type]
+        self._left = [goal for goal in subgoal_conjunctions(base.current_subtask) if not goal <= now]
+        return obs, info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the env; the reward gains ``bonus`` per subgoal that holds for the first time."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        now = info.get("predicates", frozenset())
+        reached = [goal for goal in self._left if goal <= now]
+        if reached:
+            self._left = [goal for goal in self._left if goal not in reached]
+        return obs, float(reward) + self.bonus * len(reached), terminated, truncated, info
+
+
 class SubtaskEnv(gym.Env[dict[str, Any], Any]):
     """Single-subtask episodes over tasks of a generated suite (see the module docstring).
 
@@ -183,6 +249,8 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
             grid (:class:`modrl.envs.wrappers.FullView`; privileged, like the planner's state).
         prefix_skills: Run up to this many random scripted skills before the option takes over (see the module
             docstring).
+        start_carrying: Probability, in ``[0, 1]``, that a ``putnext`` episode starts with the object to move in the
+            agent's hands (see the module docstring; :meth:`set_start_carrying` changes it between episodes).
     """
 
     def __init__(
@@ -198,6 +266,7 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         verb: Verb | None = None,
         view_size: int | None = None,
         prefix_skills: int = 0,
+        start_carrying: float = 0.0,
     ) -> None:
         check(isinstance(suite, (str, Suite)), "suite", f"must be a suite or its name, got {short_repr(suite)}")
         try:
@@ -271,6 +340,14 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         self.view_size = view_size
         check_int(prefix_skills, "prefix_skills", low=0, high=10)
         self.prefix_skills = prefix_skills
+        check(
+            start_carrying == 0.0 or self.verb == "putnext",
+            "start_carrying",
+            f"only putnext options start with the object in hand, not {self.verb}",
+        )
+        self.start_carrying = 0.0
+        self.set_start_carrying(start_carrying)
+        self._assisted = False
         self._envs: dict[int, gym.Env[Any, Any]] = {}
         # Every task's env is made now, so a bad task_kwargs is refused here, not in the episode that draws the task.
         for index in range(len(self.tasks)):
@@ -295,6 +372,15 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
             entries["args"] = spaces.MultiDiscrete([len(slot) for slot in self.slots])
         self.observation_space = spaces.Dict(entries)
         self._current = 0
+
+    def set_start_carrying(self, probability: float) -> None:
+        """Set the probability that the next episodes start with the object to move in hand (``putnext``)."""
+        check(
+            isinstance(probability, (int, float)) and not isinstance(probability, bool) and 0.0 <= probability <= 1.0,
+            "start_carrying",
+            f"must be in [0, 1], got {short_repr(probability)}",
+        )
+        self.start_carrying = float(probability)
 
     @property
     def current_env(self) -> gym.Env[Any, Any]:
@@ -334,7 +420,28 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
             raise RuntimeError(
                 f"no prefix of random skills left {self.current_subtask.symbol} to do in {_PREFIX_DRAWS} draws"
             )
+        # Drawn only while the probability is positive: episodes without the aid are drawn as before it existed.
+        self._assisted = bool(self.start_carrying > 0 and self.np_random.random() < self.start_carrying)
+        self._assisted = self._assisted and self._put_in_hand()
+        if self._assisted:
+            obs = current_observation(self.current_env.unwrapped, self.view_size)
+            info = {**info, "predicates": env_predicates(self.current_env)}  # type: ignore[arg-type]
         return self._observation(obs), self._info(info)
+
+    def _put_in_hand(self) -> bool:
+        """Take the object to move off the grid into the agent's hands (False if the hands are full or the layout has
+        no such object), as MiniGrid's pickup does."""
+        base = self.current_env.unwrapped
+        sub = self.current_subtask
+        if base.carrying is not None:  # type: ignore[attr-defined]
+            return False
+        for index, obj in enumerate(base.grid.grid):  # type: ignore[attr-defined]
+            if obj is not None and obj.type == sub.obj.type and obj.color == sub.obj.colour:
+                base.grid.grid[index] = None  # type: ignore[attr-defined]
+                obj.cur_pos = np.array([-1, -1])
+                base.carrying = obj  # type: ignore[attr-defined]
+                return True
+        return False
 
     def _run_prefix(self, count: int) -> bool:
         """Run ``count`` random applicable scripted skills; False if one ended the episode or completed a subtask."""
@@ -394,7 +501,13 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
 
     def _info(self, info: Mapping[str, Any]) -> dict[str, Any]:
         sub = self.current_subtask
-        return {**info, "subtask": sub.symbol, "arguments": subtask_arguments(sub), "task": self.tasks[self._current]}
+        return {
+            **info,
+            "subtask": sub.symbol,
+            "arguments": subtask_arguments(sub),
+            "task": self.tasks[self._current],
+            "assisted_start": self._assisted,
+        }
 
     def _task_env(self, index: int) -> gym.Env[Any, Any]:
         env = self._envs.get(index)

@@ -385,6 +385,7 @@ def subtask_env_kwargs(draw: st.DrawFn) -> dict[str, Any]:
         ),
         "view_size": near(st.sampled_from([None, 7, 9, 11]), st.sampled_from([8, 5, 257, 10**6 + 1]) | ODD),
         "prefix_skills": near(st.integers(0, 2), st.integers(-2, 12) | ODD),
+        "start_carrying": near(st.sampled_from([0.0, 0.5, 1.0]), st.floats(-2, 3) | ODD),
     }
     for name in draw(st.lists(st.sampled_from(sorted(optional)), unique=True, max_size=4)):
         kwargs[name] = draw(optional[name])

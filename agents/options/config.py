@@ -80,10 +80,23 @@ class SubtaskEnvConfig(EpisodeConfig):
     #: Run up to N random scripted skills (go to, pick up, drop, open) before the option takes over in PPO training
     #: and evaluation episodes, so it learns from the states other skills leave (0: start where the task starts).
     prefix_skills: int = 0
+    #: PPO training only (evaluation is unshaped): reward added the first time in an episode each subgoal of the
+    #: option's subtask holds, read from the suite's predicates (:class:`modrl.envs.subtask_env.SubgoalReward`;
+    #: ``putnext``: carrying the object to move, then carrying it beside the target; other verbs: the object in a
+    #: cell around the agent). 0: no shaping.
+    subgoal_reward: float = 0.0
+    #: PPO training of ``putnext`` options only: probability that an episode starts with the object to move already
+    #: in hand (a start-state curriculum), annealed as ``start_carrying x max(0, 1 - success / curriculum.threshold)``
+    #: by the option's training success over the episodes that started as the task does (only those count for the
+    #: curriculum). 0: every episode starts as the task does.
+    start_carrying: float = 0.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check(0 <= self.prefix_skills <= 10, "prefix_skills", f"must be in [0, 10], got {self.prefix_skills}")
+        for name in ("subgoal_reward", "start_carrying"):
+            value = getattr(self, name)
+            check(0.0 <= value <= 1.0, name, f"must be in [0, 1], got {value}")
         check(
             self.view_size is None or (7 <= self.view_size <= MAX_VIEW_SIZE and self.view_size % 2 == 1),
             "view_size",

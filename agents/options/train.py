@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import gymnasium as gym
 import numpy as np
 import torch
 from gymnasium import spaces
@@ -36,6 +37,7 @@ from modrl.envs import get_suite, parse_task
 from modrl.envs.grammar import VERBS, Subtask, Verb
 from modrl.envs.subtask_env import (
     LAYOUT_VERBS,
+    SubgoalReward,
     SubtaskEnv,
     Targets,
     argument_slots,
@@ -159,31 +161,64 @@ def termination_for(job: OptionJob) -> Callable[..., bool]:
 class CurriculumCallback(BaseCallback):
     """Feeds finished episodes and frames to the curriculum; stops PPO when the stage is over.
 
-    Writes ``modrl/curriculum/<option>/success`` (training success over the window) and ``modrl/curriculum/stage``
-    at every rollout end, at the global frame count (earlier stages' frames + this one's).
+    Episodes that started with the object in hand (``info["assisted_start"]``, ``env.start_carrying``) are not
+    counted: the curriculum measures success from the task's own starts. With ``start_envs`` (the training
+    :class:`SubtaskEnv` s) and ``start_carrying > 0``, every rollout end anneals their start-in-hand probability to
+    ``start_carrying x max(0, 1 - success / threshold)``.
+
+    Writes ``modrl/curriculum/<option>/success`` (training success over the window), ``modrl/curriculum/stage`` and,
+    when annealing, ``modrl/curriculum/<option>/start_carrying`` at every rollout end, at the global frame count
+    (earlier stages' frames + this one's).
     """
 
-    def __init__(self, curriculum: SuccessCurriculum, writer: TelemetryWriter | None, *, frames_before: int) -> None:
+    def __init__(
+        self,
+        curriculum: SuccessCurriculum,
+        writer: TelemetryWriter | None,
+        *,
+        frames_before: int,
+        start_envs: Sequence[SubtaskEnv] = (),
+        start_carrying: float = 0.0,
+    ) -> None:
         super().__init__()
         self.curriculum = curriculum
         self.writer = writer
         self.frames_before = frames_before
+        self.start_envs = tuple(start_envs)
+        self.start_carrying = start_carrying
 
     def _on_step(self) -> bool:
         for index in np.flatnonzero(self.locals["dones"]):
-            self.curriculum.record_episode(bool(self.locals["infos"][index].get("is_success", False)))
+            info = self.locals["infos"][index]
+            if not info.get("assisted_start", False):
+                self.curriculum.record_episode(bool(info.get("is_success", False)))
         self.curriculum.add_steps(self.training_env.num_envs)
         return not self.curriculum.should_advance()
 
+    def start_probability(self) -> float:
+        """The start-in-hand probability for the current training success (``start_carrying`` before any)."""
+        rate = self.curriculum.success_rate() or 0.0
+        return self.start_carrying * max(0.0, 1.0 - rate / self.curriculum.config.threshold)
+
     def _on_rollout_end(self) -> None:
+        annealing = bool(self.start_envs) and self.start_carrying > 0
+        if annealing:
+            probability = self.start_probability()
+            for env in self.start_envs:
+                env.set_start_carrying(probability)
         rate = self.curriculum.success_rate()
         if self.writer is not None and rate is not None:
             step = self.frames_before + self.curriculum.steps
             self.writer.log_scalar(f"modrl/curriculum/{self.curriculum.current}/success", rate, step)
             self.writer.log_scalar("modrl/curriculum/stage", self.curriculum.index, step)
+            if annealing:
+                name = f"modrl/curriculum/{self.curriculum.current}/start_carrying"
+                self.writer.log_scalar(name, self.start_probability(), step)
 
 
-def _subtask_env(config: OptionsTrainConfig, job: OptionJob, tasks: Sequence[str]) -> SubtaskEnv:
+def _subtask_env(
+    config: OptionsTrainConfig, job: OptionJob, tasks: Sequence[str], *, start_carrying: float = 0.0
+) -> SubtaskEnv:
     return SubtaskEnv(
         tasks,
         suite=config.env.suite,
@@ -194,7 +229,19 @@ def _subtask_env(config: OptionsTrainConfig, job: OptionJob, tasks: Sequence[str
         verb=cast(Verb, job.name) if job.targets == "layout" else None,
         view_size=config.env.view_size,
         prefix_skills=config.env.prefix_skills,
+        start_carrying=start_carrying,
     )
+
+
+def training_env(config: OptionsTrainConfig, job: OptionJob, made: list[SubtaskEnv]) -> gym.Env[Any, Any]:
+    """One PPO training env of ``job``: its :class:`SubtaskEnv` (appended to ``made``) with the training-only aids
+    of ``config.env`` (``start_carrying`` for ``putnext`` options, ``subgoal_reward``), under SB3's ``Monitor``."""
+    verb = cast(Verb, job.name) if job.parameterised else parse_task(job.name).subtasks[0].verb
+    start = config.env.start_carrying if verb == "putnext" else 0.0
+    env = _subtask_env(config, job, job.train, start_carrying=start)
+    made.append(env)
+    bonus = config.env.subgoal_reward
+    return Monitor(SubgoalReward(env, bonus=bonus) if bonus > 0 else env)
 
 
 def _num_actions(venv: DummyVecEnv) -> int:
@@ -217,7 +264,8 @@ def train_option(
     its stage) on ``device``; returns the trained option (moved to the CPU, where evaluation, the library and the
     planner use it) and its warm start's stats."""
     algo = config.algo
-    venv = DummyVecEnv([lambda: Monitor(_subtask_env(config, job, job.train)) for _ in range(config.env.n_envs)])
+    made: list[SubtaskEnv] = []
+    venv = DummyVecEnv([lambda: training_env(config, job, made) for _ in range(config.env.n_envs)])
     venv.seed(seed)
     try:
         model = PPO(
@@ -233,9 +281,10 @@ def train_option(
             ),
         )
         demos = _warm_start(config, job, model, seed=seed, writer=writer) if config.demos.enabled else None
-        model.learn(
-            config.curriculum.max_steps, callback=CurriculumCallback(curriculum, writer, frames_before=frames_before)
+        callback = CurriculumCallback(
+            curriculum, writer, frames_before=frames_before, start_envs=made, start_carrying=config.env.start_carrying
         )
+        model.learn(config.curriculum.max_steps, callback=callback)
     finally:
         venv.close()
     policy = model.policy.to("cpu")
