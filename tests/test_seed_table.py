@@ -1,6 +1,7 @@
 """experiments/generalisation/seed_table.py on stub run directories with known evaluation numbers: per-split means
 of the newest evaluation, IQM and bootstrap interval over seeds (modrl.stats.summarize), the held-out/train ratio,
-the ablation drop, per-verb and per-task cells, and the parameter count of the policy the run's config builds."""
+the ablation drop, per-verb and per-task cells, the routing's task-module information, and the parameter count of
+the policy the run's config builds."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
 from modrl.config import to_dict
+from modrl.routing_health import routing_health
 from modrl.stats import summarize
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "generalisation" / "seed_table.py"
@@ -28,7 +31,13 @@ def _script() -> Any:
 
 def _evaluation(train: float, test: float) -> dict[str, Any]:
     rows = [("goto-red-ball", "train", train), ("pickup-red-ball", "train", train), ("goto-blue-key", "test", test)]
-    return {"tasks": [{"task": t, "split": s, "success_rate": v, "episodes": 20} for t, s, v in rows]}
+    usage = ([1.0, 0.0], [0.0, 1.0], [0.5, 0.5])  # two tasks each on its own module, one split evenly
+    return {
+        "tasks": [
+            {"task": t, "split": s, "success_rate": v, "episodes": 20, "module_usage": u}
+            for (t, s, v), u in zip(rows, usage, strict=True)
+        ]
+    }
 
 
 def _run(root: Path, name: str, config: Any, *, det: tuple[float, float], stale: bool = False) -> Path:
@@ -61,7 +70,8 @@ def test_tables_of_known_runs(tiny_config: Any, tmp_path: Path, capsys: pytest.C
     policy, _, _ = build_policy(config)
     total = sum(p.numel() for p in policy.parameters())
     actor = sum(p.numel() for p in policy.modular.network.parameters())
-    assert f"| stub | 3 | {total:,} / {actor:,} | 1,234 | 0 | 10 (10-10) |" in out
+    mi = routing_health(np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]]), np.ones(3)).normalised_mi
+    assert f"| stub | 3 | {total:,} / {actor:,} | 1,234 | 0 | 10 (10-10) | {mi:.2f}, 0.50-1.00 |" in out, out
     s, t = summarize(list(trains)), summarize(list(tests))
     greedy = (
         f"| stub | {s.iqm:.3f} [{s.ci_low:.3f}, {s.ci_high:.3f}] | {t.iqm:.3f} [{t.ci_low:.3f}, {t.ci_high:.3f}] "

@@ -7,7 +7,9 @@ each cell is the IQM and the 95% bootstrap interval of the mean (:func:`modrl.st
 ratio is the ratio of the two means. ``--ablation FILE`` (``mission_ablation.py --out``) adds the drop true mission
 minus other object's mission per split. Per group it also prints the parameter count (the policy the run's
 ``config.yaml`` builds), demonstration and RL frames (``meta.json``), the pre-training's CPU seconds
-(``pretrain.json``), and the held-out success per verb and per task (mean over seeds).
+(``pretrain.json``), how specialised the routing of the greedy evaluation is (normalised task-module mutual
+information, mean over seeds; smallest and largest top weight of a task), and the held-out success per verb and per
+task (mean over seeds).
 
     python experiments/generalisation/seed_table.py --group factored SWEEP/trials/t00[0-4]* \\
         --group mission OTHER/trials/t00[0-4]* --ablation ablation.json
@@ -53,6 +55,18 @@ def task_success(evaluation: Mapping[str, Any]) -> dict[tuple[str, str], float]:
     return {(row["split"], row["task"]): float(row["success_rate"]) for row in evaluation["tasks"]}
 
 
+def routing(evaluation: Mapping[str, Any]) -> tuple[float, float, float] | None:
+    """``(normalised task-module MI, smallest, largest top weight per task)`` of the evaluation's mean routing
+    weights per task (:func:`modrl.routing_health.routing_health`, every task counted once); None without routing."""
+    from modrl.routing_health import routing_health
+
+    usage = [row["module_usage"] for row in evaluation["tasks"] if row.get("module_usage")]
+    if not usage or len(usage) != len(evaluation["tasks"]):
+        return None
+    health = routing_health(np.array(usage), np.ones(len(usage)))
+    return health.normalised_mi, float(np.min(health.top_share)), float(np.max(health.top_share))
+
+
 def parameter_count(run_dir: Path) -> tuple[int, int]:
     """``(total, actor)`` parameters of the policy the run's config builds (actor: router + modules, or the
     monolithic policy MLP)."""
@@ -93,7 +107,7 @@ def group_rows(label: str, runs: Sequence[Path], ablation: Mapping[str, Any]) ->
     success: dict[str, dict[str, list[float]]] = {mode: {s: [] for s in SPLITS} for mode in ("det", "stoch")}
     tasks: dict[str, dict[tuple[str, str], list[float]]] = {"det": {}, "stoch": {}}
     drops: dict[str, list[float]] = {s: [] for s in SPLITS}
-    cpu, demo, rl, params = [], set(), set(), set()
+    cpu, demo, rl, params, routes = [], set(), set(), set(), []
     for run in runs:
         for mode in ("det", "stoch"):
             evaluation = newest_eval(run, mode)
@@ -103,6 +117,8 @@ def group_rows(label: str, runs: Sequence[Path], ablation: Mapping[str, Any]) ->
                 success[mode].setdefault(split, []).append(value)
             for key, value in task_success(evaluation).items():
                 tasks[mode].setdefault(key, []).append(value)
+            if mode == "det" and (route := routing(evaluation)) is not None:
+                routes.append(route)
         frames = read_json(run / "meta.json").get("frames", {})
         demo.add(frames.get("demo"))
         rl.add(frames.get("rl"))
@@ -124,6 +140,7 @@ def group_rows(label: str, runs: Sequence[Path], ablation: Mapping[str, Any]) ->
         demo=demo,
         rl=rl,
         params=params,
+        routes=routes,
     )
 
 
@@ -137,7 +154,13 @@ def print_tables(groups: Sequence[Mapping[str, Any]]) -> None:
         cpu = f"{np.mean(g['cpu']):.0f} ({min(g['cpu']):.0f}-{max(g['cpu']):.0f})" if g["cpu"] else "-"
         demo = ", ".join(f"{d:,}" for d in sorted(x for x in g["demo"] if x is not None)) or "-"
         rl = ", ".join(f"{r:,}" for r in sorted(x for x in g["rl"] if x is not None)) or "-"
-        print(f"| {g['label']} | {g['seeds']} | {params} | {demo} | {rl} | {cpu} |")
+        routes = g["routes"]
+        route = (
+            f"{np.mean([r[0] for r in routes]):.2f}, {min(r[1] for r in routes):.2f}-{max(r[2] for r in routes):.2f}"
+            if routes
+            else "-"
+        )
+        print(f"| {g['label']} | {g['seeds']} | {params} | {demo} | {rl} | {cpu} | {route} |")
     for mode, name in (("det", "greedy"), ("stoch", "sampled")):
         print(f"\n{name}: IQM [95% bootstrap CI of the mean] over seeds; mean; held-out/train ratio of the means\n")
         print("| variant | train IQM [CI] | test IQM [CI] | train mean | test mean | test/train |")
