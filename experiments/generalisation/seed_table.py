@@ -146,9 +146,10 @@ def group_rows(label: str, runs: Sequence[Path], ablation: Mapping[str, Any]) ->
 
 def print_tables(groups: Sequence[Mapping[str, Any]]) -> None:
     print(
-        "| variant | seeds | parameters: total / actor | demo frames | RL frames | pre-training CPU s (mean, range) |"
+        "| variant | seeds | parameters: total / actor | demo frames | RL frames | pre-training CPU s (range) "
+        "| routing: normalised MI, top weight per task |"
     )
-    print("|---|---:|---|---|---|---|")
+    print("|---|---:|---|---|---|---|---|")
     for g in groups:
         params = ", ".join(f"{total:,} / {actor:,}" for total, actor in sorted(g["params"]))
         cpu = f"{np.mean(g['cpu']):.0f} ({min(g['cpu']):.0f}-{max(g['cpu']):.0f})" if g["cpu"] else "-"
