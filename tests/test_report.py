@@ -530,3 +530,18 @@ def test_malformed_continual_results_are_named(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match=r"continual\.json: R must have one column per task"):
         collect(run)
     assert main_cli(["report", str(tmp_path / "empty")]) == 2
+
+
+def test_slug_of_a_whole_config_section_fits_a_file_name_and_stays_distinct() -> None:
+    from modrl.report.tables import MAX_SLUG, slug
+
+    section = (
+        "agent={aggregation: weighted_sum, algo: ppo, extractor: {channels: [16, 32], embed_dim: 8, features_dim: 64, "
+        "kind: embed, mission_dim: 32}, kind: modular, latent_dim: 64, router_input: %s}"
+    )
+    taken: set[str] = set()
+    names = [slug(section % value, taken) for value in ("words", "mission", "words")]
+    assert all(len(name) <= MAX_SLUG + 2 for name in names), names  # + "_2"
+    assert names[0][:-11] == names[1][:-11] and names[0] != names[1]  # same start, different digests
+    assert len(set(names)) == 3 and names[2] == f"{names[0]}_2", names  # same label twice: the suffix as before
+    assert slug("modular", set()) == "modular"  # short labels unchanged

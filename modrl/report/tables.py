@@ -7,6 +7,7 @@ the report's bootstrap seed, so the same directory always gives the same numbers
 
 from __future__ import annotations
 
+import hashlib
 import math
 import re
 from collections.abc import Callable, Sequence
@@ -115,9 +116,19 @@ def summary_cells(summary: Summary | None, digits: int) -> list[str]:
     return [str(summary.n), fmt(summary.mean, digits), fmt(summary.iqm, digits), ci]
 
 
+#: Longest :func:`slug` (file names stay far below the usual 255-byte limit, with a prefix and a suffix around it).
+MAX_SLUG = 100
+
+
 def slug(label: str, taken: set[str]) -> str:
-    """A file-name-safe form of ``label`` not yet in ``taken`` (``_2``, ``_3``, ... appended); added to ``taken``."""
+    """A file-name-safe form of ``label`` not yet in ``taken`` (``_2``, ``_3``, ... appended); added to ``taken``.
+
+    A label longer than :data:`MAX_SLUG` (a grid value that is a whole config section) is cut and ends in a digest of
+    the whole label, so two long labels that share their start still get different names."""
     base = re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_.") or "group"
+    if len(base) > MAX_SLUG:
+        digest = hashlib.sha256(label.encode("utf-8")).hexdigest()[:10]
+        base = f"{base[: MAX_SLUG - len(digest) - 1]}-{digest}"
     name, index = base, 2
     while name in taken:
         name, index = f"{base}_{index}", index + 1
