@@ -106,6 +106,25 @@ def test_stop_then_resume_in_process_is_exact(
     assert_same_run(one_go, run_dir)
 
 
+def test_resume_keeps_its_steps_when_the_writer_count_crosses_a_digit(
+    tiny_config, tmp_path: Path, one_go: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The resumed segment's telemetry file (with the purge marker) and SB3's file, numbered 9 and 10 by the process's
+    writer count, must still be read in that order, or TensorBoard drops SB3's resumed steps (a CI flake)."""
+    from tensorboard.summary.writer import event_file_writer
+
+    config = tiny_config(*STEPS)
+    run_dir = _new_run(tmp_path, "stopped", config)
+    monkeypatch.setenv(FAULT_ENV, "rollout-end:3:term")
+    reset_fault_counters()
+    assert run_training(config, run_dir).steps == 192
+    monkeypatch.delenv(FAULT_ENV)
+    monkeypatch.setattr(event_file_writer, "_global_uid", event_file_writer.AtomicCounter(9))
+    assert run_training(config, run_dir, resume=True).steps == 512
+    assert any(path.name.endswith(".10") for path in (run_dir / TENSORBOARD).iterdir())
+    assert_same_run(one_go, run_dir)
+
+
 def test_resume_on_a_split_with_episodes_in_flight_is_exact(tiny_config, tmp_path: Path, monkeypatch) -> None:
     """SplitTaskEnv draws task and task seed from its own RNG per episode: that state must come back too."""
     overrides = ("env.suite=colour-type", "env.split=train", "env.max_episode_steps=20", *STEPS)

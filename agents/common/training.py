@@ -248,6 +248,8 @@ def _train(
     writer = TelemetryWriter(tb_dir, purge_step=purge_step)
     closers.append(writer.close)
     writer.log_config(to_dict(config), step=resumed_from or 0)
+    if resume:  # "created first" is not "sorts first" within one second: writer counts sort as text (10 before 9)
+        _after_earlier_event_files(tb_dir)
     model.set_logger(_sb3_logger(tb_dir))
     closers.append(model.logger.close)
     total = config.train.total_timesteps
