@@ -209,7 +209,8 @@ def test_update_bench_prints_both_embeddings_and_their_ratio() -> None:
     out = _run("experiments/bench/bench_update.py", "--agents", "modular", "--batch-sizes", "256", "--repeats", "1")
     (row,) = [line.split() for line in out.splitlines() if line.startswith("modular")]
     assert row[1] == "256" and float(row[2]) > 0 and float(row[3]) > 0
-    assert row[4] == f"{float(row[2]) / float(row[3]):.2f}x"
+    # The ratio is printed from the unrounded times: it agrees with the rounded columns' ratio up to their rounding.
+    assert row[4].endswith("x") and float(row[4][:-1]) == pytest.approx(float(row[2]) / float(row[3]), rel=0.05)
 
 
 def test_speed_panel_trains_each_recipe_and_writes_its_rows(tmp_path: Path) -> None:
