@@ -224,6 +224,7 @@ def test_build_router_refuses_bad_combinations(kwargs: dict[str, Any], field: st
         (dict(anneal_fraction=0.0), "anneal_fraction"),
         (dict(k=0), "k"),
         (dict(balance_coef=-0.1), "balance_coef"),
+        (dict(mi_coef=-0.1), "mi_coef"),
         (dict(table=(0, -1)), "table"),
     ],
 )

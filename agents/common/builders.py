@@ -160,6 +160,9 @@ def build_model(config: ExperimentConfig, env: VecEnv, *, device: str = "cpu") -
 #: ``(agent section, key, default)`` of agent fields added after checkpoints existed: left out of the fingerprint at
 #: their default, so a checkpoint written before the field existed still matches the same network.
 ADDED_FIELDS: tuple[tuple[str, str, object], ...] = (("extractor", "film", False),)
+#: ``(agent section, key)`` of fields that only weigh a training loss (the weights mean the same network whatever
+#: their value): never part of the fingerprint.
+LOSS_ONLY_FIELDS: tuple[tuple[str, str], ...] = (("router", "mi_coef"),)
 
 
 def model_fingerprint(config: ExperimentConfig, observation_space: spaces.Space, action_space: spaces.Space) -> str:
@@ -175,6 +178,8 @@ def model_fingerprint(config: ExperimentConfig, observation_space: spaces.Space,
     for section, key, default in ADDED_FIELDS:
         if agent[section].get(key) == default:
             del agent[section][key]
+    for section, key in LOSS_ONLY_FIELDS:
+        agent[section].pop(key, None)
     return fingerprint(
         {
             "agent": agent,

@@ -9,7 +9,7 @@ features or both (``condition``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
 import torch
@@ -19,6 +19,7 @@ from modrl.config import check
 from modrl.registry import Registry
 
 from .config import CONDITIONS, Condition, RouterConfig
+from .specialise import task_module_mi
 
 
 @dataclass(frozen=True)
@@ -219,15 +220,22 @@ class RouterLogits(nn.Module):
 class LearnedRouter(Router):
     """A router with learned logits (:class:`RouterLogits`); subclasses turn logits into weights.
 
+    With ``mi_coef > 0`` the router asks to specialise: whenever gradients are being computed (an update, not a
+    rollout), ``-mi_coef * I(task; module)`` of the batch (:func:`~modrl.routers.specialise.task_module_mi`, on the
+    routing probabilities of :meth:`choice_probs`) is added to its ``aux_loss``, which trains the router only.
+
     Args:
         hidden: Width of the logits network's hidden tanh layer; 0 for linear logits.
+        mi_coef: Weight of the task-module mutual-information bonus (>= 0; 0 turns it off).
         **kwargs: The common :class:`Router` arguments.
     """
 
-    config_fields: ClassVar[tuple[str, ...]] = ("hidden",)
+    config_fields: ClassVar[tuple[str, ...]] = ("hidden", "mi_coef")
 
-    def __init__(self, *, hidden: int = 0, **kwargs: Any) -> None:
+    def __init__(self, *, hidden: int = 0, mi_coef: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        check(mi_coef >= 0, "mi_coef", f"must be >= 0, got {mi_coef}")
+        self.mi_coef = float(mi_coef)
         self.logits_net = RouterLogits(
             condition=self.condition,
             num_modules=self.num_modules,
@@ -235,6 +243,19 @@ class LearnedRouter(Router):
             obs_dim=self.obs_dim,
             hidden=hidden,
         )
+
+    def forward(self, obs_features: Tensor, task_ids: Tensor) -> RoutingOutput:
+        """:meth:`Router.forward`, plus the mutual-information bonus in ``aux_loss`` (``mi_coef > 0``, grad on)."""
+        out = super().forward(obs_features, task_ids)
+        if self.mi_coef == 0 or not torch.is_grad_enabled():
+            return out
+        mi = task_module_mi(self.choice_probs(out), task_ids, self.num_tasks)
+        return replace(out, aux_loss=out.aux_loss - self.mi_coef * mi)
+
+    def choice_probs(self, out: RoutingOutput) -> Tensor:
+        """``(B, K)`` probabilities of choosing each module: ``softmax(logits)`` (soft routing: its weights)."""
+        assert out.logits is not None
+        return torch.softmax(out.logits, dim=-1)
 
     def reset_parameters(self) -> None:
         """Re-initialise the logits so routing starts near uniform (see :meth:`RouterLogits.reset_parameters`)."""

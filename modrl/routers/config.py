@@ -23,6 +23,8 @@ class RouterConfig:
         kind: ``"fixed"``, ``"soft"``, ``"gumbel"`` or ``"topk"`` (:data:`ROUTER_KINDS`, the names in ``ROUTERS``).
         condition: What the logits are computed from: ``"task"``, ``"obs"`` or ``"task+obs"``.
         hidden: 0 for linear logits; > 0 for one hidden tanh layer of this width.
+        mi_coef: soft, gumbel, topk: weight of the task-module mutual-information bonus that asks the router to
+            specialise (each task's routing sharp, the tasks spread over the modules; >= 0, 0 is off).
         temperature: soft: softmax temperature (> 0).
         tau_start: gumbel: initial Gumbel-softmax temperature (> 0).
         tau_end: gumbel: final temperature (> 0).
@@ -35,6 +37,7 @@ class RouterConfig:
     kind: RouterKind = "soft"
     condition: Condition = "task"
     hidden: int = 0
+    mi_coef: float = 0.0
     temperature: float = 1.0
     tau_start: float = 1.0
     tau_end: float = 0.1
@@ -47,6 +50,7 @@ class RouterConfig:
         check(self.kind in ROUTER_KINDS, "kind", f"must be one of {list(ROUTER_KINDS)}, got {self.kind!r}")
         check(self.condition in CONDITIONS, "condition", f"must be one of {list(CONDITIONS)}, got {self.condition!r}")
         check(0 <= self.hidden <= MAX_WIDTH, "hidden", f"must be in [0, {MAX_WIDTH}], got {self.hidden}")
+        check(self.mi_coef >= 0, "mi_coef", f"must be >= 0, got {self.mi_coef}")
         check(self.temperature > 0, "temperature", f"must be > 0, got {self.temperature}")
         check(self.tau_start > 0, "tau_start", f"must be > 0, got {self.tau_start}")
         check(self.tau_end > 0, "tau_end", f"must be > 0, got {self.tau_end}")

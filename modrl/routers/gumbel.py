@@ -45,7 +45,7 @@ class GumbelRouter(LearnedRouter):
         ``weights`` ``(B, K)`` one-hot (in value); ``logits`` ``(B, K)``; ``aux_loss`` ``zeros(())``.
     """
 
-    config_fields: ClassVar[tuple[str, ...]] = ("hidden", "tau_start", "tau_end", "anneal_fraction")
+    config_fields: ClassVar[tuple[str, ...]] = ("hidden", "mi_coef", "tau_start", "tau_end", "anneal_fraction")
 
     def __init__(
         self, *, tau_start: float = 1.0, tau_end: float = 0.1, anneal_fraction: float = 0.5, **kwargs: Any

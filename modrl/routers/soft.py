@@ -24,7 +24,7 @@ class SoftRouter(LearnedRouter):
         ``weights`` ``(B, K)`` strictly positive; ``logits`` ``(B, K)``; ``aux_loss`` ``zeros(())``.
     """
 
-    config_fields: ClassVar[tuple[str, ...]] = ("hidden", "temperature")
+    config_fields: ClassVar[tuple[str, ...]] = ("hidden", "mi_coef", "temperature")
 
     def __init__(self, *, temperature: float = 1.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -35,6 +35,10 @@ class SoftRouter(LearnedRouter):
         logits = self.logits_net(obs_features, task_ids)
         weights = torch.softmax(logits / self.temperature, dim=-1)
         return RoutingOutput(weights=weights, logits=logits, aux_loss=logits.new_zeros(()))
+
+    def choice_probs(self, out: RoutingOutput) -> Tensor:
+        """Soft routing's choice probabilities are its weights (the temperature included)."""
+        return out.weights
 
 
 ROUTERS.add("soft", SoftRouter)

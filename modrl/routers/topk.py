@@ -34,7 +34,7 @@ class TopKRouter(LearnedRouter):
         ``weights`` ``(B, K)`` with exactly ``k`` non-zeros per row; ``logits`` ``(B, K)``; ``aux_loss`` ``()``.
     """
 
-    config_fields: ClassVar[tuple[str, ...]] = ("hidden", "k", "balance_coef")
+    config_fields: ClassVar[tuple[str, ...]] = ("hidden", "mi_coef", "k", "balance_coef")
 
     def __init__(self, *, k: int = 2, balance_coef: float = 0.01, **kwargs: Any) -> None:
         super().__init__(**kwargs)
