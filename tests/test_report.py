@@ -209,6 +209,26 @@ def test_frames_to_threshold_from_metrics(sweep: Path) -> None:
     assert row(never, MODULAR) == [MODULAR, "0/4", "—", "—", "—"]
 
 
+def test_routing_health_of_each_group_with_routing_weights(sweep: Path) -> None:
+    """Train tasks a, b route ``[s/2, 1 - s/2]`` (their success s): MI from the entropies, by hand; mod-1 and mod-2
+    put both tasks on module 1 (not specialised), mod-3 gives module 1 0.95 of all weight (collapsed)."""
+
+    def entropy(p: np.ndarray) -> float:
+        p = p[p > 0]
+        return float(-(p * np.log(p)).sum())
+
+    mis, tops = [], []
+    for seed in range(4):
+        a, b = SUCCESS[f"mod-{seed}"][:2]
+        rows = np.array([[a / 2, 1 - a / 2], [b / 2, 1 - b / 2]])
+        mis.append((entropy(rows.mean(axis=0)) - (entropy(rows[0]) + entropy(rows[1])) / 2) / np.log(2))
+        tops.append(rows.max(axis=1).min())
+    health = section(build_report(sweep).read_text(), "Module usage")
+    assert "| group | n | MI mean | MI IQM | MI 95% CI | specialised | collapsed | lowest top weight |" in health
+    assert row(health, MODULAR) == [MODULAR, *expected_cells(mis, 2), "0/4", "1/4", f"{np.mean(tops):.2f}"]
+    assert f"| {MONO} |" not in health  # no routing weights recorded
+
+
 def test_sweep_report_lists_trials_figures_and_provenance(sweep: Path) -> None:
     report = build_report(sweep)
     assert report == sweep / "report" / "report.md"

@@ -22,12 +22,14 @@ from modrl.report.tables import (
     markdown_table,
     per_task_table,
     return_of,
+    routing_health_table,
     slug,
     split_metric_table,
     success_of,
     task_keys,
     trial_task_value,
 )
+from modrl.routing_health import COLLAPSE_SHARE, SPECIALISED_TOP
 from modrl.stats import align_curves, bootstrap_ci_curve
 
 logger = logging.getLogger(__name__)
@@ -77,7 +79,7 @@ def build_report(
             _header(collection, seed),
             _tables_section(collection, out, threshold=threshold, seed=seed),
             _curves_section(collection, out, seed=seed),
-            _module_usage_section(collection, out),
+            _module_usage_section(collection, out, seed=seed),
             heatmaps_section(collection, out),
             _trials_section(collection),
             *extra_sections,
@@ -189,7 +191,7 @@ def _usage_matrix(trials: Sequence[Trial]) -> tuple[list[str], list[str], np.nda
     return tasks, names, np.mean(np.asarray(matrices, dtype=np.float64), axis=0)
 
 
-def _module_usage_section(collection: Collection, out: Path) -> str:
+def _module_usage_section(collection: Collection, out: Path, *, seed: int) -> str:
     from modrl.report.plots import plot_module_usage
 
     parts: list[str] = []
@@ -202,9 +204,18 @@ def _module_usage_section(collection: Collection, out: Path) -> str:
         name = f"module_usage_{slug(group, taken)}.png"
         plot_module_usage(matrix, tasks, modules, out / name, title=f"{group}: mean routing weight")
         parts.append(f"### {group}\n\n![Module usage, {group}]({name})")
-    if not parts:
+    health = routing_health_table(collection, seed=seed)
+    if not parts and not health:
         return ""
     intro = "## Module usage\n\nMean routing weight per task and module in the evaluation, averaged over seeds."
+    if health:
+        intro += (
+            "\n\nRouting health of each trial's train tasks (`modrl.routing_health`): task-module mutual "
+            "information, normalised (0: every task routes alike, 1: each task on its own module), across seeds; "
+            f"specialised: every task puts >= {SPECIALISED_TOP:g} of its weight on one module, not all on the same "
+            f"one; collapsed: one module carries >= {COLLAPSE_SHARE:g} of all weight; lowest top weight: the smallest "
+            "of the tasks' largest mean weights, averaged over trials.\n\n" + health
+        )
     return "\n\n".join([intro, *parts])
 
 

@@ -14,7 +14,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+import numpy as np
+
 from modrl.report.collect import Collection, EvalSplit, TaskEval, Trial, TrialStatus
+from modrl.routing_health import RoutingHealth, routing_health
 from modrl.stats import Summary, frames_to_threshold, summarize
 
 DASH = "—"
@@ -194,3 +197,40 @@ def frames_table(collection: Collection, threshold: float, *, seed: int) -> str:
         cells = summary_cells(frames.summary, 0)[1:]
         rows.append([group, f"{frames.reached}/{frames.total}", *cells])
     return markdown_table(["group", "reached", "mean", "IQM", "95% CI"], rows)
+
+
+def trial_routing_health(trial: Trial) -> RoutingHealth | None:
+    """:func:`~modrl.routing_health.routing_health` of the trial's evaluated **train** tasks (their mean routing
+    weights, each task weighted by its episodes); ``None`` without an evaluation or routing weights."""
+    ev = trial.eval
+    tasks = [t for t in ev.tasks if t.split is EvalSplit.TRAIN] if ev is not None else []
+    if not tasks or any(t.module_usage is None for t in tasks):
+        return None
+    usage = [list(t.module_usage or ()) for t in tasks]
+    return routing_health(np.asarray(usage, dtype=np.float64), np.asarray([t.episodes for t in tasks]))
+
+
+def routing_health_table(collection: Collection, *, seed: int) -> str:
+    """Rows = groups with routing weights; the task-module MI (normalised) across seeds, how many trials' routers
+    are specialised and collapsed, and the smallest top weight of a task (mean over trials); ``""`` for none."""
+    rows = []
+    for group in collection.groups:
+        found = [trial_routing_health(t) for t in collection.trials_of(group) if t.usable]
+        health = [h for h in found if h is not None]
+        if not health:
+            continue
+        mi = summarize_or_none([h.normalised_mi for h in health], seed=seed)
+        lowest_top = float(np.mean([np.nanmin(h.top_share) for h in health]))
+        rows.append(
+            [
+                group,
+                *summary_cells(mi, 2),
+                f"{sum(h.specialised for h in health)}/{len(health)}",
+                f"{sum(h.collapsed for h in health)}/{len(health)}",
+                fmt(lowest_top, 2),
+            ]
+        )
+    if not rows:
+        return ""
+    headers = ["group", "n", "MI mean", "MI IQM", "MI 95% CI", "specialised", "collapsed", "lowest top weight"]
+    return markdown_table(headers, rows)
