@@ -35,15 +35,9 @@ from modrl.agents.options.policy import OptionActorCriticPolicy
 from modrl.config import ConfigError, to_dict
 from modrl.envs import get_suite, parse_task
 from modrl.envs.grammar import VERBS, Subtask, Verb
-from modrl.envs.subtask_env import (
-    LAYOUT_VERBS,
-    SubgoalReward,
-    SubtaskEnv,
-    Targets,
-    argument_slots,
-    effect_predicate,
-    symbol_predicate,
-)
+from modrl.envs.subgoal_reward import SubgoalReward
+from modrl.envs.subtask_env import LAYOUT_VERBS, SubtaskEnv, Targets
+from modrl.envs.subtask_symbols import argument_slots, effect_predicate, symbol_predicate
 from modrl.options import Option, OptionConfig, OptionLibrary, StageResult, SuccessCurriculum, option_inputs
 from modrl.options.library import LIBRARY_DIR
 from modrl.seeds import EVAL_SEED_BASE
