@@ -5,8 +5,8 @@ of the ``colour-type`` train split) and runs it as a *single-subtask episode*: t
 ``1 - 0.9 * steps / max_steps`` on the step whose ``info["events"]`` (:class:`~modrl.envs.task_env.TaskEnv`) report
 the completion of the task's first subtask, and with 0 when the env's step limit truncates it. For a parameterised
 option the observation carries the subtask's argument (``(colour, type)``, plus the target's for ``putnext``) as slot
-indices into :func:`argument_slots`, so one network learns every argument; held-out arguments can then be tried
-zero-shot on the test split's tasks.
+indices into :func:`~modrl.envs.subtask_symbols.argument_slots`, so one network learns every argument; held-out
+arguments can then be tried zero-shot on the test split's tasks.
 
 With ``targets="layout"`` a parameterised option's episodes are drawn from the *layouts* of the tasks instead of their
 missions: after the task env resets, the target is one object of the layout that the option's verb accepts (for
@@ -23,22 +23,19 @@ as a planner calls it; a prefix that completes the target (or ends the episode) 
 Two training-time aids for options that PPO alone does not learn from the sparse completion reward (the sequences
 suite's ``putnext``), neither a scripted skill nor a demonstration:
 
-* :class:`SubgoalReward` adds a bonus the first time in an episode each of the subtask's *subgoals*
-  (:func:`subgoal_conjunctions`, read from the suite's own predicates in ``info["predicates"]``) holds: for
-  ``putnext``, carrying the object to move, then carrying it with the target in a neighbouring cell.
+* :class:`~modrl.envs.subgoal_reward.SubgoalReward` adds a bonus the first time in an episode each of the subtask's
+  *subgoals* (:func:`~modrl.envs.subtask_symbols.subgoal_conjunctions`, read from the suite's own predicates) holds.
 * ``start_carrying=p`` starts a ``putnext`` episode, with probability ``p``, with the object to move already in the
   agent's hands (taken off the grid where the layout placed it: a start-state curriculum, annealed by the trainer as
   the option's success from ordinary starts rises). Such an episode's ``info["assisted_start"]`` is ``True``.
 
-:func:`effect_predicate` is the termination predicate of a verb's option as a plain ``predicate(info, args)``
-callable over the symbolic state in ``info["predicates"]`` (:mod:`modrl.envs.predicates`): it holds exactly when
-BabyAI's verifier would report the subtask done from the state (``goto``: facing the object; ``pickup``: carrying it;
-``open``: the door is open; ``putnext``: the object lies next to the target and is not carried).
+The argument slots, the option's observation and the effect predicates that end options live in
+:mod:`modrl.envs.subtask_symbols`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal, SupportsFloat
 
 import gymnasium as gym
@@ -58,6 +55,7 @@ from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, VERB_TYPES, VERBS, Objec
 from modrl.envs.operators import planning_domain
 from modrl.envs.predicates import env_predicates
 from modrl.envs.scripted_skills import ScriptedSkills
+from modrl.envs.subtask_symbols import argument_slots, effect_holds, option_observation, subtask_arguments
 from modrl.envs.suites import Suite, get_suite
 from modrl.envs.task_env import SubtaskSequence, babyai_instruction
 from modrl.envs.wrappers import IMAGE_HIGH, FullView, current_observation
@@ -71,62 +69,6 @@ Targets = Literal["task", "layout"]
 of ``goto``, ``pickup`` and ``open``) an object of the drawn task's layout."""
 LAYOUT_VERBS: tuple[Verb, ...] = ("goto", "pickup", "open")
 """The verbs whose options can train on layout targets (``putnext`` needs a pair and a placement rule)."""
-
-
-def argument_slots(verb: Verb) -> tuple[tuple[str, ...], ...]:
-    """The argument slots of ``verb``'s parameterised option: colour, type (then target colour, type for putnext)."""
-    slots: tuple[tuple[str, ...], ...] = (COLOURS, tuple(VERB_TYPES[verb]))
-    return (*slots, COLOURS, PICKABLE_TYPES) if verb == "putnext" else slots
-
-
-def subtask_arguments(sub: Subtask) -> tuple[str, ...]:
-    """The argument words of ``sub`` in :func:`argument_slots` order: ``("red", "key")``."""
-    return tuple(word for obj in sub.objects for word in (obj.colour, obj.type))
-
-
-def option_observation(obs: Mapping[str, Any], sub: Subtask, slots: Sequence[Sequence[str]] = ()) -> dict[str, Any]:
-    """What an option sees of a task env's observation while running ``sub``: ``image`` and ``direction``, plus, for a
-    parameterised option (``slots`` from :func:`argument_slots`), ``args``: ``(len(slots),) int64`` slot indices of
-    ``sub``'s arguments. :class:`SubtaskEnv` and the demonstration recorder both build observations with it."""
-    out: dict[str, Any] = {"image": obs["image"], "direction": int(obs["direction"])}
-    if slots:
-        words = subtask_arguments(sub)
-        out["args"] = np.array([list(slot).index(w) for slot, w in zip(slots, words, strict=True)], np.int64)
-    return out
-
-
-def subtask_from_arguments(verb: Verb, args: Sequence[str]) -> Subtask:
-    """Inverse of :func:`subtask_arguments` (``ConfigError`` for words the grammar refuses)."""
-    objects = [ObjectRef(colour=args[i], type=args[i + 1]) for i in range(0, len(args), 2)]  # type: ignore[arg-type]
-    return Subtask(verb=verb, obj=objects[0], target=objects[1] if len(objects) > 1 else None)
-
-
-def effect_holds(sub: Subtask, predicates: frozenset[str]) -> bool:
-    """Whether the symbolic state shows ``sub`` done (see the module docstring)."""
-    obj = sub.obj.symbol
-    if sub.verb == "goto":
-        return f"facing({obj})" in predicates
-    if sub.verb == "pickup":
-        return f"carrying({obj})" in predicates
-    if sub.verb == "open":
-        return f"open({obj})" in predicates
-    assert sub.target is not None
-    return f"next_to({obj},{sub.target.symbol})" in predicates and f"carrying({obj})" not in predicates
-
-
-def effect_predicate(verb: Verb) -> Callable[[Mapping[str, Any], tuple[str, ...]], bool]:
-    """The termination predicate ``(info, args) -> bool`` of ``verb``'s parameterised option (needs
-    ``info["predicates"]``, which :class:`~modrl.envs.task_env.TaskEnv` provides by default)."""
-
-    def holds(info: Mapping[str, Any], args: tuple[str, ...]) -> bool:
-        try:
-            sub = subtask_from_arguments(verb, args)
-        except ConfigError:  # e.g. open(box): no grammar subtask, so no effect here (a planner ends it on its effects)
-            return False
-        return effect_holds(sub, info.get("predicates", frozenset()))
-
-    holds.__name__ = f"{verb}_effect"
-    return holds
 
 
 def layout_targets(base: Any, verb: Verb) -> list[Subtask]:
@@ -152,73 +94,6 @@ def _offers(base: Any, verb: Verb) -> bool:
     if verb == "pickup":
         return any(o.type in PICKABLE_TYPES for o in objects) or base.num_distractors > 0
     return True
-
-
-def drop_predicate(info: Mapping[str, Any], args: tuple[str, ...]) -> bool:
-    """The termination predicate of a ``drop`` skill option (words ``(colour, type)``): the object is not carried."""
-    colour, type_ = args[0], args[1]
-    return f"carrying({type_},{colour})" not in info.get("predicates", frozenset())
-
-
-def symbol_predicate(sub: Subtask) -> Callable[[Mapping[str, Any], tuple[str, ...]], bool]:
-    """The termination predicate of a one-module-per-symbol option for ``sub`` (its arguments are ignored)."""
-    return lambda info, args: effect_holds(sub, info.get("predicates", frozenset()))
-
-
-def subgoal_conjunctions(sub: Subtask) -> tuple[frozenset[str], ...]:
-    """The subgoals of ``sub`` that :class:`SubgoalReward` rewards, in order, each a conjunction of predicates
-    (:mod:`modrl.envs.predicates`): ``goto``, ``pickup``, ``open``: the object is in a cell around the agent
-    (``adjacent``); ``putnext``: carrying the object to move, then carrying it next to the target (the target in a cell
-    around the agent)."""
-    obj = sub.obj.symbol
-    if sub.verb != "putnext":
-        return (frozenset({f"adjacent({obj})"}),)
-    assert sub.target is not None
-    carrying = f"carrying({obj})"
-    return (frozenset({carrying}), frozenset({carrying, f"adjacent({sub.target.symbol})"}))
-
-
-class SubgoalReward(gym.Wrapper[Any, Any, Any, Any], gym.utils.RecordConstructorArgs):
-    """Training-time shaping of a :class:`SubtaskEnv` from the suite's own predicates: ``bonus`` is added the first
-    time in an episode each subgoal of the episode's subtask (:func:`subgoal_conjunctions`) holds, so an episode
-    gains at most ``bonus x len(subgoals)`` (it cannot be farmed by undoing and redoing a subgoal). Subgoals that
-    already hold at reset earn nothing. ``is_success`` is unchanged (it is read from the subtask's completion event);
-    evaluation envs are not wrapped.
-
-    Args:
-        env: A :class:`SubtaskEnv` (possibly wrapped).
-        bonus: Reward per subgoal, in ``[0, 1]``.
-    """
-
-    def __init__(self, env: gym.Env[Any, Any], *, bonus: float) -> None:
-        check(
-            isinstance(bonus, (int, float)) and not isinstance(bonus, bool) and 0.0 <= bonus <= 1.0,
-            "bonus",
-            f"must be in [0, 1], got {short_repr(bonus)}",
-        )
-        check(isinstance(env.unwrapped, SubtaskEnv), "env", "subgoal rewards need a SubtaskEnv")
-        gym.utils.RecordConstructorArgs.__init__(self, bonus=bonus)
-        gym.Wrapper.__init__(self, env)
-        self.bonus = float(bonus)
-        self._left: list[frozenset[str]] = []
-
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        """Reset the env; the subgoals that do not hold yet are the ones left to reward."""
-        obs, info = self.env.reset(seed=seed, options=options)
-        base = self.env.unwrapped
-        assert isinstance(base, SubtaskEnv)
-        now = env_predicates(base.current_env)  # type: ignore[arg-type]
-        self._left = [goal for goal in subgoal_conjunctions(base.current_subtask) if not goal <= now]
-        return obs, info
-
-    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
-        """Step the env; the reward gains ``bonus`` per subgoal that holds for the first time."""
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        now = info.get("predicates", frozenset())
-        reached = [goal for goal in self._left if goal <= now]
-        if reached:
-            self._left = [goal for goal in self._left if goal not in reached]
-        return obs, float(reward) + self.bonus * len(reached), terminated, truncated, info
 
 
 class SubtaskEnv(gym.Env[dict[str, Any], Any]):

@@ -21,7 +21,8 @@ from modrl.envs.operators import planning_domain, skill_subtask
 from modrl.envs.oracle import SequenceBot
 from modrl.envs.predicates import env_planning_state
 from modrl.envs.scripted_skills import ScriptedSkills
-from modrl.envs.subtask_env import SubtaskEnv, argument_slots, layout_targets
+from modrl.envs.subtask_env import SubtaskEnv, layout_targets
+from modrl.envs.subtask_symbols import argument_slots
 from modrl.planner import Outcome, Plan, execute, plan
 
 DOOR_TASKS = ["open-red-door", "goto-purple-door", "open-red-door_then_pickup-blue-key"]

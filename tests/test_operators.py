@@ -251,7 +251,7 @@ class _GuidedOption:
         from minigrid.core.actions import Actions
 
         from modrl.envs.skill_motion import ahead_of
-        from modrl.envs.subtask_env import symbol_predicate
+        from modrl.envs.subtask_symbols import symbol_predicate
         from modrl.options import Option, OptionConfig
 
         class Guided(Option):

@@ -291,7 +291,7 @@ def test_shipped_demos_config_loads() -> None:
 
 
 def test_segments_of_a_parameterised_option_carry_its_argument() -> None:
-    from modrl.envs.subtask_env import argument_slots
+    from modrl.envs.subtask_symbols import argument_slots
 
     slots = argument_slots("goto")
     demos = collect_demos(

@@ -101,7 +101,7 @@ def test_planner_dagger_round_is_the_old_summary_and_line() -> None:
 
 
 def test_option_result_per_task_is_the_old_results_json() -> None:
-    from modrl.agents.options.train import OptionResult, OptionTaskEval
+    from modrl.agents.options.train_results import OptionResult, OptionTaskEval
 
     stage = StageResult(name="goto", steps=1000, episodes=40, success=0.9, passed=True)
     per_task = {

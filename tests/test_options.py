@@ -308,7 +308,8 @@ def test_timeline_figure_rows_are_the_calls_that_ran() -> None:
 # -- single-subtask episodes ------------------------------------------------------------------------------------------
 def test_subtask_env_rewards_the_completion_event_and_matches_the_effect_predicate() -> None:
     from modrl.envs import get_split
-    from modrl.envs.subtask_env import SubtaskEnv, argument_slots, effect_predicate
+    from modrl.envs.subtask_env import SubtaskEnv
+    from modrl.envs.subtask_symbols import argument_slots, effect_predicate
 
     tasks = [t for t in get_split("colour-type").train if t.startswith("pickup-")][:6]
     env = SubtaskEnv(tasks, task_kwargs={"room_size": 5, "num_distractors": 1}, max_episode_steps=30)
@@ -393,7 +394,7 @@ def test_router_trains_over_a_library_and_logs_option_telemetry(tmp_path: Path) 
     from modrl.agents.options.config import load_route_config
     from modrl.agents.options.ppo_controller import evaluate_controller, train_controller
     from modrl.envs import get_suite
-    from modrl.envs.subtask_env import argument_slots
+    from modrl.envs.subtask_symbols import argument_slots
 
     library = OptionLibrary()
     library.add("goto", Option(small(arg_slots=argument_slots("goto"))))

@@ -15,7 +15,9 @@ from modrl.agents.options.config import load_options_config
 from modrl.agents.options.train import CurriculumCallback, option_jobs, training_env
 from modrl.config import ConfigError
 from modrl.envs.grammar import parse_task
-from modrl.envs.subtask_env import SubgoalReward, SubtaskEnv, subgoal_conjunctions
+from modrl.envs.subgoal_reward import SubgoalReward
+from modrl.envs.subtask_env import SubtaskEnv
+from modrl.envs.subtask_symbols import subgoal_conjunctions
 from modrl.options import CurriculumConfig, SuccessCurriculum
 
 PUTNEXT = "putnext-yellow-box-blue-key"

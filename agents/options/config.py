@@ -81,7 +81,7 @@ class SubtaskEnvConfig(EpisodeConfig):
     #: and evaluation episodes, so it learns from the states other skills leave (0: start where the task starts).
     prefix_skills: int = 0
     #: PPO training only (evaluation is unshaped): reward added the first time in an episode each subgoal of the
-    #: option's subtask holds, read from the suite's predicates (:class:`modrl.envs.subtask_env.SubgoalReward`;
+    #: option's subtask holds, read from the suite's predicates (:class:`modrl.envs.subgoal_reward.SubgoalReward`;
     #: ``putnext``: carrying the object to move, then carrying it beside the target; other verbs: the object in a
     #: cell around the agent). 0: no shaping.
     subgoal_reward: float = 0.0
@@ -250,7 +250,7 @@ def check_options_budget(config: OptionsTrainConfig) -> None:
     (:func:`modrl.agents.common.budget.estimate_option`, :func:`modrl.budget.check_budget`)."""
     from modrl.agents.common.budget import estimate_option
     from modrl.budget import check_budget
-    from modrl.envs.subtask_env import argument_slots
+    from modrl.envs.subtask_symbols import argument_slots
     from modrl.options import OptionConfig
 
     net, side = config.net, config.env.view_size or 7

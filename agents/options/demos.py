@@ -48,7 +48,8 @@ from modrl.agents.options.policy import OptionActorCriticPolicy
 from modrl.agents.planning.demo_set import DemoSet
 from modrl.envs.grammar import Subtask, parse_task
 from modrl.envs.oracle import SequenceBot
-from modrl.envs.subtask_env import SubtaskEnv, option_observation
+from modrl.envs.subtask_env import SubtaskEnv
+from modrl.envs.subtask_symbols import option_observation
 from modrl.seeds import DEMO_SEED_BASE, EVAL_TASK_SEEDS
 from modrl.telemetry import TelemetryWriter
 

@@ -41,7 +41,7 @@ from modrl.checkpoint import fingerprint
 from modrl.checkpoint_writer import save_checkpoint
 from modrl.config import to_dict
 from modrl.envs import SplitTaskEnv, get_suite, make_suite_env, parse_task
-from modrl.envs.subtask_env import subtask_arguments
+from modrl.envs.subtask_symbols import subtask_arguments
 from modrl.envs.wrappers import Target
 from modrl.options import CallAndReturn, OptionCall, OptionLibrary, OptionStats
 from modrl.seeds import EVAL_SEED_BASE

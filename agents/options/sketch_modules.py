@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from modrl.agents.options.critic_config import SketchConfig
 from modrl.envs.grammar import Subtask
-from modrl.envs.subtask_env import argument_slots, subtask_arguments
+from modrl.envs.subtask_symbols import argument_slots, subtask_arguments
 from modrl.options import Option, OptionConfig, OptionLibrary
 
 MAX_ARGS = 4  # putnext: colour, type, target colour, target type

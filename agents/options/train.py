@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -28,30 +28,22 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from modrl._io import atomic_write_json, atomic_write_text
 from modrl.agents.options.config import OptionsTrainConfig
 from modrl.agents.options.demos import DemoStats, warm_start
 from modrl.agents.options.policy import OptionActorCriticPolicy
+from modrl.agents.options.train_results import OptionResult, OptionTaskEval, fmt_rate, split_mean, write_results
 from modrl.config import ConfigError, to_dict
 from modrl.envs import get_suite, parse_task
 from modrl.envs.grammar import VERBS, Subtask, Verb
-from modrl.envs.subtask_env import (
-    LAYOUT_VERBS,
-    SubgoalReward,
-    SubtaskEnv,
-    Targets,
-    argument_slots,
-    effect_predicate,
-    symbol_predicate,
-)
-from modrl.options import Option, OptionConfig, OptionLibrary, StageResult, SuccessCurriculum, option_inputs
+from modrl.envs.subgoal_reward import SubgoalReward
+from modrl.envs.subtask_env import LAYOUT_VERBS, SubtaskEnv, Targets
+from modrl.envs.subtask_symbols import argument_slots, effect_predicate, symbol_predicate
+from modrl.options import Option, OptionConfig, OptionLibrary, SuccessCurriculum, option_inputs
 from modrl.options.library import LIBRARY_DIR
 from modrl.seeds import EVAL_SEED_BASE
 from modrl.telemetry import TelemetryWriter
 
 log = logging.getLogger(__name__)
-RESULTS_JSON = "results.json"
-RESULTS_MD = "results.md"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,34 +57,6 @@ class OptionJob:
     test: tuple[str, ...]
     parameterised: bool
     targets: Targets = "task"
-
-
-@dataclass(frozen=True, kw_only=True)
-class OptionTaskEval:
-    """One task's evaluation of an option: its split (``train``: training arguments, ``test``: held-out ones) and
-    success rates over ``eval_episodes`` sampled (``stoch``) and greedy (``det``)."""
-
-    split: str
-    stoch: float
-    det: float
-
-
-@dataclass(frozen=True, kw_only=True)
-class OptionResult:
-    """How one option trained and evaluated (success rates over ``eval_episodes`` per task; ``None``: no tasks).
-
-    ``demos``: its demonstration warm start (``None`` without one); ``seconds``: wall time of warm start + PPO.
-    """
-
-    name: str
-    stage: StageResult
-    train_success: float | None
-    train_success_det: float | None
-    test_success: float | None
-    test_success_det: float | None
-    per_task: dict[str, OptionTaskEval]
-    demos: DemoStats | None = None
-    seconds: float = 0.0
 
 
 def option_jobs(config: OptionsTrainConfig) -> list[OptionJob]:
@@ -376,11 +340,6 @@ def _evaluate_job(config: OptionsTrainConfig, job: OptionJob, option: Option) ->
     return per_task
 
 
-def _mean(per_task: dict[str, OptionTaskEval], split: str, *, det: bool) -> float | None:
-    values = [row.det if det else row.stoch for row in per_task.values() if row.split == split]
-    return float(np.mean(values)) if values else None
-
-
 def train_options(
     config: OptionsTrainConfig, run_dir: Path, *, writer: TelemetryWriter | None = None, device: str = "cpu"
 ) -> list[OptionResult]:
@@ -412,10 +371,10 @@ def train_options(
             per_task=per_task,
             demos=demos,
             seconds=seconds,
-            train_success=_mean(per_task, "train", det=False),
-            train_success_det=_mean(per_task, "train", det=True),
-            test_success=_mean(per_task, "test", det=False),
-            test_success_det=_mean(per_task, "test", det=True),
+            train_success=split_mean(per_task, "train", det=False),
+            train_success_det=split_mean(per_task, "train", det=True),
+            test_success=split_mean(per_task, "test", det=False),
+            test_success_det=split_mean(per_task, "test", det=True),
         )
         results.append(result)
         log.info(
@@ -423,9 +382,9 @@ def train_options(
             job.name,
             "passed" if stage.passed else "budget spent",
             stage.steps,
-            _fmt(stage.success),
-            _fmt(result.train_success),
-            _fmt(result.test_success),
+            fmt_rate(stage.success),
+            fmt_rate(result.train_success),
+            fmt_rate(result.test_success),
         )
         if writer is not None:
             for key in ("train_success", "test_success"):
@@ -434,31 +393,3 @@ def train_options(
                     writer.log_scalar(f"modrl/options/{job.name}/eval/{key}", value, frames)
         write_results(run_dir, results)
     return results
-
-
-def _fmt(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2f}"
-
-
-def write_results(run_dir: Path, results: Sequence[OptionResult]) -> None:
-    """``results.json`` (everything) and ``results.md`` (the per-option table) in ``run_dir``."""
-    atomic_write_json(run_dir / RESULTS_JSON, {"options": [asdict(r) for r in results]})
-    atomic_write_text(run_dir / RESULTS_MD, format_results(results) + "\n")
-
-
-def format_results(results: Sequence[OptionResult]) -> str:
-    """The per-option table: curriculum outcome, frames, success on training and held-out arguments."""
-    lines = [
-        "| option | demos (BC accuracy) | curriculum | frames | wall s | train success (stoch / det) | "
-        "held-out success (stoch / det) |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        outcome = f"passed ({_fmt(r.stage.success)})" if r.stage.passed else f"budget spent ({_fmt(r.stage.success)})"
-        demos = "-" if r.demos is None else f"{r.demos.episodes} ({_fmt(r.demos.accuracy)})"
-        lines.append(
-            f"| {r.name} | {demos} | {outcome} | {r.stage.steps} | {r.seconds:.0f} | "
-            f"{_fmt(r.train_success)} / {_fmt(r.train_success_det)} | "
-            f"{_fmt(r.test_success)} / {_fmt(r.test_success_det)} |"
-        )
-    return "\n".join(lines)

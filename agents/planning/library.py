@@ -16,7 +16,7 @@ import torch
 
 from modrl.config import ConfigError
 from modrl.envs.grammar import VERBS, parse_subtask
-from modrl.envs.subtask_env import drop_predicate, effect_predicate, symbol_predicate
+from modrl.envs.subtask_symbols import drop_predicate, effect_predicate, symbol_predicate
 from modrl.envs.suites import ids_suite
 from modrl.options import OptionLibrary, Predicate, ensemble_library
 from modrl.options.library import INDEX_FILE

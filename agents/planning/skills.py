@@ -25,7 +25,7 @@ from modrl.config import check
 from modrl.envs.operators import skill_subtask
 from modrl.envs.predicates import PredicatesInInfo, env_planning_state
 from modrl.envs.skill_env import skill_call, skill_targets
-from modrl.envs.subtask_env import subtask_arguments
+from modrl.envs.subtask_symbols import subtask_arguments
 from modrl.envs.wrappers import FullView, current_observation
 from modrl.options import OptionCall, OptionLibrary
 from modrl.planner import GroundOperator, SkillExecutor

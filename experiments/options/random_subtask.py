@@ -2,7 +2,7 @@
 
 Runs ``--episodes`` single-subtask episodes (:class:`modrl.envs.subtask_env.SubtaskEnv`, episode ``k`` seeded ``k``)
 of one train task with uniformly random actions and prints the success rate, the share of episodes in which each
-subgoal of the subtask (:func:`modrl.envs.subtask_env.subgoal_conjunctions`) held at some step, the mean episode
+subgoal of the subtask (:func:`modrl.envs.subtask_symbols.subgoal_conjunctions`) held at some step, the mean episode
 length, the step limit and the CPU seconds spent. ``--start-carrying`` starts every episode with the object to move
 in hand (``putnext`` only), as the start-state curriculum does.
 
@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-from modrl.envs.subtask_env import SubtaskEnv, subgoal_conjunctions
+from modrl.envs.subtask_env import SubtaskEnv
+from modrl.envs.subtask_symbols import subgoal_conjunctions
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -166,7 +166,8 @@ def _merge(sources: list[Path], run_dir: Path) -> int:
 
 
 def _train(config: Any, run_dir: Path, device: str = "cpu") -> None:
-    from modrl.agents.options.train import LIBRARY_DIR, format_results, train_options
+    from modrl.agents.options.train import LIBRARY_DIR, train_options
+    from modrl.agents.options.train_results import format_results
     from modrl.telemetry import TelemetryWriter
 
     with TelemetryWriter(run_dir / "tb") as writer:
