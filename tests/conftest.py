@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import random
 import secrets
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
@@ -123,3 +125,13 @@ def env_checker_warnings() -> Iterator[None]:
         for pattern in KNOWN_ENV_CHECKER_WARNINGS:
             warnings.filterwarnings("ignore", message=pattern, category=UserWarning)
         yield
+
+
+def load_script(path: Path) -> Any:
+    """Import a script that is not part of a package (``experiments/...``, ``scripts/...``) as a module; each call
+    makes a fresh module."""
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -5,7 +5,6 @@ tests/test_experiment_scripts.py.)"""
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -14,17 +13,14 @@ import pytest
 
 from modrl.envs import MissionVocabulary
 from modrl.envs.oracle import SequenceBot
+from tests.conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "generalisation" / "mission_ablation.py"
 DONE = 6  # MiniGrid's "done": completes no subtask of these tasks (the agent never starts facing an object)
 
 
 def _script() -> Any:
-    spec = importlib.util.spec_from_file_location("mission_ablation", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 class MissionReader:

@@ -3,12 +3,13 @@ and held-out agreement per part, by hand; a run without routing weights or evalu
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "generalisation" / "routing_parts.py"
 # Train: goto on module 0, pickup on module 1; held out: goto-blue-ball follows its verb, pickup-red-key does not.
@@ -23,11 +24,7 @@ TASKS = [
 
 
 def _script() -> Any:
-    spec = importlib.util.spec_from_file_location("routing_parts", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def _run(root: Path, name: str, tasks: list[tuple[str, str, int]], *, routed: bool = True) -> Path:

@@ -5,7 +5,6 @@ the policy the run's config builds."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 from typing import Any
@@ -17,16 +16,13 @@ import yaml
 from modrl.config import to_dict
 from modrl.routing_health import routing_health
 from modrl.stats import summarize
+from tests.conftest import load_script
 
 SCRIPT = Path(__file__).resolve().parents[1] / "experiments" / "generalisation" / "seed_table.py"
 
 
 def _script() -> Any:
-    spec = importlib.util.spec_from_file_location("seed_table", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(SCRIPT)
 
 
 def _evaluation(train: float, test: float) -> dict[str, Any]:
