@@ -222,7 +222,8 @@ class LearnedRouter(Router):
 
     With ``mi_coef > 0`` the router asks to specialise: whenever gradients are being computed (an update, not a
     rollout), ``-mi_coef * I(task; module)`` of the batch (:func:`~modrl.routers.specialise.task_module_mi`, on the
-    routing probabilities of :meth:`choice_probs`) is added to its ``aux_loss``, which trains the router only.
+    routing probabilities of :meth:`choice_probs`) is added to its ``aux_loss``: it trains the routing (the logits
+    network, and the observation features an ``obs``-conditioned router reads), never the modules.
 
     Args:
         hidden: Width of the logits network's hidden tanh layer; 0 for linear logits.
