@@ -75,3 +75,11 @@ def _usage(router: torch.nn.Module, obs: torch.Tensor):  # type: ignore[no-untyp
     with torch.no_grad():
         weights = router(obs, TASKS).weights
     return torch.stack([weights[t == TASKS].mean(dim=0) for t in range(T)]).numpy()
+
+
+def test_an_obs_router_with_the_bonus_range_checks_task_ids() -> None:
+    """The bonus reads task ids even when routing does not: a bad id is the router's clear error, not torch's."""
+    config = RouterConfig(kind="soft", condition="obs", mi_coef=0.1)
+    router = build_router(config, num_modules=K, num_tasks=T, obs_dim=D)
+    with pytest.raises(ValueError, match=r"task ids must lie in \[0, 3\)"):
+        router(torch.randn(12, D), torch.full((12,), T))

@@ -245,6 +245,11 @@ class LearnedRouter(Router):
             hidden=hidden,
         )
 
+    @property
+    def uses_task(self) -> bool:
+        """Whether routing or the mutual-information bonus reads the task ids (then they are range-checked)."""
+        return "task" in self.condition or self.mi_coef > 0
+
     def forward(self, obs_features: Tensor, task_ids: Tensor) -> RoutingOutput:
         """:meth:`Router.forward`, plus the mutual-information bonus in ``aux_loss`` (``mi_coef > 0``, grad on)."""
         out = super().forward(obs_features, task_ids)
