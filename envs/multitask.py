@@ -39,6 +39,7 @@ class SplitTaskEnv(gym.Env[Any, Any]):
         vocabulary: The mission vocabulary; ``None`` is :meth:`MissionVocabulary.from_grammar`.
         max_episode_steps: Passed to every task env (see :func:`~modrl.envs.wrappers.make_task_env`).
         render_mode: Passed to every task env; ``render()`` shows the current task.
+        strict: Passed to every task env (see :func:`~modrl.envs.wrappers.make_task_env`).
 
     Raises:
         modrl.registry.UnknownNameError: Unknown suite name.
@@ -57,10 +58,13 @@ class SplitTaskEnv(gym.Env[Any, Any]):
         vocabulary: MissionVocabulary | None = None,
         max_episode_steps: int | None = None,
         render_mode: str | None = None,
+        strict: bool = False,
     ) -> None:
         check(isinstance(suite, (str, Suite)), "suite", f"must be a suite or its name, got {short_repr(suite)}")
         check(isinstance(split, str), "split", f"must be a split name, got {short_repr(split)}")
         check_bool(mission_tokens, "mission_tokens")
+        check_bool(strict, "strict")
+        self.strict = strict
         self.suite = get_suite(suite) if isinstance(suite, str) else suite
         self.split = split
         self.task_ids: tuple[int, ...] = self.suite.split_indices(split)
@@ -162,6 +166,7 @@ class SplitTaskEnv(gym.Env[Any, Any]):
             vocabulary=self.vocabulary,
             max_episode_steps=self.max_episode_steps,
             render_mode=self.render_mode,
+            strict=self.strict,
         )
         if self._spaces is not None:
             found = (env.observation_space, env.action_space)
@@ -183,10 +188,11 @@ def make_split_env(
     mission_tokens: bool = False,
     max_len: int | None = None,
     max_episode_steps: int | None = None,
+    strict: bool = False,
 ) -> gym.Env[Any, Any]:
     """A :class:`SplitTaskEnv` over split ``split`` of ``suite`` (see there for the arguments and the observation)."""
     return SplitTaskEnv(
-        suite, split, mission_tokens=mission_tokens, max_len=max_len, max_episode_steps=max_episode_steps
+        suite, split, mission_tokens=mission_tokens, max_len=max_len, max_episode_steps=max_episode_steps, strict=strict
     )
 
 
@@ -199,11 +205,12 @@ def make_suite_env(
     vocabulary: MissionVocabulary | None = None,
     max_episode_steps: int | None = None,
     render_mode: str | None = None,
+    strict: bool = False,
 ) -> gym.Env[Any, Any]:
     """One task of a suite (:func:`~modrl.envs.wrappers.make_task_env`), with the mission as token ids if asked.
 
     Args:
-        suite, task_index, max_episode_steps, render_mode: As for :func:`~modrl.envs.wrappers.make_task_env`.
+        suite, task_index, max_episode_steps, render_mode, strict: As for :func:`~modrl.envs.wrappers.make_task_env`.
         mission_tokens: Wrap with :class:`~modrl.envs.mission.MissionTokens` (observation key ``"mission"``).
         max_len: Padded mission length; ``None`` is :func:`~modrl.envs.mission.suite_max_len` of the suite, so every
             task of the suite (any split) has the same observation space.
@@ -212,7 +219,7 @@ def make_suite_env(
     check(isinstance(suite, (str, Suite)), "suite", f"must be a suite or its name, got {short_repr(suite)}")
     check_bool(mission_tokens, "mission_tokens")
     suite = get_suite(suite) if isinstance(suite, str) else suite
-    env = make_task_env(suite, task_index, max_episode_steps=max_episode_steps, render_mode=render_mode)
+    env = make_task_env(suite, task_index, max_episode_steps=max_episode_steps, render_mode=render_mode, strict=strict)
     if not mission_tokens:
         return env
     vocabulary = vocabulary if vocabulary is not None else MissionVocabulary.from_grammar()

@@ -18,7 +18,7 @@ from minigrid.utils.baby_ai_bot import BabyAIBot
 
 from modrl.config import check
 from modrl.envs.suites import TaskSpec
-from modrl.envs.task_env import SubtaskSequence, TaskEnv
+from modrl.envs.task_env import SubtaskSequence, TaskEnv, is_task_env
 
 
 class SequenceBot(BabyAIBot):
@@ -45,12 +45,7 @@ def has_oracle(task: TaskSpec) -> bool:
     """Whether :class:`SequenceBot` can solve ``task``: its registered env is a :class:`~modrl.envs.task_env.TaskEnv`
     (read from the gymnasium registry; no env is built). Stock MiniGrid envs (``MiniGrid-Empty-5x5-v0``...) have
     no oracle here."""
-    try:
-        entry = gym.spec(task.env_id).entry_point
-        creator = entry if callable(entry) else gym.envs.registration.load_env_creator(str(entry))
-    except (gym.error.Error, ImportError, AttributeError, ValueError):
-        return False
-    return isinstance(creator, type) and issubclass(creator, TaskEnv)
+    return is_task_env(task.env_id)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -13,6 +13,11 @@ mentioned objects appear once each; ``num_distractors`` other (colour, type) obj
 mentioned object nor in ``avoid`` (so a training episode can be kept free of held-out combinations). Objects are never
 placed next to the agent's start, in front of a door, or (for ``putnext``) already next to their target. The episode
 limit is BabyAI's: ``room_size ** 2 * rooms`` steps per navigation (``putnext`` counts two).
+
+``strict`` turns on BabyAI's own ``strict`` flag of its pick-up and open instructions: picking up anything but the
+object (or pressing pick-up while carrying) and toggling any other door fail the episode (terminated, reward 0), as
+in BabyAI's strict levels. Only the current subtask can fail (a later pick-up is not failed by the object an
+earlier subtask had the agent pick up).
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, SupportsFloat
 
+import gymnasium as gym
 from minigrid.core.world_object import Ball, Box, Door, Key, WorldObj
 from minigrid.envs.babyai.core.roomgrid_level import RoomGridLevel
 from minigrid.envs.babyai.core.verifier import (
@@ -40,15 +46,16 @@ _OBJECT_CLASSES: dict[str, Callable[[str], WorldObj]] = {"ball": Ball, "box": Bo
 _NEIGHBOURS = ((1, 0), (0, 1), (-1, 0), (0, -1))
 
 
-def babyai_instruction(sub: Subtask) -> ActionInstr:
-    """The BabyAI action instruction (with its verifier) for one subtask."""
+def babyai_instruction(sub: Subtask, strict: bool = False) -> ActionInstr:
+    """The BabyAI action instruction (with its verifier) for one subtask; ``strict`` is BabyAI's flag of pick-up and
+    open (go to and put next are never strict here)."""
     desc = ObjDesc(sub.obj.type, sub.obj.colour)
     if sub.verb == "goto":
         return GoToInstr(desc)
     if sub.verb == "pickup":
-        return PickupInstr(desc)
+        return PickupInstr(desc, strict=strict)
     if sub.verb == "open":
-        return OpenInstr(desc)
+        return OpenInstr(desc, strict=strict)
     assert sub.target is not None
     return PutNextInstr(desc, ObjDesc(sub.target.type, sub.target.colour))
 
@@ -89,7 +96,8 @@ class SubtaskSequence(Instr):
         self.events = ()
 
     def verify(self, action: Any) -> str:
-        """``"success"`` once the last instruction has succeeded, else ``"continue"``; updates ``events``."""
+        """``"success"`` once the last instruction has succeeded, ``"failure"`` when the current one (a strict one)
+        fails, else ``"continue"``; updates ``events``."""
         results = [instr.verify(action) for instr in self.instrs[self.index :]]
         start = self.index
         for result in results:
@@ -97,12 +105,24 @@ class SubtaskSequence(Instr):
                 break
             self.index += 1
         self.events = self.symbols[start : self.index]
-        return "success" if self.index == len(self.instrs) else "continue"
+        if self.index == len(self.instrs):
+            return "success"
+        return "failure" if results[0] == "failure" else "continue"
 
     def update_objs_poss(self) -> None:
         """Refresh the tracked object positions of every instruction (after a drop)."""
         for instr in self.instrs:
             instr.update_objs_poss()
+
+
+def is_task_env(env_id: str) -> bool:
+    """Whether gymnasium id ``env_id`` is registered as a :class:`TaskEnv` (or a subclass); no env is built."""
+    try:
+        entry = gym.spec(env_id).entry_point
+        creator = entry if callable(entry) else gym.envs.registration.load_env_creator(str(entry))
+    except (gym.error.Error, ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(creator, type) and issubclass(creator, TaskEnv)
 
 
 #: Largest room side: BabyAI's rooms are 5-8 cells; a huge one would only exhaust memory building the grid.
@@ -136,6 +156,7 @@ class TaskEnv(RoomGridLevel):
         predicates_in_info: Put the symbolic state in ``info["predicates"]`` every step.
         max_steps: Fixed episode limit in ``[1, MAX_EPISODE_STEPS]``; ``None`` uses the BabyAI limit described in the
             module docstring.
+        strict: BabyAI's strict pick-up and open (module docstring): a wrong pick-up or door fails the episode.
         **kwargs: Passed to ``RoomGridLevel``: only MiniGrid's own :data:`ENV_KWARGS` (``render_mode``,
             ``agent_view_size``, ...), checked (:func:`modrl.envs.wrappers.check_minigrid_kwargs`).
     """
@@ -150,6 +171,7 @@ class TaskEnv(RoomGridLevel):
         avoid: Iterable[ObjectRef | str] = (),
         predicates_in_info: bool = True,
         max_steps: int | None = None,
+        strict: bool = False,
         **kwargs: Any,
     ) -> None:
         from modrl.envs.wrappers import check_minigrid_kwargs
@@ -161,11 +183,12 @@ class TaskEnv(RoomGridLevel):
             not unknown,
             short_repr(unknown[0]) if unknown else "",
             f"not an argument of TaskEnv (it takes room_size, num_distractors, num_distractor_doors, avoid, "
-            f"predicates_in_info, max_steps, {', '.join(ENV_KWARGS)})",
+            f"predicates_in_info, max_steps, strict, {', '.join(ENV_KWARGS)})",
         )
         check_minigrid_kwargs(kwargs)
         check_int(room_size, "room_size", low=5, high=MAX_ROOM_SIZE)
         check_bool(predicates_in_info, "predicates_in_info")
+        check_bool(strict, "strict")
         if max_steps is not None:
             check_int(max_steps, "max_steps", low=1, high=MAX_EPISODE_STEPS)
         check(isinstance(num_distractors, int) and num_distractors >= 0, "num_distractors", "must be an integer >= 0")
@@ -189,6 +212,7 @@ class TaskEnv(RoomGridLevel):
         self.num_distractors = num_distractors
         self.num_distractor_doors = num_distractor_doors
         self.predicates_in_info = predicates_in_info
+        self.strict = strict
         self.instrs: SubtaskSequence
         doors = [o for o in self.task.objects if o.type == "door"]
         check(len(doors) <= room_size - 2, "task", f"{len(doors)} doors do not fit a wall of a {room_size}-room")
@@ -213,7 +237,8 @@ class TaskEnv(RoomGridLevel):
         self.place_agent(self._rand_int(0, self.num_cols), 0)
         self._place_objects()
         subtasks = self.task.subtasks
-        self.instrs = SubtaskSequence([babyai_instruction(s) for s in subtasks], [s.symbol for s in subtasks])
+        instrs = [babyai_instruction(s, self.strict) for s in subtasks]
+        self.instrs = SubtaskSequence(instrs, [s.symbol for s in subtasks])
 
     def num_navs_needed(self, instr: Any) -> int:
         """BabyAI's navigation count, summed over the subtasks of a :class:`SubtaskSequence`."""

@@ -348,6 +348,7 @@ def make_task_env(
     *,
     max_episode_steps: int | None = None,
     render_mode: str | None = None,
+    strict: bool = False,
 ) -> gym.Env:
     """Build task ``task_index`` of ``suite``, wrapped for SB3.
 
@@ -357,15 +358,18 @@ def make_task_env(
         max_episode_steps: Episode length limit; passed to MiniGrid as ``max_steps`` so that truncation and MiniGrid's
             time-discounted reward ``1 - 0.9 * steps / max_steps`` agree. ``None`` keeps the env's default.
         render_mode: Passed to ``gymnasium.make`` (``"rgb_array"`` for videos).
+        strict: BabyAI's strict pick-up and open (:class:`~modrl.envs.task_env.TaskEnv`): a wrong pick-up or door
+            fails the episode. Generated tasks only.
 
     Returns:
         ``gym.make(env_id, **kwargs) -> SuccessInfo -> TaskObservation(task_id=task_index, num_tasks=num_tasks)``.
 
     Raises:
         modrl.registry.UnknownNameError: Unknown suite name.
-        modrl.config.ConfigError: ``task_index``, ``max_episode_steps`` or ``render_mode`` out of range, or the task's
-            keyword arguments refused (:func:`check_minigrid_kwargs`, the env's constructor, or a first reset of a
-            task with keyword arguments), naming the task.
+        modrl.config.ConfigError: ``task_index``, ``max_episode_steps`` or ``render_mode`` out of range, ``strict``
+            for a task that is not a generated one, or the task's keyword arguments refused
+            (:func:`check_minigrid_kwargs`, the env's constructor, or a first reset of a task with keyword arguments),
+            naming the task.
     """
     check(isinstance(suite, (str, Suite)), "suite", f"must be a suite or its name, got {short_repr(suite)}")
     if isinstance(suite, str):
@@ -382,10 +386,21 @@ def make_task_env(
         "render_mode",
         f"must be null, rgb_array or human, got {short_repr(render_mode)}",
     )
+    check_bool(strict, "strict")
     spec = suite.tasks[task_index]
     kwargs: dict[str, Any] = dict(spec.kwargs)
     if max_episode_steps is not None:
         kwargs["max_steps"] = max_episode_steps
+    if strict:
+        from modrl.envs.task_env import is_task_env  # lazy: task_env imports this module's checks
+
+        check(
+            is_task_env(spec.env_id),
+            "strict",
+            f"task {spec.name!r} ({spec.env_id}) is a stock MiniGrid env; strict pick-up and open are BabyAI "
+            "instructions of the generated suites' tasks (colour-type, verb-object, sequences)",
+        )
+        kwargs["strict"] = True
     env = _make_checked(spec, render_mode, kwargs)
     env = SuccessInfo(env, task_name=spec.name)
     return TaskObservation(env, task_id=task_index, num_tasks=suite.num_tasks)

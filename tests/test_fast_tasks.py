@@ -144,6 +144,7 @@ def count_events(
 ) -> None:
     seen["steps"] += 1
     seen["success"] += terminated and reward > 0
+    seen["failure"] += terminated and reward == 0  # a strict subtask failed
     seen["truncated"] += truncated
     seen["pickup"] += carried is None and base.carrying is not None
     seen["drop"] += carried is not None and base.carrying is None
@@ -161,13 +162,13 @@ def _same_object_env(slot: int) -> gym.Env:
     return TaskObservation(env, task_id=slot % len(SAME_OBJECT), num_tasks=len(SAME_OBJECT))
 
 
-def _family_env(family: str, max_episode_steps: int | None = None) -> Callable[[int], gym.Env]:
+def _family_env(family: str, max_episode_steps: int | None = None, strict: bool = False) -> Callable[[int], gym.Env]:
     tasks = family_tasks(family)
     assert len(tasks) >= 3, family
 
     def make(slot: int) -> gym.Env:
         suite, index = tasks[(slot * 5) % len(tasks)]  # spread the slots over the family's tasks
-        return make_suite_env(suite, index, max_episode_steps=max_episode_steps)
+        return make_suite_env(suite, index, max_episode_steps=max_episode_steps, strict=strict)
 
     return make
 
@@ -186,6 +187,20 @@ def test_task_families_match_minigrid(family: str) -> None:
     """Short: sequences get a fixed limit of 60 steps (BabyAI's is 100 to 400), so that some time out."""
     seen = run_differential(_family_env(family, 60 if family == "sequence" else None), 800, seed=1)
     _check_family(family, seen, 800)
+
+
+@pytest.mark.parametrize("family", ["pickup", "open", "sequence"])
+def test_strict_task_families_match_minigrid(family: str) -> None:
+    """BabyAI's strict pick-up and open: a wrong pick-up or door ends the episode, terminated with reward 0; the
+    random and noisy-bot episodes make both happen."""
+    seen = run_differential(_family_env(family, 60 if family == "sequence" else None, strict=True), 1_600, seed=7)
+    _check_family(family, seen, 1_600)
+    assert seen["failure"] > 0, seen
+
+
+def test_a_strict_split_matches_minigrid_for_2k_steps() -> None:
+    seen = run_differential(lambda slot: make_split_env("colour-type", "train", strict=True), 2_000, seed=8)
+    assert seen["success"] > 0 and seen["failure"] > 0 and seen["pickup"] > 0, seen
 
 
 def test_a_split_matches_minigrid_task_by_task() -> None:

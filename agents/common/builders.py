@@ -67,8 +67,9 @@ def make_vec_env(config: ExperimentConfig) -> VecEnv:
     if select_engine(config) == "fast":
         return make_fast_vec_env(config)
     suite = get_suite(config.env.suite)
-    options = env_options(config)
-    shaping = config.env.event_reward  # training envs only: evaluation scores the unshaped reward
+    # Training envs only: evaluation scores the unshaped reward on the tasks as they are (not strict).
+    options = {**env_options(config), "strict": config.env.strict}
+    shaping = config.env.event_reward
     makers: list[Callable[[], gym.Env]]
     if config.env.split is None:
         tasks = [task_for_env_index(i, suite.num_tasks) for i in range(config.env.n_envs)]

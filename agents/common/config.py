@@ -57,6 +57,9 @@ class EnvConfig:
     #: Training-time shaping: this much reward per subtask completed (the suites' event stream, see
     #: :class:`modrl.envs.wrappers.SubtaskEventReward`); evaluation scores the unshaped reward. 0 = off.
     event_reward: float = 0.0
+    #: Training-time: BabyAI's strict pick-up and open in the training envs (a wrong pick-up or door ends the episode,
+    #: reward 0; :class:`modrl.envs.TaskEnv`); evaluation runs the tasks as they are. Generated suites only.
+    strict: bool = False
 
     def __post_init__(self) -> None:
         check(0.0 <= self.event_reward <= 1.0, "event_reward", f"must be in [0, 1], got {self.event_reward}")
@@ -354,6 +357,18 @@ def _check_oracle(suite: Suite, tasks: Sequence[int]) -> None:
         )
 
 
+def _check_strict(suite: Suite) -> None:
+    from modrl.envs.task_env import is_task_env
+
+    stock = [task for task in suite.tasks if not is_task_env(task.env_id)]
+    if stock:
+        raise ConfigError(
+            f"env.strict: task {stock[0].name!r} of suite {suite.name!r} is a stock MiniGrid env ({stock[0].env_id}); "
+            "strict pick-up and open are BabyAI instructions of the generated suites (colour-type, verb-object, "
+            "sequences)"
+        )
+
+
 def fast_engine_reason(env: EnvConfig) -> str | None:
     """Why the batched engine (``env.engine``) cannot run ``env``'s slots, or ``None`` if it can: worker processes, a
     task it does not cover, or a split of a suite that is not generated (:func:`modrl.envs.fast.coverage.suite_reason`).
@@ -392,6 +407,8 @@ def check_run_fields(config: RunConfig) -> Suite:
             "agent.aggregation: 'param_mix' mixes low-rank modules' parameters; set agent.modules.kind to lowrank or "
             f"adapter (got {config.agent.modules.kind!r})"
         )
+    if config.env.strict:
+        _check_strict(suite)
     if config.agent.extractor.film and not config.env.mission_tokens:
         raise ConfigError("agent.extractor.film: FiLM conditions the image on the mission; set env.mission_tokens=true")
     if config.agent.router_input in ("mission", "words") and not config.env.mission_tokens:

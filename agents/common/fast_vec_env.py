@@ -326,16 +326,15 @@ def make_fast_vec_env(config: ExperimentConfig) -> FastVecEnv:
     """The :class:`FastVecEnv` of ``config`` (slot ``i`` runs task ``i mod T``, or with ``env.split`` a task of the
     split drawn per episode), seeded ``config.seed + i``."""
     suite = get_suite(config.env.suite)
-    steps, tokens, split = config.env.max_episode_steps, config.env.mission_tokens, config.env.split
+    split = config.env.split
+    options: dict[str, Any] = dict(max_episode_steps=config.env.max_episode_steps)
+    options.update(mission_tokens=config.env.mission_tokens, strict=config.env.strict)  # strict: training envs only
     envs: list[gym.Env]
     if split is None:
         tasks = [task_for_env_index(i, suite.num_tasks) for i in range(config.env.n_envs)]
-        envs = [make_suite_env(suite, task, max_episode_steps=steps, mission_tokens=tokens) for task in tasks]
+        envs = [make_suite_env(suite, task, **options) for task in tasks]
     else:
-        envs = [
-            make_split_env(suite, split, max_episode_steps=steps, mission_tokens=tokens)
-            for _ in range(config.env.n_envs)
-        ]
+        envs = [make_split_env(suite, split, **options) for _ in range(config.env.n_envs)]
     venv = FastVecEnv(envs, event_reward=config.env.event_reward)
     venv.seed(config.seed)
     return venv

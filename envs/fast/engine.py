@@ -15,8 +15,9 @@ State (``N`` slots, ``P = view - 1`` cells of wall padding on every side, so a v
 three bytes, "blocks sight" in the fourth, so an observation is one gather and its bytes), ``pos (N, 2)``,
 ``heading (N,)``, ``carrying (N,) <u4`` (the carried object's packed code, the empty cell's for nothing: exactly what
 the agent's own view cell shows), ``step_count (N,)`` and ``max_steps (N,)``; for task episodes the subtasks
-(``verbs``, ``objects``, ``targets`` ``(N, K)``, :mod:`.instructions`), their tracked positions ``goto_pos (N, K, 2)``
-and ``subtask_index (N,)``. The arrays grow when a split draws a larger grid than any seen so far.
+(``verbs``, ``objects``, ``targets``, ``strict`` ``(N, K)``, :mod:`.instructions`), their tracked positions
+``goto_pos (N, K, 2)`` and ``subtask_index (N,)``. The arrays grow when a split draws a larger grid than any seen
+so far.
 """
 
 from __future__ import annotations
@@ -150,6 +151,7 @@ class BatchedMiniGrid:
         self.verbs = np.zeros((n, MAX_SUBTASKS), np.int64)
         self.objects = np.zeros((n, MAX_SUBTASKS), WORD)
         self.targets = np.zeros((n, MAX_SUBTASKS), WORD)
+        self.strict = np.zeros((n, MAX_SUBTASKS), bool)
         self.goto_pos = np.full((n, MAX_SUBTASKS, 2), _NOWHERE, np.int64)
         self.subtask_index = np.zeros(n, np.int64)
         self._goto = np.zeros(n, bool)  # slots with a go-to subtask: the ones whose tracked positions matter
@@ -206,7 +208,7 @@ class BatchedMiniGrid:
         self.missions[slot], self.starts[slot] = other.missions[source], dict(other.starts[source])
         self.max_steps[slot], self.see_through_walls[slot] = other.max_steps[source], other.see_through_walls[source]
         self.episode_envs[slot], self.instructions[slot] = other.episode_envs[source], other.instructions[source]
-        for name in ("task_count", "verbs", "objects", "targets", "goto_pos", "subtask_index", "_goto"):
+        for name in ("task_count", "verbs", "objects", "targets", "strict", "goto_pos", "subtask_index", "_goto"):
             getattr(self, name)[slot] = getattr(other, name)[source]
         self._tasks |= other._tasks
 
@@ -235,6 +237,7 @@ class BatchedMiniGrid:
         self.instructions[slot] = instructions
         self.subtask_index[slot] = 0
         self.verbs[slot] = self.objects[slot] = self.targets[slot] = 0
+        self.strict[slot] = False
         self.goto_pos[slot] = _NOWHERE
         self._goto[slot] = False
         count = 0 if instructions is None else len(instructions.verbs)
@@ -246,6 +249,7 @@ class BatchedMiniGrid:
         self.verbs[slot, :count] = instructions.verbs
         self.objects[slot, :count] = instructions.objects
         self.targets[slot, :count] = instructions.targets
+        self.strict[slot, : len(instructions.strict)] = instructions.strict
         self._tasks = True
         self._goto[slot] = GOTO in instructions.verbs
         if self._goto[slot]:
@@ -292,9 +296,9 @@ class BatchedMiniGrid:
             self._toggle(actions, flat, kind, word)
         events = np.zeros(self.num_envs, np.int64)
         if self._tasks:
-            done, events = self._verify(actions, used, flat, word, carried, picks, drops)
+            done, failed, events = self._verify(actions, used, flat, word, carried, picks, drops)
             reached = reached | done
-            terminated = terminated | done
+            terminated = terminated | done | failed
         reward = np.where(reached, 1 - 0.9 * (self.step_count / self.max_steps), 0.0)
         truncated = self.step_count >= self.max_steps
         subtask_index = self.subtask_index.copy()
@@ -319,9 +323,10 @@ class BatchedMiniGrid:
         carried: np.ndarray,
         picks: np.ndarray,
         drops: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """BabyAI's instruction check after the action (:mod:`.instructions`): ``(done, events)``, the slots whose
-        task is now complete and the subtasks each completed; advances :attr:`subtask_index`."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """BabyAI's instruction check after the action (:mod:`.instructions`): ``(done, failed, events)``, the slots
+        whose task is now complete, those whose strict subtask failed, and the subtasks each completed; advances
+        :attr:`subtask_index`."""
         tasks = self.task_count > 0
         verbs, objects = self.verbs, self.objects
         if used[_DROP]:
@@ -346,8 +351,21 @@ class BatchedMiniGrid:
         passed = (results | (subtask < self.subtask_index[:, None])) & (subtask < self.task_count[:, None])
         index = np.cumprod(passed, axis=1).sum(axis=1)
         events = index - self.subtask_index
+        failed = np.zeros(self.num_envs, bool)
+        if (used[_PICK] or used[_TOGGLE]) and self.strict.any():
+            failed = self._strict_failures(actions, flat) & tasks & (events == 0)
         self.subtask_index = index
-        return tasks & (index == self.task_count), events
+        return tasks & (index == self.task_count), failed, events
+
+    def _strict_failures(self, actions: np.ndarray, flat: np.ndarray) -> np.ndarray:
+        """The slots whose current subtask (before this action) is a strict pick-up or open that BabyAI fails unless
+        it succeeded: ``pickup`` leaving the agent carrying anything, or ``toggle`` with a door in front."""
+        current = np.minimum(self.subtask_index, MAX_SUBTASKS - 1)[:, None]
+        verb = np.take_along_axis(self.verbs, current, axis=1)[:, 0]
+        strict = np.take_along_axis(self.strict, current, axis=1)[:, 0]
+        carries = (actions == _PICK) & (self.carrying != EMPTY_WORD) & (verb == PICKUP)
+        door = (actions == _TOGGLE) & (self.cells.reshape(-1)[flat] & 0xFF == _DOOR) & (verb == OPEN)
+        return strict & (carries | door)
 
     def _pickup_drop(
         self, actions: np.ndarray, flat: np.ndarray, kind: np.ndarray, word: np.ndarray

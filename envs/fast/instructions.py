@@ -13,6 +13,11 @@ refreshes the tracked object positions on every ``drop`` action, then ``verify``
 * put next: the action is ``drop``, the agent carried the object before it, and the object now lies next to
   (4-neighbourhood) a tracked position of the target, refreshed by this very drop, i.e. the target's cell.
 
+A strict pick-up or open (BabyAI's ``strict`` flag, :class:`~modrl.envs.TaskEnv`'s ``strict``) fails instead of
+continuing when the action is ``pickup`` and the agent carries anything afterwards, or ``toggle`` with a door in
+front; only the current subtask (the one pending before the action) can fail, and a failure ends the episode
+(terminated, reward 0).
+
 The sequence advances past the consecutive successes from the current subtask (one action may complete several);
 ``info["events"]`` are the symbols passed, and the episode succeeds (terminated, reward MiniGrid's
 ``1 - 0.9 * step_count / max_steps``) when the last one is passed.
@@ -47,12 +52,14 @@ class Instructions:
         objects: The object's code ``type | colour << 8`` (the low two bytes of a packed cell) per subtask.
         targets: ``putnext``'s target code, else 0.
         symbols: The sketch symbol per subtask (``info["events"]``).
+        strict: BabyAI's ``strict`` flag per subtask (pick-up and open only).
     """
 
     verbs: tuple[int, ...]
     objects: tuple[int, ...]
     targets: tuple[int, ...]
     symbols: tuple[str, ...]
+    strict: tuple[bool, ...] = ()
 
 
 def code(desc: ObjDesc) -> int:
@@ -64,16 +71,17 @@ def task_instructions(env: TaskEnv) -> Instructions:
     """The instructions of ``env``'s episode, its verifier just reset (``RoomGridLevel.reset``).
 
     Raises:
-        EngineUnsupported: An instruction the engine does not implement (not one of the four, strict, a location
-            in a description) or a description that does not name exactly one object of the grid.
+        EngineUnsupported: An instruction the engine does not implement (not one of the four, a strict put-next, a
+            location in a description) or a description that does not name exactly one object of the grid.
     """
     sequence = env.instrs
     if type(sequence) is not SubtaskSequence:
         raise EngineUnsupported(f"the fast engine does not implement {type(sequence).__name__} instructions")
-    verbs, objects, targets = [], [], []
+    verbs, objects, targets, strict = [], [], [], []
     for instr in sequence.instrs:
         verb = _VERBS.get(type(instr))
-        if verb is None or getattr(instr, "strict", False):
+        strict.append(bool(getattr(instr, "strict", False)))
+        if verb is None or (strict[-1] and verb not in (PICKUP, OPEN)):
             raise EngineUnsupported(f"the fast engine does not implement {type(instr).__name__} (strict or other)")
         descs = [instr.desc_move, instr.desc_fixed] if isinstance(instr, PutNextInstr) else [instr.desc]  # type: ignore[attr-defined]
         for desc in descs:
@@ -85,4 +93,4 @@ def task_instructions(env: TaskEnv) -> Instructions:
         verbs.append(verb)
         objects.append(code(descs[0]))
         targets.append(code(descs[1]) if len(descs) == 2 else 0)
-    return Instructions(tuple(verbs), tuple(objects), tuple(targets), tuple(sequence.symbols))
+    return Instructions(tuple(verbs), tuple(objects), tuple(targets), tuple(sequence.symbols), tuple(strict))

@@ -2,9 +2,10 @@
 
 For every task, the same evaluation episodes (same env seeds, deterministic policy) are run three times: with the
 true mission tokens, with the mission of another task of the same verb (a different object), and with an all-padding
-mission. If success with a wrong object's mission is as high as with the true one, the agent ignores the object
-words, and success on held-out (colour, type) pairs says nothing about composition. Prints a table per run and the
-mean over runs; writes JSON with --out.
+mission. ``--stochastic`` samples the actions instead (torch seeded per episode, so a rerun repeats itself): a
+policy whose greedy actions loop can still be read that way. If success with a wrong object's mission is as high as
+with the true one, the agent ignores the object words, and success on held-out (colour, type) pairs says nothing
+about composition. Prints a table per run and the mean over runs; writes JSON with --out.
 
     python experiments/generalisation/mission_ablation.py runs/sweeps/<sweep>/trials/* --episodes 20
 """
@@ -51,7 +52,9 @@ def other_task(name: str, names: list[str]) -> str:
     return same[(same.index(name) + 1) % len(same)]
 
 
-def ablate_run(run_dir: Path, episodes: int, tasks_per_split: int) -> dict[str, dict[str, float]]:
+def ablate_run(
+    run_dir: Path, episodes: int, tasks_per_split: int, deterministic: bool = True
+) -> dict[str, dict[str, float]]:
     config, policy, _ = load_run_policy(run_dir)
     suite = get_suite(config.env.suite)
     options = env_options(config)
@@ -71,11 +74,17 @@ def ablate_run(run_dir: Path, episodes: int, tasks_per_split: int) -> dict[str, 
                 "blank": FixedMission(env, np.zeros(max_len, dtype=np.int64)),
             }
             for condition, wrapped in envs.items():
-                wins = [run_episode(wrapped, policy, None, EVAL_SEED_BASE + k, True)[2] for k in range(episodes)]
+                wins = [_episode(wrapped, policy, EVAL_SEED_BASE + k, deterministic) for k in range(episodes)]
                 rates[condition].append(float(np.mean(wins)))
             env.close()
         out[split] = {c: float(np.mean(v)) for c, v in rates.items()}
     return out
+
+
+def _episode(env: gym.Env, policy: Any, seed: int, deterministic: bool) -> bool:
+    if not deterministic:
+        torch.manual_seed(seed)  # the sampled actions of episode k repeat from run to run
+    return run_episode(env, policy, None, seed, deterministic)[2]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,11 +93,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--episodes", type=int, default=20, help="episodes per task and condition (default 20)")
     parser.add_argument("--tasks-per-split", type=int, default=12, help="tasks sampled per split (default 12)")
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--stochastic", action="store_true", help="sample the actions (default: greedy)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     results = {}
     for run in args.runs:
-        results[str(run)] = ablate_run(run, args.episodes, args.tasks_per_split)
+        results[str(run)] = ablate_run(run, args.episodes, args.tasks_per_split, not args.stochastic)
         for split, row in results[str(run)].items():
             cells = "  ".join(f"{c} {row[c]:.3f}" for c in CONDITIONS)
             print(f"{run.name:40s} {split:5s}  {cells}", flush=True)
