@@ -158,7 +158,7 @@ class TaskEnv(RoomGridLevel):
             module docstring.
         strict: BabyAI's strict pick-up and open (module docstring): a wrong pick-up or door fails the episode.
         **kwargs: Passed to ``RoomGridLevel``: only MiniGrid's own :data:`ENV_KWARGS` (``render_mode``,
-            ``agent_view_size``, ...), checked (:func:`modrl.envs.wrappers.check_minigrid_kwargs`).
+            ``agent_view_size``, ...), checked (:func:`modrl.envs.minigrid_kwargs.check_minigrid_kwargs`).
     """
 
     def __init__(
@@ -174,7 +174,7 @@ class TaskEnv(RoomGridLevel):
         strict: bool = False,
         **kwargs: Any,
     ) -> None:
-        from modrl.envs.wrappers import check_minigrid_kwargs
+        from modrl.envs.minigrid_kwargs import check_minigrid_kwargs
 
         self.task = parse_task(task) if isinstance(task, str) else task
         check(isinstance(self.task, Task), "task", f"must be a Task or a task name, got {type(task).__name__}")
