@@ -13,6 +13,7 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+import torch
 from stable_baselines3.common.policies import ActorCriticPolicy
 
 from modrl.agents.common.builders import build_policy, env_options, model_fingerprint
@@ -135,7 +136,21 @@ def _log_progress(done: Sequence[TaskResult], total: int, elapsed: float) -> Non
 def run_episode(
     env: gym.Env, policy: ActorCriticPolicy, modular: ModularExtractor | None, seed: int, deterministic: bool
 ) -> tuple[float, int, bool, list[np.ndarray]]:
-    """(return, length, success, routing weights per step) of one episode."""
+    """(return, length, success, routing weights per step) of one episode.
+
+    A sampled (``deterministic=False``) episode draws its actions from torch's generator seeded with ``seed`` (the
+    caller's generator state is put back afterwards), so a stochastic evaluation repeats itself exactly.
+    """
+    if deterministic:
+        return _episode(env, policy, modular, seed, True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _episode(env, policy, modular, seed, False)
+
+
+def _episode(
+    env: gym.Env, policy: ActorCriticPolicy, modular: ModularExtractor | None, seed: int, deterministic: bool
+) -> tuple[float, int, bool, list[np.ndarray]]:
     obs, _ = env.reset(seed=seed)
     done, total, length, success, usage = False, 0.0, 0, False, []
     while not done:

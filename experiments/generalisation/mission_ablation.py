@@ -2,10 +2,10 @@
 
 For every task, the same evaluation episodes (same env seeds, deterministic policy) are run three times: with the
 true mission tokens, with the mission of another task of the same verb (a different object), and with an all-padding
-mission. ``--stochastic`` samples the actions instead (torch seeded per episode, so a rerun repeats itself): a
-policy whose greedy actions loop can still be read that way. If success with a wrong object's mission is as high as
-with the true one, the agent ignores the object words, and success on held-out (colour, type) pairs says nothing
-about composition. Prints a table per run and the mean over runs; writes JSON with --out.
+mission. ``--stochastic`` samples the actions instead (seeded per episode by ``run_episode``, so a rerun repeats
+itself): a policy whose greedy actions loop can still be read that way. If success with a wrong object's mission is
+as high as with the true one, the agent ignores the object words, and success on held-out (colour, type) pairs says
+nothing about composition. Prints a table per run and the mean over runs; writes JSON with --out.
 
     python experiments/generalisation/mission_ablation.py runs/sweeps/<sweep>/trials/* --episodes 20
 """
@@ -74,17 +74,12 @@ def ablate_run(
                 "blank": FixedMission(env, np.zeros(max_len, dtype=np.int64)),
             }
             for condition, wrapped in envs.items():
-                wins = [_episode(wrapped, policy, EVAL_SEED_BASE + k, deterministic) for k in range(episodes)]
+                seeds = [EVAL_SEED_BASE + k for k in range(episodes)]
+                wins = [run_episode(wrapped, policy, None, seed, deterministic)[2] for seed in seeds]
                 rates[condition].append(float(np.mean(wins)))
             env.close()
         out[split] = {c: float(np.mean(v)) for c, v in rates.items()}
     return out
-
-
-def _episode(env: gym.Env, policy: Any, seed: int, deterministic: bool) -> bool:
-    if not deterministic:
-        torch.manual_seed(seed)  # the sampled actions of episode k repeat from run to run
-    return run_episode(env, policy, None, seed, deterministic)[2]
 
 
 def main(argv: list[str] | None = None) -> int:
