@@ -170,7 +170,8 @@ def print_tables(groups: Sequence[Mapping[str, Any]]) -> None:
             train, test = g["success"][mode]["train"], g["success"][mode]["test"]
             means = [f"{np.mean(v):.3f}" if v else "-" for v in (train, test)]
             print(f"| {g['label']} | {cell(train)} | {cell(test)} | {means[0]} | {means[1]} | {ratio(test, train)} |")
-    print("\nmission ablation, drop = true - other object's mission (greedy): IQM [CI] over seeds; per seed\n")
+    how = "greedy, or sampled if mission_ablation.py ran with --stochastic"
+    print(f"\nmission ablation, drop = true - other object's mission ({how}): IQM [CI] over seeds; per seed\n")
     print("| variant | train drop | test drop | test drops per seed |")
     print("|---|---|---|---|")
     for g in groups:
