@@ -174,11 +174,13 @@ def test_asha_stops_the_trial_that_lags_at_a_rung(tmp_path: Path, local_ray: Non
     assert record is not None and record.error is not None and record.error.startswith("stopped early by asha")
     stopped_at = int(record.error.rsplit(" ", 1)[-1])
     assert 128 <= stopped_at < 640
-    # The stopped trial got SIGTERM: its run checkpointed and says so; its learning curve ends there.
+    # The stopped trial got SIGTERM: its run checkpointed and says so; its learning curve ends there. (How many steps
+    # it ran past ASHA's decision before the signal landed depends on the machine's load: on a busy machine this
+    # tiny run can reach its last rollout first, so the early part asserted is the decision, stopped_at.)
     meta = json.loads((sweep_dir / "trials" / second / "meta.json").read_text())
     assert meta["status"] == "interrupted" and meta["checkpoint"].endswith(f"{meta['step']:012d}")
     rows = [json.loads(line) for line in (sweep_dir / "trials" / second / "metrics.jsonl").read_text().splitlines()]
-    assert rows[-1]["step"] < 640
+    assert rows[-1]["step"] <= meta["step"] <= 640
     bar = [json.loads(line) for line in (sweep_dir / "trials" / first / "metrics.jsonl").read_text().splitlines()]
     at = lambda rs: next(r["return_mean"] for r in rs if r["step"] >= stopped_at)  # noqa: E731
     assert at(rows) < at(bar)  # what ASHA compared: the lagging trial's metric at that rung
