@@ -96,11 +96,19 @@ def test_continual_metrics_and_table() -> None:
         ("rule.kind=bogus", "rule.kind"),
         ("sequence.bogus=1", "unknown key 'sequence.bogus'"),
         ("sequence.reference_dir=refs", "reference_dir: caches from-scratch references"),
+        ("env.event_reward=0.1", "env.event_reward: a continual run's stages train on the tasks as they are"),
     ],
 )
 def test_config_refuses_what_cannot_run(override: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         tiny(override)
+
+
+def test_config_refuses_strict_tasks_even_on_a_generated_suite() -> None:
+    generated = ("env.suite=colour-type", "sequence.tasks=[goto-blue-ball, goto-green-ball]")
+    with pytest.raises(ConfigError, match=r"env\.strict: a continual run's stages train on the tasks as they are"):
+        tiny(*generated, "env.strict=true")
+    tiny(*generated)  # the same config without it loads
 
 
 def test_example_configs_load() -> None:

@@ -36,7 +36,7 @@ ALGOS.add("a2c", A2C)
 
 def env_options(config: ExperimentConfig) -> dict[str, Any]:
     """Keyword arguments of :func:`modrl.envs.make_suite_env` / ``make_split_env`` that ``config.env`` sets."""
-    return dict(max_episode_steps=config.env.max_episode_steps, mission_tokens=config.env.mission_tokens)
+    return config.env.suite_env_kwargs()
 
 
 def _shaped(env: gym.Env, event_reward: float) -> gym.Env:
@@ -68,7 +68,7 @@ def make_vec_env(config: ExperimentConfig) -> VecEnv:
         return make_fast_vec_env(config)
     suite = get_suite(config.env.suite)
     # Training envs only: evaluation scores the unshaped reward on the tasks as they are (not strict).
-    options = {**env_options(config), "strict": config.env.strict}
+    options = config.env.suite_env_kwargs(training=True)
     shaping = config.env.event_reward
     makers: list[Callable[[], gym.Env]]
     if config.env.split is None:

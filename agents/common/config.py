@@ -61,6 +61,12 @@ class EnvConfig:
     #: reward 0; :class:`modrl.envs.TaskEnv`); evaluation runs the tasks as they are. Generated suites only.
     strict: bool = False
 
+    def suite_env_kwargs(self, *, training: bool = False) -> dict[str, Any]:
+        """Keyword arguments of :func:`modrl.envs.make_suite_env` / ``make_split_env`` this section sets; ``training``
+        adds the training-time ones (``strict``), which evaluation envs never get."""
+        kwargs: dict[str, Any] = {"max_episode_steps": self.max_episode_steps, "mission_tokens": self.mission_tokens}
+        return {**kwargs, "strict": self.strict} if training else kwargs
+
     def __post_init__(self) -> None:
         check(0.0 <= self.event_reward <= 1.0, "event_reward", f"must be in [0, 1], got {self.event_reward}")
         if self.ids:

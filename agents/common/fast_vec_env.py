@@ -327,8 +327,7 @@ def make_fast_vec_env(config: ExperimentConfig) -> FastVecEnv:
     split drawn per episode), seeded ``config.seed + i``."""
     suite = get_suite(config.env.suite)
     split = config.env.split
-    options: dict[str, Any] = dict(max_episode_steps=config.env.max_episode_steps)
-    options.update(mission_tokens=config.env.mission_tokens, strict=config.env.strict)  # strict: training envs only
+    options = config.env.suite_env_kwargs(training=True)
     envs: list[gym.Env]
     if split is None:
         tasks = [task_for_env_index(i, suite.num_tasks) for i in range(config.env.n_envs)]

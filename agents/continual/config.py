@@ -107,6 +107,9 @@ def _check_cross_fields(config: ContinualConfig) -> None:
         )
     if config.env.split is not None:
         raise ConfigError("env.split: a continual run trains one task per stage; leave env.split null")
+    for key, unused in (("event_reward", config.env.event_reward > 0), ("strict", config.env.strict)):
+        if unused:
+            raise ConfigError(f"env.{key}: a continual run's stages train on the tasks as they are; leave it unset")
     if config.env.engine == "fast":
         raise ConfigError("env.engine: a continual run steps its stages on MiniGrid; use minigrid or auto")
     if config.rule.kind == "freeze_grow":
