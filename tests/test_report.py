@@ -565,3 +565,22 @@ def test_slug_of_a_whole_config_section_fits_a_file_name_and_stays_distinct() ->
     assert names[0][:-11] == names[1][:-11] and names[0] != names[1]  # same start, different digests
     assert len(set(names)) == 3 and names[2] == f"{names[0]}_2", names  # same label twice: the suffix as before
     assert slug("modular", set()) == "modular"  # short labels unchanged
+
+
+def test_section_valued_grid_groups_are_labelled_by_what_differs(sweep: Path) -> None:
+    """A grid over whole ``agent`` sections (how generalisation_routers.yaml pairs keys) gives short labels."""
+    base = {"kind": "modular", "modules": {"count": 4}, "router": {"kind": "soft", "condition": "obs"}}
+    groups = {
+        "modular": {"agent": {**base, "router_input": "words"}},
+        "monolithic": {"agent": {**base, "router": {"kind": "soft", "condition": "task"}}},
+    }
+    entries = json.loads((sweep / "trials.json").read_text())
+    for entry in entries:
+        entry["group"] = groups[entry["group"]["agent.kind"]]
+    write_json(sweep / "trials.json", entries)
+    labels = collect(sweep).groups
+    assert labels == ("agent.router.condition=obs, agent.router_input=words", "agent.router.condition=task")
+    entries[0]["group"] = ["not", "a", "mapping"]
+    write_json(sweep / "trials.json", entries)
+    with pytest.raises(ReportError, match=r"trials\.json: malformed entries"):
+        collect(sweep)

@@ -28,6 +28,7 @@ from modrl.report.continual import (
 )
 from modrl.report.files import ReportError, read_json, read_json_object, read_yaml_mapping
 from modrl.safe_load import InputError, loads_json
+from modrl.sweep.labels import distinguishing_items
 from modrl.sweep.store import STATUS_DIR, TRIALS_FILE
 
 logger = logging.getLogger(__name__)
@@ -200,10 +201,15 @@ def _collect_sweep(root: Path) -> Collection:
     spec_path = root / "sweep.yaml"
     spec_text = spec_path.read_text(encoding="utf-8") if spec_path.is_file() else None
     name = str(read_yaml_mapping(spec_path).get("name") or root.name) if spec_text is not None else root.name
+    try:
+        groups = [entry.get("group") or {} for entry in entries]
+        labels = [group_label(named) for named in distinguishing_items(groups)]
+    except (TypeError, AttributeError):
+        raise ReportError(f"{root / TRIALS_FILE}: malformed entries (each needs a mapping 'group')") from None
     trials = []
-    for entry in entries:
+    for entry, label in zip(entries, labels, strict=True):
         try:
-            trial_id, group, seed = str(entry["id"]), entry.get("group") or {}, entry.get("seed")
+            trial_id, seed = str(entry["id"]), entry.get("seed")
             run_dir = root / entry.get("run_dir", f"trials/{trial_id}")
         except (KeyError, TypeError, AttributeError):
             raise ReportError(f"{root / TRIALS_FILE}: malformed entry {entry!r}") from None
@@ -212,9 +218,14 @@ def _collect_sweep(root: Path) -> Collection:
         status = _status(state.get("status"), status_path)
         meta = read_json_object(run_dir / "meta.json") if (run_dir / "meta.json").is_file() else None
         error = state.get("error") or (meta.get("error") if meta else None)
-        label = group_label(group) or name
         trial = _read_trial(
-            run_dir, id=trial_id, group=label, seed=seed, status=status, error=str(error) if error else None, meta=meta
+            run_dir,
+            id=trial_id,
+            group=label or name,
+            seed=seed,
+            status=status,
+            error=str(error) if error else None,
+            meta=meta,
         )
         trials.append(trial)
     return Collection(root=root, kind="sweep", name=name, trials=tuple(trials), sweep_spec=spec_text)

@@ -40,6 +40,7 @@ from modrl.config import ConfigError, apply_overrides, check, check_int, from_di
 from modrl.runs import RunDirError, validate_run_name
 from modrl.safe_load import InputError, loads_yaml, short_repr
 
+from .labels import distinguishing_items
 from .scheduling import SchedulerSpec, parse_scheduler
 from .search import Domain, flatten_search, parse_domain, sample_points
 
@@ -290,19 +291,22 @@ def expand(spec: SweepSpec) -> list[TrialSpec]:
     the seeds.
 
     Seeds vary fastest, so the trials of one grid point are neighbours. Ids are ``t<index>-<key>=<value>-...
-    -seed=<seed>`` with characters outside ``[A-Za-z0-9._=-]`` replaced by ``_`` and long ids shortened with a
-    hash; the same spec always gives the same ids.
+    -seed=<seed>`` (a section value named by its differing leaves: :func:`~modrl.sweep.labels.distinguishing_items`)
+    with characters outside ``[A-Za-z0-9._=-]`` replaced by ``_`` and long ids shortened with a hash; the same spec
+    always gives the same ids.
     """
     points = sample_points(spec.grid, spec.search, samples=spec.samples, seed=spec.search_seed)
     fixed = tuple(format_override(key, value) for key, value in spec.set.items())
     total = len(points) * len(spec.seeds)
     width = max(3, len(str(total - 1)))
+    named_points = list(zip(points, distinguishing_items(points), strict=True))
     trials = []
-    for index, (group, seed) in enumerate(itertools.product(points, spec.seeds)):
+    for index, ((group, names), seed) in enumerate(itertools.product(named_points, spec.seeds)):
         swept = tuple(format_override(key, value) for key, value in group.items())
+        named = tuple(format_override(key, value) for key, value in names.items())
         trials.append(
             TrialSpec(
-                id=_trial_id(index, width, swept, seed),
+                id=_trial_id(index, width, named, seed),
                 group=group,
                 seed=seed,
                 overrides=(*swept, *fixed, f"{SEED_KEY}={seed}"),

@@ -172,8 +172,10 @@ def open_sweep_dir(spec: SweepSpec, *, root: Path, explicit: Path | None) -> tup
     if explicit is None or not (Path(explicit) / SWEEP_FILE).is_file():
         return create_sweep_dir(spec, root=root, explicit=explicit), False
     existing = resume_sweep_dir(explicit)
-    wanted = [trial.to_dict() for trial in expand(spec)]
-    if [trial.to_dict() for trial in existing.trials] != wanted:
+    # Compared without ids: a directory made before ids named section values by their differing leaves continues
+    # under the ids it was created with (its trials.json is the source of truth).
+    wanted = [_without_id(trial.to_dict()) for trial in expand(spec)]
+    if [_without_id(trial.to_dict()) for trial in existing.trials] != wanted:
         raise SweepError(
             f"{existing.path} holds a sweep with other trials (grid, set or seeds changed); "
             "give another directory for the changed sweep"
@@ -184,6 +186,10 @@ def open_sweep_dir(spec: SweepSpec, *, root: Path, explicit: Path | None) -> tup
             "its stored copy (resume the directory) or start a new sweep"
         )
     return existing.path, True
+
+
+def _without_id(trial: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in trial.items() if key not in ("id", "run_dir")}
 
 
 def resume_sweep_dir(sweep_dir: Path) -> SweepDir:
