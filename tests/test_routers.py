@@ -12,8 +12,9 @@ from modrl.config import ConfigError, from_dict
 from modrl.routers import ROUTERS, GumbelRouter, Router, RouterConfig, TopKRouter, build_router
 
 K, T, D, B = 4, 3, 5, 12
-LEARNED = [name for name in ROUTERS.names() if name != "fixed"]
-CASES = [("fixed", "task", 0)] + [
+UNLEARNED = ("fixed", "uniform")
+LEARNED = [name for name in ROUTERS.names() if name not in UNLEARNED]
+CASES = [("fixed", "task", 0), ("uniform", "task", 0), ("uniform", "obs", 0)] + [
     (kind, condition, hidden) for kind in LEARNED for condition in ("task", "obs", "task+obs") for hidden in (0, 6)
 ]
 
@@ -29,8 +30,8 @@ def batch(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(B, D, generator=gen), torch.arange(B) % T
 
 
-def test_registry_holds_the_four_routers() -> None:
-    assert ROUTERS.names() == ["fixed", "gumbel", "soft", "topk"]
+def test_registry_holds_the_five_routers() -> None:
+    assert ROUTERS.names() == ["fixed", "gumbel", "soft", "topk", "uniform"]
 
 
 @pytest.mark.parametrize(("kind", "condition", "hidden"), CASES)
@@ -44,7 +45,7 @@ def test_weights_are_distributions_and_recorded(kind: str, condition: str, hidde
     assert router.last is not None and not router.last.requires_grad
     assert torch.equal(router.last, out.weights.detach())
     assert out.aux_loss.shape == ()
-    assert (out.logits is None) == (kind == "fixed")
+    assert (out.logits is None) == (kind in UNLEARNED)
     if out.logits is not None:
         assert out.logits.shape == (B, K)
 
@@ -59,7 +60,7 @@ def test_eval_mode_is_deterministic(kind: str, condition: str, hidden: int) -> N
     assert torch.equal(first, router(obs, tasks).weights)
 
 
-@pytest.mark.parametrize(("kind", "condition", "hidden"), [case for case in CASES if case[0] != "fixed"])
+@pytest.mark.parametrize(("kind", "condition", "hidden"), [case for case in CASES if case[0] not in UNLEARNED])
 def test_gradient_reaches_every_router_parameter(kind: str, condition: str, hidden: int) -> None:
     router = make(kind, condition, hidden).train()
     target = torch.randn(B, K, generator=torch.Generator().manual_seed(5))
@@ -84,8 +85,20 @@ def test_fresh_and_reset_routers_start_near_uniform(kind: str, condition: str, h
         assert float(out.logits.detach().abs().max()) < 0.1
 
 
-def test_fixed_router_has_no_parameters() -> None:
-    assert list(make("fixed").parameters()) == []
+@pytest.mark.parametrize("kind", UNLEARNED)
+def test_unlearned_routers_have_no_parameters(kind: str) -> None:
+    assert list(make(kind).parameters()) == []
+    assert make(kind).state_dict() == {}
+
+
+def test_uniform_router_weighs_every_module_equally_whatever_it_reads() -> None:
+    router = make("uniform", "obs")
+    obs, tasks = batch(0)
+    out = router(obs * 100.0, (tasks + 1) % T)
+    assert torch.equal(out.weights, torch.full((B, K), 1.0 / K))
+    assert out.weights.dtype == obs.dtype and float(out.aux_loss) == 0.0
+    half = router(obs.half(), tasks).weights
+    assert half.dtype == torch.float16
 
 
 @pytest.mark.parametrize("kind", ROUTERS.names())
@@ -94,7 +107,7 @@ def test_state_dict_round_trip_gives_identical_outputs(kind: str) -> None:
     source.set_progress(0.3)
     copy = make(kind, hidden=6, seed=1)
     obs, tasks = batch()
-    if kind != "fixed":  # different seeds really give different routers, so the round trip is what makes them equal
+    if kind not in UNLEARNED:  # different seeds give different routers, so the round trip is what makes them equal
         before, theirs = copy.eval()(obs, tasks).logits, source.eval()(obs, tasks).logits
         assert before is not None and theirs is not None and not torch.equal(theirs, before)
     copy.load_state_dict(source.state_dict())

@@ -120,7 +120,7 @@ def _check_freeze_grow(config: ContinualConfig) -> None:
     agent = config.agent
     if agent.kind != "modular":
         raise ConfigError("rule.kind: freeze_grow needs agent.kind=modular (a skill library and a router)")
-    if agent.router.kind == "fixed" or agent.router.condition != "task" or agent.router.hidden != 0:
+    if agent.router.kind in ("fixed", "uniform") or agent.router.condition != "task" or agent.router.hidden != 0:
         raise ConfigError(
             "agent.router: freeze_grow needs one router row per task: kind soft/gumbel/topk, condition task, hidden 0"
         )

@@ -13,7 +13,7 @@ from .config import CONDITIONS, ROUTER_KINDS, RouterConfig
 
 if TYPE_CHECKING:
     from .base import ROUTERS, LearnedRouter, Router, RouterLogits, RoutingOutput, build_router
-    from .fixed import FixedRouter
+    from .fixed import FixedRouter, UniformRouter
     from .gumbel import GumbelRouter
     from .soft import SoftRouter
     from .topk import TopKRouter
@@ -30,6 +30,7 @@ _LAZY = {
     "GumbelRouter": "gumbel",
     "SoftRouter": "soft",
     "TopKRouter": "topk",
+    "UniformRouter": "fixed",
 }
 
 __all__ = [
@@ -45,6 +46,7 @@ __all__ = [
     "RoutingOutput",
     "SoftRouter",
     "TopKRouter",
+    "UniformRouter",
     "build_router",
 ]
 

@@ -271,7 +271,7 @@ class LearnedRouter(Router):
         self.logits_net.module_mask = mask
 
 
-#: Router kinds -> classes ("fixed", "soft", "gumbel", "topk"); filled by the modules defining them.
+#: Router kinds -> classes ("fixed", "soft", "gumbel", "topk", "uniform"); filled by the modules defining them.
 ROUTERS: Registry[type[Router]] = Registry("router")
 
 

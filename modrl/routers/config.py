@@ -10,7 +10,7 @@ from modrl.config import MAX_WIDTH, check
 
 Condition = Literal["task", "obs", "task+obs"]
 CONDITIONS: tuple[str, ...] = get_args(Condition)
-RouterKind = Literal["fixed", "soft", "gumbel", "topk"]
+RouterKind = Literal["fixed", "soft", "gumbel", "topk", "uniform"]
 #: The router kinds a config may name; ``modrl.routers.ROUTERS`` registers one class for each (a test checks).
 ROUTER_KINDS: tuple[str, ...] = get_args(RouterKind)
 
@@ -20,7 +20,8 @@ class RouterConfig:
     """How to build a router (see :func:`build_router`).
 
     Attributes:
-        kind: ``"fixed"``, ``"soft"``, ``"gumbel"`` or ``"topk"`` (:data:`ROUTER_KINDS`, the names in ``ROUTERS``).
+        kind: ``"fixed"``, ``"soft"``, ``"gumbel"``, ``"topk"`` or ``"uniform"`` (every module weighted ``1 / K``;
+            no parameters) (:data:`ROUTER_KINDS`, the names in ``ROUTERS``).
         condition: What the logits are computed from: ``"task"``, ``"obs"`` or ``"task+obs"``.
         hidden: 0 for linear logits; > 0 for one hidden tanh layer of this width.
         mi_coef: soft, gumbel, topk: weight of the task-module mutual-information bonus that asks the router to

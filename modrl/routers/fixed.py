@@ -1,5 +1,6 @@
-"""Fixed routing: a task -> module table, as in policy sketches (Andreas et al. 2017, "Modular Multitask
-Reinforcement Learning with Policy Sketches")."""
+"""Routing that is not learned: a task -> module table, as in policy sketches (Andreas et al. 2017, "Modular
+Multitask Reinforcement Learning with Policy Sketches"), and the uniform mixture (every module, equal weight: the
+ablation that asks what a learned router adds)."""
 
 from __future__ import annotations
 
@@ -54,4 +55,20 @@ class FixedRouter(Router):
         return RoutingOutput(weights=weights, logits=None, aux_loss=obs_features.new_zeros(()))
 
 
+class UniformRouter(Router):
+    """Every decision weighs every module ``1 / K``: the modules' mean, whatever the task or observation. No
+    parameters; ``condition`` is accepted and ignored (so a learned router's config becomes this ablation by changing
+    ``kind`` alone).
+
+    Shapes:
+        ``weights`` ``(B, K)`` all ``1 / K`` in ``obs_features``' dtype; ``logits`` ``None``;
+        ``aux_loss`` ``zeros(())``.
+    """
+
+    def _route(self, obs_features: Tensor, task_ids: Tensor) -> RoutingOutput:
+        weights = obs_features.new_full((obs_features.shape[0], self.num_modules), 1.0 / self.num_modules)
+        return RoutingOutput(weights=weights, logits=None, aux_loss=obs_features.new_zeros(()))
+
+
 ROUTERS.add("fixed", FixedRouter)
+ROUTERS.add("uniform", UniformRouter)
