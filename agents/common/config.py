@@ -16,6 +16,7 @@ from modrl.config import (
     ConfigError,
     apply_overrides,
     check,
+    check_int,
     check_sizes,
     from_dict,
     load_yaml,
@@ -195,6 +196,10 @@ class TrainConfig:
     ``total_timesteps: 0`` (RL frames) is a pre-training-only run: it needs a ``pretrain`` section.
     ``stop_success``: end training early once the sampled training success (mean over tasks of each task's last 100
     episodes, at least 20 finished per task) reaches this value; ``null`` (default) trains the whole budget.
+    ``eval_every``: evaluate every split of the suite (held-out tasks included) at the first rollout end past each
+    multiple of this many frames, ``eval_every_episodes`` episodes per task, greedy or (``eval_every_stochastic``)
+    sampled, into ``RUN/eval_curve.jsonl`` and TensorBoard (SB3's ``EvalCallback``, on modrl's evaluation); 0
+    (default) is off.
     """
 
     total_timesteps: int = 100_000
@@ -202,6 +207,9 @@ class TrainConfig:
     keep_checkpoints: int = 2
     eval_episodes: int = 20
     stop_success: float | None = None
+    eval_every: int = 0
+    eval_every_episodes: int = 10
+    eval_every_stochastic: bool = False
 
     def __post_init__(self) -> None:
         check(
@@ -221,6 +229,8 @@ class TrainConfig:
             "eval_episodes",
             f"must be in [0, {MAX_EVAL_EPISODES}], got {short_repr(self.eval_episodes)}",
         )
+        check_int(self.eval_every, "eval_every", low=0, high=MAX_TIMESTEPS)
+        check_int(self.eval_every_episodes, "eval_every_episodes", low=1, high=MAX_EVAL_EPISODES)
 
 
 def check_cloning_fields(settings: Any, high: int) -> None:

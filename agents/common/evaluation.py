@@ -18,8 +18,9 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from modrl.agents.common.builders import build_policy, env_options, model_fingerprint
 from modrl.agents.common.config import ExperimentConfig, load_experiment_config
+from modrl.agents.common.model_checkpoint import check_state_dict, explain_mismatch, model_identity
 from modrl.agents.common.policies import ModularActorCriticPolicy, ModularExtractor
-from modrl.agents.common.training import CHECKPOINTS, TENSORBOARD, check_state_dict, explain_mismatch, model_identity
+from modrl.agents.common.run_layout import CHECKPOINTS, TENSORBOARD
 from modrl.checkpoint import Checkpoint, FingerprintMismatchError, latest_checkpoint
 from modrl.config import to_dict
 from modrl.envs import get_suite, make_suite_env
@@ -67,6 +68,7 @@ def evaluate_policy(
     step: int = 0,
     splits: Sequence[str] | None = None,
     acting_as: Callable[[int], AbstractContextManager[object]] | None = None,
+    progress: bool = True,
 ) -> EvalReport:
     """Run ``episodes`` episodes of every task of the given splits (default: all of the suite's splits, e.g. train
     and test side by side); episode ``k`` is seeded ``seed_base + k``.
@@ -75,6 +77,7 @@ def evaluate_policy(
         acting_as: Called with a task id, the context its episodes run in: a continual run's
             ``rule.acting_as`` (:func:`modrl.agents.continual.store.load_continual_policy`) for rules that act per
             task (PackNet).
+        progress: Log a ``[eval] task i/n ...`` line per task (``modrl.progress``).
     """
     suite = get_suite(config.env.suite)
     chosen = list(suite.splits) if splits is None else list(splits)
@@ -93,7 +96,8 @@ def evaluate_policy(
             episodes_data = [run_episode(env, policy, modular, seed_base + k, deterministic) for k in range(episodes)]
         env.close()
         results.append(task_result(name, split, episodes_data))
-        _log_progress(results, len(todo), time.monotonic() - started)
+        if progress:
+            _log_progress(results, len(todo), time.monotonic() - started)
     names = list(modular.network.library.names) if modular is not None else None
     return EvalReport(step=step, deterministic=deterministic, seed_base=seed_base, module_names=names, tasks=results)
 

@@ -52,7 +52,9 @@ from modrl.agents.common.model_checkpoint import (
     restore_model_checkpoint,
     save_model_checkpoint,
 )
+from modrl.agents.common.periodic_eval import PeriodicEvalCallback
 from modrl.agents.common.pretrain import PretrainStats, PretrainStopped, pretrain_policy
+from modrl.agents.common.run_layout import CHECKPOINTS, EVAL_CURVE, METRICS, TENSORBOARD
 from modrl.checkpoint import (
     Checkpoint,
 )
@@ -79,10 +81,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-CHECKPOINTS = "checkpoints"
-METRICS = "metrics.jsonl"
-TENSORBOARD = "tb"
 
 
 class TrainStatus(enum.Enum):
@@ -236,6 +234,7 @@ def _train(
         on_start(resumed_from)
     if resume:  # drop what a killed segment logged after its last checkpoint (everything, if it had none)
         truncate_metrics(run_dir / METRICS, resumed_from or 0)
+        truncate_metrics(run_dir / EVAL_CURVE, resumed_from or 0)
     tb_dir = run_dir / TENSORBOARD
     tb_dir.mkdir(exist_ok=True)
     # Events up to and including the checkpoint step were logged before it was taken: keep them, drop later ones.
@@ -274,6 +273,8 @@ def _train(
     success_stop = (
         [] if config.train.stop_success is None else [SuccessStopCallback(episodes, config.train.stop_success, request)]
     )
+    # Last, after the checkpoint: it only reads the policy, between a rollout and its update.
+    periodic_eval = [] if config.train.eval_every == 0 else [PeriodicEvalCallback(config, run_dir, writer)]
     callbacks = CallbackList(
         [
             guard,
@@ -283,6 +284,7 @@ def _train(
             ProgressCallback(episodes, total_timesteps=total),
             *success_stop,
             checkpointer,
+            *periodic_eval,
         ]
     )
     pretrained: PretrainStats | None = None

@@ -27,7 +27,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from modrl._io import atomic_write_json, sha256_file
 from modrl.agents.common.builders import build_policy, model_fingerprint
-from modrl.agents.common.training import CHECKPOINTS, check_state_dict, save_model_checkpoint
+from modrl.agents.common.model_checkpoint import check_state_dict, save_model_checkpoint
+from modrl.agents.common.run_layout import CHECKPOINTS
 from modrl.agents.continual.config import ContinualConfig, load_continual_config
 from modrl.agents.continual.parts import model_parts
 from modrl.checkpoint import MANIFEST, Checkpoint, CheckpointError, list_checkpoints, load_checkpoint, step_dir_name
