@@ -93,3 +93,16 @@ def test_a_killed_run_resumes_to_the_same_curve(
 def test_bad_settings_name_the_key(tiny_config, override: str, field: str) -> None:
     with pytest.raises(ConfigError, match=field):
         tiny_config(override)
+
+
+def test_the_report_draws_the_curve_of_a_real_run(with_eval: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from modrl.report import build_report
+    from modrl.runs import RunStatus, set_status
+
+    run_dir = shutil.copytree(with_eval, tmp_path / "run")  # the fixture is shared: mark a copy completed, as the CLI
+    set_status(run_dir, RunStatus.COMPLETED)
+    md = build_report(run_dir, out_dir=tmp_path).read_text()
+    assert "## Evaluation during training" in md
+    assert (tmp_path / "eval_curve_test.png").is_file() and (tmp_path / "eval_curve_train.png").is_file()

@@ -584,3 +584,27 @@ def test_section_valued_grid_groups_are_labelled_by_what_differs(sweep: Path) ->
     write_json(sweep / "trials.json", entries)
     with pytest.raises(ReportError, match=r"trials\.json: malformed entries"):
         collect(sweep)
+
+
+def _eval_curve(run_dir: Path, test_success: list[float]) -> None:
+    splits = [{"train": {"success": 0.5, "return": 0.4}, "test": {"success": s}} for s in test_success]
+    lines = [json.dumps({"step": 100 * (k + 1), "splits": split}) for k, split in enumerate(splits)]
+    (run_dir / "eval_curve.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_evaluation_during_training_is_drawn_per_split_with_its_peak(sweep: Path, tmp_path: Path) -> None:
+    assert "Evaluation during training" not in build_report(sweep, out_dir=tmp_path / "none").read_text()
+    for seed, curve in enumerate(([0.2, 0.8, 0.6], [0.4, 0.6, 0.4], [0.3, 0.7, 0.5], [0.1, 0.9, 0.5])):
+        _eval_curve(sweep / "trials" / f"mod-{seed}", curve)
+    md = build_report(sweep, out_dir=tmp_path / "with").read_text()
+    text = section(md, "Evaluation during training")
+    assert row(text, MODULAR, "test") == [MODULAR, "test", "4", "0.750", "200", "0.500", "300"]
+    assert row(text, MODULAR, "train") == [MODULAR, "train", "4", "0.500", "100", "0.500", "300"]
+    assert MONO not in text  # no curve written for the baseline's trials
+    assert_png(tmp_path / "with" / "eval_curve_test.png")
+    path = sweep / "trials" / "mod-0" / "eval_curve.jsonl"
+    path.write_text(path.read_text() + '{"step": 4')  # a write cut short by a kill: skipped
+    assert "| 0.750 |" in build_report(sweep, out_dir=tmp_path / "torn").read_text()
+    path.write_text('{"step": 5, "splits": 3}\n' + path.read_text())
+    with pytest.raises(ReportError, match=r"eval_curve\.jsonl:1: malformed"):
+        build_report(sweep, out_dir=tmp_path / "bad")

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.policies import ActorCriticPolicy
 
 from modrl.agents.common.config import ExperimentConfig
 from modrl.agents.common.evaluation import EvalReport, evaluate_policy
@@ -70,8 +71,10 @@ class PeriodicEvalCallback(BaseCallback):
         self._mark = mark
         started = time.monotonic()
         train = self.config.train
+        policy = self.model.policy
+        assert isinstance(policy, ActorCriticPolicy)  # modrl trains on-policy actor-critics only
         report = evaluate_policy(
-            self.model.policy,
+            policy,
             self.config,
             episodes=train.eval_every_episodes,
             deterministic=not train.eval_every_stochastic,

@@ -15,6 +15,7 @@ import numpy as np
 from modrl._io import atomic_write_text
 from modrl.report.collect import Collection, Trial, TrialStatus, collect
 from modrl.report.continual_tables import comparison_table, heatmaps_section, runs_table, single_run_sections
+from modrl.report.eval_curves import eval_curves_section
 from modrl.report.tables import (
     DASH,
     frames_table,
@@ -79,6 +80,7 @@ def build_report(
             _header(collection, seed),
             _tables_section(collection, out, threshold=threshold, seed=seed),
             _curves_section(collection, out, seed=seed),
+            eval_curves_section(collection, out, seed=seed),
             _module_usage_section(collection, out, seed=seed),
             heatmaps_section(collection, out),
             _trials_section(collection),
