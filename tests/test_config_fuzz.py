@@ -57,6 +57,8 @@ OUT_OF_RANGE: dict[str, list[Any]] = {
     "train.checkpoint_every": [0],
     "train.keep_checkpoints": [0],
     "train.eval_episodes": [-1],
+    "train.eval_every": [-1, 10**13],
+    "train.eval_every_episodes": [0],
     "env.vec_env": ["threads"],
 }
 YAML_TAGS = [
