@@ -286,3 +286,24 @@ def test_tensorboard_check_screenshots_every_dashboard_in_chromium(tmp_path: Pat
     out = _run("experiments/telemetry/tensorboard_check.py", str(run_dir), "--out", str(shots), "--screenshots")
     assert "FAIL" not in out and out.count("PASS  screenshot ") == 5, out
     assert len(list(shots.glob("screenshot-*.png"))) == 5
+
+
+def test_task_id_ablation_zeroes_the_actor_and_critic_columns_of_a_monolithic_run(tiny_config, tmp_path: Path) -> None:
+    from modrl.agents.common.training import run_training
+    from modrl.config import to_dict
+    from modrl.runs import write_run_metadata
+
+    config = tiny_config(
+        "env.suite=colour-type", "env.split=train", "env.mission_tokens=true", "agent.kind=monolithic",
+        "train.eval_episodes=0", "train.total_timesteps=64",
+    )  # fmt: skip
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["pytest"])
+    run_training(config, run_dir)
+    out = tmp_path / "ablation.json"
+    _run("experiments/generalisation/task_id_ablation.py", str(run_dir), "--episodes", "1", "--out", str(out))
+    row = json.loads(out.read_text())[str(run_dir)]
+    assert row["as_trained"]["layers_zeroed"] == 0 and row["task_id_zeroed"]["layers_zeroed"] == 2  # actor, critic
+    for values in row.values():
+        assert 0.0 <= values["greedy"] <= 1.0 and 0.0 <= values["sampled"] <= 1.0
