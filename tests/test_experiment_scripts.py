@@ -307,3 +307,26 @@ def test_task_id_ablation_zeroes_the_actor_and_critic_columns_of_a_monolithic_ru
     assert row["as_trained"]["layers_zeroed"] == 0 and row["task_id_zeroed"]["layers_zeroed"] == 2  # actor, critic
     for values in row.values():
         assert 0.0 <= values["greedy"] <= 1.0 and 0.0 <= values["sampled"] <= 1.0
+
+
+def test_routing_ablation_swaps_a_modular_run_to_the_uniform_mixture(tiny_config, tmp_path: Path) -> None:
+    from modrl.agents.common.training import run_training
+    from modrl.config import to_dict
+    from modrl.runs import write_run_metadata
+
+    config = tiny_config(
+        "env.suite=colour-type", "env.split=train", "env.mission_tokens=true", "agent.router.condition=obs",
+        "agent.router_input=mission", "train.eval_episodes=0", "train.total_timesteps=64",
+    )  # fmt: skip
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["pytest"])
+    run_training(config, run_dir)
+    out = tmp_path / "routing.json"
+    _run("experiments/generalisation/routing_ablation.py", str(run_dir), "--episodes", "1", "--out", str(out))
+    row = json.loads(out.read_text())[str(run_dir)]
+    assert set(row["own"]) == set(row["uniform"]) == {"train", "test", "top_weight"}
+    # TINY's 3 modules, each 1/3 for every task (module usage is stored to 4 decimals); a trained soft router's
+    # largest weight is above that (not pinned: after 64 frames it is still close to uniform).
+    assert row["uniform"]["top_weight"] == pytest.approx(1 / 3, abs=1e-4)
+    assert row["own"]["top_weight"] > 1 / 3
