@@ -288,19 +288,23 @@ def test_tensorboard_check_screenshots_every_dashboard_in_chromium(tmp_path: Pat
     assert len(list(shots.glob("screenshot-*.png"))) == 5
 
 
-def test_task_id_ablation_zeroes_the_actor_and_critic_columns_of_a_monolithic_run(tiny_config, tmp_path: Path) -> None:
+def _tiny_split_run(tiny_config, tmp_path: Path, *overrides: str) -> Path:
+    """A 64-frame run on colour-type's train split with mission tokens, for the generalisation scripts."""
     from modrl.agents.common.training import run_training
     from modrl.config import to_dict
     from modrl.runs import write_run_metadata
 
-    config = tiny_config(
-        "env.suite=colour-type", "env.split=train", "env.mission_tokens=true", "agent.kind=monolithic",
-        "train.eval_episodes=0", "train.total_timesteps=64",
-    )  # fmt: skip
+    split = ("env.suite=colour-type", "env.split=train", "env.mission_tokens=true", "train.eval_episodes=0")
+    config = tiny_config(*split, "train.total_timesteps=64", *overrides)
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["pytest"])
     run_training(config, run_dir)
+    return run_dir
+
+
+def test_task_id_ablation_zeroes_the_actor_and_critic_columns_of_a_monolithic_run(tiny_config, tmp_path: Path) -> None:
+    run_dir = _tiny_split_run(tiny_config, tmp_path, "agent.kind=monolithic")
     out = tmp_path / "ablation.json"
     _run("experiments/generalisation/task_id_ablation.py", str(run_dir), "--episodes", "1", "--out", str(out))
     row = json.loads(out.read_text())[str(run_dir)]
@@ -310,18 +314,7 @@ def test_task_id_ablation_zeroes_the_actor_and_critic_columns_of_a_monolithic_ru
 
 
 def test_routing_ablation_swaps_a_modular_run_to_the_uniform_mixture(tiny_config, tmp_path: Path) -> None:
-    from modrl.agents.common.training import run_training
-    from modrl.config import to_dict
-    from modrl.runs import write_run_metadata
-
-    config = tiny_config(
-        "env.suite=colour-type", "env.split=train", "env.mission_tokens=true", "agent.router.condition=obs",
-        "agent.router_input=mission", "train.eval_episodes=0", "train.total_timesteps=64",
-    )  # fmt: skip
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    write_run_metadata(run_dir, config=to_dict(config), seed=config.seed, argv=["pytest"])
-    run_training(config, run_dir)
+    run_dir = _tiny_split_run(tiny_config, tmp_path, "agent.router.condition=obs", "agent.router_input=mission")
     out = tmp_path / "routing.json"
     _run("experiments/generalisation/routing_ablation.py", str(run_dir), "--episodes", "1", "--out", str(out))
     row = json.loads(out.read_text())[str(run_dir)]
