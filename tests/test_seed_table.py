@@ -84,3 +84,12 @@ def test_a_group_without_runs_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         _script().main(["--group", "empty"])
     assert exc.value.code == 2
+
+
+def test_a_group_with_a_seed_missing_an_evaluation_mode_is_refused(tiny_config: Any, tmp_path: Path) -> None:
+    """A statistic over fewer seeds than the table's seed count says is refused, naming the run and the command."""
+    script = _script()
+    runs = [_run(tmp_path, f"s{i}", tiny_config(), det=(0.9, 0.5)) for i in range(2)]
+    (runs[1] / "eval" / "step-000000000100-stoch-20ep.json").unlink()
+    with pytest.raises(SystemExit, match=r"s1 has no eval/step-\*-stoch-\*ep\.json .*--stochastic"):
+        script.main(["--group", "stub", *map(str, runs)])

@@ -108,6 +108,13 @@ def group_rows(label: str, runs: Sequence[Path], ablation: Mapping[str, Any]) ->
     tasks: dict[str, dict[tuple[str, str], list[float]]] = {"det": {}, "stoch": {}}
     drops: dict[str, list[float]] = {s: [] for s in SPLITS}
     cpu, demo, rl, params, routes = [], set(), set(), set(), []
+    for mode in ("det", "stoch"):
+        lacking = [run for run in runs if newest_eval(run, mode) is None]
+        if lacking and len(lacking) < len(runs):  # a statistic over fewer seeds than the table says
+            raise SystemExit(
+                f"seed_table.py: error: group {label!r}: {lacking[0]} has no eval/step-*-{mode}-*ep.json while other "
+                f"runs of the group do; evaluate it (modrl eval RUN{' --stochastic' if mode == 'stoch' else ''})"
+            )
     for run in runs:
         for mode in ("det", "stoch"):
             evaluation = newest_eval(run, mode)
