@@ -24,6 +24,8 @@ _EXPORTS: dict[str, str] = {
     # common: the modular agent and its parameter-matched baseline through SB3
     "ModularActorCriticPolicy": "common.policies",
     "ModularExtractor": "common.policies",
+    "ObservationActorPolicy": "common.policies",
+    "ObservationMlpExtractor": "common.policies",
     "monolithic_policy_kwargs": "common.policies",
     "AGENTS": "common.policies",
     "MinigridFeaturesExtractor": "common.extractors",
@@ -76,6 +78,8 @@ __all__ = [
     "MissionEncoder",
     "ModularActorCriticPolicy",
     "ModularExtractor",
+    "ObservationActorPolicy",
+    "ObservationMlpExtractor",
     "OptionActorCriticPolicy",
     "OptionCriticConfig",
     "OptionsTrainConfig",
@@ -113,6 +117,8 @@ if TYPE_CHECKING:
         AGENTS,
         ModularActorCriticPolicy,
         ModularExtractor,
+        ObservationActorPolicy,
+        ObservationMlpExtractor,
         monolithic_policy_kwargs,
     )
     from modrl.agents.common.training import TrainStatus, run_training

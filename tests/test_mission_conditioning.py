@@ -13,10 +13,10 @@ from stable_baselines3 import PPO
 from stable_baselines3.common.env_checker import check_env as sb3_check_env
 from stable_baselines3.common.preprocessing import preprocess_obs
 
-from modrl.agents.common.builders import build_model, make_vec_env, modular_actor_parameters
+from modrl.agents.common.builders import build_model, make_vec_env, model_fingerprint, modular_actor_parameters
 from modrl.agents.common.extractors import MinigridFeaturesExtractor, MissionEncoder
-from modrl.agents.common.policies import ModularActorCriticPolicy
-from modrl.config import ConfigError
+from modrl.agents.common.policies import ModularActorCriticPolicy, ObservationActorPolicy
+from modrl.config import ConfigError, from_dict, to_dict
 from modrl.envs import SUITES, MissionVocabulary, get_suite, make_suite_env
 from tests.conftest import env_checker_warnings
 
@@ -110,6 +110,49 @@ def test_monolithic_is_parameter_matched_with_mission_features(tiny_config) -> N
     actor = sum(p.numel() for p in model.policy.mlp_extractor.policy_net.parameters())
     target = modular_actor_parameters(config, get_suite("colour-type").num_tasks, mission_dim=32)
     assert abs(actor - target) / target < 0.05, (actor, target)
+
+
+def test_observation_only_monolithic_actor_ignores_mission_features_and_task_id(tiny_config, tmp_path: Path) -> None:
+    config = tiny_config(*ROUTED_BY_MISSION, "agent.kind=monolithic", "agent.monolithic_input=observation")
+    model = build_model(config, make_vec_env(config))
+    policy = model.policy
+    assert isinstance(policy, ObservationActorPolicy)
+    extractor = policy.features_extractor
+    assert isinstance(extractor, MinigridFeaturesExtractor)
+    first = policy.mlp_extractor.policy_net[0]
+    assert isinstance(first, torch.nn.Linear) and first.in_features == extractor.obs_dim < extractor.features_dim
+    actor = sum(p.numel() for p in policy.mlp_extractor.policy_net.parameters())
+    target = modular_actor_parameters(config, get_suite("colour-type").num_tasks, mission_dim=32)
+    assert abs(actor - target) / target < 0.05, (actor, target)
+    features = torch.randn(5, extractor.features_dim)
+    changed = features.clone()
+    changed[:, extractor.obs_dim :] = torch.randn(5, extractor.features_dim - extractor.obs_dim)  # mission + task
+    with torch.no_grad():
+        torch.testing.assert_close(policy.mlp_extractor.forward_actor(changed), policy.mlp_extractor(features)[0])
+        assert not torch.allclose(policy.mlp_extractor.forward_critic(changed), policy.mlp_extractor(features)[1])
+        changed[:, 0] += 1.0  # an observation feature
+        assert not torch.allclose(policy.mlp_extractor.forward_actor(changed), policy.mlp_extractor(features)[0])
+    model.learn(64)
+    space = model.observation_space
+    space.seed(2)
+    samples = [space.sample() for _ in range(6)]
+    obs = {k: np.stack([s[k] for s in samples]) for k in samples[0]}
+    model.save(tmp_path / "model.zip")
+    loaded = PPO.load(tmp_path / "model.zip", device="cpu")
+    assert isinstance(loaded.policy, ObservationActorPolicy)
+    np.testing.assert_array_equal(model.predict(obs, deterministic=True)[0], loaded.predict(obs, deterministic=True)[0])
+
+
+def test_monolithic_input_is_hashed_only_when_set_and_old_configs_load(tiny_config) -> None:
+    config = tiny_config(*MISSION, "agent.kind=monolithic")
+    space = make_vec_env(config).observation_space
+    action = make_vec_env(config).action_space
+    default = model_fingerprint(config, space, action)
+    observation = tiny_config(*MISSION, "agent.kind=monolithic", "agent.monolithic_input=observation")
+    assert model_fingerprint(observation, space, action) != default
+    agent = to_dict(config.agent)
+    del agent["monolithic_input"]  # a config written before the key existed
+    assert from_dict(type(config.agent), agent, "agent") == config.agent
 
 
 def test_mission_policy_trains_and_round_trips_through_sb3_save(tiny_config, tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from modrl.agents.common.config import ExperimentConfig
 from modrl.agents.common.policies import (
     AGENTS,
     ModularActorCriticPolicy,
+    ObservationActorPolicy,
     build_modular_network,
     matched_hidden_width,
     monolithic_policy_kwargs,
@@ -103,12 +104,13 @@ def policy_setup(config: ExperimentConfig, observation_space: spaces.Dict) -> tu
     mission = observation_space.spaces.get("mission")
     mission_dim = agent.extractor.mission_dim if mission is not None else 0
     vocab_size = int(mission.nvec[0]) if isinstance(mission, spaces.MultiDiscrete) else 0
+    observation_only = agent.monolithic_input == "observation"
     hidden = agent.monolithic_hidden or matched_hidden_width(
         modular_actor_parameters(config, num_tasks, mission_dim=mission_dim, vocab_size=vocab_size),
-        in_dim=agent.extractor.features_dim + mission_dim + num_tasks,
+        in_dim=agent.extractor.features_dim + (0 if observation_only else mission_dim + num_tasks),
         latent_dim=agent.latent_dim,
     )
-    policy_class = AGENTS.get("monolithic")
+    policy_class = ObservationActorPolicy if observation_only else AGENTS.get("monolithic")
     return policy_class, monolithic_policy_kwargs(
         hidden=hidden,
         latent_dim=agent.latent_dim,
@@ -160,7 +162,10 @@ def build_model(config: ExperimentConfig, env: VecEnv, *, device: str = "cpu") -
 
 #: ``(agent section, key, default)`` of agent fields added after checkpoints existed: left out of the fingerprint at
 #: their default, so a checkpoint written before the field existed still matches the same network.
-ADDED_FIELDS: tuple[tuple[str, str, object], ...] = (("extractor", "film", False),)
+ADDED_FIELDS: tuple[tuple[str | None, str, object], ...] = (
+    ("extractor", "film", False),
+    (None, "monolithic_input", "features"),
+)
 #: ``(agent section, key)`` of fields that only weigh a training loss (the weights mean the same network whatever
 #: their value): never part of the fingerprint.
 LOSS_ONLY_FIELDS: tuple[tuple[str, str], ...] = (("router", "mi_coef"),)
@@ -177,8 +182,9 @@ def model_fingerprint(config: ExperimentConfig, observation_space: spaces.Space,
     agent["skills"] = agent.pop("modules")
     # Fields added since checkpoints were first written are hashed only when set, for the same reason.
     for section, key, default in ADDED_FIELDS:
-        if agent[section].get(key) == default:
-            del agent[section][key]
+        fields = agent if section is None else agent[section]
+        if fields.get(key) == default:
+            del fields[key]
     for section, key in LOSS_ONLY_FIELDS:
         agent[section].pop(key, None)
     return fingerprint(

@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from gymnasium import spaces
 from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.torch_layers import MlpExtractor
 from torch import nn
 
 from modrl.agents.common.extractors import MinigridFeaturesExtractor
@@ -255,6 +256,44 @@ def monolithic_policy_kwargs(
         net_arch=dict(pi=[hidden, latent_dim], vf=list(critic_hidden)),
         activation_fn=nn.Tanh,
     )
+
+
+class ObservationMlpExtractor(MlpExtractor):
+    """SB3's ``MlpExtractor`` whose policy MLP reads the observation features alone (the modules' input).
+
+    The extractor's output is ``[obs_features | mission_features | bag_of_words | task_one_hot]``; the observation
+    features already carry the mission (through FiLM and the extractor's head), but not the raw mission features nor
+    the task one-hot. The value MLP reads all of it, as in SB3's own extractor.
+    """
+
+    def __init__(self, feature_dim: int, net_arch: Any, activation_fn: type[nn.Module], device: Any, *, obs_dim: int):
+        super().__init__(feature_dim, net_arch, activation_fn, device)
+        self.obs_dim = obs_dim
+        layers: list[nn.Module] = []
+        in_dim = obs_dim
+        for size in net_arch["pi"]:
+            layers += [nn.Linear(in_dim, size), activation_fn()]
+            in_dim = size
+        self.policy_net = nn.Sequential(*layers).to(device)
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        return self.policy_net(features[:, : self.obs_dim])
+
+
+class ObservationActorPolicy(ActorCriticPolicy):
+    """SB3's ``ActorCriticPolicy`` with :class:`ObservationMlpExtractor`: the monolithic baseline whose actor reads
+    what the modular agent's modules read (``agent.monolithic_input: observation``)."""
+
+    def _build_mlp_extractor(self) -> None:
+        extractor = self.features_extractor
+        if not isinstance(extractor, MinigridFeaturesExtractor):
+            raise TypeError("ObservationActorPolicy needs MinigridFeaturesExtractor (it splits off the observation)")
+        self.mlp_extractor = ObservationMlpExtractor(
+            self.features_dim, self.net_arch, self.activation_fn, self.device, obs_dim=extractor.obs_dim
+        )
 
 
 #: Agent kinds -> SB3 policy class (the monolithic baseline is SB3's stock ActorCriticPolicy).
