@@ -140,9 +140,7 @@ class AgentConfig:
     critic_hidden: tuple[int, ...] = (64,)
     #: Hidden width of the monolithic baseline's policy MLP; null = matched to the modular agent's parameter count.
     monolithic_hidden: int | None = None
-    #: What the monolithic baseline's policy MLP reads: all ``features`` (observation features, mission features and
-    #: task one-hot; SB3's stock policy), or the ``observation`` features alone, the input of the modular agent's
-    #: modules (they carry the mission through FiLM and the extractor's head). The critic reads all features.
+    #: Monolithic policy MLP input: all ``features`` (SB3's stock actor) or ``observation`` (the modules' input).
     monolithic_input: Literal["features", "observation"] = "features"
 
     def __post_init__(self) -> None:
