@@ -269,6 +269,7 @@ class ObservationMlpExtractor(MlpExtractor):
     def __init__(self, feature_dim: int, net_arch: Any, activation_fn: type[nn.Module], device: Any, *, obs_dim: int):
         super().__init__(feature_dim, net_arch, activation_fn, device)
         self.obs_dim = obs_dim
+        # Replaces the full-width policy net SB3's constructor built (ortho_init re-initialises every Linear after).
         layers: list[nn.Module] = []
         in_dim = obs_dim
         for size in net_arch["pi"]:
