@@ -66,4 +66,4 @@ def test_a_seed_without_the_planner_file_is_refused(tmp_path: Path, capsys: pyte
     assert err.startswith("modrl: error:") and "lib-s1/planner.json" in err and "\n" not in err
     (runs[1] / "planner.json").write_text("[1, 2")
     assert _script().main([*map(str, runs), "--planner", "planner.json"]) == 2
-    assert "not JSON" in capsys.readouterr().err
+    assert "not valid JSON" in capsys.readouterr().err

@@ -14,29 +14,17 @@ the same seeds.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from modrl.report.files import ReportError, read_json_object
 from modrl.stats import summarize
 
 
 class InputError(Exception):
     """A run directory or file that cannot be summarised."""
-
-
-def _load(path: Path) -> dict:
-    if not path.is_file():
-        raise InputError(f"{path}: no such file")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path}: not JSON ({error})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: expected a JSON object")
-    return data
 
 
 def _cell(values: list[float]) -> str:
@@ -86,12 +74,12 @@ def summary(runs: list[Path], planner_files: list[str], mark: str | None) -> str
     lines = [f"{len(runs)} library seeds: " + ", ".join(str(r) for r in runs), ""]
     lines += ["| planner evaluation | tasks | success, IQM [95% CI] over seeds | per seed |", "|---|---|---|---|"]
     for name in planner_files:
-        per_seed = [planner_rates(_load(run / name), run / name, mark) for run in runs]
+        per_seed = [planner_rates(read_json_object(run / name), run / name, mark) for run in runs]
         for group in per_seed[0]:
             values = [rates[group] for rates in per_seed]
             seeds = " ".join(f"{v:.2f}" for v in values)
             lines.append(f"| {name} | {group} | {_cell(values)} | {seeds} |")
-    per_run = [option_rows(_load(run / "results.json"), run / "results.json") for run in runs]
+    per_run = [option_rows(read_json_object(run / "results.json"), run / "results.json") for run in runs]
     names = list(per_run[0])
     for run, rows in zip(runs, per_run, strict=True):
         if list(rows) != names:
@@ -117,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         print(summary(args.runs, args.planner, args.mark))
-    except InputError as error:
+    except (InputError, ReportError) as error:
         print(f"modrl: error: {error}", file=sys.stderr)
         return 2
     return 0
