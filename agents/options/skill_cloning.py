@@ -21,7 +21,8 @@ two rows, ObstructedMaze-1Dl):
    optionally fine-tunes each option with PPO (``finetune_steps``) in calling-state episodes of the train envs
    (:class:`modrl.envs.skill_env.SkillStepEnv`: the planner's scripted prefix, then the option until the step's
    effects hold), evaluates it in calling states of the train envs and of the ``eval_split`` envs (a diagnostic: which
-   skill fails where), and saves the library.
+   skill fails where), and saves the library. With ``demonstrations: false`` nothing is recorded or cloned: each option
+   is PPO alone from a random network in those calling-state episodes.
 
 The options read the whole grid (:class:`modrl.envs.wrappers.FullView`, ``view_size``), privileged like the planner's
 own state, so they find what the planner names without memory; with ``target_marker`` a fourth channel marks the
@@ -143,7 +144,7 @@ class _Skill:
     demos: DemoSet
     fit: DemoSet
     noise: np.random.Generator
-    before: float
+    before: float | None
     history: list[dict[str, float]]
     validation: float | None
     began: float
@@ -162,23 +163,7 @@ def train_skill_library(config: SkillCloningConfig, run_dir: Path) -> tuple[Skil
     torch.manual_seed(config.seed)
     train_ids = split_envs(config.suite, config.split)
     test_ids = split_envs(config.suite, config.eval_split) if config.eval_split else []
-    start = time.perf_counter()
-    recording = record_skill_demos(
-        train_ids,
-        episodes=config.episodes,
-        view_size=config.view_size,
-        skills=config.skills,
-        marker=config.target_marker,
-        random_steps=config.random_steps,
-    )
-    log.info(
-        "recorded %d planner episodes (%d solved, %d frames) in %.0fs: %s",
-        recording.episodes,
-        recording.solved,
-        recording.frames,
-        time.perf_counter() - start,
-        ", ".join(f"{s} {n} calls" for s, n in recording.calls.items()),
-    )
+    recording = _record(config, train_ids)
     library = OptionLibrary()
     skills: dict[str, _Skill] = {}
     for skill, demos in recording.demos.items():
@@ -186,6 +171,10 @@ def train_skill_library(config: SkillCloningConfig, run_dir: Path) -> tuple[Skil
         # as a run of all does (skills can be trained in separate processes and their options put together).
         skills[skill] = state = _clone_skill(config, skill, SKILL_NAMES.index(skill), demos, train_ids)
         _add(library, skill, state.policy.option, run_dir)
+    if not config.demonstrations:
+        for skill in config.skills:
+            skills[skill] = state = _fresh_skill(config, skill, SKILL_NAMES.index(skill), train_ids)
+            _add(library, skill, state.policy.option, run_dir)
     rounds = [
         _planner_dagger_round(config, library, skills, train_ids, round_, run_dir)
         for round_ in range(config.planner_dagger_rounds)
@@ -205,7 +194,7 @@ def train_skill_library(config: SkillCloningConfig, run_dir: Path) -> tuple[Skil
             calls=len(state.demos.lengths),
             pairs=state.demos.size,
             accuracy_before=state.before,
-            accuracy=state.history[-1]["accuracy"],
+            accuracy=state.history[-1]["accuracy"] if state.history else None,
             validation_accuracy=state.validation,
             dagger_pairs=state.dagger_pairs,
             dagger_success=state.on_policy,
@@ -217,13 +206,13 @@ def train_skill_library(config: SkillCloningConfig, run_dir: Path) -> tuple[Skil
         )
         results.append(result)
         log.info(
-            "%s: %d calls (%d pairs), cloning accuracy %.2f -> %.2f (held-out calls %s), %d PPO frames; "
+            "%s: %d calls (%d pairs), cloning accuracy %s -> %s (held-out calls %s), %d PPO frames; "
             "calling-state success train %s, test %s",
             skill,
             result.calls,
             result.pairs,
-            state.before,
-            result.accuracy,
+            fmt_rate(state.before),
+            fmt_rate(result.accuracy),
             fmt_rate(result.validation_accuracy),
             result.finetune_frames,
             fmt_pair(result.train_success),
@@ -239,6 +228,60 @@ def train_skill_library(config: SkillCloningConfig, run_dir: Path) -> tuple[Skil
         )
         atomic_write_text(run_dir / "results.md", format_skill_results(recording, results, rounds) + "\n")
     return recording, results
+
+
+def _record(config: SkillCloningConfig, train_ids: Sequence[EnvSpec]) -> SkillRecording:
+    """The scripted planner's demonstrations of the train split, or none with ``demonstrations: false``."""
+    if not config.demonstrations:
+        return SkillRecording(demos={}, calls={}, episodes=0, solved=0, frames=0)
+    start = time.perf_counter()
+    recording = record_skill_demos(
+        train_ids,
+        episodes=config.episodes,
+        view_size=config.view_size,
+        skills=config.skills,
+        marker=config.target_marker,
+        random_steps=config.random_steps,
+    )
+    log.info(
+        "recorded %d planner episodes (%d solved, %d frames) in %.0fs: %s",
+        recording.episodes,
+        recording.solved,
+        recording.frames,
+        time.perf_counter() - start,
+        ", ".join(f"{s} {n} calls" for s, n in recording.calls.items()),
+    )
+    return recording
+
+
+def _fresh_skill(config: SkillCloningConfig, skill: str, index: int, train_ids: Sequence[EnvSpec]) -> _Skill:
+    """``skill``'s option from a random network (seeded as :func:`_clone_skill` seeds it), for PPO alone."""
+    model = _model(config, skill, train_ids, seed=config.seed + 1000 * index)
+    policy = model.policy
+    assert isinstance(policy, OptionActorCriticPolicy)
+    empty = DemoSet(
+        observations={},
+        actions=np.zeros(0, np.int64),
+        returns=np.zeros(0, np.float32),
+        tasks=(),
+        seeds=(),
+        task_seeds=(),
+        lengths=(),
+        attempts=0,
+        frames=0,
+    )
+    return _Skill(
+        index=index,
+        model=model,
+        policy=policy,
+        demos=empty,
+        fit=empty,
+        noise=np.random.default_rng(config.seed + index),
+        before=None,
+        history=[],
+        validation=None,
+        began=time.perf_counter(),
+    )
 
 
 def _add(library: OptionLibrary, skill: str, option: Option, run_dir: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from modrl.agents.common.config import AlgoConfig
 from modrl.agents.options.config import DemoConfig, OptionNetConfig, check_split
-from modrl.config import MAX_VIEW_SIZE, apply_overrides, check, from_dict, load_yaml
+from modrl.config import MAX_VIEW_SIZE, apply_overrides, check, check_bool, from_dict, load_yaml
 from modrl.envs.skill_env import SKILL_NAMES, SKILL_SLOTS
 from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH
 from modrl.options import OptionConfig
@@ -26,6 +26,11 @@ class SkillCloningConfig:
     torch_threads: int = 1
     suite: str = "minigrid-hard"
     split: str = "train"
+    #: ``false``: record no demonstrations and clone nothing; each option starts from a random network and learns by PPO
+    #: alone (``finetune_steps`` frames) in calling-state episodes, rewarded when the call's effects are observed. The
+    #: scripted skills still run each training episode's plan up to the call (the calling states; a training-time
+    #: assist), as they do for fine-tuning.
+    demonstrations: bool = True
     #: Planner episodes recorded per task of the split.
     episodes: int = 100
     #: Side of the whole-grid view the options read (odd).
@@ -127,10 +132,22 @@ class SkillCloningConfig:
         check(
             0 <= self.finetune_steps <= 100_000_000, "finetune_steps", f"must be in [0, 1e8], got {self.finetune_steps}"
         )
+        self._check_no_demonstrations()
         check(self.n_envs >= 1, "n_envs", f"must be >= 1, got {self.n_envs}")
         check(self.max_skill_steps >= 1, "max_skill_steps", f"must be >= 1, got {self.max_skill_steps}")
         check(self.eval_episodes >= 0, "eval_episodes", f"must be >= 0, got {self.eval_episodes}")
         _ = self.clone  # range checks of the cloning settings
+
+    def _check_no_demonstrations(self) -> None:
+        """``demonstrations: false`` needs PPO frames and refuses the settings that only act on demonstrations."""
+        check_bool(self.demonstrations, "demonstrations")
+        if self.demonstrations:
+            return
+        without = "with demonstrations: false"
+        check(self.finetune_steps >= 1, "finetune_steps", f"must be >= 1 {without} (PPO is all it learns)")
+        for key in ("dagger_rounds", "planner_dagger_rounds"):
+            check(getattr(self, key) == 0, key, f"must be 0 {without} (DAgger clones the scripted labels)")
+        check(self.target_noise == 0, "target_noise", f"must be 0 {without} (it acts on cloning only)")
 
     @property
     def clone(self) -> DemoConfig:

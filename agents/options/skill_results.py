@@ -16,13 +16,13 @@ class SkillCloneResult:
     without any), DAgger's labelled states and the option's success in each round's episodes (before that round's
     cloning), the states planner DAgger labelled for it, PPO fine-tuning frames, success in calling states of the
     train envs and of the suite's test envs (sampled / greedy; ``None`` when not evaluated or never called there), wall
-    seconds."""
+    seconds. The cloning accuracies are ``None`` for an option learned by PPO alone (``demonstrations: false``)."""
 
     skill: str
     calls: int
     pairs: int
-    accuracy_before: float
-    accuracy: float
+    accuracy_before: float | None
+    accuracy: float | None
     validation_accuracy: float | None
     dagger_pairs: int = 0
     dagger_success: tuple[float, ...] = ()
@@ -50,6 +50,13 @@ class PlannerDaggerRound:
     pairs: dict[str, int]
 
 
+def _accuracy(result: SkillCloneResult) -> str:
+    """Cloning accuracy ``before -> after``, ``- (not cloned)`` for an option learned by PPO alone."""
+    if result.accuracy_before is None or result.accuracy is None:
+        return "- (not cloned)"
+    return f"{result.accuracy_before:.2f} -> {result.accuracy:.2f}"
+
+
 def fmt_rate(value: float | None) -> str:
     """A rate with two decimals, ``-`` when there is none."""
     return "-" if value is None else f"{value:.2f}"
@@ -65,7 +72,11 @@ def format_skill_results(
 ) -> str:
     """The per-skill table (calls, pairs, cloning accuracy, held-out accuracy, DAgger) under a line on the recording,
     and a line per planner DAgger round."""
-    lines = [f"recorded {recording.episodes} planner episodes ({recording.solved} solved, {recording.frames} frames)"]
+    lines = [
+        f"recorded {recording.episodes} planner episodes ({recording.solved} solved, {recording.frames} frames)"
+        if recording.episodes
+        else "no demonstrations: every option learned by PPO alone in calling-state episodes"
+    ]
     lines += [
         f"planner DAgger round {r.round}: the planner with the options solved {r.train_success:.2f} of "
         f"{r.episodes} train episodes; labelled states added: "
@@ -82,7 +93,7 @@ def format_skill_results(
     for r in results:
         rounds = " ".join(f"{v:.2f}" for v in r.dagger_success) or "-"
         lines.append(
-            f"| {r.skill} | {r.calls} | {r.pairs} | {r.accuracy_before:.2f} -> {r.accuracy:.2f} | "
+            f"| {r.skill} | {r.calls} | {r.pairs} | {_accuracy(r)} | "
             f"{fmt_rate(r.validation_accuracy)} | {r.dagger_pairs} | {rounds} | {r.planner_dagger_pairs} | "
             f"{r.finetune_frames} | {fmt_pair(r.train_success)} | {fmt_pair(r.test_success)} |"
         )

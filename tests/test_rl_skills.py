@@ -1,0 +1,82 @@
+"""Skill options learned by PPO alone (``modrl options skills`` with ``demonstrations: false``): nothing is recorded or
+cloned, each option starts from a random network and learns in calling-state episodes, and the settings that act on
+demonstrations only are refused."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import modrl.agents.options.skill_cloning as skill_cloning
+from modrl.agents.options.skill_cloning import train_skill_library
+from modrl.agents.options.skill_cloning_config import load_skill_cloning_config
+from modrl.config import ConfigError
+
+TINY = {
+    "demonstrations": False,
+    "view_size": 9,
+    "skills": ["drop"],
+    "finetune_steps": 64,
+    "n_envs": 2,
+    "algo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+    "eval_episodes": 2,
+    "max_skill_steps": 20,
+    "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
+}
+
+
+@pytest.mark.parametrize(
+    ("override", "key"),
+    [
+        ("finetune_steps=0", "finetune_steps"),
+        ("dagger_rounds=1", "dagger_rounds"),
+        ("planner_dagger_rounds=1", "planner_dagger_rounds"),
+        ("target_noise=0.5", "target_noise"),
+        ("demonstrations=1", "demonstrations"),
+    ],
+)
+def test_settings_that_need_demonstrations_are_refused_without_them(override: str, key: str) -> None:
+    extra = ["target_marker=true"] if key == "target_noise" else []
+    with pytest.raises(ConfigError, match=f"^{key}:"):
+        load_skill_cloning_config(TINY, [*extra, override])
+
+
+def test_without_demonstrations_nothing_is_recorded_or_cloned_and_ppo_trains_each_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("demonstrations: false must not record or clone")
+
+    monkeypatch.setattr(skill_cloning, "record_skill_demos", refuse)
+    monkeypatch.setattr(skill_cloning, "behaviour_clone", refuse)
+    recording, results = train_skill_library(load_skill_cloning_config(TINY), tmp_path)
+    assert recording.episodes == 0 and not recording.demos
+    (drop,) = results
+    assert drop.skill == "drop" and drop.calls == 0 and drop.pairs == 0
+    assert drop.accuracy_before is None and drop.accuracy is None
+    assert drop.finetune_frames >= 64
+    assert drop.train_success is not None  # evaluated in calling states of the train envs
+    assert (tmp_path / "options" / "drop.safetensors").is_file()
+    table = (tmp_path / "results.md").read_text()
+    assert table.startswith("no demonstrations: every option learned by PPO alone")
+    assert "| drop | 0 | 0 | - (not cloned) |" in table
+
+
+def test_an_option_learned_by_ppo_alone_is_the_same_for_the_same_seed(tmp_path: Path) -> None:
+    config = load_skill_cloning_config(TINY, ["eval_episodes=0"])
+    train_skill_library(config, tmp_path / "a")
+    train_skill_library(config, tmp_path / "b")
+    other = load_skill_cloning_config(TINY, ["eval_episodes=0", "seed=1"])
+    train_skill_library(other, tmp_path / "c")
+    a, b, c = (_weights(tmp_path / run) for run in "abc")
+    assert a.keys() == b.keys() == c.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "options" / "drop.safetensors")
