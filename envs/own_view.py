@@ -33,7 +33,8 @@ No ``contains`` atom is ever stated: what a closed box holds is unknown until it
 
 :class:`OwnView` is the gymnasium wrapper that keeps the map up to date on every ``reset`` and ``step`` (so every
 skill and option acting through the env updates it); the planner harness (:mod:`modrl.agents.planning.episode`)
-puts it innermost, on the raw MiniGrid observation, when planning from the own view.
+puts it innermost, on the raw MiniGrid observation, when planning from the own view. :class:`MapView` keeps a map
+of its own and shows it to an option as its image (memory without privileged state).
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from modrl.envs.predicates import (
     spatial_state,
     symbolic_state,
 )
+from modrl.envs.wrappers import FullView, full_view_image, minigrid_env
 
 Pos = tuple[int, int]
 _NEIGHBOURS = ((1, 0), (0, 1), (-1, 0), (0, -1))
@@ -390,3 +392,40 @@ def own_view_of(env: gym.Env) -> OwnView | None:
             return env
         env = env.env
     return None
+
+
+class MapView(FullView):
+    """An option's view with memory and nothing privileged: :class:`~modrl.envs.wrappers.FullView`'s ``(size, size,
+    3)`` image, centred on the agent and turned to face up, drawn from an :class:`OwnViewMap` of the cells seen so far
+    in the episode (unknown cells 0, unseen) instead of from the grid. The wrapper keeps its own map (independent of
+    an :class:`OwnView` the planner may read), so wrap the env whose observations are MiniGrid's own dict; every step
+    taken through it (options and scripted skills alike) updates the map. No target marker yet."""
+
+    def __init__(self, env: gym.Env, *, size: int, marker: bool = False) -> None:
+        if marker:
+            raise ValueError("MapView: the map view marks no target yet (use it without a target marker)")
+        super().__init__(env, size=size)
+        self.map: OwnViewMap | None = None
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+        """Reset the env, start a new map from the first observation and show it."""
+        obs, info = self.env.reset(seed=seed, options=options)
+        base = minigrid_env(self.env)
+        self.map = OwnViewMap(base.grid.width, base.grid.height, base.agent_pos, _direction(obs))
+        self.map.observe(_image(obs), _direction(obs))
+        return self.observation(obs), info
+
+    def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
+        """Step the env, update the map (dead-reckoned pose, the new observation) and show it."""
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        if self.map is None:
+            raise RuntimeError("MapView: reset the env before stepping it")
+        self.map.move(int(action))
+        self.map.observe(_image(obs), _direction(obs))
+        return self.observation(obs), reward, terminated, truncated, info
+
+    def observation(self, observation: dict[str, Any]) -> dict[str, Any]:
+        """``observation`` with the map's image (the map as of the last reset or step)."""
+        if self.map is None:
+            raise RuntimeError("MapView: reset the env before reading its map")
+        return {**observation, "image": full_view_image(self.map, self.size, known=self.map.known)}

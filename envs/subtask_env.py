@@ -53,6 +53,7 @@ from modrl.config import (
 )
 from modrl.envs.grammar import COLOURS, PICKABLE_TYPES, VERB_TYPES, VERBS, ObjectRef, Subtask, Verb, parse_task
 from modrl.envs.operators import planning_domain
+from modrl.envs.own_view import MapView
 from modrl.envs.predicates import env_predicates
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.subtask_symbols import argument_slots, effect_holds, option_observation, subtask_arguments
@@ -122,6 +123,8 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         verb: The option's verb; needed with ``targets="layout"`` (otherwise the tasks' common first verb).
         view_size: ``None``: MiniGrid's 7x7 egocentric view; an odd ``N``: the ``N x N`` egocentric view of the whole
             grid (:class:`modrl.envs.wrappers.FullView`; privileged, like the planner's state).
+        map_view: With ``view_size``, the ``N x N`` view of the cells seen so far in the episode instead of the whole
+            grid (:class:`modrl.envs.own_view.MapView`: memory, nothing privileged).
         prefix_skills: Run up to this many random scripted skills before the option takes over (see the module
             docstring).
         start_carrying: Probability, in ``[0, 1]``, that a ``putnext`` episode starts with the object to move in the
@@ -142,6 +145,7 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         view_size: int | None = None,
         prefix_skills: int = 0,
         start_carrying: float = 0.0,
+        map_view: bool = False,
     ) -> None:
         check(isinstance(suite, (str, Suite)), "suite", f"must be a suite or its name, got {short_repr(suite)}")
         try:
@@ -222,6 +226,14 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         )
         self.start_carrying = 0.0
         self.set_start_carrying(start_carrying)
+        check_bool(map_view, "map_view")
+        check(not map_view or view_size is not None, "map_view", "needs view_size (the side of the map's image)")
+        check(
+            not map_view or (prefix_skills == 0 and start_carrying == 0),
+            "map_view",
+            "cannot be combined with prefix_skills or start_carrying yet (their scripted steps bypass the map)",
+        )
+        self.map_view = map_view
         self._assisted = False
         self._envs: dict[int, gym.Env[Any, Any]] = {}
         # Every task's env is made now, so a bad task_kwargs is refused here, not in the episode that draws the task.
@@ -393,6 +405,6 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
                 kwargs["max_steps"] = self.max_episode_steps
             env = gym.make(spec.env_id, render_mode=self.render_mode, **kwargs)
             if self.view_size is not None:
-                env = FullView(env, size=self.view_size)
+                env = (MapView if self.map_view else FullView)(env, size=self.view_size)
             self._envs[index] = env
         return env

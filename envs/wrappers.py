@@ -117,7 +117,9 @@ def minigrid_env(env: gym.Env) -> Any:
     return base if current is None else current.unwrapped
 
 
-def full_view_image(base: Any, size: int, *, marker: bool = False, targets: Sequence[Target] = ()) -> np.ndarray:
+def full_view_image(
+    base: Any, size: int, *, marker: bool = False, targets: Sequence[Target] = (), known: np.ndarray | None = None
+) -> np.ndarray:
     """``(size, size, 3) uint8``: the whole grid as category indices, centred on the agent and turned so that it faces
     up, like MiniGrid's egocentric view but with nothing hidden (walls and closed doors occlude nothing) and the agent
     in the middle, at ``(size // 2, size // 2)``, instead of at the bottom. That cell shows what the agent carries, as
@@ -130,9 +132,14 @@ def full_view_image(base: Any, size: int, *, marker: bool = False, targets: Sequ
 
     Privileged, like the planner's symbolic state: an option that reads it needs no memory to find an object in
     another room. A grid wider than ``size // 2`` cells on either side of the agent is cut at the border.
+
+    ``base`` may also be the own-view map (:class:`modrl.envs.own_view.OwnViewMap`: a grid, the pose, what is carried)
+    with ``known`` its ``(W, H)`` mask of the cells seen: the cells not seen are then 0 (unseen), as beyond the grid.
     """
     half = size // 2
     grid = base.grid.encode()  # (W, H, 3), indexed [x, y]
+    if known is not None:
+        grid[~known] = 0
     width, height = grid.shape[:2]
     depth = 4 if marker else 3
     padded = np.zeros((width + 2 * half, height + 2 * half, depth), np.uint8)

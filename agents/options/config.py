@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from modrl.agents.common.config import AlgoConfig, check_cloning_fields
-from modrl.config import MAX_VIEW_SIZE, ConfigError, apply_overrides, check, from_dict, load_yaml
+from modrl.config import MAX_VIEW_SIZE, ConfigError, apply_overrides, check, check_bool, from_dict, load_yaml
 from modrl.options import CurriculumConfig
 from modrl.seeds import MAX_SEED
 
@@ -77,6 +77,9 @@ class SubtaskEnvConfig(EpisodeConfig):
     #: finds an object in another room without memory. The planner and ``modrl eval --planner`` give a library's
     #: options the view they were trained with.
     view_size: int | None = None
+    #: With ``view_size`` N: the N x N view shows the cells the agent has seen so far in the episode instead of the
+    #: whole grid (:class:`modrl.envs.own_view.MapView`; unknown cells unseen): memory, nothing privileged.
+    map_view: bool = False
     #: Run up to N random scripted skills (go to, pick up, drop, open) before the option takes over in PPO training
     #: and evaluation episodes, so it learns from the states other skills leave (0: start where the task starts).
     prefix_skills: int = 0
@@ -101,6 +104,13 @@ class SubtaskEnvConfig(EpisodeConfig):
             self.view_size is None or (7 <= self.view_size <= MAX_VIEW_SIZE and self.view_size % 2 == 1),
             "view_size",
             f"must be null or an odd integer in [7, {MAX_VIEW_SIZE}], got {self.view_size}",
+        )
+        check_bool(self.map_view, "map_view")
+        check(not self.map_view or self.view_size is not None, "map_view", "needs view_size (the map image's side)")
+        check(
+            not self.map_view or (self.prefix_skills == 0 and self.start_carrying == 0),
+            "map_view",
+            "cannot be combined with prefix_skills or start_carrying yet (their scripted steps bypass the map)",
         )
 
 

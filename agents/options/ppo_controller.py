@@ -36,10 +36,10 @@ from modrl.agents.common.policies import monolithic_policy_kwargs
 from modrl.agents.options.config import RouteConfig
 from modrl.agents.options.marked_calls import marked_controller_env, whole_grid_calls
 from modrl.agents.planning.library import load_library
-from modrl.agents.planning.skills import library_marks_target, library_view_size
+from modrl.agents.planning.skills import library_map_view, library_marks_target, library_view_size
 from modrl.checkpoint import fingerprint
 from modrl.checkpoint_writer import save_checkpoint
-from modrl.config import to_dict
+from modrl.config import ConfigError, to_dict
 from modrl.envs import SplitTaskEnv, get_suite, make_suite_env, parse_task
 from modrl.envs.subtask_symbols import subtask_arguments
 from modrl.envs.wrappers import Target
@@ -73,6 +73,11 @@ def controller_calls(
 ) -> tuple[list[OptionCall], list[tuple[Target, ...]] | None]:
     """The controller's calls over ``library`` and, for a whole-grid library, the objects each call marks
     (:func:`~modrl.agents.options.marked_calls.whole_grid_calls`; ``None`` for 7x7 options: :func:`option_calls`)."""
+    if library_map_view(library):
+        raise ConfigError(
+            "library: its options read the map view (env.map_view), which options route does not run yet; "
+            "evaluate them with modrl eval RUN --planner"
+        )
     if library_view_size(library) is None:
         return option_calls(library, suite_name), None
     return whole_grid_calls(library, suite_name)

@@ -105,6 +105,7 @@ def option_config(config: OptionsTrainConfig, job: OptionJob, *, num_actions: in
     side = config.env.view_size or 7
     return OptionConfig(
         image_shape=(side, side, 3),
+        map_view=config.env.map_view,
         num_actions=num_actions,
         embed_dim=net.embed_dim,
         channels=net.channels,
@@ -194,6 +195,7 @@ def _subtask_env(
         view_size=config.env.view_size,
         prefix_skills=config.env.prefix_skills,
         start_carrying=start_carrying,
+        map_view=config.env.map_view,
     )
 
 
@@ -283,6 +285,7 @@ def _warm_start(
             max_episode_steps=config.env.max_episode_steps,
             task_kwargs=config.env.task_kwargs(),
             view_size=config.env.view_size,
+            map_view=config.env.map_view,
         )
         if segments
         else _subtask_env(config, job, job.train)

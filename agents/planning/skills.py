@@ -23,6 +23,7 @@ from minigrid.core.actions import Actions
 
 from modrl.config import check
 from modrl.envs.operators import skill_subtask
+from modrl.envs.own_view import MapView
 from modrl.envs.predicates import PredicatesInInfo, env_planning_state
 from modrl.envs.skill_env import skill_call, skill_targets
 from modrl.envs.subtask_symbols import subtask_arguments
@@ -60,6 +61,12 @@ def library_view_size(library: OptionLibrary) -> int | None:
     return None if side == 7 else int(side)
 
 
+def library_map_view(library: OptionLibrary) -> bool:
+    """Whether a library's options read the map of the cells seen so far (:class:`modrl.envs.own_view.MapView`)
+    rather than the whole grid."""
+    return len(library) > 0 and library.get(library.names[0]).config.map_view
+
+
 def library_marks_target(library: OptionLibrary) -> bool:
     """Whether a library's options read the target-marker channel (a four-channel whole-grid view:
     :func:`modrl.envs.wrappers.full_view_image` with ``marker``)."""
@@ -82,19 +89,29 @@ def _skill_call(library: OptionLibrary, step: GroundOperator) -> OptionCall | No
     return OptionCall(option=call[0], args=call[1])
 
 
-def with_predicates(env: gym.Env, *, view_size: int | None = None, marker: bool = False) -> gym.Env:
+def with_predicates(
+    env: gym.Env, *, view_size: int | None = None, marker: bool = False, map_view: bool = False
+) -> gym.Env:
     """``env`` wrapped so that every ``info`` carries ``predicates`` and, with ``view_size`` (see
     :func:`library_view_size`), observations show the whole-grid view, with the target-marker channel when
-    ``marker`` (:func:`library_marks_target`; :func:`learned_skills` points it at each step's object). Call before
-    ``reset``."""
+    ``marker`` (:func:`library_marks_target`; :func:`learned_skills` points it at each step's object), or with
+    ``map_view`` (:func:`library_map_view`) the view of the cells seen so far. Call before ``reset``."""
     check(view_size is not None or not marker, "marker", "needs the whole-grid view (view_size)")
-    return PredicatesInInfo(env if view_size is None else FullView(env, size=view_size, marker=marker))
+    check(view_size is not None or not map_view, "map_view", "needs the view's side (view_size)")
+    if view_size is None:
+        return PredicatesInInfo(env)
+    return PredicatesInInfo((MapView if map_view else FullView)(env, size=view_size, marker=marker))
 
 
 def wrap_for_library(env: gym.Env, library: OptionLibrary) -> gym.Env:
     """:func:`with_predicates` with the view ``library``'s options read (:func:`library_view_size`,
     :func:`library_marks_target`)."""
-    return with_predicates(env, view_size=library_view_size(library), marker=library_marks_target(library))
+    return with_predicates(
+        env,
+        view_size=library_view_size(library),
+        marker=library_marks_target(library),
+        map_view=library_map_view(library),
+    )
 
 
 #: What an escape from a stuck option draws from: MiniGrid's turn left, turn right, move forward.
@@ -138,7 +155,13 @@ def learned_skills(
             marked.targets = skill_targets(step)
         return resolve(step)
 
+    viewer = full_view_of(env) if library_map_view(library) else None
+    if library_map_view(library) and viewer is None:
+        raise ValueError("this library's options read the map view: wrap the env with wrap_for_library(env, library)")
+
     def observation() -> Any:
+        if viewer is not None:  # the map view: drawn from the map the wrapper keeps, not from the grid
+            return viewer.observation(base.gen_obs())
         return current_observation(
             base, view, marker=marked is not None, targets=() if marked is None else marked.targets
         )

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from modrl.config import check, from_dict, to_dict
+from modrl.config import check, check_bool, from_dict, to_dict
 
 from .encoders import GridEncoder
 
@@ -50,6 +50,9 @@ class OptionConfig:
         arg_slots: Allowed words of each argument slot (e.g. colours, then types); empty = not parameterised.
         arg_dim: Embedding width of each argument slot.
         termination: ``"learned"`` (a β head) or ``"predicate"`` (β supplied from outside as a callable).
+        map_view: The image is a map of the cells the agent has seen so far (unknown cells unseen), centred on the
+            agent like the whole-grid view, instead of MiniGrid's 7x7 view or the whole grid: memory without
+            privileged state (``modrl.envs.own_view.MapView``). In the spec only when true.
     """
 
     image_shape: tuple[int, int, int] = (7, 7, 3)
@@ -63,6 +66,7 @@ class OptionConfig:
     arg_slots: tuple[tuple[str, ...], ...] = ()
     arg_dim: int = 8
     termination: Termination = "predicate"
+    map_view: bool = False
 
     def __post_init__(self) -> None:
         check(all(v >= 1 for v in self.image_shape), "image_shape", f"sizes must be >= 1, got {self.image_shape}")
@@ -87,6 +91,7 @@ class OptionConfig:
                 f"arg_slots[{i}]",
                 f"needs at least one word, each once, got {list(slot)}",
             )
+        check_bool(self.map_view, "map_view")
         check(
             self.termination in ("learned", "predicate"),
             "termination",
@@ -246,7 +251,10 @@ class Option(nn.Module):
 
     def spec(self) -> dict[str, Any]:
         """The JSON-able config from which :meth:`from_spec` rebuilds the (freshly initialised) option."""
-        return dict(to_dict(self.config))
+        spec = dict(to_dict(self.config))
+        if not spec["map_view"]:
+            del spec["map_view"]  # the spec of every option saved before the map view existed, byte for byte
+        return spec
 
     @classmethod
     def from_spec(cls, spec: Mapping[str, Any], **kwargs: Any) -> Option:
