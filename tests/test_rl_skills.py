@@ -4,6 +4,7 @@ demonstrations only are refused."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +47,17 @@ def test_settings_that_need_demonstrations_are_refused_without_them(override: st
 
 
 def test_without_demonstrations_nothing_is_recorded_or_cloned_and_ppo_trains_each_option(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     def refuse(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("demonstrations: false must not record or clone")
 
     monkeypatch.setattr(skill_cloning, "record_skill_demos", refuse)
     monkeypatch.setattr(skill_cloning, "behaviour_clone", refuse)
-    recording, results = train_skill_library(load_skill_cloning_config(TINY), tmp_path)
+    with caplog.at_level(logging.INFO, logger="modrl.progress"):
+        recording, results = train_skill_library(load_skill_cloning_config(TINY), tmp_path)
+    progress = [r.getMessage() for r in caplog.records if r.name == "modrl.progress"]
+    assert progress and "step 64/64" in progress[-1] and "eta" in progress[-1]  # PPO's progress line, with ETA
     assert recording.episodes == 0 and not recording.demos
     (drop,) = results
     assert drop.skill == "drop" and drop.calls == 0 and drop.pairs == 0

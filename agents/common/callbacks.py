@@ -33,12 +33,14 @@ class EpisodeStatsCallback(BaseCallback):
     """Keeps the last ``window`` episodes' success and return per task.
 
     The task of a finished episode is read from ``info["task"]`` (set on every step by
-    :class:`modrl.envs.SuccessInfo`), so it holds whether an env slot runs one task or samples a task per episode.
+    :class:`modrl.envs.SuccessInfo`), so it holds whether an env slot runs one task or samples a task per episode;
+    an env that names no task counts its episodes for ``default_task`` (e.g. a skill's calling-state episodes).
     """
 
-    def __init__(self, task_names: Sequence[str], *, window: int = 100) -> None:
+    def __init__(self, task_names: Sequence[str], *, window: int = 100, default_task: str | None = None) -> None:
         super().__init__()
         self.task_names = tuple(task_names)
+        self.default_task = default_task
         self._index = {name: i for i, name in enumerate(self.task_names)}
         self.successes = [deque[float](maxlen=window) for _ in task_names]
         self.returns = [deque[float](maxlen=window) for _ in task_names]
@@ -48,7 +50,7 @@ class EpisodeStatsCallback(BaseCallback):
         dones = self.locals["dones"]
         for env_index in np.flatnonzero(dones):
             info = self.locals["infos"][env_index]
-            task = self._index[info["task"]]
+            task = self._index[info["task"] if self.default_task is None else info.get("task", self.default_task)]
             self.successes[task].append(float(bool(info.get("is_success", False))))
             if "episode" in info:
                 self.returns[task].append(float(info["episode"]["r"]))

@@ -50,6 +50,7 @@ from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from modrl._io import atomic_write_json, atomic_write_text
+from modrl.agents.common.callbacks import EpisodeStatsCallback, ProgressCallback
 from modrl.agents.options.demos import (
     behaviour_clone,
     demo_accuracy,
@@ -183,7 +184,9 @@ def train_skill_library(config: SkillCloningConfig, run_dir: Path) -> tuple[Skil
     for skill, state in skills.items():
         if config.finetune_steps:
             library.unfreeze([skill])
-            state.model.learn(config.finetune_steps)
+            episodes = EpisodeStatsCallback([skill], default_task=skill)  # the progress line's training success
+            progress = ProgressCallback(episodes, total_timesteps=config.finetune_steps, every_s=30.0)
+            state.model.learn(config.finetune_steps, callback=[episodes, progress])
             _add(library, skill, state.policy.option, run_dir)
         venv = state.model.get_env()
         if venv is not None:
