@@ -97,6 +97,17 @@ def _offers(base: Any, verb: Verb) -> bool:
     return True
 
 
+def _check_map_view(map_view: bool, *, view_size: int | None, prefix_skills: int, start_carrying: float) -> None:
+    """``map_view`` needs the image's side and refuses the aids whose scripted steps bypass the map."""
+    check_bool(map_view, "map_view")
+    check(not map_view or view_size is not None, "map_view", "needs view_size (the side of the map's image)")
+    check(
+        not map_view or (prefix_skills == 0 and start_carrying == 0),
+        "map_view",
+        "cannot be combined with prefix_skills or start_carrying yet (their scripted steps bypass the map)",
+    )
+
+
 class SubtaskEnv(gym.Env[dict[str, Any], Any]):
     """Single-subtask episodes over tasks of a generated suite (see the module docstring).
 
@@ -226,13 +237,7 @@ class SubtaskEnv(gym.Env[dict[str, Any], Any]):
         )
         self.start_carrying = 0.0
         self.set_start_carrying(start_carrying)
-        check_bool(map_view, "map_view")
-        check(not map_view or view_size is not None, "map_view", "needs view_size (the side of the map's image)")
-        check(
-            not map_view or (prefix_skills == 0 and start_carrying == 0),
-            "map_view",
-            "cannot be combined with prefix_skills or start_carrying yet (their scripted steps bypass the map)",
-        )
+        _check_map_view(map_view, view_size=view_size, prefix_skills=prefix_skills, start_carrying=start_carrying)
         self.map_view = map_view
         self._assisted = False
         self._envs: dict[int, gym.Env[Any, Any]] = {}

@@ -141,7 +141,6 @@ def learned_skills(
     :mod:`modrl.planner.option_executor`). ``observe``: the planning state (default: the full grid's,
     :func:`modrl.envs.predicates.env_planning_state`; the own view passes its map's)."""
     base: Any = env.unwrapped
-    view = library_view_size(library)
     resolve = call_resolver(library)
     marks = library_marks_target(library)
     marked = full_view_of(env) if marks else None
@@ -155,23 +154,12 @@ def learned_skills(
             marked.targets = skill_targets(step)
         return resolve(step)
 
-    viewer = full_view_of(env) if library_map_view(library) else None
-    if library_map_view(library) and viewer is None:
-        raise ValueError("this library's options read the map view: wrap the env with wrap_for_library(env, library)")
-
-    def observation() -> Any:
-        if viewer is not None:  # the map view: drawn from the map the wrapper keeps, not from the grid
-            return viewer.observation(base.gen_obs())
-        return current_observation(
-            base, view, marker=marked is not None, targets=() if marked is None else marked.targets
-        )
-
     return OptionExecutor(
         env,
         library,
         resolve=resolve_and_mark,
         observe=(lambda: env_planning_state(base)) if observe is None else observe,
-        observation=observation,
+        observation=_options_view(env, library, marked),
         fallback=fallback,
         max_skill_steps=max_skill_steps,
         deterministic=deterministic,
@@ -180,6 +168,23 @@ def learned_skills(
         escape_actions=ESCAPE_ACTIONS,
         escape_steps=escape_steps,
         cycle_limit=cycle_limit,
+    )
+
+
+def _options_view(env: gym.Env, library: OptionLibrary, marked: FullView | None) -> Callable[[], Any]:
+    """The current observation as ``library``'s options read it: MiniGrid's, the whole-grid view (with ``marked``'s
+    targets), or the map view drawn from the map its wrapper keeps."""
+    base: Any = env.unwrapped
+    view = library_view_size(library)
+    if library_map_view(library):
+        viewer = full_view_of(env)
+        if not isinstance(viewer, MapView):
+            raise ValueError(
+                "this library's options read the map view: wrap the env with wrap_for_library(env, library)"
+            )
+        return lambda: viewer.observation(base.gen_obs())
+    return lambda: current_observation(
+        base, view, marker=marked is not None, targets=() if marked is None else marked.targets
     )
 
 
