@@ -93,6 +93,11 @@ def reset_fault_counters() -> None:
     _hits.clear()
 
 
+def faults_armed() -> bool:
+    """Whether ``MODRL_FAULT`` names any fault (a per-step loop checks this once instead of each slot's point)."""
+    return bool(os.environ.get(FAULT_ENV))
+
+
 def fault_point(point: str, *, index: int | None = None, path: str | os.PathLike[str] | None = None) -> None:
     """A named fault point; does nothing unless ``MODRL_FAULT`` names it (see the module docstring).
 

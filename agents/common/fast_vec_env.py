@@ -55,7 +55,7 @@ from modrl.envs import (
 )
 from modrl.envs.fast import BatchedMiniGrid
 from modrl.envs.fast.coverage import find_wrapper, first_task_env, task_env_reason
-from modrl.faults import fault_point
+from modrl.faults import fault_point, faults_armed
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +181,9 @@ class FastVecEnv(VecEnv):
 
     def _faults(self) -> dict[int, str]:
         """The ``env-step`` fault point of every slot; ``{slot: traceback}`` of those that raised."""
-        errors = {}
+        errors: dict[int, str] = {}
+        if not faults_armed():
+            return errors
         for slot in range(self.num_envs):
             try:
                 fault_point("env-step", index=slot)
