@@ -213,6 +213,14 @@ def test_update_bench_prints_both_embeddings_and_their_ratio() -> None:
     assert row[4].endswith("x") and float(row[4][:-1]) == pytest.approx(float(row[2]) / float(row[3]), rel=0.05)
 
 
+def test_data_parallel_bench_trains_on_two_processes_that_end_with_the_same_weights() -> None:
+    out = _run("experiments/bench/bench_data_parallel.py", "--frames", "4096", "--workers", "1", "2", "--repeats", "1")
+    # The bench raises unless both processes' weights are equal after training (the gradients were averaged).
+    assert "workers 1: 4,096 frames" in out and "workers 2: 4,096 frames" in out, out
+    (row,) = [line.split() for line in out.splitlines() if line.split()[:1] == ["2"]]
+    assert row[2].endswith("x") and float(row[2][:-1]) > 0
+
+
 def test_speed_panel_trains_each_recipe_and_writes_its_rows(tmp_path: Path) -> None:
     out = tmp_path / "panel.jsonl"
     args = ["--tasks", "basic", "--agents", "modular", "--recipes", "fast", "default", "--budget-scale", "0.004"]
@@ -225,7 +233,7 @@ def test_speed_panel_trains_each_recipe_and_writes_its_rows(tmp_path: Path) -> N
     assert fast["sgd_steps"] == 1 * 3 * 4 and default["sgd_steps"] == 2 * 10 * 12  # rollouts x epochs x minibatches
     assert all(r["env_ceiling"] > 0 and r["peak_rss_mib"] > 50 and r["cpu_s"] > 0 for r in rows)
     assert "| basic | modular | fast | 0/1 | 2,048 (budget-capped) |" in stdout
-    assert "| basic | modular | 1 |" in stdout.split("fast ÷ default wall")[1]
+    assert "| basic | modular | fast | 1 |" in stdout.split("recipe ÷ default wall")[1]
 
 
 def test_tensorboard_check_reads_a_trained_run_through_a_tensorboard_server(tmp_path: Path) -> None:

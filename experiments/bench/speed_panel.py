@@ -6,8 +6,8 @@ sampled training success reaches ``--threshold`` (``train.stop_success``: mean o
 at least 20 per task) or the task's frame budget ends. Per run it reports: frames and wall-clock at the threshold
 (or "not reached" with the budget), frames/s, PPO SGD steps, process CPU seconds, peak RSS; and per task x recipe the
 **env ceiling** measured in the same run: steps/s of the very vector env training uses (same engine, same number of
-envs, uniformly random actions, no policy). The last table gives, per task and agent, the fast recipe's wall-clock
-to the threshold as a fraction of the default's (issue 18's target: <= 0.2).
+envs, uniformly random actions, no policy). The last table gives, per task, agent and recipe, its wall-clock to the
+threshold as a fraction of the default's, paired by seed (issue 18's target: <= 0.2).
 
 Panel (``--tasks``): ``basic`` (the quick start suite: Empty-5x5, DoorKey-5x5, LavaGapS5), ``doorkey8``
 (MiniGrid-DoorKey-8x8), ``keycorridor`` (MiniGrid-KeyCorridorS3R3; the batched engine does not cover it: MiniGrid),
@@ -64,10 +64,10 @@ PANEL: dict[str, PanelTask] = {
 #: Training recipes: overrides on top of each task's config. ``default`` is the config as shipped; ``fast`` is the
 #: recipe the search below chose (experiments/results/speed.md); the others are the candidates of that search, named
 #: envs x steps per rollout, minibatch, epochs, learning rate.
-def _recipe(n_envs: int, n_steps: int, batch: int, epochs: int, lr: float) -> dict[str, Any]:
+def _recipe(n_envs: int, n_steps: int, batch: int, epochs: int, lr: float, **algo: float) -> dict[str, Any]:
     return {
         "env": {"n_envs": n_envs, "engine": "auto"},
-        "algo": {"n_steps": n_steps, "batch_size": batch, "n_epochs": epochs, "learning_rate": lr},
+        "algo": {"n_steps": n_steps, "batch_size": batch, "n_epochs": epochs, "learning_rate": lr, **algo},
     }
 
 
@@ -81,6 +81,12 @@ RECIPES: dict[str, dict[str, Any]] = {
     "32x64-b1024-e2-lr3e-3": _recipe(32, 64, 1024, 2, 3e-3),
     "64x32-b256-e4-lr1e-3": _recipe(64, 32, 256, 4, 1e-3),
     "64x32-b256-e4-lr2e-3": _recipe(64, 32, 256, 4, 2e-3),
+    "fast-ent1e-3": _recipe(64, 32, 512, 3, 2e-3, ent_coef=1e-3),
+    "fast-ent0": _recipe(64, 32, 512, 3, 2e-3, ent_coef=0.0),
+    "64x32-b512-e4-lr2e-3": _recipe(64, 32, 512, 4, 2e-3),
+    "fast-lr3e-3": _recipe(64, 32, 512, 3, 3e-3),
+    "64x32-b512-e5-lr2e-3": _recipe(64, 32, 512, 5, 2e-3),
+    "64x32-b512-e6-lr1e-3": _recipe(64, 32, 512, 6, 1e-3),
 }
 
 #: Runs a modrl CLI command in this process, then writes its own peak RSS (KiB) to the file named by argv[1].
@@ -257,9 +263,7 @@ def _iqm_ci(values: list[float]) -> str:
 
 def _print_tables(results: list[dict[str, Any]], threshold: float) -> None:
     """Per task x agent x recipe: IQM over seeds with a 95% bootstrap CI (frames, wall, CPU to the threshold or the
-    budget), medians of the throughput columns; then the fast/default ratios per seed (paired by seed)."""
-    from modrl.stats import bootstrap_ci, iqm
-
+    budget), medians of the throughput columns; then every recipe's ratios to the default (paired by seed)."""
     print()
     print(
         f"| task | agent | recipe | seeds reached {threshold} | frames to it, IQM [95% CI] | wall s | CPU s | "
@@ -283,25 +287,36 @@ def _print_tables(results: list[dict[str, Any]], threshold: float) -> None:
             f"{med('fps') / med('env_ceiling'):.3f} | {med('peak_rss_mib'):.0f} |"
         )
     print()
-    print("| task | agent | seeds | fast ÷ default wall to the threshold, IQM [95% CI] | CPU, IQM [95% CI] | note |")
-    print("|---|---|---:|---:|---:|---|")
-    for task, agent in dict.fromkeys((t, a) for t, a, _ in groups):
-        default = {r["seed"]: r for r in groups.get((task, agent, "default"), [])}
-        fast = {r["seed"]: r for r in groups.get((task, agent, "fast"), [])}
-        seeds = sorted(set(default) & set(fast))
-        if not seeds:
+    print(
+        "| task | agent | recipe | seeds | recipe ÷ default wall to the threshold, IQM [95% CI] | "
+        "CPU, IQM [95% CI] | note |"
+    )
+    print("|---|---|---|---:|---:|---:|---|")
+    for task, agent, recipe in groups:
+        if recipe == "default":
             continue
-        pairs = [(fast[s], default[s]) for s in seeds]
-        note = "" if all(f["reached"] and d["reached"] for f, d in pairs) else "a side hit its budget: a bound"
-        cells = []
-        for key in ("train_wall_s", "cpu_s"):
-            ratios = [f[key] / d[key] for f, d in pairs]
-            if len(ratios) == 1:
-                cells.append(f"{ratios[0]:.3f}")
-            else:
-                low, high = bootstrap_ci(ratios, iqm, seed=0)
-                cells.append(f"{iqm(ratios):.3f} [{low:.3f}, {high:.3f}]")
-        print(f"| {task} | {agent} | {len(seeds)} | {cells[0]} | {cells[1]} | {note} |")
+        default = {r["seed"]: r for r in groups.get((task, agent, "default"), [])}
+        other = {r["seed"]: r for r in groups[(task, agent, recipe)]}
+        seeds = sorted(set(default) & set(other))
+        if seeds:
+            print(_ratio_row(task, agent, recipe, [(other[s], default[s]) for s in seeds]))
+
+
+def _ratio_row(task: str, agent: str, recipe: str, pairs: list[tuple[dict[str, Any], dict[str, Any]]]) -> str:
+    """One row of the ratio table: ``recipe``'s wall-clock and CPU to the threshold over the default's, paired by
+    seed (a bound, not a ratio, when a side hit its budget)."""
+    from modrl.stats import bootstrap_ci, iqm
+
+    note = "" if all(f["reached"] and d["reached"] for f, d in pairs) else "a side hit its budget: a bound"
+    cells = []
+    for key in ("train_wall_s", "cpu_s"):
+        ratios = [f[key] / d[key] for f, d in pairs]
+        if len(ratios) == 1:
+            cells.append(f"{ratios[0]:.3f}")
+        else:
+            low, high = bootstrap_ci(ratios, iqm, seed=0)
+            cells.append(f"{iqm(ratios):.3f} [{low:.3f}, {high:.3f}]")
+    return f"| {task} | {agent} | {recipe} | {len(pairs)} | {cells[0]} | {cells[1]} | {note} |"
 
 
 if __name__ == "__main__":
