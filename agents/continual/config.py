@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from modrl.agents.common.config import ExperimentConfig, RunConfig, TrainConfig, check_run_fields
 from modrl.config import ConfigError, apply_overrides, check, from_dict, load_yaml
 from modrl.updates import UpdateRuleConfig
+
+if TYPE_CHECKING:
+    from modrl.envs import Suite
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -111,9 +114,20 @@ def _check_cross_fields(config: ContinualConfig) -> None:
         if unused:
             raise ConfigError(f"env.{key}: a continual run's stages train on the tasks as they are; leave it unset")
     if config.env.engine == "fast":
-        raise ConfigError("env.engine: a continual run steps its stages on MiniGrid; use minigrid or auto")
+        _check_fast_engine(config, suite)
     if config.rule.kind == "freeze_grow":
         _check_freeze_grow(config)
+
+
+def _check_fast_engine(config: ContinualConfig, suite: Suite) -> None:
+    """``env.engine: fast`` needs the batched engine to cover every task of the sequence."""
+    from modrl.agents.continual.parts import stage_engine_reason
+
+    options = config.experiment().env.suite_env_kwargs()  # what the runner's stage envs get
+    for name in config.sequence.tasks:
+        reason = stage_engine_reason(suite, suite.task_index(name), options)
+        if reason is not None:
+            raise ConfigError(f"env.engine: fast cannot run task {name} ({reason}); use minigrid or auto")
 
 
 def _check_freeze_grow(config: ContinualConfig) -> None:

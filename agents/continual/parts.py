@@ -10,6 +10,7 @@ gradient is attached to the graph instead and no algorithm subclass is needed.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -20,12 +21,16 @@ from stable_baselines3.common.distributions import CategoricalDistribution
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.policies import ActorCriticPolicy
 from stable_baselines3.common.torch_layers import MlpExtractor
-from stable_baselines3.common.vec_env import DummyVecEnv
+from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from modrl.agents.common.callbacks import EpisodeStatsCallback
+from modrl.agents.common.fast_vec_env import FastVecEnv
 from modrl.agents.common.policies import ModularActorCriticPolicy
 from modrl.envs import Suite, make_suite_env
+from modrl.envs.fast.coverage import task_env_reason
 from modrl.updates import ModelParts, StageProgress, UpdateRule
+
+log = logging.getLogger(__name__)
 
 #: Training env ``i`` of stage ``s`` is seeded ``seed + STAGE_SEED_STRIDE * s + i`` (far below evaluation seeds).
 STAGE_SEED_STRIDE = 10_000
@@ -65,17 +70,46 @@ def _monitored(suite: Suite, task: int, options: Mapping[str, Any]) -> gym.Env:
     return Monitor(make_suite_env(suite, task, **options))
 
 
+def stage_engine_reason(suite: Suite, task: int, options: Mapping[str, Any]) -> str | None:
+    """Why the batched engine cannot run ``task`` with these env options, or ``None`` if it can."""
+    env = make_suite_env(suite, task, **options)
+    try:
+        return task_env_reason(env)
+    finally:
+        env.close()
+
+
 def stage_env(
-    suite: Suite, task: int, *, n_envs: int, seed: int, stage: int, options: Mapping[str, Any]
-) -> DummyVecEnv:
+    suite: Suite,
+    task: int,
+    *,
+    n_envs: int,
+    seed: int,
+    stage: int,
+    options: Mapping[str, Any],
+    engine: str = "minigrid",
+) -> VecEnv:
     """``n_envs`` copies of one task, env ``i`` seeded ``seed + STAGE_SEED_STRIDE * stage + i``.
 
     Args:
         options: Keyword arguments of :func:`modrl.envs.make_suite_env` (``max_episode_steps``, ``mission_tokens``),
             as :func:`modrl.agents.common.builders.env_options` gives them.
+        engine: ``env.engine``: ``minigrid`` (MiniGrid envs in a ``DummyVecEnv``), ``fast`` (the batched engine,
+            step-for-step identical; the config check refused tasks it does not cover) or ``auto`` (the engine when
+            it covers the task, else MiniGrid with a log line saying why).
     """
+    stage_seed = seed + STAGE_SEED_STRIDE * stage
+    if engine != "minigrid":
+        reason = stage_engine_reason(suite, task, options)
+        if reason is None:
+            fast = FastVecEnv([make_suite_env(suite, task, **options) for _ in range(n_envs)])
+            fast.seed(stage_seed)
+            return fast
+        if engine == "fast":
+            raise ValueError(f"env.engine: fast cannot run task {suite.tasks[task].name} ({reason})")
+        log.info("env.engine auto: task %s uses MiniGrid (%s)", suite.tasks[task].name, reason)
     venv = DummyVecEnv([lambda: _monitored(suite, task, options) for _ in range(n_envs)])
-    venv.seed(seed + STAGE_SEED_STRIDE * stage)
+    venv.seed(stage_seed)
     return venv
 
 

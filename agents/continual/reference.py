@@ -122,6 +122,7 @@ def train_reference(
         seed=config.seed,
         stage=stage,
         options=env_options(experiment),
+        engine=config.env.engine,
     )
     model = build_model(experiment, venv, device=device)
     episodes = EpisodeStatsCallback(suite.task_names)

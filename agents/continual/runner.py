@@ -140,7 +140,13 @@ class _Runner:
     def _env(self, stage: int) -> Any:
         c = self.config
         return stage_env(
-            self.suite, self.task_ids[stage], n_envs=c.env.n_envs, seed=c.seed, stage=stage, options=self.env_options
+            self.suite,
+            self.task_ids[stage],
+            n_envs=c.env.n_envs,
+            seed=c.seed,
+            stage=stage,
+            options=self.env_options,
+            engine=c.env.engine,
         )
 
     def close(self) -> None:
