@@ -9,10 +9,10 @@ same weights:
 
 * every process builds the same model from the same seed (and checks its weights equal rank 0's after a broadcast);
 * process ``r`` steps env slots ``r*n/N .. (r+1)*n/N - 1`` of the single-process run's ``n`` (same slot seeds);
-* each minibatch of ``batch/N`` samples per process; just before SB3 clips the gradient norm, the gradients are
-  summed across processes (one flattened ``all_reduce`` per SGD step over gloo) and divided by N, so clipping and
-  the Adam step see the mean gradient of the whole ``batch`` (what one process computes, up to summation order and
-  the per-process advantage normalisation of SB3's minibatch).
+* each minibatch of ``batch/N`` samples per process; at the end of every backward pass the gradients are averaged
+  across processes (:class:`modrl.agents.common.data_parallel.GradientAverager`: one flattened ``all_reduce`` per SGD
+  step over gloo), so SB3's clipping and the Adam step see the mean gradient of the whole ``batch`` (what one process
+  computes, up to summation order and the per-process advantage normalisation of SB3's minibatch).
 
 Reported per world size: frames/s of the whole run (all processes' frames over the slowest process's wall-clock),
 the same process-CPU split as a check, and the ratio against 1 process measured in the same run. Throughput only:
@@ -49,26 +49,6 @@ FAST = {
 }
 
 
-def _mean_gradients_before_clipping(world: int) -> None:
-    """Make ``torch.nn.utils.clip_grad_norm_`` (SB3 calls it once per SGD step) first replace every gradient by its
-    mean over the ``world`` processes, in one flattened all_reduce."""
-    clip = torch.nn.utils.clip_grad_norm_
-
-    def averaged_clip(parameters: Any, max_norm: float, *args: Any, **kwargs: Any) -> torch.Tensor:
-        params = [p for p in parameters if p.grad is not None]
-        flat = torch.cat([p.grad.reshape(-1) for p in params])
-        dist.all_reduce(flat)
-        flat /= world
-        offset = 0
-        for p in params:
-            n = p.grad.numel()
-            p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
-            offset += n
-        return clip(params, max_norm, *args, **kwargs)
-
-    torch.nn.utils.clip_grad_norm_ = averaged_clip  # type: ignore[assignment]
-
-
 def _worker(
     rank: int, world: int, init_file: str, config_name: str, overrides: dict[str, Any], frames: int, results: Any
 ) -> None:
@@ -76,6 +56,7 @@ def _worker(
 
     from modrl.agents.common.builders import build_model, make_vec_env
     from modrl.agents.common.config import load_experiment_config
+    from modrl.agents.common.data_parallel import GradientAverager, broadcast_parameters
     from modrl.shipped import resolve_config
 
     torch.set_num_threads(1)
@@ -94,10 +75,8 @@ def _worker(
     model = build_model(config, make_vec_env(config))
     model.set_logger(configure_logger(0, None, "", False))
     if world > 1:
-        torch.manual_seed(config.seed)  # the sampling RNG differs per process; the weights come from rank 0
-        for p in model.policy.state_dict().values():
-            dist.broadcast(p, src=0)
-        _mean_gradients_before_clipping(world)
+        broadcast_parameters(model.policy)  # the sampling RNG differs per process; the weights come from rank 0
+        GradientAverager(model.policy)
         dist.barrier()
     start_cpu, start = time.process_time(), time.perf_counter()
     model.learn(total_timesteps=frames // world)
