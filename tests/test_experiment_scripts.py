@@ -221,6 +221,14 @@ def test_data_parallel_bench_trains_on_two_processes_that_end_with_the_same_weig
     assert row[2].endswith("x") and float(row[2][:-1]) > 0
 
 
+def test_train_workers_bench_runs_modrl_trains_training_on_one_and_two_processes() -> None:
+    args = ["--frames", "4096", "--envs", "8", "--batch-size", "64", "--repeats", "1"]
+    out = _run("experiments/bench/bench_train_workers.py", *args)
+    assert "train.workers=1:" in out and "train.workers=2:" in out, out
+    (row,) = [line.split() for line in out.splitlines() if line.split()[:1] == ["2"]]
+    assert row[2].endswith("x") and float(row[2][:-1]) > 0
+
+
 def test_speed_panel_trains_each_recipe_and_writes_its_rows(tmp_path: Path) -> None:
     out = tmp_path / "panel.jsonl"
     args = ["--tasks", "basic", "--agents", "modular", "--recipes", "fast", "default", "--budget-scale", "0.004"]

@@ -52,7 +52,7 @@ def _monitored_split_env(suite: Suite, split: str, options: dict[str, Any], even
     return Monitor(_shaped(make_split_env(suite, split, **options), event_reward))
 
 
-def make_vec_env(config: ExperimentConfig) -> VecEnv:
+def make_vec_env(config: ExperimentConfig, *, slots: range | None = None) -> VecEnv:
     """The vector env of ``config.env.vec_env`` (in-process ``dummy``, fastest for Minigrid here,
     or ``subproc`` workers), env ``i`` seeded ``config.seed + i``; every slot is wrapped for exact resume and error
     reporting (:func:`modrl.agents.common.env_state.vectorise`).
@@ -62,25 +62,28 @@ def make_vec_env(config: ExperimentConfig) -> VecEnv:
 
     Without ``env.split`` slot ``i`` runs task ``i mod T`` of the suite; with a split every slot samples one task of
     that split per episode (:class:`modrl.envs.SplitTaskEnv`), so a split may hold more tasks than there are envs.
+    ``slots`` (default: ``range(env.n_envs)``) builds only those slots of a larger vector env, with their tasks and
+    seeds (a data-parallel training worker's share, :mod:`modrl.agents.common.workers`).
     """
     from modrl.agents.common.fast_vec_env import make_fast_vec_env, select_engine
 
+    slots = range(config.env.n_envs) if slots is None else slots
     if select_engine(config) == "fast":
-        return make_fast_vec_env(config)
+        return make_fast_vec_env(config, slots=slots)
     suite = get_suite(config.env.suite)
     # Training envs only: evaluation scores the unshaped reward on the tasks as they are (not strict).
     options = config.env.suite_env_kwargs(training=True)
     shaping = config.env.event_reward
     makers: list[Callable[[], gym.Env]]
     if config.env.split is None:
-        tasks = [task_for_env_index(i, suite.num_tasks) for i in range(config.env.n_envs)]
+        tasks = [task_for_env_index(i, suite.num_tasks) for i in slots]
         makers = [partial(_monitored_task_env, suite, task, options, shaping) for task in tasks]
     else:
         split = config.env.split
-        makers = [partial(_monitored_split_env, suite, split, options, shaping) for _ in range(config.env.n_envs)]
+        makers = [partial(_monitored_split_env, suite, split, options, shaping) for _ in slots]
     from modrl.agents.common.env_state import vectorise
 
-    return vectorise(makers, kind=config.env.vec_env, seed=config.seed)
+    return vectorise(makers, kind=config.env.vec_env, seed=config.seed + slots.start, first_index=slots.start)
 
 
 def policy_setup(config: ExperimentConfig, observation_space: spaces.Dict) -> tuple[type[ActorCriticPolicy], dict]:

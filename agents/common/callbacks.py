@@ -49,13 +49,16 @@ class EpisodeStatsCallback(BaseCallback):
     def _on_step(self) -> bool:
         dones = self.locals["dones"]
         for env_index in np.flatnonzero(dones):
-            info = self.locals["infos"][env_index]
-            task = self._index[info["task"] if self.default_task is None else info.get("task", self.default_task)]
-            self.successes[task].append(float(bool(info.get("is_success", False))))
-            if "episode" in info:
-                self.returns[task].append(float(info["episode"]["r"]))
-            self.episodes += 1
+            self.record(self.locals["infos"][env_index])
         return True
+
+    def record(self, info: Mapping[str, Any]) -> None:
+        """Count one finished episode from its last ``info`` (``task``, ``is_success``, Monitor's ``episode``)."""
+        task = self._index[info["task"] if self.default_task is None else info.get("task", self.default_task)]
+        self.successes[task].append(float(bool(info.get("is_success", False))))
+        if "episode" in info:
+            self.returns[task].append(float(info["episode"]["r"]))
+        self.episodes += 1
 
     def success_rates(self) -> dict[str, float]:
         """Success rate per task over the window (tasks without a finished episode yet are left out)."""
@@ -110,6 +113,7 @@ class TelemetryCallback(BaseCallback):
         *,
         total_timesteps: int,
         task_every: int = 10_000,
+        workers: int = 1,
     ) -> None:
         super().__init__()
         if task_every < 1:
@@ -118,6 +122,7 @@ class TelemetryCallback(BaseCallback):
         self.episodes = episodes
         self.total_timesteps = total_timesteps
         self.task_every = task_every
+        self.workers = workers  # processes training the run together; this one steps 1/workers of the frames
         self.stats: RoutingStats | None = None
         self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
 
@@ -139,6 +144,11 @@ class TelemetryCallback(BaseCallback):
             if modular.last_weights is not None and modular.last_task_ids is not None:
                 self._pending.append((modular.last_weights, modular.last_task_ids))
         return True
+
+    def add_routing(self, weights: torch.Tensor, task_ids: torch.Tensor) -> None:
+        """Count routing recorded elsewhere in this rollout (a data-parallel training worker's slots)."""
+        if self.stats is not None:
+            self._pending.append((weights, task_ids))
 
     def _on_rollout_end(self) -> None:
         step = self.num_timesteps
@@ -162,7 +172,7 @@ class TelemetryCallback(BaseCallback):
         self.writer.flush()
 
     def _per_task_due(self, step: int) -> bool:
-        rollout = int(getattr(self.model, "n_steps", 1)) * int(self.model.n_envs)
+        rollout = int(getattr(self.model, "n_steps", 1)) * int(self.model.n_envs) * self.workers
         previous = step - rollout
         return previous <= 0 or step >= self.total_timesteps or step // self.task_every != previous // self.task_every
 

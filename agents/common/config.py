@@ -187,6 +187,9 @@ class AlgoConfig:
 
 #: Largest training budget (and checkpoint interval) in env steps: years of CPU time on MiniGrid.
 MAX_TIMESTEPS = 10**12
+#: Most training processes ``train.workers`` may ask for.
+MAX_TRAIN_WORKERS = 64
+
 #: Most evaluation episodes per task (``train.eval_episodes``, ``modrl eval --episodes``).
 MAX_EVAL_EPISODES = 100_000
 
@@ -202,6 +205,9 @@ class TrainConfig:
     multiple of this many frames, ``eval_every_episodes`` episodes per task, greedy or (``eval_every_stochastic``)
     sampled, into ``RUN/eval_curve.jsonl`` and TensorBoard (SB3's ``EvalCallback``, on modrl's evaluation); 0
     (default) is off.
+    ``workers``: processes that train the run together, data-parallel (:mod:`modrl.agents.common.workers`): each
+    steps ``env.n_envs / workers`` env slots and computes the gradient of ``algo.batch_size / workers`` samples per
+    minibatch, averaged across processes before every optimizer step; 1 (default) is one process.
     """
 
     total_timesteps: int = 100_000
@@ -212,6 +218,7 @@ class TrainConfig:
     eval_every: int = 0
     eval_every_episodes: int = 10
     eval_every_stochastic: bool = False
+    workers: int = 1
 
     def __post_init__(self) -> None:
         check(
@@ -233,6 +240,7 @@ class TrainConfig:
         )
         check_int(self.eval_every, "eval_every", low=0, high=MAX_TIMESTEPS)
         check_int(self.eval_every_episodes, "eval_every_episodes", low=1, high=MAX_EVAL_EPISODES)
+        check_int(self.workers, "workers", low=1, high=MAX_TRAIN_WORKERS)
 
 
 def check_cloning_fields(settings: Any, high: int) -> None:
@@ -346,6 +354,8 @@ def _check_cross_fields(config: ExperimentConfig) -> None:
         reason = fast_engine_reason(config.env)
         if reason is not None:
             raise ConfigError(f"env.engine: fast cannot run suite {suite.name} ({reason}); use minigrid or auto")
+    if config.train.workers > 1:
+        _check_workers(config)
     if config.pretrain.enabled:
         _check_oracle(suite, training_tasks(config.env, suite))
     elif config.train.total_timesteps == 0:
@@ -353,6 +363,18 @@ def _check_cross_fields(config: ExperimentConfig) -> None:
             "train.total_timesteps: 0 RL frames trains nothing; it is for pre-training only runs "
             "(set pretrain.episodes > 0)"
         )
+
+
+def _check_workers(config: ExperimentConfig) -> None:
+    """``train.workers`` > 1 splits the env slots and the minibatch evenly across the processes."""
+    workers = config.train.workers
+    for key, value in (("env.n_envs", config.env.n_envs), ("algo.batch_size", config.algo.batch_size)):
+        if value % workers:
+            raise ConfigError(
+                f"{key}: {value} does not split evenly across train.workers={workers}; use a multiple of {workers}"
+            )
+    if config.train.total_timesteps == 0:
+        raise ConfigError("train.workers: a pre-training only run (train.total_timesteps: 0) trains in one process")
 
 
 def training_tasks(env: EnvConfig, suite: Suite) -> tuple[int, ...]:

@@ -121,13 +121,18 @@ def slot_env(maker: Callable[[], gym.Env[Any, Any]], index: int) -> gym.Env[Any,
 
 
 def vectorise(
-    makers: Sequence[Callable[[], gym.Env[Any, Any]]], *, kind: Literal["dummy", "subproc"], seed: int
+    makers: Sequence[Callable[[], gym.Env[Any, Any]]],
+    *,
+    kind: Literal["dummy", "subproc"],
+    seed: int,
+    first_index: int = 0,
 ) -> VecEnv:
     """A vector env over ``makers``, each slot wrapped by :func:`slot_env`, env ``i`` seeded ``seed + i``.
 
     ``subproc`` is :class:`~modrl.agents.common.guards.ReportingSubprocVecEnv` with SB3's default start method.
+    ``first_index`` is the run's index of the first slot (a data-parallel training worker's share starts later).
     """
-    slots = [partial(slot_env, maker, index) for index, maker in enumerate(makers)]
+    slots = [partial(slot_env, maker, first_index + index) for index, maker in enumerate(makers)]
     venv: VecEnv = DummyVecEnv(slots) if kind == "dummy" else ReportingSubprocVecEnv(slots)  # type: ignore[arg-type]
     venv.seed(seed)
     return venv

@@ -72,12 +72,14 @@ class FastVecEnv(VecEnv):
             (its RNG, seeding and ``_gen_grid``); the wrappers give the spaces, the task id and name, and the mission
             vocabulary.
         event_reward: :class:`~modrl.envs.wrappers.SubtaskEventReward`'s ``bonus`` (0: no shaping).
+        first_slot: The run's index of slot 0 (a data-parallel training worker's share starts later); it names the
+            slots at the ``env-step`` fault point.
 
     Raises:
         ValueError: An env that is not covered (the message names the slot and the reason), or spaces that differ.
     """
 
-    def __init__(self, envs: Sequence[gym.Env], *, event_reward: float = 0.0) -> None:
+    def __init__(self, envs: Sequence[gym.Env], *, event_reward: float = 0.0, first_slot: int = 0) -> None:
         for index, env in enumerate(envs):
             reason = task_env_reason(env)
             if reason is not None:
@@ -88,6 +90,7 @@ class FastVecEnv(VecEnv):
         super().__init__(len(envs), envs[0].observation_space, envs[0].action_space)
         self.engine = BatchedMiniGrid(self.envs)
         self.event_reward = float(event_reward)
+        self.first_slot = first_slot
         self.keys = list(self.observation_space.spaces)  # type: ignore[attr-defined]
         self._known: dict[gym.Env, tuple[int, dict[str, Any], tuple[str, ...]]] = {}  # see _episode_started
         self._task = np.zeros(self.num_envs, np.int64)
@@ -186,7 +189,7 @@ class FastVecEnv(VecEnv):
             return errors
         for slot in range(self.num_envs):
             try:
-                fault_point("env-step", index=slot)
+                fault_point("env-step", index=self.first_slot + slot)
             except Exception:
                 errors[slot] = traceback.format_exc()
         return errors
@@ -324,18 +327,19 @@ def select_engine(config: ExperimentConfig) -> Engine:
     return "minigrid"
 
 
-def make_fast_vec_env(config: ExperimentConfig) -> FastVecEnv:
+def make_fast_vec_env(config: ExperimentConfig, *, slots: range | None = None) -> FastVecEnv:
     """The :class:`FastVecEnv` of ``config`` (slot ``i`` runs task ``i mod T``, or with ``env.split`` a task of the
-    split drawn per episode), seeded ``config.seed + i``."""
+    split drawn per episode), seeded ``config.seed + i``; ``slots`` (default: every slot) builds only those."""
     suite = get_suite(config.env.suite)
     split = config.env.split
     options = config.env.suite_env_kwargs(training=True)
+    slots = range(config.env.n_envs) if slots is None else slots
     envs: list[gym.Env]
     if split is None:
-        tasks = [task_for_env_index(i, suite.num_tasks) for i in range(config.env.n_envs)]
+        tasks = [task_for_env_index(i, suite.num_tasks) for i in slots]
         envs = [make_suite_env(suite, task, **options) for task in tasks]
     else:
-        envs = [make_split_env(suite, split, **options) for _ in range(config.env.n_envs)]
-    venv = FastVecEnv(envs, event_reward=config.env.event_reward)
-    venv.seed(config.seed)
+        envs = [make_split_env(suite, split, **options) for _ in slots]
+    venv = FastVecEnv(envs, event_reward=config.env.event_reward, first_slot=slots.start)
+    venv.seed(config.seed + slots.start)
     return venv

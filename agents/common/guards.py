@@ -54,11 +54,15 @@ class NonFiniteError(RuntimeError):
 
     def __init__(self, source: str, *, env_index: int | None, step: int, detail: str = "") -> None:
         where = f" from env {env_index}" if env_index is not None else ""
-        detail = f": {detail}" if detail else ""
-        super().__init__(f"non-finite {source}{where} at step {step}{detail}; training stopped")
+        suffix = f": {detail}" if detail else ""
+        super().__init__(f"non-finite {source}{where} at step {step}{suffix}; training stopped")
         self.source = source
         self.env_index = env_index
         self.step = step
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[Any, ...]:  # picklable: a training worker reports it to the main process
+        return _non_finite_error, (self.source, self.env_index, self.step, self.detail)
 
 
 class EnvWorkerError(RuntimeError):
@@ -67,6 +71,14 @@ class EnvWorkerError(RuntimeError):
     def __init__(self, env_index: int, message: str) -> None:
         super().__init__(f"env {env_index}: {message}")
         self.env_index = env_index
+        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return EnvWorkerError, (self.env_index, self.message)
+
+
+def _non_finite_error(source: str, env_index: int | None, step: int, detail: str) -> NonFiniteError:
+    return NonFiniteError(source, env_index=env_index, step=step, detail=detail)
 
 
 class CaptureEnvErrors(gym.Wrapper[Any, Any, Any, Any]):
@@ -131,8 +143,9 @@ def all_finite(tensors: Sequence[torch.Tensor]) -> bool:
 class NonFiniteGuard(BaseCallback):
     """Stops training at the step a NaN/inf or an env error appears (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, env_offset: int = 0) -> None:
         super().__init__()
+        self.env_offset = env_offset  # slot i is env ``env_offset + i`` in messages (a training worker's share)
         self._handles: list[Any] = []
         self._names: dict[int, str] = {}
 
@@ -148,17 +161,17 @@ class NonFiniteGuard(BaseCallback):
     def _on_training_start(self) -> None:
         env_index = _first_non_finite(self.model._last_obs)
         if env_index is not None:
-            raise NonFiniteError("observation", env_index=env_index, step=self.model.num_timesteps)
+            raise NonFiniteError("observation", env_index=self.env_offset + env_index, step=self.model.num_timesteps)
 
     def _on_step(self) -> bool:
         step = self.num_timesteps
         for env_index, info in enumerate(self.locals["infos"]):
             if ENV_ERROR_KEY in info:
-                raise EnvWorkerError(env_index, f"step raised at step {step}:\n{info[ENV_ERROR_KEY]}")
+                raise EnvWorkerError(self.env_offset + env_index, f"step raised at step {step}:\n{info[ENV_ERROR_KEY]}")
         for source, key in (("observation", "new_obs"), ("reward", "rewards"), ("action", "actions")):
             bad_env = _first_non_finite(self.locals[key])
             if bad_env is not None:
-                raise NonFiniteError(source, env_index=bad_env, step=step)
+                raise NonFiniteError(source, env_index=self.env_offset + bad_env, step=step)
         return True
 
     def _on_training_end(self) -> None:

@@ -5,7 +5,7 @@ checkpoint's fingerprint stands for, and the lookup of the checkpoint a resume s
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +43,12 @@ def save_model_checkpoint(
     identity: Mapping[str, Any] | None = None,
     resume_state: tuple[dict[str, torch.Tensor], dict[str, Any]] | None = None,
     pretrain: PretrainStats | None = None,
+    workers: Sequence[tuple[dict[str, torch.Tensor], dict[str, Any]]] = (),
 ) -> Path:
     """Write the policy, optimiser, RNG states and counters of ``model`` (plus ``resume_state``, the output of
     :func:`modrl.agents.common.env_state.capture_resume_state`, and the oracle pre-training done before RL, if any) as
-    one atomic checkpoint."""
+    one atomic checkpoint. ``workers``: each data-parallel training worker's own state (its envs and RNGs,
+    :mod:`modrl.agents.common.workers`), as tensor group ``worker<r>`` and ``meta["workers"][r - 1]``."""
     opt_tensors, opt_data = flatten_optimizer_state(model.policy.optimizer.state_dict())
     rng_tensors, rng_data = capture_rng_state()
     tensors = {"policy": model.policy.state_dict(), "optimizer": opt_tensors, "rng": rng_tensors}
@@ -60,6 +62,10 @@ def save_model_checkpoint(
         tensors["resume"], meta["resume"] = resume_state
     if pretrain is not None:
         meta["pretrain"] = pretrain.record()
+    if workers:
+        meta["workers"] = [worker_meta for _, worker_meta in workers]
+        for rank, (worker_tensors, _) in enumerate(workers, start=1):
+            tensors[f"worker{rank}"] = worker_tensors
     return save_checkpoint(
         checkpoints_dir,
         step=model.num_timesteps,

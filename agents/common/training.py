@@ -20,7 +20,7 @@ import logging
 import signal
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,14 @@ from modrl.agents.common.model_checkpoint import (
 from modrl.agents.common.periodic_eval import PeriodicEvalCallback
 from modrl.agents.common.pretrain import PretrainStats, PretrainStopped, pretrain_policy
 from modrl.agents.common.run_layout import CHECKPOINTS, EVAL_CURVE, METRICS, TENSORBOARD
+from modrl.agents.common.workers import (
+    CommandWorkers,
+    MergeWorkerRollouts,
+    WorkerGroup,
+    check_checkpoint_workers,
+    local_config,
+    shard,
+)
 from modrl.checkpoint import (
     Checkpoint,
 )
@@ -195,7 +203,12 @@ def run_training(
             fault.
     """
     torch.set_num_threads(config.torch_threads)
-    venv = make_vec_env(config)
+    if config.train.workers > 1 and device != "cpu":
+        raise ValueError(f"train.workers={config.train.workers} trains data-parallel on the CPU, not on {device}")
+    if config.train.workers == 1:
+        venv = make_vec_env(config)
+    else:  # this process's share of the slots (agents/common/workers.py)
+        venv = make_vec_env(local_config(config), slots=shard(config, 0))
     closers: list[Callable[[], object]] = [venv.close]
     try:
         return _train(config, run_dir, venv=venv, resume=resume, on_start=on_start, closers=closers, device=device)
@@ -217,7 +230,8 @@ def _train(
     closers: list[Callable[[], object]],
     device: str,
 ) -> TrainOutcome:
-    model = build_model(config, venv, device=device)
+    model = build_model(config if config.train.workers == 1 else local_config(config), venv, device=device)
+    group = WorkerGroup(config) if config.train.workers > 1 else None
     identity = model_identity(config, venv.observation_space, venv.action_space)
     fingerprint = model_fingerprint(config, venv.observation_space, venv.action_space)
     checkpoints_dir = run_dir / CHECKPOINTS
@@ -229,6 +243,7 @@ def _train(
         )
     if checkpoint is not None:
         check_state_dict(model.policy.state_dict(), checkpoint.tensors.get("policy", {}), checkpoint.path)
+        check_checkpoint_workers(checkpoint, config.train.workers)
     resumed_from = None if checkpoint is None else checkpoint.step
     if on_start is not None:
         on_start(resumed_from)
@@ -266,6 +281,7 @@ def _train(
             identity=identity,
             resume_state=capture_resume_state(model, stateful),
             pretrain=pretrained,
+            workers=() if group is None else group.capture(),
         )
 
     checkpointer = CheckpointCallback(save, every=config.train.checkpoint_every, stop=request)
@@ -275,15 +291,20 @@ def _train(
     )
     # Last, after the checkpoint: it only reads the policy, between a rollout and its update.
     periodic_eval = [] if config.train.eval_every == 0 else [PeriodicEvalCallback(config, run_dir, writer)]
+    telemetry = TelemetryCallback(writer, episodes, total_timesteps=total, workers=config.train.workers)
+    merge = [] if group is None else [MergeWorkerRollouts(group, episodes, telemetry, config.train.workers)]
+    command = [] if group is None else [CommandWorkers(group, checkpointer)]
     callbacks = CallbackList(
         [
+            *merge,  # first: counts all processes' frames, adds the workers' episodes before anything reads them
             guard,
             episodes,
-            TelemetryCallback(writer, episodes, total_timesteps=total),
+            telemetry,
             MetricsLogCallback(run_dir / METRICS, episodes),
             ProgressCallback(episodes, total_timesteps=total),
             *success_stop,
             checkpointer,
+            *command,  # after the checkpoint: the workers go on or stop with the main process
             *periodic_eval,
         ]
     )
@@ -298,14 +319,20 @@ def _train(
                 pretrained = pretrain_policy(model.policy, config, run_dir, stop=lambda: request.requested)
             except PretrainStopped:
                 return TrainOutcome(TrainStatus.INTERRUPTED, 0, None, None, request.signal)
+        if group is not None:  # after pre-training: the workers start from the weights it left
+            closers.append(group.close)
+            group.start(model, None if checkpoint is None else checkpoint.path)
         remaining = total - model.num_timesteps
-        if remaining > 0 or (total == 0 and checkpoint is None):  # 0: pre-training only (learn only resets the envs)
-            model.learn(remaining, callback=callbacks, reset_num_timesteps=checkpoint is None)
+        with nullcontext() if group is None else group.reporting():
+            if remaining > 0 or (total == 0 and checkpoint is None):  # 0: pre-training only (learn resets the envs)
+                model.learn(remaining, callback=callbacks, reset_num_timesteps=checkpoint is None)
     if checkpointer.stopped_at is not None:  # the stop checkpoint is the last consistent state; nothing after it
         steps, path = checkpointer.stopped_at, Path(str(checkpointer.stop_checkpoint))
     else:
         path = save()
         steps = model.num_timesteps
+    if group is not None:
+        group.finish(model)
     status = TrainStatus.INTERRUPTED if request.requested else TrainStatus.COMPLETED
     return TrainOutcome(status, steps, path, resumed_from, request.signal, pretrained)
 

@@ -19,7 +19,9 @@ mission), ``unlock`` (MiniGrid-Unlock, the first stage of the continual key sequ
     OMP_NUM_THREADS=1 python experiments/bench/speed_panel.py --tasks basic --budget-scale 0.5 --out panel.jsonl
 
 Runs go one at a time (one torch thread each) under a temporary directory that is deleted afterwards. On a machine
-shared with other work wall-clock moves with the load; the CPU-seconds column is the steadier number.
+shared with other work wall-clock moves with the load; the CPU-seconds column is the steadier number. Recipes named
+``-2w`` train each run on two processes (``train.workers: 2``): they need two idle cores, their CPU seconds count
+both processes, and their peak RSS is the main process's.
 """
 
 from __future__ import annotations
@@ -64,11 +66,16 @@ PANEL: dict[str, PanelTask] = {
 #: Training recipes: overrides on top of each task's config. ``default`` is the config as shipped; ``fast`` is the
 #: recipe the search below chose (experiments/results/speed.md); the others are the candidates of that search, named
 #: envs x steps per rollout, minibatch, epochs, learning rate.
-def _recipe(n_envs: int, n_steps: int, batch: int, epochs: int, lr: float, **algo: float) -> dict[str, Any]:
-    return {
+def _recipe(
+    n_envs: int, n_steps: int, batch: int, epochs: int, lr: float, *, workers: int = 1, **algo: float
+) -> dict[str, Any]:
+    recipe: dict[str, Any] = {
         "env": {"n_envs": n_envs, "engine": "auto"},
         "algo": {"n_steps": n_steps, "batch_size": batch, "n_epochs": epochs, "learning_rate": lr, **algo},
     }
+    if workers > 1:  # one run over several processes (train.workers): give it as many idle cores
+        recipe["train"] = {"workers": workers}
+    return recipe
 
 
 RECIPES: dict[str, dict[str, Any]] = {
@@ -87,6 +94,8 @@ RECIPES: dict[str, dict[str, Any]] = {
     "fast-lr3e-3": _recipe(64, 32, 512, 3, 3e-3),
     "64x32-b512-e5-lr2e-3": _recipe(64, 32, 512, 5, 2e-3),
     "64x32-b512-e6-lr1e-3": _recipe(64, 32, 512, 6, 1e-3),
+    "fast-2w": _recipe(64, 32, 512, 3, 2e-3, workers=2),  # the fast recipe on two processes
+    "128x32-b1024-e3-lr2e-3-2w": _recipe(128, 32, 1024, 3, 2e-3, workers=2),  # each process the fast recipe's shape
 }
 
 #: Runs a modrl CLI command in this process, then writes its own peak RSS (KiB) to the file named by argv[1].

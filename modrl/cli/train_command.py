@@ -110,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
         config, resume_dir, previous = _resolve_config(args)
     except (ConfigError, RunDirError) as exc:
         return fail(one_line(str(exc)))
+    if config.train.workers > 1 and device != "cpu":
+        return fail(f"train.workers: {config.train.workers} processes train data-parallel on the CPU; use --device cpu")
     if resume_dir is None:
         try:
             run_dir = create_run_dir(root=args.runs_root, name=config.name, explicit=args.run_dir)
@@ -153,6 +155,7 @@ def _train_locked(
         f"agent: {config.agent.kind} ({config.agent.algo}, router {config.agent.router.kind}, "
         f"{config.agent.modules.count} {config.agent.modules.kind} modules) | suite: {config.env.suite} | "
         f"{config.env.n_envs} envs | {config.train.total_timesteps} steps | seed {config.seed} | device {device}"
+        + (f" | {config.train.workers} processes" if config.train.workers > 1 else "")
     )
     if config.pretrain.enabled and not resume:
         print(f"pre-training: behaviour cloning on {config.pretrain.episodes} oracle episodes of the training tasks")

@@ -1,0 +1,458 @@
+"""Data-parallel ``modrl train`` (``train.workers: N``): N processes train one run, each on its share of the env slots.
+
+The main process (rank 0) is the run as with one process: its callbacks log, checkpoint, evaluate and decide when to
+stop. It starts ``N - 1`` worker processes; rank ``r`` steps slots ``r*n/N .. (r+1)*n/N - 1`` of the run's
+``env.n_envs`` (those slots' tasks and seeds), with the same model and optimizer. Every process collects its own
+rollout and computes the gradient of its ``batch_size / N`` samples per minibatch;
+:class:`~modrl.agents.common.data_parallel.GradientAverager` replaces it by the mean over the processes before SB3
+clips it and steps the optimizer, so all processes keep the same weights. Frames are counted for the whole run
+(each process adds the others' frames on every step), so budgets, schedules, checkpoints, logs and ``stop_success``
+read the same step numbers as a one-process run with ``env.n_envs`` slots.
+
+The guarantees of ``modrl train`` hold with workers:
+
+* every checkpoint holds each worker's envs, SB3 rollout state and RNGs (tensor group ``worker<r>``,
+  ``meta["workers"]``), taken at the same rollout boundary as the main process's; resuming (with the same
+  ``train.workers``) restores them, so a stopped or killed run continues bit-identically;
+* the workers' finished episodes and routing reach the main process at each rollout's end (success windows,
+  ``metrics.jsonl``, TensorBoard, SB3's episode buffers);
+* a stop (a signal, ``stop_success``) is decided by the main process at a rollout boundary and taken by every
+  process there; workers ignore SIGINT/SIGTERM (Ctrl-C reaches the whole process group) and die with the main process;
+* an error in a worker (a NaN, an env failure) ends the run with that error, naming the env slot.
+
+A run with N workers is not bit-identical to one process with the same settings: SB3 normalises advantages within
+each process's share of a minibatch, the router's minibatch statistics (the MI bonus) are per share, and the
+workers' action sampling uses their own RNG streams.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import logging
+import queue
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.on_policy_algorithm import OnPolicyAlgorithm
+from stable_baselines3.common.utils import configure_logger, set_random_seed
+
+from modrl.agents.common.callbacks import CheckpointCallback, EpisodeStatsCallback, TelemetryCallback
+from modrl.agents.common.config import ExperimentConfig
+from modrl.agents.common.data_parallel import GradientAverager, broadcast_parameters
+from modrl.agents.common.guards import EnvWorkerError, NonFiniteError, NonFiniteGuard
+from modrl.agents.common.policies import ModularActorCriticPolicy
+from modrl.checkpoint import Checkpoint, CheckpointError
+
+log = logging.getLogger(__name__)
+
+#: How long a process waits at a collective (a rollout's end, a checkpoint) for the others. A dead peer is noticed at
+#: once (its sockets close); this bounds a hung one, and must cover the main process's periodic evaluation.
+COLLECTIVE_TIMEOUT = datetime.timedelta(hours=2)
+#: Seconds a worker may take to build its envs and model, and to exit at the end.
+START_TIMEOUT_S = 600.0
+EXIT_TIMEOUT_S = 30.0
+#: Seconds to wait for a failed worker's report after a collective broke.
+REPORT_TIMEOUT_S = 10.0
+
+
+def local_config(config: ExperimentConfig) -> ExperimentConfig:
+    """One process's share of ``config``: ``env.n_envs`` and ``algo.batch_size`` divided by ``train.workers``."""
+    world = config.train.workers
+    return replace(
+        config,
+        env=replace(config.env, n_envs=config.env.n_envs // world),
+        algo=replace(config.algo, batch_size=config.algo.batch_size // world),
+    )
+
+
+def shard(config: ExperimentConfig, rank: int) -> range:
+    """The env slots process ``rank`` steps."""
+    per = config.env.n_envs // config.train.workers
+    return range(rank * per, (rank + 1) * per)
+
+
+def check_checkpoint_workers(checkpoint: Checkpoint, workers: int) -> None:
+    """Refuse to resume ``checkpoint`` with a different number of training processes than wrote it.
+
+    Raises:
+        CheckpointError: Naming both numbers.
+    """
+    states = checkpoint.meta.get("workers", [])
+    written = len(states) + 1 if isinstance(states, list) else None
+    if written != workers or any(f"worker{r}" not in checkpoint.tensors for r in range(1, workers)):
+        raise CheckpointError(
+            f"{checkpoint.path} was written by a run with train.workers={written}, this config has "
+            f"train.workers={workers}: resume with the same number of workers"
+        )
+
+
+class WorkerGroup:
+    """The main process's side: starts the workers, sends them commands, gathers their rollouts and states."""
+
+    def __init__(self, config: ExperimentConfig) -> None:
+        self.config = config
+        self.world = config.train.workers
+        self._procs: list[Any] = []
+        self._messages: Any = None
+        self._dir: str | None = None
+        self._averager: GradientAverager | None = None
+
+    def start(self, model: OnPolicyAlgorithm, checkpoint: Path | None) -> None:
+        """Spawn the workers (resuming ``checkpoint``'s worker states, or taking ``model``'s weights) and join them."""
+        ctx = mp.get_context("spawn")
+        self._dir = tempfile.mkdtemp(prefix="modrl-workers-")
+        init = f"file://{Path(self._dir) / 'init'}"
+        self._messages = ctx.Queue()
+        path = None if checkpoint is None else str(checkpoint)
+        for rank in range(1, self.world):
+            proc = ctx.Process(
+                target=_worker_main,
+                args=(rank, init, self.config, path, self._messages),
+                name=f"modrl-train-worker-{rank}",
+            )
+            proc.start()
+            self._procs.append(proc)
+        self._wait_ready()
+        dist.init_process_group("gloo", init_method=init, rank=0, world_size=self.world, timeout=COLLECTIVE_TIMEOUT)
+        with self.reporting():
+            if checkpoint is None:
+                broadcast_parameters(model.policy)
+            dist.barrier()
+        self._averager = GradientAverager(model.policy)
+
+    def _wait_ready(self) -> None:
+        ready: set[int] = set()
+        waited = 0.0
+        while len(ready) < self.world - 1:
+            try:
+                message = self._messages.get(timeout=0.2)
+            except queue.Empty:
+                waited += 0.2
+                dead = [p for p in self._procs if p.exitcode is not None]
+                if dead or waited > START_TIMEOUT_S:
+                    raise self._failure() or EnvWorkerError(0, "training workers did not start") from None
+                continue
+            if message[0] == "error":
+                raise self._as_error(message[1], message[2])
+            ready.add(message[1])
+
+    def command(self, name: str) -> None:
+        """Send ``go``, ``stop``, ``capture`` or ``exit`` to every worker."""
+        dist.broadcast_object_list([name], src=0)
+
+    def capture(self) -> list[tuple[dict[str, torch.Tensor], dict[str, Any]]]:
+        """Every worker's checkpoint state (its envs, SB3 rollout state and RNGs), in rank order."""
+        with self.reporting():
+            self.command("capture")
+            states: list[Any] = [None] * self.world
+            dist.gather_object(None, states, dst=0)
+        return list(states[1:])
+
+    def gather_rollouts(self) -> list[dict[str, Any]]:
+        """The workers' finished episodes and routing of the rollout that just ended."""
+        with self.reporting():
+            summaries: list[Any] = [None] * self.world
+            dist.gather_object(None, summaries, dst=0)
+        return summaries[1:]
+
+    @contextlib.contextmanager
+    def reporting(self) -> Iterator[None]:
+        """Turn a broken collective into the failed worker's own error (a NaN, an env failure, a crash)."""
+        try:
+            yield
+        except (NonFiniteError, EnvWorkerError, CheckpointError):
+            raise  # this process's own fault
+        except Exception:
+            failure = self._failure()
+            if failure is not None:
+                raise failure from None
+            raise
+
+    def _failure(self) -> BaseException | None:
+        """A failed worker's report (waiting up to :data:`REPORT_TIMEOUT_S` for it), or that it died; ``None`` if no
+        worker failed."""
+        if self._messages is None:
+            return None
+        waited, dead_since = 0.0, None
+        while waited < REPORT_TIMEOUT_S:
+            try:
+                message = self._messages.get(timeout=0.1)
+            except queue.Empty:
+                message = None
+            if message is not None and message[0] == "error":
+                return self._as_error(message[1], message[2])
+            waited += 0.1
+            dead = [(rank, p.exitcode) for rank, p in enumerate(self._procs, start=1) if p.exitcode is not None]
+            if dead:
+                dead_since = waited if dead_since is None else dead_since
+                if waited - dead_since >= 0.5:  # dead with no report (killed, or exited without Python's cleanup)
+                    rank, code = dead[0]
+                    return EnvWorkerError(
+                        shard(self.config, rank).start, f"training worker {rank} died (exit code {code})"
+                    )
+        return None
+
+    def _as_error(self, rank: int, error: BaseException) -> BaseException:
+        if isinstance(error, (NonFiniteError, EnvWorkerError, CheckpointError)):
+            return error
+        return EnvWorkerError(shard(self.config, rank).start, f"training worker {rank} failed: {error!r}")
+
+    def finish(self, model: OnPolicyAlgorithm) -> None:
+        """Tell the workers training is over, check they end with ``model``'s weights, and wait for them to exit.
+
+        Raises:
+            RuntimeError: A worker's weights differ from the main process's (the gradient averaging is broken).
+        """
+        with self.reporting():
+            self.command("exit")
+            digests: list[Any] = [None] * self.world
+            dist.gather_object(weights_digest(model.policy), digests, dst=0)
+        for proc in self._procs:
+            proc.join(EXIT_TIMEOUT_S)
+        differ = [rank for rank in range(1, self.world) if digests[rank] != digests[0]]
+        if differ:
+            raise RuntimeError(f"training workers {differ} ended with other weights than the main process (a bug)")
+
+    def close(self) -> None:
+        """Stop every worker still running (killed: they ignore SIGINT/SIGTERM) and leave the process group."""
+        if self._averager is not None:
+            self._averager.remove()
+            self._averager = None
+        for proc in self._procs:
+            if proc.is_alive():
+                proc.kill()
+            proc.join(EXIT_TIMEOUT_S)
+        self._procs = []
+        if dist.is_initialized():
+            dist.destroy_process_group()
+        if self._messages is not None:
+            self._messages.close()
+            self._messages = None
+        if self._dir is not None:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """A SHA-256 of ``module``'s parameters and buffers (equal weights, equal digests)."""
+    digest = hashlib.sha256()
+    for name, tensor in module.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+class WorldFrames(BaseCallback):
+    """First callback of every process: counts the other processes' frames of each step, so ``num_timesteps`` is the
+    run's (all processes') frame count in every process and every later callback."""
+
+    def __init__(self, workers: int) -> None:
+        super().__init__()
+        self.workers = workers
+
+    def _on_step(self) -> bool:
+        self.model.num_timesteps += (self.workers - 1) * self.model.n_envs
+        return True
+
+
+class MergeWorkerRollouts(WorldFrames):
+    """The main process's first callback: also adds the workers' episodes and routing at each rollout's end (before
+    the callbacks that read them)."""
+
+    def __init__(
+        self, group: WorkerGroup, episodes: EpisodeStatsCallback, telemetry: TelemetryCallback, workers: int
+    ) -> None:
+        super().__init__(workers)
+        self.group = group
+        self.episodes = episodes
+        self.telemetry = telemetry
+
+    def _on_rollout_end(self) -> None:
+        for summary in self.group.gather_rollouts():
+            for info in summary["episodes"]:
+                self.episodes.record(info)
+                if "episode" in info:
+                    self.model.ep_info_buffer.extend([info["episode"]])  # type: ignore[union-attr]
+                if "is_success" in info:
+                    self.model.ep_success_buffer.extend([info["is_success"]])  # type: ignore[union-attr]
+            if summary["routing"] is not None:
+                self.telemetry.add_routing(*summary["routing"])
+
+
+class CommandWorkers(BaseCallback):
+    """After :class:`CheckpointCallback` in the main process: tells the workers, at each rollout's start, to go on or
+    to stop (the checkpoint callback has just checkpointed and stopped)."""
+
+    def __init__(self, group: WorkerGroup, checkpointer: CheckpointCallback) -> None:
+        super().__init__()
+        self.group = group
+        self.checkpointer = checkpointer
+
+    def _on_rollout_start(self) -> None:
+        with self.group.reporting():
+            self.group.command("go" if self.checkpointer.stopped_at is None else "stop")
+
+    def _on_step(self) -> bool:
+        return True
+
+
+# ------------------------------------------------------------------------------------------------ the worker side
+
+
+def _worker_main(rank: int, init: str, config: ExperimentConfig, checkpoint: str | None, messages: Any) -> None:
+    _die_with_parent()
+    messages.cancel_join_thread()  # exiting must not wait on a main process that is gone
+    for sig in (signal.SIGINT, signal.SIGTERM):  # the main process decides when to stop
+        signal.signal(sig, signal.SIG_IGN)
+    worker = None
+    try:
+        torch.set_num_threads(config.torch_threads)
+        worker = _Worker(rank, config)
+        messages.put(("ready", rank))
+        dist.init_process_group(
+            "gloo", init_method=init, rank=rank, world_size=config.train.workers, timeout=COLLECTIVE_TIMEOUT
+        )
+        worker.run(None if checkpoint is None else Path(checkpoint))
+    except BaseException as exc:
+        messages.put(("error", rank, _portable(exc)))
+        sys.exit(1)
+    finally:
+        if worker is not None:
+            worker.close()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """``exc`` as the main process can receive it: modrl's run errors as they are (they pickle), others as text."""
+    if isinstance(exc, (NonFiniteError, EnvWorkerError, CheckpointError)):
+        return exc
+    return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGKILL this process when the main process dies (a kill -9 leaves no orphan holding a CPU)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+class _Worker:
+    """One worker process: its envs and model, following the main process's commands."""
+
+    def __init__(self, rank: int, config: ExperimentConfig) -> None:
+        from modrl.agents.common.builders import build_model, make_vec_env
+
+        self.rank = rank
+        self.config = config
+        local = local_config(config)
+        self.slots = shard(config, rank)
+        self.venv = make_vec_env(local, slots=self.slots)
+        self.model = build_model(local, self.venv)
+        self.model.set_logger(configure_logger(0, None, "", False))
+        # The weights come from the main process; the action sampling must not repeat its random numbers.
+        set_random_seed(int(np.random.SeedSequence([config.seed, rank]).generate_state(1)[0]))
+
+    def run(self, checkpoint: Path | None) -> None:
+        model = self.model
+        if checkpoint is None:
+            broadcast_parameters(model.policy)
+        else:
+            self._restore(checkpoint)
+        dist.barrier()
+        GradientAverager(model.policy)
+        remaining = self.config.train.total_timesteps - model.num_timesteps
+        if remaining > 0:
+            callbacks = CallbackList(
+                [WorldFrames(self.config.train.workers), NonFiniteGuard(env_offset=self.slots.start), _Follow(self)]
+            )
+            model.learn(remaining, callback=callbacks, reset_num_timesteps=checkpoint is None)
+        while (command := self.receive()) != "exit":
+            if command == "capture":
+                self.send_state()
+        dist.gather_object(weights_digest(model.policy), None, dst=0)
+
+    def _restore(self, path: Path) -> None:
+        from modrl.agents.common.env_state import restore_resume_state
+        from modrl.agents.common.model_checkpoint import restore_model_checkpoint
+        from modrl.checkpoint import load_checkpoint
+        from modrl.train_state import restore_rng_state
+
+        checkpoint = load_checkpoint(path)
+        check_checkpoint_workers(checkpoint, self.config.train.workers)
+        restore_model_checkpoint(self.model, checkpoint)  # weights, optimizer and counters (and rank 0's RNGs)
+        tensors = checkpoint.tensors[f"worker{self.rank}"]
+        state = checkpoint.meta["workers"][self.rank - 1]
+        restore_resume_state(self.model, tensors, state["resume"], {})
+        restore_rng_state({k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}, state["rng"])
+
+    def receive(self) -> str:
+        command: list[Any] = [None]
+        dist.broadcast_object_list(command, src=0)
+        return str(command[0])
+
+    def send_state(self) -> None:
+        from modrl.agents.common.env_state import capture_resume_state
+        from modrl.train_state import capture_rng_state
+
+        tensors, data = capture_resume_state(self.model, {})
+        rng_tensors, rng_data = capture_rng_state()
+        tensors.update({f"rng.{key}": value for key, value in rng_tensors.items()})
+        dist.gather_object((tensors, {"resume": data, "rng": rng_data}), None, dst=0)
+
+    def close(self) -> None:
+        self.venv.close()
+
+
+class _Follow(BaseCallback):
+    """A worker's callback: obeys the main process at each rollout's start and reports its episodes and routing at
+    each rollout's end."""
+
+    def __init__(self, worker: _Worker) -> None:
+        super().__init__()
+        self.worker = worker
+        self.stopping = False
+        self._episodes: list[dict[str, Any]] = []
+        self._routing: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def _on_rollout_start(self) -> None:
+        policy = self.model.policy
+        if isinstance(policy, ModularActorCriticPolicy):  # as TelemetryCallback does in the main process
+            total = self.worker.config.train.total_timesteps
+            policy.modular.network.router.set_progress(min(1.0, self.model.num_timesteps / total))
+        while (command := self.worker.receive()) == "capture":
+            self.worker.send_state()
+        self.stopping = command == "stop"
+
+    def _on_step(self) -> bool:
+        for index in np.flatnonzero(self.locals["dones"]):
+            info = self.locals["infos"][index]
+            self._episodes.append({k: info[k] for k in ("task", "is_success", "episode") if k in info})
+        policy = self.model.policy
+        if isinstance(policy, ModularActorCriticPolicy):
+            modular = policy.modular
+            if modular.last_weights is not None and modular.last_task_ids is not None:
+                self._routing.append((modular.last_weights, modular.last_task_ids))
+        return not self.stopping
+
+    def _on_rollout_end(self) -> None:
+        routing = None
+        if self._routing:
+            routing = (torch.cat([w for w, _ in self._routing]), torch.cat([t for _, t in self._routing]))
+        dist.gather_object({"episodes": self._episodes, "routing": routing}, None, dst=0)
+        self._episodes, self._routing = [], []
