@@ -125,6 +125,33 @@ def test_stop_then_resume_is_exact(tiny_config, tmp_path: Path, one_go: Path, mo
         run_training(tiny_config("train.total_timesteps=1024"), run_dir, resume=True)
 
 
+def test_a_malformed_worker_state_is_refused_naming_the_checkpoint(
+    tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modrl.checkpoint_writer import save_checkpoint
+
+    config = tiny_config(*STEPS)
+    run_dir = _new_run(tmp_path, "stopped", config)
+    monkeypatch.setenv(FAULT_ENV, "rollout-end:1:term")
+    reset_fault_counters()
+    assert run_training(config, run_dir).status is TrainStatus.INTERRUPTED
+    monkeypatch.delenv(FAULT_ENV)
+    checkpoint = latest_checkpoint(run_dir / CHECKPOINTS)
+    assert checkpoint is not None
+    meta = {**checkpoint.meta, "workers": [{"resume": checkpoint.meta["workers"][0]["resume"]}]}  # no "rng"
+    manifest = checkpoint.manifest
+    save_checkpoint(
+        run_dir / CHECKPOINTS,
+        step=checkpoint.step,
+        tensors=checkpoint.tensors,
+        meta=meta,
+        fingerprint=manifest["fingerprint"],
+        identity=manifest.get("identity"),
+    )
+    with pytest.raises(CheckpointError, match=r"step-0+64: training worker 1's state is malformed: KeyError\('rng'\)"):
+        run_training(config, run_dir, resume=True)
+
+
 def test_a_worker_env_failure_stops_the_run_naming_its_slot(
     tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -396,10 +396,14 @@ class _Worker:
         checkpoint = load_checkpoint(path)
         check_checkpoint_workers(checkpoint, self.config.train.workers)
         restore_model_checkpoint(self.model, checkpoint)  # weights, optimizer and counters (and rank 0's RNGs)
-        tensors = checkpoint.tensors[f"worker{self.rank}"]
-        state = checkpoint.meta["workers"][self.rank - 1]
-        restore_resume_state(self.model, tensors, state["resume"], {})
-        restore_rng_state({k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}, state["rng"])
+        try:
+            tensors = checkpoint.tensors[f"worker{self.rank}"]
+            state = checkpoint.meta["workers"][self.rank - 1]
+            resume, rng = state["resume"], state["rng"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise CheckpointError(f"{path}: training worker {self.rank}'s state is malformed: {exc!r}") from None
+        restore_resume_state(self.model, tensors, resume, {})
+        restore_rng_state({k[4:]: v for k, v in tensors.items() if k.startswith("rng.")}, rng)
 
     def receive(self) -> str:
         command: list[Any] = [None]
