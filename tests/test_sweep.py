@@ -528,3 +528,20 @@ def test_shipped_sweeps_expand_into_valid_trials() -> None:
         samples = spec.samples  # each draw of the sampled search keys is crossed with the whole grid
         assert len(trials) == len(spec.seeds) * samples * math.prod(len(values) for values in grid), path
         validate_trials(trials, load_experiment_config, Path(spec.base))
+
+
+def test_trials_that_train_on_several_processes_count_as_that_many(tmp_path: Path) -> None:
+    """The default number of trials at a time divides the cores by train.workers (base config, then overrides)."""
+    from modrl.sweep.runner import processes_per_trial
+    from modrl.sweep.spec import TrialSpec
+    from modrl.sweep.store import BASE_FILE
+
+    def trial(*overrides: str) -> TrialSpec:
+        return TrialSpec(id="t", group={}, seed=0, overrides=overrides)
+
+    (tmp_path / BASE_FILE).write_text(yaml.safe_dump({"train": {"total_timesteps": 100}}))
+    assert processes_per_trial(tmp_path, [trial("seed=0")]) == 1
+    assert processes_per_trial(tmp_path, [trial("seed=0"), trial("train.workers=3", "seed=1")]) == 3
+    (tmp_path / BASE_FILE).write_text(yaml.safe_dump({"train": {"workers": 2}}))
+    assert processes_per_trial(tmp_path, [trial("seed=0")]) == 2
+    assert processes_per_trial(tmp_path, [trial("train.workers=1")]) == 1  # the trial's override wins

@@ -49,7 +49,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="local processes (default), Ray tasks, or Ray Tune's Tuner (search spaces, scheduler: asha/pbt)",
     )
-    sweep.add_argument("--workers", type=int, help="trials at a time (default: the sweep file's, else one per core)")
+    sweep.add_argument(
+        "--workers",
+        type=int,
+        help="trials at a time (default: the sweep file's, else one per core; one per N cores for train.workers: N)",
+    )
     sweep.add_argument("--ray-address", help="address of a running Ray cluster (default: start a local instance)")
 
 

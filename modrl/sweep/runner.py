@@ -23,13 +23,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from modrl._io import utc_now_iso
+from modrl.config import ConfigError, load_yaml
 from modrl.runs import CONFIG_FILE, RunDirError, RunStatus, read_run_meta
 
 from .backends import TrialBackend, TrialExit, TrialLaunch, describe_exit, env_summary, make_backend, trial_command
 from .progress import SweepProgress, SweepResult, estimate_eta, last_progress
 from .signals import SignalTrap
 from .spec import BACKENDS, TrialSpec
-from .store import SweepDir, SweepError, TrialRecord, TrialStatus, resume_sweep_dir, sweep_lock, write_status
+from .store import (
+    BASE_FILE,
+    SweepDir,
+    SweepError,
+    TrialRecord,
+    TrialStatus,
+    resume_sweep_dir,
+    sweep_lock,
+    write_status,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +97,18 @@ def run_sweep(
             log.info("sweep %s: all %d trials already completed", state.path, len(state.trials))
             return loop.result(None)
         slots = workers or state.workers
+        processes = processes_per_trial(state.path, todo)
         if slots is None and not (name in ("ray", "tune") and ray_address):
-            slots = os.cpu_count() or 1
+            slots = max(1, (os.cpu_count() or 1) // processes)  # a trial with train.workers: N takes N cores
+        elif slots is not None and slots * processes > (os.cpu_count() or 1) and name == "local":
+            log.warning(
+                "%d trials at a time x train.workers=%d processes each is more than this machine's %d cores: "
+                "they slow each other down (use --workers %d)",
+                slots,
+                processes,
+                os.cpu_count() or 1,
+                max(1, (os.cpu_count() or 1) // processes),
+            )
         if name == "tune":
             from .tune_backend import run_tune_sweep
 
@@ -108,6 +128,29 @@ def run_sweep(
                 _shutdown(runner, stop_grace_s)
             runner.close()
         return loop.result(trap.signal)
+
+
+def processes_per_trial(sweep_dir: Path, trials: Sequence[TrialSpec]) -> int:
+    """The most processes a trial of ``trials`` trains on: ``train.workers`` of the sweep's base config, overridden
+    by a trial's ``train.workers=N`` (1 when neither says, or the value is not a positive integer)."""
+
+    def count(value: object) -> int:
+        return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 1
+
+    try:
+        train = load_yaml(sweep_dir / BASE_FILE).get("train") or {}
+        base = count(train.get("workers", 1)) if isinstance(train, Mapping) else 1
+    except (ConfigError, OSError, AttributeError):
+        base = 1  # the base config was validated before the sweep started; nothing here is worth failing for
+    most = 1
+    for trial in trials:
+        value = base
+        for override in trial.overrides:
+            key, _, text = override.partition("=")
+            if key == "train.workers":
+                value = count(int(text)) if text.strip().isdigit() else 1
+        most = max(most, value)
+    return most
 
 
 @dataclass

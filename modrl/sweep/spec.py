@@ -10,7 +10,7 @@ A sweep spec is a small YAML file::
       env.suite: [minigrid-tiny, minigrid-doorkey]
     set:                                   # applied to every trial
       train.total_timesteps: 50000
-    workers: null                          # null: one trial per CPU core
+    workers: null                          # null: one trial per CPU core (per N for train.workers: N)
     backend: local                         # or ray, or tune (Ray Tune's Tuner)
     search: {algo.learning_rate: {loguniform: [1.0e-4, 1.0e-3]}}   # Tune-style search spaces (modrl.sweep.search)
     samples: 4                             # draws of the sampled keys
@@ -65,7 +65,8 @@ class SweepSpec:
         seeds: Seeds to run every grid point with (non-empty, distinct, >= 0).
         grid: Dotted config key -> the values to sweep (non-empty tuples of distinct values), in spec order.
         set: Dotted config key -> value applied to every trial (no key shared with ``grid``, no ``seed``).
-        workers: Trials run at once; ``None`` is one per CPU core.
+        workers: Trials run at once; ``None`` is one per CPU core (one per N cores for trials that train on N
+            processes, ``train.workers: N``).
         backend: ``"local"`` (subprocesses on this machine), ``"ray"`` (tasks on a Ray cluster) or ``"tune"`` (Ray
             Tune's ``Tuner``, with an optional scheduler).
         search: Dotted config key -> search space (:mod:`modrl.sweep.search`); no key shared with ``grid``/``set``.
