@@ -1,28 +1,19 @@
 """Data-parallel ``modrl train`` (``train.workers: N``): N processes train one run, each on its share of the env slots.
 
-The main process (rank 0) is the run as with one process: its callbacks log, checkpoint, evaluate and decide when to
-stop. It starts ``N - 1`` worker processes; rank ``r`` steps slots ``r*n/N .. (r+1)*n/N - 1`` of the run's
-``env.n_envs`` (those slots' tasks and seeds), with the same model and optimizer. Every process collects its own
-rollout and computes the gradient of its ``batch_size / N`` samples per minibatch;
-:class:`~modrl.agents.common.data_parallel.GradientAverager` replaces it by the mean over the processes before SB3
-clips it and steps the optimizer, so all processes keep the same weights. Frames are counted for the whole run
-(each process adds the others' frames on every step), so budgets, schedules, checkpoints, logs and ``stop_success``
-read the same step numbers as a one-process run with ``env.n_envs`` slots.
+The main process is the run as with one process (its callbacks log, checkpoint, evaluate and decide when to stop);
+it starts ``N - 1`` workers. Rank ``r`` steps slots ``r*n/N .. (r+1)*n/N - 1`` of ``env.n_envs`` (their tasks and
+seeds) and computes the gradient of its ``batch_size / N`` samples per minibatch, which
+:class:`~modrl.agents.common.data_parallel.GradientAverager` replaces by the mean over the processes before SB3 clips
+it and steps the optimizer: all keep the same weights. Every process adds the others' frames on every step, so
+budgets, schedules, checkpoints, logs and ``stop_success`` read the step numbers of one process with ``env.n_envs``.
 
-The guarantees of ``modrl train`` hold with workers:
-
-* every checkpoint holds each worker's envs, SB3 rollout state and RNGs (tensor group ``worker<r>``,
-  ``meta["workers"]``), taken at the same rollout boundary as the main process's; resuming (with the same
-  ``train.workers``) restores them, so a stopped or killed run continues bit-identically;
-* the workers' finished episodes and routing reach the main process at each rollout's end (success windows,
-  ``metrics.jsonl``, TensorBoard, SB3's episode buffers);
-* a stop (a signal, ``stop_success``) is decided by the main process at a rollout boundary and taken by every
-  process there; workers ignore SIGINT/SIGTERM (Ctrl-C reaches the whole process group) and die with the main process;
-* an error in a worker (a NaN, an env failure) ends the run with that error, naming the env slot.
-
-A run with N workers is not bit-identical to one process with the same settings: SB3 normalises advantages within
-each process's share of a minibatch, the router's minibatch statistics (the MI bonus) are per share, and the
-workers' action sampling uses their own RNG streams.
+Kept from ``modrl train``: checkpoints hold each worker's envs, SB3 rollout state and RNGs (tensor group
+``worker<r>``, ``meta["workers"]``), so a resume with the same ``train.workers`` is bit-identical; the workers'
+episodes and routing reach the main process at each rollout's end; stops are decided by the main process at a
+rollout boundary and taken by all (workers ignore SIGINT/SIGTERM and die with the main process); a worker's NaN or
+env failure ends the run with that error, naming the slot. Not kept: bit-identity with one process (advantages are
+normalised per process's share of a minibatch, so are the router's minibatch statistics, and each worker samples
+actions from its own RNG stream).
 """
 
 from __future__ import annotations
