@@ -78,7 +78,7 @@ def test_strict_reaches_every_task_of_a_split_and_is_refused_for_stock_envs() ->
 
 def test_env_strict_trains_strict_and_evaluates_as_is(tiny_config: Any) -> None:
     from modrl.agents.common.builders import env_options, make_vec_env
-    from modrl.agents.common.config import check_run_fields
+    from modrl.agents.common.config_checks import check_run_fields
     from modrl.envs import get_suite
 
     for engine in ("minigrid", "fast"):

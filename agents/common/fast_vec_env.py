@@ -40,7 +40,8 @@ from stable_baselines3.common.env_util import is_wrapped
 from stable_baselines3.common.vec_env import VecEnv
 from stable_baselines3.common.vec_env.base_vec_env import VecEnvIndices, VecEnvObs, VecEnvStepReturn
 
-from modrl.agents.common.config import ExperimentConfig, fast_engine_reason
+from modrl.agents.common.config import ExperimentConfig
+from modrl.agents.common.config_checks import fast_engine_reason
 from modrl.agents.common.guards import ENV_ERROR_KEY
 from modrl.config import ConfigError
 from modrl.envs import (

@@ -5,12 +5,12 @@ Q-learning from demonstrations (Hester et al., 2018) starts RL from an expert:
 
 1. :func:`collect_run_demos` lets the oracle (:func:`modrl.envs.oracle.demonstrate`: BabyAI's bot on modrl's
    :class:`~modrl.envs.task_env.TaskEnv`) solve ``pretrain.episodes`` episodes of the run's **training tasks** only
-   (:func:`~modrl.agents.common.config.training_tasks`: ``env.split``'s tasks, never another split), episode ``j`` on
-   training task ``j mod T`` with reset seed :func:`demo_seed` ``(seed, j)`` = ``DEMO_SEED_BASE + seed *
-   SEEDS_PER_RUN + j`` (:mod:`modrl.seeds`: disjoint from training and evaluation seeds; runs of different seeds
-   clone different demonstrations, as they train on different episodes). The envs are the run's own
-   (:func:`~modrl.agents.common.builders.env_options`, the event reward included), so every observation is what the
-   policy sees in training. Only solved episodes are kept;
+   (:func:`~modrl.agents.common.config_checks.training_tasks`: ``env.split``'s tasks, never another split),
+   episode ``j`` on training task ``j mod T`` with reset seed :func:`demo_seed` ``(seed, j)`` =
+   ``DEMO_SEED_BASE + seed * SEEDS_PER_RUN + j`` (:mod:`modrl.seeds`: disjoint from training and evaluation seeds;
+   runs of different seeds clone different demonstrations, as they train on different episodes). The envs are the
+   run's own (:func:`~modrl.agents.common.builders.env_options`, the event reward included), so every observation is
+   what the policy sees in training. Only solved episodes are kept;
    every env step the oracle took, kept or not, counts as a **demo frame**.
 2. :func:`~modrl.agents.options.demos.behaviour_clone` fits the SB3 policy through the policy object itself:
    cross-entropy of the bot's action under ``policy.get_distribution(obs)`` and, with ``pretrain.fit_value``, the
@@ -43,7 +43,8 @@ from stable_baselines3.common.policies import ActorCriticPolicy
 
 from modrl._io import atomic_write_json
 from modrl.agents.common.builders import env_options
-from modrl.agents.common.config import MAX_PRETRAIN_EPISODES, ExperimentConfig, training_tasks
+from modrl.agents.common.config import MAX_PRETRAIN_EPISODES, ExperimentConfig
+from modrl.agents.common.config_checks import training_tasks
 from modrl.agents.options.demos import behaviour_clone, demo_accuracy, discounted_returns
 from modrl.agents.planning.demo_set import DemoSet
 from modrl.envs import get_suite, make_suite_env

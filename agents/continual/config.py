@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from modrl.agents.common.config import ExperimentConfig, RunConfig, TrainConfig, check_run_fields
+from modrl.agents.common.config import ExperimentConfig, RunConfig, TrainConfig
+from modrl.agents.common.config_checks import check_run_fields
 from modrl.config import ConfigError, apply_overrides, check, from_dict, load_yaml
 from modrl.updates import UpdateRuleConfig
 
