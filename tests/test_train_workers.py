@@ -217,6 +217,29 @@ def test_workers_die_with_a_killed_main_process(tmp_path: Path) -> None:
             proc.kill()
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_workers_spawned_before_a_failing_set_up_are_reaped(
+    tiny_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modrl.agents.common import training
+
+    spawned: list[int] = []
+
+    def failing_envs(*args: Any, **kwargs: Any) -> Any:
+        deadline = time.monotonic() + 30  # spawned first, so their start-up overlaps this process's set-up
+        while not spawned and time.monotonic() < deadline:
+            spawned.extend(_spawned_children(os.getpid()))
+            time.sleep(0.05)
+        raise RuntimeError("env construction failed")
+
+    monkeypatch.setattr(training, "make_vec_env", failing_envs)
+    config = tiny_config(*STEPS)
+    with pytest.raises(RuntimeError, match="env construction failed"):
+        run_training(config, _new_run(tmp_path, "failing-set-up", config))
+    assert spawned, "the worker was not started before the main process built its envs"
+    assert not any(_alive(pid) for pid in spawned), "a training worker outlived its run's failed set-up"
+
+
 def test_run_errors_survive_the_trip_from_a_worker() -> None:
     """A worker sends its error to the main process pickled by multiprocessing: the same type, slot and message."""
     import pickle  # what multiprocessing's queue does (tests only; the package never imports it)

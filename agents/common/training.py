@@ -205,13 +205,19 @@ def run_training(
     torch.set_num_threads(config.torch_threads)
     if config.train.workers > 1 and device != "cpu":
         raise ValueError(f"train.workers={config.train.workers} trains data-parallel on the CPU, not on {device}")
-    if config.train.workers == 1:
-        venv = make_vec_env(config)
-    else:  # this process's share of the slots (agents/common/workers.py)
-        venv = make_vec_env(local_config(config), slots=shard(config, 0))
-    closers: list[Callable[[], object]] = [venv.close]
+    group = WorkerGroup(config) if config.train.workers > 1 else None
+    closers: list[Callable[[], object]] = []
     try:
-        return _train(config, run_dir, venv=venv, resume=resume, on_start=on_start, closers=closers, device=device)
+        if group is None:
+            venv = make_vec_env(config)
+        else:  # the workers start up while this process builds its share of the slots (agents/common/workers.py)
+            closers.append(group.close)
+            group.spawn()
+            venv = make_vec_env(local_config(config), slots=shard(config, 0))
+        closers.append(venv.close)
+        return _train(
+            config, run_dir, venv=venv, group=group, resume=resume, on_start=on_start, closers=closers, device=device
+        )
     finally:
         for close in reversed(closers):
             try:
@@ -225,13 +231,13 @@ def _train(
     run_dir: Path,
     *,
     venv: Any,
+    group: WorkerGroup | None,
     resume: bool,
     on_start: Callable[[int | None], None] | None,
     closers: list[Callable[[], object]],
     device: str,
 ) -> TrainOutcome:
     model = build_model(config if config.train.workers == 1 else local_config(config), venv, device=device)
-    group = WorkerGroup(config) if config.train.workers > 1 else None
     identity = model_identity(config, venv.observation_space, venv.action_space)
     fingerprint = model_fingerprint(config, venv.observation_space, venv.action_space)
     checkpoints_dir = run_dir / CHECKPOINTS
@@ -320,8 +326,7 @@ def _train(
             except PretrainStopped:
                 return TrainOutcome(TrainStatus.INTERRUPTED, 0, None, None, request.signal)
         if group is not None:  # after pre-training: the workers start from the weights it left
-            closers.append(group.close)
-            group.start(model, None if checkpoint is None else checkpoint.path)
+            group.join(model, None if checkpoint is None else checkpoint.path)
         remaining = total - model.num_timesteps
         with nullcontext() if group is None else group.reporting():
             if remaining > 0 or (total == 0 and checkpoint is None):  # 0: pre-training only (learn resets the envs)

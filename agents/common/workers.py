@@ -98,25 +98,34 @@ class WorkerGroup:
         self.world = config.train.workers
         self._procs: list[Any] = []
         self._messages: Any = None
+        self._orders: Any = None
         self._dir: str | None = None
         self._averager: GradientAverager | None = None
 
-    def start(self, model: OnPolicyAlgorithm, checkpoint: Path | None) -> None:
-        """Spawn the workers (resuming ``checkpoint``'s worker states, or taking ``model``'s weights) and join them."""
+    def spawn(self) -> None:
+        """Start the workers. They import, build their envs and model, then wait for :meth:`join`: call it first, so
+        their start-up (seconds: a fresh interpreter importing torch) overlaps the main process's own set-up."""
         ctx = mp.get_context("spawn")
         self._dir = tempfile.mkdtemp(prefix="modrl-workers-")
         init = f"file://{Path(self._dir) / 'init'}"
         self._messages = ctx.Queue()
-        path = None if checkpoint is None else str(checkpoint)
+        self._orders = ctx.Queue()
         for rank in range(1, self.world):
             proc = ctx.Process(
                 target=_worker_main,
-                args=(rank, init, self.config, path, self._messages),
+                args=(rank, init, self.config, self._messages, self._orders),
                 name=f"modrl-train-worker-{rank}",
             )
             proc.start()
             self._procs.append(proc)
+
+    def join(self, model: OnPolicyAlgorithm, checkpoint: Path | None) -> None:
+        """Wait for the spawned workers, then train together: resuming ``checkpoint``'s worker states, or taking
+        ``model``'s weights."""
         self._wait_ready()
+        for _ in range(1, self.world):
+            self._orders.put(None if checkpoint is None else str(checkpoint))
+        init = f"file://{Path(str(self._dir)) / 'init'}"
         dist.init_process_group("gloo", init_method=init, rank=0, world_size=self.world, timeout=COLLECTIVE_TIMEOUT)
         with self.reporting():
             if checkpoint is None:
@@ -229,9 +238,10 @@ class WorkerGroup:
         self._procs = []
         if dist.is_initialized():
             dist.destroy_process_group()
-        if self._messages is not None:
-            self._messages.close()
-            self._messages = None
+        for channel in (self._messages, self._orders):
+            if channel is not None:
+                channel.close()
+        self._messages = self._orders = None
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
@@ -303,7 +313,7 @@ class CommandWorkers(BaseCallback):
 # ------------------------------------------------------------------------------------------------ the worker side
 
 
-def _worker_main(rank: int, init: str, config: ExperimentConfig, checkpoint: str | None, messages: Any) -> None:
+def _worker_main(rank: int, init: str, config: ExperimentConfig, messages: Any, orders: Any) -> None:
     _die_with_parent()
     messages.cancel_join_thread()  # exiting must not wait on a main process that is gone
     for sig in (signal.SIGINT, signal.SIGTERM):  # the main process decides when to stop
@@ -313,6 +323,7 @@ def _worker_main(rank: int, init: str, config: ExperimentConfig, checkpoint: str
         torch.set_num_threads(config.torch_threads)
         worker = _Worker(rank, config)
         messages.put(("ready", rank))
+        checkpoint = orders.get()  # the main process's join(): after its own set-up (and any pre-training)
         dist.init_process_group(
             "gloo", init_method=init, rank=rank, world_size=config.train.workers, timeout=COLLECTIVE_TIMEOUT
         )
