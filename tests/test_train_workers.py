@@ -19,7 +19,7 @@ import yaml
 from modrl.agents.common.builders import make_vec_env
 from modrl.agents.common.guards import EnvWorkerError
 from modrl.agents.common.training import CHECKPOINTS, METRICS, TrainStatus, run_training
-from modrl.agents.common.workers import local_config, shard
+from modrl.agents.common.worker_process import local_config, shard
 from modrl.checkpoint import CheckpointError, latest_checkpoint, list_checkpoints
 from modrl.config import ConfigError, to_dict
 from modrl.faults import FAULT_ENV, reset_fault_counters

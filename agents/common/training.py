@@ -55,14 +55,8 @@ from modrl.agents.common.model_checkpoint import (
 from modrl.agents.common.periodic_eval import PeriodicEvalCallback
 from modrl.agents.common.pretrain import PretrainStats, PretrainStopped, pretrain_policy
 from modrl.agents.common.run_layout import CHECKPOINTS, EVAL_CURVE, METRICS, TENSORBOARD
-from modrl.agents.common.workers import (
-    CommandWorkers,
-    MergeWorkerRollouts,
-    WorkerGroup,
-    check_checkpoint_workers,
-    local_config,
-    shard,
-)
+from modrl.agents.common.worker_process import check_checkpoint_workers, local_config, shard
+from modrl.agents.common.workers import CommandWorkers, MergeWorkerRollouts, WorkerGroup
 from modrl.checkpoint import (
     Checkpoint,
 )
