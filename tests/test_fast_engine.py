@@ -9,6 +9,7 @@ what matters (keys picked up and dropped, doors unlocked and toggled, goals, lav
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from typing import Any
 
@@ -17,9 +18,12 @@ import numpy as np
 import pytest
 from minigrid.core.grid import Grid
 from minigrid.core.world_object import Ball, Box, Door, Key, Wall
+from minigrid.envs import UnlockEnv
 
 from modrl.envs import get_suite, make_task_env
 from modrl.envs.fast import BatchedMiniGrid, EngineUnsupported, unsupported_reason
+from modrl.envs.fast.instructions import PICKUP
+from modrl.envs.fast.stock_goals import goal_instructions
 from modrl.envs.fast.view import visibility
 
 QUICKSTART = get_suite("minigrid-basic")
@@ -35,13 +39,25 @@ OTHER_FAMILIES = (
     "MiniGrid-LockedRoom-v0",
     "MiniGrid-Playground-v0",
 )
+#: Stock envs whose own ``step`` adds an open or pick-up rule (envs/fast/stock_goals.py).
+STOCK_GOAL_FAMILIES = (
+    "MiniGrid-Unlock-v0",
+    "MiniGrid-UnlockPickup-v0",
+    "MiniGrid-BlockedUnlockPickup-v0",
+    "MiniGrid-KeyCorridorS3R1-v0",
+    "MiniGrid-KeyCorridorS3R3-v0",
+    "MiniGrid-KeyCorridorS4R3-v0",
+)
 N_ENVS = 8
 #: Action weights (left, right, forward, pickup, drop, toggle, done): forward-heavy so episodes reach goals and doors.
 WEIGHTS = np.array([2, 2, 5, 2, 1, 2, 1], float) / 15
 
 
-def run_differential(make: Any, steps: int, seed: int = 0) -> Counter[str]:
+def run_differential(make: Any, steps: int, seed: int = 0, guide: Any = None) -> Counter[str]:
     """Step ``N_ENVS`` reference envs and the engine over ``steps`` env steps in total; assert equality every step.
+
+    Actions are random; with ``guide`` (reference env -> actions), half the episodes (drawn per episode) first take
+    ``guide``'s actions for the episode as it starts, then random ones.
 
     Returns the events seen on the reference side (``goal``, ``terminated``, ``truncated``, ``pickup``, ``drop``,
     ``door`` for a changed door state).
@@ -50,14 +66,20 @@ def run_differential(make: Any, steps: int, seed: int = 0) -> Counter[str]:
     engine = BatchedMiniGrid([make() for _ in range(N_ENVS)])
     seeds = [seed * 1000 + i for i in range(N_ENVS)]
     image, direction = engine.reset(seeds)
+    coin = np.random.default_rng([seed, 1])
+    plans: list[list[int]] = []
     for i, ref in enumerate(refs):
         obs, _ = ref.reset(seed=seeds[i])
         assert_same(obs, image[i], direction[i], f"reset of slot {i}")
         assert engine.missions[i] == ref.unwrapped.mission
+        plans.append(guide(ref) if guide is not None and coin.random() < 0.5 else [])
     rng = np.random.default_rng(seed)
     events: Counter[str] = Counter()
     for t in range(steps // N_ENVS):
         actions = rng.choice(7, size=N_ENVS, p=WEIGHTS)
+        for i, plan in enumerate(plans):
+            if plan:
+                actions[i] = plan.pop(0)
         doors = [door_states(ref.unwrapped) for ref in refs] if t % 4 == 0 else None
         carried = [ref.unwrapped.carrying for ref in refs]
         out = engine.step(actions)
@@ -72,6 +94,7 @@ def run_differential(make: Any, steps: int, seed: int = 0) -> Counter[str]:
                 obs, _ = ref.reset()
                 assert_same(obs, out.image[i], out.direction[i], f"auto-reset after {where}")
                 assert engine.missions[i] == ref.unwrapped.mission, where
+                plans[i] = guide(ref) if guide is not None and coin.random() < 0.5 else []
             else:
                 assert np.array_equal(out.image[i], out.final_image[i]), where
                 assert engine.missions[i] == ref.unwrapped.mission, where
@@ -128,6 +151,57 @@ def test_other_covered_families_match_minigrid_for_10k_steps(env_id: str) -> Non
     assert events["steps"] == 10_000 and events["terminated"] + events["truncated"] > 0
 
 
+class _AsIs(gym.Wrapper):
+    """Resets to the episode the env is in (the planner plans from it, not from a new layout)."""
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> Any:
+        return self.env.unwrapped.gen_obs(), {}
+
+
+class _Record(gym.Wrapper):
+    def __init__(self, env: gym.Env, actions: list[int]) -> None:
+        super().__init__(env)
+        self.actions = actions
+
+    def step(self, action: Any) -> Any:
+        self.actions.append(int(action))
+        return self.env.step(action)
+
+
+def planner_actions(ref: gym.Env) -> list[int]:
+    """The actions with which modrl's planner and scripted skills (full grid) solve ``ref``'s episode from where it
+    is, planned on a copy."""
+    from modrl.agents.planning.episode import PlannerRunConfig, play_planner_episode
+
+    actions: list[int] = []
+    env = _AsIs(copy.deepcopy(ref.unwrapped))
+    play_planner_episode(env, seed=0, config=PlannerRunConfig(), wrap=lambda inner: _Record(inner, actions))
+    return actions
+
+
+def assert_stock_goal_events(events: Counter[str], env_id: str) -> None:
+    """Successes by the env's own rule happened, and so did what leads to them (key pick-ups; for the pick-up tasks
+    an unlocked door, which in Unlock is the success itself and ends the episode)."""
+    assert events["goal"] > 0 and events["goal"] == events["terminated"] and events["pickup"] > 0, events
+    if env_id != "MiniGrid-Unlock-v0":
+        assert events["door"] > 0, events
+
+
+@pytest.mark.parametrize("env_id", STOCK_GOAL_FAMILIES)
+def test_stock_goal_families_match_minigrid(env_id: str) -> None:
+    events = run_differential(lambda: gym.make(env_id), 1_000, seed=1, guide=planner_actions)
+    assert events["steps"] == 1_000
+    assert_stock_goal_events(events, env_id)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("env_id", STOCK_GOAL_FAMILIES)
+def test_stock_goal_families_match_minigrid_for_10k_steps(env_id: str) -> None:
+    events = run_differential(lambda: gym.make(env_id), 10_000, seed=2, guide=planner_actions)
+    assert events["steps"] == 10_000 and events["truncated"] > 0
+    assert_stock_goal_events(events, env_id)
+
+
 def test_visibility_is_process_vis_on_random_views() -> None:
     rng = np.random.default_rng(0)
     for _ in range(500):
@@ -143,8 +217,8 @@ def test_visibility_is_process_vis_on_random_views() -> None:
 @pytest.mark.parametrize(
     ("env_id", "reason"),
     [
-        ("MiniGrid-Unlock-v0", "UnlockEnv overrides MiniGridEnv.step"),
-        ("MiniGrid-KeyCorridorS3R1-v0", "KeyCorridorEnv overrides MiniGridEnv.step"),
+        ("MiniGrid-Fetch-5x5-N2-v0", "FetchEnv overrides MiniGridEnv.step"),
+        ("MiniGrid-ObstructedMaze-1Dlh-v0", "overrides MiniGridEnv.step"),
         ("BabyAI-GoToObj-v0", "overrides MiniGridEnv.step"),
     ],
 )
@@ -153,6 +227,23 @@ def test_uncovered_envs_are_refused_with_the_reason(env_id: str, reason: str) ->
     assert reason in (unsupported_reason(env) or "")
     with pytest.raises(ValueError, match="not covered by the fast engine"):
         BatchedMiniGrid([env])
+
+
+def test_a_subclass_of_a_stock_goal_env_is_refused() -> None:
+    class MyUnlock(UnlockEnv):  # may change the success rule: not covered
+        pass
+
+    assert unsupported_reason(MyUnlock()) == "MyUnlock overrides MiniGridEnv.step"
+    assert unsupported_reason(UnlockEnv()) is None
+
+
+def test_a_stock_goal_object_must_be_the_only_one_of_its_kind() -> None:
+    env = gym.make("MiniGrid-UnlockPickup-v0").unwrapped
+    env.reset(seed=0)
+    assert goal_instructions(env).verbs == (PICKUP,)
+    env.grid.set(1, 1, Box(env.obj.color))  # a second box of the target's colour
+    with pytest.raises(EngineUnsupported, match=r"is one of 2 objects of its type and colour"):
+        goal_instructions(env)
 
 
 def test_a_box_with_contents_is_refused() -> None:

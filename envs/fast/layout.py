@@ -7,8 +7,9 @@ codes. Layouts are therefore identical to MiniGrid's by construction; only stepp
 
 An env is covered when stepping it is MiniGrid's base ``step`` over objects whose behaviour the engine knows, or
 that step followed by BabyAI's instruction check of one of modrl's generated tasks (:class:`~modrl.envs.TaskEnv`,
-verified by :mod:`.instructions`), or a :class:`~modrl.envs.SplitTaskEnv` drawing such tasks per episode
-(:func:`unsupported_reason`, :func:`draw`); anything else is refused with a reason, so callers can name the fallback.
+verified by :mod:`.instructions`) or by a stock env's own open or pick-up rule (:mod:`.stock_goals`), or a
+:class:`~modrl.envs.SplitTaskEnv` drawing such tasks per episode (:func:`unsupported_reason`, :func:`draw`); anything
+else is refused with a reason, so callers can name the fallback.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from minigrid.minigrid_env import MiniGridEnv
 
 from modrl.envs.fast.errors import EngineUnsupported
 from modrl.envs.fast.instructions import Instructions, task_instructions
+from modrl.envs.fast.stock_goals import goal_instructions, has_stock_goal
 from modrl.envs.multitask import SplitTaskEnv
 from modrl.envs.task_env import TaskEnv
 
@@ -73,10 +75,12 @@ def unsupported_reason(env: gym.Env) -> str | None:
 
     Checked here: a ``MiniGridEnv`` whose class keeps MiniGrid's ``step``, ``reset``, observation and reward, or is
     exactly :class:`~modrl.envs.TaskEnv` (MiniGrid's step, then BabyAI's instruction check) while BabyAI verifies
-    instructions without the done action; a :class:`~modrl.envs.SplitTaskEnv` by its split's first task (every
-    task is checked when first drawn, :func:`draw`). The objects of each layout are checked by
-    :func:`encode_layout`, the instructions of each task episode by
-    :func:`~modrl.envs.fast.instructions.task_instructions`.
+    instructions without the done action, or exactly one of the stock envs whose ``step`` adds an open or pick-up
+    rule (:mod:`.stock_goals`: Unlock, UnlockPickup, BlockedUnlockPickup, KeyCorridor); a
+    :class:`~modrl.envs.SplitTaskEnv` by its split's first task (every task is checked when first drawn,
+    :func:`draw`). The objects of each layout are checked by :func:`encode_layout`, the instructions of each task
+    episode by :func:`~modrl.envs.fast.instructions.task_instructions` (a stock env's by
+    :func:`~modrl.envs.fast.stock_goals.goal_instructions`).
     """
     base = env.unwrapped
     if isinstance(base, SplitTaskEnv):
@@ -89,6 +93,8 @@ def unsupported_reason(env: gym.Env) -> str | None:
     for name in _REIMPLEMENTED:
         if task and name in ("step", "reset"):
             continue  # TaskEnv's own: MiniGrid's step and reset plus the instruction check the engine implements
+        if name == "step" and has_stock_goal(base):
+            continue  # MiniGrid's step plus an open or pick-up check the engine implements (.stock_goals)
         if getattr(type(base), name) is not getattr(MiniGridEnv, name):
             return f"{type(base).__name__} overrides MiniGridEnv.{name}"
     if base.agent_view_size > MAX_VIEW:
@@ -115,6 +121,8 @@ def generate(env: MiniGridEnv, seed: int | None) -> Layout:
         if not env.fixed_max_steps:
             env.max_steps = env.num_navs_needed(env.instrs) * env.room_size**2 * env.num_rows * env.num_cols
         instructions = task_instructions(env)
+    elif has_stock_goal(env):
+        instructions = goal_instructions(env)
     x, y = (int(v) for v in env.agent_pos)
     return Layout(
         cells=encode_layout(env),

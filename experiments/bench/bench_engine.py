@@ -85,16 +85,17 @@ def main() -> None:
     seeds = list(range(args.envs))
     actions = np.random.default_rng(0).integers(0, 7, size=(max(1, args.steps // args.envs), args.envs))
     print(f"suite {suite.name}, {args.envs} envs, {actions.size} steps per measurement, median of {args.repeats}")
-    print(f"{'task':<14} {'MiniGrid/s':>11} {'engine/s':>11} {'ratio':>7} {'episodes':>9}")
     rows: list[tuple[str, Callable[[], gym.Env]]] = []
     if args.split is not None:
         rows.append((f"split {args.split}", lambda: make_split_env(suite, args.split)))
     for index, task in enumerate(suite.tasks if args.split is None else ()):
         rows.append((task.name, lambda index=index: make_task_env(suite, index)))
+    width = max(14, *(len(name) for name, _ in rows))
+    print(f"{'task':<{width}} {'MiniGrid/s':>11} {'engine/s':>11} {'ratio':>7} {'episodes':>9}")
     for name, make in rows:
         reason = unsupported_reason(make())
         if reason is not None:
-            print(f"{name:<14} not covered by the engine ({reason}); MiniGrid is the fallback")
+            print(f"{name:<{width}} not covered by the engine ({reason}); MiniGrid is the fallback")
             continue
         reference, engine = [], []
         for _ in range(args.repeats):
@@ -104,7 +105,8 @@ def main() -> None:
             raise SystemExit(f"{name}: MiniGrid ended {reference[0][1]} episodes, the engine {engine[0][1]}")
         ref_rate = statistics.median(r for r, _ in reference)
         engine_rate = statistics.median(r for r, _ in engine)
-        print(f"{name:<14} {ref_rate:>11,.0f} {engine_rate:>11,.0f} {engine_rate / ref_rate:>6.1f}x {engine[0][1]:>9}")
+        ratio = engine_rate / ref_rate
+        print(f"{name:<{width}} {ref_rate:>11,.0f} {engine_rate:>11,.0f} {ratio:>6.1f}x {engine[0][1]:>9}")
     print("ratio = engine steps/s / MiniGrid steps/s, same process, same trajectories")
 
 
