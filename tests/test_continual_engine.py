@@ -61,27 +61,25 @@ def test_a_continual_run_is_the_same_on_either_engine(tmp_path: Path) -> None:
 
 
 def test_stage_env_uses_the_engine_where_it_covers_the_task(caplog: pytest.LogCaptureFixture) -> None:
-    tiny, hard = get_suite("minigrid-tiny"), get_suite("minigrid-hard")
+    tiny, hard, babyai = get_suite("minigrid-tiny"), get_suite("minigrid-hard"), get_suite("babyai")
     for suite, task in ((tiny, 0), (hard, hard.task_index("unlock"))):  # Unlock: its own rule (stock_goals.py)
         covered = stage_env(suite, task, n_envs=2, seed=0, stage=1, options={}, engine="auto")
         assert isinstance(covered, FastVecEnv)
         covered.close()
-    maze = hard.task_index("obstructedmaze_1dl")
+    level = babyai.task_index("gotoobj")
     with caplog.at_level(logging.INFO, logger="modrl.agents.continual.parts"):
-        fallback = stage_env(hard, maze, n_envs=2, seed=0, stage=0, options={}, engine="auto")
+        fallback = stage_env(babyai, level, n_envs=2, seed=0, stage=0, options={}, engine="auto")
     assert isinstance(fallback, DummyVecEnv)
     fallback.close()
-    assert "env.engine auto: task obstructedmaze_1dl uses MiniGrid (" in caplog.text
-    with pytest.raises(ValueError, match="fast cannot run task obstructedmaze_1dl"):
-        stage_env(hard, maze, n_envs=2, seed=0, stage=0, options={}, engine="fast")
+    assert "env.engine auto: task gotoobj uses MiniGrid (" in caplog.text
+    with pytest.raises(ValueError, match="fast cannot run task gotoobj"):
+        stage_env(babyai, level, n_envs=2, seed=0, stage=0, options={}, engine="fast")
     assert isinstance(stage_env(tiny, 0, n_envs=2, seed=0, stage=0, options={}, engine="minigrid"), DummyVecEnv)
 
 
 def test_config_refuses_the_fast_engine_for_a_task_it_does_not_cover() -> None:
-    keys = ["env.suite=minigrid-hard", "sequence.tasks=[unlock, obstructedmaze_1dl]", "env.max_episode_steps=null"]
-    with pytest.raises(
-        ConfigError, match=r"env\.engine: fast cannot run task obstructedmaze_1dl \(.*\); use minigrid or auto"
-    ):
+    keys = ["env.suite=babyai", "sequence.tasks=[gotoobj, opendoor]", "env.max_episode_steps=null"]
+    with pytest.raises(ConfigError, match=r"env\.engine: fast cannot run task gotoobj \(.*\); use minigrid or auto"):
         load_continual_config(TINY, [*keys, "env.engine=fast"])
     load_continual_config(TINY, [*keys, "env.engine=auto"])  # auto falls back instead
     load_continual_config(TINY, ["env.engine=fast"])  # every tiny task is covered

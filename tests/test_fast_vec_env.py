@@ -99,15 +99,17 @@ def test_fast_vec_env_gives_sb3_what_the_minigrid_vec_env_gives(tiny_config, ove
         assert seen["TimeLimit.truncated"] > 0
 
 
-def test_the_key_sequence_suite_runs_on_the_fast_engine_as_on_minigrid(tiny_config) -> None:
-    """Unlock, UnlockPickup, KeyCorridorS3R1 and BlockedUnlockPickup (their own success rules: envs/fast/stock_goals.py)
-    beside DoorKey, one per slot, as SB3's vector env; random actions, so episodes end by time-out (successes by those
-    rules are compared step by step in tests/test_fast_engine.py)."""
-    reference, fast = _engines(tiny_config, "env.suite=minigrid-keys", "env.n_envs=5", "env.max_episode_steps=30")
+@pytest.mark.parametrize(("suite", "n_envs"), [("minigrid-keys", 5), ("minigrid-hard", 12)])
+def test_the_key_suites_run_on_the_fast_engine_as_on_minigrid(tiny_config, suite: str, n_envs: int) -> None:
+    """Unlock, UnlockPickup, KeyCorridor, BlockedUnlockPickup and ObstructedMaze (their own success rules:
+    envs/fast/stock_goals.py) beside DoorKey, one per slot, as SB3's vector env; random actions, so episodes end by
+    time-out (successes by those rules are compared step by step in tests/test_fast_engine.py)."""
+    overrides = (f"env.suite={suite}", f"env.n_envs={n_envs}", "env.max_episode_steps=30")
+    reference, fast = _engines(tiny_config, *overrides)
     assert isinstance(fast, FastVecEnv)
     assert_same_obs(reference.reset(), fast.reset(), "reset")
     rng = np.random.default_rng(0)
-    seen = assert_steps_alike(reference, fast, (rng.integers(0, 7, size=5) for _ in range(300)))
+    seen = assert_steps_alike(reference, fast, (rng.integers(0, 7, size=n_envs) for _ in range(300)))
     assert reference.env_method("get_env_state") == fast.env_method("get_env_state")
     assert seen["episode"] > 0 and seen["TimeLimit.truncated"] > 0
 
@@ -227,13 +229,8 @@ def test_an_env_step_fault_names_the_slot(tiny_config, tmp_path: Path, monkeypat
     ("overrides", "message"),
     [
         (
-            ("env.suite=minigrid-hard", "env.n_envs=12"),
-            "env.engine: fast cannot run suite minigrid-hard "
-            "(task obstructedmaze_1dl: ObstructedMaze_1Dlhb overrides MiniGridEnv.step)",
-        ),
-        (
             ("env.suite=babyai", "env.n_envs=6"),
-            "cannot run suite babyai (task gotoobj: GoToObj overrides MiniGridEnv.step)",
+            "env.engine: fast cannot run suite babyai (task gotoobj: GoToObj overrides MiniGridEnv.step)",
         ),
         (("env.split=train",), "(env.split 'train' draws a task per episode (SplitTaskEnv)"),
         (("env.vec_env=subproc",), "(env.vec_env 'subproc' runs MiniGrid in worker processes"),
@@ -251,11 +248,10 @@ def test_fast_on_what_it_does_not_cover_is_a_config_error(tiny_config, overrides
 
 def test_auto_falls_back_to_minigrid_with_one_log_line(tiny_config, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.INFO, logger="modrl.agents.common.fast_vec_env"):
-        venv = make_vec_env(tiny_config("env.suite=minigrid-hard", "env.n_envs=12", "env.engine=auto"))
+        venv = make_vec_env(tiny_config("env.suite=babyai", "env.n_envs=6", "env.engine=auto"))
     assert isinstance(venv, DummyVecEnv)
     assert [r.getMessage() for r in caplog.records] == [
-        "env.engine auto: suite minigrid-hard uses MiniGrid "
-        "(task obstructedmaze_1dl: ObstructedMaze_1Dlhb overrides MiniGridEnv.step)"
+        "env.engine auto: suite babyai uses MiniGrid (task gotoobj: GoToObj overrides MiniGridEnv.step)"
     ]
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="modrl.agents.common.fast_vec_env"):

@@ -14,7 +14,8 @@ State (``N`` slots, ``P = view - 1`` cells of wall padding on every side, so a v
 ``cells (N, W + 2P, H + 2P) <u4`` packed cells indexed ``[x + P, y + P]`` (:func:`pack`: MiniGrid's code in the low
 three bytes, "blocks sight" in the fourth, so an observation is one gather and its bytes), ``pos (N, 2)``,
 ``heading (N,)``, ``carrying (N,) <u4`` (the carried object's packed code, the empty cell's for nothing: exactly what
-the agent's own view cell shows), ``step_count (N,)`` and ``max_steps (N,)``; for task episodes the subtasks
+the agent's own view cell shows), ``contents`` (like ``cells``) and ``carried_contents (N,)`` (what a box in the grid
+or in hand holds), ``step_count (N,)`` and ``max_steps (N,)``; for task episodes the subtasks
 (``verbs``, ``objects``, ``targets``, ``strict`` ``(N, K)``, :mod:`.instructions`), their tracked positions
 ``goto_pos (N, K, 2)`` and ``subtask_index (N,)``. The arrays grow when a split draws a larger grid than any seen
 so far.
@@ -139,6 +140,8 @@ class BatchedMiniGrid:
         self.pos = np.zeros((n, 2), np.int64)
         self.heading = np.zeros(n, np.int64)
         self.carrying = np.full(n, EMPTY_WORD, WORD)
+        self.contents = np.full((n, self.width, self.height), EMPTY_WORD, WORD)  # what each box holds
+        self.carried_contents = np.full(n, EMPTY_WORD, WORD)  # what a carried box holds
         self.step_count = np.zeros(n, np.int64)
         self.max_steps = np.array([b.max_steps for b in firsts], np.int64)
         self.see_through_walls = np.array([bool(b.see_through_walls) for b in firsts])
@@ -184,7 +187,9 @@ class BatchedMiniGrid:
             return
         cells = np.full((self.num_envs, max(width, self.width), max(height, self.height)), _WALL_WORD, WORD)
         cells[:, : self.width, : self.height] = self.cells
-        self.cells, self.width, self.height = cells, cells.shape[1], cells.shape[2]
+        contents = np.full(cells.shape, EMPTY_WORD, WORD)
+        contents[:, : self.width, : self.height] = self.contents
+        self.cells, self.contents, self.width, self.height = cells, contents, cells.shape[1], cells.shape[2]
         self._index_cells()
 
     def _begin(self, slot: int, seed: int | None) -> None:
@@ -203,6 +208,9 @@ class BatchedMiniGrid:
         self._fit(width, height)
         self.cells[slot] = _WALL_WORD
         self.cells[slot, :width, :height] = other.cells[source]
+        self.contents[slot] = EMPTY_WORD
+        self.contents[slot, :width, :height] = other.contents[source]
+        self.carried_contents[slot] = other.carried_contents[source]
         self.pos[slot], self.heading[slot] = other.pos[source], other.heading[source]
         self.carrying[slot], self.step_count[slot] = other.carrying[source], other.step_count[source]
         self.missions[slot], self.starts[slot] = other.missions[source], dict(other.starts[source])
@@ -223,6 +231,10 @@ class BatchedMiniGrid:
         self._fit(width + 2 * pad, height + 2 * pad)
         self.cells[slot] = _WALL_WORD
         self.cells[slot, pad : pad + width, pad : pad + height] = layout.cells
+        self.contents[slot] = EMPTY_WORD
+        if layout.contents is not None:
+            self.contents[slot, pad : pad + width, pad : pad + height] = layout.contents
+        self.carried_contents[slot] = EMPTY_WORD
         self.pos[slot] = layout.agent_pos
         self.heading[slot] = layout.agent_dir
         self.carrying[slot] = EMPTY_WORD
@@ -370,22 +382,27 @@ class BatchedMiniGrid:
     def _pickup_drop(
         self, actions: np.ndarray, flat: np.ndarray, kind: np.ndarray, word: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
-        """MiniGrid's pickup and drop; returns the slots that picked up and those that dropped."""
-        cells = self.cells.reshape(-1)
+        """MiniGrid's pickup and drop (a box keeps what it holds); returns the slots that picked up and those that
+        dropped."""
+        cells, contents = self.cells.reshape(-1), self.contents.reshape(-1)
         empty_handed = self.carrying == EMPTY_WORD
         picks = (actions == _PICK) & _PICKUP[kind] & empty_handed
         drops = (actions == _DROP) & (kind == _EMPTY) & ~empty_handed
         if picks.any():
             self.carrying[picks] = word[picks]
             cells[flat[picks]] = EMPTY_WORD
+            self.carried_contents[picks] = contents[flat[picks]]
+            contents[flat[picks]] = EMPTY_WORD
         if drops.any():
             cells[flat[drops]] = self.carrying[drops]
             self.carrying[drops] = EMPTY_WORD
+            contents[flat[drops]] = self.carried_contents[drops]
+            self.carried_contents[drops] = EMPTY_WORD
         return picks, drops
 
     def _toggle(self, actions: np.ndarray, flat: np.ndarray, kind: np.ndarray, word: np.ndarray) -> None:
         """``Door.toggle`` (a locked door opens for a key of its colour; otherwise open <-> closed) and ``Box.toggle``
-        (an empty box vanishes)."""
+        (the box is replaced by what it holds: nothing, for an empty box)."""
         toggles = actions == _TOGGLE
         cells = self.cells.reshape(-1)
         door = toggles & (kind == _DOOR)
@@ -399,7 +416,9 @@ class BatchedMiniGrid:
             cells[flat[changed]] = ((word & 0xFFFF) | opened)[changed]  # type and colour kept
         boxes = toggles & (kind == _BOX)
         if boxes.any():
-            cells[flat[boxes]] = EMPTY_WORD
+            contents = self.contents.reshape(-1)
+            cells[flat[boxes]] = contents[flat[boxes]]
+            contents[flat[boxes]] = EMPTY_WORD
 
     # ---------------------------------------------------------------------------------------------- observation
 

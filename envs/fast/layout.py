@@ -59,6 +59,8 @@ class Layout:
         instructions: A :class:`~modrl.envs.TaskEnv` episode's subtasks as the engine verifies them, else ``None``.
         source: The env that drew the layout as its caller passed it (for a :class:`~modrl.envs.SplitTaskEnv`, the
             drawn task's wrapped env), or ``None`` when it is the env :func:`generate` was given.
+        contents: ``(width, height) <u4`` what each box holds, packed (:data:`EMPTY_WORD` for nothing), or ``None``
+            when no box holds anything (:func:`encode_contents`).
     """
 
     cells: np.ndarray
@@ -68,6 +70,7 @@ class Layout:
     max_steps: int
     instructions: Instructions | None = None
     source: gym.Env[Any, Any] | None = None
+    contents: np.ndarray | None = None
 
 
 def unsupported_reason(env: gym.Env) -> str | None:
@@ -131,6 +134,7 @@ def generate(env: MiniGridEnv, seed: int | None) -> Layout:
         mission=str(env.mission),
         max_steps=int(env.max_steps),
         instructions=instructions,
+        contents=encode_contents(env),
     )
 
 
@@ -158,10 +162,10 @@ def draw(env: gym.Env[Any, Any], seed: int | None) -> Layout:
 
 def encode_layout(env: MiniGridEnv) -> np.ndarray:
     """``(width, height) <u4``: ``env.grid.encode()`` as packed words (:func:`pack`), refusing objects the engine does
-    not implement.
+    not implement (a box's contents are :func:`encode_contents`').
 
     Raises:
-        EngineUnsupported: An object of another class than :data:`SUPPORTED_OBJECTS`, or a box with contents.
+        EngineUnsupported: An object of another class than :data:`SUPPORTED_OBJECTS`.
     """
     grid = env.grid
     words = []
@@ -175,10 +179,29 @@ def encode_layout(env: MiniGridEnv) -> np.ndarray:
             if type(obj) not in SUPPORTED_OBJECTS:
                 raise EngineUnsupported(f"the fast engine does not implement {type(obj).__name__} objects")
             word = _WORDS[key] = int(pack(np.array(obj.encode())))
-        if type(obj) is Box and obj.contains is not None:
-            raise EngineUnsupported("the fast engine does not implement boxes with contents")
         words.append(word)
     return np.array(words, dtype=WORD).reshape(grid.height, grid.width).T
+
+
+def encode_contents(env: MiniGridEnv) -> np.ndarray | None:
+    """``(width, height) <u4``: what each box of ``env``'s grid holds, packed (:data:`EMPTY_WORD` where nothing), or
+    ``None`` when no box holds anything. ``Box.toggle`` replaces the box by what it holds.
+
+    Raises:
+        EngineUnsupported: A box holding something else than a key, a ball or an empty box.
+    """
+    grid = env.grid
+    held = [(i, obj.contains) for i, obj in enumerate(grid.grid) if type(obj) is Box and obj.contains is not None]
+    if not held:
+        return None
+    words = np.full(len(grid.grid), EMPTY_WORD, WORD)
+    for index, inner in held:
+        if type(inner) not in (Key, Ball, Box) or getattr(inner, "contains", None) is not None:
+            raise EngineUnsupported(
+                f"the fast engine implements boxes holding a key, a ball or an empty box, not {inner!r}"
+            )
+        words[index] = pack(np.array(inner.encode()))
+    return words.reshape(grid.height, grid.width).T
 
 
 def pack(codes: np.ndarray) -> np.ndarray:
