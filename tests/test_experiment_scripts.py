@@ -230,6 +230,13 @@ def test_train_workers_bench_runs_modrl_trains_training_on_one_and_two_processes
     assert row[2].endswith("x") and float(row[2][:-1]) > 0
 
 
+def test_worker_start_bench_times_both_spawn_orders() -> None:
+    out = _run("experiments/bench/bench_worker_start.py", "--repeats", "1")
+    assert "round 1: spawned first:" in out and "round 1: after set-up:" in out, out
+    (ratio,) = [line for line in out.splitlines() if line.startswith("ratio spawned first / after set-up:")]
+    assert float(ratio.split()[-1]) > 0
+
+
 def test_speed_panel_trains_each_recipe_and_writes_its_rows(tmp_path: Path) -> None:
     out = tmp_path / "panel.jsonl"
     args = ["--tasks", "basic", "--agents", "modular", "--recipes", "fast", "default", "--budget-scale", "0.004"]

@@ -191,7 +191,10 @@ def encode_contents(env: MiniGridEnv) -> np.ndarray | None:
         EngineUnsupported: A box holding something else than a key, a ball or an empty box.
     """
     grid = env.grid
-    held = [(i, obj.contains) for i, obj in enumerate(grid.grid) if type(obj) is Box and obj.contains is not None]
+    held: list[tuple[int, WorldObj]] = []
+    for index, obj in enumerate(grid.grid):
+        if isinstance(obj, Box) and obj.contains is not None:
+            held.append((index, obj.contains))
     if not held:
         return None
     words = np.full(len(grid.grid), EMPTY_WORD, WORD)
