@@ -34,9 +34,19 @@ def pytest_configure(config: pytest.Config) -> None:
 # before each test, changing test numerics).
 ORDER_ENV = "MODRL_TEST_ORDER"
 ORDER_SEED = pytest.StashKey["int | str"]()  # the seed, or why the order is pytest's
+ORDER_KEY = "modrl_test_order"  # pytest-xdist hands the controller's seed to its workers under this key
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node: Any) -> None:
+    """pytest-xdist (``-n N``): every worker must collect the files in the controller's order."""
+    node.workerinput[ORDER_KEY] = node.config.stash[ORDER_SEED]
 
 
 def _order_seed(config: pytest.Config) -> int | str:
+    worker = getattr(config, "workerinput", None)  # a pytest-xdist worker: its controller's order, or xdist refuses
+    if worker is not None and ORDER_KEY in worker:
+        return worker[ORDER_KEY]
     value = os.environ.get(ORDER_ENV, "").strip()
     if value.lower() == "off":
         return f"{ORDER_ENV}=off"
