@@ -62,9 +62,14 @@ class Instructions:
     strict: tuple[bool, ...] = ()
 
 
+def object_code(kind: str, colour: str) -> int:
+    """The ``type | colour << 8`` code of an object of type ``kind`` and colour ``colour``."""
+    return OBJECT_TO_IDX[kind] | COLOR_TO_IDX[colour] << 8
+
+
 def code(desc: ObjDesc) -> int:
     """The ``type | colour << 8`` code of the one object a description names."""
-    return OBJECT_TO_IDX[desc.type] | COLOR_TO_IDX[desc.color] << 8
+    return object_code(desc.type, desc.color)
 
 
 def task_instructions(env: TaskEnv) -> Instructions:

@@ -79,7 +79,7 @@ def unsupported_reason(env: gym.Env) -> str | None:
     Checked here: a ``MiniGridEnv`` whose class keeps MiniGrid's ``step``, ``reset``, observation and reward, or is
     exactly :class:`~modrl.envs.TaskEnv` (MiniGrid's step, then BabyAI's instruction check) while BabyAI verifies
     instructions without the done action, or exactly one of the stock envs whose ``step`` adds an open or pick-up
-    rule (:mod:`.stock_goals`: Unlock, UnlockPickup, BlockedUnlockPickup, KeyCorridor); a
+    rule (:mod:`.stock_goals`: Unlock, UnlockPickup, BlockedUnlockPickup, KeyCorridor, ObstructedMaze); a
     :class:`~modrl.envs.SplitTaskEnv` by its split's first task (every task is checked when first drawn,
     :func:`draw`). The objects of each layout are checked by :func:`encode_layout`, the instructions of each task
     episode by :func:`~modrl.envs.fast.instructions.task_instructions` (a stock env's by

@@ -23,13 +23,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from minigrid.core.constants import COLOR_TO_IDX, OBJECT_TO_IDX
 from minigrid.envs import BlockedUnlockPickupEnv, KeyCorridorEnv, UnlockEnv, UnlockPickupEnv
 from minigrid.envs.obstructedmaze import ObstructedMazeEnv
 from minigrid.minigrid_env import MiniGridEnv
 
 from modrl.envs.fast.errors import EngineUnsupported
-from modrl.envs.fast.instructions import OPEN, PICKUP, Instructions
+from modrl.envs.fast.instructions import OPEN, PICKUP, Instructions, object_code
 
 #: ``step`` function -> ``(verb, attribute holding the object)`` of the success rule it adds to MiniGrid's step.
 STOCK_GOALS: dict[Callable[..., Any], tuple[int, str]] = {
@@ -60,6 +59,6 @@ def goal_instructions(env: MiniGridEnv) -> Instructions:
             f"{type(env).__name__}'s {target.color} {target.type} is one of {same} objects of its type and colour; "
             "the fast engine names objects by type and colour"
         )
-    word = OBJECT_TO_IDX[target.type] | COLOR_TO_IDX[target.color] << 8
+    word = object_code(target.type, target.color)
     symbol = f"{'open' if verb == OPEN else 'pickup'}-{target.color}-{target.type}"
     return Instructions((verb,), (word,), (0,), (symbol,), (False,))
