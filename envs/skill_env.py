@@ -10,6 +10,10 @@ than planned still completes the task), and is truncated after ``max_steps`` or 
 Observations are the whole-grid view (:func:`modrl.envs.wrappers.full_view_image`; with ``marker``, its fourth channel
 on the call's objects), the heading and the argument's slot indices.
 With ``random_steps`` a few random scripted steps (:func:`random_skill_steps`) run before the episode is planned.
+With ``seed_pool`` the env seeds come from a fixed set (``0 .. seed_pool - 1`` per env, like Procgen's
+``num_levels``) and each seed's plan is computed once (:data:`PlanCache`, shared by the envs of one vector env):
+planning is most of a reset's cost, and a trained call lasts a few steps, so late in training episodes are mostly
+reset.
 """
 
 from __future__ import annotations
@@ -42,6 +46,11 @@ EnvSpec = str | tuple[str, Mapping[str, Any]]
 {"room_size": 4})``)."""
 
 _SEED_HIGH = 2**31 - 1
+#: Largest ``seed_pool``.
+MAX_SEED_POOL = 1_000_000
+
+PlanCache = dict[tuple[str, int], Plan | None]
+"""Plans of :class:`SkillStepEnv` episodes by ``(repr(env spec), env seed)`` (``None``: the planner found none)."""
 #: Draws allowed per reset before giving up.
 _MAX_DRAWS = 50
 #: Episodes per env tried at the first reset to find the envs whose plans call the skill.
@@ -161,6 +170,10 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         random_steps: Before planning, run between 0 and this many random scripted steps
             (:func:`random_skill_steps`, the count drawn uniformly per episode), so calls also start in states the train
             tasks' plans rarely reach.
+        seed_pool: Draw each episode's env seed from ``0 .. seed_pool - 1`` and plan each seed once (0: any seed,
+            planned afresh). Needs ``random_steps == 0`` (the state planned from must follow from the seed alone).
+        plan_cache: Where the plans of a seed pool are kept; pass one dict to every env of a vector env so each seed
+            is planned once in all (default: this env's own).
 
     ``info`` carries ``env_id``, ``env_seed``, ``call`` (the step's symbol), ``prefix`` (scripted steps run first) and,
     at the end, ``is_success``.
@@ -175,16 +188,21 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         max_steps: int = 100,
         marker: bool = False,
         random_steps: int = 0,
+        seed_pool: int = 0,
+        plan_cache: PlanCache | None = None,
     ) -> None:
         check(len(env_ids) >= 1, "env_ids", "needs at least one env id")
         check_int(random_steps, "random_steps", low=0, high=MAX_EPISODE_STEPS)
+        check_int(seed_pool, "seed_pool", low=0, high=MAX_SEED_POOL)
+        check(seed_pool == 0 or random_steps == 0, "seed_pool", "needs random_steps 0 (random steps vary the start)")
         check(skill in SKILL_NAMES, "skill", f"must be one of {', '.join(SKILL_NAMES)}, got {skill!r}")
         check_int(view_size, "view_size", low=7, high=MAX_VIEW_SIZE)
         check(view_size % 2 == 1, "view_size", f"must be an odd integer >= 7, got {view_size}")
         check_int(max_steps, "max_steps", low=1, high=MAX_EPISODE_STEPS)
         check_bool(marker, "marker")
         self.env_ids, self.skill, self.view_size, self.max_steps = tuple(env_ids), skill, view_size, max_steps
-        self.marker, self.random_steps = marker, random_steps
+        self.marker, self.random_steps, self.seed_pool = marker, random_steps, seed_pool
+        self._plans: PlanCache = {} if plan_cache is None else plan_cache
         self.observation_space = skill_observation_space(view_size, marker=marker)
         self.action_space = spaces.Discrete(7)
         self._envs: dict[int, gym.Env] = {}
@@ -212,7 +230,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             self._offering = self._survey()
         for _ in range(_MAX_DRAWS):
             which = self._offering[int(self.np_random.integers(len(self._offering)))]
-            env_seed = int(self.np_random.integers(_SEED_HIGH))
+            env_seed = int(self.np_random.integers(self.seed_pool or _SEED_HIGH))
             if self._prepare(which, env_seed):
                 return self._observation(), dict(self._info)
         raise RuntimeError(
@@ -226,7 +244,10 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         offering = [
             i
             for i in range(len(self.env_ids))
-            if any(self._prepare(i, int(self.np_random.integers(_SEED_HIGH))) for _ in range(_SURVEY_SEEDS))
+            if any(
+                self._prepare(i, int(self.np_random.integers(self.seed_pool or _SEED_HIGH)))
+                for _ in range(_SURVEY_SEEDS)
+            )
         ]
         if not offering:
             raise RuntimeError(
@@ -251,8 +272,8 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             skills, self.np_random, int(self.np_random.integers(self.random_steps + 1))
         ):
             return False
-        found = plan(planning_domain(), skills.observe(), goals_for_env(env, skills.observe()))
-        if not isinstance(found, Plan):
+        found = self._plan(which, env_seed, skills)
+        if found is None:
             return False
         calls = [i for i, step in enumerate(found.steps) if (skill_call(step) or ("", ()))[0] == self.skill]
         if not calls:
@@ -275,6 +296,17 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             "prefix": index,
         }
         return True
+
+    def _plan(self, which: int, env_seed: int, skills: ScriptedSkills) -> Plan | None:
+        """The plan from the env's state (kept in the cache with a seed pool, where the state follows from the seed)."""
+        key = (repr(self.env_ids[which]), env_seed)
+        if self.seed_pool and key in self._plans:
+            return self._plans[key]
+        found = plan(planning_domain(), skills.observe(), goals_for_env(skills.env, skills.observe()))
+        result = found if isinstance(found, Plan) else None
+        if self.seed_pool:
+            self._plans[key] = result
+        return result
 
     def step(self, action: Any) -> tuple[Any, SupportsFloat, bool, bool, dict[str, Any]]:
         """Step the drawn env; success once the call's add effects are observed."""

@@ -72,11 +72,7 @@ from modrl.agents.planning.recording import SkillRecording, record_skill_demos, 
 from modrl.agents.planning.rollouts import concat_demos, dagger_demos, evaluate_skill, redraw_targets
 from modrl.config import to_dict
 from modrl.envs import get_suite
-from modrl.envs.skill_env import (
-    SKILL_NAMES,
-    EnvSpec,
-    SkillStepEnv,
-)
+from modrl.envs.skill_env import SKILL_NAMES, EnvSpec, PlanCache, SkillStepEnv
 from modrl.options import Option, OptionLibrary
 from modrl.options.library import LIBRARY_DIR
 from modrl.seeds import DEMO_SEED_BASE
@@ -99,7 +95,8 @@ def split_envs(suite_name: str, split: str) -> list[EnvSpec]:
 def _model(config: SkillCloningConfig, skill: str, env_ids: Sequence[EnvSpec], *, seed: int) -> PPO:
     """PPO over the skill's option (:class:`OptionActorCriticPolicy`) on calling-state episodes of ``env_ids``."""
     algo = config.algo
-    venv = DummyVecEnv([partial(_skill_env, env_ids, skill, config) for _ in range(config.n_envs)])
+    plans: PlanCache = {}  # one plan per pooled seed for all the vector env's envs
+    venv = DummyVecEnv([partial(_skill_env, env_ids, skill, config, plans) for _ in range(config.n_envs)])
     venv.seed(seed)
     return PPO(
         OptionActorCriticPolicy,
@@ -112,7 +109,7 @@ def _model(config: SkillCloningConfig, skill: str, env_ids: Sequence[EnvSpec], *
     )
 
 
-def _skill_env(env_ids: Sequence[EnvSpec], skill: str, config: SkillCloningConfig) -> gym.Env:
+def _skill_env(env_ids: Sequence[EnvSpec], skill: str, config: SkillCloningConfig, plans: PlanCache) -> gym.Env:
     return Monitor(
         SkillStepEnv(
             env_ids,
@@ -121,6 +118,8 @@ def _skill_env(env_ids: Sequence[EnvSpec], skill: str, config: SkillCloningConfi
             max_steps=config.max_skill_steps,
             marker=config.target_marker,
             random_steps=config.random_steps,
+            seed_pool=config.seed_pool,
+            plan_cache=plans,
         )
     )
 

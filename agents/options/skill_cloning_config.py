@@ -11,7 +11,7 @@ from typing import Any
 from modrl.agents.common.config import AlgoConfig
 from modrl.agents.options.config import DemoConfig, OptionNetConfig, check_split
 from modrl.config import MAX_VIEW_SIZE, apply_overrides, check, check_bool, from_dict, load_yaml
-from modrl.envs.skill_env import SKILL_NAMES, SKILL_SLOTS
+from modrl.envs.skill_env import MAX_SEED_POOL, SKILL_NAMES, SKILL_SLOTS
 from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH
 from modrl.options import OptionConfig
 from modrl.seeds import MAX_SEED
@@ -76,6 +76,10 @@ class SkillCloningConfig:
     planner_dagger_episodes: int = 200
     #: PPO frames per skill after cloning, in calling-state episodes of the train envs (0: cloning only).
     finetune_steps: int = 0
+    #: PPO's calling-state episodes draw their env seeds from ``0 .. seed_pool - 1`` per train env and plan each seed
+    #: once (:class:`~modrl.envs.skill_env.SkillStepEnv`; 0: a fresh seed, planned afresh, every episode). Planning is
+    #: most of a reset's cost and a trained call lasts a few steps; needs ``random_steps: 0``.
+    seed_pool: int = 0
     n_envs: int = 8
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     #: Step limit of one skill call (fine-tuning and evaluation episodes).
@@ -107,6 +111,10 @@ class SkillCloningConfig:
         check(0 <= self.target_noise <= 1, "target_noise", f"must be in [0, 1], got {self.target_noise}")
         check(self.target_noise == 0 or self.target_marker, "target_noise", "needs target_marker: true")
         check(0 <= self.random_steps <= 20, "random_steps", f"must be in [0, 20], got {self.random_steps}")
+        check(
+            0 <= self.seed_pool <= MAX_SEED_POOL, "seed_pool", f"must be in [0, {MAX_SEED_POOL}], got {self.seed_pool}"
+        )
+        check(self.seed_pool == 0 or self.random_steps == 0, "seed_pool", "needs random_steps: 0")
         check(0 <= self.validation < 1, "validation", f"must be in [0, 1), got {self.validation}")
         check(0 <= self.dagger_rounds <= 100, "dagger_rounds", f"must be in [0, 100], got {self.dagger_rounds}")
         check(

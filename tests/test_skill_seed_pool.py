@@ -1,0 +1,101 @@
+"""A seed pool for calling-state episodes (``SkillStepEnv(seed_pool=...)``, ``modrl options skills``' ``seed_pool``):
+seeds from a fixed set, each planned once for every env sharing the cache, the same episodes as planning afresh."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+import modrl.envs.skill_env as skill_env
+from modrl.agents.options.skill_cloning_config import load_skill_cloning_config
+from modrl.config import ConfigError
+from modrl.envs.skill_env import PlanCache, SkillStepEnv
+
+ENVS = ["MiniGrid-UnlockPickup-v0", "MiniGrid-KeyCorridorS3R1-v0"]
+
+
+def _counting_plan(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = skill_env.plan
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(skill_env, "plan", counted)
+    return calls
+
+
+def test_pooled_seeds_are_planned_once_for_every_env_that_shares_the_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = _counting_plan(monkeypatch)
+    plans: PlanCache = {}
+    envs = [SkillStepEnv(ENVS, "pickup", view_size=11, seed_pool=3, plan_cache=plans) for _ in range(2)]
+    seen = set()
+    for k, env in enumerate(envs):
+        for episode in range(15):
+            _, info = env.reset(seed=100 * k + episode)
+            assert 0 <= info["env_seed"] < 3
+            seen.add((info["env_id"], info["env_seed"]))
+    assert len(plans) <= 2 * 3  # two envs x three seeds at most
+    assert len(calls) == len(plans)  # each (env, seed) planned once, by whichever env met it first
+    assert len(seen) >= 2
+    # Without a pool every draw plans afresh and nothing is kept.
+    calls.clear()
+    fresh = SkillStepEnv(ENVS, "pickup", view_size=11)
+    for episode in range(3):
+        fresh.reset(seed=episode)
+    assert len(calls) >= 3 and fresh._plans == {}
+
+
+def test_every_cached_plan_is_the_plan_a_fresh_search_finds() -> None:
+    from modrl.envs.scripted_skills import ScriptedSkills
+
+    plans: PlanCache = {}
+    pooled = SkillStepEnv(ENVS, "pickup", view_size=11, seed_pool=4, plan_cache=plans)
+    for episode in range(6):
+        pooled.reset(seed=episode)
+    fresh = SkillStepEnv(ENVS, "pickup", view_size=11)
+    assert plans and any(found is not None for found in plans.values())
+    for (spec, seed), cached in plans.items():
+        which = [repr(s) for s in ENVS].index(spec)
+        base = skill_env.make_env(ENVS[which])
+        base.reset(seed=seed)
+        replanned = fresh._plan(which, seed, ScriptedSkills(base))
+        assert (replanned is None) == (cached is None)
+        assert replanned is None or cached is None or replanned.steps == cached.steps
+    assert fresh._plans == {}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [({"seed_pool": -1}, "seed_pool"), ({"seed_pool": 5, "random_steps": 2}, "seed_pool.*random_steps")],
+)
+def test_a_bad_seed_pool_is_refused(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        SkillStepEnv(ENVS, "pickup", **kwargs)
+    with pytest.raises(ConfigError, match="seed_pool"):
+        load_skill_cloning_config({"suite": "minigrid-hard", "demonstrations": False, "finetune_steps": 10, **kwargs})
+
+
+def test_the_ppo_envs_of_a_skill_share_one_plan_cache_and_draw_pooled_seeds() -> None:
+    from modrl.agents.options.skill_cloning import _model, split_envs
+
+    tiny = {
+        "suite": "minigrid-hard",
+        "view_size": 9,
+        "demonstrations": False,
+        "finetune_steps": 64,
+        "seed_pool": 2,
+        "n_envs": 3,
+        "algo": {"n_steps": 8, "batch_size": 8, "n_epochs": 1},
+        "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
+    }
+    config = load_skill_cloning_config(tiny)
+    model = _model(config, "open", split_envs(config.suite, config.split), seed=0)
+    envs = [monitor.env for monitor in model.env.envs]  # type: ignore[attr-defined]
+    model.env.reset()
+    assert all(isinstance(env, SkillStepEnv) and env.seed_pool == 2 for env in envs)
+    assert all(env._plans is envs[0]._plans for env in envs) and envs[0]._plans
+    assert {seed for _, seed in envs[0]._plans} <= {0, 1}
+    model.env.close()
