@@ -59,6 +59,11 @@ def test_scripted_planner_solves_two_test_tasks(caplog: pytest.LogCaptureFixture
         assert [r.seed for r in task.runs] == [EVAL_SEED_BASE, EVAL_SEED_BASE + 1]
         assert all(r.outcome is Outcome.SUCCESS and r.steps > 0 and r.option_calls == 0 for r in task.runs)
         assert task.mean_steps == sum(r.steps for r in task.runs) / 2
+        # scripted skills: every call of the plan runs and ends as planned (goto, pickup, ... by operator)
+        assert task.operators and all(planned == calls > 0 for calls, planned in task.operators.values())
+        assert sum(c for c, _ in task.operators.values()) == sum(
+            sum(c for c, _ in r.operators.values()) for r in task.runs
+        )
     progress = [r.getMessage() for r in caplog.records if r.name == "modrl.progress"]
     assert len(progress) == 2 and progress[1].startswith(f"[planner] 2/2 {TEST_TASKS[1]}: success 1.00")
     table = format_planner_report(report)
@@ -176,6 +181,14 @@ def test_stuck_option_calls_are_cut_counted_and_recorded(
     # an untrained greedy option in a deterministic env soon repeats an observation: every such call is cut
     loops = sum(t["loops"] for t in on["tasks"])
     assert loops > 0 and loops == sum(r["loops"] for t in on["tasks"] for r in t["runs"])
+    # per operator: the untrained options' calls are counted, and the stuck ones did not end as planned
+    for task in on["tasks"]:
+        for name, (calls, planned) in task["operators"].items():
+            assert calls == sum(r["operators"].get(name, [0, 0])[0] for r in task["runs"])
+            assert planned == sum(r["operators"].get(name, [0, 0])[1] for r in task["runs"])
+    totals = [tuple(v) for t in on["tasks"] for v in t["operators"].values()]
+    assert sum(calls for calls, _ in totals) >= loops and any(planned < calls for calls, planned in totals)
+    assert "calls ending as planned, by operator: " in printed
     off = run("--loop-limit", "0")
     assert off["config"]["loop_limit"] == 0 and sum(t["loops"] for t in off["tasks"]) == 0
     assert "no loop check" in capsys.readouterr().out

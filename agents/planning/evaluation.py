@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -28,7 +28,7 @@ from modrl.agents.planning.library import load_libraries
 from modrl.config import ConfigError, check
 from modrl.envs import get_suite
 from modrl.options import OptionLibrary
-from modrl.planner import Outcome, SearchConfig
+from modrl.planner import ExecutionTrace, Outcome, SearchConfig, SkillStatus
 from modrl.planner.search import Algorithm
 from modrl.registry import UnknownNameError
 from modrl.seeds import EVAL_SEED_BASE
@@ -191,8 +191,9 @@ class PlannerEvalConfig:
 class PlannerEpisode:
     """One episode: its seed (``modrl plan SUITE/TASK --seed SEED --execute`` replays it), whether the env was solved,
     re-plans, env steps, how execution ended, skill executions by options and by the scripted fallback, and option
-    calls ended as stuck (``loops``, each followed by an escape), and escapes after a recurring end state
-    (``cycles``)."""
+    calls ended as stuck (``loops``, each followed by an escape), escapes after a recurring end state
+    (``cycles``), and per operator (``open_box``, ``unlock``, ...) its skill executions and how many of them ended as
+    planned (done, every expected effect observed): ``operators[name] = (calls, as_planned)``."""
 
     seed: int
     success: bool
@@ -203,6 +204,7 @@ class PlannerEpisode:
     fallback_calls: int
     loops: int = 0
     cycles: int = 0
+    operators: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready fields (the outcome as its value)."""
@@ -212,8 +214,8 @@ class PlannerEpisode:
 @dataclass(frozen=True)
 class PlannerTaskResult:
     """One task: success rate, mean re-plans and env steps per episode, skill executions (options / scripted
-    fallback), stuck option calls (``loops``) and cycle escapes (``cycles``), summed over episodes, outcome counts,
-    and the episodes themselves."""
+    fallback), stuck option calls (``loops``), cycle escapes (``cycles``) and executions per operator
+    (:attr:`PlannerEpisode.operators`), summed over episodes, outcome counts, and the episodes themselves."""
 
     task: str
     split: str
@@ -227,6 +229,7 @@ class PlannerTaskResult:
     outcomes: dict[str, int]
     runs: tuple[PlannerEpisode, ...]
     cycles: int = 0
+    operators: dict[str, tuple[int, int]] = field(default_factory=dict)
 
     @classmethod
     def from_runs(cls, task: str, split: str, runs: tuple[PlannerEpisode, ...]) -> PlannerTaskResult:
@@ -244,6 +247,7 @@ class PlannerTaskResult:
             outcomes=dict(Counter(r.outcome.value for r in runs)),
             runs=runs,
             cycles=sum(r.cycles for r in runs),
+            operators=_sum_operators(r.operators for r in runs),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -298,6 +302,24 @@ class PlannerEvalReport:
         }
 
 
+def _sum_operators(parts: Iterable[dict[str, tuple[int, int]]]) -> dict[str, tuple[int, int]]:
+    total: dict[str, tuple[int, int]] = {}
+    for part in parts:
+        for name, (calls, planned) in part.items():
+            before = total.get(name, (0, 0))
+            total[name] = (before[0] + calls, before[1] + planned)
+    return dict(sorted(total.items()))
+
+
+def operator_outcomes(trace: ExecutionTrace) -> dict[str, tuple[int, int]]:
+    """Per operator (the ground operator's name up to its arguments), the skill executions of ``trace`` and how many
+    ended done with every expected effect observed."""
+    return _sum_operators(
+        {step.operator.split("(")[0]: (1, int(step.status is SkillStatus.DONE and not step.mismatches))}
+        for step in trace.steps
+    )
+
+
 def run_planner_episode(
     env_id: str, env_kwargs: dict[str, Any], seed: int, config: PlannerEvalConfig, library: OptionLibrary | None
 ) -> PlannerEpisode:
@@ -318,6 +340,7 @@ def run_planner_episode(
         fallback_calls=usage["fallback"],
         loops=loops,
         cycles=cycles,
+        operators=operator_outcomes(run.trace),
     )
 
 
@@ -405,4 +428,10 @@ def format_planner_report(report: PlannerEvalReport) -> str:
             f"stuck option calls: {sum(r.loops for r in report.tasks)}; "
             f"cycle escapes: {sum(r.cycles for r in report.tasks)}"
         )
+        lines.append("calls ending as planned, by operator: " + _operator_summary(report))
     return "\n".join([title, *lines])
+
+
+def _operator_summary(report: PlannerEvalReport) -> str:
+    total = _sum_operators(task.operators for task in report.tasks)
+    return ", ".join(f"{name} {planned}/{calls}" for name, (calls, planned) in total.items()) or "none"
