@@ -276,3 +276,55 @@ def test_own_view_instruction_goals_read_the_words_and_what_was_seen() -> None:
     assert missing.value.type_ == "key"  # the harness looks around for a key, then reads the goals again
     with pytest.raises(UnsupportedTask, match="location"):
         own_view_instruction_goals(OpenInstr(ObjDesc("door", loc="left")), state)
+
+
+def test_the_marker_of_a_plan_from_the_own_view_points_at_the_object_the_map_names() -> None:
+    """KeyCorridorS4R3 has several doors of one colour: the map names the first it sees by its colour, the full grid
+    may give that name to a nearer door the agent has never seen. The whole-grid marker must follow the map."""
+    from modrl.agents.planning.skills import grid_targets
+    from modrl.envs.predicates import find_object
+
+    conflicts = 0
+    for seed in range(12):
+        env = OwnView(gym.make("MiniGrid-KeyCorridorS4R3-v0"))
+        env.reset(seed=seed)
+        base, seen = env.unwrapped, env.map
+        assert seen is not None
+        for x in range(seen.grid.width):
+            for y in range(seen.grid.height):
+                cell = seen.grid.get(x, y)
+                if cell is None or cell.type not in ("door", "key", "ball", "box"):
+                    continue
+                target = (cell.type, object_name(cell))
+                conflicts += find_object(base, *target) != (x, y)
+                ((type_, name),) = grid_targets(base, env, (target,))
+                assert type_ == cell.type and find_object(base, type_, name) == (x, y)
+        assert grid_targets(base, None, (("door", "red"),)) == (("door", "red"),)  # full grid: unchanged
+        env.close()
+    assert conflicts > 0  # the case the translation exists for occurs in these seeds
+
+
+def test_a_call_whose_words_name_several_objects_is_left_to_its_effects() -> None:
+    from modrl.agents.planning.skills import words_name_one_object
+    from modrl.planner import GroundOperator
+
+    def open_door(name: str) -> GroundOperator:
+        return GroundOperator(
+            operator="open",
+            args=(name,),
+            pre=frozenset(),
+            neg=(),
+            add=frozenset({f"open(door,{name})"}),
+            delete_exact=frozenset(),
+            skill="open",
+            skill_args=("door", name),
+        )
+
+    env = TwoRooms()
+    env.reset(seed=0)
+    assert words_name_one_object(env, open_door("yellow"))  # one yellow door
+    env.grid.set(4, 1, Door("yellow"))  # a second one
+    assert not words_name_one_object(env, open_door("yellow")) and not words_name_one_object(
+        env, open_door("yellow@4_1")
+    )
+    assert words_name_one_object(env, open_door("red"))  # no red door at all: nothing to confuse

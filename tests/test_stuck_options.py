@@ -239,3 +239,28 @@ def test_call_and_return_ends_a_looping_call_so_the_router_picks_again() -> None
     with pytest.raises(ConfigError, match="loop_limit"):
         load_route_config({"library": "lib", "loop_limit": 1})
     assert load_route_config({"library": "lib", "loop_limit": 3}).loop_limit == 3
+
+
+def test_without_its_own_termination_a_call_ends_on_the_steps_effects() -> None:
+    """An option whose termination predicate already holds (words naming a second red door: "a red door is open")
+    ends at once; with ``own_termination`` false for the step it walks on until the step's effects show."""
+    env = Corridor(length=6)
+    option = scripted_option([FORWARD])
+    option.termination_predicate = lambda info, args: True
+    ended = _run(option, env)
+    assert ended.reason is EndReason.TERMINATED and ended.duration == 1
+    walked = _run(option, env, own_termination=False)
+    assert walked.reason is EndReason.EPISODE_END and walked.duration == 5  # the corridor's end: no predicate cut it
+    at_end = GroundOperator(
+        operator="walk",
+        args=(),
+        pre=frozenset(),
+        neg=(),
+        add=frozenset({"at(3)"}),
+        delete_exact=frozenset(),
+        skill="walk",
+    )
+    for own, steps in ((None, 1), (lambda step: step is not at_end, 3)):
+        env.reset(seed=0)
+        result = _executor(env, option, own_termination=own).execute(at_end)
+        assert result.status is SkillStatus.DONE and result.steps == steps and env.pos == steps

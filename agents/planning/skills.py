@@ -15,6 +15,7 @@ library reads it (``target_marker`` of :mod:`modrl.agents.options.skill_cloning`
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -23,11 +24,18 @@ from minigrid.core.actions import Actions
 
 from modrl.config import check
 from modrl.envs.operators import skill_subtask
-from modrl.envs.own_view import MapView
-from modrl.envs.predicates import PredicatesInInfo, env_planning_state
-from modrl.envs.skill_env import skill_call, skill_targets
+from modrl.envs.own_view import MapView, OwnView, own_view_of
+from modrl.envs.predicates import (
+    PredicatesInInfo,
+    env_planning_state,
+    find_object,
+    identify_objects,
+    object_name,
+    plain_colour,
+)
+from modrl.envs.skill_env import SKILL_TYPES, skill_call, skill_targets
 from modrl.envs.subtask_symbols import subtask_arguments
-from modrl.envs.wrappers import FullView, current_observation
+from modrl.envs.wrappers import FullView, Target, current_observation
 from modrl.options import OptionCall, OptionLibrary
 from modrl.planner import GroundOperator, SkillExecutor
 from modrl.planner.option_executor import OptionExecutor
@@ -149,14 +157,17 @@ def learned_skills(
             "this library's options read the target marker: wrap the env with wrap_for_library(env, library)"
         )
 
+    own = own_view_of(env)
+
     def resolve_and_mark(step: GroundOperator) -> OptionCall | None:
         if marked is not None:
-            marked.targets = skill_targets(step)
+            marked.targets = grid_targets(base, own, skill_targets(step))
         return resolve(step)
 
     return OptionExecutor(
         env,
         library,
+        own_termination=lambda step: words_name_one_object(base, step),
         resolve=resolve_and_mark,
         observe=(lambda: env_planning_state(base)) if observe is None else observe,
         observation=_options_view(env, library, marked),
@@ -169,6 +180,37 @@ def learned_skills(
         escape_steps=escape_steps,
         cycle_limit=cycle_limit,
     )
+
+
+def words_name_one_object(base: Any, step: GroundOperator) -> bool:
+    """Whether every object ``step`` names is the only one of its type and colour in the env (on the grid or carried;
+    not inside a box): an option's termination reads only the words ``(colour, type)``, so with a second red door
+    "a red door is open" may hold before the call opened its own. Where this is ``False`` the call is left to end on
+    the step's effects (:class:`~modrl.planner.option_executor.OptionExecutor`'s ``own_termination``)."""
+    grid = base.grid
+    seen = Counter(
+        (cell.type, cell.color) for cell in [*grid.grid, base.carrying] if cell is not None and cell.type in SKILL_TYPES
+    )
+    return all(seen[(type_, plain_colour(name))] <= 1 for type_, name in skill_targets(step))
+
+
+def grid_targets(base: Any, own: OwnView | None, targets: tuple[Target, ...]) -> tuple[Target, ...]:
+    """``targets`` as the full grid names them, for the whole-grid marker of a plan made from the own view.
+
+    The own-view map names the first red door it sees ``red`` and a later one ``red@x_y``; the full grid names its
+    objects on its own, so there ``red`` may be a nearer red door the agent has never seen, and the marker would point
+    the option at it. Each target the map finds on a cell (the map shares the grid's frame) is renamed to the full
+    grid's name of the object in that cell; a target not on the map's grid (carried) or whose cell holds no object of
+    its type keeps its name. Without an own view (``own`` is ``None``) the targets are already the full grid's."""
+    if own is None or own.map is None:
+        return targets
+    identify_objects(base.grid, base.carrying, base.agent_pos)
+    out = []
+    for type_, name in targets:
+        pos = find_object(own.map, type_, name)
+        cell = None if pos is None else base.grid.get(*pos)
+        out.append((type_, object_name(cell)) if cell is not None and cell.type == type_ else (type_, name))
+    return tuple(out)
 
 
 def _options_view(env: gym.Env, library: OptionLibrary, marked: FullView | None) -> Callable[[], Any]:

@@ -121,6 +121,7 @@ def run_option(
     deterministic: bool = False,
     until: Callable[[Mapping[str, Any]], bool] | None = None,
     loop_limit: int | None = None,
+    own_termination: bool = True,
 ) -> OptionRun:
     """Run one call of ``option`` from ``(observation, info)`` until it ends (see :class:`EndReason`).
 
@@ -128,6 +129,7 @@ def run_option(
     new ``info``, or a Bernoulli draw of β at the new state, or the caller's ``until(info)``, e.g. a planner's "the
     step's effects are observed"), then the step cap, then (with ``loop_limit``) whether the new observation is one
     the call has now seen ``loop_limit`` times (:attr:`EndReason.LOOP`; the calling observation counts) are checked.
+    ``own_termination=False`` skips the option's own termination (predicate or β): only ``until`` ends the call then.
     """
     check(max_steps >= 1, "max_steps", f"must be >= 1, got {max_steps}")
     check(loop_limit is None or loop_limit >= 2, "loop_limit", f"must be >= 2 (or None: off), got {loop_limit}")
@@ -156,7 +158,7 @@ def run_option(
             reason = EndReason.EPISODE_END
             break
         action, beta = option.act(*option_inputs(observation, ids), deterministic=deterministic)
-        if option.terminates(step_info, args, None if beta is None else float(beta[0]), rng) or (
+        if (own_termination and option.terminates(step_info, args, None if beta is None else float(beta[0]), rng)) or (
             until is not None and until(step_info)
         ):
             reason = EndReason.TERMINATED

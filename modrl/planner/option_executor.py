@@ -77,6 +77,10 @@ class OptionExecutor:
         cycle_limit: Escape after an option call that ends by its own termination, its step's add effects observed, in
             a state (base atoms) such calls have now left this many times in the episode (``None``: never; see the
             module docstring).
+        own_termination: Whether a step's option may end by its own termination (default: always). ``False`` for a
+            step leaves the call to the step's effects (with ``end_on_effects``), the step cap and the loop check: for
+            options whose termination reads words that name several objects (a second red door: "a red door is
+            open" already holds).
 
     Attributes:
         usage: Skill executions by ``"option"`` and ``"fallback"``. loops: Calls ended as stuck
@@ -101,6 +105,7 @@ class OptionExecutor:
         escape_actions: Sequence[int] = (),
         escape_steps: int = 0,
         cycle_limit: int | None = None,
+        own_termination: Callable[[GroundOperator], bool] | None = None,
     ) -> None:
         check(max_skill_steps >= 1, "max_skill_steps", f"must be >= 1, got {max_skill_steps}")
         check(loop_limit is None or loop_limit >= 2, "loop_limit", f"must be >= 2 (or None: off), got {loop_limit}")
@@ -115,6 +120,7 @@ class OptionExecutor:
         self._observe, self._observation, self.fallback = observe, observation, fallback
         self.max_skill_steps, self.deterministic = max_skill_steps, deterministic
         self.end_on_effects = end_on_effects
+        self.own_termination = own_termination
         self.loop_limit, self.escape_actions, self.escape_steps = loop_limit, tuple(escape_actions), escape_steps
         self.rng = np.random.default_rng(seed)
         self.usage = {"option": 0, "fallback": 0}
@@ -152,6 +158,7 @@ class OptionExecutor:
             return result
         self.usage["option"] += 1
         until = (lambda _info: step.add <= self.observe()) if self.end_on_effects and step.add else None
+        own = self.own_termination is None or self.own_termination(step)
         run = run_option(
             self.env,
             self.library.get(call.option),
@@ -164,6 +171,7 @@ class OptionExecutor:
             deterministic=self.deterministic,
             until=until,
             loop_limit=self.loop_limit,
+            own_termination=own,
         )
         self._info = run.info
         terminated, truncated, reward, steps = run.terminated, run.truncated, run.reward, run.duration
