@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(summary(args.libraries, args.eval, args.skills))
     except (InputError, ReportError) as error:
-        print(f"skills_seed_summary: error: {error}", file=sys.stderr)
+        print(f"modrl: error: {error}", file=sys.stderr)
         return 2
     return 0
 
