@@ -58,7 +58,7 @@ def planner_seed(path: Path) -> tuple[dict[str, float], dict[str, tuple[int, int
 
 
 def skill_seed(paths: list[Path]) -> dict[str, dict[str, float]]:
-    """Per skill: PPO frames, calling-state success (train / test envs, sampled / greedy), CPU-free seconds."""
+    """Per skill: PPO frames, calling-state success (train / test envs, sampled / greedy), wall seconds."""
     rows: dict[str, dict[str, float]] = {}
     for path in paths:
         data = read_json_object(path)
@@ -113,7 +113,7 @@ def _skills_table(count: int, pattern: str) -> list[str]:
         per_seed.append(skill_seed(paths))
     skills = sorted({name for rows in per_seed for name in rows})
     keys = ("train sampled", "train greedy", "test sampled", "test greedy")
-    lines = ["", "| skill | PPO frames | " + " | ".join(keys) + " | seconds (mean) |", "|---|---:|" + "---|" * 5]
+    lines = ["", "| skill | PPO frames | " + " | ".join(keys) + " | wall s (mean) |", "|---|---:|" + "---|" * 5]
     for skill in skills:
         rows = [rows[skill] for rows in per_seed if skill in rows]
         if len(rows) != count:
