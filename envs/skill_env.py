@@ -230,7 +230,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             self._offering = self._survey()
         for _ in range(_MAX_DRAWS):
             which = self._offering[int(self.np_random.integers(len(self._offering)))]
-            env_seed = int(self.np_random.integers(self.seed_pool or _SEED_HIGH))
+            env_seed = self._draw_seed()
             if self._prepare(which, env_seed):
                 return self._observation(), dict(self._info)
         raise RuntimeError(
@@ -244,10 +244,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         offering = [
             i
             for i in range(len(self.env_ids))
-            if any(
-                self._prepare(i, int(self.np_random.integers(self.seed_pool or _SEED_HIGH)))
-                for _ in range(_SURVEY_SEEDS)
-            )
+            if any(self._prepare(i, self._draw_seed()) for _ in range(_SURVEY_SEEDS))
         ]
         if not offering:
             raise RuntimeError(
@@ -296,6 +293,10 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             "prefix": index,
         }
         return True
+
+    def _draw_seed(self) -> int:
+        """An env seed: from the pool when there is one, else from the whole seed range."""
+        return int(self.np_random.integers(self.seed_pool or _SEED_HIGH))
 
     def _plan(self, which: int, env_seed: int, skills: ScriptedSkills) -> Plan | None:
         """The plan from the env's state (kept in the cache with a seed pool, where the state follows from the seed)."""
