@@ -14,6 +14,9 @@ With ``seed_pool`` the env seeds come from a fixed set (``0 .. seed_pool - 1`` p
 ``num_levels``) and each seed's plan is computed once (:data:`PlanCache`, shared by the envs of one vector env):
 planning is most of a reset's cost, and a trained call lasts a few steps, so late in training episodes are mostly
 reset.
+With ``subgoal_reward`` (``putnext`` only) a ``putnext`` call that starts with free hands or the wrong object in hand
+gains that bonus the first time the object to move is in hand: a random policy completes 0.5 % of the sequences
+suite's ``putnext`` calls but holds the box at some step in 18 %.
 """
 
 from __future__ import annotations
@@ -174,6 +177,8 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             planned afresh). Needs ``random_steps == 0`` (the state planned from must follow from the seed alone).
         plan_cache: Where the plans of a seed pool are kept; pass one dict to every env of a vector env so each seed
             is planned once in all (default: this env's own).
+        subgoal_reward: ``putnext`` only: reward added the first time in an episode the object to move is in hand,
+            when it was not at the start (a training-time shaping bonus, in ``[0, 1]``; ``is_success`` ignores it).
 
     ``info`` carries ``env_id``, ``env_seed``, ``call`` (the step's symbol), ``prefix`` (scripted steps run first) and,
     at the end, ``is_success``.
@@ -190,6 +195,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         random_steps: int = 0,
         seed_pool: int = 0,
         plan_cache: PlanCache | None = None,
+        subgoal_reward: float = 0.0,
     ) -> None:
         check(len(env_ids) >= 1, "env_ids", "needs at least one env id")
         check_int(random_steps, "random_steps", low=0, high=MAX_EPISODE_STEPS)
@@ -200,9 +206,17 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         check(view_size % 2 == 1, "view_size", f"must be an odd integer >= 7, got {view_size}")
         check_int(max_steps, "max_steps", low=1, high=MAX_EPISODE_STEPS)
         check_bool(marker, "marker")
+        check(
+            isinstance(subgoal_reward, int | float) and 0.0 <= subgoal_reward <= 1.0,
+            "subgoal_reward",
+            f"must be a number in [0, 1], got {subgoal_reward!r}",
+        )
+        check(subgoal_reward == 0 or skill == "putnext", "subgoal_reward", f"is for putnext only, not {skill}")
         self.env_ids, self.skill, self.view_size, self.max_steps = tuple(env_ids), skill, view_size, max_steps
         self.marker, self.random_steps, self.seed_pool = marker, random_steps, seed_pool
         self._plans: PlanCache = {} if plan_cache is None else plan_cache
+        self.subgoal_reward = float(subgoal_reward)
+        self._bonus_left = False
         self.observation_space = skill_observation_space(view_size, marker=marker)
         self.action_space = spaces.Discrete(7)
         self._envs: dict[int, gym.Env] = {}
@@ -286,6 +300,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         call = skill_call(target)
         assert call is not None
         self._env, self._step_target, self._args, self._steps = env, target, call[1], 0
+        self._bonus_left = self.subgoal_reward > 0 and not self._holds_moved_object()
         self._info = {
             "env_id": spec_name(self.env_ids[which]),
             "env_seed": env_seed,
@@ -318,10 +333,17 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         done = solved or self._step_target.add <= env_planning_state(self.base)
         truncated = not done and (self._steps >= self.max_steps or bool(env_terminated) or bool(env_truncated))
         reward = 1.0 - 0.9 * self._steps / self.max_steps if done else 0.0
+        if self._bonus_left and self._holds_moved_object():
+            reward, self._bonus_left = reward + self.subgoal_reward, False
         info = dict(self._info)
         if done or truncated:
             info["is_success"] = bool(done)
         return self._observation(), reward, bool(done), truncated, info
+
+    def _holds_moved_object(self) -> bool:
+        """The agent carries the object the call moves (its type and plain colour)."""
+        carried = self.base.carrying
+        return carried is not None and (carried.type, carried.color) == (self._args[1], self._args[0])
 
     def _observation(self) -> dict[str, Any]:
         return skill_observation(

@@ -120,6 +120,7 @@ def _skill_env(env_ids: Sequence[EnvSpec], skill: str, config: SkillCloningConfi
             random_steps=config.random_steps,
             seed_pool=config.seed_pool,
             plan_cache=plans,
+            subgoal_reward=config.subgoal_reward if skill == "putnext" else 0.0,
         )
     )
 

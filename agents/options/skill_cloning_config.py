@@ -80,6 +80,9 @@ class SkillCloningConfig:
     #: once (:class:`~modrl.envs.skill_env.SkillStepEnv`; 0: a fresh seed, planned afresh, every episode). Planning is
     #: most of a reset's cost and a trained call lasts a few steps; needs ``random_steps: 0``.
     seed_pool: int = 0
+    #: PPO only: a ``putnext`` call gains this bonus the first time the object to move is in hand (a shaping reward of
+    #: training; evaluation and ``is_success`` ignore it; :class:`~modrl.envs.skill_env.SkillStepEnv`). 0: none.
+    subgoal_reward: float = 0.0
     n_envs: int = 8
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     #: Step limit of one skill call (fine-tuning and evaluation episodes).
@@ -115,6 +118,12 @@ class SkillCloningConfig:
             0 <= self.seed_pool <= MAX_SEED_POOL, "seed_pool", f"must be in [0, {MAX_SEED_POOL}], got {self.seed_pool}"
         )
         check(self.seed_pool == 0 or self.random_steps == 0, "seed_pool", "needs random_steps: 0")
+        check(0 <= self.subgoal_reward <= 1, "subgoal_reward", f"must be in [0, 1], got {self.subgoal_reward}")
+        check(
+            self.subgoal_reward == 0 or self.finetune_steps >= 1,
+            "subgoal_reward",
+            "shapes PPO only: needs finetune_steps >= 1",
+        )
         check(0 <= self.validation < 1, "validation", f"must be in [0, 1), got {self.validation}")
         check(0 <= self.dagger_rounds <= 100, "dagger_rounds", f"must be in [0, 100], got {self.dagger_rounds}")
         check(
