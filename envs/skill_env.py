@@ -297,17 +297,16 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         target = found.steps[index]
         if target.add <= skills.observe():  # already holds: nothing to learn here
             return False
+        self._begin(env, target, {"env_id": spec_name(self.env_ids[which]), "env_seed": env_seed, "prefix": index})
+        return True
+
+    def _begin(self, env: gym.Env, target: GroundOperator, info: dict[str, Any]) -> None:
+        """Hand the call over to the option: ``env`` is in the calling state, ``target`` the step it performs."""
         call = skill_call(target)
         assert call is not None
         self._env, self._step_target, self._args, self._steps = env, target, call[1], 0
         self._bonus_left = self.subgoal_reward > 0 and not self._holds_moved_object()
-        self._info = {
-            "env_id": spec_name(self.env_ids[which]),
-            "env_seed": env_seed,
-            "call": target.symbol,
-            "prefix": index,
-        }
-        return True
+        self._info = {**info, "call": target.symbol}
 
     def _draw_seed(self) -> int:
         """An env seed: from the pool when there is one, else from the whole seed range."""
@@ -330,7 +329,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         _, env_reward, env_terminated, env_truncated, _ = self._env.step(int(action))
         self._steps += 1
         solved = bool(env_terminated) and float(env_reward) > 0  # the env's task is done: nothing left to call for
-        done = solved or self._step_target.add <= env_planning_state(self.base)
+        done = solved or self._effects_hold()
         truncated = not done and (self._steps >= self.max_steps or bool(env_terminated) or bool(env_truncated))
         reward = 1.0 - 0.9 * self._steps / self.max_steps if done else 0.0
         if self._bonus_left and self._holds_moved_object():
@@ -340,15 +339,21 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             info["is_success"] = bool(done)
         return self._observation(), reward, bool(done), truncated, info
 
+    def _effects_hold(self) -> bool:
+        """Every add effect of the call is observed (on the full grid)."""
+        return self.target.add <= env_planning_state(self.base)
+
+    def _targets(self) -> tuple[Target, ...]:
+        """The call's objects as the whole-grid marker finds them (by the full grid's names)."""
+        return skill_targets(self.target)
+
     def _holds_moved_object(self) -> bool:
         """The agent carries the object the call moves (its type and plain colour)."""
         carried = self.base.carrying
         return carried is not None and (carried.type, carried.color) == (self._args[1], self._args[0])
 
     def _observation(self) -> dict[str, Any]:
-        return skill_observation(
-            self.base, self.view_size, self._args, marker=self.marker, targets=skill_targets(self.target)
-        )
+        return skill_observation(self.base, self.view_size, self._args, marker=self.marker, targets=self._targets())
 
     def close(self) -> None:
         """Close every env built so far."""

@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -68,6 +69,7 @@ from modrl.agents.options.skill_results import (
 from modrl.agents.planning.dagger import planner_dagger_demos
 from modrl.agents.planning.demo_set import DemoSet
 from modrl.agents.planning.library import library_predicates
+from modrl.agents.planning.own_calls import CallCache, OwnViewSkillStepEnv
 from modrl.agents.planning.recording import SkillRecording, record_skill_demos, split_calls
 from modrl.agents.planning.rollouts import concat_demos, dagger_demos, evaluate_skill, redraw_targets
 from modrl.config import to_dict
@@ -96,7 +98,8 @@ def _model(config: SkillCloningConfig, skill: str, env_ids: Sequence[EnvSpec], *
     """PPO over the skill's option (:class:`OptionActorCriticPolicy`) on calling-state episodes of ``env_ids``."""
     algo = config.algo
     plans: PlanCache = {}  # one plan per pooled seed for all the vector env's envs
-    venv = DummyVecEnv([partial(_skill_env, env_ids, skill, config, plans) for _ in range(config.n_envs)])
+    calls: CallCache = {}  # the same for own-view episodes' steps
+    venv = DummyVecEnv([partial(_skill_env, env_ids, skill, config, plans, calls) for _ in range(config.n_envs)])
     venv.seed(seed)
     return PPO(
         OptionActorCriticPolicy,
@@ -109,20 +112,22 @@ def _model(config: SkillCloningConfig, skill: str, env_ids: Sequence[EnvSpec], *
     )
 
 
-def _skill_env(env_ids: Sequence[EnvSpec], skill: str, config: SkillCloningConfig, plans: PlanCache) -> gym.Env:
-    return Monitor(
-        SkillStepEnv(
-            env_ids,
-            skill,
-            view_size=config.view_size,
-            max_steps=config.max_skill_steps,
-            marker=config.target_marker,
-            random_steps=config.random_steps,
-            seed_pool=config.seed_pool,
-            plan_cache=plans,
-            subgoal_reward=config.subgoal_reward if skill == "putnext" else 0.0,
-        )
+def _skill_env(
+    env_ids: Sequence[EnvSpec], skill: str, config: SkillCloningConfig, plans: PlanCache, calls: CallCache
+) -> gym.Env:
+    """A PPO env of the skill: calling states of full-grid plans, or of own-view planner episodes
+    (``calling_view: own``, :class:`~modrl.agents.planning.own_calls.OwnViewSkillStepEnv`)."""
+    kwargs: dict[str, Any] = dict(
+        view_size=config.view_size,
+        max_steps=config.max_skill_steps,
+        marker=config.target_marker,
+        random_steps=config.random_steps,
+        seed_pool=config.seed_pool,
+        subgoal_reward=config.subgoal_reward if skill == "putnext" else 0.0,
     )
+    if config.calling_view == "own":
+        return Monitor(OwnViewSkillStepEnv(env_ids, skill, call_cache=calls, **kwargs))
+    return Monitor(SkillStepEnv(env_ids, skill, plan_cache=plans, **kwargs))
 
 
 def _returns(demos: DemoSet, gamma: float, max_steps: int) -> DemoSet:

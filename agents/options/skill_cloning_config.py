@@ -83,6 +83,11 @@ class SkillCloningConfig:
     #: PPO only: a ``putnext`` call gains this bonus the first time the object to move is in hand (a shaping reward of
     #: training; evaluation and ``is_success`` ignore it; :class:`~modrl.envs.skill_env.SkillStepEnv`). 0: none.
     subgoal_reward: float = 0.0
+    #: Where PPO's calling states come from: ``full``, the calls of plans over the full grid; ``own``, the calls the
+    #: planner makes when it plans from the agent's own view, exploration first
+    #: (:class:`~modrl.agents.planning.own_calls.OwnViewSkillStepEnv`; needs ``random_steps: 0``). Recording, DAgger and
+    #: the calling-state evaluation use full-grid plans either way.
+    calling_view: str = "full"
     n_envs: int = 8
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     #: Step limit of one skill call (fine-tuning and evaluation episodes).
@@ -118,6 +123,8 @@ class SkillCloningConfig:
             0 <= self.seed_pool <= MAX_SEED_POOL, "seed_pool", f"must be in [0, {MAX_SEED_POOL}], got {self.seed_pool}"
         )
         check(self.seed_pool == 0 or self.random_steps == 0, "seed_pool", "needs random_steps: 0")
+        check(self.calling_view in ("full", "own"), "calling_view", f"must be full or own, got {self.calling_view!r}")
+        check(self.calling_view == "full" or self.random_steps == 0, "calling_view", "own needs random_steps: 0")
         check(0 <= self.subgoal_reward <= 1, "subgoal_reward", f"must be in [0, 1], got {self.subgoal_reward}")
         check(
             self.subgoal_reward == 0 or self.finetune_steps >= 1,
