@@ -60,6 +60,10 @@ _MAX_DRAWS = 50
 _SURVEY_SEEDS = 5
 
 
+class NoSkillCalls(RuntimeError):
+    """No plan of the envs reached a call of the skill (:class:`SkillStepEnv`'s reset)."""
+
+
 def skill_call(step: GroundOperator) -> tuple[str, tuple[str, str]] | None:
     """``(skill, (colour, type))`` of a planner step a skill option can serve, else ``None``; for ``putnext`` the words
     name the object moved (where it goes is the second marked object: :func:`skill_targets`)."""
@@ -237,7 +241,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         """Draw an env, a seed and a call of the skill in its plan; run the plan up to it (see the module docstring).
 
         Raises:
-            RuntimeError: No env's plans call the skill, or no draw reached a call.
+            NoSkillCalls: No env's plans call the skill, or no draw reached a call.
         """
         super().reset(seed=seed)
         if self._offering is None:
@@ -247,7 +251,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             env_seed = self._draw_seed()
             if self._prepare(which, env_seed):
                 return self._observation(), dict(self._info)
-        raise RuntimeError(
+        raise NoSkillCalls(
             f"no plan of {', '.join(spec_name(self.env_ids[i]) for i in self._offering)} reached a "
             f"{self.skill} call in {_MAX_DRAWS} draws"
         )
@@ -261,7 +265,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             if any(self._prepare(i, self._draw_seed()) for _ in range(_SURVEY_SEEDS))
         ]
         if not offering:
-            raise RuntimeError(
+            raise NoSkillCalls(
                 f"no plan of {', '.join(map(spec_name, self.env_ids))} reached a {self.skill} call in "
                 f"{_SURVEY_SEEDS} episodes each"
             )

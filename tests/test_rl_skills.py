@@ -84,3 +84,10 @@ def test_an_option_learned_by_ppo_alone_is_the_same_for_the_same_seed(tmp_path: 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
     return load_file(run / "options" / "drop.safetensors")
+
+
+def test_a_skill_the_train_plans_never_call_is_refused_before_any_training(tmp_path: Path) -> None:
+    config = load_skill_cloning_config({**TINY, "suite": "sequences", "skills": ["pickup", "drop"]})
+    with pytest.raises(ConfigError, match=r"^skills: the plans of sequences/train never call drop .*; leave it out"):
+        train_skill_library(config, tmp_path)
+    assert not (tmp_path / "options").exists()  # refused before the first option was trained

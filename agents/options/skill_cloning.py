@@ -72,9 +72,9 @@ from modrl.agents.planning.library import library_predicates
 from modrl.agents.planning.own_calls import CallCache, OwnViewSkillStepEnv
 from modrl.agents.planning.recording import SkillRecording, record_skill_demos, split_calls
 from modrl.agents.planning.rollouts import concat_demos, dagger_demos, evaluate_skill, redraw_targets
-from modrl.config import to_dict
+from modrl.config import ConfigError, to_dict
 from modrl.envs import get_suite
-from modrl.envs.skill_env import SKILL_NAMES, EnvSpec, PlanCache, SkillStepEnv
+from modrl.envs.skill_env import SKILL_NAMES, EnvSpec, NoSkillCalls, PlanCache, SkillStepEnv
 from modrl.options import Option, OptionLibrary
 from modrl.options.library import LIBRARY_DIR
 from modrl.seeds import DEMO_SEED_BASE
@@ -130,6 +130,22 @@ def _skill_env(
     return Monitor(SkillStepEnv(env_ids, skill, plan_cache=plans, **kwargs))
 
 
+def _check_called(config: SkillCloningConfig, train_ids: Sequence[EnvSpec]) -> None:
+    """Before any PPO: every skill of ``config.skills`` is called by the train split's plans (one calling-state reset
+    each), else a :class:`~modrl.config.ConfigError` naming the skill."""
+    for skill in config.skills:
+        env = _skill_env(train_ids, skill, config, {}, {})
+        try:
+            env.reset(seed=config.seed)
+        except NoSkillCalls:
+            raise ConfigError(
+                f"skills: the plans of {config.suite}/{config.split} never call {skill} (its {len(train_ids)} tasks, "
+                "a few episodes each); leave it out of skills"
+            ) from None
+        finally:
+            env.close()
+
+
 def _returns(demos: DemoSet, gamma: float, max_steps: int) -> DemoSet:
     """``demos`` with each call's discounted return of :class:`SkillStepEnv`'s reward (at the call's last step)."""
     parts = []
@@ -178,6 +194,7 @@ def train_skill_library(config: SkillCloningConfig, run_dir: Path) -> tuple[Skil
         skills[skill] = state = _clone_skill(config, skill, SKILL_NAMES.index(skill), demos, train_ids)
         _add(library, skill, state.policy.option, run_dir)
     if not config.demonstrations:
+        _check_called(config, train_ids)
         for skill in config.skills:
             skills[skill] = state = _fresh_skill(config, skill, SKILL_NAMES.index(skill), train_ids)
             _add(library, skill, state.policy.option, run_dir)
@@ -450,5 +467,5 @@ def _success(
             )
             for det in (False, True)
         )
-    except RuntimeError:  # the planner never calls this skill in these envs
+    except NoSkillCalls:  # the planner never calls this skill in these envs
         return None

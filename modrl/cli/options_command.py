@@ -132,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
             _train(config, run_dir, device=device)
         else:
             handler(config, run_dir)
+    except ConfigError as exc:  # a setting found wrong only once the run looked (a skill its plans never call)
+        set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
+        return fail(" ".join(str(exc).split()))
     except (ValueError, OSError) as exc:
         set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         return fail(str(exc), EXIT_ERROR)
