@@ -116,5 +116,7 @@ def test_calling_view_own_trains_the_options_ppo_in_own_view_calling_states(
         }
     )
     _, (result,) = train_skill_library(config, tmp_path)
-    assert len(built) == 2 and built[0]._calls is built[1]._calls and built[0]._calls  # one shared cache
+    check, *ppo = built  # one env checks the skill is called at all, then PPO's two
+    assert len(ppo) == 2 and ppo[0]._calls is ppo[1]._calls and ppo[0]._calls  # one shared cache
+    assert check._calls is not ppo[0]._calls
     assert result.finetune_frames >= 64 and (tmp_path / "options" / "open.safetensors").is_file()
