@@ -145,3 +145,17 @@ def load_script(path: Path) -> Any:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+#: A tiny ``modrl options skills`` config learning by PPO alone (``drop`` on minigrid-hard's train split, 64 frames).
+TINY_SKILLS: dict[str, Any] = {
+    "demonstrations": False,
+    "view_size": 9,
+    "skills": ["drop"],
+    "finetune_steps": 64,
+    "n_envs": 2,
+    "algo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
+    "eval_episodes": 2,
+    "max_skill_steps": 20,
+    "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
+}

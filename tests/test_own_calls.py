@@ -19,6 +19,7 @@ from modrl.envs.own_view import own_view_of
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.skill_env import make_env
 from modrl.planner import GroundOperator, SkillResult
+from tests.conftest import TINY_SKILLS
 
 ENVS = ["MiniGrid-KeyCorridorS3R1-v0"]
 
@@ -101,19 +102,7 @@ def test_calling_view_own_trains_the_options_ppo_in_own_view_calling_states(
 
     monkeypatch.setattr(skill_cloning, "OwnViewSkillStepEnv", Spy)
     config = load_skill_cloning_config(
-        {
-            "demonstrations": False,
-            "calling_view": "own",
-            "seed_pool": 3,
-            "view_size": 9,
-            "skills": ["open"],
-            "finetune_steps": 64,
-            "n_envs": 2,
-            "algo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
-            "eval_episodes": 0,
-            "max_skill_steps": 20,
-            "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
-        }
+        {**TINY_SKILLS, "calling_view": "own", "seed_pool": 3, "skills": ["open"], "eval_episodes": 0}
     )
     _, (result,) = train_skill_library(config, tmp_path)
     check, *ppo = built  # one env checks the skill is called at all, then PPO's two

@@ -16,18 +16,9 @@ import modrl.agents.options.skill_cloning as skill_cloning
 from modrl.agents.options.skill_cloning import train_skill_library
 from modrl.agents.options.skill_cloning_config import load_skill_cloning_config
 from modrl.config import ConfigError
+from tests.conftest import TINY_SKILLS
 
-TINY = {
-    "demonstrations": False,
-    "view_size": 9,
-    "skills": ["drop"],
-    "finetune_steps": 64,
-    "n_envs": 2,
-    "algo": {"n_steps": 32, "batch_size": 32, "n_epochs": 1},
-    "eval_episodes": 2,
-    "max_skill_steps": 20,
-    "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
-}
+TINY = TINY_SKILLS
 
 
 @pytest.mark.parametrize(
