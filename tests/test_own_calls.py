@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-import modrl.agents.options.skill_cloning as skill_cloning
+import modrl.agents.options.skill_ppo as skill_ppo
 from modrl.agents.options.skill_cloning import train_skill_library
 from modrl.agents.options.skill_cloning_config import load_skill_cloning_config
 from modrl.agents.planning.episode import start_planner_episode
@@ -100,7 +100,7 @@ def test_calling_view_own_trains_the_options_ppo_in_own_view_calling_states(
             super().__init__(*args, **kwargs)
             built.append(self)
 
-    monkeypatch.setattr(skill_cloning, "OwnViewSkillStepEnv", Spy)
+    monkeypatch.setattr(skill_ppo, "OwnViewSkillStepEnv", Spy)
     config = load_skill_cloning_config(
         {**TINY_SKILLS, "calling_view": "own", "seed_pool": 3, "skills": ["open"], "eval_episodes": 0}
     )

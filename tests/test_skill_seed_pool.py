@@ -79,7 +79,8 @@ def test_a_bad_seed_pool_is_refused(kwargs: dict[str, Any], match: str) -> None:
 
 
 def test_the_ppo_envs_of_a_skill_share_one_plan_cache_and_draw_pooled_seeds() -> None:
-    from modrl.agents.options.skill_cloning import _model, split_envs
+    from modrl.agents.options.skill_cloning import split_envs
+    from modrl.agents.options.skill_ppo import skill_model
 
     tiny = {
         "suite": "minigrid-hard",
@@ -92,7 +93,7 @@ def test_the_ppo_envs_of_a_skill_share_one_plan_cache_and_draw_pooled_seeds() ->
         "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
     }
     config = load_skill_cloning_config(tiny)
-    model = _model(config, "open", split_envs(config.suite, config.split), seed=0)
+    model = skill_model(config, "open", split_envs(config.suite, config.split), seed=0)
     envs = [monitor.env for monitor in model.env.envs]  # type: ignore[attr-defined]
     model.env.reset()
     assert all(isinstance(env, SkillStepEnv) and env.seed_pool == 2 for env in envs)

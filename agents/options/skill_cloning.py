@@ -39,16 +39,11 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from functools import partial
 from pathlib import Path
-from typing import Any
 
-import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3 import PPO
-from stable_baselines3.common.monitor import Monitor
-from stable_baselines3.common.vec_env import DummyVecEnv
 
 from modrl._io import atomic_write_json, atomic_write_text
 from modrl.agents.common.callbacks import EpisodeStatsCallback, ProgressCallback
@@ -58,7 +53,8 @@ from modrl.agents.options.demos import (
     discounted_returns,
 )
 from modrl.agents.options.policy import OptionActorCriticPolicy
-from modrl.agents.options.skill_cloning_config import SkillCloningConfig, skill_option_config
+from modrl.agents.options.skill_cloning_config import SkillCloningConfig
+from modrl.agents.options.skill_ppo import check_skills_called, skill_model
 from modrl.agents.options.skill_results import (
     PlannerDaggerRound,
     SkillCloneResult,
@@ -69,12 +65,10 @@ from modrl.agents.options.skill_results import (
 from modrl.agents.planning.dagger import planner_dagger_demos
 from modrl.agents.planning.demo_set import DemoSet
 from modrl.agents.planning.library import library_predicates
-from modrl.agents.planning.own_calls import CallCache, OwnViewSkillStepEnv
 from modrl.agents.planning.recording import SkillRecording, record_skill_demos, split_calls
 from modrl.agents.planning.rollouts import concat_demos, dagger_demos, evaluate_skill, redraw_targets
-from modrl.config import ConfigError, to_dict
 from modrl.envs import get_suite
-from modrl.envs.skill_env import SKILL_NAMES, EnvSpec, NoSkillCalls, PlanCache, SkillStepEnv
+from modrl.envs.skill_env import SKILL_NAMES, EnvSpec, NoSkillCalls
 from modrl.options import Option, OptionLibrary
 from modrl.options.library import LIBRARY_DIR
 from modrl.seeds import DEMO_SEED_BASE
@@ -92,58 +86,6 @@ def split_envs(suite_name: str, split: str) -> list[EnvSpec]:
     suite = get_suite(suite_name)
     specs = [suite.tasks[suite.task_index(name)] for name in suite.split(split)]
     return [(spec.env_id, dict(spec.kwargs)) if spec.kwargs else spec.env_id for spec in specs]
-
-
-def _model(config: SkillCloningConfig, skill: str, env_ids: Sequence[EnvSpec], *, seed: int) -> PPO:
-    """PPO over the skill's option (:class:`OptionActorCriticPolicy`) on calling-state episodes of ``env_ids``."""
-    algo = config.algo
-    plans: PlanCache = {}  # one plan per pooled seed for all the vector env's envs
-    calls: CallCache = {}  # the same for own-view episodes' steps
-    venv = DummyVecEnv([partial(_skill_env, env_ids, skill, config, plans, calls) for _ in range(config.n_envs)])
-    venv.seed(seed)
-    return PPO(
-        OptionActorCriticPolicy,
-        venv,
-        seed=seed,
-        device="cpu",
-        verbose=0,
-        **algo.ppo_kwargs(),
-        policy_kwargs=dict(option=to_dict(skill_option_config(config)), critic_hidden=list(config.net.critic_hidden)),
-    )
-
-
-def _skill_env(
-    env_ids: Sequence[EnvSpec], skill: str, config: SkillCloningConfig, plans: PlanCache, calls: CallCache
-) -> gym.Env:
-    """A PPO env of the skill: calling states of full-grid plans, or of own-view planner episodes
-    (``calling_view: own``, :class:`~modrl.agents.planning.own_calls.OwnViewSkillStepEnv`)."""
-    kwargs: dict[str, Any] = dict(
-        view_size=config.view_size,
-        max_steps=config.max_skill_steps,
-        marker=config.target_marker,
-        random_steps=config.random_steps,
-        seed_pool=config.seed_pool,
-        subgoal_reward=config.subgoal_reward if skill == "putnext" else 0.0,
-    )
-    if config.calling_view == "own":
-        return Monitor(OwnViewSkillStepEnv(env_ids, skill, call_cache=calls, **kwargs))
-    return Monitor(SkillStepEnv(env_ids, skill, plan_cache=plans, **kwargs))
-
-
-def _check_called(config: SkillCloningConfig, train_ids: Sequence[EnvSpec]) -> None:
-    """Before any PPO: every skill of ``config.skills`` is called by the train split's plans (one calling-state reset
-    each), else a :class:`~modrl.config.ConfigError` naming the skill."""
-    for skill in config.skills:
-        env = _skill_env(train_ids, skill, config, {}, {})
-        try:
-            env.reset(seed=config.seed)
-        except NoSkillCalls:
-            raise ConfigError(
-                f"skills: the plans of {config.suite}/{config.split} never call {skill} (its {len(train_ids)} tasks, "
-                "a few episodes each); leave it out of skills"
-            ) from None
-        finally:
-            env.close()
 
 
 def _returns(demos: DemoSet, gamma: float, max_steps: int) -> DemoSet:
@@ -194,7 +136,7 @@ def train_skill_library(config: SkillCloningConfig, run_dir: Path) -> tuple[Skil
         skills[skill] = state = _clone_skill(config, skill, SKILL_NAMES.index(skill), demos, train_ids)
         _add(library, skill, state.policy.option, run_dir)
     if not config.demonstrations:
-        _check_called(config, train_ids)
+        check_skills_called(config, train_ids)
         for skill in config.skills:
             skills[skill] = state = _fresh_skill(config, skill, SKILL_NAMES.index(skill), train_ids)
             _add(library, skill, state.policy.option, run_dir)
@@ -281,7 +223,7 @@ def _record(config: SkillCloningConfig, train_ids: Sequence[EnvSpec]) -> SkillRe
 
 def _fresh_skill(config: SkillCloningConfig, skill: str, index: int, train_ids: Sequence[EnvSpec]) -> _Skill:
     """``skill``'s option from a random network (seeded as :func:`_clone_skill` seeds it), for PPO alone."""
-    model = _model(config, skill, train_ids, seed=config.seed + 1000 * index)
+    model = skill_model(config, skill, train_ids, seed=config.seed + 1000 * index)
     policy = model.policy
     assert isinstance(policy, OptionActorCriticPolicy)
     empty = DemoSet(
@@ -325,7 +267,7 @@ def _clone_skill(
     """Clone ``skill``'s option on its demonstrations, then its calling-state DAgger rounds."""
     began = time.perf_counter()
     fit, held = split_calls(_returns(demos, config.algo.gamma, config.max_skill_steps), config.validation)
-    model = _model(config, skill, train_ids, seed=config.seed + 1000 * index)
+    model = skill_model(config, skill, train_ids, seed=config.seed + 1000 * index)
     policy = model.policy
     assert isinstance(policy, OptionActorCriticPolicy)
     before = demo_accuracy(policy, fit)
