@@ -14,6 +14,10 @@ With ``seed_pool`` the env seeds come from a fixed set (``0 .. seed_pool - 1`` p
 ``num_levels``) and each seed's plan is computed once (:data:`PlanCache`, shared by the envs of one vector env):
 planning is most of a reset's cost, and a trained call lasts a few steps, so late in training episodes are mostly
 reset.
+With ``loop_limit`` an episode is cut (truncated, a failure) once one observation has been seen that many times, as
+the planner cuts a stuck option call (:func:`modrl.options.call_and_return.run_option`'s loop check, the same digest):
+PPO then learns what the planner rewards -- a sampled option that turns back and forth succeeds in a 100-step
+episode but is cut as stuck when the planner calls it.
 With ``subgoal_reward`` (``putnext`` only) a ``putnext`` call that starts with free hands or the wrong object in hand
 gains that bonus the first time the object to move is in hand: a random policy completes 0.5 % of the sequences
 suite's ``putnext`` calls but holds the box at some step in 18 %.
@@ -21,6 +25,7 @@ suite's ``putnext`` calls but holds the box at some step in 18 %.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, SupportsFloat
 
@@ -35,6 +40,7 @@ from modrl.envs.operators import planning_domain
 from modrl.envs.predicates import env_planning_state, plain_colour
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.wrappers import IMAGE_HIGH, MARKED_IMAGE_HIGH, Target, full_view_image
+from modrl.options.call_and_return import observation_key
 from modrl.planner import GroundOperator, Plan, SkillResult, SkillStatus, plan
 
 SKILL_NAMES: tuple[str, ...] = ("goto", "pickup", "drop", "open", "putnext")
@@ -183,6 +189,9 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             is planned once in all (default: this env's own).
         subgoal_reward: ``putnext`` only: reward added the first time in an episode the object to move is in hand,
             when it was not at the start (a training-time shaping bonus, in ``[0, 1]``; ``is_success`` ignores it).
+        loop_limit: Cut the episode (truncated; every step's ``info["loop"]`` says whether it did) when one observation
+            has been seen this many times, the calling one included (0: off, else >= 2; the planner's ``--loop-limit``
+            is 3).
 
     ``info`` carries ``env_id``, ``env_seed``, ``call`` (the step's symbol), ``prefix`` (scripted steps run first) and,
     at the end, ``is_success``.
@@ -200,6 +209,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         seed_pool: int = 0,
         plan_cache: PlanCache | None = None,
         subgoal_reward: float = 0.0,
+        loop_limit: int = 0,
     ) -> None:
         check(len(env_ids) >= 1, "env_ids", "needs at least one env id")
         check_int(random_steps, "random_steps", low=0, high=MAX_EPISODE_STEPS)
@@ -216,11 +226,15 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             f"must be a number in [0, 1], got {subgoal_reward!r}",
         )
         check(subgoal_reward == 0 or skill == "putnext", "subgoal_reward", f"is for putnext only, not {skill}")
+        check_int(loop_limit, "loop_limit", low=0, high=MAX_EPISODE_STEPS)
+        check(loop_limit != 1, "loop_limit", "must be 0 (off) or >= 2, got 1")
         self.env_ids, self.skill, self.view_size, self.max_steps = tuple(env_ids), skill, view_size, max_steps
         self.marker, self.random_steps, self.seed_pool = marker, random_steps, seed_pool
         self._plans: PlanCache = {} if plan_cache is None else plan_cache
         self.subgoal_reward = float(subgoal_reward)
         self._bonus_left = False
+        self.loop_limit = loop_limit
+        self._seen: Counter[bytes] = Counter()
         self.observation_space = skill_observation_space(view_size, marker=marker)
         self.action_space = spaces.Discrete(7)
         self._envs: dict[int, gym.Env] = {}
@@ -250,7 +264,9 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             which = self._offering[int(self.np_random.integers(len(self._offering)))]
             env_seed = self._draw_seed()
             if self._prepare(which, env_seed):
-                return self._observation(), dict(self._info)
+                observation = self._observation()
+                self._seen = Counter([observation_key(observation)] if self.loop_limit else [])
+                return observation, dict(self._info)
         raise NoSkillCalls(
             f"no plan of {', '.join(spec_name(self.env_ids[i]) for i in self._offering)} reached a "
             f"{self.skill} call in {_MAX_DRAWS} draws"
@@ -338,10 +354,15 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         reward = 1.0 - 0.9 * self._steps / self.max_steps if done else 0.0
         if self._bonus_left and self._holds_moved_object():
             reward, self._bonus_left = reward + self.subgoal_reward, False
-        info = dict(self._info)
+        observation, info = self._observation(), dict(self._info)
+        if self.loop_limit:  # every step's info says whether it cut the episode
+            key = observation_key(observation)
+            self._seen[key] += 1
+            info["loop"] = not (done or truncated) and self._seen[key] >= self.loop_limit
+            truncated = truncated or info["loop"]
         if done or truncated:
             info["is_success"] = bool(done)
-        return self._observation(), reward, bool(done), truncated, info
+        return observation, reward, bool(done), truncated, info
 
     def _effects_hold(self) -> bool:
         """Every add effect of the call is observed (on the full grid)."""

@@ -83,6 +83,9 @@ class SkillCloningConfig:
     #: PPO only: a ``putnext`` call gains this bonus the first time the object to move is in hand (a shaping reward of
     #: training; evaluation and ``is_success`` ignore it; :class:`~modrl.envs.skill_env.SkillStepEnv`). 0: none.
     subgoal_reward: float = 0.0
+    #: PPO only: a calling-state episode that sees one observation this many times is cut as a failure, as the
+    #: planner's ``--loop-limit`` cuts a stuck call (:class:`~modrl.envs.skill_env.SkillStepEnv`; 0: off, else >= 2).
+    loop_limit: int = 0
     #: Where PPO's calling states come from: ``full``, the calls of plans over the full grid; ``own``, the calls the
     #: planner makes when it plans from the agent's own view, exploration first
     #: (:class:`~modrl.agents.planning.own_calls.OwnViewSkillStepEnv`; needs ``random_steps: 0``). Recording, DAgger and
@@ -125,6 +128,16 @@ class SkillCloningConfig:
         check(self.seed_pool == 0 or self.random_steps == 0, "seed_pool", "needs random_steps: 0")
         check(self.calling_view in ("full", "own"), "calling_view", f"must be full or own, got {self.calling_view!r}")
         check(self.calling_view == "full" or self.random_steps == 0, "calling_view", "own needs random_steps: 0")
+        check(
+            self.loop_limit == 0 or 2 <= self.loop_limit <= 1000,
+            "loop_limit",
+            f"must be 0 or in [2, 1000], got {self.loop_limit}",
+        )
+        check(
+            self.loop_limit == 0 or self.finetune_steps >= 1,
+            "loop_limit",
+            "cuts PPO episodes: needs finetune_steps >= 1",
+        )
         check(0 <= self.subgoal_reward <= 1, "subgoal_reward", f"must be in [0, 1], got {self.subgoal_reward}")
         check(
             self.subgoal_reward == 0 or self.finetune_steps >= 1,

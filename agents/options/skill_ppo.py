@@ -51,6 +51,7 @@ def skill_env(
         random_steps=config.random_steps,
         seed_pool=config.seed_pool,
         subgoal_reward=config.subgoal_reward if skill == "putnext" else 0.0,
+        loop_limit=config.loop_limit,
     )
     if config.calling_view == "own":
         return Monitor(OwnViewSkillStepEnv(env_ids, skill, call_cache=calls, **kwargs))
