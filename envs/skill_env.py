@@ -13,7 +13,7 @@ With ``random_steps`` a few random scripted steps (:func:`random_skill_steps`) r
 With ``seed_pool`` the env seeds come from a fixed set (``0 .. seed_pool - 1`` per env, like Procgen's
 ``num_levels``) and each seed's plan is computed once (:data:`PlanCache`, shared by the envs of one vector env):
 planning is most of a reset's cost, and a trained call lasts a few steps, so late in training episodes are mostly
-reset.
+reset. With both, a pooled seed's random steps are the same every time it is drawn (:func:`pool_rng`).
 With ``loop_limit`` an episode is cut (truncated, a failure) once one observation has been seen that many times, as
 the planner cuts a stuck option call (:func:`modrl.options.call_and_return.run_option`'s loop check, the same digest):
 PPO then learns what the planner rewards -- a sampled option that turns back and forth succeeds in a 100-step
@@ -25,6 +25,7 @@ suite's ``putnext`` calls but holds the box at some step in 18 %.
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, SupportsFloat
@@ -82,6 +83,12 @@ def skill_call(step: GroundOperator) -> tuple[str, tuple[str, str]] | None:
         return None
     kind, name = targets[0]
     return step.skill, (plain_colour(name), kind)
+
+
+def pool_rng(spec: EnvSpec, env_seed: int) -> np.random.Generator:
+    """The random scripted steps' generator of a pooled ``(env, seed)``: the same draws every time that seed is drawn,
+    whichever env of a vector env draws it (seeded by the env spec's text and the seed)."""
+    return np.random.default_rng([zlib.crc32(repr(spec).encode()), env_seed])
 
 
 def random_skill_steps(
@@ -184,7 +191,8 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             (:func:`random_skill_steps`, the count drawn uniformly per episode), so calls also start in states the train
             tasks' plans rarely reach.
         seed_pool: Draw each episode's env seed from ``0 .. seed_pool - 1`` and plan each seed once (0: any seed,
-            planned afresh). Needs ``random_steps == 0`` (the state planned from must follow from the seed alone).
+            planned afresh). With ``random_steps``, a pooled seed's random steps are drawn from a generator seeded by
+            the env and the seed (:func:`pool_rng`), so the state planned from still follows from the seed.
         plan_cache: Where the plans of a seed pool are kept; pass one dict to every env of a vector env so each seed
             is planned once in all (default: this env's own).
         subgoal_reward: ``putnext`` only: reward added the first time in an episode the object to move is in hand,
@@ -214,7 +222,6 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         check(len(env_ids) >= 1, "env_ids", "needs at least one env id")
         check_int(random_steps, "random_steps", low=0, high=MAX_EPISODE_STEPS)
         check_int(seed_pool, "seed_pool", low=0, high=MAX_SEED_POOL)
-        check(seed_pool == 0 or random_steps == 0, "seed_pool", "needs random_steps 0 (random steps vary the start)")
         check(skill in SKILL_NAMES, "skill", f"must be one of {', '.join(SKILL_NAMES)}, got {skill!r}")
         check_int(view_size, "view_size", low=7, high=MAX_VIEW_SIZE)
         check(view_size % 2 == 1, "view_size", f"must be an odd integer >= 7, got {view_size}")
@@ -299,10 +306,10 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
             env = self._envs[which] = make_env(self.env_ids[which])
         env.reset(seed=env_seed)
         skills = ScriptedSkills(env)
-        if self.random_steps and not random_skill_steps(
-            skills, self.np_random, int(self.np_random.integers(self.random_steps + 1))
-        ):
-            return False
+        if self.random_steps:
+            rng = pool_rng(self.env_ids[which], env_seed) if self.seed_pool else self.np_random
+            if not random_skill_steps(skills, rng, int(rng.integers(self.random_steps + 1))):
+                return False
         found = self._plan(which, env_seed, skills)
         if found is None:
             return False

@@ -67,15 +67,48 @@ def test_every_cached_plan_is_the_plan_a_fresh_search_finds() -> None:
     assert fresh._plans == {}
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [({"seed_pool": -1}, "seed_pool"), ({"seed_pool": 5, "random_steps": 2}, "seed_pool.*random_steps")],
-)
-def test_a_bad_seed_pool_is_refused(kwargs: dict[str, Any], match: str) -> None:
-    with pytest.raises(ConfigError, match=match):
-        SkillStepEnv(ENVS, "pickup", **kwargs)
+def test_a_bad_seed_pool_is_refused() -> None:
     with pytest.raises(ConfigError, match="seed_pool"):
-        load_skill_cloning_config({"suite": "minigrid-hard", "demonstrations": False, "finetune_steps": 10, **kwargs})
+        SkillStepEnv(ENVS, "pickup", seed_pool=-1)
+    with pytest.raises(ConfigError, match="seed_pool"):
+        load_skill_cloning_config(
+            {"suite": "minigrid-hard", "demonstrations": False, "finetune_steps": 10, "seed_pool": -1}
+        )
+
+
+def test_pooled_random_steps_follow_from_the_seed_so_each_cached_plan_is_the_plan_of_its_state() -> None:
+    from modrl.envs.scripted_skills import ScriptedSkills
+
+    plans: PlanCache = {}
+    envs = [SkillStepEnv(ENVS, "pickup", view_size=11, seed_pool=4, random_steps=3, plan_cache=plans) for _ in range(2)]
+    for k, env in enumerate(envs):
+        for episode in range(8):
+            env.reset(seed=10 * k + episode)
+    assert plans
+    moved = 0
+    for (spec, seed), cached in plans.items():
+        which = [repr(s) for s in ENVS].index(spec)
+        base = skill_env.make_env(ENVS[which])
+        base.reset(seed=seed)
+        plain = skill_env.plan(
+            skill_env.planning_domain(),
+            ScriptedSkills(base).observe(),
+            skill_env.goals_for_env(base, ScriptedSkills(base).observe()),
+        )
+        skills = ScriptedSkills(base)
+        rng = skill_env.pool_rng(ENVS[which], seed)
+        assert skill_env.random_skill_steps(skills, rng, int(rng.integers(4)))
+        again = skill_env.plan(
+            skill_env.planning_domain(), skills.observe(), skill_env.goals_for_env(base, skills.observe())
+        )
+        assert cached is not None and getattr(again, "steps", None) == cached.steps
+        moved += getattr(plain, "steps", None) != cached.steps
+    assert moved >= 1  # the random steps changed where some pooled episodes start
+    # The draws depend on the env and the seed only.
+    assert skill_env.pool_rng(ENVS[0], 3).integers(1000) == skill_env.pool_rng(ENVS[0], 3).integers(1000)
+    assert [skill_env.pool_rng(ENVS[0], s).integers(10**9) for s in (3, 4)] != [
+        skill_env.pool_rng("x", s).integers(10**9) for s in (3, 4)
+    ]
 
 
 def test_the_ppo_envs_of_a_skill_share_one_plan_cache_and_draw_pooled_seeds() -> None:

@@ -78,7 +78,8 @@ class SkillCloningConfig:
     finetune_steps: int = 0
     #: PPO's calling-state episodes draw their env seeds from ``0 .. seed_pool - 1`` per train env and plan each seed
     #: once (:class:`~modrl.envs.skill_env.SkillStepEnv`; 0: a fresh seed, planned afresh, every episode). Planning is
-    #: most of a reset's cost and a trained call lasts a few steps; needs ``random_steps: 0``.
+    #: most of a reset's cost and a trained call lasts a few steps. With ``random_steps`` a pooled seed's random steps
+    #: are the same every time it is drawn (:func:`~modrl.envs.skill_env.pool_rng`).
     seed_pool: int = 0
     #: PPO only: a ``putnext`` call gains this bonus the first time the object to move is in hand (a shaping reward of
     #: training; evaluation and ``is_success`` ignore it; :class:`~modrl.envs.skill_env.SkillStepEnv`). 0: none.
@@ -125,7 +126,6 @@ class SkillCloningConfig:
         check(
             0 <= self.seed_pool <= MAX_SEED_POOL, "seed_pool", f"must be in [0, {MAX_SEED_POOL}], got {self.seed_pool}"
         )
-        check(self.seed_pool == 0 or self.random_steps == 0, "seed_pool", "needs random_steps: 0")
         check(self.calling_view in ("full", "own"), "calling_view", f"must be full or own, got {self.calling_view!r}")
         check(self.calling_view == "full" or self.random_steps == 0, "calling_view", "own needs random_steps: 0")
         check(
