@@ -515,6 +515,72 @@ def test_ray_cancellation_reaches_the_trial_even_where_sigint_is_ignored(tmp_pat
     assert log_path.read_text().splitlines() == ["=== attempt 1", "ready", "got SIGTERM"]
 
 
+def test_a_ray_cancellation_that_lands_while_the_trial_starts_still_reaches_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Ray cancels a running task by interrupting its main thread; one that landed after the trial had started but
+    # before the task waited on it used to leave the trial running (seen under load). No Ray needed: the interrupt
+    # is sent as Ray sends it, from inside the spawn.
+    import _thread
+    import threading
+
+    from modrl.sweep import backends
+
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("the interrupt goes to the main thread, where Ray runs its tasks")
+    code = (
+        "import signal, sys, time\n"
+        "def stop(*_):\n    print('got SIGTERM', flush=True)\n    sys.exit(143)\n"
+        "signal.signal(signal.SIGTERM, stop)\nprint('ready', flush=True)\ntime.sleep(30)\n"
+    )
+    log_path = tmp_path / "trial.log"
+    spawn = backends.spawn_trial
+
+    def spawn_then_interrupt(launch: Any, **kwargs: Any) -> subprocess.Popen[bytes]:
+        process = spawn(launch, **kwargs)
+        deadline = time.monotonic() + 60
+        while "ready" not in log_path.read_text() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _thread.interrupt_main()
+        return process
+
+    monkeypatch.setattr(backends, "spawn_trial", spawn_then_interrupt)
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        backends.run_trial_process(backends.TrialLaunch("t0", (sys.executable, "-c", code), log_path, "=== attempt 1"))
+    assert log_path.read_text().splitlines() == ["=== attempt 1", "ready", "got SIGTERM"]
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_a_ray_trial_asked_to_stop_and_still_running_is_asked_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Ray dropped a cancellation now and then under load (the trial ran to its end): the backend asks again.
+    from types import SimpleNamespace
+
+    from modrl.sweep import backends
+
+    cancels: list[tuple[str, bool]] = []
+    fake_ray = SimpleNamespace(
+        is_initialized=lambda: True,
+        remote=lambda **_: lambda fn: SimpleNamespace(remote=lambda launch: f"ref-{launch.trial_id}"),
+        wait=lambda refs, num_returns, timeout: ([], list(refs)),
+        cancel=lambda ref, force: cancels.append((ref, force)),
+    )
+    monkeypatch.setattr(backends, "import_ray", lambda: fake_ray)
+    backend = backends.RayBackend(2)
+    backend.start(backends.TrialLaunch("a", ("true",), Path("unused.log"), "header"))
+    backend.start(backends.TrialLaunch("b", ("true",), Path("unused.log"), "header"))
+    backend.stop(["a"])
+    assert cancels == [("ref-a", False)]
+    assert backend.wait(0.0) == []
+    assert cancels == [("ref-a", False)]  # not yet: the first request has had no time
+    monkeypatch.setattr(backends, "_CANCEL_RETRY_S", 0.0)
+    assert backend.wait(0.0) == []
+    assert cancels == [("ref-a", False), ("ref-a", False)]  # only the trial asked to stop, and not forced
+    backend.stop(["a"], force=True)
+    backend.wait(0.0)
+    assert cancels[-2:] == [("ref-a", True), ("ref-a", True)]  # a forced stop stays forced when asked again
+
+
 def test_shipped_sweeps_expand_into_valid_trials() -> None:
     from modrl.agents.common.config import load_experiment_config
     from modrl.sweep.spec import expand, load_sweep_spec, validate_trials

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 TRIAL_ENV = {"OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 _PR_SET_PDEATHSIG = 1
 _POLL_S = 0.2
+_CANCEL_RETRY_S = 5.0  # a Ray trial asked to stop and still running is asked again this often
 
 
 @dataclass(frozen=True)
@@ -101,28 +102,39 @@ def spawn_trial(launch: TrialLaunch, *, pass_fds: Sequence[int] = ()) -> subproc
 def run_trial_process(launch: TrialLaunch) -> int:
     """Run one trial to the end and return its exit code (the body of a Ray task).
 
-    A Ray cancellation (``KeyboardInterrupt``) is forwarded to the trial as SIGTERM; the task waits for the trial
-    to checkpoint and exit before re-raising. The process is polled (not waited on) so that the interrupt arrives.
+    A Ray cancellation (an interrupt of this task's main thread) is forwarded to the trial as SIGTERM; the task waits
+    for the trial to checkpoint and exit before raising ``KeyboardInterrupt``. In the main thread the interrupt only
+    records the request, so one that lands while the trial is being started still reaches it.
     """
     # Ray delivers the cancellation like a SIGINT, which does nothing where SIGINT is ignored (a Ray started from
-    # a background job inherits that): give this task Python's default handler while it runs.
+    # a background job inherits that): give this task its own handler while it runs. A raising handler would leave
+    # a trial running when the interrupt lands between its start and the wait (seen under load).
+    requested = threading.Event()
     previous = None
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        previous = signal.signal(signal.SIGINT, lambda *_: requested.set())
     try:
         process = spawn_trial(launch)
         try:
-            while process.poll() is None:
+            while process.poll() is None and not requested.is_set():
                 time.sleep(_POLL_S)
-        except BaseException:
-            if process.poll() is None:
-                process.send_signal(signal.SIGTERM)
-            process.wait()
+        except BaseException:  # an interrupt outside the main thread
+            _terminate_and_wait(process)
             raise
+        if requested.is_set():
+            _terminate_and_wait(process)
+            raise KeyboardInterrupt
         return process.returncode
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+
+
+def _terminate_and_wait(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM a trial that still runs (it checkpoints and exits) and reap it."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    process.wait()
 
 
 class TrialBackend(ABC):
@@ -238,6 +250,7 @@ class RayBackend(TrialBackend):
         super().__init__(slots)
         self._task = ray.remote(num_cpus=1, max_retries=0)(run_trial_process)
         self._refs: dict[str, Any] = {}
+        self._cancelled: dict[str, tuple[bool, float]] = {}  # trial -> (force, when last asked)
 
     def _start(self, launch: TrialLaunch) -> int | None:
         self._refs[launch.trial_id] = self._task.remote(launch)
@@ -245,6 +258,10 @@ class RayBackend(TrialBackend):
 
     def _wait(self, timeout: float) -> list[TrialExit]:
         ray = self._ray
+        now = time.monotonic()
+        for trial_id, (force, asked) in list(self._cancelled.items()):
+            if now - asked >= _CANCEL_RETRY_S:  # Ray drops a cancellation now and then (seen under load): ask again
+                self._cancel(trial_id, force)
         ids = {ref: trial_id for trial_id, ref in self._refs.items()}
         ready, _ = ray.wait(list(ids), num_returns=1, timeout=timeout)
         if ready:
@@ -253,6 +270,7 @@ class RayBackend(TrialBackend):
         for ref in ready:
             trial_id = ids[ref]
             del self._refs[trial_id]
+            self._cancelled.pop(trial_id, None)
             try:
                 exits.append(TrialExit(trial_id, int(ray.get(ref))))
             except ray.exceptions.TaskCancelledError:
@@ -263,7 +281,11 @@ class RayBackend(TrialBackend):
 
     def _stop(self, trial_ids: Sequence[str], force: bool) -> None:
         for trial_id in trial_ids:
-            self._ray.cancel(self._refs[trial_id], force=force)
+            self._cancel(trial_id, force or self._cancelled.get(trial_id, (False, 0.0))[0])
+
+    def _cancel(self, trial_id: str, force: bool) -> None:
+        self._cancelled[trial_id] = (force, time.monotonic())
+        self._ray.cancel(self._refs[trial_id], force=force)
 
     def close(self) -> None:
         """Cancel what still runs and shut the local Ray instance down if this backend started it."""
