@@ -159,3 +159,15 @@ TINY_SKILLS: dict[str, Any] = {
     "max_skill_steps": 20,
     "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
 }
+
+
+def tiny_skill_ppo_envs(skill: str, **overrides: Any) -> list[Any]:
+    """The calling-state envs of the PPO model ``modrl options skills`` builds for ``skill`` from :data:`TINY_SKILLS`
+    on minigrid-hard (``overrides``: config keys), unwrapped from their monitors; the vector env is left open."""
+    from modrl.agents.options.skill_cloning import split_envs
+    from modrl.agents.options.skill_cloning_config import load_skill_cloning_config
+    from modrl.agents.options.skill_ppo import skill_model
+
+    config = load_skill_cloning_config({**TINY_SKILLS, "suite": "minigrid-hard", **overrides})
+    model = skill_model(config, skill, split_envs(config.suite, config.split), seed=0)
+    return [monitor.env for monitor in model.env.envs]  # type: ignore[attr-defined]

@@ -12,6 +12,7 @@ from modrl.config import ConfigError
 from modrl.envs.scripted_skills import ScriptedSkills
 from modrl.envs.skill_env import SkillStepEnv
 from modrl.options.call_and_return import observation_key
+from tests.conftest import tiny_skill_ppo_envs
 
 ENVS = ["MiniGrid-UnlockPickup-v0"]
 TURN_LEFT = 0
@@ -84,24 +85,9 @@ def test_a_bad_loop_limit_is_refused(limit: int) -> None:
 
 
 def test_the_key_needs_ppo_and_reaches_every_ppo_env() -> None:
-    from modrl.agents.options.skill_cloning import split_envs
-    from modrl.agents.options.skill_ppo import skill_model
-
     with pytest.raises(ConfigError, match=r"loop_limit.*finetune_steps"):
         load_skill_cloning_config({"suite": "minigrid-hard", "finetune_steps": 0, "loop_limit": 3})
-    tiny = {
-        "suite": "minigrid-hard",
-        "view_size": 9,
-        "demonstrations": False,
-        "finetune_steps": 64,
-        "seed_pool": 2,
-        "loop_limit": 4,
-        "n_envs": 2,
-        "algo": {"n_steps": 8, "batch_size": 8, "n_epochs": 1},
-        "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
-    }
-    config = load_skill_cloning_config(tiny)
-    model = skill_model(config, "open", split_envs(config.suite, config.split), seed=0)
-    envs = [monitor.env for monitor in model.env.envs]  # type: ignore[attr-defined]
+    envs = tiny_skill_ppo_envs("open", seed_pool=2, loop_limit=4)
     assert [env.loop_limit for env in envs] == [4, 4]
-    model.env.close()
+    for env in envs:
+        env.close()

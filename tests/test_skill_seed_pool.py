@@ -11,6 +11,7 @@ import modrl.envs.skill_env as skill_env
 from modrl.agents.options.skill_cloning_config import load_skill_cloning_config
 from modrl.config import ConfigError
 from modrl.envs.skill_env import PlanCache, SkillStepEnv
+from tests.conftest import tiny_skill_ppo_envs
 
 ENVS = ["MiniGrid-UnlockPickup-v0", "MiniGrid-KeyCorridorS3R1-v0"]
 
@@ -112,24 +113,11 @@ def test_pooled_random_steps_follow_from_the_seed_so_each_cached_plan_is_the_pla
 
 
 def test_the_ppo_envs_of_a_skill_share_one_plan_cache_and_draw_pooled_seeds() -> None:
-    from modrl.agents.options.skill_cloning import split_envs
-    from modrl.agents.options.skill_ppo import skill_model
-
-    tiny = {
-        "suite": "minigrid-hard",
-        "view_size": 9,
-        "demonstrations": False,
-        "finetune_steps": 64,
-        "seed_pool": 2,
-        "n_envs": 3,
-        "algo": {"n_steps": 8, "batch_size": 8, "n_epochs": 1},
-        "net": {"channels": [4], "features_dim": 8, "hidden": [8], "arg_dim": 2, "embed_dim": 2},
-    }
-    config = load_skill_cloning_config(tiny)
-    model = skill_model(config, "open", split_envs(config.suite, config.split), seed=0)
-    envs = [monitor.env for monitor in model.env.envs]  # type: ignore[attr-defined]
-    model.env.reset()
+    envs = tiny_skill_ppo_envs("open", seed_pool=2, n_envs=3)
+    for env in envs:
+        env.reset()
     assert all(isinstance(env, SkillStepEnv) and env.seed_pool == 2 for env in envs)
     assert all(env._plans is envs[0]._plans for env in envs) and envs[0]._plans
     assert {seed for _, seed in envs[0]._plans} <= {0, 1}
-    model.env.close()
+    for env in envs:
+        env.close()
