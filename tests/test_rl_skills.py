@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import modrl.agents.options.skill_cloning as skill_cloning
 from modrl.agents.options.skill_cloning import train_skill_library
@@ -59,6 +60,10 @@ def test_without_demonstrations_nothing_is_recorded_or_cloned_and_ppo_trains_eac
     table = (tmp_path / "results.md").read_text()
     assert table.startswith("no demonstrations: every option learned by PPO alone")
     assert "| drop | 0 | 0 | - (not cloned) |" in table
+    # PPO's own scalars go where the command's TensorBoard line points
+    (events,) = (tmp_path / "tb" / "drop").glob("events.out.tfevents.*")
+    tags = EventAccumulator(str(events)).Reload().Tags()["scalars"]
+    assert {"train/entropy_loss", "rollout/ep_rew_mean"} <= set(tags)
 
 
 def test_an_option_learned_by_ppo_alone_is_the_same_for_the_same_seed(tmp_path: Path) -> None:

@@ -181,6 +181,7 @@ def test_cli_skills_writes_a_library(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert main(["options", "skills", str(spec), "--run-dir", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "| pickup |" in out and "modrl eval" in out
+    assert "TensorBoard" not in out and not (tmp_path / "run" / "tb").exists()  # cloning only: no PPO scalars
     library = OptionLibrary.load(tmp_path / "run" / "options")
     assert library.names == ["pickup"] and library.get("pickup").config.image_shape == (9, 9, 4)
     # The run's config names its suite: the planner evaluation finds it without --suite.

@@ -44,6 +44,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from stable_baselines3 import PPO
+from stable_baselines3.common.logger import configure as configure_logger
 
 from modrl._io import atomic_write_json, atomic_write_text
 from modrl.agents.common.callbacks import EpisodeStatsCallback, ProgressCallback
@@ -150,7 +151,13 @@ def train_skill_library(config: SkillCloningConfig, run_dir: Path) -> tuple[Skil
             library.unfreeze([skill])
             episodes = EpisodeStatsCallback([skill], default_task=skill)  # the progress line's training success
             progress = ProgressCallback(episodes, total_timesteps=config.finetune_steps, every_s=30.0)
-            state.model.learn(config.finetune_steps, callback=[episodes, progress])
+            # SB3's own scalars (rollout/success_rate, train/entropy_loss, ...) for the run's TensorBoard line
+            state.model.set_logger(configure_logger(str(run_dir / "tb" / skill), ["tensorboard"]))
+            try:
+                state.model.learn(config.finetune_steps, callback=[episodes, progress])
+                state.model.logger.dump(state.model.num_timesteps)  # the last update's train/* (SB3 leaves them)
+            finally:
+                state.model.logger.close()
             _add(library, skill, state.policy.option, run_dir)
         venv = state.model.get_env()
         if venv is not None:

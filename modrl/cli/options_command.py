@@ -142,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
         set_status(run_dir, RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}")
         raise
     set_status(run_dir, RunStatus.COMPLETED, train_seconds=round(time.monotonic() - started, 1))
-    print(tensorboard_line(run_dir / "tb", run_dir.name))
+    if (run_dir / "tb").is_dir():  # skills write it only when PPO trains (finetune_steps)
+        print(tensorboard_line(run_dir / "tb", run_dir.name))
     return 0
 
 
