@@ -21,6 +21,9 @@ episode but is cut as stuck when the planner calls it.
 With ``subgoal_reward`` (``putnext`` only) a ``putnext`` call that starts with free hands or the wrong object in hand
 gains that bonus the first time the object to move is in hand: a random policy completes 0.5 % of the sequences
 suite's ``putnext`` calls but holds the box at some step in 18 %.
+With ``held_start`` (``putnext`` only) that share of the calls that start without the object in hand are handed over
+once the scripted skill has fetched it (a start-state curriculum, after Florensa et al., 2017, "Reverse curriculum
+generation for reinforcement learning"): the option also learns where to put the object from the calls' own states.
 """
 
 from __future__ import annotations
@@ -89,6 +92,37 @@ def pool_rng(spec: EnvSpec, env_seed: int) -> np.random.Generator:
     """The random scripted steps' generator of a pooled ``(env, seed)``: the same draws every time that seed is drawn,
     whichever env of a vector env draws it (seeded by the env spec's text and the seed)."""
     return np.random.default_rng([zlib.crc32(repr(spec).encode()), env_seed])
+
+
+def carries(base: Any, colour: str, kind: str) -> bool:
+    """The MiniGrid env ``base`` (unwrapped) has the agent carry an object of this type and plain colour."""
+    carried = base.carrying
+    return carried is not None and (carried.type, carried.color) == (kind, colour)
+
+
+def fetch_moved_object(env: gym.Env, skills: ScriptedSkills, target: GroundOperator, max_steps: int) -> bool | None:
+    """Step ``env`` with the scripted ``putnext`` skill of ``target`` until the object it moves is in hand: ``True``
+    once it is, ``False`` (no step taken) when it already was, ``None`` when the skill gave up, the episode ended or
+    ``max_steps`` ran out first."""
+    call = skill_call(target)
+    assert call is not None and call[0] == "putnext", "a putnext call"
+    colour, kind = call[1]
+
+    def holds() -> bool:
+        return carries(env.unwrapped, colour, kind)
+
+    if holds():
+        return False
+    for _ in range(max_steps):
+        action = skills.next_action(target)
+        if action is None:
+            return None
+        _, _, terminated, truncated, _ = env.step(action)
+        if terminated or truncated:
+            return None
+        if holds():
+            return True
+    return None
 
 
 def random_skill_steps(
@@ -200,6 +234,8 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         loop_limit: Cut the episode (truncated; every step's ``info["loop"]`` says whether it did) when one observation
             has been seen this many times, the calling one included (0: off, else >= 2; the planner's ``--loop-limit``
             is 3).
+        held_start: ``putnext`` only: the share (in ``[0, 1]``) of calls that start without the object to move in
+            hand in which the scripted skill first fetches it (``info["held_start"]`` says so); 0: none.
 
     ``info`` carries ``env_id``, ``env_seed``, ``call`` (the step's symbol), ``prefix`` (scripted steps run first) and,
     at the end, ``is_success``.
@@ -218,6 +254,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         plan_cache: PlanCache | None = None,
         subgoal_reward: float = 0.0,
         loop_limit: int = 0,
+        held_start: float = 0.0,
     ) -> None:
         check(len(env_ids) >= 1, "env_ids", "needs at least one env id")
         check_int(random_steps, "random_steps", low=0, high=MAX_EPISODE_STEPS)
@@ -235,6 +272,13 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         check(subgoal_reward == 0 or skill == "putnext", "subgoal_reward", f"is for putnext only, not {skill}")
         check_int(loop_limit, "loop_limit", low=0, high=MAX_EPISODE_STEPS)
         check(loop_limit != 1, "loop_limit", "must be 0 (off) or >= 2, got 1")
+        check(
+            isinstance(held_start, int | float) and 0.0 <= held_start <= 1.0,
+            "held_start",
+            f"must be a number in [0, 1], got {held_start!r}",
+        )
+        check(held_start == 0 or skill == "putnext", "held_start", f"is for putnext only, not {skill}")
+        self.held_start = float(held_start)
         self.env_ids, self.skill, self.view_size, self.max_steps = tuple(env_ids), skill, view_size, max_steps
         self.marker, self.random_steps, self.seed_pool = marker, random_steps, seed_pool
         self._plans: PlanCache = {} if plan_cache is None else plan_cache
@@ -324,7 +368,13 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
         target = found.steps[index]
         if target.add <= skills.observe():  # already holds: nothing to learn here
             return False
-        self._begin(env, target, {"env_id": spec_name(self.env_ids[which]), "env_seed": env_seed, "prefix": index})
+        info = {"env_id": spec_name(self.env_ids[which]), "env_seed": env_seed, "prefix": index}
+        if self.held_start and self.np_random.random() < self.held_start:
+            fetched = fetch_moved_object(env, skills, target, self.max_steps)
+            if fetched is None:
+                return False
+            info["held_start"] = fetched
+        self._begin(env, target, info)
         return True
 
     def _begin(self, env: gym.Env, target: GroundOperator, info: dict[str, Any]) -> None:
@@ -381,8 +431,7 @@ class SkillStepEnv(gym.Env[dict[str, Any], Any]):
 
     def _holds_moved_object(self) -> bool:
         """The agent carries the object the call moves (its type and plain colour)."""
-        carried = self.base.carrying
-        return carried is not None and (carried.type, carried.color) == (self._args[1], self._args[0])
+        return carries(self.base, *self._args)
 
     def _observation(self) -> dict[str, Any]:
         return skill_observation(self.base, self.view_size, self._args, marker=self.marker, targets=self._targets())

@@ -87,6 +87,10 @@ class SkillCloningConfig:
     #: PPO only: a calling-state episode that sees one observation this many times is cut as a failure, as the
     #: planner's ``--loop-limit`` cuts a stuck call (:class:`~modrl.envs.skill_env.SkillStepEnv`; 0: off, else >= 2).
     loop_limit: int = 0
+    #: PPO only: in this share of the ``putnext`` calls that start without the object to move in hand, the scripted
+    #: skill fetches it before the option takes over (a start-state curriculum, training only;
+    #: :class:`~modrl.envs.skill_env.SkillStepEnv`'s ``held_start``). 0: none.
+    putnext_held_start: float = 0.0
     #: Where PPO's calling states come from: ``full``, the calls of plans over the full grid; ``own``, the calls the
     #: planner makes when it plans from the agent's own view, exploration first
     #: (:class:`~modrl.agents.planning.own_calls.OwnViewSkillStepEnv`; needs ``random_steps: 0``). Recording, DAgger and
@@ -139,6 +143,16 @@ class SkillCloningConfig:
             "cuts PPO episodes: needs finetune_steps >= 1",
         )
         check(0 <= self.subgoal_reward <= 1, "subgoal_reward", f"must be in [0, 1], got {self.subgoal_reward}")
+        check(
+            0 <= self.putnext_held_start <= 1,
+            "putnext_held_start",
+            f"must be in [0, 1], got {self.putnext_held_start}",
+        )
+        check(
+            self.putnext_held_start == 0 or (self.finetune_steps >= 1 and self.calling_view == "full"),
+            "putnext_held_start",
+            "sets up PPO's full-grid calling states: needs finetune_steps >= 1 and calling_view: full",
+        )
         check(
             self.subgoal_reward == 0 or self.finetune_steps >= 1,
             "subgoal_reward",

@@ -53,6 +53,8 @@ def skill_env(
         subgoal_reward=config.subgoal_reward if skill == "putnext" else 0.0,
         loop_limit=config.loop_limit,
     )
+    if skill == "putnext" and config.putnext_held_start:
+        kwargs["held_start"] = config.putnext_held_start
     if config.calling_view == "own":
         return Monitor(OwnViewSkillStepEnv(env_ids, skill, call_cache=calls, **kwargs))
     return Monitor(SkillStepEnv(env_ids, skill, plan_cache=plans, **kwargs))
