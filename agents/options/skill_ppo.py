@@ -52,9 +52,8 @@ def skill_env(
         seed_pool=config.seed_pool,
         subgoal_reward=config.subgoal_reward if skill == "putnext" else 0.0,
         loop_limit=config.loop_limit,
+        held_start=config.putnext_held_start if skill == "putnext" else 0.0,
     )
-    if skill == "putnext" and config.putnext_held_start:
-        kwargs["held_start"] = config.putnext_held_start
     if config.calling_view == "own":
         return Monitor(OwnViewSkillStepEnv(env_ids, skill, call_cache=calls, **kwargs))
     return Monitor(SkillStepEnv(env_ids, skill, plan_cache=plans, **kwargs))
