@@ -12,6 +12,7 @@ it (:meth:`~NamedModuleLibrary._from_spec`). The two libraries built on it are
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -189,7 +190,7 @@ class NamedModuleLibrary(nn.Module, ABC, Generic[M]):
             "tensors_sha256": tensor_digest(tensors),
             **self._spec_metadata(name, member),
         }
-        atomic_write_bytes(path, safetensors.torch.save(tensors, metadata=metadata))
+        atomic_write_bytes(path, safetensors_bytes(tensors, metadata))
 
     def load_member(self, path: Path | str, *, name: str | None = None, trainable: bool = True) -> str:
         """Add the member saved in ``path`` (by :meth:`save_member`); no pickle involved.
@@ -330,6 +331,18 @@ def tensor_digest(state: Mapping[str, Tensor]) -> str:
         digest.update(f"{key}|{tuple(value.shape)}|{value.dtype}|".encode())
         digest.update(flat.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
+
+
+def safetensors_bytes(tensors: Mapping[str, Tensor], metadata: Mapping[str, str]) -> bytes:
+    """``safetensors.torch.save(tensors, metadata=metadata)`` with its JSON header written in sorted key order, so the
+    same tensors and metadata give the same bytes (safetensors writes the metadata map in an arbitrary order, which
+    differs from call to call; the header is re-encoded, space-padded to 8 bytes as safetensors pads it, and the
+    tensor data after it is unchanged: its offsets are relative to the header's end)."""
+    data = safetensors.torch.save(dict(tensors), metadata=dict(metadata))
+    size = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + size]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    return len(header).to_bytes(8, "little") + header + data[8 + size :]
 
 
 def safetensors_metadata(data: bytes) -> dict[str, str]:

@@ -122,6 +122,32 @@ def test_save_and_load_one_member(tmp_path: Path) -> None:
     assert name == "a" and member.size == 3
 
 
+def test_the_same_member_is_saved_to_the_same_bytes(tmp_path: Path) -> None:
+    # safetensors writes the header's metadata map in an arbitrary order (a different one nearly every call); the
+    # saved files must not differ for the same tensors and metadata, so users can compare runs by checksum
+    source = AffineLibrary()
+    source.add("a", Affine(3))
+    files = [tmp_path / f"a{i}.safetensors" for i in range(12)]
+    for path in files:
+        source.save_member("a", path)
+    assert len({path.read_bytes() for path in files}) == 1
+    data = files[0].read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    assert (8 + size) % 8 == 0  # the header stays padded to 8 bytes, as safetensors pads it
+    target = AffineLibrary()
+    target.load_member(files[0])
+    assert torch.equal(target.get("a").linear.bias, source.get("a").linear.bias)
+
+
+def test_an_option_library_is_saved_to_the_same_bytes(tmp_path: Path) -> None:
+    library = OptionLibrary()
+    library.add("go", small_option())
+    library.save(tmp_path / "one")
+    library.save(tmp_path / "two")
+    for name in ("go.safetensors", "library.json"):
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+
 def test_dry_run_refuses_shape_mismatch_before_building_for_real(tmp_path: Path) -> None:
     library = DryRunAffineLibrary()
     library.add("a", Affine(2))

@@ -30,7 +30,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
-import safetensors.torch
 import torch
 from torch import Tensor, nn
 
@@ -39,6 +38,7 @@ from modrl.agents.options.critic_config import OptionCriticConfig
 from modrl.agents.options.hier_envs import Slots, TaskSlots, stack_observations
 from modrl.agents.options.hier_ppo import EpisodeWindow, clipped_surrogate, gae, minibatches
 from modrl.agents.options.hier_results import OptionCriticResults, OptionCriticTaskEval, UpdateRecord
+from modrl.library import safetensors_bytes
 from modrl.options import EndReason, Option, OptionConfig, OptionController, OptionLibrary, OptionStats
 from modrl.options.library import LIBRARY_DIR
 from modrl.seeds import EVAL_SEED_BASE
@@ -360,7 +360,7 @@ def save_option_critic(model: OptionCriticModel, run_dir: Path, *, task_names: t
         "options": json.dumps(model.library.names),
         "tasks": json.dumps(list(task_names)),
     }
-    atomic_write_bytes(run_dir / CONTROLLER_FILE, safetensors.torch.save(tensors, metadata=metadata))
+    atomic_write_bytes(run_dir / CONTROLLER_FILE, safetensors_bytes(tensors, metadata))
 
 
 def run_option_critic(
